@@ -1,0 +1,39 @@
+import type { Config } from "../../internal/conf/load.js";
+import { openData, type DataOptions } from "../../internal/data/data.js";
+import type { Logger } from "../../internal/pkg/log/logger.js";
+import { startServers } from "../../internal/server/server.js";
+import { newKmsService } from "../../internal/service/kms.js";
+import { newUserService } from "../../internal/service/user.js";
+
+export interface App {
+  grpcPort: number;
+  httpPort: number;
+  /** Drains both ports, then closes the database (and the embedded
+   *  PostgreSQL). Resolves true when no in-flight call had to be cut. */
+  stop(): Promise<boolean>;
+}
+
+/** Builds the service from its configuration: Kratos' wire.go, by hand. */
+export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {}): Promise<App> {
+  const data = await openData(conf.data!.database!, log, opts);
+  try {
+    const servers = await startServers(
+      conf.server!,
+      [newKmsService(), newUserService()],
+      { database: data.ping },
+      log,
+    );
+    return {
+      grpcPort: servers.grpcPort,
+      httpPort: servers.httpPort,
+      stop: async () => {
+        const drained = await servers.shutdown();
+        await data.close();
+        return drained;
+      },
+    };
+  } catch (err) {
+    await data.close();
+    throw err;
+  }
+}

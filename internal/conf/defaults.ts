@@ -1,0 +1,14 @@
+// Values used when configs/config.yaml leaves a key out. Kratos' defaults for
+// the ports; everything else errs on the safe side for production.
+export const defaults = {
+  server: {
+    grpc: { addr: "0.0.0.0:9000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
+    http: { addr: "0.0.0.0:8000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
+    shutdown_timeout: "10s",
+  },
+  data: {
+    database: { source: "", pool_size: 10, migrate: "check", connect_timeout: "5s" },
+  },
+  kms: { algorithm: "AES-256-GCM", rotate_interval: "720h" },
+  log: { level: "info", format: "auto" },
+} as const;

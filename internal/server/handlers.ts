@@ -1,0 +1,39 @@
+import { create, type DescMethodUnary, type DescService, type Message } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import type { Handler, Middleware, ServiceBinding } from "../pkg/rpc/call.js";
+import { serviceError } from "./errors.js";
+
+/** A method ready to serve: its descriptors and its handler wrapped in the chain. */
+export interface Route {
+  service: DescService;
+  method: DescMethodUnary;
+  handler: Handler;
+}
+
+/**
+ * Builds one chained handler per unary method of each bound service. Both
+ * transports serve these same handlers. Methods without an implementation
+ * answer UNIMPLEMENTED (after validation, logging and metrics, like any other).
+ */
+export function buildRoutes(bindings: ServiceBinding[], middleware: Middleware): Route[] {
+  return bindings.flatMap(({ service, impl }) =>
+    service.methods
+      .filter((m): m is DescMethodUnary => m.methodKind === "unary")
+      .map((method) => {
+        const fn = (impl as Record<string, unknown>)[method.localName] as
+          | ((req: Message, call: unknown) => Promise<Record<string, unknown>>)
+          | undefined;
+        const inner: Handler = fn
+          ? async (call) => create(method.output, await fn(call.request, call))
+          : async (call) => {
+              throw serviceError(
+                call.service,
+                Code.Unimplemented,
+                "NOT_IMPLEMENTED",
+                `${service.typeName}.${method.name} is not implemented yet`,
+              );
+            };
+        return { service, method, handler: middleware(inner) };
+      }),
+  );
+}

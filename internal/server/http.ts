@@ -1,0 +1,108 @@
+import { createServer as createHttp1Server } from "node:http";
+import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import { createServer as createNetServer, type Socket } from "node:net";
+import type { DescMethodUnary } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { applyCors } from "./cors.js";
+import type { Route } from "./handlers.js";
+import { plainRoutes, type PlainRoutes } from "./http_routes.js";
+
+export interface HttpServerOptions extends PlainRoutes {
+  addr: string;
+  maxRequestBytes: number;
+  corsAllowedOrigins: readonly string[];
+  routes: Route[];
+}
+
+export interface HttpServer {
+  port: number;
+  /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`,
+   *  then closes what is left; true when nothing had to be cut. */
+  shutdown(timeoutMs: number): Promise<boolean>;
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+
+/**
+ * The HTTP port: Connect (JSON and binary), gRPC-Web and gRPC through
+ * connect-node, plus /healthz, /readyz and /metrics. Browsers speak HTTP/1.1
+ * and servers often h2c (prior knowledge) on the same port, so each
+ * connection is handed to the HTTP/1.1 or HTTP/2 server by its first bytes.
+ */
+export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
+  const connect = connectNodeAdapter({
+    readMaxBytes: opts.maxRequestBytes,
+    routes: (router) => {
+      for (const route of opts.routes) router.rpc(route.method, connectImpl(route));
+    },
+    fallback: plainRoutes(opts),
+  });
+  const handler: typeof connect = (req, res) => {
+    if (applyCors(opts.corsAllowedOrigins, req, res)) return;
+    connect(req, res);
+  };
+  const http1 = createHttp1Server(handler);
+  const http2 = createHttp2Server({}, handler);
+  const sockets = new Set<Socket>();
+  const sessions = new Set<Http2Session>();
+  http2.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
+
+  const listener = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.once("data", (first) => {
+      socket.pause();
+      socket.unshift(first);
+      const h2 = first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
+      (h2 ? http2 : http1).emit("connection", socket);
+      process.nextTick(() => socket.resume());
+    });
+  });
+  const { host, port } = splitAddr(opts.addr);
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", (err) => reject(new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`)));
+    listener.listen(port, host, resolve);
+  });
+  const address = listener.address();
+
+  return {
+    port: typeof address === "object" && address ? address.port : port,
+    shutdown: async (timeoutMs) => {
+      listener.close();
+      http1.close();
+      for (const session of sessions) session.close();
+      const due = Date.now() + timeoutMs;
+      while (sockets.size > 0 && Date.now() < due) {
+        http1.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const drained = sockets.size === 0;
+      for (const socket of sockets) socket.destroy();
+      return drained;
+    },
+  };
+}
+
+function connectImpl(route: Route) {
+  return (request: unknown, ctx: HandlerContext) => {
+    const timeout = ctx.timeoutMs();
+    return route.handler({
+      service: route.service,
+      method: route.method as DescMethodUnary,
+      request: request as never,
+      signal: ctx.signal,
+      deadline: timeout === undefined ? undefined : Date.now() + timeout,
+      transport: "connect",
+      requestHeader: ctx.requestHeader,
+    });
+  };
+}
+
+function splitAddr(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(":");
+  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(addr.slice(i + 1)) };
+}

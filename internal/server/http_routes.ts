@@ -1,0 +1,60 @@
+import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import type { Registry } from "prom-client";
+
+type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+export type Request = Parameters<NodeHandler>[0];
+export type Response = Parameters<NodeHandler>[1];
+
+/** A named readiness check: resolves when ready, throws a reason otherwise. */
+export type ReadinessCheck = () => Promise<void>;
+
+export interface PlainRoutes {
+  readiness: Record<string, ReadinessCheck>;
+  registry: Registry;
+  /** True once shutdown began: /readyz then answers 503. */
+  stopping: () => boolean;
+}
+
+/**
+ * The plain HTTP endpoints beside Connect: GET /healthz (the process is
+ * alive), GET /readyz (every readiness check passes), GET /metrics
+ * (Prometheus). Anything else is 404.
+ */
+export function plainRoutes(routes: PlainRoutes) {
+  return async (req: Request, res: Response): Promise<void> => {
+    const path = (req.url ?? "/").split("?")[0];
+    const get = req.method === "GET" || req.method === "HEAD";
+    if (get && path === "/healthz") return json(res, 200, { status: "ok" });
+    if (get && path === "/readyz") {
+      const { ready, checks } = await readiness(routes);
+      return json(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks });
+    }
+    if (get && path === "/metrics") {
+      const body = await routes.registry.metrics();
+      res.writeHead(200, { "content-type": routes.registry.contentType });
+      res.end(body);
+      return;
+    }
+    json(res, 404, { error: "not found", path });
+  };
+}
+
+async function readiness(routes: PlainRoutes) {
+  if (routes.stopping()) return { ready: false, checks: { server: "shutting down" } };
+  const entries = await Promise.all(
+    Object.entries(routes.readiness).map(async ([name, check]) => {
+      try {
+        await check();
+        return [name, "ok"] as const;
+      } catch (err) {
+        return [name, (err as Error).message] as const;
+      }
+    }),
+  );
+  return { ready: entries.every(([, v]) => v === "ok"), checks: Object.fromEntries(entries) };
+}
+
+function json(res: Response, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(JSON.stringify(body));
+}

@@ -1,0 +1,32 @@
+import { Code } from "@connectrpc/connect";
+import type { Call, Middleware } from "../../pkg/rpc/call.js";
+import { serviceError } from "../errors.js";
+
+/**
+ * Bounds each call by the earlier of the client's deadline and the server's
+ * timeout. The handler sees the bound through `call.signal`; when it passes,
+ * the client gets DEADLINE_EXCEEDED without waiting for the handler.
+ */
+export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Middleware {
+  return (next) => async (call) => {
+    const due = Math.min(call.deadline ?? Infinity, Date.now() + serverTimeoutMs[call.transport]);
+    const controller = new AbortController();
+    const expired = serviceError(call.service, Code.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded");
+    const onClientAbort = () => controller.abort(call.signal.reason);
+    call.signal.addEventListener("abort", onClientAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      const fire = () => {
+        controller.abort(expired);
+        reject(expired);
+      };
+      timer = setTimeout(fire, Math.max(0, due - Date.now()));
+    });
+    try {
+      return await Promise.race([next({ ...call, signal: controller.signal }), timeout]);
+    } finally {
+      clearTimeout(timer);
+      call.signal.removeEventListener("abort", onClientAbort);
+    }
+  };
+}

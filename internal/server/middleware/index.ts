@@ -1,0 +1,21 @@
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import type { Server } from "../../conf/conf_pb.js";
+import type { Logger } from "../../pkg/log/logger.js";
+import { chain, type Middleware } from "../../pkg/rpc/call.js";
+import type { RpcMetrics } from "../metrics.js";
+import { deadline } from "./deadline.js";
+import { logging } from "./logging.js";
+import { metrics } from "./metrics.js";
+import { recovery } from "./recovery.js";
+import { validation } from "./validation.js";
+
+/**
+ * The one middleware chain both transports run, outermost first: metrics and
+ * the request log see the final code; recovery maps every failure to a coded
+ * error; the deadline bounds the rest; validation guards the handler.
+ */
+export function middlewareChain(conf: Server, log: Logger, rpc: RpcMetrics): Middleware {
+  const grpcMs = conf.grpc?.timeout ? durationMs(conf.grpc.timeout) : 30_000;
+  const httpMs = conf.http?.timeout ? durationMs(conf.http.timeout) : 30_000;
+  return chain(metrics(rpc), logging(log), recovery(log), deadline({ grpc: grpcMs, connect: httpMs }), validation());
+}

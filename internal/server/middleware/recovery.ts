@@ -1,0 +1,23 @@
+import type { Logger } from "../../pkg/log/logger.js";
+import type { Middleware } from "../../pkg/rpc/call.js";
+import { toConnectError } from "../errors.js";
+
+/**
+ * Turns every failure into a ConnectError with a reason. Unexpected faults
+ * are logged here with their stack and reach the client only as
+ * "internal error": no internals leak.
+ */
+export function recovery(log: Logger): Middleware {
+  return (next) => async (call) => {
+    try {
+      return await next(call);
+    } catch (err) {
+      throw toConnectError(err, call.service, (fault) =>
+        log.error(
+          { err: fault, rpc: `${call.service.typeName}/${call.method.name}` },
+          "unexpected fault in handler",
+        ),
+      );
+    }
+  };
+}

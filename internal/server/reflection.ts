@@ -1,0 +1,139 @@
+import {
+  create,
+  createRegistry,
+  toBinary,
+  type DescFile,
+  type MessageInitShape,
+  type Registry,
+} from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import type * as grpc from "@grpc/grpc-js";
+import { grpcDefinition } from "./grpc_adapter.js";
+import {
+  ServerReflection,
+  ServerReflectionResponseSchema,
+  type ServerReflectionRequest,
+  type ServerReflectionResponse,
+} from "../../third_party/grpc/reflection/v1/reflection_pb.js";
+
+const NOT_FOUND = 5;
+
+/**
+ * gRPC server reflection (v1, and v1alpha on the same messages) answered from
+ * the generated protobuf-es descriptors: every file is sent with all its
+ * imports, custom options included, so a client can resolve every type from
+ * reflection alone.
+ */
+export function addReflection(server: grpc.Server, files: DescFile[], serviceNames: string[]): void {
+  const index = indexFiles(files);
+  const handler = reflectionHandler(index, [...serviceNames, ServerReflection.typeName]);
+  for (const typeName of [ServerReflection.typeName, "grpc.reflection.v1alpha.ServerReflection"]) {
+    server.addService(grpcDefinition(ServerReflection, typeName), {
+      [ServerReflection.method.serverReflectionInfo.localName]: handler,
+    });
+  }
+}
+
+interface Index {
+  files: Map<string, DescFile>;
+  registry: Registry;
+}
+
+function indexFiles(roots: DescFile[]): Index {
+  const files = new Map<string, DescFile>();
+  const visit = (f: DescFile) => {
+    if (files.has(f.proto.name)) return;
+    files.set(f.proto.name, f);
+    f.dependencies.forEach(visit);
+  };
+  roots.forEach(visit);
+  return { files, registry: createRegistry(...files.values()) };
+}
+
+type Answer = MessageInitShape<typeof ServerReflectionResponseSchema>["messageResponse"];
+
+function reflectionHandler(
+  index: Index,
+  serviceNames: string[],
+): grpc.handleBidiStreamingCall<ServerReflectionRequest, ServerReflectionResponse> {
+  return (stream) => {
+    stream.on("data", (request: ServerReflectionRequest) => {
+      const response = create(ServerReflectionResponseSchema, {
+        validHost: request.host,
+        originalRequest: request,
+        messageResponse: answer(index, serviceNames, request),
+      });
+      stream.write(response);
+    });
+    stream.on("end", () => stream.end());
+    stream.on("error", () => stream.end());
+  };
+}
+
+function answer(index: Index, serviceNames: string[], request: ServerReflectionRequest): Answer {
+  const { registry } = index;
+  const q = request.messageRequest;
+  switch (q.case) {
+    case "listServices":
+      return {
+        case: "listServicesResponse",
+        value: { service: serviceNames.map((name) => ({ name })) },
+      };
+    case "fileByFilename":
+      return files(index.files.get(q.value), `file ${q.value}`);
+    case "fileContainingSymbol":
+      return files(fileOfSymbol(registry, q.value), `symbol ${q.value}`);
+    case "fileContainingExtension": {
+      const ext = extensionsOf(registry, q.value.containingType).find(
+        (e) => e.number === q.value.extensionNumber,
+      );
+      return files(ext?.file, `extension ${q.value.containingType}:${q.value.extensionNumber}`);
+    }
+    case "allExtensionNumbersOfType": {
+      if (!registry.getMessage(q.value)) return notFound(`type ${q.value}`);
+      const numbers = extensionsOf(registry, q.value).map((e) => e.number);
+      return {
+        case: "allExtensionNumbersResponse",
+        value: { baseTypeName: q.value, extensionNumber: numbers },
+      };
+    }
+    default:
+      return { case: "errorResponse", value: { errorCode: 3, errorMessage: "empty request" } };
+  }
+}
+
+function fileOfSymbol(registry: Registry, symbol: string): DescFile | undefined {
+  const desc = registry.get(symbol);
+  if (desc) return desc.file;
+  // Methods are not registry entries: "pkg.Service.Method" -> its service's file.
+  const parent = registry.getService(symbol.slice(0, symbol.lastIndexOf(".")));
+  const method = symbol.slice(symbol.lastIndexOf(".") + 1);
+  return parent?.methods.some((m) => m.name === method) ? parent.file : undefined;
+}
+
+function extensionsOf(registry: Registry, typeName: string) {
+  const found = [];
+  for (const desc of registry) {
+    if (desc.kind === "extension" && desc.extendee.typeName === typeName) found.push(desc);
+  }
+  return found;
+}
+
+function files(file: DescFile | undefined, what: string): Answer {
+  if (!file) return notFound(what);
+  const ordered: DescFile[] = [];
+  const visit = (f: DescFile) => {
+    if (ordered.includes(f)) return;
+    ordered.push(f);
+    f.dependencies.forEach(visit);
+  };
+  visit(file);
+  return {
+    case: "fileDescriptorResponse",
+    value: { fileDescriptorProto: ordered.map((f) => toBinary(FileDescriptorProtoSchema, f.proto)) },
+  };
+}
+
+function notFound(what: string): Answer {
+  return { case: "errorResponse", value: { errorCode: NOT_FOUND, errorMessage: `${what} not found` } };
+}

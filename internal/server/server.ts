@@ -1,0 +1,59 @@
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import type { Server } from "../conf/conf_pb.js";
+import type { Logger } from "../pkg/log/logger.js";
+import type { ServiceBinding } from "../pkg/rpc/call.js";
+import { startGrpcServer } from "./grpc.js";
+import { buildRoutes } from "./handlers.js";
+import { startHttpServer } from "./http.js";
+import type { ReadinessCheck } from "./http_routes.js";
+import { createMetrics } from "./metrics.js";
+import { middlewareChain } from "./middleware/index.js";
+
+export interface Servers {
+  grpcPort: number;
+  httpPort: number;
+  /** Stops both ports, letting in-flight calls finish within the
+   *  configured shutdown_timeout; true when none had to be cut. */
+  shutdown(): Promise<boolean>;
+}
+
+/** Starts the gRPC and HTTP ports serving the same chained handlers. */
+export async function startServers(
+  conf: Server,
+  bindings: ServiceBinding[],
+  readiness: Record<string, ReadinessCheck>,
+  log: Logger,
+): Promise<Servers> {
+  const { registry, rpc } = createMetrics();
+  const routes = buildRoutes(bindings, middlewareChain(conf, log, rpc));
+  let stopping = false;
+  const grpc = await startGrpcServer({
+    addr: conf.grpc!.addr,
+    maxRequestBytes: conf.grpc!.maxRequestBytes,
+    services: bindings.map((b) => b.service),
+    routes,
+  });
+  const http = await startHttpServer({
+    addr: conf.http!.addr,
+    maxRequestBytes: conf.http!.maxRequestBytes,
+    corsAllowedOrigins: conf.http!.corsAllowedOrigins,
+    routes,
+    readiness,
+    registry,
+    stopping: () => stopping,
+  }).catch(async (err: unknown) => {
+    await grpc.shutdown(0);
+    throw err;
+  });
+  log.info({ grpc: grpc.port, http: http.port }, "listening: gRPC and HTTP (Connect, gRPC-Web)");
+  const timeoutMs = conf.shutdownTimeout ? durationMs(conf.shutdownTimeout) : 10_000;
+  return {
+    grpcPort: grpc.port,
+    httpPort: http.port,
+    shutdown: async () => {
+      stopping = true;
+      const [a, b] = await Promise.all([grpc.shutdown(timeoutMs), http.shutdown(timeoutMs)]);
+      return a && b;
+    },
+  };
+}
