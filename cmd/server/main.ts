@@ -49,7 +49,10 @@ async function run(conf: Config, log: Logger): Promise<void> {
     log.info({ signal }, "shutting down: draining in-flight calls");
     try {
       const drained = await app.stop();
-      log.info({ drained }, drained ? "stopped" : "stopped after cutting calls past shutdown_timeout");
+      log.info(
+        { drained },
+        drained ? "stopped" : "stopped after cutting calls past shutdown_timeout",
+      );
       process.exitCode = drained ? 0 : 1;
     } catch (err) {
       log.error({ err: { message: (err as Error).message } }, "shutdown failed");

@@ -1,7 +1,7 @@
 const unitSeconds: Record<string, number> = {
   ns: 1e-9,
   us: 1e-6,
-  "µs": 1e-6,
+  µs: 1e-6,
   ms: 1e-3,
   s: 1,
   m: 60,
@@ -19,6 +19,7 @@ const term = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
 export function toProtoDuration(value: unknown): unknown {
   if (typeof value !== "string" || !goDuration.test(value)) return value;
   let seconds = 0;
-  for (const [, amount, unit] of value.matchAll(term)) seconds += Number(amount) * unitSeconds[unit!]!;
+  for (const [, amount, unit] of value.matchAll(term))
+    seconds += Number(amount) * unitSeconds[unit!]!;
   return `${Number(seconds.toFixed(9))}s`;
 }

@@ -6,7 +6,11 @@ type Tree = Record<string, unknown>;
 const overrides: { env: string; path: string[]; clears?: string[] }[] = [
   { env: "DATABASE_URL", path: ["data", "database", "source"] },
   { env: "KMS_ROOT_KEY", path: ["kms", "root_key"], clears: ["root_key_file", "seed", "salt"] },
-  { env: "KMS_ROOT_KEY_FILE", path: ["kms", "root_key_file"], clears: ["root_key", "seed", "salt"] },
+  {
+    env: "KMS_ROOT_KEY_FILE",
+    path: ["kms", "root_key_file"],
+    clears: ["root_key", "seed", "salt"],
+  },
   { env: "LOG_LEVEL", path: ["log", "level"] },
 ];
 

@@ -27,7 +27,9 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new ConfigError(`config ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw new ConfigError(
+      `config ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
   }
   let parsed: unknown;
   try {

@@ -21,7 +21,11 @@ export interface DataOptions {
   workDir?: string;
 }
 
-export async function openData(conf: Data_Database, log: Logger, opts: DataOptions = {}): Promise<Data> {
+export async function openData(
+  conf: Data_Database,
+  log: Logger,
+  opts: DataOptions = {},
+): Promise<Data> {
   let embedded: EmbeddedPostgres | undefined;
   let source = conf.source;
   if (!source) {
@@ -36,7 +40,9 @@ export async function openData(conf: Data_Database, log: Logger, opts: DataOptio
   });
   // An idle client's connection error is reported here, not to a caller;
   // without a listener it would crash the process.
-  pool.on("error", (err) => log.warn({ err: { message: err.message } }, "idle database connection failed"));
+  pool.on("error", (err) =>
+    log.warn({ err: { message: err.message } }, "idle database connection failed"),
+  );
   const close = async () => {
     await pool.end();
     await embedded?.stop();
@@ -51,7 +57,10 @@ export async function openData(conf: Data_Database, log: Logger, opts: DataOptio
     throw new Error(`database ${describe(source)} unreachable: ${(err as Error).message}`);
   }
   const kind = embedded ? "embedded" : "external";
-  log.info({ database: describe(source), kind, dataDir: embedded?.dataDir }, `using ${kind} PostgreSQL`);
+  log.info(
+    { database: describe(source), kind, dataDir: embedded?.dataDir },
+    `using ${kind} PostgreSQL`,
+  );
   return { pool, kind, ping, close };
 }
 

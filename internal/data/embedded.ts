@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Logger } from "../pkg/log/logger.js";
 
 export interface EmbeddedPostgres {
@@ -16,16 +16,25 @@ export interface EmbeddedPostgres {
  * in `<baseDir>/postgres`, listening on a free loopback port. The cluster is
  * created on first use with a random superuser password kept beside it.
  */
-export async function startEmbeddedPostgres(baseDir: string, log: Logger): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  baseDir: string,
+  log: Logger,
+): Promise<EmbeddedPostgres> {
   const dataDir = resolve(baseDir, "postgres");
   const passwordFile = resolve(baseDir, "postgres.password");
   // Traversable: as root, PostgreSQL runs as the `postgres` user and must reach
   // its cluster directory. The password file itself is private.
   mkdirSync(baseDir, { recursive: true, mode: 0o755 });
+  if (process.getuid?.() === 0) {
+    chmodSync(baseDir, 0o755);
+    assertTraversable(baseDir);
+  }
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   if (fresh) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   if (!existsSync(passwordFile)) {
-    throw new Error(`embedded PostgreSQL: ${passwordFile} is missing; remove ${dataDir} to start over`);
+    throw new Error(
+      `embedded PostgreSQL: ${passwordFile} is missing; remove ${dataDir} to start over`,
+    );
   }
   const password = readFileSync(passwordFile, "utf8").trim();
   const port = await freePort();
@@ -44,7 +53,8 @@ export async function startEmbeddedPostgres(baseDir: string, log: Logger): Promi
     initdbFlags: ["--encoding=UTF8", "--no-instructions"],
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
     onLog: (message: string) => log.debug({ postgres: message.trim() }, "embedded postgres"),
-    onError: (message: unknown) => log.debug({ postgres: String(message).trim() }, "embedded postgres"),
+    onError: (message: unknown) =>
+      log.debug({ postgres: String(message).trim() }, "embedded postgres"),
   });
   if (fresh) {
     log.info({ dataDir }, "initialising embedded PostgreSQL cluster");
@@ -79,6 +89,21 @@ async function importWithoutProcessHooks() {
     }
   }
   return mod.default;
+}
+
+// As root, PostgreSQL runs as the `postgres` user, which must be able to walk
+// down to the cluster; a private parent (e.g. a 0700 home) stops initdb with
+// a bare "Permission denied". Say what to do instead.
+function assertTraversable(dir: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) {
+      throw new Error(
+        `embedded PostgreSQL runs as user "postgres" when started as root, and cannot enter ${d}: ` +
+          `run from a directory others may traverse (chmod o+x ${d}), run as another user, or set DATABASE_URL`,
+      );
+    }
+    if (dirname(d) === d) return;
+  }
 }
 
 function freePort(): Promise<number> {

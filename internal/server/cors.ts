@@ -8,7 +8,8 @@ import type { Request, Response } from "./http_routes.js";
  */
 export function applyCors(allowed: readonly string[], req: Request, res: Response): boolean {
   const origin = req.headers.origin;
-  if (typeof origin !== "string" || !(allowed.includes("*") || allowed.includes(origin))) return false;
+  if (typeof origin !== "string" || !(allowed.includes("*") || allowed.includes(origin)))
+    return false;
   res.setHeader("access-control-allow-origin", origin);
   res.setHeader("vary", "Origin");
   res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));

@@ -28,11 +28,7 @@ const codes: Record<ErrorCode, Code> = {
 
 /** Reasons every API package declares in its error_reason.proto. */
 export type CommonReason =
-  | "VALIDATION_FAILED"
-  | "INTERNAL"
-  | "NOT_IMPLEMENTED"
-  | "DEADLINE_EXCEEDED"
-  | "UNAVAILABLE";
+  "VALIDATION_FAILED" | "INTERNAL" | "NOT_IMPLEMENTED" | "DEADLINE_EXCEEDED" | "UNAVAILABLE";
 
 export interface ExtraDetail {
   desc: DescMessage;
@@ -84,7 +80,9 @@ export function toConnectError(
 
 /** gRPC's canonical name of a code (INVALID_ARGUMENT), for logs and metrics. */
 export function codeName(code: Code): string {
-  return code === Code.Canceled ? "CANCELLED" : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  return code === Code.Canceled
+    ? "CANCELLED"
+    : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }
 
 /** The grpc-js status for a ConnectError: code, message and rich details. */

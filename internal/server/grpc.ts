@@ -44,7 +44,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.addr, grpc.ServerCredentials.createInsecure(), (err, bound) =>
-      err ? reject(new Error(`gRPC server cannot listen on ${opts.addr}: ${err.message}`)) : resolve(bound),
+      err
+        ? reject(new Error(`gRPC server cannot listen on ${opts.addr}: ${err.message}`))
+        : resolve(bound),
     ),
   );
 

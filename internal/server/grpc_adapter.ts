@@ -1,4 +1,10 @@
-import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import {
+  fromBinary,
+  toBinary,
+  type DescMethod,
+  type DescService,
+  type Message,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import type { Route } from "./handlers.js";
@@ -9,17 +15,25 @@ import { serviceError, toGrpcStatus } from "./errors.js";
 // to the shared chained handlers; it implements nothing itself.
 
 /** grpc-js definition of a service, for servers and clients alike. */
-export function grpcDefinition(service: DescService, typeName = service.typeName): grpc.ServiceDefinition {
+export function grpcDefinition(
+  service: DescService,
+  typeName = service.typeName,
+): grpc.ServiceDefinition {
   return Object.fromEntries(
     service.methods.map((method) => [method.localName, methodDefinition(method, typeName)]),
   );
 }
 
-function methodDefinition(method: DescMethod, typeName: string): grpc.MethodDefinition<Message, Message> {
+function methodDefinition(
+  method: DescMethod,
+  typeName: string,
+): grpc.MethodDefinition<Message, Message> {
   return {
     path: `/${typeName}/${method.name}`,
-    requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
-    responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    requestStream:
+      method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+    responseStream:
+      method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     requestSerialize: (m) => Buffer.from(toBinary(method.input, m)),
     requestDeserialize: (b) => fromBinary(method.input, b),
     responseSerialize: (m) => Buffer.from(toBinary(method.output, m)),
@@ -29,7 +43,10 @@ function methodDefinition(method: DescMethod, typeName: string): grpc.MethodDefi
 }
 
 /** The grpc-js implementation object serving a service's routes. */
-export function grpcImplementation(service: DescService, routes: Route[]): grpc.UntypedServiceImplementation {
+export function grpcImplementation(
+  service: DescService,
+  routes: Route[],
+): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const route of routes.filter((r) => r.service === service)) {
     impl[route.method.localName] = unaryHandler(route);
@@ -40,7 +57,9 @@ export function grpcImplementation(service: DescService, routes: Route[]): grpc.
 function unaryHandler(route: Route): grpc.handleUnaryCall<Message, Message> {
   return (call, callback) => {
     const controller = new AbortController();
-    call.on("cancelled", () => controller.abort(new ConnectError("client cancelled", Code.Canceled)));
+    call.on("cancelled", () =>
+      controller.abort(new ConnectError("client cancelled", Code.Canceled)),
+    );
     const due = call.getDeadline();
     const deadline = typeof due === "number" ? due : due.getTime();
     route

@@ -21,8 +21,7 @@ export function buildRoutes(bindings: ServiceBinding[], middleware: Middleware):
       .filter((m): m is DescMethodUnary => m.methodKind === "unary")
       .map((method) => {
         const fn = (impl as Record<string, unknown>)[method.localName] as
-          | ((req: Message, call: unknown) => Promise<Record<string, unknown>>)
-          | undefined;
+          ((req: Message, call: unknown) => Promise<Record<string, unknown>>) | undefined;
         const inner: Handler = fn
           ? async (call) => create(method.output, await fn(call.request, call))
           : async (call) => {

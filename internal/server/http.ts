@@ -64,7 +64,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   });
   const { host, port } = splitAddr(opts.addr);
   await new Promise<void>((resolve, reject) => {
-    listener.once("error", (err) => reject(new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`)));
+    listener.once("error", (err) =>
+      reject(new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`)),
+    );
     listener.listen(port, host, resolve);
   });
   const address = listener.address();

@@ -24,7 +24,11 @@ const NOT_FOUND = 5;
  * imports, custom options included, so a client can resolve every type from
  * reflection alone.
  */
-export function addReflection(server: grpc.Server, files: DescFile[], serviceNames: string[]): void {
+export function addReflection(
+  server: grpc.Server,
+  files: DescFile[],
+  serviceNames: string[],
+): void {
   const index = indexFiles(files);
   const handler = reflectionHandler(index, [...serviceNames, ServerReflection.typeName]);
   for (const typeName of [ServerReflection.typeName, "grpc.reflection.v1alpha.ServerReflection"]) {
@@ -121,19 +125,26 @@ function extensionsOf(registry: Registry, typeName: string) {
 
 function files(file: DescFile | undefined, what: string): Answer {
   if (!file) return notFound(what);
+  // Imports before the files that import them, so even a client that builds
+  // descriptors one by one in the order received can resolve every type.
   const ordered: DescFile[] = [];
   const visit = (f: DescFile) => {
     if (ordered.includes(f)) return;
-    ordered.push(f);
     f.dependencies.forEach(visit);
+    ordered.push(f);
   };
   visit(file);
   return {
     case: "fileDescriptorResponse",
-    value: { fileDescriptorProto: ordered.map((f) => toBinary(FileDescriptorProtoSchema, f.proto)) },
+    value: {
+      fileDescriptorProto: ordered.map((f) => toBinary(FileDescriptorProtoSchema, f.proto)),
+    },
   };
 }
 
 function notFound(what: string): Answer {
-  return { case: "errorResponse", value: { errorCode: NOT_FOUND, errorMessage: `${what} not found` } };
+  return {
+    case: "errorResponse",
+    value: { errorCode: NOT_FOUND, errorMessage: `${what} not found` },
+  };
 }

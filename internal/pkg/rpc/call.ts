@@ -1,4 +1,10 @@
-import type { DescMethodUnary, DescService, Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type {
+  DescMethodUnary,
+  DescService,
+  Message,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
 
 /** One unary RPC as the middleware chain sees it, whichever transport carried it. */
 export interface Call {

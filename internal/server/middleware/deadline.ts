@@ -11,7 +11,12 @@ export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Mi
   return (next) => async (call) => {
     const due = Math.min(call.deadline ?? Infinity, Date.now() + serverTimeoutMs[call.transport]);
     const controller = new AbortController();
-    const expired = serviceError(call.service, Code.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded");
+    const expired = serviceError(
+      call.service,
+      Code.DeadlineExceeded,
+      "DEADLINE_EXCEEDED",
+      "deadline exceeded",
+    );
     const onClientAbort = () => controller.abort(call.signal.reason);
     call.signal.addEventListener("abort", onClientAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;

@@ -17,5 +17,11 @@ import { validation } from "./validation.js";
 export function middlewareChain(conf: Server, log: Logger, rpc: RpcMetrics): Middleware {
   const grpcMs = conf.grpc?.timeout ? durationMs(conf.grpc.timeout) : 30_000;
   const httpMs = conf.http?.timeout ? durationMs(conf.http.timeout) : 30_000;
-  return chain(metrics(rpc), logging(log), recovery(log), deadline({ grpc: grpcMs, connect: httpMs }), validation());
+  return chain(
+    metrics(rpc),
+    logging(log),
+    recovery(log),
+    deadline({ grpc: grpcMs, connect: httpMs }),
+    validation(),
+  );
 }

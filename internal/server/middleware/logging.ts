@@ -18,7 +18,12 @@ export function logging(log: Logger): Middleware {
     } finally {
       const ms = Math.round((performance.now() - started) * 1000) / 1000;
       log.info(
-        { rpc: `${call.service.typeName}/${call.method.name}`, transport: call.transport, code, ms },
+        {
+          rpc: `${call.service.typeName}/${call.method.name}`,
+          transport: call.transport,
+          code,
+          ms,
+        },
         "rpc",
       );
     }

@@ -1,0 +1,30 @@
+import { parseConfig, type Config } from "../../internal/conf/load.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
+import { wireApp, type App } from "../../cmd/server/wire.js";
+
+/** A throwaway 32-byte root key, base64. */
+export const testRootKey = Buffer.alloc(32, 7).toString("base64");
+
+/** Config for a server on free loopback ports against `databaseUrl`. */
+export function testConfig(databaseUrl: string, extra: Record<string, unknown> = {}): Config {
+  return parseConfig(
+    {
+      server: {
+        grpc: { addr: "127.0.0.1:0" },
+        http: { addr: "127.0.0.1:0", cors_allowed_origins: ["http://localhost:5173"] },
+        shutdown_timeout: "5s",
+      },
+      data: { database: { source: databaseUrl, migrate: "off" } },
+      kms: { root_key: testRootKey },
+      log: { level: "silent" },
+      ...extra,
+    },
+    "test",
+  );
+}
+
+/** The real service, in process, on ephemeral ports. */
+export async function startTestApp(databaseUrl: string): Promise<App> {
+  const conf = testConfig(databaseUrl);
+  return wireApp(conf, createLogger({ level: "silent", format: "json" }));
+}

@@ -1,0 +1,68 @@
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { createRequire } from "node:module";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const root = resolve(import.meta.dirname, "../..");
+const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+
+export interface ServerProcess {
+  child: ChildProcessWithoutNullStreams;
+  /** Everything written to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the first output line matching, rejects if the process exits first. */
+  waitFor(pattern: RegExp): Promise<string>;
+  /** Resolves with the exit code (or the signal name). */
+  exited: Promise<number | string>;
+}
+
+/** Runs cmd/server/main.ts as its own process, as `npm start` would. */
+export function spawnServer(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): ServerProcess {
+  const env = { ...process.env, ...opts.env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+  const child = spawn(
+    process.execPath,
+    ["--import", tsx, resolve(root, "cmd/server/main.ts"), ...args],
+    {
+      cwd: opts.cwd ?? root,
+      env,
+    },
+  );
+  let out = "";
+  const waiters: { pattern: RegExp; resolve: (l: string) => void; reject: (e: Error) => void }[] =
+    [];
+  const onData = (chunk: Buffer) => {
+    out += chunk.toString();
+    for (const w of [...waiters]) {
+      const line = out.split("\n").find((l) => w.pattern.test(l));
+      if (line !== undefined) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  };
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
+  const exited = new Promise<number | string>((res) =>
+    child.on("exit", (code, signal) => {
+      for (const w of waiters.splice(0))
+        w.reject(new Error(`process exited (${code ?? signal}) before ${w.pattern}:\n${out}`));
+      res(code ?? signal ?? -1);
+    }),
+  );
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor: (pattern) =>
+      new Promise((resolveLine, reject) => {
+        const line = out.split("\n").find((l) => pattern.test(l));
+        if (line !== undefined) return resolveLine(line);
+        if (child.exitCode !== null) return reject(new Error(`process already exited:\n${out}`));
+        waiters.push({ pattern, resolve: resolveLine, reject });
+      }),
+  };
+}

@@ -1,0 +1,150 @@
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect as http2Connect, constants } from "node:http2";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { toBinary, create } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
+import { testRootKey } from "../helpers/app.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { spawnServer } from "../helpers/process.js";
+
+let db: TestDatabase;
+let dir: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dir = mkdtempSync(join(tmpdir(), "kbts-proc-"));
+});
+
+afterAll(async () => {
+  await db?.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function writeConfig(name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, body);
+  return path;
+}
+
+const baseConfig = (source: string) => `
+server:
+  grpc: { addr: "127.0.0.1:0" }
+  http: { addr: "127.0.0.1:0" }
+  shutdown_timeout: 20s
+data:
+  database: { source: "${source}", migrate: "off" }
+kms:
+  root_key: "${testRootKey}"
+log: { level: info, format: json }
+`;
+
+const noDbEnv = { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined, KMS_ROOT_KEY_FILE: undefined };
+
+describe("start-up", () => {
+  it("refuses a bad config with one line naming the field, exit code 2", async () => {
+    const conf = writeConfig(
+      "bad.yaml",
+      baseConfig(db.url).replace('migrate: "off"', 'migrate: "sideways"'),
+    );
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    expect(await server.exited).toBe(2);
+    const lines = server.output().trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("data.database.migrate");
+  });
+
+  it("refuses an unknown key, naming where it is", async () => {
+    const conf = writeConfig(
+      "unknown.yaml",
+      baseConfig(db.url).replace(
+        "shutdown_timeout: 20s",
+        "shutdown_timeout: 20s\n  shutdown_timeuot: 1s",
+      ),
+    );
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    expect(await server.exited).toBe(2);
+    expect(server.output().trim()).toMatch(/^config .*: server\.shutdown_timeuot: unknown field/);
+  });
+
+  it("names an unreachable database without its password, exit code 1", async () => {
+    const conf = writeConfig(
+      "unreachable.yaml",
+      baseConfig("postgres://app:s3cr3t-pw@127.0.0.1:1/nowhere"),
+    );
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    expect(await server.exited).toBe(1);
+    expect(server.output()).toContain("127.0.0.1:1/nowhere");
+    expect(server.output()).not.toContain("s3cr3t-pw");
+  });
+
+  it("starts the embedded PostgreSQL under .data/ when no database is configured, and stops it on SIGTERM", async () => {
+    const work = mkdtempSync(join(tmpdir(), "kbts-embedded-"));
+    chmodSync(work, 0o755); // as root, PostgreSQL (user postgres) must enter it
+    try {
+      const conf = writeConfig("embedded.yaml", baseConfig(""));
+      const server = spawnServer(["-conf", conf], { cwd: work, env: noDbEnv });
+      const line = await server.waitFor(/"msg":"using embedded PostgreSQL"/);
+      expect(JSON.parse(line).dataDir).toBe(join(work, ".data", "postgres"));
+      await server.waitFor(/"msg":"listening/);
+      expect(existsSync(join(work, ".data", "postgres", "postmaster.pid"))).toBe(true);
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+      expect(existsSync(join(work, ".data", "postgres", "postmaster.pid"))).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("SIGTERM", () => {
+  // A call whose request is still arriving when SIGTERM lands is in flight:
+  // the server must stop accepting new work yet finish this call.
+  it.each([
+    { port: "grpc", contentType: "application/grpc", framed: true },
+    { port: "http", contentType: "application/proto", framed: false },
+  ])(
+    "drains an in-flight call on the $port port, then exits 0",
+    async ({ port, contentType, framed }) => {
+      const conf = writeConfig(`drain-${port}.yaml`, baseConfig(db.url));
+      const server = spawnServer(["-conf", conf], { env: noDbEnv });
+      const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as Record<
+        string,
+        number
+      >;
+      const session = http2Connect(`http://127.0.0.1:${listening[port]}`);
+      const message = toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id: 42n }));
+      const body = framed
+        ? Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message])
+        : Buffer.from(message);
+      const stream = session.request({
+        [constants.HTTP2_HEADER_METHOD]: "POST",
+        [constants.HTTP2_HEADER_PATH]: "/user.v1.UserService/GetUser",
+        "content-type": contentType,
+        te: "trailers",
+      });
+      const answer = new Promise<Record<string, unknown>>((resolve) => {
+        let headers: Record<string, unknown> = {};
+        stream.on("response", (h) => (headers = { ...h }));
+        stream.on("trailers", (t) => (headers = { ...headers, ...t }));
+        stream.on("end", () => resolve(headers));
+        stream.resume();
+      });
+      await new Promise((resolve) => stream.once("ready", resolve));
+      stream.write(body.subarray(0, 3));
+      // A PING is answered after every frame sent before it was read: once it
+      // is acknowledged, the server holds the call.
+      await new Promise((resolve) => session.ping(resolve));
+      server.child.kill("SIGTERM");
+      await server.waitFor(/shutting down/);
+      stream.end(body.subarray(3));
+      const headers = await answer;
+      session.close();
+      if (port === "grpc") expect(headers["grpc-status"]).toBe("12");
+      else expect(headers[":status"]).toBe(501);
+      expect(await server.exited).toBe(0);
+      expect(server.output()).toMatch(/"drained":true/);
+    },
+  );
+});

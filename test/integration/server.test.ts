@@ -1,0 +1,249 @@
+import { create, createFileRegistry, fromBinary, type DescService } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { getOption } from "@bufbuild/protobuf";
+import { field as validateField } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import { UserService } from "../../api/user/v1/user_pb.js";
+import type { App } from "../../cmd/server/wire.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus,
+} from "../../third_party/grpc/health/v1/health_pb.js";
+import {
+  ServerReflection,
+  ServerReflectionRequestSchema,
+  type ServerReflectionResponse,
+} from "../../third_party/grpc/reflection/v1/reflection_pb.js";
+import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
+import { startTestApp } from "../helpers/app.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { grpcClient, grpcFailure } from "../helpers/clients.js";
+
+let db: TestDatabase;
+let app: App;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  app = await startTestApp(db.url);
+});
+
+afterAll(async () => {
+  await app?.stop();
+  await db?.drop();
+});
+
+const connectTransports = (): Record<string, Transport> => {
+  const baseUrl = `http://127.0.0.1:${app.httpPort}`;
+  return {
+    "connect (HTTP/1.1, JSON)": createConnectTransport({
+      baseUrl,
+      httpVersion: "1.1",
+      useBinaryFormat: false,
+    }),
+    "connect (h2c, binary)": createConnectTransport({ baseUrl, httpVersion: "2" }),
+    "grpc-web (HTTP/1.1)": createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
+    "grpc on the HTTP port (h2c)": createGrpcTransport({ baseUrl }),
+  };
+};
+
+function connectFailure(err: unknown) {
+  const e = ConnectError.from(err);
+  return { code: e.code, message: e.rawMessage, errorInfo: e.findDetails(ErrorInfoSchema)[0] };
+}
+
+describe("gRPC port (@grpc/grpc-js)", () => {
+  it("answers grpc.health.v1 for the server and each service", async () => {
+    const health = grpcClient(Health, app.grpcPort);
+    try {
+      for (const service of ["", "kms.v1.KmsService", "user.v1.UserService"]) {
+        const res = await health.unary(Health.method.check, { service });
+        expect(res.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      }
+    } finally {
+      health.close();
+    }
+  });
+
+  it("answers UNIMPLEMENTED with reason NOT_IMPLEMENTED for a method not served yet", async () => {
+    const users = grpcClient(UserService, app.grpcPort);
+    try {
+      const err = await users
+        .unary(UserService.method.getUser, { id: 1n })
+        .catch((e: unknown) => e);
+      const failure = grpcFailure(err);
+      expect(failure.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(failure.errorInfo?.reason).toBe("NOT_IMPLEMENTED");
+      expect(failure.errorInfo?.domain).toBe("user.v1");
+    } finally {
+      users.close();
+    }
+  });
+
+  it("rejects an invalid request with INVALID_ARGUMENT naming the field", async () => {
+    const kms = grpcClient(KmsService, app.grpcPort);
+    try {
+      const err = await kms
+        .unary(KmsService.method.getDataKey, { version: 0 })
+        .catch((e: unknown) => e);
+      const failure = grpcFailure(err);
+      expect(failure.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(failure.errorInfo).toMatchObject({ reason: "VALIDATION_FAILED", domain: "kms.v1" });
+      expect(failure.errorInfo?.metadata).toMatchObject({ field: "version" });
+      expect(failure.message).toContain("version");
+    } finally {
+      kms.close();
+    }
+  });
+});
+
+describe("server reflection", () => {
+  async function reflect(path: string, requests: object[]): Promise<ServerReflectionResponse[]> {
+    const definition = grpcDefinition(ServerReflection, path);
+    const Ctor = grpc.makeGenericClientConstructor(definition, "ServerReflection");
+    const client = new Ctor(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const call = (
+      client as unknown as Record<string, () => grpc.ClientDuplexStream<unknown, unknown>>
+    )[ServerReflection.method.serverReflectionInfo.localName]!.call(client);
+    const responses: ServerReflectionResponse[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      call.on("data", (r: ServerReflectionResponse) => responses.push(r));
+      call.on("end", resolve);
+      call.on("error", reject);
+    });
+    for (const r of requests) call.write(create(ServerReflectionRequestSchema, r));
+    call.end();
+    await done;
+    client.close();
+    return responses;
+  }
+
+  it.each(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])(
+    "lists both services on %s",
+    async (path) => {
+      const [res] = await reflect(path, [{ messageRequest: { case: "listServices", value: "" } }]);
+      expect(res?.messageResponse.case).toBe("listServicesResponse");
+      const names =
+        res?.messageResponse.case === "listServicesResponse"
+          ? res.messageResponse.value.service.map((s) => s.name)
+          : [];
+      expect(names).toEqual(
+        expect.arrayContaining([
+          "kms.v1.KmsService",
+          "user.v1.UserService",
+          "grpc.health.v1.Health",
+        ]),
+      );
+    },
+  );
+
+  it.each([UserService, KmsService] as DescService[])(
+    "hands out complete descriptors for $typeName: every type resolves from reflection alone",
+    async (service) => {
+      const [res] = await reflect("grpc.reflection.v1.ServerReflection", [
+        { messageRequest: { case: "fileContainingSymbol", value: service.typeName } },
+      ]);
+      if (res?.messageResponse.case !== "fileDescriptorResponse") throw new Error("no descriptors");
+      const protos = res.messageResponse.value.fileDescriptorProto.map((b) =>
+        fromBinary(FileDescriptorProtoSchema, b),
+      );
+      const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: protos }));
+      const resolved = registry.getService(service.typeName);
+      expect(resolved?.methods.map((m) => m.name)).toEqual(service.methods.map((m) => m.name));
+      for (const method of resolved!.methods) {
+        for (const message of [method.input, method.output]) {
+          for (const f of message.fields) {
+            if (f.message) expect(registry.getMessage(f.message.typeName)).toBeDefined();
+          }
+        }
+      }
+      // The buf.validate rules travel with the descriptors.
+      const idField = registry.getMessage(
+        `${service.file.proto.package}.${service === UserService ? "GetUserRequest" : "GetDataKeyRequest"}`,
+      )!.fields[0]!;
+      expect(getOption(idField, validateField).type.case).toBeDefined();
+    },
+  );
+
+  it("answers NOT_FOUND for an unknown symbol", async () => {
+    const [res] = await reflect("grpc.reflection.v1.ServerReflection", [
+      { messageRequest: { case: "fileContainingSymbol", value: "no.such.Thing" } },
+    ]);
+    expect(res?.messageResponse.case).toBe("errorResponse");
+    if (res?.messageResponse.case === "errorResponse")
+      expect(res.messageResponse.value.errorCode).toBe(5);
+  });
+});
+
+describe("HTTP port (connect-node)", () => {
+  it.each(Object.keys({ a: 0, b: 0, c: 0, d: 0 }).map((_, i) => i))(
+    "answers UNIMPLEMENTED with the same reason on every protocol (#%i)",
+    async (i) => {
+      const [name, transport] = Object.entries(connectTransports())[i]!;
+      const users = createClient(UserService, transport);
+      const failure = connectFailure(await users.getUser({ id: 1n }).catch((e: unknown) => e));
+      expect(failure.code, name).toBe(Code.Unimplemented);
+      expect(failure.errorInfo, name).toMatchObject({
+        reason: "NOT_IMPLEMENTED",
+        domain: "user.v1",
+      });
+    },
+  );
+
+  it("rejects an invalid request exactly as the gRPC port does", async () => {
+    const kms = createClient(KmsService, connectTransports()["connect (h2c, binary)"]!);
+    const viaConnect = connectFailure(
+      await kms.getDataKey({ version: 0 }).catch((e: unknown) => e),
+    );
+    const grpcKms = grpcClient(KmsService, app.grpcPort);
+    const viaGrpc = grpcFailure(
+      await grpcKms.unary(KmsService.method.getDataKey, { version: 0 }).catch((e: unknown) => e),
+    );
+    grpcKms.close();
+    expect(viaConnect.code).toBe(Code.InvalidArgument);
+    expect(Number(viaConnect.code)).toBe(Number(viaGrpc.code));
+    expect(viaConnect.message).toBe(viaGrpc.message);
+    expect(viaConnect.errorInfo?.reason).toBe(viaGrpc.errorInfo?.reason);
+    expect(viaConnect.errorInfo?.domain).toBe(viaGrpc.errorInfo?.domain);
+    expect({ ...viaConnect.errorInfo?.metadata }).toEqual({ ...viaGrpc.errorInfo?.metadata });
+  });
+
+  it("serves /healthz, /readyz and /metrics", async () => {
+    const base = `http://127.0.0.1:${app.httpPort}`;
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: "ready", checks: { database: "ok" } });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(
+      /rpc_server_duration_seconds_count\{[^}]*method="GetDataKey"[^}]*code="INVALID_ARGUMENT"/,
+    );
+    expect(metrics).toMatch(/rpc_server_duration_seconds_count\{[^}]*transport="grpc"/);
+    expect((await fetch(`${base}/nothing-here`)).status).toBe(404);
+  });
+
+  it("answers a CORS preflight from an allowed origin only", async () => {
+    const url = `http://127.0.0.1:${app.httpPort}/user.v1.UserService/GetUser`;
+    const headers = { origin: "http://localhost:5173", "access-control-request-method": "POST" };
+    const allowed = await fetch(url, { method: "OPTIONS", headers });
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("http://localhost:5173");
+    expect(allowed.headers.get("access-control-allow-headers")).toMatch(
+      /connect-protocol-version/i,
+    );
+    const other = await fetch(url, {
+      method: "OPTIONS",
+      headers: { ...headers, origin: "http://evil.example" },
+    });
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});

@@ -1,0 +1,144 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, parseConfig } from "../../internal/conf/load.js";
+import { toProtoDuration } from "../../internal/conf/duration.js";
+
+const key = Buffer.alloc(32, 1).toString("base64");
+const minimal = () => ({ kms: { root_key: key } });
+
+function failure(tree: unknown, env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseConfig(tree, "t.yaml", env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error("config was accepted");
+}
+
+describe("configs/config.yaml", () => {
+  it("loads, with Kratos' default ports and Go-style durations", () => {
+    const conf = loadConfig("configs/config.yaml", {});
+    expect(conf.server?.grpc?.addr).toBe("0.0.0.0:9000");
+    expect(conf.server?.http?.addr).toBe("0.0.0.0:8000");
+    expect(durationMs(conf.kms!.rotateInterval!)).toBe(720 * 3600 * 1000);
+    expect(conf.data?.database?.migrate).toBe("up");
+  });
+});
+
+describe("defaults", () => {
+  it("fill every key a minimal file leaves out", () => {
+    const conf = parseConfig(minimal(), "t.yaml");
+    expect(conf.server?.grpc?.addr).toBe("0.0.0.0:9000");
+    expect(durationMs(conf.server!.shutdownTimeout!)).toBe(10_000);
+    expect(conf.data?.database?.poolSize).toBe(10);
+    expect(conf.data?.database?.migrate).toBe("check");
+    expect(conf.kms?.algorithm).toBe("AES-256-GCM");
+  });
+});
+
+describe("a bad config is refused with one line naming the field", () => {
+  it.each([
+    [{ server: { grpc: { adr: "x" } } }, /^config t\.yaml: server\.grpc\.adr: unknown field/],
+    [
+      { data: { database: { pool_size: "ten" } } },
+      /^config t\.yaml: data\.database\.pool_size: expected number/,
+    ],
+    [
+      { data: { database: { pool_size: 0 } } },
+      /^config t\.yaml: data\.database\.pool_size: must be greater than or equal to 1/,
+    ],
+    [
+      { data: { database: { migrate: "later" } } },
+      /^config t\.yaml: data\.database\.migrate: must be in list/,
+    ],
+    [{ data: { database: { source: "mysql://x" } } }, /^config t\.yaml: data\.database\.source: /],
+    [
+      { server: { http: { addr: "localhost" } } },
+      /^config t\.yaml: server\.http\.addr: must be a valid host/,
+    ],
+    [{ server: { grpc: { timeout: "soon" } } }, /^config t\.yaml: server\.grpc\.timeout: /],
+    [
+      { server: { grpc: { timeout: "0s" } } },
+      /^config t\.yaml: server\.grpc\.timeout: must be greater than 0s/,
+    ],
+    [{ log: { level: "loud" } }, /^config t\.yaml: log\.level: must be in list/],
+    [{ kms: { algorithm: "DES" } }, /^config t\.yaml: kms\.algorithm: must be in list/],
+    [{ server: "yes" }, /^config t\.yaml: server: must be a mapping/],
+  ])("%j", (tree, message) => {
+    const text = failure({
+      ...minimal(),
+      ...tree,
+      kms: { ...minimal().kms, ...(tree as { kms?: object }).kms },
+    });
+    expect(text).toMatch(message);
+    expect(text.split("\n")).toHaveLength(1);
+  });
+
+  it("requires exactly one root key source", () => {
+    expect(failure({ kms: {} })).toMatch(
+      /^config t\.yaml: kms: set exactly one of root_key, root_key_file, seed/,
+    );
+    expect(failure({ kms: { root_key: key, seed: "s", salt: "x", iterations: 100000 } })).toMatch(
+      /exactly one/,
+    );
+  });
+
+  it("checks a root key's shape without echoing it", () => {
+    const text = failure({ kms: { root_key: "c2hvcnQta2V5LXZhbHVl" } });
+    expect(text).toMatch(/^config t\.yaml: kms\.root_key: must be 32 bytes in base64/);
+    expect(text).not.toContain("c2hvcnQta2V5LXZhbHVl");
+  });
+
+  it("holds a seed to the Go original's rules: salt and at least 100000 iterations", () => {
+    expect(failure({ kms: { seed: "s", salt: "x", iterations: 1000 } })).toMatch(
+      /kms\.iterations: must be greater than or equal to 100000/,
+    );
+    expect(failure({ kms: { seed: "s" } })).toMatch(/kms: seed needs a salt/);
+    expect(() =>
+      parseConfig({ kms: { seed: "s", salt: "x", iterations: 100000 } }, "t.yaml"),
+    ).not.toThrow();
+  });
+
+  it("reports unreadable files and broken YAML", () => {
+    expect(() => loadConfig("/nonexistent/config.yaml", {})).toThrow(
+      /config \/nonexistent\/config\.yaml: cannot read: ENOENT/,
+    );
+    const dir = mkdtempSync(join(tmpdir(), "conf-"));
+    writeFileSync(join(dir, "c.yaml"), "server: [unclosed\n");
+    expect(() => loadConfig(join(dir, "c.yaml"), {})).toThrow(/not valid YAML/);
+  });
+});
+
+describe("environment overrides", () => {
+  it("DATABASE_URL replaces data.database.source", () => {
+    const conf = parseConfig(minimal(), "t.yaml", { DATABASE_URL: "postgres://u@h:1/db" });
+    expect(conf.data?.database?.source).toBe("postgres://u@h:1/db");
+  });
+
+  it("KMS_ROOT_KEY replaces every root key source in the file", () => {
+    const other = Buffer.alloc(32, 2).toString("base64");
+    const conf = parseConfig({ kms: { seed: "s", salt: "x", iterations: 100000 } }, "t.yaml", {
+      KMS_ROOT_KEY: other,
+    });
+    expect(conf.kms?.rootKey).toBe(other);
+    expect(conf.kms?.seed).toBe("");
+  });
+
+  it("a bad override is named like a bad file value", () => {
+    expect(failure(minimal(), { DATABASE_URL: "not-a-url" })).toMatch(/data\.database\.source/);
+  });
+});
+
+describe("Go-style durations", () => {
+  it.each([
+    ["720h", "2592000s"],
+    ["1m30s", "90s"],
+    ["250ms", "0.25s"],
+    ["1.5h", "5400s"],
+    ["5x", "5x"],
+  ])("%s -> %s", (input, output) => expect(toProtoDuration(input)).toBe(output));
+});
