@@ -34,6 +34,13 @@ const log = createLogger({ level: conf.log?.level ?? "info", format: conf.log?.f
 await run(conf, log);
 
 async function run(conf: Config, log: Logger): Promise<void> {
+  // Signals are handled from the first moment: one that lands while we are
+  // still starting stops the service as soon as it is up, never half-way.
+  let signalled: string | undefined;
+  let stop: (signal: string) => void = (signal) => (signalled ??= signal);
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+
   let app;
   try {
     app = await wireApp(conf, log);
@@ -43,22 +50,23 @@ async function run(conf: Config, log: Logger): Promise<void> {
     return;
   }
   let stopping = false;
-  const stop = async (signal: string) => {
+  stop = (signal) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down: draining in-flight calls");
-    try {
-      const drained = await app.stop();
-      log.info(
-        { drained },
-        drained ? "stopped" : "stopped after cutting calls past shutdown_timeout",
-      );
-      process.exitCode = drained ? 0 : 1;
-    } catch (err) {
-      log.error({ err: { message: (err as Error).message } }, "shutdown failed");
-      process.exitCode = 1;
-    }
+    app.stop().then(
+      (drained) => {
+        log.info(
+          { drained },
+          drained ? "stopped" : "stopped after cutting calls past shutdown_timeout",
+        );
+        process.exitCode = drained ? 0 : 1;
+      },
+      (err: unknown) => {
+        log.error({ err: { message: (err as Error).message } }, "shutdown failed");
+        process.exitCode = 1;
+      },
+    );
   };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
+  if (signalled) stop(signalled);
 }

@@ -99,6 +99,15 @@ describe("start-up", () => {
 });
 
 describe("SIGTERM", () => {
+  it("during start-up stops the service as soon as it is up, exit 0", async () => {
+    const conf = writeConfig("early.yaml", baseConfig(db.url));
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    await server.waitFor(/"msg":"using external PostgreSQL"/);
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toMatch(/"msg":"stopped"/);
+  });
+
   // A call whose request is still arriving when SIGTERM lands is in flight:
   // the server must stop accepting new work yet finish this call.
   it.each([

@@ -35,7 +35,7 @@ const sensitiveKeys = [
   "url",
 ];
 
-const redactPaths = sensitiveKeys.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
+const redactPaths = sensitiveKeys.flatMap((k) => [k, `*.${k}`]);
 
 /** The process logger: structured JSON, pretty on a terminal when asked. */
 export function createLogger(options: LogOptions): Logger {

@@ -8,30 +8,38 @@ import { serviceError } from "../errors.js";
  * the client gets DEADLINE_EXCEEDED without waiting for the handler.
  */
 export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Middleware {
-  return (next) => async (call) => {
-    const due = Math.min(call.deadline ?? Infinity, Date.now() + serverTimeoutMs[call.transport]);
-    const controller = new AbortController();
-    const expired = serviceError(
-      call.service,
-      Code.DeadlineExceeded,
-      "DEADLINE_EXCEEDED",
-      "deadline exceeded",
-    );
-    const onClientAbort = () => controller.abort(call.signal.reason);
-    call.signal.addEventListener("abort", onClientAbort, { once: true });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      const fire = () => {
-        controller.abort(expired);
-        reject(expired);
+  return (next) => (call) =>
+    new Promise((resolve, reject) => {
+      const due = Math.min(call.deadline ?? Infinity, Date.now() + serverTimeoutMs[call.transport]);
+      const controller = new AbortController();
+      const onClientAbort = () => controller.abort(call.signal.reason);
+      call.signal.addEventListener("abort", onClientAbort, { once: true });
+      const timer = setTimeout(
+        () => {
+          const expired = serviceError(
+            call.service,
+            Code.DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+            "deadline exceeded",
+          );
+          controller.abort(expired);
+          reject(expired);
+        },
+        Math.max(0, due - Date.now()),
+      );
+      const settle = () => {
+        clearTimeout(timer);
+        call.signal.removeEventListener("abort", onClientAbort);
       };
-      timer = setTimeout(fire, Math.max(0, due - Date.now()));
+      next({ ...call, signal: controller.signal }).then(
+        (response) => {
+          settle();
+          resolve(response);
+        },
+        (err: unknown) => {
+          settle();
+          reject(err);
+        },
+      );
     });
-    try {
-      return await Promise.race([next({ ...call, signal: controller.signal }), timeout]);
-    } finally {
-      clearTimeout(timer);
-      call.signal.removeEventListener("abort", onClientAbort);
-    }
-  };
 }

@@ -1,0 +1,33 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedPostgres } from "../internal/data/embedded.js";
+import { createLogger } from "../internal/pkg/log/logger.js";
+import { grpcOverhead } from "./grpc-overhead.js";
+
+// Benchmarks print figures and ratios against a baseline measured in the same
+// run; they never fail on time. DATABASE_URL picks the database, else an
+// embedded one; BENCH_SECONDS sets each measurement's length (default 5).
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+let dir: string | undefined;
+let stop = async () => {};
+let url = process.env.DATABASE_URL;
+if (!url) {
+  dir = mkdtempSync(join(tmpdir(), "kbts-bench-"));
+  const pg = await startEmbeddedPostgres(dir, createLogger({ level: "silent", format: "json" }));
+  url = pg.url;
+  stop = pg.stop;
+}
+
+try {
+  const { ours, bare } = await grpcOverhead(url, seconds);
+  const row = (name: string, r: typeof ours) =>
+    `${name.padEnd(34)} ${r.perSecond.toFixed(0).padStart(8)} calls/s   p50 ${r.p50ms.toFixed(2)} ms   p99 ${r.p99ms.toFixed(2)} ms`;
+  console.log("gRPC port, unary GetUser (UNIMPLEMENTED), concurrency 32");
+  console.log(row("bare @grpc/grpc-js (limit)", bare));
+  console.log(row("ours: adapter + middleware chain", ours));
+  console.log(`ratio ours/limit: ${(ours.perSecond / bare.perSecond).toFixed(2)}`);
+} finally {
+  await stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
