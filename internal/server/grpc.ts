@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
-import { grpcDefinition, grpcImplementation } from "./grpc_adapter.js";
+import { grpcImplementation, grpcServerDefinition } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
 import { addReflection } from "./reflection.js";
 
@@ -28,7 +28,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     "grpc.max_receive_message_length": opts.maxRequestBytes,
   });
   for (const service of opts.services) {
-    server.addService(grpcDefinition(service), grpcImplementation(service, opts.routes));
+    server.addService(grpcServerDefinition(service), grpcImplementation(service, opts.routes));
   }
   const names = opts.services.map((s) => s.typeName);
   const health = new HealthImplementation(

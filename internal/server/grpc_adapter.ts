@@ -42,6 +42,17 @@ function methodDefinition(
   };
 }
 
+/**
+ * The definition the server registers: requests arrive as bytes and are
+ * parsed in the handler, so a malformed message is INVALID_ARGUMENT with a
+ * reason (grpc-js would answer a throwing deserializer with INTERNAL).
+ */
+export function grpcServerDefinition(service: DescService): grpc.ServiceDefinition {
+  const definition = grpcDefinition(service);
+  for (const method of Object.values(definition)) method.requestDeserialize = (b: Buffer) => b;
+  return definition;
+}
+
 /** The grpc-js implementation object serving a service's routes. */
 export function grpcImplementation(
   service: DescService,
@@ -54,8 +65,17 @@ export function grpcImplementation(
   return impl;
 }
 
-function unaryHandler(route: Route): grpc.handleUnaryCall<Message, Message> {
+function unaryHandler(route: Route): grpc.handleUnaryCall<Buffer, Message> {
   return (call, callback) => {
+    let request: Message;
+    try {
+      request = fromBinary(route.method.input, call.request);
+    } catch {
+      const message = `request is not a valid ${route.method.input.typeName}`;
+      const error = serviceError(route.service, Code.InvalidArgument, "VALIDATION_FAILED", message);
+      callback(toGrpcStatus(error), null);
+      return;
+    }
     const controller = new AbortController();
     call.on("cancelled", () =>
       controller.abort(new ConnectError("client cancelled", Code.Canceled)),
@@ -66,7 +86,7 @@ function unaryHandler(route: Route): grpc.handleUnaryCall<Message, Message> {
       .handler({
         service: route.service,
         method: route.method,
-        request: call.request,
+        request,
         signal: controller.signal,
         deadline: Number.isFinite(deadline) ? deadline : undefined,
         transport: "grpc",

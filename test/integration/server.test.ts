@@ -105,6 +105,26 @@ describe("gRPC port (@grpc/grpc-js)", () => {
   });
 });
 
+describe("gRPC port, malformed messages", () => {
+  it("answers bytes that are not the request type with INVALID_ARGUMENT, not INTERNAL", async () => {
+    const client = new grpc.Client(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff]);
+    const err = await new Promise((resolve) =>
+      client.makeUnaryRequest(
+        "/user.v1.UserService/GetUser",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        garbage,
+        (e) => resolve(e),
+      ),
+    );
+    client.close();
+    const failure = grpcFailure(err);
+    expect(failure.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(failure.errorInfo?.reason).toBe("VALIDATION_FAILED");
+  });
+});
+
 describe("server reflection", () => {
   async function reflect(path: string, requests: object[]): Promise<ServerReflectionResponse[]> {
     const definition = grpcDefinition(ServerReflection, path);

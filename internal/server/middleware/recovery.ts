@@ -14,10 +14,18 @@ export function recovery(log: Logger): Middleware {
     } catch (err) {
       throw toConnectError(err, call.service, (fault) =>
         log.error(
-          { err: fault, rpc: `${call.service.typeName}/${call.method.name}` },
+          { err: faultSummary(fault), rpc: `${call.service.typeName}/${call.method.name}` },
           "unexpected fault in handler",
         ),
       );
     }
   };
+}
+
+// Only these fields: a driver error's other properties (a PostgreSQL error's
+// `detail`, say) may quote the values involved.
+function faultSummary(fault: unknown) {
+  if (!(fault instanceof Error)) return { message: String(fault) };
+  const { name, message, stack } = fault;
+  return { name, message, stack, code: (fault as { code?: unknown }).code };
 }

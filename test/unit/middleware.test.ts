@@ -1,0 +1,116 @@
+import { Writable } from "node:stream";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
+import { parseConfig } from "../../internal/conf/load.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
+import { bind, type Call, type ServiceImpl } from "../../internal/pkg/rpc/call.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { buildRoutes } from "../../internal/server/handlers.js";
+import { createMetrics } from "../../internal/server/metrics.js";
+import { middlewareChain } from "../../internal/server/middleware/index.js";
+
+function setup(impl: ServiceImpl<typeof UserService>) {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(JSON.parse(chunk.toString()));
+      cb();
+    },
+  });
+  const log = createLogger({ level: "info", format: "json", destination: sink });
+  const conf = parseConfig({ kms: { root_key: Buffer.alloc(32).toString("base64") } }, "t");
+  const metrics = createMetrics();
+  const routes = buildRoutes(
+    [bind(UserService, impl)],
+    middlewareChain(conf.server!, log, metrics.rpc),
+  );
+  const route = routes.find((r) => r.method === UserService.method.getUser)!;
+  const call = (id: bigint, deadline?: number): Call => ({
+    service: UserService,
+    method: UserService.method.getUser,
+    request: create(GetUserRequestSchema, { id }),
+    signal: new AbortController().signal,
+    deadline,
+    transport: "connect",
+    requestHeader: new Headers(),
+  });
+  return {
+    lines,
+    metrics,
+    run: (id: bigint, deadline?: number) => route.handler(call(id, deadline)),
+  };
+}
+
+const failure = async (p: Promise<unknown>) =>
+  ConnectError.from(
+    await p.then(
+      () => new Error("succeeded"),
+      (e) => e,
+    ),
+  );
+
+describe("the middleware chain", () => {
+  it("passes a valid request to the handler and logs one line without the payload", async () => {
+    const { run, lines } = setup({
+      getUser: async (req) => ({ user: { id: req.id, email: "ann@example.com" } }),
+    });
+    const res = await run(7n);
+    expect(res).toMatchObject({ user: { id: 7n } });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      rpc: "user.v1.UserService/GetUser",
+      transport: "connect",
+      code: "OK",
+    });
+    expect(JSON.stringify(lines)).not.toContain("ann@example.com");
+  });
+
+  it("stops an invalid request before the handler", async () => {
+    let called = false;
+    const { run } = setup({ getUser: async () => ((called = true), {}) });
+    const err = await failure(run(0n));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(called).toBe(false);
+  });
+
+  it("hides an unexpected fault from the client and logs its cause once", async () => {
+    const { run, lines } = setup({
+      getUser: async () => {
+        throw Object.assign(new Error("relation users is locked"), {
+          detail: "Key (email)=(ann@example.com)",
+        });
+      },
+    });
+    const err = await failure(run(1n));
+    expect(err.code).toBe(Code.Internal);
+    expect(err.rawMessage).toBe("internal error");
+    expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("INTERNAL");
+    const faults = lines.filter((l) => l.msg === "unexpected fault in handler");
+    expect(faults).toHaveLength(1);
+    expect(JSON.stringify(faults)).toContain("relation users is locked");
+    expect(JSON.stringify(lines)).not.toContain("ann@example.com");
+  });
+
+  it("answers DEADLINE_EXCEEDED when the client's deadline passes, and aborts the handler's signal", async () => {
+    let aborted = false;
+    const { run, metrics } = setup({
+      getUser: (_req, call) =>
+        new Promise((_, reject) =>
+          call.signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(call.signal.reason);
+          }),
+        ),
+    });
+    const err = await failure(run(1n, Date.now() + 20));
+    expect(err.code).toBe(Code.DeadlineExceeded);
+    expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("DEADLINE_EXCEEDED");
+    expect(aborted).toBe(true);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(
+      /rpc_server_duration_seconds_count\{[^}]*code="DEADLINE_EXCEEDED"[^}]*\} 1/,
+    );
+  });
+});
