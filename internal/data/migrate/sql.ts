@@ -1,0 +1,89 @@
+import { loadModule, parseSync, type ParseResult } from "libpg-query";
+
+/** One SQL statement of a file, with where it starts. */
+export interface Statement {
+  sql: string;
+  /** 1-based line of the statement's first token. */
+  line: number;
+  /** The parse tree node, e.g. { IndexStmt: {...} }. */
+  node: Record<string, unknown>;
+}
+
+/** A file that PostgreSQL's own parser rejects. */
+export class SqlSyntaxError extends Error {
+  override name = "SqlSyntaxError";
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    message: string,
+  ) {
+    super(`${file}:${line}: ${message}`);
+  }
+}
+
+let loaded = false;
+
+/** Loads PostgreSQL's parser (libpg-query, WebAssembly); await once before splitting. */
+export async function loadSqlParser(): Promise<void> {
+  if (loaded) return;
+  await loadModule();
+  loaded = true;
+}
+
+/**
+ * Splits a file into statements with PostgreSQL's own grammar (dollar quotes,
+ * function bodies and comments handled as the server would), each with its
+ * first line for error messages and lint findings.
+ */
+export function splitStatements(text: string, file: string): Statement[] {
+  if (!loaded) throw new Error("loadSqlParser() must be awaited before splitStatements()");
+  let result: ParseResult;
+  try {
+    result = parseSync(text);
+  } catch (err) {
+    const position =
+      (err as { sqlDetails?: { cursorPosition?: number } }).sqlDetails?.cursorPosition ?? 0;
+    throw new SqlSyntaxError(file, lineAt(text, position), (err as Error).message);
+  }
+  const bytes = Buffer.from(text, "utf8");
+  return (result.stmts ?? []).map((s) => {
+    const start = skipSpaceAndComments(bytes, s.stmt_location ?? 0);
+    const end = s.stmt_len ? (s.stmt_location ?? 0) + s.stmt_len : bytes.length;
+    const sql = bytes.subarray(start, end).toString("utf8").trim();
+    return {
+      sql,
+      line: lineAtByte(bytes, start),
+      node: s.stmt as unknown as Record<string, unknown>,
+    };
+  });
+}
+
+// stmt_location points just after the previous statement's semicolon, so the
+// leading whitespace and comments belong to the statement that follows.
+function skipSpaceAndComments(bytes: Buffer, from: number): number {
+  let i = from;
+  for (;;) {
+    while (i < bytes.length && /\s/.test(String.fromCharCode(bytes[i]!))) i++;
+    if (bytes[i] === 0x2d && bytes[i + 1] === 0x2d) {
+      while (i < bytes.length && bytes[i] !== 0x0a) i++;
+      continue;
+    }
+    if (bytes[i] === 0x2f && bytes[i + 1] === 0x2a) {
+      const close = bytes.indexOf("*/", i + 2);
+      i = close < 0 ? bytes.length : close + 2;
+      continue;
+    }
+    return i;
+  }
+}
+
+function lineAtByte(bytes: Buffer, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < bytes.length; i++) if (bytes[i] === 0x0a) line++;
+  return line;
+}
+
+/** 1-based line of a character position (PostgreSQL positions count characters). */
+export function lineAt(text: string, position: number): number {
+  return text.slice(0, Math.max(0, position)).split("\n").length;
+}

@@ -1,0 +1,118 @@
+import type pg from "pg";
+import type { MigrationFile } from "./source.js";
+
+/** node-pg-migrate's state table, kept so its own tooling still reads our state. */
+export const MIGRATIONS_TABLE = "pgmigrations";
+
+/** The session setting our checksum column's default reads (see ensureStateTable). */
+export const CHECKSUM_SETTING = "migrate.checksum";
+
+export interface Applied {
+  name: string;
+  runOn: Date;
+  /** SHA-256 of the up file when it ran; null when applied by other tooling. */
+  checksum: string | null;
+}
+
+export type ProblemKind = "changed" | "deleted" | "out-of-order" | "unrecorded";
+
+export interface Problem {
+  kind: ProblemKind;
+  name: string;
+  /** Errors stop `up` and fail `validate`; warnings are reported only. */
+  severity: "error" | "warning";
+  message: string;
+}
+
+export interface StatusEntry {
+  name: string;
+  state: "applied" | "pending";
+  runOn: Date | undefined;
+  /** ok, changed (file edited since it ran), deleted (file gone), unrecorded, or "-" when pending. */
+  file: "ok" | "changed" | "deleted" | "unrecorded" | "-";
+}
+
+/**
+ * Creates pgmigrations as node-pg-migrate does, plus a checksum column whose
+ * default is read from a session setting: node-pg-migrate inserts (name,
+ * run_on) inside the migration's own transaction, so the checksum lands
+ * atomically with the migration without a second write.
+ */
+export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL)`,
+  );
+  await client.query(
+    `ALTER TABLE ${MIGRATIONS_TABLE} ADD COLUMN IF NOT EXISTS checksum varchar(64) DEFAULT NULLIF(current_setting('${CHECKSUM_SETTING}', true), '')`,
+  );
+}
+
+/** Applied migrations in the order they ran; none when the table does not exist yet. */
+export async function readApplied(client: pg.ClientBase): Promise<Applied[]> {
+  const exists = await client.query<{ ok: boolean; has_checksum: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AS ok,
+            EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_name = $1 AND column_name = 'checksum' AND table_schema = current_schema()) AS has_checksum`,
+    [MIGRATIONS_TABLE],
+  );
+  if (!exists.rows[0]?.ok) return [];
+  const checksum = exists.rows[0].has_checksum ? "checksum" : "NULL::varchar AS checksum";
+  const { rows } = await client.query<{ name: string; run_on: Date; checksum: string | null }>(
+    `SELECT name, run_on, ${checksum} FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`,
+  );
+  return rows.map((r) => ({ name: r.name, runOn: r.run_on, checksum: r.checksum }));
+}
+
+/** Compares files with what ran: every migration's state, the pending ones in order, and problems. */
+export function compare(files: MigrationFile[], applied: Applied[]) {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const ran = new Map(applied.map((a) => [a.name, a]));
+  const problems: Problem[] = [];
+  const entries: StatusEntry[] = [];
+  for (const a of applied) {
+    const file = byName.get(a.name);
+    let state: StatusEntry["file"] = "ok";
+    if (!file) {
+      state = "deleted";
+      problems.push({
+        kind: "deleted",
+        name: a.name,
+        severity: "error",
+        message: `${a.name} was applied but its file is gone`,
+      });
+    } else if (a.checksum === null) {
+      state = "unrecorded";
+      problems.push({
+        kind: "unrecorded",
+        name: a.name,
+        severity: "warning",
+        message: `${a.name} was applied without a checksum; \`migrate repair\` records the current file's`,
+      });
+    } else if (a.checksum !== file.checksum) {
+      state = "changed";
+      problems.push({
+        kind: "changed",
+        name: a.name,
+        severity: "error",
+        message: `${file.upPath} was edited after it was applied (checksum ${a.checksum.slice(0, 12)}…, file now ${file.checksum.slice(0, 12)}…); add a new migration instead, or run \`migrate repair\` to accept the edit`,
+      });
+    }
+    entries.push({ name: a.name, state: "applied", runOn: a.runOn, file: state });
+  }
+  const pending = files.filter((f) => !ran.has(f.name));
+  const lastApplied = files.filter((f) => ran.has(f.name)).at(-1);
+  for (const f of pending) {
+    entries.push({ name: f.name, state: "pending", runOn: undefined, file: "-" });
+    if (lastApplied && f.version < lastApplied.version) {
+      problems.push({
+        kind: "out-of-order",
+        name: f.name,
+        severity: "error",
+        message: `${f.upPath} is pending but sorts before the applied ${lastApplied.name}; rename it to a later version, or run \`migrate up --allow-out-of-order\``,
+      });
+    }
+  }
+  const order = new Map(files.map((f, i) => [f.name, i]));
+  entries.sort((a, b) => (order.get(a.name) ?? -1) - (order.get(b.name) ?? -1));
+  return { entries, pending, problems };
+}

@@ -1,0 +1,2 @@
+-- Drops the users table (its indexes go with it).
+DROP TABLE IF EXISTS users;
