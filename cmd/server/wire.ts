@@ -1,5 +1,8 @@
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
+import { migratorOptions } from "../../internal/data/migrate/options.js";
+import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
+import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
@@ -15,12 +18,18 @@ export interface App {
 
 /** Builds the service from its configuration: Kratos' wire.go, by hand. */
 export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {}): Promise<App> {
-  const data = await openData(conf.data!.database!, log, opts);
+  const database = conf.data!.database!;
+  const data = await openData(database, log, opts);
   try {
+    const migrator = migratorOptions(database, data.url, log);
+    await migrateOnStart(database.migrate, migrator, data.pool);
+    const readiness: Record<string, ReadinessCheck> = { database: data.ping };
+    if (database.migrate !== "off")
+      readiness.migrations = migrationReadiness(migrator.dir, data.pool);
     const servers = await startServers(
       conf.server!,
       [newKmsService(), newUserService()],
-      { database: data.ping },
+      readiness,
       log,
     );
     return {

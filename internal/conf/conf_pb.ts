@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file conf/conf.proto.
  */
 export const file_conf_conf: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYiiwEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nIsYDCgZTZXJ2ZXISJwoEZ3JwYxgBIAEoCzIRLmNvbmYuU2VydmVyLkdycGNCBrpIA8gBARInCgRodHRwGAIgASgLMhEuY29uZi5TZXJ2ZXIuSHR0cEIGukgDyAEBEj0KEHNodXRkb3duX3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAGn4KBEdycGMSFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgaqgEKBEh0dHASFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgSKgoUY29yc19hbGxvd2VkX29yaWdpbnMYBCADKAlCDLpICZIBBiIEcgIQASL0AQoERGF0YRItCghkYXRhYmFzZRgBIAEoCzITLmNvbmYuRGF0YS5EYXRhYmFzZUIGukgDyAEBGrwBCghEYXRhYmFzZRIrCgZzb3VyY2UYASABKAlCG7pIGNgBAXITMhFecG9zdGdyZXMocWwpPzovLxIdCglwb29sX3NpemUYAiABKA1CCrpIByoFGOgHKAESJgoHbWlncmF0ZRgDIAEoCUIVukgSchBSAnVwUgVjaGVja1IDb2ZmEjwKD2Nvbm5lY3RfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgAinwUKA0ttcxKNAQoIcm9vdF9rZXkYASABKAlCe7pIeLoBdQoTa21zLnJvb3Rfa2V5X2Jhc2U2NBIqbXVzdCBiZSAzMiBieXRlcyBpbiBiYXNlNjQgKDQ0IGNoYXJhY3RlcnMpGjJ0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXltBLVphLXowLTkrL117NDN9PSQnKRIVCg1yb290X2tleV9maWxlGAIgASgJEgwKBHNlZWQYAyABKAkSDAoEc2FsdBgEIAEoCRIgCgppdGVyYXRpb25zGAUgASgNQgy6SAnYAQEqBCigjQYSOAoJYWxnb3JpdGhtGAYgASgJQiW6SCJyIFILQUVTLTI1Ni1HQ01SEUNoYUNoYTIwLVBvbHkxMzA1EjwKD3JvdGF0ZV9pbnRlcnZhbBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgA6ugK6SLYCGqIBChNrbXMucm9vdF9rZXlfc291cmNlEjBzZXQgZXhhY3RseSBvbmUgb2Ygcm9vdF9rZXksIHJvb3Rfa2V5X2ZpbGUsIHNlZWQaWVt0aGlzLnJvb3Rfa2V5ICE9ICcnLCB0aGlzLnJvb3Rfa2V5X2ZpbGUgIT0gJycsIHRoaXMuc2VlZCAhPSAnJ10uZmlsdGVyKHgsIHgpLnNpemUoKSA9PSAxGo4BChNrbXMuc2VlZF9uZWVkc19zYWx0EjNzZWVkIG5lZWRzIGEgc2FsdCBhbmQgaXRlcmF0aW9ucyBvZiBhdCBsZWFzdCAxMDAwMDAaQnRoaXMuc2VlZCA9PSAnJyB8fCAodGhpcy5zYWx0ICE9ICcnICYmIHRoaXMuaXRlcmF0aW9ucyA+PSAxMDAwMDB1KSJ2CgNMb2cSRAoFbGV2ZWwYASABKAlCNbpIMnIwUgV0cmFjZVIFZGVidWdSBGluZm9SBHdhcm5SBWVycm9yUgVmYXRhbFIGc2lsZW50EikKBmZvcm1hdBgCIAEoCUIZukgWchRSBGpzb25SBnByZXR0eVIEYXV0b2IGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYiiwEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nIsYDCgZTZXJ2ZXISJwoEZ3JwYxgBIAEoCzIRLmNvbmYuU2VydmVyLkdycGNCBrpIA8gBARInCgRodHRwGAIgASgLMhEuY29uZi5TZXJ2ZXIuSHR0cEIGukgDyAEBEj0KEHNodXRkb3duX3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAGn4KBEdycGMSFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgaqgEKBEh0dHASFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgSKgoUY29yc19hbGxvd2VkX29yaWdpbnMYBCADKAlCDLpICZIBBiIEcgIQASLrAwoERGF0YRItCghkYXRhYmFzZRgBIAEoCzITLmNvbmYuRGF0YS5EYXRhYmFzZUIGukgDyAEBGuUBCghEYXRhYmFzZRIrCgZzb3VyY2UYASABKAlCG7pIGNgBAXITMhFecG9zdGdyZXMocWwpPzovLxIdCglwb29sX3NpemUYAiABKA1CCrpIByoFGOgHKAESJgoHbWlncmF0ZRgDIAEoCUIVukgSchBSAnVwUgVjaGVja1IDb2ZmEjwKD2Nvbm5lY3RfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASJwoJbWlncmF0aW9uGAUgASgLMhQuY29uZi5EYXRhLk1pZ3JhdGlvbhrLAQoJTWlncmF0aW9uEgsKA2RpchgBIAEoCRI2Cglsb2NrX3dhaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjkKDGxvY2tfdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASPgoRc3RhdGVtZW50X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIp8FCgNLbXMSjQEKCHJvb3Rfa2V5GAEgASgJQnu6SHi6AXUKE2ttcy5yb290X2tleV9iYXNlNjQSKm11c3QgYmUgMzIgYnl0ZXMgaW4gYmFzZTY0ICg0NCBjaGFyYWN0ZXJzKRoydGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05Ky9dezQzfT0kJykSFQoNcm9vdF9rZXlfZmlsZRgCIAEoCRIMCgRzZWVkGAMgASgJEgwKBHNhbHQYBCABKAkSIAoKaXRlcmF0aW9ucxgFIAEoDUIMukgJ2AEBKgQooI0GEjgKCWFsZ29yaXRobRgGIAEoCUIlukgiciBSC0FFUy0yNTYtR0NNUhFDaGFDaGEyMC1Qb2x5MTMwNRI8Cg9yb3RhdGVfaW50ZXJ2YWwYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAOroCuki2AhqiAQoTa21zLnJvb3Rfa2V5X3NvdXJjZRIwc2V0IGV4YWN0bHkgb25lIG9mIHJvb3Rfa2V5LCByb290X2tleV9maWxlLCBzZWVkGllbdGhpcy5yb290X2tleSAhPSAnJywgdGhpcy5yb290X2tleV9maWxlICE9ICcnLCB0aGlzLnNlZWQgIT0gJyddLmZpbHRlcih4LCB4KS5zaXplKCkgPT0gMRqOAQoTa21zLnNlZWRfbmVlZHNfc2FsdBIzc2VlZCBuZWVkcyBhIHNhbHQgYW5kIGl0ZXJhdGlvbnMgb2YgYXQgbGVhc3QgMTAwMDAwGkJ0aGlzLnNlZWQgPT0gJycgfHwgKHRoaXMuc2FsdCAhPSAnJyAmJiB0aGlzLml0ZXJhdGlvbnMgPj0gMTAwMDAwdSkidgoDTG9nEkQKBWxldmVsGAEgASgJQjW6SDJyMFIFdHJhY2VSBWRlYnVnUgRpbmZvUgR3YXJuUgVlcnJvclIFZmF0YWxSBnNpbGVudBIpCgZmb3JtYXQYAiABKAlCGbpIFnIUUgRqc29uUgZwcmV0dHlSBGF1dG9iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * @generated from message conf.Bootstrap
@@ -202,6 +202,13 @@ export type Data_Database = Message<"conf.Data.Database"> & {
    * @generated from field: google.protobuf.Duration connect_timeout = 4;
    */
   connectTimeout?: Duration | undefined;
+
+  /**
+   * How migrations run, here and in cmd/migrate.
+   *
+   * @generated from field: conf.Data.Migration migration = 5;
+   */
+  migration?: Data_Migration | undefined;
 };
 
 /**
@@ -210,6 +217,48 @@ export type Data_Database = Message<"conf.Data.Database"> & {
  */
 export const Data_DatabaseSchema: GenMessage<Data_Database> = /*@__PURE__*/
   messageDesc(file_conf_conf, 2, 0);
+
+/**
+ * @generated from message conf.Data.Migration
+ */
+export type Data_Migration = Message<"conf.Data.Migration"> & {
+  /**
+   * Folder of NNNN_name.up.sql / .down.sql pairs; empty means the
+   * project's migrations/ folder.
+   *
+   * @generated from field: string dir = 1;
+   */
+  dir: string;
+
+  /**
+   * How long to wait for another instance's migration lock.
+   *
+   * @generated from field: google.protobuf.Duration lock_wait = 2;
+   */
+  lockWait?: Duration | undefined;
+
+  /**
+   * lock_timeout for migration statements: fail fast rather than queue
+   * behind traffic on a busy table.
+   *
+   * @generated from field: google.protobuf.Duration lock_timeout = 3;
+   */
+  lockTimeout?: Duration | undefined;
+
+  /**
+   * statement_timeout for migration statements; 0s disables it.
+   *
+   * @generated from field: google.protobuf.Duration statement_timeout = 4;
+   */
+  statementTimeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message conf.Data.Migration.
+ * Use `create(Data_MigrationSchema)` to create a new message.
+ */
+export const Data_MigrationSchema: GenMessage<Data_Migration> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 2, 1);
 
 /**
  * Exactly one root key source: root_key, root_key_file, or seed + salt.

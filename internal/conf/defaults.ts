@@ -7,7 +7,13 @@ export const defaults = {
     shutdown_timeout: "10s",
   },
   data: {
-    database: { source: "", pool_size: 10, migrate: "check", connect_timeout: "5s" },
+    database: {
+      source: "",
+      pool_size: 10,
+      migrate: "check",
+      connect_timeout: "5s",
+      migration: { dir: "", lock_wait: "60s", lock_timeout: "5s", statement_timeout: "10m" },
+    },
   },
   kms: { algorithm: "AES-256-GCM", rotate_interval: "720h" },
   log: { level: "info", format: "auto" },

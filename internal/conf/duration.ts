@@ -23,3 +23,9 @@ export function toProtoDuration(value: unknown): unknown {
     seconds += Number(amount) * unitSeconds[unit!]!;
   return `${Number(seconds.toFixed(9))}s`;
 }
+
+/** Milliseconds of a Go-style duration ("5s", "1m30s"); undefined when it is not one. */
+export function parseDurationMs(value: string): number | undefined {
+  if (!goDuration.test(value)) return undefined;
+  return Math.round(Number((toProtoDuration(value) as string).slice(0, -1)) * 1000);
+}

@@ -8,6 +8,8 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded.js";
 /** The data layer's shared resources, as Kratos' data.Data. */
 export interface Data {
   pool: pg.Pool;
+  /** Connection string in use (credentials included: never log it). */
+  url: string;
   /** Which PostgreSQL is in use; logged at start. */
   kind: "embedded" | "external";
   /** Resolves when the database answers a trivial query. */
@@ -21,17 +23,26 @@ export interface DataOptions {
   workDir?: string;
 }
 
+/** The configured PostgreSQL, or the embedded one started for us when none is. */
+export async function startDatabase(
+  source: string,
+  log: Logger,
+  opts: DataOptions = {},
+): Promise<{ url: string; embedded: EmbeddedPostgres | undefined }> {
+  if (source) return { url: source, embedded: undefined };
+  const embedded = await startEmbeddedPostgres(
+    resolve(opts.workDir ?? process.cwd(), ".data"),
+    log,
+  );
+  return { url: embedded.url, embedded };
+}
+
 export async function openData(
   conf: Data_Database,
   log: Logger,
   opts: DataOptions = {},
 ): Promise<Data> {
-  let embedded: EmbeddedPostgres | undefined;
-  let source = conf.source;
-  if (!source) {
-    embedded = await startEmbeddedPostgres(resolve(opts.workDir ?? process.cwd(), ".data"), log);
-    source = embedded.url;
-  }
+  const { url: source, embedded } = await startDatabase(conf.source, log, opts);
   const pool = new pg.Pool({
     connectionString: source,
     max: conf.poolSize,
@@ -61,7 +72,7 @@ export async function openData(
     { database: describe(source), kind, dataDir: embedded?.dataDir },
     `using ${kind} PostgreSQL`,
   );
-  return { pool, kind, ping, close };
+  return { pool, url: source, kind, ping, close };
 }
 
 /** host:port/database of a connection string, without user or password. */

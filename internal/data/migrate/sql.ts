@@ -7,6 +7,8 @@ export interface Statement {
   line: number;
   /** The parse tree node, e.g. { IndexStmt: {...} }. */
   node: Record<string, unknown>;
+  /** Comments and blank lines between the previous statement and this one. */
+  leading: string;
 }
 
 /** A file that PostgreSQL's own parser rejects. */
@@ -46,20 +48,20 @@ export function splitStatements(text: string, file: string): Statement[] {
     throw new SqlSyntaxError(file, lineAt(text, position), (err as Error).message);
   }
   const bytes = Buffer.from(text, "utf8");
+  let previousEnd = 0;
   return (result.stmts ?? []).map((s) => {
     const start = skipSpaceAndComments(bytes, s.stmt_location ?? 0);
     const end = s.stmt_len ? (s.stmt_location ?? 0) + s.stmt_len : bytes.length;
     const sql = bytes.subarray(start, end).toString("utf8").trim();
-    return {
-      sql,
-      line: lineAtByte(bytes, start),
-      node: s.stmt as unknown as Record<string, unknown>,
-    };
+    const leading = bytes.subarray(previousEnd, start).toString("utf8");
+    previousEnd = end;
+    const node = s.stmt as unknown as Record<string, unknown>;
+    return { sql, line: lineAtByte(bytes, start), node, leading };
   });
 }
 
-// stmt_location points just after the previous statement's semicolon, so the
-// leading whitespace and comments belong to the statement that follows.
+// stmt_location may point just after the previous statement's semicolon, so
+// skip the whitespace and comments that belong before the statement.
 function skipSpaceAndComments(bytes: Buffer, from: number): number {
   let i = from;
   for (;;) {
