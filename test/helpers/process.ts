@@ -16,21 +16,38 @@ export interface ServerProcess {
   exited: Promise<number | string>;
 }
 
+export interface SpawnOptions {
+  cwd?: string;
+  /** Added to this process's environment; an undefined value removes the variable. */
+  env?: NodeJS.ProcessEnv;
+}
+
 /** Runs cmd/server/main.ts as its own process, as `npm start` would. */
-export function spawnServer(
+export function spawnServer(args: string[], opts: SpawnOptions = {}): ServerProcess {
+  return spawnScript("cmd/server/main.ts", args, opts);
+}
+
+/** Runs cmd/migrate/main.ts to completion: its exit code and output. */
+export async function runMigrate(args: string[], opts: SpawnOptions = {}) {
+  const proc = spawnScript("cmd/migrate/main.ts", args, opts);
+  let stdout = "";
+  proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+  const code = await proc.exited;
+  return { code, stdout, output: proc.output() };
+}
+
+/** Runs one of the project's TypeScript entry points as its own process. */
+export function spawnScript(
+  script: string,
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  opts: SpawnOptions = {},
 ): ServerProcess {
   const env = { ...process.env, ...opts.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-  const child = spawn(
-    process.execPath,
-    ["--import", tsx, resolve(root, "cmd/server/main.ts"), ...args],
-    {
-      cwd: opts.cwd ?? root,
-      env,
-    },
-  );
+  const child = spawn(process.execPath, ["--import", tsx, resolve(root, script), ...args], {
+    cwd: opts.cwd ?? root,
+    env,
+  });
   let out = "";
   const waiters: { pattern: RegExp; resolve: (l: string) => void; reject: (e: Error) => void }[] =
     [];

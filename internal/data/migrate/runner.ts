@@ -146,6 +146,11 @@ async function execute(
       await ensureStateTable(session.client);
       // Re-read under the lock: whoever held it may have applied everything.
       const steps = plan(files, await readApplied(session.client));
+      // A migrator killed mid-statement must not leave its backend running
+      // (holding the lock and the transaction) until the statement ends.
+      await session.client
+        .query("SET client_connection_check_interval = 1000")
+        .catch(() => undefined);
       await session.client.query(
         `SET lock_timeout = ${Math.max(0, Math.floor(opts.lockTimeoutMs))}`,
       );
@@ -160,7 +165,9 @@ async function execute(
       return results;
     } finally {
       await session.client
-        .query("RESET lock_timeout; RESET statement_timeout")
+        .query(
+          "RESET lock_timeout; RESET statement_timeout; RESET client_connection_check_interval",
+        )
         .catch(() => undefined);
       await releaseLock(session.client).catch(() => undefined);
     }
@@ -225,10 +232,11 @@ async function apply(
       log: (message: string) => opts.log.debug({ nodePgMigrate: message }),
     });
   } catch (err) {
+    const failing = session.lastQuery();
     // node-pg-migrate sends no ROLLBACK when a migration fails; end the aborted
     // transaction here so the session (and its lock) is usable again.
     await client.query("ROLLBACK").catch(() => undefined);
-    throw new MigrationFailedError(failureMessage(s, statements, session.lastQuery(), err));
+    throw new MigrationFailedError(failureMessage(s, statements, failing, err));
   } finally {
     await client
       .query("SELECT set_config($1, '', false)", [CHECKSUM_SETTING])
@@ -264,7 +272,9 @@ function loaderFor(files: MigrationFile[], s: Step, statements: Statement[]) {
 
 function failureMessage(s: Step, statements: Statement[], lastQuery: string, err: unknown): string {
   const e = err as Error & { position?: string };
-  const failed = statements.find((st) => st.sql === lastQuery);
+  // node-pg-migrate may append a semicolon to each statement it sends.
+  const bare = (sql: string) => sql.trim().replace(/;+$/, "").trim();
+  const failed = statements.find((st) => bare(st.sql) === bare(lastQuery));
   let where = s.file;
   if (failed) {
     const inStatement = e.position ? lineAt(failed.sql, Number(e.position) - 1) - 1 : 0;
