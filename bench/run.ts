@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { startEmbeddedPostgres } from "../internal/data/embedded.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { grpcOverhead } from "./grpc-overhead.js";
+import { migrateBench } from "./migrate.js";
 
 // Benchmarks print figures and ratios against a baseline measured in the same
 // run; they never fail on time. DATABASE_URL picks the database, else an
@@ -27,6 +28,16 @@ try {
   console.log(row("bare @grpc/grpc-js (limit)", bare));
   console.log(row("ours: adapter + middleware chain", ours));
   console.log(`ratio ours/limit: ${(ours.perSecond / bare.perSecond).toFixed(2)}`);
+
+  const m = await migrateBench(url);
+  console.log(`\nmigrations: ${m.count} small generated pairs`);
+  console.log(`migrate up (process, lock, checksums)  ${(m.upMs / 1000).toFixed(2)} s`);
+  if (m.psqlMs === undefined) console.log("psql not found: no limit measured");
+  else {
+    console.log(`psql, same files, one session (limit)  ${(m.psqlMs / 1000).toFixed(2)} s`);
+    console.log(`ratio limit/ours: ${(m.psqlMs / m.upMs).toFixed(2)}`);
+  }
+  console.log(`migrate status with ${m.count} applied      ${(m.statusMs / 1000).toFixed(2)} s`);
 } finally {
   await stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
