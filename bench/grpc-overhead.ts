@@ -31,7 +31,7 @@ export async function grpcOverhead(
   const conf = parseConfig(
     {
       server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
-      data: { database: { source: databaseUrl, migrate: "off" } },
+      data: { database: { source: databaseUrl, migrate: "up" } },
       kms: { root_key: Buffer.alloc(32, 9).toString("base64") },
     },
     "bench",

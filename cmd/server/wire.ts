@@ -1,9 +1,10 @@
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
+import { openKms } from "../../internal/data/kms.js";
 import { migratorOptions } from "../../internal/data/migrate/options.js";
 import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
-import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
+import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
 import { newUserService } from "../../internal/service/user.js";
@@ -11,8 +12,8 @@ import { newUserService } from "../../internal/service/user.js";
 export interface App {
   grpcPort: number;
   httpPort: number;
-  /** Drains both ports, then closes the database (and the embedded
-   *  PostgreSQL). Resolves true when no in-flight call had to be cut. */
+  /** Drains both ports, then stops the KMS and closes the database (and the
+   *  embedded PostgreSQL). Resolves true when no in-flight call had to be cut. */
   stop(): Promise<boolean>;
 }
 
@@ -20,29 +21,34 @@ export interface App {
 export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {}): Promise<App> {
   const database = conf.data!.database!;
   const data = await openData(database, log, opts);
+  // Undone in reverse order on failure or stop.
+  const cleanup: (() => Promise<void>)[] = [() => data.close()];
+  const undo = async () => {
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  };
   try {
     const migrator = migratorOptions(database, data.url, log);
     await migrateOnStart(database.migrate, migrator, data.pool);
     const readiness: Record<string, ReadinessCheck> = { database: data.ping };
-    if (database.migrate !== "off")
+    if (database.migrate !== "off") {
       readiness.migrations = migrationReadiness(migrator.dir, data.pool);
-    const servers = await startServers(
-      conf.server!,
-      [newKmsService(), newUserService()],
-      readiness,
-      log,
-    );
+    }
+    const kms = await openKms(conf.kms!, data, log);
+    cleanup.push(() => kms.stop());
+    readiness.kms = () => kms.ready();
+    const bindings = [newKmsService(kms), newUserService()];
+    const servers = await startServers(conf.server!, bindings, readiness, log);
     return {
       grpcPort: servers.grpcPort,
       httpPort: servers.httpPort,
       stop: async () => {
         const drained = await servers.shutdown();
-        await data.close();
+        await undo();
         return drained;
       },
     };
   } catch (err) {
-    await data.close();
+    await undo();
     throw err;
   }
 }

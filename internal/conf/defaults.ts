@@ -15,6 +15,12 @@ export const defaults = {
       migration: { dir: "", lock_wait: "60s", lock_timeout: "5s", statement_timeout: "10m" },
     },
   },
-  kms: { algorithm: "AES-256-GCM", rotate_interval: "720h" },
+  kms: {
+    algorithm: "AES-256-GCM",
+    rotate_interval: "720h",
+    max_encryptions_per_key: String(2 ** 30),
+    cache_ttl: "30s",
+    maintenance_interval: "30s",
+  },
   log: { level: "info", format: "auto" },
 } as const;

@@ -1,10 +1,120 @@
-import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
+import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
+import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
+import { kmsErrors } from "../biz/kms.js";
+import type { KmsUsecase } from "../biz/kms_usecase.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
 
-/**
- * kms.v1.KmsService: translates messages to the KMS use cases. No method is
- * served yet (the KMS issue brings them); each answers UNIMPLEMENTED.
- */
-export function newKmsService(): ServiceBinding {
-  return bind(KmsService, {});
+const DEFAULT_PAGE = 50;
+
+const statuses: Record<BizKeyStatus, KeyStatus> = {
+  active: KeyStatus.ACTIVE,
+  inactive: KeyStatus.INACTIVE,
+  expired: KeyStatus.EXPIRED,
+  revoked: KeyStatus.REVOKED,
+};
+const bizStatus = (s: KeyStatus) =>
+  (Object.keys(statuses) as BizKeyStatus[]).find((k) => statuses[k] === s);
+
+/** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
+export function newKmsService(kms: KmsUsecase): ServiceBinding {
+  return bind(KmsService, {
+    async getStatus() {
+      const s = await kms.status();
+      return {
+        initialized: s.active !== undefined,
+        algorithm: s.algorithm,
+        rotateInterval: durationFromMs(s.rotateIntervalMs),
+        activeKey: s.active ? toProto(s.active) : undefined,
+        keyStats: s.stats.map((r) => ({
+          status: statuses[r.status],
+          algorithm: r.algorithm,
+          keyCount: r.keyCount,
+          earliestCreated: timestampFromDate(r.earliestCreated),
+          latestCreated: timestampFromDate(r.latestCreated),
+          expiredCount: r.expiredCount,
+        })),
+        keyUsage: [...s.usage]
+          .sort(([a], [b]) => a - b)
+          .map(([version, n]) => ({ version, protectedValues: n })),
+      };
+    },
+    async listDataKeys(req) {
+      const status = req.status === undefined ? undefined : bizStatus(req.status);
+      const limit = req.pageSize || DEFAULT_PAGE;
+      const beforeVersion = req.pageToken ? readToken(req.pageToken, status) : undefined;
+      const keys = await kms.listKeys({ limit: limit + 1, beforeVersion, status });
+      const page = keys.slice(0, limit);
+      const more = keys.length > limit;
+      return {
+        keys: page.map(toProto),
+        nextPageToken: more ? writeToken(page.at(-1)!.version, status) : "",
+      };
+    },
+    async getDataKey(req) {
+      return { key: toProto(await kms.getKey(req.version)) };
+    },
+    async rotateDataKey(req) {
+      const r = await kms.rotate(req.reason);
+      return { key: toProto(r.key), previousVersion: r.previous?.version ?? 0 };
+    },
+    async revokeDataKey(req) {
+      const r = await kms.revoke(req.version, req.reason);
+      return { key: toProto(r.key), activeKey: toProto(r.active) };
+    },
+    async runMaintenance() {
+      const r = await kms.maintenance();
+      return {
+        expiredVersions: r.expiredVersions,
+        rotation: r.rotation
+          ? { key: toProto(r.rotation.key), previousVersion: r.rotation.previous?.version ?? 0 }
+          : undefined,
+        deletedKeys: 0,
+      };
+    },
+    async encryptField(req) {
+      return kms.encryptField(req.fieldName, req.plaintext, req.context);
+    },
+    async decryptField(req) {
+      return kms.decryptField(req.fieldName, req.ciphertext, req.context);
+    },
+    async hashField(req) {
+      return { hash: kms.hashField(req.fieldName, req.value) };
+    },
+  });
+}
+
+function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {
+  return {
+    id: k.id,
+    version: k.version,
+    algorithm: k.algorithm,
+    status: statuses[k.status],
+    createdAt: timestampFromDate(k.createdAt),
+    updatedAt: timestampFromDate(k.updatedAt),
+    expiresAt: k.expiresAt ? timestampFromDate(k.expiresAt) : undefined,
+    metadata: k.metadata as JsonObject,
+    encryptionCount: k.encryptionCount,
+  };
+}
+
+// Opaque to clients; bound to the filter it was issued for.
+function writeToken(lastVersion: number, status: BizKeyStatus | undefined): string {
+  return Buffer.from(JSON.stringify({ v: lastVersion, s: status ?? null })).toString("base64url");
+}
+
+function readToken(token: string, status: BizKeyStatus | undefined): number {
+  try {
+    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as {
+      v: unknown;
+      s: unknown;
+    };
+    if (Number.isInteger(t.v) && (t.v as number) > 0 && t.s === (status ?? null))
+      return t.v as number;
+  } catch {
+    // fall through
+  }
+  throw kmsErrors.invalidPageToken();
 }

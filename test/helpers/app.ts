@@ -14,7 +14,7 @@ export function testConfig(databaseUrl: string, extra: Record<string, unknown> =
         http: { addr: "127.0.0.1:0", cors_allowed_origins: ["http://localhost:5173"] },
         shutdown_timeout: "5s",
       },
-      data: { database: { source: databaseUrl, migrate: "off" } },
+      data: { database: { source: databaseUrl, migrate: "up" } },
       kms: { root_key: testRootKey },
       log: { level: "silent" },
       ...extra,

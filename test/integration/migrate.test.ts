@@ -29,7 +29,11 @@ function migrationsCopy(extra: Record<string, string> = {}): string {
 const migrate = (db: TestDatabase, args: string[]) =>
   runMigrate(args, { env: { DATABASE_URL: db.url } });
 
-const projectNames = ["000001_init_schema", "000002_create_kms_data_keys"];
+const projectNames = readdirSync("migrations")
+  .filter((f) => f.endsWith(".up.sql"))
+  .map((f) => f.replace(/\.up\.sql$/, ""))
+  .sort();
+const all = String(projectNames.length); // "down <all>" reverts every project migration
 
 afterAll(async () => {
   for (const db of dbs) await db.drop();
@@ -73,8 +77,8 @@ describe("up, status, down", () => {
   });
 
   it("down of everything leaves only the migration table", async () => {
-    const all = await migrate(db, ["down", "2"]);
-    expect(all.code, all.output).toBe(0);
+    const reverted = await migrate(db, ["down", all]);
+    expect(reverted.code, reverted.output).toBe(0);
     expect(await catalogSnapshot(db.url)).toEqual([]);
     const left = await query<{ relname: string }>(
       db.url,
@@ -88,7 +92,7 @@ describe("up, status, down", () => {
     expect((await migrate(db, ["up"])).code).toBe(0);
     const first = await catalogSnapshot(db.url);
     expect(first.length).toBeGreaterThan(20);
-    expect((await migrate(db, ["down", "2"])).code).toBe(0);
+    expect((await migrate(db, ["down", all])).code).toBe(0);
     expect((await migrate(db, ["up"])).code).toBe(0);
     expect(await catalogSnapshot(db.url)).toEqual(first);
   });
@@ -98,7 +102,7 @@ describe("up, status, down", () => {
     const run = await migrate(db, ["redo"]);
     expect(run.code, run.output).toBe(0);
     expect(run.stdout).toMatch(
-      /reverted 000002_create_kms_data_keys[\s\S]*applied\s+000002_create_kms_data_keys/,
+      /reverted 000003_kms_key_guarantees[\s\S]*applied\s+000003_kms_key_guarantees/,
     );
     expect(await catalogSnapshot(db.url)).toEqual(before);
   });
@@ -172,13 +176,13 @@ describe("failures", () => {
   it("a migration failing halfway leaves the earlier ones applied and nothing of itself, naming file and line", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000003_half.up.sql":
+      "000090_half.up.sql":
         "-- creates a table, then fails\nCREATE TABLE half_done (id int);\n\nINSERT INTO half_done VALUES ('not a number');\n",
-      "000003_half.down.sql": "DROP TABLE IF EXISTS half_done;\n",
+      "000090_half.down.sql": "DROP TABLE IF EXISTS half_done;\n",
     });
     const run = await migrate(db, ["up", "--dir", dir]);
     expect(run.code).toBe(1);
-    expect(run.output).toContain(`000003_half.up.sql:4`);
+    expect(run.output).toContain(`000090_half.up.sql:4`);
     expect(run.output).toMatch(/invalid input syntax for type integer/);
     const names = await query<{ name: string }>(
       db.url,
@@ -187,26 +191,26 @@ describe("failures", () => {
     expect(names.map((r) => r.name)).toEqual(projectNames);
     expect(await query(db.url, "SELECT to_regclass('half_done') AS t")).toEqual([{ t: null }]);
     const again = await migrate(db, ["status", "--dir", dir]);
-    expect(again.stdout).toMatch(/pending\s.*000003_half/);
+    expect(again.stdout).toMatch(/pending\s.*000090_half/);
   });
 
   it("a syntax error is reported from the file before anything runs", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000003_typo.up.sql": "SELECT 1;\nCREATE TABL oops (id int);\n",
-      "000003_typo.down.sql": "SELECT 1;\n",
+      "000090_typo.up.sql": "SELECT 1;\nCREATE TABL oops (id int);\n",
+      "000090_typo.down.sql": "SELECT 1;\n",
     });
     const run = await migrate(db, ["up", "--dir", dir]);
     expect(run.code).toBe(1);
-    expect(run.output).toMatch(/000003_typo\.up\.sql:2: syntax error at or near "TABL"/);
+    expect(run.output).toMatch(/000090_typo\.up\.sql:2: syntax error at or near "TABL"/);
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
   });
 
   it("a process killed with SIGKILL in the middle of a slow migration leaves a state a plain rerun fixes", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000003_slow.up.sql": "CREATE TABLE slow_one (id int);\nSELECT pg_sleep(60);\n",
-      "000003_slow.down.sql": "DROP TABLE IF EXISTS slow_one;\n",
+      "000090_slow.up.sql": "CREATE TABLE slow_one (id int);\nSELECT pg_sleep(60);\n",
+      "000090_slow.down.sql": "DROP TABLE IF EXISTS slow_one;\n",
     });
     const proc = spawnScript("cmd/migrate/main.ts", ["up", "--dir", dir], {
       env: { DATABASE_URL: db.url },
@@ -224,8 +228,8 @@ describe("failures", () => {
     proc.child.kill("SIGKILL");
     await proc.exited;
     const fixed = migrationsCopy({
-      "000003_slow.up.sql": "CREATE TABLE slow_one (id int);\n",
-      "000003_slow.down.sql": "DROP TABLE IF EXISTS slow_one;\n",
+      "000090_slow.up.sql": "CREATE TABLE slow_one (id int);\n",
+      "000090_slow.down.sql": "DROP TABLE IF EXISTS slow_one;\n",
     });
     const rerun = await migrate(db, ["up", "--dir", fixed]);
     expect(rerun.code, rerun.output).toBe(0);
@@ -233,7 +237,7 @@ describe("failures", () => {
       db.url,
       "SELECT name FROM pgmigrations ORDER BY id",
     );
-    expect(names.map((r) => r.name)).toEqual([...projectNames, "000003_slow"]);
+    expect(names.map((r) => r.name)).toEqual([...projectNames, "000090_slow"]);
   });
 });
 
@@ -247,8 +251,8 @@ describe("checksums", () => {
       join(dir, "000001_init_schema.up.sql"),
       "\nCREATE INDEX idx_sneaky ON users (created_at);\n",
     );
-    writeFileSync(join(dir, "000003_next.up.sql"), "CREATE TABLE next_one (id int);\n");
-    writeFileSync(join(dir, "000003_next.down.sql"), "DROP TABLE next_one;\n");
+    writeFileSync(join(dir, "000090_next.up.sql"), "CREATE TABLE next_one (id int);\n");
+    writeFileSync(join(dir, "000090_next.down.sql"), "DROP TABLE next_one;\n");
     const validate = await migrate(db, ["validate", "--dir", dir]);
     expect(validate.code).toBe(1);
     expect(validate.stdout).toMatch(/000001_init_schema\.up\.sql was edited after it was applied/);
@@ -300,9 +304,9 @@ describe("no-transaction migrations", () => {
   it("run CREATE INDEX CONCURRENTLY outside a transaction when marked", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000003_users_created_at.up.sql":
+      "000090_users_created_at.up.sql":
         "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_created_at ON users (created_at);\n",
-      "000003_users_created_at.down.sql":
+      "000090_users_created_at.down.sql":
         "-- migrate:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS idx_users_created_at;\n",
     });
     const run = await migrate(db, ["up", "--dir", dir]);
@@ -318,8 +322,8 @@ describe("no-transaction migrations", () => {
   it("refuse a marked file with more than one statement", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000003_two.up.sql": "-- migrate:no-transaction\nSELECT 1;\nSELECT 2;\n",
-      "000003_two.down.sql": "SELECT 1;\n",
+      "000090_two.up.sql": "-- migrate:no-transaction\nSELECT 1;\nSELECT 2;\n",
+      "000090_two.down.sql": "SELECT 1;\n",
     });
     const run = await migrate(db, ["up", "--dir", dir]);
     expect(run.code).toBe(1);
@@ -350,7 +354,7 @@ describe("create and lint", () => {
 
   it("lint catches a planted dangerous migration, each finding with rule, file and line", async () => {
     const dir = migrationsCopy({
-      "000003_danger.up.sql": [
+      "000090_danger.up.sql": [
         "CREATE INDEX idx_users_created ON users (created_at);",
         "ALTER TABLE users ADD COLUMN age int NOT NULL;",
         "ALTER TABLE users ALTER COLUMN username TYPE text;",
@@ -364,7 +368,7 @@ describe("create and lint", () => {
     });
     const run = await runMigrate(["lint", "--dir", dir]);
     expect(run.code).toBe(1);
-    const file = join(dir, "000003_danger.up.sql");
+    const file = join(dir, "000090_danger.up.sql");
     for (const [line, rule] of [
       [1, "missing-down"],
       [1, "index-not-concurrent"],
@@ -426,7 +430,7 @@ describe("the server", () => {
       expect(behind.status).toBe(503);
       expect(await behind.json()).toMatchObject({
         status: "not ready",
-        checks: { database: "ok", migrations: "pending: 000002_create_kms_data_keys" },
+        checks: { database: "ok", migrations: "pending: 000003_kms_key_guarantees" },
       });
     } finally {
       server.child.kill("SIGTERM");

@@ -34,7 +34,7 @@ server:
   http: { addr: "127.0.0.1:0" }
   shutdown_timeout: 20s
 data:
-  database: { source: "${source}", migrate: "off" }
+  database: { source: "${source}", migrate: "up" }
 kms:
   root_key: "${testRootKey}"
 log: { level: info, format: json }
@@ -46,7 +46,7 @@ describe("start-up", () => {
   it("refuses a bad config with one line naming the field, exit code 2", async () => {
     const conf = writeConfig(
       "bad.yaml",
-      baseConfig(db.url).replace('migrate: "off"', 'migrate: "sideways"'),
+      baseConfig(db.url).replace('migrate: "up"', 'migrate: "sideways"'),
     );
     const server = spawnServer(["-conf", conf], { env: noDbEnv });
     expect(await server.exited).toBe(2);

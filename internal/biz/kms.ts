@@ -1,0 +1,113 @@
+import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
+import { BizError, type ErrorCode } from "./errors.js";
+
+export type KeyStatus = "active" | "inactive" | "expired" | "revoked";
+
+/** A data key as stored: metadata and the key wrapped under the root key. */
+export interface DataKey {
+  id: string;
+  version: number;
+  algorithm: string;
+  status: KeyStatus;
+  createdAt: Date;
+  updatedAt: Date;
+  expiresAt: Date | null;
+  metadata: Record<string, unknown>;
+  encryptionCount: bigint;
+  wrapped: Buffer;
+}
+
+/** What a rotation inserts; the repository picks the version. */
+export interface NewDataKey {
+  algorithm: string;
+  wrapped: Buffer;
+  keyHash: string;
+  expiresAt: Date;
+  metadata: Record<string, unknown>;
+}
+
+export interface KeyStats {
+  status: KeyStatus;
+  algorithm: string;
+  keyCount: number;
+  earliestCreated: Date;
+  latestCreated: Date;
+  expiredCount: number;
+}
+
+export interface Rotation {
+  key: DataKey;
+  previous: DataKey | undefined;
+  /** False when `onlyIf` declined: `key` is then the active key found. */
+  rotated: boolean;
+}
+
+/** Storage of keys, implemented in internal/data over kms_data_keys. */
+export interface DataKeyRepo {
+  active(): Promise<DataKey | undefined>;
+  byVersion(version: number): Promise<DataKey | undefined>;
+  /** Newest first, versions below `beforeVersion` when given. */
+  list(opts: { limit: number; beforeVersion?: number; status?: KeyStatus }): Promise<DataKey[]>;
+  /**
+   * One transaction, serialised across instances: unless `onlyIf(active)` is
+   * false, the active key becomes inactive and `make(nextVersion)` is inserted
+   * as the new active key. Announced to every instance.
+   */
+  rotate(
+    make: (version: number) => NewDataKey,
+    onlyIf?: (active: DataKey | undefined) => boolean,
+  ): Promise<Rotation>;
+  /** Marks a non-active key revoked; undefined when there is no such key. */
+  revoke(version: number, reason: string): Promise<DataKey | undefined>;
+  /** Marks inactive keys past expires_at expired; returns their versions. */
+  expireDue(): Promise<number[]>;
+  /** Adds to a key's encryption count; returns the new total. */
+  addEncryptions(version: number, count: number): Promise<bigint>;
+  stats(): Promise<KeyStats[]>;
+  /** How many stored values each key version protects. */
+  protectedValues(): Promise<Map<number, bigint>>;
+  /** The wrapped index key, created by `make` the first time (once across instances). */
+  indexKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
+  /** Calls `onChange` whenever any instance rotates, revokes or expires keys. */
+  watch(onChange: () => void): Promise<() => Promise<void>>;
+}
+
+const kmsError = (
+  code: ErrorCode,
+  reason: ErrorReason,
+  message: string,
+  metadata: Record<string, string> = {},
+) => new BizError(code, { enum: ErrorReasonSchema, value: reason }, message, metadata);
+
+export const kmsErrors = {
+  keyNotFound: (version: number) =>
+    kmsError("NOT_FOUND", ErrorReason.KEY_NOT_FOUND, `no data key has version ${version}`, {
+      version: String(version),
+    }),
+  keyRevoked: (version: number) =>
+    kmsError(
+      "FAILED_PRECONDITION",
+      ErrorReason.KEY_REVOKED,
+      `data key version ${version} is revoked`,
+      {
+        version: String(version),
+      },
+    ),
+  ciphertextInvalid: () =>
+    kmsError(
+      "INVALID_ARGUMENT",
+      ErrorReason.CIPHERTEXT_INVALID,
+      "ciphertext is malformed, altered, or belongs to another field or context",
+    ),
+  notReady: () =>
+    kmsError("UNAVAILABLE", ErrorReason.KMS_NOT_READY, "the KMS has no usable active key yet"),
+  invalidPageToken: () =>
+    kmsError(
+      "INVALID_ARGUMENT",
+      ErrorReason.INVALID_PAGE_TOKEN,
+      "page_token was not issued for this query",
+      {
+        field: "page_token",
+      },
+    ),
+};

@@ -1,0 +1,381 @@
+import { randomBytes } from "node:crypto";
+import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
+import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
+import { CiphertextError, decrypt, encrypt, fieldContext, readHeader } from "../pkg/kms/codec.js";
+import { dataKeyLabel, fingerprint, INDEX_KEY_LABEL, unwrapKey, wrapKey } from "../pkg/kms/wrap.js";
+import type { Logger } from "../pkg/log/logger.js";
+import { kmsErrors, type DataKey, type DataKeyRepo, type KeyStatus, type Rotation } from "./kms.js";
+
+export interface KmsSettings {
+  algorithm: string;
+  rotateIntervalMs: number;
+  /** Rotate once a key has encrypted this many values (random-nonce GCM: well under 2^32). */
+  maxEncryptionsPerKey: number;
+  /** How long an unwrapped key is kept; bounds staleness if a notification is lost. */
+  cacheTtlMs: number;
+  /** How often each instance checks for due rotation and expiry. */
+  maintenanceIntervalMs: number;
+}
+
+/** The KMS cannot start: wrong root key, unsupported algorithm… */
+export class KmsInitError extends Error {
+  override name = "KmsInitError";
+}
+
+interface CachedKey {
+  key: Buffer;
+  /** Set when the key was zeroed: a caller holding it must fetch again. */
+  dropped: boolean;
+  version: number;
+  status: KeyStatus;
+  algorithm: Algorithm;
+  loadedAt: number;
+}
+
+export interface MaintenanceReport {
+  expiredVersions: number[];
+  rotation: Rotation | undefined;
+}
+
+/**
+ * Envelope encryption: the root key (memory only) wraps data keys kept by the
+ * repository; fields are encrypted with the active data key and bound to their
+ * field and context; blind indexes use per-field subkeys of a separate index
+ * key. Unwrapped keys are cached for a bounded time, dropped (and zeroed) when
+ * any instance announces a change.
+ */
+export class KmsUsecase {
+  private readonly algorithm: Algorithm;
+  private readonly cache = new Map<number, CachedKey>();
+  private readonly loading = new Map<number, Promise<CachedKey>>();
+  private readonly subkeys = new Map<string, Buffer>();
+  private activeVersion: number | undefined;
+  private activeLoading: Promise<CachedKey> | undefined;
+  private indexKey: Buffer | undefined;
+  private pendingEncryptions = new Map<number, number>();
+  private timers: NodeJS.Timeout[] = [];
+  private unwatch: (() => Promise<void>) | undefined;
+
+  constructor(
+    private readonly repo: DataKeyRepo,
+    private readonly rootKey: Buffer,
+    private readonly settings: KmsSettings,
+    private readonly log: Logger,
+  ) {
+    this.algorithm = assertAlgorithm(settings.algorithm);
+  }
+
+  /**
+   * Ensures an index key and an active data key exist (creating them once
+   * across instances), and proves the root key unwraps them: a wrong root key
+   * stops start-up here rather than at the first decryption.
+   */
+  async init(): Promise<void> {
+    const wrappedIndex = await this.repo.indexKey(() => {
+      const key = randomBytes(32);
+      const wrapped = wrapKey(this.rootKey, key, INDEX_KEY_LABEL);
+      key.fill(0);
+      return { wrapped, keyHash: fingerprint(wrapped) };
+    });
+    try {
+      this.indexKey = unwrapKey(this.rootKey, wrappedIndex, INDEX_KEY_LABEL);
+    } catch {
+      throw new KmsInitError(
+        "the root key does not unwrap the stored index key: wrong root key (refusing to start)",
+      );
+    }
+    await this.repo.rotate(
+      (v) => this.newKey(v, "initial key"),
+      (active) => active === undefined,
+    );
+    try {
+      await this.active();
+    } catch (err) {
+      if (err instanceof KmsInitError) throw err;
+      throw new KmsInitError(`cannot load the active data key: ${(err as Error).message}`);
+    }
+    this.unwatch = await this.repo.watch(() => this.forget());
+    this.timers.push(
+      setInterval(() => void this.tick(), this.settings.maintenanceIntervalMs).unref(),
+    );
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    await this.flushUsage().catch(() => undefined);
+    await this.unwatch?.();
+    this.forget();
+    this.indexKey?.fill(0);
+    for (const k of this.subkeys.values()) k.fill(0);
+    this.subkeys.clear();
+  }
+
+  /** Encrypts for `fieldName` (and `context`) with the active key. */
+  async encryptField(
+    fieldName: string,
+    plaintext: Uint8Array,
+    context: Uint8Array = new Uint8Array(),
+  ) {
+    const k = await this.usable(() => this.active());
+    const ciphertext = encrypt(
+      { algorithm: k.algorithm, version: k.version },
+      k.key,
+      plaintext,
+      fieldContext(fieldName, context),
+    );
+    this.pendingEncryptions.set(k.version, (this.pendingEncryptions.get(k.version) ?? 0) + 1);
+    return { ciphertext, keyVersion: k.version };
+  }
+
+  /** Decrypts a value of `fieldName`; revoked keys refuse, altered bytes fail. */
+  async decryptField(
+    fieldName: string,
+    ciphertext: Uint8Array,
+    context: Uint8Array = new Uint8Array(),
+  ) {
+    let version: number;
+    try {
+      version = readHeader(ciphertext).version;
+    } catch {
+      throw kmsErrors.ciphertextInvalid();
+    }
+    const k = await this.usable(() => this.byVersion(version, true));
+    try {
+      return {
+        plaintext: decrypt(ciphertext, k.key, fieldContext(fieldName, context)),
+        keyVersion: version,
+      };
+    } catch (err) {
+      if (err instanceof CiphertextError) throw kmsErrors.ciphertextInvalid();
+      throw err;
+    }
+  }
+
+  /** The keyed blind index of `value` for `fieldName`. */
+  hashField(fieldName: string, value: string): string {
+    if (!this.indexKey) throw kmsErrors.notReady();
+    let subkey = this.subkeys.get(fieldName);
+    if (!subkey) {
+      subkey = fieldSubkey(this.indexKey, fieldName);
+      this.subkeys.set(fieldName, subkey);
+    }
+    return blindIndex(subkey, fieldName, value);
+  }
+
+  async rotate(reason: string): Promise<Rotation> {
+    const rotation = await this.repo.rotate((v) => this.newKey(v, reason || "on demand"));
+    this.forget();
+    this.log.info(
+      { version: rotation.key.version, previous: rotation.previous?.version },
+      "data key rotated",
+    );
+    return rotation;
+  }
+
+  /** Revokes a key; the active key is rotated out first. */
+  async revoke(version: number, reason: string): Promise<{ key: DataKey; active: DataKey }> {
+    const current = await this.repo.active();
+    if (current?.version === version) {
+      await this.repo.rotate(
+        (v) => this.newKey(v, `rotated to revoke version ${version}`),
+        (active) => active?.version === version,
+      );
+    }
+    const key = await this.repo.revoke(version, reason);
+    if (!key) {
+      const existing = await this.repo.byVersion(version);
+      if (!existing) throw kmsErrors.keyNotFound(version);
+      if (existing.status === "revoked")
+        return { key: existing, active: (await this.repo.active())! };
+      throw kmsErrors.notReady();
+    }
+    this.forget();
+    this.log.warn({ version }, "data key revoked");
+    return { key, active: (await this.repo.active())! };
+  }
+
+  /** Expires keys past expires_at and rotates when the active key is due. Deletes nothing. */
+  async maintenance(): Promise<MaintenanceReport> {
+    const rotation = await this.rotateIfDue();
+    const expiredVersions = await this.repo.expireDue();
+    if (expiredVersions.length > 0) this.forget();
+    return { expiredVersions, rotation };
+  }
+
+  /**
+   * Rotates when the active key is past expires_at or its encryption count:
+   * when every instance's timer fires together, the first one rotates and the
+   * others find a fresh key and do nothing.
+   */
+  async rotateIfDue(): Promise<Rotation | undefined> {
+    const due = (k: DataKey | undefined) =>
+      k === undefined ||
+      (k.expiresAt !== null && k.expiresAt.getTime() <= Date.now()) ||
+      k.encryptionCount >= BigInt(this.settings.maxEncryptionsPerKey);
+    const rotation = await this.repo.rotate((v) => this.newKey(v, "scheduled"), due);
+    if (!rotation.rotated) return undefined;
+    this.forget();
+    this.log.info(
+      { version: rotation.key.version, previous: rotation.previous?.version },
+      "data key rotated on schedule",
+    );
+    return rotation;
+  }
+
+  /** Readiness: an active key is at hand (from the cache, or loadable). */
+  async ready(): Promise<void> {
+    await this.usable(() => this.active());
+  }
+
+  async getKey(version: number): Promise<DataKey> {
+    const key = await this.repo.byVersion(version);
+    if (!key) throw kmsErrors.keyNotFound(version);
+    return key;
+  }
+
+  async status() {
+    const [active, stats, usage] = await Promise.all([
+      this.repo.active(),
+      this.repo.stats(),
+      this.repo.protectedValues(),
+    ]);
+    return {
+      active,
+      stats,
+      usage,
+      algorithm: this.algorithm,
+      rotateIntervalMs: this.settings.rotateIntervalMs,
+    };
+  }
+
+  listKeys(opts: { limit: number; beforeVersion?: number; status?: KeyStatus }) {
+    return this.repo.list(opts);
+  }
+
+  private newKey(version: number, reason: string) {
+    const key = randomBytes(32);
+    const wrapped = wrapKey(this.rootKey, key, dataKeyLabel(version, this.algorithm));
+    key.fill(0);
+    return {
+      algorithm: this.algorithm,
+      wrapped,
+      keyHash: fingerprint(wrapped),
+      expiresAt: new Date(Date.now() + this.settings.rotateIntervalMs),
+      metadata: { reason },
+    };
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.flushUsage();
+      await this.maintenance();
+    } catch (err) {
+      this.log.warn(
+        { err: { message: (err as Error).message } },
+        "kms maintenance failed; will retry",
+      );
+    }
+  }
+
+  private async flushUsage(): Promise<void> {
+    const pending = this.pendingEncryptions;
+    this.pendingEncryptions = new Map();
+    for (const [version, count] of pending) await this.repo.addEncryptions(version, count);
+  }
+
+  /** Drops every unwrapped data key (zeroed): the next use reloads from the repository. */
+  private forget(): void {
+    for (const k of this.cache.values()) drop(k);
+    this.cache.clear();
+    this.activeVersion = undefined;
+  }
+
+  // A key may be dropped between the load resolving and the caller resuming
+  // (another continuation ran forget()); fetch again rather than use zeros.
+  private async usable(get: () => Promise<CachedKey>): Promise<CachedKey> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const k = await get();
+      if (!k.dropped) return k;
+    }
+    throw kmsErrors.notReady();
+  }
+
+  private async active(): Promise<CachedKey> {
+    const cached = this.activeVersion === undefined ? undefined : this.fresh(this.activeVersion);
+    if (cached) return cached;
+    // One load for all concurrent callers.
+    this.activeLoading ??= (async () => {
+      try {
+        const row = await this.repo.active();
+        if (!row) throw kmsErrors.notReady();
+        const k = this.store(row);
+        this.activeVersion = k.version;
+        return k;
+      } finally {
+        this.activeLoading = undefined;
+      }
+    })();
+    return this.activeLoading;
+  }
+
+  private async byVersion(version: number, forDecryption: boolean): Promise<CachedKey> {
+    const cached = this.fresh(version);
+    const k = cached ?? (await this.load(version));
+    if (forDecryption && k.status === "revoked") throw kmsErrors.keyRevoked(version);
+    return k;
+  }
+
+  private load(version: number): Promise<CachedKey> {
+    let pending = this.loading.get(version);
+    if (!pending) {
+      pending = (async () => {
+        try {
+          const row = await this.repo.byVersion(version);
+          if (!row) throw kmsErrors.ciphertextInvalid();
+          return this.store(row);
+        } finally {
+          this.loading.delete(version);
+        }
+      })();
+      this.loading.set(version, pending);
+    }
+    return pending;
+  }
+
+  private fresh(version: number): CachedKey | undefined {
+    const k = this.cache.get(version);
+    if (!k) return undefined;
+    if (Date.now() - k.loadedAt < this.settings.cacheTtlMs) return k;
+    drop(k);
+    this.cache.delete(version);
+    return undefined;
+  }
+
+  private store(row: DataKey): CachedKey {
+    let key: Buffer;
+    try {
+      key = unwrapKey(this.rootKey, row.wrapped, dataKeyLabel(row.version, row.algorithm));
+    } catch {
+      throw new KmsInitError(
+        `data key version ${row.version} does not unwrap under the root key: wrong root key or altered row`,
+      );
+    }
+    const k: CachedKey = {
+      key,
+      dropped: false,
+      version: row.version,
+      status: row.status,
+      algorithm: assertAlgorithm(row.algorithm),
+      loadedAt: Date.now(),
+    };
+    const replaced = this.cache.get(row.version);
+    if (replaced) drop(replaced);
+    this.cache.set(row.version, k);
+    return k;
+  }
+}
+
+function drop(k: CachedKey): void {
+  k.dropped = true;
+  k.key.fill(0);
+}

@@ -1,0 +1,230 @@
+import pg from "pg";
+import type { DataKey, DataKeyRepo, KeyStats, KeyStatus, NewDataKey } from "../biz/kms.js";
+import type { Logger } from "../pkg/log/logger.js";
+
+/** The channel every instance LISTENs on for key changes. */
+const CHANNEL = "kms_keys";
+/** Serialises rotations across instances (transaction-scoped advisory lock). */
+const ROTATE_LOCK = 0x6b6d7301;
+
+const COLUMNS = `id, version, algorithm, status, created_at, updated_at, expires_at,
+  coalesce(metadata, '{}'::jsonb) AS metadata, encryption_count, encrypted_key`;
+
+interface Row {
+  id: string;
+  version: number;
+  algorithm: string;
+  status: KeyStatus;
+  created_at: Date;
+  updated_at: Date;
+  expires_at: Date | null;
+  metadata: Record<string, unknown>;
+  encryption_count: string;
+  encrypted_key: Buffer;
+}
+
+const toKey = (r: Row): DataKey => ({
+  id: r.id,
+  version: r.version,
+  algorithm: r.algorithm,
+  status: r.status,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  expiresAt: r.expires_at,
+  metadata: r.metadata,
+  encryptionCount: BigInt(r.encryption_count),
+  wrapped: r.encrypted_key,
+});
+
+/** biz.DataKeyRepo on kms_data_keys and kms_index_keys. */
+export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger): DataKeyRepo {
+  const one = async (sql: string, params: unknown[] = []) => {
+    const { rows } = await pool.query<Row>(sql, params);
+    return rows[0] ? toKey(rows[0]) : undefined;
+  };
+  const tx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  };
+
+  return {
+    active: () => one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE status = 'active'`),
+    byVersion: (version) =>
+      one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE version = $1`, [version]),
+
+    async list({ limit, beforeVersion, status }) {
+      const { rows } = await pool.query<Row>(
+        `SELECT ${COLUMNS} FROM kms_data_keys
+          WHERE ($1::int IS NULL OR version < $1) AND ($2::text IS NULL OR status = $2)
+          ORDER BY version DESC LIMIT $3`,
+        [beforeVersion ?? null, status ?? null, limit],
+      );
+      return rows.map(toKey);
+    },
+
+    rotate: (make, onlyIf) =>
+      tx(async (c) => {
+        await c.query("SELECT pg_advisory_xact_lock($1)", [ROTATE_LOCK]);
+        const found = await c.query<Row>(
+          `SELECT ${COLUMNS} FROM kms_data_keys WHERE status = 'active' FOR UPDATE`,
+        );
+        const previous = found.rows[0] ? toKey(found.rows[0]) : undefined;
+        if (onlyIf && !onlyIf(previous))
+          return { key: previous!, previous: undefined, rotated: false };
+        const next = await c.query<{ v: number }>(
+          "SELECT coalesce(max(version), 0) + 1 AS v FROM kms_data_keys",
+        );
+        const version = next.rows[0]!.v;
+        const fresh: NewDataKey = make(version);
+        if (previous)
+          await c.query("UPDATE kms_data_keys SET status = 'inactive' WHERE id = $1", [
+            previous.id,
+          ]);
+        const inserted = await c.query<Row>(
+          `INSERT INTO kms_data_keys (id, version, algorithm, encrypted_key, key_hash, status, expires_at, metadata)
+           VALUES (gen_random_uuid()::text, $1, $2, $3, $4, 'active', $5, $6) RETURNING ${COLUMNS}`,
+          [version, fresh.algorithm, fresh.wrapped, fresh.keyHash, fresh.expiresAt, fresh.metadata],
+        );
+        await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `rotated:${version}`]);
+        return { key: toKey(inserted.rows[0]!), previous, rotated: true };
+      }),
+
+    revoke: (version, reason) =>
+      tx(async (c) => {
+        const { rows } = await c.query<Row>(
+          `UPDATE kms_data_keys SET status = 'revoked',
+             metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('revoked_reason', $2::text, 'revoked_at', now())
+           WHERE version = $1 AND status <> 'active' RETURNING ${COLUMNS}`,
+          [version, reason],
+        );
+        if (rows[0]) await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
+        return rows[0] ? toKey(rows[0]) : undefined;
+      }),
+
+    expireDue: () =>
+      tx(async (c) => {
+        const { rows } = await c.query<{ version: number }>(
+          `UPDATE kms_data_keys SET status = 'expired'
+            WHERE status = 'inactive' AND expires_at IS NOT NULL AND expires_at <= now() RETURNING version`,
+        );
+        if (rows.length > 0) await c.query("SELECT pg_notify($1, 'expired')", [CHANNEL]);
+        return rows.map((r) => r.version).sort((a, b) => a - b);
+      }),
+
+    async addEncryptions(version, count) {
+      const { rows } = await pool.query<{ n: string }>(
+        "UPDATE kms_data_keys SET encryption_count = encryption_count + $2 WHERE version = $1 RETURNING encryption_count AS n",
+        [version, count],
+      );
+      return BigInt(rows[0]?.n ?? 0);
+    },
+
+    async stats(): Promise<KeyStats[]> {
+      const { rows } = await pool.query<{
+        status: KeyStatus;
+        algorithm: string;
+        key_count: string;
+        earliest_created: Date;
+        latest_created: Date;
+        expired_count: string;
+      }>("SELECT * FROM kms_key_stats ORDER BY status, algorithm");
+      return rows.map((r) => ({
+        status: r.status,
+        algorithm: r.algorithm,
+        keyCount: Number(r.key_count),
+        earliestCreated: r.earliest_created,
+        latestCreated: r.latest_created,
+        expiredCount: Number(r.expired_count),
+      }));
+    },
+
+    // The key version sits in bytes 2..5 of every ciphertext: count them where
+    // ciphertexts are stored. (A full scan; users will record versions in an
+    // indexed column of their own.)
+    async protectedValues() {
+      const { rows } = await pool.query<{ version: number; n: string }>(
+        `SELECT (get_byte(c, 2) << 24) | (get_byte(c, 3) << 16) | (get_byte(c, 4) << 8) | get_byte(c, 5) AS version,
+                count(*) AS n
+           FROM (SELECT email_encrypted AS c FROM users UNION ALL SELECT phone_encrypted FROM users
+                 UNION ALL SELECT name_encrypted FROM users) AS stored
+          WHERE c IS NOT NULL AND length(c) > 6 AND get_byte(c, 0) = 1
+          GROUP BY 1`,
+      );
+      return new Map(rows.map((r) => [r.version, BigInt(r.n)]));
+    },
+
+    async indexKey(make) {
+      const found = await pool.query<{ k: Buffer }>(
+        "SELECT encrypted_key AS k FROM kms_index_keys WHERE id = 1",
+      );
+      if (found.rows[0]) return found.rows[0].k;
+      const fresh = make();
+      // Instances starting together race here; the first insert wins and every
+      // instance reads the winner.
+      await pool.query(
+        "INSERT INTO kms_index_keys (id, encrypted_key, key_hash) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+        [fresh.wrapped, fresh.keyHash],
+      );
+      const winner = await pool.query<{ k: Buffer }>(
+        "SELECT encrypted_key AS k FROM kms_index_keys WHERE id = 1",
+      );
+      return winner.rows[0]!.k;
+    },
+
+    watch: (onChange) => listen(databaseUrl, onChange, log),
+  };
+}
+
+/**
+ * LISTENs on a dedicated connection and calls `onChange` per notification.
+ * When the connection drops it reconnects (and calls `onChange`, as changes may
+ * have been missed); the cache lifetime bounds staleness meanwhile.
+ */
+async function listen(
+  databaseUrl: string,
+  onChange: () => void,
+  log: Logger,
+): Promise<() => Promise<void>> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({ connectionString: databaseUrl, application_name: "kms-listener" });
+    c.on("notification", () => onChange());
+    c.on("error", (err) => {
+      log.warn({ err: { message: err.message } }, "kms listener lost its connection; reconnecting");
+      c.end().catch(() => undefined);
+      schedule();
+    });
+    await c.connect();
+    await c.query(`LISTEN ${CHANNEL}`);
+    client = c;
+  };
+  const schedule = () => {
+    if (stopped || retry) return;
+    client = undefined;
+    retry = setTimeout(() => {
+      retry = undefined;
+      connect().then(onChange, (err: Error) => {
+        log.warn({ err: { message: err.message } }, "kms listener could not reconnect; retrying");
+        schedule();
+      });
+    }, 1000);
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await client?.end().catch(() => undefined);
+  };
+}

@@ -1,0 +1,58 @@
+import { createCipheriv, createDecipheriv, randomBytes, type CipherGCMTypes } from "node:crypto";
+
+/** The field ciphers; the id is stored in every ciphertext. */
+export const ALGORITHMS = {
+  "AES-256-GCM": { id: 1, cipher: "aes-256-gcm" },
+  "ChaCha20-Poly1305": { id: 2, cipher: "chacha20-poly1305" },
+} as const;
+
+export type Algorithm = keyof typeof ALGORITHMS;
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+
+/** Names from the table's CHECK list that are deliberately not supported. */
+const REFUSED: Record<string, string> = {
+  "AES-256-CBC": "unauthenticated (no tag): ciphertexts could be altered undetected",
+  "SM4-GCM": "not available in Node's crypto; no home-made implementation is acceptable",
+};
+
+export function assertAlgorithm(name: string): Algorithm {
+  if (name in ALGORITHMS) return name as Algorithm;
+  const why = REFUSED[name];
+  throw new Error(
+    `kms.algorithm ${name} is not supported${why ? `: ${why}` : ""}; use AES-256-GCM or ChaCha20-Poly1305`,
+  );
+}
+
+export function algorithmById(id: number): Algorithm | undefined {
+  return (Object.keys(ALGORITHMS) as Algorithm[]).find((a) => ALGORITHMS[a].id === id);
+}
+
+/** Seals with a fresh random nonce: returns nonce, ciphertext and tag. */
+export function seal(algorithm: Algorithm, key: Buffer, plaintext: Uint8Array, aad: Uint8Array) {
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv(ALGORITHMS[algorithm].cipher as CipherGCMTypes, key, nonce, {
+    authTagLength: TAG_BYTES,
+  });
+  cipher.setAAD(aad);
+  const sealed = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return { nonce, sealed, tag: cipher.getAuthTag() };
+}
+
+/** Opens, or throws when the tag does not verify (wrong key, altered bytes, other AAD). */
+export function open(
+  algorithm: Algorithm,
+  key: Buffer,
+  nonce: Uint8Array,
+  sealed: Uint8Array,
+  tag: Uint8Array,
+  aad: Uint8Array,
+): Buffer {
+  const decipher = createDecipheriv(ALGORITHMS[algorithm].cipher as CipherGCMTypes, key, nonce, {
+    authTagLength: TAG_BYTES,
+  });
+  decipher.setAAD(aad);
+  decipher.setAuthTag(tag);
+  return Buffer.concat([decipher.update(sealed), decipher.final()]);
+}

@@ -1,0 +1,96 @@
+import {
+  algorithmById,
+  NONCE_BYTES,
+  open,
+  seal,
+  TAG_BYTES,
+  ALGORITHMS,
+  type Algorithm,
+} from "./aead.js";
+
+/**
+ * The one ciphertext format:
+ *
+ *   0      format (0x01)
+ *   1      algorithm id (1 AES-256-GCM, 2 ChaCha20-Poly1305)
+ *   2..5   data key version, uint32 big-endian
+ *   6..17  nonce (12 bytes, random)
+ *   18..   sealed data, then the 16-byte tag
+ *
+ * The 6-byte header and the caller's context (where the value lives: table,
+ * column, row) are the associated data: changing a header byte, or moving the
+ * value to another field or row, fails authentication.
+ */
+export const FORMAT_V1 = 0x01;
+const HEADER_BYTES = 6;
+export const OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
+
+/** Not a ciphertext of ours, or altered, or bound elsewhere. Says no more. */
+export class CiphertextError extends Error {
+  override name = "CiphertextError";
+  constructor() {
+    super("ciphertext is malformed, altered, or belongs to another field or context");
+  }
+}
+
+export interface Header {
+  algorithm: Algorithm;
+  version: number;
+}
+
+/** Reads the header without decrypting: which key version a ciphertext needs. */
+export function readHeader(ciphertext: Uint8Array): Header {
+  if (ciphertext.length < OVERHEAD || ciphertext[0] !== FORMAT_V1) throw new CiphertextError();
+  const algorithm = algorithmById(ciphertext[1]!);
+  const version = Buffer.from(
+    ciphertext.buffer,
+    ciphertext.byteOffset,
+    ciphertext.length,
+  ).readUInt32BE(2);
+  if (!algorithm || version === 0) throw new CiphertextError();
+  return { algorithm, version };
+}
+
+export function encrypt(
+  header: Header,
+  key: Buffer,
+  plaintext: Uint8Array,
+  context: Uint8Array,
+): Buffer {
+  const head = Buffer.alloc(HEADER_BYTES);
+  head[0] = FORMAT_V1;
+  head[1] = ALGORITHMS[header.algorithm].id;
+  head.writeUInt32BE(header.version, 2);
+  const { nonce, sealed, tag } = seal(header.algorithm, key, plaintext, aad(head, context));
+  return Buffer.concat([head, nonce, sealed, tag]);
+}
+
+/** Decrypts with the key of the header's version (the caller looked it up). */
+export function decrypt(ciphertext: Uint8Array, key: Buffer, context: Uint8Array): Buffer {
+  const { algorithm } = readHeader(ciphertext);
+  const bytes = Buffer.from(ciphertext.buffer, ciphertext.byteOffset, ciphertext.length);
+  const head = bytes.subarray(0, HEADER_BYTES);
+  const nonce = bytes.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
+  const sealed = bytes.subarray(HEADER_BYTES + NONCE_BYTES, bytes.length - TAG_BYTES);
+  const tag = bytes.subarray(bytes.length - TAG_BYTES);
+  try {
+    return open(algorithm, key, nonce, sealed, tag, aad(head, context));
+  } catch {
+    throw new CiphertextError();
+  }
+}
+
+// Length-prefixed so that no (header, context) pair can be read as another.
+function aad(head: Buffer, context: Uint8Array): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(context.length);
+  return Buffer.concat([head, len, context]);
+}
+
+/** The context binding a field value to where it is stored. */
+export function fieldContext(fieldName: string, extra: Uint8Array = new Uint8Array()): Buffer {
+  const name = Buffer.from(fieldName, "utf8");
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(name.length);
+  return Buffer.concat([len, name, extra]);
+}

@@ -1,0 +1,55 @@
+import { pbkdf2Sync } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+export const KEY_BYTES = 32;
+
+/** Where the root key comes from; exactly one is set (the config loader checks). */
+export interface RootKeySource {
+  rootKey: string;
+  rootKeyFile: string;
+  seed: string;
+  salt: string;
+  iterations: number;
+}
+
+/** The root key cannot be had; the message names the source, never the key. */
+export class RootKeyError extends Error {
+  override name = "RootKeyError";
+}
+
+/**
+ * The 32-byte root key: base64 inline, a file holding 32 raw bytes or their
+ * base64, or PBKDF2-SHA256(seed, salt, iterations) as the Go original derives
+ * it. It is only ever held in memory.
+ */
+export function loadRootKey(source: RootKeySource): Buffer {
+  if (source.rootKey) return decode(source.rootKey, "kms.root_key");
+  if (source.rootKeyFile) {
+    let raw: Buffer;
+    try {
+      raw = readFileSync(source.rootKeyFile);
+    } catch (err) {
+      throw new RootKeyError(
+        `kms.root_key_file ${source.rootKeyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+    if (raw.length === KEY_BYTES) return raw;
+    return decode(raw.toString("utf8").trim(), `kms.root_key_file ${source.rootKeyFile}`);
+  }
+  if (source.seed) {
+    if (!source.salt || source.iterations < 100_000) {
+      throw new RootKeyError("kms.seed needs kms.salt and kms.iterations of at least 100000");
+    }
+    return pbkdf2Sync(source.seed, source.salt, source.iterations, KEY_BYTES, "sha256");
+  }
+  throw new RootKeyError(
+    "no root key: set kms.root_key, kms.root_key_file or kms.seed (or KMS_ROOT_KEY)",
+  );
+}
+
+function decode(text: string, where: string): Buffer {
+  const key = /^[A-Za-z0-9+/]+={0,2}$/.test(text) ? Buffer.from(text, "base64") : Buffer.alloc(0);
+  if (key.length !== KEY_BYTES)
+    throw new RootKeyError(`${where}: must be ${KEY_BYTES} bytes, base64-encoded`);
+  return key;
+}
