@@ -40,11 +40,21 @@ export function loadRootKey(source: RootKeySource): Buffer {
     if (!source.salt || source.iterations < 100_000) {
       throw new RootKeyError("kms.seed needs kms.salt and kms.iterations of at least 100000");
     }
-    return pbkdf2Sync(source.seed, source.salt, source.iterations, KEY_BYTES, "sha256");
+    return deriveRootKey(source.seed, source.salt, source.iterations);
   }
   throw new RootKeyError(
     "no root key: set kms.root_key, kms.root_key_file or kms.seed (or KMS_ROOT_KEY)",
   );
+}
+
+/** PBKDF2-HMAC-SHA256, as the Go original derives its root key from seed and salt. */
+export function deriveRootKey(
+  seed: string,
+  salt: string,
+  iterations: number,
+  bytes = KEY_BYTES,
+): Buffer {
+  return pbkdf2Sync(seed, salt, iterations, bytes, "sha256");
 }
 
 function decode(text: string, where: string): Buffer {

@@ -1,0 +1,149 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { assertAlgorithm } from "../../internal/pkg/kms/aead.js";
+import { blindIndex, fieldSubkey, normalise } from "../../internal/pkg/kms/blindindex.js";
+import {
+  CiphertextError,
+  decrypt,
+  encrypt,
+  fieldContext,
+  readHeader,
+} from "../../internal/pkg/kms/codec.js";
+import { deriveRootKey, loadRootKey } from "../../internal/pkg/kms/rootkey.js";
+import { unwrapKey, wrapKey } from "../../internal/pkg/kms/wrap.js";
+
+const key = Buffer.alloc(32, 0x42);
+const none = { rootKey: "", rootKeyFile: "", seed: "", salt: "", iterations: 0 };
+
+describe("known answers", () => {
+  // RFC 7914, section 11 (PBKDF2-HMAC-SHA256 test vectors).
+  it("PBKDF2-SHA256 (RFC 7914)", () => {
+    expect(deriveRootKey("passwd", "salt", 1, 64).toString("hex")).toBe(
+      "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783",
+    );
+    expect(deriveRootKey("Password", "NaCl", 80000, 64).toString("hex")).toBe(
+      "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d",
+    );
+  });
+
+  // RFC 4231, test case 2: the blind index is plain HMAC-SHA256 over the normalised value.
+  it("HMAC-SHA256 (RFC 4231)", () => {
+    expect(blindIndex(Buffer.from("Jefe"), "note", "what do ya want for nothing?")).toBe(
+      "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    );
+  });
+});
+
+describe("root key", () => {
+  it("comes from base64, a file (raw or base64), or seed + salt", () => {
+    expect(loadRootKey({ ...none, rootKey: key.toString("base64") })).toEqual(key);
+    const dir = mkdtempSync(join(tmpdir(), "rk-"));
+    writeFileSync(join(dir, "raw"), key);
+    writeFileSync(join(dir, "b64"), `${key.toString("base64")}\n`);
+    expect(loadRootKey({ ...none, rootKeyFile: join(dir, "raw") })).toEqual(key);
+    expect(loadRootKey({ ...none, rootKeyFile: join(dir, "b64") })).toEqual(key);
+    expect(loadRootKey({ ...none, seed: "s", salt: "x", iterations: 100000 })).toEqual(
+      deriveRootKey("s", "x", 100000),
+    );
+  });
+
+  it("refuses short keys, weak derivations and missing files without echoing them", () => {
+    expect(() => loadRootKey({ ...none, rootKey: "c2hvcnQ=" })).toThrow(
+      /kms.root_key: must be 32 bytes/,
+    );
+    expect(() => loadRootKey({ ...none, rootKey: "c2hvcnQ=" })).not.toThrow(/c2hvcnQ/);
+    expect(() => loadRootKey({ ...none, seed: "s", salt: "x", iterations: 1000 })).toThrow(
+      /at least 100000/,
+    );
+    expect(() => loadRootKey({ ...none, rootKeyFile: "/nonexistent/key" })).toThrow(/ENOENT/);
+  });
+});
+
+describe("ciphertext codec", () => {
+  const ctx = fieldContext("users.email", Buffer.from("row:7"));
+  const ct = encrypt(
+    { algorithm: "AES-256-GCM", version: 3 },
+    key,
+    Buffer.from("alice@example.com"),
+    ctx,
+  );
+
+  it("is self-describing: format byte, algorithm, key version", () => {
+    expect(ct[0]).toBe(1);
+    expect(readHeader(ct)).toEqual({ algorithm: "AES-256-GCM", version: 3 });
+    expect(decrypt(ct, key, ctx).toString()).toBe("alice@example.com");
+  });
+
+  it("fails on every single-byte change", () => {
+    for (let i = 0; i < ct.length; i++) {
+      const altered = Buffer.from(ct);
+      altered[i] ^= 0x01;
+      expect(() => decrypt(altered, key, ctx), `byte ${i}`).toThrow(CiphertextError);
+    }
+  });
+
+  it("fails on every truncation", () => {
+    for (let n = 0; n < ct.length; n++) {
+      expect(() => decrypt(ct.subarray(0, n), key, ctx), `length ${n}`).toThrow(CiphertextError);
+    }
+  });
+
+  it("fails when moved to another field or row", () => {
+    expect(() => decrypt(ct, key, fieldContext("users.phone", Buffer.from("row:7")))).toThrow(
+      CiphertextError,
+    );
+    expect(() => decrypt(ct, key, fieldContext("users.email", Buffer.from("row:8")))).toThrow(
+      CiphertextError,
+    );
+  });
+
+  it("fails under another key, and never says more than it is invalid", () => {
+    let message = "";
+    try {
+      decrypt(ct, Buffer.alloc(32, 1), ctx);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toBe(
+      "ciphertext is malformed, altered, or belongs to another field or context",
+    );
+  });
+
+  it("supports ChaCha20-Poly1305 and refuses the rest of the table's list", () => {
+    const c = encrypt({ algorithm: "ChaCha20-Poly1305", version: 1 }, key, Buffer.from("x"), ctx);
+    expect(readHeader(c).algorithm).toBe("ChaCha20-Poly1305");
+    expect(decrypt(c, key, ctx).toString()).toBe("x");
+    expect(() => assertAlgorithm("AES-256-CBC")).toThrow(/not supported: unauthenticated/);
+    expect(() => assertAlgorithm("SM4-GCM")).toThrow(/not supported/);
+  });
+});
+
+describe("wrapped keys", () => {
+  it("unwrap only under the same root key and label", () => {
+    const wrapped = wrapKey(key, Buffer.alloc(32, 9), "data-key:v1:AES-256-GCM");
+    expect(unwrapKey(key, wrapped, "data-key:v1:AES-256-GCM")).toEqual(Buffer.alloc(32, 9));
+    expect(() => unwrapKey(Buffer.alloc(32, 1), wrapped, "data-key:v1:AES-256-GCM")).toThrow();
+    expect(() => unwrapKey(key, wrapped, "data-key:v2:AES-256-GCM")).toThrow();
+  });
+});
+
+describe("blind indexes", () => {
+  it.each([
+    ["email", " Alice@Example.COM ", "alice@example.com"],
+    ["phone", "+86 138-0013-8000", "+8613800138000"],
+    ["name", "  Ann   Lee ", "Ann Lee"],
+    ["users.email", "Bob@X.org", "bob@x.org"],
+  ])("normalise(%s, %j) = %j", (field, value, expected) =>
+    expect(normalise(field, value)).toBe(expected),
+  );
+
+  it("are keyed and per field: equal values in different fields or under other keys differ", () => {
+    const a = blindIndex(fieldSubkey(key, "email"), "email", "a@b.c");
+    expect(blindIndex(fieldSubkey(key, "email"), "email", " A@B.C")).toBe(a);
+    expect(blindIndex(fieldSubkey(key, "name"), "name", "a@b.c")).not.toBe(a);
+    expect(blindIndex(fieldSubkey(Buffer.alloc(32, 1), "email"), "email", "a@b.c")).not.toBe(a);
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
