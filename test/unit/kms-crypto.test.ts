@@ -79,7 +79,7 @@ describe("ciphertext codec", () => {
   it("fails on every single-byte change", () => {
     for (let i = 0; i < ct.length; i++) {
       const altered = Buffer.from(ct);
-      altered[i] ^= 0x01;
+      altered[i] = altered[i]! ^ 0x01;
       expect(() => decrypt(altered, key, ctx), `byte ${i}`).toThrow(CiphertextError);
     }
   });
