@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import pg from "pg";
+import { withDatabase } from "./lib/db.js";
 
 const COUNT = 300;
 
@@ -68,20 +68,5 @@ export async function migrateBench(adminUrl: string) {
     return { count: COUNT, ...ours, psqlMs };
   } finally {
     rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function withDatabase<T>(adminUrl: string, fn: (url: string) => T | Promise<T>): Promise<T> {
-  const name = `bench_${process.pid}_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  try {
-    const url = new URL(adminUrl);
-    url.pathname = `/${name}`;
-    return await fn(url.toString());
-  } finally {
-    await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
-    await admin.end();
   }
 }

@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { startEmbeddedPostgres } from "../internal/data/embedded.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { grpcOverhead } from "./grpc-overhead.js";
+import { hashFieldOverGrpc, kmsInProcess } from "./kms.js";
 import { migrateBench } from "./migrate.js";
+import { withDatabase } from "./lib/db.js";
 
 // Benchmarks print figures and ratios against a baseline measured in the same
 // run; they never fail on time. DATABASE_URL picks the database, else an
@@ -21,13 +23,31 @@ if (!url) {
 }
 
 try {
-  const { ours, bare } = await grpcOverhead(url, seconds);
+  const { ours, bare } = await withDatabase(url, (db) => grpcOverhead(db, seconds));
   const row = (name: string, r: typeof ours) =>
     `${name.padEnd(34)} ${r.perSecond.toFixed(0).padStart(8)} calls/s   p50 ${r.p50ms.toFixed(2)} ms   p99 ${r.p99ms.toFixed(2)} ms`;
   console.log("gRPC port, unary GetUser (UNIMPLEMENTED), concurrency 32");
   console.log(row("bare @grpc/grpc-js (limit)", bare));
   console.log(row("ours: adapter + middleware chain", ours));
   console.log(`ratio ours/limit: ${(ours.perSecond / bare.perSecond).toFixed(2)}`);
+
+  const k = await withDatabase(url, (db) => kmsInProcess(db));
+  console.log("\nKMS in process (ops/s): ours vs raw node:crypto AES-256-GCM with AAD");
+  for (const r of k.rows) {
+    const line = (op: string, ours: number, raw: number) =>
+      `${`${op} ${r.size} B`.padEnd(18)} ours ${ours.toFixed(0).padStart(8)}   raw ${raw.toFixed(0).padStart(8)}   ratio ${(ours / raw).toFixed(2)}`;
+    console.log(line("encrypt", r.encrypt, r.encryptRaw));
+    console.log(line("decrypt", r.decrypt, r.decryptRaw));
+  }
+  console.log(
+    `${"blind index".padEnd(18)} ours ${k.hash.toFixed(0).padStart(8)}   raw HMAC ${k.hashRaw.toFixed(0).padStart(8)}   ratio ${(k.hash / k.hashRaw).toFixed(2)}`,
+  );
+
+  const h = await withDatabase(url, (db) => hashFieldOverGrpc(db, seconds));
+  console.log("\nHashField over gRPC, concurrency 32");
+  console.log(row("bare @grpc/grpc-js, no work (limit)", h.bare));
+  console.log(row("ours: full service", h.ours));
+  console.log(`ratio ours/limit: ${(h.ours.perSecond / h.bare.perSecond).toFixed(2)}`);
 
   const m = await migrateBench(url);
   console.log(`\nmigrations: ${m.count} small generated pairs`);

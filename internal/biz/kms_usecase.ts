@@ -116,7 +116,9 @@ export class KmsUsecase {
     plaintext: Uint8Array,
     context: Uint8Array = new Uint8Array(),
   ) {
-    const k = await this.usable(() => this.active());
+    // The hot path stays synchronous while the active key is cached.
+    const cached = this.activeVersion === undefined ? undefined : this.fresh(this.activeVersion);
+    const k = cached ?? (await this.usable(() => this.active()));
     const ciphertext = encrypt(
       { algorithm: k.algorithm, version: k.version },
       k.key,
@@ -139,7 +141,9 @@ export class KmsUsecase {
     } catch {
       throw kmsErrors.ciphertextInvalid();
     }
-    const k = await this.usable(() => this.byVersion(version, true));
+    const cached = this.fresh(version);
+    if (cached?.status === "revoked") throw kmsErrors.keyRevoked(version);
+    const k = cached ?? (await this.usable(() => this.byVersion(version, true)));
     try {
       return {
         plaintext: decrypt(ciphertext, k.key, fieldContext(fieldName, context)),

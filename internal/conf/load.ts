@@ -44,6 +44,7 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
 export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEnv = {}): Config {
   if (!isTree(tree)) throw new ConfigError(`config ${origin}: the top level must be a mapping`);
   const merged = merge(structuredClone(defaults) as Tree, tree);
+  refuseDevelopmentKeyInProduction(tree, env, origin);
   applyEnv(merged, env);
   checkShape(BootstrapSchema, merged, "", origin);
   const config = fromJson(BootstrapSchema, merged as JsonValue);
@@ -82,6 +83,23 @@ function checkShape(schema: DescMessage, tree: unknown, path: string, origin: st
       const detail = (err as Error).message.replace(/^cannot decode [^:]*: /, "");
       throw new ConfigError(`config ${origin}: ${at}: ${detail}`);
     }
+  }
+}
+
+// configs/config.yaml carries a root key so `npm start` works; a key written
+// in a config file is a development convenience that production must not use.
+function refuseDevelopmentKeyInProduction(
+  tree: Tree,
+  env: NodeJS.ProcessEnv,
+  origin: string,
+): void {
+  const production = env.APP_ENV === "production" || env.NODE_ENV === "production";
+  const inline =
+    isTree(tree.kms) && typeof tree.kms.root_key === "string" && tree.kms.root_key !== "";
+  if (production && inline && !env.KMS_ROOT_KEY && !env.KMS_ROOT_KEY_FILE) {
+    throw new ConfigError(
+      `config ${origin}: kms.root_key: a root key written in the config is for development only; in production set KMS_ROOT_KEY or kms.root_key_file`,
+    );
   }
 }
 

@@ -133,6 +133,27 @@ describe("environment overrides", () => {
   });
 });
 
+describe("production", () => {
+  it("refuses a root key written in the config file", () => {
+    expect(failure(minimal(), { APP_ENV: "production" })).toMatch(
+      /kms\.root_key: a root key written in the config is for development only/,
+    );
+    expect(failure(minimal(), { NODE_ENV: "production" })).toMatch(/development only/);
+  });
+
+  it("accepts the root key from the environment or a file", () => {
+    const key = Buffer.alloc(32, 3).toString("base64");
+    expect(() =>
+      parseConfig(minimal(), "t.yaml", { APP_ENV: "production", KMS_ROOT_KEY: key }),
+    ).not.toThrow();
+    expect(() =>
+      parseConfig({ kms: { root_key_file: "/run/secrets/root" } }, "t.yaml", {
+        APP_ENV: "production",
+      }),
+    ).not.toThrow();
+  });
+});
+
 describe("Go-style durations", () => {
   it.each([
     ["720h", "2592000s"],

@@ -1,0 +1,158 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+import { create, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import pg from "pg";
+import {
+  HashFieldRequestSchema,
+  HashFieldResponseSchema,
+  KmsService,
+} from "../api/kms/v1/kms_pb.js";
+import { wireApp } from "../cmd/server/wire.js";
+import { KmsUsecase } from "../internal/biz/kms_usecase.js";
+import { parseConfig } from "../internal/conf/load.js";
+import { newDataKeyRepo } from "../internal/data/kms_repo.js";
+import { up } from "../internal/data/migrate/runner.js";
+import { defaultMigrationsDir } from "../internal/data/migrate/dir.js";
+import { createLogger } from "../internal/pkg/log/logger.js";
+import { runLoad, type LoadResult } from "./lib/load.js";
+
+const silent = createLogger({ level: "silent", format: "json" });
+const rootKeyB64 = Buffer.alloc(32, 5).toString("base64");
+
+/** Operations per second of `fn`, run for about `ms` after a warm-up. */
+async function rate(fn: () => unknown, ms = 1500): Promise<number> {
+  for (let i = 0; i < 2000; i++) await fn();
+  let n = 0;
+  const started = performance.now();
+  while (performance.now() - started < ms) {
+    for (let i = 0; i < 500; i++) await fn();
+    n += 500;
+  }
+  return n / ((performance.now() - started) / 1000);
+}
+
+/**
+ * In process: our EncryptField/DecryptField (key cache, format, context,
+ * usage count) against raw node:crypto AES-256-GCM with AAD on the same
+ * values, and our blind index against a raw HMAC-SHA256.
+ */
+export async function kmsInProcess(url: string) {
+  await up({
+    databaseUrl: url,
+    dir: defaultMigrationsDir(),
+    lockWaitMs: 60_000,
+    lockTimeoutMs: 5000,
+    statementTimeoutMs: 0,
+    log: silent,
+  });
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const kms = new KmsUsecase(
+    newDataKeyRepo(pool, url, silent),
+    Buffer.from(rootKeyB64, "base64"),
+    {
+      algorithm: "AES-256-GCM",
+      rotateIntervalMs: 3600_000,
+      maxEncryptionsPerKey: 2 ** 30,
+      cacheTtlMs: 3600_000,
+      maintenanceIntervalMs: 3600_000,
+    },
+    silent,
+  );
+  await kms.init();
+  try {
+    const key = randomBytes(32);
+    const aad = Buffer.from("users.email/row:1");
+    const rows: {
+      size: number;
+      encrypt: number;
+      encryptRaw: number;
+      decrypt: number;
+      decryptRaw: number;
+    }[] = [];
+    for (const size of [16, 64, 1024]) {
+      const value = randomBytes(size);
+      const encrypt = await rate(() => kms.encryptField("users.email", value, aad));
+      const encryptRaw = await rate(() => {
+        const c = createCipheriv("aes-256-gcm", key, randomBytes(12));
+        c.setAAD(aad);
+        Buffer.concat([c.update(value), c.final()]);
+        return c.getAuthTag();
+      });
+      const sealed = (await kms.encryptField("users.email", value, aad)).ciphertext;
+      const nonce = randomBytes(12);
+      const c = createCipheriv("aes-256-gcm", key, nonce);
+      c.setAAD(aad);
+      const raw = Buffer.concat([c.update(value), c.final()]);
+      const tag = c.getAuthTag();
+      const decrypt = await rate(() => kms.decryptField("users.email", sealed, aad));
+      const decryptRaw = await rate(() => {
+        const d = createDecipheriv("aes-256-gcm", key, nonce);
+        d.setAAD(aad);
+        d.setAuthTag(tag);
+        return Buffer.concat([d.update(raw), d.final()]);
+      });
+      rows.push({ size, encrypt, encryptRaw, decrypt, decryptRaw });
+    }
+    const hmacKey = randomBytes(32);
+    const hash = await rate(() => kms.hashField("email", "alice@example.com"));
+    const hashRaw = await rate(() =>
+      createHmac("sha256", hmacKey).update("alice@example.com").digest("hex"),
+    );
+    return { rows, hash, hashRaw };
+  } finally {
+    await kms.stop();
+    await pool.end();
+  }
+}
+
+/** HashField over the gRPC port at concurrency 32, against a bare grpc-js server doing no work. */
+export async function hashFieldOverGrpc(
+  url: string,
+  seconds: number,
+): Promise<{ ours: LoadResult; bare: LoadResult }> {
+  const request = toBinary(
+    HashFieldRequestSchema,
+    create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
+  );
+  const path = `/${KmsService.typeName}/${KmsService.method.hashField.name}`;
+  const load = (port: number) =>
+    runLoad({ port, path, request, concurrency: 32, warmupSeconds: 1, seconds });
+
+  const server = new grpc.Server();
+  const answer = Buffer.from(
+    toBinary(HashFieldResponseSchema, create(HashFieldResponseSchema, { hash: "0".repeat(64) })),
+  );
+  server.register<Buffer, Buffer>(
+    path,
+    (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) =>
+      cb(null, answer),
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+    "unary",
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  const bare = await load(port);
+  server.forceShutdown();
+
+  const { Writable } = await import("node:stream");
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  const conf = parseConfig(
+    {
+      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
+      data: { database: { source: url, migrate: "up" } },
+      kms: { root_key: rootKeyB64 },
+    },
+    "bench",
+  );
+  const app = await wireApp(
+    conf,
+    createLogger({ level: "info", format: "json", destination: sink }),
+  );
+  const ours = await load(app.grpcPort);
+  await app.stop();
+  return { ours, bare };
+}
