@@ -1,11 +1,12 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { GetUserRequestSchema } from "../api/user/v1/user_pb.js";
 import { UserService } from "../api/user/v1/user_pb.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { serviceError, toGrpcStatus } from "../internal/server/errors.js";
 import { wireApp } from "../cmd/server/wire.js";
+import { startBareServer } from "./lib/bare.js";
 import { runLoad, type LoadResult } from "./lib/load.js";
 
 /**
@@ -26,7 +27,7 @@ export async function grpcOverhead(
 
   const bare = await startBare(path);
   const bareResult = await load(bare.port);
-  bare.server.forceShutdown();
+  bare.stop();
 
   const conf = parseConfig(
     {
@@ -50,7 +51,6 @@ export async function grpcOverhead(
 }
 
 async function startBare(path: string) {
-  const server = new grpc.Server();
   const status = toGrpcStatus(
     serviceError(
       UserService,
@@ -59,20 +59,8 @@ async function startBare(path: string) {
       "user.v1.UserService.GetUser is not implemented yet",
     ),
   );
-  server.register<Buffer, Buffer>(
-    path,
-    (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      fromBinary(GetUserRequestSchema, call.request);
-      callback(status as grpc.ServiceError, null);
-    },
-    (m: Buffer) => m,
-    (b: Buffer) => b,
-    "unary",
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return { server, port };
+  return startBareServer(path, (call, callback) => {
+    fromBinary(GetUserRequestSchema, call.request);
+    callback(status as grpc.ServiceError, null);
+  });
 }
