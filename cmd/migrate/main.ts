@@ -196,8 +196,8 @@ await yargs(hideBin(process.argv))
     "create <name>",
     "write an empty YYYYMMDDHHMMSS_name.up.sql / .down.sql pair (UTC)",
     (y) => y.positional("name", { type: "string", demandOption: true }),
-    (args) => {
-      const files = createMigration(migrationsDir(args), args.name);
+    async (args) => {
+      const files = await createMigration(migrationsDir(args), args.name);
       out(`${files.up}\n${files.down}\n`);
     },
   )

@@ -1,7 +1,9 @@
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
+import { UserUsecase } from "../../internal/biz/user_usecase.js";
 import { openKms } from "../../internal/data/kms.js";
 import { migratorOptions } from "../../internal/data/migrate/options.js";
+import { newUserRepo } from "../../internal/data/user_repo.js";
 import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
@@ -36,7 +38,8 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     const kms = await openKms(conf.kms!, data, log);
     cleanup.push(() => kms.stop());
     readiness.kms = () => kms.ready();
-    const bindings = [newKmsService(kms), newUserService()];
+    const users = new UserUsecase(newUserRepo(data.pool), kms);
+    const bindings = [newKmsService(kms), newUserService(users)];
     const servers = await startServers(conf.server!, bindings, readiness, log);
     return {
       grpcPort: servers.grpcPort,

@@ -148,17 +148,10 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
       }));
     },
 
-    // The key version sits in bytes 2..5 of every ciphertext: count them where
-    // ciphertexts are stored. (A full scan; users will record versions in an
-    // indexed column of their own.)
+    // users.key_versions lists the data key version of each encrypted field.
     async protectedValues() {
       const { rows } = await pool.query<{ version: number; n: string }>(
-        `SELECT (get_byte(c, 2) << 24) | (get_byte(c, 3) << 16) | (get_byte(c, 4) << 8) | get_byte(c, 5) AS version,
-                count(*) AS n
-           FROM (SELECT email_encrypted AS c FROM users UNION ALL SELECT phone_encrypted FROM users
-                 UNION ALL SELECT name_encrypted FROM users) AS stored
-          WHERE c IS NOT NULL AND length(c) > 6 AND get_byte(c, 0) = 1
-          GROUP BY 1`,
+        "SELECT v AS version, count(*) AS n FROM users, unnest(key_versions) AS v GROUP BY v",
       );
       return new Map(rows.map((r) => [r.version, BigInt(r.n)]));
     },

@@ -1,10 +1,51 @@
-import { UserService } from "../../api/user/v1/user_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { UserSchema, UserService, View } from "../../api/user/v1/user_pb.js";
+import type { User } from "../biz/user.js";
+import type { UserUsecase, View as BizView } from "../biz/user_usecase.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
 
-/**
- * user.v1.UserService: translates messages to the user use cases. No method
- * is served yet (the UserService issue brings them); each answers UNIMPLEMENTED.
- */
-export function newUserService(): ServiceBinding {
-  return bind(UserService, {});
+/** user.v1.UserService: translates messages to the user use cases, nothing else. */
+export function newUserService(users: UserUsecase): ServiceBinding {
+  return bind(UserService, {
+    async createUser(req) {
+      return { user: toProto(await users.create(req)) };
+    },
+    async getUser(req) {
+      return { user: toProto(await users.get(Number(req.id), view(req.view))) };
+    },
+    async lookupUser(req) {
+      const by = { [req.key.case!]: req.key.value as string };
+      return { user: toProto(await users.lookup(by, view(req.view))) };
+    },
+    async listUsers(req) {
+      const page = await users.list(req, view(req.view));
+      return { users: page.users.map(toProto), nextPageToken: page.nextPageToken };
+    },
+    async updateUser(req) {
+      const change = { ...req, paths: req.updateMask?.paths ?? [] };
+      return { user: toProto(await users.update(Number(req.id), change, view(req.view))) };
+    },
+    async deleteUser(req) {
+      await users.delete(Number(req.id));
+      return {};
+    },
+    async verifyPassword(req) {
+      return { userId: BigInt(await users.verifyPassword(req.login, req.password)) };
+    },
+  });
+}
+
+const view = (v: View): BizView => (v === View.MASKED ? "masked" : "full");
+
+function toProto(u: User): MessageInitShape<typeof UserSchema> {
+  return {
+    id: BigInt(u.id),
+    username: u.username,
+    email: u.email,
+    phone: u.phone,
+    name: u.name,
+    createdAt: timestampFromDate(u.createdAt),
+    updatedAt: timestampFromDate(u.updatedAt),
+  };
 }

@@ -101,9 +101,8 @@ describe("up, status, down", () => {
     const before = await catalogSnapshot(db.url);
     const run = await migrate(db, ["redo"]);
     expect(run.code, run.output).toBe(0);
-    expect(run.stdout).toMatch(
-      /reverted 000003_kms_key_guarantees[\s\S]*applied\s+000003_kms_key_guarantees/,
-    );
+    const last = projectNames.at(-1)!;
+    expect(run.stdout).toMatch(new RegExp(`reverted ${last}[\\s\\S]*applied\\s+${last}`));
     expect(await catalogSnapshot(db.url)).toEqual(before);
   });
 });
@@ -267,32 +266,32 @@ describe("checksums", () => {
   it("a deleted applied file and an out-of-order pending file fail validate", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000010_later.up.sql": "SELECT 1;\n",
-      "000010_later.down.sql": "SELECT 1;\n",
+      "000100_later.up.sql": "SELECT 1;\n",
+      "000100_later.down.sql": "SELECT 1;\n",
     });
     expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
-    writeFileSync(join(dir, "000005_forgotten.up.sql"), "SELECT 1;\n");
-    writeFileSync(join(dir, "000005_forgotten.down.sql"), "SELECT 1;\n");
-    rmSync(join(dir, "000010_later.up.sql"));
-    rmSync(join(dir, "000010_later.down.sql"));
+    writeFileSync(join(dir, "000050_forgotten.up.sql"), "SELECT 1;\n");
+    writeFileSync(join(dir, "000050_forgotten.down.sql"), "SELECT 1;\n");
+    rmSync(join(dir, "000100_later.up.sql"));
+    rmSync(join(dir, "000100_later.down.sql"));
     const run = await migrate(db, ["validate", "--dir", dir]);
     expect(run.code).toBe(1);
-    expect(run.stdout).toMatch(/000010_later was applied but its file is gone/);
+    expect(run.stdout).toMatch(/000100_later was applied but its file is gone/);
   });
 
   it("up refuses an out-of-order pending migration unless told to allow it", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000010_later.up.sql": "SELECT 1;\n",
-      "000010_later.down.sql": "SELECT 1;\n",
+      "000100_later.up.sql": "SELECT 1;\n",
+      "000100_later.down.sql": "SELECT 1;\n",
     });
     expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
-    writeFileSync(join(dir, "000005_branch.up.sql"), "CREATE TABLE from_branch (id int);\n");
-    writeFileSync(join(dir, "000005_branch.down.sql"), "DROP TABLE from_branch;\n");
+    writeFileSync(join(dir, "000050_branch.up.sql"), "CREATE TABLE from_branch (id int);\n");
+    writeFileSync(join(dir, "000050_branch.down.sql"), "DROP TABLE from_branch;\n");
     const refused = await migrate(db, ["up", "--dir", dir]);
     expect(refused.code).toBe(1);
     expect(refused.output).toMatch(
-      /000005_branch\.up\.sql is pending but sorts before the applied 000010_later/,
+      /000050_branch\.up\.sql is pending but sorts before the applied 000100_later/,
     );
     const allowed = await migrate(db, ["up", "--dir", dir, "--allow-out-of-order"]);
     expect(allowed.code, allowed.output).toBe(0);
@@ -430,7 +429,7 @@ describe("the server", () => {
       expect(behind.status).toBe(503);
       expect(await behind.json()).toMatchObject({
         status: "not ready",
-        checks: { database: "ok", migrations: "pending: 000003_kms_key_guarantees" },
+        checks: { database: "ok", migrations: `pending: ${projectNames.at(-1)}` },
       });
     } finally {
       server.child.kill("SIGTERM");

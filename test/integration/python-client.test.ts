@@ -62,9 +62,9 @@ describe("a Python grpcio client", () => {
         "kms.v1.GetDataKeyRequest",
         "kms.v1.DataKey",
       ]);
-      expect(seen.unimplemented).toEqual({
-        code: "UNIMPLEMENTED",
-        reason: "NOT_IMPLEMENTED",
+      expect(seen.not_found).toEqual({
+        code: "NOT_FOUND",
+        reason: "USER_NOT_FOUND",
         domain: "user.v1",
         detail_type: "type.googleapis.com/google.rpc.ErrorInfo",
       });

@@ -73,15 +73,15 @@ describe("gRPC port (@grpc/grpc-js)", () => {
     }
   });
 
-  it("answers UNIMPLEMENTED with reason NOT_IMPLEMENTED for a method not served yet", async () => {
+  it("answers NOT_FOUND with reason USER_NOT_FOUND for a user that does not exist", async () => {
     const users = grpcClient(UserService, app.grpcPort);
     try {
       const err = await users
         .unary(UserService.method.getUser, { id: 1n })
         .catch((e: unknown) => e);
       const failure = grpcFailure(err);
-      expect(failure.code).toBe(grpc.status.UNIMPLEMENTED);
-      expect(failure.errorInfo?.reason).toBe("NOT_IMPLEMENTED");
+      expect(failure.code).toBe(grpc.status.NOT_FOUND);
+      expect(failure.errorInfo?.reason).toBe("USER_NOT_FOUND");
       expect(failure.errorInfo?.domain).toBe("user.v1");
     } finally {
       users.close();
@@ -205,14 +205,14 @@ describe("server reflection", () => {
 
 describe("HTTP port (connect-node)", () => {
   it.each(Object.keys({ a: 0, b: 0, c: 0, d: 0 }).map((_, i) => i))(
-    "answers UNIMPLEMENTED with the same reason on every protocol (#%i)",
+    "answers NOT_FOUND with the same reason on every protocol (#%i)",
     async (i) => {
       const [name, transport] = Object.entries(connectTransports())[i]!;
       const users = createClient(UserService, transport);
       const failure = connectFailure(await users.getUser({ id: 1n }).catch((e: unknown) => e));
-      expect(failure.code, name).toBe(Code.Unimplemented);
+      expect(failure.code, name).toBe(Code.NotFound);
       expect(failure.errorInfo, name).toMatchObject({
-        reason: "NOT_IMPLEMENTED",
+        reason: "USER_NOT_FOUND",
         domain: "user.v1",
       });
     },

@@ -112,7 +112,7 @@ def main(target):
                                    request_serializer=GetUserRequest.SerializeToString,
                                    response_deserializer=GetUserResponse.FromString)
     answers = {}
-    for user_id in (1, 0):
+    for user_id in (999999, 0):
         try:
             get_user(GetUserRequest(id=user_id), timeout=10)
             fail("GetUser(%d) succeeded" % user_id)
@@ -135,7 +135,7 @@ def main(target):
     health = check(HReq(service=""), timeout=10).status
 
     print(json.dumps({"grpcio": grpc.__version__, "services": services, "resolved": resolved,
-                      "unimplemented": answers[1], "invalid": answers[0], "health": health}))
+                      "not_found": answers[999999], "invalid": answers[0], "health": health}))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,16 @@ describe("the middleware chain", () => {
     expect(JSON.stringify(lines)).not.toContain("ann@example.com");
   });
 
+  it("answers UNIMPLEMENTED, reason NOT_IMPLEMENTED, for a method without an implementation", async () => {
+    const { run } = setup({});
+    const err = await failure(run(1n));
+    expect(err.code).toBe(Code.Unimplemented);
+    expect(err.findDetails(ErrorInfoSchema)[0]).toMatchObject({
+      reason: "NOT_IMPLEMENTED",
+      domain: "user.v1",
+    });
+  });
+
   it("stops an invalid request before the handler", async () => {
     let called = false;
     const { run } = setup({ getUser: async () => ((called = true), {}) });

@@ -3,11 +3,11 @@ import { join } from "node:path";
 import { readMigrations } from "./source.js";
 
 /** Writes an empty pair `YYYYMMDDHHMMSS_name.{up,down}.sql` (UTC) with header comments. */
-export function createMigration(
+export async function createMigration(
   dir: string,
   name: string,
   now = new Date(),
-): { up: string; down: string } {
+): Promise<{ up: string; down: string }> {
   if (!/^[a-z][a-z0-9_]{0,99}$/.test(name)) {
     throw new Error(
       `migration name "${name}": use lowercase letters, digits and underscores, starting with a letter`,
@@ -15,7 +15,7 @@ export function createMigration(
   }
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
   const base = `${stamp}_${name}`;
-  const taken = readMigrations(dir).find((m) => m.version === BigInt(stamp));
+  const taken = (await readMigrations(dir)).find((m) => m.version === BigInt(stamp));
   if (taken)
     throw new Error(`version ${stamp} is already used by ${taken.upPath}; wait a second and retry`);
   const up = join(dir, `${base}.up.sql`);

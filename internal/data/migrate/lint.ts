@@ -35,7 +35,7 @@ type Node = Record<string, unknown>;
 export async function lintMigrations(dir: string): Promise<Finding[]> {
   await loadSqlParser();
   const findings: Finding[] = [];
-  for (const file of readMigrations(dir)) findings.push(...lintFile(file));
+  for (const file of await readMigrations(dir)) findings.push(...lintFile(file));
   return findings;
 }
 

@@ -130,7 +130,7 @@ async function execute(
   plan: Planner,
 ): Promise<StepResult[] | Step[]> {
   await loadSqlParser();
-  const files = readMigrations(opts.dir);
+  const files = await readMigrations(opts.dir);
   const statements = new Map<string, Statement[]>();
   for (const f of files) {
     statements.set(f.upPath, splitStatements(f.up, f.upPath));
@@ -288,7 +288,7 @@ function failureMessage(s: Step, statements: Statement[], lastQuery: string, err
 
 /** Every migration's state and the problems found; reads only, takes no lock. */
 export async function status(opts: Pick<MigratorOptions, "databaseUrl" | "dir">) {
-  const files = readMigrations(opts.dir);
+  const files = await readMigrations(opts.dir);
   const session = await connect(opts.databaseUrl);
   try {
     return compare(files, await readApplied(session.client));
@@ -299,7 +299,7 @@ export async function status(opts: Pick<MigratorOptions, "databaseUrl" | "dir">)
 
 /** Records the current files' checksums for applied migrations (accepting edits). */
 export async function repair(opts: MigratorOptions): Promise<string[]> {
-  const files = readMigrations(opts.dir);
+  const files = await readMigrations(opts.dir);
   const session = await connect(opts.databaseUrl);
   try {
     await acquireLock(session.client, opts.lockWaitMs);

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { splitStatements, type Statement } from "./sql.js";
+import { loadSqlParser, splitStatements, type Statement } from "./sql.js";
 
 /** First line of a migration that must run outside a transaction (one statement only). */
 export const NO_TRANSACTION_MARKER = "-- migrate:no-transaction";
@@ -33,7 +33,8 @@ const FILE = /^(\d+)_([a-z0-9_]+)\.(up|down)\.sql$/;
  * node-pg-migrate would silently mis-pair or skip: other .sql names (e.g.
  * `.up.SQL`), a down file without its up, two files with one version.
  */
-export function readMigrations(dir: string): MigrationFile[] {
+export async function readMigrations(dir: string): Promise<MigrationFile[]> {
+  await loadSqlParser();
   let entries: string[];
   try {
     entries = readdirSync(dir);

@@ -19,7 +19,7 @@ export async function migrateOnStart(
     await up(opts);
     return;
   }
-  const lag = await schemaLag(readMigrations(opts.dir), pool);
+  const lag = await schemaLag(await readMigrations(opts.dir), pool);
   if (lag.length > 0) {
     throw new Error(
       `migrate: check: ${lag.join("; ")}; run \`migrate up\` (see \`migrate status\`)`,
@@ -30,8 +30,10 @@ export async function migrateOnStart(
 /** Readiness: fails, naming them, while migrations are pending or applied files changed. */
 export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<void> {
   const files = readMigrations(dir);
+  // A folder that cannot be read reports through readiness, not as a crash.
+  files.catch(() => undefined);
   return async () => {
-    const lag = await schemaLag(files, pool);
+    const lag = await schemaLag(await files, pool);
     if (lag.length > 0) throw new Error(lag.join("; "));
   };
 }

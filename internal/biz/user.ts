@@ -1,0 +1,112 @@
+import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
+import { BizError, type ErrorCode } from "./errors.js";
+
+/** The personal fields, stored encrypted and indexed. */
+export const PII_FIELDS = ["email", "phone", "name"] as const;
+export type PiiField = (typeof PII_FIELDS)[number];
+
+/** A stored encrypted field: ciphertext and blind index. */
+export interface SealedField {
+  ciphertext: Buffer;
+  hash: string;
+  keyVersion: number;
+}
+
+/** A user row as stored: personal data only encrypted. */
+export interface StoredUser {
+  id: number;
+  username: string;
+  passwordHash: string;
+  fields: Partial<Record<PiiField, SealedField>>;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** A user as the API sees it, decrypted. */
+export interface User {
+  id: number;
+  username: string;
+  email: string;
+  phone: string;
+  name: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Storage of users, implemented in internal/data over the users table. */
+export interface UserRepo {
+  /** A fresh id, so ciphertexts can be bound to their row before the insert. */
+  nextId(): Promise<number>;
+  insert(user: Omit<StoredUser, "createdAt" | "updatedAt">): Promise<StoredUser>;
+  byId(id: number): Promise<StoredUser | undefined>;
+  byUsername(username: string): Promise<StoredUser | undefined>;
+  byHash(field: "email" | "phone", hash: string): Promise<StoredUser | undefined>;
+  /** Ascending id after `afterId`, optionally only rows whose name index equals `nameHash`. */
+  list(opts: { limit: number; afterId: number; nameHash?: string }): Promise<StoredUser[]>;
+  /** Replaces the given fields (undefined value: clears it) and/or the password hash. */
+  update(
+    id: number,
+    change: { fields: Partial<Record<PiiField, SealedField | null>>; passwordHash?: string },
+  ): Promise<StoredUser | undefined>;
+  delete(id: number): Promise<boolean>;
+}
+
+/** A unique field is taken; which one is named, the value never. */
+export class DuplicateError extends Error {
+  constructor(readonly field: "username" | "email" | "phone") {
+    super(`${field} taken`);
+  }
+}
+
+const userError = (
+  code: ErrorCode,
+  reason: ErrorReason,
+  message: string,
+  metadata: Record<string, string> = {},
+) => new BizError(code, { enum: ErrorReasonSchema, value: reason }, message, metadata);
+
+export const userErrors = {
+  notFound: () => userError("NOT_FOUND", ErrorReason.USER_NOT_FOUND, "user not found"),
+  alreadyExists: (field: string) =>
+    userError(
+      "ALREADY_EXISTS",
+      ErrorReason.USER_ALREADY_EXISTS,
+      `a user with this ${field} already exists`,
+      { field },
+    ),
+  invalidCredentials: () =>
+    userError("UNAUTHENTICATED", ErrorReason.INVALID_CREDENTIALS, "invalid login or password"),
+  corrupt: (id: number, field: string) =>
+    userError(
+      "DATA_LOSS",
+      ErrorReason.USER_DATA_CORRUPT,
+      `stored ${field} of user ${id} cannot be decrypted`,
+      {
+        id: String(id),
+        field,
+      },
+    ),
+  keyRevoked: (id: number, field: string) =>
+    userError(
+      "FAILED_PRECONDITION",
+      ErrorReason.KEY_REVOKED,
+      `stored ${field} of user ${id} is protected by a revoked key`,
+      {
+        id: String(id),
+        field,
+      },
+    ),
+  invalid: (field: string, message: string) =>
+    userError("INVALID_ARGUMENT", ErrorReason.VALIDATION_FAILED, `invalid ${field}: ${message}`, {
+      field,
+    }),
+  invalidPageToken: () =>
+    userError(
+      "INVALID_ARGUMENT",
+      ErrorReason.INVALID_PAGE_TOKEN,
+      "page_token was not issued for this query",
+      {
+        field: "page_token",
+      },
+    ),
+};

@@ -1,0 +1,216 @@
+import { hashPassword, verifyPassword, decoyHash } from "../pkg/password/scrypt.js";
+import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
+import { normalise } from "../pkg/kms/blindindex.js";
+import { BizError, reasonName } from "./errors.js";
+import type { KmsUsecase } from "./kms_usecase.js";
+import {
+  DuplicateError,
+  PII_FIELDS,
+  userErrors,
+  type PiiField,
+  type SealedField,
+  type StoredUser,
+  type User,
+  type UserRepo,
+} from "./user.js";
+
+export type View = "full" | "masked";
+
+export interface NewUser {
+  username: string;
+  password: string;
+  email: string;
+  phone: string;
+  name: string;
+}
+
+export interface UserChange {
+  /** Which of email, phone, name, password to change. */
+  paths: string[];
+  email: string;
+  phone: string;
+  name: string;
+  password: string;
+}
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 100;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Users whose email, phone and name are stored only encrypted (bound to their
+ * row and column) beside keyed blind indexes used for lookups and uniqueness.
+ */
+export class UserUsecase {
+  constructor(
+    private readonly repo: UserRepo,
+    private readonly kms: KmsUsecase,
+  ) {}
+
+  async create(input: NewUser): Promise<User> {
+    const id = await this.repo.nextId();
+    const fields: Partial<Record<PiiField, SealedField>> = {};
+    for (const f of PII_FIELDS) {
+      const value = clean(f, input[f]);
+      if (value) fields[f] = await this.seal(id, f, value);
+    }
+    const passwordHash = await hashPassword(input.password);
+    const stored = await this.guardDuplicates(() =>
+      this.repo.insert({ id, username: input.username, passwordHash, fields }),
+    );
+    return this.open(stored, "full");
+  }
+
+  async get(id: number, view: View): Promise<User> {
+    const stored = await this.repo.byId(id);
+    if (!stored) throw userErrors.notFound();
+    return this.open(stored, view);
+  }
+
+  async lookup(
+    by: { username?: string; email?: string; phone?: string },
+    view: View,
+  ): Promise<User> {
+    let stored: StoredUser | undefined;
+    if (by.username !== undefined) stored = await this.repo.byUsername(by.username);
+    else if (by.email !== undefined)
+      stored = await this.repo.byHash("email", this.kms.hashField("email", by.email));
+    else if (by.phone !== undefined)
+      stored = await this.repo.byHash("phone", this.kms.hashField("phone", by.phone));
+    if (!stored) throw userErrors.notFound();
+    return this.open(stored, view);
+  }
+
+  async list(opts: { pageSize: number; pageToken: string; name: string }, view: View) {
+    const limit = Math.min(opts.pageSize || DEFAULT_PAGE, MAX_PAGE);
+    const nameHash = opts.name.trim() ? this.kms.hashField("name", opts.name) : undefined;
+    const afterId = opts.pageToken ? readToken(opts.pageToken, nameHash) : 0;
+    const rows = await this.repo.list({ limit: limit + 1, afterId, nameHash });
+    const page = rows.slice(0, limit);
+    const users = await Promise.all(page.map((r) => this.open(r, view)));
+    const next = rows.length > limit ? writeToken(page.at(-1)!.id, nameHash) : "";
+    return { users, nextPageToken: next };
+  }
+
+  async update(id: number, change: UserChange, view: View): Promise<User> {
+    const known = new Set<string>([...PII_FIELDS, "password"]);
+    const unknown = change.paths.find((p) => !known.has(p));
+    if (unknown !== undefined) throw userErrors.invalid("update_mask", `unknown path "${unknown}"`);
+    if (change.paths.length === 0)
+      throw userErrors.invalid("update_mask", "name at least one field");
+    if (change.paths.includes("email") && !change.email.trim())
+      throw userErrors.invalid("email", "is required");
+    if (change.paths.includes("password") && !change.password)
+      throw userErrors.invalid("password", "is required");
+    if (!(await this.repo.byId(id))) throw userErrors.notFound();
+    const fields: Partial<Record<PiiField, SealedField | null>> = {};
+    for (const f of PII_FIELDS) {
+      if (!change.paths.includes(f)) continue;
+      const value = clean(f, change[f]);
+      fields[f] = value ? await this.seal(id, f, value) : null;
+    }
+    const passwordHash = change.paths.includes("password")
+      ? await hashPassword(change.password)
+      : undefined;
+    const stored = await this.guardDuplicates(() => this.repo.update(id, { fields, passwordHash }));
+    if (!stored) throw userErrors.notFound();
+    return this.open(stored, view);
+  }
+
+  async delete(id: number): Promise<void> {
+    if (!(await this.repo.delete(id))) throw userErrors.notFound();
+  }
+
+  /** The user id for a login (username or email) and password; the same answer, in the same time, for an unknown login and a wrong password. */
+  async verifyPassword(login: string, password: string): Promise<number> {
+    const stored = login.includes("@")
+      ? await this.repo.byHash("email", this.kms.hashField("email", login))
+      : await this.repo.byUsername(login);
+    const ok = await verifyPassword(password, stored?.passwordHash ?? (await decoyHash()));
+    if (!stored || !ok) throw userErrors.invalidCredentials();
+    return stored.id;
+  }
+
+  private async seal(id: number, field: PiiField, value: string): Promise<SealedField> {
+    const sealed = await this.kms.encryptField(
+      `users.${field}`,
+      encoder.encode(value),
+      rowContext(id),
+    );
+    return {
+      ciphertext: sealed.ciphertext,
+      keyVersion: sealed.keyVersion,
+      hash: this.kms.hashField(field, value),
+    };
+  }
+
+  private async guardDuplicates<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof DuplicateError) throw userErrors.alreadyExists(err.field);
+      throw err;
+    }
+  }
+
+  /** Decrypts a row; a field that fails fails the read of this user only. */
+  private async open(stored: StoredUser, view: View): Promise<User> {
+    const values: Record<PiiField, string> = { email: "", phone: "", name: "" };
+    for (const f of PII_FIELDS) {
+      const sealed = stored.fields[f];
+      if (!sealed) continue;
+      try {
+        const { plaintext } = await this.kms.decryptField(
+          `users.${f}`,
+          sealed.ciphertext,
+          rowContext(stored.id),
+        );
+        values[f] = decoder.decode(plaintext);
+      } catch (err) {
+        if (err instanceof BizError && reasonName(err.reason).reason === "KEY_REVOKED") {
+          throw userErrors.keyRevoked(stored.id, f);
+        }
+        if (err instanceof BizError || err instanceof TypeError)
+          throw userErrors.corrupt(stored.id, f);
+        throw err;
+      }
+    }
+    const masked = view === "masked";
+    return {
+      id: stored.id,
+      username: stored.username,
+      email: masked ? maskEmail(values.email) : values.email,
+      phone: masked ? maskPhone(values.phone) : values.phone,
+      name: masked ? maskName(values.name) : values.name,
+      createdAt: stored.createdAt,
+      updatedAt: stored.updatedAt,
+    };
+  }
+}
+
+/** Values are stored as the user wrote them, trimmed (a phone reduced to E.164). */
+function clean(field: PiiField, value: string): string {
+  return field === "phone" ? normalise("phone", value) : value.trim();
+}
+
+const rowContext = (id: number) => encoder.encode(`users:${id}`);
+
+// Opaque to clients; bound to the name filter it was issued for.
+function writeToken(lastId: number, nameHash: string | undefined): string {
+  return Buffer.from(JSON.stringify({ a: lastId, n: nameHash ?? null })).toString("base64url");
+}
+
+function readToken(token: string, nameHash: string | undefined): number {
+  try {
+    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as {
+      a: unknown;
+      n: unknown;
+    };
+    if (Number.isInteger(t.a) && (t.a as number) > 0 && t.n === (nameHash ?? null))
+      return t.a as number;
+  } catch {
+    // fall through
+  }
+  throw userErrors.invalidPageToken();
+}
