@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { UserSchema, UserService, View } from "../../api/user/v1/user_pb.js";
+import type { UserSchema } from "../../api/user/v1/user_pb.js";
+import { UserService, View } from "../../api/user/v1/user_pb.js";
 import type { User } from "../biz/user.js";
 import type { UserUsecase, View as BizView } from "../biz/user_usecase.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
