@@ -1,0 +1,322 @@
+import { createHash } from "node:crypto";
+import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import { UserService, View } from "../../api/user/v1/user_pb.js";
+import type { App } from "../../cmd/server/wire.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { startTestApp } from "../helpers/app.js";
+import { query } from "../helpers/catalog.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+let db: TestDatabase;
+let app: App;
+let viaGrpc: Client<typeof UserService>;
+let viaConnect: Client<typeof UserService>;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  app = await startTestApp(db.url);
+  // The gRPC port (grpc-js) through a standard gRPC client, and the HTTP port through Connect.
+  viaGrpc = createClient(
+    UserService,
+    createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+  );
+  viaConnect = createClient(
+    UserService,
+    createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+  );
+});
+
+afterAll(async () => {
+  await app?.stop();
+  await db?.drop();
+});
+
+const failure = async (p: Promise<unknown>) => {
+  const e = ConnectError.from(
+    await p.then(
+      () => new Error("succeeded"),
+      (x: unknown) => x,
+    ),
+  );
+  const info = e.findDetails(ErrorInfoSchema)[0];
+  return { code: e.code, reason: info?.reason, field: info?.metadata.field, message: e.rawMessage };
+};
+
+let serial = 0;
+const fresh = (over: Record<string, string> = {}) => {
+  serial++;
+  return {
+    username: `user_${serial}_${Date.now() % 100000}`,
+    password: "s3cret-pass",
+    email: `person${serial}@example.com`,
+    phone: `+8613800${String(100000 + serial)}`,
+    name: `Person ${serial}`,
+    ...over,
+  };
+};
+
+describe.each([
+  ["gRPC port", () => viaGrpc],
+  ["Connect port", () => viaConnect],
+])("every RPC on the %s", (_port, client) => {
+  it("create, get, lookup, list, update, verify, delete", async () => {
+    const users = client();
+    const input = fresh();
+    const { user } = await users.createUser(input);
+    expect(user).toMatchObject({
+      username: input.username,
+      email: input.email,
+      phone: input.phone,
+      name: input.name,
+    });
+    expect(JSON.stringify(user, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(
+      input.password,
+    );
+    const id = user!.id;
+    expect((await users.getUser({ id })).user?.email).toBe(input.email);
+    expect(
+      (await users.lookupUser({ key: { case: "email", value: input.email.toUpperCase() } })).user
+        ?.id,
+    ).toBe(id);
+    expect((await users.lookupUser({ key: { case: "phone", value: input.phone } })).user?.id).toBe(
+      id,
+    );
+    expect(
+      (await users.lookupUser({ key: { case: "username", value: input.username } })).user?.id,
+    ).toBe(id);
+    const listed = await users.listUsers({ name: input.name });
+    expect(listed.users.map((u) => u.id)).toEqual([id]);
+    const updated = await users.updateUser({
+      id,
+      name: "Renamed Person",
+      updateMask: create(FieldMaskSchema, { paths: ["name"] }),
+    });
+    expect(updated.user).toMatchObject({ name: "Renamed Person", email: input.email });
+    expect(
+      (await users.verifyPassword({ login: input.username, password: input.password })).userId,
+    ).toBe(id);
+    expect(
+      (
+        await users.verifyPassword({
+          login: ` ${input.email.toUpperCase()}`,
+          password: input.password,
+        })
+      ).userId,
+    ).toBe(id);
+    const masked = await users.getUser({ id, view: View.MASKED });
+    expect(masked.user?.email).toBe(`p***@example.com`);
+    expect(masked.user?.phone).toMatch(/^\+86\*+\d{4}$/);
+    expect(masked.user?.name).toBe("R" + "*".repeat("Renamed Person".length - 1));
+    await users.deleteUser({ id });
+    expect(await failure(users.getUser({ id }))).toMatchObject({
+      code: Code.NotFound,
+      reason: "USER_NOT_FOUND",
+    });
+  });
+});
+
+describe("validation", () => {
+  it.each([
+    ["username", { username: "1abc" }],
+    ["username", { username: "ab" }],
+    ["password", { password: "short1" }],
+    ["password", { password: "lettersonly" }],
+    ["password", { password: "1234567890" }],
+    ["email", { email: "not-an-address" }],
+    ["phone", { phone: "13800138000" }],
+    ["name", { name: "x".repeat(101) }],
+    ["name", { name: "   " }],
+  ])("rejects a bad %s naming the field, leaving nothing written", async (field, bad) => {
+    const before = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM users");
+    const f = await failure(viaConnect.createUser(fresh(bad as Record<string, string>)));
+    expect(f).toMatchObject({ code: Code.InvalidArgument, reason: "VALIDATION_FAILED", field });
+    expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
+  });
+
+  it("rejects an update mask naming an unknown field", async () => {
+    const { user } = await viaConnect.createUser(fresh());
+    const f = await failure(
+      viaConnect.updateUser({
+        id: user!.id,
+        updateMask: create(FieldMaskSchema, { paths: ["username"] }),
+      }),
+    );
+    expect(f).toMatchObject({ code: Code.InvalidArgument, field: "update_mask" });
+  });
+});
+
+describe("uniqueness", () => {
+  it("a duplicate email differing only in case and spaces is ALREADY_EXISTS, naming the field, not the value", async () => {
+    await viaConnect.createUser(fresh({ email: "alice.dup@example.com" }));
+    const f = await failure(viaGrpc.createUser(fresh({ email: " Alice.Dup@Example.COM " })));
+    expect(f).toMatchObject({
+      code: Code.AlreadyExists,
+      reason: "USER_ALREADY_EXISTS",
+      field: "email",
+    });
+    expect(f.message.toLowerCase()).not.toContain("alice.dup");
+    const phone = "+15550001111";
+    await viaConnect.createUser(fresh({ phone }));
+    expect(await failure(viaConnect.createUser(fresh({ phone })))).toMatchObject({
+      field: "phone",
+    });
+  });
+});
+
+describe("keys", () => {
+  it("lookups by email, phone and username work after three key rotations", async () => {
+    const input = fresh();
+    const { user } = await viaConnect.createUser(input);
+    const kms = createClient(
+      KmsService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+    );
+    for (let i = 0; i < 3; i++) await kms.rotateDataKey({ reason: "test" });
+    for (const key of [
+      { case: "email" as const, value: input.email },
+      { case: "phone" as const, value: input.phone },
+      { case: "username" as const, value: input.username },
+    ]) {
+      const found = await viaGrpc.lookupUser({ key });
+      expect(found.user).toMatchObject({ id: user!.id, email: input.email, phone: input.phone });
+    }
+    // Each row records the key versions that protect it; the KMS counts them.
+    const status = await kms.getStatus({});
+    expect(status.keyUsage.reduce((n, u) => n + u.protectedValues, 0n)).toBeGreaterThan(0n);
+  });
+
+  it("an update of one field re-encrypts that field only", async () => {
+    const { user } = await viaConnect.createUser(fresh());
+    const before = await query<Record<string, Buffer>>(
+      db.url,
+      "SELECT email_encrypted, phone_encrypted, name_encrypted FROM users WHERE id = $1",
+      [Number(user!.id)],
+    );
+    await viaConnect.updateUser({
+      id: user!.id,
+      phone: "+4915112345678",
+      updateMask: create(FieldMaskSchema, { paths: ["phone"] }),
+    });
+    const after = await query<Record<string, Buffer>>(
+      db.url,
+      "SELECT email_encrypted, phone_encrypted, name_encrypted FROM users WHERE id = $1",
+      [Number(user!.id)],
+    );
+    expect(after[0]!.email_encrypted).toEqual(before[0]!.email_encrypted);
+    expect(after[0]!.name_encrypted).toEqual(before[0]!.name_encrypted);
+    expect(after[0]!.phone_encrypted).not.toEqual(before[0]!.phone_encrypted);
+    expect((await viaConnect.getUser({ id: user!.id })).user?.phone).toBe("+4915112345678");
+  });
+
+  it("a byte changed in one stored ciphertext fails that user only; a ciphertext moved to another row fails too", async () => {
+    const one = (await viaConnect.createUser(fresh())).user!;
+    const two = (await viaConnect.createUser(fresh())).user!;
+    await query(
+      db.url,
+      "UPDATE users SET name_encrypted = set_byte(name_encrypted, 20, get_byte(name_encrypted, 20) # 1) WHERE id = $1",
+      [Number(one.id)],
+    );
+    const f = await failure(viaGrpc.getUser({ id: one.id }));
+    expect(f).toMatchObject({ code: Code.DataLoss, reason: "USER_DATA_CORRUPT", field: "name" });
+    expect((await viaGrpc.getUser({ id: two.id })).user?.name).toBe(two.name);
+    await query(
+      db.url,
+      "UPDATE users SET email_encrypted = (SELECT email_encrypted FROM users WHERE id = $1) WHERE id = $2",
+      [Number(two.id), Number(one.id)],
+    );
+    expect(await failure(viaGrpc.getUser({ id: one.id }))).toMatchObject({ code: Code.DataLoss });
+  });
+});
+
+describe("ListUsers", () => {
+  it("pages through the users sharing a name, in id order, with opaque tokens", async () => {
+    const ids: bigint[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push((await viaConnect.createUser(fresh({ name: "Shared  Name " }))).user!.id);
+    await viaConnect.createUser(fresh({ name: "Someone Else" }));
+    const seen: bigint[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      // The filter goes through the name index: the same normalisation as at creation.
+      const page = await viaGrpc.listUsers({ name: " Shared Name", pageSize: 2, pageToken });
+      seen.push(...page.users.map((u) => u.id));
+      expect(page.users.every((u) => u.name === "Shared  Name")).toBe(true);
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken);
+    expect(seen).toEqual(ids);
+    expect(pages).toBe(2);
+    const f = await failure(viaGrpc.listUsers({ name: "Someone Else", pageToken: "bogus" }));
+    expect(f).toMatchObject({ code: Code.InvalidArgument, reason: "INVALID_PAGE_TOKEN" });
+  });
+});
+
+describe("VerifyPassword", () => {
+  it("answers an unknown login and a wrong password identically", async () => {
+    const input = fresh();
+    await viaConnect.createUser(input);
+    const wrong = await failure(
+      viaGrpc.verifyPassword({ login: input.username, password: "not-the-password1" }),
+    );
+    const unknown = await failure(
+      viaGrpc.verifyPassword({ login: "nobody_here", password: "not-the-password1" }),
+    );
+    const unknownEmail = await failure(
+      viaGrpc.verifyPassword({ login: "nobody@example.com", password: "x1x1x1x1" }),
+    );
+    expect(wrong).toEqual(unknown);
+    expect(unknownEmail).toEqual(wrong);
+    expect(wrong).toMatchObject({ code: Code.Unauthenticated, reason: "INVALID_CREDENTIALS" });
+  });
+});
+
+describe("at rest", () => {
+  it("no table holds an email, phone, name or password in clear, and no index is an unkeyed SHA-256", async () => {
+    const people = [fresh({ name: "Zebulon Quince" }), fresh({ name: "Marisol Ferreira" })];
+    for (const p of people) await viaConnect.createUser(p);
+    const tables = await query<{ t: string }>(
+      db.url,
+      "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    );
+    let dump = "";
+    for (const { t } of tables)
+      dump += (await query<{ r: string }>(db.url, `SELECT x::text AS r FROM ${t} AS x`))
+        .map((r) => r.r)
+        .join("\n");
+    const lower = dump.toLowerCase();
+    for (const p of people) {
+      for (const secret of [p.email, p.phone, p.name, p.password]) {
+        expect(lower).not.toContain(secret.toLowerCase());
+        expect(lower).not.toContain(Buffer.from(secret).toString("hex"));
+        expect(lower).not.toContain(createHash("sha256").update(secret).digest("hex"));
+        expect(lower).not.toContain(
+          createHash("sha256").update(secret.toLowerCase()).digest("hex"),
+        );
+      }
+    }
+  });
+});
+
+describe("a revoked key", () => {
+  it("makes the users it protects unreadable with FAILED_PRECONDITION, others still read", async () => {
+    const kms = createClient(
+      KmsService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+    );
+    const old = (await viaConnect.createUser(fresh())).user!;
+    const version = (await kms.getStatus({})).activeKey!.version;
+    await kms.revokeDataKey({ version, reason: "test" });
+    const newer = (await viaConnect.createUser(fresh())).user!;
+    expect(await failure(viaGrpc.getUser({ id: old.id }))).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: "KEY_REVOKED",
+    });
+    expect((await viaGrpc.getUser({ id: newer.id })).user?.email).toBe(newer.email);
+  });
+});
