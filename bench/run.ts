@@ -3,10 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedPostgres } from "../internal/data/embedded.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
-import { grpcOverhead } from "./grpc-overhead.js";
 import { hashFieldOverGrpc, kmsInProcess } from "./kms.js";
 import { migrateBench } from "./migrate.js";
+import { usersBench } from "./users.js";
 import { withDatabase } from "./lib/db.js";
+import type { LoadResult } from "./lib/load.js";
 
 // Benchmarks print figures and ratios against a baseline measured in the same
 // run; they never fail on time. DATABASE_URL picks the database, else an
@@ -23,13 +24,8 @@ if (!url) {
 }
 
 try {
-  const { ours, bare } = await withDatabase(url, (db) => grpcOverhead(db, seconds));
-  const row = (name: string, r: typeof ours) =>
-    `${name.padEnd(34)} ${r.perSecond.toFixed(0).padStart(8)} calls/s   p50 ${r.p50ms.toFixed(2)} ms   p99 ${r.p99ms.toFixed(2)} ms`;
-  console.log("gRPC port, unary GetUser (UNIMPLEMENTED), concurrency 32");
-  console.log(row("bare @grpc/grpc-js (limit)", bare));
-  console.log(row("ours: adapter + middleware chain", ours));
-  console.log(`ratio ours/limit: ${(ours.perSecond / bare.perSecond).toFixed(2)}`);
+  const row = (name: string, r: LoadResult) =>
+    `${name.padEnd(36)} ${r.perSecond.toFixed(0).padStart(8)} calls/s   p50 ${r.p50ms.toFixed(2)} ms   p99 ${r.p99ms.toFixed(2)} ms`;
 
   const k = await withDatabase(url, (db) => kmsInProcess(db));
   console.log("\nKMS in process (ops/s): ours vs raw node:crypto AES-256-GCM with AAD");
@@ -48,6 +44,22 @@ try {
   console.log(row("bare @grpc/grpc-js, no work (limit)", h.bare));
   console.log(row("ours: full service", h.ours));
   console.log(`ratio ours/limit: ${(h.ours.perSecond / h.bare.perSecond).toFixed(2)}`);
+
+  const u = await withDatabase(url, (db) => usersBench(db, seconds));
+  console.log(
+    "\nUserService over gRPC, concurrency 32 (limit: bare grpc-js, same indexed query, no decryption)",
+  );
+  for (const [name, ours, bare] of [
+    ["GetUser", u.ours.get, u.bare.get],
+    ["LookupUser by email", u.ours.lookup, u.bare.lookup],
+  ] as const) {
+    console.log(row(`${name}: limit`, bare));
+    console.log(row(`${name}: ours`, ours));
+    console.log(`ratio ours/limit: ${(ours.perSecond / bare.perSecond).toFixed(2)}`);
+  }
+  console.log(
+    `CreateUser in process, concurrency 32: ${u.createPerSecond.toFixed(0)} users/s (scrypt-bound)`,
+  );
 
   const m = await migrateBench(url);
   console.log(`\nmigrations: ${m.count} small generated pairs`);

@@ -1,0 +1,168 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import pg from "pg";
+import {
+  GetUserRequestSchema,
+  GetUserResponseSchema,
+  LookupUserRequestSchema,
+  LookupUserResponseSchema,
+  UserService,
+} from "../api/user/v1/user_pb.js";
+import { wireApp } from "../cmd/server/wire.js";
+import { UserUsecase } from "../internal/biz/user_usecase.js";
+import { parseConfig } from "../internal/conf/load.js";
+import { openData } from "../internal/data/data.js";
+import { openKms } from "../internal/data/kms.js";
+import { newUserRepo } from "../internal/data/user_repo.js";
+import { createLogger } from "../internal/pkg/log/logger.js";
+import { startBareServer } from "./lib/bare.js";
+import { runLoad, type LoadResult } from "./lib/load.js";
+
+const USERS = 200;
+
+/**
+ * GetUser and LookupUser (by email) over the gRPC port at concurrency 32,
+ * against a bare grpc-js server answering the same request shape with the same
+ * single indexed query and no decryption; and CreateUser throughput in process
+ * (scrypt dominates it by design).
+ */
+export async function usersBench(url: string, seconds: number) {
+  const { Writable } = await import("node:stream");
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  const log = createLogger({ level: "info", format: "json", destination: sink });
+  const conf = parseConfig(
+    {
+      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
+      data: { database: { source: url, migrate: "up" } },
+      kms: { root_key: Buffer.alloc(32, 6).toString("base64") },
+    },
+    "bench",
+  );
+  const app = await wireApp(conf, log);
+  try {
+    // Seed users in process, measuring CreateUser throughput at concurrency 32.
+    const data = await openData(
+      conf.data!.database!,
+      createLogger({ level: "silent", format: "json" }),
+    );
+    const kms = await openKms(conf.kms!, data, createLogger({ level: "silent", format: "json" }));
+    const users = new UserUsecase(newUserRepo(data.pool), kms);
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < USERS) {
+          const i = next++;
+          await users.create({
+            username: `bench_${i}`,
+            password: "bench-passw0rd",
+            email: `bench${i}@example.com`,
+            phone: `+1555${String(1000000 + i)}`,
+            name: `Bench User ${i}`,
+          });
+        }
+      }),
+    );
+    const createPerSecond = USERS / ((performance.now() - started) / 1000);
+    await kms.stop();
+    await data.close();
+
+    const get = toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id: 100n }));
+    const lookup = toBinary(
+      LookupUserRequestSchema,
+      create(LookupUserRequestSchema, { key: { case: "email", value: "bench100@example.com" } }),
+    );
+    const load = (port: number, method: string, request: Uint8Array) =>
+      runLoad({
+        port,
+        path: `/${UserService.typeName}/${method}`,
+        request,
+        concurrency: 32,
+        warmupSeconds: 1,
+        seconds,
+      });
+    const ours = {
+      get: await load(app.grpcPort, "GetUser", get),
+      lookup: await load(app.grpcPort, "LookupUser", lookup),
+    };
+    const bare = await bareUsers(url, load, get, lookup);
+    return { createPerSecond, ours, bare };
+  } finally {
+    await app.stop();
+  }
+}
+
+const COLUMNS =
+  "id, username, email_encrypted, phone_encrypted, name_encrypted, created_at, updated_at";
+
+async function bareUsers(
+  url: string,
+  load: (port: number, method: string, request: Uint8Array) => Promise<LoadResult>,
+  get: Uint8Array,
+  lookup: Uint8Array,
+) {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on("error", () => undefined);
+  const hash = (
+    await pool.query<{ h: string }>(
+      "SELECT email_hash AS h FROM users WHERE username = 'bench_100'",
+    )
+  ).rows[0]!.h;
+  type Row = {
+    id: number;
+    username: string;
+    email_encrypted: Buffer;
+    created_at: Date;
+    updated_at: Date;
+  };
+  // The same response shape; the encrypted bytes stand in for the values: no decryption.
+  const user = (r: Row) => ({
+    id: BigInt(r.id),
+    username: r.username,
+    email: r.email_encrypted.toString("base64"),
+    createdAt: timestampFromDate(r.created_at),
+    updatedAt: timestampFromDate(r.updated_at),
+  });
+  const getServer = await startBareServer(`/${UserService.typeName}/GetUser`, (call, cb) => {
+    const req = fromBinary(GetUserRequestSchema, call.request);
+    pool.query<Row>(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [Number(req.id)]).then(
+      ({ rows }) =>
+        cb(
+          null,
+          Buffer.from(
+            toBinary(
+              GetUserResponseSchema,
+              create(GetUserResponseSchema, { user: user(rows[0]!) }),
+            ),
+          ),
+        ),
+      (err: Error) => cb(err, null),
+    );
+  });
+  const lookupServer = await startBareServer(`/${UserService.typeName}/LookupUser`, (call, cb) => {
+    fromBinary(LookupUserRequestSchema, call.request);
+    pool.query<Row>(`SELECT ${COLUMNS} FROM users WHERE email_hash = $1`, [hash]).then(
+      ({ rows }) =>
+        cb(
+          null,
+          Buffer.from(
+            toBinary(
+              LookupUserResponseSchema,
+              create(LookupUserResponseSchema, { user: user(rows[0]!) }),
+            ),
+          ),
+        ),
+      (err: Error) => cb(err, null),
+    );
+  });
+  try {
+    return {
+      get: await load(getServer.port, "GetUser", get),
+      lookup: await load(lookupServer.port, "LookupUser", lookup),
+    };
+  } finally {
+    getServer.stop();
+    lookupServer.stop();
+    await pool.end();
+  }
+}
