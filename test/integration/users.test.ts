@@ -1,16 +1,18 @@
 import { createHash } from "node:crypto";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
-import { UserService, View } from "../../api/user/v1/user_pb.js";
+import { CreateUserRequestSchema, UserService, View } from "../../api/user/v1/user_pb.js";
 import type { App } from "../../cmd/server/wire.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { startTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { grpcFailure } from "../helpers/clients.js";
 
 let db: TestDatabase;
 let app: App;
@@ -135,6 +137,29 @@ describe("validation", () => {
     const before = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM users");
     const f = await failure(viaConnect.createUser(fresh(bad as Record<string, string>)));
     expect(f).toMatchObject({ code: Code.InvalidArgument, reason: "VALIDATION_FAILED", field });
+    expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
+  });
+
+  it("rejects text that is not valid UTF-8, writing nothing", async () => {
+    const before = await query(db.url, "SELECT count(*) AS n FROM users");
+    const valid = toBinary(CreateUserRequestSchema, create(CreateUserRequestSchema, fresh()));
+    // A name field (5) holding the bytes ff fe: not UTF-8.
+    const body = Buffer.concat([Buffer.from(valid), Buffer.from([0x2a, 0x02, 0xff, 0xfe])]);
+    const client = new grpc.Client(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const err = await new Promise((resolve) =>
+      client.makeUnaryRequest(
+        `/${UserService.typeName}/CreateUser`,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        body,
+        (e) => resolve(e),
+      ),
+    );
+    client.close();
+    expect(grpcFailure(err)).toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      errorInfo: { reason: "VALIDATION_FAILED" },
+    });
     expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
   });
 
