@@ -168,11 +168,12 @@ export class UserUsecase {
         );
         values[f] = decoder.decode(plaintext);
       } catch (err) {
-        if (err instanceof BizError && reasonName(err.reason).reason === "KEY_REVOKED") {
-          throw userErrors.keyRevoked(stored.id, f);
-        }
-        if (err instanceof BizError || err instanceof TypeError)
+        const reason = err instanceof BizError ? reasonName(err.reason).reason : undefined;
+        if (reason === "KEY_REVOKED") throw userErrors.keyRevoked(stored.id, f);
+        // Altered bytes, a ciphertext from another row or column, or not UTF-8.
+        if (reason === "CIPHERTEXT_INVALID" || err instanceof TypeError) {
           throw userErrors.corrupt(stored.id, f);
+        }
         throw err;
       }
     }
