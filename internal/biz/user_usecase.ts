@@ -62,8 +62,8 @@ export class UserUsecase {
     return this.open(stored, "full");
   }
 
-  async get(id: number, view: View): Promise<User> {
-    const stored = await this.repo.byId(id);
+  async get(userId: bigint, view: View): Promise<User> {
+    const stored = await this.repo.byId(rowId(userId));
     if (!stored) throw userErrors.notFound();
     return this.open(stored, view);
   }
@@ -93,7 +93,8 @@ export class UserUsecase {
     return { users, nextPageToken: next };
   }
 
-  async update(id: number, change: UserChange, view: View): Promise<User> {
+  async update(userId: bigint, change: UserChange, view: View): Promise<User> {
+    const id = rowId(userId);
     const known = new Set<string>([...PII_FIELDS, "password"]);
     const unknown = change.paths.find((p) => !known.has(p));
     if (unknown !== undefined) throw userErrors.invalid("update_mask", `unknown path "${unknown}"`);
@@ -118,8 +119,8 @@ export class UserUsecase {
     return this.open(stored, view);
   }
 
-  async delete(id: number): Promise<void> {
-    if (!(await this.repo.delete(id))) throw userErrors.notFound();
+  async delete(userId: bigint): Promise<void> {
+    if (!(await this.repo.delete(rowId(userId)))) throw userErrors.notFound();
   }
 
   /** The user id for a login (username or email) and password; the same answer, in the same time, for an unknown login and a wrong password. */
@@ -195,6 +196,12 @@ function clean(field: PiiField, value: string): string {
   return field === "phone" ? normalise("phone", value) : value.trim();
 }
 
+/** Ids are the table's SERIAL (int4): anything larger names no user. */
+function rowId(id: bigint): number {
+  if (id < 1n || id > 2147483647n) throw userErrors.notFound();
+  return Number(id);
+}
+
 const rowContext = (id: number) => encoder.encode(`users:${id}`);
 
 // Opaque to clients; bound to the name filter it was issued for.
@@ -208,8 +215,10 @@ function readToken(token: string, nameHash: string | undefined): number {
       a: unknown;
       n: unknown;
     };
-    if (Number.isInteger(t.a) && (t.a as number) > 0 && t.n === (nameHash ?? null))
-      return t.a as number;
+    const last = t.a as number;
+    // Row ids and key versions are INTEGER columns.
+    if (Number.isInteger(last) && last > 0 && last <= 2147483647 && t.n === (nameHash ?? null))
+      return last;
   } catch {
     // fall through
   }

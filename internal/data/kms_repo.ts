@@ -36,6 +36,11 @@ const toKey = (r: Row): DataKey => ({
   wrapped: r.encrypted_key,
 });
 
+// version is an INTEGER column; a larger number (say, from an altered
+// ciphertext header) names no key rather than failing the query.
+const storable = (version: number) =>
+  Number.isInteger(version) && version > 0 && version <= 2147483647;
+
 /** biz.DataKeyRepo on kms_data_keys and kms_index_keys. */
 export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger): DataKeyRepo {
   const one = async (sql: string, params: unknown[] = []) => {
@@ -59,8 +64,10 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
 
   return {
     active: () => one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE status = 'active'`),
-    byVersion: (version) =>
-      one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE version = $1`, [version]),
+    byVersion: async (version) =>
+      storable(version)
+        ? one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE version = $1`, [version])
+        : undefined,
 
     async list({ limit, beforeVersion, status }) {
       const { rows } = await pool.query<Row>(
@@ -99,17 +106,19 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
         return { key: toKey(inserted.rows[0]!), previous, rotated: true };
       }),
 
-    revoke: (version, reason) =>
-      tx(async (c) => {
-        const { rows } = await c.query<Row>(
-          `UPDATE kms_data_keys SET status = 'revoked',
+    revoke: async (version, reason) =>
+      !storable(version)
+        ? undefined
+        : tx(async (c) => {
+            const { rows } = await c.query<Row>(
+              `UPDATE kms_data_keys SET status = 'revoked',
              metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('revoked_reason', $2::text, 'revoked_at', now())
            WHERE version = $1 AND status <> 'active' RETURNING ${COLUMNS}`,
-          [version, reason],
-        );
-        if (rows[0]) await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
-        return rows[0] ? toKey(rows[0]) : undefined;
-      }),
+              [version, reason],
+            );
+            if (rows[0]) await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
+            return rows[0] ? toKey(rows[0]) : undefined;
+          }),
 
     expireDue: () =>
       tx(async (c) => {

@@ -111,8 +111,10 @@ function readToken(token: string, status: BizKeyStatus | undefined): number {
       v: unknown;
       s: unknown;
     };
-    if (Number.isInteger(t.v) && (t.v as number) > 0 && t.s === (status ?? null))
-      return t.v as number;
+    const last = t.v as number;
+    // Row ids and key versions are INTEGER columns.
+    if (Number.isInteger(last) && last > 0 && last <= 2147483647 && t.s === (status ?? null))
+      return last;
   } catch {
     // fall through
   }

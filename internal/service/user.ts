@@ -13,7 +13,7 @@ export function newUserService(users: UserUsecase): ServiceBinding {
       return { user: toProto(await users.create(req)) };
     },
     async getUser(req) {
-      return { user: toProto(await users.get(Number(req.id), view(req.view))) };
+      return { user: toProto(await users.get(req.id, view(req.view))) };
     },
     async lookupUser(req) {
       const by = { [req.key.case!]: req.key.value as string };
@@ -25,10 +25,10 @@ export function newUserService(users: UserUsecase): ServiceBinding {
     },
     async updateUser(req) {
       const change = { ...req, paths: req.updateMask?.paths ?? [] };
-      return { user: toProto(await users.update(Number(req.id), change, view(req.view))) };
+      return { user: toProto(await users.update(req.id, change, view(req.view))) };
     },
     async deleteUser(req) {
-      await users.delete(Number(req.id));
+      await users.delete(req.id);
       return {};
     },
     async verifyPassword(req) {

@@ -87,6 +87,18 @@ describe("KmsService field operations", () => {
       }),
     );
     expect(other).toMatchObject({ code: Code.InvalidArgument, reason: "CIPHERTEXT_INVALID" });
+    // A header naming a version beyond any key is just an invalid ciphertext.
+    const farVersion = new Uint8Array(sealed.ciphertext);
+    farVersion.set([0xff, 0xff, 0xff, 0xff], 2);
+    expect(
+      await failure(
+        kms.decryptField({
+          fieldName: "orders.card",
+          ciphertext: farVersion,
+          context: enc("row:1"),
+        }),
+      ),
+    ).toMatchObject({ code: Code.InvalidArgument, reason: "CIPHERTEXT_INVALID" });
     const altered = new Uint8Array(sealed.ciphertext);
     altered[altered.length - 1]! ^= 1;
     expect(
@@ -303,6 +315,9 @@ describe("KmsService reads", () => {
       typeof v === "bigint" ? String(v) : v,
     );
     expect(body).not.toMatch(/encrypted|wrapped/i);
+    expect(await failure(kms.getDataKey({ version: 4_000_000_000 }))).toMatchObject({
+      code: Code.NotFound,
+    });
     expect(await failure(kms.getDataKey({ version: 99999 }))).toMatchObject({
       code: Code.NotFound,
       reason: "KEY_NOT_FOUND",

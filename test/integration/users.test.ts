@@ -119,6 +119,8 @@ describe.each([
       code: Code.NotFound,
       reason: "USER_NOT_FOUND",
     });
+    // An id beyond the table's integer range names no user; it is not a server fault.
+    expect(await failure(users.getUser({ id: 2n ** 62n }))).toMatchObject({ code: Code.NotFound });
   });
 });
 
