@@ -46,3 +46,13 @@ export function reasonName(reason: Reason): { reason: string; domain: string } {
   const name = value?.name ?? "ERROR_REASON_UNSPECIFIED";
   return { reason: name.replace(/^ERROR_REASON_/, ""), domain: reason.enum.file.proto.package };
 }
+
+/** A constructor of BizErrors whose reasons come from one API package's ErrorReason enum. */
+export function errorFactory(reasons: DescEnum) {
+  return (
+    code: ErrorCode,
+    reason: number,
+    message: string,
+    metadata: Record<string, string> = {},
+  ) => new BizError(code, { enum: reasons, value: reason }, message, metadata);
+}

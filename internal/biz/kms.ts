@@ -1,5 +1,5 @@
 import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
-import { BizError, type ErrorCode } from "./errors.js";
+import { errorFactory } from "./errors.js";
 
 export type KeyStatus = "active" | "inactive" | "expired" | "revoked";
 
@@ -72,12 +72,7 @@ export interface DataKeyRepo {
   watch(onChange: () => void): Promise<() => Promise<void>>;
 }
 
-const kmsError = (
-  code: ErrorCode,
-  reason: ErrorReason,
-  message: string,
-  metadata: Record<string, string> = {},
-) => new BizError(code, { enum: ErrorReasonSchema, value: reason }, message, metadata);
+const kmsError = errorFactory(ErrorReasonSchema);
 
 export const kmsErrors = {
   keyNotFound: (version: number) =>

@@ -1,5 +1,5 @@
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
-import { BizError, type ErrorCode } from "./errors.js";
+import { errorFactory } from "./errors.js";
 
 /** The personal fields, stored encrypted and indexed. */
 export const PII_FIELDS = ["email", "phone", "name"] as const;
@@ -58,12 +58,7 @@ export class DuplicateError extends Error {
   }
 }
 
-const userError = (
-  code: ErrorCode,
-  reason: ErrorReason,
-  message: string,
-  metadata: Record<string, string> = {},
-) => new BizError(code, { enum: ErrorReasonSchema, value: reason }, message, metadata);
+const userError = errorFactory(ErrorReasonSchema);
 
 export const userErrors = {
   notFound: () => userError("NOT_FOUND", ErrorReason.USER_NOT_FOUND, "user not found"),

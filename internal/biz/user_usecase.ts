@@ -1,6 +1,7 @@
 import { hashPassword, verifyPassword, decoyHash } from "../pkg/password/scrypt.js";
 import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
 import { normalise } from "../pkg/kms/blindindex.js";
+import { readPageToken, writePageToken } from "../pkg/rpc/pagetoken.js";
 import { BizError, reasonName } from "./errors.js";
 import type { KmsUsecase } from "./kms_usecase.js";
 import {
@@ -85,11 +86,12 @@ export class UserUsecase {
   async list(opts: { pageSize: number; pageToken: string; name: string }, view: View) {
     const limit = Math.min(opts.pageSize || DEFAULT_PAGE, MAX_PAGE);
     const nameHash = opts.name.trim() ? this.kms.hashField("name", opts.name) : undefined;
-    const afterId = opts.pageToken ? readToken(opts.pageToken, nameHash) : 0;
+    const afterId = opts.pageToken ? readPageToken(opts.pageToken, nameHash) : 0;
+    if (afterId === undefined) throw userErrors.invalidPageToken();
     const rows = await this.repo.list({ limit: limit + 1, afterId, nameHash });
     const page = rows.slice(0, limit);
     const users = await Promise.all(page.map((r) => this.open(r, view)));
-    const next = rows.length > limit ? writeToken(page.at(-1)!.id, nameHash) : "";
+    const next = rows.length > limit ? writePageToken(page.at(-1)!.id, nameHash) : "";
     return { users, nextPageToken: next };
   }
 
@@ -203,24 +205,3 @@ function rowId(id: bigint): number {
 }
 
 const rowContext = (id: number) => encoder.encode(`users:${id}`);
-
-// Opaque to clients; bound to the name filter it was issued for.
-function writeToken(lastId: number, nameHash: string | undefined): string {
-  return Buffer.from(JSON.stringify({ a: lastId, n: nameHash ?? null })).toString("base64url");
-}
-
-function readToken(token: string, nameHash: string | undefined): number {
-  try {
-    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as {
-      a: unknown;
-      n: unknown;
-    };
-    const last = t.a as number;
-    // Row ids and key versions are INTEGER columns.
-    if (Number.isInteger(last) && last > 0 && last <= 2147483647 && t.n === (nameHash ?? null))
-      return last;
-  } catch {
-    // fall through
-  }
-  throw userErrors.invalidPageToken();
-}

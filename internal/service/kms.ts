@@ -6,6 +6,7 @@ import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import { kmsErrors } from "../biz/kms.js";
 import type { KmsUsecase } from "../biz/kms_usecase.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
+import { readPageToken, writePageToken } from "../pkg/rpc/pagetoken.js";
 
 const DEFAULT_PAGE = 50;
 
@@ -44,13 +45,14 @@ export function newKmsService(kms: KmsUsecase): ServiceBinding {
     async listDataKeys(req) {
       const status = req.status === undefined ? undefined : bizStatus(req.status);
       const limit = req.pageSize || DEFAULT_PAGE;
-      const beforeVersion = req.pageToken ? readToken(req.pageToken, status) : undefined;
+      const beforeVersion = req.pageToken ? readPageToken(req.pageToken, status) : undefined;
+      if (req.pageToken && beforeVersion === undefined) throw kmsErrors.invalidPageToken();
       const keys = await kms.listKeys({ limit: limit + 1, beforeVersion, status });
       const page = keys.slice(0, limit);
       const more = keys.length > limit;
       return {
         keys: page.map(toProto),
-        nextPageToken: more ? writeToken(page.at(-1)!.version, status) : "",
+        nextPageToken: more ? writePageToken(page.at(-1)!.version, status) : "",
       };
     },
     async getDataKey(req) {
@@ -98,25 +100,4 @@ function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {
     metadata: k.metadata as JsonObject,
     encryptionCount: k.encryptionCount,
   };
-}
-
-// Opaque to clients; bound to the filter it was issued for.
-function writeToken(lastVersion: number, status: BizKeyStatus | undefined): string {
-  return Buffer.from(JSON.stringify({ v: lastVersion, s: status ?? null })).toString("base64url");
-}
-
-function readToken(token: string, status: BizKeyStatus | undefined): number {
-  try {
-    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as {
-      v: unknown;
-      s: unknown;
-    };
-    const last = t.v as number;
-    // Row ids and key versions are INTEGER columns.
-    if (Number.isInteger(last) && last > 0 && last <= 2147483647 && t.s === (status ?? null))
-      return last;
-  } catch {
-    // fall through
-  }
-  throw kmsErrors.invalidPageToken();
 }
