@@ -1,6 +1,8 @@
+import { afterAll, beforeAll } from "vitest";
 import { parseConfig, type Config } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { wireApp, type App } from "../../cmd/server/wire.js";
+import { createTestDatabase, type TestDatabase } from "./db.js";
 
 /** A throwaway 32-byte root key, base64. */
 export const testRootKey = Buffer.alloc(32, 7).toString("base64");
@@ -27,4 +29,18 @@ export function testConfig(databaseUrl: string, extra: Record<string, unknown> =
 export async function startTestApp(databaseUrl: string): Promise<App> {
   const conf = testConfig(databaseUrl);
   return wireApp(conf, createLogger({ level: "silent", format: "json" }));
+}
+
+/** For a test file: a fresh database and the service on it, stopped and dropped afterwards. */
+export function useTestApp(): { readonly app: App; readonly db: TestDatabase } {
+  const ctx = {} as { app: App; db: TestDatabase };
+  beforeAll(async () => {
+    ctx.db = await createTestDatabase();
+    ctx.app = await startTestApp(ctx.db.url);
+  });
+  afterAll(async () => {
+    await ctx.app?.stop();
+    await ctx.db?.drop();
+  });
+  return ctx;
 }

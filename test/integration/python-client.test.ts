@@ -1,27 +1,14 @@
 import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { App } from "../../cmd/server/wire.js";
-import { startTestApp } from "../helpers/app.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { describe, expect, it } from "vitest";
+import { useTestApp } from "../helpers/app.js";
 
 // Debian's python3-grpcio and python3-protobuf serve /usr/bin/python3 (.ci/run
 // installs them). No generated code: the client learns every type through
 // reflection, so this also proves the descriptors are complete.
 const PYTHON = "/usr/bin/python3";
 
-let db: TestDatabase;
-let app: App;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  app = await startTestApp(db.url);
-});
-
-afterAll(async () => {
-  await app?.stop();
-  await db?.drop();
-});
+const ctx = useTestApp();
 
 const probe = spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"], { encoding: "utf8" });
 // `npm test` must pass on a fresh machine with nothing but Node: there the
@@ -40,7 +27,7 @@ describe("a Python grpcio client", () => {
       // Asynchronously: the server under test shares this process's event loop.
       const run = await promisify(execFile)(
         PYTHON,
-        ["test/interop/grpcio_client.py", `127.0.0.1:${app.grpcPort}`],
+        ["test/interop/grpcio_client.py", `127.0.0.1:${ctx.app.grpcPort}`],
         {
           encoding: "utf8",
           timeout: 60_000,

@@ -9,10 +9,9 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import type { App } from "../../cmd/server/wire.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import {
   Health,
@@ -24,25 +23,13 @@ import {
   type ServerReflectionResponse,
 } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
-import { startTestApp } from "../helpers/app.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { useTestApp } from "../helpers/app.js";
 import { grpcClient, grpcFailure } from "../helpers/clients.js";
 
-let db: TestDatabase;
-let app: App;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  app = await startTestApp(db.url);
-});
-
-afterAll(async () => {
-  await app?.stop();
-  await db?.drop();
-});
+const ctx = useTestApp();
 
 const connectTransports = (): Record<string, Transport> => {
-  const baseUrl = `http://127.0.0.1:${app.httpPort}`;
+  const baseUrl = `http://127.0.0.1:${ctx.app.httpPort}`;
   return {
     "connect (HTTP/1.1, JSON)": createConnectTransport({
       baseUrl,
@@ -62,7 +49,7 @@ function connectFailure(err: unknown) {
 
 describe("gRPC port (@grpc/grpc-js)", () => {
   it("answers grpc.health.v1 for the server and each service", async () => {
-    const health = grpcClient(Health, app.grpcPort);
+    const health = grpcClient(Health, ctx.app.grpcPort);
     try {
       for (const service of ["", "kms.v1.KmsService", "user.v1.UserService"]) {
         const res = await health.unary(Health.method.check, { service });
@@ -74,7 +61,7 @@ describe("gRPC port (@grpc/grpc-js)", () => {
   });
 
   it("answers NOT_FOUND with reason USER_NOT_FOUND for a user that does not exist", async () => {
-    const users = grpcClient(UserService, app.grpcPort);
+    const users = grpcClient(UserService, ctx.app.grpcPort);
     try {
       const err = await users
         .unary(UserService.method.getUser, { id: 1n })
@@ -89,7 +76,7 @@ describe("gRPC port (@grpc/grpc-js)", () => {
   });
 
   it("rejects an invalid request with INVALID_ARGUMENT naming the field", async () => {
-    const kms = grpcClient(KmsService, app.grpcPort);
+    const kms = grpcClient(KmsService, ctx.app.grpcPort);
     try {
       const err = await kms
         .unary(KmsService.method.getDataKey, { version: 0 })
@@ -107,7 +94,10 @@ describe("gRPC port (@grpc/grpc-js)", () => {
 
 describe("gRPC port, malformed messages", () => {
   it("answers bytes that are not the request type with INVALID_ARGUMENT, not INTERNAL", async () => {
-    const client = new grpc.Client(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const client = new grpc.Client(
+      `127.0.0.1:${ctx.app.grpcPort}`,
+      grpc.credentials.createInsecure(),
+    );
     const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff]);
     const err = await new Promise((resolve) =>
       client.makeUnaryRequest(
@@ -129,7 +119,7 @@ describe("server reflection", () => {
   async function reflect(path: string, requests: object[]): Promise<ServerReflectionResponse[]> {
     const definition = grpcDefinition(ServerReflection, path);
     const Ctor = grpc.makeGenericClientConstructor(definition, "ServerReflection");
-    const client = new Ctor(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const client = new Ctor(`127.0.0.1:${ctx.app.grpcPort}`, grpc.credentials.createInsecure());
     const call = (
       client as unknown as Record<string, () => grpc.ClientDuplexStream<unknown, unknown>>
     )[ServerReflection.method.serverReflectionInfo.localName]!.call(client);
@@ -223,7 +213,7 @@ describe("HTTP port (connect-node)", () => {
     const viaConnect = connectFailure(
       await kms.getDataKey({ version: 0 }).catch((e: unknown) => e),
     );
-    const grpcKms = grpcClient(KmsService, app.grpcPort);
+    const grpcKms = grpcClient(KmsService, ctx.app.grpcPort);
     const viaGrpc = grpcFailure(
       await grpcKms.unary(KmsService.method.getDataKey, { version: 0 }).catch((e: unknown) => e),
     );
@@ -237,7 +227,7 @@ describe("HTTP port (connect-node)", () => {
   });
 
   it("serves /healthz, /readyz and /metrics", async () => {
-    const base = `http://127.0.0.1:${app.httpPort}`;
+    const base = `http://127.0.0.1:${ctx.app.httpPort}`;
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
     const ready = await fetch(`${base}/readyz`);
@@ -252,7 +242,7 @@ describe("HTTP port (connect-node)", () => {
   });
 
   it("answers a CORS preflight from an allowed origin only", async () => {
-    const url = `http://127.0.0.1:${app.httpPort}/user.v1.UserService/GetUser`;
+    const url = `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`;
     const headers = { origin: "http://localhost:5173", "access-control-request-method": "POST" };
     const allowed = await fetch(url, { method: "OPTIONS", headers });
     expect(allowed.status).toBe(204);
