@@ -10,8 +10,8 @@ import { wireApp } from "../cmd/server/wire.js";
 import { KmsUsecase } from "../internal/biz/kms_usecase.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { newDataKeyRepo } from "../internal/data/kms_repo.js";
-import { up } from "../internal/data/migrate/runner.js";
-import { defaultMigrationsDir } from "../internal/data/migrate/dir.js";
+import { run } from "../internal/data/migrate/runner.js";
+import { migratorOptions } from "../internal/data/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
 import { runLoad, type LoadResult } from "./lib/load.js";
@@ -37,14 +37,8 @@ async function rate(fn: () => unknown, ms = 1500): Promise<number> {
  * values, and our blind index against a raw HMAC-SHA256.
  */
 export async function kmsInProcess(url: string) {
-  await up({
-    databaseUrl: url,
-    dir: defaultMigrationsDir(),
-    lockWaitMs: 60_000,
-    lockTimeoutMs: 5000,
-    statementTimeoutMs: 0,
-    log: silent,
-  });
+  const migrated = await run(migratorOptions(undefined, url, silent), { kind: "up" });
+  if (migrated.failed) throw new Error(`migrate up failed: ${migrated.failed.message}`);
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   // The database is dropped (FORCE) right after; a straggling idle connection
   // must not crash the benchmark.

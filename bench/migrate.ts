@@ -5,12 +5,29 @@ import { join, resolve } from "node:path";
 import { withDatabase } from "./lib/db.js";
 
 const COUNT = 300;
+// The built tool, as deploy scripts run it (`npm run bench` builds first).
+const tool = resolve("dist/cmd/migrate/main.js");
+
+/** Wall time of one run of the built tool; throws on a non-zero exit. */
+function timed(args: string[], env: NodeJS.ProcessEnv = {}): number {
+  const started = performance.now();
+  const run = spawnSync(process.execPath, [tool, ...args], {
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    encoding: "utf8",
+  });
+  const ms = performance.now() - started;
+  if (run.status !== 0) throw new Error(`migrate ${args.join(" ")} failed: ${run.stderr}`);
+  return ms;
+}
+
+const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * `migrate up` applying 300 small generated pairs (each in its own
- * transaction, with the lock, checksums and state table), against psql
+ * transaction, with the lock, checksums and state table) against psql
  * applying the same up files in one session, each in its own transaction:
- * the limit for running the same SQL. Then `migrate status` with 300 applied.
+ * the limit for running the same SQL. Fresh databases for both, alternating,
+ * median of three. Then `status` with 300 applied and `--help` (median of 5).
  */
 export async function migrateBench(adminUrl: string) {
   const dir = mkdtempSync(join(tmpdir(), "kbts-bench-migrations-"));
@@ -26,46 +43,37 @@ export async function migrateBench(adminUrl: string) {
       writeFileSync(join(dir, `${name}.down.sql`), `DROP TABLE IF EXISTS bench_${i};\n`);
       files.push(up);
     }
-    const ours = await withDatabase(adminUrl, (url) => {
-      const started = performance.now();
-      const run = spawnSync(
-        process.execPath,
-        ["--import", "tsx", resolve("cmd/migrate/main.ts"), "up", "--dir", dir],
-        {
-          env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "warn" },
-          encoding: "utf8",
-        },
-      );
-      const ms = performance.now() - started;
-      if (run.status !== 0) throw new Error(`migrate up failed: ${run.stderr}`);
-      const statusStarted = performance.now();
-      const status = spawnSync(
-        process.execPath,
-        ["--import", "tsx", resolve("cmd/migrate/main.ts"), "status", "--dir", dir],
-        {
-          env: { ...process.env, DATABASE_URL: url },
-          encoding: "utf8",
-        },
-      );
-      if (status.status !== 0) throw new Error(`migrate status failed: ${status.stderr}`);
-      return { upMs: ms, statusMs: performance.now() - statusStarted };
-    });
     const script = join(dir, "all.psql");
     writeFileSync(script, files.map((f) => `BEGIN;\n\\i ${f}\nCOMMIT;\n`).join(""));
-    let psqlMs: number | undefined;
-    try {
-      execFileSync("psql", ["--version"], { stdio: "ignore" });
-      psqlMs = await withDatabase(adminUrl, (url) => {
+    const havePsql = spawnSync("psql", ["--version"]).status === 0;
+
+    const up: number[] = [];
+    const psql: number[] = [];
+    const status: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      await withDatabase(adminUrl, async (url) => {
+        up.push(timed(["up", "--dir", dir], { DATABASE_URL: url }));
+        if (round === 0)
+          for (let i = 0; i < 5; i++)
+            status.push(timed(["status", "--dir", dir], { DATABASE_URL: url }));
+      });
+      if (!havePsql) continue;
+      await withDatabase(adminUrl, async (url) => {
         const started = performance.now();
         execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", script], {
           stdio: "ignore",
         });
-        return performance.now() - started;
+        psql.push(performance.now() - started);
       });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
-    return { count: COUNT, ...ours, psqlMs };
+    const help = Array.from({ length: 5 }, () => timed(["--help"]));
+    return {
+      count: COUNT,
+      upMs: median(up),
+      psqlMs: havePsql ? median(psql) : undefined,
+      statusMs: median(status),
+      helpMs: median(help),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

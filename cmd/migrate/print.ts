@@ -1,40 +1,84 @@
 import type { Finding } from "../../internal/data/migrate/lint.js";
-import type { Step, StepResult } from "../../internal/data/migrate/runner.js";
+import type { Plan, RunReport } from "../../internal/data/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/data/migrate/state.js";
 
 type Write = (text: string) => void;
 
-/** --dry-run: the SQL that would run, in order, with where it comes from. */
-export function printPlan(write: Write, steps: Step[]): void {
-  if (steps.length === 0) return write("-- nothing to do\n");
-  for (const s of steps) {
-    const mode = s.noTransaction ? "outside a transaction" : "in its own transaction";
+/** --json: one document on stdout; bigints as decimal strings. */
+export function json(value: unknown): void {
+  process.stdout.write(
+    `${JSON.stringify(value, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`,
+  );
+}
+
+/** Warnings go to stderr, so stdout stays the result. */
+export function warnings(list: string[]): void {
+  for (const w of list) process.stderr.write(`warning: ${w}\n`);
+}
+
+/** --dry-run: what would be adopted, then the SQL that would run, in order. */
+export function plan(write: Write, p: Plan): void {
+  for (const name of p.adopted) write(`-- would record ${name} as applied (golang-migrate)\n`);
+  if (p.steps.length === 0) return write("-- nothing to do\n");
+  for (const s of p.steps) {
+    const mode = s.transactional
+      ? "in its own transaction"
+      : "outside a transaction, statement by statement";
     write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n${s.sql.trimEnd()}\n\n`);
   }
 }
 
-export function printApplied(write: Write, results: StepResult[]): void {
-  if (results.length === 0) return write("nothing to do\n");
-  for (const r of results)
-    write(`${r.direction === "up" ? "applied " : "reverted"} ${r.name} (${r.ms} ms)\n`);
+/** Every step that ran with its duration, then the one that failed, if any. */
+export function report(write: Write, r: RunReport): void {
+  if (r.adopted.length > 0) {
+    write(
+      `adopted  ${r.adopted.length} migrations from golang-migrate (${r.adopted[0]} … ${r.adopted.at(-1)})\n`,
+    );
+  }
+  for (const s of r.done) {
+    for (const index of s.dropped)
+      write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
+    write(`${s.direction === "up" ? "applied " : "reverted"} ${s.name} (${s.ms} ms)\n`);
+  }
+  const f = r.failed;
+  if (f) {
+    const left = f.transactional
+      ? "rolled back: nothing of it was applied"
+      : f.statementsApplied === 0
+        ? "it runs outside a transaction and stopped at its first statement; it is not recorded"
+        : `it runs outside a transaction: its first ${f.statementsApplied} statement(s) stay applied and it is not recorded; check them before rerunning`;
+    for (const index of f.dropped)
+      write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
+    write(
+      `FAILED   ${f.name} (${f.direction}) at ${f.at}: ${f.message}${f.code ? ` [SQLSTATE ${f.code}]` : ""}\n         ${left}\n`,
+    );
+    const before = r.done.length;
+    write(`${before} step(s) before it completed${before ? " and stand" : ""}\n`);
+  } else if (r.done.length === 0 && r.adopted.length === 0) write("nothing to do\n");
 }
 
-export function printStatus(write: Write, entries: StatusEntry[], problems: Problem[]): void {
+export function status(write: Write, entries: StatusEntry[], problems: Problem[]): void {
   for (const e of entries) {
     const when = e.runOn ? e.runOn.toISOString() : "-".padEnd(24);
     write(`${e.state.padEnd(8)} ${when}  ${e.file.padEnd(10)} ${e.name}\n`);
   }
   const pending = entries.filter((e) => e.state === "pending").length;
-  write(`\n${entries.length - pending} applied, ${pending} pending\n`);
-  printProblems(write, problems);
+  write(`\n${entries.length - pending} applied, ${pending} pending (times in UTC)\n`);
+  problemList(write, problems);
 }
 
-export function printProblems(write: Write, problems: Problem[]): void {
+export function validation(write: Write, problems: Problem[], ignored: string[], failed: boolean) {
+  problemList(write, problems);
+  for (const name of ignored) write(`ignored: ${name} (not a migration file)\n`);
+  if (!failed) write("ok\n");
+}
+
+function problemList(write: Write, problems: Problem[]): void {
   for (const p of problems) write(`${p.severity}: ${p.message}\n`);
 }
 
-export function printFindings(write: Write, findings: Finding[]): void {
-  for (const f of findings) write(`${f.file}:${f.line}: ${f.severity} [${f.rule}] ${f.message}\n`);
-  const errors = findings.filter((f) => f.severity === "error").length;
-  write(`${findings.length} finding(s), ${errors} error(s)\n`);
+export function findings(write: Write, list: Finding[]): void {
+  for (const f of list) write(`${f.file}:${f.line}: ${f.severity} [${f.rule}] ${f.message}\n`);
+  const errors = list.filter((f) => f.severity === "error").length;
+  write(`${list.length} finding(s), ${errors} error(s)\n`);
 }

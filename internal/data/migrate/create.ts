@@ -15,7 +15,7 @@ export async function createMigration(
   }
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
   const base = `${stamp}_${name}`;
-  const taken = (await readMigrations(dir)).find((m) => m.version === BigInt(stamp));
+  const taken = readMigrations(dir).migrations.find((m) => m.version === BigInt(stamp));
   if (taken)
     throw new Error(`version ${stamp} is already used by ${taken.upPath}; wait a second and retry`);
   const up = join(dir, `${base}.up.sql`);

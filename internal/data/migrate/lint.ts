@@ -35,7 +35,7 @@ type Node = Record<string, unknown>;
 export async function lintMigrations(dir: string): Promise<Finding[]> {
   await loadSqlParser();
   const findings: Finding[] = [];
-  for (const file of await readMigrations(dir)) findings.push(...lintFile(file));
+  for (const file of readMigrations(dir).migrations) findings.push(...lintFile(file));
   return findings;
 }
 
@@ -87,7 +87,7 @@ function checkStatement(
       if (!body.concurrent && !created.has(table(body.relation))) {
         report(
           "index-not-concurrent",
-          `index ${body.idxname ?? ""} on ${table(body.relation)}: use CREATE INDEX CONCURRENTLY in its own migration marked "-- migrate:no-transaction"`,
+          `index ${body.idxname ?? ""} on ${table(body.relation)}: use CREATE INDEX CONCURRENTLY (such a migration runs outside a transaction by itself)`,
         );
       }
       return;

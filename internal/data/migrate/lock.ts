@@ -1,5 +1,12 @@
 import type pg from "pg";
-import { PG_MIGRATE_LOCK_ID } from "node-pg-migrate";
+
+/**
+ * node-pg-migrate's advisory lock key (its PG_MIGRATE_LOCK_ID), so its own
+ * CLI and this tool exclude each other; written out rather than imported so
+ * that commands which take no lock need not load node-pg-migrate (a unit test
+ * keeps the two equal).
+ */
+export const PG_MIGRATE_LOCK_ID = 7241865325823964;
 
 /** Another migrator held the lock for longer than we were told to wait. */
 export class LockTimeoutError extends Error {

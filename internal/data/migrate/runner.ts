@@ -1,23 +1,22 @@
-import { runner, type MigrationBuilder } from "node-pg-migrate";
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "../../pkg/log/logger.js";
+import { adoptable, readGolangMigrate, recordApplied, AdoptionRefusedError } from "./adopt.js";
+import { analyse, ScriptRefusedError, type Script } from "./analyse.js";
+import { applyStep, type StepFailure, type StepResult } from "./apply.js";
+import { connect } from "./connect.js";
 import { acquireLock, releaseLock } from "./lock.js";
-import { readMigrations, type MigrationFile } from "./source.js";
-import { lineAt, loadSqlParser, splitStatements, type Statement } from "./sql.js";
-import {
-  CHECKSUM_SETTING,
-  MIGRATIONS_TABLE,
-  compare,
-  ensureStateTable,
-  readApplied,
-  type Problem,
-} from "./state.js";
+import { planSteps, type Command, type Step } from "./plan.js";
+import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
+import { SqlSyntaxError, loadSqlParser } from "./sql.js";
+import { compare, ensureStateTable, readApplied, stateTableExists, type Applied } from "./state.js";
 
 /** How to reach the database and how patient to be. */
 export interface MigratorOptions {
   databaseUrl: string;
-  /** The folder of NNNN_name.up.sql / .down.sql pairs. */
+  /** The folder of NNNN_title.up.sql / .down.sql pairs. */
   dir: string;
+  /** Give up connecting after this long (a URL's connect_timeout wins). */
+  connectTimeoutMs: number;
   /** How long to wait for another migrator's lock before giving up. */
   lockWaitMs: number;
   /** Session lock_timeout while migrating: fail fast instead of queueing behind traffic. */
@@ -27,300 +26,202 @@ export interface MigratorOptions {
   log: Logger;
 }
 
-export interface RunOptions {
-  /** How many migrations; all pending for up, 1 for down and redo when absent. */
-  count?: number;
-  /** Print nothing, touch nothing: return the plan only. */
-  dryRun?: boolean;
-  /** Apply a pending migration that sorts before an applied one. */
-  allowOutOfOrder?: boolean;
+/** What a run did: adopted versions, each step that ran, and the one that failed. */
+export interface RunReport {
+  /** Versions recorded as applied from golang-migrate's schema_migrations. */
+  adopted: string[];
+  done: StepResult[];
+  failed: StepFailure | undefined;
+  /** Non-fatal findings: broken down files of pending migrations, odd files. */
+  warnings: string[];
 }
 
-export interface Step {
-  name: string;
-  direction: "up" | "down";
-  file: string;
-  sql: string;
-  noTransaction: boolean;
+/** A plan: what `run` would do from the current state, without changing anything. */
+export interface Plan {
+  adopted: string[];
+  steps: (Step & { transactional: boolean })[];
+  warnings: string[];
 }
 
-export interface StepResult extends Step {
-  ms: number;
-}
+export type { Command, Step, StepFailure, StepResult };
 
-/** A migration failed; it was rolled back (when transactional) and names where. */
-export class MigrationFailedError extends Error {
-  override name = "MigrationFailedError";
-}
-
-/** The state or the files forbid running (edited applied file, out of order…). */
-export class MigrationRefusedError extends Error {
-  override name = "MigrationRefusedError";
-  constructor(readonly problems: Problem[]) {
-    super(problems.map((p) => p.message).join("\n"));
-  }
-}
-
-/** Applies pending migrations, each in its own transaction, under the lock. */
-export function up(opts: MigratorOptions, run: RunOptions = {}): Promise<StepResult[] | Step[]> {
-  return execute(opts, run, (files, applied) => {
-    const { pending, problems } = compare(files, applied);
-    refuseOn(problems.filter((p) => !(run.allowOutOfOrder && p.kind === "out-of-order")));
-    return pending.slice(0, run.count ?? pending.length).map((f) => step(f, "up"));
-  });
-}
-
-/** Reverts the last `count` (default 1) applied migrations, newest first. */
-export function down(opts: MigratorOptions, run: RunOptions = {}): Promise<StepResult[] | Step[]> {
-  return execute(opts, run, (files, applied) => revertPlan(files, applied, run.count ?? 1));
-}
-
-/** Reverts the last `count` (default 1) migrations, then applies them again. */
-export function redo(opts: MigratorOptions, run: RunOptions = {}): Promise<StepResult[] | Step[]> {
-  return execute(opts, run, (files, applied) => {
-    const reverts = revertPlan(files, applied, run.count ?? 1);
-    const byName = new Map(files.map((f) => [f.name, f]));
-    return [...reverts, ...reverts.toReversed().map((s) => step(byName.get(s.name)!, "up"))];
-  });
-}
-
-function revertPlan(files: MigrationFile[], applied: { name: string }[], count: number): Step[] {
-  const { problems } = compare(files, applied as never);
-  refuseOn(problems.filter((p) => p.kind === "changed" || p.kind === "deleted"));
-  const byName = new Map(files.map((f) => [f.name, f]));
-  return applied
-    .slice(-count)
-    .toReversed()
-    .map((a) => {
-      const file = byName.get(a.name)!;
-      if (file.down === undefined) {
-        throw new MigrationRefusedError([
-          {
-            kind: "deleted",
-            name: a.name,
-            severity: "error",
-            message: `${file.upPath} has no ${a.name}.down.sql: it cannot be reverted`,
-          },
-        ]);
-      }
-      return step(file, "down");
-    });
-}
-
-function step(file: MigrationFile, direction: "up" | "down"): Step {
-  return {
-    name: file.name,
-    direction,
-    file: direction === "up" ? file.upPath : file.downPath!,
-    sql: direction === "up" ? file.up : file.down!,
-    noTransaction: file.noTransaction,
-  };
-}
-
-function refuseOn(problems: Problem[]): void {
-  const errors = problems.filter((p) => p.severity === "error");
-  if (errors.length > 0) throw new MigrationRefusedError(errors);
-}
-
-type Planner = (files: MigrationFile[], applied: Awaited<ReturnType<typeof readApplied>>) => Step[];
-
-async function execute(
-  opts: MigratorOptions,
-  run: RunOptions,
-  plan: Planner,
-): Promise<StepResult[] | Step[]> {
-  await loadSqlParser();
-  const files = await readMigrations(opts.dir);
-  const statements = new Map<string, Statement[]>();
-  for (const f of files) {
-    statements.set(f.upPath, splitStatements(f.up, f.upPath));
-    if (f.down !== undefined) statements.set(f.downPath!, splitStatements(f.down, f.downPath!));
-  }
-  const session = await connect(opts.databaseUrl);
+/** Reads the state and returns what `command` would do; takes no lock, writes nothing. */
+export async function plan(opts: MigratorOptions, command: Command): Promise<Plan> {
+  const source = readMigrations(opts.dir);
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs);
   try {
-    if (run.dryRun) return plan(files, await readApplied(session.client));
-    const lockWaitMs = await acquireLock(session.client, opts.lockWaitMs, () =>
-      opts.log.info("another migration holds the lock; waiting"),
-    );
-    try {
-      await ensureStateTable(session.client);
-      // Re-read under the lock: whoever held it may have applied everything.
-      const steps = plan(files, await readApplied(session.client));
-      // A migrator killed mid-statement must not leave its backend running
-      // (holding the lock and the transaction) until the statement ends.
-      await session.client
-        .query("SET client_connection_check_interval = 1000")
-        .catch(() => undefined);
-      await session.client.query(
-        `SET lock_timeout = ${Math.max(0, Math.floor(opts.lockTimeoutMs))}`,
+    const p = await prepare(client, source, command);
+    return {
+      adopted: p.adopt.map((f) => f.name),
+      steps: p.steps.map((s) => ({ ...s, transactional: p.scripts.get(s)!.transactional })),
+      warnings: p.warnings,
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Runs `command` under the migration lock: each step in its own transaction
+ * (or statement by statement where PostgreSQL requires it), stopping at the
+ * first failure. Every file that will run is parsed and checked before
+ * anything changes.
+ */
+export function run(opts: MigratorOptions, command: Command): Promise<RunReport> {
+  const source = readMigrations(opts.dir);
+  return locked(opts, async (client, lockWaitMs) => {
+    // Planned under the lock: whoever held it may have applied everything.
+    const p = await prepare(client, source, command);
+    await ensureStateTable(client);
+    await recordApplied(client, p.adopt);
+    if (p.adopt.length > 0) {
+      opts.log.info(
+        { adopted: p.adopt.length, through: p.adopt.at(-1)!.name },
+        "adopted golang-migrate's schema_migrations",
       );
-      await session.client.query(
-        `SET statement_timeout = ${Math.max(0, Math.floor(opts.statementTimeoutMs))}`,
-      );
-      const results: StepResult[] = [];
-      for (const s of steps) {
-        results.push(await apply(session, opts, s, statements.get(s.file)!, files, lockWaitMs));
-      }
-      if (steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
-      return results;
-    } finally {
-      await session.client
-        .query(
-          "RESET lock_timeout; RESET statement_timeout; RESET client_connection_check_interval",
-        )
-        .catch(() => undefined);
-      await releaseLock(session.client).catch(() => undefined);
     }
-  } finally {
-    await session.client.end().catch(() => undefined);
-  }
-}
-
-interface Session {
-  client: pg.Client;
-  /** The last SQL text sent: on failure, the failing statement. */
-  lastQuery(): string;
-}
-
-async function connect(databaseUrl: string): Promise<Session> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: "migrate" });
-  await client.connect();
-  // A connection error after connect would otherwise crash the process.
-  client.on("error", () => undefined);
-  let last = "";
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (
-    ...args: unknown[]
-  ) => {
-    if (typeof args[0] === "string") last = args[0];
-    return query(...args);
-  };
-  return { client, lastQuery: () => last };
-}
-
-async function apply(
-  session: Session,
-  opts: MigratorOptions,
-  s: Step,
-  statements: Statement[],
-  files: MigrationFile[],
-  lockWaitMs: number,
-): Promise<StepResult> {
-  const { client } = session;
-  const file = files.find((f) => f.name === s.name)!;
-  const started = performance.now();
-  await client.query("SELECT set_config($1, $2, false)", [
-    CHECKSUM_SETTING,
-    s.direction === "up" ? file.checksum : "",
-  ]);
-  try {
-    await runner({
-      dbClient: client,
-      dir: opts.dir,
-      migrationsTable: MIGRATIONS_TABLE,
-      direction: s.direction,
-      file: s.name,
-      count: 1,
-      noLock: true,
-      // Each migration in its own transaction; a failure rolls back that one only.
-      singleTransaction: false,
-      // Order is checked by `compare` with clearer messages.
-      checkOrder: false,
-      migrationLoaderStrategies: [
-        { extensions: [".sql"], loader: loaderFor(files, s, statements) },
-      ],
-      log: (message: string) => opts.log.debug({ nodePgMigrate: message }),
-    });
-  } catch (err) {
-    const failing = session.lastQuery();
-    // node-pg-migrate sends no ROLLBACK when a migration fails; end the aborted
-    // transaction here so the session (and its lock) is usable again.
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw new MigrationFailedError(failureMessage(s, statements, failing, err));
-  } finally {
-    await client
-      .query("SELECT set_config($1, '', false)", [CHECKSUM_SETTING])
-      .catch(() => undefined);
-  }
-  const ms = Math.round(performance.now() - started);
-  opts.log.info({ migration: s.name, direction: s.direction, ms, lockWaitMs }, "migration applied");
-  return { ...s, ms };
-}
-
-// The grouped loader of node-pg-migrate, with our files as read and checked:
-// statements are sent one by one (so a failure names its line), and a file
-// with the no-transaction marker runs outside a transaction.
-function loaderFor(files: MigrationFile[], s: Step, statements: Statement[]) {
-  return async () =>
-    files.map((f) => ({
-      id: f.name,
-      filePaths: [f.upPath, ...(f.downPath ? [f.downPath] : [])],
-      actions: {
-        up: (pgm: MigrationBuilder) => {
-          if (f.noTransaction) pgm.noTransaction();
-          if (f.name === s.name && s.direction === "up")
-            statements.forEach((st) => pgm.sql(st.sql));
-        },
-        down: (pgm: MigrationBuilder) => {
-          if (f.noTransaction) pgm.noTransaction();
-          if (f.name === s.name && s.direction === "down")
-            statements.forEach((st) => pgm.sql(st.sql));
-        },
-      },
-    }));
-}
-
-function failureMessage(s: Step, statements: Statement[], lastQuery: string, err: unknown): string {
-  const e = err as Error & { position?: string };
-  // node-pg-migrate may append a semicolon to each statement it sends.
-  const bare = (sql: string) => sql.trim().replace(/;+$/, "").trim();
-  const failed = statements.find((st) => bare(st.sql) === bare(lastQuery));
-  let where = s.file;
-  if (failed) {
-    const inStatement = e.position ? lineAt(failed.sql, Number(e.position) - 1) - 1 : 0;
-    where = `${s.file}:${failed.line + inStatement}`;
-  }
-  const rolledBack = s.noTransaction
-    ? "it ran outside a transaction: check what it left before rerunning"
-    : "rolled back; earlier migrations stay applied";
-  return `migration ${s.name} (${s.direction}) failed at ${where}: ${e.message} (${rolledBack})`;
-}
-
-/** Every migration's state and the problems found; reads only, takes no lock. */
-export async function status(opts: Pick<MigratorOptions, "databaseUrl" | "dir">) {
-  const files = await readMigrations(opts.dir);
-  const session = await connect(opts.databaseUrl);
-  try {
-    return compare(files, await readApplied(session.client));
-  } finally {
-    await session.client.end().catch(() => undefined);
-  }
+    const report: RunReport = {
+      adopted: p.adopt.map((f) => f.name),
+      done: [],
+      failed: undefined,
+      warnings: p.warnings,
+    };
+    for (const s of p.steps) {
+      const result = await applyStep(client, opts.dir, s, p.scripts.get(s)!);
+      const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
+      for (const index of dropped)
+        opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");
+      if ("failed" in result) {
+        report.failed = result.failed;
+        opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
+        break;
+      }
+      report.done.push(result.ok);
+      opts.log.info(
+        { migration: s.name, direction: s.direction, ms: result.ok.ms, lockWaitMs },
+        "migration applied",
+      );
+    }
+    if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
+    return report;
+  });
 }
 
 /** Records the current files' checksums for applied migrations (accepting edits). */
-export async function repair(opts: MigratorOptions): Promise<string[]> {
-  const files = await readMigrations(opts.dir);
-  const session = await connect(opts.databaseUrl);
+export function repair(opts: MigratorOptions): Promise<string[]> {
+  const source = readMigrations(opts.dir);
+  return locked(opts, async (client) => {
+    const { problems } = compare(source.migrations, await readApplied(client));
+    const fixes = problems.filter((x) => x.kind === "changed" || x.kind === "unrecorded");
+    if (fixes.length > 0) await ensureStateTable(client);
+    for (const p of fixes) {
+      const file = source.migrations.find((f) => f.name === p.name)!;
+      await client.query("UPDATE public.pgmigrations SET checksum = $1 WHERE name = $2", [
+        file.checksum,
+        file.name,
+      ]);
+      opts.log.info({ migration: file.name, was: p.kind }, "checksum recorded");
+    }
+    return fixes.map((p) => p.name);
+  });
+}
+
+/**
+ * Records every migration up to `version` as applied without running it, for
+ * a database whose schema was built by other means. Refuses a database that
+ * already has recorded migrations, and a version no file has.
+ */
+export function baseline(opts: MigratorOptions, version: bigint): Promise<string[]> {
+  const source = readMigrations(opts.dir);
+  if (!source.migrations.some((f) => f.version === version)) {
+    return Promise.reject(
+      new AdoptionRefusedError(`baseline ${version}: no migration file has that version`),
+    );
+  }
+  return locked(opts, async (client) => {
+    if ((await readApplied(client)).length > 0) {
+      throw new AdoptionRefusedError(
+        "baseline is for a database with no recorded migrations, and this one has some (see `migrate status`); nothing was changed",
+      );
+    }
+    await ensureStateTable(client);
+    const files = source.migrations.filter((f) => f.version <= version);
+    await recordApplied(client, files);
+    return files.map((f) => f.name);
+  });
+}
+
+/**
+ * Connects, takes the migration lock (polling, bounded by lockWait), sets
+ * the session's bounds, runs `fn`, and always releases and disconnects.
+ */
+async function locked<T>(
+  opts: MigratorOptions,
+  fn: (client: pg.Client, lockWaitMs: number) => Promise<T>,
+): Promise<T> {
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs);
   try {
-    await acquireLock(session.client, opts.lockWaitMs);
+    const lockWaitMs = await acquireLock(client, opts.lockWaitMs, () =>
+      opts.log.info("another migration holds the lock; waiting"),
+    );
     try {
-      await ensureStateTable(session.client);
-      const { problems } = compare(files, await readApplied(session.client));
-      const fixed: string[] = [];
-      for (const p of problems.filter((x) => x.kind === "changed" || x.kind === "unrecorded")) {
-        const file = files.find((f) => f.name === p.name)!;
-        await session.client.query(`UPDATE ${MIGRATIONS_TABLE} SET checksum = $1 WHERE name = $2`, [
-          file.checksum,
-          file.name,
-        ]);
-        opts.log.info({ migration: file.name, was: p.kind }, "checksum recorded");
-        fixed.push(file.name);
-      }
-      return fixed;
+      const ms = (n: number) => Math.max(0, Math.floor(n));
+      await client.query(
+        `SET lock_timeout = ${ms(opts.lockTimeoutMs)}; SET statement_timeout = ${ms(opts.statementTimeoutMs)}`,
+      );
+      // A migrator killed mid-statement must not leave its backend running,
+      // holding the lock (PostgreSQL 14 and later).
+      await client.query("SET client_connection_check_interval = 1000").catch(() => undefined);
+      return await fn(client, lockWaitMs);
     } finally {
-      await releaseLock(session.client).catch(() => undefined);
+      await releaseLock(client).catch(() => undefined);
     }
   } finally {
-    await session.client.end().catch(() => undefined);
+    await client.end().catch(() => undefined);
   }
+}
+
+interface Prepared {
+  adopt: MigrationFile[];
+  steps: Step[];
+  scripts: Map<Step, Script>;
+  warnings: string[];
+}
+
+// Plans from the recorded state (or, on a database we never touched, what
+// golang-migrate recorded), then parses every file that will run: nothing has
+// changed if this throws.
+async function prepare(
+  client: pg.ClientBase,
+  source: MigrationSource,
+  command: Command,
+): Promise<Prepared> {
+  const files = source.migrations;
+  let applied = await readApplied(client);
+  let adopt: MigrationFile[] = [];
+  if (!(await stateTableExists(client))) {
+    const golang = await readGolangMigrate(client);
+    if (golang) adopt = adoptable(files, golang);
+    applied = adopt.map((f): Applied => ({
+      name: f.name,
+      runOn: new Date(),
+      checksum: f.checksum,
+    }));
+  }
+  const steps = planSteps(files, applied, command);
+  const scripts = new Map<Step, Script>();
+  const warnings = [...source.warnings];
+  if (steps.length === 0) return { adopt, steps, scripts, warnings };
+  await loadSqlParser();
+  for (const s of steps) scripts.set(s, analyse(s.sql, s.file));
+  // A broken down file matters only when it runs: a warning at up.
+  for (const s of steps.filter((x) => x.direction === "up" && x.migration.down !== undefined)) {
+    try {
+      analyse(s.migration.down!, s.migration.downPath!);
+    } catch (err) {
+      if (!(err instanceof SqlSyntaxError || err instanceof ScriptRefusedError)) throw err;
+      warnings.push(`${err.message} (the down migration will fail if it runs)`);
+    }
+  }
+  return { adopt, steps, scripts, warnings };
 }

@@ -1,24 +1,32 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadSqlParser, splitStatements, type Statement } from "./sql.js";
 
-/** First line of a migration that must run outside a transaction (one statement only). */
-export const NO_TRANSACTION_MARKER = "-- migrate:no-transaction";
-
-/** One versioned pair of SQL files. */
+/** One version: its up file and, when present, its down file. */
 export interface MigrationFile {
-  /** Base name without .up.sql, as recorded in pgmigrations.name: `000001_init_schema`. */
+  /**
+   * The up file's base name without `.up.sql`, as recorded in
+   * pgmigrations.name: `000001_init_schema`.
+   */
   name: string;
-  /** Numeric prefix, for ordering. */
+  /** The numeric prefix; files pair and order by it, as golang-migrate does. */
   version: bigint;
   upPath: string;
   downPath: string | undefined;
+  /** File text with line endings normalised; an empty file is a no-op. */
   up: string;
   down: string | undefined;
-  /** SHA-256 (hex) of the up file with line endings normalised. */
+  /** SHA-256 (hex) of the up text. */
   checksum: string;
-  noTransaction: boolean;
+}
+
+/** What a folder holds: the migrations in order, and the files that are not one. */
+export interface MigrationSource {
+  migrations: MigrationFile[];
+  /** Files ignored (a README, .go files, other extensions), for `validate` to list. */
+  ignored: string[];
+  /** Oddities worth a warning, e.g. a down file whose version has no up file. */
+  warnings: string[];
 }
 
 /** A problem with the files themselves, naming the file. */
@@ -26,15 +34,16 @@ export class MigrationSourceError extends Error {
   override name = "MigrationSourceError";
 }
 
-const FILE = /^(\d+)_([a-z0-9_]+)\.(up|down)\.sql$/;
+// golang-migrate's pattern: `^([0-9]+)_(.*)\.(down|up)\.(.*)$`; of its
+// extensions, SQL (in any case) is the one a PostgreSQL migration can have.
+const FILE = /^([0-9]+)_(.*)\.(down|up)\.([sS][qQ][lL])$/;
 
 /**
- * Reads every migration pair in `dir`, in the order they apply. Refuses what
- * node-pg-migrate would silently mis-pair or skip: other .sql names (e.g.
- * `.up.SQL`), a down file without its up, two files with one version.
+ * Reads every migration in `dir`, paired and ordered by version as
+ * golang-migrate does (an up and a down of one version may carry different
+ * titles). Nothing is parsed here: SQL is parsed only when it is about to run.
  */
-export async function readMigrations(dir: string): Promise<MigrationFile[]> {
-  await loadSqlParser();
+export function readMigrations(dir: string): MigrationSource {
   let entries: string[];
   try {
     entries = readdirSync(dir);
@@ -43,65 +52,70 @@ export async function readMigrations(dir: string): Promise<MigrationFile[]> {
       `migrations directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`,
     );
   }
-  const pairs = new Map<string, { version: bigint; up?: string; down?: string }>();
+  const byVersion = new Map<bigint, { up?: string; down?: string }>();
+  const ignored: string[] = [];
   for (const entry of entries.sort()) {
-    if (!/\.sql$/i.test(entry)) continue;
     const m = FILE.exec(entry);
     if (!m) {
+      ignored.push(entry);
+      continue;
+    }
+    const version = BigInt(m[1]!);
+    const direction = m[3] as "up" | "down";
+    const pair = byVersion.get(version) ?? {};
+    const other = pair[direction];
+    if (other) {
       throw new MigrationSourceError(
-        `${join(dir, entry)}: not a migration file name; expected NNNN_name.up.sql or NNNN_name.down.sql (lowercase)`,
+        `${join(dir, entry)}: version ${version} already has ${direction === "up" ? "an" : "a"} ${direction} file, ${other}`,
       );
     }
-    const [, prefix, label, direction] = m as unknown as [string, string, string, "up" | "down"];
-    const name = `${prefix}_${label}`;
-    const pair = pairs.get(name) ?? { version: BigInt(prefix) };
-    pair[direction] = join(dir, entry);
-    pairs.set(name, pair);
+    pair[direction] = entry;
+    byVersion.set(version, pair);
   }
-  const files = [...pairs].map(([name, pair]) => toFile(name, pair));
-  files.sort((a, b) =>
-    a.version < b.version ? -1 : a.version > b.version ? 1 : a.name.localeCompare(b.name),
-  );
-  for (let i = 1; i < files.length; i++) {
-    if (files[i]!.version === files[i - 1]!.version) {
-      throw new MigrationSourceError(
-        `${files[i]!.upPath}: version ${files[i]!.version} is also used by ${files[i - 1]!.upPath}`,
-      );
-    }
-  }
-  return files;
+  const warnings: string[] = [];
+  const migrations = [...byVersion]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([version, pair]) => toFile(dir, version, pair, warnings));
+  return { migrations, ignored, warnings };
 }
 
 function toFile(
-  name: string,
-  pair: { version: bigint; up?: string; down?: string },
+  dir: string,
+  version: bigint,
+  pair: { up?: string; down?: string },
+  warnings: string[],
 ): MigrationFile {
-  if (!pair.up) throw new MigrationSourceError(`${pair.down}: has no matching ${name}.up.sql`);
-  const up = normalise(readFileSync(pair.up, "utf8"));
-  const down = pair.down ? normalise(readFileSync(pair.down, "utf8")) : undefined;
-  const noTransaction = up.split("\n", 1)[0]!.trim() === NO_TRANSACTION_MARKER;
-  if (noTransaction) {
-    const count = splitStatements(up, pair.up).length;
-    if (count !== 1) {
-      throw new MigrationSourceError(
-        `${pair.up}: a ${NO_TRANSACTION_MARKER} migration must hold exactly one statement, found ${count}`,
-      );
-    }
+  const base = pair.up ?? pair.down!;
+  const name = base.replace(/\.(up|down)\.[sS][qQ][lL]$/, "");
+  checkName(join(dir, base), name);
+  if (!pair.up) {
+    // golang-migrate applies such a version as a no-op; so do we, saying so.
+    warnings.push(`${join(dir, base)} has no up file: version ${version} applies as a no-op`);
   }
+  const up = pair.up ? read(join(dir, pair.up)) : "";
   return {
     name,
-    version: pair.version,
-    upPath: pair.up,
-    downPath: pair.down,
+    version,
+    upPath: join(dir, pair.up ?? `${name}.up.sql`),
+    downPath: pair.down ? join(dir, pair.down) : undefined,
     up,
-    down,
+    down: pair.down ? read(join(dir, pair.down)) : undefined,
     checksum: createHash("sha256").update(up).digest("hex"),
-    noTransaction,
   };
 }
 
-function normalise(text: string): string {
-  return text.replace(/\r\n?/g, "\n");
+// The name goes into pgmigrations.name (varchar(255)) through node-pg-migrate's
+// own INSERT, which quotes nothing.
+function checkName(path: string, name: string): void {
+  if (name.length > 255) throw new MigrationSourceError(`${path}: name longer than 255 characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/['\\\u0000-\u001f\u007f]/.test(name)) {
+    throw new MigrationSourceError(
+      `${path}: the title may not contain quotes, backslashes or control characters`,
+    );
+  }
 }
 
-export type { Statement };
+function read(path: string): string {
+  return readFileSync(path, "utf8").replace(/\r\n?/g, "\n");
+}

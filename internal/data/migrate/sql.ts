@@ -1,4 +1,4 @@
-import { loadModule, parseSync, type ParseResult } from "libpg-query";
+import type { ParseResult } from "libpg-query";
 
 /** One SQL statement of a file, with where it starts. */
 export interface Statement {
@@ -23,13 +23,17 @@ export class SqlSyntaxError extends Error {
   }
 }
 
-let loaded = false;
+let parseSync: ((sql: string) => ParseResult) | undefined;
 
-/** Loads PostgreSQL's parser (libpg-query, WebAssembly); await once before splitting. */
+/**
+ * Loads PostgreSQL's parser (libpg-query, WebAssembly); await once before
+ * splitting. Loaded on demand: commands that parse nothing start faster.
+ */
 export async function loadSqlParser(): Promise<void> {
-  if (loaded) return;
-  await loadModule();
-  loaded = true;
+  if (parseSync) return;
+  const parser = await import("libpg-query");
+  await parser.loadModule();
+  parseSync = parser.parseSync;
 }
 
 /**
@@ -38,11 +42,13 @@ export async function loadSqlParser(): Promise<void> {
  * first line for error messages and lint findings.
  */
 export function splitStatements(text: string, file: string): Statement[] {
-  if (!loaded) throw new Error("loadSqlParser() must be awaited before splitStatements()");
+  if (!parseSync) throw new Error("loadSqlParser() must be awaited before splitStatements()");
   let result: ParseResult;
   try {
     result = parseSync(text);
   } catch (err) {
+    // An empty file (or comments only) is a no-op migration, as in golang-migrate.
+    if ((err as Error).message === "Query cannot be empty") return [];
     const position =
       (err as { sqlDetails?: { cursorPosition?: number } }).sqlDetails?.cursorPosition ?? 0;
     throw new SqlSyntaxError(file, lineAt(text, position), (err as Error).message);

@@ -1,13 +1,13 @@
 import type pg from "pg";
-import { up, type MigratorOptions } from "./runner.js";
-import { readMigrations, type MigrationFile } from "./source.js";
-import { compare, readApplied } from "./state.js";
+import { inspect } from "./inspect.js";
+import { run, type MigratorOptions } from "./runner.js";
+import { readMigrations, type MigrationSource } from "./source.js";
 
 /**
  * What the server does with migrations before serving, per
  * `data.database.migrate`: `up` applies pending ones under the shared lock,
- * `check` refuses to start while any is pending or an applied file changed,
- * `off` does neither.
+ * `check` refuses to start while any is pending, an applied file changed or
+ * an index is INVALID, `off` does neither.
  */
 export async function migrateOnStart(
   mode: string,
@@ -16,10 +16,14 @@ export async function migrateOnStart(
 ): Promise<void> {
   if (mode === "off") return;
   if (mode === "up") {
-    await up(opts);
+    const report = await run(opts, { kind: "up" });
+    if (report.failed) {
+      const f = report.failed;
+      throw new Error(`migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message}`);
+    }
     return;
   }
-  const lag = await schemaLag(await readMigrations(opts.dir), pool);
+  const lag = await schemaLag(readMigrations(opts.dir), pool, { indexes: true });
   if (lag.length > 0) {
     throw new Error(
       `migrate: check: ${lag.join("; ")}; run \`migrate up\` (see \`migrate status\`)`,
@@ -27,23 +31,38 @@ export async function migrateOnStart(
   }
 }
 
-/** Readiness: fails, naming them, while migrations are pending or applied files changed. */
+/**
+ * Readiness: fails, naming them, while migrations are pending or an applied
+ * file changed. An INVALID index stops a start (check mode) but not
+ * readiness: every pod turning unready at once over an index is an outage.
+ */
 export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<void> {
-  const files = readMigrations(dir);
-  // A folder that cannot be read reports through readiness, not as a crash.
-  files.catch(() => undefined);
+  let source: MigrationSource | Error;
+  try {
+    source = readMigrations(dir);
+  } catch (err) {
+    // A folder that cannot be read reports through readiness, not as a crash.
+    source = err as Error;
+  }
   return async () => {
-    const lag = await schemaLag(await files, pool);
+    if (source instanceof Error) throw source;
+    const lag = await schemaLag(source, pool, { indexes: false });
     if (lag.length > 0) throw new Error(lag.join("; "));
   };
 }
 
 /** How the database's schema is behind the files: pending migrations first, then errors. */
-async function schemaLag(files: MigrationFile[], pool: pg.Pool): Promise<string[]> {
+async function schemaLag(
+  source: MigrationSource,
+  pool: pg.Pool,
+  { indexes }: { indexes: boolean },
+): Promise<string[]> {
   const client = await pool.connect();
   try {
-    const { pending, problems } = compare(files, await readApplied(client));
-    const found = problems.filter((p) => p.severity === "error").map((p) => p.message);
+    const { pending, problems } = await inspect(client, source);
+    const found = problems
+      .filter((p) => p.severity === "error" && (indexes || p.kind !== "invalid-index"))
+      .map((p) => p.message);
     if (pending.length > 0) found.unshift(`pending: ${pending.map((p) => p.name).join(", ")}`);
     return found;
   } finally {

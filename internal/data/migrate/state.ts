@@ -1,8 +1,11 @@
 import type pg from "pg";
 import type { MigrationFile } from "./source.js";
 
-/** node-pg-migrate's state table, kept so its own tooling still reads our state. */
-export const MIGRATIONS_TABLE = "pgmigrations";
+/**
+ * node-pg-migrate's state table, kept so its own tooling still reads our
+ * state; in `public`, where node-pg-migrate's own INSERT puts each record.
+ */
+export const MIGRATIONS_TABLE = "public.pgmigrations";
 
 /** The session setting our checksum column's default reads (see ensureStateTable). */
 export const CHECKSUM_SETTING = "migrate.checksum";
@@ -14,10 +17,18 @@ export interface Applied {
   checksum: string | null;
 }
 
-export type ProblemKind = "changed" | "deleted" | "out-of-order" | "unrecorded";
+export type ProblemKind =
+  | "changed"
+  | "deleted"
+  | "out-of-order"
+  | "unrecorded"
+  | "invalid-index"
+  | "golang-migrate"
+  | "source";
 
 export interface Problem {
   kind: ProblemKind;
+  /** The migration (or index) concerned; empty when the problem is the folder's. */
   name: string;
   /** Errors stop `up` and fail `validate`; warnings are reported only. */
   severity: "error" | "warning";
@@ -36,7 +47,8 @@ export interface StatusEntry {
  * Creates pgmigrations as node-pg-migrate does, plus a checksum column whose
  * default is read from a session setting: node-pg-migrate inserts (name,
  * run_on) inside the migration's own transaction, so the checksum lands
- * atomically with the migration without a second write.
+ * atomically with the migration without a second write. run_on holds UTC:
+ * the migrator sets the session's time zone to UTC just before each record.
  */
 export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
   await client.query(
@@ -47,18 +59,28 @@ export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
   );
 }
 
-/** Applied migrations in the order they ran; none when the table does not exist yet. */
+/** Whether pgmigrations exists: a database this tool (or node-pg-migrate) has migrated. */
+export async function stateTableExists(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass($1) IS NOT NULL AS ok", [
+    MIGRATIONS_TABLE,
+  ]);
+  return rows[0]?.ok === true;
+}
+
+/**
+ * Applied migrations in the order they ran (the id sequence: the same whatever
+ * any session's time zone); none when the table does not exist yet.
+ */
 export async function readApplied(client: pg.ClientBase): Promise<Applied[]> {
   const exists = await client.query<{ ok: boolean; has_checksum: boolean }>(
     `SELECT to_regclass($1) IS NOT NULL AS ok,
-            EXISTS (SELECT 1 FROM information_schema.columns
-                    WHERE table_name = $1 AND column_name = 'checksum' AND table_schema = current_schema()) AS has_checksum`,
+            EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'checksum' AND NOT attisdropped) AS has_checksum`,
     [MIGRATIONS_TABLE],
   );
   if (!exists.rows[0]?.ok) return [];
   const checksum = exists.rows[0].has_checksum ? "checksum" : "NULL::varchar AS checksum";
   const { rows } = await client.query<{ name: string; run_on: Date; checksum: string | null }>(
-    `SELECT name, run_on, ${checksum} FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`,
+    `SELECT name, run_on AT TIME ZONE 'UTC' AS run_on, ${checksum} FROM ${MIGRATIONS_TABLE} ORDER BY id`,
   );
   return rows.map((r) => ({ name: r.name, runOn: r.run_on, checksum: r.checksum }));
 }

@@ -1,0 +1,243 @@
+import { resolve } from "node:path";
+import type { Config } from "../../internal/conf/load.js";
+import { parseDurationMs } from "../../internal/conf/duration.js";
+import { DatabaseUrlError } from "../../internal/data/migrate/connect.js";
+import { status } from "../../internal/data/migrate/inspect.js";
+import { migratorOptions } from "../../internal/data/migrate/options.js";
+import type { Command, MigratorOptions } from "../../internal/data/migrate/runner.js";
+import type { Logger } from "../../internal/pkg/log/logger.js";
+import * as print from "./print.js";
+
+// Heavy modules (the config schema, node-pg-migrate, the SQL parser, the
+// logger) load only in the commands that use them: `status` and `--help`
+// stay quick.
+const runner = () => import("../../internal/data/migrate/runner.js");
+
+/** The parsed command line, as yargs hands it over. */
+export interface Args {
+  conf?: string;
+  "database-url"?: string;
+  embedded?: boolean;
+  dir?: string;
+  "connect-timeout"?: string;
+  "lock-wait"?: string;
+  "lock-timeout"?: string;
+  "statement-timeout"?: string;
+  "dry-run"?: boolean;
+  json?: boolean;
+  "allow-out-of-order"?: boolean;
+  all?: boolean;
+  n?: string;
+  name?: string;
+  version?: string;
+}
+
+/** The command line itself is wrong: exit 2, nothing was touched. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** 2 for usage and configuration, 1 for everything that failed or was refused. */
+export function exitCodeOf(err: unknown): number {
+  const usage =
+    err instanceof UsageError ||
+    err instanceof DatabaseUrlError ||
+    (err instanceof Error && err.name === "ConfigError");
+  return usage ? 2 : 1;
+}
+
+const out = (text: string) => process.stdout.write(text);
+
+export const handlers = {
+  up: (args: Args) =>
+    change(args, {
+      kind: "up",
+      count: count(args.n, "up"),
+      allowOutOfOrder: args["allow-out-of-order"],
+    }),
+  down: (args: Args) => {
+    if (args.all && args.n !== undefined)
+      throw new UsageError(`down ${args.n} --all: give a count or --all, not both`);
+    return change(args, { kind: "down", count: args.all ? "all" : (count(args.n, "down") ?? 1) });
+  },
+  redo: (args: Args) => change(args, { kind: "redo", count: count(args.n, "redo") ?? 1 }),
+
+  status: (args: Args) =>
+    withDatabase(
+      args,
+      async (opts) => {
+        const s = await status(opts);
+        if (args.json)
+          print.json({ migrations: s.entries, pending: s.pending.length, problems: s.problems });
+        else print.status(out, s.entries, s.problems);
+      },
+      { logs: false },
+    ),
+
+  validate: (args: Args) =>
+    withDatabase(
+      args,
+      async (opts) => {
+        const { problems, ignored } = await status(opts);
+        const failed = problems.some((p) => p.severity === "error");
+        if (args.json) print.json({ ok: !failed, problems, ignored });
+        else print.validation(out, problems, ignored, failed);
+        if (failed) process.exitCode = 1;
+      },
+      { logs: false },
+    ),
+
+  repair: (args: Args) =>
+    withDatabase(args, async (opts) => {
+      const fixed = await (await runner()).repair(opts);
+      out(fixed.length ? fixed.map((n) => `recorded ${n}\n`).join("") : "nothing to repair\n");
+    }),
+
+  baseline: (args: Args) => {
+    const version = args.version ?? "";
+    if (!/^[0-9]{1,19}$/.test(version))
+      throw new UsageError(`baseline ${version}: expected a migration version (its digits)`);
+    return withDatabase(args, async (opts) => {
+      const recorded = await (await runner()).baseline(opts, BigInt(version));
+      out(recorded.map((n) => `recorded ${n}\n`).join(""));
+    });
+  },
+
+  create: async (args: Args) => {
+    const { createMigration } = await import("../../internal/data/migrate/create.js");
+    const files = await createMigration(await migrationsDir(args), args.name ?? "");
+    out(`${files.up}\n${files.down}\n`);
+  },
+
+  lint: async (args: Args) => {
+    const { lintMigrations } = await import("../../internal/data/migrate/lint.js");
+    const findings = await lintMigrations(await migrationsDir(args));
+    print.findings(out, findings);
+    if (findings.some((f) => f.severity === "error")) process.exitCode = 1;
+  },
+};
+
+/** `up`, `down`, `redo`: the plan with --dry-run, else the run, both printed. */
+function change(args: Args, command: Command): Promise<void> {
+  return withDatabase(args, async (opts) => {
+    const { plan, run } = await runner();
+    if (args["dry-run"]) {
+      const p = await plan(opts, command);
+      print.warnings(p.warnings);
+      if (args.json)
+        print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
+      else print.plan(out, p);
+      return;
+    }
+    const report = await run(opts, command);
+    print.warnings(report.warnings);
+    if (args.json) print.json(report);
+    else print.report(out, report);
+    if (report.failed) process.exitCode = 1;
+  });
+}
+
+// N: a positive integer, or absent. `0`, `-1`, `abc`, `all`, `1.5` are refused
+// here: node-pg-migrate reads a count of 0 as "everything".
+function count(n: string | undefined, command: string): number | undefined {
+  if (n === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(n)) {
+    const all = command === "down" ? "; to revert every migration, say `down --all`" : "";
+    throw new UsageError(`${command} ${JSON.stringify(n)}: N must be a positive integer${all}`);
+  }
+  return Number(n);
+}
+
+async function migrationsDir(args: Args): Promise<string> {
+  if (args.dir) return resolve(args.dir);
+  return migratorOptions((await config(args))?.data?.database, "", silentLog).dir;
+}
+
+async function config(args: Args): Promise<Config | undefined> {
+  if (!args.conf) return undefined;
+  const { loadConfig } = await import("../../internal/conf/load.js");
+  // DATABASE_URL is weighed in databaseUrl(), against --database-url; the
+  // rest of the environment applies as for the server.
+  return loadConfig(args.conf, { ...process.env, DATABASE_URL: undefined });
+}
+
+// Commands that only read log nothing; the logger loads with the rest.
+const silentLog = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger;
+
+async function logger(conf: Config | undefined): Promise<Logger> {
+  const { createLogger } = await import("../../internal/pkg/log/logger.js");
+  return createLogger({
+    level: conf?.log?.level || process.env.LOG_LEVEL || "info",
+    format: "json",
+    destination: process.stderr,
+  });
+}
+
+/**
+ * Resolves which database, always explicitly (--database-url, DATABASE_URL,
+ * the config's data.database.source, or --embedded), and every duration
+ * flag, before connecting; then runs `fn` and stops an embedded cluster it
+ * started.
+ */
+async function withDatabase(
+  args: Args,
+  fn: (opts: MigratorOptions) => Promise<void>,
+  { logs = true } = {},
+) {
+  const conf = await config(args);
+  const url = databaseUrl(args, conf);
+  const log = logs || url === undefined ? await logger(conf) : silentLog;
+  const opts = migratorOptions(conf?.data?.database, url ?? "", log);
+  if (args.dir) opts.dir = resolve(args.dir);
+  for (const [flag, key] of [
+    ["connect-timeout", "connectTimeoutMs"],
+    ["lock-wait", "lockWaitMs"],
+    ["lock-timeout", "lockTimeoutMs"],
+    ["statement-timeout", "statementTimeoutMs"],
+  ] as const) {
+    const text = args[flag];
+    if (text === undefined) continue;
+    const ms = parseDurationMs(text);
+    if (ms === undefined || (key === "connectTimeoutMs" && ms <= 0))
+      throw new UsageError(`--${flag} ${text}: expected a duration such as 30s or 2m`);
+    opts[key] = ms;
+  }
+  if (url !== undefined) return fn(opts);
+  const { startEmbeddedPostgres } = await import("../../internal/data/embedded.js");
+  const embedded = await startEmbeddedPostgres(resolve(".data"), log, { reuseRunning: true });
+  try {
+    await fn({ ...opts, databaseUrl: embedded.url });
+  } catch (err) {
+    // The command's failure is the news; a failing stop must not hide it.
+    await embedded.stop().catch(() => undefined);
+    throw err;
+  }
+  await embedded.stop();
+}
+
+/** The URL named explicitly, or undefined for --embedded; anything else is a usage error. */
+function databaseUrl(args: Args, conf: Config | undefined): string | undefined {
+  const flag = args["database-url"];
+  if (flag !== undefined && flag.trim() === "")
+    throw new UsageError("--database-url is empty: give a postgres:// URL");
+  const env = process.env.DATABASE_URL || undefined;
+  const url = flag ?? env ?? (conf?.data?.database?.source || undefined);
+  if (args.embedded) {
+    if (url !== undefined) {
+      const from = flag
+        ? "--database-url"
+        : env
+          ? "DATABASE_URL"
+          : "the config's data.database.source";
+      throw new UsageError(`--embedded and ${from} both name a database; give one`);
+    }
+    return undefined;
+  }
+  if (url === undefined) {
+    throw new UsageError(
+      "no database named: pass --database-url, set DATABASE_URL, or -conf a config with data.database.source " +
+        "(--embedded for the development cluster in ./.data)",
+    );
+  }
+  return url;
+}

@@ -1,0 +1,159 @@
+import { splitStatements, type Statement } from "./sql.js";
+
+/** First line of a migration that must run outside a transaction, statement by statement. */
+export const NO_TRANSACTION_MARKER = "-- migrate:no-transaction";
+
+/** Where a concurrent index statement points, so its result can be checked. */
+export interface IndexTarget {
+  /** Quoted, possibly schema-qualified table, for to_regclass(): `"public"."users"`. */
+  table?: string;
+  /** Quoted, possibly schema-qualified index (REINDEX INDEX, DROP INDEX). */
+  index?: string;
+  /** Name of an index the statement creates (unqualified: it lives in the table's schema). */
+  creates?: string;
+}
+
+/** How one file will run. */
+export interface Script {
+  statements: Statement[];
+  /** False when a statement cannot run in a transaction (CONCURRENTLY, VACUUM...) or the marker says so. */
+  transactional: boolean;
+  /** Concurrent index statements to check before the migration is recorded. */
+  indexes: IndexTarget[];
+}
+
+/** The file asks for something we refuse to run, before anything runs. */
+export class ScriptRefusedError extends Error {
+  override name = "ScriptRefusedError";
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    message: string,
+  ) {
+    super(`${file}:${line}: ${message}`);
+  }
+}
+
+type Node = Record<string, unknown>;
+
+// Statements PostgreSQL refuses inside a transaction block.
+function outsideTransaction(node: Node): boolean {
+  const [kind, body] = Object.entries(node)[0] as [string, Node];
+  switch (kind) {
+    case "VacuumStmt":
+    case "CreatedbStmt":
+    case "DropdbStmt":
+    case "AlterSystemStmt":
+    case "CreateTableSpaceStmt":
+    case "DropTableSpaceStmt":
+    case "CreateSubscriptionStmt":
+    case "DropSubscriptionStmt":
+      return true;
+    case "ClusterStmt":
+      return body.relation === undefined;
+    case "ReindexStmt":
+      return body.kind !== "REINDEX_OBJECT_INDEX" && body.kind !== "REINDEX_OBJECT_TABLE";
+    case "AlterTableStmt":
+      return ((body.cmds as Node[] | undefined) ?? []).some((c) => {
+        const cmd = c.AlterTableCmd as Node;
+        const def = (cmd.def as Node | undefined)?.PartitionCmd as Node | undefined;
+        return cmd.subtype === "AT_DetachPartition" && def?.concurrent === true;
+      });
+    default:
+      return false;
+  }
+}
+
+/**
+ * Parses a file and decides how it runs. A file wrapped whole in
+ * `BEGIN; … COMMIT;` (common in golang-migrate folders) runs as if unwrapped,
+ * in our own transaction, so the migration and its record commit together.
+ * Any other transaction control is refused, naming the line: we could not
+ * honestly say what was committed when it failed.
+ */
+export function analyse(text: string, file: string): Script {
+  const parsed = splitStatements(text, file);
+  const kinds = parsed.map(transactionKind);
+  const wrapped =
+    parsed.length >= 2 &&
+    (kinds[0] === "TRANS_STMT_BEGIN" || kinds[0] === "TRANS_STMT_START") &&
+    kinds.at(-1) === "TRANS_STMT_COMMIT" &&
+    kinds.slice(1, -1).every((k) => k === undefined);
+  const statements = wrapped ? parsed.slice(1, -1) : parsed;
+  for (const st of statements) {
+    const kind = transactionKind(st);
+    if (kind) {
+      throw new ScriptRefusedError(
+        file,
+        st.line,
+        `transaction control (${kind.replace("TRANS_STMT_", "")}) inside a migration is refused: ` +
+          "each migration already runs in its own transaction (a file wrapped whole in BEGIN … COMMIT is accepted); " +
+          "split the file instead",
+      );
+    }
+  }
+  const indexes = statements.flatMap((st) => concurrentIndex(st, file));
+  const marked = text.split("\n", 1)[0]!.trim() === NO_TRANSACTION_MARKER;
+  const outside = statements.find((st) => outsideTransaction(st.node));
+  const transactional = !marked && indexes.length === 0 && outside === undefined;
+  if (wrapped && !transactional) {
+    const first = statements.find(
+      (st) => outsideTransaction(st.node) || concurrentIndex(st, file).length > 0,
+    );
+    throw new ScriptRefusedError(
+      file,
+      (first ?? parsed[0]!).line,
+      "this statement cannot run in a transaction, but the file is wrapped in BEGIN … COMMIT: " +
+        "remove the wrapper (it then runs statement by statement) or move the statement to its own migration",
+    );
+  }
+  return { statements, transactional, indexes };
+}
+
+function transactionKind(st: Statement): string | undefined {
+  const body = st.node.TransactionStmt as Node | undefined;
+  return body ? String(body.kind) : undefined;
+}
+
+function concurrentIndex(st: Statement, file: string): IndexTarget[] {
+  const [kind, body] = Object.entries(st.node)[0] as [string, Node];
+  switch (kind) {
+    case "IndexStmt":
+      if (!body.concurrent) return [];
+      if (typeof body.idxname !== "string") {
+        throw new ScriptRefusedError(
+          file,
+          st.line,
+          "CREATE INDEX CONCURRENTLY needs an index name here, so that an interrupted build can be found, dropped and built again",
+        );
+      }
+      return [{ table: qualified(body.relation as Node), creates: body.idxname }];
+    case "DropStmt":
+      if (!body.concurrent) return [];
+      return ((body.objects as Node[] | undefined) ?? []).map((o) => ({
+        index: ((o.List as Node).items as Node[])
+          .map((i) => quote(String((i.String as Node).sval)))
+          .join("."),
+      }));
+    case "ReindexStmt": {
+      const params = (body.params as Node[] | undefined) ?? [];
+      if (!params.some((p) => (p.DefElem as Node | undefined)?.defname === "concurrently"))
+        return [];
+      const target = qualified(body.relation as Node | undefined);
+      return body.kind === "REINDEX_OBJECT_INDEX" ? [{ index: target }] : [{ table: target }];
+    }
+    default:
+      return [];
+  }
+}
+
+function qualified(relation: Node | undefined): string | undefined {
+  if (!relation?.relname) return undefined;
+  const parts = [relation.schemaname, relation.relname].filter((p) => typeof p === "string");
+  return parts.map((p) => quote(p as string)).join(".");
+}
+
+/** An identifier as PostgreSQL would print it quoted. */
+export function quote(identifier: string): string {
+  return `"${identifier.replace(/"/g, '""')}"`;
+}

@@ -1,0 +1,71 @@
+import type pg from "pg";
+import { adoptable, readGolangMigrate, AdoptionRefusedError } from "./adopt.js";
+import { connect } from "./connect.js";
+import { invalidIndexes } from "./indexes.js";
+import type { MigratorOptions } from "./runner.js";
+import { readMigrations, type MigrationSource } from "./source.js";
+import { compare, readApplied, stateTableExists, type Problem } from "./state.js";
+
+/** Every migration's state and the problems found; reads only, takes no lock. */
+export async function status(
+  opts: Pick<MigratorOptions, "databaseUrl" | "dir" | "connectTimeoutMs">,
+) {
+  const source = readMigrations(opts.dir);
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs);
+  try {
+    return await inspect(client, source);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * The schema's state against the files: `compare`, plus INVALID indexes and
+ * a golang-migrate state that `up` would adopt (or refuse).
+ */
+export async function inspect(client: pg.ClientBase, source: MigrationSource) {
+  const applied = await readApplied(client);
+  const result = compare(source.migrations, applied);
+  const problems: Problem[] = [
+    ...source.warnings.map((message): Problem => ({
+      kind: "source",
+      name: "",
+      severity: "warning",
+      message,
+    })),
+    ...result.problems,
+  ];
+  for (const index of await invalidIndexes(client)) {
+    problems.push({
+      kind: "invalid-index",
+      name: index.name,
+      severity: "error",
+      message: `index ${index.name} on ${index.table} is INVALID (an interrupted concurrent build): it enforces nothing; rerun the migration that builds it (migrate up drops and rebuilds it) or DROP it`,
+    });
+  }
+  if (!(await stateTableExists(client))) {
+    const golang = await readGolangMigrate(client);
+    if (golang) {
+      try {
+        const adopt = adoptable(source.migrations, golang);
+        if (adopt.length > 0) {
+          problems.push({
+            kind: "golang-migrate",
+            name: "",
+            severity: "warning",
+            message: `golang-migrate's schema_migrations is at version ${golang.version}: \`migrate up\` records ${adopt[0]!.name} … ${adopt.at(-1)!.name} as applied without running them`,
+          });
+        }
+      } catch (err) {
+        if (!(err instanceof AdoptionRefusedError)) throw err;
+        problems.push({
+          kind: "golang-migrate",
+          name: "",
+          severity: "error",
+          message: err.message,
+        });
+      }
+    }
+  }
+  return { ...result, problems, ignored: source.ignored };
+}

@@ -1,0 +1,192 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import pg from "pg";
+import { describe, expect, it } from "vitest";
+import { catalogSnapshot, query } from "../helpers/catalog.js";
+import type { TestDatabase } from "../helpers/db.js";
+import { migrationFixtures } from "../helpers/migrations.js";
+
+const { freshDb, folder, migrate } = migrationFixtures();
+
+// A folder as golang-migrate projects publish them: its file pattern (dots
+// and dashes in titles, an upper-case extension), up and down of one version
+// with different titles, empty files, files that are no migration, a
+// concurrent index without any marker, a file wrapped in BEGIN … COMMIT.
+const golangFolder = {
+  "1_init.up.sql": "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);\n",
+  "1_init.down.sql": "DROP TABLE accounts;\n",
+  "2_placeholder.up.sql": "",
+  "2_placeholder.down.sql": "",
+  "3_add-email.up.sql": "ALTER TABLE accounts ADD COLUMN email text;\n",
+  "3_remove_email.down.sql": "ALTER TABLE accounts DROP COLUMN email;\n",
+  "4_upgrade_channels_v6.0.up.sql":
+    "CREATE TABLE channels (id bigserial PRIMARY KEY, account_id bigint REFERENCES accounts);\n",
+  "4_upgrade_channels_v6.0.down.sql": "DROP TABLE channels;\n",
+  "5_accounts_email_idx.up.SQL":
+    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS accounts_email_idx ON accounts (email);\n",
+  "5_accounts_email_idx.down.SQL": "DROP INDEX CONCURRENTLY IF EXISTS accounts_email_idx;\n",
+  "6_audit.up.sql": "BEGIN;\nCREATE TABLE audit (id bigserial, note text);\nCOMMIT;\n",
+  "6_audit.down.sql": "BEGIN;\nDROP TABLE audit;\nCOMMIT;\n",
+  "README.md": "# migrations\n",
+  "migrations.go": "package migrations\n",
+  ".gitkeep": "",
+};
+const versions = [
+  "1_init",
+  "2_placeholder",
+  "3_add-email",
+  "4_upgrade_channels_v6.0",
+  "5_accounts_email_idx",
+  "6_audit",
+];
+
+describe("a golang-migrate folder as published", () => {
+  it("applies, reverts and re-applies with identical catalogs", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    const up = await migrate(db, ["up", "--dir", dir]);
+    expect(up.code, up.output).toBe(0);
+    expect([...up.stdout.matchAll(/^applied\s+(\S+)/gm)].map((m) => m[1])).toEqual(versions);
+    const validate = await migrate(db, ["validate", "--dir", dir]);
+    expect(validate.code, validate.output).toBe(0);
+    for (const name of ["README.md", "migrations.go", ".gitkeep"])
+      expect(validate.stdout).toContain(`ignored: ${name}`);
+    const first = await catalogSnapshot(db.url);
+    expect(first).toContainEqual(
+      "index CREATE UNIQUE INDEX accounts_email_idx ON public.accounts USING btree (email)",
+    );
+
+    const down = await migrate(db, ["down", "--all", "--dir", dir]);
+    expect(down.code, down.output).toBe(0);
+    expect(await catalogSnapshot(db.url)).toEqual([]);
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    expect(await catalogSnapshot(db.url)).toEqual(first);
+  });
+
+  it("a broken down file is a warning at up and an error only when it runs", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      { ...golangFolder, "6_audit.down.sql": "DROP TABEL audit;\n" },
+      { project: false },
+    );
+    const up = await migrate(db, ["up", "--dir", dir]);
+    expect(up.code, up.output).toBe(0);
+    expect(up.output).toMatch(
+      /warning: .*6_audit\.down\.sql:1: syntax error at or near "TABEL" \(the down migration will fail if it runs\)/,
+    );
+    const down = await migrate(db, ["down", "--dir", dir]);
+    expect(down.code).toBe(1);
+    expect(down.output).toMatch(/6_audit\.down\.sql:1: syntax error at or near "TABEL"/);
+    expect(await query(db.url, "SELECT to_regclass('audit')::text AS t")).toEqual([{ t: "audit" }]);
+  });
+
+  it("two files of one version are refused, naming both", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      { ...golangFolder, "03_add_email_again.up.sql": "SELECT 1;\n" },
+      { project: false },
+    );
+    const run = await migrate(db, ["up", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.output).toMatch(
+      /3_add-email\.up\.sql: version 3 already has an up file, 03_add_email_again\.up\.sql/,
+    );
+  });
+});
+
+/** A database migrated by golang-migrate itself to `version`: the up files run, its table written. */
+async function migratedByGolang(db: TestDatabase, dir: string, version: number, dirty = false) {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    for (const name of versions.slice(0, version)) {
+      const file = Object.keys(golangFolder).find((f) => f.startsWith(`${name}.up.`))!;
+      const sql = readFileSync(join(dir, file), "utf8").replace(/^BEGIN;|COMMIT;$/gm, "");
+      if (sql.trim()) await client.query(sql);
+    }
+    await client.query(
+      "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)",
+    );
+    await client.query("INSERT INTO schema_migrations VALUES ($1, $2)", [version, dirty]);
+  } finally {
+    await client.end();
+  }
+}
+
+describe("adopting a database golang-migrate migrated", () => {
+  it("records its versions as applied, with checksums, then runs only the later ones", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 4);
+    const status = await migrate(db, ["status", "--dir", dir]);
+    expect(status.stdout).toMatch(/schema_migrations is at version 4: `migrate up` records/);
+
+    const up = await migrate(db, ["up", "--dir", dir]);
+    expect(up.code, up.output).toBe(0);
+    expect(up.stdout).toMatch(/^adopted {2}4 migrations from golang-migrate/m);
+    expect([...up.stdout.matchAll(/^applied\s+(\S+)/gm)].map((m) => m[1])).toEqual(
+      versions.slice(4),
+    );
+    const rows = await query<{ name: string; checksum: string | null }>(
+      db.url,
+      "SELECT name, checksum FROM pgmigrations ORDER BY id",
+    );
+    expect(rows.map((r) => r.name)).toEqual(versions);
+    expect(rows.every((r) => /^[0-9a-f]{64}$/.test(r.checksum ?? ""))).toBe(true);
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(0);
+  });
+
+  it("adopts once: after down --all, up runs everything rather than adopting again", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 4);
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    expect((await migrate(db, ["down", "--all", "--dir", dir])).code).toBe(0);
+    const status = await migrate(db, ["status", "--dir", dir]);
+    expect(status.stdout).not.toMatch(/schema_migrations/);
+    const up = await migrate(db, ["up", "--dir", dir]);
+    expect(up.code, up.output).toBe(0);
+    expect(up.stdout).not.toMatch(/adopted/);
+    expect([...up.stdout.matchAll(/^applied\s+(\S+)/gm)].map((m) => m[1])).toEqual(versions);
+  });
+
+  it("refuses a dirty golang-migrate state, saying what to do, and changes nothing", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 3, true);
+    const before = await catalogSnapshot(db.url, { includeMigrationTable: true });
+    const up = await migrate(db, ["up", "--dir", dir]);
+    expect(up.code).toBe(1);
+    expect(up.output).toMatch(/version 3 is dirty: that migration failed halfway/);
+    expect(up.output).toMatch(/UPDATE schema_migrations SET dirty = false/);
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual(before);
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(1);
+  });
+
+  it("baseline VERSION records a hand-built database once; up runs the rest", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await query(db.url, "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL)");
+    await query(db.url, "ALTER TABLE accounts ADD COLUMN email text");
+    const none = await migrate(db, ["baseline", "7", "--dir", dir]);
+    expect(none.code).toBe(1);
+    expect(none.output).toMatch(/baseline 7: no migration file has that version/);
+
+    const base = await migrate(db, ["baseline", "3", "--dir", dir]);
+    expect(base.code, base.output).toBe(0);
+    expect(base.stdout).toBe(
+      versions
+        .slice(0, 3)
+        .map((n) => `recorded ${n}\n`)
+        .join(""),
+    );
+    const again = await migrate(db, ["baseline", "3", "--dir", dir]);
+    expect(again.code).toBe(1);
+    expect(again.output).toMatch(/no recorded migrations, and this one has some/);
+    const up = await migrate(db, ["up", "--dir", dir]);
+    expect(up.code, up.output).toBe(0);
+    expect([...up.stdout.matchAll(/^applied\s+(\S+)/gm)].map((m) => m[1])).toEqual(
+      versions.slice(3),
+    );
+  });
+});

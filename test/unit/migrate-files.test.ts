@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PG_MIGRATE_LOCK_ID as upstreamLockId } from "node-pg-migrate";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { analyse, ScriptRefusedError } from "../../internal/data/migrate/analyse.js";
+import { PG_MIGRATE_LOCK_ID } from "../../internal/data/migrate/lock.js";
+import { MigrationSourceError, readMigrations } from "../../internal/data/migrate/source.js";
+import { loadSqlParser } from "../../internal/data/migrate/sql.js";
+
+const dirs: string[] = [];
+function folder(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "kbts-unit-migrations-"));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+beforeAll(loadSqlParser);
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+it("takes node-pg-migrate's own lock key", () => {
+  expect(PG_MIGRATE_LOCK_ID).toBe(upstreamLockId);
+});
+
+describe("reading a folder as golang-migrate does", () => {
+  it("pairs by version, keeps the up file's title, ignores what is no migration", () => {
+    const dir = folder({
+      "10_ten.up.sql": "SELECT 10;",
+      "2_two-v2.0.up.sql": "SELECT 2;",
+      "2_undo_two.down.sql": "",
+      "README.md": "",
+      "10_ten.up.sql.orig": "",
+    });
+    const { migrations, ignored } = readMigrations(dir);
+    expect(migrations.map((m) => [m.name, m.version, m.downPath !== undefined])).toEqual([
+      ["2_two-v2.0", 2n, true],
+      ["10_ten", 10n, false],
+    ]);
+    expect(migrations[0]!.down).toBe("");
+    expect(ignored).toEqual(["10_ten.up.sql.orig", "README.md"]);
+  });
+
+  it("refuses a title that would break the record's quoting", () => {
+    const dir = folder({ "1_it's.up.sql": "" });
+    expect(() => readMigrations(dir)).toThrow(MigrationSourceError);
+  });
+});
+
+describe("how a file runs", () => {
+  it("an empty or comment-only file is a no-op in a transaction", () => {
+    expect(analyse("", "f")).toEqual({ statements: [], transactional: true, indexes: [] });
+    expect(analyse("-- nothing\n", "f").statements).toEqual([]);
+  });
+
+  it("concurrent index statements run outside a transaction, with their targets", () => {
+    const script = analyse(
+      [
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix ON app.t (a);",
+        "DROP INDEX CONCURRENTLY IF EXISTS old_ix;",
+        "REINDEX INDEX CONCURRENTLY other_ix;",
+      ].join("\n"),
+      "f",
+    );
+    expect(script.transactional).toBe(false);
+    expect(script.indexes).toEqual([
+      { table: '"app"."t"', creates: "ix" },
+      { index: '"old_ix"' },
+      { index: '"other_ix"' },
+    ]);
+  });
+
+  it("an unnamed concurrent build is refused: a failed one could not be found again", () => {
+    expect(() => analyse("SELECT 1;\nCREATE INDEX CONCURRENTLY ON t (a);\n", "f.sql")).toThrow(
+      /^f\.sql:2: CREATE INDEX CONCURRENTLY needs an index name/,
+    );
+  });
+
+  it.each([
+    ["VACUUM t", false],
+    ["REINDEX SCHEMA s", false],
+    ["REINDEX TABLE t", true],
+    ["CLUSTER", false],
+    ["CLUSTER t USING ix", true],
+    ["ALTER TABLE p DETACH PARTITION c CONCURRENTLY", false],
+    ["ALTER TABLE p DETACH PARTITION c", true],
+    ["CREATE TABLE t (id int)", true],
+  ])("%s runs in a transaction: %s", (sql, transactional) => {
+    expect(analyse(sql, "f").transactional).toBe(transactional);
+  });
+
+  it("a file wrapped in BEGIN … COMMIT may not hold what cannot run in a transaction", () => {
+    expect(() =>
+      analyse(
+        "BEGIN;\nCREATE TABLE p (id int);\nCREATE INDEX CONCURRENTLY ix ON p (id);\nCOMMIT;\n",
+        "f.sql",
+      ),
+    ).toThrow(/^f\.sql:3: this statement cannot run in a transaction, but the file is wrapped/);
+  });
+
+  it("a whole-file BEGIN … COMMIT is unwrapped; any other transaction control is refused with its line", () => {
+    expect(analyse("BEGIN;\nSELECT 1;\nCOMMIT;\n", "f").statements.map((s) => s.sql)).toEqual([
+      "SELECT 1",
+    ]);
+    expect(() => analyse("SELECT 1;\nSAVEPOINT a;\n", "f.sql")).toThrow(ScriptRefusedError);
+    expect(() => analyse("SELECT 1;\nSAVEPOINT a;\n", "f.sql")).toThrow(/^f\.sql:2: /);
+    expect(() => analyse("BEGIN;\nSELECT 1;\nROLLBACK;\n", "f.sql")).toThrow(
+      /^f\.sql:1: transaction control \(BEGIN\)/,
+    );
+  });
+});
