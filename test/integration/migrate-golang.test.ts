@@ -27,6 +27,8 @@ const golangFolder = {
   "5_accounts_email_idx.down.SQL": "DROP INDEX CONCURRENTLY IF EXISTS accounts_email_idx;\n",
   "6_audit.up.sql": "BEGIN;\nCREATE TABLE audit (id bigserial, note text);\nCOMMIT;\n",
   "6_audit.down.sql": "BEGIN;\nDROP TABLE audit;\nCOMMIT;\n",
+  "7_notes.up.sql": "CREATE TABLE notes (id int) -- no semicolon, and a comment at the end",
+  "7_notes.down.sql": "DROP TABLE notes -- likewise",
   "README.md": "# migrations\n",
   "migrations.go": "package migrations\n",
   ".gitkeep": "",
@@ -38,6 +40,7 @@ const versions = [
   "4_upgrade_channels_v6.0",
   "5_accounts_email_idx",
   "6_audit",
+  "7_notes",
 ];
 
 describe("a golang-migrate folder as published", () => {
@@ -74,8 +77,11 @@ describe("a golang-migrate folder as published", () => {
     expect(up.output).toMatch(
       /warning: .*6_audit\.down\.sql:1: syntax error at or near "TABEL" \(the down migration will fail if it runs\)/,
     );
-    const down = await migrate(db, ["down", "--dir", dir]);
+    const down = await migrate(db, ["down", "2", "--dir", dir]);
     expect(down.code).toBe(1);
+    // Checked before anything runs: 7_notes is not reverted either.
+    expect(down.stdout).not.toMatch(/reverted/);
+    expect(await query(db.url, "SELECT to_regclass('notes')::text AS t")).toEqual([{ t: "notes" }]);
     expect(down.output).toMatch(/6_audit\.down\.sql:1: syntax error at or near "TABEL"/);
     expect(await query(db.url, "SELECT to_regclass('audit')::text AS t")).toEqual([{ t: "audit" }]);
   });
@@ -168,9 +174,9 @@ describe("adopting a database golang-migrate migrated", () => {
     const dir = folder(golangFolder, { project: false });
     await query(db.url, "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL)");
     await query(db.url, "ALTER TABLE accounts ADD COLUMN email text");
-    const none = await migrate(db, ["baseline", "7", "--dir", dir]);
+    const none = await migrate(db, ["baseline", "8", "--dir", dir]);
     expect(none.code).toBe(1);
-    expect(none.output).toMatch(/baseline 7: no migration file has that version/);
+    expect(none.output).toMatch(/baseline 8: no migration file has that version/);
 
     const base = await migrate(db, ["baseline", "3", "--dir", dir]);
     expect(base.code, base.output).toBe(0);

@@ -43,14 +43,15 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const UTC_RECORD = "SET LOCAL TIME ZONE 'UTC'";
 
 /**
- * Runs one step with node-pg-migrate's Migration: BEGIN, the file's
- * statements, its INSERT or DELETE in pgmigrations, COMMIT. The checksum rides
- * on a setting that pgmigrations.checksum's default reads. A transactional
- * file goes as one multi-statement query (BEGIN, file, record, COMMIT: the
- * round trips psql makes); counting PostgreSQL's per-statement completions
- * still names the failing line. A file that cannot run in a transaction goes
- * statement by statement; its concurrent index builds are checked by a last
- * statement, before the record.
+ * Runs one step with node-pg-migrate's Migration, which writes BEGIN, the
+ * file's statements, its INSERT or DELETE in pgmigrations and COMMIT. The
+ * checksum rides on a setting that pgmigrations.checksum's default reads.
+ *
+ * A transactional file: the engine's SQL is collected and sent as one
+ * multi-statement query, one round trip per migration; counting PostgreSQL's
+ * per-statement completions still names the failing line. A file that cannot
+ * run in a transaction goes through the engine statement by statement; its
+ * concurrent index builds are checked by a last statement, before the record.
  */
 export async function applyStep(
   client: pg.Client,
@@ -62,17 +63,24 @@ export async function applyStep(
   const checksum = s.direction === "up" ? s.migration.checksum : "";
   const setChecksum = (local: boolean) =>
     `SELECT set_config('${CHECKSUM_SETTING}', '${checksum}', ${local})`;
-  const connection = engineConnection(client, quiet);
-  const sent = track(client, connection);
+  const completions = countCompletions(client);
   let dropped: string[] = [];
-  let chunks: Chunk[] = [];
+  // What went to the server, one entry per query, in order.
+  const sent: Chunk[] = [];
   try {
     if (script.transactional) {
-      chunks = [chunk([setChecksum(true), ...script.statements, UTC_RECORD], script)];
+      const body = chunk([setChecksum(true), ...script.statements, UTC_RECORD], script);
+      const engineSql = await engineSteps(client, dir, s, [body.sql], true);
+      const whole = concat(
+        engineSql.map((sql) => (sql === body.sql ? body : chunk([sql], script))),
+      );
+      sent.push(whole);
+      completions.reset();
+      await client.query(whole.sql);
     } else {
       dropped = await dropInvalidLeftovers(client, script.indexes);
       const before = await invalidBefore(client, script.indexes);
-      chunks = [
+      const chunks = [
         chunk([setChecksum(false)], script),
         ...script.statements.map((st) => chunk([st], script)),
         ...(script.indexes.length > 0
@@ -80,37 +88,26 @@ export async function applyStep(
           : []),
         chunk(["SET TIME ZONE 'UTC'"], script),
       ];
-    }
-    sent.reset();
-    const action = (pgm: MigrationBuilder) => {
-      if (!script.transactional) pgm.noTransaction();
-      for (const c of chunks) pgm.sql(c.sql);
-    };
-    // Two functions: node-pg-migrate reads up === down as "infer the down".
-    const actions = { up: action, down: (pgm: MigrationBuilder) => action(pgm) };
-    const migration = new Migration(
-      connection,
-      join(dir, `${s.name}.sql`),
-      actions,
-      {
-        dbClient: client,
+      await engineSteps(
+        client,
         dir,
-        migrationsTable: "pgmigrations",
-        migrationsSchema: "public",
-        direction: s.direction,
-        singleTransaction: false,
-      },
-      undefined,
-      quiet,
-    );
-    await migration.apply(s.direction);
+        s,
+        chunks.map((c) => c.sql),
+        false,
+        (sql) => {
+          // Our chunks go in order (no BEGIN outside a transaction), then the record.
+          sent.push(chunks[sent.length] ?? chunk([sql], script));
+          completions.reset();
+        },
+      );
+    }
   } catch (err) {
-    const failed = failure(s, script, chunks, sent, err, dropped);
-    // node-pg-migrate sends no ROLLBACK when a statement fails.
+    const failed = failure(s, script, sent, completions.count(), err, dropped);
+    // A failed transaction stays open (aborted) until told otherwise.
     if (script.transactional) await client.query("ROLLBACK").catch(() => undefined);
     return { failed };
   } finally {
-    sent.stop();
+    completions.stop();
     if (!script.transactional) {
       await client
         .query(`SELECT set_config('${CHECKSUM_SETTING}', '', false); RESET TimeZone`)
@@ -119,6 +116,54 @@ export async function applyStep(
   }
   const ms = Math.round(performance.now() - started);
   return { ok: { name: s.name, direction: s.direction, file: s.file, ms, dropped } };
+}
+
+/**
+ * node-pg-migrate's Migration applied to `steps`: run through `client` as it
+ * sends them (`onQuery` hears each first), or only collected when `collect`:
+ * the SQL it would send, in order.
+ */
+async function engineSteps(
+  client: pg.Client,
+  dir: string,
+  s: Step,
+  steps: string[],
+  collect: boolean,
+  onQuery?: (sql: string) => void,
+): Promise<string[]> {
+  const collected: string[] = [];
+  const connection = engineConnection(client, quiet);
+  const run = connection.query.bind(connection);
+  connection.query = ((text: string) => {
+    collected.push(text);
+    if (collect) return Promise.resolve({ rows: [], rowCount: 0 });
+    onQuery?.(text);
+    return run(text);
+  }) as typeof connection.query;
+  const action = (pgm: MigrationBuilder) => {
+    // Collected SQL is wrapped in a transaction; SQL run here is not.
+    if (!collect) pgm.noTransaction();
+    for (const sql of steps) pgm.sql(sql);
+  };
+  // Two functions: node-pg-migrate reads up === down as "infer the down".
+  const actions = { up: action, down: (pgm: MigrationBuilder) => action(pgm) };
+  const migration = new Migration(
+    connection,
+    join(dir, `${s.name}.sql`),
+    actions,
+    {
+      dbClient: client,
+      dir,
+      migrationsTable: "pgmigrations",
+      migrationsSchema: "public",
+      direction: s.direction,
+      singleTransaction: false,
+    },
+    undefined,
+    quiet,
+  );
+  await migration.apply(s.direction);
+  return collected;
 }
 
 /** SQL sent as one query, and which file statement each of its statements is (-1: ours). */
@@ -136,31 +181,34 @@ function chunk(parts: (string | Statement)[], script: Script): Chunk {
       index: typeof part === "string" ? -1 : script.statements.indexOf(part),
       offset: sql.length,
     });
-    sql += `${text};\n`;
+    // The semicolon on its own line: a statement may end in a -- comment.
+    sql += `${text}\n;\n`;
   }
   // node-pg-migrate appends a semicolon unless the text ends with one.
   return { sql: sql.trimEnd(), statements };
 }
 
-/** How many queries node-pg-migrate sent, and how many statements of the last one completed. */
-function track(client: pg.Client, connection: ReturnType<typeof engineConnection>) {
-  let sent = 0;
+/** Chunks joined into one query, offsets shifted. */
+function concat(chunks: Chunk[]): Chunk {
+  let sql = "";
+  const statements: Chunk["statements"] = [];
+  for (const c of chunks) {
+    if (sql) sql += "\n";
+    statements.push(...c.statements.map((x) => ({ ...x, offset: x.offset + sql.length })));
+    sql += c.sql;
+  }
+  return { sql, statements };
+}
+
+/** Counts the statements PostgreSQL completes, per query (pg reports each of a multi-statement query). */
+function countCompletions(client: pg.Client) {
   let completed = 0;
-  const query = connection.query.bind(connection);
-  connection.query = ((text: string, values?: unknown[]) => {
-    sent++;
-    completed = 0;
-    return query(text, values as never);
-  }) as typeof connection.query;
-  // pg's Connection reports each statement of a multi-statement query.
   const protocol = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
   const onComplete = () => completed++;
   protocol.on("commandComplete", onComplete);
   return {
-    sent: () => sent,
-    completed: () => completed,
+    count: () => completed,
     reset: () => {
-      sent = 0;
       completed = 0;
     },
     stop: () => protocol.off("commandComplete", onComplete),
@@ -170,29 +218,27 @@ function track(client: pg.Client, connection: ReturnType<typeof engineConnection
 function failure(
   s: Step,
   script: Script,
-  chunks: Chunk[],
-  sent: ReturnType<typeof track>,
+  sent: Chunk[],
+  completed: number,
   err: unknown,
   dropped: string[],
 ): StepFailure {
   const e = err as Error & { position?: string; code?: string };
-  // node-pg-migrate sends BEGIN (when transactional), our chunks in order,
-  // then the record and COMMIT.
-  const k = sent.sent() - 1 - (script.transactional ? 1 : 0);
-  const fileStatements = (c: Chunk, upTo = c.statements.length) =>
-    c.statements.slice(0, upTo).filter((x) => x.index >= 0).length;
+  const fileStatements = (entries: Chunk["statements"]) =>
+    entries.filter((x) => x.index >= 0).length;
   let at = s.file;
-  // Before any chunk ran, or at the record after all of them.
-  let applied = k < 0 ? 0 : script.statements.length;
-  if (k >= 0 && k < chunks.length) {
-    const c = chunks[k]!;
-    const inChunk = Math.min(sent.completed(), c.statements.length - 1);
+  let applied = 0;
+  const last = sent.at(-1);
+  if (last) {
+    // The statement that failed is the one after those that completed.
+    const i = Math.min(completed, last.statements.length - 1);
+    const failing = last.statements[i]!;
     applied =
-      chunks.slice(0, k).reduce((n, x) => n + fileStatements(x), 0) + fileStatements(c, inChunk);
-    const target = c.statements[inChunk]!;
-    const st = script.statements[target.index];
+      sent.slice(0, -1).reduce((n, c) => n + fileStatements(c.statements), 0) +
+      fileStatements(last.statements.slice(0, i));
+    const st = script.statements[failing.index];
     if (st) {
-      const position = e.position ? Number(e.position) - 1 - target.offset : -1;
+      const position = e.position ? Number(e.position) - 1 - failing.offset : -1;
       const inStatement = position >= 0 ? lineAt(st.sql, position) - 1 : 0;
       at = `${s.file}:${st.line + inStatement}`;
     }

@@ -69,6 +69,8 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
  */
 export function run(opts: MigratorOptions, command: Command): Promise<RunReport> {
   const source = readMigrations(opts.dir);
+  // Compiled while connecting; awaited (and its failure seen) in prepare().
+  loadSqlParser().catch(() => undefined);
   return locked(opts, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
     const p = await prepare(client, source, command);
