@@ -12,6 +12,8 @@ const overrides: { env: string; path: string[]; clears?: string[] }[] = [
     clears: ["root_key", "seed", "salt"],
   },
   { env: "LOG_LEVEL", path: ["log", "level"] },
+  { env: "GRPC_ADDR", path: ["server", "grpc", "addr"] },
+  { env: "HTTP_ADDR", path: ["server", "http", "addr"] },
 ];
 
 export const overridingVariables = overrides.map((o) => o.env);

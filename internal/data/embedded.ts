@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../pkg/log/logger.js";
 
 export interface EmbeddedPostgres {
@@ -27,15 +27,13 @@ export async function startEmbeddedPostgres(
     reuseRunning?: boolean;
   } = {},
 ): Promise<EmbeddedPostgres> {
-  const dataDir = resolve(baseDir, "postgres");
-  const passwordFile = resolve(baseDir, "postgres.password");
+  const home = clusterHome(resolve(baseDir), log);
+  const dataDir = join(home, "postgres");
+  const passwordFile = join(home, "postgres.password");
   // Traversable: as root, PostgreSQL runs as the `postgres` user and must reach
   // its cluster directory. The password file itself is private.
-  mkdirSync(baseDir, { recursive: true, mode: 0o755 });
-  if (process.getuid?.() === 0) {
-    chmodSync(baseDir, 0o755);
-    assertTraversable(baseDir);
-  }
+  mkdirSync(home, { recursive: true, mode: 0o755 });
+  if (process.getuid?.() === 0) chmodSync(home, 0o755);
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   if (fresh) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   if (!existsSync(passwordFile)) {
@@ -122,18 +120,32 @@ async function importWithoutProcessHooks() {
   return mod.default;
 }
 
+/** Where clusters go when the working directory is closed to the `postgres` user. */
+export const SHARED_CLUSTERS_DIR = "/var/lib/kratos-boilerplate-ts";
+
 // As root, PostgreSQL runs as the `postgres` user, which must be able to walk
-// down to the cluster; a private parent (e.g. a 0700 home) stops initdb with
-// a bare "Permission denied". Say what to do instead.
-function assertTraversable(dir: string): void {
+// down to the cluster; a private parent (a 0700 home, any `mktemp -d`) stops
+// initdb with a bare "Permission denied". Then the cluster lives under
+// SHARED_CLUSTERS_DIR instead, in a folder named for `baseDir`, so every
+// command started from the same directory finds the same cluster.
+function clusterHome(baseDir: string, log: Logger): string {
+  if (process.getuid?.() !== 0) return baseDir;
+  const closed = closedAncestor(dirname(baseDir));
+  if (closed === undefined) return baseDir;
+  const name = `${basename(dirname(baseDir))}-${createHash("sha256").update(baseDir).digest("hex").slice(0, 12)}`;
+  const home = join(SHARED_CLUSTERS_DIR, name);
+  mkdirSync(SHARED_CLUSTERS_DIR, { recursive: true, mode: 0o755 });
+  log.info(
+    { cluster: home, closed },
+    `embedded PostgreSQL: the postgres user cannot enter ${closed}; keeping the cluster in ${home}`,
+  );
+  return home;
+}
+
+function closedAncestor(dir: string): string | undefined {
   for (let d = dir; ; d = dirname(d)) {
-    if ((statSync(d).mode & 0o001) === 0) {
-      throw new Error(
-        `embedded PostgreSQL runs as user "postgres" when started as root, and cannot enter ${d}: ` +
-          `run from a directory others may traverse (chmod o+x ${d}), run as another user, or set DATABASE_URL`,
-      );
-    }
-    if (dirname(d) === d) return;
+    if (existsSync(d) && (statSync(d).mode & 0o001) === 0) return d;
+    if (dirname(d) === d) return undefined;
   }
 }
 

@@ -1,7 +1,16 @@
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { connect as http2Connect, constants } from "node:http2";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { toBinary, create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
@@ -103,6 +112,84 @@ describe("start-up", () => {
     }
   });
 });
+
+describe("first start, anywhere", () => {
+  it.runIf(process.getuid?.() === 0)(
+    "as root in a private (0700) directory, keeps the cluster where PostgreSQL can reach it and says where",
+    async () => {
+      const work = mkdtempSync(join(tmpdir(), "kbts-private-"));
+      chmodSync(work, 0o700);
+      let cluster: string | undefined;
+      try {
+        const conf = writeConfig("private.yaml", baseConfig(""));
+        const server = spawnServer(["-conf", conf], { cwd: work, env: noDbEnv });
+        const line = await server.waitFor(/keeping the cluster in/);
+        cluster = JSON.parse(line).cluster as string;
+        expect(cluster.startsWith("/var/lib/kratos-boilerplate-ts/")).toBe(true);
+        await server.waitFor(/"msg":"listening/);
+        expect(existsSync(join(work, ".data"))).toBe(false);
+        // migrate --embedded from the same directory reaches the same cluster.
+        const status = await runMigrate(["status", "--embedded"], { cwd: work, env: noDbEnv });
+        expect(status.code, status.output).toBe(0);
+        expect(status.output).toMatch(/already running; using it/);
+        server.child.kill("SIGTERM");
+        expect(await server.exited).toBe(0);
+        expect(existsSync(join(cluster, "postgres", "postmaster.pid"))).toBe(false);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+        if (cluster) rmSync(cluster, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it("npm start -- -conf FILE with GRPC_ADDR/HTTP_ADDR, then SIGTERM to npm, leaves no process behind", async () => {
+    const conf = writeConfig(
+      "npm-start.yaml",
+      baseConfig(db.url).replace(/addr: "127\.0\.0\.1:0"/g, 'addr: "0.0.0.0:9"'),
+    );
+    // npm itself, as `docker stop` or systemd would signal it (prestart builds first).
+    const npm = spawn("npm", ["start", "--", "-conf", conf], {
+      cwd: resolve(import.meta.dirname, "../.."),
+      env: { ...process.env, ...noDbEnv, GRPC_ADDR: "127.0.0.1:0", HTTP_ADDR: "127.0.0.1:0" },
+    });
+    let out = "";
+    npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    npm.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => npm.on("exit", (code) => r(code)));
+    for (let i = 0; !/"msg":"listening/.test(out); i++) {
+      if (npm.exitCode !== null || i > 1200) throw new Error(`npm start did not listen:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const listening = JSON.parse(out.split("\n").find((l) => /"msg":"listening/.test(l))!);
+    expect(listening.grpc).not.toBe(9);
+    expect(listening.http).not.toBe(9);
+    npm.kill("SIGTERM");
+    await exited;
+    // The server (found by its config path on the command line) is gone too.
+    for (let i = 0; serversWith(conf).length > 0; i++) {
+      if (i > 200) {
+        const left = serversWith(conf);
+        for (const pid of left) process.kill(Number(pid), "SIGKILL");
+        throw new Error(`left behind: ${left.join(", ")}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(out).toMatch(/"msg":"stopped"/);
+  }, 180_000);
+});
+
+/** Pids of processes whose command line mentions `text`. */
+function serversWith(text: string): string[] {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text);
+      } catch {
+        return false;
+      }
+    });
+}
 
 describe("SIGTERM", () => {
   it("during start-up stops the service as soon as it is up, exit 0", async () => {
