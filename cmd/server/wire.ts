@@ -6,6 +6,8 @@ import { migratorOptions } from "../../internal/data/migrate/options.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
+import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
+import { BizError } from "../../internal/biz/errors.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
@@ -31,13 +33,25 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
   try {
     const migrator = migratorOptions(database, data.url, log);
     await migrateOnStart(database.migrate, migrator, data.pool);
-    const readiness: Record<string, ReadinessCheck> = { database: data.ping };
+    const readiness: Record<string, ReadinessCheck> = {
+      database: publicCheck("database", data.ping, () => "unreachable", log),
+    };
     if (database.migrate !== "off") {
       readiness.migrations = migrationReadiness(migrator.dir, data.pool);
     }
     const kms = await openKms(conf.kms!, data, log);
     cleanup.push(() => kms.stop());
-    readiness.kms = () => kms.ready();
+    readiness.kms = publicCheck(
+      "kms",
+      () => kms.ready(),
+      (err) =>
+        isDatabaseUnavailable(err)
+          ? "database unreachable"
+          : err instanceof BizError
+            ? err.message
+            : "failed",
+      log,
+    );
     const users = new UserUsecase(newUserRepo(data.pool), kms);
     const bindings = [newKmsService(kms), newUserService(users)];
     const servers = await startServers(conf.server!, bindings, readiness, log);
@@ -54,4 +68,30 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     await undo();
     throw err;
   }
+}
+
+/**
+ * A readiness check that shows only `reason(err)` on /readyz (no addresses,
+ * no driver messages) and logs the real error when it changes.
+ */
+function publicCheck(
+  name: string,
+  check: () => Promise<void>,
+  reason: (err: unknown) => string,
+  log: Logger,
+): ReadinessCheck {
+  let logged: string | undefined;
+  return async () => {
+    try {
+      await check();
+      logged = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== logged) {
+        logged = message;
+        log.warn({ check: name, err: { message } }, "readiness check failed");
+      }
+      throw new Error(reason(err));
+    }
+  };
 }

@@ -3,6 +3,7 @@ import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Metadata, type StatusObject, type status as GrpcStatus } from "@grpc/grpc-js";
 import { BizError, reasonName, type ErrorCode } from "../biz/errors.js";
+import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 
@@ -73,6 +74,10 @@ export function toConnectError(
     if (err.code === Code.DeadlineExceeded) {
       return serviceError(service, err.code, "DEADLINE_EXCEEDED", "deadline exceeded");
     }
+  }
+  // Retryable, and says nothing of where the database is.
+  if (isDatabaseUnavailable(err)) {
+    return serviceError(service, Code.Unavailable, "UNAVAILABLE", "database unavailable; retry");
   }
   onInternal(err);
   return serviceError(service, Code.Internal, "INTERNAL", "internal error");

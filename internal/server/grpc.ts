@@ -17,6 +17,8 @@ export interface GrpcServerOptions {
 export interface GrpcServer {
   /** The port actually bound (useful when addr asks for port 0). */
   port: number;
+  /** Sets grpc.health.v1 for the server and every service: SERVING only when ready. */
+  setServing(ready: boolean): void;
   /** Reports NOT_SERVING on grpc.health.v1, then lets in-flight calls finish
    *  for up to `timeoutMs`; true when they all did. */
   shutdown(timeoutMs: number): Promise<boolean>;
@@ -50,10 +52,18 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     ),
   );
 
+  let stopping = false;
+  const setStatus = (status: "SERVING" | "NOT_SERVING") => {
+    for (const name of ["", ...names]) health.setStatus(name, status);
+  };
   return {
     port,
+    setServing: (ready) => {
+      if (!stopping) setStatus(ready ? "SERVING" : "NOT_SERVING");
+    },
     shutdown: (timeoutMs) => {
-      for (const name of ["", ...names]) health.setStatus(name, "NOT_SERVING");
+      stopping = true;
+      setStatus("NOT_SERVING");
       return new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();

@@ -5,8 +5,9 @@ type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 export type Request = Parameters<NodeHandler>[0];
 export type Response = Parameters<NodeHandler>[1];
 
-/** A named readiness check: resolves when ready, throws a reason otherwise. */
-export type ReadinessCheck = () => Promise<void>;
+import { checkReadiness, type ReadinessCheck } from "./readiness.js";
+
+export type { ReadinessCheck };
 
 export interface PlainRoutes {
   readiness: Record<string, ReadinessCheck>;
@@ -41,17 +42,7 @@ export function plainRoutes(routes: PlainRoutes) {
 
 async function readiness(routes: PlainRoutes) {
   if (routes.stopping()) return { ready: false, checks: { server: "shutting down" } };
-  const entries = await Promise.all(
-    Object.entries(routes.readiness).map(async ([name, check]) => {
-      try {
-        await check();
-        return [name, "ok"] as const;
-      } catch (err) {
-        return [name, (err as Error).message] as const;
-      }
-    }),
-  );
-  return { ready: entries.every(([, v]) => v === "ok"), checks: Object.fromEntries(entries) };
+  return checkReadiness(routes.readiness);
 }
 
 function json(res: Response, status: number, body: unknown): void {

@@ -5,7 +5,7 @@ import type { ServiceBinding } from "../pkg/rpc/call.js";
 import { startGrpcServer } from "./grpc.js";
 import { buildRoutes } from "./handlers.js";
 import { startHttpServer } from "./http.js";
-import type { ReadinessCheck } from "./http_routes.js";
+import { watchReadiness, type ReadinessCheck } from "./readiness.js";
 import { createMetrics } from "./metrics.js";
 import { middlewareChain } from "./middleware/index.js";
 
@@ -46,12 +46,14 @@ export async function startServers(
     throw err;
   });
   log.info({ grpc: grpc.port, http: http.port }, "listening: gRPC and HTTP (Connect, gRPC-Web)");
+  const watch = watchReadiness(readiness, (ready) => grpc.setServing(ready), log);
   const timeoutMs = conf.shutdownTimeout ? durationMs(conf.shutdownTimeout) : 10_000;
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
     shutdown: async () => {
       stopping = true;
+      watch.stop();
       const [a, b] = await Promise.all([grpc.shutdown(timeoutMs), http.shutdown(timeoutMs)]);
       return a && b;
     },

@@ -9,6 +9,7 @@ import {
 import { ErrorReasonSchema as UserReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { BizError } from "../../internal/biz/errors.js";
+import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
 import {
   codeName,
   toConnectError,
@@ -95,4 +96,28 @@ describe("error_reason.proto", () => {
       expect(names).toEqual(expect.arrayContaining(common));
     },
   );
+});
+
+describe("database unavailability", () => {
+  it.each([
+    [
+      Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }),
+      true,
+    ],
+    [new Error("Connection terminated unexpectedly"), true],
+    [new Error("timeout exceeded when trying to connect"), true],
+    [
+      Object.assign(new Error("terminating connection due to administrator command"), {
+        code: "57P01",
+      }),
+      true,
+    ],
+    [Object.assign(new Error("connection failure"), { code: "08006" }), true],
+    [new Error("wrapped", { cause: Object.assign(new Error("x"), { code: "ECONNRESET" }) }), true],
+    [Object.assign(new Error("duplicate key value"), { code: "23505" }), false],
+    [Object.assign(new Error("syntax error"), { code: "42601" }), false],
+    [new Error("anything else"), false],
+  ])("%s -> %s", (err, expected) => {
+    expect(isDatabaseUnavailable(err)).toBe(expected);
+  });
 });

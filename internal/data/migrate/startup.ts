@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { isDatabaseUnavailable } from "../../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
 import { run, type MigratorOptions } from "./runner.js";
 import { readMigrations, type MigrationSource } from "./source.js";
@@ -23,7 +24,7 @@ export async function migrateOnStart(
     }
     return;
   }
-  const lag = await schemaLag(readMigrations(opts.dir), pool, { indexes: true });
+  const lag = await schemaLag(readMigrations(opts.dir), pool);
   if (lag.length > 0) {
     throw new Error(
       `migrate: check: ${lag.join("; ")}; run \`migrate up\` (see \`migrate status\`)`,
@@ -37,32 +38,39 @@ export async function migrateOnStart(
  * readiness: every pod turning unready at once over an index is an outage.
  */
 export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<void> {
-  let source: MigrationSource | Error;
+  let source: MigrationSource | undefined;
   try {
     source = readMigrations(dir);
-  } catch (err) {
+  } catch {
     // A folder that cannot be read reports through readiness, not as a crash.
-    source = err as Error;
   }
+  // What /readyz shows: names of pending migrations, else only a count (the
+  // problems' texts hold paths); `migrate validate` tells the rest.
   return async () => {
-    if (source instanceof Error) throw source;
-    const lag = await schemaLag(source, pool, { indexes: false });
-    if (lag.length > 0) throw new Error(lag.join("; "));
+    if (!source) throw new Error("migrations folder unreadable");
+    const client = await pool.connect().catch(() => {
+      throw new Error("database unreachable");
+    });
+    try {
+      const { pending, problems } = await inspect(client, source).catch((err: unknown) => {
+        throw new Error(isDatabaseUnavailable(err) ? "database unreachable" : "check failed");
+      });
+      const errors = problems.filter((p) => p.severity === "error" && p.kind !== "invalid-index");
+      if (pending.length > 0) throw new Error(`pending: ${pending.map((p) => p.name).join(", ")}`);
+      if (errors.length > 0)
+        throw new Error(`${errors.length} schema problem(s): run \`migrate validate\``);
+    } finally {
+      client.release();
+    }
   };
 }
 
 /** How the database's schema is behind the files: pending migrations first, then errors. */
-async function schemaLag(
-  source: MigrationSource,
-  pool: pg.Pool,
-  { indexes }: { indexes: boolean },
-): Promise<string[]> {
+async function schemaLag(source: MigrationSource, pool: pg.Pool): Promise<string[]> {
   const client = await pool.connect();
   try {
     const { pending, problems } = await inspect(client, source);
-    const found = problems
-      .filter((p) => p.severity === "error" && (indexes || p.kind !== "invalid-index"))
-      .map((p) => p.message);
+    const found = problems.filter((p) => p.severity === "error").map((p) => p.message);
     if (pending.length > 0) found.unshift(`pending: ${pending.map((p) => p.name).join(", ")}`);
     return found;
   } finally {

@@ -1,0 +1,38 @@
+// Which database failures mean "not reachable right now" (the caller should
+// retry, the instance is not ready) rather than "this query failed".
+
+const NETWORK = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+// SQLSTATEs: 08xxx connection exceptions; the server shutting down, crashed
+// or starting; too many connections.
+const UNAVAILABLE_STATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+
+// node-postgres reports these without a code.
+const CLIENT_MESSAGES = [
+  /^Connection terminated/,
+  /timeout exceeded when trying to connect/,
+  /is not queryable/,
+  /^Client was closed/,
+];
+
+/** True when `err` (or its cause) says the database could not be reached or dropped the connection. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      if (NETWORK.has(code) || UNAVAILABLE_STATES.has(code) || code.startsWith("08")) return true;
+    }
+    if (CLIENT_MESSAGES.some((m) => m.test(e.message))) return true;
+    if (e instanceof AggregateError && e.errors.some((x) => isDatabaseUnavailable(x))) return true;
+  }
+  return false;
+}

@@ -1,0 +1,66 @@
+import type { Logger } from "../pkg/log/logger.js";
+
+/**
+ * A named readiness check: resolves when ready, otherwise throws an Error
+ * whose message is shown on /readyz, so it names the problem without
+ * addresses, paths or internal messages ("unreachable", "pending: 000007_x").
+ */
+export type ReadinessCheck = () => Promise<void>;
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, string>;
+}
+
+/** Runs every check at once: "ok" or its public reason, per name. */
+export async function checkReadiness(checks: Record<string, ReadinessCheck>): Promise<Readiness> {
+  const entries = await Promise.all(
+    Object.entries(checks).map(async ([name, check]) => {
+      try {
+        await check();
+        return [name, "ok"] as const;
+      } catch (err) {
+        return [name, (err as Error).message || "failed"] as const;
+      }
+    }),
+  );
+  return { ready: entries.every(([, v]) => v === "ok"), checks: Object.fromEntries(entries) };
+}
+
+// How often gRPC health follows readiness: a Kubernetes gRPC probe (period
+// 10s by default) sees a change within one period.
+const WATCH_MS = 2000;
+
+/**
+ * Re-runs the checks every couple of seconds and reports each change to
+ * `onChange` (gRPC health) and to the log, so NOT_SERVING follows an outage
+ * and SERVING its end without anyone asking.
+ */
+export function watchReadiness(
+  checks: Record<string, ReadinessCheck>,
+  onChange: (ready: boolean) => void,
+  log: Logger,
+): { stop(): void } {
+  let last: string | undefined;
+  let running = false;
+  const tick = async () => {
+    if (running) return;
+    running = true;
+    try {
+      const r = await checkReadiness(checks);
+      const summary = JSON.stringify(r.checks);
+      if (summary !== last) {
+        last = summary;
+        onChange(r.ready);
+        if (r.ready) log.info({ checks: r.checks }, "ready");
+        else log.warn({ checks: r.checks }, "not ready");
+      }
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), WATCH_MS);
+  timer.unref();
+  void tick();
+  return { stop: () => clearInterval(timer) };
+}

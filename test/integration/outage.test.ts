@@ -1,0 +1,128 @@
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UserService } from "../../api/user/v1/user_pb.js";
+import type { App } from "../../cmd/server/wire.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as Serving,
+} from "../../third_party/grpc/health/v1/health_pb.js";
+import { startTestApp } from "../helpers/app.js";
+import { grpcClient, grpcFailure } from "../helpers/clients.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+/**
+ * A TCP proxy in front of the test database: `down()` cuts every connection
+ * and refuses new ones, as a database that went away; `up()` brings it back.
+ */
+async function databaseProxy(target: URL) {
+  let open = true;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    if (!open) return client.destroy();
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const url = new URL(target);
+  url.hostname = "127.0.0.1";
+  url.port = String((server.address() as { port: number }).port);
+  return {
+    url: url.toString(),
+    down() {
+      open = false;
+      for (const s of sockets) s.destroy();
+    },
+    up() {
+      open = true;
+    },
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+async function until(what: string, condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await condition()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`never: ${what}`);
+}
+
+describe("the database goes away and comes back", () => {
+  let db: TestDatabase;
+  let proxy: Awaited<ReturnType<typeof databaseProxy>>;
+  let app: App;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    proxy = await databaseProxy(new URL(db.url));
+    app = await startTestApp(proxy.url);
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  const healthOf = async (service: string) => {
+    const health = grpcClient(Health, app.grpcPort);
+    try {
+      return (await health.unary(Health.method.check, { service })).status;
+    } finally {
+      health.close();
+    }
+  };
+
+  it("answers UNAVAILABLE on both ports, turns health NOT_SERVING and /readyz 503 without addresses, then recovers", async () => {
+    const users = grpcClient(UserService, app.grpcPort);
+    const connectUsers = createClient(
+      UserService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+    );
+    try {
+      await expect(users.unary(UserService.method.getUser, { id: 1n })).rejects.toMatchObject({
+        code: grpc.status.NOT_FOUND,
+      });
+      proxy.down();
+
+      const viaGrpc = grpcFailure(
+        await users.unary(UserService.method.getUser, { id: 1n }).catch((e: unknown) => e),
+      );
+      expect(viaGrpc.code).toBe(grpc.status.UNAVAILABLE);
+      expect(viaGrpc.errorInfo).toMatchObject({ reason: "UNAVAILABLE", domain: "user.v1" });
+      const viaConnect = ConnectError.from(
+        await connectUsers.getUser({ id: 1n }).catch((e: unknown) => e),
+      );
+      expect(viaConnect.code).toBe(Code.Unavailable);
+      expect(viaConnect.findDetails(ErrorInfoSchema)[0]?.reason).toBe("UNAVAILABLE");
+
+      await until("health NOT_SERVING", async () => (await healthOf("")) === Serving.NOT_SERVING);
+      for (const service of ["user.v1.UserService", "kms.v1.KmsService"])
+        expect(await healthOf(service)).toBe(Serving.NOT_SERVING);
+      const ready = await fetch(`http://127.0.0.1:${app.httpPort}/readyz`);
+      expect(ready.status).toBe(503);
+      const body = await ready.text();
+      expect(JSON.parse(body).checks.database).toBe("unreachable");
+      const { hostname, port } = new URL(db.url);
+      expect(body).not.toContain(hostname);
+      expect(body).not.toContain(port);
+      expect(body).not.toContain(new URL(proxy.url).port);
+
+      proxy.up();
+      await until("health SERVING", async () => (await healthOf("")) === Serving.SERVING);
+      await expect(users.unary(UserService.method.getUser, { id: 1n })).rejects.toMatchObject({
+        code: grpc.status.NOT_FOUND,
+      });
+      expect((await fetch(`http://127.0.0.1:${app.httpPort}/readyz`)).status).toBe(200);
+    } finally {
+      users.close();
+    }
+  });
+});
