@@ -57,6 +57,10 @@ export async function openData(
   pool.on("error", (err) =>
     log.warn({ err: { message: err.message } }, "idle database connection failed"),
   );
+  // A checked-out client has no pool listener, and pg emits "error" on it
+  // when its connection drops, even when the query in flight already got the
+  // error: without a listener of its own, an outage would crash the process.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   const close = async () => {
     await pool.end();
     await embedded?.stop();
