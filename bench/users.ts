@@ -10,6 +10,7 @@ import {
 } from "../api/user/v1/user_pb.js";
 import { wireApp } from "../cmd/server/wire.js";
 import { UserUsecase } from "../internal/biz/user_usecase.js";
+import { background } from "../internal/biz/context.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { openData } from "../internal/data/data.js";
 import { openKms } from "../internal/data/kms.js";
@@ -53,13 +54,16 @@ export async function usersBench(url: string, seconds: number) {
       Array.from({ length: 32 }, async () => {
         while (next < USERS) {
           const i = next++;
-          await users.create({
-            username: `bench_${i}`,
-            password: "bench-passw0rd",
-            email: `bench${i}@example.com`,
-            phone: `+1555${String(1000000 + i)}`,
-            name: `Bench User ${i}`,
-          });
+          await users.create(
+            {
+              username: `bench_${i}`,
+              password: "bench-passw0rd",
+              email: `bench${i}@example.com`,
+              phone: `+1555${String(1000000 + i)}`,
+              name: `Bench User ${i}`,
+            },
+            background,
+          );
         }
       }),
     );

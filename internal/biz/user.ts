@@ -1,3 +1,4 @@
+import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { errorFactory } from "./errors.js";
 
@@ -37,7 +38,8 @@ export interface User {
 export interface UserRepo {
   /** A fresh id, so ciphertexts can be bound to their row before the insert. */
   nextId(): Promise<number>;
-  insert(user: Omit<StoredUser, "createdAt" | "updatedAt">): Promise<StoredUser>;
+  /** Writes take the call's context: `ctx.beginCommit()` right before the write commits. */
+  insert(user: Omit<StoredUser, "createdAt" | "updatedAt">, ctx: Context): Promise<StoredUser>;
   byId(id: number): Promise<StoredUser | undefined>;
   byUsername(username: string): Promise<StoredUser | undefined>;
   byHash(field: "email" | "phone", hash: string): Promise<StoredUser | undefined>;
@@ -47,8 +49,9 @@ export interface UserRepo {
   update(
     id: number,
     change: { fields: Partial<Record<PiiField, SealedField | null>>; passwordHash?: string },
+    ctx: Context,
   ): Promise<StoredUser | undefined>;
-  delete(id: number): Promise<boolean>;
+  delete(id: number, ctx: Context): Promise<boolean>;
 }
 
 /** A unique field is taken; which one is named, the value never. */

@@ -1,3 +1,4 @@
+import type { Context } from "./context.js";
 import { hashPassword, verifyPassword, decoyHash } from "../pkg/password/scrypt.js";
 import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
 import { normalise } from "../pkg/kms/blindindex.js";
@@ -49,7 +50,7 @@ export class UserUsecase {
     private readonly kms: KmsUsecase,
   ) {}
 
-  async create(input: NewUser): Promise<User> {
+  async create(input: NewUser, ctx: Context): Promise<User> {
     const id = await this.repo.nextId();
     const fields: Partial<Record<PiiField, SealedField>> = {};
     for (const f of PII_FIELDS) {
@@ -58,7 +59,7 @@ export class UserUsecase {
     }
     const passwordHash = await hashPassword(input.password);
     const stored = await this.guardDuplicates(() =>
-      this.repo.insert({ id, username: input.username, passwordHash, fields }),
+      this.repo.insert({ id, username: input.username, passwordHash, fields }, ctx),
     );
     return this.open(stored, "full");
   }
@@ -90,12 +91,21 @@ export class UserUsecase {
     if (afterId === undefined) throw userErrors.invalidPageToken();
     const rows = await this.repo.list({ limit: limit + 1, afterId, nameHash });
     const page = rows.slice(0, limit);
-    const users = await Promise.all(page.map((r) => this.open(r, view)));
+    // One user that cannot be read (revoked key, corrupt data) is reported
+    // beside the page, not instead of it; any other failure fails the call.
+    const opened = await Promise.allSettled(page.map((r) => this.open(r, view)));
+    const users: User[] = [];
+    const unreadable: { id: number; error: BizError }[] = [];
+    opened.forEach((r, i) => {
+      if (r.status === "fulfilled") users.push(r.value);
+      else if (r.reason instanceof BizError) unreadable.push({ id: page[i]!.id, error: r.reason });
+      else throw r.reason;
+    });
     const next = rows.length > limit ? writePageToken(page.at(-1)!.id, nameHash) : "";
-    return { users, nextPageToken: next };
+    return { users, unreadable, nextPageToken: next };
   }
 
-  async update(userId: bigint, change: UserChange, view: View): Promise<User> {
+  async update(userId: bigint, change: UserChange, view: View, ctx: Context): Promise<User> {
     const id = rowId(userId);
     const known = new Set<string>([...PII_FIELDS, "password"]);
     const unknown = change.paths.find((p) => !known.has(p));
@@ -116,13 +126,15 @@ export class UserUsecase {
     const passwordHash = change.paths.includes("password")
       ? await hashPassword(change.password)
       : undefined;
-    const stored = await this.guardDuplicates(() => this.repo.update(id, { fields, passwordHash }));
+    const stored = await this.guardDuplicates(() =>
+      this.repo.update(id, { fields, passwordHash }, ctx),
+    );
     if (!stored) throw userErrors.notFound();
     return this.open(stored, view);
   }
 
-  async delete(userId: bigint): Promise<void> {
-    if (!(await this.repo.delete(rowId(userId)))) throw userErrors.notFound();
+  async delete(userId: bigint, ctx: Context): Promise<void> {
+    if (!(await this.repo.delete(rowId(userId), ctx))) throw userErrors.notFound();
   }
 
   /** The user id for a login (username or email) and password; the same answer, in the same time, for an unknown login and a wrong password. */

@@ -71,9 +71,11 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       return rows[0]!.id;
     },
 
-    insert(user) {
+    insert(user, ctx) {
       const f = (name: PiiField) => user.fields[name];
       const versions = PII_FIELDS.flatMap((name) => (f(name) ? [f(name)!.keyVersion] : []));
+      // One statement, committed as it completes.
+      ctx.beginCommit();
       return one(
         `INSERT INTO users (id, username, password, email_encrypted, email_hash, phone_encrypted, phone_hash,
             name_encrypted, name_hash, key_versions)
@@ -105,7 +107,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       return rows.map(toUser);
     },
 
-    async update(id, change) {
+    async update(id, change, ctx) {
       const sets: string[] = [];
       const params: unknown[] = [id];
       const set = (column: string, value: unknown) => {
@@ -133,6 +135,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
           `UPDATE users SET key_versions = ${KEY_VERSIONS} WHERE id = $1 RETURNING ${COLUMNS}`,
           [id],
         );
+        ctx.beginCommit();
         await client.query("COMMIT");
         return updated.rowCount ? toUser(rows[0]!) : undefined;
       } catch (err) {
@@ -143,7 +146,8 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       }
     },
 
-    async delete(id) {
+    async delete(id, ctx) {
+      ctx.beginCommit();
       const { rowCount } = await pool.query("DELETE FROM users WHERE id = $1", [id]);
       return (rowCount ?? 0) > 0;
     },

@@ -7,6 +7,7 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
+import { noDeadline } from "../pkg/rpc/call.js";
 import type { Route } from "./handlers.js";
 import { serviceError, toGrpcStatus } from "./errors.js";
 
@@ -91,6 +92,7 @@ function unaryHandler(route: Route): grpc.handleUnaryCall<Buffer, Message> {
         deadline: Number.isFinite(deadline) ? deadline : undefined,
         transport: "grpc",
         requestHeader: toHeaders(call.metadata),
+        beginCommit: noDeadline,
       })
       .then(
         (response) => callback(null, response),

@@ -4,6 +4,7 @@ import { createServer as createNetServer, type Socket } from "node:net";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { noDeadline } from "../pkg/rpc/call.js";
 import { applyCors } from "./cors.js";
 import type { Route } from "./handlers.js";
 import { plainRoutes, type PlainRoutes } from "./http_routes.js";
@@ -100,6 +101,7 @@ function connectImpl(route: Route) {
       deadline: timeout === undefined ? undefined : Date.now() + timeout,
       transport: "connect",
       requestHeader: ctx.requestHeader,
+      beginCommit: noDeadline,
     });
   };
 }

@@ -2,6 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { UserSchema } from "../../api/user/v1/user_pb.js";
 import { UserService, View } from "../../api/user/v1/user_pb.js";
+import { reasonName } from "../biz/errors.js";
 import type { User } from "../biz/user.js";
 import type { UserUsecase, View as BizView } from "../biz/user_usecase.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
@@ -9,8 +10,8 @@ import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
 /** user.v1.UserService: translates messages to the user use cases, nothing else. */
 export function newUserService(users: UserUsecase): ServiceBinding {
   return bind(UserService, {
-    async createUser(req) {
-      return { user: toProto(await users.create(req)) };
+    async createUser(req, call) {
+      return { user: toProto(await users.create(req, call)) };
     },
     async getUser(req) {
       return { user: toProto(await users.get(req.id, view(req.view))) };
@@ -21,14 +22,23 @@ export function newUserService(users: UserUsecase): ServiceBinding {
     },
     async listUsers(req) {
       const page = await users.list(req, view(req.view));
-      return { users: page.users.map(toProto), nextPageToken: page.nextPageToken };
+      return {
+        users: page.users.map(toProto),
+        nextPageToken: page.nextPageToken,
+        unreadable: page.unreadable.map(({ id, error }) => ({
+          id: BigInt(id),
+          code: error.code,
+          reason: reasonName(error.reason).reason,
+          message: error.message,
+        })),
+      };
     },
-    async updateUser(req) {
+    async updateUser(req, call) {
       const change = { ...req, paths: req.updateMask?.paths ?? [] };
-      return { user: toProto(await users.update(req.id, change, view(req.view))) };
+      return { user: toProto(await users.update(req.id, change, view(req.view), call)) };
     },
-    async deleteUser(req) {
-      await users.delete(req.id);
+    async deleteUser(req, call) {
+      await users.delete(req.id, call);
       return {};
     },
     async verifyPassword(req) {

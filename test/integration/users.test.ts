@@ -345,5 +345,24 @@ describe("a revoked key", () => {
       reason: "KEY_REVOKED",
     });
     expect((await viaGrpc.getUser({ id: newer.id })).user?.email).toBe(newer.email);
+
+    // A listing reads every user it can and names the one it cannot.
+    const listed: bigint[] = [];
+    const unreadable: { id: bigint; code: string; reason: string; message: string }[] = [];
+    let pageToken = "";
+    do {
+      const page = await viaGrpc.listUsers({ pageSize: 100, pageToken });
+      listed.push(...page.users.map((u) => u.id));
+      unreadable.push(...page.unreadable);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(listed).toContain(newer.id);
+    expect(listed).not.toContain(old.id);
+    expect(unreadable).toContainEqual(
+      expect.objectContaining({ id: old.id, code: "FAILED_PRECONDITION", reason: "KEY_REVOKED" }),
+    );
+    expect(
+      JSON.stringify(unreadable, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)),
+    ).not.toContain(old.email);
   });
 });

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file user/v1/user.proto.
  */
 export const file_user_v1_user: GenFile = /*@__PURE__*/
-  fileDesc("ChJ1c2VyL3YxL3VzZXIucHJvdG8SB3VzZXIudjEisAEKBFVzZXISCgoCaWQYASABKAMSEAoIdXNlcm5hbWUYAiABKAkSDQoFZW1haWwYAyABKAkSDQoFcGhvbmUYBCABKAkSDAoEbmFtZRgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKPAwoRQ3JlYXRlVXNlclJlcXVlc3QSNQoIdXNlcm5hbWUYASABKAlCI7pIIHIeMhxeW2EtekEtWl1bYS16QS1aMC05X117MiwzMX0kEpABCghwYXNzd29yZBgCIAEoCUJ+ukh7ugFxChlwYXNzd29yZC5sZXR0ZXJfYW5kX2RpZ2l0EiFtdXN0IGNvbnRhaW4gYSBsZXR0ZXIgYW5kIGEgZGlnaXQaMXRoaXMubWF0Y2hlcygnW0EtWmEtel0nKSAmJiB0aGlzLm1hdGNoZXMoJ1swLTldJylyBRAIGIABEmEKBWVtYWlsGAMgASgJQlK6SE+6AUUKDWVtYWlsLmFkZHJlc3MSHW11c3QgYmUgYSB2YWxpZCBlbWFpbCBhZGRyZXNzGhV0aGlzLnRyaW0oKS5pc0VtYWlsKClyBRABGP4BEi0KBXBob25lGAQgASgJQh66SBvYAQFyFjIUXlwrWzEtOV1bMC05XXsxLDE0fSQSHgoEbmFtZRgFIAEoCUIQukgN2AEBcggQARhkMgJcUyIxChJDcmVhdGVVc2VyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLnVzZXIudjEuVXNlciJMCg5HZXRVc2VyUmVxdWVzdBITCgJpZBgBIAEoA0IHukgEIgIgABIlCgR2aWV3GAIgASgOMg0udXNlci52MS5WaWV3Qgi6SAWCAQIQASIuCg9HZXRVc2VyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLnVzZXIudjEuVXNlciKgAQoRTG9va3VwVXNlclJlcXVlc3QSHQoIdXNlcm5hbWUYASABKAlCCbpIBnIEEAEYIEgAEhsKBWVtYWlsGAIgASgJQgq6SAdyBRABGP4BSAASGgoFcGhvbmUYAyABKAlCCbpIBnIEEAEYIEgAEiUKBHZpZXcYBCABKA4yDS51c2VyLnYxLlZpZXdCCLpIBYIBAhABQgwKA2tleRIFukgCCAEiMQoSTG9va3VwVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS51c2VyLnYxLlVzZXIijAEKEExpc3RVc2Vyc1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSFQoEbmFtZRgDIAEoCUIHukgEcgIYZBIlCgR2aWV3GAQgASgOMg0udXNlci52MS5WaWV3Qgi6SAWCAQIQASJKChFMaXN0VXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLnVzZXIudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki0gMKEVVwZGF0ZVVzZXJSZXF1ZXN0EhMKAmlkGAEgASgDQge6SAQiAiAAEmIKBWVtYWlsGAIgASgJQlO6SFC6AUUKDWVtYWlsLmFkZHJlc3MSHW11c3QgYmUgYSB2YWxpZCBlbWFpbCBhZGRyZXNzGhV0aGlzLnRyaW0oKS5pc0VtYWlsKCnYAQFyAxj+ARItCgVwaG9uZRgDIAEoCUIeukgb2AEBchYyFF5cK1sxLTldWzAtOV17MSwxNH0kEh4KBG5hbWUYBCABKAlCELpIDdgBAXIIEAEYZDICXFMSlAEKCHBhc3N3b3JkGAUgASgJQoEBukh+ugFxChlwYXNzd29yZC5sZXR0ZXJfYW5kX2RpZ2l0EiFtdXN0IGNvbnRhaW4gYSBsZXR0ZXIgYW5kIGEgZGlnaXQaMXRoaXMubWF0Y2hlcygnW0EtWmEtel0nKSAmJiB0aGlzLm1hdGNoZXMoJ1swLTldJynYAQFyBRAIGIABEjcKC3VwZGF0ZV9tYXNrGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza0IGukgDyAEBEiUKBHZpZXcYByABKA4yDS51c2VyLnYxLlZpZXdCCLpIBYIBAhABIjEKElVwZGF0ZVVzZXJSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0udXNlci52MS5Vc2VyIigKEURlbGV0ZVVzZXJSZXF1ZXN0EhMKAmlkGAEgASgDQge6SAQiAiAAIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSJQChVWZXJpZnlQYXNzd29yZFJlcXVlc3QSGQoFbG9naW4YASABKAlCCrpIB3IFEAEY/gESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAEiKQoWVmVyaWZ5UGFzc3dvcmRSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgDKjwKBFZpZXcSFAoQVklFV19VTlNQRUNJRklFRBAAEg0KCVZJRVdfRlVMTBABEg8KC1ZJRVdfTUFTS0VEEAIy/gMKC1VzZXJTZXJ2aWNlEkUKCkNyZWF0ZVVzZXISGi51c2VyLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GhsudXNlci52MS5DcmVhdGVVc2VyUmVzcG9uc2USPAoHR2V0VXNlchIXLnVzZXIudjEuR2V0VXNlclJlcXVlc3QaGC51c2VyLnYxLkdldFVzZXJSZXNwb25zZRJFCgpMb29rdXBVc2VyEhoudXNlci52MS5Mb29rdXBVc2VyUmVxdWVzdBobLnVzZXIudjEuTG9va3VwVXNlclJlc3BvbnNlEkIKCUxpc3RVc2VycxIZLnVzZXIudjEuTGlzdFVzZXJzUmVxdWVzdBoaLnVzZXIudjEuTGlzdFVzZXJzUmVzcG9uc2USRQoKVXBkYXRlVXNlchIaLnVzZXIudjEuVXBkYXRlVXNlclJlcXVlc3QaGy51c2VyLnYxLlVwZGF0ZVVzZXJSZXNwb25zZRJFCgpEZWxldGVVc2VyEhoudXNlci52MS5EZWxldGVVc2VyUmVxdWVzdBobLnVzZXIudjEuRGVsZXRlVXNlclJlc3BvbnNlElEKDlZlcmlmeVBhc3N3b3JkEh4udXNlci52MS5WZXJpZnlQYXNzd29yZFJlcXVlc3QaHy51c2VyLnYxLlZlcmlmeVBhc3N3b3JkUmVzcG9uc2VCI1oha3JhdG9zLWJvaWxlcnBsYXRlL2FwaS91c2VyL3YxO3YxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChJ1c2VyL3YxL3VzZXIucHJvdG8SB3VzZXIudjEisAEKBFVzZXISCgoCaWQYASABKAMSEAoIdXNlcm5hbWUYAiABKAkSDQoFZW1haWwYAyABKAkSDQoFcGhvbmUYBCABKAkSDAoEbmFtZRgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKPAwoRQ3JlYXRlVXNlclJlcXVlc3QSNQoIdXNlcm5hbWUYASABKAlCI7pIIHIeMhxeW2EtekEtWl1bYS16QS1aMC05X117MiwzMX0kEpABCghwYXNzd29yZBgCIAEoCUJ+ukh7ugFxChlwYXNzd29yZC5sZXR0ZXJfYW5kX2RpZ2l0EiFtdXN0IGNvbnRhaW4gYSBsZXR0ZXIgYW5kIGEgZGlnaXQaMXRoaXMubWF0Y2hlcygnW0EtWmEtel0nKSAmJiB0aGlzLm1hdGNoZXMoJ1swLTldJylyBRAIGIABEmEKBWVtYWlsGAMgASgJQlK6SE+6AUUKDWVtYWlsLmFkZHJlc3MSHW11c3QgYmUgYSB2YWxpZCBlbWFpbCBhZGRyZXNzGhV0aGlzLnRyaW0oKS5pc0VtYWlsKClyBRABGP4BEi0KBXBob25lGAQgASgJQh66SBvYAQFyFjIUXlwrWzEtOV1bMC05XXsxLDE0fSQSHgoEbmFtZRgFIAEoCUIQukgN2AEBcggQARhkMgJcUyIxChJDcmVhdGVVc2VyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLnVzZXIudjEuVXNlciJMCg5HZXRVc2VyUmVxdWVzdBITCgJpZBgBIAEoA0IHukgEIgIgABIlCgR2aWV3GAIgASgOMg0udXNlci52MS5WaWV3Qgi6SAWCAQIQASIuCg9HZXRVc2VyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLnVzZXIudjEuVXNlciKgAQoRTG9va3VwVXNlclJlcXVlc3QSHQoIdXNlcm5hbWUYASABKAlCCbpIBnIEEAEYIEgAEhsKBWVtYWlsGAIgASgJQgq6SAdyBRABGP4BSAASGgoFcGhvbmUYAyABKAlCCbpIBnIEEAEYIEgAEiUKBHZpZXcYBCABKA4yDS51c2VyLnYxLlZpZXdCCLpIBYIBAhABQgwKA2tleRIFukgCCAEiMQoSTG9va3VwVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS51c2VyLnYxLlVzZXIijAEKEExpc3RVc2Vyc1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSFQoEbmFtZRgDIAEoCUIHukgEcgIYZBIlCgR2aWV3GAQgASgOMg0udXNlci52MS5WaWV3Qgi6SAWCAQIQASJ3ChFMaXN0VXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLnVzZXIudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSKwoKdW5yZWFkYWJsZRgDIAMoCzIXLnVzZXIudjEuVW5yZWFkYWJsZVVzZXIiSwoOVW5yZWFkYWJsZVVzZXISCgoCaWQYASABKAMSDAoEY29kZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCSLSAwoRVXBkYXRlVXNlclJlcXVlc3QSEwoCaWQYASABKANCB7pIBCICIAASYgoFZW1haWwYAiABKAlCU7pIULoBRQoNZW1haWwuYWRkcmVzcxIdbXVzdCBiZSBhIHZhbGlkIGVtYWlsIGFkZHJlc3MaFXRoaXMudHJpbSgpLmlzRW1haWwoKdgBAXIDGP4BEi0KBXBob25lGAMgASgJQh66SBvYAQFyFjIUXlwrWzEtOV1bMC05XXsxLDE0fSQSHgoEbmFtZRgEIAEoCUIQukgN2AEBcggQARhkMgJcUxKUAQoIcGFzc3dvcmQYBSABKAlCgQG6SH66AXEKGXBhc3N3b3JkLmxldHRlcl9hbmRfZGlnaXQSIW11c3QgY29udGFpbiBhIGxldHRlciBhbmQgYSBkaWdpdBoxdGhpcy5tYXRjaGVzKCdbQS1aYS16XScpICYmIHRoaXMubWF0Y2hlcygnWzAtOV0nKdgBAXIFEAgYgAESNwoLdXBkYXRlX21hc2sYBiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrQga6SAPIAQESJQoEdmlldxgHIAEoDjINLnVzZXIudjEuVmlld0IIukgFggECEAEiMQoSVXBkYXRlVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS51c2VyLnYxLlVzZXIiKAoRRGVsZXRlVXNlclJlcXVlc3QSEwoCaWQYASABKANCB7pIBCICIAAiFAoSRGVsZXRlVXNlclJlc3BvbnNlIlAKFVZlcmlmeVBhc3N3b3JkUmVxdWVzdBIZCgVsb2dpbhgBIAEoCUIKukgHcgUQARj+ARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAASIpChZWZXJpZnlQYXNzd29yZFJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAMqPAoEVmlldxIUChBWSUVXX1VOU1BFQ0lGSUVEEAASDQoJVklFV19GVUxMEAESDwoLVklFV19NQVNLRUQQAjL+AwoLVXNlclNlcnZpY2USRQoKQ3JlYXRlVXNlchIaLnVzZXIudjEuQ3JlYXRlVXNlclJlcXVlc3QaGy51c2VyLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRI8CgdHZXRVc2VyEhcudXNlci52MS5HZXRVc2VyUmVxdWVzdBoYLnVzZXIudjEuR2V0VXNlclJlc3BvbnNlEkUKCkxvb2t1cFVzZXISGi51c2VyLnYxLkxvb2t1cFVzZXJSZXF1ZXN0GhsudXNlci52MS5Mb29rdXBVc2VyUmVzcG9uc2USQgoJTGlzdFVzZXJzEhkudXNlci52MS5MaXN0VXNlcnNSZXF1ZXN0GhoudXNlci52MS5MaXN0VXNlcnNSZXNwb25zZRJFCgpVcGRhdGVVc2VyEhoudXNlci52MS5VcGRhdGVVc2VyUmVxdWVzdBobLnVzZXIudjEuVXBkYXRlVXNlclJlc3BvbnNlEkUKCkRlbGV0ZVVzZXISGi51c2VyLnYxLkRlbGV0ZVVzZXJSZXF1ZXN0GhsudXNlci52MS5EZWxldGVVc2VyUmVzcG9uc2USUQoOVmVyaWZ5UGFzc3dvcmQSHi51c2VyLnYxLlZlcmlmeVBhc3N3b3JkUmVxdWVzdBofLnVzZXIudjEuVmVyaWZ5UGFzc3dvcmRSZXNwb25zZUIjWiFrcmF0b3MtYm9pbGVycGxhdGUvYXBpL3VzZXIvdjE7djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * A user. Never carries a password or its hash.
@@ -269,6 +269,8 @@ export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*
  */
 export type ListUsersResponse = Message<"user.v1.ListUsersResponse"> & {
   /**
+   * The users of this page that could be read, in id order.
+   *
    * @generated from field: repeated user.v1.User users = 1;
    */
   users: User[];
@@ -279,6 +281,15 @@ export type ListUsersResponse = Message<"user.v1.ListUsersResponse"> & {
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * Users of this page that could not be read (a value under a revoked key,
+   * corrupt data): each with its id and the error a GetUser of it answers.
+   * The rest of the page is unaffected.
+   *
+   * @generated from field: repeated user.v1.UnreadableUser unreadable = 3;
+   */
+  unreadable: UnreadableUser[];
 };
 
 /**
@@ -287,6 +298,46 @@ export type ListUsersResponse = Message<"user.v1.ListUsersResponse"> & {
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
   messageDesc(file_user_v1_user, 8);
+
+/**
+ * A user a batch call could not read, and why.
+ *
+ * @generated from message user.v1.UnreadableUser
+ */
+export type UnreadableUser = Message<"user.v1.UnreadableUser"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The gRPC status code name a single read answers: FAILED_PRECONDITION, DATA_LOSS...
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * The ErrorReason name (KEY_REVOKED, USER_DATA_CORRUPT); the domain is user.v1.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * Safe to show: names the field, never its value.
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message user.v1.UnreadableUser.
+ * Use `create(UnreadableUserSchema)` to create a new message.
+ */
+export const UnreadableUserSchema: GenMessage<UnreadableUser> = /*@__PURE__*/
+  messageDesc(file_user_v1_user, 9);
 
 /**
  * @generated from message user.v1.UpdateUserRequest
@@ -339,7 +390,7 @@ export type UpdateUserRequest = Message<"user.v1.UpdateUserRequest"> & {
  * Use `create(UpdateUserRequestSchema)` to create a new message.
  */
 export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
-  messageDesc(file_user_v1_user, 9);
+  messageDesc(file_user_v1_user, 10);
 
 /**
  * @generated from message user.v1.UpdateUserResponse
@@ -356,7 +407,7 @@ export type UpdateUserResponse = Message<"user.v1.UpdateUserResponse"> & {
  * Use `create(UpdateUserResponseSchema)` to create a new message.
  */
 export const UpdateUserResponseSchema: GenMessage<UpdateUserResponse> = /*@__PURE__*/
-  messageDesc(file_user_v1_user, 10);
+  messageDesc(file_user_v1_user, 11);
 
 /**
  * @generated from message user.v1.DeleteUserRequest
@@ -373,7 +424,7 @@ export type DeleteUserRequest = Message<"user.v1.DeleteUserRequest"> & {
  * Use `create(DeleteUserRequestSchema)` to create a new message.
  */
 export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
-  messageDesc(file_user_v1_user, 11);
+  messageDesc(file_user_v1_user, 12);
 
 /**
  * @generated from message user.v1.DeleteUserResponse
@@ -386,7 +437,7 @@ export type DeleteUserResponse = Message<"user.v1.DeleteUserResponse"> & {
  * Use `create(DeleteUserResponseSchema)` to create a new message.
  */
 export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
-  messageDesc(file_user_v1_user, 12);
+  messageDesc(file_user_v1_user, 13);
 
 /**
  * @generated from message user.v1.VerifyPasswordRequest
@@ -410,7 +461,7 @@ export type VerifyPasswordRequest = Message<"user.v1.VerifyPasswordRequest"> & {
  * Use `create(VerifyPasswordRequestSchema)` to create a new message.
  */
 export const VerifyPasswordRequestSchema: GenMessage<VerifyPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_user_v1_user, 13);
+  messageDesc(file_user_v1_user, 14);
 
 /**
  * @generated from message user.v1.VerifyPasswordResponse
@@ -427,7 +478,7 @@ export type VerifyPasswordResponse = Message<"user.v1.VerifyPasswordResponse"> &
  * Use `create(VerifyPasswordResponseSchema)` to create a new message.
  */
 export const VerifyPasswordResponseSchema: GenMessage<VerifyPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_user_v1_user, 14);
+  messageDesc(file_user_v1_user, 15);
 
 /**
  * How personal data is returned.

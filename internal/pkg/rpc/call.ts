@@ -17,7 +17,16 @@ export interface Call {
   readonly deadline: number | undefined;
   readonly transport: "grpc" | "connect";
   readonly requestHeader: Headers;
+  /**
+   * Right before a write commits: throws DEADLINE_EXCEEDED once the deadline
+   * has passed (nothing written); after it, the call answers the write's
+   * outcome, late or not. Set by the deadline middleware.
+   */
+  readonly beginCommit: () => void;
 }
+
+/** beginCommit for a call no deadline bounds. */
+export const noDeadline = (): void => undefined;
 
 export type Handler = (call: Call) => Promise<Message>;
 

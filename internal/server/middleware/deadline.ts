@@ -5,7 +5,9 @@ import { serviceError } from "../errors.js";
 /**
  * Bounds each call by the earlier of the client's deadline and the server's
  * timeout. The handler sees the bound through `call.signal`; when it passes,
- * the client gets DEADLINE_EXCEEDED without waiting for the handler.
+ * the client gets DEADLINE_EXCEEDED without waiting for the handler, unless
+ * a write already began to commit (`call.beginCommit`): then the call answers
+ * the write's outcome, and DEADLINE_EXCEEDED always means "not written".
  */
 export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Middleware {
   return (next) => (call) =>
@@ -14,9 +16,12 @@ export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Mi
       const controller = new AbortController();
       const onClientAbort = () => controller.abort(call.signal.reason);
       call.signal.addEventListener("abort", onClientAbort, { once: true });
+      let expired: Error | undefined;
+      let committing = false;
       const timer = setTimeout(
         () => {
-          const expired = serviceError(
+          if (committing) return;
+          expired = serviceError(
             call.service,
             Code.DeadlineExceeded,
             "DEADLINE_EXCEEDED",
@@ -27,11 +32,15 @@ export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Mi
         },
         Math.max(0, due - Date.now()),
       );
+      const beginCommit = () => {
+        if (expired) throw expired;
+        committing = true;
+      };
       const settle = () => {
         clearTimeout(timer);
         call.signal.removeEventListener("abort", onClientAbort);
       };
-      next({ ...call, signal: controller.signal }).then(
+      next({ ...call, signal: controller.signal, beginCommit }).then(
         (response) => {
           settle();
           resolve(response);
