@@ -1,6 +1,8 @@
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { file_google_rpc_error_details } from "../../third_party/google/rpc/error_details_pb.js";
+import { file_google_rpc_status } from "../../third_party/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import { grpcImplementation, grpcServerDefinition } from "./grpc_adapter.js";
@@ -11,6 +13,8 @@ export interface GrpcServerOptions {
   addr: string;
   maxRequestBytes: number;
   services: DescService[];
+  /** More files for reflection: what error details and reasons clients decode. */
+  files: DescFile[];
   routes: Route[];
 }
 
@@ -39,6 +43,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   health.addToServer(server);
   const files: DescFile[] = [
     ...opts.services.map((s) => s.file),
+    ...opts.files,
+    // Every error carries these: a reflection-only client must decode them.
+    file_google_rpc_status,
+    file_google_rpc_error_details,
     file_grpc_health_v1_health,
     file_grpc_reflection_v1_reflection,
   ];

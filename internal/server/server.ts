@@ -31,6 +31,7 @@ export async function startServers(
     addr: conf.grpc!.addr,
     maxRequestBytes: conf.grpc!.maxRequestBytes,
     services: bindings.map((b) => b.service),
+    files: bindings.flatMap((b) => b.files),
     routes,
   });
   const http = await startHttpServer({

@@ -1,3 +1,4 @@
+import { file_kms_v1_error_reason } from "../../api/kms/v1/error_reason_pb.js";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
@@ -21,71 +22,75 @@ const bizStatus = (s: KeyStatus) =>
 
 /** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
 export function newKmsService(kms: KmsUsecase): ServiceBinding {
-  return bind(KmsService, {
-    async getStatus() {
-      const s = await kms.status();
-      return {
-        initialized: s.active !== undefined,
-        algorithm: s.algorithm,
-        rotateInterval: durationFromMs(s.rotateIntervalMs),
-        activeKey: s.active ? toProto(s.active) : undefined,
-        keyStats: s.stats.map((r) => ({
-          status: statuses[r.status],
-          algorithm: r.algorithm,
-          keyCount: r.keyCount,
-          earliestCreated: timestampFromDate(r.earliestCreated),
-          latestCreated: timestampFromDate(r.latestCreated),
-          expiredCount: r.expiredCount,
-        })),
-        keyUsage: [...s.usage]
-          .sort(([a], [b]) => a - b)
-          .map(([version, n]) => ({ version, protectedValues: n })),
-      };
+  return bind(
+    KmsService,
+    {
+      async getStatus() {
+        const s = await kms.status();
+        return {
+          initialized: s.active !== undefined,
+          algorithm: s.algorithm,
+          rotateInterval: durationFromMs(s.rotateIntervalMs),
+          activeKey: s.active ? toProto(s.active) : undefined,
+          keyStats: s.stats.map((r) => ({
+            status: statuses[r.status],
+            algorithm: r.algorithm,
+            keyCount: r.keyCount,
+            earliestCreated: timestampFromDate(r.earliestCreated),
+            latestCreated: timestampFromDate(r.latestCreated),
+            expiredCount: r.expiredCount,
+          })),
+          keyUsage: [...s.usage]
+            .sort(([a], [b]) => a - b)
+            .map(([version, n]) => ({ version, protectedValues: n })),
+        };
+      },
+      async listDataKeys(req) {
+        const status = req.status === undefined ? undefined : bizStatus(req.status);
+        const limit = req.pageSize || DEFAULT_PAGE;
+        const beforeVersion = req.pageToken ? readPageToken(req.pageToken, status) : undefined;
+        if (req.pageToken && beforeVersion === undefined) throw kmsErrors.invalidPageToken();
+        const keys = await kms.listKeys({ limit: limit + 1, beforeVersion, status });
+        const page = keys.slice(0, limit);
+        const more = keys.length > limit;
+        return {
+          keys: page.map(toProto),
+          nextPageToken: more ? writePageToken(page.at(-1)!.version, status) : "",
+        };
+      },
+      async getDataKey(req) {
+        return { key: toProto(await kms.getKey(req.version)) };
+      },
+      async rotateDataKey(req) {
+        const r = await kms.rotate(req.reason);
+        return { key: toProto(r.key), previousVersion: r.previous?.version ?? 0 };
+      },
+      async revokeDataKey(req) {
+        const r = await kms.revoke(req.version, req.reason);
+        return { key: toProto(r.key), activeKey: toProto(r.active) };
+      },
+      async runMaintenance() {
+        const r = await kms.maintenance();
+        return {
+          expiredVersions: r.expiredVersions,
+          rotation: r.rotation
+            ? { key: toProto(r.rotation.key), previousVersion: r.rotation.previous?.version ?? 0 }
+            : undefined,
+          deletedKeys: 0,
+        };
+      },
+      async encryptField(req) {
+        return kms.encryptField(req.fieldName, req.plaintext, req.context);
+      },
+      async decryptField(req) {
+        return kms.decryptField(req.fieldName, req.ciphertext, req.context);
+      },
+      async hashField(req) {
+        return { hash: kms.hashField(req.fieldName, req.value) };
+      },
     },
-    async listDataKeys(req) {
-      const status = req.status === undefined ? undefined : bizStatus(req.status);
-      const limit = req.pageSize || DEFAULT_PAGE;
-      const beforeVersion = req.pageToken ? readPageToken(req.pageToken, status) : undefined;
-      if (req.pageToken && beforeVersion === undefined) throw kmsErrors.invalidPageToken();
-      const keys = await kms.listKeys({ limit: limit + 1, beforeVersion, status });
-      const page = keys.slice(0, limit);
-      const more = keys.length > limit;
-      return {
-        keys: page.map(toProto),
-        nextPageToken: more ? writePageToken(page.at(-1)!.version, status) : "",
-      };
-    },
-    async getDataKey(req) {
-      return { key: toProto(await kms.getKey(req.version)) };
-    },
-    async rotateDataKey(req) {
-      const r = await kms.rotate(req.reason);
-      return { key: toProto(r.key), previousVersion: r.previous?.version ?? 0 };
-    },
-    async revokeDataKey(req) {
-      const r = await kms.revoke(req.version, req.reason);
-      return { key: toProto(r.key), activeKey: toProto(r.active) };
-    },
-    async runMaintenance() {
-      const r = await kms.maintenance();
-      return {
-        expiredVersions: r.expiredVersions,
-        rotation: r.rotation
-          ? { key: toProto(r.rotation.key), previousVersion: r.rotation.previous?.version ?? 0 }
-          : undefined,
-        deletedKeys: 0,
-      };
-    },
-    async encryptField(req) {
-      return kms.encryptField(req.fieldName, req.plaintext, req.context);
-    },
-    async decryptField(req) {
-      return kms.decryptField(req.fieldName, req.ciphertext, req.context);
-    },
-    async hashField(req) {
-      return { hash: kms.hashField(req.fieldName, req.value) };
-    },
-  });
+    [file_kms_v1_error_reason],
+  );
 }
 
 function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {

@@ -1,3 +1,4 @@
+import { file_user_v1_error_reason } from "../../api/user/v1/error_reason_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { UserSchema } from "../../api/user/v1/user_pb.js";
@@ -9,42 +10,46 @@ import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
 
 /** user.v1.UserService: translates messages to the user use cases, nothing else. */
 export function newUserService(users: UserUsecase): ServiceBinding {
-  return bind(UserService, {
-    async createUser(req, call) {
-      return { user: toProto(await users.create(req, call)) };
+  return bind(
+    UserService,
+    {
+      async createUser(req, call) {
+        return { user: toProto(await users.create(req, call)) };
+      },
+      async getUser(req) {
+        return { user: toProto(await users.get(req.id, view(req.view))) };
+      },
+      async lookupUser(req) {
+        const by = { [req.key.case!]: req.key.value as string };
+        return { user: toProto(await users.lookup(by, view(req.view))) };
+      },
+      async listUsers(req) {
+        const page = await users.list(req, view(req.view));
+        return {
+          users: page.users.map(toProto),
+          nextPageToken: page.nextPageToken,
+          unreadable: page.unreadable.map(({ id, error }) => ({
+            id: BigInt(id),
+            code: error.code,
+            reason: reasonName(error.reason).reason,
+            message: error.message,
+          })),
+        };
+      },
+      async updateUser(req, call) {
+        const change = { ...req, paths: req.updateMask?.paths ?? [] };
+        return { user: toProto(await users.update(req.id, change, view(req.view), call)) };
+      },
+      async deleteUser(req, call) {
+        await users.delete(req.id, call);
+        return {};
+      },
+      async verifyPassword(req) {
+        return { userId: BigInt(await users.verifyPassword(req.login, req.password)) };
+      },
     },
-    async getUser(req) {
-      return { user: toProto(await users.get(req.id, view(req.view))) };
-    },
-    async lookupUser(req) {
-      const by = { [req.key.case!]: req.key.value as string };
-      return { user: toProto(await users.lookup(by, view(req.view))) };
-    },
-    async listUsers(req) {
-      const page = await users.list(req, view(req.view));
-      return {
-        users: page.users.map(toProto),
-        nextPageToken: page.nextPageToken,
-        unreadable: page.unreadable.map(({ id, error }) => ({
-          id: BigInt(id),
-          code: error.code,
-          reason: reasonName(error.reason).reason,
-          message: error.message,
-        })),
-      };
-    },
-    async updateUser(req, call) {
-      const change = { ...req, paths: req.updateMask?.paths ?? [] };
-      return { user: toProto(await users.update(req.id, change, view(req.view), call)) };
-    },
-    async deleteUser(req, call) {
-      await users.delete(req.id, call);
-      return {};
-    },
-    async verifyPassword(req) {
-      return { userId: BigInt(await users.verifyPassword(req.login, req.password)) };
-    },
-  });
+    [file_user_v1_error_reason],
+  );
 }
 
 const view = (v: View): BizView => (v === View.MASKED ? "masked" : "full");

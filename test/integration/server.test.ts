@@ -183,6 +183,51 @@ describe("server reflection", () => {
     },
   );
 
+  it("serves the error types, so a reflection-only client decodes an ErrorInfo detail", async () => {
+    const symbols = [
+      "google.rpc.Status",
+      "google.rpc.ErrorInfo",
+      "google.rpc.BadRequest",
+      "user.v1.ErrorReason",
+      "kms.v1.ErrorReason",
+    ];
+    const responses = await reflect(
+      "grpc.reflection.v1.ServerReflection",
+      symbols.map((value) => ({ messageRequest: { case: "fileContainingSymbol", value } })),
+    );
+    const protos = responses.flatMap((r) =>
+      r.messageResponse.case === "fileDescriptorResponse"
+        ? r.messageResponse.value.fileDescriptorProto.map((b) =>
+            fromBinary(FileDescriptorProtoSchema, b),
+          )
+        : [],
+    );
+    const unique = [...new Map(protos.map((p) => [p.name, p])).values()];
+    const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: unique }));
+    expect(registry.getEnum("user.v1.ErrorReason")?.values.map((v) => v.name)).toContain(
+      "ERROR_REASON_USER_NOT_FOUND",
+    );
+    // A real failure's details, decoded with the reflected descriptors only.
+    const users = grpcClient(UserService, ctx.app.grpcPort);
+    const err = (await users
+      .unary(UserService.method.getUser, { id: 987654n })
+      .catch((e: unknown) => e)) as grpc.ServiceError;
+    users.close();
+    const status = fromBinary(
+      registry.getMessage("google.rpc.Status")!,
+      err.metadata.get("grpc-status-details-bin")[0] as Buffer,
+    ) as unknown as { details: { typeUrl: string; value: Uint8Array }[] };
+    const info = status.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"))!;
+    const decoded = fromBinary(
+      registry.getMessage("google.rpc.ErrorInfo")!,
+      info.value,
+    ) as unknown as {
+      reason: string;
+      domain: string;
+    };
+    expect(decoded).toMatchObject({ reason: "USER_NOT_FOUND", domain: "user.v1" });
+  });
+
   it("answers NOT_FOUND for an unknown symbol", async () => {
     const [res] = await reflect("grpc.reflection.v1.ServerReflection", [
       { messageRequest: { case: "fileContainingSymbol", value: "no.such.Thing" } },

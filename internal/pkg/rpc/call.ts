@@ -1,4 +1,5 @@
 import type {
+  DescFile,
   DescMethodUnary,
   DescService,
   Message,
@@ -55,9 +56,15 @@ export type ServiceImpl<S extends DescService> = {
 export interface ServiceBinding<S extends DescService = DescService> {
   service: S;
   impl: ServiceImpl<S>;
+  /** Files reflection serves beside the service's own: its error reasons. */
+  files: DescFile[];
 }
 
 /** Pairs a descriptor with its implementation, keeping the types tied. */
-export function bind<S extends DescService>(service: S, impl: ServiceImpl<S>): ServiceBinding {
-  return { service, impl } as unknown as ServiceBinding;
+export function bind<S extends DescService>(
+  service: S,
+  impl: ServiceImpl<S>,
+  files: DescFile[] = [],
+): ServiceBinding {
+  return { service, impl, files } as unknown as ServiceBinding;
 }
