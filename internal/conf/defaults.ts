@@ -5,6 +5,7 @@ export const defaults = {
     grpc: { addr: "0.0.0.0:9000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
     http: { addr: "0.0.0.0:8000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
     shutdown_timeout: "10s",
+    drain_delay: "0s",
   },
   data: {
     database: {

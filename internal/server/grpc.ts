@@ -1,4 +1,5 @@
 import type { DescFile, DescService } from "@bufbuild/protobuf";
+import { createServer as createNetServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { file_google_rpc_error_details } from "../../third_party/google/rpc/error_details_pb.js";
@@ -7,6 +8,7 @@ import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/hea
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import { grpcImplementation, grpcServerDefinition } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
+import { listen } from "./listen.js";
 import { addReflection } from "./reflection.js";
 
 export interface GrpcServerOptions {
@@ -23,6 +25,8 @@ export interface GrpcServer {
   port: number;
   /** Sets grpc.health.v1 for the server and every service: SERVING only when ready. */
   setServing(ready: boolean): void;
+  /** NOT_SERVING from now on, while still accepting calls (the drain delay). */
+  draining(): void;
   /** Reports NOT_SERVING on grpc.health.v1, then lets in-flight calls finish
    *  for up to `timeoutMs`; true when they all did. */
   shutdown(timeoutMs: number): Promise<boolean>;
@@ -40,7 +44,21 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const health = new HealthImplementation(
     Object.fromEntries(["", ...names].map((name) => [name, "SERVING" as const])),
   );
-  health.addToServer(server);
+  // Watch streams never end by themselves; they are ended at shutdown (after
+  // the NOT_SERVING update) so that they do not hold it until the timeout.
+  const watches = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  health.addToServer({
+    addService: (definition, impl) =>
+      server.addService(definition, {
+        ...impl,
+        watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+          watches.add(call);
+          call.on("close", () => watches.delete(call));
+          call.on("cancelled", () => watches.delete(call));
+          (impl.watch as (c: typeof call) => void)(call);
+        },
+      }),
+  } as grpc.Server);
   const files: DescFile[] = [
     ...opts.services.map((s) => s.file),
     ...opts.files,
@@ -52,13 +70,19 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   ];
   addReflection(server, files, [...names, "grpc.health.v1.Health"]);
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(opts.addr, grpc.ServerCredentials.createInsecure(), (err, bound) =>
-      err
-        ? reject(new Error(`gRPC server cannot listen on ${opts.addr}: ${err.message}`))
-        : resolve(bound),
-    ),
-  );
+  // Our own listener, its connections handed to grpc-js: shutdown can then
+  // close a connection that never spoke, which grpc-js's would wait for.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const sockets = new Set<Socket>();
+  const listener = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => undefined);
+    injector.injectConnection(socket);
+  });
+  const port = await listen(listener, opts.addr).catch((err: Error) => {
+    throw new Error(`gRPC server cannot listen on ${opts.addr}: ${err.message}`);
+  });
 
   let stopping = false;
   const setStatus = (status: "SERVING" | "NOT_SERVING") => {
@@ -69,10 +93,18 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     setServing: (ready) => {
       if (!stopping) setStatus(ready ? "SERVING" : "NOT_SERVING");
     },
+    draining: () => {
+      stopping = true;
+      setStatus("NOT_SERVING");
+    },
     shutdown: (timeoutMs) => {
       stopping = true;
       setStatus("NOT_SERVING");
-      return new Promise<boolean>((resolve) => {
+      for (const call of watches) call.end();
+      listener.close();
+      // A connection that never sent a byte has no call and no session to close.
+      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+      const drained = new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve(false);
@@ -81,6 +113,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
           clearTimeout(timer);
           resolve(true);
         });
+      });
+      // Whatever is left once calls are done (a silent connection) goes too.
+      return drained.finally(() => {
+        for (const socket of sockets) socket.destroy();
       });
     },
   };

@@ -6,6 +6,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { noDeadline } from "../pkg/rpc/call.js";
 import { applyCors } from "./cors.js";
+import { listen } from "./listen.js";
 import type { Route } from "./handlers.js";
 import { plainRoutes, type PlainRoutes } from "./http_routes.js";
 
@@ -63,20 +64,17 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       process.nextTick(() => socket.resume());
     });
   });
-  const { host, port } = splitAddr(opts.addr);
-  await new Promise<void>((resolve, reject) => {
-    listener.once("error", (err) =>
-      reject(new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`)),
-    );
-    listener.listen(port, host, resolve);
+  const port = await listen(listener, opts.addr).catch((err: Error) => {
+    throw new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`);
   });
-  const address = listener.address();
 
   return {
-    port: typeof address === "object" && address ? address.port : port,
+    port,
     shutdown: async (timeoutMs) => {
       listener.close();
       http1.close();
+      // A connection that never sent a byte belongs to no server yet.
+      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
       for (const session of sessions) session.close();
       const due = Date.now() + timeoutMs;
       while (sockets.size > 0 && Date.now() < due) {
@@ -104,9 +102,4 @@ function connectImpl(route: Route) {
       beginCommit: noDeadline,
     });
   };
-}
-
-function splitAddr(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(":");
-  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(addr.slice(i + 1)) };
 }

@@ -49,12 +49,19 @@ export async function startServers(
   log.info({ grpc: grpc.port, http: http.port }, "listening: gRPC and HTTP (Connect, gRPC-Web)");
   const watch = watchReadiness(readiness, (ready) => grpc.setServing(ready), log);
   const timeoutMs = conf.shutdownTimeout ? durationMs(conf.shutdownTimeout) : 10_000;
+  const drainDelayMs = conf.drainDelay ? durationMs(conf.drainDelay) : 0;
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
     shutdown: async () => {
+      // Unready at once on both ports, still accepting while balancers notice.
       stopping = true;
       watch.stop();
+      grpc.draining();
+      if (drainDelayMs > 0) {
+        log.info({ drainDelayMs }, "draining: not ready, still accepting");
+        await new Promise((r) => setTimeout(r, drainDelayMs));
+      }
       const [a, b] = await Promise.all([grpc.shutdown(timeoutMs), http.shutdown(timeoutMs)]);
       return a && b;
     },

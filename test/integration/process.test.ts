@@ -9,11 +9,20 @@ import {
   writeFileSync,
 } from "node:fs";
 import { connect as http2Connect, constants } from "node:http2";
+import { connect as netConnect } from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { toBinary, create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
+import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
+import {
+  Health,
+  HealthCheckRequestSchema,
+  HealthCheckResponse_ServingStatus,
+} from "../../third_party/grpc/health/v1/health_pb.js";
+import { grpcClient } from "../helpers/clients.js";
 import { testRootKey } from "../helpers/app.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { runMigrate, spawnServer } from "../helpers/process.js";
@@ -192,6 +201,64 @@ function serversWith(text: string): string[] {
 }
 
 describe("SIGTERM", () => {
+  it("an idle connection on each port and an open Health/Watch stream do not hold it: exit 0, drained", async () => {
+    const conf = writeConfig("idle.yaml", baseConfig(db.url));
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as Record<
+      string,
+      number
+    >;
+    const idle = [listening.grpc!, listening.http!].map((port) => netConnect(port, "127.0.0.1"));
+    await Promise.all(idle.map((s) => new Promise((r) => s.once("connect", r))));
+    for (const s of idle) s.on("error", () => undefined);
+    const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Health), "Health");
+    const client = new Ctor(`127.0.0.1:${listening.grpc}`, grpc.credentials.createInsecure());
+    const watch = (
+      client as unknown as Record<string, (req: unknown) => grpc.ClientReadableStream<unknown>>
+    )[Health.method.watch.localName]!.call(
+      client,
+      create(HealthCheckRequestSchema, { service: "" }),
+    );
+    const statuses: number[] = [];
+    watch.on("data", (r: { status: number }) => statuses.push(r.status));
+    watch.on("error", () => undefined);
+    while (statuses.length === 0) await new Promise((r) => setTimeout(r, 20));
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toMatch(/"drained":true/);
+    expect(statuses).toContain(HealthCheckResponse_ServingStatus.NOT_SERVING);
+    client.close();
+    for (const s of idle) s.destroy();
+  });
+
+  it("with drain_delay, answers unready while still accepting, then stops", async () => {
+    const conf = writeConfig(
+      "drain.yaml",
+      baseConfig(db.url).replace(
+        "shutdown_timeout: 20s",
+        "shutdown_timeout: 20s\n  drain_delay: 3s",
+      ),
+    );
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as Record<
+      string,
+      number
+    >;
+    server.child.kill("SIGTERM");
+    await server.waitFor(/draining: not ready, still accepting/);
+    const ready = await fetch(`http://127.0.0.1:${listening.http}/readyz`);
+    expect(ready.status).toBe(503);
+    const health = grpcClient(Health, listening.grpc!);
+    try {
+      expect((await health.unary(Health.method.check, { service: "" })).status).toBe(
+        HealthCheckResponse_ServingStatus.NOT_SERVING,
+      );
+    } finally {
+      health.close();
+    }
+    expect(await server.exited).toBe(0);
+  });
+
   it("during start-up stops the service as soon as it is up, exit 0", async () => {
     const conf = writeConfig("early.yaml", baseConfig(db.url));
     const server = spawnServer(["-conf", conf], { env: noDbEnv });
