@@ -100,6 +100,11 @@ export class KmsUsecase {
     );
   }
 
+  /** Drops the cached keys: the next use reloads them (after a write refused for a revoked key). */
+  reloadKeys(): void {
+    this.forget();
+  }
+
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     await this.flushUsage().catch(() => undefined);

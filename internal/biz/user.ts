@@ -54,6 +54,16 @@ export interface UserRepo {
   delete(id: number, ctx: Context): Promise<boolean>;
 }
 
+/**
+ * The database refused a write whose ciphertext names a revoked data key (a
+ * key cache that had not heard of the revocation yet): re-encrypt and retry.
+ */
+export class RevokedKeyWriteError extends Error {
+  constructor() {
+    super("a written value names a revoked data key");
+  }
+}
+
 /** A unique field is taken; which one is named, the value never. */
 export class DuplicateError extends Error {
   constructor(readonly field: "username" | "email" | "phone") {

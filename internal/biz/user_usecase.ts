@@ -7,6 +7,7 @@ import { BizError, reasonName } from "./errors.js";
 import type { KmsUsecase } from "./kms_usecase.js";
 import {
   DuplicateError,
+  RevokedKeyWriteError,
   PII_FIELDS,
   userErrors,
   type PiiField,
@@ -117,18 +118,18 @@ export class UserUsecase {
     if (change.paths.includes("password") && !change.password)
       throw userErrors.invalid("password", "is required");
     if (!(await this.repo.byId(id))) throw userErrors.notFound();
-    const fields: Partial<Record<PiiField, SealedField | null>> = {};
-    for (const f of PII_FIELDS) {
-      if (!change.paths.includes(f)) continue;
-      const value = clean(f, change[f]);
-      fields[f] = value ? await this.seal(id, f, value) : null;
-    }
     const passwordHash = change.paths.includes("password")
       ? await hashPassword(change.password)
       : undefined;
-    const stored = await this.guardDuplicates(() =>
-      this.repo.update(id, { fields, passwordHash }, ctx),
-    );
+    const stored = await this.underActiveKey(async () => {
+      const fields: Partial<Record<PiiField, SealedField | null>> = {};
+      for (const f of PII_FIELDS) {
+        if (!change.paths.includes(f)) continue;
+        const value = clean(f, change[f]);
+        fields[f] = value ? await this.seal(id, f, value) : null;
+      }
+      return this.guardDuplicates(() => this.repo.update(id, { fields, passwordHash }, ctx));
+    });
     if (!stored) throw userErrors.notFound();
     return this.open(stored, view);
   }
@@ -158,6 +159,18 @@ export class UserUsecase {
       keyVersion: sealed.keyVersion,
       hash: this.kms.hashField(field, value),
     };
+  }
+
+  // The database refuses a value sealed under a key revoked since this
+  // instance cached it (migration 000008): reload the keys, seal again, once.
+  private async underActiveKey<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      if (!(err instanceof RevokedKeyWriteError)) throw err;
+      this.kms.reloadKeys();
+      return write();
+    }
   }
 
   private async guardDuplicates<T>(fn: () => Promise<T>): Promise<T> {

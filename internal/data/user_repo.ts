@@ -1,6 +1,7 @@
 import type pg from "pg";
 import {
   DuplicateError,
+  RevokedKeyWriteError,
   PII_FIELDS,
   type PiiField,
   type SealedField,
@@ -50,10 +51,13 @@ const UNIQUE: Record<string, DuplicateError["field"]> = {
 };
 
 // A unique violation names its index: say which field, never which value.
+// The write refusals biz acts on: a unique value taken, and (migration
+// 000008's trigger, SQLSTATE KR001) a ciphertext under a revoked key.
 function duplicates(err: unknown): never {
   const e = err as { code?: string; constraint?: string };
   if (e.code === "23505" && e.constraint && UNIQUE[e.constraint])
     throw new DuplicateError(UNIQUE[e.constraint]!);
+  if (e.code === "KR001") throw new RevokedKeyWriteError();
   throw err;
 }
 

@@ -1,0 +1,2 @@
+DROP TRIGGER IF EXISTS users_refuse_revoked_keys ON users;
+DROP FUNCTION IF EXISTS users_refuse_revoked_keys();
