@@ -51,6 +51,8 @@ export class KmsUsecase {
   private readonly subkeys = new Map<string, Buffer>();
   private activeVersion: number | undefined;
   private activeLoading: Promise<CachedKey> | undefined;
+  /** Bumped by forget(): loads begun before it do not refill the cache. */
+  private generation = 0;
   private indexKey: Buffer | undefined;
   private pendingEncryptions = new Map<number, number>();
   private timers: NodeJS.Timeout[] = [];
@@ -297,6 +299,11 @@ export class KmsUsecase {
     for (const k of this.cache.values()) drop(k);
     this.cache.clear();
     this.activeVersion = undefined;
+    // Loads already under way read the keys before the news: they may answer
+    // their callers, but must not refill the cache (see store()).
+    this.generation++;
+    this.activeLoading = undefined;
+    this.loading.clear();
   }
 
   // A key may be dropped between the load resolving and the caller resuming
@@ -313,18 +320,21 @@ export class KmsUsecase {
     const cached = this.activeVersion === undefined ? undefined : this.fresh(this.activeVersion);
     if (cached) return cached;
     // One load for all concurrent callers.
-    this.activeLoading ??= (async () => {
-      try {
-        const row = await this.repo.active();
-        if (!row) throw kmsErrors.notReady();
-        const k = this.store(row);
-        this.activeVersion = k.version;
-        return k;
-      } finally {
-        this.activeLoading = undefined;
-      }
-    })();
-    return this.activeLoading;
+    if (this.activeLoading) return this.activeLoading;
+    const generation = this.generation;
+    const loading = this.loadActive(generation).finally(() => {
+      if (this.activeLoading === loading) this.activeLoading = undefined;
+    });
+    this.activeLoading = loading;
+    return loading;
+  }
+
+  private async loadActive(generation: number): Promise<CachedKey> {
+    const row = await this.repo.active();
+    if (!row) throw kmsErrors.notReady();
+    const k = this.store(row, generation);
+    if (generation === this.generation) this.activeVersion = k.version;
+    return k;
   }
 
   private async byVersion(version: number, forDecryption: boolean): Promise<CachedKey> {
@@ -337,15 +347,17 @@ export class KmsUsecase {
   private load(version: number): Promise<CachedKey> {
     let pending = this.loading.get(version);
     if (!pending) {
-      pending = (async () => {
-        try {
-          const row = await this.repo.byVersion(version);
+      const generation = this.generation;
+      const loading: Promise<CachedKey> = this.repo
+        .byVersion(version)
+        .then((row) => {
           if (!row) throw kmsErrors.ciphertextInvalid();
-          return this.store(row);
-        } finally {
-          this.loading.delete(version);
-        }
-      })();
+          return this.store(row, generation);
+        })
+        .finally(() => {
+          if (this.loading.get(version) === loading) this.loading.delete(version);
+        });
+      pending = loading;
       this.loading.set(version, pending);
     }
     return pending;
@@ -360,7 +372,9 @@ export class KmsUsecase {
     return undefined;
   }
 
-  private store(row: DataKey): CachedKey {
+  // Cached only when no forget() happened since the load began: a row read
+  // before a revocation must not sit in the cache as still usable.
+  private store(row: DataKey, generation: number): CachedKey {
     let key: Buffer;
     try {
       key = unwrapKey(this.rootKey, row.wrapped, dataKeyLabel(row.version, row.algorithm));
@@ -377,6 +391,7 @@ export class KmsUsecase {
       algorithm: assertAlgorithm(row.algorithm),
       loadedAt: Date.now(),
     };
+    if (generation !== this.generation) return k;
     const replaced = this.cache.get(row.version);
     if (replaced) drop(replaced);
     this.cache.set(row.version, k);

@@ -53,15 +53,17 @@ export class UserUsecase {
 
   async create(input: NewUser, ctx: Context): Promise<User> {
     const id = await this.repo.nextId();
-    const fields: Partial<Record<PiiField, SealedField>> = {};
-    for (const f of PII_FIELDS) {
-      const value = clean(f, input[f]);
-      if (value) fields[f] = await this.seal(id, f, value);
-    }
     const passwordHash = await hashPassword(input.password);
-    const stored = await this.guardDuplicates(() =>
-      this.repo.insert({ id, username: input.username, passwordHash, fields }, ctx),
-    );
+    const stored = await this.underActiveKey(async () => {
+      const fields: Partial<Record<PiiField, SealedField>> = {};
+      for (const f of PII_FIELDS) {
+        const value = clean(f, input[f]);
+        if (value) fields[f] = await this.seal(id, f, value);
+      }
+      return this.guardDuplicates(() =>
+        this.repo.insert({ id, username: input.username, passwordHash, fields }, ctx),
+      );
+    });
     return this.open(stored, "full");
   }
 
@@ -162,14 +164,17 @@ export class UserUsecase {
   }
 
   // The database refuses a value sealed under a key revoked since this
-  // instance cached it (migration 000008): reload the keys, seal again, once.
+  // instance cached it (migration 000008): reload the keys and seal again.
+  // Revoking the active key rotates first, so a reload finds a usable one;
+  // a few tries cover revocations landing in a row.
   private async underActiveKey<T>(write: () => Promise<T>): Promise<T> {
-    try {
-      return await write();
-    } catch (err) {
-      if (!(err instanceof RevokedKeyWriteError)) throw err;
-      this.kms.reloadKeys();
-      return write();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write();
+      } catch (err) {
+        if (!(err instanceof RevokedKeyWriteError) || attempt === 3) throw err;
+        this.kms.reloadKeys();
+      }
     }
   }
 

@@ -1,4 +1,3 @@
-import { connect, createServer, type Server, type Socket } from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -13,40 +12,7 @@ import {
 import { startTestApp } from "../helpers/app.js";
 import { grpcClient, grpcFailure } from "../helpers/clients.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-
-/**
- * A TCP proxy in front of the test database: `down()` cuts every connection
- * and refuses new ones, as a database that went away; `up()` brings it back.
- */
-async function databaseProxy(target: URL) {
-  let open = true;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    if (!open) return client.destroy();
-    const upstream = connect(Number(target.port || 5432), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
-      s.on("error", () => undefined);
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const url = new URL(target);
-  url.hostname = "127.0.0.1";
-  url.port = String((server.address() as { port: number }).port);
-  return {
-    url: url.toString(),
-    down() {
-      open = false;
-      for (const s of sockets) s.destroy();
-    },
-    up() {
-      open = true;
-    },
-    close: () => new Promise((r) => server.close(r)),
-  };
-}
+import { databaseProxy } from "../helpers/proxy.js";
 
 async function until(what: string, condition: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 300; i++) {
