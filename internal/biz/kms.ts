@@ -94,6 +94,13 @@ export const kmsErrors = {
       ErrorReason.CIPHERTEXT_INVALID,
       "ciphertext is malformed, altered, or belongs to another field or context",
     ),
+  dataKeyCorrupt: (version: number) =>
+    kmsError(
+      "DATA_LOSS",
+      ErrorReason.DATA_KEY_CORRUPT,
+      `data key version ${version} does not unwrap: its stored row was altered or damaged`,
+      { version: String(version) },
+    ),
   notReady: () =>
     kmsError("UNAVAILABLE", ErrorReason.KMS_NOT_READY, "the KMS has no usable active key yet"),
   invalidPageToken: () =>

@@ -51,6 +51,8 @@ export class KmsUsecase {
   private readonly subkeys = new Map<string, Buffer>();
   private activeVersion: number | undefined;
   private activeLoading: Promise<CachedKey> | undefined;
+  /** Versions whose stored row did not unwrap when last loaded. */
+  private readonly corrupt = new Set<number>();
   /** Bumped by forget(): loads begun before it do not refill the cache. */
   private generation = 0;
   private indexKey: Buffer | undefined;
@@ -94,7 +96,9 @@ export class KmsUsecase {
       await this.active();
     } catch (err) {
       if (err instanceof KmsInitError) throw err;
-      throw new KmsInitError(`cannot load the active data key: ${(err as Error).message}`);
+      throw new KmsInitError(
+        `cannot load the active data key: ${(err as Error).message} (a wrong root key, or an altered row)`,
+      );
     }
     this.unwatch = await this.repo.watch(() => this.forget());
     this.timers.push(
@@ -236,6 +240,8 @@ export class KmsUsecase {
   /** Readiness: an active key is at hand (from the cache, or loadable). */
   async ready(): Promise<void> {
     await this.usable(() => this.active());
+    // A key seen altered stays a failure until it unwraps again.
+    for (const version of [...this.corrupt]) await this.load(version);
   }
 
   async getKey(version: number): Promise<DataKey> {
@@ -379,10 +385,12 @@ export class KmsUsecase {
     try {
       key = unwrapKey(this.rootKey, row.wrapped, dataKeyLabel(row.version, row.algorithm));
     } catch {
-      throw new KmsInitError(
-        `data key version ${row.version} does not unwrap under the root key: wrong root key or altered row`,
-      );
+      // At start this means a wrong root key (start() says so); later, an
+      // altered row: DATA_LOSS, and not ready until it unwraps again.
+      this.corrupt.add(row.version);
+      throw kmsErrors.dataKeyCorrupt(row.version);
     }
+    this.corrupt.delete(row.version);
     const k: CachedKey = {
       key,
       dropped: false,

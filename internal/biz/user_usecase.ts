@@ -204,7 +204,11 @@ export class UserUsecase {
         const reason = err instanceof BizError ? reasonName(err.reason).reason : undefined;
         if (reason === "KEY_REVOKED") throw userErrors.keyRevoked(stored.id, f);
         // Altered bytes, a ciphertext from another row or column, or not UTF-8.
-        if (reason === "CIPHERTEXT_INVALID" || err instanceof TypeError) {
+        if (
+          reason === "CIPHERTEXT_INVALID" ||
+          reason === "DATA_KEY_CORRUPT" ||
+          err instanceof TypeError
+        ) {
           throw userErrors.corrupt(stored.id, f);
         }
         throw err;
