@@ -44,3 +44,19 @@ export function useTestApp(): { readonly app: App; readonly db: TestDatabase } {
   });
   return ctx;
 }
+
+/** For a test file: two instances of the service on one fresh database (cross-instance behaviour). */
+export function useTwoInstances(): { readonly a: App; readonly b: App; readonly db: TestDatabase } {
+  const ctx = {} as { a: App; b: App; db: TestDatabase };
+  beforeAll(async () => {
+    ctx.db = await createTestDatabase();
+    ctx.a = await startTestApp(ctx.db.url);
+    ctx.b = await startTestApp(ctx.db.url);
+  });
+  afterAll(async () => {
+    await ctx.a?.stop();
+    await ctx.b?.stop();
+    await ctx.db?.drop();
+  });
+  return ctx;
+}

@@ -1,12 +1,11 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import type { App } from "../../cmd/server/wire.js";
-import { startTestApp } from "../helpers/app.js";
+import { useTwoInstances } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
 const clientsOf = (app: App) => {
   const transport = createConnectTransport({
@@ -23,23 +22,11 @@ const newUser = () => {
 };
 
 describe("revocation across instances", () => {
-  let db: TestDatabase;
-  let a: App;
-  let b: App;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    a = await startTestApp(db.url);
-    b = await startTestApp(db.url);
-  });
-  afterAll(async () => {
-    await a?.stop();
-    await b?.stop();
-    await db?.drop();
-  });
+  const ctx = useTwoInstances();
 
   it("once RevokeDataKey returns, no instance stores a value under that key", async () => {
-    const onA = clientsOf(a);
-    const onB = clientsOf(b);
+    const onA = clientsOf(ctx.a);
+    const onB = clientsOf(ctx.b);
     // B has the active key cached.
     await onB.users.createUser(newUser());
     const version = (await onA.kms.getStatus({})).activeKey!.version;
@@ -50,7 +37,7 @@ describe("revocation across instances", () => {
     );
     const ids = created.map((c) => String(c.user!.id));
     const rows = await query<{ id: number; key_versions: number[] }>(
-      db.url,
+      ctx.db.url,
       "SELECT id, key_versions FROM users WHERE id = ANY($1::bigint[])",
       [ids],
     );
@@ -62,7 +49,7 @@ describe("revocation across instances", () => {
   });
 
   it("the database itself refuses a ciphertext naming a revoked key", async () => {
-    const onA = clientsOf(a);
+    const onA = clientsOf(ctx.a);
     const keys = await onA.kms.listDataKeys({ status: KeyStatus.REVOKED });
     const revoked = keys.keys[0]?.version ?? 0;
     expect(revoked).toBeGreaterThan(0);
@@ -72,7 +59,7 @@ describe("revocation across instances", () => {
     const forged = Buffer.concat([header, Buffer.alloc(40)]);
     await expect(
       query(
-        db.url,
+        ctx.db.url,
         "INSERT INTO users (username, password, email_encrypted) VALUES ('forged', 'x', $1)",
         [forged],
       ),
