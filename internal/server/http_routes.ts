@@ -6,6 +6,7 @@ export type Request = Parameters<NodeHandler>[0];
 export type Response = Parameters<NodeHandler>[1];
 
 import { checkReadiness, type ReadinessCheck } from "./readiness.js";
+import { answerUnknownMethod } from "./unknown_method.js";
 
 export type { ReadinessCheck };
 
@@ -14,6 +15,8 @@ export interface PlainRoutes {
   registry: Registry;
   /** True once shutdown began: /readyz then answers 503. */
   stopping: () => boolean;
+  /** API packages served (user.v1…): the ErrorInfo domain of an unknown method's answer. */
+  packages: ReadonlySet<string>;
 }
 
 /**
@@ -36,7 +39,8 @@ export function plainRoutes(routes: PlainRoutes) {
       res.end(body);
       return;
     }
-    json(res, 404, { error: "not found", path });
+    if (answerUnknownMethod(req, res, path ?? "", routes.packages)) return;
+    json(res, 404, { error: "not found" });
   };
 }
 

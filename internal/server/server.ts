@@ -42,6 +42,7 @@ export async function startServers(
     readiness,
     registry,
     stopping: () => stopping,
+    packages: new Set(bindings.map((b) => b.service.file.proto.package)),
   }).catch(async (err: unknown) => {
     await grpc.shutdown(0);
     throw err;

@@ -271,6 +271,51 @@ describe("HTTP port (connect-node)", () => {
     expect({ ...viaConnect.errorInfo?.metadata }).toEqual({ ...viaGrpc.errorInfo?.metadata });
   });
 
+  it("answers an unknown method UNIMPLEMENTED in every protocol, as the gRPC port does", async () => {
+    const base = `http://127.0.0.1:${ctx.app.httpPort}`;
+    const connect = await fetch(`${base}/user.v1.UserService/NoSuchMethod`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(connect.status).toBe(501);
+    const body = (await connect.json()) as { code: string; details: { type: string }[] };
+    expect(body.code).toBe("unimplemented");
+    expect(body.details[0]?.type).toBe("google.rpc.ErrorInfo");
+    const web = await fetch(`${base}/user.v1.UserService/NoSuchMethod`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: new Uint8Array([0, 0, 0, 0, 0]),
+    });
+    expect(web.headers.get("grpc-status")).toBe(String(grpc.status.UNIMPLEMENTED));
+    // gRPC itself, on both ports.
+    const Ctor = grpc.makeGenericClientConstructor(
+      {
+        noSuchMethod: {
+          path: "/user.v1.UserService/NoSuchMethod",
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      "Unknown",
+    );
+    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+      const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      const code = await new Promise<number>((resolve) =>
+        (client as unknown as Record<string, (...a: unknown[]) => void>).noSuchMethod!(
+          Buffer.alloc(0),
+          (err: grpc.ServiceError | null) => resolve(err?.code ?? 0),
+        ),
+      );
+      client.close();
+      expect(code, `port ${port}`).toBe(grpc.status.UNIMPLEMENTED);
+    }
+  });
+
   it("serves /healthz, /readyz and /metrics", async () => {
     const base = `http://127.0.0.1:${ctx.app.httpPort}`;
     const health = await fetch(`${base}/healthz`);
