@@ -1,3 +1,4 @@
+import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
 import { errorFactory } from "./errors.js";
 
@@ -56,9 +57,10 @@ export interface DataKeyRepo {
   rotate(
     make: (version: number) => NewDataKey,
     onlyIf?: (active: DataKey | undefined) => boolean,
+    ctx?: Context,
   ): Promise<Rotation>;
   /** Marks a non-active key revoked; undefined when there is no such key. */
-  revoke(version: number, reason: string): Promise<DataKey | undefined>;
+  revoke(version: number, reason: string, ctx?: Context): Promise<DataKey | undefined>;
   /** Marks inactive keys past expires_at expired; returns their versions. */
   expireDue(): Promise<number[]>;
   /** Adds to a key's encryption count; returns the new total. */

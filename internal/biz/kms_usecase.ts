@@ -1,3 +1,4 @@
+import { background, type Context } from "./context.js";
 import { randomBytes } from "node:crypto";
 import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
 import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
@@ -177,8 +178,12 @@ export class KmsUsecase {
     return blindIndex(subkey, fieldName, value);
   }
 
-  async rotate(reason: string): Promise<Rotation> {
-    const rotation = await this.repo.rotate((v) => this.newKey(v, reason || "on demand"));
+  async rotate(reason: string, ctx: Context = background): Promise<Rotation> {
+    const rotation = await this.repo.rotate(
+      (v) => this.newKey(v, reason || "on demand"),
+      undefined,
+      ctx,
+    );
     this.forget();
     this.log.info(
       { version: rotation.key.version, previous: rotation.previous?.version },
@@ -188,15 +193,20 @@ export class KmsUsecase {
   }
 
   /** Revokes a key; the active key is rotated out first. */
-  async revoke(version: number, reason: string): Promise<{ key: DataKey; active: DataKey }> {
+  async revoke(
+    version: number,
+    reason: string,
+    ctx: Context = background,
+  ): Promise<{ key: DataKey; active: DataKey }> {
     const current = await this.repo.active();
     if (current?.version === version) {
       await this.repo.rotate(
         (v) => this.newKey(v, `rotated to revoke version ${version}`),
         (active) => active?.version === version,
+        ctx,
       );
     }
-    const key = await this.repo.revoke(version, reason);
+    const key = await this.repo.revoke(version, reason, ctx);
     if (!key) {
       const existing = await this.repo.byVersion(version);
       if (!existing) throw kmsErrors.keyNotFound(version);

@@ -1,3 +1,4 @@
+import { background, type Context } from "../biz/context.js";
 import pg from "pg";
 import type { DataKey, DataKeyRepo, KeyStats, KeyStatus, NewDataKey } from "../biz/kms.js";
 import type { Logger } from "../pkg/log/logger.js";
@@ -47,11 +48,15 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
     const { rows } = await pool.query<Row>(sql, params);
     return rows[0] ? toKey(rows[0]) : undefined;
   };
-  const tx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+  const tx = async <T>(
+    fn: (c: pg.PoolClient) => Promise<T>,
+    ctx: Context = background,
+  ): Promise<T> => {
     const client = await pool.connect();
     try {
       await client.query("BEGIN");
       const result = await fn(client);
+      ctx.beginCommit();
       await client.query("COMMIT");
       return result;
     } catch (err) {
@@ -79,7 +84,7 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
       return rows.map(toKey);
     },
 
-    rotate: (make, onlyIf) =>
+    rotate: (make, onlyIf, ctx) =>
       tx(async (c) => {
         await c.query("SELECT pg_advisory_xact_lock($1)", [ROTATE_LOCK]);
         const found = await c.query<Row>(
@@ -104,9 +109,9 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
         );
         await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `rotated:${version}`]);
         return { key: toKey(inserted.rows[0]!), previous, rotated: true };
-      }),
+      }, ctx),
 
-    revoke: async (version, reason) =>
+    revoke: async (version, reason, ctx) =>
       !storable(version)
         ? undefined
         : tx(async (c) => {
@@ -118,7 +123,7 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
             );
             if (rows[0]) await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
             return rows[0] ? toKey(rows[0]) : undefined;
-          }),
+          }, ctx),
 
     expireDue: () =>
       tx(async (c) => {
