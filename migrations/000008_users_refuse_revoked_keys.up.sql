@@ -1,9 +1,14 @@
 -- No value is stored under a revoked data key, whichever instance writes it
 -- and however stale its key cache: a write to users whose new ciphertexts
 -- name a revoked key version is refused (SQLSTATE KR001), and the writer
--- re-encrypts under the active key. FOR SHARE orders it against a revocation
--- committing at the same moment: one waits for the other, so once
--- RevokeDataKey has returned, no write under that key can commit.
+-- re-encrypts under the active key.
+-- Ordering against a revocation: every such write holds a shared advisory
+-- lock (0x6b6d7302) until it commits, and reads the key status after taking
+-- it; a revocation takes the same lock exclusively before marking the key.
+-- So the revocation waits for writes already checked, and writes after it
+-- see it: once RevokeDataKey has returned, no write under that key commits.
+-- (A row lock on kms_data_keys would also order them, but would starve
+-- rotation behind a steady stream of writers.)
 -- The key version is bytes 2..5 of the ciphertext (format 0x01).
 CREATE OR REPLACE FUNCTION users_refuse_revoked_keys() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -22,9 +27,10 @@ BEGIN
   IF written IS NULL THEN
     RETURN NEW;
   END IF;
-  SELECT min(k.version) INTO revoked
-    FROM (SELECT version, status FROM kms_data_keys WHERE version = ANY (written) FOR SHARE) AS k
-   WHERE k.status = 'revoked';
+  PERFORM pg_advisory_xact_lock_shared(x'6b6d7302'::int);
+  SELECT min(version) INTO revoked
+    FROM kms_data_keys
+   WHERE version = ANY (written) AND status = 'revoked';
   IF revoked IS NOT NULL THEN
     RAISE EXCEPTION 'data key version % is revoked', revoked USING ERRCODE = 'KR001';
   END IF;

@@ -61,6 +61,9 @@ async function run(conf: Config, log: Logger): Promise<void> {
           drained ? "stopped" : "stopped after cutting calls past shutdown_timeout",
         );
         process.exitCode = drained ? 0 : 1;
+        // A socket something still holds (a query stuck behind a lock) must
+        // not keep the process alive after the shutdown is done.
+        setTimeout(() => process.exit(), 2000).unref();
       },
       (err: unknown) => {
         log.error({ err: { message: (err as Error).message } }, "shutdown failed");

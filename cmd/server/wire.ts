@@ -34,7 +34,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     const migrator = migratorOptions(database, data.url, log);
     await migrateOnStart(database.migrate, migrator, data.pool);
     const readiness: Record<string, ReadinessCheck> = {
-      database: publicCheck("database", data.ping, () => "unreachable", log),
+      database: publicCheck("database", data.ready, () => "unreachable", log),
     };
     if (database.migrate !== "off") {
       readiness.migrations = migrationReadiness(migrator.dir, data.pool);

@@ -118,6 +118,8 @@ export class KmsUsecase {
     await this.unwatch?.();
     this.forget();
     this.indexKey?.fill(0);
+    // A late call then answers KMS_NOT_READY rather than hash under zeros.
+    this.indexKey = undefined;
     for (const k of this.subkeys.values()) k.fill(0);
     this.subkeys.clear();
   }

@@ -101,7 +101,7 @@ export class UserUsecase {
     const unreadable: { id: number; error: BizError }[] = [];
     opened.forEach((r, i) => {
       if (r.status === "fulfilled") users.push(r.value);
-      else if (r.reason instanceof BizError) unreadable.push({ id: page[i]!.id, error: r.reason });
+      else if (unreadableUser(r.reason)) unreadable.push({ id: page[i]!.id, error: r.reason });
       else throw r.reason;
     });
     const next = rows.length > limit ? writePageToken(page.at(-1)!.id, nameHash) : "";
@@ -239,3 +239,11 @@ function rowId(id: bigint): number {
 }
 
 const rowContext = (id: number) => encoder.encode(`users:${id}`);
+
+// The failures that belong to one user (a revoked key, corrupt data), not to
+// the call: anything else (the KMS not ready, the database) fails the call.
+function unreadableUser(err: unknown): err is BizError {
+  if (!(err instanceof BizError)) return false;
+  const { reason } = reasonName(err.reason);
+  return reason === "KEY_REVOKED" || reason === "USER_DATA_CORRUPT";
+}

@@ -8,6 +8,8 @@ import { describe } from "./url.js";
 
 export { describe };
 
+const CLOSE_WAIT_MS = 5000;
+
 /** The data layer's shared resources, as Kratos' data.Data. */
 export interface Data {
   pool: pg.Pool;
@@ -17,6 +19,8 @@ export interface Data {
   kind: "embedded" | "external";
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
+  /** Readiness: the database answers, or every connection is busy answering. */
+  ready(): Promise<void>;
   /** Closes the pool, then stops the embedded PostgreSQL if it was started. */
   close(): Promise<void>;
 }
@@ -62,11 +66,23 @@ export async function openData(
   // error: without a listener of its own, an outage would crash the process.
   pool.on("connect", (client) => client.on("error", () => undefined));
   const close = async () => {
-    await pool.end();
+    // pool.end() waits for every checked-out client: one stuck behind a lock
+    // must not hold the shutdown for ever.
+    const ended = await Promise.race([
+      pool.end().then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), CLOSE_WAIT_MS).unref()),
+    ]);
+    if (!ended) log.warn("database pool still busy; closing without it");
     await embedded?.stop();
   };
   const ping = async () => {
     await pool.query("SELECT 1");
+  };
+  // Every client busy is load, not an outage: readiness must not take each
+  // instance out of service at once under a spike.
+  const ready = async () => {
+    if (pool.waitingCount > 0) return;
+    await ping();
   };
   try {
     await ping();
@@ -79,5 +95,5 @@ export async function openData(
     { database: describe(source), kind, dataDir: embedded?.dataDir },
     `using ${kind} PostgreSQL`,
   );
-  return { pool, url: source, kind, ping, close };
+  return { pool, url: source, kind, ping, ready, close };
 }

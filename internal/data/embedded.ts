@@ -135,6 +135,7 @@ function clusterHome(baseDir: string, log: Logger): string {
   const name = `${basename(dirname(baseDir))}-${createHash("sha256").update(baseDir).digest("hex").slice(0, 12)}`;
   const home = join(SHARED_CLUSTERS_DIR, name);
   mkdirSync(SHARED_CLUSTERS_DIR, { recursive: true, mode: 0o755 });
+  chmodSync(SHARED_CLUSTERS_DIR, 0o755); // whatever the umask
   log.info(
     { cluster: home, closed },
     `embedded PostgreSQL: the postgres user cannot enter ${closed}; keeping the cluster in ${home}`,

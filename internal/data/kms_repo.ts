@@ -7,6 +7,11 @@ import type { Logger } from "../pkg/log/logger.js";
 const CHANNEL = "kms_keys";
 /** Serialises rotations across instances (transaction-scoped advisory lock). */
 const ROTATE_LOCK = 0x6b6d7301;
+/**
+ * Taken exclusively by a revocation; migration 000008's trigger takes it
+ * shared for each users write, so the two are ordered (see there).
+ */
+const REVOKE_LOCK = 0x6b6d7302;
 
 const COLUMNS = `id, version, algorithm, status, created_at, updated_at, expires_at,
   coalesce(metadata, '{}'::jsonb) AS metadata, encryption_count, encrypted_key`;
@@ -115,6 +120,7 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
       !storable(version)
         ? undefined
         : tx(async (c) => {
+            await c.query("SELECT pg_advisory_xact_lock($1)", [REVOKE_LOCK]);
             const { rows } = await c.query<Row>(
               `UPDATE kms_data_keys SET status = 'revoked',
              metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('revoked_reason', $2::text, 'revoked_at', now())

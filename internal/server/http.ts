@@ -56,6 +56,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const listener = createNetServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    // A reset before the first byte would otherwise be an unhandled error.
+    socket.on("error", () => socket.destroy());
     socket.once("data", (first) => {
       socket.pause();
       socket.unshift(first);

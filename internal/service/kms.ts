@@ -61,12 +61,12 @@ export function newKmsService(kms: KmsUsecase): ServiceBinding {
       async getDataKey(req) {
         return { key: toProto(await kms.getKey(req.version)) };
       },
-      async rotateDataKey(req) {
-        const r = await kms.rotate(req.reason);
+      async rotateDataKey(req, call) {
+        const r = await kms.rotate(req.reason, call);
         return { key: toProto(r.key), previousVersion: r.previous?.version ?? 0 };
       },
-      async revokeDataKey(req) {
-        const r = await kms.revoke(req.version, req.reason);
+      async revokeDataKey(req, call) {
+        const r = await kms.revoke(req.version, req.reason, call);
         return { key: toProto(r.key), activeKey: toProto(r.active) };
       },
       async runMaintenance() {

@@ -1,5 +1,6 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
@@ -46,6 +47,51 @@ describe("revocation across instances", () => {
     // And the users read back.
     for (const c of created)
       expect((await onB.users.getUser({ id: c.user!.id })).user?.email).toBe(c.user!.email);
+  });
+
+  it("a write racing a revocation that has not committed yet waits for it, then is refused", async () => {
+    const onA = clientsOf(ctx.a);
+    const version = (await onA.kms.getStatus({})).activeKey!.version;
+    await onA.kms.rotateDataKey({ reason: "make it inactive" });
+    const header = Buffer.alloc(6);
+    header[0] = 1;
+    header.writeUInt32BE(version, 2);
+    const ciphertext = Buffer.concat([header, Buffer.alloc(40)]);
+    // A revocation under way: the lock RevokeDataKey takes, the key marked, not committed.
+    const revoker = new pg.Client({ connectionString: ctx.db.url });
+    await revoker.connect();
+    await revoker.query("BEGIN");
+    await revoker.query("SELECT pg_advisory_xact_lock($1)", [0x6b6d7302]);
+    await revoker.query("UPDATE kms_data_keys SET status = 'revoked' WHERE version = $1", [
+      version,
+    ]);
+    const writer = new pg.Client({
+      connectionString: ctx.db.url,
+      application_name: "racing-writer",
+    });
+    await writer.connect();
+    const write = writer
+      .query("INSERT INTO users (username, password, email_encrypted) VALUES ('racing', 'x', $1)", [
+        ciphertext,
+      ])
+      .then(
+        () => "written",
+        (e: { code?: string }) => e.code,
+      );
+    // The writer waits on the revocation's lock (seen in pg_stat_activity, not by timing).
+    for (let i = 0; ; i++) {
+      const waiting = await query(
+        ctx.db.url,
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'racing-writer' AND wait_event_type = 'Lock'",
+      );
+      if (waiting.length > 0) break;
+      if (i > 300) throw new Error("the write did not wait for the revocation");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await revoker.query("COMMIT");
+    await revoker.end();
+    expect(await write).toBe("KR001");
+    await writer.end();
   });
 
   it("the database itself refuses a ciphertext naming a revoked key", async () => {

@@ -35,7 +35,8 @@ export async function migrateOnStart(
 /**
  * Readiness: fails, naming them, while migrations are pending or an applied
  * file changed. An INVALID index stops a start (check mode) but not
- * readiness: every pod turning unready at once over an index is an outage.
+ * readiness, nor does a migration applied by a newer version: every pod
+ * turning unready at once is an outage.
  */
 export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<void> {
   let source: MigrationSource | undefined;
@@ -55,7 +56,11 @@ export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<vo
       const { pending, problems } = await inspect(client, source).catch((err: unknown) => {
         throw new Error(isDatabaseUnavailable(err) ? "database unreachable" : "check failed");
       });
-      const errors = problems.filter((p) => p.severity === "error" && p.kind !== "invalid-index");
+      // Not "deleted": during a rolling deploy the new version's migrations
+      // are applied while old instances, which lack their files, still serve.
+      const errors = problems.filter(
+        (p) => p.severity === "error" && p.kind !== "invalid-index" && p.kind !== "deleted",
+      );
       if (pending.length > 0) throw new Error(`pending: ${pending.map((p) => p.name).join(", ")}`);
       if (errors.length > 0)
         throw new Error(`${errors.length} schema problem(s): run \`migrate validate\``);
