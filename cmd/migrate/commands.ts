@@ -48,6 +48,8 @@ export function exitCodeOf(err: unknown): number {
 
 const out = (text: string) => process.stdout.write(text);
 
+const MAX_WAIT_MS = 24 * 3600 * 1000;
+
 export const handlers = {
   up: (args: Args) =>
     change(args, {
@@ -198,8 +200,9 @@ async function withDatabase(
     const text = args[flag];
     if (text === undefined) continue;
     const ms = parseDurationMs(text);
-    if (ms === undefined || (key === "connectTimeoutMs" && ms <= 0))
-      throw new UsageError(`--${flag} ${text}: expected a duration such as 30s or 2m`);
+    // Timers and PostgreSQL's timeouts hold at most 2^31-1 ms (about 24 days).
+    if (ms === undefined || ms > MAX_WAIT_MS || (key === "connectTimeoutMs" && ms <= 0))
+      throw new UsageError(`--${flag} ${text}: expected a duration such as 30s or 2m, at most 24h`);
     opts[key] = ms;
   }
   if (url !== undefined) return fn(opts);

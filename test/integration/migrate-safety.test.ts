@@ -35,6 +35,7 @@ describe("operator input", () => {
     [["redo", "--all"], "all"],
     [["down", "--lock-wait", "soon"], "--lock-wait soon"],
     [["up", "--connect-timeout", "0s"], "--connect-timeout 0s"],
+    [["up", "--statement-timeout", "9999h"], "--statement-timeout 9999h"],
     [["baseline", "v1"], "v1"],
     [["sideways"], "sideways"],
   ])("%j exits 2 naming %s, and changes nothing", async (args, named) => {

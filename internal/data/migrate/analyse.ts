@@ -1,4 +1,4 @@
-import { splitStatements, type Statement } from "./sql.js";
+import { FileLineError, splitStatements, type Statement } from "./sql.js";
 
 /** First line of a migration that must run outside a transaction, statement by statement. */
 export const NO_TRANSACTION_MARKER = "-- migrate:no-transaction";
@@ -23,15 +23,8 @@ export interface Script {
 }
 
 /** The file asks for something we refuse to run, before anything runs. */
-export class ScriptRefusedError extends Error {
+export class ScriptRefusedError extends FileLineError {
   override name = "ScriptRefusedError";
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    message: string,
-  ) {
-    super(`${file}:${line}: ${message}`);
-  }
 }
 
 type Node = Record<string, unknown>;

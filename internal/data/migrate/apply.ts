@@ -4,7 +4,7 @@ import { Migration } from "node-pg-migrate/migration";
 import type { MigrationBuilder } from "node-pg-migrate/migrationBuilder";
 import type pg from "pg";
 import type { Script } from "./analyse.js";
-import { dropInvalidLeftovers, indexCheckStatement, invalidBefore } from "./indexes.js";
+import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
 import type { Step } from "./plan.js";
 import { lineAt, type Statement } from "./sql.js";
 import { CHECKSUM_SETTING } from "./state.js";
@@ -78,8 +78,9 @@ export async function applyStep(
       completions.reset();
       await client.query(whole.sql);
     } else {
-      dropped = await dropInvalidLeftovers(client, script.indexes);
-      const before = await invalidBefore(client, script.indexes);
+      const cleared = await clearInvalidIndexes(client, script.indexes);
+      dropped = cleared.dropped;
+      const before = cleared.invalidBefore;
       const chunks = [
         chunk([setChecksum(false)], script),
         ...script.statements.map((st) => chunk([st], script)),

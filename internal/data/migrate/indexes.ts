@@ -10,14 +10,14 @@ import type { IndexTarget } from "./analyse.js";
 // Invalid indexes, less those a build is still working on: its table is held
 // in SHARE UPDATE EXCLUSIVE by another session (pg_locks is readable by every
 // role, where pg_stat_progress_create_index hides other roles' builds).
+const BUILDING = `SELECT 1 FROM pg_locks l
+  WHERE l.relation = i.indrelid AND l.mode = 'ShareUpdateExclusiveLock'
+    AND l.granted AND l.pid <> pg_backend_pid()`;
 const INVALID = `
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
-  WHERE NOT i.indisvalid
-    AND NOT EXISTS (SELECT 1 FROM pg_locks l
-                    WHERE l.relation = i.indrelid AND l.mode = 'ShareUpdateExclusiveLock'
-                      AND l.granted AND l.pid <> pg_backend_pid())`;
+  WHERE NOT i.indisvalid AND NOT EXISTS (${BUILDING})`;
 const NAMES = `format('%I.%I', n.nspname, c.relname) AS name, format('%I.%I', tn.nspname, t.relname) AS "table"`;
 
 // The table a target points at: the table itself, or the table of its index.
@@ -35,43 +35,37 @@ export async function invalidIndexes(
 }
 
 /**
- * Drops what an earlier, interrupted attempt of these statements left INVALID:
- * an index of the name they create, or REINDEX's `_ccnew`/`_ccold` copies.
- * Returns the names dropped.
+ * Before a migration with concurrent index statements runs: drops what an
+ * earlier, interrupted attempt of them left INVALID (an index of the name
+ * they create, REINDEX's `_ccnew`/`_ccold` copies), and returns the OIDs of
+ * the INVALID indexes that remain on their tables: not this migration's
+ * doing, so the check after it ignores them.
  */
-export async function dropInvalidLeftovers(
+export async function clearInvalidIndexes(
   client: pg.ClientBase,
   targets: IndexTarget[],
-): Promise<string[]> {
+): Promise<{ dropped: string[]; invalidBefore: number[] }> {
   const dropped: string[] = [];
+  const invalidBefore: number[] = [];
   for (const t of targets) {
-    const { rows } = await client.query<{ name: string }>(
-      `SELECT ${NAMES} ${INVALID} AND i.indrelid = ${TARGET_TABLE}
-         AND (c.relname = $3 OR c.relname ~ '_cc(new|old)[0-9]*$')`,
+    const { rows } = await client.query<{ oid: string; name: string; leftover: boolean }>(
+      `SELECT i.indexrelid::int8 AS oid, format('%I.%I', n.nspname, c.relname) AS name,
+              (c.relname = $3 OR c.relname ~ '_cc(new|old)[0-9]*$')
+                AND NOT EXISTS (${BUILDING}) AS leftover
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE}`,
       [t.table ?? null, t.index ?? null, t.creates ?? null],
     );
-    for (const { name } of rows) {
-      await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
-      dropped.push(name);
+    for (const r of rows) {
+      if (!r.leftover) {
+        invalidBefore.push(Number(r.oid));
+        continue;
+      }
+      await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${r.name}`);
+      dropped.push(r.name);
     }
   }
-  return dropped;
-}
-
-/** OIDs of the indexes already INVALID on the targets' tables: not this migration's doing. */
-export async function invalidBefore(
-  client: pg.ClientBase,
-  targets: IndexTarget[],
-): Promise<number[]> {
-  const oids: number[] = [];
-  for (const t of targets) {
-    const { rows } = await client.query<{ oid: number }>(
-      `SELECT i.indexrelid::int8 AS oid FROM pg_index i WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE}`,
-      [t.table ?? null, t.index ?? null],
-    );
-    oids.push(...rows.map((r) => Number(r.oid)));
-  }
-  return oids;
+  return { dropped, invalidBefore };
 }
 
 /**

@@ -20,10 +20,15 @@ export async function status(
 }
 
 /**
- * The schema's state against the files: `compare`, plus INVALID indexes and
- * a golang-migrate state that `up` would adopt (or refuse).
+ * The schema's state against the files: `compare`, plus INVALID indexes
+ * (unless `indexes: false`) and a golang-migrate state that `up` would adopt
+ * (or refuse).
  */
-export async function inspect(client: pg.ClientBase, source: MigrationSource) {
+export async function inspect(
+  client: pg.ClientBase,
+  source: MigrationSource,
+  { indexes = true }: { indexes?: boolean } = {},
+) {
   const applied = await readApplied(client);
   const result = compare(source.migrations, applied);
   const problems: Problem[] = [
@@ -35,7 +40,7 @@ export async function inspect(client: pg.ClientBase, source: MigrationSource) {
     })),
     ...result.problems,
   ];
-  for (const index of await invalidIndexes(client)) {
+  for (const index of indexes ? await invalidIndexes(client) : []) {
     problems.push({
       kind: "invalid-index",
       name: index.name,

@@ -1,13 +1,13 @@
 import type pg from "pg";
 import type { Logger } from "../../pkg/log/logger.js";
 import { adoptable, readGolangMigrate, recordApplied, AdoptionRefusedError } from "./adopt.js";
-import { analyse, ScriptRefusedError, type Script } from "./analyse.js";
+import { analyse, type Script } from "./analyse.js";
 import { applyStep, type StepFailure, type StepResult } from "./apply.js";
 import { connect } from "./connect.js";
 import { acquireLock, releaseLock } from "./lock.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
-import { SqlSyntaxError, loadSqlParser } from "./sql.js";
+import { FileLineError, loadSqlParser } from "./sql.js";
 import { compare, ensureStateTable, readApplied, stateTableExists, type Applied } from "./state.js";
 
 /** How to reach the database and how patient to be. */
@@ -221,7 +221,7 @@ async function prepare(
     try {
       analyse(s.migration.down!, s.migration.downPath!);
     } catch (err) {
-      if (!(err instanceof SqlSyntaxError || err instanceof ScriptRefusedError)) throw err;
+      if (!(err instanceof FileLineError)) throw err;
       warnings.push(`${err.message} (the down migration will fail if it runs)`);
     }
   }

@@ -11,9 +11,8 @@ export interface Statement {
   leading: string;
 }
 
-/** A file that PostgreSQL's own parser rejects. */
-export class SqlSyntaxError extends Error {
-  override name = "SqlSyntaxError";
+/** A problem at a line of a migration file: `file:line: message`. */
+export class FileLineError extends Error {
   constructor(
     readonly file: string,
     readonly line: number,
@@ -21,6 +20,11 @@ export class SqlSyntaxError extends Error {
   ) {
     super(`${file}:${line}: ${message}`);
   }
+}
+
+/** A file that PostgreSQL's own parser rejects. */
+export class SqlSyntaxError extends FileLineError {
+  override name = "SqlSyntaxError";
 }
 
 let parseSync: ((sql: string) => ParseResult) | undefined;

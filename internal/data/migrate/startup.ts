@@ -53,14 +53,15 @@ export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<vo
       throw new Error("database unreachable");
     });
     try {
-      const { pending, problems } = await inspect(client, source).catch((err: unknown) => {
-        throw new Error(isDatabaseUnavailable(err) ? "database unreachable" : "check failed");
-      });
+      // Readiness runs every few seconds and ignores INVALID indexes: skip that scan.
+      const { pending, problems } = await inspect(client, source, { indexes: false }).catch(
+        (err: unknown) => {
+          throw new Error(isDatabaseUnavailable(err) ? "database unreachable" : "check failed");
+        },
+      );
       // Not "deleted": during a rolling deploy the new version's migrations
       // are applied while old instances, which lack their files, still serve.
-      const errors = problems.filter(
-        (p) => p.severity === "error" && p.kind !== "invalid-index" && p.kind !== "deleted",
-      );
+      const errors = problems.filter((p) => p.severity === "error" && p.kind !== "deleted");
       if (pending.length > 0) throw new Error(`pending: ${pending.map((p) => p.name).join(", ")}`);
       if (errors.length > 0)
         throw new Error(`${errors.length} schema problem(s): run \`migrate validate\``);
