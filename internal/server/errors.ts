@@ -1,4 +1,10 @@
-import { create, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import {
+  create,
+  toBinary,
+  type DescMessage,
+  type DescMethodUnary,
+  type DescService,
+} from "@bufbuild/protobuf";
 import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Metadata, type StatusObject, type status as GrpcStatus } from "@grpc/grpc-js";
@@ -29,7 +35,12 @@ const codes: Record<ErrorCode, Code> = {
 
 /** Reasons every API package declares in its error_reason.proto. */
 export type CommonReason =
-  "VALIDATION_FAILED" | "INTERNAL" | "NOT_IMPLEMENTED" | "DEADLINE_EXCEEDED" | "UNAVAILABLE";
+  | "VALIDATION_FAILED"
+  | "INTERNAL"
+  | "NOT_IMPLEMENTED"
+  | "DEADLINE_EXCEEDED"
+  | "UNAVAILABLE"
+  | "REQUEST_TOO_LARGE";
 
 export interface ExtraDetail {
   desc: DescMessage;
@@ -81,6 +92,40 @@ export function toConnectError(
   }
   onInternal(err);
   return serviceError(service, Code.Internal, "INTERNAL", "internal error");
+}
+
+/**
+ * The answer, on either port, to a request its transport could not take:
+ * `code` is what the transport found (ResourceExhausted for a message over
+ * the limit, Unimplemented for an unknown compression, anything else a body
+ * or header that does not decode). Fixed texts: the transport's own messages
+ * can quote what was sent.
+ */
+export function requestRefused(
+  method: DescMethodUnary,
+  code: Code,
+  limitBytes: number,
+  cause = "",
+): ConnectError {
+  const service = method.parent;
+  if (code === Code.ResourceExhausted) {
+    return serviceError(
+      service,
+      code,
+      "REQUEST_TOO_LARGE",
+      `request larger than ${limitBytes} bytes`,
+      {
+        limit_bytes: String(limitBytes),
+      },
+    );
+  }
+  if (code === Code.Unimplemented) {
+    return serviceError(service, code, "NOT_IMPLEMENTED", "request compression not supported");
+  }
+  const message = /timeout/i.test(cause)
+    ? "invalid timeout header"
+    : `request is not a valid ${method.input.typeName}`;
+  return serviceError(service, Code.InvalidArgument, "VALIDATION_FAILED", message);
 }
 
 /** gRPC's canonical name of a code (INVALID_ARGUMENT), for logs and metrics. */

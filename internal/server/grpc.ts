@@ -6,7 +6,7 @@ import { file_google_rpc_error_details } from "../../third_party/google/rpc/erro
 import { file_google_rpc_status } from "../../third_party/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
-import { grpcImplementation, grpcServerDefinition } from "./grpc_adapter.js";
+import { grpcImplementation, grpcServerDefinition, refusalInterceptor } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
 import { listen } from "./listen.js";
 import { addReflection } from "./reflection.js";
@@ -36,9 +36,13 @@ export interface GrpcServer {
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServer> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": opts.maxRequestBytes,
+    interceptors: [refusalInterceptor(opts.routes, opts.maxRequestBytes)],
   });
   for (const service of opts.services) {
-    server.addService(grpcServerDefinition(service), grpcImplementation(service, opts.routes));
+    server.addService(
+      grpcServerDefinition(service),
+      grpcImplementation(service, opts.routes, opts.maxRequestBytes),
+    );
   }
   const names = opts.services.map((s) => s.typeName);
   const health = new HealthImplementation(

@@ -6,10 +6,10 @@ import {
   type Message,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { noDeadline } from "../pkg/rpc/call.js";
-import type { Route } from "./handlers.js";
-import { serviceError, toGrpcStatus } from "./errors.js";
+import { refuse, type Route } from "./handlers.js";
+import { requestRefused, serviceError, toGrpcStatus } from "./errors.js";
 
 // The bridge from protobuf-es descriptors to @grpc/grpc-js: a service
 // definition (paths and codecs) and one unary handler shape. It carries calls
@@ -46,7 +46,8 @@ function methodDefinition(
 /**
  * The definition the server registers: requests arrive as bytes and are
  * parsed in the handler, so a malformed message is INVALID_ARGUMENT with a
- * reason (grpc-js would answer a throwing deserializer with INTERNAL).
+ * reason, logged and counted by the chain (grpc-js would answer a throwing
+ * deserializer with INTERNAL, before any of our code).
  */
 export function grpcServerDefinition(service: DescService): grpc.ServiceDefinition {
   const definition = grpcDefinition(service);
@@ -58,23 +59,33 @@ export function grpcServerDefinition(service: DescService): grpc.ServiceDefiniti
 export function grpcImplementation(
   service: DescService,
   routes: Route[],
+  maxRequestBytes: number,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const route of routes.filter((r) => r.service === service)) {
-    impl[route.method.localName] = unaryHandler(route);
+    impl[route.method.localName] = unaryHandler(route, maxRequestBytes);
   }
   return impl;
 }
 
-function unaryHandler(route: Route): grpc.handleUnaryCall<Buffer, Message> {
+function unaryHandler(
+  route: Route,
+  maxRequestBytes: number,
+): grpc.handleUnaryCall<Buffer, Message> {
+  const answer = (callback: grpc.sendUnaryData<Message>) => (err: unknown) => {
+    const error =
+      err instanceof ConnectError
+        ? err
+        : serviceError(route.service, Code.Internal, "INTERNAL", "internal error");
+    callback(toGrpcStatus(error), null);
+  };
   return (call, callback) => {
     let request: Message;
     try {
       request = fromBinary(route.method.input, call.request);
     } catch {
-      const message = `request is not a valid ${route.method.input.typeName}`;
-      const error = serviceError(route.service, Code.InvalidArgument, "VALIDATION_FAILED", message);
-      callback(toGrpcStatus(error), null);
+      const error = requestRefused(route.method, Code.InvalidArgument, maxRequestBytes);
+      void refuse(route, "grpc", toHeaders(call.metadata), error).then(answer(callback));
       return;
     }
     const controller = new AbortController();
@@ -94,16 +105,49 @@ function unaryHandler(route: Route): grpc.handleUnaryCall<Buffer, Message> {
         requestHeader: toHeaders(call.metadata),
         beginCommit: noDeadline,
       })
-      .then(
-        (response) => callback(null, response),
-        (err: unknown) => {
-          const error =
-            err instanceof ConnectError
-              ? err
-              : serviceError(route.service, Code.Internal, "INTERNAL", "internal error");
-          callback(toGrpcStatus(error), null);
-        },
-      );
+      .then((response) => callback(null, response), answer(callback));
+  };
+}
+
+/**
+ * grpc-js answers some requests itself before any handler runs: a bad
+ * grpc-timeout header (INTERNAL), a message over the limit
+ * (RESOURCE_EXHAUSTED), one that does not decompress (INTERNAL) or uses an
+ * unknown compression (UNIMPLEMENTED). This interceptor sends those through
+ * the chain as refusals instead, so that they get the code and ErrorInfo the
+ * HTTP port gives, and are logged and counted. Statuses we produced carry
+ * grpc-status-details-bin and pass; so do grpc-js's own deadline and
+ * cancellation, which say nothing of the request.
+ */
+export function refusalInterceptor(
+  routes: Route[],
+  maxRequestBytes: number,
+): grpc.ServerInterceptor {
+  const byPath = new Map(routes.map((r) => [`/${r.service.typeName}/${r.method.name}`, r]));
+  const passes = new Set([grpc.status.OK, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
+  return (definition, call) => {
+    const route = byPath.get(definition.path);
+    if (route) {
+      const send = call.sendStatus.bind(call);
+      // grpc-js calls these from inside its base call, past any responder:
+      // only the instance's own method sees them.
+      call.sendStatus = (status) => {
+        if (passes.has(status.code) || status.metadata?.get("grpc-status-details-bin").length) {
+          return send(status);
+        }
+        const error = requestRefused(
+          route.method,
+          status.code as number as Code,
+          maxRequestBytes,
+          status.details,
+        );
+        void refuse(route, "grpc", new Headers(), error).then((e) =>
+          send(toGrpcStatus(e) as grpc.StatusObject),
+        );
+      };
+    }
+    // No wrapper needed: grpc-js only requires the call's interface back.
+    return call as grpc.ServerInterceptingCall;
   };
 }
 

@@ -1,6 +1,12 @@
 import { create, type DescMethodUnary, type DescService, type Message } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
-import type { Handler, Middleware, ServiceBinding } from "../pkg/rpc/call.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  noDeadline,
+  type Call,
+  type Handler,
+  type Middleware,
+  type ServiceBinding,
+} from "../pkg/rpc/call.js";
 import { serviceError } from "./errors.js";
 
 /** A method ready to serve: its descriptors and its handler wrapped in the chain. */
@@ -34,5 +40,32 @@ export function buildRoutes(bindings: ServiceBinding[], middleware: Middleware):
             };
         return { service, method, handler: middleware(inner) };
       }),
+  );
+}
+
+/**
+ * Runs a call its transport refused (`error`) through the route's chain, so
+ * that it is logged and counted as any other; resolves with what to answer.
+ */
+export async function refuse(
+  route: Route,
+  transport: Call["transport"],
+  requestHeader: Headers,
+  error: ConnectError,
+): Promise<ConnectError> {
+  const call: Call = {
+    service: route.service,
+    method: route.method,
+    request: create(route.method.input),
+    signal: new AbortController().signal,
+    deadline: undefined,
+    transport,
+    requestHeader,
+    beginCommit: noDeadline,
+    refused: error,
+  };
+  return route.handler(call).then(
+    () => error,
+    (e: unknown) => (e instanceof ConnectError ? e : error),
   );
 }

@@ -1,10 +1,8 @@
 import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type Socket } from "node:net";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { noDeadline } from "../pkg/rpc/call.js";
+import type { Logger } from "../pkg/log/logger.js";
+import { connectAdapter } from "./connect_adapter.js";
 import { applyCors } from "./cors.js";
 import { listen } from "./listen.js";
 import type { Route } from "./handlers.js";
@@ -15,6 +13,7 @@ export interface HttpServerOptions extends PlainRoutes {
   maxRequestBytes: number;
   corsAllowedOrigins: readonly string[];
   routes: Route[];
+  log: Logger;
 }
 
 export interface HttpServer {
@@ -33,12 +32,11 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
  * connection is handed to the HTTP/1.1 or HTTP/2 server by its first bytes.
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const connect = connectNodeAdapter({
+  const connect = connectAdapter({
+    routes: opts.routes,
     readMaxBytes: opts.maxRequestBytes,
-    routes: (router) => {
-      for (const route of opts.routes) router.rpc(route.method, connectImpl(route));
-    },
     fallback: plainRoutes(opts),
+    log: opts.log,
   });
   const handler: typeof connect = (req, res) => {
     if (applyCors(opts.corsAllowedOrigins, req, res)) return;
@@ -87,21 +85,5 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       for (const socket of sockets) socket.destroy();
       return drained;
     },
-  };
-}
-
-function connectImpl(route: Route) {
-  return (request: unknown, ctx: HandlerContext) => {
-    const timeout = ctx.timeoutMs();
-    return route.handler({
-      service: route.service,
-      method: route.method as DescMethodUnary,
-      request: request as never,
-      signal: ctx.signal,
-      deadline: timeout === undefined ? undefined : Date.now() + timeout,
-      transport: "connect",
-      requestHeader: ctx.requestHeader,
-      beginCommit: noDeadline,
-    });
   };
 }

@@ -43,6 +43,7 @@ export async function startServers(
     registry,
     stopping: () => stopping,
     packages: new Set(bindings.map((b) => b.service.file.proto.package)),
+    log,
   }).catch(async (err: unknown) => {
     await grpc.shutdown(0);
     throw err;

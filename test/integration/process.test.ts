@@ -268,6 +268,35 @@ describe("SIGTERM", () => {
     expect(server.output()).toMatch(/"msg":"stopped"/);
   });
 
+  it("cuts a call still running at shutdown_timeout, says so, and exits 0", async () => {
+    const conf = writeConfig(
+      "cut.yaml",
+      baseConfig(db.url).replace("shutdown_timeout: 20s", "shutdown_timeout: 1s"),
+    );
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as Record<
+      string,
+      number
+    >;
+    const session = http2Connect(`http://127.0.0.1:${listening.grpc}`);
+    session.on("error", () => undefined);
+    const stream = session.request({
+      [constants.HTTP2_HEADER_METHOD]: "POST",
+      [constants.HTTP2_HEADER_PATH]: "/user.v1.UserService/GetUser",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => undefined);
+    await new Promise((resolve) => stream.once("ready", resolve));
+    // Half a message, never finished: the call cannot complete.
+    stream.write(Buffer.from([0, 0, 0]));
+    await new Promise((resolve) => session.ping(resolve));
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toMatch(/"drained":false/);
+    session.destroy();
+  });
+
   // A call whose request is still arriving when SIGTERM lands is in flight:
   // the server must stop accepting new work yet finish this call.
   it.each([

@@ -9,6 +9,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
+import { connect as connectHttp2 } from "node:http2";
 import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
@@ -92,26 +93,127 @@ describe("gRPC port (@grpc/grpc-js)", () => {
   });
 });
 
-describe("gRPC port, malformed messages", () => {
-  it("answers bytes that are not the request type with INVALID_ARGUMENT, not INTERNAL", async () => {
-    const client = new grpc.Client(
-      `127.0.0.1:${ctx.app.grpcPort}`,
-      grpc.credentials.createInsecure(),
-    );
-    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff]);
-    const err = await new Promise((resolve) =>
+describe("requests a transport cannot take, on both ports", () => {
+  const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff]);
+  const limit = 4 * 1024 * 1024;
+
+  function rawGrpcCall(port: number, body: Buffer) {
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+      "grpc.max_send_message_length": -1,
+    });
+    return new Promise<unknown>((resolve) =>
       client.makeUnaryRequest(
         "/user.v1.UserService/GetUser",
         (b: Buffer) => b,
         (b: Buffer) => b,
-        garbage,
-        (e) => resolve(e),
+        body,
+        (e) => {
+          client.close();
+          resolve(e);
+        },
       ),
-    );
-    client.close();
-    const failure = grpcFailure(err);
-    expect(failure.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(failure.errorInfo?.reason).toBe("VALIDATION_FAILED");
+    ).then(grpcFailure);
+  }
+
+  async function post(contentType: string, body: Uint8Array | string) {
+    return fetch(`http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: { "content-type": contentType },
+      body,
+    });
+  }
+
+  function webFrame(payload: Uint8Array): Uint8Array {
+    const frame = Buffer.alloc(5 + payload.length);
+    frame.writeUInt32BE(payload.length, 1);
+    frame.set(payload, 5);
+    return frame;
+  }
+
+  it("answers a body that does not decode INVALID_ARGUMENT with ErrorInfo, in every protocol", async () => {
+    const expected = {
+      code: grpc.status.INVALID_ARGUMENT,
+      message: "request is not a valid user.v1.GetUserRequest",
+      errorInfo: { reason: "VALIDATION_FAILED", domain: "user.v1" },
+    };
+    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+      expect(await rawGrpcCall(port, garbage), `gRPC on port ${port}`).toMatchObject(expected);
+    }
+    const binary = await post("application/proto", garbage);
+    expect(binary.status).toBe(400);
+    expect(await binary.json()).toMatchObject({
+      code: "invalid_argument",
+      message: expected.message,
+      details: [{ type: "google.rpc.ErrorInfo" }],
+    });
+    const web = await post("application/grpc-web+proto", webFrame(garbage));
+    expect(web.headers.get("grpc-status")).toBe(String(grpc.status.INVALID_ARGUMENT));
+    expect(web.headers.get("grpc-status-details-bin")).toBeTruthy();
+  });
+
+  it("never quotes what was sent", async () => {
+    const secret = "victim@example.com";
+    for (const body of [`{"id": "${secret}"}`, `{"${secret}": 1}`, `{"id": 1, ${secret}`]) {
+      const res = await post("application/json", body);
+      expect(res.status).toBe(400);
+      const text = await res.text();
+      expect(text).not.toContain("victim");
+      expect(JSON.parse(text)).toMatchObject({ code: "invalid_argument" });
+    }
+  });
+
+  it("answers a message over max_request_bytes RESOURCE_EXHAUSTED on both ports", async () => {
+    const big = Buffer.alloc(limit + 1024, 0);
+    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+      expect(await rawGrpcCall(port, big), `port ${port}`).toMatchObject({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        message: `request larger than ${limit} bytes`,
+        errorInfo: { reason: "REQUEST_TOO_LARGE", metadata: { limit_bytes: String(limit) } },
+      });
+    }
+    const connect = await post("application/proto", big);
+    expect(connect.status).toBe(429);
+    expect(await connect.json()).toMatchObject({
+      code: "resource_exhausted",
+      message: `request larger than ${limit} bytes`,
+      details: [{ type: "google.rpc.ErrorInfo" }],
+    });
+  });
+
+  it("answers a malformed grpc-timeout INVALID_ARGUMENT on both ports (grpc-js alone says INTERNAL)", async () => {
+    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+      const session = connectHttp2(`http://127.0.0.1:${port}`);
+      const status = await new Promise<string | undefined>((resolve) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/user.v1.UserService/GetUser",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-timeout": "1x",
+        });
+        let found: string | undefined;
+        stream.on("response", (h) => (found ??= h["grpc-status"] as string | undefined));
+        stream.on("trailers", (t) => (found ??= t["grpc-status"] as string | undefined));
+        stream.on("close", () => resolve(found));
+        stream.resume();
+        stream.end(Buffer.from([0, 0, 0, 0, 2, 8, 1]));
+      });
+      session.close();
+      expect(status, `port ${port}`).toBe(String(grpc.status.INVALID_ARGUMENT));
+    }
+  });
+
+  it("logs and counts refused requests like any call", async () => {
+    await post("application/proto", garbage);
+    await rawGrpcCall(ctx.app.grpcPort, garbage);
+    const metrics = await (await fetch(`http://127.0.0.1:${ctx.app.httpPort}/metrics`)).text();
+    for (const transport of ["connect", "grpc"]) {
+      expect(metrics).toMatch(
+        new RegExp(
+          `rpc_server_duration_seconds_count\\{[^}]*method="GetUser"[^}]*transport="${transport}"[^}]*code="INVALID_ARGUMENT"`,
+        ),
+      );
+    }
   });
 });
 

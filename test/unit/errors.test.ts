@@ -88,6 +88,7 @@ describe("error_reason.proto", () => {
     "NOT_IMPLEMENTED",
     "DEADLINE_EXCEEDED",
     "UNAVAILABLE",
+    "REQUEST_TOO_LARGE",
   ];
   it.each([KmsReasonSchema, UserReasonSchema])(
     "$typeName declares every reason the middleware uses",

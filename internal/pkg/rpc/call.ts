@@ -6,6 +6,7 @@ import type {
   MessageInitShape,
   MessageShape,
 } from "@bufbuild/protobuf";
+import type { ConnectError } from "@connectrpc/connect";
 
 /** One unary RPC as the middleware chain sees it, whichever transport carried it. */
 export interface Call {
@@ -24,6 +25,12 @@ export interface Call {
    * outcome, late or not. Set by the deadline middleware.
    */
   readonly beginCommit: () => void;
+  /**
+   * Set when the transport could not take the request (malformed, oversized):
+   * `request` is then empty, and the chain answers this error, logging and
+   * counting the call as any other.
+   */
+  readonly refused?: ConnectError;
 }
 
 /** beginCommit for a call no deadline bounds. */

@@ -9,10 +9,12 @@ import { serviceError } from "../errors.js";
  * Checks each request against the buf.validate rules in its proto. A
  * violation is INVALID_ARGUMENT naming the field (ErrorInfo metadata "field",
  * all violations in a google.rpc.BadRequest); the value is never echoed.
+ * A request its transport refused never reaches the handler.
  */
 export function validation(): Middleware {
   const validator = createValidator();
   return (next) => async (call) => {
+    if (call.refused) throw call.refused;
     const result = validator.validate(call.method.input, call.request);
     if (result.kind === "valid") return next(call);
     if (result.kind === "error") throw result.error;

@@ -1,0 +1,30 @@
+import type { ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { Request, Response } from "./http_routes.js";
+
+/**
+ * Answers a call on the HTTP port with an error, in the caller's protocol:
+ * trailers-only for gRPC and gRPC-Web, a Connect error otherwise. For calls
+ * that never reached connect's handlers, or that it refused before ours ran.
+ */
+export function writeRpcError(req: Request, res: Response, err: ConnectError): void {
+  // Whatever is left of the body is not read: let it drain.
+  req.resume();
+  const contentType = String(req.headers["content-type"] ?? "");
+  if (contentType.startsWith("application/grpc")) {
+    const headers = Object.fromEntries(
+      setTrailerStatus(new Headers({ "content-type": contentType }), err),
+    );
+    // Trailers-only: over HTTP/2 the status must ride on the one HEADERS frame
+    // that ends the stream.
+    if ("stream" in res) res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+    else {
+      res.writeHead(200, headers);
+      res.end();
+    }
+    return;
+  }
+  res.writeHead(codeToHttpStatus(err.code), { "content-type": "application/json" });
+  res.end(JSON.stringify(errorToJson(err, undefined)));
+}

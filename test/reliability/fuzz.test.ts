@@ -1,0 +1,195 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import { UserService } from "../../api/user/v1/user_pb.js";
+import { testRootKey } from "../helpers/app.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { spawnServer } from "../helpers/process.js";
+import {
+  frame,
+  h2request,
+  h2session,
+  jsonNoise,
+  protobufNoise,
+  random,
+  rawBytes,
+  rssBytes,
+  type Answer,
+  type Random,
+} from "./fuzz.js";
+
+const SEED = Number(process.env.FUZZ_SEED ?? 20261125);
+const CALLS = 2400;
+const paths = [UserService, KmsService].flatMap((s) =>
+  s.methods.map((m) => `/${s.typeName}/${m.name}`),
+);
+
+interface Case {
+  port: "grpc" | "http";
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+// Every protocol each port speaks, with bodies and headers that lie.
+function nextCase(r: Random): Case {
+  const path = r.int(20) === 0 ? "/user.v1.UserService/NoSuch" : r.pick(paths);
+  const noise = () => (r.int(3) === 0 ? r.bytes(r.int(80)) : protobufNoise(r));
+  const extra = r.pick<Record<string, string>>([
+    {},
+    {},
+    { "grpc-timeout": r.pick(["-1", "1x", "99999999999S", "0m", ""]) },
+    { "grpc-encoding": r.pick(["gzip", "zstd", "identity"]) },
+    { "connect-timeout-ms": r.pick(["abc", "-5", "1e400"]) },
+    { "content-encoding": r.pick(["gzip", "br", "nope"]) },
+  ]);
+  const kind = r.int(5);
+  if (kind === 0)
+    return {
+      port: "grpc",
+      path,
+      headers: { "content-type": "application/grpc", te: "trailers", ...extra },
+      body: frame(r, noise()),
+    };
+  if (kind === 1)
+    return {
+      port: "http",
+      path,
+      headers: { "content-type": "application/grpc+proto", te: "trailers", ...extra },
+      body: frame(r, noise()),
+    };
+  if (kind === 2)
+    return {
+      port: "http",
+      path,
+      headers: { "content-type": "application/grpc-web+proto", ...extra },
+      body: frame(r, noise()),
+    };
+  if (kind === 3)
+    return {
+      port: "http",
+      path,
+      headers: { "content-type": "application/proto", ...extra },
+      body: noise(),
+    };
+  return {
+    port: "http",
+    path,
+    headers: { "content-type": "application/json", ...extra },
+    body: jsonNoise(r),
+  };
+}
+
+// INTERNAL or UNKNOWN in any protocol: a fault of ours, not of the input.
+function internal(a: Answer): boolean {
+  if (a.grpcStatus === "13" || a.grpcStatus === "2") return true;
+  if (a.httpStatus === 500) return true;
+  return /"code":"(internal|unknown)"/.test(a.body.toString("latin1"));
+}
+
+describe("fuzzing both ports", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kbts-fuzz-"));
+  let db: TestDatabase | undefined;
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers malformed protobuf, JSON, frames and prefixes without INTERNAL, a crash or unbounded memory", async () => {
+    db = await createTestDatabase();
+    const conf = join(dir, "server.yaml");
+    writeFileSync(
+      conf,
+      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } }
+data: { database: { source: "${db.url}", migrate: up } }
+kms: { root_key: "${testRootKey}" }
+log: { level: info, format: json }
+`,
+    );
+    const server = spawnServer(["-conf", conf], {
+      env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
+    });
+    try {
+      const ports = JSON.parse(await server.waitFor(/"msg":"listening/)) as {
+        grpc: number;
+        http: number;
+      };
+      const sessions = { grpc: h2session(ports.grpc), http: h2session(ports.http) };
+      const r = random(SEED);
+      const faults: string[] = [];
+      let answered = 0;
+      let baseline = 0;
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (next < CALLS) {
+            const i = next++;
+            if (i === 300) baseline = await rssBytes(server.child.pid!);
+            const c = nextCase(r);
+            const answer = await h2request(sessions[c.port], c.path, c.headers, c.body);
+            if (!answer) continue;
+            answered++;
+            if (internal(answer))
+              faults.push(
+                `${c.port} ${c.path} ${JSON.stringify(c.headers)} ${c.body.toString("hex").slice(0, 80)}`,
+              );
+          }
+        }),
+      );
+      for (const s of Object.values(sessions)) s.close();
+
+      // Below the protocols: garbage after the HTTP/2 preface, broken HTTP/1.1,
+      // a body that claims 4 GB, a gRPC length prefix of 4 GB.
+      const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+      for (let i = 0; i < 20; i++) {
+        for (const port of [ports.grpc, ports.http]) {
+          await rawBytes(port, Buffer.concat([preface, r.bytes(r.int(200))]), 500);
+        }
+        await rawBytes(
+          ports.http,
+          Buffer.concat([Buffer.from("POST /x HTTP/1.1\r\n"), r.bytes(100)]),
+          500,
+        );
+      }
+      const claim = await rawBytes(
+        ports.http,
+        Buffer.from(
+          "POST /user.v1.UserService/GetUser HTTP/1.1\r\nhost: x\r\ncontent-type: application/proto\r\ncontent-length: 4000000000\r\n\r\nabc",
+        ),
+      );
+      expect(claim).toMatch(/^HTTP\/1.1 429/);
+      const session = h2session(ports.grpc);
+      const prefix = Buffer.from([0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+      const huge = await h2request(
+        session,
+        paths[0]!,
+        { "content-type": "application/grpc", te: "trailers" },
+        prefix,
+      );
+      expect(huge?.grpcStatus).toBe("8");
+
+      // Still alive, still answering, memory bounded, nothing INTERNAL in the log.
+      expect(server.child.exitCode).toBeNull();
+      const health = await h2request(
+        session,
+        "/grpc.health.v1.Health/Check",
+        { "content-type": "application/grpc", te: "trailers" },
+        Buffer.from([0, 0, 0, 0, 0]),
+      );
+      session.close();
+      expect(health?.grpcStatus).toBe("0");
+      expect((await fetch(`http://127.0.0.1:${ports.http}/healthz`)).status).toBe(200);
+      expect(answered).toBeGreaterThan(CALLS * 0.9);
+      expect(faults, `seed ${SEED}: ${faults.slice(0, 5).join("\n")}`).toEqual([]);
+      expect(server.output()).not.toMatch(/"code":"(INTERNAL|UNKNOWN)"/);
+      expect(server.output()).not.toMatch(/unexpected fault/);
+      const grown = (await rssBytes(server.child.pid!)) - baseline;
+      expect(grown, `RSS grew by ${Math.round(grown / 2 ** 20)} MiB`).toBeLessThan(200 * 2 ** 20);
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
+  });
+});
