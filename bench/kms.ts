@@ -129,6 +129,7 @@ export async function hashFieldOverGrpc(
       server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
       data: { database: { source: url, migrate: "up" } },
       kms: { root_key: rootKeyB64 },
+      auth: { enabled: false },
     },
     "bench",
   );

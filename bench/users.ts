@@ -36,6 +36,7 @@ export async function usersBench(url: string, seconds: number) {
       server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
       data: { database: { source: url, migrate: "up" } },
       kms: { root_key: Buffer.alloc(32, 6).toString("base64") },
+      auth: { enabled: false },
     },
     "bench",
   );

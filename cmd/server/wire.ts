@@ -54,7 +54,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     );
     const users = new UserUsecase(newUserRepo(data.pool), kms);
     const bindings = [newKmsService(kms), newUserService(users)];
-    const servers = await startServers(conf.server!, bindings, readiness, log);
+    const servers = await startServers(conf.server!, conf.auth, bindings, readiness, log);
     return {
       grpcPort: servers.grpcPort,
       httpPort: servers.httpPort,

@@ -2,6 +2,7 @@ import { background, type Context } from "./context.js";
 import { randomBytes } from "node:crypto";
 import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
 import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
+import { pageTokens, type PageTokens } from "../pkg/rpc/pagetoken.js";
 import { CiphertextError, decrypt, encrypt, fieldContext, readHeader } from "../pkg/kms/codec.js";
 import { dataKeyLabel, fingerprint, INDEX_KEY_LABEL, unwrapKey, wrapKey } from "../pkg/kms/wrap.js";
 import type { Logger } from "../pkg/log/logger.js";
@@ -57,6 +58,7 @@ export class KmsUsecase {
   /** Bumped by forget(): loads begun before it do not refill the cache. */
   private generation = 0;
   private indexKey: Buffer | undefined;
+  private tokens: PageTokens | undefined;
   private pendingEncryptions = new Map<number, number>();
   private timers: NodeJS.Timeout[] = [];
   private unwatch: (() => Promise<void>) | undefined;
@@ -122,6 +124,8 @@ export class KmsUsecase {
     this.indexKey = undefined;
     for (const k of this.subkeys.values()) k.fill(0);
     this.subkeys.clear();
+    this.tokens?.destroy();
+    this.tokens = undefined;
   }
 
   /** Encrypts for `fieldName` (and `context`) with the active key. */
@@ -167,6 +171,13 @@ export class KmsUsecase {
       if (err instanceof CiphertextError) throw kmsErrors.ciphertextInvalid();
       throw err;
     }
+  }
+
+  /** Page tokens under a key derived from the index key: every instance reads them. */
+  pageTokens(): PageTokens {
+    if (!this.indexKey) throw kmsErrors.notReady();
+    this.tokens ??= pageTokens(this.indexKey);
+    return this.tokens;
   }
 
   /** The keyed blind index of `value` for `fieldName`. */

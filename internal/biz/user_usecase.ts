@@ -2,7 +2,6 @@ import type { Context } from "./context.js";
 import { hashPassword, verifyPassword, decoyHash } from "../pkg/password/scrypt.js";
 import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
 import { normalise } from "../pkg/kms/blindindex.js";
-import { readPageToken, writePageToken } from "../pkg/rpc/pagetoken.js";
 import { BizError, reasonName } from "./errors.js";
 import type { KmsUsecase } from "./kms_usecase.js";
 import {
@@ -90,7 +89,9 @@ export class UserUsecase {
   async list(opts: { pageSize: number; pageToken: string; name: string }, view: View) {
     const limit = Math.min(opts.pageSize || DEFAULT_PAGE, MAX_PAGE);
     const nameHash = opts.name.trim() ? this.kms.hashField("name", opts.name) : undefined;
-    const afterId = opts.pageToken ? readPageToken(opts.pageToken, nameHash) : 0;
+    const tokens = this.kms.pageTokens();
+    const query = `users:${nameHash ?? ""}`;
+    const afterId = opts.pageToken ? tokens.read(opts.pageToken, query) : 0;
     if (afterId === undefined) throw userErrors.invalidPageToken();
     const rows = await this.repo.list({ limit: limit + 1, afterId, nameHash });
     const page = rows.slice(0, limit);
@@ -104,7 +105,7 @@ export class UserUsecase {
       else if (unreadableUser(r.reason)) unreadable.push({ id: page[i]!.id, error: r.reason });
       else throw r.reason;
     });
-    const next = rows.length > limit ? writePageToken(page.at(-1)!.id, nameHash) : "";
+    const next = rows.length > limit ? tokens.write(page.at(-1)!.id, query) : "";
     return { users, unreadable, nextPageToken: next };
   }
 
@@ -112,7 +113,9 @@ export class UserUsecase {
     const id = rowId(userId);
     const known = new Set<string>([...PII_FIELDS, "password"]);
     const unknown = change.paths.find((p) => !known.has(p));
-    if (unknown !== undefined) throw userErrors.invalid("update_mask", `unknown path "${unknown}"`);
+    // The path itself is not quoted: a careless client may send a value there.
+    if (unknown !== undefined)
+      throw userErrors.invalid("update_mask", `unknown path (allowed: ${[...known].join(", ")})`);
     if (change.paths.length === 0)
       throw userErrors.invalid("update_mask", "name at least one field");
     if (change.paths.includes("email") && !change.email.trim())

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file conf/conf.proto.
  */
 export const file_conf_conf: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYiiwEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nIoAECgZTZXJ2ZXISJwoEZ3JwYxgBIAEoCzIRLmNvbmYuU2VydmVyLkdycGNCBrpIA8gBARInCgRodHRwGAIgASgLMhEuY29uZi5TZXJ2ZXIuSHR0cEIGukgDyAEBEj0KEHNodXRkb3duX3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjgKC2RyYWluX2RlbGF5GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABp+CgRHcnBjEhYKBGFkZHIYASABKAlCCLpIBXIDgAIBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAEigKEW1heF9yZXF1ZXN0X2J5dGVzGAMgASgNQg26SAoqCBiAgIAgKIAIGqoBCgRIdHRwEhYKBGFkZHIYASABKAlCCLpIBXIDgAIBEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAEigKEW1heF9yZXF1ZXN0X2J5dGVzGAMgASgNQg26SAoqCBiAgIAgKIAIEioKFGNvcnNfYWxsb3dlZF9vcmlnaW5zGAQgAygJQgy6SAmSAQYiBHICEAEi6wMKBERhdGESLQoIZGF0YWJhc2UYASABKAsyEy5jb25mLkRhdGEuRGF0YWJhc2VCBrpIA8gBARrlAQoIRGF0YWJhc2USKwoGc291cmNlGAEgASgJQhu6SBjYAQFyEzIRXnBvc3RncmVzKHFsKT86Ly8SHQoJcG9vbF9zaXplGAIgASgNQgq6SAcqBRjoBygBEiYKB21pZ3JhdGUYAyABKAlCFbpIEnIQUgJ1cFIFY2hlY2tSA29mZhI8Cg9jb25uZWN0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAEicKCW1pZ3JhdGlvbhgFIAEoCzIULmNvbmYuRGF0YS5NaWdyYXRpb24aywEKCU1pZ3JhdGlvbhILCgNkaXIYASABKAkSNgoJbG9ja193YWl0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABI5Cgxsb2NrX3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEj4KEXN0YXRlbWVudF90aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyACLKBgoDS21zEo0BCghyb290X2tleRgBIAEoCUJ7ukh4ugF1ChNrbXMucm9vdF9rZXlfYmFzZTY0EiptdXN0IGJlIDMyIGJ5dGVzIGluIGJhc2U2NCAoNDQgY2hhcmFjdGVycykaMnRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdeW0EtWmEtejAtOSsvXXs0M309JCcpEhUKDXJvb3Rfa2V5X2ZpbGUYAiABKAkSDAoEc2VlZBgDIAEoCRIMCgRzYWx0GAQgASgJEiAKCml0ZXJhdGlvbnMYBSABKA1CDLpICdgBASoEKKCNBhI4CglhbGdvcml0aG0YBiABKAlCJbpIInIgUgtBRVMtMjU2LUdDTVIRQ2hhQ2hhMjAtUG9seTEzMDUSPAoPcm90YXRlX2ludGVydmFsGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIuChdtYXhfZW5jcnlwdGlvbnNfcGVyX2tleRgIIAEoBEINukgKMggYgICAgBAoARI2CgljYWNoZV90dGwYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAEkEKFG1haW50ZW5hbmNlX2ludGVydmFsGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqADq6ArpItgIaogEKE2ttcy5yb290X2tleV9zb3VyY2USMHNldCBleGFjdGx5IG9uZSBvZiByb290X2tleSwgcm9vdF9rZXlfZmlsZSwgc2VlZBpZW3RoaXMucm9vdF9rZXkgIT0gJycsIHRoaXMucm9vdF9rZXlfZmlsZSAhPSAnJywgdGhpcy5zZWVkICE9ICcnXS5maWx0ZXIoeCwgeCkuc2l6ZSgpID09IDEajgEKE2ttcy5zZWVkX25lZWRzX3NhbHQSM3NlZWQgbmVlZHMgYSBzYWx0IGFuZCBpdGVyYXRpb25zIG9mIGF0IGxlYXN0IDEwMDAwMBpCdGhpcy5zZWVkID09ICcnIHx8ICh0aGlzLnNhbHQgIT0gJycgJiYgdGhpcy5pdGVyYXRpb25zID49IDEwMDAwMHUpInYKA0xvZxJECgVsZXZlbBgBIAEoCUI1ukgycjBSBXRyYWNlUgVkZWJ1Z1IEaW5mb1IEd2FyblIFZXJyb3JSBWZhdGFsUgZzaWxlbnQSKQoGZm9ybWF0GAIgASgJQhm6SBZyFFIEanNvblIGcHJldHR5UgRhdXRvYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYipQEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nEhgKBGF1dGgYBSABKAsyCi5jb25mLkF1dGgigAQKBlNlcnZlchInCgRncnBjGAEgASgLMhEuY29uZi5TZXJ2ZXIuR3JwY0IGukgDyAEBEicKBGh0dHAYAiABKAsyES5jb25mLlNlcnZlci5IdHRwQga6SAPIAQESPQoQc2h1dGRvd25fdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLZHJhaW5fZGVsYXkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAGn4KBEdycGMSFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgaqgEKBEh0dHASFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgSKgoUY29yc19hbGxvd2VkX29yaWdpbnMYBCADKAlCDLpICZIBBiIEcgIQASLrAwoERGF0YRItCghkYXRhYmFzZRgBIAEoCzITLmNvbmYuRGF0YS5EYXRhYmFzZUIGukgDyAEBGuUBCghEYXRhYmFzZRIrCgZzb3VyY2UYASABKAlCG7pIGNgBAXITMhFecG9zdGdyZXMocWwpPzovLxIdCglwb29sX3NpemUYAiABKA1CCrpIByoFGOgHKAESJgoHbWlncmF0ZRgDIAEoCUIVukgSchBSAnVwUgVjaGVja1IDb2ZmEjwKD2Nvbm5lY3RfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASJwoJbWlncmF0aW9uGAUgASgLMhQuY29uZi5EYXRhLk1pZ3JhdGlvbhrLAQoJTWlncmF0aW9uEgsKA2RpchgBIAEoCRI2Cglsb2NrX3dhaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjkKDGxvY2tfdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASPgoRc3RhdGVtZW50X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIsoGCgNLbXMSjQEKCHJvb3Rfa2V5GAEgASgJQnu6SHi6AXUKE2ttcy5yb290X2tleV9iYXNlNjQSKm11c3QgYmUgMzIgYnl0ZXMgaW4gYmFzZTY0ICg0NCBjaGFyYWN0ZXJzKRoydGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05Ky9dezQzfT0kJykSFQoNcm9vdF9rZXlfZmlsZRgCIAEoCRIMCgRzZWVkGAMgASgJEgwKBHNhbHQYBCABKAkSIAoKaXRlcmF0aW9ucxgFIAEoDUIMukgJ2AEBKgQooI0GEjgKCWFsZ29yaXRobRgGIAEoCUIlukgiciBSC0FFUy0yNTYtR0NNUhFDaGFDaGEyMC1Qb2x5MTMwNRI8Cg9yb3RhdGVfaW50ZXJ2YWwYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAEi4KF21heF9lbmNyeXB0aW9uc19wZXJfa2V5GAggASgEQg26SAoyCBiAgICAECgBEjYKCWNhY2hlX3R0bBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASQQoUbWFpbnRlbmFuY2VfaW50ZXJ2YWwYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAOroCuki2AhqiAQoTa21zLnJvb3Rfa2V5X3NvdXJjZRIwc2V0IGV4YWN0bHkgb25lIG9mIHJvb3Rfa2V5LCByb290X2tleV9maWxlLCBzZWVkGllbdGhpcy5yb290X2tleSAhPSAnJywgdGhpcy5yb290X2tleV9maWxlICE9ICcnLCB0aGlzLnNlZWQgIT0gJyddLmZpbHRlcih4LCB4KS5zaXplKCkgPT0gMRqOAQoTa21zLnNlZWRfbmVlZHNfc2FsdBIzc2VlZCBuZWVkcyBhIHNhbHQgYW5kIGl0ZXJhdGlvbnMgb2YgYXQgbGVhc3QgMTAwMDAwGkJ0aGlzLnNlZWQgPT0gJycgfHwgKHRoaXMuc2FsdCAhPSAnJyAmJiB0aGlzLml0ZXJhdGlvbnMgPj0gMTAwMDAwdSkidgoDTG9nEkQKBWxldmVsGAEgASgJQjW6SDJyMFIFdHJhY2VSBWRlYnVnUgRpbmZvUgR3YXJuUgVlcnJvclIFZmF0YWxSBnNpbGVudBIpCgZmb3JtYXQYAiABKAlCGbpIFnIUUgRqc29uUgZwcmV0dHlSBGF1dG8i4AUKBEF1dGgSDwoHZW5hYmxlZBgBIAEoCBIgCgZ0b2tlbnMYAiADKAsyEC5jb25mLkF1dGguVG9rZW4SGwoDand0GAMgASgLMg4uY29uZi5BdXRoLkp3dBIXCg9wcm90ZWN0X21ldHJpY3MYBCABKAgarwIKBVRva2VuEjcKBG5hbWUYASABKAlCKbpIJnIkMiJeW0EtWmEtejAtOV1bQS1aYS16MC05Xy5ALV17MCw2M30kEnoKBnNoYTI1NhgCIAEoCUJqukhnugFkChFhdXRoLnRva2VuX3NoYTI1NhIsbXVzdCBiZSB0aGUgdG9rZW4ncyBTSEEtMjU2IGFzIDY0IGhleCBkaWdpdHMaIXRoaXMubWF0Y2hlcygnXlswLTlhLWZBLUZdezY0fSQnKRJxCgZzY29wZXMYAyADKAlCYbpIXpIBWwgBIldyVVIJa21zLmFkbWluUgprbXMuY3J5cHRvUgp1c2Vycy5yZWFkUgt1c2Vycy53cml0ZVILdXNlcnMubG9naW5SCHBpaS5yZWFkUgxtZXRyaWNzLnJlYWQavAIKA0p3dBIZCghhdWRpZW5jZRgBIAEoCUIHukgEcgIQARIOCgZpc3N1ZXIYAiABKAkSGQoRaHMyNTZfc2VjcmV0X2ZpbGUYAyABKAkSGAoQcHVibGljX2tleV9maWxlcxgEIAMoCRIUCgxzY29wZXNfY2xhaW0YBSABKAkSPAoPY2xvY2tfdG9sZXJhbmNlGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyADqAAbpIfRp7CgxhdXRoLmp3dF9rZXkSKXNldCBoczI1Nl9zZWNyZXRfZmlsZSBvciBwdWJsaWNfa2V5X2ZpbGVzGkB0aGlzLmhzMjU2X3NlY3JldF9maWxlICE9ICcnIHx8IHRoaXMucHVibGljX2tleV9maWxlcy5zaXplKCkgPiAwYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * @generated from message conf.Bootstrap
@@ -42,6 +42,11 @@ export type Bootstrap = Message<"conf.Bootstrap"> & {
    * @generated from field: conf.Log log = 4;
    */
   log?: Log | undefined;
+
+  /**
+   * @generated from field: conf.Auth auth = 5;
+   */
+  auth?: Auth | undefined;
 };
 
 /**
@@ -374,4 +379,131 @@ export type Log = Message<"conf.Log"> & {
  */
 export const LogSchema: GenMessage<Log> = /*@__PURE__*/
   messageDesc(file_conf_conf, 4);
+
+/**
+ * Who may call what. Callers send "authorization: Bearer <token>": a token
+ * listed here (by its SHA-256, never the token itself) or a JWT.
+ *
+ * @generated from message conf.Auth
+ */
+export type Auth = Message<"conf.Auth"> & {
+  /**
+   * Off only for development: with APP_ENV or NODE_ENV "production" the
+   * service refuses to start while it is false.
+   *
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * @generated from field: repeated conf.Auth.Token tokens = 2;
+   */
+  tokens: Auth_Token[];
+
+  /**
+   * @generated from field: conf.Auth.Jwt jwt = 3;
+   */
+  jwt?: Auth_Jwt | undefined;
+
+  /**
+   * /metrics answers only a token with scope metrics.read.
+   *
+   * @generated from field: bool protect_metrics = 4;
+   */
+  protectMetrics: boolean;
+};
+
+/**
+ * Describes the message conf.Auth.
+ * Use `create(AuthSchema)` to create a new message.
+ */
+export const AuthSchema: GenMessage<Auth> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 5);
+
+/**
+ * @generated from message conf.Auth.Token
+ */
+export type Auth_Token = Message<"conf.Auth.Token"> & {
+  /**
+   * Goes into logs as the caller.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * SHA-256 of the token, 64 hex digits.
+   *
+   * @generated from field: string sha256 = 2;
+   */
+  sha256: string;
+
+  /**
+   * @generated from field: repeated string scopes = 3;
+   */
+  scopes: string[];
+};
+
+/**
+ * Describes the message conf.Auth.Token.
+ * Use `create(Auth_TokenSchema)` to create a new message.
+ */
+export const Auth_TokenSchema: GenMessage<Auth_Token> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 5, 0);
+
+/**
+ * JWTs verified with jose: signature (HS256, RS256 or EdDSA), exp, nbf,
+ * audience and, when set, issuer.
+ *
+ * @generated from message conf.Auth.Jwt
+ */
+export type Auth_Jwt = Message<"conf.Auth.Jwt"> & {
+  /**
+   * Audience every token must name.
+   *
+   * @generated from field: string audience = 1;
+   */
+  audience: string;
+
+  /**
+   * @generated from field: string issuer = 2;
+   */
+  issuer: string;
+
+  /**
+   * A file holding the HS256 shared secret (at least 32 bytes).
+   *
+   * @generated from field: string hs256_secret_file = 3;
+   */
+  hs256SecretFile: string;
+
+  /**
+   * PEM public keys (SPKI) for RS256 and EdDSA.
+   *
+   * @generated from field: repeated string public_key_files = 4;
+   */
+  publicKeyFiles: string[];
+
+  /**
+   * The claim listing scopes: a space-separated string or an array;
+   * empty means "scope".
+   *
+   * @generated from field: string scopes_claim = 5;
+   */
+  scopesClaim: string;
+
+  /**
+   * Allowed clock skew for exp and nbf; unset means none.
+   *
+   * @generated from field: google.protobuf.Duration clock_tolerance = 6;
+   */
+  clockTolerance?: Duration | undefined;
+};
+
+/**
+ * Describes the message conf.Auth.Jwt.
+ * Use `create(Auth_JwtSchema)` to create a new message.
+ */
+export const Auth_JwtSchema: GenMessage<Auth_Jwt> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 5, 1);
 

@@ -24,4 +24,6 @@ export const defaults = {
     maintenance_interval: "30s",
   },
   log: { level: "info", format: "auto" },
+  // Closed unless a config opens it (configs/config.yaml does, for development).
+  auth: { enabled: true, tokens: [], protect_metrics: false },
 } as const;

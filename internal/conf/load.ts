@@ -46,6 +46,7 @@ export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEn
   const merged = merge(structuredClone(defaults) as Tree, tree);
   refuseDevelopmentKeyInProduction(tree, env, origin);
   applyEnv(merged, env);
+  refuseUnsafeInProduction(merged, env, origin);
   checkShape(BootstrapSchema, merged, "", origin);
   const config = fromJson(BootstrapSchema, merged as JsonValue);
   const result = createValidator().validate(BootstrapSchema, config);
@@ -93,7 +94,7 @@ function refuseDevelopmentKeyInProduction(
   env: NodeJS.ProcessEnv,
   origin: string,
 ): void {
-  const production = env.APP_ENV === "production" || env.NODE_ENV === "production";
+  const production = isProduction(env);
   const inline =
     isTree(tree.kms) && typeof tree.kms.root_key === "string" && tree.kms.root_key !== "";
   if (production && inline && !env.KMS_ROOT_KEY && !env.KMS_ROOT_KEY_FILE) {
@@ -101,6 +102,27 @@ function refuseDevelopmentKeyInProduction(
       `config ${origin}: kms.root_key: a root key written in the config is for development only; in production set KMS_ROOT_KEY or kms.root_key_file`,
     );
   }
+}
+
+// The root key configs/config.yaml ships with, public in the repository.
+const DEVELOPMENT_ROOT_KEY = "MsZ2yR01w1aELN627qWLsX9WiAktiTRyNKumwPZhk+I=";
+
+function refuseUnsafeInProduction(merged: Tree, env: NodeJS.ProcessEnv, origin: string): void {
+  if (!isProduction(env)) return;
+  if (isTree(merged.auth) && merged.auth.enabled === false) {
+    throw new ConfigError(
+      `config ${origin}: auth.enabled: authentication must be on in production (APP_ENV/NODE_ENV=production)`,
+    );
+  }
+  if (isTree(merged.kms) && merged.kms.root_key === DEVELOPMENT_ROOT_KEY) {
+    throw new ConfigError(
+      `config ${origin}: kms.root_key: the development root key from configs/config.yaml must not be used in production`,
+    );
+  }
+}
+
+function isProduction(env: NodeJS.ProcessEnv): boolean {
+  return env.APP_ENV === "production" || env.NODE_ENV === "production";
 }
 
 function merge(base: Tree, over: Tree): Tree {

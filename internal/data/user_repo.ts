@@ -46,6 +46,7 @@ function toUser(r: Row): StoredUser {
 
 const UNIQUE: Record<string, DuplicateError["field"]> = {
   users_username_key: "username",
+  idx_users_username_lower_unique: "username",
   idx_users_email_hash_unique: "email",
   idx_users_phone_hash_unique: "phone",
 };
@@ -100,7 +101,8 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
     },
 
     byId: (id) => one(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]),
-    byUsername: (username) => one(`SELECT ${COLUMNS} FROM users WHERE username = $1`, [username]),
+    byUsername: (username) =>
+      one(`SELECT ${COLUMNS} FROM users WHERE lower(username) = lower($1)`, [username]),
     byHash: (field, hash) => one(`SELECT ${COLUMNS} FROM users WHERE ${field}_hash = $1`, [hash]),
 
     async list({ limit, afterId, nameHash }) {

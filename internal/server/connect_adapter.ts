@@ -1,3 +1,4 @@
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
@@ -7,8 +8,11 @@ import {
   createContextValues,
   type HandlerContext,
 } from "@connectrpc/connect";
-import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import {
+  codeToHttpStatus,
+  parseTimeout as parseConnectTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import {
@@ -19,7 +23,7 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "../pkg/log/logger.js";
 import { noDeadline } from "../pkg/rpc/call.js";
-import { requestRefused } from "./errors.js";
+import { requestRefused, type Refusal } from "./errors.js";
 import { refuse, type Route } from "./handlers.js";
 import type { Request, Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
@@ -51,6 +55,9 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
   const router = createConnectRouter({
     readMaxBytes: opts.readMaxBytes,
     acceptCompression: [compressionGzip, compressionBrotli],
+    // connect ignores unknown JSON fields and enum names by default: a
+    // misspelt "view" would then read as unset, that is FULL.
+    jsonOptions: { ignoreUnknownFields: false },
   });
   for (const route of opts.routes) router.rpc(route.method, implementation(route));
   const routeOf = new Map<DescMethod, Route>(opts.routes.map((r) => [r.method, r]));
@@ -64,20 +71,22 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
     const entry = byPath.get((req.url ?? "").split("?", 1)[0]!);
     if (!entry) return opts.fallback(req, res);
     const values = createContextValues().set(reached, { value: false });
+    const request = universalRequestFromNodeRequest(req, res, undefined, values);
     entry
-      .handler(universalRequestFromNodeRequest(req, res, undefined, values))
+      .handler(request)
       .then(async (answer) => {
         if (values.get(reached).value || answer.status === 405 || answer.status === 415) {
           return universalResponseToNodeResponse(answer, res);
         }
-        const cause = await connectsError(req, answer);
+        // The client went away mid-request: nobody to answer, nothing to count.
+        if (request.signal.aborted || res.destroyed) return;
         const refusal = requestRefused(
           entry.route.method,
-          cause.code,
+          await refusalOf(req, answer),
           opts.readMaxBytes,
-          cause.rawMessage,
         );
-        writeRpcError(req, res, await refuse(entry.route, "connect", headersOf(req), refusal));
+        const err = await refuse(entry.route, "connect", headersOf(req), refusal);
+        writeRpcError(req, res, err, acceptEncoding(answer));
       })
       .catch((reason: unknown) => {
         // The client went away: nobody to answer.
@@ -115,20 +124,60 @@ function headersOf(req: Request): Headers {
   return headers;
 }
 
-/** The error connect put in its answer, read back in the caller's protocol. */
-async function connectsError(req: Request, answer: UniversalServerResponse): Promise<ConnectError> {
-  const unknown = new ConnectError("unreadable refusal", Code.InvalidArgument);
+const supportedEncodings = new Set(["identity", "gzip", "br"]);
+
+/**
+ * Which refusal connect's answer stands for. The request's own headers say
+ * whether its timeout or its compression was refused; only "too large" needs
+ * connect's code: the status line (Connect), the trailers (gRPC) or the
+ * trailer frame (gRPC-Web). Never reads connect's message, never throws.
+ */
+async function refusalOf(req: Request, answer: UniversalServerResponse): Promise<Refusal> {
   const contentType = String(req.headers["content-type"] ?? "");
-  if (contentType.startsWith("application/grpc-web")) {
-    const first = await firstChunk(answer);
-    if (!first || first.length < 5 || (first[0]! & trailerFlag) === 0) return unknown;
-    return findTrailerError(trailerParse(first.subarray(5))) ?? unknown;
+  const grpcFamily = contentType.startsWith("application/grpc");
+  const timeout = req.headers[grpcFamily ? "grpc-timeout" : "connect-timeout-ms"];
+  if (typeof timeout === "string") {
+    const parse = grpcFamily ? parseGrpcTimeout : parseConnectTimeout;
+    if (parse(timeout, Number.MAX_SAFE_INTEGER).error) return "bad_timeout";
   }
-  if (contentType.startsWith("application/grpc")) {
-    return (answer.trailer && findTrailerError(answer.trailer)) ?? unknown;
+  const encoding = req.headers[grpcFamily ? "grpc-encoding" : "content-encoding"];
+  if (typeof encoding === "string" && !supportedEncodings.has(encoding)) return "bad_compression";
+  const code = await statusCode(contentType, answer).catch(() => undefined);
+  return code === Code.ResourceExhausted ? "too_large" : "malformed";
+}
+
+async function statusCode(
+  contentType: string,
+  answer: UniversalServerResponse,
+): Promise<Code | undefined> {
+  if (!contentType.startsWith("application/grpc")) {
+    return answer.status === codeToHttpStatus(Code.ResourceExhausted)
+      ? Code.ResourceExhausted
+      : undefined;
   }
-  const body = await firstChunk(answer);
-  return body ? errorFromJsonBytes(body, undefined, unknown) : unknown;
+  if (!contentType.startsWith("application/grpc-web")) {
+    return Number(answer.trailer?.get("grpc-status")) as Code;
+  }
+  // gRPC-Web carries its trailers in the body's last frame, compressed when
+  // the client accepts it and they are long.
+  const frame = await firstChunk(answer);
+  if (!frame || frame.length < 5 || (frame[0]! & trailerFlag) === 0) return undefined;
+  let data = Buffer.from(frame.subarray(5));
+  if (frame[0]! & 0x01) {
+    const encoding = answer.header?.get("grpc-encoding");
+    data = encoding === "br" ? brotliDecompressSync(data) : gunzipSync(data);
+  }
+  return Number(trailerParse(data).get("grpc-status")) as Code;
+}
+
+/** connect's hint of the compressions it takes, kept on our answer. */
+function acceptEncoding(answer: UniversalServerResponse): Record<string, string> {
+  const hint: Record<string, string> = {};
+  for (const name of ["grpc-accept-encoding", "accept-encoding"]) {
+    const value = answer.header?.get(name);
+    if (value) hint[name] = value;
+  }
+  return hint;
 }
 
 async function firstChunk(answer: UniversalServerResponse): Promise<Uint8Array | undefined> {

@@ -40,7 +40,9 @@ export type CommonReason =
   | "NOT_IMPLEMENTED"
   | "DEADLINE_EXCEEDED"
   | "UNAVAILABLE"
-  | "REQUEST_TOO_LARGE";
+  | "REQUEST_TOO_LARGE"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED";
 
 export interface ExtraDetail {
   desc: DescMessage;
@@ -94,38 +96,50 @@ export function toConnectError(
   return serviceError(service, Code.Internal, "INTERNAL", "internal error");
 }
 
+/** Why a transport could not take a request. */
+export type Refusal = "malformed" | "too_large" | "bad_timeout" | "bad_compression";
+
 /**
- * The answer, on either port, to a request its transport could not take:
- * `code` is what the transport found (ResourceExhausted for a message over
- * the limit, Unimplemented for an unknown compression, anything else a body
- * or header that does not decode). Fixed texts: the transport's own messages
- * can quote what was sent.
+ * The answer, on either port, to a request its transport could not take.
+ * Fixed texts: the transports' own messages can quote what was sent.
  */
 export function requestRefused(
   method: DescMethodUnary,
-  code: Code,
+  refusal: Refusal,
   limitBytes: number,
-  cause = "",
 ): ConnectError {
   const service = method.parent;
-  if (code === Code.ResourceExhausted) {
-    return serviceError(
-      service,
-      code,
-      "REQUEST_TOO_LARGE",
-      `request larger than ${limitBytes} bytes`,
-      {
-        limit_bytes: String(limitBytes),
-      },
-    );
+  switch (refusal) {
+    case "too_large":
+      return serviceError(
+        service,
+        Code.ResourceExhausted,
+        "REQUEST_TOO_LARGE",
+        `request larger than ${limitBytes} bytes`,
+        { limit_bytes: String(limitBytes) },
+      );
+    case "bad_compression":
+      return serviceError(
+        service,
+        Code.Unimplemented,
+        "NOT_IMPLEMENTED",
+        "request compression not supported (use gzip or br)",
+      );
+    case "bad_timeout":
+      return serviceError(
+        service,
+        Code.InvalidArgument,
+        "VALIDATION_FAILED",
+        "invalid timeout header",
+      );
+    case "malformed":
+      return serviceError(
+        service,
+        Code.InvalidArgument,
+        "VALIDATION_FAILED",
+        `request is not a valid ${method.input.typeName}`,
+      );
   }
-  if (code === Code.Unimplemented) {
-    return serviceError(service, code, "NOT_IMPLEMENTED", "request compression not supported");
-  }
-  const message = /timeout/i.test(cause)
-    ? "invalid timeout header"
-    : `request is not a valid ${method.input.typeName}`;
-  return serviceError(service, Code.InvalidArgument, "VALIDATION_FAILED", message);
 }
 
 /** gRPC's canonical name of a code (INVALID_ARGUMENT), for logs and metrics. */

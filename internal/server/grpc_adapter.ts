@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { noDeadline } from "../pkg/rpc/call.js";
 import { refuse, type Route } from "./handlers.js";
-import { requestRefused, serviceError, toGrpcStatus } from "./errors.js";
+import { requestRefused, serviceError, toGrpcStatus, type Refusal } from "./errors.js";
 
 // The bridge from protobuf-es descriptors to @grpc/grpc-js: a service
 // definition (paths and codecs) and one unary handler shape. It carries calls
@@ -84,7 +84,7 @@ function unaryHandler(
     try {
       request = fromBinary(route.method.input, call.request);
     } catch {
-      const error = requestRefused(route.method, Code.InvalidArgument, maxRequestBytes);
+      const error = requestRefused(route.method, "malformed", maxRequestBytes);
       void refuse(route, "grpc", toHeaders(call.metadata), error).then(answer(callback));
       return;
     }
@@ -110,14 +110,15 @@ function unaryHandler(
 }
 
 /**
- * grpc-js answers some requests itself before any handler runs: a bad
- * grpc-timeout header (INTERNAL), a message over the limit
- * (RESOURCE_EXHAUSTED), one that does not decompress (INTERNAL) or uses an
- * unknown compression (UNIMPLEMENTED). This interceptor sends those through
- * the chain as refusals instead, so that they get the code and ErrorInfo the
- * HTTP port gives, and are logged and counted. Statuses we produced carry
- * grpc-status-details-bin and pass; so do grpc-js's own deadline and
- * cancellation, which say nothing of the request.
+ * grpc-js answers some requests itself before a message reaches any handler:
+ * a bad grpc-timeout header (INTERNAL), a message over the limit
+ * (RESOURCE_EXHAUSTED), one that does not decompress (INTERNAL), an unknown
+ * compression or no message at all (UNIMPLEMENTED). This interceptor sends
+ * those through the chain as refusals instead, so that they get the code and
+ * ErrorInfo the HTTP port gives, and are logged and counted, once. Once a
+ * message has been delivered, grpc-js's statuses are about the response and
+ * pass as they are; so do its deadline and cancellation, which say nothing of
+ * the request, and every status we produced (it carries details).
  */
 export function refusalInterceptor(
   routes: Route[],
@@ -127,28 +128,48 @@ export function refusalInterceptor(
   const passes = new Set([grpc.status.OK, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
   return (definition, call) => {
     const route = byPath.get(definition.path);
-    if (route) {
-      const send = call.sendStatus.bind(call);
-      // grpc-js calls these from inside its base call, past any responder:
-      // only the instance's own method sees them.
-      call.sendStatus = (status) => {
-        if (passes.has(status.code) || status.metadata?.get("grpc-status-details-bin").length) {
-          return send(status);
-        }
-        const error = requestRefused(
-          route.method,
-          status.code as number as Code,
-          maxRequestBytes,
-          status.details,
-        );
-        void refuse(route, "grpc", new Headers(), error).then((e) =>
-          send(toGrpcStatus(e) as grpc.StatusObject),
-        );
-      };
-    }
-    // No wrapper needed: grpc-js only requires the call's interface back.
-    return call as grpc.ServerInterceptingCall;
+    if (!route) return new grpc.ServerInterceptingCall(call);
+    let delivered = false;
+    let refusing = false;
+    const send = call.sendStatus.bind(call);
+    // grpc-js sends these from inside its base call, past any responder:
+    // only the instance's own method sees them.
+    call.sendStatus = (status) => {
+      // Our answer is on its way; what grpc-js adds after it (a half-close
+      // finding no message) would be a second answer to the same call.
+      if (refusing) return;
+      if (
+        delivered ||
+        passes.has(status.code) ||
+        status.metadata?.get("grpc-status-details-bin").length
+      ) {
+        return send(status);
+      }
+      refusing = true;
+      const error = requestRefused(route.method, grpcRefusal(status), maxRequestBytes);
+      void refuse(route, "grpc", new Headers(), error).then((e) =>
+        send(toGrpcStatus(e) as grpc.StatusObject),
+      );
+    };
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMessage((message, next) => {
+        delivered = true;
+        next(message);
+      })
+      .build();
+    return new grpc.ServerInterceptingCall(call, { start: (next) => next(listener) });
   };
+}
+
+// Which refusal a status grpc-js produced stands for. Only its codes and the
+// fixed beginnings of its own texts are read, never what the client sent.
+function grpcRefusal(status: { code: grpc.status; details?: string }): Refusal {
+  const details = status.details ?? "";
+  if (status.code === grpc.status.RESOURCE_EXHAUSTED) return "too_large";
+  if (details.startsWith("Invalid grpc-timeout value")) return "bad_timeout";
+  if (details.startsWith("Received message compressed with unsupported encoding"))
+    return "bad_compression";
+  return "malformed";
 }
 
 function toHeaders(metadata: grpc.Metadata): Headers {

@@ -5,6 +5,7 @@ type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 export type Request = Parameters<NodeHandler>[0];
 export type Response = Parameters<NodeHandler>[1];
 
+import type { Authenticator } from "./auth/authenticator.js";
 import { checkReadiness, type ReadinessCheck } from "./readiness.js";
 import { answerUnknownMethod } from "./unknown_method.js";
 
@@ -13,6 +14,8 @@ export type { ReadinessCheck };
 export interface PlainRoutes {
   readiness: Record<string, ReadinessCheck>;
   registry: Registry;
+  /** Set when /metrics needs a token with scope metrics.read. */
+  metricsAuthenticator?: Authenticator;
   /** True once shutdown began: /readyz then answers 503. */
   stopping: () => boolean;
   /** API packages served (user.v1…): the ErrorInfo domain of an unknown method's answer. */
@@ -22,7 +25,8 @@ export interface PlainRoutes {
 /**
  * The plain HTTP endpoints beside Connect: GET /healthz (the process is
  * alive), GET /readyz (every readiness check passes), GET /metrics
- * (Prometheus). Anything else is 404.
+ * (Prometheus; with a token when auth.protect_metrics is set). Anything
+ * else is 404.
  */
 export function plainRoutes(routes: PlainRoutes) {
   return async (req: Request, res: Response): Promise<void> => {
@@ -34,6 +38,12 @@ export function plainRoutes(routes: PlainRoutes) {
       return json(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks });
     }
     if (get && path === "/metrics") {
+      if (routes.metricsAuthenticator) {
+        const caller = await routes.metricsAuthenticator(req.headers.authorization ?? null);
+        if (caller.problem) return json(res, 401, { error: "unauthenticated" });
+        if (!caller.scopes.has("metrics.read"))
+          return json(res, 403, { error: "missing scope metrics.read" });
+      }
       const body = await routes.registry.metrics();
       res.writeHead(200, { "content-type": routes.registry.contentType });
       res.end(body);

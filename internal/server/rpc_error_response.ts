@@ -8,13 +8,18 @@ import type { Request, Response } from "./http_routes.js";
  * trailers-only for gRPC and gRPC-Web, a Connect error otherwise. For calls
  * that never reached connect's handlers, or that it refused before ours ran.
  */
-export function writeRpcError(req: Request, res: Response, err: ConnectError): void {
+export function writeRpcError(
+  req: Request,
+  res: Response,
+  err: ConnectError,
+  extraHeaders: Record<string, string> = {},
+): void {
   // Whatever is left of the body is not read: let it drain.
   req.resume();
   const contentType = String(req.headers["content-type"] ?? "");
   if (contentType.startsWith("application/grpc")) {
     const headers = Object.fromEntries(
-      setTrailerStatus(new Headers({ "content-type": contentType }), err),
+      setTrailerStatus(new Headers({ ...extraHeaders, "content-type": contentType }), err),
     );
     // Trailers-only: over HTTP/2 the status must ride on the one HEADERS frame
     // that ends the stream.
@@ -25,6 +30,9 @@ export function writeRpcError(req: Request, res: Response, err: ConnectError): v
     }
     return;
   }
-  res.writeHead(codeToHttpStatus(err.code), { "content-type": "application/json" });
+  res.writeHead(codeToHttpStatus(err.code), {
+    ...extraHeaders,
+    "content-type": "application/json",
+  });
   res.end(JSON.stringify(errorToJson(err, undefined)));
 }

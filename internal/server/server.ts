@@ -1,5 +1,6 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import type { Server } from "../conf/conf_pb.js";
+import type { Auth, Server } from "../conf/conf_pb.js";
+import { createAuthenticator } from "./auth/authenticator.js";
 import type { Logger } from "../pkg/log/logger.js";
 import type { ServiceBinding } from "../pkg/rpc/call.js";
 import { startGrpcServer } from "./grpc.js";
@@ -20,12 +21,14 @@ export interface Servers {
 /** Starts the gRPC and HTTP ports serving the same chained handlers. */
 export async function startServers(
   conf: Server,
+  auth: Auth | undefined,
   bindings: ServiceBinding[],
   readiness: Record<string, ReadinessCheck>,
   log: Logger,
 ): Promise<Servers> {
   const { registry, rpc } = createMetrics();
-  const routes = buildRoutes(bindings, middlewareChain(conf, log, rpc));
+  const authenticator = createAuthenticator(auth);
+  const routes = buildRoutes(bindings, middlewareChain(conf, log, rpc, authenticator));
   let stopping = false;
   const grpc = await startGrpcServer({
     addr: conf.grpc!.addr,
@@ -41,6 +44,7 @@ export async function startServers(
     routes,
     readiness,
     registry,
+    metricsAuthenticator: auth?.protectMetrics ? authenticator : undefined,
     stopping: () => stopping,
     packages: new Set(bindings.map((b) => b.service.file.proto.package)),
     log,

@@ -7,7 +7,6 @@ import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import { kmsErrors } from "../biz/kms.js";
 import type { KmsUsecase } from "../biz/kms_usecase.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
-import { readPageToken, writePageToken } from "../pkg/rpc/pagetoken.js";
 
 const DEFAULT_PAGE = 50;
 
@@ -48,14 +47,16 @@ export function newKmsService(kms: KmsUsecase): ServiceBinding {
       async listDataKeys(req) {
         const status = req.status === undefined ? undefined : bizStatus(req.status);
         const limit = req.pageSize || DEFAULT_PAGE;
-        const beforeVersion = req.pageToken ? readPageToken(req.pageToken, status) : undefined;
+        const tokens = kms.pageTokens();
+        const query = `keys:${status ?? ""}`;
+        const beforeVersion = req.pageToken ? tokens.read(req.pageToken, query) : undefined;
         if (req.pageToken && beforeVersion === undefined) throw kmsErrors.invalidPageToken();
         const keys = await kms.listKeys({ limit: limit + 1, beforeVersion, status });
         const page = keys.slice(0, limit);
         const more = keys.length > limit;
         return {
           keys: page.map(toProto),
-          nextPageToken: more ? writePageToken(page.at(-1)!.version, status) : "",
+          nextPageToken: more ? tokens.write(page.at(-1)!.version, query) : "",
         };
       },
       async getDataKey(req) {

@@ -6,7 +6,7 @@ import { UserService, View } from "../../api/user/v1/user_pb.js";
 import { reasonName } from "../biz/errors.js";
 import type { User } from "../biz/user.js";
 import type { UserUsecase, View as BizView } from "../biz/user_usecase.js";
-import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
+import { bind, type Call, type ServiceBinding } from "../pkg/rpc/call.js";
 
 /** user.v1.UserService: translates messages to the user use cases, nothing else. */
 export function newUserService(users: UserUsecase): ServiceBinding {
@@ -16,15 +16,15 @@ export function newUserService(users: UserUsecase): ServiceBinding {
       async createUser(req, call) {
         return { user: toProto(await users.create(req, call)) };
       },
-      async getUser(req) {
-        return { user: toProto(await users.get(req.id, view(req.view))) };
+      async getUser(req, call) {
+        return { user: toProto(await users.get(req.id, view(req.view, call))) };
       },
-      async lookupUser(req) {
+      async lookupUser(req, call) {
         const by = { [req.key.case!]: req.key.value as string };
-        return { user: toProto(await users.lookup(by, view(req.view))) };
+        return { user: toProto(await users.lookup(by, view(req.view, call))) };
       },
-      async listUsers(req) {
-        const page = await users.list(req, view(req.view));
+      async listUsers(req, call) {
+        const page = await users.list(req, view(req.view, call));
         return {
           users: page.users.map(toProto),
           nextPageToken: page.nextPageToken,
@@ -38,7 +38,7 @@ export function newUserService(users: UserUsecase): ServiceBinding {
       },
       async updateUser(req, call) {
         const change = { ...req, paths: req.updateMask?.paths ?? [] };
-        return { user: toProto(await users.update(req.id, change, view(req.view), call)) };
+        return { user: toProto(await users.update(req.id, change, view(req.view, call), call)) };
       },
       async deleteUser(req, call) {
         await users.delete(req.id, call);
@@ -52,7 +52,10 @@ export function newUserService(users: UserUsecase): ServiceBinding {
   );
 }
 
-const view = (v: View): BizView => (v === View.MASKED ? "masked" : "full");
+// Plaintext only for callers allowed to see it: without pii.read every
+// read is masked, whatever view was asked for.
+const view = (v: View, call: Call): BizView =>
+  v !== View.MASKED && call.caller?.scopes.has("pii.read") ? "full" : "masked";
 
 function toProto(u: User): MessageInitShape<typeof UserSchema> {
   return {

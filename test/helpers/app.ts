@@ -19,6 +19,7 @@ export function testConfig(databaseUrl: string, extra: Record<string, unknown> =
       data: { database: { source: databaseUrl, migrate: "up" } },
       kms: { root_key: testRootKey },
       log: { level: "silent" },
+      auth: { enabled: false },
       ...extra,
     },
     "test",

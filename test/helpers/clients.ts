@@ -19,8 +19,9 @@ export interface GrpcFailure {
   errorInfo: MessageShape<typeof ErrorInfoSchema> | undefined;
 }
 
-/** A plain @grpc/grpc-js client for a service, built from its descriptor. */
-export function grpcClient(service: DescService, port: number) {
+/** A plain @grpc/grpc-js client for a service, built from its descriptor;
+ *  with `token`, every call sends it as a bearer token. */
+export function grpcClient(service: DescService, port: number, token?: string) {
   const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(service), service.name);
   const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   return {
@@ -36,9 +37,12 @@ export function grpcClient(service: DescService, port: number) {
           grpc.requestCallback<unknown> & ((...a: unknown[]) => void)
         >
       )[method.localName]!.bind(client);
+      const metadata = new grpc.Metadata();
+      if (token !== undefined) metadata.set("authorization", `Bearer ${token}`);
       return new Promise((resolve, reject) =>
         fn(
           create(method.input, request),
+          metadata,
           { deadline: Date.now() + deadlineMs },
           (err: unknown, res: unknown) => (err ? reject(err) : resolve(res as MessageShape<O>)),
         ),

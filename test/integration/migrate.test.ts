@@ -375,7 +375,7 @@ describe("the server", () => {
     const conf = join(dir, "check.yaml");
     writeFileSync(
       conf,
-      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } }\ndata: { database: { source: "${db.url}", migrate: check } }\nkms: { root_key: "${testRootKey}" }\n`,
+      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } }\ndata: { database: { source: "${db.url}", migrate: check } }\nkms: { root_key: "${testRootKey}" }\nauth: { enabled: false }\n`,
     );
     const server = spawnServer(["-conf", conf], {
       env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
@@ -390,7 +390,7 @@ describe("the server", () => {
     const conf = join(dir, "up.yaml");
     writeFileSync(
       conf,
-      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } }\ndata: { database: { source: "${db.url}", migrate: up } }\nkms: { root_key: "${testRootKey}" }\n`,
+      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } }\ndata: { database: { source: "${db.url}", migrate: up } }\nkms: { root_key: "${testRootKey}" }\nauth: { enabled: false }\n`,
     );
     const server = spawnServer(["-conf", conf], {
       env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },

@@ -55,6 +55,7 @@ data:
   database: { source: "${source}", migrate: "up" }
 kms:
   root_key: "${testRootKey}"
+auth: { enabled: false }
 log: { level: info, format: json }
 `;
 

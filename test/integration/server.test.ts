@@ -203,17 +203,122 @@ describe("requests a transport cannot take, on both ports", () => {
     }
   });
 
-  it("logs and counts refused requests like any call", async () => {
-    await post("application/proto", garbage);
-    await rawGrpcCall(ctx.app.grpcPort, garbage);
-    const metrics = await (await fetch(`http://127.0.0.1:${ctx.app.httpPort}/metrics`)).text();
-    for (const transport of ["connect", "grpc"]) {
-      expect(metrics).toMatch(
-        new RegExp(
-          `rpc_server_duration_seconds_count\\{[^}]*method="GetUser"[^}]*transport="${transport}"[^}]*code="INVALID_ARGUMENT"`,
-        ),
+  // The count of one label set in /metrics.
+  async function count(method: string, transport: string, code: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${ctx.app.httpPort}/metrics`)).text();
+    const line = text
+      .split("\n")
+      .find(
+        (l) =>
+          l.startsWith("rpc_server_duration_seconds_count{") &&
+          l.includes(`method="${method}"`) &&
+          l.includes(`transport="${transport}"`) &&
+          l.includes(`code="${code}"`),
       );
+    return line ? Number(line.split(" ").at(-1)) : 0;
+  }
+
+  function h2call(
+    port: number,
+    headers: Record<string, string>,
+    body: Buffer,
+    path = "/user.v1.UserService/DeleteUser",
+  ) {
+    const session = connectHttp2(`http://127.0.0.1:${port}`);
+    return new Promise<Record<string, unknown>>((resolve) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": path,
+        te: "trailers",
+        ...headers,
+      });
+      let found: Record<string, unknown> = {};
+      stream.on("response", (h) => (found = { ...h }));
+      stream.on("trailers", (t) => (found = { ...found, ...t }));
+      stream.on("close", () => {
+        session.close();
+        resolve(found);
+      });
+      stream.resume();
+      stream.end(body);
+    });
+  }
+
+  it("logs and counts each refused request once, on both ports", async () => {
+    const before = {
+      connect: await count("DeleteUser", "connect", "INVALID_ARGUMENT"),
+      grpc: await count("DeleteUser", "grpc", "INVALID_ARGUMENT"),
+      tooLarge: await count("DeleteUser", "grpc", "RESOURCE_EXHAUSTED"),
+      unimplemented: await count("DeleteUser", "grpc", "UNIMPLEMENTED"),
+    };
+    const url = `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/DeleteUser`;
+    await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/proto" },
+      body: garbage,
+    });
+    const grpcFrame = Buffer.concat([Buffer.from([0, 0, 0, 0, garbage.length]), garbage]);
+    await h2call(ctx.app.grpcPort, { "content-type": "application/grpc" }, grpcFrame);
+    // grpc-js refuses this one itself, then finds no message at the half-close.
+    const claim = Buffer.concat([Buffer.from([0, 0, 0x50, 0, 0]), Buffer.alloc(160_000)]);
+    const tooLarge = await h2call(ctx.app.grpcPort, { "content-type": "application/grpc" }, claim);
+    expect(tooLarge["grpc-status"]).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+    expect(await count("DeleteUser", "connect", "INVALID_ARGUMENT")).toBe(before.connect + 1);
+    expect(await count("DeleteUser", "grpc", "INVALID_ARGUMENT")).toBe(before.grpc + 1);
+    expect(await count("DeleteUser", "grpc", "RESOURCE_EXHAUSTED")).toBe(before.tooLarge + 1);
+    expect(await count("DeleteUser", "grpc", "UNIMPLEMENTED")).toBe(before.unimplemented);
+  }, 20_000);
+
+  it("answers a call without a message INVALID_ARGUMENT on both ports", async () => {
+    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+      const answer = await h2call(port, { "content-type": "application/grpc" }, Buffer.alloc(0));
+      expect(answer["grpc-status"], `port ${port}`).toBe(String(grpc.status.INVALID_ARGUMENT));
     }
+  });
+
+  it("answers refusals whose answer connect would compress, and never reads the body for its wording", async () => {
+    const url = `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`;
+    const json = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "accept-encoding": "gzip, br" },
+      body: JSON.stringify({ id: "9".repeat(1100) }),
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(json.status).toBe(400);
+    expect(await json.json()).toMatchObject({
+      message: "request is not a valid user.v1.GetUserRequest",
+    });
+    const timeoutWord = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"id":"timeout"}',
+    });
+    expect(await timeoutWord.json()).toMatchObject({
+      message: "request is not a valid user.v1.GetUserRequest",
+    });
+    const web = await h2call(
+      ctx.app.httpPort,
+      {
+        "content-type": "application/grpc-web+proto",
+        "grpc-timeout": "9".repeat(1200),
+        "grpc-accept-encoding": "gzip",
+      },
+      Buffer.from([0, 0, 0, 0, 0]),
+      "/user.v1.UserService/GetUser",
+    );
+    expect(web["grpc-status"]).toBe(String(grpc.status.INVALID_ARGUMENT));
+    expect(decodeURIComponent(String(web["grpc-message"]))).toBe("invalid timeout header");
+    const compression = await fetch(url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "content-encoding": "zstd",
+        "accept-encoding": "gzip",
+      },
+      body: "{}",
+    });
+    expect(compression.status).toBe(501);
+    expect(compression.headers.get("accept-encoding")).toMatch(/gzip/);
   });
 });
 

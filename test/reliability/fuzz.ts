@@ -1,5 +1,6 @@
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
 import { connect as netConnect } from "node:net";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
 
 /** A small seeded generator (mulberry32): a failing run can be replayed. */
 export function random(seed: number) {
@@ -72,7 +73,10 @@ export function frame(r: Random, payload: Buffer): Buffer {
 export interface Answer {
   /** gRPC status from headers or trailers, or undefined. */
   grpcStatus?: string;
+  /** A google.rpc.Status came with it (gRPC's grpc-status-details-bin). */
+  grpcDetails: boolean;
   httpStatus: number;
+  /** The body, decompressed. */
   body: Buffer;
 }
 
@@ -86,21 +90,29 @@ export function h2request(
   return new Promise((resolve) => {
     const stream = session.request({ ":method": "POST", ":path": path, ...headers });
     const chunks: Buffer[] = [];
-    let answer: Answer = { httpStatus: 0, body: Buffer.alloc(0) };
+    let answer: Answer = { httpStatus: 0, grpcDetails: false, body: Buffer.alloc(0) };
+    let encoding: string | undefined;
     stream.on("response", (h) => {
+      encoding = h["content-encoding"] as string | undefined;
       answer = {
         ...answer,
         httpStatus: Number(h[":status"]),
         grpcStatus: h["grpc-status"] as string,
+        grpcDetails: "grpc-status-details-bin" in h,
       };
     });
     stream.on("trailers", (t) => {
       answer.grpcStatus ??= t["grpc-status"] as string;
+      answer.grpcDetails ||= "grpc-status-details-bin" in t;
     });
     stream.on("data", (c: Buffer) => chunks.push(c));
-    stream.on("close", () =>
-      resolve(answer.httpStatus ? { ...answer, body: Buffer.concat(chunks) } : undefined),
-    );
+    stream.on("close", () => {
+      if (!answer.httpStatus) return resolve(undefined);
+      const raw = Buffer.concat(chunks);
+      const body =
+        encoding === "gzip" ? gunzipSync(raw) : encoding === "br" ? brotliDecompressSync(raw) : raw;
+      resolve({ ...answer, body });
+    });
     stream.on("error", () => undefined);
     stream.setTimeout(10_000, () => stream.close());
     stream.end(body);

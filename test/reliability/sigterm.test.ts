@@ -25,6 +25,7 @@ describe("SIGTERM under load", () => {
       `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, shutdown_timeout: 20s }
 data: { database: { source: "${db.url}", migrate: up } }
 kms: { root_key: "${testRootKey}" }
+auth: { enabled: false }
 log: { level: info, format: json }
 `,
     );

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { durationMs } from "@bufbuild/protobuf/wkt";
@@ -20,10 +20,11 @@ function failure(tree: unknown, env: NodeJS.ProcessEnv = {}): string {
 }
 
 describe("configs/config.yaml", () => {
-  it("loads, with Kratos' default ports and Go-style durations", () => {
+  it("loads, with Kratos' default ports on loopback only (authentication is off) and Go-style durations", () => {
     const conf = loadConfig("configs/config.yaml", {});
-    expect(conf.server?.grpc?.addr).toBe("0.0.0.0:9000");
-    expect(conf.server?.http?.addr).toBe("0.0.0.0:8000");
+    expect(conf.server?.grpc?.addr).toBe("127.0.0.1:9000");
+    expect(conf.server?.http?.addr).toBe("127.0.0.1:8000");
+    expect(conf.auth?.enabled).toBe(false);
     expect(durationMs(conf.kms!.rotateInterval!)).toBe(720 * 3600 * 1000);
     expect(conf.data?.database?.migrate).toBe("up");
   });
@@ -37,6 +38,7 @@ describe("defaults", () => {
     expect(conf.data?.database?.poolSize).toBe(10);
     expect(conf.data?.database?.migrate).toBe("check");
     expect(conf.kms?.algorithm).toBe("AES-256-GCM");
+    expect(conf.auth?.enabled).toBe(true);
   });
 });
 
@@ -139,6 +141,47 @@ describe("production", () => {
       /kms\.root_key: a root key written in the config is for development only/,
     );
     expect(failure(minimal(), { NODE_ENV: "production" })).toMatch(/development only/);
+  });
+
+  it("refuses authentication off, naming the setting", () => {
+    const key = Buffer.alloc(32, 3).toString("base64");
+    const env = { APP_ENV: "production", KMS_ROOT_KEY: key };
+    expect(failure({ ...minimal(), auth: { enabled: false } }, env)).toMatch(
+      /^config t\.yaml: auth\.enabled: authentication must be on in production/,
+    );
+    expect(
+      failure(
+        { ...minimal(), auth: { enabled: false } },
+        { ...env, APP_ENV: "", NODE_ENV: "production" },
+      ),
+    ).toMatch(/auth\.enabled/);
+  });
+
+  it("refuses the development root key, even from the environment", () => {
+    const dev = /root_key: (\S+)/.exec(readFileSync("configs/config.yaml", "utf8"))![1]!;
+    expect(failure(minimal(), { APP_ENV: "production", KMS_ROOT_KEY: dev })).toMatch(
+      /kms\.root_key: the development root key/,
+    );
+  });
+
+  it("refuses a token digest that is not 64 hex digits, in any environment", () => {
+    const token = (sha256: string) => ({
+      ...minimal(),
+      auth: { tokens: [{ name: "bot", sha256, scopes: ["kms.admin"] }] },
+    });
+    expect(failure(token("abc"))).toMatch(
+      /^config t\.yaml: auth\.tokens\[0\]\.sha256: must be the token's SHA-256/,
+    );
+    expect(failure(token("z".repeat(64)))).toMatch(/sha256/);
+    expect(() => parseConfig(token("a".repeat(64)), "t.yaml")).not.toThrow();
+  });
+
+  it("refuses an unknown scope, naming it", () => {
+    const conf = {
+      ...minimal(),
+      auth: { tokens: [{ name: "bot", sha256: "a".repeat(64), scopes: ["kms.admn"] }] },
+    };
+    expect(failure(conf)).toMatch(/auth\.tokens\[0\]\.scopes\[0\]/);
   });
 
   it("accepts the root key from the environment or a file", () => {

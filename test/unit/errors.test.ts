@@ -89,6 +89,8 @@ describe("error_reason.proto", () => {
     "DEADLINE_EXCEEDED",
     "UNAVAILABLE",
     "REQUEST_TOO_LARGE",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
   ];
   it.each([KmsReasonSchema, UserReasonSchema])(
     "$typeName declares every reason the middleware uses",

@@ -7,6 +7,7 @@ import { parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { bind, noDeadline, type Call, type ServiceImpl } from "../../internal/pkg/rpc/call.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { createAuthenticator } from "../../internal/server/auth/authenticator.js";
 import { buildRoutes } from "../../internal/server/handlers.js";
 import { createMetrics } from "../../internal/server/metrics.js";
 import { middlewareChain } from "../../internal/server/middleware/index.js";
@@ -20,11 +21,14 @@ function setup(impl: ServiceImpl<typeof UserService>) {
     },
   });
   const log = createLogger({ level: "info", format: "json", destination: sink });
-  const conf = parseConfig({ kms: { root_key: Buffer.alloc(32).toString("base64") } }, "t");
+  const conf = parseConfig(
+    { kms: { root_key: Buffer.alloc(32).toString("base64") }, auth: { enabled: false } },
+    "t",
+  );
   const metrics = createMetrics();
   const routes = buildRoutes(
     [bind(UserService, impl)],
-    middlewareChain(conf.server!, log, metrics.rpc),
+    middlewareChain(conf.server!, log, metrics.rpc, createAuthenticator(conf.auth)),
   );
   const route = routes.find((r) => r.method === UserService.method.getUser)!;
   const call = (id: bigint, deadline?: number): Call => ({

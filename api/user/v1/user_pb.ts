@@ -481,7 +481,8 @@ export const VerifyPasswordResponseSchema: GenMessage<VerifyPasswordResponse> = 
   messageDesc(file_user_v1_user, 15);
 
 /**
- * How personal data is returned.
+ * How personal data is returned. Callers without the pii.read scope get
+ * VIEW_MASKED whatever they ask for.
  *
  * @generated from enum user.v1.View
  */
@@ -494,7 +495,7 @@ export enum View {
   UNSPECIFIED = 0,
 
   /**
-   * Decrypted values.
+   * Decrypted values (needs pii.read).
    *
    * @generated from enum value: VIEW_FULL = 1;
    */

@@ -31,6 +31,17 @@ export interface Call {
    * counting the call as any other.
    */
   readonly refused?: ConnectError;
+  /** Who is calling; set by the authenticate middleware. */
+  readonly caller?: Caller;
+}
+
+/** A caller as authentication found it. */
+export interface Caller {
+  /** A configured token's name, "jwt:<subject>", or "anonymous". */
+  readonly name: string;
+  readonly scopes: ReadonlySet<string>;
+  /** Why the caller is not authenticated; undefined when it is. */
+  readonly problem?: "missing" | "invalid" | "expired";
 }
 
 /** beginCommit for a call no deadline bounds. */

@@ -3,6 +3,8 @@ import type { Server } from "../../conf/conf_pb.js";
 import type { Logger } from "../../pkg/log/logger.js";
 import { chain, type Middleware } from "../../pkg/rpc/call.js";
 import type { RpcMetrics } from "../metrics.js";
+import type { Authenticator } from "../auth/authenticator.js";
+import { authenticate, authorize } from "./auth.js";
 import { deadline } from "./deadline.js";
 import { logging } from "./logging.js";
 import { metrics } from "./metrics.js";
@@ -11,16 +13,24 @@ import { validation } from "./validation.js";
 
 /**
  * The one middleware chain both transports run, outermost first: metrics and
- * the request log see the final code; recovery maps every failure to a coded
- * error; the deadline bounds the rest; validation guards the handler.
+ * the request log see the final code (and the log, the caller); recovery maps
+ * every failure to a coded error; authorization refuses before any other
+ * work; the deadline bounds the rest; validation guards the handler.
  */
-export function middlewareChain(conf: Server, log: Logger, rpc: RpcMetrics): Middleware {
+export function middlewareChain(
+  conf: Server,
+  log: Logger,
+  rpc: RpcMetrics,
+  authenticator: Authenticator,
+): Middleware {
   const grpcMs = conf.grpc?.timeout ? durationMs(conf.grpc.timeout) : 30_000;
   const httpMs = conf.http?.timeout ? durationMs(conf.http.timeout) : 30_000;
   return chain(
     metrics(rpc),
+    authenticate(authenticator),
     logging(log),
     recovery(log),
+    authorize(),
     deadline({ grpc: grpcMs, connect: httpMs }),
     validation(),
   );

@@ -3,7 +3,7 @@ import { codeName } from "../errors.js";
 import type { Logger } from "../../pkg/log/logger.js";
 import type { Middleware } from "../../pkg/rpc/call.js";
 
-/** One structured line per call: method, transport, code, duration. Never payloads. */
+/** One structured line per call: method, caller, transport, code, duration. Never payloads. */
 export function logging(log: Logger): Middleware {
   return (next) => async (call) => {
     const started = performance.now();
@@ -20,6 +20,7 @@ export function logging(log: Logger): Middleware {
       log.info(
         {
           rpc: `${call.service.typeName}/${call.method.name}`,
+          caller: call.caller?.name,
           transport: call.transport,
           code,
           ms,

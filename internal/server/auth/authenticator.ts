@@ -1,0 +1,43 @@
+import { createHash } from "node:crypto";
+import type { Auth } from "../../conf/conf_pb.js";
+import type { Caller } from "../../pkg/rpc/call.js";
+import { jwtVerifier } from "./jwt.js";
+import { allScopes } from "./scopes.js";
+
+/** Finds the caller of a request from its `authorization` header. Never throws. */
+export type Authenticator = (authorization: string | null) => Promise<Caller>;
+
+const anonymous = (problem?: Caller["problem"]): Caller => ({
+  name: "anonymous",
+  scopes: problem ? new Set() : new Set(allScopes),
+  problem,
+});
+
+const BEARER = /^Bearer +([\x21-\x7e]+)$/i;
+
+/**
+ * Tokens are looked up by their SHA-256 (the config never holds a token), then
+ * tried as JWTs. With authentication off, everyone is an anonymous caller with
+ * every scope.
+ */
+export function createAuthenticator(conf: Auth | undefined): Authenticator {
+  if (!conf?.enabled) {
+    const everyone = anonymous();
+    return async () => everyone;
+  }
+  const tokens = new Map<string, Caller>(
+    conf.tokens.map((t) => [t.sha256.toLowerCase(), { name: t.name, scopes: new Set(t.scopes) }]),
+  );
+  const jwt = conf.jwt ? jwtVerifier(conf.jwt) : undefined;
+  return async (authorization) => {
+    if (!authorization) return anonymous("missing");
+    const token = BEARER.exec(authorization)?.[1];
+    if (!token) return anonymous("invalid");
+    const known = tokens.get(createHash("sha256").update(token).digest("hex"));
+    if (known) return known;
+    if (jwt && token.split(".").length === 3) {
+      return jwt(token).catch(() => anonymous("invalid"));
+    }
+    return anonymous("invalid");
+  };
+}

@@ -1,0 +1,47 @@
+import { Code } from "@connectrpc/connect";
+import type { Middleware } from "../../pkg/rpc/call.js";
+import type { Authenticator } from "../auth/authenticator.js";
+import { methodScopes } from "../auth/scopes.js";
+import { serviceError } from "../errors.js";
+
+/**
+ * Finds the caller from `authorization: Bearer …` and puts it on the call.
+ * It never refuses: `authorize` does, inside the log and the error mapping,
+ * so that refused calls are logged with who made them.
+ */
+export function authenticate(authenticator: Authenticator): Middleware {
+  return (next) => async (call) =>
+    next({ ...call, caller: await authenticator(call.requestHeader.get("authorization")) });
+}
+
+const problems = {
+  missing: "missing bearer token",
+  invalid: "unknown or invalid token",
+  expired: "token expired",
+} as const;
+
+/**
+ * UNAUTHENTICATED without a valid token; PERMISSION_DENIED, naming the scope,
+ * when the token lacks the one the method needs (methodScopes).
+ */
+export function authorize(): Middleware {
+  return (next) => async (call) => {
+    const caller = call.caller;
+    if (!caller || caller.problem) {
+      const message = problems[caller?.problem ?? "missing"];
+      throw serviceError(call.service, Code.Unauthenticated, "UNAUTHENTICATED", message);
+    }
+    const scope = methodScopes[`${call.service.typeName}/${call.method.name}`];
+    if (!scope || !caller.scopes.has(scope)) {
+      const needed = scope ?? "(none declared)";
+      throw serviceError(
+        call.service,
+        Code.PermissionDenied,
+        "PERMISSION_DENIED",
+        `missing scope ${needed}`,
+        { scope: needed },
+      );
+    }
+    return next(call);
+  };
+}
