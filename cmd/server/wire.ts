@@ -8,6 +8,10 @@ import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
 import { BizError } from "../../internal/biz/errors.js";
+import type { LoginAttempts } from "../../internal/biz/login.js";
+import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/login_attempts.js";
+import { boundedQueue } from "../../internal/pkg/limit/queue.js";
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
@@ -52,9 +56,31 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
             : "failed",
       log,
     );
-    const users = new UserUsecase(newUserRepo(data.pool), kms);
+    const policy = {
+      maxAttempts: conf.auth?.maxLoginAttempts ?? 0,
+      lockMs: conf.auth?.lockDuration ? durationMs(conf.auth.lockDuration) : 0,
+    };
+    let logins: LoginAttempts = memoryLoginAttempts(policy);
+    const redisAddr = conf.data!.redis?.addr;
+    if (redisAddr) {
+      const shared = redisLoginAttempts(redisAddr, policy, log);
+      cleanup.push(() => shared.close());
+      // Not a reason to stop serving: it only says the counts are per instance.
+      readiness.logins = shared.health;
+      logins = shared;
+    }
+    const limits = conf.limits!;
+    const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
+    const users = new UserUsecase(newUserRepo(data.pool), kms, { logins, policy, hashing });
     const bindings = [newKmsService(kms), newUserService(users)];
-    const servers = await startServers(conf.server!, conf.auth, bindings, readiness, log);
+    const servers = await startServers(
+      conf.server!,
+      conf.auth,
+      conf.limits,
+      bindings,
+      readiness,
+      log,
+    );
     return {
       grpcPort: servers.grpcPort,
       httpPort: servers.httpPort,

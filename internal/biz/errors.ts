@@ -35,6 +35,8 @@ export class BizError extends Error {
     readonly reason: Reason,
     message: string,
     readonly metadata: Readonly<Record<string, string>> = {},
+    /** When the client may retry (RESOURCE_EXHAUSTED, UNAVAILABLE). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -54,5 +56,6 @@ export function errorFactory(reasons: DescEnum) {
     reason: number,
     message: string,
     metadata: Record<string, string> = {},
-  ) => new BizError(code, { enum: reasons, value: reason }, message, metadata);
+    retryAfterMs?: number,
+  ) => new BizError(code, { enum: reasons, value: reason }, message, metadata, retryAfterMs);
 }

@@ -84,6 +84,22 @@ export const userErrors = {
     ),
   invalidCredentials: () =>
     userError("UNAUTHENTICATED", ErrorReason.INVALID_CREDENTIALS, "invalid login or password"),
+  accountLocked: (retryMs: number) =>
+    userError(
+      "RESOURCE_EXHAUSTED",
+      ErrorReason.ACCOUNT_LOCKED,
+      "too many failed logins; try again later",
+      {},
+      retryMs,
+    ),
+  busy: () =>
+    userError(
+      "RESOURCE_EXHAUSTED",
+      ErrorReason.RATE_LIMITED,
+      "too many password checks in progress; retry shortly",
+      {},
+      1000,
+    ),
   corrupt: (id: number, field: string) =>
     userError(
       "DATA_LOSS",

@@ -4,6 +4,8 @@ import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
 import { normalise } from "../pkg/kms/blindindex.js";
 import { BizError, reasonName } from "./errors.js";
 import type { KmsUsecase } from "./kms_usecase.js";
+import type { LoginAttempts, LoginPolicy } from "./login.js";
+import { boundedQueue, QueueFullError, type BoundedQueue } from "../pkg/limit/queue.js";
 import {
   DuplicateError,
   RevokedKeyWriteError,
@@ -35,6 +37,12 @@ export interface UserChange {
   password: string;
 }
 
+const noLoginLimit: LoginAttempts = {
+  lockedFor: async () => 0,
+  failed: async () => undefined,
+  succeeded: async () => undefined,
+};
+
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 100;
 const encoder = new TextEncoder();
@@ -45,14 +53,31 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * row and column) beside keyed blind indexes used for lookups and uniqueness.
  */
 export class UserUsecase {
+  private readonly logins: LoginAttempts;
+  private readonly policy: LoginPolicy;
+  private readonly hashing: BoundedQueue;
+
   constructor(
     private readonly repo: UserRepo,
     private readonly kms: KmsUsecase,
-  ) {}
+    // Defaults for tools and tests; the service passes its configuration.
+    opts: { logins?: LoginAttempts; policy?: LoginPolicy; hashing?: BoundedQueue } = {},
+  ) {
+    this.policy = opts.policy ?? { maxAttempts: 0, lockMs: 0 };
+    this.logins = opts.logins ?? noLoginLimit;
+    this.hashing = opts.hashing ?? boundedQueue(1, 64);
+  }
+
+  /** scrypt through the bounded queue: a flood of logins waits or is refused, never piles up. */
+  private hashed<T>(work: () => Promise<T>): Promise<T> {
+    return this.hashing.run(work).catch((err: unknown) => {
+      throw err instanceof QueueFullError ? userErrors.busy() : err;
+    });
+  }
 
   async create(input: NewUser, ctx: Context): Promise<User> {
     const id = await this.repo.nextId();
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = await this.hashed(() => hashPassword(input.password));
     const stored = await this.underActiveKey(async () => {
       const fields: Partial<Record<PiiField, SealedField>> = {};
       for (const f of PII_FIELDS) {
@@ -124,7 +149,7 @@ export class UserUsecase {
       throw userErrors.invalid("password", "is required");
     if (!(await this.repo.byId(id))) throw userErrors.notFound();
     const passwordHash = change.paths.includes("password")
-      ? await hashPassword(change.password)
+      ? await this.hashed(() => hashPassword(change.password))
       : undefined;
     const stored = await this.underActiveKey(async () => {
       const fields: Partial<Record<PiiField, SealedField | null>> = {};
@@ -145,11 +170,23 @@ export class UserUsecase {
 
   /** The user id for a login (username or email) and password; the same answer, in the same time, for an unknown login and a wrong password. */
   async verifyPassword(login: string, password: string): Promise<number> {
+    // Counted by login, whether an account has it or not, so that the lock
+    // says nothing about which accounts exist.
+    const key = this.kms.hashField("login", login.trim().toLowerCase());
+    if (this.policy.maxAttempts > 0) {
+      const wait = await this.logins.lockedFor(key);
+      if (wait > 0) throw userErrors.accountLocked(wait);
+    }
     const stored = login.includes("@")
       ? await this.repo.byHash("email", this.kms.hashField("email", login))
       : await this.repo.byUsername(login);
-    const ok = await verifyPassword(password, stored?.passwordHash ?? (await decoyHash()));
-    if (!stored || !ok) throw userErrors.invalidCredentials();
+    const hash = stored?.passwordHash ?? (await decoyHash());
+    const ok = await this.hashed(() => verifyPassword(password, hash));
+    if (!stored || !ok) {
+      if (this.policy.maxAttempts > 0) await this.logins.failed(key);
+      throw userErrors.invalidCredentials();
+    }
+    if (this.policy.maxAttempts > 0) await this.logins.succeeded(key);
     return stored.id;
   }
 

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file conf/conf.proto.
  */
 export const file_conf_conf: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYipQEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nEhgKBGF1dGgYBSABKAsyCi5jb25mLkF1dGgigAQKBlNlcnZlchInCgRncnBjGAEgASgLMhEuY29uZi5TZXJ2ZXIuR3JwY0IGukgDyAEBEicKBGh0dHAYAiABKAsyES5jb25mLlNlcnZlci5IdHRwQga6SAPIAQESPQoQc2h1dGRvd25fdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLZHJhaW5fZGVsYXkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAGn4KBEdycGMSFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgaqgEKBEh0dHASFgoEYWRkchgBIAEoCUIIukgFcgOAAgESNAoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASKAoRbWF4X3JlcXVlc3RfYnl0ZXMYAyABKA1CDbpICioIGICAgCAogAgSKgoUY29yc19hbGxvd2VkX29yaWdpbnMYBCADKAlCDLpICZIBBiIEcgIQASLrAwoERGF0YRItCghkYXRhYmFzZRgBIAEoCzITLmNvbmYuRGF0YS5EYXRhYmFzZUIGukgDyAEBGuUBCghEYXRhYmFzZRIrCgZzb3VyY2UYASABKAlCG7pIGNgBAXITMhFecG9zdGdyZXMocWwpPzovLxIdCglwb29sX3NpemUYAiABKA1CCrpIByoFGOgHKAESJgoHbWlncmF0ZRgDIAEoCUIVukgSchBSAnVwUgVjaGVja1IDb2ZmEjwKD2Nvbm5lY3RfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASJwoJbWlncmF0aW9uGAUgASgLMhQuY29uZi5EYXRhLk1pZ3JhdGlvbhrLAQoJTWlncmF0aW9uEgsKA2RpchgBIAEoCRI2Cglsb2NrX3dhaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjkKDGxvY2tfdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASPgoRc3RhdGVtZW50X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAIsoGCgNLbXMSjQEKCHJvb3Rfa2V5GAEgASgJQnu6SHi6AXUKE2ttcy5yb290X2tleV9iYXNlNjQSKm11c3QgYmUgMzIgYnl0ZXMgaW4gYmFzZTY0ICg0NCBjaGFyYWN0ZXJzKRoydGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05Ky9dezQzfT0kJykSFQoNcm9vdF9rZXlfZmlsZRgCIAEoCRIMCgRzZWVkGAMgASgJEgwKBHNhbHQYBCABKAkSIAoKaXRlcmF0aW9ucxgFIAEoDUIMukgJ2AEBKgQooI0GEjgKCWFsZ29yaXRobRgGIAEoCUIlukgiciBSC0FFUy0yNTYtR0NNUhFDaGFDaGEyMC1Qb2x5MTMwNRI8Cg9yb3RhdGVfaW50ZXJ2YWwYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAEi4KF21heF9lbmNyeXB0aW9uc19wZXJfa2V5GAggASgEQg26SAoyCBiAgICAECgBEjYKCWNhY2hlX3R0bBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASQQoUbWFpbnRlbmFuY2VfaW50ZXJ2YWwYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAOroCuki2AhqiAQoTa21zLnJvb3Rfa2V5X3NvdXJjZRIwc2V0IGV4YWN0bHkgb25lIG9mIHJvb3Rfa2V5LCByb290X2tleV9maWxlLCBzZWVkGllbdGhpcy5yb290X2tleSAhPSAnJywgdGhpcy5yb290X2tleV9maWxlICE9ICcnLCB0aGlzLnNlZWQgIT0gJyddLmZpbHRlcih4LCB4KS5zaXplKCkgPT0gMRqOAQoTa21zLnNlZWRfbmVlZHNfc2FsdBIzc2VlZCBuZWVkcyBhIHNhbHQgYW5kIGl0ZXJhdGlvbnMgb2YgYXQgbGVhc3QgMTAwMDAwGkJ0aGlzLnNlZWQgPT0gJycgfHwgKHRoaXMuc2FsdCAhPSAnJyAmJiB0aGlzLml0ZXJhdGlvbnMgPj0gMTAwMDAwdSkidgoDTG9nEkQKBWxldmVsGAEgASgJQjW6SDJyMFIFdHJhY2VSBWRlYnVnUgRpbmZvUgR3YXJuUgVlcnJvclIFZmF0YWxSBnNpbGVudBIpCgZmb3JtYXQYAiABKAlCGbpIFnIUUgRqc29uUgZwcmV0dHlSBGF1dG8i4AUKBEF1dGgSDwoHZW5hYmxlZBgBIAEoCBIgCgZ0b2tlbnMYAiADKAsyEC5jb25mLkF1dGguVG9rZW4SGwoDand0GAMgASgLMg4uY29uZi5BdXRoLkp3dBIXCg9wcm90ZWN0X21ldHJpY3MYBCABKAgarwIKBVRva2VuEjcKBG5hbWUYASABKAlCKbpIJnIkMiJeW0EtWmEtejAtOV1bQS1aYS16MC05Xy5ALV17MCw2M30kEnoKBnNoYTI1NhgCIAEoCUJqukhnugFkChFhdXRoLnRva2VuX3NoYTI1NhIsbXVzdCBiZSB0aGUgdG9rZW4ncyBTSEEtMjU2IGFzIDY0IGhleCBkaWdpdHMaIXRoaXMubWF0Y2hlcygnXlswLTlhLWZBLUZdezY0fSQnKRJxCgZzY29wZXMYAyADKAlCYbpIXpIBWwgBIldyVVIJa21zLmFkbWluUgprbXMuY3J5cHRvUgp1c2Vycy5yZWFkUgt1c2Vycy53cml0ZVILdXNlcnMubG9naW5SCHBpaS5yZWFkUgxtZXRyaWNzLnJlYWQavAIKA0p3dBIZCghhdWRpZW5jZRgBIAEoCUIHukgEcgIQARIOCgZpc3N1ZXIYAiABKAkSGQoRaHMyNTZfc2VjcmV0X2ZpbGUYAyABKAkSGAoQcHVibGljX2tleV9maWxlcxgEIAMoCRIUCgxzY29wZXNfY2xhaW0YBSABKAkSPAoPY2xvY2tfdG9sZXJhbmNlGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyADqAAbpIfRp7CgxhdXRoLmp3dF9rZXkSKXNldCBoczI1Nl9zZWNyZXRfZmlsZSBvciBwdWJsaWNfa2V5X2ZpbGVzGkB0aGlzLmhzMjU2X3NlY3JldF9maWxlICE9ICcnIHx8IHRoaXMucHVibGljX2tleV9maWxlcy5zaXplKCkgPiAwYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYiwwEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nEhgKBGF1dGgYBSABKAsyCi5jb25mLkF1dGgSHAoGbGltaXRzGAYgASgLMgwuY29uZi5MaW1pdHMiuwQKBlNlcnZlchInCgRncnBjGAEgASgLMhEuY29uZi5TZXJ2ZXIuR3JwY0IGukgDyAEBEicKBGh0dHAYAiABKAsyES5jb25mLlNlcnZlci5IdHRwQga6SAPIAQESPQoQc2h1dGRvd25fdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLZHJhaW5fZGVsYXkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjkKDGlkbGVfdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgAafgoER3JwYxIWCgRhZGRyGAEgASgJQgi6SAVyA4ACARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIoChFtYXhfcmVxdWVzdF9ieXRlcxgDIAEoDUINukgKKggYgICAICiACBqqAQoESHR0cBIWCgRhZGRyGAEgASgJQgi6SAVyA4ACARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIoChFtYXhfcmVxdWVzdF9ieXRlcxgDIAEoDUINukgKKggYgICAICiACBIqChRjb3JzX2FsbG93ZWRfb3JpZ2lucxgEIAMoCUIMukgJkgEGIgRyAhABIrAECgREYXRhEi0KCGRhdGFiYXNlGAEgASgLMhMuY29uZi5EYXRhLkRhdGFiYXNlQga6SAPIAQESHwoFcmVkaXMYAiABKAsyEC5jb25mLkRhdGEuUmVkaXMa5QEKCERhdGFiYXNlEisKBnNvdXJjZRgBIAEoCUIbukgY2AEBchMyEV5wb3N0Z3JlcyhxbCk/Oi8vEh0KCXBvb2xfc2l6ZRgCIAEoDUIKukgHKgUY6AcoARImCgdtaWdyYXRlGAMgASgJQhW6SBJyEFICdXBSBWNoZWNrUgNvZmYSPAoPY29ubmVjdF90aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABInCgltaWdyYXRpb24YBSABKAsyFC5jb25mLkRhdGEuTWlncmF0aW9uGssBCglNaWdyYXRpb24SCwoDZGlyGAEgASgJEjYKCWxvY2tfd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOQoMbG9ja190aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABI+ChFzdGF0ZW1lbnRfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAaIgoFUmVkaXMSGQoEYWRkchgBIAEoCUILukgI2AEBcgOAAgEiygYKA0ttcxKNAQoIcm9vdF9rZXkYASABKAlCe7pIeLoBdQoTa21zLnJvb3Rfa2V5X2Jhc2U2NBIqbXVzdCBiZSAzMiBieXRlcyBpbiBiYXNlNjQgKDQ0IGNoYXJhY3RlcnMpGjJ0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXltBLVphLXowLTkrL117NDN9PSQnKRIVCg1yb290X2tleV9maWxlGAIgASgJEgwKBHNlZWQYAyABKAkSDAoEc2FsdBgEIAEoCRIgCgppdGVyYXRpb25zGAUgASgNQgy6SAnYAQEqBCigjQYSOAoJYWxnb3JpdGhtGAYgASgJQiW6SCJyIFILQUVTLTI1Ni1HQ01SEUNoYUNoYTIwLVBvbHkxMzA1EjwKD3JvdGF0ZV9pbnRlcnZhbBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASLgoXbWF4X2VuY3J5cHRpb25zX3Blcl9rZXkYCCABKARCDbpICjIIGICAgIAQKAESNgoJY2FjaGVfdHRsGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABJBChRtYWludGVuYW5jZV9pbnRlcnZhbBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgA6ugK6SLYCGqIBChNrbXMucm9vdF9rZXlfc291cmNlEjBzZXQgZXhhY3RseSBvbmUgb2Ygcm9vdF9rZXksIHJvb3Rfa2V5X2ZpbGUsIHNlZWQaWVt0aGlzLnJvb3Rfa2V5ICE9ICcnLCB0aGlzLnJvb3Rfa2V5X2ZpbGUgIT0gJycsIHRoaXMuc2VlZCAhPSAnJ10uZmlsdGVyKHgsIHgpLnNpemUoKSA9PSAxGo4BChNrbXMuc2VlZF9uZWVkc19zYWx0EjNzZWVkIG5lZWRzIGEgc2FsdCBhbmQgaXRlcmF0aW9ucyBvZiBhdCBsZWFzdCAxMDAwMDAaQnRoaXMuc2VlZCA9PSAnJyB8fCAodGhpcy5zYWx0ICE9ICcnICYmIHRoaXMuaXRlcmF0aW9ucyA+PSAxMDAwMDB1KSJ2CgNMb2cSRAoFbGV2ZWwYASABKAlCNbpIMnIwUgV0cmFjZVIFZGVidWdSBGluZm9SBHdhcm5SBWVycm9yUgVmYXRhbFIGc2lsZW50EikKBmZvcm1hdBgCIAEoCUIZukgWchRSBGpzb25SBnByZXR0eVIEYXV0byLCBgoEQXV0aBIPCgdlbmFibGVkGAEgASgIEiAKBnRva2VucxgCIAMoCzIQLmNvbmYuQXV0aC5Ub2tlbhIbCgNqd3QYAyABKAsyDi5jb25mLkF1dGguSnd0EhcKD3Byb3RlY3RfbWV0cmljcxgEIAEoCBIkChJtYXhfbG9naW5fYXR0ZW1wdHMYBSABKA1CCLpIBSoDGOgHEjoKDWxvY2tfZHVyYXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAGq8CCgVUb2tlbhI3CgRuYW1lGAEgASgJQim6SCZyJDIiXltBLVphLXowLTldW0EtWmEtejAtOV8uQC1dezAsNjN9JBJ6CgZzaGEyNTYYAiABKAlCarpIZ7oBZAoRYXV0aC50b2tlbl9zaGEyNTYSLG11c3QgYmUgdGhlIHRva2VuJ3MgU0hBLTI1NiBhcyA2NCBoZXggZGlnaXRzGiF0aGlzLm1hdGNoZXMoJ15bMC05YS1mQS1GXXs2NH0kJykScQoGc2NvcGVzGAMgAygJQmG6SF6SAVsIASJXclVSCWttcy5hZG1pblIKa21zLmNyeXB0b1IKdXNlcnMucmVhZFILdXNlcnMud3JpdGVSC3VzZXJzLmxvZ2luUghwaWkucmVhZFIMbWV0cmljcy5yZWFkGrwCCgNKd3QSGQoIYXVkaWVuY2UYASABKAlCB7pIBHICEAESDgoGaXNzdWVyGAIgASgJEhkKEWhzMjU2X3NlY3JldF9maWxlGAMgASgJEhgKEHB1YmxpY19rZXlfZmlsZXMYBCADKAkSFAoMc2NvcGVzX2NsYWltGAUgASgJEjwKD2Nsb2NrX3RvbGVyYW5jZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgA6gAG6SH0aewoMYXV0aC5qd3Rfa2V5EilzZXQgaHMyNTZfc2VjcmV0X2ZpbGUgb3IgcHVibGljX2tleV9maWxlcxpAdGhpcy5oczI1Nl9zZWNyZXRfZmlsZSAhPSAnJyB8fCB0aGlzLnB1YmxpY19rZXlfZmlsZXMuc2l6ZSgpID4gMCKdAQoGTGltaXRzEiwKGXBhc3N3b3JkX2hhc2hfY29uY3VycmVuY3kYASABKA1CCbpIBioEGEAoARImChNwYXNzd29yZF9oYXNoX3F1ZXVlGAIgASgNQgm6SAYqBBigjQYSIwoQY2FsbHNfcGVyX3NlY29uZBgDIAEoDUIJukgGKgQYwIQ9EhgKBWJ1cnN0GAQgASgNQgm6SAYqBBjAhD1iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * @generated from message conf.Bootstrap
@@ -47,6 +47,11 @@ export type Bootstrap = Message<"conf.Bootstrap"> & {
    * @generated from field: conf.Auth auth = 5;
    */
   auth?: Auth | undefined;
+
+  /**
+   * @generated from field: conf.Limits limits = 6;
+   */
+  limits?: Limits | undefined;
 };
 
 /**
@@ -85,6 +90,13 @@ export type Server = Message<"conf.Server"> & {
    * @generated from field: google.protobuf.Duration drain_delay = 4;
    */
   drainDelay?: Duration | undefined;
+
+  /**
+   * A connection with no call in progress is closed after this long, on both ports.
+   *
+   * @generated from field: google.protobuf.Duration idle_timeout = 5;
+   */
+  idleTimeout?: Duration | undefined;
 };
 
 /**
@@ -174,6 +186,11 @@ export type Data = Message<"conf.Data"> & {
    * @generated from field: conf.Data.Database database = 1;
    */
   database?: Data_Database | undefined;
+
+  /**
+   * @generated from field: conf.Data.Redis redis = 2;
+   */
+  redis?: Data_Redis | undefined;
 };
 
 /**
@@ -273,6 +290,27 @@ export type Data_Migration = Message<"conf.Data.Migration"> & {
  */
 export const Data_MigrationSchema: GenMessage<Data_Migration> = /*@__PURE__*/
   messageDesc(file_conf_conf, 2, 1);
+
+/**
+ * Shared login-failure counters; empty keeps them in each instance's memory.
+ *
+ * @generated from message conf.Data.Redis
+ */
+export type Data_Redis = Message<"conf.Data.Redis"> & {
+  /**
+   * host:port
+   *
+   * @generated from field: string addr = 1;
+   */
+  addr: string;
+};
+
+/**
+ * Describes the message conf.Data.Redis.
+ * Use `create(Data_RedisSchema)` to create a new message.
+ */
+export const Data_RedisSchema: GenMessage<Data_Redis> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 2, 2);
 
 /**
  * Exactly one root key source: root_key, root_key_file, or seed + salt.
@@ -411,6 +449,21 @@ export type Auth = Message<"conf.Auth"> & {
    * @generated from field: bool protect_metrics = 4;
    */
   protectMetrics: boolean;
+
+  /**
+   * Login protection (VerifyPassword), as the Go original configures it:
+   * after this many failures for one login, further attempts answer
+   * ACCOUNT_LOCKED for lock_duration, whether the account exists or not.
+   * 0 turns it off.
+   *
+   * @generated from field: uint32 max_login_attempts = 5;
+   */
+  maxLoginAttempts: number;
+
+  /**
+   * @generated from field: google.protobuf.Duration lock_duration = 6;
+   */
+  lockDuration?: Duration | undefined;
 };
 
 /**
@@ -506,4 +559,44 @@ export type Auth_Jwt = Message<"conf.Auth.Jwt"> & {
  */
 export const Auth_JwtSchema: GenMessage<Auth_Jwt> = /*@__PURE__*/
   messageDesc(file_conf_conf, 5, 1);
+
+/**
+ * Bounds that keep one caller or one flood from starving the rest.
+ *
+ * @generated from message conf.Limits
+ */
+export type Limits = Message<"conf.Limits"> & {
+  /**
+   * Password hashes (scrypt) computed at once, and calls allowed to wait for
+   * one; beyond that RESOURCE_EXHAUSTED with RetryInfo.
+   *
+   * @generated from field: uint32 password_hash_concurrency = 1;
+   */
+  passwordHashConcurrency: number;
+
+  /**
+   * @generated from field: uint32 password_hash_queue = 2;
+   */
+  passwordHashQueue: number;
+
+  /**
+   * Calls per second each caller may make (token bucket, per instance), and
+   * the burst above it; 0 turns the limit off.
+   *
+   * @generated from field: uint32 calls_per_second = 3;
+   */
+  callsPerSecond: number;
+
+  /**
+   * @generated from field: uint32 burst = 4;
+   */
+  burst: number;
+};
+
+/**
+ * Describes the message conf.Limits.
+ * Use `create(LimitsSchema)` to create a new message.
+ */
+export const LimitsSchema: GenMessage<Limits> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 6);
 

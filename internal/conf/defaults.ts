@@ -6,6 +6,7 @@ export const defaults = {
     http: { addr: "0.0.0.0:8000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
     shutdown_timeout: "10s",
     drain_delay: "0s",
+    idle_timeout: "120s",
   },
   data: {
     database: {
@@ -25,5 +26,12 @@ export const defaults = {
   },
   log: { level: "info", format: "auto" },
   // Closed unless a config opens it (configs/config.yaml does, for development).
-  auth: { enabled: true, tokens: [], protect_metrics: false },
+  auth: {
+    enabled: true,
+    tokens: [],
+    protect_metrics: false,
+    max_login_attempts: 5,
+    lock_duration: "15m",
+  },
+  limits: { password_hash_concurrency: 1, password_hash_queue: 64, calls_per_second: 0, burst: 0 },
 } as const;

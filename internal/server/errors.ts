@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Metadata, type StatusObject, type status as GrpcStatus } from "@grpc/grpc-js";
 import { BizError, reasonName, type ErrorCode } from "../biz/errors.js";
 import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 
 // The one error mapping. Everything a handler throws becomes a ConnectError
@@ -42,7 +42,8 @@ export type CommonReason =
   | "UNAVAILABLE"
   | "REQUEST_TOO_LARGE"
   | "UNAUTHENTICATED"
-  | "PERMISSION_DENIED";
+  | "PERMISSION_DENIED"
+  | "RATE_LIMITED";
 
 export interface ExtraDetail {
   desc: DescMessage;
@@ -77,8 +78,10 @@ export function toConnectError(
 ): ConnectError {
   if (err instanceof BizError) {
     const { reason, domain } = reasonName(err.reason);
+    const retry = err.retryAfterMs === undefined ? [] : [retryInfo(err.retryAfterMs)];
     return new ConnectError(err.message, codes[err.code], undefined, [
       { desc: ErrorInfoSchema, value: { reason, domain, metadata: { ...err.metadata } } },
+      ...retry,
     ]);
   }
   if (err instanceof ConnectError) {
@@ -140,6 +143,14 @@ export function requestRefused(
         `request is not a valid ${method.input.typeName}`,
       );
   }
+}
+
+/** A google.rpc.RetryInfo detail: retry after at least `ms`. */
+export function retryInfo(ms: number) {
+  return {
+    desc: RetryInfoSchema,
+    value: { retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 } },
+  };
 }
 
 /** gRPC's canonical name of a code (INVALID_ARGUMENT), for logs and metrics. */

@@ -1,5 +1,4 @@
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import { createServer as createNetServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { file_google_rpc_error_details } from "../../third_party/google/rpc/error_details_pb.js";
@@ -8,12 +7,14 @@ import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/hea
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import { grpcImplementation, grpcServerDefinition, refusalInterceptor } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
-import { listen } from "./listen.js";
+import { connectionListener, listen } from "./listen.js";
 import { addReflection } from "./reflection.js";
 
 export interface GrpcServerOptions {
   addr: string;
   maxRequestBytes: number;
+  /** A connection without calls is closed (GOAWAY) after this long. */
+  idleMs: number;
   services: DescService[];
   /** More files for reflection: what error details and reasons clients decode. */
   files: DescFile[];
@@ -36,6 +37,7 @@ export interface GrpcServer {
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServer> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": opts.maxRequestBytes,
+    "grpc.max_connection_idle_ms": opts.idleMs,
     interceptors: [refusalInterceptor(opts.routes, opts.maxRequestBytes)],
   });
   for (const service of opts.services) {
@@ -77,13 +79,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   // Our own listener, its connections handed to grpc-js: shutdown can then
   // close a connection that never spoke, which grpc-js's would wait for.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const sockets = new Set<Socket>();
-  const listener = createNetServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => undefined);
-    injector.injectConnection(socket);
-  });
+  const { listener, sockets } = connectionListener(opts.idleMs, (socket) =>
+    injector.injectConnection(socket),
+  );
   const port = await listen(listener, opts.addr).catch((err: Error) => {
     throw new Error(`gRPC server cannot listen on ${opts.addr}: ${err.message}`);
   });

@@ -1,16 +1,17 @@
 import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
-import { createServer as createNetServer, type Socket } from "node:net";
 import type { Logger } from "../pkg/log/logger.js";
 import { connectAdapter } from "./connect_adapter.js";
 import { applyCors } from "./cors.js";
-import { listen } from "./listen.js";
+import { connectionListener, listen } from "./listen.js";
 import type { Route } from "./handlers.js";
 import { plainRoutes, type PlainRoutes } from "./http_routes.js";
 
 export interface HttpServerOptions extends PlainRoutes {
   addr: string;
   maxRequestBytes: number;
+  /** A connection with nothing in progress is closed after this long. */
+  idleMs: number;
   corsAllowedOrigins: readonly string[];
   routes: Route[];
   log: Logger;
@@ -43,26 +44,18 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     connect(req, res);
   };
   const http1 = createHttp1Server(handler);
+  http1.keepAliveTimeout = opts.idleMs;
   const http2 = createHttp2Server({}, handler);
-  const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
   http2.on("session", (session) => {
+    session.setTimeout(opts.idleMs, () => session.close());
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
   });
 
-  const listener = createNetServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    // A reset before the first byte would otherwise be an unhandled error.
-    socket.on("error", () => socket.destroy());
-    socket.once("data", (first) => {
-      socket.pause();
-      socket.unshift(first);
-      const h2 = first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
-      (h2 ? http2 : http1).emit("connection", socket);
-      process.nextTick(() => socket.resume());
-    });
+  const { listener, sockets } = connectionListener(opts.idleMs, (socket, first) => {
+    const h2 = first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
+    (h2 ? http2 : http1).emit("connection", socket);
   });
   const port = await listen(listener, opts.addr).catch((err: Error) => {
     throw new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`);

@@ -4,8 +4,10 @@ import type { Logger } from "../pkg/log/logger.js";
  * A named readiness check: resolves when ready, otherwise throws an Error
  * whose message is shown on /readyz, so it names the problem without
  * addresses, paths or internal messages ("unreachable", "pending: 000007_x").
+ * Resolving with a note shows the note instead of "ok" and stays ready: a
+ * degraded part that is no reason to stop serving.
  */
-export type ReadinessCheck = () => Promise<void>;
+export type ReadinessCheck = () => Promise<void | string>;
 
 export interface Readiness {
   ready: boolean;
@@ -17,14 +19,16 @@ export async function checkReadiness(checks: Record<string, ReadinessCheck>): Pr
   const entries = await Promise.all(
     Object.entries(checks).map(async ([name, check]) => {
       try {
-        await check();
-        return [name, "ok"] as const;
+        return [name, (await check()) || "ok", true] as const;
       } catch (err) {
-        return [name, (err as Error).message || "failed"] as const;
+        return [name, (err as Error).message || "failed", false] as const;
       }
     }),
   );
-  return { ready: entries.every(([, v]) => v === "ok"), checks: Object.fromEntries(entries) };
+  return {
+    ready: entries.every(([, , passed]) => passed),
+    checks: Object.fromEntries(entries.map(([name, status]) => [name, status])),
+  };
 }
 
 // How often gRPC health follows readiness: a Kubernetes gRPC probe (period

@@ -1,3 +1,4 @@
+import { constants } from "node:http2";
 import type { ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -14,8 +15,9 @@ export function writeRpcError(
   err: ConnectError,
   extraHeaders: Record<string, string> = {},
 ): void {
-  // Whatever is left of the body is not read: let it drain.
-  req.resume();
+  // What is left of the body is not read (it may be gigabytes): the answer
+  // ends the stream, or the HTTP/1.1 connection.
+  const unread = !req.complete;
   const contentType = String(req.headers["content-type"] ?? "");
   if (contentType.startsWith("application/grpc")) {
     const headers = Object.fromEntries(
@@ -23,16 +25,19 @@ export function writeRpcError(
     );
     // Trailers-only: over HTTP/2 the status must ride on the one HEADERS frame
     // that ends the stream.
-    if ("stream" in res) res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
-    else {
-      res.writeHead(200, headers);
+    if ("stream" in res) {
+      res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+      if (unread) res.stream.close(constants.NGHTTP2_NO_ERROR);
+    } else {
+      res.writeHead(200, unread ? { ...headers, connection: "close" } : headers);
       res.end();
     }
     return;
   }
-  res.writeHead(codeToHttpStatus(err.code), {
-    ...extraHeaders,
-    "content-type": "application/json",
+  const headers: Record<string, string> = { ...extraHeaders, "content-type": "application/json" };
+  if (unread && !("stream" in res)) headers.connection = "close";
+  res.writeHead(codeToHttpStatus(err.code), headers);
+  res.end(JSON.stringify(errorToJson(err, undefined)), () => {
+    if (unread && "stream" in res) res.stream.close(constants.NGHTTP2_NO_ERROR);
   });
-  res.end(JSON.stringify(errorToJson(err, undefined)));
 }

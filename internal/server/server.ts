@@ -1,5 +1,5 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import type { Auth, Server } from "../conf/conf_pb.js";
+import type { Auth, Limits, Server } from "../conf/conf_pb.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import type { Logger } from "../pkg/log/logger.js";
 import type { ServiceBinding } from "../pkg/rpc/call.js";
@@ -22,17 +22,23 @@ export interface Servers {
 export async function startServers(
   conf: Server,
   auth: Auth | undefined,
+  limits: Limits | undefined,
   bindings: ServiceBinding[],
   readiness: Record<string, ReadinessCheck>,
   log: Logger,
 ): Promise<Servers> {
   const { registry, rpc } = createMetrics();
   const authenticator = createAuthenticator(auth);
-  const routes = buildRoutes(bindings, middlewareChain(conf, log, rpc, authenticator));
+  const routes = buildRoutes(
+    bindings,
+    middlewareChain({ server: conf, limits, log, rpc, authenticator }),
+  );
   let stopping = false;
+  const idleMs = conf.idleTimeout ? durationMs(conf.idleTimeout) : 120_000;
   const grpc = await startGrpcServer({
     addr: conf.grpc!.addr,
     maxRequestBytes: conf.grpc!.maxRequestBytes,
+    idleMs,
     services: bindings.map((b) => b.service),
     files: bindings.flatMap((b) => b.files),
     routes,
@@ -40,6 +46,7 @@ export async function startServers(
   const http = await startHttpServer({
     addr: conf.http!.addr,
     maxRequestBytes: conf.http!.maxRequestBytes,
+    idleMs,
     corsAllowedOrigins: conf.http!.corsAllowedOrigins,
     routes,
     readiness,

@@ -91,6 +91,7 @@ describe("error_reason.proto", () => {
     "REQUEST_TOO_LARGE",
     "UNAUTHENTICATED",
     "PERMISSION_DENIED",
+    "RATE_LIMITED",
   ];
   it.each([KmsReasonSchema, UserReasonSchema])(
     "$typeName declares every reason the middleware uses",

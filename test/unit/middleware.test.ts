@@ -28,7 +28,13 @@ function setup(impl: ServiceImpl<typeof UserService>) {
   const metrics = createMetrics();
   const routes = buildRoutes(
     [bind(UserService, impl)],
-    middlewareChain(conf.server!, log, metrics.rpc, createAuthenticator(conf.auth)),
+    middlewareChain({
+      server: conf.server!,
+      limits: conf.limits,
+      log,
+      rpc: metrics.rpc,
+      authenticator: createAuthenticator(conf.auth),
+    }),
   );
   const route = routes.find((r) => r.method === UserService.method.getUser)!;
   const call = (id: bigint, deadline?: number): Call => ({

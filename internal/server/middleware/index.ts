@@ -1,5 +1,5 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import type { Server } from "../../conf/conf_pb.js";
+import type { Limits, Server } from "../../conf/conf_pb.js";
 import type { Logger } from "../../pkg/log/logger.js";
 import { chain, type Middleware } from "../../pkg/rpc/call.js";
 import type { RpcMetrics } from "../metrics.js";
@@ -8,29 +8,34 @@ import { authenticate, authorize } from "./auth.js";
 import { deadline } from "./deadline.js";
 import { logging } from "./logging.js";
 import { metrics } from "./metrics.js";
+import { rateLimit } from "./ratelimit.js";
 import { recovery } from "./recovery.js";
 import { validation } from "./validation.js";
 
 /**
  * The one middleware chain both transports run, outermost first: metrics and
  * the request log see the final code (and the log, the caller); recovery maps
- * every failure to a coded error; authorization refuses before any other
- * work; the deadline bounds the rest; validation guards the handler.
+ * every failure to a coded error; authorization and the per-caller rate
+ * limit refuse before any other work; the deadline bounds the rest;
+ * validation guards the handler.
  */
-export function middlewareChain(
-  conf: Server,
-  log: Logger,
-  rpc: RpcMetrics,
-  authenticator: Authenticator,
-): Middleware {
-  const grpcMs = conf.grpc?.timeout ? durationMs(conf.grpc.timeout) : 30_000;
-  const httpMs = conf.http?.timeout ? durationMs(conf.http.timeout) : 30_000;
+export function middlewareChain(opts: {
+  server: Server;
+  limits: Limits | undefined;
+  log: Logger;
+  rpc: RpcMetrics;
+  authenticator: Authenticator;
+}): Middleware {
+  const { server, limits, log } = opts;
+  const grpcMs = server.grpc?.timeout ? durationMs(server.grpc.timeout) : 30_000;
+  const httpMs = server.http?.timeout ? durationMs(server.http.timeout) : 30_000;
   return chain(
-    metrics(rpc),
-    authenticate(authenticator),
+    metrics(opts.rpc),
+    authenticate(opts.authenticator),
     logging(log),
     recovery(log),
     authorize(),
+    rateLimit(limits?.callsPerSecond ?? 0, limits?.burst ?? 0),
     deadline({ grpc: grpcMs, connect: httpMs }),
     validation(),
   );

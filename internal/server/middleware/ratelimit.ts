@@ -1,0 +1,28 @@
+import { Code } from "@connectrpc/connect";
+import type { Middleware } from "../../pkg/rpc/call.js";
+import { tokenBuckets } from "../../pkg/limit/queue.js";
+import { retryInfo, serviceError } from "../errors.js";
+
+/**
+ * A token bucket per caller (its token's name; with authentication off, one
+ * bucket for everyone): past `rate` calls per second and `burst` at once,
+ * RESOURCE_EXHAUSTED with RetryInfo. Per instance.
+ */
+export function rateLimit(rate: number, burst: number): Middleware {
+  if (rate <= 0) return (next) => next;
+  const buckets = tokenBuckets(rate, Math.max(1, burst));
+  return (next) => async (call) => {
+    const wait = buckets.take(call.caller?.name ?? "anonymous");
+    if (wait > 0) {
+      throw serviceError(
+        call.service,
+        Code.ResourceExhausted,
+        "RATE_LIMITED",
+        "rate limit exceeded; retry later",
+        {},
+        [retryInfo(wait)],
+      );
+    }
+    return next(call);
+  };
+}

@@ -1,0 +1,238 @@
+import { randomBytes } from "node:crypto";
+import { connect as h2connect } from "node:http2";
+import { connect as netConnect } from "node:net";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import { UserService } from "../../api/user/v1/user_pb.js";
+import { wireApp, type App } from "../../cmd/server/wire.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { testConfig } from "../helpers/app.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+let db: TestDatabase;
+const apps: App[] = [];
+async function start(extra: Record<string, unknown>): Promise<App> {
+  const app = await wireApp(
+    testConfig(db.url, extra),
+    createLogger({ level: "silent", format: "json" }),
+  );
+  apps.push(app);
+  return app;
+}
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  for (const app of apps) await app.stop();
+  await db?.drop();
+});
+
+const users = (app: App) =>
+  createClient(UserService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }));
+
+async function outcome(p: Promise<unknown>) {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => ConnectError.from(x),
+  );
+  if (!e) return { code: 0 };
+  const retry = e.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  return {
+    code: e.code,
+    reason: e.findDetails(ErrorInfoSchema)[0]?.reason,
+    retryMs: retry ? durationMs(retry) : undefined,
+  };
+}
+
+const login = { auth: { enabled: false, max_login_attempts: 3, lock_duration: "1s" } };
+
+describe("login protection", () => {
+  it("locks a login after the configured failures, existing or not, and lifts after the duration", async () => {
+    const app = await start(login);
+    const client = users(app);
+    const username = `lock_${randomBytes(4).toString("hex")}`;
+    await client.createUser({
+      username,
+      password: "passw0rd-long",
+      email: `${username}@example.com`,
+    });
+    for (const name of [username, `nobody_${randomBytes(4).toString("hex")}`]) {
+      for (let i = 0; i < 3; i++) {
+        expect(
+          await outcome(client.verifyPassword({ login: name, password: "wrong-pass1" })),
+        ).toMatchObject({
+          code: Code.Unauthenticated,
+          reason: "INVALID_CREDENTIALS",
+        });
+      }
+      const locked = await outcome(
+        client.verifyPassword({ login: name, password: "passw0rd-long" }),
+      );
+      expect(locked).toMatchObject({ code: Code.ResourceExhausted, reason: "ACCOUNT_LOCKED" });
+      expect(locked.retryMs).toBeGreaterThan(0);
+      expect(locked.retryMs).toBeLessThanOrEqual(1000);
+    }
+    // Another spelling of the same login is the same login.
+    expect(
+      await outcome(
+        client.verifyPassword({ login: username.toUpperCase(), password: "x1xxxxxxx" }),
+      ),
+    ).toMatchObject({
+      reason: "ACCOUNT_LOCKED",
+    });
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(
+      await outcome(client.verifyPassword({ login: username, password: "passw0rd-long" })),
+    ).toEqual({ code: 0 });
+  });
+
+  it("shares one count between two instances through Redis", async () => {
+    const shared = {
+      ...login,
+      auth: { ...login.auth, lock_duration: "60s" },
+      data: { database: { source: db.url, migrate: "up" }, redis: { addr: "127.0.0.1:6379" } },
+    };
+    const [a, b] = [await start(shared), await start(shared)];
+    const name = `shared_${randomBytes(4).toString("hex")}`;
+    await outcome(users(a).verifyPassword({ login: name, password: "wrong-pass1" }));
+    await outcome(users(b).verifyPassword({ login: name, password: "wrong-pass1" }));
+    await outcome(users(a).verifyPassword({ login: name, password: "wrong-pass1" }));
+    expect(
+      await outcome(users(b).verifyPassword({ login: name, password: "wrong-pass1" })),
+    ).toMatchObject({
+      reason: "ACCOUNT_LOCKED",
+    });
+    const ready = await (await fetch(`http://127.0.0.1:${b.httpPort}/readyz`)).json();
+    expect(ready).toMatchObject({ status: "ready", checks: { logins: "ok" } });
+  });
+
+  it("keeps answering when Redis is unreachable, and says so", async () => {
+    const app = await start({
+      ...login,
+      data: { database: { source: db.url, migrate: "up" }, redis: { addr: "127.0.0.1:1" } },
+    });
+    const name = `noredis_${randomBytes(4).toString("hex")}`;
+    for (let i = 0; i < 3; i++)
+      await outcome(users(app).verifyPassword({ login: name, password: "wrong-pass1" }));
+    expect(
+      await outcome(users(app).verifyPassword({ login: name, password: "wrong-pass1" })),
+    ).toMatchObject({
+      reason: "ACCOUNT_LOCKED",
+    });
+    const res = await fetch(`http://127.0.0.1:${app.httpPort}/readyz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      checks: { logins: expect.stringMatching(/Redis unreachable/) },
+    });
+  });
+});
+
+describe("limits", () => {
+  it("refuses password checks beyond the hashing queue with RESOURCE_EXHAUSTED and RetryInfo", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      limits: { password_hash_concurrency: 1, password_hash_queue: 1 },
+    });
+    const results = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        outcome(users(app).verifyPassword({ login: "flood", password: "wrong-pass1" })),
+      ),
+    );
+    const refused = results.filter((r) => r.code === Code.ResourceExhausted);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]).toMatchObject({ reason: "RATE_LIMITED", retryMs: 1000 });
+    expect(results.some((r) => r.code === Code.Unauthenticated)).toBe(true);
+  });
+
+  it("limits each caller's rate with a token bucket", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      limits: { calls_per_second: 1, burst: 2 },
+    });
+    const kms = createClient(
+      KmsService,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+    );
+    const results = [];
+    for (let i = 0; i < 5; i++) results.push(await outcome(kms.getStatus({})));
+    expect(results.slice(0, 2).every((r) => r.code === 0)).toBe(true);
+    const limited = results.find((r) => r.code === Code.ResourceExhausted);
+    expect(limited).toMatchObject({ reason: "RATE_LIMITED" });
+    expect(limited!.retryMs).toBeGreaterThan(0);
+  });
+
+  it("closes idle connections on both ports", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, idle_timeout: "1s" },
+    });
+    const closed = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const socket = netConnect(port, "127.0.0.1");
+        socket.on("close", () => resolve(true));
+        socket.on("error", () => undefined);
+        setTimeout(() => resolve(false), 10_000).unref();
+      });
+    const h2closed = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const session = h2connect(`http://127.0.0.1:${port}`);
+        session.on("close", () => resolve(true));
+        session.on("error", () => undefined);
+        setTimeout(() => resolve(false), 10_000).unref();
+      });
+    expect(
+      await Promise.all([
+        closed(app.grpcPort),
+        closed(app.httpPort),
+        h2closed(app.grpcPort),
+        h2closed(app.httpPort),
+      ]),
+    ).toEqual([true, true, true, true]);
+  });
+
+  it("refuses an oversized request without reading the rest", async () => {
+    const app = await start({ auth: { enabled: false } });
+    // HTTP/1.1: a body announced at 1 GB; the answer comes, and the connection closes, long before.
+    const answer = await new Promise<string>((resolve) => {
+      const socket = netConnect(app.httpPort, "127.0.0.1");
+      let got = "";
+      socket.on("data", (c: Buffer) => (got += c.toString("latin1")));
+      socket.on("close", () => resolve(got));
+      socket.on("error", () => undefined);
+      socket.write(
+        "POST /user.v1.UserService/GetUser HTTP/1.1\r\nhost: x\r\ncontent-type: application/proto\r\ncontent-length: 1000000000\r\n\r\n",
+      );
+      socket.write(Buffer.alloc(64 * 1024));
+    });
+    expect(answer).toMatch(/^HTTP\/1.1 429/);
+    // HTTP/2: the stream is answered and reset while the client still has most to send.
+    const session = h2connect(`http://127.0.0.1:${app.httpPort}`);
+    const sent = await new Promise<number>((resolve) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/user.v1.UserService/GetUser",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      let bytes = 0;
+      const header = Buffer.from([0, 0x40, 0, 0, 0]); // claims 1 GiB
+      stream.write(header);
+      const chunk = Buffer.alloc(16 * 1024);
+      const pump = () => {
+        while (!stream.destroyed && bytes < 64 * 2 ** 20 && stream.write(chunk))
+          bytes += chunk.length;
+      };
+      stream.on("drain", pump);
+      stream.on("close", () => resolve(bytes));
+      stream.on("error", () => undefined);
+      stream.resume();
+      pump();
+    });
+    session.close();
+    expect(sent).toBeLessThan(64 * 2 ** 20);
+  });
+});
