@@ -40,6 +40,10 @@ async function run(conf: Config, log: Logger): Promise<void> {
   let stop: (signal: string) => void = (signal) => (signalled ??= signal);
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // SIGHUP: new certificates for new connections, none dropped; a bad file
+  // keeps the current ones. (Left unhandled, it would kill the process.)
+  let reload = () => log.info({ signal: "SIGHUP" }, "SIGHUP during start-up: ignored");
+  process.on("SIGHUP", () => reload());
 
   let app;
   try {
@@ -49,6 +53,18 @@ async function run(conf: Config, log: Logger): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  const running = app;
+  reload = () => {
+    try {
+      if (running.reloadTls()) log.info({ signal: "SIGHUP" }, "TLS certificates reloaded");
+      else log.info({ signal: "SIGHUP" }, "SIGHUP ignored: TLS is off");
+    } catch (err) {
+      log.error(
+        { err: { message: (err as Error).message } },
+        "TLS reload failed; keeping the current certificates",
+      );
+    }
+  };
   let stopping = false;
   stop = (signal) => {
     if (stopping) return;

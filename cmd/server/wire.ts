@@ -20,6 +20,8 @@ import { newUserService } from "../../internal/service/user.js";
 export interface App {
   grpcPort: number;
   httpPort: number;
+  /** Re-reads the TLS certificate files (SIGHUP); see Servers.reloadTls. */
+  reloadTls(): boolean;
   /** Drains both ports, then stops the KMS and closes the database (and the
    *  embedded PostgreSQL). Resolves true when no in-flight call had to be cut. */
   stop(): Promise<boolean>;
@@ -84,6 +86,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     return {
       grpcPort: servers.grpcPort,
       httpPort: servers.httpPort,
+      reloadTls: () => servers.reloadTls(),
       stop: async () => {
         const drained = await servers.shutdown();
         await undo();

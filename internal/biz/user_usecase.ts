@@ -38,8 +38,7 @@ export interface UserChange {
 }
 
 const noLoginLimit: LoginAttempts = {
-  lockedFor: async () => 0,
-  failed: async () => undefined,
+  attempt: async () => 0,
   succeeded: async () => undefined,
 };
 
@@ -170,24 +169,31 @@ export class UserUsecase {
 
   /** The user id for a login (username or email) and password; the same answer, in the same time, for an unknown login and a wrong password. */
   async verifyPassword(login: string, password: string): Promise<number> {
-    // Counted by login, whether an account has it or not, so that the lock
-    // says nothing about which accounts exist.
-    const key = this.kms.hashField("login", login.trim().toLowerCase());
-    if (this.policy.maxAttempts > 0) {
-      const wait = await this.logins.lockedFor(key);
-      if (wait > 0) throw userErrors.accountLocked(wait);
-    }
+    // Counted by login, whether an account has it or not, so the lock says
+    // nothing about which accounts exist; and by account, so that another
+    // spelling of an account's login (its email, other case) shares its count.
+    const loginKey = `login:${this.kms.hashField("login", login.trim().toLowerCase())}`;
+    await this.attempt(loginKey);
     const stored = login.includes("@")
       ? await this.repo.byHash("email", this.kms.hashField("email", login))
       : await this.repo.byUsername(login);
+    // An unknown login counts a key of its own: the same work either way.
+    const accountKey = stored ? `account:${stored.id}` : `none:${loginKey}`;
+    await this.attempt(accountKey);
     const hash = stored?.passwordHash ?? (await decoyHash());
     const ok = await this.hashed(() => verifyPassword(password, hash));
-    if (!stored || !ok) {
-      if (this.policy.maxAttempts > 0) await this.logins.failed(key);
-      throw userErrors.invalidCredentials();
+    if (!stored || !ok) throw userErrors.invalidCredentials();
+    if (this.policy.maxAttempts > 0) {
+      await this.logins.succeeded(loginKey);
+      await this.logins.succeeded(accountKey);
     }
-    if (this.policy.maxAttempts > 0) await this.logins.succeeded(key);
     return stored.id;
+  }
+
+  private async attempt(key: string): Promise<void> {
+    if (this.policy.maxAttempts === 0) return;
+    const wait = await this.logins.attempt(key);
+    if (wait > 0) throw userErrors.accountLocked(wait);
   }
 
   private async seal(id: number, field: PiiField, value: string): Promise<SealedField> {

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file conf/conf.proto.
  */
 export const file_conf_conf: GenFile = /*@__PURE__*/
-  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYiwwEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nEhgKBGF1dGgYBSABKAsyCi5jb25mLkF1dGgSHAoGbGltaXRzGAYgASgLMgwuY29uZi5MaW1pdHMiuwQKBlNlcnZlchInCgRncnBjGAEgASgLMhEuY29uZi5TZXJ2ZXIuR3JwY0IGukgDyAEBEicKBGh0dHAYAiABKAsyES5jb25mLlNlcnZlci5IdHRwQga6SAPIAQESPQoQc2h1dGRvd25fdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLZHJhaW5fZGVsYXkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjkKDGlkbGVfdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgAafgoER3JwYxIWCgRhZGRyGAEgASgJQgi6SAVyA4ACARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIoChFtYXhfcmVxdWVzdF9ieXRlcxgDIAEoDUINukgKKggYgICAICiACBqqAQoESHR0cBIWCgRhZGRyGAEgASgJQgi6SAVyA4ACARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIoChFtYXhfcmVxdWVzdF9ieXRlcxgDIAEoDUINukgKKggYgICAICiACBIqChRjb3JzX2FsbG93ZWRfb3JpZ2lucxgEIAMoCUIMukgJkgEGIgRyAhABIrAECgREYXRhEi0KCGRhdGFiYXNlGAEgASgLMhMuY29uZi5EYXRhLkRhdGFiYXNlQga6SAPIAQESHwoFcmVkaXMYAiABKAsyEC5jb25mLkRhdGEuUmVkaXMa5QEKCERhdGFiYXNlEisKBnNvdXJjZRgBIAEoCUIbukgY2AEBchMyEV5wb3N0Z3JlcyhxbCk/Oi8vEh0KCXBvb2xfc2l6ZRgCIAEoDUIKukgHKgUY6AcoARImCgdtaWdyYXRlGAMgASgJQhW6SBJyEFICdXBSBWNoZWNrUgNvZmYSPAoPY29ubmVjdF90aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABInCgltaWdyYXRpb24YBSABKAsyFC5jb25mLkRhdGEuTWlncmF0aW9uGssBCglNaWdyYXRpb24SCwoDZGlyGAEgASgJEjYKCWxvY2tfd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOQoMbG9ja190aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABI+ChFzdGF0ZW1lbnRfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAaIgoFUmVkaXMSGQoEYWRkchgBIAEoCUILukgI2AEBcgOAAgEiygYKA0ttcxKNAQoIcm9vdF9rZXkYASABKAlCe7pIeLoBdQoTa21zLnJvb3Rfa2V5X2Jhc2U2NBIqbXVzdCBiZSAzMiBieXRlcyBpbiBiYXNlNjQgKDQ0IGNoYXJhY3RlcnMpGjJ0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXltBLVphLXowLTkrL117NDN9PSQnKRIVCg1yb290X2tleV9maWxlGAIgASgJEgwKBHNlZWQYAyABKAkSDAoEc2FsdBgEIAEoCRIgCgppdGVyYXRpb25zGAUgASgNQgy6SAnYAQEqBCigjQYSOAoJYWxnb3JpdGhtGAYgASgJQiW6SCJyIFILQUVTLTI1Ni1HQ01SEUNoYUNoYTIwLVBvbHkxMzA1EjwKD3JvdGF0ZV9pbnRlcnZhbBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASLgoXbWF4X2VuY3J5cHRpb25zX3Blcl9rZXkYCCABKARCDbpICjIIGICAgIAQKAESNgoJY2FjaGVfdHRsGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABJBChRtYWludGVuYW5jZV9pbnRlcnZhbBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgA6ugK6SLYCGqIBChNrbXMucm9vdF9rZXlfc291cmNlEjBzZXQgZXhhY3RseSBvbmUgb2Ygcm9vdF9rZXksIHJvb3Rfa2V5X2ZpbGUsIHNlZWQaWVt0aGlzLnJvb3Rfa2V5ICE9ICcnLCB0aGlzLnJvb3Rfa2V5X2ZpbGUgIT0gJycsIHRoaXMuc2VlZCAhPSAnJ10uZmlsdGVyKHgsIHgpLnNpemUoKSA9PSAxGo4BChNrbXMuc2VlZF9uZWVkc19zYWx0EjNzZWVkIG5lZWRzIGEgc2FsdCBhbmQgaXRlcmF0aW9ucyBvZiBhdCBsZWFzdCAxMDAwMDAaQnRoaXMuc2VlZCA9PSAnJyB8fCAodGhpcy5zYWx0ICE9ICcnICYmIHRoaXMuaXRlcmF0aW9ucyA+PSAxMDAwMDB1KSJ2CgNMb2cSRAoFbGV2ZWwYASABKAlCNbpIMnIwUgV0cmFjZVIFZGVidWdSBGluZm9SBHdhcm5SBWVycm9yUgVmYXRhbFIGc2lsZW50EikKBmZvcm1hdBgCIAEoCUIZukgWchRSBGpzb25SBnByZXR0eVIEYXV0byLCBgoEQXV0aBIPCgdlbmFibGVkGAEgASgIEiAKBnRva2VucxgCIAMoCzIQLmNvbmYuQXV0aC5Ub2tlbhIbCgNqd3QYAyABKAsyDi5jb25mLkF1dGguSnd0EhcKD3Byb3RlY3RfbWV0cmljcxgEIAEoCBIkChJtYXhfbG9naW5fYXR0ZW1wdHMYBSABKA1CCLpIBSoDGOgHEjoKDWxvY2tfZHVyYXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAGq8CCgVUb2tlbhI3CgRuYW1lGAEgASgJQim6SCZyJDIiXltBLVphLXowLTldW0EtWmEtejAtOV8uQC1dezAsNjN9JBJ6CgZzaGEyNTYYAiABKAlCarpIZ7oBZAoRYXV0aC50b2tlbl9zaGEyNTYSLG11c3QgYmUgdGhlIHRva2VuJ3MgU0hBLTI1NiBhcyA2NCBoZXggZGlnaXRzGiF0aGlzLm1hdGNoZXMoJ15bMC05YS1mQS1GXXs2NH0kJykScQoGc2NvcGVzGAMgAygJQmG6SF6SAVsIASJXclVSCWttcy5hZG1pblIKa21zLmNyeXB0b1IKdXNlcnMucmVhZFILdXNlcnMud3JpdGVSC3VzZXJzLmxvZ2luUghwaWkucmVhZFIMbWV0cmljcy5yZWFkGrwCCgNKd3QSGQoIYXVkaWVuY2UYASABKAlCB7pIBHICEAESDgoGaXNzdWVyGAIgASgJEhkKEWhzMjU2X3NlY3JldF9maWxlGAMgASgJEhgKEHB1YmxpY19rZXlfZmlsZXMYBCADKAkSFAoMc2NvcGVzX2NsYWltGAUgASgJEjwKD2Nsb2NrX3RvbGVyYW5jZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgA6gAG6SH0aewoMYXV0aC5qd3Rfa2V5EilzZXQgaHMyNTZfc2VjcmV0X2ZpbGUgb3IgcHVibGljX2tleV9maWxlcxpAdGhpcy5oczI1Nl9zZWNyZXRfZmlsZSAhPSAnJyB8fCB0aGlzLnB1YmxpY19rZXlfZmlsZXMuc2l6ZSgpID4gMCKdAQoGTGltaXRzEiwKGXBhc3N3b3JkX2hhc2hfY29uY3VycmVuY3kYASABKA1CCbpIBioEGEAoARImChNwYXNzd29yZF9oYXNoX3F1ZXVlGAIgASgNQgm6SAYqBBigjQYSIwoQY2FsbHNfcGVyX3NlY29uZBgDIAEoDUIJukgGKgQYwIQ9EhgKBWJ1cnN0GAQgASgNQgm6SAYqBBjAhD1iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("Cg9jb25mL2NvbmYucHJvdG8SBGNvbmYiwwEKCUJvb3RzdHJhcBIkCgZzZXJ2ZXIYASABKAsyDC5jb25mLlNlcnZlckIGukgDyAEBEiAKBGRhdGEYAiABKAsyCi5jb25mLkRhdGFCBrpIA8gBARIeCgNrbXMYAyABKAsyCS5jb25mLkttc0IGukgDyAEBEhYKA2xvZxgEIAEoCzIJLmNvbmYuTG9nEhgKBGF1dGgYBSABKAsyCi5jb25mLkF1dGgSHAoGbGltaXRzGAYgASgLMgwuY29uZi5MaW1pdHMi0wQKBlNlcnZlchInCgRncnBjGAEgASgLMhEuY29uZi5TZXJ2ZXIuR3JwY0IGukgDyAEBEicKBGh0dHAYAiABKAsyES5jb25mLlNlcnZlci5IdHRwQga6SAPIAQESPQoQc2h1dGRvd25fdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLZHJhaW5fZGVsYXkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjkKDGlkbGVfdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASFgoDdGxzGAYgASgLMgkuY29uZi5UbHMafgoER3JwYxIWCgRhZGRyGAEgASgJQgi6SAVyA4ACARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIoChFtYXhfcmVxdWVzdF9ieXRlcxgDIAEoDUINukgKKggYgICAICiACBqqAQoESHR0cBIWCgRhZGRyGAEgASgJQgi6SAVyA4ACARI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABIoChFtYXhfcmVxdWVzdF9ieXRlcxgDIAEoDUINukgKKggYgICAICiACBIqChRjb3JzX2FsbG93ZWRfb3JpZ2lucxgEIAMoCUIMukgJkgEGIgRyAhABIqMCCgNUbHMSEQoJY2VydF9maWxlGAEgASgJEhAKCGtleV9maWxlGAIgASgJEhYKDmNsaWVudF9jYV9maWxlGAMgASgJOt4BukjaARpcCgh0bHMucGFpchIfc2V0IGJvdGggY2VydF9maWxlIGFuZCBrZXlfZmlsZRovKHRoaXMuY2VydF9maWxlID09ICcnKSA9PSAodGhpcy5rZXlfZmlsZSA9PSAnJykaegoYdGxzLmNsaWVudF9jYV9uZWVkc19jZXJ0EitjbGllbnRfY2FfZmlsZSBuZWVkcyBjZXJ0X2ZpbGUgYW5kIGtleV9maWxlGjF0aGlzLmNsaWVudF9jYV9maWxlID09ICcnIHx8IHRoaXMuY2VydF9maWxlICE9ICcnIrAECgREYXRhEi0KCGRhdGFiYXNlGAEgASgLMhMuY29uZi5EYXRhLkRhdGFiYXNlQga6SAPIAQESHwoFcmVkaXMYAiABKAsyEC5jb25mLkRhdGEuUmVkaXMa5QEKCERhdGFiYXNlEisKBnNvdXJjZRgBIAEoCUIbukgY2AEBchMyEV5wb3N0Z3JlcyhxbCk/Oi8vEh0KCXBvb2xfc2l6ZRgCIAEoDUIKukgHKgUY6AcoARImCgdtaWdyYXRlGAMgASgJQhW6SBJyEFICdXBSBWNoZWNrUgNvZmYSPAoPY29ubmVjdF90aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABInCgltaWdyYXRpb24YBSABKAsyFC5jb25mLkRhdGEuTWlncmF0aW9uGssBCglNaWdyYXRpb24SCwoDZGlyGAEgASgJEjYKCWxvY2tfd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOQoMbG9ja190aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABI+ChFzdGF0ZW1lbnRfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAaIgoFUmVkaXMSGQoEYWRkchgBIAEoCUILukgI2AEBcgOAAgEiygYKA0ttcxKNAQoIcm9vdF9rZXkYASABKAlCe7pIeLoBdQoTa21zLnJvb3Rfa2V5X2Jhc2U2NBIqbXVzdCBiZSAzMiBieXRlcyBpbiBiYXNlNjQgKDQ0IGNoYXJhY3RlcnMpGjJ0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygnXltBLVphLXowLTkrL117NDN9PSQnKRIVCg1yb290X2tleV9maWxlGAIgASgJEgwKBHNlZWQYAyABKAkSDAoEc2FsdBgEIAEoCRIgCgppdGVyYXRpb25zGAUgASgNQgy6SAnYAQEqBCigjQYSOAoJYWxnb3JpdGhtGAYgASgJQiW6SCJyIFILQUVTLTI1Ni1HQ01SEUNoYUNoYTIwLVBvbHkxMzA1EjwKD3JvdGF0ZV9pbnRlcnZhbBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgASLgoXbWF4X2VuY3J5cHRpb25zX3Blcl9rZXkYCCABKARCDbpICjIIGICAgIAQKAESNgoJY2FjaGVfdHRsGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIqABJBChRtYWludGVuYW5jZV9pbnRlcnZhbBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECKgA6ugK6SLYCGqIBChNrbXMucm9vdF9rZXlfc291cmNlEjBzZXQgZXhhY3RseSBvbmUgb2Ygcm9vdF9rZXksIHJvb3Rfa2V5X2ZpbGUsIHNlZWQaWVt0aGlzLnJvb3Rfa2V5ICE9ICcnLCB0aGlzLnJvb3Rfa2V5X2ZpbGUgIT0gJycsIHRoaXMuc2VlZCAhPSAnJ10uZmlsdGVyKHgsIHgpLnNpemUoKSA9PSAxGo4BChNrbXMuc2VlZF9uZWVkc19zYWx0EjNzZWVkIG5lZWRzIGEgc2FsdCBhbmQgaXRlcmF0aW9ucyBvZiBhdCBsZWFzdCAxMDAwMDAaQnRoaXMuc2VlZCA9PSAnJyB8fCAodGhpcy5zYWx0ICE9ICcnICYmIHRoaXMuaXRlcmF0aW9ucyA+PSAxMDAwMDB1KSJ2CgNMb2cSRAoFbGV2ZWwYASABKAlCNbpIMnIwUgV0cmFjZVIFZGVidWdSBGluZm9SBHdhcm5SBWVycm9yUgVmYXRhbFIGc2lsZW50EikKBmZvcm1hdBgCIAEoCUIZukgWchRSBGpzb25SBnByZXR0eVIEYXV0byLCBgoEQXV0aBIPCgdlbmFibGVkGAEgASgIEiAKBnRva2VucxgCIAMoCzIQLmNvbmYuQXV0aC5Ub2tlbhIbCgNqd3QYAyABKAsyDi5jb25mLkF1dGguSnd0EhcKD3Byb3RlY3RfbWV0cmljcxgEIAEoCBIkChJtYXhfbG9naW5fYXR0ZW1wdHMYBSABKA1CCLpIBSoDGOgHEjoKDWxvY2tfZHVyYXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAGq8CCgVUb2tlbhI3CgRuYW1lGAEgASgJQim6SCZyJDIiXltBLVphLXowLTldW0EtWmEtejAtOV8uQC1dezAsNjN9JBJ6CgZzaGEyNTYYAiABKAlCarpIZ7oBZAoRYXV0aC50b2tlbl9zaGEyNTYSLG11c3QgYmUgdGhlIHRva2VuJ3MgU0hBLTI1NiBhcyA2NCBoZXggZGlnaXRzGiF0aGlzLm1hdGNoZXMoJ15bMC05YS1mQS1GXXs2NH0kJykScQoGc2NvcGVzGAMgAygJQmG6SF6SAVsIASJXclVSCWttcy5hZG1pblIKa21zLmNyeXB0b1IKdXNlcnMucmVhZFILdXNlcnMud3JpdGVSC3VzZXJzLmxvZ2luUghwaWkucmVhZFIMbWV0cmljcy5yZWFkGrwCCgNKd3QSGQoIYXVkaWVuY2UYASABKAlCB7pIBHICEAESDgoGaXNzdWVyGAIgASgJEhkKEWhzMjU2X3NlY3JldF9maWxlGAMgASgJEhgKEHB1YmxpY19rZXlfZmlsZXMYBCADKAkSFAoMc2NvcGVzX2NsYWltGAUgASgJEjwKD2Nsb2NrX3RvbGVyYW5jZRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgA6gAG6SH0aewoMYXV0aC5qd3Rfa2V5EilzZXQgaHMyNTZfc2VjcmV0X2ZpbGUgb3IgcHVibGljX2tleV9maWxlcxpAdGhpcy5oczI1Nl9zZWNyZXRfZmlsZSAhPSAnJyB8fCB0aGlzLnB1YmxpY19rZXlfZmlsZXMuc2l6ZSgpID4gMCKdAQoGTGltaXRzEiwKGXBhc3N3b3JkX2hhc2hfY29uY3VycmVuY3kYASABKA1CCbpIBioEGEAoARImChNwYXNzd29yZF9oYXNoX3F1ZXVlGAIgASgNQgm6SAYqBBigjQYSIwoQY2FsbHNfcGVyX3NlY29uZBgDIAEoDUIJukgGKgQYwIQ9EhgKBWJ1cnN0GAQgASgNQgm6SAYqBBjAhD1iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * @generated from message conf.Bootstrap
@@ -97,6 +97,13 @@ export type Server = Message<"conf.Server"> & {
    * @generated from field: google.protobuf.Duration idle_timeout = 5;
    */
   idleTimeout?: Duration | undefined;
+
+  /**
+   * TLS on both ports; reloaded from the files on SIGHUP.
+   *
+   * @generated from field: conf.Tls tls = 6;
+   */
+  tls?: Tls | undefined;
 };
 
 /**
@@ -179,6 +186,38 @@ export const Server_HttpSchema: GenMessage<Server_Http> = /*@__PURE__*/
   messageDesc(file_conf_conf, 1, 1);
 
 /**
+ * @generated from message conf.Tls
+ */
+export type Tls = Message<"conf.Tls"> & {
+  /**
+   * PEM certificate chain and its private key.
+   *
+   * @generated from field: string cert_file = 1;
+   */
+  certFile: string;
+
+  /**
+   * @generated from field: string key_file = 2;
+   */
+  keyFile: string;
+
+  /**
+   * PEM CA certificates: when set, clients must present a certificate they
+   * signed (mutual TLS).
+   *
+   * @generated from field: string client_ca_file = 3;
+   */
+  clientCaFile: string;
+};
+
+/**
+ * Describes the message conf.Tls.
+ * Use `create(TlsSchema)` to create a new message.
+ */
+export const TlsSchema: GenMessage<Tls> = /*@__PURE__*/
+  messageDesc(file_conf_conf, 2);
+
+/**
  * @generated from message conf.Data
  */
 export type Data = Message<"conf.Data"> & {
@@ -198,7 +237,7 @@ export type Data = Message<"conf.Data"> & {
  * Use `create(DataSchema)` to create a new message.
  */
 export const DataSchema: GenMessage<Data> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 2);
+  messageDesc(file_conf_conf, 3);
 
 /**
  * @generated from message conf.Data.Database
@@ -247,7 +286,7 @@ export type Data_Database = Message<"conf.Data.Database"> & {
  * Use `create(Data_DatabaseSchema)` to create a new message.
  */
 export const Data_DatabaseSchema: GenMessage<Data_Database> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 2, 0);
+  messageDesc(file_conf_conf, 3, 0);
 
 /**
  * @generated from message conf.Data.Migration
@@ -289,7 +328,7 @@ export type Data_Migration = Message<"conf.Data.Migration"> & {
  * Use `create(Data_MigrationSchema)` to create a new message.
  */
 export const Data_MigrationSchema: GenMessage<Data_Migration> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 2, 1);
+  messageDesc(file_conf_conf, 3, 1);
 
 /**
  * Shared login-failure counters; empty keeps them in each instance's memory.
@@ -310,7 +349,7 @@ export type Data_Redis = Message<"conf.Data.Redis"> & {
  * Use `create(Data_RedisSchema)` to create a new message.
  */
 export const Data_RedisSchema: GenMessage<Data_Redis> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 2, 2);
+  messageDesc(file_conf_conf, 3, 2);
 
 /**
  * Exactly one root key source: root_key, root_key_file, or seed + salt.
@@ -392,7 +431,7 @@ export type Kms = Message<"conf.Kms"> & {
  * Use `create(KmsSchema)` to create a new message.
  */
 export const KmsSchema: GenMessage<Kms> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 3);
+  messageDesc(file_conf_conf, 4);
 
 /**
  * @generated from message conf.Log
@@ -416,7 +455,7 @@ export type Log = Message<"conf.Log"> & {
  * Use `create(LogSchema)` to create a new message.
  */
 export const LogSchema: GenMessage<Log> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 4);
+  messageDesc(file_conf_conf, 5);
 
 /**
  * Who may call what. Callers send "authorization: Bearer <token>": a token
@@ -471,7 +510,7 @@ export type Auth = Message<"conf.Auth"> & {
  * Use `create(AuthSchema)` to create a new message.
  */
 export const AuthSchema: GenMessage<Auth> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 5);
+  messageDesc(file_conf_conf, 6);
 
 /**
  * @generated from message conf.Auth.Token
@@ -502,7 +541,7 @@ export type Auth_Token = Message<"conf.Auth.Token"> & {
  * Use `create(Auth_TokenSchema)` to create a new message.
  */
 export const Auth_TokenSchema: GenMessage<Auth_Token> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 5, 0);
+  messageDesc(file_conf_conf, 6, 0);
 
 /**
  * JWTs verified with jose: signature (HS256, RS256 or EdDSA), exp, nbf,
@@ -558,7 +597,7 @@ export type Auth_Jwt = Message<"conf.Auth.Jwt"> & {
  * Use `create(Auth_JwtSchema)` to create a new message.
  */
 export const Auth_JwtSchema: GenMessage<Auth_Jwt> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 5, 1);
+  messageDesc(file_conf_conf, 6, 1);
 
 /**
  * Bounds that keep one caller or one flood from starving the rest.
@@ -598,5 +637,5 @@ export type Limits = Message<"conf.Limits"> & {
  * Use `create(LimitsSchema)` to create a new message.
  */
 export const LimitsSchema: GenMessage<Limits> = /*@__PURE__*/
-  messageDesc(file_conf_conf, 6);
+  messageDesc(file_conf_conf, 7);
 

@@ -46,7 +46,6 @@ export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEn
   const merged = merge(structuredClone(defaults) as Tree, tree);
   refuseDevelopmentKeyInProduction(tree, env, origin);
   applyEnv(merged, env);
-  refuseUnsafeInProduction(merged, env, origin);
   checkShape(BootstrapSchema, merged, "", origin);
   const config = fromJson(BootstrapSchema, merged as JsonValue);
   const result = createValidator().validate(BootstrapSchema, config);
@@ -56,6 +55,7 @@ export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEn
     throw new ConfigError(`config ${origin}: ${field}: ${v.message}`);
   }
   if (result.kind === "error") throw new ConfigError(`config ${origin}: ${result.error.message}`);
+  refuseUnsafeInProduction(config, env, origin);
   return config;
 }
 
@@ -105,16 +105,19 @@ function refuseDevelopmentKeyInProduction(
 }
 
 // The root key configs/config.yaml ships with, public in the repository.
-const DEVELOPMENT_ROOT_KEY = "MsZ2yR01w1aELN627qWLsX9WiAktiTRyNKumwPZhk+I=";
+const DEVELOPMENT_ROOT_KEY = Buffer.from("MsZ2yR01w1aELN627qWLsX9WiAktiTRyNKumwPZhk+I=", "base64");
 
-function refuseUnsafeInProduction(merged: Tree, env: NodeJS.ProcessEnv, origin: string): void {
+// Checked on the final configuration, defaults and environment applied, so
+// that no spelling of the file (a null, an empty section) dodges it.
+function refuseUnsafeInProduction(config: Config, env: NodeJS.ProcessEnv, origin: string): void {
   if (!isProduction(env)) return;
-  if (isTree(merged.auth) && merged.auth.enabled === false) {
+  if (config.auth?.enabled !== true) {
     throw new ConfigError(
       `config ${origin}: auth.enabled: authentication must be on in production (APP_ENV/NODE_ENV=production)`,
     );
   }
-  if (isTree(merged.kms) && merged.kms.root_key === DEVELOPMENT_ROOT_KEY) {
+  const key = config.kms?.rootKey ? Buffer.from(config.kms.rootKey, "base64") : undefined;
+  if (key?.equals(DEVELOPMENT_ROOT_KEY)) {
     throw new ConfigError(
       `config ${origin}: kms.root_key: the development root key from configs/config.yaml must not be used in production`,
     );
@@ -127,6 +130,9 @@ function isProduction(env: NodeJS.ProcessEnv): boolean {
 
 function merge(base: Tree, over: Tree): Tree {
   for (const [key, value] of Object.entries(over)) {
+    // An empty YAML key (`auth:` with its lines commented out) means "the
+    // default", never "nothing": it must not switch a safe default off.
+    if (value === null) continue;
     const current = base[key];
     base[key] = isTree(current) && isTree(value) ? merge(current, value) : value;
   }

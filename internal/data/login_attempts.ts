@@ -3,29 +3,24 @@ import type { LoginAttempts, LoginPolicy } from "../biz/login.js";
 import type { Logger } from "../pkg/log/logger.js";
 
 /**
- * Counters in this process: one count per instance. Bounded: past `maxKeys`
- * logins the oldest entries go first (a flood of distinct logins cannot grow
- * memory without bound).
+ * Counters in this process: one count per instance. The window opens at the
+ * first attempt; the last allowed attempt starts the lock. Bounded: past
+ * `maxKeys` keys the oldest go first.
  */
 export function memoryLoginAttempts(policy: LoginPolicy, maxKeys = 100_000): LoginAttempts {
   const entries = new Map<string, { count: number; until: number }>();
-  const live = (key: string) => {
-    const e = entries.get(key);
-    if (e && e.until <= Date.now()) entries.delete(key);
-    return e && e.until > Date.now() ? e : undefined;
-  };
   return {
-    lockedFor: async (key) => {
-      const e = live(key);
-      return e && e.count >= policy.maxAttempts ? e.until - Date.now() : 0;
-    },
-    failed: async (key) => {
-      const e = live(key) ?? { count: 0, until: Date.now() + policy.lockMs };
+    attempt: async (key) => {
+      const now = Date.now();
+      let e = entries.get(key);
+      if (!e || e.until <= now) e = { count: 0, until: now + policy.lockMs };
+      if (e.count >= policy.maxAttempts) return e.until - now;
       e.count++;
-      if (e.count >= policy.maxAttempts) e.until = Date.now() + policy.lockMs;
+      if (e.count === policy.maxAttempts) e.until = now + policy.lockMs;
       entries.delete(key);
       if (entries.size >= maxKeys) entries.delete(entries.keys().next().value!);
       entries.set(key, e);
+      return 0;
     },
     succeeded: async (key) => {
       entries.delete(key);
@@ -34,28 +29,42 @@ export function memoryLoginAttempts(policy: LoginPolicy, maxKeys = 100_000): Log
 }
 
 export interface RedisLoginAttempts extends LoginAttempts {
-  /** Resolves with a note while Redis is unreachable (counting in memory). */
+  /** Resolves with a note while Redis is not answering (counting in memory). */
   health(): Promise<string | void>;
   close(): Promise<void>;
 }
 
-const PREFIX = "kbts:login-failures:";
+const PREFIX = "kbts:login-attempts:";
+
+// One round trip, atomic: refuse while locked, else count; the window opens
+// at the first attempt and the last allowed one starts the lock. (Lua rather
+// than PEXPIRE … NX, which Redis 6 lacks.)
+const ATTEMPT = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local max = tonumber(ARGV[1])
+if n >= max then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
+  return ttl
+end
+n = redis.call('INCR', KEYS[1])
+if n == 1 or n == max then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
 
 /**
- * Counters in Redis, shared by every instance. When Redis cannot be reached
- * the service keeps answering: counts go to memory meanwhile, the log says so
- * once, and `health` reports it.
+ * Counters in Redis, shared by every instance. While Redis does not answer
+ * the service keeps answering: counts go to memory meanwhile, the log says
+ * so, and `health` reports it until a command succeeds again.
  */
 export function redisLoginAttempts(
   addr: string,
   policy: LoginPolicy,
   log: Logger,
 ): RedisLoginAttempts {
-  const [host, port] = splitAddr(addr);
+  const at = addr.lastIndexOf(":");
   const redis = new Redis({
-    host,
-    port,
-    lazyConnect: false,
+    host: addr.slice(0, at).replace(/^\[|\]$/g, ""),
+    port: Number(addr.slice(at + 1)),
     // Fail a command at once while disconnected rather than queue it.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -63,50 +72,32 @@ export function redisLoginAttempts(
     commandTimeout: 1000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
+  redis.on("error", () => undefined);
   const memory = memoryLoginAttempts(policy);
   let down = false;
-  redis.on("error", () => undefined);
-  redis.on("ready", () => {
-    if (down) log.info({ redis: "reachable" }, "login counters back in Redis");
-    down = false;
-  });
-  const fallback = <T>(use: () => Promise<T>, instead: () => Promise<T>) =>
-    use().catch((err: unknown) => {
+  const fallback = async <T>(use: () => Promise<T>, instead: () => Promise<T>) => {
+    try {
+      const result = await use();
+      if (down) log.info("Redis answers again: login attempts counted there");
+      down = false;
+      return result;
+    } catch (err) {
       if (!down) {
-        down = true;
         log.warn(
           { err: { message: (err as Error).message } },
-          "Redis unreachable: counting failed logins in memory",
+          "Redis not answering: counting login attempts in memory",
         );
       }
+      down = true;
       return instead();
-    });
+    }
+  };
   return {
-    lockedFor: (key) =>
+    attempt: (key) =>
       fallback(
-        async () => {
-          const [count, ttl] = await redis
-            .multi()
-            .get(PREFIX + key)
-            .pttl(PREFIX + key)
-            .exec()
-            .then(results);
-          return Number(count) >= policy.maxAttempts && Number(ttl) > 0 ? Number(ttl) : 0;
-        },
-        () => memory.lockedFor(key),
-      ),
-    failed: (key) =>
-      fallback(
-        async () => {
-          const [count] = await redis
-            .multi()
-            .incr(PREFIX + key)
-            .pexpire(PREFIX + key, policy.lockMs, "NX")
-            .exec()
-            .then(results);
-          if (Number(count) >= policy.maxAttempts) await redis.pexpire(PREFIX + key, policy.lockMs);
-        },
-        () => memory.failed(key),
+        async () =>
+          Number(await redis.eval(ATTEMPT, 1, PREFIX + key, policy.maxAttempts, policy.lockMs)),
+        () => memory.attempt(key),
       ),
     succeeded: (key) =>
       fallback(
@@ -114,23 +105,11 @@ export function redisLoginAttempts(
         () => memory.succeeded(key),
       ),
     health: async () => {
-      if (redis.status !== "ready") return "Redis unreachable: counting failed logins in memory";
+      if (down || redis.status !== "ready")
+        return "Redis unreachable: counting login attempts in memory";
     },
     close: async () => {
       redis.disconnect();
     },
   };
-}
-
-function results(replies: [Error | null, unknown][] | null): unknown[] {
-  if (!replies) throw new Error("transaction aborted");
-  return replies.map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
-}
-
-function splitAddr(addr: string): [string, number] {
-  const at = addr.lastIndexOf(":");
-  return [addr.slice(0, at).replace(/^\[|\]$/g, ""), Number(addr.slice(at + 1))];
 }

@@ -8,6 +8,7 @@ import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/refle
 import { grpcImplementation, grpcServerDefinition, refusalInterceptor } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
 import { connectionListener, listen } from "./listen.js";
+import type { TlsConfig } from "./tls.js";
 import { addReflection } from "./reflection.js";
 
 export interface GrpcServerOptions {
@@ -15,6 +16,7 @@ export interface GrpcServerOptions {
   maxRequestBytes: number;
   /** A connection without calls is closed (GOAWAY) after this long. */
   idleMs: number;
+  tls: TlsConfig | undefined;
   services: DescService[];
   /** More files for reflection: what error details and reasons clients decode. */
   files: DescFile[];
@@ -79,7 +81,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   // Our own listener, its connections handed to grpc-js: shutdown can then
   // close a connection that never spoke, which grpc-js's would wait for.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const { listener, sockets } = connectionListener(opts.idleMs, (socket) =>
+  const tls = opts.tls && { config: opts.tls, alpn: ["h2"] };
+  const { listener, sockets } = connectionListener(opts.idleMs, tls, (socket) =>
     injector.injectConnection(socket),
   );
   const port = await listen(listener, opts.addr).catch((err: Error) => {

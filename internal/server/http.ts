@@ -4,6 +4,7 @@ import type { Logger } from "../pkg/log/logger.js";
 import { connectAdapter } from "./connect_adapter.js";
 import { applyCors } from "./cors.js";
 import { connectionListener, listen } from "./listen.js";
+import type { TlsConfig } from "./tls.js";
 import type { Route } from "./handlers.js";
 import { plainRoutes, type PlainRoutes } from "./http_routes.js";
 
@@ -12,6 +13,7 @@ export interface HttpServerOptions extends PlainRoutes {
   maxRequestBytes: number;
   /** A connection with nothing in progress is closed after this long. */
   idleMs: number;
+  tls: TlsConfig | undefined;
   corsAllowedOrigins: readonly string[];
   routes: Route[];
   log: Logger;
@@ -23,8 +25,6 @@ export interface HttpServer {
    *  then closes what is left; true when nothing had to be cut. */
   shutdown(timeoutMs: number): Promise<boolean>;
 }
-
-const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
 
 /**
  * The HTTP port: Connect (JSON and binary), gRPC-Web and gRPC through
@@ -45,6 +45,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   };
   const http1 = createHttp1Server(handler);
   http1.keepAliveTimeout = opts.idleMs;
+  // A request that stops half-way through its headers is idle too.
+  http1.headersTimeout = Math.min(opts.idleMs, 60_000);
   const http2 = createHttp2Server({}, handler);
   const sessions = new Set<Http2Session>();
   http2.on("session", (session) => {
@@ -53,10 +55,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     session.on("close", () => sessions.delete(session));
   });
 
-  const { listener, sockets } = connectionListener(opts.idleMs, (socket, first) => {
-    const h2 = first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
-    (h2 ? http2 : http1).emit("connection", socket);
-  });
+  const tls = opts.tls && { config: opts.tls, alpn: ["h2", "http/1.1"] };
+  const { listener, sockets } = connectionListener(opts.idleMs, tls, (socket, h2) =>
+    (h2 ? http2 : http1).emit("connection", socket),
+  );
   const port = await listen(listener, opts.addr).catch((err: Error) => {
     throw new Error(`HTTP server cannot listen on ${opts.addr}: ${err.message}`);
   });

@@ -6,6 +6,7 @@ import type { ServiceBinding } from "../pkg/rpc/call.js";
 import { startGrpcServer } from "./grpc.js";
 import { buildRoutes } from "./handlers.js";
 import { startHttpServer } from "./http.js";
+import { tlsConfig } from "./tls.js";
 import { watchReadiness, type ReadinessCheck } from "./readiness.js";
 import { createMetrics } from "./metrics.js";
 import { middlewareChain } from "./middleware/index.js";
@@ -13,6 +14,9 @@ import { middlewareChain } from "./middleware/index.js";
 export interface Servers {
   grpcPort: number;
   httpPort: number;
+  /** Re-reads the TLS files (SIGHUP); false without TLS. Throws, keeping
+   *  the current certificate, when the files do not load. */
+  reloadTls(): boolean;
   /** Stops both ports, letting in-flight calls finish within the
    *  configured shutdown_timeout; true when none had to be cut. */
   shutdown(): Promise<boolean>;
@@ -35,10 +39,12 @@ export async function startServers(
   );
   let stopping = false;
   const idleMs = conf.idleTimeout ? durationMs(conf.idleTimeout) : 120_000;
+  const tls = tlsConfig(conf.tls);
   const grpc = await startGrpcServer({
     addr: conf.grpc!.addr,
     maxRequestBytes: conf.grpc!.maxRequestBytes,
     idleMs,
+    tls,
     services: bindings.map((b) => b.service),
     files: bindings.flatMap((b) => b.files),
     routes,
@@ -47,6 +53,7 @@ export async function startServers(
     addr: conf.http!.addr,
     maxRequestBytes: conf.http!.maxRequestBytes,
     idleMs,
+    tls,
     corsAllowedOrigins: conf.http!.corsAllowedOrigins,
     routes,
     readiness,
@@ -59,13 +66,22 @@ export async function startServers(
     await grpc.shutdown(0);
     throw err;
   });
-  log.info({ grpc: grpc.port, http: http.port }, "listening: gRPC and HTTP (Connect, gRPC-Web)");
+  log.info(
+    { grpc: grpc.port, http: http.port, tls: tls ? (tls.mutual ? "mutual" : "on") : "off" },
+    "listening: gRPC and HTTP (Connect, gRPC-Web)",
+  );
   const watch = watchReadiness(readiness, (ready) => grpc.setServing(ready), log);
   const timeoutMs = conf.shutdownTimeout ? durationMs(conf.shutdownTimeout) : 10_000;
   const drainDelayMs = conf.drainDelay ? durationMs(conf.drainDelay) : 0;
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
+    reloadTls: () => {
+      // New connections get the new certificate; open ones keep theirs.
+      if (!tls) return false;
+      tls.reload();
+      return true;
+    },
     shutdown: async () => {
       // Unready at once on both ports, still accepting while balancers notice.
       stopping = true;

@@ -157,6 +157,22 @@ describe("production", () => {
     ).toMatch(/auth\.enabled/);
   });
 
+  it("reads an empty or null auth section as the default, on, never as off", () => {
+    const env = { APP_ENV: "production", KMS_ROOT_KEY: Buffer.alloc(32, 3).toString("base64") };
+    for (const auth of [null, { enabled: null }, {}]) {
+      expect(parseConfig({ ...minimal(), auth }, "t.yaml", env).auth?.enabled).toBe(true);
+    }
+  });
+
+  it("refuses the development root key in any base64 spelling", () => {
+    const dev = /root_key: (\S+)/.exec(readFileSync("configs/config.yaml", "utf8"))![1]!;
+    const other = dev.replace(/I=$/, "J=");
+    expect(Buffer.from(other, "base64").equals(Buffer.from(dev, "base64"))).toBe(true);
+    expect(failure(minimal(), { APP_ENV: "production", KMS_ROOT_KEY: other })).toMatch(
+      /development root key/,
+    );
+  });
+
   it("refuses the development root key, even from the environment", () => {
     const dev = /root_key: (\S+)/.exec(readFileSync("configs/config.yaml", "utf8"))![1]!;
     expect(failure(minimal(), { APP_ENV: "production", KMS_ROOT_KEY: dev })).toMatch(

@@ -52,6 +52,10 @@ function loadKeys(conf: Auth_Jwt): Key[] {
   const keys: Key[] = [];
   if (conf.hs256SecretFile) {
     const secret = readFileSync(conf.hs256SecretFile);
+    // A public key there would let anyone holding it forge HS256 tokens.
+    if (secret.subarray(0, 64).toString("latin1").includes("-----BEGIN")) {
+      throw new Error("auth.jwt.hs256_secret_file: holds a PEM key, not a shared secret");
+    }
     if (secret.length < 32) {
       throw new Error(`auth.jwt.hs256_secret_file: the secret must be at least 32 bytes`);
     }

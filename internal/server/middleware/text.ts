@@ -41,6 +41,10 @@ function walk(m: ReflectMessage, prefix: string): string | undefined {
             (typeof value === "string" && value.includes("\0"))
           )
             return path;
+          if (field.mapKind === "message") {
+            const found = walk(value as ReflectMessage, `${path}[${String(key)}].`);
+            if (found) return found;
+          }
         }
         break;
     }
