@@ -171,7 +171,7 @@ export type Server_Http = Message<"conf.Server.Http"> & {
 
   /**
    * Browser origins allowed to call (CORS), e.g. "http://localhost:5173";
-   * "*" allows any.
+   * "http://localhost:*" allows that host on any port; "*" allows any.
    *
    * @generated from field: repeated string cors_allowed_origins = 4;
    */

@@ -33,6 +33,11 @@ export async function startServers(
 ): Promise<Servers> {
   const { registry, rpc } = createMetrics();
   const authenticator = createAuthenticator(auth);
+  if (auth?.enabled && auth.tokens.length === 0 && !auth.jwt) {
+    log.warn(
+      "authentication is on with no tokens and no JWT keys: every RPC will answer UNAUTHENTICATED",
+    );
+  }
   const routes = buildRoutes(
     bindings,
     middlewareChain({ server: conf, limits, log, rpc, authenticator }),

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { testRootKey } from "./app.js";
 
 const root = resolve(import.meta.dirname, "../..");
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
@@ -20,6 +22,38 @@ export interface SpawnOptions {
   cwd?: string;
   /** Added to this process's environment; an undefined value removes the variable. */
   env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Writes a config for a spawned server: free loopback ports, `databaseUrl`
+ * migrated up, the test root key, authentication off, JSON logs. `server`
+ * adds keys to the server section, in YAML flow style (`shutdown_timeout: 20s`).
+ */
+export function writeServerConfig(path: string, databaseUrl: string, server = ""): string {
+  const extra = server ? `, ${server}` : "";
+  writeFileSync(
+    path,
+    `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }${extra} }
+data: { database: { source: "${databaseUrl}", migrate: up } }
+kms: { root_key: "${testRootKey}" }
+auth: { enabled: false }
+log: { level: info, format: json }
+`,
+  );
+  return path;
+}
+
+/** Starts the server on a config file, nothing in the environment overriding it; resolves once it listens. */
+export async function startServerProcess(conf: string) {
+  const server = spawnServer(["-conf", conf], {
+    env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
+  });
+  const ports = JSON.parse(await server.waitFor(/"msg":"listening/)) as {
+    grpc: number;
+    http: number;
+    tls: string;
+  };
+  return { server, ports };
 }
 
 /** Runs cmd/server/main.ts as its own process, as `npm start` would. */

@@ -12,7 +12,7 @@ import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService, View } from "../../api/user/v1/user_pb.js";
 import { wireApp, type App } from "../../cmd/server/wire.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { methodScopes } from "../../internal/server/auth/scopes.js";
+import { allScopes, methodScopes } from "../../internal/server/auth/scopes.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { testConfig } from "../helpers/app.js";
 import { grpcClient, grpcFailure } from "../helpers/clients.js";
@@ -67,15 +67,7 @@ beforeAll(async () => {
         {
           name: "everything",
           sha256: sha256(tokens.everything),
-          scopes: [
-            "kms.admin",
-            "kms.crypto",
-            "users.read",
-            "users.write",
-            "users.login",
-            "pii.read",
-            "metrics.read",
-          ],
+          scopes: [...allScopes],
         },
       ],
       jwt: {

@@ -12,9 +12,9 @@ import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
 import { wireApp, type App } from "../../cmd/server/wire.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { testConfig, testRootKey } from "../helpers/app.js";
+import { testConfig } from "../helpers/app.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { spawnServer } from "../helpers/process.js";
+import { startServerProcess, writeServerConfig } from "../helpers/process.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kbts-tls-"));
 const file = (name: string) => join(dir, name);
@@ -211,24 +211,13 @@ describe("TLS", () => {
   it("reloads on SIGHUP in the running service", async () => {
     copyFileSync(file("a.crt"), file("sighup.crt"));
     copyFileSync(file("a.key"), file("sighup.key"));
-    const conf = file("sighup.yaml");
-    writeFileSync(
-      conf,
-      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, tls: { cert_file: "${file("sighup.crt")}", key_file: "${file("sighup.key")}" } }
-data: { database: { source: "${db.url}", migrate: up } }
-kms: { root_key: "${testRootKey}" }
-auth: { enabled: false }
-log: { level: info, format: json }
-`,
+    const conf = writeServerConfig(
+      file("sighup.yaml"),
+      db.url,
+      `tls: { cert_file: "${file("sighup.crt")}", key_file: "${file("sighup.key")}" }`,
     );
-    const server = spawnServer(["-conf", conf], {
-      env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
-    });
+    const { server, ports: listening } = await startServerProcess(conf);
     try {
-      const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as {
-        http: number;
-        tls: string;
-      };
       expect(listening.tls).toBe("on");
       expect(await peerCn(listening.http)).toBe("server-a");
       copyFileSync(file("b.crt"), file("sighup.crt"));

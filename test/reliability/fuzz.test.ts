@@ -1,12 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import { testRootKey } from "../helpers/app.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { spawnServer } from "../helpers/process.js";
+import { startServerProcess, writeServerConfig } from "../helpers/process.js";
 import {
   frame,
   h2request,
@@ -113,24 +112,9 @@ describe("fuzzing both ports", () => {
 
   it("answers malformed protobuf, JSON, frames and prefixes without INTERNAL, a crash or unbounded memory", async () => {
     db = await createTestDatabase();
-    const conf = join(dir, "server.yaml");
-    writeFileSync(
-      conf,
-      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } }
-data: { database: { source: "${db.url}", migrate: up } }
-kms: { root_key: "${testRootKey}" }
-auth: { enabled: false }
-log: { level: info, format: json }
-`,
-    );
-    const server = spawnServer(["-conf", conf], {
-      env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
-    });
+    const conf = writeServerConfig(join(dir, "server.yaml"), db.url);
+    const { server, ports } = await startServerProcess(conf);
     try {
-      const ports = JSON.parse(await server.waitFor(/"msg":"listening/)) as {
-        grpc: number;
-        http: number;
-      };
       const sessions = { grpc: h2session(ports.grpc), http: h2session(ports.http) };
       const r = random(SEED);
       const faults: string[] = [];

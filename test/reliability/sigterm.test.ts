@@ -1,12 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { testRootKey } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { spawnServer } from "../helpers/process.js";
+import { startServerProcess, writeServerConfig } from "../helpers/process.js";
 import { createUserLoad, sleep, tally } from "./load.js";
 
 describe("SIGTERM under load", () => {
@@ -19,20 +18,8 @@ describe("SIGTERM under load", () => {
 
   it("finishes the calls in flight, exits 0, and loses no acknowledged write", async () => {
     db = await createTestDatabase();
-    const conf = join(dir, "server.yaml");
-    writeFileSync(
-      conf,
-      `server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, shutdown_timeout: 20s }
-data: { database: { source: "${db.url}", migrate: up } }
-kms: { root_key: "${testRootKey}" }
-auth: { enabled: false }
-log: { level: info, format: json }
-`,
-    );
-    const server = spawnServer(["-conf", conf], {
-      env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
-    });
-    const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as { grpc: number };
+    const conf = writeServerConfig(join(dir, "server.yaml"), db.url, "shutdown_timeout: 20s");
+    const { server, ports: listening } = await startServerProcess(conf);
     const load = createUserLoad(listening.grpc, { prefix: "term" });
     await sleep(1500);
     server.child.kill("SIGTERM");
