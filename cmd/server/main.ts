@@ -41,8 +41,12 @@ async function run(conf: Config, log: Logger): Promise<void> {
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   // SIGHUP: new certificates for new connections, none dropped; a bad file
-  // keeps the current ones. (Left unhandled, it would kill the process.)
-  let reload = () => log.info({ signal: "SIGHUP" }, "SIGHUP during start-up: ignored");
+  // keeps the current ones. (Left unhandled, it would kill the process; one
+  // during start-up waits for it.)
+  let reloadPending = false;
+  let reload = () => {
+    reloadPending = true;
+  };
   process.on("SIGHUP", () => reload());
 
   let app;
@@ -65,6 +69,8 @@ async function run(conf: Config, log: Logger): Promise<void> {
       );
     }
   };
+  // One that landed while starting applies now, rather than being lost.
+  if (reloadPending) reload();
   let stopping = false;
   stop = (signal) => {
     if (stopping) return;

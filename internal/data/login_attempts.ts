@@ -5,10 +5,23 @@ import type { Logger } from "../pkg/log/logger.js";
 /**
  * Counters in this process: one count per instance. The window opens at the
  * first attempt; the last allowed attempt starts the lock. Bounded: past
- * `maxKeys` keys the oldest go first.
+ * `maxKeys` keys the oldest that is not locked goes first.
  */
 export function memoryLoginAttempts(policy: LoginPolicy, maxKeys = 100_000): LoginAttempts {
   const entries = new Map<string, { count: number; until: number }>();
+  // Full: drop the oldest entry that is not a lock in force (a flood of
+  // fresh logins must not lift a lock), looking a bounded way in.
+  const evict = (now: number) => {
+    let looked = 0;
+    for (const [key, e] of entries) {
+      if (e.count < policy.maxAttempts || e.until <= now || ++looked > 1000) {
+        entries.delete(key);
+        return;
+      }
+    }
+    // Every one is a lock: the bound still holds.
+    entries.delete(entries.keys().next().value!);
+  };
   return {
     attempt: async (key) => {
       const now = Date.now();
@@ -18,7 +31,7 @@ export function memoryLoginAttempts(policy: LoginPolicy, maxKeys = 100_000): Log
       e.count++;
       if (e.count === policy.maxAttempts) e.until = now + policy.lockMs;
       entries.delete(key);
-      if (entries.size >= maxKeys) entries.delete(entries.keys().next().value!);
+      if (entries.size >= maxKeys) evict(now);
       entries.set(key, e);
       return 0;
     },

@@ -82,7 +82,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   // close a connection that never spoke, which grpc-js's would wait for.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const tls = opts.tls && { config: opts.tls, alpn: ["h2"] };
-  const { listener, sockets } = connectionListener(opts.idleMs, tls, (socket) =>
+  const { listener, sockets, silent } = connectionListener(opts.idleMs, tls, (socket) =>
     injector.injectConnection(socket),
   );
   const port = await listen(listener, opts.addr).catch((err: Error) => {
@@ -108,7 +108,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
       for (const call of watches) call.end();
       listener.close();
       // A connection that never sent a byte has no call and no session to close.
-      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+      for (const socket of sockets) if (silent(socket)) socket.destroy();
       const drained = new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();

@@ -4,6 +4,7 @@ import type { Logger } from "../pkg/log/logger.js";
 import { connectAdapter } from "./connect_adapter.js";
 import { applyCors } from "./cors.js";
 import { connectionListener, listen } from "./listen.js";
+import type { Duplex } from "node:stream";
 import type { TlsConfig } from "./tls.js";
 import type { Route } from "./handlers.js";
 import { plainRoutes, type PlainRoutes } from "./http_routes.js";
@@ -45,8 +46,20 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   };
   const http1 = createHttp1Server(handler);
   http1.keepAliveTimeout = opts.idleMs;
-  // A request that stops half-way through its headers is idle too.
-  http1.headersTimeout = Math.min(opts.idleMs, 60_000);
+  // Not listening itself, http1 applies no headersTimeout: an inactivity
+  // timeout on each connection bounds a request that stops half-way.
+  http1.timeout = opts.idleMs;
+  // Which HTTP/1.1 connections are between requests, for shutdown.
+  const http1Sockets = new Set<Duplex>();
+  const answering = new Set<Duplex>();
+  http1.on("connection", (socket: Duplex) => {
+    http1Sockets.add(socket);
+    socket.once("close", () => http1Sockets.delete(socket));
+  });
+  http1.on("request", (req, res) => {
+    answering.add(req.socket);
+    res.once("close", () => answering.delete(req.socket));
+  });
   const http2 = createHttp2Server({}, handler);
   const sessions = new Set<Http2Session>();
   http2.on("session", (session) => {
@@ -56,7 +69,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   });
 
   const tls = opts.tls && { config: opts.tls, alpn: ["h2", "http/1.1"] };
-  const { listener, sockets } = connectionListener(opts.idleMs, tls, (socket, h2) =>
+  const { listener, sockets, silent } = connectionListener(opts.idleMs, tls, (socket, h2) =>
     (h2 ? http2 : http1).emit("connection", socket),
   );
   const port = await listen(listener, opts.addr).catch((err: Error) => {
@@ -68,12 +81,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     shutdown: async (timeoutMs) => {
       listener.close();
       http1.close();
-      // A connection that never sent a byte belongs to no server yet.
-      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+      // A connection that never sent a request belongs to no call.
+      for (const socket of sockets) if (silent(socket)) socket.destroy();
       for (const session of sessions) session.close();
       const due = Date.now() + timeoutMs;
       while (sockets.size > 0 && Date.now() < due) {
-        http1.closeIdleConnections();
+        // http1 never listens itself, so its own closeIdleConnections knows
+        // no connection: those between requests are closed here.
+        for (const socket of http1Sockets) if (!answering.has(socket)) socket.destroy();
         await new Promise((r) => setTimeout(r, 25));
       }
       const drained = sockets.size === 0;

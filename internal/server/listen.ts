@@ -22,16 +22,23 @@ export function listen(server: Server, addr: string): Promise<number> {
  * Our own listener for a port. A plain connection is handed to `handOver` at
  * its first byte, still unread, so the receiving server sees it all (and
  * `h2` says whether it opened with the HTTP/2 preface); a TLS connection once
- * its handshake is done (`h2` from ALPN). Until then it is ours: silent for
- * `idleMs`, it is closed (an HTTP/2 session, once it owns a socket, would
- * keep it). `sockets` holds every open connection, for shutdown.
+ * its handshake is done (`h2` from ALPN). Until then it is ours: one silent
+ * for `idleMs` (or whose handshake takes as long) is closed. `sockets` holds
+ * every open connection; `silent` tells those that never sent a request's
+ * byte, which shutdown closes at once.
  */
 export function connectionListener(
   idleMs: number,
   tls: { config: TlsConfig; alpn: string[] } | undefined,
   handOver: (socket: Duplex, h2: boolean) => void,
-): { listener: Server; sockets: Set<Socket> } {
+): { listener: Server; sockets: Set<Socket>; silent: (socket: Socket) => boolean } {
   const sockets = new Set<Socket>();
+  // Bytes a connection had sent when it was handed over (plain: 0; TLS: its
+  // handshake); none recorded yet means it was never handed over.
+  const handedAt = new WeakMap<Socket, number>();
+  const byPeer = new Map<string, Socket>();
+  const peer = (s: { remoteAddress?: string; remotePort?: number }) =>
+    `${s.remoteAddress}:${s.remotePort}`;
   // node's own TLS server does the handshake; its connections are handed over
   // once secure. Each new connection takes the context current at the time.
   const secure =
@@ -41,9 +48,11 @@ export function connectionListener(
         requestCert: tls.config.mutual,
         rejectUnauthorized: tls.config.mutual,
         ALPNProtocols: tls.alpn,
+        handshakeTimeout: idleMs,
       },
       (socket) => {
-        socket.setTimeout(0);
+        const raw = byPeer.get(peer(socket));
+        if (raw) handedAt.set(raw, raw.bytesRead);
         handOver(socket, socket.alpnProtocol === "h2");
       },
     );
@@ -51,23 +60,35 @@ export function connectionListener(
   secure?.on("tlsClientError", (_err, socket) => socket.destroy());
   const listener = createNetServer((raw) => {
     sockets.add(raw);
-    raw.on("close", () => sockets.delete(raw));
+    const key = peer(raw);
+    raw.on("close", () => {
+      sockets.delete(raw);
+      byPeer.delete(key);
+    });
     // A reset before the first byte would otherwise be an unhandled error.
     raw.on("error", () => raw.destroy());
-    raw.setTimeout(idleMs, () => raw.destroy());
     if (secure) {
+      // The handshake is bounded by handshakeTimeout; after it, the servers'
+      // own idle rules apply (a timer here would cut long silent calls).
+      byPeer.set(key, raw);
       secure.emit("connection", raw);
       return;
     }
+    raw.setTimeout(idleMs, () => raw.destroy());
     raw.once("data", (first: Buffer) => {
       raw.setTimeout(0);
       raw.pause();
       raw.unshift(first);
+      handedAt.set(raw, 0);
       handOver(raw, first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE));
       process.nextTick(() => raw.resume());
     });
   });
-  return { listener, sockets };
+  const silent = (socket: Socket) => {
+    const at = handedAt.get(socket);
+    return at === undefined || socket.bytesRead === at;
+  };
+  return { listener, sockets, silent };
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");

@@ -208,6 +208,59 @@ describe("TLS", () => {
     expect(await peerCn(app.httpPort)).toBe("server-b");
   });
 
+  it("keeps a silent call open past idle_timeout, and a silent connection does not hold shutdown", async () => {
+    const app = await wireApp(
+      testConfig(db.url, {
+        server: {
+          grpc: { addr: "127.0.0.1:0" },
+          http: { addr: "127.0.0.1:0" },
+          tls: { cert_file: file("a.crt"), key_file: file("a.key") },
+          idle_timeout: "1s",
+          shutdown_timeout: "20s",
+        },
+      }),
+      createLogger({ level: "silent", format: "json" }),
+    );
+    // A Health/Watch stream sends nothing after its first answer.
+    const Ctor = grpc.makeGenericClientConstructor(
+      {
+        watch: {
+          path: "/grpc.health.v1.Health/Watch",
+          requestStream: false,
+          responseStream: true,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      "Health",
+    );
+    const client = new Ctor(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createSsl(ca()));
+    const watch = (
+      client as unknown as Record<string, (b: Buffer) => grpc.ClientReadableStream<Buffer>>
+    ).watch!(Buffer.alloc(0));
+    let failed: unknown;
+    watch.on("error", (e) => (failed = e));
+    watch.on("data", () => undefined);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(failed).toBeUndefined();
+    watch.cancel();
+    client.close();
+    // Handshaken, then silent, on both ports: shutdown closes them at once.
+    const silent = await Promise.all(
+      [app.grpcPort, app.httpPort].map(
+        (port) =>
+          new Promise<ReturnType<typeof tlsConnect>>((resolve) => {
+            const socket = tlsConnect({ port, host: "127.0.0.1", ca: ca() }, () => resolve(socket));
+            socket.on("error", () => undefined);
+          }),
+      ),
+    );
+    expect(await app.stop()).toBe(true);
+    for (const socket of silent) socket.destroy();
+  });
+
   it("reloads on SIGHUP in the running service", async () => {
     copyFileSync(file("a.crt"), file("sighup.crt"));
     copyFileSync(file("a.key"), file("sighup.key"));

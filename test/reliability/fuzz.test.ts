@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { startServerProcess, writeServerConfig } from "../helpers/process.js";
+import { rssBytes, startServerProcess, writeServerConfig } from "../helpers/process.js";
 import {
   frame,
   h2request,
@@ -14,7 +14,6 @@ import {
   protobufNoise,
   random,
   rawBytes,
-  rssBytes,
   type Answer,
   type Random,
 } from "./fuzz.js";

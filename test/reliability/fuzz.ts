@@ -142,13 +142,6 @@ export function rawBytes(port: number, bytes: Buffer, ms = 2000): Promise<string
   });
 }
 
-/** Resident memory of a process, in bytes (Linux). */
-export async function rssBytes(pid: number): Promise<number> {
-  const { readFile } = await import("node:fs/promises");
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
-
 function varint(n: number): Buffer {
   const out: number[] = [];
   let v = BigInt(n);
