@@ -7,6 +7,7 @@ export const defaults = {
     shutdown_timeout: "10s",
     drain_delay: "0s",
     idle_timeout: "120s",
+    max_inflight_request_bytes: 256 * 1024 * 1024,
   },
   data: {
     database: {

@@ -10,11 +10,11 @@ import type { Logger } from "../pkg/log/logger.js";
 export function memoryLoginAttempts(policy: LoginPolicy, maxKeys = 100_000): LoginAttempts {
   const entries = new Map<string, { count: number; until: number }>();
   // Full: drop the oldest entry that is not a lock in force (a flood of
-  // fresh logins must not lift a lock), looking a bounded way in.
+  // fresh logins must not lift a lock). A scan, but only when full, and each
+  // attempt already costs an scrypt.
   const evict = (now: number) => {
-    let looked = 0;
     for (const [key, e] of entries) {
-      if (e.count < policy.maxAttempts || e.until <= now || ++looked > 1000) {
+      if (e.count < policy.maxAttempts || e.until <= now) {
         entries.delete(key);
         return;
       }

@@ -24,6 +24,7 @@ import {
 import type { Logger } from "../pkg/log/logger.js";
 import { noDeadline } from "../pkg/rpc/call.js";
 import { requestRefused, type Refusal } from "./errors.js";
+import type { ByteBudget } from "../pkg/limit/queue.js";
 import { refuse, type Route } from "./handlers.js";
 import type { Request, Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
@@ -34,6 +35,8 @@ export interface ConnectAdapterOptions {
   routes: Route[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes: number;
+  /** Request bytes held at once across all calls of the port. */
+  inflight: ByteBudget;
   /** Serves every path that is not one of the routes. */
   fallback: NodeHandler;
   log: Logger;
@@ -71,7 +74,11 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
     const entry = byPath.get((req.url ?? "").split("?", 1)[0]!);
     if (!entry) return opts.fallback(req, res);
     const values = createContextValues().set(reached, { value: false });
-    const request = universalRequestFromNodeRequest(req, res, undefined, values);
+    const received = universalRequestFromNodeRequest(req, res, undefined, values);
+    const held = { bytes: 0, over: false };
+    res.once("close", () => opts.inflight.give(held.bytes));
+    const body = withinBudget(received.body as AsyncIterable<Uint8Array>, opts.inflight, held);
+    const request = { ...received, body };
     entry
       .handler(request)
       .then(async (answer) => {
@@ -82,7 +89,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
         if (request.signal.aborted || res.destroyed) return;
         const refusal = requestRefused(
           entry.route.method,
-          await refusalOf(req, answer),
+          held.over ? "busy" : await refusalOf(req, answer),
           opts.readMaxBytes,
         );
         const err = await refuse(entry.route, "connect", headersOf(req), refusal);
@@ -122,6 +129,24 @@ function headersOf(req: Request): Headers {
     if (typeof value === "string" && !key.startsWith(":")) headers.set(key, value);
   }
   return headers;
+}
+
+// The request body as connect reads it, counted against the port's budget as
+// it arrives (given back when the answer is done): past it, the read fails
+// and the call is refused as busy.
+async function* withinBudget(
+  body: AsyncIterable<Uint8Array>,
+  budget: ByteBudget,
+  held: { bytes: number; over: boolean },
+): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) {
+    if (!budget.take(chunk.byteLength)) {
+      held.over = true;
+      throw new ConnectError("request bytes in flight over budget", Code.ResourceExhausted);
+    }
+    held.bytes += chunk.byteLength;
+    yield chunk;
+  }
 }
 
 const supportedEncodings = new Set(["identity", "gzip", "br"]);

@@ -100,7 +100,7 @@ export function toConnectError(
 }
 
 /** Why a transport could not take a request. */
-export type Refusal = "malformed" | "too_large" | "bad_timeout" | "bad_compression";
+export type Refusal = "malformed" | "too_large" | "bad_timeout" | "bad_compression" | "busy";
 
 /**
  * The answer, on either port, to a request its transport could not take.
@@ -120,6 +120,15 @@ export function requestRefused(
         "REQUEST_TOO_LARGE",
         `request larger than ${limitBytes} bytes`,
         { limit_bytes: String(limitBytes) },
+      );
+    case "busy":
+      return serviceError(
+        service,
+        Code.ResourceExhausted,
+        "RATE_LIMITED",
+        "server busy: too many request bytes in flight; retry",
+        {},
+        [retryInfo(1000)],
       );
     case "bad_compression":
       return serviceError(

@@ -2,6 +2,7 @@ import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
 import type { Logger } from "../pkg/log/logger.js";
 import { connectAdapter } from "./connect_adapter.js";
+import { byteBudget } from "../pkg/limit/queue.js";
 import { applyCors } from "./cors.js";
 import { connectionListener, listen } from "./listen.js";
 import type { Duplex } from "node:stream";
@@ -14,7 +15,11 @@ export interface HttpServerOptions extends PlainRoutes {
   maxRequestBytes: number;
   /** A connection with nothing in progress is closed after this long. */
   idleMs: number;
+  /** The longest a call may take (server.http.timeout). */
+  callTimeoutMs: number;
   tls: TlsConfig | undefined;
+  /** Request bytes held at once across all calls. */
+  maxInflightBytes: number;
   corsAllowedOrigins: readonly string[];
   routes: Route[];
   log: Logger;
@@ -37,6 +42,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const connect = connectAdapter({
     routes: opts.routes,
     readMaxBytes: opts.maxRequestBytes,
+    inflight: byteBudget(opts.maxInflightBytes),
     fallback: plainRoutes(opts),
     log: opts.log,
   });
@@ -47,18 +53,28 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const http1 = createHttp1Server(handler);
   http1.keepAliveTimeout = opts.idleMs;
   // Not listening itself, http1 applies no headersTimeout: an inactivity
-  // timeout on each connection bounds a request that stops half-way.
-  http1.timeout = opts.idleMs;
-  // Which HTTP/1.1 connections are between requests, for shutdown.
+  // timeout on each connection bounds a request that stalls, never shorter
+  // than a call may take.
+  http1.timeout = Math.max(opts.idleMs, opts.callTimeoutMs + 1000);
+  // HTTP/1.1 connections and their requests in progress (pipelined ones
+  // counted), for shutdown.
   const http1Sockets = new Set<Duplex>();
-  const answering = new Set<Duplex>();
+  const answering = new Map<Duplex, number>();
+  let closing = false;
   http1.on("connection", (socket: Duplex) => {
     http1Sockets.add(socket);
     socket.once("close", () => http1Sockets.delete(socket));
   });
   http1.on("request", (req, res) => {
-    answering.add(req.socket);
-    res.once("close", () => answering.delete(req.socket));
+    const socket = req.socket;
+    answering.set(socket, (answering.get(socket) ?? 0) + 1);
+    // Once stopping, each answer ends its connection.
+    if (closing) res.shouldKeepAlive = false;
+    res.once("close", () => {
+      const left = (answering.get(socket) ?? 1) - 1;
+      if (left > 0) answering.set(socket, left);
+      else answering.delete(socket);
+    });
   });
   const http2 = createHttp2Server({}, handler);
   const sessions = new Set<Http2Session>();
@@ -84,11 +100,19 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       // A connection that never sent a request belongs to no call.
       for (const socket of sockets) if (silent(socket)) socket.destroy();
       for (const session of sessions) session.close();
+      closing = true;
+      // http1 never listens itself, so its own closeIdleConnections knows no
+      // connection: one between requests is closed here, unless bytes of a
+      // next request have come in since (it is then answered, and closed).
+      const seen = new Map<Duplex, number>();
       const due = Date.now() + timeoutMs;
       while (sockets.size > 0 && Date.now() < due) {
-        // http1 never listens itself, so its own closeIdleConnections knows
-        // no connection: those between requests are closed here.
-        for (const socket of http1Sockets) if (!answering.has(socket)) socket.destroy();
+        for (const socket of http1Sockets) {
+          if (answering.has(socket)) continue;
+          const read = (socket as Duplex & { bytesRead: number }).bytesRead;
+          if (seen.get(socket) === read) socket.destroy();
+          else seen.set(socket, read);
+        }
         await new Promise((r) => setTimeout(r, 25));
       }
       const drained = sockets.size === 0;

@@ -33,9 +33,12 @@ export function connectionListener(
   handOver: (socket: Duplex, h2: boolean) => void,
 ): { listener: Server; sockets: Set<Socket>; silent: (socket: Socket) => boolean } {
   const sockets = new Set<Socket>();
-  // Bytes a connection had sent when it was handed over (plain: 0; TLS: its
-  // handshake); none recorded yet means it was never handed over.
-  const handedAt = new WeakMap<Socket, number>();
+  // Connections handed to a server. One that never was has no call: a plain
+  // one that sent nothing, a TLS one still in its handshake. (A handshaken
+  // TLS connection counts as handed over: its first request may ride in the
+  // handshake's last packet, so its bytes cannot tell.)
+  const handed = new WeakSet<Socket>();
+  // The raw connection under a TLS one, found by its peer address.
   const byPeer = new Map<string, Socket>();
   const peer = (s: { remoteAddress?: string; remotePort?: number }) =>
     `${s.remoteAddress}:${s.remotePort}`;
@@ -52,7 +55,7 @@ export function connectionListener(
       },
       (socket) => {
         const raw = byPeer.get(peer(socket));
-        if (raw) handedAt.set(raw, raw.bytesRead);
+        if (raw) handed.add(raw);
         handOver(socket, socket.alpnProtocol === "h2");
       },
     );
@@ -63,7 +66,7 @@ export function connectionListener(
     const key = peer(raw);
     raw.on("close", () => {
       sockets.delete(raw);
-      byPeer.delete(key);
+      if (byPeer.get(key) === raw) byPeer.delete(key);
     });
     // A reset before the first byte would otherwise be an unhandled error.
     raw.on("error", () => raw.destroy());
@@ -79,15 +82,12 @@ export function connectionListener(
       raw.setTimeout(0);
       raw.pause();
       raw.unshift(first);
-      handedAt.set(raw, 0);
+      handed.add(raw);
       handOver(raw, first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE));
       process.nextTick(() => raw.resume());
     });
   });
-  const silent = (socket: Socket) => {
-    const at = handedAt.get(socket);
-    return at === undefined || socket.bytesRead === at;
-  };
+  const silent = (socket: Socket) => !handed.has(socket);
   return { listener, sockets, silent };
 }
 

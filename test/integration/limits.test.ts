@@ -275,4 +275,39 @@ describe("limits", () => {
     session.close();
     expect(sent).toBeLessThan(64 * 2 ** 20);
   });
+
+  it("answers every one of 100 concurrent 3.9 MB requests on the HTTP port, refusing past the in-flight ceiling", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      server: {
+        grpc: { addr: "127.0.0.1:0" },
+        http: { addr: "127.0.0.1:0" },
+        max_inflight_request_bytes: 32 * 2 ** 20,
+      },
+    });
+    const body = Buffer.alloc(3_900_000, 0x61);
+    const head = `POST /kms.v1.KmsService/HashField HTTP/1.1\r\nhost: x\r\ncontent-type: application/proto\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n`;
+    const answers = await Promise.all(
+      Array.from(
+        { length: 100 },
+        () =>
+          new Promise<string>((resolve) => {
+            const socket = netConnect(app.httpPort, "127.0.0.1");
+            let got = "";
+            socket.on("data", (c: Buffer) => (got += c.toString("latin1")));
+            socket.on("error", () => undefined);
+            socket.on("close", () => resolve(got));
+            socket.setTimeout(60_000, () => socket.destroy());
+            socket.write(head);
+            socket.write(body);
+          }),
+      ),
+    );
+    const status = (a: string) => a.split(" ")[1] ?? "none";
+    expect(answers.filter((a) => !a.startsWith("HTTP/1.1 ")).length, "unanswered").toBe(0);
+    expect(answers.filter((a) => status(a).startsWith("5"))).toEqual([]);
+    const busy = answers.filter((a) => a.includes("server busy"));
+    expect(busy.length).toBeGreaterThan(0);
+    expect(busy[0]).toMatch(/^HTTP\/1.1 429/);
+  }, 120_000);
 });

@@ -54,3 +54,24 @@ export function tokenBuckets(rate: number, burst: number, maxKeys = 100_000) {
     },
   };
 }
+
+/** Bytes held at once, up to a limit. */
+export interface ByteBudget {
+  /** Takes `n` bytes; false (taking nothing) when that would pass the limit. */
+  take(n: number): boolean;
+  give(n: number): void;
+}
+
+export function byteBudget(limit: number): ByteBudget {
+  let used = 0;
+  return {
+    take: (n) => {
+      if (used + n > limit) return false;
+      used += n;
+      return true;
+    },
+    give: (n) => {
+      used -= n;
+    },
+  };
+}
