@@ -6,6 +6,7 @@ import { createLogger } from "../internal/pkg/log/logger.js";
 import { hashFieldOverGrpc, kmsInProcess } from "./kms.js";
 import { migrateBench } from "./migrate.js";
 import { usersBench } from "./users.js";
+import { loginFloodBench } from "./logins.js";
 import { withDatabase } from "./lib/db.js";
 import type { LoadResult } from "./lib/load.js";
 
@@ -13,7 +14,7 @@ import type { LoadResult } from "./lib/load.js";
 // run; they never fail on time. DATABASE_URL picks the database, else an
 // embedded one; BENCH_SECONDS sets each measurement's length (default 5).
 // `npm run bench -- migrate kms` runs only the named sections (kms, hash,
-// users, migrate).
+// users, logins, migrate).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const only = process.argv.slice(2);
 const want = (section: string) => only.length === 0 || only.includes(section);
@@ -68,6 +69,19 @@ try {
     }
     console.log(
       `CreateUser in process, concurrency 32: ${u.createPerSecond.toFixed(0)} users/s (scrypt-bound)`,
+    );
+  }
+
+  if (want("logins")) {
+    const l = await withDatabase(url, (db) => loginFloodBench(db, seconds));
+    console.log(
+      "\nA login flood (32 concurrent wrong passwords) against another caller's GetUser (concurrency 4)",
+    );
+    console.log(row("GetUser alone", l.alone));
+    console.log(row("GetUser during the flood", l.during));
+    console.log(row("VerifyPassword flood (all answers)", l.logins));
+    console.log(
+      `ratio p50 during/alone: ${(l.during.p50ms / l.alone.p50ms).toFixed(2)} (goal <= 2), p99: ${(l.during.p99ms / l.alone.p99ms).toFixed(2)}`,
     );
   }
 

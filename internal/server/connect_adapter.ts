@@ -25,6 +25,7 @@ import type { Logger } from "../pkg/log/logger.js";
 import { noDeadline } from "../pkg/rpc/call.js";
 import { requestRefused, type Refusal } from "./errors.js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
+import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
 import type { Request, Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
@@ -57,6 +58,7 @@ const reached = createContextKey({ value: false });
 export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
   const router = createConnectRouter({
     readMaxBytes: opts.readMaxBytes,
+    binaryOptions: requestReadOptions,
     acceptCompression: [compressionGzip, compressionBrotli],
     // connect ignores unknown JSON fields and enum names by default: a
     // misspelt "view" would then read as unset, that is FULL.

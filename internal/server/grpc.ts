@@ -5,6 +5,8 @@ import { file_google_rpc_error_details } from "../../third_party/google/rpc/erro
 import { file_google_rpc_status } from "../../third_party/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
+import type { ByteBudget } from "../pkg/limit/queue.js";
+import { admissionInterceptor } from "./grpc_admission.js";
 import { grpcImplementation, grpcServerDefinition, refusalInterceptor } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
 import { connectionListener, listen } from "./listen.js";
@@ -14,6 +16,8 @@ import { addReflection } from "./reflection.js";
 export interface GrpcServerOptions {
   addr: string;
   maxRequestBytes: number;
+  /** Request bytes held at once across all calls, shared with the HTTP port. */
+  inflight: ByteBudget;
   /** A connection without calls is closed (GOAWAY) after this long. */
   idleMs: number;
   tls: TlsConfig | undefined;
@@ -40,7 +44,11 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const server = new grpc.Server({
     "grpc.max_receive_message_length": opts.maxRequestBytes,
     "grpc.max_connection_idle_ms": opts.idleMs,
-    interceptors: [refusalInterceptor(opts.routes, opts.maxRequestBytes)],
+    // The first wraps grpc-js's own call: it sees the refusals grpc-js makes.
+    interceptors: [
+      refusalInterceptor(opts.routes, opts.maxRequestBytes),
+      admissionInterceptor(opts.routes, opts.inflight, opts.maxRequestBytes),
+    ],
   });
   for (const service of opts.services) {
     server.addService(

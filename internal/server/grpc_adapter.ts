@@ -8,6 +8,7 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { noDeadline } from "../pkg/rpc/call.js";
+import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
 import { requestRefused, serviceError, toGrpcStatus, type Refusal } from "./errors.js";
 
@@ -82,7 +83,7 @@ function unaryHandler(
   return (call, callback) => {
     let request: Message;
     try {
-      request = fromBinary(route.method.input, call.request);
+      request = fromBinary(route.method.input, call.request, requestReadOptions);
     } catch {
       const error = requestRefused(route.method, "malformed", maxRequestBytes);
       void refuse(route, "grpc", toHeaders(call.metadata), error).then(answer(callback));

@@ -2,7 +2,7 @@ import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
 import type { Logger } from "../pkg/log/logger.js";
 import { connectAdapter } from "./connect_adapter.js";
-import { byteBudget } from "../pkg/limit/queue.js";
+import type { ByteBudget } from "../pkg/limit/queue.js";
 import { applyCors } from "./cors.js";
 import { connectionListener, listen } from "./listen.js";
 import type { Duplex } from "node:stream";
@@ -18,8 +18,8 @@ export interface HttpServerOptions extends PlainRoutes {
   /** The longest a call may take (server.http.timeout). */
   callTimeoutMs: number;
   tls: TlsConfig | undefined;
-  /** Request bytes held at once across all calls. */
-  maxInflightBytes: number;
+  /** Request bytes held at once across all calls, shared with the gRPC port. */
+  inflight: ByteBudget;
   corsAllowedOrigins: readonly string[];
   routes: Route[];
   log: Logger;
@@ -42,7 +42,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const connect = connectAdapter({
     routes: opts.routes,
     readMaxBytes: opts.maxRequestBytes,
-    inflight: byteBudget(opts.maxInflightBytes),
+    inflight: opts.inflight,
     fallback: plainRoutes(opts),
     log: opts.log,
   });

@@ -9,6 +9,7 @@ import { startHttpServer } from "./http.js";
 import { tlsConfig } from "./tls.js";
 import { watchReadiness, type ReadinessCheck } from "./readiness.js";
 import { createMetrics } from "./metrics.js";
+import { byteBudget } from "../pkg/limit/queue.js";
 import { middlewareChain } from "./middleware/index.js";
 
 export interface Servers {
@@ -45,9 +46,13 @@ export async function startServers(
   let stopping = false;
   const idleMs = conf.idleTimeout ? durationMs(conf.idleTimeout) : 120_000;
   const tls = tlsConfig(conf.tls);
+  // A gRPC call waiting for room keeps up to a stream window (64 KiB) of its
+  // request in HTTP/2 buffers: their number is bounded too.
+  const inflight = byteBudget(conf.maxInflightRequestBytes, 1024);
   const grpc = await startGrpcServer({
     addr: conf.grpc!.addr,
     maxRequestBytes: conf.grpc!.maxRequestBytes,
+    inflight,
     idleMs,
     tls,
     services: bindings.map((b) => b.service),
@@ -60,7 +65,7 @@ export async function startServers(
     idleMs,
     callTimeoutMs: conf.http?.timeout ? durationMs(conf.http.timeout) : 30_000,
     tls,
-    maxInflightBytes: conf.maxInflightRequestBytes,
+    inflight,
     corsAllowedOrigins: conf.http!.corsAllowedOrigins,
     routes,
     readiness,

@@ -119,8 +119,9 @@ export function spawnScript(
   };
 }
 
-/** Resident memory of a process, in bytes (Linux). */
-export async function rssBytes(pid: number): Promise<number> {
+/** Resident memory of a process, in bytes (Linux); `peak`: the most it ever had. */
+export async function rssBytes(pid: number, which: "now" | "peak" = "now"): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+  const field = which === "now" ? /VmRSS:\s+(\d+) kB/ : /VmHWM:\s+(\d+) kB/;
+  return Number(field.exec(status)![1]) * 1024;
 }

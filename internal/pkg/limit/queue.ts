@@ -59,19 +59,67 @@ export function tokenBuckets(rate: number, burst: number, maxKeys = 100_000) {
 export interface ByteBudget {
   /** Takes `n` bytes; false (taking nothing) when that would pass the limit. */
   take(n: number): boolean;
+  /**
+   * Takes `n` bytes, waiting its turn (first come, first served) for them to
+   * be given back; false, taking nothing, when they are not free within
+   * `waitMs`, when `signal` aborts, or when too many already wait.
+   */
+  reserve(n: number, waitMs: number, signal?: AbortSignal): Promise<boolean>;
   give(n: number): void;
 }
 
-export function byteBudget(limit: number): ByteBudget {
+interface Waiter {
+  n: number;
+  grant(ok: boolean): void;
+}
+
+export function byteBudget(limit: number, maxWaiting = 10_000): ByteBudget {
   let used = 0;
+  const waiting: Waiter[] = [];
+  const wake = () => {
+    while (waiting.length > 0 && used + waiting[0]!.n <= limit) {
+      const w = waiting.shift()!;
+      used += w.n;
+      w.grant(true);
+    }
+  };
+  const take = (n: number) => {
+    if (used + n > limit) return false;
+    used += n;
+    return true;
+  };
   return {
-    take: (n) => {
-      if (used + n > limit) return false;
-      used += n;
-      return true;
+    take,
+    reserve: (n, waitMs, signal) => {
+      if (waiting.length === 0 && take(n)) return Promise.resolve(true);
+      if (n > limit || waiting.length >= maxWaiting || waitMs <= 0 || signal?.aborted) {
+        return Promise.resolve(false);
+      }
+      return new Promise<boolean>((resolve) => {
+        const w: Waiter = {
+          n,
+          grant: (ok) => {
+            clearTimeout(timer);
+            signal?.removeEventListener("abort", leave);
+            resolve(ok);
+          },
+        };
+        const leave = () => {
+          const i = waiting.indexOf(w);
+          if (i < 0) return;
+          waiting.splice(i, 1);
+          w.grant(false);
+          // A large waiter leaving can let smaller ones behind it in.
+          wake();
+        };
+        const timer = setTimeout(leave, waitMs);
+        signal?.addEventListener("abort", leave, { once: true });
+        waiting.push(w);
+      });
     },
     give: (n) => {
       used -= n;
+      wake();
     },
   };
 }
