@@ -1,15 +1,13 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
-import pg from "pg";
 import {
   HashFieldRequestSchema,
   HashFieldResponseSchema,
   KmsService,
 } from "../api/kms/v1/kms_pb.js";
-import { wireApp } from "../cmd/server/wire.js";
-import { KmsUsecase } from "../internal/biz/kms_usecase.js";
+import { wireApp, wireKms } from "../cmd/server/wire.js";
+import { openData } from "../internal/data/data.js";
 import { parseConfig } from "../internal/conf/load.js";
-import { newDataKeyRepo } from "../internal/data/kms_repo.js";
 import { run } from "../internal/data/migrate/runner.js";
 import { migratorOptions } from "../internal/data/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
@@ -39,23 +37,12 @@ async function rate(fn: () => unknown, ms = 1500): Promise<number> {
 export async function kmsInProcess(url: string) {
   const migrated = await run(migratorOptions(undefined, url, silent), { kind: "up" });
   if (migrated.failed) throw new Error(`migrate up failed: ${migrated.failed.message}`);
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
-  // The database is dropped (FORCE) right after; a straggling idle connection
-  // must not crash the benchmark.
-  pool.on("error", () => undefined);
-  const kms = new KmsUsecase(
-    newDataKeyRepo(pool, url, silent),
-    Buffer.from(rootKeyB64, "base64"),
-    {
-      algorithm: "AES-256-GCM",
-      rotateIntervalMs: 3600_000,
-      maxEncryptionsPerKey: 2 ** 30,
-      cacheTtlMs: 3600_000,
-      maintenanceIntervalMs: 3600_000,
-    },
-    silent,
+  const conf = parseConfig(
+    { data: { database: { source: url } }, kms: { root_key: rootKeyB64, cache_ttl: "1h" } },
+    "bench",
   );
-  await kms.init();
+  const data = await openData(conf.data!.database!, silent);
+  const { cipher: kms, stop } = await wireKms(conf.kms!, data, silent);
   try {
     const key = randomBytes(32);
     const aad = Buffer.from("users.email/row:1");
@@ -97,8 +84,8 @@ export async function kmsInProcess(url: string) {
     );
     return { rows, hash, hashRaw };
   } finally {
-    await kms.stop();
-    await pool.end();
+    await stop();
+    await data.close();
   }
 }
 

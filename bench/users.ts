@@ -8,12 +8,11 @@ import {
   LookupUserResponseSchema,
   UserService,
 } from "../api/user/v1/user_pb.js";
-import { wireApp } from "../cmd/server/wire.js";
+import { wireApp, wireKms } from "../cmd/server/wire.js";
 import { UserUsecase } from "../internal/biz/user_usecase.js";
 import { background } from "../internal/biz/context.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { openData } from "../internal/data/data.js";
-import { openKms } from "../internal/data/kms.js";
 import { newUserRepo } from "../internal/data/user_repo.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
@@ -47,8 +46,8 @@ export async function usersBench(url: string, seconds: number) {
       conf.data!.database!,
       createLogger({ level: "silent", format: "json" }),
     );
-    const kms = await openKms(conf.kms!, data, createLogger({ level: "silent", format: "json" }));
-    const users = new UserUsecase(newUserRepo(data.pool), kms);
+    const kms = await wireKms(conf.kms!, data, createLogger({ level: "silent", format: "json" }));
+    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher);
     let next = 0;
     const started = performance.now();
     await Promise.all(

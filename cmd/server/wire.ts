@@ -1,7 +1,6 @@
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
-import { openKms } from "../../internal/data/kms.js";
 import { migratorOptions } from "../../internal/data/migrate/options.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
@@ -12,6 +11,15 @@ import type { LoginAttempts } from "../../internal/biz/login.js";
 import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/login_attempts.js";
 import { boundedQueue } from "../../internal/pkg/limit/queue.js";
 import { durationMs } from "@bufbuild/protobuf/wkt";
+import type { Kms } from "../../internal/conf/conf_pb.js";
+import type { Data } from "../../internal/data/data.js";
+import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
+import { newKeyring } from "../../internal/biz/keyring.js";
+import { KeyLifecycle, type KeyPolicy } from "../../internal/biz/key_lifecycle.js";
+import { newFieldCipher, type FieldCipher } from "../../internal/biz/field_cipher.js";
+import { encryptionUsage } from "../../internal/biz/kms_usage.js";
+import { startKmsJob } from "../../internal/biz/kms_job.js";
+import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
@@ -45,11 +53,11 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     if (database.migrate !== "off") {
       readiness.migrations = migrationReadiness(migrator.dir, data.pool);
     }
-    const kms = await openKms(conf.kms!, data, log);
+    const kms = await wireKms(conf.kms!, data, log);
     cleanup.push(() => kms.stop());
     readiness.kms = publicCheck(
       "kms",
-      () => kms.ready(),
+      () => kms.lifecycle.ready(),
       (err) =>
         isDatabaseUnavailable(err)
           ? "database unreachable"
@@ -59,8 +67,8 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       log,
     );
     const policy = {
-      maxAttempts: conf.auth?.maxLoginAttempts ?? 0,
-      lockMs: conf.auth?.lockDuration ? durationMs(conf.auth.lockDuration) : 0,
+      maxAttempts: conf.auth!.maxLoginAttempts,
+      lockMs: durationMs(conf.auth!.lockDuration!),
     };
     let logins: LoginAttempts = memoryLoginAttempts(policy);
     const redisAddr = conf.data!.redis?.addr;
@@ -73,12 +81,12 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     }
     const limits = conf.limits!;
     const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
-    const users = new UserUsecase(newUserRepo(data.pool), kms, { logins, policy, hashing });
-    const bindings = [newKmsService(kms), newUserService(users)];
+    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher, { logins, policy, hashing });
+    const bindings = [newKmsService(kms.lifecycle, kms.cipher), newUserService(users)];
     const servers = await startServers(
       conf.server!,
       conf.auth,
-      conf.limits,
+      conf.limits!,
       bindings,
       readiness,
       log,
@@ -97,6 +105,58 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     await undo();
     throw err;
   }
+}
+
+export interface WiredKms {
+  lifecycle: KeyLifecycle;
+  cipher: FieldCipher;
+  /** Stops the background job, then zeroes every key this instance holds. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The KMS on this database, initialised (index key and active key ready,
+ * root key proven) and its background job started.
+ */
+export async function wireKms(conf: Kms, data: Data, log: Logger): Promise<WiredKms> {
+  const rootKey = loadRootKey(conf);
+  const repo = newDataKeyRepo(data.pool, data.url, log);
+  const keyring = newKeyring(repo, rootKey, durationMs(conf.cacheTtl!));
+  const lifecycle = new KeyLifecycle(repo, keyring, rootKey, keyPolicy(conf), log);
+  const indexKey = await lifecycle.init();
+  const usage = encryptionUsage();
+  const cipher = newFieldCipher(keyring, indexKey, usage);
+  const job = await startKmsJob({
+    repo,
+    keyring,
+    lifecycle,
+    usage,
+    intervalMs: durationMs(conf.maintenanceInterval!),
+    log,
+  }).catch((err: unknown) => {
+    cipher.close();
+    keyring.forget();
+    throw err;
+  });
+  return {
+    lifecycle,
+    cipher,
+    stop: async () => {
+      await job.stop();
+      keyring.forget();
+      // A late call then answers KMS_NOT_READY rather than hash under zeros.
+      cipher.close();
+    },
+  };
+}
+
+/** The key policy a configuration sets (its defaults come from internal/conf). */
+export function keyPolicy(conf: Kms): KeyPolicy {
+  return {
+    algorithm: conf.algorithm,
+    rotateIntervalMs: durationMs(conf.rotateInterval!),
+    maxEncryptionsPerKey: Number(conf.maxEncryptionsPerKey),
+  };
 }
 
 /**

@@ -42,6 +42,11 @@ export class BizError extends Error {
   }
 }
 
+/** Whether `err` is a BizError for `value` of the API enum `reasons`. */
+export function hasReason(err: unknown, reasons: DescEnum, value: number): err is BizError {
+  return err instanceof BizError && err.reason.enum === reasons && err.reason.value === value;
+}
+
 /** The reason's wire name ("USER_NOT_FOUND") and domain ("user.v1"). */
 export function reasonName(reason: Reason): { reason: string; domain: string } {
   const value = reason.enum.value[reason.value];

@@ -1,6 +1,6 @@
 import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
-import { errorFactory } from "./errors.js";
+import { errorFactory, hasReason } from "./errors.js";
 
 export type KeyStatus = "active" | "inactive" | "expired" | "revoked";
 
@@ -75,6 +75,15 @@ export interface DataKeyRepo {
 }
 
 const kmsError = errorFactory(ErrorReasonSchema);
+
+/** A field failed because its key is revoked. */
+export const isKeyRevoked = (err: unknown) =>
+  hasReason(err, ErrorReasonSchema, ErrorReason.KEY_REVOKED);
+
+/** A field failed because its stored bytes, or its key's stored row, were altered. */
+export const isDataCorrupt = (err: unknown) =>
+  hasReason(err, ErrorReasonSchema, ErrorReason.CIPHERTEXT_INVALID) ||
+  hasReason(err, ErrorReasonSchema, ErrorReason.DATA_KEY_CORRUPT);
 
 export const kmsErrors = {
   keyNotFound: (version: number) =>

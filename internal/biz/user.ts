@@ -1,6 +1,6 @@
 import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
-import { errorFactory } from "./errors.js";
+import { errorFactory, hasReason } from "./errors.js";
 
 /** The personal fields, stored encrypted and indexed. */
 export const PII_FIELDS = ["email", "phone", "name"] as const;
@@ -134,3 +134,11 @@ export const userErrors = {
       },
     ),
 };
+
+/**
+ * A failure that belongs to one user (a revoked key, corrupt data), not to
+ * the call: anything else (the KMS not ready, the database) fails the call.
+ */
+export const isUnreadableUser = (err: unknown) =>
+  hasReason(err, ErrorReasonSchema, ErrorReason.KEY_REVOKED) ||
+  hasReason(err, ErrorReasonSchema, ErrorReason.USER_DATA_CORRUPT);

@@ -2,12 +2,15 @@ import type { Context } from "./context.js";
 import { hashPassword, verifyPassword, decoyHash } from "../pkg/password/scrypt.js";
 import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
 import { normalise } from "../pkg/kms/blindindex.js";
-import { BizError, reasonName } from "./errors.js";
-import type { KmsUsecase } from "./kms_usecase.js";
+import type { BizError } from "./errors.js";
+import type { FieldCipher } from "./field_cipher.js";
+import { MAX_POSITION, paging } from "./paging.js";
+import { isDataCorrupt, isKeyRevoked } from "./kms.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
 import { boundedQueue, QueueFullError, type BoundedQueue } from "../pkg/limit/queue.js";
 import {
   DuplicateError,
+  isUnreadableUser,
   RevokedKeyWriteError,
   PII_FIELDS,
   userErrors,
@@ -42,8 +45,6 @@ const noLoginLimit: LoginAttempts = {
   succeeded: async () => undefined,
 };
 
-const DEFAULT_PAGE = 50;
-const MAX_PAGE = 100;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -58,7 +59,7 @@ export class UserUsecase {
 
   constructor(
     private readonly repo: UserRepo,
-    private readonly kms: KmsUsecase,
+    private readonly kms: FieldCipher,
     // Defaults for tools and tests; the service passes its configuration.
     opts: { logins?: LoginAttempts; policy?: LoginPolicy; hashing?: BoundedQueue } = {},
   ) {
@@ -111,14 +112,11 @@ export class UserUsecase {
   }
 
   async list(opts: { pageSize: number; pageToken: string; name: string }, view: View) {
-    const limit = Math.min(opts.pageSize || DEFAULT_PAGE, MAX_PAGE);
     const nameHash = opts.name.trim() ? this.kms.hashField("name", opts.name) : undefined;
-    const tokens = this.kms.pageTokens();
-    const query = `users:${nameHash ?? ""}`;
-    const afterId = opts.pageToken ? tokens.read(opts.pageToken, query) : 0;
-    if (afterId === undefined) throw userErrors.invalidPageToken();
-    const rows = await this.repo.list({ limit: limit + 1, afterId, nameHash });
-    const page = rows.slice(0, limit);
+    const pages = paging(this.kms.pageTokens(), opts, `users:${nameHash ?? ""}`);
+    if (!pages) throw userErrors.invalidPageToken();
+    const rows = await this.repo.list({ limit: pages.fetch, afterId: pages.from ?? 0, nameHash });
+    const { page, nextPageToken } = pages.finish(rows, (r) => r.id);
     // One user that cannot be read (revoked key, corrupt data) is reported
     // beside the page, not instead of it; any other failure fails the call.
     const opened = await Promise.allSettled(page.map((r) => this.open(r, view)));
@@ -126,11 +124,10 @@ export class UserUsecase {
     const unreadable: { id: number; error: BizError }[] = [];
     opened.forEach((r, i) => {
       if (r.status === "fulfilled") users.push(r.value);
-      else if (unreadableUser(r.reason)) unreadable.push({ id: page[i]!.id, error: r.reason });
+      else if (isUnreadableUser(r.reason)) unreadable.push({ id: page[i]!.id, error: r.reason });
       else throw r.reason;
     });
-    const next = rows.length > limit ? tokens.write(page.at(-1)!.id, query) : "";
-    return { users, unreadable, nextPageToken: next };
+    return { users, unreadable, nextPageToken };
   }
 
   async update(userId: bigint, change: UserChange, view: View, ctx: Context): Promise<User> {
@@ -247,16 +244,9 @@ export class UserUsecase {
         );
         values[f] = decoder.decode(plaintext);
       } catch (err) {
-        const reason = err instanceof BizError ? reasonName(err.reason).reason : undefined;
-        if (reason === "KEY_REVOKED") throw userErrors.keyRevoked(stored.id, f);
+        if (isKeyRevoked(err)) throw userErrors.keyRevoked(stored.id, f);
         // Altered bytes, a ciphertext from another row or column, or not UTF-8.
-        if (
-          reason === "CIPHERTEXT_INVALID" ||
-          reason === "DATA_KEY_CORRUPT" ||
-          err instanceof TypeError
-        ) {
-          throw userErrors.corrupt(stored.id, f);
-        }
+        if (isDataCorrupt(err) || err instanceof TypeError) throw userErrors.corrupt(stored.id, f);
         throw err;
       }
     }
@@ -280,16 +270,8 @@ function clean(field: PiiField, value: string): string {
 
 /** Ids are the table's SERIAL (int4): anything larger names no user. */
 function rowId(id: bigint): number {
-  if (id < 1n || id > 2147483647n) throw userErrors.notFound();
+  if (id < 1n || id > BigInt(MAX_POSITION)) throw userErrors.notFound();
   return Number(id);
 }
 
 const rowContext = (id: number) => encoder.encode(`users:${id}`);
-
-// The failures that belong to one user (a revoked key, corrupt data), not to
-// the call: anything else (the KMS not ready, the database) fails the call.
-function unreadableUser(err: unknown): err is BizError {
-  if (!(err instanceof BizError)) return false;
-  const { reason } = reasonName(err.reason);
-  return reason === "KEY_REVOKED" || reason === "USER_DATA_CORRUPT";
-}

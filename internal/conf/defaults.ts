@@ -36,3 +36,7 @@ export const defaults = {
   },
   limits: { password_hash_concurrency: 1, password_hash_queue: 64, calls_per_second: 0, burst: 0 },
 } as const;
+
+// The migrate tool run without a config file: an operator's command may wait
+// longer for the database than a starting server should.
+export const migrateToolDefaults = { connect_timeout: "10s" } as const;

@@ -53,7 +53,7 @@ export async function openData(
   const pool = new pg.Pool({
     connectionString: source,
     max: conf.poolSize,
-    connectionTimeoutMillis: conf.connectTimeout ? durationMs(conf.connectTimeout) : 5000,
+    connectionTimeoutMillis: durationMs(conf.connectTimeout!),
     application_name: "kratos-boilerplate-ts",
   });
   // An idle client's connection error is reported here, not to a caller;

@@ -2,6 +2,7 @@ import { background, type Context } from "../biz/context.js";
 import pg from "pg";
 import type { DataKey, DataKeyRepo, KeyStats, KeyStatus, NewDataKey } from "../biz/kms.js";
 import type { Logger } from "../pkg/log/logger.js";
+import { isPosition } from "../biz/paging.js";
 
 /** The channel every instance LISTENs on for key changes. */
 const CHANNEL = "kms_keys";
@@ -42,11 +43,6 @@ const toKey = (r: Row): DataKey => ({
   wrapped: r.encrypted_key,
 });
 
-// version is an INTEGER column; a larger number (say, from an altered
-// ciphertext header) names no key rather than failing the query.
-const storable = (version: number) =>
-  Number.isInteger(version) && version > 0 && version <= 2147483647;
-
 /** biz.DataKeyRepo on kms_data_keys and kms_index_keys. */
 export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger): DataKeyRepo {
   const one = async (sql: string, params: unknown[] = []) => {
@@ -75,7 +71,7 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
   return {
     active: () => one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE status = 'active'`),
     byVersion: async (version) =>
-      storable(version)
+      isPosition(version)
         ? one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE version = $1`, [version])
         : undefined,
 
@@ -117,7 +113,7 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
       }, ctx),
 
     revoke: async (version, reason, ctx) =>
-      !storable(version)
+      !isPosition(version)
         ? undefined
         : tx(async (c) => {
             await c.query("SELECT pg_advisory_xact_lock($1)", [REVOKE_LOCK]);

@@ -27,7 +27,7 @@ export interface Servers {
 export async function startServers(
   conf: Server,
   auth: Auth | undefined,
-  limits: Limits | undefined,
+  limits: Limits,
   bindings: ServiceBinding[],
   readiness: Record<string, ReadinessCheck>,
   log: Logger,
@@ -44,7 +44,8 @@ export async function startServers(
     middlewareChain({ server: conf, limits, log, rpc, authenticator }),
   );
   let stopping = false;
-  const idleMs = conf.idleTimeout ? durationMs(conf.idleTimeout) : 120_000;
+  // Every duration has its default from internal/conf.
+  const idleMs = durationMs(conf.idleTimeout!);
   const tls = tlsConfig(conf.tls);
   // A gRPC call waiting for room keeps up to a stream window (64 KiB) of its
   // request in HTTP/2 buffers: their number is bounded too.
@@ -63,7 +64,7 @@ export async function startServers(
     addr: conf.http!.addr,
     maxRequestBytes: conf.http!.maxRequestBytes,
     idleMs,
-    callTimeoutMs: conf.http?.timeout ? durationMs(conf.http.timeout) : 30_000,
+    callTimeoutMs: durationMs(conf.http!.timeout!),
     tls,
     inflight,
     corsAllowedOrigins: conf.http!.corsAllowedOrigins,
@@ -83,8 +84,8 @@ export async function startServers(
     "listening: gRPC and HTTP (Connect, gRPC-Web)",
   );
   const watch = watchReadiness(readiness, (ready) => grpc.setServing(ready), log);
-  const timeoutMs = conf.shutdownTimeout ? durationMs(conf.shutdownTimeout) : 10_000;
-  const drainDelayMs = conf.drainDelay ? durationMs(conf.drainDelay) : 0;
+  const timeoutMs = durationMs(conf.shutdownTimeout!);
+  const drainDelayMs = durationMs(conf.drainDelay!);
   return {
     grpcPort: grpc.port,
     httpPort: http.port,

@@ -4,11 +4,9 @@ import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
-import { kmsErrors } from "../biz/kms.js";
-import type { KmsUsecase } from "../biz/kms_usecase.js";
+import type { FieldCipher } from "../biz/field_cipher.js";
+import type { KeyLifecycle } from "../biz/key_lifecycle.js";
 import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
-
-const DEFAULT_PAGE = 50;
 
 const statuses: Record<BizKeyStatus, KeyStatus> = {
   active: KeyStatus.ACTIVE,
@@ -20,12 +18,12 @@ const bizStatus = (s: KeyStatus) =>
   (Object.keys(statuses) as BizKeyStatus[]).find((k) => statuses[k] === s);
 
 /** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
-export function newKmsService(kms: KmsUsecase): ServiceBinding {
+export function newKmsService(keys: KeyLifecycle, cipher: FieldCipher): ServiceBinding {
   return bind(
     KmsService,
     {
       async getStatus() {
-        const s = await kms.status();
+        const s = await keys.status();
         return {
           initialized: s.active !== undefined,
           algorithm: s.algorithm,
@@ -46,32 +44,25 @@ export function newKmsService(kms: KmsUsecase): ServiceBinding {
       },
       async listDataKeys(req) {
         const status = req.status === undefined ? undefined : bizStatus(req.status);
-        const limit = req.pageSize || DEFAULT_PAGE;
-        const tokens = kms.pageTokens();
-        const query = `keys:${status ?? ""}`;
-        const beforeVersion = req.pageToken ? tokens.read(req.pageToken, query) : undefined;
-        if (req.pageToken && beforeVersion === undefined) throw kmsErrors.invalidPageToken();
-        const keys = await kms.listKeys({ limit: limit + 1, beforeVersion, status });
-        const page = keys.slice(0, limit);
-        const more = keys.length > limit;
-        return {
-          keys: page.map(toProto),
-          nextPageToken: more ? tokens.write(page.at(-1)!.version, query) : "",
-        };
+        const r = await keys.listKeys(
+          { pageSize: req.pageSize, pageToken: req.pageToken, status },
+          cipher.pageTokens(),
+        );
+        return { keys: r.keys.map(toProto), nextPageToken: r.nextPageToken };
       },
       async getDataKey(req) {
-        return { key: toProto(await kms.getKey(req.version)) };
+        return { key: toProto(await keys.getKey(req.version)) };
       },
       async rotateDataKey(req, call) {
-        const r = await kms.rotate(req.reason, call);
+        const r = await keys.rotate(req.reason, call);
         return { key: toProto(r.key), previousVersion: r.previous?.version ?? 0 };
       },
       async revokeDataKey(req, call) {
-        const r = await kms.revoke(req.version, req.reason, call);
+        const r = await keys.revoke(req.version, req.reason, call);
         return { key: toProto(r.key), activeKey: toProto(r.active) };
       },
       async runMaintenance() {
-        const r = await kms.maintenance();
+        const r = await keys.maintenance();
         return {
           expiredVersions: r.expiredVersions,
           rotation: r.rotation
@@ -81,13 +72,13 @@ export function newKmsService(kms: KmsUsecase): ServiceBinding {
         };
       },
       async encryptField(req) {
-        return kms.encryptField(req.fieldName, req.plaintext, req.context);
+        return cipher.encryptField(req.fieldName, req.plaintext, req.context);
       },
       async decryptField(req) {
-        return kms.decryptField(req.fieldName, req.ciphertext, req.context);
+        return cipher.decryptField(req.fieldName, req.ciphertext, req.context);
       },
       async hashField(req) {
-        return { hash: kms.hashField(req.fieldName, req.value) };
+        return { hash: cipher.hashField(req.fieldName, req.value) };
       },
     },
     [file_kms_v1_error_reason],

@@ -4,12 +4,14 @@ import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
-import type { App } from "../../cmd/server/wire.js";
-import { KmsUsecase } from "../../internal/biz/kms_usecase.js";
+import { keyPolicy, type App } from "../../cmd/server/wire.js";
+import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
+import { newKeyring } from "../../internal/biz/keyring.js";
+import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
-import { startTestApp, testRootKey } from "../helpers/app.js";
+import { startTestApp, testConfig, testRootKey } from "../helpers/app.js";
 import { grpcClient, grpcFailure } from "../helpers/clients.js";
 import { query } from "../helpers/catalog.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -237,21 +239,18 @@ describe("key lifecycle", () => {
       () => new pg.Pool({ connectionString: db.url, max: 2 }),
     );
     try {
-      const instances = pools.map(
-        (pool) =>
-          new KmsUsecase(
-            newDataKeyRepo(pool, db.url, log),
-            Buffer.from(testRootKey, "base64"),
-            {
-              algorithm: "AES-256-GCM",
-              rotateIntervalMs: 3600_000,
-              maxEncryptionsPerKey: 2 ** 30,
-              cacheTtlMs: 30_000,
-              maintenanceIntervalMs: 3600_000,
-            },
-            log,
-          ),
-      );
+      const conf = testConfig(db.url).kms!;
+      const instances = pools.map((pool) => {
+        const repo = newDataKeyRepo(pool, db.url, log);
+        const rootKey = loadRootKey(conf);
+        return new KeyLifecycle(
+          repo,
+          newKeyring(repo, rootKey, 30_000),
+          rootKey,
+          keyPolicy(conf),
+          log,
+        );
+      });
       const rotations = await Promise.all(instances.map((k) => k.rotateIfDue()));
       expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);
     } finally {

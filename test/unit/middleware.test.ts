@@ -30,7 +30,7 @@ function setup(impl: ServiceImpl<typeof UserService>) {
     [bind(UserService, impl)],
     middlewareChain({
       server: conf.server!,
-      limits: conf.limits,
+      limits: conf.limits!,
       log,
       rpc: metrics.rpc,
       authenticator: createAuthenticator(conf.auth),

@@ -21,21 +21,21 @@ import { validation } from "./validation.js";
  */
 export function middlewareChain(opts: {
   server: Server;
-  limits: Limits | undefined;
+  limits: Limits;
   log: Logger;
   rpc: RpcMetrics;
   authenticator: Authenticator;
 }): Middleware {
   const { server, limits, log } = opts;
-  const grpcMs = server.grpc?.timeout ? durationMs(server.grpc.timeout) : 30_000;
-  const httpMs = server.http?.timeout ? durationMs(server.http.timeout) : 30_000;
+  const grpcMs = durationMs(server.grpc!.timeout!);
+  const httpMs = durationMs(server.http!.timeout!);
   return chain(
     metrics(opts.rpc),
     authenticate(opts.authenticator),
     logging(log),
     recovery(log),
     authorize(),
-    rateLimit(limits?.callsPerSecond ?? 0, limits?.burst ?? 0),
+    rateLimit(limits.callsPerSecond, limits.burst),
     deadline({ grpc: grpcMs, connect: httpMs }),
     validation(),
   );

@@ -1,5 +1,19 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 
+// Keyset paging, as both APIs page: sizes, bounds and the token codec.
+
+/** Page size when a request names none (each API's validation bounds the size). */
+export const DEFAULT_PAGE = 50;
+
+/**
+ * The largest row id or key version: their columns are INTEGER (int4). A
+ * larger number (an altered ciphertext header, a careless id) names nothing.
+ */
+export const MAX_POSITION = 2147483647;
+
+/** Whether `n` can name a row (1..MAX_POSITION). */
+export const isPosition = (n: number) => Number.isInteger(n) && n > 0 && n <= MAX_POSITION;
+
 /** Writes and reads keyset page tokens. */
 export interface PageTokens {
   /** A token for the page after `last` (a row id or key version) of `query`. */
@@ -44,11 +58,44 @@ export function pageTokens(secret: Buffer): PageTokens {
           decipher.final(),
         ]);
         const last = position.readUInt32BE();
-        return last > 0 && last <= 2147483647 ? last : undefined;
+        return isPosition(last) ? last : undefined;
       } catch {
         return undefined;
       }
     },
     destroy: () => key.fill(0),
+  };
+}
+
+/** One page of a keyset listing: where it starts, and how to end it. */
+export interface Paging {
+  /** Rows to ask for: one more than the page, to learn whether another follows. */
+  fetch: number;
+  /** The position after (or before) which the page starts; undefined for the first. */
+  from: number | undefined;
+  /** The page out of the rows fetched, and the token for the next one ("" at the end). */
+  finish<T>(rows: T[], position: (row: T) => number): { page: T[]; nextPageToken: string };
+}
+
+/**
+ * Reads a page request for `query` (which binds the token to its filter).
+ * Undefined when the token was not issued for this query.
+ */
+export function paging(
+  tokens: PageTokens,
+  request: { pageSize: number; pageToken: string },
+  query: string,
+): Paging | undefined {
+  const limit = request.pageSize || DEFAULT_PAGE;
+  const from = request.pageToken ? tokens.read(request.pageToken, query) : undefined;
+  if (request.pageToken && from === undefined) return undefined;
+  return {
+    fetch: limit + 1,
+    from,
+    finish(rows, position) {
+      const page = rows.slice(0, limit);
+      const more = rows.length > limit;
+      return { page, nextPageToken: more ? tokens.write(position(page.at(-1)!), query) : "" };
+    },
   };
 }

@@ -1,0 +1,220 @@
+import { randomBytes } from "node:crypto";
+import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
+import { dataKeyLabel, fingerprint, INDEX_KEY_LABEL, unwrapKey, wrapKey } from "../pkg/kms/wrap.js";
+import type { Logger } from "../pkg/log/logger.js";
+import { background, type Context } from "./context.js";
+import { kmsErrors, type DataKey, type DataKeyRepo, type KeyStatus, type Rotation } from "./kms.js";
+import type { Keyring } from "./keyring.js";
+import { paging, type PageTokens } from "./paging.js";
+
+export interface KeyPolicy {
+  algorithm: string;
+  /** A new key expires (and is rotated out) after this long. */
+  rotateIntervalMs: number;
+  /** Rotate once a key has encrypted this many values (random-nonce GCM: well under 2^32). */
+  maxEncryptionsPerKey: number;
+}
+
+/** The KMS cannot start: wrong root key, unsupported algorithm… */
+export class KmsInitError extends Error {
+  override name = "KmsInitError";
+}
+
+export interface MaintenanceReport {
+  expiredVersions: number[];
+  rotation: Rotation | undefined;
+}
+
+export interface KeyStatusReport {
+  active: DataKey | undefined;
+  stats: Awaited<ReturnType<DataKeyRepo["stats"]>>;
+  usage: Map<number, bigint>;
+  algorithm: Algorithm;
+  rotateIntervalMs: number;
+}
+
+/**
+ * The life of data keys: created, rotated (on demand, on schedule, past
+ * their encryption count), revoked, expired; never deleted. Every change is
+ * one repository transaction announced to every instance; this instance's
+ * keyring forgets its keys at once.
+ */
+export class KeyLifecycle {
+  private readonly algorithm: Algorithm;
+
+  constructor(
+    private readonly repo: DataKeyRepo,
+    private readonly keyring: Keyring,
+    private readonly rootKey: Buffer,
+    private readonly policy: KeyPolicy,
+    private readonly log: Logger,
+  ) {
+    this.algorithm = assertAlgorithm(policy.algorithm);
+  }
+
+  /**
+   * Ensures an index key and an active data key exist (creating them once
+   * across instances), and proves the root key unwraps them: a wrong root key
+   * stops start-up here rather than at the first decryption. Returns the
+   * unwrapped index key.
+   */
+  async init(): Promise<Buffer> {
+    const wrappedIndex = await this.repo.indexKey(() => {
+      const key = randomBytes(32);
+      const wrapped = wrapKey(this.rootKey, key, INDEX_KEY_LABEL);
+      key.fill(0);
+      return { wrapped, keyHash: fingerprint(wrapped) };
+    });
+    let indexKey: Buffer;
+    try {
+      indexKey = unwrapKey(this.rootKey, wrappedIndex, INDEX_KEY_LABEL);
+    } catch {
+      throw new KmsInitError(
+        "the root key does not unwrap the stored index key: wrong root key (refusing to start)",
+      );
+    }
+    await this.repo
+      .rotate(
+        (v) => this.newKey(v, "initial key"),
+        (active) => active === undefined,
+      )
+      .catch((err: unknown) => {
+        indexKey.fill(0);
+        throw err;
+      });
+    try {
+      await this.keyring.active();
+    } catch (err) {
+      indexKey.fill(0);
+      throw new KmsInitError(
+        `cannot load the active data key: ${(err as Error).message} (a wrong root key, or an altered row)`,
+      );
+    }
+    return indexKey;
+  }
+
+  async rotate(reason: string, ctx: Context = background): Promise<Rotation> {
+    const rotation = await this.repo.rotate(
+      (v) => this.newKey(v, reason || "on demand"),
+      undefined,
+      ctx,
+    );
+    this.keyring.forget();
+    this.log.info(
+      { version: rotation.key.version, previous: rotation.previous?.version },
+      "data key rotated",
+    );
+    return rotation;
+  }
+
+  /** Revokes a key; the active key is rotated out first. */
+  async revoke(
+    version: number,
+    reason: string,
+    ctx: Context = background,
+  ): Promise<{ key: DataKey; active: DataKey }> {
+    const current = await this.repo.active();
+    if (current?.version === version) {
+      await this.repo.rotate(
+        (v) => this.newKey(v, `rotated to revoke version ${version}`),
+        (active) => active?.version === version,
+        ctx,
+      );
+    }
+    const key = await this.repo.revoke(version, reason, ctx);
+    if (!key) {
+      const existing = await this.repo.byVersion(version);
+      if (!existing) throw kmsErrors.keyNotFound(version);
+      if (existing.status === "revoked")
+        return { key: existing, active: (await this.repo.active())! };
+      throw kmsErrors.notReady();
+    }
+    this.keyring.forget();
+    this.log.warn({ version }, "data key revoked");
+    return { key, active: (await this.repo.active())! };
+  }
+
+  /** Expires keys past expires_at and rotates when the active key is due. Deletes nothing. */
+  async maintenance(): Promise<MaintenanceReport> {
+    const rotation = await this.rotateIfDue();
+    const expiredVersions = await this.repo.expireDue();
+    if (expiredVersions.length > 0) this.keyring.forget();
+    return { expiredVersions, rotation };
+  }
+
+  /**
+   * Rotates when the active key is past expires_at or its encryption count:
+   * when every instance's timer fires together, the first one rotates and the
+   * others find a fresh key and do nothing.
+   */
+  async rotateIfDue(): Promise<Rotation | undefined> {
+    const due = (k: DataKey | undefined) =>
+      k === undefined ||
+      (k.expiresAt !== null && k.expiresAt.getTime() <= Date.now()) ||
+      k.encryptionCount >= BigInt(this.policy.maxEncryptionsPerKey);
+    const rotation = await this.repo.rotate((v) => this.newKey(v, "scheduled"), due);
+    if (!rotation.rotated) return undefined;
+    this.keyring.forget();
+    this.log.info(
+      { version: rotation.key.version, previous: rotation.previous?.version },
+      "data key rotated on schedule",
+    );
+    return rotation;
+  }
+
+  /** Readiness: an active key is at hand, and no key seen altered is still so. */
+  async ready(): Promise<void> {
+    await this.keyring.active();
+    await this.keyring.checkCorrupt();
+  }
+
+  async getKey(version: number): Promise<DataKey> {
+    const key = await this.repo.byVersion(version);
+    if (!key) throw kmsErrors.keyNotFound(version);
+    return key;
+  }
+
+  async status(): Promise<KeyStatusReport> {
+    const [active, stats, usage] = await Promise.all([
+      this.repo.active(),
+      this.repo.stats(),
+      this.repo.protectedValues(),
+    ]);
+    return {
+      active,
+      stats,
+      usage,
+      algorithm: this.algorithm,
+      rotateIntervalMs: this.policy.rotateIntervalMs,
+    };
+  }
+
+  /** Newest first, a page at a time; tokens bind each page to its status filter. */
+  async listKeys(
+    request: { pageSize: number; pageToken: string; status?: KeyStatus },
+    tokens: PageTokens,
+  ): Promise<{ keys: DataKey[]; nextPageToken: string }> {
+    const pages = paging(tokens, request, `keys:${request.status ?? ""}`);
+    if (!pages) throw kmsErrors.invalidPageToken();
+    const found = await this.repo.list({
+      limit: pages.fetch,
+      beforeVersion: pages.from,
+      status: request.status,
+    });
+    const { page, nextPageToken } = pages.finish(found, (k) => k.version);
+    return { keys: page, nextPageToken };
+  }
+
+  private newKey(version: number, reason: string) {
+    const key = randomBytes(32);
+    const wrapped = wrapKey(this.rootKey, key, dataKeyLabel(version, this.algorithm));
+    key.fill(0);
+    return {
+      algorithm: this.algorithm,
+      wrapped,
+      keyHash: fingerprint(wrapped),
+      expiresAt: new Date(Date.now() + this.policy.rotateIntervalMs),
+      metadata: { reason },
+    };
+  }
+}

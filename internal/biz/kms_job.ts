@@ -1,0 +1,43 @@
+import type { Logger } from "../pkg/log/logger.js";
+import type { DataKeyRepo } from "./kms.js";
+import type { Keyring } from "./keyring.js";
+import type { KeyLifecycle } from "./key_lifecycle.js";
+import type { EncryptionUsage } from "./kms_usage.js";
+
+export interface KmsJob {
+  /** Stops the timer and the watch, after a last flush of the usage counts. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The KMS in the background of one instance: every `intervalMs` the usage
+ * counts are flushed and maintenance runs (expiry, rotation when due); every
+ * key change any instance announces makes the keyring forget its keys.
+ */
+export async function startKmsJob(parts: {
+  repo: DataKeyRepo;
+  keyring: Keyring;
+  lifecycle: KeyLifecycle;
+  usage: EncryptionUsage;
+  intervalMs: number;
+  log: Logger;
+}): Promise<KmsJob> {
+  const { repo, keyring, lifecycle, usage, log } = parts;
+  const unwatch = await repo.watch(() => keyring.forget());
+  const tick = async () => {
+    try {
+      await usage.flush(repo);
+      await lifecycle.maintenance();
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, "kms maintenance failed; will retry");
+    }
+  };
+  const timer = setInterval(() => void tick(), parts.intervalMs).unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await usage.flush(repo).catch(() => undefined);
+      await unwatch();
+    },
+  };
+}

@@ -1,0 +1,176 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { newFieldCipher } from "../../internal/biz/field_cipher.js";
+import {
+  isDataCorrupt,
+  isKeyRevoked,
+  type DataKey,
+  type DataKeyRepo,
+} from "../../internal/biz/kms.js";
+import { newKeyring } from "../../internal/biz/keyring.js";
+import { encryptionUsage } from "../../internal/biz/kms_usage.js";
+import { dataKeyLabel, wrapKey } from "../../internal/pkg/kms/wrap.js";
+
+// The keyring and field cipher over an in-memory key store: what they do with
+// the rows they are given. The real store is tested against PostgreSQL.
+
+const rootKey = randomBytes(32);
+const algorithm = "AES-256-GCM";
+
+function row(version: number, status: DataKey["status"]): DataKey {
+  return {
+    id: String(version),
+    version,
+    algorithm,
+    status,
+    createdAt: new Date(),
+    updatedAt: new Date(),
+    expiresAt: null,
+    metadata: {},
+    encryptionCount: 0n,
+    wrapped: wrapKey(rootKey, randomBytes(32), dataKeyLabel(version, algorithm)),
+  };
+}
+
+/** Rows in memory; each read waits for `release()` while `held`. */
+function memoryKeys(rows: DataKey[]) {
+  const reads = { active: 0, byVersion: 0 };
+  let gate: { promise: Promise<void>; open: () => void } | undefined;
+  const wait = () => gate?.promise ?? Promise.resolve();
+  const repo = {
+    active: async () => {
+      reads.active++;
+      await wait();
+      return rows.find((r) => r.status === "active");
+    },
+    byVersion: async (version: number) => {
+      reads.byVersion++;
+      await wait();
+      return rows.find((r) => r.version === version);
+    },
+    addEncryptions: async (version: number, n: number) => {
+      const r = rows.find((x) => x.version === version)!;
+      r.encryptionCount += BigInt(n);
+      return r.encryptionCount;
+    },
+  } as Partial<DataKeyRepo> as DataKeyRepo;
+  return {
+    repo,
+    reads,
+    rows,
+    hold: () => {
+      let open!: () => void;
+      gate = { promise: new Promise<void>((r) => (open = r)), open };
+    },
+    release: () => {
+      gate?.open();
+      gate = undefined;
+    },
+  };
+}
+
+const nextTurn = () => new Promise((r) => setImmediate(r));
+
+describe("keyring", () => {
+  it("loads a key once for all concurrent callers, then serves it from memory", async () => {
+    const keys = memoryKeys([row(1, "active")]);
+    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const got = await Promise.all(Array.from({ length: 10 }, () => ring.active()));
+    expect(keys.reads.active).toBe(1);
+    expect(new Set(got).size).toBe(1);
+    expect(ring.activeNow()).toBe(got[0]);
+    // The same cache serves decryption by version.
+    expect(await ring.forDecryption(1)).toBe(got[0]);
+    expect(keys.reads.byVersion).toBe(0);
+  });
+
+  it("reloads after its time to live", async () => {
+    const keys = memoryKeys([row(1, "active")]);
+    const ring = newKeyring(keys.repo, rootKey, 0);
+    await ring.active();
+    expect(ring.activeNow()).toBeUndefined();
+    await ring.active();
+    expect(keys.reads.active).toBe(2);
+  });
+
+  it("on forget, zeroes the keys it dropped only after the callers at hand used them", async () => {
+    const keys = memoryKeys([row(1, "active")]);
+    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const k = await ring.active();
+    const copy = Buffer.from(k.key);
+    ring.forget();
+    expect(k.key.equals(copy)).toBe(true);
+    expect(ring.activeNow()).toBeUndefined();
+    await nextTurn();
+    expect(k.key.equals(Buffer.alloc(32))).toBe(true);
+    await ring.active();
+    expect(keys.reads.active).toBe(2);
+  });
+
+  it("a load begun before forget answers its caller but does not refill the cache", async () => {
+    const keys = memoryKeys([row(1, "active")]);
+    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    keys.hold();
+    const loading = ring.active();
+    ring.forget();
+    keys.release();
+    const k = await loading;
+    expect(k.version).toBe(1);
+    expect(ring.activeNow()).toBeUndefined();
+  });
+
+  it("refuses a revoked key for decryption", async () => {
+    const keys = memoryKeys([row(1, "revoked"), row(2, "active")]);
+    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const err = await ring.forDecryption(1).catch((e: unknown) => e);
+    expect(isKeyRevoked(err)).toBe(true);
+  });
+
+  it("reports an altered row as corrupt until it unwraps again", async () => {
+    const keys = memoryKeys([row(1, "inactive"), row(2, "active")]);
+    const good = keys.rows[0]!.wrapped;
+    keys.rows[0]!.wrapped = Buffer.from(good).fill(1, 20, 21);
+    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    expect(isDataCorrupt(await ring.forDecryption(1).catch((e: unknown) => e))).toBe(true);
+    expect(isDataCorrupt(await ring.checkCorrupt().catch((e: unknown) => e))).toBe(true);
+    keys.rows[0]!.wrapped = good;
+    await ring.checkCorrupt();
+    expect((await ring.forDecryption(1)).version).toBe(1);
+  });
+});
+
+describe("field cipher", () => {
+  it("seals under the active key, counts each use, and opens only in the same field and context", async () => {
+    const keys = memoryKeys([row(1, "inactive"), row(2, "active")]);
+    const usage = encryptionUsage();
+    const cipher = newFieldCipher(newKeyring(keys.repo, rootKey, 60_000), randomBytes(32), usage);
+    const ctx = new TextEncoder().encode("users:1");
+    const sealed = await cipher.encryptField("users.email", Buffer.from("a@example.com"), ctx);
+    await cipher.encryptField("users.email", Buffer.from("b@example.com"), ctx);
+    expect(sealed.keyVersion).toBe(2);
+    const opened = await cipher.decryptField("users.email", sealed.ciphertext, ctx);
+    expect(Buffer.from(opened.plaintext).toString()).toBe("a@example.com");
+    for (const [field, context] of [
+      ["users.phone", ctx],
+      ["users.email", new TextEncoder().encode("users:2")],
+    ] as const) {
+      const err = await cipher.decryptField(field, sealed.ciphertext, context).catch((e) => e);
+      expect(isDataCorrupt(err)).toBe(true);
+    }
+    await usage.flush(keys.repo);
+    expect(keys.rows[1]!.encryptionCount).toBe(2n);
+  });
+
+  it("once closed, answers KMS_NOT_READY instead of hashing under a zeroed key", () => {
+    const keys = memoryKeys([row(1, "active")]);
+    const cipher = newFieldCipher(
+      newKeyring(keys.repo, rootKey, 60_000),
+      randomBytes(32),
+      encryptionUsage(),
+    );
+    const before = cipher.hashField("email", "a@example.com");
+    expect(cipher.hashField("email", " A@example.com ")).toBe(before);
+    cipher.close();
+    expect(() => cipher.hashField("email", "a@example.com")).toThrow(/no usable active key/);
+  });
+});
