@@ -1,8 +1,9 @@
-import { background, type Context } from "../biz/context.js";
+import type { Context } from "../biz/context.js";
 import pg from "pg";
 import type { DataKey, DataKeyRepo, KeyStats, KeyStatus, NewDataKey } from "../biz/kms.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { isPosition } from "../biz/paging.js";
+import { withTx } from "./tx.js";
 
 /** The channel every instance LISTENs on for key changes. */
 const CHANNEL = "kms_keys";
@@ -49,24 +50,7 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
     const { rows } = await pool.query<Row>(sql, params);
     return rows[0] ? toKey(rows[0]) : undefined;
   };
-  const tx = async <T>(
-    fn: (c: pg.PoolClient) => Promise<T>,
-    ctx: Context = background,
-  ): Promise<T> => {
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN");
-      const result = await fn(client);
-      ctx.beginCommit();
-      await client.query("COMMIT");
-      return result;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
-  };
+  const tx = <T>(fn: (c: pg.PoolClient) => Promise<T>, ctx?: Context) => withTx(pool, fn, ctx);
 
   return {
     active: () => one(`SELECT ${COLUMNS} FROM kms_data_keys WHERE status = 'active'`),

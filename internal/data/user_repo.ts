@@ -8,6 +8,7 @@ import {
   type StoredUser,
   type UserRepo,
 } from "../biz/user.js";
+import { withTx } from "./tx.js";
 
 const COLUMNS = `id, username, password, email_encrypted, email_hash, phone_encrypted, phone_hash,
   name_encrypted, name_hash, key_versions, created_at, updated_at`;
@@ -128,28 +129,23 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
         set(`${name}_hash`, sealed?.hash ?? null);
       }
       if (change.passwordHash !== undefined) set("password", change.passwordHash);
-      const client = await pool.connect();
-      try {
-        await client.query("BEGIN");
-        const updated = await client
-          .query(
-            `UPDATE users SET ${[...sets, "updated_at = CURRENT_TIMESTAMP"].join(", ")} WHERE id = $1`,
-            params,
-          )
-          .catch(duplicates);
-        const { rows } = await client.query<Row>(
-          `UPDATE users SET key_versions = ${KEY_VERSIONS} WHERE id = $1 RETURNING ${COLUMNS}`,
-          [id],
-        );
-        ctx.beginCommit();
-        await client.query("COMMIT");
-        return updated.rowCount ? toUser(rows[0]!) : undefined;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+      return withTx(
+        pool,
+        async (client) => {
+          const updated = await client
+            .query(
+              `UPDATE users SET ${[...sets, "updated_at = CURRENT_TIMESTAMP"].join(", ")} WHERE id = $1`,
+              params,
+            )
+            .catch(duplicates);
+          const { rows } = await client.query<Row>(
+            `UPDATE users SET key_versions = ${KEY_VERSIONS} WHERE id = $1 RETURNING ${COLUMNS}`,
+            [id],
+          );
+          return updated.rowCount ? toUser(rows[0]!) : undefined;
+        },
+        ctx,
+      );
     },
 
     async delete(id, ctx) {
