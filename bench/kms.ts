@@ -42,7 +42,7 @@ export async function kmsInProcess(url: string) {
     "bench",
   );
   const data = await openData(conf.data!.database!, silent);
-  const { cipher: kms, stop } = await wireKms(conf.kms!, data, silent);
+  const { cipher: kms, stop } = await wireKms(conf.kms!, data, [], silent);
   try {
     const key = randomBytes(32);
     const aad = Buffer.from("users.email/row:1");

@@ -46,7 +46,12 @@ export async function usersBench(url: string, seconds: number) {
       conf.data!.database!,
       createLogger({ level: "silent", format: "json" }),
     );
-    const kms = await wireKms(conf.kms!, data, createLogger({ level: "silent", format: "json" }));
+    const kms = await wireKms(
+      conf.kms!,
+      data,
+      [],
+      createLogger({ level: "silent", format: "json" }),
+    );
     const users = new UserUsecase(newUserRepo(data.pool), kms.cipher);
     let next = 0;
     const started = performance.now();

@@ -20,6 +20,7 @@ import { newFieldCipher, type FieldCipher } from "../../internal/biz/field_ciphe
 import { encryptionUsage } from "../../internal/biz/kms_usage.js";
 import { startKmsJob } from "../../internal/biz/kms_job.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
+import type { ProtectedValues } from "../../internal/biz/kms.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
@@ -53,7 +54,8 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     if (database.migrate !== "off") {
       readiness.migrations = migrationReadiness(migrator.dir, data.pool);
     }
-    const kms = await wireKms(conf.kms!, data, log);
+    const userRepo = newUserRepo(data.pool);
+    const kms = await wireKms(conf.kms!, data, [userRepo], log);
     cleanup.push(() => kms.stop());
     readiness.kms = publicCheck(
       "kms",
@@ -81,7 +83,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     }
     const limits = conf.limits!;
     const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
-    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher, { logins, policy, hashing });
+    const users = new UserUsecase(userRepo, kms.cipher, { logins, policy, hashing });
     const bindings = [newKmsService(kms.lifecycle, kms.cipher), newUserService(users)];
     const servers = await startServers(
       conf.server!,
@@ -118,11 +120,23 @@ export interface WiredKms {
  * The KMS on this database, initialised (index key and active key ready,
  * root key proven) and its background job started.
  */
-export async function wireKms(conf: Kms, data: Data, log: Logger): Promise<WiredKms> {
+export async function wireKms(
+  conf: Kms,
+  data: Data,
+  stores: ProtectedValues[],
+  log: Logger,
+): Promise<WiredKms> {
   const rootKey = loadRootKey(conf);
   const repo = newDataKeyRepo(data.pool, data.url, log);
   const keyring = newKeyring(repo, rootKey, durationMs(conf.cacheTtl!));
-  const lifecycle = new KeyLifecycle(repo, keyring, rootKey, keyPolicy(conf), log);
+  const lifecycle = new KeyLifecycle({
+    repo,
+    keyring,
+    rootKey,
+    policy: keyPolicy(conf),
+    stores,
+    log,
+  });
   const indexKey = await lifecycle.init();
   const usage = encryptionUsage();
   const cipher = newFieldCipher(keyring, indexKey, usage);

@@ -3,7 +3,14 @@ import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
 import { dataKeyLabel, fingerprint, INDEX_KEY_LABEL, unwrapKey, wrapKey } from "../pkg/kms/wrap.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { background, type Context } from "./context.js";
-import { kmsErrors, type DataKey, type DataKeyRepo, type KeyStatus, type Rotation } from "./kms.js";
+import {
+  kmsErrors,
+  type DataKey,
+  type DataKeyRepo,
+  type KeyStatus,
+  type ProtectedValues,
+  type Rotation,
+} from "./kms.js";
 import type { Keyring } from "./keyring.js";
 import { paging, type PageTokens } from "./paging.js";
 
@@ -41,15 +48,31 @@ export interface KeyStatusReport {
  */
 export class KeyLifecycle {
   private readonly algorithm: Algorithm;
+  private readonly repo: DataKeyRepo;
+  private readonly keyring: Keyring;
+  private readonly rootKey: Buffer;
+  private readonly policy: KeyPolicy;
+  private readonly stores: ProtectedValues[];
+  private readonly log: Logger;
 
-  constructor(
-    private readonly repo: DataKeyRepo,
-    private readonly keyring: Keyring,
-    private readonly rootKey: Buffer,
-    private readonly policy: KeyPolicy,
-    private readonly log: Logger,
-  ) {
-    this.algorithm = assertAlgorithm(policy.algorithm);
+  constructor(parts: {
+    repo: DataKeyRepo;
+    keyring: Keyring;
+    rootKey: Buffer;
+    policy: KeyPolicy;
+    /** Where encrypted values live, for the usage counts of GetStatus. */
+    stores: ProtectedValues[];
+    log: Logger;
+  }) {
+    ({
+      repo: this.repo,
+      keyring: this.keyring,
+      rootKey: this.rootKey,
+      policy: this.policy,
+      stores: this.stores,
+      log: this.log,
+    } = parts);
+    this.algorithm = assertAlgorithm(parts.policy.algorithm);
   }
 
   /**
@@ -175,11 +198,15 @@ export class KeyLifecycle {
   }
 
   async status(): Promise<KeyStatusReport> {
-    const [active, stats, usage] = await Promise.all([
+    const [active, stats, counts] = await Promise.all([
       this.repo.active(),
       this.repo.stats(),
-      this.repo.protectedValues(),
+      Promise.all(this.stores.map((s) => s.countByKeyVersion())),
     ]);
+    const usage = new Map<number, bigint>();
+    for (const count of counts) {
+      for (const [version, n] of count) usage.set(version, (usage.get(version) ?? 0n) + n);
+    }
     return {
       active,
       stats,

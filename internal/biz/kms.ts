@@ -66,12 +66,18 @@ export interface DataKeyRepo {
   /** Adds to a key's encryption count; returns the new total. */
   addEncryptions(version: number, count: number): Promise<bigint>;
   stats(): Promise<KeyStats[]>;
-  /** How many stored values each key version protects. */
-  protectedValues(): Promise<Map<number, bigint>>;
   /** The wrapped index key, created by `make` the first time (once across instances). */
   indexKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
   /** Calls `onChange` whenever any instance rotates, revokes or expires keys. */
   watch(onChange: () => void): Promise<() => Promise<void>>;
+}
+
+/**
+ * A store of values the KMS encrypted (the users table, any future one):
+ * how many values each data key version protects there.
+ */
+export interface ProtectedValues {
+  countByKeyVersion(): Promise<Map<number, bigint>>;
 }
 
 const kmsError = errorFactory(ErrorReasonSchema);

@@ -1,6 +1,7 @@
 import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { errorFactory, hasReason } from "./errors.js";
+import type { ProtectedValues } from "./kms.js";
 
 /** The personal fields, stored encrypted and indexed. */
 export const PII_FIELDS = ["email", "phone", "name"] as const;
@@ -35,7 +36,7 @@ export interface User {
 }
 
 /** Storage of users, implemented in internal/data over the users table. */
-export interface UserRepo {
+export interface UserRepo extends ProtectedValues {
   /** A fresh id, so ciphertexts can be bound to their row before the insert. */
   nextId(): Promise<number>;
   /** Writes take the call's context: `ctx.beginCommit()` right before the write commits. */

@@ -148,14 +148,6 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
       }));
     },
 
-    // users.key_versions lists the data key version of each encrypted field.
-    async protectedValues() {
-      const { rows } = await pool.query<{ version: number; n: string }>(
-        "SELECT v AS version, count(*) AS n FROM users, unnest(key_versions) AS v GROUP BY v",
-      );
-      return new Map(rows.map((r) => [r.version, BigInt(r.n)]));
-    },
-
     async indexKey(make) {
       const found = await pool.query<{ k: Buffer }>(
         "SELECT encrypted_key AS k FROM kms_index_keys WHERE id = 1",

@@ -4,19 +4,13 @@ import {
   RevokedKeyWriteError,
   PII_FIELDS,
   type PiiField,
-  type SealedField,
   type StoredUser,
   type UserRepo,
 } from "../biz/user.js";
-import { withTx } from "./tx.js";
 
-const COLUMNS = `id, username, password, email_encrypted, email_hash, phone_encrypted, phone_hash,
-  name_encrypted, name_hash, key_versions, created_at, updated_at`;
-
-// The data key version of each stored ciphertext (bytes 2..5 of the format),
-// kept in key_versions so the KMS can count and find what each key protects.
-const KEY_VERSIONS = `ARRAY(SELECT (get_byte(c, 2) << 24) | (get_byte(c, 3) << 16) | (get_byte(c, 4) << 8) | get_byte(c, 5)
-  FROM unnest(ARRAY[email_encrypted, phone_encrypted, name_encrypted]) AS c WHERE c IS NOT NULL)`;
+const COLUMNS = `id, username, password, email_encrypted, email_hash, email_key_version,
+  phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
+  created_at, updated_at`;
 
 type Row = Record<string, unknown> & {
   id: number;
@@ -31,8 +25,8 @@ function toUser(r: Row): StoredUser {
   for (const f of PII_FIELDS) {
     const ciphertext = r[`${f}_encrypted`] as Buffer | null;
     if (ciphertext) {
-      const version = ciphertext.length >= 6 ? ciphertext.readUInt32BE(2) : 0;
-      fields[f] = { ciphertext, hash: r[`${f}_hash`] as string, keyVersion: version };
+      const keyVersion = r[`${f}_key_version`] as number;
+      fields[f] = { ciphertext, hash: r[`${f}_hash`] as string, keyVersion };
     }
   }
   return {
@@ -83,19 +77,19 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       // One statement, committed as it completes.
       ctx.beginCommit();
       return one(
-        `INSERT INTO users (id, username, password, email_encrypted, email_hash, phone_encrypted, phone_hash,
-            name_encrypted, name_hash, key_versions)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
+        `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_key_version,
+            phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
+            key_versions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
         [
           user.id,
           user.username,
           user.passwordHash,
-          f("email")?.ciphertext ?? null,
-          f("email")?.hash ?? null,
-          f("phone")?.ciphertext ?? null,
-          f("phone")?.hash ?? null,
-          f("name")?.ciphertext ?? null,
-          f("name")?.hash ?? null,
+          ...PII_FIELDS.flatMap((name) => [
+            f(name)?.ciphertext ?? null,
+            f(name)?.hash ?? null,
+            f(name)?.keyVersion ?? null,
+          ]),
           versions,
         ],
       ).then((u) => u!, duplicates);
@@ -117,35 +111,41 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
     async update(id, change, ctx) {
       const sets: string[] = [];
       const params: unknown[] = [id];
-      const set = (column: string, value: unknown) => {
+      const param = (value: unknown) => {
         params.push(value);
-        sets.push(`${column} = $${params.length}`);
+        return `$${params.length}`;
       };
-      for (const [name, sealed] of Object.entries(change.fields) as [
-        PiiField,
-        SealedField | null,
-      ][]) {
-        set(`${name}_encrypted`, sealed?.ciphertext ?? null);
-        set(`${name}_hash`, sealed?.hash ?? null);
+      // key_versions from the new versions and the unchanged columns (in SET,
+      // a column names its value before the update).
+      const versions: string[] = [];
+      for (const name of PII_FIELDS) {
+        if (!(name in change.fields)) {
+          versions.push(`${name}_key_version`);
+          continue;
+        }
+        const sealed = change.fields[name] ?? null;
+        sets.push(`${name}_encrypted = ${param(sealed?.ciphertext ?? null)}`);
+        sets.push(`${name}_hash = ${param(sealed?.hash ?? null)}`);
+        const version = param(sealed?.keyVersion ?? null);
+        sets.push(`${name}_key_version = ${version}`);
+        versions.push(`${version}::int`);
       }
-      if (change.passwordHash !== undefined) set("password", change.passwordHash);
-      return withTx(
-        pool,
-        async (client) => {
-          const updated = await client
-            .query(
-              `UPDATE users SET ${[...sets, "updated_at = CURRENT_TIMESTAMP"].join(", ")} WHERE id = $1`,
-              params,
-            )
-            .catch(duplicates);
-          const { rows } = await client.query<Row>(
-            `UPDATE users SET key_versions = ${KEY_VERSIONS} WHERE id = $1 RETURNING ${COLUMNS}`,
-            [id],
-          );
-          return updated.rowCount ? toUser(rows[0]!) : undefined;
-        },
-        ctx,
+      if (change.passwordHash !== undefined) sets.push(`password = ${param(change.passwordHash)}`);
+      sets.push(`key_versions = array_remove(ARRAY[${versions.join(", ")}], NULL)`);
+      sets.push("updated_at = CURRENT_TIMESTAMP");
+      // One statement, committed as it completes.
+      ctx.beginCommit();
+      return one(
+        `UPDATE users SET ${sets.join(", ")} WHERE id = $1 RETURNING ${COLUMNS}`,
+        params,
+      ).catch(duplicates);
+    },
+
+    async countByKeyVersion() {
+      const { rows } = await pool.query<{ version: number; n: string }>(
+        "SELECT v AS version, count(*) AS n FROM users, unnest(key_versions) AS v GROUP BY v",
       );
+      return new Map(rows.map((r) => [r.version, BigInt(r.n)]));
     },
 
     async delete(id, ctx) {

@@ -243,13 +243,15 @@ describe("key lifecycle", () => {
       const instances = pools.map((pool) => {
         const repo = newDataKeyRepo(pool, db.url, log);
         const rootKey = loadRootKey(conf);
-        return new KeyLifecycle(
+        const keyring = newKeyring(repo, rootKey, 30_000);
+        return new KeyLifecycle({
           repo,
-          newKeyring(repo, rootKey, 30_000),
+          keyring,
           rootKey,
-          keyPolicy(conf),
+          policy: keyPolicy(conf),
+          stores: [],
           log,
-        );
+        });
       });
       const rotations = await Promise.all(instances.map((k) => k.rotateIfDue()));
       expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);

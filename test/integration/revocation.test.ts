@@ -71,9 +71,10 @@ describe("revocation across instances", () => {
     });
     await writer.connect();
     const write = writer
-      .query("INSERT INTO users (username, password, email_encrypted) VALUES ('racing', 'x', $1)", [
-        ciphertext,
-      ])
+      .query(
+        "INSERT INTO users (username, password, email_encrypted, email_key_version) VALUES ('racing', 'x', $1, $2)",
+        [ciphertext, version],
+      )
       .then(
         () => "written",
         (e: { code?: string }) => e.code,
@@ -94,7 +95,7 @@ describe("revocation across instances", () => {
     await writer.end();
   });
 
-  it("the database itself refuses a ciphertext naming a revoked key", async () => {
+  it("the database itself refuses a value under a revoked key, and a ciphertext without its key version", async () => {
     const onA = clientsOf(ctx.a);
     const keys = await onA.kms.listDataKeys({ status: KeyStatus.REVOKED });
     const revoked = keys.keys[0]?.version ?? 0;
@@ -106,9 +107,17 @@ describe("revocation across instances", () => {
     await expect(
       query(
         ctx.db.url,
-        "INSERT INTO users (username, password, email_encrypted) VALUES ('forged', 'x', $1)",
-        [forged],
+        "INSERT INTO users (username, password, email_encrypted, email_key_version) VALUES ('forged', 'x', $1, $2)",
+        [forged, revoked],
       ),
     ).rejects.toMatchObject({ code: "KR001" });
+    // Without the version beside it, the check above could not see the key.
+    await expect(
+      query(
+        ctx.db.url,
+        "INSERT INTO users (username, password, email_encrypted) VALUES ('unversioned', 'x', $1)",
+        [forged],
+      ),
+    ).rejects.toMatchObject({ code: "23514", constraint: "users_email_key_version_present" });
   });
 });
