@@ -135,18 +135,20 @@ function headersOf(req: Request): Headers {
 
 // The request body as connect reads it, counted against the port's budget as
 // it arrives (given back when the answer is done): past it, the read fails
-// and the call is refused as busy.
+// and the call is refused as busy. Each byte counts twice: connect gathers
+// the chunks into one message before parsing it, so both are held at once.
 async function* withinBudget(
   body: AsyncIterable<Uint8Array>,
   budget: ByteBudget,
   held: { bytes: number; over: boolean },
 ): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
-    if (!budget.take(chunk.byteLength)) {
+    const cost = 2 * chunk.byteLength;
+    if (!budget.take(cost)) {
       held.over = true;
       throw new ConnectError("request bytes in flight over budget", Code.ResourceExhausted);
     }
-    held.bytes += chunk.byteLength;
+    held.bytes += cost;
     yield chunk;
   }
 }

@@ -100,7 +100,8 @@ export function toConnectError(
 }
 
 /** Why a transport could not take a request. */
-export type Refusal = "malformed" | "too_large" | "bad_timeout" | "bad_compression" | "busy";
+export type Refusal =
+  "malformed" | "too_large" | "bad_timeout" | "bad_compression" | "busy" | "stalled";
 
 /**
  * The answer, on either port, to a request its transport could not take.
@@ -129,6 +130,13 @@ export function requestRefused(
         "server busy: too many request bytes in flight; retry",
         {},
         [retryInfo(1000)],
+      );
+    case "stalled":
+      return serviceError(
+        service,
+        Code.DeadlineExceeded,
+        "DEADLINE_EXCEEDED",
+        "request not received within the server's timeout",
       );
     case "bad_compression":
       return serviceError(

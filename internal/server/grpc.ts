@@ -18,6 +18,8 @@ export interface GrpcServerOptions {
   maxRequestBytes: number;
   /** Request bytes held at once across all calls, shared with the HTTP port. */
   inflight: ByteBudget;
+  /** How long a request may take to arrive once let in (server.grpc.timeout). */
+  readTimeoutMs: number;
   /** A connection without calls is closed (GOAWAY) after this long. */
   idleMs: number;
   tls: TlsConfig | undefined;
@@ -47,7 +49,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     // The first wraps grpc-js's own call: it sees the refusals grpc-js makes.
     interceptors: [
       refusalInterceptor(opts.routes, opts.maxRequestBytes),
-      admissionInterceptor(opts.routes, opts.inflight, opts.maxRequestBytes),
+      admissionInterceptor({
+        routes: opts.routes,
+        budget: opts.inflight,
+        maxRequestBytes: opts.maxRequestBytes,
+        readTimeoutMs: opts.readTimeoutMs,
+      }),
     ],
   });
   for (const service of opts.services) {

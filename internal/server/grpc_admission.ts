@@ -1,75 +1,145 @@
 import * as grpc from "@grpc/grpc-js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
-import { requestRefused, toGrpcStatus } from "./errors.js";
+import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
 import { refuse, type Route } from "./handlers.js";
 
-/** The longest a call waits for room for its request before it is refused as busy. */
-const maxAdmissionWaitMs = 10_000;
+export interface AdmissionOptions {
+  routes: Route[];
+  budget: ByteBudget;
+  maxRequestBytes: number;
+  /** How long a request may take to arrive once let in (server.grpc.timeout). */
+  readTimeoutMs: number;
+}
+
+/** The longest a call waits for room before it is refused as busy. */
+const maxWaitMs = 10_000;
 
 /**
  * Request bytes in flight on the gRPC port, counted against the budget the
- * HTTP port counts against too. grpc-js reads a call's whole message once
- * its handler asks for it, and shows none of it before: so a call first
- * waits, before the handler hears of it, for room for the largest message it
- * may send (its stream stays paused meanwhile, HTTP/2 flow control holding
- * the client back). Once the message is in, what it did not need goes back;
- * the rest when the call ends. A call that finds no room within its deadline
- * (at most 10 s) is refused as busy (RESOURCE_EXHAUSTED, RetryInfo).
+ * HTTP port counts against too. grpc-js reads a whole message once a
+ * handler asks for one, and shows none of it before: so each read is
+ * covered in advance by twice max_request_bytes (room for a message and its
+ * decompressed form, or for the second message a careless unary client
+ * sends), taken before grpc-js may read (the stream stays paused while it
+ * waits, HTTP/2 flow control holding the client back). A unary call keeps
+ * what its message needs once its request is complete; a stream gives each
+ * message back once delivered. A call that finds no room within its deadline
+ * (at most 10 s) is refused as busy (RESOURCE_EXHAUSTED, RetryInfo); a
+ * request that does not arrive within readTimeoutMs of being let in is
+ * refused DEADLINE_EXCEEDED, so a silent client cannot hold room for ever.
+ * Every path is counted, health and reflection too.
  */
-export function admissionInterceptor(
-  routes: Route[],
-  budget: ByteBudget,
-  maxRequestBytes: number,
-): grpc.ServerInterceptor {
-  const byPath = new Map(routes.map((r) => [`/${r.service.typeName}/${r.method.name}`, r]));
+export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterceptor {
+  const { budget } = opts;
+  const perRead = 2 * opts.maxRequestBytes;
+  const byPath = new Map(opts.routes.map((r) => [`/${r.service.typeName}/${r.method.name}`, r]));
   return (definition, call) => {
     const route = byPath.get(definition.path);
-    if (!route) return new grpc.ServerInterceptingCall(call);
+    const unary = !definition.requestStream;
     let held = 0;
-    const release = () => {
-      budget.give(held);
-      held = 0;
-    };
+    let message = 0;
+    let ended = false;
+    let stall: NodeJS.Timeout | undefined;
     const cancelled = new AbortController();
+
+    const give = (n: number) => {
+      budget.give(n);
+      held -= n;
+    };
+    const readDone = () => {
+      clearTimeout(stall);
+      stall = undefined;
+    };
+    const end = () => {
+      ended = true;
+      readDone();
+      cancelled.abort();
+      give(held);
+    };
+    const answer = (refusal: Refusal) => {
+      const status = route
+        ? refuse(
+            route,
+            "grpc",
+            new Headers(),
+            requestRefused(route.method, refusal, opts.maxRequestBytes),
+          ).then((e) => toGrpcStatus(e) as grpc.StatusObject)
+        : Promise.resolve(plainStatus(refusal));
+      void status.then((s) => {
+        if (!ended) intercepting.sendStatus(s);
+      });
+    };
+    // Room for one read, then the read itself; refused when there is none.
+    const admit = (read: () => void) => {
+      void budget.reserve(perRead, waitMs(call.getDeadline()), cancelled.signal).then((ok) => {
+        if (ended) {
+          if (ok) budget.give(perRead);
+          return;
+        }
+        if (!ok) return answer("busy");
+        held += perRead;
+        stall = setTimeout(() => answer("stalled"), opts.readTimeoutMs);
+        read();
+      });
+    };
+
     const listener = new grpc.ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => {
-        void budget
-          .reserve(maxRequestBytes, waitMs(call.getDeadline()), cancelled.signal)
-          .then((ok) => {
-            if (ok && cancelled.signal.aborted) budget.give(maxRequestBytes);
-            if (cancelled.signal.aborted) return;
-            if (ok) {
-              held = maxRequestBytes;
-              return next(metadata);
-            }
-            const error = requestRefused(route.method, "busy", maxRequestBytes);
-            return refuse(route, "grpc", new Headers(), error).then((e) =>
-              intercepting.sendStatus(toGrpcStatus(e) as grpc.StatusObject),
-            );
-          });
+      .withOnReceiveMetadata((metadata, next) => admit(() => next(metadata)))
+      .withOnReceiveMessage((msg: Buffer, next) => {
+        if (unary) {
+          message += msg.length;
+        } else {
+          // A stream's handler takes each message as it comes: room for the next read only.
+          readDone();
+          give(held);
+        }
+        next(msg);
       })
-      .withOnReceiveMessage((message: Buffer, next) => {
-        budget.give(held - message.length);
-        held = message.length;
-        next(message);
+      .withOnReceiveHalfClose((next) => {
+        readDone();
+        // What stays is the request the handler now serves.
+        give(held - message);
+        next();
       })
-      .withOnCancel(() => {
-        cancelled.abort();
-        release();
-      })
+      .withOnCancel(end)
       .build();
     const intercepting = new grpc.ServerInterceptingCall(call, {
       start: (next) => next(listener),
       sendStatus: (status, next) => {
-        release();
+        end();
         next(status);
       },
     });
+    // The first read was covered when the call was let in; a stream's later
+    // reads are covered one by one (a unary call's second read, which waits
+    // for the half-close, is inside its first cover).
+    const startRead = intercepting.startRead.bind(intercepting);
+    let reads = 0;
+    intercepting.startRead = () => {
+      reads++;
+      if (unary || reads === 1) return startRead();
+      admit(startRead);
+    };
     return intercepting;
   };
 }
 
 function waitMs(deadline: grpc.Deadline): number {
   const due = typeof deadline === "number" ? deadline : deadline.getTime();
-  return Math.min(maxAdmissionWaitMs, due - Date.now());
+  return Math.min(maxWaitMs, due - Date.now());
+}
+
+/** For health and reflection, which have no route (no chain, no ErrorInfo domain). */
+function plainStatus(refusal: Refusal): grpc.StatusObject {
+  return refusal === "stalled"
+    ? {
+        code: grpc.status.DEADLINE_EXCEEDED,
+        details: "request not received in time",
+        metadata: new grpc.Metadata(),
+      }
+    : {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: "server busy: too many request bytes in flight; retry",
+        metadata: new grpc.Metadata(),
+      };
 }

@@ -54,6 +54,7 @@ export async function startServers(
     addr: conf.grpc!.addr,
     maxRequestBytes: conf.grpc!.maxRequestBytes,
     inflight,
+    readTimeoutMs: durationMs(conf.grpc!.timeout!),
     idleMs,
     tls,
     services: bindings.map((b) => b.service),

@@ -71,8 +71,8 @@ describe("a bad config is refused with one line naming the field", () => {
     [{ kms: { algorithm: "DES" } }, /^config t\.yaml: kms\.algorithm: must be in list/],
     [{ server: "yes" }, /^config t\.yaml: server: must be a mapping/],
     [
-      { server: { max_inflight_request_bytes: 2 ** 21, grpc: { max_request_bytes: 2 ** 22 } } },
-      /^config t\.yaml: server: max_inflight_request_bytes must be at least grpc\.max_request_bytes/,
+      { server: { max_inflight_request_bytes: 2 ** 22, grpc: { max_request_bytes: 2 ** 22 } } },
+      /^config t\.yaml: server: max_inflight_request_bytes must be at least twice grpc\.max_request_bytes/,
     ],
   ])("%j", (tree, message) => {
     const text = failure({

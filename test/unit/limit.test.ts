@@ -26,6 +26,15 @@ describe("byte budget", () => {
     expect(budget.take(1)).toBe(false);
   });
 
+  it("lets nothing pass a reservation already waiting", async () => {
+    const budget = byteBudget(10);
+    expect(budget.take(6)).toBe(true);
+    const big = budget.reserve(8, 60_000);
+    expect(budget.take(1)).toBe(false);
+    budget.give(6);
+    expect(await big).toBe(true);
+  });
+
   it("refuses, taking nothing, when the wait runs out, the caller leaves, too many wait, or it can never fit", async () => {
     const budget = byteBudget(10, 2);
     expect(budget.take(10)).toBe(true);

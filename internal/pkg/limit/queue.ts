@@ -83,8 +83,10 @@ export function byteBudget(limit: number, maxWaiting = 10_000): ByteBudget {
       w.grant(true);
     }
   };
+  // Nobody passes those already waiting: a steady flow of small takes must
+  // not starve a large reservation.
   const take = (n: number) => {
-    if (used + n > limit) return false;
+    if (waiting.length > 0 || used + n > limit) return false;
     used += n;
     return true;
   };
