@@ -22,7 +22,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../pkg/log/logger.js";
-import { noDeadline } from "../pkg/rpc/call.js";
+import { noDeadline } from "./call.js";
 import { requestRefused, type Refusal } from "./errors.js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestReadOptions } from "./codec.js";

@@ -10,7 +10,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Metadata, type StatusObject, type status as GrpcStatus } from "@grpc/grpc-js";
 import { BizError, reasonName, type ErrorCode } from "../biz/errors.js";
 import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  RetryInfoSchema,
+} from "../../third_party/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 
 // The one error mapping. Everything a handler throws becomes a ConnectError
@@ -67,6 +71,59 @@ export function serviceError(
 }
 
 /**
+ * Which code and reason each failure of the serving path gets, on both
+ * ports: decided here and nowhere else (use cases decide theirs in biz, as
+ * BizErrors that toConnectError maps).
+ */
+export const rpcErrors = {
+  unauthenticated: (service: DescService, message: string) =>
+    serviceError(service, Code.Unauthenticated, "UNAUTHENTICATED", message),
+  permissionDenied: (service: DescService, scope: string) =>
+    serviceError(service, Code.PermissionDenied, "PERMISSION_DENIED", `missing scope ${scope}`, {
+      scope,
+    }),
+  rateLimited: (service: DescService, retryMs: number) =>
+    serviceError(
+      service,
+      Code.ResourceExhausted,
+      "RATE_LIMITED",
+      "rate limit exceeded; retry later",
+      {},
+      [retryInfo(retryMs)],
+    ),
+  deadlineExceeded: (service: DescService) =>
+    serviceError(service, Code.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded"),
+  /** A field breaks a rule: the first one named, every one in BadRequest. */
+  invalidField: (
+    service: DescService,
+    field: string,
+    rule: string,
+    description: string,
+    violations?: { field: string; description: string; reason: string }[],
+  ) =>
+    serviceError(
+      service,
+      Code.InvalidArgument,
+      "VALIDATION_FAILED",
+      `invalid ${field}: ${description}`,
+      { field, rule },
+      violations ? [{ desc: BadRequestSchema, value: { fieldViolations: violations } }] : [],
+    ),
+  notImplemented: (service: DescService, what: string) =>
+    serviceError(service, Code.Unimplemented, "NOT_IMPLEMENTED", `${what} is not implemented yet`),
+  /** A method no API here declares; `domain` is its package when it is one of ours. */
+  unknownMethod: (domain: string) =>
+    new ConnectError("unknown method", Code.Unimplemented, undefined, [
+      { desc: ErrorInfoSchema, value: { reason: "NOT_IMPLEMENTED", domain } },
+    ]),
+  unavailable: (service: DescService) =>
+    serviceError(service, Code.Unavailable, "UNAVAILABLE", "database unavailable; retry"),
+  internal: (service: DescService) =>
+    serviceError(service, Code.Internal, "INTERNAL", "internal error"),
+  cancelled: () => new ConnectError("client cancelled", Code.Canceled),
+};
+
+/**
  * Maps anything thrown by a handler to the ConnectError clients see. Unknown
  * faults become INTERNAL with a fixed message; `onInternal` gets the original
  * (for the log, never for the client).
@@ -87,16 +144,14 @@ export function toConnectError(
   if (err instanceof ConnectError) {
     if (err.findDetails(ErrorInfoSchema).length > 0) return err;
     if (err.code === Code.Canceled) return err;
-    if (err.code === Code.DeadlineExceeded) {
-      return serviceError(service, err.code, "DEADLINE_EXCEEDED", "deadline exceeded");
-    }
+    if (err.code === Code.DeadlineExceeded) return rpcErrors.deadlineExceeded(service);
   }
   // Retryable, and says nothing of where the database is.
   if (isDatabaseUnavailable(err)) {
-    return serviceError(service, Code.Unavailable, "UNAVAILABLE", "database unavailable; retry");
+    return rpcErrors.unavailable(service);
   }
   onInternal(err);
-  return serviceError(service, Code.Internal, "INTERNAL", "internal error");
+  return rpcErrors.internal(service);
 }
 
 /** Why a transport could not take a request. */

@@ -5,12 +5,12 @@ import {
   type DescService,
   type Message,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { noDeadline } from "../pkg/rpc/call.js";
+import { noDeadline } from "./call.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
-import { requestRefused, serviceError, toGrpcStatus, type Refusal } from "./errors.js";
+import { requestRefused, rpcErrors, toGrpcStatus, type Refusal } from "./errors.js";
 
 // The bridge from protobuf-es descriptors to @grpc/grpc-js: a service
 // definition (paths and codecs) and one unary handler shape. It carries calls
@@ -74,10 +74,7 @@ function unaryHandler(
   maxRequestBytes: number,
 ): grpc.handleUnaryCall<Buffer, Message> {
   const answer = (callback: grpc.sendUnaryData<Message>) => (err: unknown) => {
-    const error =
-      err instanceof ConnectError
-        ? err
-        : serviceError(route.service, Code.Internal, "INTERNAL", "internal error");
+    const error = err instanceof ConnectError ? err : rpcErrors.internal(route.service);
     callback(toGrpcStatus(error), null);
   };
   return (call, callback) => {
@@ -90,9 +87,7 @@ function unaryHandler(
       return;
     }
     const controller = new AbortController();
-    call.on("cancelled", () =>
-      controller.abort(new ConnectError("client cancelled", Code.Canceled)),
-    );
+    call.on("cancelled", () => controller.abort(rpcErrors.cancelled()));
     const due = call.getDeadline();
     const deadline = typeof due === "number" ? due : due.getTime();
     route

@@ -1,13 +1,13 @@
-import { create, type DescMethodUnary, type DescService, type Message } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { create, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import {
   noDeadline,
   type Call,
   type Handler,
   type Middleware,
   type ServiceBinding,
-} from "../pkg/rpc/call.js";
-import { serviceError } from "./errors.js";
+} from "./call.js";
+import { rpcErrors } from "./errors.js";
 
 /** A method ready to serve: its descriptors and its handler wrapped in the chain. */
 export interface Route {
@@ -22,21 +22,15 @@ export interface Route {
  * answer UNIMPLEMENTED (after validation, logging and metrics, like any other).
  */
 export function buildRoutes(bindings: ServiceBinding[], middleware: Middleware): Route[] {
-  return bindings.flatMap(({ service, impl }) =>
+  return bindings.flatMap(({ service, methods }) =>
     service.methods
       .filter((m): m is DescMethodUnary => m.methodKind === "unary")
       .map((method) => {
-        const fn = (impl as Record<string, unknown>)[method.localName] as
-          ((req: Message, call: unknown) => Promise<Record<string, unknown>>) | undefined;
+        const fn = methods.get(method);
         const inner: Handler = fn
-          ? async (call) => create(method.output, await fn(call.request, call))
+          ? (call) => fn(call.request, call)
           : async (call) => {
-              throw serviceError(
-                call.service,
-                Code.Unimplemented,
-                "NOT_IMPLEMENTED",
-                `${service.typeName}.${method.name} is not implemented yet`,
-              );
+              throw rpcErrors.notImplemented(call.service, `${service.typeName}.${method.name}`);
             };
         return { service, method, handler: middleware(inner) };
       }),

@@ -2,7 +2,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Auth, Limits, Server } from "../conf/conf_pb.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import type { Logger } from "../pkg/log/logger.js";
-import type { ServiceBinding } from "../pkg/rpc/call.js";
+import type { ServiceBinding } from "./call.js";
 import { startGrpcServer } from "./grpc.js";
 import { buildRoutes } from "./handlers.js";
 import { startHttpServer } from "./http.js";

@@ -1,5 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { rpcErrors } from "./errors.js";
 import type { Request, Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
 
@@ -20,9 +19,6 @@ export function answerUnknownMethod(
   const m = RPC_PATH.exec(path);
   if (req.method !== "POST" || !m) return false;
   const domain = packages.has(m[1]!) ? m[1]! : "";
-  const err = new ConnectError("unknown method", Code.Unimplemented, undefined, [
-    { desc: ErrorInfoSchema, value: { reason: "NOT_IMPLEMENTED", domain } },
-  ]);
-  writeRpcError(req, res, err);
+  writeRpcError(req, res, rpcErrors.unknownMethod(domain));
   return true;
 }

@@ -6,7 +6,7 @@ import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import type { FieldCipher } from "../biz/field_cipher.js";
 import type { KeyLifecycle } from "../biz/key_lifecycle.js";
-import { bind, type ServiceBinding } from "../pkg/rpc/call.js";
+import { bind, type ServiceBinding } from "../server/call.js";
 
 const statuses: Record<BizKeyStatus, KeyStatus> = {
   active: KeyStatus.ACTIVE,

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
 import { parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { bind, noDeadline, type Call, type ServiceImpl } from "../../internal/pkg/rpc/call.js";
+import { bind, noDeadline, type Call, type ServiceImpl } from "../../internal/server/call.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { createAuthenticator } from "../../internal/server/auth/authenticator.js";
 import { buildRoutes } from "../../internal/server/handlers.js";

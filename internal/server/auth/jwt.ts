@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { errors, jwtVerify, type JWTPayload } from "jose";
 import type { Auth_Jwt } from "../../conf/conf_pb.js";
-import type { Caller } from "../../pkg/rpc/call.js";
+import type { Caller } from "../call.js";
 
 export type JwtVerifier = (token: string) => Promise<Caller>;
 

@@ -1,8 +1,7 @@
-import { Code } from "@connectrpc/connect";
-import type { Middleware } from "../../pkg/rpc/call.js";
+import type { Middleware } from "../call.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { methodScopes } from "../auth/scopes.js";
-import { serviceError } from "../errors.js";
+import { rpcErrors } from "../errors.js";
 
 /**
  * Finds the caller from `authorization: Bearer …` and puts it on the call.
@@ -29,18 +28,11 @@ export function authorize(): Middleware {
     const caller = call.caller;
     if (!caller || caller.problem) {
       const message = problems[caller?.problem ?? "missing"];
-      throw serviceError(call.service, Code.Unauthenticated, "UNAUTHENTICATED", message);
+      throw rpcErrors.unauthenticated(call.service, message);
     }
     const scope = methodScopes[`${call.service.typeName}/${call.method.name}`];
     if (!scope || !caller.scopes.has(scope)) {
-      const needed = scope ?? "(none declared)";
-      throw serviceError(
-        call.service,
-        Code.PermissionDenied,
-        "PERMISSION_DENIED",
-        `missing scope ${needed}`,
-        { scope: needed },
-      );
+      throw rpcErrors.permissionDenied(call.service, scope ?? "(none declared)");
     }
     return next(call);
   };

@@ -1,6 +1,5 @@
-import { Code } from "@connectrpc/connect";
-import type { Call, Middleware } from "../../pkg/rpc/call.js";
-import { serviceError } from "../errors.js";
+import type { Call, Middleware } from "../call.js";
+import { rpcErrors } from "../errors.js";
 
 /**
  * Bounds each call by the earlier of the client's deadline and the server's
@@ -21,12 +20,7 @@ export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Mi
       const timer = setTimeout(
         () => {
           if (committing) return;
-          expired = serviceError(
-            call.service,
-            Code.DeadlineExceeded,
-            "DEADLINE_EXCEEDED",
-            "deadline exceeded",
-          );
+          expired = rpcErrors.deadlineExceeded(call.service);
           controller.abort(expired);
           reject(expired);
         },

@@ -1,7 +1,7 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Limits, Server } from "../../conf/conf_pb.js";
 import type { Logger } from "../../pkg/log/logger.js";
-import { chain, type Middleware } from "../../pkg/rpc/call.js";
+import { chain, type Middleware } from "../call.js";
 import type { RpcMetrics } from "../metrics.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { authenticate, authorize } from "./auth.js";

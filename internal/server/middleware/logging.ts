@@ -1,7 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { codeName } from "../errors.js";
 import type { Logger } from "../../pkg/log/logger.js";
-import type { Middleware } from "../../pkg/rpc/call.js";
+import type { Middleware } from "../call.js";
 
 /** One structured line per call: method, caller, transport, code, duration. Never payloads. */
 export function logging(log: Logger): Middleware {

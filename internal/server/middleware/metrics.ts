@@ -1,5 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
-import type { Middleware } from "../../pkg/rpc/call.js";
+import type { Middleware } from "../call.js";
 import { codeName } from "../errors.js";
 import type { RpcMetrics } from "../metrics.js";
 

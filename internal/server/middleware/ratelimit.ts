@@ -1,7 +1,6 @@
-import { Code } from "@connectrpc/connect";
-import type { Middleware } from "../../pkg/rpc/call.js";
+import type { Middleware } from "../call.js";
 import { tokenBuckets } from "../../pkg/limit/queue.js";
-import { retryInfo, serviceError } from "../errors.js";
+import { rpcErrors } from "../errors.js";
 
 /**
  * A token bucket per caller (its token's name; with authentication off, one
@@ -13,16 +12,7 @@ export function rateLimit(rate: number, burst: number): Middleware {
   const buckets = tokenBuckets(rate, Math.max(1, burst));
   return (next) => async (call) => {
     const wait = buckets.take(call.caller?.name ?? "anonymous");
-    if (wait > 0) {
-      throw serviceError(
-        call.service,
-        Code.ResourceExhausted,
-        "RATE_LIMITED",
-        "rate limit exceeded; retry later",
-        {},
-        [retryInfo(wait)],
-      );
-    }
+    if (wait > 0) throw rpcErrors.rateLimited(call.service, wait);
     return next(call);
   };
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "../../pkg/log/logger.js";
-import type { Middleware } from "../../pkg/rpc/call.js";
+import type { Middleware } from "../call.js";
 import { toConnectError } from "../errors.js";
 
 /**

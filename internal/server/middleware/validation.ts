@@ -1,9 +1,7 @@
 import { pathToString } from "@bufbuild/protobuf/reflect";
-import { Code } from "@connectrpc/connect";
 import { createValidator } from "@bufbuild/protovalidate";
-import { BadRequestSchema } from "../../../third_party/google/rpc/error_details_pb.js";
-import type { Middleware } from "../../pkg/rpc/call.js";
-import { serviceError } from "../errors.js";
+import type { Middleware } from "../call.js";
+import { rpcErrors } from "../errors.js";
 import { nulField } from "./text.js";
 
 /**
@@ -19,13 +17,7 @@ export function validation(): Middleware {
     if (call.refused) throw call.refused;
     const nul = nulField(call.method.input, call.request);
     if (nul !== undefined) {
-      throw serviceError(
-        call.service,
-        Code.InvalidArgument,
-        "VALIDATION_FAILED",
-        `invalid ${nul}: contains a NUL character`,
-        { field: nul, rule: "string.no_nul" },
-      );
+      throw rpcErrors.invalidField(call.service, nul, "string.no_nul", "contains a NUL character");
     }
     const result = validator.validate(call.method.input, call.request);
     if (result.kind === "valid") return next(call);
@@ -36,13 +28,12 @@ export function validation(): Middleware {
       reason: v.ruleId,
     }));
     const first = violations[0]!;
-    throw serviceError(
+    throw rpcErrors.invalidField(
       call.service,
-      Code.InvalidArgument,
-      "VALIDATION_FAILED",
-      `invalid ${first.field}: ${first.description}`,
-      { field: first.field, rule: first.reason },
-      [{ desc: BadRequestSchema, value: { fieldViolations: violations } }],
+      first.field,
+      first.reason,
+      first.description,
+      violations,
     );
   };
 }

@@ -1,12 +1,18 @@
-import type {
-  DescFile,
-  DescMethodUnary,
-  DescService,
-  Message,
-  MessageInitShape,
-  MessageShape,
+import {
+  create,
+  type DescFile,
+  type DescMethodUnary,
+  type DescService,
+  type Message,
+  type MessageInitShape,
+  type MessageShape,
 } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
+
+// The server's own small RPC dialect, the same on both ports: a Call (what
+// the middleware chain sees of one unary RPC), Handler and Middleware over
+// it, and services bound to their descriptors. Errors are connect's
+// ConnectError values, built in errors.ts.
 
 /** One unary RPC as the middleware chain sees it, whichever transport carried it. */
 export interface Call {
@@ -70,19 +76,33 @@ export type ServiceImpl<S extends DescService> = {
     : never;
 };
 
-/** A service descriptor with its implementation, as registered on both transports. */
-export interface ServiceBinding<S extends DescService = DescService> {
-  service: S;
-  impl: ServiceImpl<S>;
+/** One implemented method, its message types erased once bound. */
+export type Implementation = (request: Message, call: Call) => Promise<Message>;
+
+/** A service descriptor with its implemented methods, as both transports serve it. */
+export interface ServiceBinding {
+  service: DescService;
+  /** Methods left out answer UNIMPLEMENTED. */
+  methods: ReadonlyMap<DescMethodUnary, Implementation>;
   /** Files reflection serves beside the service's own: its error reasons. */
   files: DescFile[];
 }
 
-/** Pairs a descriptor with its implementation, keeping the types tied. */
+type AnyImplementation = (request: Message, call: Call) => Promise<Record<string, unknown>>;
+
+/** Binds an implementation to its descriptor; `impl` is type-checked against it. */
 export function bind<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
   files: DescFile[] = [],
 ): ServiceBinding {
-  return { service, impl, files } as unknown as ServiceBinding;
+  const byName: Partial<Record<string, AnyImplementation>> = impl;
+  const methods = new Map<DescMethodUnary, Implementation>();
+  const unary = service.methods.filter((m): m is DescMethodUnary => m.methodKind === "unary");
+  for (const method of unary) {
+    const fn = byName[method.localName];
+    if (fn)
+      methods.set(method, async (request, call) => create(method.output, await fn(request, call)));
+  }
+  return { service, methods, files };
 }
