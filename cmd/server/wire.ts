@@ -19,6 +19,8 @@ import { KeyLifecycle, type KeyPolicy } from "../../internal/biz/key_lifecycle.j
 import { newFieldCipher, type FieldCipher } from "../../internal/biz/field_cipher.js";
 import { encryptionUsage } from "../../internal/biz/kms_usage.js";
 import { startKmsJob } from "../../internal/biz/kms_job.js";
+import { Reencryption } from "../../internal/biz/reencryption.js";
+import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { ProtectedValues } from "../../internal/biz/kms.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
@@ -84,7 +86,10 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     const limits = conf.limits!;
     const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
     const users = new UserUsecase(userRepo, kms.cipher, { logins, policy, hashing });
-    const bindings = [newKmsService(kms.lifecycle, kms.cipher), newUserService(users)];
+    const bindings = [
+      newKmsService(kms.lifecycle, kms.cipher, kms.reencryption),
+      newUserService(users),
+    ];
     const servers = await startServers(
       conf.server!,
       conf.auth,
@@ -112,6 +117,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
 export interface WiredKms {
   lifecycle: KeyLifecycle;
   cipher: FieldCipher;
+  reencryption: Reencryption;
   /** Stops the background job, then zeroes every key this instance holds. */
   stop(): Promise<void>;
 }
@@ -140,11 +146,22 @@ export async function wireKms(
   const indexKey = await lifecycle.init();
   const usage = encryptionUsage();
   const cipher = newFieldCipher(keyring, indexKey, usage);
+  const reencryption = new Reencryption(
+    newReencryptionRepo(data.pool),
+    repo,
+    cipher,
+    {
+      batchSize: conf.reencryptionBatchSize,
+      pauseMs: durationMs(conf.reencryptionPause!),
+    },
+    log,
+  );
   const job = await startKmsJob({
     repo,
     keyring,
     lifecycle,
     usage,
+    reencryption,
     intervalMs: durationMs(conf.maintenanceInterval!),
     log,
   }).catch((err: unknown) => {
@@ -155,6 +172,7 @@ export async function wireKms(
   return {
     lifecycle,
     cipher,
+    reencryption,
     stop: async () => {
       await job.stop();
       keyring.forget();

@@ -118,6 +118,12 @@ export const kmsErrors = {
       `data key version ${version} does not unwrap: its stored row was altered or damaged`,
       { version: String(version) },
     ),
+  reencryptionRunning: () =>
+    kmsError(
+      "FAILED_PRECONDITION",
+      ErrorReason.REENCRYPTION_RUNNING,
+      "a re-encryption job is already running (GetReencryptionStatus; StopReencryption)",
+    ),
   notReady: () =>
     kmsError("UNAVAILABLE", ErrorReason.KMS_NOT_READY, "the KMS has no usable active key yet"),
   invalidPageToken: () =>

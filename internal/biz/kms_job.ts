@@ -3,6 +3,10 @@ import type { DataKeyRepo } from "./kms.js";
 import type { Keyring } from "./keyring.js";
 import type { KeyLifecycle } from "./key_lifecycle.js";
 import type { EncryptionUsage } from "./kms_usage.js";
+import type { Reencryption } from "./reencryption.js";
+
+/** How often an instance looks for a re-encryption job to work on. */
+const REENCRYPTION_POLL_MS = 2000;
 
 export interface KmsJob {
   /** Stops the timer and the watch, after a last flush of the usage counts. */
@@ -12,17 +16,20 @@ export interface KmsJob {
 /**
  * The KMS in the background of one instance: every `intervalMs` the usage
  * counts are flushed and maintenance runs (expiry, rotation when due); every
- * key change any instance announces makes the keyring forget its keys.
+ * key change any instance announces makes the keyring forget its keys; every
+ * two seconds it looks for a re-encryption job to work on (one instance at
+ * a time does).
  */
 export async function startKmsJob(parts: {
   repo: DataKeyRepo;
   keyring: Keyring;
   lifecycle: KeyLifecycle;
   usage: EncryptionUsage;
+  reencryption: Reencryption;
   intervalMs: number;
   log: Logger;
 }): Promise<KmsJob> {
-  const { repo, keyring, lifecycle, usage, log } = parts;
+  const { repo, keyring, lifecycle, usage, reencryption, log } = parts;
   const unwatch = await repo.watch(() => keyring.forget());
   const tick = async () => {
     try {
@@ -33,9 +40,19 @@ export async function startKmsJob(parts: {
     }
   };
   const timer = setInterval(() => void tick(), parts.intervalMs).unref();
+  const reencrypt = () =>
+    reencryption.work().catch((err: unknown) => {
+      log.warn(
+        { err: { message: (err as Error).message } },
+        "re-encryption batch failed; will retry",
+      );
+    });
+  const poll = setInterval(() => void reencrypt(), REENCRYPTION_POLL_MS).unref();
   return {
     async stop() {
       clearInterval(timer);
+      clearInterval(poll);
+      await reencryption.close();
       await usage.flush(repo).catch(() => undefined);
       await unwatch();
     },

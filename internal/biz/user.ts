@@ -143,3 +143,11 @@ export const userErrors = {
 export const isUnreadableUser = (err: unknown) =>
   hasReason(err, ErrorReasonSchema, ErrorReason.KEY_REVOKED) ||
   hasReason(err, ErrorReasonSchema, ErrorReason.USER_DATA_CORRUPT);
+
+const encoder = new TextEncoder();
+
+/** The field name a user's value is sealed under (part of its associated data). */
+export const userFieldName = (field: PiiField) => `users.${field}`;
+
+/** The context a user's values are sealed under: their row. */
+export const userRowContext = (id: number) => encoder.encode(`users:${id}`);

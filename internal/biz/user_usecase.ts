@@ -11,6 +11,8 @@ import { boundedQueue, QueueFullError, type BoundedQueue } from "../pkg/limit/qu
 import {
   DuplicateError,
   isUnreadableUser,
+  userFieldName,
+  userRowContext,
   RevokedKeyWriteError,
   PII_FIELDS,
   userErrors,
@@ -195,9 +197,9 @@ export class UserUsecase {
 
   private async seal(id: number, field: PiiField, value: string): Promise<SealedField> {
     const sealed = await this.kms.encryptField(
-      `users.${field}`,
+      userFieldName(field),
       encoder.encode(value),
-      rowContext(id),
+      userRowContext(id),
     );
     return {
       ciphertext: sealed.ciphertext,
@@ -238,9 +240,9 @@ export class UserUsecase {
       if (!sealed) continue;
       try {
         const { plaintext } = await this.kms.decryptField(
-          `users.${f}`,
+          userFieldName(f),
           sealed.ciphertext,
-          rowContext(stored.id),
+          userRowContext(stored.id),
         );
         values[f] = decoder.decode(plaintext);
       } catch (err) {
@@ -273,5 +275,3 @@ function rowId(id: bigint): number {
   if (id < 1n || id > BigInt(MAX_POSITION)) throw userErrors.notFound();
   return Number(id);
 }
-
-const rowContext = (id: number) => encoder.encode(`users:${id}`);

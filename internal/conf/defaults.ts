@@ -24,6 +24,8 @@ export const defaults = {
     max_encryptions_per_key: String(2 ** 30),
     cache_ttl: "30s",
     maintenance_interval: "30s",
+    reencryption_batch_size: 500,
+    reencryption_pause: "0s",
   },
   log: { level: "info", format: "auto" },
   // Closed unless a config opens it (configs/config.yaml does, for development).

@@ -1,11 +1,16 @@
 import { file_kms_v1_error_reason } from "../../api/kms/v1/error_reason_pb.js";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
-import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
+import { KeyStatus, KmsService, ReencryptionState } from "../../api/kms/v1/kms_pb.js";
+import type { ReencryptionStatusSchema } from "../../api/kms/v1/kms_pb.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import type { FieldCipher } from "../biz/field_cipher.js";
 import type { KeyLifecycle } from "../biz/key_lifecycle.js";
+import type {
+  Reencryption,
+  ReencryptionStatus as BizReencryptionStatus,
+} from "../biz/reencryption.js";
 import { bind, type ServiceBinding } from "../server/call.js";
 
 const statuses: Record<BizKeyStatus, KeyStatus> = {
@@ -18,7 +23,11 @@ const bizStatus = (s: KeyStatus) =>
   (Object.keys(statuses) as BizKeyStatus[]).find((k) => statuses[k] === s);
 
 /** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
-export function newKmsService(keys: KeyLifecycle, cipher: FieldCipher): ServiceBinding {
+export function newKmsService(
+  keys: KeyLifecycle,
+  cipher: FieldCipher,
+  reencryption: Reencryption,
+): ServiceBinding {
   return bind(
     KmsService,
     {
@@ -80,6 +89,20 @@ export function newKmsService(keys: KeyLifecycle, cipher: FieldCipher): ServiceB
       async hashField(req) {
         return { hash: cipher.hashField(req.fieldName, req.value) };
       },
+      async startReencryption(req) {
+        const s = await reencryption.start({
+          belowVersion: req.belowVersion || undefined,
+          batchSize: req.batchSize || undefined,
+          pauseMs: req.pause ? durationMs(req.pause) : undefined,
+        });
+        return { status: reencryptionStatus(s) };
+      },
+      async getReencryptionStatus() {
+        return { status: reencryptionStatus(await reencryption.status()) };
+      },
+      async stopReencryption() {
+        return { status: reencryptionStatus(await reencryption.stop()) };
+      },
     },
     [file_kms_v1_error_reason],
   );
@@ -96,5 +119,31 @@ function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {
     expiresAt: k.expiresAt ? timestampFromDate(k.expiresAt) : undefined,
     metadata: k.metadata as JsonObject,
     encryptionCount: k.encryptionCount,
+  };
+}
+
+const jobStates = {
+  running: ReencryptionState.RUNNING,
+  stopped: ReencryptionState.STOPPED,
+  finished: ReencryptionState.FINISHED,
+} as const;
+
+function reencryptionStatus(
+  s: BizReencryptionStatus,
+): MessageInitShape<typeof ReencryptionStatusSchema> {
+  const job = s.job;
+  if (!job) return { state: ReencryptionState.NONE };
+  return {
+    state: jobStates[job.state],
+    belowVersion: job.belowVersion ?? 0,
+    targetVersion: job.targetVersion,
+    rowsDone: job.rowsDone,
+    rowsRemaining: s.rowsRemaining,
+    rowsFailed: job.rowsFailed,
+    lastError: job.lastError ?? "",
+    rowsPerSecond: s.rowsPerSecond,
+    startedAt: timestampFromDate(job.startedAt),
+    updatedAt: timestampFromDate(job.updatedAt),
+    finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
   };
 }

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file kms/v1/kms.proto.
  */
 export const file_kms_v1_kms: GenFile = /*@__PURE__*/
-  fileDesc("ChBrbXMvdjEva21zLnByb3RvEgZrbXMudjEisQIKB0RhdGFLZXkSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIRCglhbGdvcml0aG0YAyABKAkSIQoGc3RhdHVzGAQgASgOMhEua21zLnYxLktleVN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGAoQZW5jcnlwdGlvbl9jb3VudBgJIAEoBCISChBHZXRTdGF0dXNSZXF1ZXN0ItQBCghLZXlTdGF0cxIhCgZzdGF0dXMYASABKA4yES5rbXMudjEuS2V5U3RhdHVzEhEKCWFsZ29yaXRobRgCIAEoCRIRCglrZXlfY291bnQYAyABKA0SNAoQZWFybGllc3RfY3JlYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGF0ZXN0X2NyZWF0ZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV4cGlyZWRfY291bnQYBiABKA0iNQoIS2V5VXNhZ2USDwoHdmVyc2lvbhgBIAEoDRIYChBwcm90ZWN0ZWRfdmFsdWVzGAIgASgEIt4BChFHZXRTdGF0dXNSZXNwb25zZRITCgtpbml0aWFsaXplZBgBIAEoCBIRCglhbGdvcml0aG0YAiABKAkSMgoPcm90YXRlX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKCmFjdGl2ZV9rZXkYBCABKAsyDy5rbXMudjEuRGF0YUtleRIjCglrZXlfc3RhdHMYBSADKAsyEC5rbXMudjEuS2V5U3RhdHMSIwoJa2V5X3VzYWdlGAYgAygLMhAua21zLnYxLktleVVzYWdlIpEBChNMaXN0RGF0YUtleXNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIyCgZzdGF0dXMYAyABKA4yES5rbXMudjEuS2V5U3RhdHVzQgq6SAeCAQQQASAASACIAQFCCQoHX3N0YXR1cyJOChRMaXN0RGF0YUtleXNSZXNwb25zZRIdCgRrZXlzGAEgAygLMg8ua21zLnYxLkRhdGFLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KEUdldERhdGFLZXlSZXF1ZXN0EhgKB3ZlcnNpb24YASABKA1CB7pIBCoCIAAiMgoSR2V0RGF0YUtleVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLmttcy52MS5EYXRhS2V5IjAKFFJvdGF0ZURhdGFLZXlSZXF1ZXN0EhgKBnJlYXNvbhgBIAEoCUIIukgFcgMYgAIiTwoVUm90YXRlRGF0YUtleVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLmttcy52MS5EYXRhS2V5EhgKEHByZXZpb3VzX3ZlcnNpb24YAiABKA0iSgoUUmV2b2tlRGF0YUtleVJlcXVlc3QSGAoHdmVyc2lvbhgBIAEoDUIHukgEKgIgABIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIACIloKFVJldm9rZURhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleRIjCgphY3RpdmVfa2V5GAIgASgLMg8ua21zLnYxLkRhdGFLZXkiFwoVUnVuTWFpbnRlbmFuY2VSZXF1ZXN0InkKFlJ1bk1haW50ZW5hbmNlUmVzcG9uc2USGAoQZXhwaXJlZF92ZXJzaW9ucxgBIAMoDRIvCghyb3RhdGlvbhgCIAEoCzIdLmttcy52MS5Sb3RhdGVEYXRhS2V5UmVzcG9uc2USFAoMZGVsZXRlZF9rZXlzGAMgASgNIpMBChNFbmNyeXB0RmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEhwKCXBsYWludGV4dBgCIAEoDEIJukgGegQYgIBAEhkKB2NvbnRleHQYAyABKAxCCLpIBXoDGIAIIj8KFEVuY3J5cHRGaWVsZFJlc3BvbnNlEhIKCmNpcGhlcnRleHQYASABKAwSEwoLa2V5X3ZlcnNpb24YAiABKA0ilgEKE0RlY3J5cHRGaWVsZFJlcXVlc3QSQwoKZmllbGRfbmFtZRgBIAEoCUIvukgscioYgAEyJV5bYS16XVthLXowLTlfXSooXC5bYS16XVthLXowLTlfXSopKiQSHwoKY2lwaGVydGV4dBgCIAEoDEILukgIegYQARiAgUASGQoHY29udGV4dBgDIAEoDEIIukgFegMYgAgiPgoURGVjcnlwdEZpZWxkUmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMEhMKC2tleV92ZXJzaW9uGAIgASgNInEKEEhhc2hGaWVsZFJlcXVlc3QSQwoKZmllbGRfbmFtZRgBIAEoCUIvukgscioYgAEyJV5bYS16XVthLXowLTlfXSooXC5bYS16XVthLXowLTlfXSopKiQSGAoFdmFsdWUYAiABKAlCCbpIBnIEKICABCIhChFIYXNoRmllbGRSZXNwb25zZRIMCgRoYXNoGAEgASgJKocBCglLZXlTdGF0dXMSGgoWS0VZX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUtFWV9TVEFUVVNfQUNUSVZFEAESFwoTS0VZX1NUQVRVU19JTkFDVElWRRACEhYKEktFWV9TVEFUVVNfRVhQSVJFRBADEhYKEktFWV9TVEFUVVNfUkVWT0tFRBAEMqMFCgpLbXNTZXJ2aWNlEkAKCUdldFN0YXR1cxIYLmttcy52MS5HZXRTdGF0dXNSZXF1ZXN0Ghkua21zLnYxLkdldFN0YXR1c1Jlc3BvbnNlEkkKDExpc3REYXRhS2V5cxIbLmttcy52MS5MaXN0RGF0YUtleXNSZXF1ZXN0Ghwua21zLnYxLkxpc3REYXRhS2V5c1Jlc3BvbnNlEkMKCkdldERhdGFLZXkSGS5rbXMudjEuR2V0RGF0YUtleVJlcXVlc3QaGi5rbXMudjEuR2V0RGF0YUtleVJlc3BvbnNlEkwKDVJvdGF0ZURhdGFLZXkSHC5rbXMudjEuUm90YXRlRGF0YUtleVJlcXVlc3QaHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEkwKDVJldm9rZURhdGFLZXkSHC5rbXMudjEuUmV2b2tlRGF0YUtleVJlcXVlc3QaHS5rbXMudjEuUmV2b2tlRGF0YUtleVJlc3BvbnNlEk8KDlJ1bk1haW50ZW5hbmNlEh0ua21zLnYxLlJ1bk1haW50ZW5hbmNlUmVxdWVzdBoeLmttcy52MS5SdW5NYWludGVuYW5jZVJlc3BvbnNlEkkKDEVuY3J5cHRGaWVsZBIbLmttcy52MS5FbmNyeXB0RmllbGRSZXF1ZXN0Ghwua21zLnYxLkVuY3J5cHRGaWVsZFJlc3BvbnNlEkkKDERlY3J5cHRGaWVsZBIbLmttcy52MS5EZWNyeXB0RmllbGRSZXF1ZXN0Ghwua21zLnYxLkRlY3J5cHRGaWVsZFJlc3BvbnNlEkAKCUhhc2hGaWVsZBIYLmttcy52MS5IYXNoRmllbGRSZXF1ZXN0Ghkua21zLnYxLkhhc2hGaWVsZFJlc3BvbnNlQiJaIGtyYXRvcy1ib2lsZXJwbGF0ZS9hcGkva21zL3YxO3YxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChBrbXMvdjEva21zLnByb3RvEgZrbXMudjEisQIKB0RhdGFLZXkSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIRCglhbGdvcml0aG0YAyABKAkSIQoGc3RhdHVzGAQgASgOMhEua21zLnYxLktleVN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGAoQZW5jcnlwdGlvbl9jb3VudBgJIAEoBCISChBHZXRTdGF0dXNSZXF1ZXN0ItQBCghLZXlTdGF0cxIhCgZzdGF0dXMYASABKA4yES5rbXMudjEuS2V5U3RhdHVzEhEKCWFsZ29yaXRobRgCIAEoCRIRCglrZXlfY291bnQYAyABKA0SNAoQZWFybGllc3RfY3JlYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGF0ZXN0X2NyZWF0ZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV4cGlyZWRfY291bnQYBiABKA0iNQoIS2V5VXNhZ2USDwoHdmVyc2lvbhgBIAEoDRIYChBwcm90ZWN0ZWRfdmFsdWVzGAIgASgEIt4BChFHZXRTdGF0dXNSZXNwb25zZRITCgtpbml0aWFsaXplZBgBIAEoCBIRCglhbGdvcml0aG0YAiABKAkSMgoPcm90YXRlX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKCmFjdGl2ZV9rZXkYBCABKAsyDy5rbXMudjEuRGF0YUtleRIjCglrZXlfc3RhdHMYBSADKAsyEC5rbXMudjEuS2V5U3RhdHMSIwoJa2V5X3VzYWdlGAYgAygLMhAua21zLnYxLktleVVzYWdlIpEBChNMaXN0RGF0YUtleXNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIyCgZzdGF0dXMYAyABKA4yES5rbXMudjEuS2V5U3RhdHVzQgq6SAeCAQQQASAASACIAQFCCQoHX3N0YXR1cyJOChRMaXN0RGF0YUtleXNSZXNwb25zZRIdCgRrZXlzGAEgAygLMg8ua21zLnYxLkRhdGFLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KEUdldERhdGFLZXlSZXF1ZXN0EhgKB3ZlcnNpb24YASABKA1CB7pIBCoCIAAiMgoSR2V0RGF0YUtleVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLmttcy52MS5EYXRhS2V5IjAKFFJvdGF0ZURhdGFLZXlSZXF1ZXN0EhgKBnJlYXNvbhgBIAEoCUIIukgFcgMYgAIiTwoVUm90YXRlRGF0YUtleVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLmttcy52MS5EYXRhS2V5EhgKEHByZXZpb3VzX3ZlcnNpb24YAiABKA0iSgoUUmV2b2tlRGF0YUtleVJlcXVlc3QSGAoHdmVyc2lvbhgBIAEoDUIHukgEKgIgABIYCgZyZWFzb24YAiABKAlCCLpIBXIDGIACIloKFVJldm9rZURhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleRIjCgphY3RpdmVfa2V5GAIgASgLMg8ua21zLnYxLkRhdGFLZXkiFwoVUnVuTWFpbnRlbmFuY2VSZXF1ZXN0InkKFlJ1bk1haW50ZW5hbmNlUmVzcG9uc2USGAoQZXhwaXJlZF92ZXJzaW9ucxgBIAMoDRIvCghyb3RhdGlvbhgCIAEoCzIdLmttcy52MS5Sb3RhdGVEYXRhS2V5UmVzcG9uc2USFAoMZGVsZXRlZF9rZXlzGAMgASgNIpMBChNFbmNyeXB0RmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEhwKCXBsYWludGV4dBgCIAEoDEIJukgGegQYgIBAEhkKB2NvbnRleHQYAyABKAxCCLpIBXoDGIAIIj8KFEVuY3J5cHRGaWVsZFJlc3BvbnNlEhIKCmNpcGhlcnRleHQYASABKAwSEwoLa2V5X3ZlcnNpb24YAiABKA0ilgEKE0RlY3J5cHRGaWVsZFJlcXVlc3QSQwoKZmllbGRfbmFtZRgBIAEoCUIvukgscioYgAEyJV5bYS16XVthLXowLTlfXSooXC5bYS16XVthLXowLTlfXSopKiQSHwoKY2lwaGVydGV4dBgCIAEoDEILukgIegYQARiAgUASGQoHY29udGV4dBgDIAEoDEIIukgFegMYgAgiPgoURGVjcnlwdEZpZWxkUmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMEhMKC2tleV92ZXJzaW9uGAIgASgNInEKEEhhc2hGaWVsZFJlcXVlc3QSQwoKZmllbGRfbmFtZRgBIAEoCUIvukgscioYgAEyJV5bYS16XVthLXowLTlfXSooXC5bYS16XVthLXowLTlfXSopKiQSGAoFdmFsdWUYAiABKAlCCbpIBnIEKICABCIhChFIYXNoRmllbGRSZXNwb25zZRIMCgRoYXNoGAEgASgJIogBChhTdGFydFJlZW5jcnlwdGlvblJlcXVlc3QSFQoNYmVsb3dfdmVyc2lvbhgBIAEoDRIcCgpiYXRjaF9zaXplGAIgASgNQgi6SAUqAxiQThI3CgVwYXVzZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyACJHChlTdGFydFJlZW5jcnlwdGlvblJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMiHgocR2V0UmVlbmNyeXB0aW9uU3RhdHVzUmVxdWVzdCJLCh1HZXRSZWVuY3J5cHRpb25TdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5rbXMudjEuUmVlbmNyeXB0aW9uU3RhdHVzIhkKF1N0b3BSZWVuY3J5cHRpb25SZXF1ZXN0IkYKGFN0b3BSZWVuY3J5cHRpb25SZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5rbXMudjEuUmVlbmNyeXB0aW9uU3RhdHVzIusCChJSZWVuY3J5cHRpb25TdGF0dXMSKAoFc3RhdGUYASABKA4yGS5rbXMudjEuUmVlbmNyeXB0aW9uU3RhdGUSFQoNYmVsb3dfdmVyc2lvbhgCIAEoDRIWCg50YXJnZXRfdmVyc2lvbhgDIAEoDRIRCglyb3dzX2RvbmUYBCABKAQSFgoOcm93c19yZW1haW5pbmcYBSABKAQSEwoLcm93c19mYWlsZWQYBiABKAQSEgoKbGFzdF9lcnJvchgHIAEoCRIXCg9yb3dzX3Blcl9zZWNvbmQYCCABKAESLgoKc3RhcnRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKocBCglLZXlTdGF0dXMSGgoWS0VZX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUtFWV9TVEFUVVNfQUNUSVZFEAESFwoTS0VZX1NUQVRVU19JTkFDVElWRRACEhYKEktFWV9TVEFUVVNfRVhQSVJFRBADEhYKEktFWV9TVEFUVVNfUkVWT0tFRBAEKrUBChFSZWVuY3J5cHRpb25TdGF0ZRIiCh5SRUVOQ1JZUFRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIbChdSRUVOQ1JZUFRJT05fU1RBVEVfTk9ORRABEh4KGlJFRU5DUllQVElPTl9TVEFURV9SVU5OSU5HEAISHgoaUkVFTkNSWVBUSU9OX1NUQVRFX1NUT1BQRUQQAxIfChtSRUVOQ1JZUFRJT05fU1RBVEVfRklOSVNIRUQQBDK6BwoKS21zU2VydmljZRJACglHZXRTdGF0dXMSGC5rbXMudjEuR2V0U3RhdHVzUmVxdWVzdBoZLmttcy52MS5HZXRTdGF0dXNSZXNwb25zZRJJCgxMaXN0RGF0YUtleXMSGy5rbXMudjEuTGlzdERhdGFLZXlzUmVxdWVzdBocLmttcy52MS5MaXN0RGF0YUtleXNSZXNwb25zZRJDCgpHZXREYXRhS2V5Ehkua21zLnYxLkdldERhdGFLZXlSZXF1ZXN0Ghoua21zLnYxLkdldERhdGFLZXlSZXNwb25zZRJMCg1Sb3RhdGVEYXRhS2V5Ehwua21zLnYxLlJvdGF0ZURhdGFLZXlSZXF1ZXN0Gh0ua21zLnYxLlJvdGF0ZURhdGFLZXlSZXNwb25zZRJMCg1SZXZva2VEYXRhS2V5Ehwua21zLnYxLlJldm9rZURhdGFLZXlSZXF1ZXN0Gh0ua21zLnYxLlJldm9rZURhdGFLZXlSZXNwb25zZRJPCg5SdW5NYWludGVuYW5jZRIdLmttcy52MS5SdW5NYWludGVuYW5jZVJlcXVlc3QaHi5rbXMudjEuUnVuTWFpbnRlbmFuY2VSZXNwb25zZRJJCgxFbmNyeXB0RmllbGQSGy5rbXMudjEuRW5jcnlwdEZpZWxkUmVxdWVzdBocLmttcy52MS5FbmNyeXB0RmllbGRSZXNwb25zZRJJCgxEZWNyeXB0RmllbGQSGy5rbXMudjEuRGVjcnlwdEZpZWxkUmVxdWVzdBocLmttcy52MS5EZWNyeXB0RmllbGRSZXNwb25zZRJACglIYXNoRmllbGQSGC5rbXMudjEuSGFzaEZpZWxkUmVxdWVzdBoZLmttcy52MS5IYXNoRmllbGRSZXNwb25zZRJYChFTdGFydFJlZW5jcnlwdGlvbhIgLmttcy52MS5TdGFydFJlZW5jcnlwdGlvblJlcXVlc3QaIS5rbXMudjEuU3RhcnRSZWVuY3J5cHRpb25SZXNwb25zZRJkChVHZXRSZWVuY3J5cHRpb25TdGF0dXMSJC5rbXMudjEuR2V0UmVlbmNyeXB0aW9uU3RhdHVzUmVxdWVzdBolLmttcy52MS5HZXRSZWVuY3J5cHRpb25TdGF0dXNSZXNwb25zZRJVChBTdG9wUmVlbmNyeXB0aW9uEh8ua21zLnYxLlN0b3BSZWVuY3J5cHRpb25SZXF1ZXN0GiAua21zLnYxLlN0b3BSZWVuY3J5cHRpb25SZXNwb25zZUIiWiBrcmF0b3MtYm9pbGVycGxhdGUvYXBpL2ttcy92MTt2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A data key's metadata. Key material never leaves the server.
@@ -600,6 +600,197 @@ export const HashFieldResponseSchema: GenMessage<HashFieldResponse> = /*@__PURE_
   messageDesc(file_kms_v1_kms, 20);
 
 /**
+ * @generated from message kms.v1.StartReencryptionRequest
+ */
+export type StartReencryptionRequest = Message<"kms.v1.StartReencryptionRequest"> & {
+  /**
+   * Only values under versions below this one move; 0: every version but the active key.
+   *
+   * @generated from field: uint32 below_version = 1;
+   */
+  belowVersion: number;
+
+  /**
+   * Rows per batch; 0: the server's kms.reencryption_batch_size.
+   *
+   * @generated from field: uint32 batch_size = 2;
+   */
+  batchSize: number;
+
+  /**
+   * Pause between batches; unset: the server's kms.reencryption_pause.
+   *
+   * @generated from field: google.protobuf.Duration pause = 3;
+   */
+  pause?: Duration | undefined;
+};
+
+/**
+ * Describes the message kms.v1.StartReencryptionRequest.
+ * Use `create(StartReencryptionRequestSchema)` to create a new message.
+ */
+export const StartReencryptionRequestSchema: GenMessage<StartReencryptionRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 21);
+
+/**
+ * @generated from message kms.v1.StartReencryptionResponse
+ */
+export type StartReencryptionResponse = Message<"kms.v1.StartReencryptionResponse"> & {
+  /**
+   * @generated from field: kms.v1.ReencryptionStatus status = 1;
+   */
+  status?: ReencryptionStatus | undefined;
+};
+
+/**
+ * Describes the message kms.v1.StartReencryptionResponse.
+ * Use `create(StartReencryptionResponseSchema)` to create a new message.
+ */
+export const StartReencryptionResponseSchema: GenMessage<StartReencryptionResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 22);
+
+/**
+ * @generated from message kms.v1.GetReencryptionStatusRequest
+ */
+export type GetReencryptionStatusRequest = Message<"kms.v1.GetReencryptionStatusRequest"> & {
+};
+
+/**
+ * Describes the message kms.v1.GetReencryptionStatusRequest.
+ * Use `create(GetReencryptionStatusRequestSchema)` to create a new message.
+ */
+export const GetReencryptionStatusRequestSchema: GenMessage<GetReencryptionStatusRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 23);
+
+/**
+ * @generated from message kms.v1.GetReencryptionStatusResponse
+ */
+export type GetReencryptionStatusResponse = Message<"kms.v1.GetReencryptionStatusResponse"> & {
+  /**
+   * @generated from field: kms.v1.ReencryptionStatus status = 1;
+   */
+  status?: ReencryptionStatus | undefined;
+};
+
+/**
+ * Describes the message kms.v1.GetReencryptionStatusResponse.
+ * Use `create(GetReencryptionStatusResponseSchema)` to create a new message.
+ */
+export const GetReencryptionStatusResponseSchema: GenMessage<GetReencryptionStatusResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 24);
+
+/**
+ * @generated from message kms.v1.StopReencryptionRequest
+ */
+export type StopReencryptionRequest = Message<"kms.v1.StopReencryptionRequest"> & {
+};
+
+/**
+ * Describes the message kms.v1.StopReencryptionRequest.
+ * Use `create(StopReencryptionRequestSchema)` to create a new message.
+ */
+export const StopReencryptionRequestSchema: GenMessage<StopReencryptionRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 25);
+
+/**
+ * @generated from message kms.v1.StopReencryptionResponse
+ */
+export type StopReencryptionResponse = Message<"kms.v1.StopReencryptionResponse"> & {
+  /**
+   * @generated from field: kms.v1.ReencryptionStatus status = 1;
+   */
+  status?: ReencryptionStatus | undefined;
+};
+
+/**
+ * Describes the message kms.v1.StopReencryptionResponse.
+ * Use `create(StopReencryptionResponseSchema)` to create a new message.
+ */
+export const StopReencryptionResponseSchema: GenMessage<StopReencryptionResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 26);
+
+/**
+ * @generated from message kms.v1.ReencryptionStatus
+ */
+export type ReencryptionStatus = Message<"kms.v1.ReencryptionStatus"> & {
+  /**
+   * @generated from field: kms.v1.ReencryptionState state = 1;
+   */
+  state: ReencryptionState;
+
+  /**
+   * The bound it was started with (0: none).
+   *
+   * @generated from field: uint32 below_version = 2;
+   */
+  belowVersion: number;
+
+  /**
+   * The active key when it started.
+   *
+   * @generated from field: uint32 target_version = 3;
+   */
+  targetVersion: number;
+
+  /**
+   * Rows moved so far.
+   *
+   * @generated from field: uint64 rows_done = 4;
+   */
+  rowsDone: bigint;
+
+  /**
+   * Rows still holding a value to move, after the cursor.
+   *
+   * @generated from field: uint64 rows_remaining = 5;
+   */
+  rowsRemaining: bigint;
+
+  /**
+   * Rows left behind: a value did not decrypt (revoked key, altered bytes).
+   *
+   * @generated from field: uint64 rows_failed = 6;
+   */
+  rowsFailed: bigint;
+
+  /**
+   * The last such failure (names the row, never a value).
+   *
+   * @generated from field: string last_error = 7;
+   */
+  lastError: string;
+
+  /**
+   * Average since the start.
+   *
+   * @generated from field: double rows_per_second = 8;
+   */
+  rowsPerSecond: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 9;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 10;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 11;
+   */
+  finishedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kms.v1.ReencryptionStatus.
+ * Use `create(ReencryptionStatusSchema)` to create a new message.
+ */
+export const ReencryptionStatusSchema: GenMessage<ReencryptionStatus> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 27);
+
+/**
  * Lifecycle of a data key: ACTIVE -> INACTIVE -> EXPIRED -> REVOKED.
  *
  * @generated from enum kms.v1.KeyStatus
@@ -644,6 +835,50 @@ export enum KeyStatus {
  */
 export const KeyStatusSchema: GenEnum<KeyStatus> = /*@__PURE__*/
   enumDesc(file_kms_v1_kms, 0);
+
+/**
+ * @generated from enum kms.v1.ReencryptionState
+ */
+export enum ReencryptionState {
+  /**
+   * @generated from enum value: REENCRYPTION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No job was ever started.
+   *
+   * @generated from enum value: REENCRYPTION_STATE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * Batches are moving (or will, as soon as an instance picks the job up).
+   *
+   * @generated from enum value: REENCRYPTION_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Stopped by StopReencryption before it finished.
+   *
+   * @generated from enum value: REENCRYPTION_STATE_STOPPED = 3;
+   */
+  STOPPED = 3,
+
+  /**
+   * Nothing was left to move when it last looked.
+   *
+   * @generated from enum value: REENCRYPTION_STATE_FINISHED = 4;
+   */
+  FINISHED = 4,
+}
+
+/**
+ * Describes the enum kms.v1.ReencryptionState.
+ */
+export const ReencryptionStateSchema: GenEnum<ReencryptionState> = /*@__PURE__*/
+  enumDesc(file_kms_v1_kms, 1);
 
 /**
  * Envelope encryption: a root key (never stored) wraps data keys kept in the
@@ -746,6 +981,39 @@ export const KmsService: GenService<{
     methodKind: "unary";
     input: typeof HashFieldRequestSchema;
     output: typeof HashFieldResponseSchema;
+  },
+  /**
+   * Starts moving every stored value under an older data key to the active
+   * key, in batches, in the background (one worker for the deployment; it
+   * resumes after a restart). FAILED_PRECONDITION (REENCRYPTION_RUNNING)
+   * while a job runs.
+   *
+   * @generated from rpc kms.v1.KmsService.StartReencryption
+   */
+  startReencryption: {
+    methodKind: "unary";
+    input: typeof StartReencryptionRequestSchema;
+    output: typeof StartReencryptionResponseSchema;
+  },
+  /**
+   * The re-encryption job: state, rows done and remaining, rate, failures.
+   *
+   * @generated from rpc kms.v1.KmsService.GetReencryptionStatus
+   */
+  getReencryptionStatus: {
+    methodKind: "unary";
+    input: typeof GetReencryptionStatusRequestSchema;
+    output: typeof GetReencryptionStatusResponseSchema;
+  },
+  /**
+   * Stops a running job after its current batch; StartReencryption begins anew.
+   *
+   * @generated from rpc kms.v1.KmsService.StopReencryption
+   */
+  stopReencryption: {
+    methodKind: "unary";
+    input: typeof StopReencryptionRequestSchema;
+    output: typeof StopReencryptionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kms_v1_kms, 0);

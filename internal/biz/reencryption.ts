@@ -1,0 +1,263 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../pkg/log/logger.js";
+import type { FieldCipher } from "./field_cipher.js";
+import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms.js";
+import {
+  PII_FIELDS,
+  RevokedKeyWriteError,
+  userFieldName,
+  userRowContext,
+  type PiiField,
+} from "./user.js";
+
+export type JobState = "running" | "stopped" | "finished";
+
+/** The re-encryption job as stored: one for the whole deployment. */
+export interface ReencryptionJob {
+  state: JobState;
+  /** Values under versions below this move; undefined: every version but the active. */
+  belowVersion: number | undefined;
+  /** The active key when the job started. */
+  targetVersion: number;
+  /** The last row done. */
+  cursorId: number;
+  rowsDone: bigint;
+  rowsFailed: bigint;
+  lastError: string | undefined;
+  batchSize: number;
+  pauseMs: number;
+  startedAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | undefined;
+}
+
+/** A user row's values under the versions that move, as read. */
+export interface SealedRow {
+  id: number;
+  fields: Partial<Record<PiiField, { ciphertext: Buffer; keyVersion: number }>>;
+}
+
+/** New ciphertexts for a row, each replacing `old` only if the row still holds it. */
+export interface RowMove {
+  id: number;
+  fields: Partial<Record<PiiField, { old: Buffer; ciphertext: Buffer; keyVersion: number }>>;
+}
+
+/** Storage of the job, implemented in internal/data. */
+export interface ReencryptionRepo {
+  job(): Promise<ReencryptionJob | undefined>;
+  /** Starts a job unless one is running: `started` false and the running one otherwise. */
+  start(opts: {
+    belowVersion: number | undefined;
+    targetVersion: number;
+    batchSize: number;
+    pauseMs: number;
+  }): Promise<{ job: ReencryptionJob; started: boolean }>;
+  /** Marks a running job stopped; the job as it is then. */
+  stop(): Promise<ReencryptionJob | undefined>;
+  /** Rows after `afterId` holding a value under one of `versions`, by ascending id. */
+  rowsUnder(versions: number[], afterId: number, limit: number): Promise<SealedRow[]>;
+  countUnder(versions: number[], afterId: number): Promise<bigint>;
+  /**
+   * One transaction, only while the job runs: each move applied where the
+   * row still holds what was read (a user's own write in between wins), the
+   * cursor moved to `lastId` and the counts added. `running` false, nothing
+   * written, when the job was stopped meanwhile.
+   */
+  commitBatch(batch: {
+    lastId: number;
+    moves: RowMove[];
+    failed: number;
+    lastError: string | undefined;
+  }): Promise<{ running: boolean; moved: number }>;
+  finish(): Promise<void>;
+  /** Runs `work` holding the deployment-wide job lock; false at once when another instance holds it. */
+  exclusively(work: () => Promise<void>): Promise<boolean>;
+  /** The database is busy (sessions waiting on locks, many active queries): back off. */
+  busy(): Promise<boolean>;
+}
+
+export interface ReencryptionStatus {
+  job: ReencryptionJob | undefined;
+  rowsRemaining: bigint;
+  rowsPerSecond: number;
+}
+
+/** Defaults for a job's batches (kms.reencryption_* in the config). */
+export interface BatchPolicy {
+  batchSize: number;
+  pauseMs: number;
+}
+
+/**
+ * Moves every stored value under an older data key to the active key, in
+ * batches, so that old keys stop protecting anything and can be retired.
+ * One worker in the deployment at a time (the repository's lock); its
+ * cursor moves with each batch's rows in one transaction, so a crash or a
+ * restart resumes where it stopped; a value a user changes meanwhile keeps
+ * the user's write.
+ */
+export class Reencryption {
+  private stopping = false;
+  private running: Promise<void> | undefined;
+  /** Aborted by close(): ends a pause between batches at once. */
+  private readonly closing = new AbortController();
+
+  constructor(
+    private readonly repo: ReencryptionRepo,
+    private readonly keys: DataKeyRepo,
+    private readonly cipher: FieldCipher,
+    private readonly defaults: BatchPolicy,
+    private readonly log: Logger,
+  ) {}
+
+  async start(opts: {
+    belowVersion?: number;
+    batchSize?: number;
+    pauseMs?: number;
+  }): Promise<ReencryptionStatus> {
+    const active = await this.keys.active();
+    if (!active) throw kmsErrors.notReady();
+    const { job, started } = await this.repo.start({
+      belowVersion: opts.belowVersion,
+      targetVersion: active.version,
+      batchSize: opts.batchSize || this.defaults.batchSize,
+      pauseMs: opts.pauseMs ?? this.defaults.pauseMs,
+    });
+    if (!started) throw kmsErrors.reencryptionRunning();
+    this.log.info(
+      { below: job.belowVersion, target: job.targetVersion, batch: job.batchSize },
+      "re-encryption started",
+    );
+    return this.describe(job);
+  }
+
+  async stop(): Promise<ReencryptionStatus> {
+    const job = await this.repo.stop();
+    if (job?.state === "stopped")
+      this.log.info({ done: String(job.rowsDone) }, "re-encryption stopped");
+    return this.describe(job);
+  }
+
+  async status(): Promise<ReencryptionStatus> {
+    return this.describe(await this.repo.job());
+  }
+
+  /**
+   * One pass of this instance's worker: when a job runs and no other
+   * instance works on it, works until it finishes, stops, or this instance
+   * stops. Called on a timer (see the background job).
+   */
+  async work(): Promise<void> {
+    if (this.running || this.stopping) return this.running;
+    const job = await this.repo.job();
+    if (job?.state !== "running") return;
+    this.running = this.repo
+      .exclusively(async () => {
+        while (!this.stopping && (await this.batch())) await this.pause();
+      })
+      .then(() => undefined)
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  /** Lets a batch under way commit, then works no more. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    this.closing.abort();
+    await this.running?.catch(() => undefined);
+  }
+
+  // One batch; false when there is nothing more to do now.
+  private async batch(): Promise<boolean> {
+    const job = await this.repo.job();
+    if (job?.state !== "running") return false;
+    const versions = await this.versionsToMove(job);
+    const rows = await this.repo.rowsUnder(versions, job.cursorId, job.batchSize);
+    if (rows.length === 0) {
+      await this.repo.finish();
+      this.log.info({ done: String(job.rowsDone) }, "re-encryption finished");
+      return false;
+    }
+    for (let attempt = 1; ; attempt++) {
+      const { moves, failed, lastError } = await this.reseal(rows, versions);
+      try {
+        const { running } = await this.repo.commitBatch({
+          lastId: rows.at(-1)!.id,
+          moves,
+          failed,
+          lastError,
+        });
+        return running;
+      } catch (err) {
+        // The active key was revoked since this instance cached it: the
+        // database refused the batch; seal it again under the new one.
+        if (!(err instanceof RevokedKeyWriteError) || attempt === 3) throw err;
+        this.cipher.reloadKeys();
+      }
+    }
+  }
+
+  private async reseal(rows: SealedRow[], versions: number[]) {
+    const moves: RowMove[] = [];
+    let failed = 0;
+    let lastError: string | undefined;
+    for (const row of rows) {
+      const move: RowMove = { id: row.id, fields: {} };
+      try {
+        for (const f of PII_FIELDS) {
+          const value = row.fields[f];
+          if (!value || !versions.includes(value.keyVersion)) continue;
+          const context = userRowContext(row.id);
+          const { plaintext } = await this.cipher.decryptField(
+            userFieldName(f),
+            value.ciphertext,
+            context,
+          );
+          const sealed = await this.cipher.encryptField(userFieldName(f), plaintext, context);
+          plaintext.fill(0);
+          move.fields[f] = { old: value.ciphertext, ...sealed };
+        }
+        moves.push(move);
+      } catch (err) {
+        // A value that cannot be read cannot move: counted, never guessed at.
+        if (!isKeyRevoked(err) && !isDataCorrupt(err)) throw err;
+        failed++;
+        lastError = `user ${row.id}: ${(err as Error).message}`;
+      }
+    }
+    return { moves, failed, lastError };
+  }
+
+  private async pause(): Promise<void> {
+    const job = await this.repo.job();
+    const busy = await this.repo.busy();
+    // A busy database gets at least a second between batches.
+    const ms = Math.max(job?.pauseMs ?? 0, busy ? 1000 : 0);
+    if (ms > 0) await sleep(ms, undefined, { signal: this.closing.signal }).catch(() => undefined);
+  }
+
+  // Every version below the job's bound (all but the active key when
+  // unbounded), except revoked ones: their values can never be read.
+  private async versionsToMove(job: ReencryptionJob): Promise<number[]> {
+    const active = await this.keys.active();
+    const all = await this.keys.list({ limit: 100_000 });
+    return all
+      .filter((k) => k.status !== "revoked" && k.version !== active?.version)
+      .filter((k) => job.belowVersion === undefined || k.version < job.belowVersion)
+      .map((k) => k.version);
+  }
+
+  private async describe(job: ReencryptionJob | undefined): Promise<ReencryptionStatus> {
+    if (!job) return { job, rowsRemaining: 0n, rowsPerSecond: 0 };
+    const rowsRemaining =
+      job.state === "finished"
+        ? 0n
+        : await this.repo.countUnder(await this.versionsToMove(job), job.cursorId);
+    const end = job.finishedAt ?? job.updatedAt;
+    const seconds = (end.getTime() - job.startedAt.getTime()) / 1000;
+    return { job, rowsRemaining, rowsPerSecond: seconds > 0 ? Number(job.rowsDone) / seconds : 0 };
+  }
+}

@@ -1,0 +1,196 @@
+import type pg from "pg";
+import type {
+  JobState,
+  ReencryptionJob,
+  ReencryptionRepo,
+  SealedRow,
+} from "../biz/reencryption.js";
+import { PII_FIELDS, RevokedKeyWriteError } from "../biz/user.js";
+import { withTx } from "./tx.js";
+
+/** Held (session-level) by the one instance working on the job. */
+const JOB_LOCK = 0x6b6d7303;
+/** Sessions of this database waiting on a lock, or running, past which the job backs off. */
+const BUSY_WAITING = 1;
+const BUSY_ACTIVE = 16;
+
+interface Row {
+  state: JobState;
+  below_version: number | null;
+  target_version: number;
+  cursor_id: number;
+  rows_done: string;
+  rows_failed: string;
+  last_error: string | null;
+  batch_size: number;
+  pause_ms: number;
+  started_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+const toJob = (r: Row): ReencryptionJob => ({
+  state: r.state,
+  belowVersion: r.below_version ?? undefined,
+  targetVersion: r.target_version,
+  cursorId: r.cursor_id,
+  rowsDone: BigInt(r.rows_done),
+  rowsFailed: BigInt(r.rows_failed),
+  lastError: r.last_error ?? undefined,
+  batchSize: r.batch_size,
+  pauseMs: r.pause_ms,
+  startedAt: r.started_at,
+  updatedAt: r.updated_at,
+  finishedAt: r.finished_at ?? undefined,
+});
+
+/** biz.ReencryptionRepo on kms_reencryption, moving values of the users table. */
+export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
+  const job = async (client: pg.Pool | pg.PoolClient = pool, lock = "") => {
+    const { rows } = await client.query<Row>(`SELECT * FROM kms_reencryption WHERE id = 1 ${lock}`);
+    return rows[0] ? toJob(rows[0]) : undefined;
+  };
+  return {
+    job: () => job(),
+
+    async start(opts) {
+      // One statement: of two instances asked at once, the second finds the
+      // first's job running (its WHERE fails on the row the first wrote).
+      const { rows } = await pool.query<Row>(
+        `INSERT INTO kms_reencryption (id, state, below_version, target_version, batch_size, pause_ms)
+         VALUES (1, 'running', $1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET state = 'running', below_version = $1, target_version = $2,
+           batch_size = $3, pause_ms = $4, cursor_id = 0, rows_done = 0, rows_failed = 0,
+           last_error = NULL, started_at = now(), updated_at = now(), finished_at = NULL
+         WHERE kms_reencryption.state <> 'running'
+         RETURNING *`,
+        [opts.belowVersion ?? null, opts.targetVersion, opts.batchSize, opts.pauseMs],
+      );
+      if (rows[0]) return { job: toJob(rows[0]), started: true };
+      return { job: (await job())!, started: false };
+    },
+
+    async stop() {
+      await pool.query(
+        "UPDATE kms_reencryption SET state = 'stopped', updated_at = now() WHERE id = 1 AND state = 'running'",
+      );
+      return job();
+    },
+
+    async rowsUnder(versions, afterId, limit) {
+      const { rows } = await pool.query<Record<string, unknown> & { id: number }>(
+        `SELECT id, email_encrypted, email_key_version, phone_encrypted, phone_key_version,
+                name_encrypted, name_key_version
+           FROM users WHERE id > $1 AND key_versions && $2::int[] ORDER BY id LIMIT $3`,
+        [afterId, versions, limit],
+      );
+      return rows.map((r) => {
+        const fields: SealedRow["fields"] = {};
+        for (const f of PII_FIELDS) {
+          const ciphertext = r[`${f}_encrypted`] as Buffer | null;
+          if (ciphertext) fields[f] = { ciphertext, keyVersion: r[`${f}_key_version`] as number };
+        }
+        return { id: r.id, fields };
+      });
+    },
+
+    async countUnder(versions, afterId) {
+      const { rows } = await pool.query<{ n: string }>(
+        "SELECT count(*) AS n FROM users WHERE id > $1 AND key_versions && $2::int[]",
+        [afterId, versions],
+      );
+      return BigInt(rows[0]!.n);
+    },
+
+    commitBatch: (batch) =>
+      withTx(pool, async (c) => {
+        const found = await job(c, "FOR UPDATE");
+        if (found?.state !== "running") return { running: false, moved: 0 };
+        let moved = 0;
+        for (const move of batch.moves) {
+          const params: unknown[] = [move.id];
+          const param = (v: unknown) => {
+            params.push(v);
+            return `$${params.length}`;
+          };
+          const sets: string[] = [];
+          const still: string[] = [];
+          const versions: string[] = [];
+          for (const f of PII_FIELDS) {
+            const m = move.fields[f];
+            if (!m) {
+              versions.push(`${f}_key_version`);
+              continue;
+            }
+            // Compare-and-set per field: one a user changed since it was read
+            // keeps the user's value; the row's others still move.
+            const unchanged = `${f}_encrypted = ${param(m.old)}`;
+            const version = param(m.keyVersion);
+            sets.push(
+              `${f}_encrypted = CASE WHEN ${unchanged} THEN ${param(m.ciphertext)} ELSE ${f}_encrypted END`,
+            );
+            sets.push(
+              `${f}_key_version = CASE WHEN ${unchanged} THEN ${version}::int ELSE ${f}_key_version END`,
+            );
+            versions.push(`CASE WHEN ${unchanged} THEN ${version}::int ELSE ${f}_key_version END`);
+            still.push(unchanged);
+          }
+          if (sets.length === 0) continue;
+          // In SET, columns name the row before the update: the versions
+          // gathered are those the fields end with.
+          sets.push(`key_versions = array_remove(ARRAY[${versions.join(", ")}], NULL)`);
+          const { rowCount } = await c
+            .query(
+              `UPDATE users SET ${sets.join(", ")} WHERE id = $1 AND (${still.join(" OR ")})`,
+              params,
+            )
+            .catch((err: { code?: string }) => {
+              throw err.code === "KR001" ? new RevokedKeyWriteError() : err;
+            });
+          moved += rowCount ?? 0;
+        }
+        await c.query(
+          `UPDATE kms_reencryption SET cursor_id = $1, rows_done = rows_done + $2,
+             rows_failed = rows_failed + $3, last_error = coalesce($4, last_error), updated_at = now()
+           WHERE id = 1`,
+          [batch.lastId, moved, batch.failed, batch.lastError ?? null],
+        );
+        return { running: true, moved };
+      }),
+
+    async finish() {
+      await pool.query(
+        `UPDATE kms_reencryption SET state = 'finished', finished_at = now(), updated_at = now()
+          WHERE id = 1 AND state = 'running'`,
+      );
+    },
+
+    async exclusively(work) {
+      const client = await pool.connect();
+      try {
+        const { rows } = await client.query<{ ok: boolean }>(
+          "SELECT pg_try_advisory_lock($1) AS ok",
+          [JOB_LOCK],
+        );
+        if (!rows[0]!.ok) return false;
+        try {
+          await work();
+        } finally {
+          await client.query("SELECT pg_advisory_unlock($1)", [JOB_LOCK]).catch(() => undefined);
+        }
+        return true;
+      } finally {
+        client.release();
+      }
+    },
+
+    async busy() {
+      const { rows } = await pool.query<{ waiting: number; active: number }>(
+        `SELECT count(*) FILTER (WHERE wait_event_type = 'Lock')::int AS waiting,
+                count(*) FILTER (WHERE state = 'active')::int AS active
+           FROM pg_stat_activity WHERE datname = current_database()`,
+      );
+      return rows[0]!.waiting >= BUSY_WAITING || rows[0]!.active >= BUSY_ACTIVE;
+    },
+  };
+}

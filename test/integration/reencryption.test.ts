@@ -1,0 +1,140 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KmsService, ReencryptionState } from "../../api/kms/v1/kms_pb.js";
+import { UserService } from "../../api/user/v1/user_pb.js";
+import type { App } from "../../cmd/server/wire.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import { startTestApp } from "../helpers/app.js";
+import { query } from "../helpers/catalog.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+// 60 users under three key versions, moved to the active key by the job
+// while a client keeps updating some of them, on one of two instances.
+
+let db: TestDatabase;
+let a: App;
+let b: App;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  a = await startTestApp(db.url);
+  b = await startTestApp(db.url);
+});
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  await db?.drop();
+});
+
+const clients = (app: App) => {
+  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` });
+  return { kms: createClient(KmsService, transport), users: createClient(UserService, transport) };
+};
+
+async function until<T>(get: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
+  for (let i = 0; ; i++) {
+    const v = await get();
+    if (done(v)) return v;
+    if (i > 1200)
+      throw new Error(
+        `not done: ${JSON.stringify(v, (_, x) => (typeof x === "bigint" ? String(x) : x))}`,
+      );
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("re-encryption", () => {
+  it("moves every value to the active key, one job for two instances asked at once, losing no user's update", async () => {
+    const onA = clients(a);
+    const onB = clients(b);
+    const ids: bigint[] = [];
+    for (let version = 0; version < 3; version++) {
+      if (version > 0) await onA.kms.rotateDataKey({ reason: "test" });
+      for (let i = 0; i < 20; i++) {
+        const n = version * 20 + i;
+        const { user } = await onA.users.createUser({
+          username: `re_${n}`,
+          password: "passw0rd-long",
+          email: `re${n}@example.com`,
+          phone: `+1555${String(2000000 + n)}`,
+          name: `Re User ${n}`,
+        });
+        ids.push(user!.id);
+      }
+    }
+    const old = (await onA.kms.getStatus({})).keyUsage.map((u) => u.version);
+    expect(old).toHaveLength(3);
+    const active = (await onA.kms.rotateDataKey({ reason: "the target" })).key!.version;
+
+    // Asked on both instances at once: one job starts, the other is refused.
+    const asked = await Promise.allSettled([
+      onA.kms.startReencryption({ batchSize: 7 }),
+      onB.kms.startReencryption({ batchSize: 7 }),
+    ]);
+    const refused = asked.filter((r) => r.status === "rejected");
+    expect(asked.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    const err = ConnectError.from((refused[0] as PromiseRejectedResult).reason);
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("REENCRYPTION_RUNNING");
+
+    // A client changes some users while the job runs: its writes win.
+    const written = new Map<bigint, string>();
+    let writing = true;
+    const writer = (async () => {
+      for (let round = 0; writing && round < 200; round++) {
+        const id = ids[(round * 7) % ids.length]!;
+        const name = `Changed ${round}`;
+        await onB.users.updateUser({ id, name, updateMask: { paths: ["name"] } });
+        written.set(id, name);
+      }
+    })();
+    const status = await until(
+      () => onA.kms.getReencryptionStatus({}).then((r) => r.status!),
+      (s) => s.state === ReencryptionState.FINISHED,
+    );
+    writing = false;
+    await writer;
+
+    expect(status.rowsRemaining).toBe(0n);
+    expect(status.rowsFailed).toBe(0n);
+    expect(status.rowsDone).toBeGreaterThan(0n);
+    expect(status.rowsDone).toBeLessThanOrEqual(60n);
+    const left = await query<{ n: string }>(
+      db.url,
+      "SELECT count(*) AS n FROM users WHERE NOT (key_versions <@ ARRAY[$1]::int[])",
+      [active],
+    );
+    expect(left[0]!.n).toBe("0");
+    const usage = (await onA.kms.getStatus({})).keyUsage;
+    expect(usage.map((u) => u.version)).toEqual([active]);
+    for (const [i, id] of ids.entries()) {
+      const { user } = await onB.users.getUser({ id });
+      expect(user?.email).toBe(`re${i}@example.com`);
+      expect(user?.name).toBe(written.get(id) ?? `Re User ${i}`);
+    }
+  }, 120_000);
+
+  it("finishes at once with nothing to move, and a stop after the end changes nothing", async () => {
+    const { kms } = clients(a);
+    await kms.startReencryption({});
+    const done = await until(
+      () => kms.getReencryptionStatus({}).then((r) => r.status!),
+      (s) => s.state === ReencryptionState.FINISHED,
+    );
+    expect(done.rowsDone).toBe(0n);
+    expect((await kms.stopReencryption({})).status?.state).toBe(ReencryptionState.FINISHED);
+  });
+
+  it("stops after the batch under way when asked", async () => {
+    const { kms } = clients(a);
+    await kms.rotateDataKey({ reason: "more to move" });
+    // A long pause between batches of one: it cannot finish before the stop.
+    await kms.startReencryption({ batchSize: 1, pause: { seconds: 60n } });
+    const stopped = (await kms.stopReencryption({})).status!;
+    expect(stopped.state).toBe(ReencryptionState.STOPPED);
+    expect(stopped.rowsRemaining).toBeGreaterThan(0n);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await kms.getReencryptionStatus({})).status?.state).toBe(ReencryptionState.STOPPED);
+  });
+});
