@@ -1,23 +1,13 @@
 import {
   create,
-  fromBinary,
   type DescMessage,
   type DescMethodUnary,
   type DescService,
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
-
-export interface GrpcFailure {
-  code: grpc.status;
-  message: string;
-  errorInfo: MessageShape<typeof ErrorInfoSchema> | undefined;
-}
 
 /** A plain @grpc/grpc-js client for a service, built from its descriptor;
  *  with `token`, every call sends it as a bearer token. */
@@ -49,15 +39,4 @@ export function grpcClient(service: DescService, port: number, token?: string) {
       );
     },
   };
-}
-
-/** Code, message and ErrorInfo of a grpc-js error, read from grpc-status-details-bin. */
-export function grpcFailure(err: unknown): GrpcFailure {
-  const e = err as grpc.ServiceError;
-  const bin = e.metadata?.get("grpc-status-details-bin")[0];
-  const status = bin ? fromBinary(StatusSchema, bin as Buffer) : undefined;
-  const info = status?.details
-    .map((d) => anyUnpack(d, ErrorInfoSchema))
-    .find((x) => x !== undefined);
-  return { code: e.code, message: e.details, errorInfo: info };
 }

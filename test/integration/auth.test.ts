@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type DescMethodUnary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { SignJWT } from "jose";
@@ -13,9 +13,9 @@ import { UserService, View } from "../../api/user/v1/user_pb.js";
 import { wireApp, type App } from "../../cmd/server/wire.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { allScopes, methodScopes } from "../../internal/server/auth/scopes.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { testConfig } from "../helpers/app.js";
-import { grpcClient, grpcFailure } from "../helpers/clients.js";
+import { grpcClient } from "../helpers/clients.js";
+import { outcome, type Failure } from "../helpers/errors.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kbts-auth-"));
@@ -85,28 +85,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Outcome {
-  code: number;
-  reason?: string;
-  message: string;
-  metadata?: Record<string, string>;
-}
-
-/** One call with an empty request, on either port, as a gRPC code and ErrorInfo. */
-async function call(port: "grpc" | "http", m: DescMethodUnary, bearer?: string): Promise<Outcome> {
+/** One call with an empty request, on either port: its gRPC code and ErrorInfo (code 0 if it succeeds). */
+async function call(port: "grpc" | "http", m: DescMethodUnary, bearer?: string): Promise<Failure> {
   if (port === "grpc") {
     const client = grpcClient(m.parent, app.grpcPort, bearer);
     try {
-      await client.unary(m, {});
-      return { code: 0, message: "" };
-    } catch (err) {
-      const f = grpcFailure(err);
-      return {
-        code: f.code,
-        reason: f.errorInfo?.reason,
-        message: f.message,
-        metadata: { ...f.errorInfo?.metadata },
-      };
+      return await outcome(client.unary(m, {}));
     } finally {
       client.close();
     }
@@ -117,19 +101,7 @@ async function call(port: "grpc" | "http", m: DescMethodUnary, bearer?: string):
     useBinaryFormat: true,
   });
   const header = new Headers(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` });
-  try {
-    await transport.unary(m, undefined, 10_000, header, create(m.input));
-    return { code: 0, message: "" };
-  } catch (err) {
-    const e = ConnectError.from(err);
-    const info = e.findDetails(ErrorInfoSchema)[0];
-    return {
-      code: e.code,
-      reason: info?.reason,
-      message: e.rawMessage,
-      metadata: { ...info?.metadata },
-    };
-  }
+  return outcome(transport.unary(m, undefined, 10_000, header, create(m.input)));
 }
 
 describe.each(["grpc", "http"] as const)("authentication on the %s port", (port) => {
@@ -164,11 +136,10 @@ describe.each(["grpc", "http"] as const)("authentication on the %s port", (port)
         await jwt(scope, "5m"),
         await jwt(`other ${scope}`, "5m", "ed"),
       ]) {
-        const outcome = await call(port, method, valid);
-        expect(
-          [Code.Unauthenticated, Code.PermissionDenied],
-          JSON.stringify(outcome),
-        ).not.toContain(outcome.code);
+        const answer = await call(port, method, valid);
+        expect([Code.Unauthenticated, Code.PermissionDenied], JSON.stringify(answer)).not.toContain(
+          answer.code,
+        );
       }
     },
   );

@@ -1,12 +1,12 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import type { View } from "../../api/user/v1/user_pb.js";
 import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { useTestApp } from "../helpers/app.js";
+import { rejection } from "../helpers/errors.js";
 
 // Input hygiene: whatever a careless or hostile caller sends, the answer is a
 // clear INVALID_ARGUMENT naming the field, never a fallback, never an echo.
@@ -26,17 +26,6 @@ const clients = () => ({
     }),
   ),
 });
-
-async function failure(p: Promise<unknown>) {
-  const e = ConnectError.from(
-    await p.then(
-      () => new Error("succeeded"),
-      (x: unknown) => x,
-    ),
-  );
-  const info = e.findDetails(ErrorInfoSchema)[0];
-  return { code: e.code, reason: info?.reason, field: info?.metadata.field, message: e.rawMessage };
-}
 
 let serial = 0;
 const someone = (over: Record<string, string> = {}) => ({
@@ -80,35 +69,35 @@ describe("input hygiene", () => {
     "refuses NUL in any string, naming the field (%s)",
     async (port) => {
       const users = clients()[port];
-      expect(await failure(users.createUser(someone({ name: "Ann\u0000Lee" })))).toMatchObject({
+      expect(await rejection(users.createUser(someone({ name: "Ann\u0000Lee" })))).toMatchObject({
         code: Code.InvalidArgument,
         reason: "VALIDATION_FAILED",
-        field: "name",
+        metadata: { field: "name" },
       });
       expect(
-        await failure(users.lookupUser({ key: { case: "username", value: "ann\u0000" } })),
+        await rejection(users.lookupUser({ key: { case: "username", value: "ann\u0000" } })),
       ).toMatchObject({
         code: Code.InvalidArgument,
-        field: "username",
+        metadata: { field: "username" },
       });
       expect(
-        await failure(users.createUser(someone({ password: "passw0rd\u0000long" }))),
+        await rejection(users.createUser(someone({ password: "passw0rd\u0000long" }))),
       ).toMatchObject({
-        field: "password",
+        metadata: { field: "password" },
       });
     },
   );
 
   it("never quotes a submitted value in an error", async () => {
     const { user } = await clients().grpc.createUser(someone());
-    const f = await failure(
+    const f = await rejection(
       clients().grpc.updateUser({
         id: user!.id,
         email: "victim@example.com",
         updateMask: { paths: ["victim@example.com"] },
       }),
     );
-    expect(f).toMatchObject({ code: Code.InvalidArgument, field: "update_mask" });
+    expect(f).toMatchObject({ code: Code.InvalidArgument, metadata: { field: "update_mask" } });
     expect(f.message).not.toContain("victim");
   });
 
@@ -116,9 +105,9 @@ describe("input hygiene", () => {
     const users = clients().grpc;
     await users.createUser(someone({ username: "caseX" }));
     for (const username of ["CaseX", "CASEX", "casex"]) {
-      expect(await failure(users.createUser(someone({ username })))).toMatchObject({
+      expect(await rejection(users.createUser(someone({ username })))).toMatchObject({
         code: Code.AlreadyExists,
-        field: "username",
+        metadata: { field: "username" },
       });
     }
     const found = await users.lookupUser({ key: { case: "username", value: "CASEX" } });
@@ -148,7 +137,7 @@ describe("input hygiene", () => {
       ["Someone Else", token],
       ["", token],
     ] as const) {
-      expect(await failure(users.listUsers({ name, pageSize: 1, pageToken }))).toMatchObject({
+      expect(await rejection(users.listUsers({ name, pageSize: 1, pageToken }))).toMatchObject({
         code: Code.InvalidArgument,
         reason: "INVALID_PAGE_TOKEN",
       });

@@ -1,10 +1,10 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { useTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
+import { rejection } from "../helpers/errors.js";
 
 const ctx = useTestApp();
 
@@ -33,13 +33,11 @@ describe("an altered kms_data_keys row", () => {
       altered,
       version,
     ]);
-    const err = ConnectError.from(
-      await kms
-        .decryptField({ fieldName: "t.f", ciphertext: sealed.ciphertext })
-        .catch((e: unknown) => e),
+    const err = await rejection(
+      kms.decryptField({ fieldName: "t.f", ciphertext: sealed.ciphertext }),
     );
     expect(err.code).toBe(Code.DataLoss);
-    expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("DATA_KEY_CORRUPT");
+    expect(err.reason).toBe("DATA_KEY_CORRUPT");
     const ready = await fetch(`http://127.0.0.1:${ctx.app.httpPort}/readyz`);
     expect(ready.status).toBe(503);
     const body = (await ready.json()) as { checks: Record<string, string> };

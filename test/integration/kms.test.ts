@@ -1,4 +1,4 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
@@ -10,9 +10,9 @@ import { newKeyring } from "../../internal/biz/keyring.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { startTestApp, testConfig, testRootKey } from "../helpers/app.js";
-import { grpcClient, grpcFailure } from "../helpers/clients.js";
+import { grpcClient } from "../helpers/clients.js";
+import { outcome, rejection } from "../helpers/errors.js";
 import { query } from "../helpers/catalog.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { spawnServer } from "../helpers/process.js";
@@ -40,16 +40,6 @@ const connectKms = (app: App) =>
     createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
   );
 
-const failure = async (p: Promise<unknown>) => {
-  const e = ConnectError.from(
-    await p.then(
-      () => new Error("succeeded"),
-      (x: unknown) => x,
-    ),
-  );
-  return { code: e.code, reason: e.findDetails(ErrorInfoSchema)[0]?.reason, message: e.rawMessage };
-};
-
 describe("KmsService field operations", () => {
   it("encrypts and decrypts on both ports, bound to field name and context", async () => {
     const kms = connectKms(a);
@@ -67,21 +57,21 @@ describe("KmsService field operations", () => {
         context: enc("row:1"),
       });
       expect(new TextDecoder().decode(opened.plaintext)).toBe("4111");
-      const moved = await viaGrpc
-        .unary(KmsService.method.decryptField, {
+      const moved = await rejection(
+        viaGrpc.unary(KmsService.method.decryptField, {
           fieldName: "orders.card",
           ciphertext: sealed.ciphertext,
           context: enc("row:2"),
-        })
-        .catch((e: unknown) => e);
-      expect(grpcFailure(moved)).toMatchObject({
+        }),
+      );
+      expect(moved).toMatchObject({
         code: grpc.status.INVALID_ARGUMENT,
-        errorInfo: { reason: "CIPHERTEXT_INVALID" },
+        reason: "CIPHERTEXT_INVALID",
       });
     } finally {
       viaGrpc.close();
     }
-    const other = await failure(
+    const other = await rejection(
       kms.decryptField({
         fieldName: "orders.note",
         ciphertext: sealed.ciphertext,
@@ -93,7 +83,7 @@ describe("KmsService field operations", () => {
     const farVersion = new Uint8Array(sealed.ciphertext);
     farVersion.set([0xff, 0xff, 0xff, 0xff], 2);
     expect(
-      await failure(
+      await rejection(
         kms.decryptField({
           fieldName: "orders.card",
           ciphertext: farVersion,
@@ -104,7 +94,7 @@ describe("KmsService field operations", () => {
     const altered = new Uint8Array(sealed.ciphertext);
     altered[altered.length - 1]! ^= 1;
     expect(
-      await failure(
+      await rejection(
         kms.decryptField({ fieldName: "orders.card", ciphertext: altered, context: enc("row:1") }),
       ),
     ).toMatchObject({
@@ -112,7 +102,7 @@ describe("KmsService field operations", () => {
       reason: "CIPHERTEXT_INVALID",
     });
     expect(
-      await failure(
+      await rejection(
         kms.decryptField({
           fieldName: "orders.card",
           ciphertext: enc("garbage"),
@@ -156,16 +146,16 @@ describe("key lifecycle", () => {
     expect(onB.keyVersion).toBe(first.keyVersion);
     const revoked = await kms.revokeDataKey({ version: first.keyVersion, reason: "test" });
     expect(revoked.key?.status).toBe(KeyStatus.REVOKED);
-    expect(await failure(kms.decryptField(open))).toMatchObject({
+    expect(await rejection(kms.decryptField(open))).toMatchObject({
       code: Code.FailedPrecondition,
       reason: "KEY_REVOKED",
     });
     // b hears it through LISTEN/NOTIFY, well before its cache lifetime (30s) ends.
     const started = Date.now();
-    let onB2 = await failure(connectKms(b).decryptField(open));
+    let onB2 = await outcome(connectKms(b).decryptField(open));
     while (onB2.reason !== "KEY_REVOKED" && Date.now() - started < 5000) {
       await new Promise((r) => setTimeout(r, 20));
-      onB2 = await failure(connectKms(b).decryptField(open));
+      onB2 = await outcome(connectKms(b).decryptField(open));
     }
     expect(onB2).toMatchObject({ code: Code.FailedPrecondition, reason: "KEY_REVOKED" });
   });
@@ -316,14 +306,14 @@ describe("KmsService reads", () => {
       typeof v === "bigint" ? String(v) : v,
     );
     expect(body).not.toMatch(/encrypted|wrapped/i);
-    expect(await failure(kms.getDataKey({ version: 4_000_000_000 }))).toMatchObject({
+    expect(await rejection(kms.getDataKey({ version: 4_000_000_000 }))).toMatchObject({
       code: Code.NotFound,
     });
-    expect(await failure(kms.getDataKey({ version: 99999 }))).toMatchObject({
+    expect(await rejection(kms.getDataKey({ version: 99999 }))).toMatchObject({
       code: Code.NotFound,
       reason: "KEY_NOT_FOUND",
     });
-    expect(await failure(kms.listDataKeys({ pageToken: "bogus" }))).toMatchObject({
+    expect(await rejection(kms.listDataKeys({ pageToken: "bogus" }))).toMatchObject({
       code: Code.InvalidArgument,
       reason: "INVALID_PAGE_TOKEN",
     });

@@ -1,17 +1,17 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import type { App } from "../../cmd/server/wire.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import {
   Health,
   HealthCheckResponse_ServingStatus as Serving,
 } from "../../third_party/grpc/health/v1/health_pb.js";
 import { startTestApp } from "../helpers/app.js";
-import { grpcClient, grpcFailure } from "../helpers/clients.js";
+import { grpcClient } from "../helpers/clients.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { rejection } from "../helpers/errors.js";
 import { databaseProxy } from "../helpers/proxy.js";
 
 async function until(what: string, condition: () => Promise<boolean>): Promise<void> {
@@ -58,16 +58,12 @@ describe("the database goes away and comes back", () => {
       });
       proxy.down();
 
-      const viaGrpc = grpcFailure(
-        await users.unary(UserService.method.getUser, { id: 1n }).catch((e: unknown) => e),
-      );
+      const viaGrpc = await rejection(users.unary(UserService.method.getUser, { id: 1n }));
       expect(viaGrpc.code).toBe(grpc.status.UNAVAILABLE);
-      expect(viaGrpc.errorInfo).toMatchObject({ reason: "UNAVAILABLE", domain: "user.v1" });
-      const viaConnect = ConnectError.from(
-        await connectUsers.getUser({ id: 1n }).catch((e: unknown) => e),
-      );
+      expect(viaGrpc).toMatchObject({ reason: "UNAVAILABLE", domain: "user.v1" });
+      const viaConnect = await rejection(connectUsers.getUser({ id: 1n }));
       expect(viaConnect.code).toBe(Code.Unavailable);
-      expect(viaConnect.findDetails(ErrorInfoSchema)[0]?.reason).toBe("UNAVAILABLE");
+      expect(viaConnect.reason).toBe("UNAVAILABLE");
 
       await until("health NOT_SERVING", async () => (await healthOf("")) === Serving.NOT_SERVING);
       for (const service of ["user.v1.UserService", "kms.v1.KmsService"])

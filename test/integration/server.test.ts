@@ -2,7 +2,7 @@ import { create, createFileRegistry, fromBinary, type DescService } from "@bufbu
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { getOption } from "@bufbuild/protobuf";
 import { field as validateField } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -13,7 +13,6 @@ import { connect as connectHttp2 } from "node:http2";
 import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import {
   Health,
   HealthCheckResponse_ServingStatus,
@@ -25,7 +24,8 @@ import {
 } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
 import { useTestApp } from "../helpers/app.js";
-import { grpcClient, grpcFailure } from "../helpers/clients.js";
+import { grpcClient } from "../helpers/clients.js";
+import { failureOf, rejection } from "../helpers/errors.js";
 
 const ctx = useTestApp();
 
@@ -43,11 +43,6 @@ const connectTransports = (): Record<string, Transport> => {
   };
 };
 
-function connectFailure(err: unknown) {
-  const e = ConnectError.from(err);
-  return { code: e.code, message: e.rawMessage, errorInfo: e.findDetails(ErrorInfoSchema)[0] };
-}
-
 describe("gRPC port (@grpc/grpc-js)", () => {
   it("answers grpc.health.v1 for the server and each service", async () => {
     const health = grpcClient(Health, ctx.app.grpcPort);
@@ -64,13 +59,10 @@ describe("gRPC port (@grpc/grpc-js)", () => {
   it("answers NOT_FOUND with reason USER_NOT_FOUND for a user that does not exist", async () => {
     const users = grpcClient(UserService, ctx.app.grpcPort);
     try {
-      const err = await users
-        .unary(UserService.method.getUser, { id: 1n })
-        .catch((e: unknown) => e);
-      const failure = grpcFailure(err);
+      const failure = await rejection(users.unary(UserService.method.getUser, { id: 1n }));
       expect(failure.code).toBe(grpc.status.NOT_FOUND);
-      expect(failure.errorInfo?.reason).toBe("USER_NOT_FOUND");
-      expect(failure.errorInfo?.domain).toBe("user.v1");
+      expect(failure.reason).toBe("USER_NOT_FOUND");
+      expect(failure.domain).toBe("user.v1");
     } finally {
       users.close();
     }
@@ -79,13 +71,10 @@ describe("gRPC port (@grpc/grpc-js)", () => {
   it("rejects an invalid request with INVALID_ARGUMENT naming the field", async () => {
     const kms = grpcClient(KmsService, ctx.app.grpcPort);
     try {
-      const err = await kms
-        .unary(KmsService.method.getDataKey, { version: 0 })
-        .catch((e: unknown) => e);
-      const failure = grpcFailure(err);
+      const failure = await rejection(kms.unary(KmsService.method.getDataKey, { version: 0 }));
       expect(failure.code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(failure.errorInfo).toMatchObject({ reason: "VALIDATION_FAILED", domain: "kms.v1" });
-      expect(failure.errorInfo?.metadata).toMatchObject({ field: "version" });
+      expect(failure).toMatchObject({ reason: "VALIDATION_FAILED", domain: "kms.v1" });
+      expect(failure.metadata).toMatchObject({ field: "version" });
       expect(failure.message).toContain("version");
     } finally {
       kms.close();
@@ -112,7 +101,7 @@ describe("requests a transport cannot take, on both ports", () => {
           resolve(e);
         },
       ),
-    ).then(grpcFailure);
+    ).then(failureOf);
   }
 
   async function post(contentType: string, body: Uint8Array | string) {
@@ -134,7 +123,8 @@ describe("requests a transport cannot take, on both ports", () => {
     const expected = {
       code: grpc.status.INVALID_ARGUMENT,
       message: "request is not a valid user.v1.GetUserRequest",
-      errorInfo: { reason: "VALIDATION_FAILED", domain: "user.v1" },
+      reason: "VALIDATION_FAILED",
+      domain: "user.v1",
     };
     for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
       expect(await rawGrpcCall(port, garbage), `gRPC on port ${port}`).toMatchObject(expected);
@@ -168,7 +158,8 @@ describe("requests a transport cannot take, on both ports", () => {
       expect(await rawGrpcCall(port, big), `port ${port}`).toMatchObject({
         code: grpc.status.RESOURCE_EXHAUSTED,
         message: `request larger than ${limit} bytes`,
-        errorInfo: { reason: "REQUEST_TOO_LARGE", metadata: { limit_bytes: String(limit) } },
+        reason: "REQUEST_TOO_LARGE",
+        metadata: { limit_bytes: String(limit) },
       });
     }
     const connect = await post("application/proto", big);
@@ -451,9 +442,9 @@ describe("HTTP port (connect-node)", () => {
     async (i) => {
       const [name, transport] = Object.entries(connectTransports())[i]!;
       const users = createClient(UserService, transport);
-      const failure = connectFailure(await users.getUser({ id: 1n }).catch((e: unknown) => e));
+      const failure = await rejection(users.getUser({ id: 1n }));
       expect(failure.code, name).toBe(Code.NotFound);
-      expect(failure.errorInfo, name).toMatchObject({
+      expect(failure, name).toMatchObject({
         reason: "USER_NOT_FOUND",
         domain: "user.v1",
       });
@@ -462,20 +453,16 @@ describe("HTTP port (connect-node)", () => {
 
   it("rejects an invalid request exactly as the gRPC port does", async () => {
     const kms = createClient(KmsService, connectTransports()["connect (h2c, binary)"]!);
-    const viaConnect = connectFailure(
-      await kms.getDataKey({ version: 0 }).catch((e: unknown) => e),
-    );
+    const viaConnect = await rejection(kms.getDataKey({ version: 0 }));
     const grpcKms = grpcClient(KmsService, ctx.app.grpcPort);
-    const viaGrpc = grpcFailure(
-      await grpcKms.unary(KmsService.method.getDataKey, { version: 0 }).catch((e: unknown) => e),
-    );
+    const viaGrpc = await rejection(grpcKms.unary(KmsService.method.getDataKey, { version: 0 }));
     grpcKms.close();
     expect(viaConnect.code).toBe(Code.InvalidArgument);
     expect(Number(viaConnect.code)).toBe(Number(viaGrpc.code));
     expect(viaConnect.message).toBe(viaGrpc.message);
-    expect(viaConnect.errorInfo?.reason).toBe(viaGrpc.errorInfo?.reason);
-    expect(viaConnect.errorInfo?.domain).toBe(viaGrpc.errorInfo?.domain);
-    expect({ ...viaConnect.errorInfo?.metadata }).toEqual({ ...viaGrpc.errorInfo?.metadata });
+    expect(viaConnect.reason).toBe(viaGrpc.reason);
+    expect(viaConnect.domain).toBe(viaGrpc.domain);
+    expect(viaConnect.metadata).toEqual(viaGrpc.metadata);
   });
 
   it("answers an unknown method UNIMPLEMENTED in every protocol, as the gRPC port does", async () => {

@@ -2,17 +2,16 @@ import { createHash } from "node:crypto";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { CreateUserRequestSchema, UserService, View } from "../../api/user/v1/user_pb.js";
 import type { App } from "../../cmd/server/wire.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { startTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { grpcFailure } from "../helpers/clients.js";
+import { failureOf, rejection } from "../helpers/errors.js";
 
 let db: TestDatabase;
 let app: App;
@@ -37,17 +36,6 @@ afterAll(async () => {
   await app?.stop();
   await db?.drop();
 });
-
-const failure = async (p: Promise<unknown>) => {
-  const e = ConnectError.from(
-    await p.then(
-      () => new Error("succeeded"),
-      (x: unknown) => x,
-    ),
-  );
-  const info = e.findDetails(ErrorInfoSchema)[0];
-  return { code: e.code, reason: info?.reason, field: info?.metadata.field, message: e.rawMessage };
-};
 
 let serial = 0;
 const fresh = (over: Record<string, string> = {}) => {
@@ -115,12 +103,14 @@ describe.each([
     expect(masked.user?.phone).toMatch(/^\+86\*+\d{4}$/);
     expect(masked.user?.name).toBe("R" + "*".repeat("Renamed Person".length - 1));
     await users.deleteUser({ id });
-    expect(await failure(users.getUser({ id }))).toMatchObject({
+    expect(await rejection(users.getUser({ id }))).toMatchObject({
       code: Code.NotFound,
       reason: "USER_NOT_FOUND",
     });
     // An id beyond the table's integer range names no user; it is not a server fault.
-    expect(await failure(users.getUser({ id: 2n ** 62n }))).toMatchObject({ code: Code.NotFound });
+    expect(await rejection(users.getUser({ id: 2n ** 62n }))).toMatchObject({
+      code: Code.NotFound,
+    });
   });
 });
 
@@ -137,8 +127,12 @@ describe("validation", () => {
     ["name", { name: "   " }],
   ])("rejects a bad %s naming the field, leaving nothing written", async (field, bad) => {
     const before = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM users");
-    const f = await failure(viaConnect.createUser(fresh(bad as Record<string, string>)));
-    expect(f).toMatchObject({ code: Code.InvalidArgument, reason: "VALIDATION_FAILED", field });
+    const f = await rejection(viaConnect.createUser(fresh(bad as Record<string, string>)));
+    expect(f).toMatchObject({
+      code: Code.InvalidArgument,
+      reason: "VALIDATION_FAILED",
+      metadata: { field },
+    });
     expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
   });
 
@@ -158,39 +152,39 @@ describe("validation", () => {
       ),
     );
     client.close();
-    expect(grpcFailure(err)).toMatchObject({
+    expect(failureOf(err)).toMatchObject({
       code: grpc.status.INVALID_ARGUMENT,
-      errorInfo: { reason: "VALIDATION_FAILED" },
+      reason: "VALIDATION_FAILED",
     });
     expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
   });
 
   it("rejects an update mask naming an unknown field", async () => {
     const { user } = await viaConnect.createUser(fresh());
-    const f = await failure(
+    const f = await rejection(
       viaConnect.updateUser({
         id: user!.id,
         updateMask: create(FieldMaskSchema, { paths: ["username"] }),
       }),
     );
-    expect(f).toMatchObject({ code: Code.InvalidArgument, field: "update_mask" });
+    expect(f).toMatchObject({ code: Code.InvalidArgument, metadata: { field: "update_mask" } });
   });
 });
 
 describe("uniqueness", () => {
   it("a duplicate email differing only in case and spaces is ALREADY_EXISTS, naming the field, not the value", async () => {
     await viaConnect.createUser(fresh({ email: "alice.dup@example.com" }));
-    const f = await failure(viaGrpc.createUser(fresh({ email: " Alice.Dup@Example.COM " })));
+    const f = await rejection(viaGrpc.createUser(fresh({ email: " Alice.Dup@Example.COM " })));
     expect(f).toMatchObject({
       code: Code.AlreadyExists,
       reason: "USER_ALREADY_EXISTS",
-      field: "email",
+      metadata: { field: "email" },
     });
     expect(f.message.toLowerCase()).not.toContain("alice.dup");
     const phone = "+15550001111";
     await viaConnect.createUser(fresh({ phone }));
-    expect(await failure(viaConnect.createUser(fresh({ phone })))).toMatchObject({
-      field: "phone",
+    expect(await rejection(viaConnect.createUser(fresh({ phone })))).toMatchObject({
+      metadata: { field: "phone" },
     });
   });
 });
@@ -248,15 +242,19 @@ describe("keys", () => {
       "UPDATE users SET name_encrypted = set_byte(name_encrypted, 20, get_byte(name_encrypted, 20) # 1) WHERE id = $1",
       [Number(one.id)],
     );
-    const f = await failure(viaGrpc.getUser({ id: one.id }));
-    expect(f).toMatchObject({ code: Code.DataLoss, reason: "USER_DATA_CORRUPT", field: "name" });
+    const f = await rejection(viaGrpc.getUser({ id: one.id }));
+    expect(f).toMatchObject({
+      code: Code.DataLoss,
+      reason: "USER_DATA_CORRUPT",
+      metadata: { field: "name" },
+    });
     expect((await viaGrpc.getUser({ id: two.id })).user?.name).toBe(two.name);
     await query(
       db.url,
       "UPDATE users SET email_encrypted = (SELECT email_encrypted FROM users WHERE id = $1) WHERE id = $2",
       [Number(two.id), Number(one.id)],
     );
-    expect(await failure(viaGrpc.getUser({ id: one.id }))).toMatchObject({ code: Code.DataLoss });
+    expect(await rejection(viaGrpc.getUser({ id: one.id }))).toMatchObject({ code: Code.DataLoss });
   });
 });
 
@@ -279,7 +277,7 @@ describe("ListUsers", () => {
     } while (pageToken);
     expect(seen).toEqual(ids);
     expect(pages).toBe(2);
-    const f = await failure(viaGrpc.listUsers({ name: "Someone Else", pageToken: "bogus" }));
+    const f = await rejection(viaGrpc.listUsers({ name: "Someone Else", pageToken: "bogus" }));
     expect(f).toMatchObject({ code: Code.InvalidArgument, reason: "INVALID_PAGE_TOKEN" });
   });
 });
@@ -288,13 +286,13 @@ describe("VerifyPassword", () => {
   it("answers an unknown login and a wrong password identically", async () => {
     const input = fresh();
     await viaConnect.createUser(input);
-    const wrong = await failure(
+    const wrong = await rejection(
       viaGrpc.verifyPassword({ login: input.username, password: "not-the-password1" }),
     );
-    const unknown = await failure(
+    const unknown = await rejection(
       viaGrpc.verifyPassword({ login: "nobody_here", password: "not-the-password1" }),
     );
-    const unknownEmail = await failure(
+    const unknownEmail = await rejection(
       viaGrpc.verifyPassword({ login: "nobody@example.com", password: "x1x1x1x1" }),
     );
     expect(wrong).toEqual(unknown);
@@ -340,7 +338,7 @@ describe("a revoked key", () => {
     const version = (await kms.getStatus({})).activeKey!.version;
     await kms.revokeDataKey({ version, reason: "test" });
     const newer = (await viaConnect.createUser(fresh())).user!;
-    expect(await failure(viaGrpc.getUser({ id: old.id }))).toMatchObject({
+    expect(await rejection(viaGrpc.getUser({ id: old.id }))).toMatchObject({
       code: Code.FailedPrecondition,
       reason: "KEY_REVOKED",
     });
