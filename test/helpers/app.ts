@@ -3,6 +3,7 @@ import { parseConfig, type Config } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { wireApp, type App } from "../../cmd/server/wire.js";
 import { createTestDatabase, type TestDatabase } from "./db.js";
+import { databaseProxy } from "./proxy.js";
 
 /** A throwaway 32-byte root key, base64. */
 export const testRootKey = Buffer.alloc(32, 7).toString("base64");
@@ -26,21 +27,55 @@ export function testConfig(databaseUrl: string, extra: Record<string, unknown> =
   );
 }
 
-/** The real service, in process, on ephemeral ports. */
-export async function startTestApp(databaseUrl: string): Promise<App> {
-  const conf = testConfig(databaseUrl);
-  return wireApp(conf, createLogger({ level: "silent", format: "json" }));
+/** The real service, in process, on ephemeral ports; `extra` as for testConfig. */
+export async function startTestApp(
+  databaseUrl: string,
+  extra: Record<string, unknown> = {},
+): Promise<App> {
+  return wireApp(testConfig(databaseUrl, extra), createLogger({ level: "silent", format: "json" }));
 }
 
-/** For a test file: a fresh database and the service on it, stopped and dropped afterwards. */
-export function useTestApp(): { readonly app: App; readonly db: TestDatabase } {
-  const ctx = {} as { app: App; db: TestDatabase };
+export interface TestAppOptions {
+  /** Config sections replacing testConfig's (as its `extra`), for every instance. */
+  config?: Record<string, unknown>;
+  /** How many instances of the service share the database (default 1). */
+  instances?: number;
+  /** Connect the service through a databaseProxy (ctx.proxy), to take the database away. */
+  proxy?: boolean;
+}
+
+export interface TestAppContext {
+  /** The first instance. */
+  readonly app: App;
+  readonly apps: readonly App[];
+  readonly db: TestDatabase;
+}
+
+type DatabaseProxy = Awaited<ReturnType<typeof databaseProxy>>;
+
+/**
+ * For a test file: a fresh database and the service on it (or several
+ * instances, or behind a proxy), stopped and dropped afterwards.
+ */
+export function useTestApp(
+  options: TestAppOptions & { proxy: true },
+): TestAppContext & { readonly proxy: DatabaseProxy };
+export function useTestApp(options?: TestAppOptions): TestAppContext;
+export function useTestApp(options: TestAppOptions = {}) {
+  // proxy: only with options.proxy (the overloads say so).
+  const ctx = {} as { app: App; apps: App[]; db: TestDatabase; proxy: DatabaseProxy };
   beforeAll(async () => {
+    ctx.apps = [];
     ctx.db = await createTestDatabase();
-    ctx.app = await startTestApp(ctx.db.url);
+    if (options.proxy) ctx.proxy = await databaseProxy(new URL(ctx.db.url));
+    const url = ctx.proxy?.url ?? ctx.db.url;
+    for (let i = 0; i < (options.instances ?? 1); i++)
+      ctx.apps.push(await startTestApp(url, options.config));
+    ctx.app = ctx.apps[0]!;
   });
   afterAll(async () => {
-    await ctx.app?.stop();
+    for (const app of ctx.apps ?? []) await app.stop();
+    await ctx.proxy?.close();
     await ctx.db?.drop();
   });
   return ctx;
@@ -48,15 +83,43 @@ export function useTestApp(): { readonly app: App; readonly db: TestDatabase } {
 
 /** For a test file: two instances of the service on one fresh database (cross-instance behaviour). */
 export function useTwoInstances(): { readonly a: App; readonly b: App; readonly db: TestDatabase } {
-  const ctx = {} as { a: App; b: App; db: TestDatabase };
+  const ctx = useTestApp({ instances: 2 });
+  return {
+    get a() {
+      return ctx.apps[0]!;
+    },
+    get b() {
+      return ctx.apps[1]!;
+    },
+    get db() {
+      return ctx.db;
+    },
+  };
+}
+
+/**
+ * For a test file whose tests each start the service with their own config:
+ * one fresh database; `start(config)` runs an instance on it, stopped (with
+ * every other) after the file.
+ */
+export function useTestApps(): {
+  readonly db: TestDatabase;
+  start(config?: Record<string, unknown>): Promise<App>;
+} {
+  const apps: App[] = [];
+  const ctx = {
+    db: undefined as unknown as TestDatabase,
+    async start(config: Record<string, unknown> = {}) {
+      const app = await startTestApp(ctx.db.url, config);
+      apps.push(app);
+      return app;
+    },
+  };
   beforeAll(async () => {
     ctx.db = await createTestDatabase();
-    ctx.a = await startTestApp(ctx.db.url);
-    ctx.b = await startTestApp(ctx.db.url);
   });
   afterAll(async () => {
-    await ctx.a?.stop();
-    await ctx.b?.stop();
+    for (const app of apps) await app.stop();
     await ctx.db?.drop();
   });
   return ctx;

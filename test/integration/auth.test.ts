@@ -10,13 +10,10 @@ import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService, View } from "../../api/user/v1/user_pb.js";
-import { wireApp, type App } from "../../cmd/server/wire.js";
-import { createLogger } from "../../internal/pkg/log/logger.js";
 import { allScopes, methodScopes } from "../../internal/server/auth/scopes.js";
-import { testConfig } from "../helpers/app.js";
+import { useTestApp } from "../helpers/app.js";
 import { grpcClient } from "../helpers/clients.js";
 import { outcome, type Failure } from "../helpers/errors.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kbts-auth-"));
 const secret = randomBytes(32);
@@ -50,13 +47,15 @@ async function jwt(scope: string, expiresIn: string | number, key: "hs" | "ed" =
     : builder.setProtectedHeader({ alg: "EdDSA" }).sign(ed.privateKey);
 }
 
-let db: TestDatabase;
-let app: App;
-beforeAll(async () => {
+// The key files, written before the service starts (hooks run in order).
+beforeAll(() => {
   writeFileSync(join(dir, "hs256"), secret);
   writeFileSync(join(dir, "ed.pem"), ed.publicKey.export({ type: "spki", format: "pem" }));
-  db = await createTestDatabase();
-  const conf = testConfig(db.url, {
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const ctx = useTestApp({
+  config: {
     auth: {
       enabled: true,
       protect_metrics: true,
@@ -76,19 +75,13 @@ beforeAll(async () => {
         public_key_files: [join(dir, "ed.pem")],
       },
     },
-  });
-  app = await wireApp(conf, createLogger({ level: "silent", format: "json" }));
-});
-afterAll(async () => {
-  await app?.stop();
-  await db?.drop();
-  rmSync(dir, { recursive: true, force: true });
+  },
 });
 
 /** One call with an empty request, on either port: its gRPC code and ErrorInfo (code 0 if it succeeds). */
 async function call(port: "grpc" | "http", m: DescMethodUnary, bearer?: string): Promise<Failure> {
   if (port === "grpc") {
-    const client = grpcClient(m.parent, app.grpcPort, bearer);
+    const client = grpcClient(m.parent, ctx.app.grpcPort, bearer);
     try {
       return await outcome(client.unary(m, {}));
     } finally {
@@ -96,7 +89,7 @@ async function call(port: "grpc" | "http", m: DescMethodUnary, bearer?: string):
     }
   }
   const transport = createConnectTransport({
-    baseUrl: `http://127.0.0.1:${app.httpPort}`,
+    baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`,
     httpVersion: "2",
     useBinaryFormat: true,
   });
@@ -171,8 +164,8 @@ describe("authorization", () => {
   });
 
   it("masks personal data for a caller without pii.read, whatever view it asks for", async () => {
-    const users = grpcClient(UserService, app.grpcPort, tokens.everything);
-    const reader = grpcClient(UserService, app.grpcPort, tokens.reader);
+    const users = grpcClient(UserService, ctx.app.grpcPort, tokens.everything);
+    const reader = grpcClient(UserService, ctx.app.grpcPort, tokens.reader);
     try {
       const { user } = await users.unary(UserService.method.createUser, {
         username: "masked_ann",
@@ -195,7 +188,7 @@ describe("authorization", () => {
   });
 
   it("keeps health, reflection, /healthz and /readyz open, and /metrics behind metrics.read", async () => {
-    const base = `http://127.0.0.1:${app.httpPort}`;
+    const base = `http://127.0.0.1:${ctx.app.httpPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
     expect((await fetch(`${base}/metrics`)).status).toBe(401);
@@ -208,7 +201,10 @@ describe("authorization", () => {
     });
     expect(metrics.status).toBe(200);
     expect(await metrics.text()).toMatch(/code="UNAUTHENTICATED"/);
-    const health = new grpc.Client(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const health = new grpc.Client(
+      `127.0.0.1:${ctx.app.grpcPort}`,
+      grpc.credentials.createInsecure(),
+    );
     const status = await new Promise<number>((resolve) =>
       health.makeUnaryRequest(
         "/grpc.health.v1.Health/Check",

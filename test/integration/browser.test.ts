@@ -4,10 +4,7 @@ import { createServer, type Server } from "node:http";
 import { build } from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { wireApp, type App } from "../../cmd/server/wire.js";
-import { createLogger } from "../../internal/pkg/log/logger.js";
-import { testConfig } from "../helpers/app.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { useTestApp } from "../helpers/app.js";
 
 // A page from another local origin calls the API from headless Chromium
 // (Debian's chromium, driven by playwright-core) with connect-web, over
@@ -18,33 +15,33 @@ const available = existsSync(CHROMIUM);
 if (!available && process.env.CI) throw new Error(`${CHROMIUM} is required under CI`);
 
 const token = randomBytes(24).toString("base64url");
-let db: TestDatabase;
-let app: App;
 let page: Server;
 let browser: Browser;
 
+// Without chromium nothing starts (the test is skipped).
+const ctx = available
+  ? useTestApp({
+      config: {
+        server: {
+          grpc: { addr: "127.0.0.1:0" },
+          http: { addr: "127.0.0.1:0", cors_allowed_origins: ["http://127.0.0.1:*"] },
+        },
+        auth: {
+          enabled: true,
+          tokens: [
+            {
+              name: "web-app",
+              sha256: createHash("sha256").update(token).digest("hex"),
+              scopes: ["users.read", "users.write", "pii.read"],
+            },
+          ],
+        },
+      },
+    })
+  : undefined;
+
 beforeAll(async () => {
   if (!available) return;
-  db = await createTestDatabase();
-  app = await wireApp(
-    testConfig(db.url, {
-      server: {
-        grpc: { addr: "127.0.0.1:0" },
-        http: { addr: "127.0.0.1:0", cors_allowed_origins: ["http://127.0.0.1:*"] },
-      },
-      auth: {
-        enabled: true,
-        tokens: [
-          {
-            name: "web-app",
-            sha256: createHash("sha256").update(token).digest("hex"),
-            scopes: ["users.read", "users.write", "pii.read"],
-          },
-        ],
-      },
-    }),
-    createLogger({ level: "silent", format: "json" }),
-  );
   const bundle = await build({
     entryPoints: ["test/browser/client.ts"],
     bundle: true,
@@ -70,8 +67,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   page?.close();
-  await app?.stop();
-  await db?.drop();
 });
 
 describe.skipIf(!available)("a browser client (connect-web in Chromium)", () => {
@@ -83,7 +78,7 @@ describe.skipIf(!available)("a browser client (connect-web in Chromium)", () => 
     await tab.waitForFunction(() => typeof (globalThis as Page).runChecks === "function");
     const results = await tab.evaluate(
       ([baseUrl, t]) => (globalThis as Page).runChecks!(baseUrl!, t!),
-      [`http://127.0.0.1:${app.httpPort}`, token],
+      [`http://127.0.0.1:${ctx!.app.httpPort}`, token],
     );
     for (const protocol of ["connect", "grpcWeb"] as const) {
       expect((results as Record<string, unknown>)[protocol], protocol).toMatchObject({

@@ -2,7 +2,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import { keyPolicy, type App } from "../../cmd/server/wire.js";
 import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
@@ -10,29 +10,15 @@ import { newKeyring } from "../../internal/biz/keyring.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { startTestApp, testConfig, testRootKey } from "../helpers/app.js";
+import { startTestApp, testConfig, testRootKey, useTwoInstances } from "../helpers/app.js";
 import { grpcClient } from "../helpers/clients.js";
 import { outcome, rejection } from "../helpers/errors.js";
 import { query } from "../helpers/catalog.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { spawnServer } from "../helpers/process.js";
 
-let db: TestDatabase;
-let a: App;
-let b: App;
+// Two instances on one database: a and b.
+const ctx = useTwoInstances();
 const enc = (s: string) => new TextEncoder().encode(s);
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  a = await startTestApp(db.url);
-  b = await startTestApp(db.url);
-});
-
-afterAll(async () => {
-  await a?.stop();
-  await b?.stop();
-  await db?.drop();
-});
 
 const connectKms = (app: App) =>
   createClient(
@@ -42,14 +28,14 @@ const connectKms = (app: App) =>
 
 describe("KmsService field operations", () => {
   it("encrypts and decrypts on both ports, bound to field name and context", async () => {
-    const kms = connectKms(a);
+    const kms = connectKms(ctx.a);
     const sealed = await kms.encryptField({
       fieldName: "orders.card",
       plaintext: enc("4111"),
       context: enc("row:1"),
     });
     expect(sealed.keyVersion).toBeGreaterThan(0);
-    const viaGrpc = grpcClient(KmsService, b.grpcPort);
+    const viaGrpc = grpcClient(KmsService, ctx.b.grpcPort);
     try {
       const opened = await viaGrpc.unary(KmsService.method.decryptField, {
         fieldName: "orders.card",
@@ -116,21 +102,27 @@ describe("KmsService field operations", () => {
   });
 
   it("hashes with a keyed, normalised blind index, the same on every instance", async () => {
-    const one = await connectKms(a).hashField({ fieldName: "email", value: " Alice@Example.COM " });
-    const two = await connectKms(b).hashField({ fieldName: "email", value: "alice@example.com" });
+    const one = await connectKms(ctx.a).hashField({
+      fieldName: "email",
+      value: " Alice@Example.COM ",
+    });
+    const two = await connectKms(ctx.b).hashField({
+      fieldName: "email",
+      value: "alice@example.com",
+    });
     expect(one.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(one.hash).toBe(two.hash);
     const { createHash } = await import("node:crypto");
     expect(one.hash).not.toBe(createHash("sha256").update("alice@example.com").digest("hex"));
     expect(
-      (await connectKms(a).hashField({ fieldName: "phone", value: "alice@example.com" })).hash,
+      (await connectKms(ctx.a).hashField({ fieldName: "phone", value: "alice@example.com" })).hash,
     ).not.toBe(one.hash);
   });
 });
 
 describe("key lifecycle", () => {
   it("three rotations later the first ciphertext still decrypts; a revoked version never does", async () => {
-    const kms = connectKms(a);
+    const kms = connectKms(ctx.a);
     const first = await kms.encryptField({
       fieldName: "f",
       plaintext: enc("kept"),
@@ -142,7 +134,7 @@ describe("key lifecycle", () => {
     expect(new TextDecoder().decode(opened.plaintext)).toBe("kept");
     expect(opened.keyVersion).toBe(first.keyVersion);
     // Instance b holds the key in its cache before the revocation on a.
-    const onB = await connectKms(b).decryptField(open);
+    const onB = await connectKms(ctx.b).decryptField(open);
     expect(onB.keyVersion).toBe(first.keyVersion);
     const revoked = await kms.revokeDataKey({ version: first.keyVersion, reason: "test" });
     expect(revoked.key?.status).toBe(KeyStatus.REVOKED);
@@ -152,16 +144,16 @@ describe("key lifecycle", () => {
     });
     // b hears it through LISTEN/NOTIFY, well before its cache lifetime (30s) ends.
     const started = Date.now();
-    let onB2 = await outcome(connectKms(b).decryptField(open));
+    let onB2 = await outcome(connectKms(ctx.b).decryptField(open));
     while (onB2.reason !== "KEY_REVOKED" && Date.now() - started < 5000) {
       await new Promise((r) => setTimeout(r, 20));
-      onB2 = await outcome(connectKms(b).decryptField(open));
+      onB2 = await outcome(connectKms(ctx.b).decryptField(open));
     }
     expect(onB2).toMatchObject({ code: Code.FailedPrecondition, reason: "KEY_REVOKED" });
   });
 
   it("revoking the active key rotates first", async () => {
-    const kms = connectKms(a);
+    const kms = connectKms(ctx.a);
     const before = (await kms.getStatus({})).activeKey!;
     const r = await kms.revokeDataKey({ version: before.version, reason: "compromised" });
     expect(r.key?.status).toBe(KeyStatus.REVOKED);
@@ -176,17 +168,17 @@ describe("key lifecycle", () => {
   });
 
   it("a rotation on one instance reaches the other at once: it encrypts with the new key", async () => {
-    await connectKms(b).encryptField({
+    await connectKms(ctx.b).encryptField({
       fieldName: "f",
       plaintext: enc("warm"),
       context: new Uint8Array(),
     });
-    const rotated = await connectKms(a).rotateDataKey({ reason: "spread" });
+    const rotated = await connectKms(ctx.a).rotateDataKey({ reason: "spread" });
     const started = Date.now();
     let version = 0;
     while (Date.now() - started < 5000) {
       version = (
-        await connectKms(b).encryptField({
+        await connectKms(ctx.b).encryptField({
           fieldName: "f",
           plaintext: enc("x"),
           context: new Uint8Array(),
@@ -199,19 +191,19 @@ describe("key lifecycle", () => {
   });
 
   it("10 concurrent RotateDataKey calls leave exactly one active key and unique versions", async () => {
-    const kms = connectKms(a);
+    const kms = connectKms(ctx.a);
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) => kms.rotateDataKey({ reason: `burst ${i}` })),
     );
     const versions = results.map((r) => r.key!.version);
     expect(new Set(versions).size).toBe(10);
     const active = await query<{ n: string }>(
-      db.url,
+      ctx.db.url,
       "SELECT count(*) AS n FROM kms_data_keys WHERE status = 'active'",
     );
     expect(active).toEqual([{ n: "1" }]);
     const dupes = await query(
-      db.url,
+      ctx.db.url,
       "SELECT version FROM kms_data_keys GROUP BY version HAVING count(*) > 1",
     );
     expect(dupes).toEqual([]);
@@ -219,19 +211,22 @@ describe("key lifecycle", () => {
 
   it("when 10 instances' timers fire together on a due key, exactly one rotation happens", async () => {
     await query(
-      db.url,
+      ctx.db.url,
       "UPDATE kms_data_keys SET expires_at = now() - interval '1 second' WHERE status = 'active'",
     );
-    const before = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM kms_data_keys");
+    const before = await query<{ n: string }>(
+      ctx.db.url,
+      "SELECT count(*) AS n FROM kms_data_keys",
+    );
     const log = createLogger({ level: "silent", format: "json" });
     const pools = Array.from(
       { length: 10 },
-      () => new pg.Pool({ connectionString: db.url, max: 2 }),
+      () => new pg.Pool({ connectionString: ctx.db.url, max: 2 }),
     );
     try {
-      const conf = testConfig(db.url).kms!;
+      const conf = testConfig(ctx.db.url).kms!;
       const instances = pools.map((pool) => {
-        const repo = newDataKeyRepo(pool, db.url, log);
+        const repo = newDataKeyRepo(pool, ctx.db.url, log);
         const rootKey = loadRootKey(conf);
         const keyring = newKeyring(repo, rootKey, 30_000);
         return new KeyLifecycle({
@@ -248,12 +243,12 @@ describe("key lifecycle", () => {
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }
-    const after = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM kms_data_keys");
+    const after = await query<{ n: string }>(ctx.db.url, "SELECT count(*) AS n FROM kms_data_keys");
     expect(Number(after[0]!.n)).toBe(Number(before[0]!.n) + 1);
   });
 
   it("maintenance marks keys past expires_at expired, still decrypting, and deletes nothing", async () => {
-    const kms = connectKms(a);
+    const kms = connectKms(ctx.a);
     const sealed = await kms.encryptField({
       fieldName: "f",
       plaintext: enc("old"),
@@ -261,19 +256,19 @@ describe("key lifecycle", () => {
     });
     await kms.rotateDataKey({ reason: "age" });
     await query(
-      db.url,
+      ctx.db.url,
       "UPDATE kms_data_keys SET expires_at = now() - interval '1 second' WHERE version = $1",
       [sealed.keyVersion],
     );
-    const count = await query(db.url, "SELECT count(*) AS n FROM kms_data_keys");
+    const count = await query(ctx.db.url, "SELECT count(*) AS n FROM kms_data_keys");
     const report = await kms.runMaintenance({});
     expect(report.expiredVersions).toContain(sealed.keyVersion);
     expect(report.deletedKeys).toBe(0);
     expect((await kms.getDataKey({ version: sealed.keyVersion })).key?.status).toBe(
       KeyStatus.EXPIRED,
     );
-    expect(await query(db.url, "SELECT count(*) AS n FROM kms_data_keys")).toEqual(count);
-    const opened = await connectKms(b).decryptField({
+    expect(await query(ctx.db.url, "SELECT count(*) AS n FROM kms_data_keys")).toEqual(count);
+    const opened = await connectKms(ctx.b).decryptField({
       fieldName: "f",
       ciphertext: sealed.ciphertext,
       context: new Uint8Array(),
@@ -284,7 +279,7 @@ describe("key lifecycle", () => {
 
 describe("KmsService reads", () => {
   it("GetStatus, ListDataKeys paging and GetDataKey report metadata, never key material", async () => {
-    const kms = connectKms(a);
+    const kms = connectKms(ctx.a);
     const status = await kms.getStatus({});
     expect(status.initialized).toBe(true);
     expect(status.algorithm).toBe("AES-256-GCM");
@@ -322,17 +317,17 @@ describe("KmsService reads", () => {
 
 describe("root key", () => {
   const configFor = (key: string) => ({
-    DATABASE_URL: db.url,
+    DATABASE_URL: ctx.db.url,
     KMS_ROOT_KEY: key,
   });
 
   it("a restart with the same root key decrypts everything; another root key refuses to start", async () => {
-    const sealed = await connectKms(a).encryptField({
+    const sealed = await connectKms(ctx.a).encryptField({
       fieldName: "f",
       plaintext: enc("durable"),
       context: new Uint8Array(),
     });
-    const again = await startTestApp(db.url);
+    const again = await startTestApp(ctx.db.url);
     try {
       const opened = await connectKms(again).decryptField({
         fieldName: "f",
@@ -355,23 +350,23 @@ describe("root key", () => {
 describe("at rest", () => {
   it("a scan of every table holds no plaintext that was encrypted, and no key material", async () => {
     const secret = "needle-7c1e4b-plaintext";
-    const sealed = await connectKms(a).encryptField({
+    const sealed = await connectKms(ctx.a).encryptField({
       fieldName: "f",
       plaintext: enc(secret),
       context: new Uint8Array(),
     });
     // Store it, as a service using this KMS would.
-    await query(db.url, "CREATE TABLE IF NOT EXISTS vault (v bytea)");
-    await query(db.url, "INSERT INTO vault VALUES ($1)", [Buffer.from(sealed.ciphertext)]);
+    await query(ctx.db.url, "CREATE TABLE IF NOT EXISTS vault (v bytea)");
+    await query(ctx.db.url, "INSERT INTO vault VALUES ($1)", [Buffer.from(sealed.ciphertext)]);
     // Every row of every table, as text (bytea as hex): what a dump would hold.
     const tables = await query<{ t: string }>(
-      db.url,
+      ctx.db.url,
       `SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`,
     );
     let dump = "";
     for (const { t } of tables) {
-      const rows = await query<{ r: string }>(db.url, `SELECT t::text AS r FROM ${t} AS t`);
+      const rows = await query<{ r: string }>(ctx.db.url, `SELECT t::text AS r FROM ${t} AS t`);
       dump += `${t}\n${rows.map((r) => r.r).join("\n")}\n`;
     }
     expect(dump).toContain("public.vault");

@@ -6,33 +6,17 @@ import { connect as h2connect } from "node:http2";
 import { connect as netConnect } from "node:net";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import { wireApp, type App } from "../../cmd/server/wire.js";
-import { createLogger } from "../../internal/pkg/log/logger.js";
-import { testConfig } from "../helpers/app.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import type { App } from "../../cmd/server/wire.js";
+import { useTestApps } from "../helpers/app.js";
 import { outcome } from "../helpers/errors.js";
 import { rssBytes, startServerProcess, writeServerConfig } from "../helpers/process.js";
 
-let db: TestDatabase;
-const apps: App[] = [];
-async function start(extra: Record<string, unknown>): Promise<App> {
-  const app = await wireApp(
-    testConfig(db.url, extra),
-    createLogger({ level: "silent", format: "json" }),
-  );
-  apps.push(app);
-  return app;
-}
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  for (const app of apps) await app.stop();
-  await db?.drop();
-});
+// Each test starts the service with its own limits, on one database.
+const ctx = useTestApps();
+const start = (config: Record<string, unknown>) => ctx.start(config);
 
 const users = (app: App) =>
   createClient(UserService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }));
@@ -123,7 +107,7 @@ describe("login protection", () => {
     const shared = {
       ...login,
       auth: { ...login.auth, lock_duration: "60s" },
-      data: { database: { source: db.url, migrate: "up" }, redis: { addr: "127.0.0.1:6379" } },
+      data: { database: { source: ctx.db.url, migrate: "up" }, redis: { addr: "127.0.0.1:6379" } },
     };
     const [a, b] = [await start(shared), await start(shared)];
     const name = `shared_${randomBytes(4).toString("hex")}`;
@@ -142,7 +126,7 @@ describe("login protection", () => {
   it("keeps answering when Redis is unreachable, and says so", async () => {
     const app = await start({
       ...login,
-      data: { database: { source: db.url, migrate: "up" }, redis: { addr: "127.0.0.1:1" } },
+      data: { database: { source: ctx.db.url, migrate: "up" }, redis: { addr: "127.0.0.1:1" } },
     });
     const name = `noredis_${randomBytes(4).toString("hex")}`;
     for (let i = 0; i < 3; i++)
@@ -378,7 +362,7 @@ describe("request bytes in flight", () => {
     const dir = mkdtempSync(join(tmpdir(), "kbts-inflight-"));
     const conf = writeServerConfig(
       join(dir, "c.yaml"),
-      db.url,
+      ctx.db.url,
       `max_inflight_request_bytes: ${ceiling}`,
     );
     const { server, ports } = await startServerProcess(conf);

@@ -1,18 +1,15 @@
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import type { App } from "../../cmd/server/wire.js";
 import {
   Health,
   HealthCheckResponse_ServingStatus as Serving,
 } from "../../third_party/grpc/health/v1/health_pb.js";
-import { startTestApp } from "../helpers/app.js";
+import { useTestApp } from "../helpers/app.js";
 import { grpcClient } from "../helpers/clients.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { rejection } from "../helpers/errors.js";
-import { databaseProxy } from "../helpers/proxy.js";
 
 async function until(what: string, condition: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 300; i++) {
@@ -23,22 +20,11 @@ async function until(what: string, condition: () => Promise<boolean>): Promise<v
 }
 
 describe("the database goes away and comes back", () => {
-  let db: TestDatabase;
-  let proxy: Awaited<ReturnType<typeof databaseProxy>>;
-  let app: App;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    proxy = await databaseProxy(new URL(db.url));
-    app = await startTestApp(proxy.url);
-  });
-  afterAll(async () => {
-    await app?.stop();
-    await proxy?.close();
-    await db?.drop();
-  });
+  // The service reaches its database through a proxy the test can cut.
+  const ctx = useTestApp({ proxy: true });
 
   const healthOf = async (service: string) => {
-    const health = grpcClient(Health, app.grpcPort);
+    const health = grpcClient(Health, ctx.app.grpcPort);
     try {
       return (await health.unary(Health.method.check, { service })).status;
     } finally {
@@ -47,16 +33,19 @@ describe("the database goes away and comes back", () => {
   };
 
   it("answers UNAVAILABLE on both ports, turns health NOT_SERVING and /readyz 503 without addresses, then recovers", async () => {
-    const users = grpcClient(UserService, app.grpcPort);
+    const users = grpcClient(UserService, ctx.app.grpcPort);
     const connectUsers = createClient(
       UserService,
-      createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+      createConnectTransport({
+        baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`,
+        httpVersion: "1.1",
+      }),
     );
     try {
       await expect(users.unary(UserService.method.getUser, { id: 1n })).rejects.toMatchObject({
         code: grpc.status.NOT_FOUND,
       });
-      proxy.down();
+      ctx.proxy.down();
 
       const viaGrpc = await rejection(users.unary(UserService.method.getUser, { id: 1n }));
       expect(viaGrpc.code).toBe(grpc.status.UNAVAILABLE);
@@ -68,21 +57,21 @@ describe("the database goes away and comes back", () => {
       await until("health NOT_SERVING", async () => (await healthOf("")) === Serving.NOT_SERVING);
       for (const service of ["user.v1.UserService", "kms.v1.KmsService"])
         expect(await healthOf(service)).toBe(Serving.NOT_SERVING);
-      const ready = await fetch(`http://127.0.0.1:${app.httpPort}/readyz`);
+      const ready = await fetch(`http://127.0.0.1:${ctx.app.httpPort}/readyz`);
       expect(ready.status).toBe(503);
       const body = await ready.text();
       expect(JSON.parse(body).checks.database).toBe("unreachable");
-      const { hostname, port } = new URL(db.url);
+      const { hostname, port } = new URL(ctx.db.url);
       expect(body).not.toContain(hostname);
       expect(body).not.toContain(port);
-      expect(body).not.toContain(new URL(proxy.url).port);
+      expect(body).not.toContain(new URL(ctx.proxy.url).port);
 
-      proxy.up();
+      ctx.proxy.up();
       await until("health SERVING", async () => (await healthOf("")) === Serving.SERVING);
       await expect(users.unary(UserService.method.getUser, { id: 1n })).rejects.toMatchObject({
         code: grpc.status.NOT_FOUND,
       });
-      expect((await fetch(`http://127.0.0.1:${app.httpPort}/readyz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${ctx.app.httpPort}/readyz`)).status).toBe(200);
     } finally {
       users.close();
     }

@@ -10,10 +10,8 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
-import { wireApp, type App } from "../../cmd/server/wire.js";
-import { createLogger } from "../../internal/pkg/log/logger.js";
-import { testConfig } from "../helpers/app.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import type { App } from "../../cmd/server/wire.js";
+import { startTestApp, useTestApps } from "../helpers/app.js";
 import { rejection } from "../helpers/errors.js";
 import { startServerProcess, writeServerConfig } from "../helpers/process.js";
 
@@ -56,21 +54,10 @@ function issue(name: string, cn: string, san?: string) {
   );
 }
 
-let db: TestDatabase;
-const apps: App[] = [];
 const ca = () => readFileSync(file("ca.crt"));
-async function start(tls: Record<string, string>): Promise<App> {
-  const app = await wireApp(
-    testConfig(db.url, {
-      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, tls },
-    }),
-    createLogger({ level: "silent", format: "json" }),
-  );
-  apps.push(app);
-  return app;
-}
 
-beforeAll(async () => {
+// The certificates, made before anything starts (hooks run in order).
+beforeAll(() => {
   openssl(
     "req",
     "-x509",
@@ -93,13 +80,13 @@ beforeAll(async () => {
   issue("client", "client");
   copyFileSync(file("a.crt"), file("server.crt"));
   copyFileSync(file("a.key"), file("server.key"));
-  db = await createTestDatabase();
 });
-afterAll(async () => {
-  for (const app of apps) await app.stop();
-  await db?.drop();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// Each test starts the service with its own TLS settings, on one database.
+const ctx = useTestApps();
+const start = (tls: Record<string, string>): Promise<App> =>
+  ctx.start({ server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, tls } });
 
 function grpcStatus(port: number, credentials: grpc.ChannelCredentials) {
   const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(KmsService), "KmsService");
@@ -209,18 +196,16 @@ describe("TLS", () => {
   });
 
   it("keeps a silent call open past idle_timeout, and a silent connection does not hold shutdown", async () => {
-    const app = await wireApp(
-      testConfig(db.url, {
-        server: {
-          grpc: { addr: "127.0.0.1:0" },
-          http: { addr: "127.0.0.1:0" },
-          tls: { cert_file: file("a.crt"), key_file: file("a.key") },
-          idle_timeout: "1s",
-          shutdown_timeout: "20s",
-        },
-      }),
-      createLogger({ level: "silent", format: "json" }),
-    );
+    // Not through start(): this test stops it itself.
+    const app = await startTestApp(ctx.db.url, {
+      server: {
+        grpc: { addr: "127.0.0.1:0" },
+        http: { addr: "127.0.0.1:0" },
+        tls: { cert_file: file("a.crt"), key_file: file("a.key") },
+        idle_timeout: "1s",
+        shutdown_timeout: "20s",
+      },
+    });
     // A Health/Watch stream sends nothing after its first answer.
     const Ctor = grpc.makeGenericClientConstructor(
       {
@@ -266,7 +251,7 @@ describe("TLS", () => {
     copyFileSync(file("a.key"), file("sighup.key"));
     const conf = writeServerConfig(
       file("sighup.yaml"),
-      db.url,
+      ctx.db.url,
       `tls: { cert_file: "${file("sighup.crt")}", key_file: "${file("sighup.key")}" }`,
     );
     const { server, ports: listening } = await startServerProcess(conf);

@@ -4,37 +4,27 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { CreateUserRequestSchema, UserService, View } from "../../api/user/v1/user_pb.js";
-import type { App } from "../../cmd/server/wire.js";
-import { startTestApp } from "../helpers/app.js";
+import { useTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { failureOf, rejection } from "../helpers/errors.js";
 
-let db: TestDatabase;
-let app: App;
+const ctx = useTestApp();
 let viaGrpc: Client<typeof UserService>;
 let viaConnect: Client<typeof UserService>;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  app = await startTestApp(db.url);
+beforeAll(() => {
   // The gRPC port (grpc-js) through a standard gRPC client, and the HTTP port through Connect.
   viaGrpc = createClient(
     UserService,
-    createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+    createGrpcTransport({ baseUrl: `http://127.0.0.1:${ctx.app.grpcPort}` }),
   );
   viaConnect = createClient(
     UserService,
-    createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+    createConnectTransport({ baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`, httpVersion: "1.1" }),
   );
-});
-
-afterAll(async () => {
-  await app?.stop();
-  await db?.drop();
 });
 
 let serial = 0;
@@ -126,22 +116,25 @@ describe("validation", () => {
     ["name", { name: "x".repeat(101) }],
     ["name", { name: "   " }],
   ])("rejects a bad %s naming the field, leaving nothing written", async (field, bad) => {
-    const before = await query<{ n: string }>(db.url, "SELECT count(*) AS n FROM users");
+    const before = await query<{ n: string }>(ctx.db.url, "SELECT count(*) AS n FROM users");
     const f = await rejection(viaConnect.createUser(fresh(bad as Record<string, string>)));
     expect(f).toMatchObject({
       code: Code.InvalidArgument,
       reason: "VALIDATION_FAILED",
       metadata: { field },
     });
-    expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
+    expect(await query(ctx.db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
   });
 
   it("rejects text that is not valid UTF-8, writing nothing", async () => {
-    const before = await query(db.url, "SELECT count(*) AS n FROM users");
+    const before = await query(ctx.db.url, "SELECT count(*) AS n FROM users");
     const valid = toBinary(CreateUserRequestSchema, create(CreateUserRequestSchema, fresh()));
     // A name field (5) holding the bytes ff fe: not UTF-8.
     const body = Buffer.concat([Buffer.from(valid), Buffer.from([0x2a, 0x02, 0xff, 0xfe])]);
-    const client = new grpc.Client(`127.0.0.1:${app.grpcPort}`, grpc.credentials.createInsecure());
+    const client = new grpc.Client(
+      `127.0.0.1:${ctx.app.grpcPort}`,
+      grpc.credentials.createInsecure(),
+    );
     const err = await new Promise((resolve) =>
       client.makeUnaryRequest(
         `/${UserService.typeName}/CreateUser`,
@@ -156,7 +149,7 @@ describe("validation", () => {
       code: grpc.status.INVALID_ARGUMENT,
       reason: "VALIDATION_FAILED",
     });
-    expect(await query(db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
+    expect(await query(ctx.db.url, "SELECT count(*) AS n FROM users")).toEqual(before);
   });
 
   it("rejects an update mask naming an unknown field", async () => {
@@ -195,7 +188,10 @@ describe("keys", () => {
     const { user } = await viaConnect.createUser(input);
     const kms = createClient(
       KmsService,
-      createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+      createConnectTransport({
+        baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`,
+        httpVersion: "1.1",
+      }),
     );
     for (let i = 0; i < 3; i++) await kms.rotateDataKey({ reason: "test" });
     for (const key of [
@@ -214,7 +210,7 @@ describe("keys", () => {
   it("an update of one field re-encrypts that field only", async () => {
     const { user } = await viaConnect.createUser(fresh());
     const before = await query<Record<string, Buffer>>(
-      db.url,
+      ctx.db.url,
       "SELECT email_encrypted, phone_encrypted, name_encrypted FROM users WHERE id = $1",
       [Number(user!.id)],
     );
@@ -224,7 +220,7 @@ describe("keys", () => {
       updateMask: create(FieldMaskSchema, { paths: ["phone"] }),
     });
     const after = await query<Record<string, Buffer>>(
-      db.url,
+      ctx.db.url,
       "SELECT email_encrypted, phone_encrypted, name_encrypted FROM users WHERE id = $1",
       [Number(user!.id)],
     );
@@ -238,7 +234,7 @@ describe("keys", () => {
     const one = (await viaConnect.createUser(fresh())).user!;
     const two = (await viaConnect.createUser(fresh())).user!;
     await query(
-      db.url,
+      ctx.db.url,
       "UPDATE users SET name_encrypted = set_byte(name_encrypted, 20, get_byte(name_encrypted, 20) # 1) WHERE id = $1",
       [Number(one.id)],
     );
@@ -250,7 +246,7 @@ describe("keys", () => {
     });
     expect((await viaGrpc.getUser({ id: two.id })).user?.name).toBe(two.name);
     await query(
-      db.url,
+      ctx.db.url,
       "UPDATE users SET email_encrypted = (SELECT email_encrypted FROM users WHERE id = $1) WHERE id = $2",
       [Number(two.id), Number(one.id)],
     );
@@ -306,12 +302,12 @@ describe("at rest", () => {
     const people = [fresh({ name: "Zebulon Quince" }), fresh({ name: "Marisol Ferreira" })];
     for (const p of people) await viaConnect.createUser(p);
     const tables = await query<{ t: string }>(
-      db.url,
+      ctx.db.url,
       "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
     );
     let dump = "";
     for (const { t } of tables)
-      dump += (await query<{ r: string }>(db.url, `SELECT x::text AS r FROM ${t} AS x`))
+      dump += (await query<{ r: string }>(ctx.db.url, `SELECT x::text AS r FROM ${t} AS x`))
         .map((r) => r.r)
         .join("\n");
     const lower = dump.toLowerCase();
@@ -332,7 +328,10 @@ describe("a revoked key", () => {
   it("makes the users it protects unreadable with FAILED_PRECONDITION, others still read", async () => {
     const kms = createClient(
       KmsService,
-      createConnectTransport({ baseUrl: `http://127.0.0.1:${app.httpPort}`, httpVersion: "1.1" }),
+      createConnectTransport({
+        baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`,
+        httpVersion: "1.1",
+      }),
     );
     const old = (await viaConnect.createUser(fresh())).user!;
     const version = (await kms.getStatus({})).activeKey!.version;
