@@ -8,6 +8,11 @@ import {
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
+import {
+  ServerReflection,
+  ServerReflectionRequestSchema,
+  type ServerReflectionResponse,
+} from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 
 /** A plain @grpc/grpc-js client for a service, built from its descriptor;
  *  with `token`, every call sends it as a bearer token. */
@@ -39,4 +44,34 @@ export function grpcClient(service: DescService, port: number, token?: string) {
       );
     },
   };
+}
+
+export type ServerReflectionRequestInit = MessageInitShape<typeof ServerReflectionRequestSchema>;
+
+/** One grpc.reflection ServerReflectionInfo stream on `port` (v1 or v1alpha by `path`): every answer to `requests`. */
+export async function reflectOn(
+  port: number,
+  path: string,
+  requests: ServerReflectionRequestInit[],
+): Promise<ServerReflectionResponse[]> {
+  const definition = grpcDefinition(ServerReflection, path);
+  const Ctor = grpc.makeGenericClientConstructor(definition, "ServerReflection");
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const call = (
+    client as unknown as Record<string, () => grpc.ClientDuplexStream<unknown, unknown>>
+  )[ServerReflection.method.serverReflectionInfo.localName]!.call(client);
+  const responses: ServerReflectionResponse[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    call.on("data", (r: ServerReflectionResponse) => responses.push(r));
+    call.on("end", resolve);
+    call.on("error", reject);
+  });
+  for (const r of requests) call.write(create(ServerReflectionRequestSchema, r));
+  call.end();
+  try {
+    await done;
+  } finally {
+    client.close();
+  }
+  return responses;
 }

@@ -12,7 +12,7 @@ import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService, View } from "../../api/user/v1/user_pb.js";
 import { allScopes, methodScopes } from "../../internal/server/auth/scopes.js";
 import { useTestApp } from "../helpers/app.js";
-import { grpcClient } from "../helpers/clients.js";
+import { grpcClient, reflectOn } from "../helpers/clients.js";
 import { outcome, type Failure } from "../helpers/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kbts-auth-"));
@@ -98,42 +98,55 @@ async function call(port: "grpc" | "http", m: DescMethodUnary, bearer?: string):
 }
 
 describe.each(["grpc", "http"] as const)("authentication on the %s port", (port) => {
-  it.each(methods.map((m) => ({ name: m.method.name, method: m.method })))(
-    "$name: no token, a wrong or unknown token, an expired JWT, a wrong-scope token, then the right one",
-    async ({ method }) => {
+  describe.each(methods.map((m) => ({ name: m.method.name, method: m.method })))(
+    "$name",
+    ({ method }) => {
       const scope = scopeOf(method);
-      expect(await call(port, method)).toMatchObject({
-        code: Code.Unauthenticated,
-        reason: "UNAUTHENTICATED",
-        message: "missing bearer token",
+
+      it("refuses a call without a token: UNAUTHENTICATED, missing bearer token", async () => {
+        expect(await call(port, method)).toMatchObject({
+          code: Code.Unauthenticated,
+          reason: "UNAUTHENTICATED",
+          message: "missing bearer token",
+        });
       });
-      expect(await call(port, method, "not-a-token")).toMatchObject({
-        code: Code.Unauthenticated,
-        message: "unknown or invalid token",
+
+      it("refuses an unknown token: UNAUTHENTICATED, unknown or invalid token", async () => {
+        expect(await call(port, method, "not-a-token")).toMatchObject({
+          code: Code.Unauthenticated,
+          message: "unknown or invalid token",
+        });
       });
-      expect(
-        await call(port, method, await jwt(scope, Math.floor(Date.now() / 1000) - 60)),
-      ).toMatchObject({
-        code: Code.Unauthenticated,
-        message: "token expired",
+
+      it("refuses an expired JWT: UNAUTHENTICATED, token expired", async () => {
+        expect(
+          await call(port, method, await jwt(scope, Math.floor(Date.now() / 1000) - 60)),
+        ).toMatchObject({
+          code: Code.Unauthenticated,
+          message: "token expired",
+        });
       });
-      const wrong = scope === "kms.admin" ? tokens.reader : tokens.admin;
-      expect(await call(port, method, wrong)).toMatchObject({
-        code: Code.PermissionDenied,
-        reason: "PERMISSION_DENIED",
-        message: `missing scope ${scope}`,
-        metadata: { scope },
+
+      it("refuses a token without the method's scope: PERMISSION_DENIED naming the scope", async () => {
+        const wrong = scope === "kms.admin" ? tokens.reader : tokens.admin;
+        expect(await call(port, method, wrong)).toMatchObject({
+          code: Code.PermissionDenied,
+          reason: "PERMISSION_DENIED",
+          message: `missing scope ${scope}`,
+          metadata: { scope },
+        });
       });
-      for (const valid of [
-        tokens.everything,
-        await jwt(scope, "5m"),
-        await jwt(`other ${scope}`, "5m", "ed"),
-      ]) {
-        const answer = await call(port, method, valid);
+
+      it.each([
+        ["a static token with every scope", () => Promise.resolve(tokens.everything)],
+        ["an HS256 JWT with the scope", () => jwt(scope, "5m")],
+        ["an EdDSA JWT whose scopes include it", () => jwt(`other ${scope}`, "5m", "ed")],
+      ])("lets %s through", async (_what, credential) => {
+        const answer = await call(port, method, await credential());
         expect([Code.Unauthenticated, Code.PermissionDenied], JSON.stringify(answer)).not.toContain(
           answer.code,
         );
-      }
+      });
     },
   );
 });
@@ -143,64 +156,120 @@ describe("authorization", () => {
     for (const { method } of methods) expect(scopeOf(method), method.name).toBeDefined();
   });
 
-  it("refuses a JWT for another audience or with a forged signature", async () => {
-    const m = KmsService.method.getStatus;
-    const other = await new SignJWT({ scope: "kms.admin" })
-      .setSubject("x")
-      .setAudience("someone-else")
-      .setExpirationTime("5m")
-      .setProtectedHeader({ alg: "HS256" })
-      .sign(secret);
-    const forged = await new SignJWT({ scope: "kms.admin" })
-      .setSubject("x")
-      .setAudience(audience)
-      .setExpirationTime("5m")
-      .setProtectedHeader({ alg: "HS256" })
-      .sign(randomBytes(32));
-    const none = `${Buffer.from('{"alg":"none"}').toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "x", aud: audience, exp: 4e9, scope: "kms.admin" })).toString("base64url")}.`;
-    for (const bad of [other, forged, none]) {
-      expect(await call("grpc", m, bad)).toMatchObject({ code: Code.Unauthenticated });
-    }
+  it.each([
+    [
+      "for another audience",
+      () =>
+        new SignJWT({ scope: "kms.admin" })
+          .setSubject("x")
+          .setAudience("someone-else")
+          .setExpirationTime("5m")
+          .setProtectedHeader({ alg: "HS256" })
+          .sign(secret),
+    ],
+    [
+      "with a forged signature",
+      () =>
+        new SignJWT({ scope: "kms.admin" })
+          .setSubject("x")
+          .setAudience(audience)
+          .setExpirationTime("5m")
+          .setProtectedHeader({ alg: "HS256" })
+          .sign(randomBytes(32)),
+    ],
+    [
+      "signed with alg none",
+      async () =>
+        `${Buffer.from('{"alg":"none"}').toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "x", aud: audience, exp: 4e9, scope: "kms.admin" })).toString("base64url")}.`,
+    ],
+  ])("refuses a JWT %s: UNAUTHENTICATED", async (_what, bad) => {
+    expect(await call("grpc", KmsService.method.getStatus, await bad())).toMatchObject({
+      code: Code.Unauthenticated,
+    });
   });
+});
 
-  it("masks personal data for a caller without pii.read, whatever view it asks for", async () => {
+describe("personal data and pii.read", () => {
+  let id: bigint;
+  beforeAll(async () => {
     const users = grpcClient(UserService, ctx.app.grpcPort, tokens.everything);
-    const reader = grpcClient(UserService, ctx.app.grpcPort, tokens.reader);
     try {
       const { user } = await users.unary(UserService.method.createUser, {
         username: "masked_ann",
         password: "passw0rd-long",
         email: "ann@example.com",
       });
-      const full = await users.unary(UserService.method.getUser, { id: user!.id, view: View.FULL });
-      expect(full.user?.email).toBe("ann@example.com");
-      for (const view of [View.FULL, View.UNSPECIFIED, View.MASKED]) {
-        const read = await reader.unary(UserService.method.getUser, { id: user!.id, view });
-        expect(read.user?.email).not.toContain("ann@");
-        expect(read.user?.email).toMatch(/\*/);
-      }
-      const listed = await reader.unary(UserService.method.listUsers, { view: View.FULL });
-      expect(JSON.stringify(listed.users.map((u) => u.email))).not.toContain("ann@");
+      id = user!.id;
     } finally {
       users.close();
+    }
+  });
+  const asReader = async <T>(fn: (reader: ReturnType<typeof grpcClient>) => Promise<T>) => {
+    const reader = grpcClient(UserService, ctx.app.grpcPort, tokens.reader);
+    try {
+      return await fn(reader);
+    } finally {
       reader.close();
+    }
+  };
+
+  it("a caller with pii.read reads the email in full", async () => {
+    const users = grpcClient(UserService, ctx.app.grpcPort, tokens.everything);
+    try {
+      const full = await users.unary(UserService.method.getUser, { id, view: View.FULL });
+      expect(full.user?.email).toBe("ann@example.com");
+    } finally {
+      users.close();
     }
   });
 
-  it("keeps health, reflection, /healthz and /readyz open, and /metrics behind metrics.read", async () => {
-    const base = `http://127.0.0.1:${ctx.app.httpPort}`;
-    expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    expect((await fetch(`${base}/readyz`)).status).toBe(200);
-    expect((await fetch(`${base}/metrics`)).status).toBe(401);
-    expect(
-      (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${tokens.admin}` } }))
-        .status,
-    ).toBe(403);
-    const metrics = await fetch(`${base}/metrics`, {
-      headers: { authorization: `Bearer ${tokens.everything}` },
+  it.each([
+    ["FULL", View.FULL],
+    ["UNSPECIFIED", View.UNSPECIFIED],
+    ["MASKED", View.MASKED],
+  ])(
+    "a caller without pii.read reads a masked email from GetUser with view %s",
+    async (_name, view) => {
+      const read = await asReader((r) => r.unary(UserService.method.getUser, { id, view }));
+      expect(read.user?.email).not.toContain("ann@");
+      expect(read.user?.email).toMatch(/\*/);
+    },
+  );
+
+  it("a caller without pii.read reads masked emails from ListUsers, even asking for the FULL view", async () => {
+    const listed = await asReader((r) =>
+      r.unary(UserService.method.listUsers, { view: View.FULL }),
+    );
+    expect(JSON.stringify(listed.users.map((u) => u.email))).not.toContain("ann@");
+  });
+});
+
+describe("open and protected endpoints", () => {
+  const base = () => `http://127.0.0.1:${ctx.app.httpPort}`;
+  const metrics = (token?: string) =>
+    fetch(`${base()}/metrics`, {
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
     });
-    expect(metrics.status).toBe(200);
-    expect(await metrics.text()).toMatch(/code="UNAUTHENTICATED"/);
+
+  it.each(["/healthz", "/readyz"])("keeps %s open: 200 without a token", async (path) => {
+    expect((await fetch(`${base()}${path}`)).status).toBe(200);
+  });
+
+  it("keeps /metrics behind a token: 401 without one", async () => {
+    expect((await metrics()).status).toBe(401);
+  });
+
+  it("keeps /metrics behind metrics.read: 403 for a token without it", async () => {
+    expect((await metrics(tokens.admin)).status).toBe(403);
+  });
+
+  it("serves /metrics with metrics.read, refused calls counted", async () => {
+    const answer = await metrics(tokens.everything);
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toMatch(/code="UNAUTHENTICATED"/);
+  });
+
+  it("keeps grpc.health.v1 open: OK without a token", async () => {
     const health = new grpc.Client(
       `127.0.0.1:${ctx.app.grpcPort}`,
       grpc.credentials.createInsecure(),
@@ -216,5 +285,12 @@ describe("authorization", () => {
     );
     health.close();
     expect(status).toBe(grpc.status.OK);
+  });
+
+  it("keeps reflection open: it lists the services without a token", async () => {
+    const [res] = await reflectOn(ctx.app.grpcPort, "grpc.reflection.v1.ServerReflection", [
+      { messageRequest: { case: "listServices", value: "" } },
+    ]);
+    expect(res?.messageResponse.case).toBe("listServicesResponse");
   });
 });

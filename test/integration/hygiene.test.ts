@@ -1,7 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import type { View } from "../../api/user/v1/user_pb.js";
 import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
@@ -43,50 +43,64 @@ const post = (path: string, body: Uint8Array | string, contentType = "applicatio
   });
 
 describe("input hygiene", () => {
-  it("refuses a misspelt or unknown view instead of falling back to FULL", async () => {
-    const { user } = await clients().connect.createUser(someone({ email: "view@example.com" }));
-    const misspelt = await post(
-      "GetUser",
-      JSON.stringify({ id: String(user!.id), view: "VIEW_MASK" }),
-    );
-    expect(misspelt.status).toBe(400);
-    const text = await misspelt.text();
-    expect(text).not.toContain("view@");
-    expect(JSON.parse(text)).toMatchObject({ code: "invalid_argument" });
-    const binary = toBinary(
-      GetUserRequestSchema,
-      create(GetUserRequestSchema, { id: user!.id, view: 7 as View }),
-    );
-    const unknown = await post("GetUser", binary, "application/proto");
-    expect(unknown.status).toBe(400);
-    expect(await unknown.json()).toMatchObject({
-      code: "invalid_argument",
-      message: expect.stringContaining("view"),
+  describe("a view it does not know is refused instead of falling back to FULL", () => {
+    let id: bigint;
+    beforeAll(async () => {
+      const { user } = await clients().connect.createUser(someone({ email: "view@example.com" }));
+      id = user!.id;
+    });
+
+    it("a misspelt view name in JSON: invalid_argument, the user's data not echoed", async () => {
+      const misspelt = await post("GetUser", JSON.stringify({ id: String(id), view: "VIEW_MASK" }));
+      expect(misspelt.status).toBe(400);
+      const text = await misspelt.text();
+      expect(text).not.toContain("view@");
+      expect(JSON.parse(text)).toMatchObject({ code: "invalid_argument" });
+    });
+
+    it("an unknown view number in binary: invalid_argument naming the view", async () => {
+      const binary = toBinary(
+        GetUserRequestSchema,
+        create(GetUserRequestSchema, { id, view: 7 as View }),
+      );
+      const unknown = await post("GetUser", binary, "application/proto");
+      expect(unknown.status).toBe(400);
+      expect(await unknown.json()).toMatchObject({
+        code: "invalid_argument",
+        message: expect.stringContaining("view"),
+      });
     });
   });
 
-  it.each(["grpc", "connect"] as const)(
-    "refuses NUL in any string, naming the field (%s)",
-    async (port) => {
+  describe.each(["grpc", "connect"] as const)("NUL in any string (%s)", (port) => {
+    it("in CreateUser's name: INVALID_ARGUMENT, VALIDATION_FAILED naming name", async () => {
       const users = clients()[port];
       expect(await rejection(users.createUser(someone({ name: "Ann\u0000Lee" })))).toMatchObject({
         code: Code.InvalidArgument,
         reason: "VALIDATION_FAILED",
         metadata: { field: "name" },
       });
+    });
+
+    it("in LookupUser's username key: INVALID_ARGUMENT naming username", async () => {
+      const users = clients()[port];
       expect(
         await rejection(users.lookupUser({ key: { case: "username", value: "ann\u0000" } })),
       ).toMatchObject({
         code: Code.InvalidArgument,
         metadata: { field: "username" },
       });
+    });
+
+    it("in CreateUser's password: refused naming password", async () => {
+      const users = clients()[port];
       expect(
         await rejection(users.createUser(someone({ password: "passw0rd\u0000long" }))),
       ).toMatchObject({
         metadata: { field: "password" },
       });
-    },
-  );
+    });
+  });
 
   it("never quotes a submitted value in an error", async () => {
     const { user } = await clients().grpc.createUser(someone());
@@ -101,46 +115,78 @@ describe("input hygiene", () => {
     expect(f.message).not.toContain("victim");
   });
 
-  it("treats usernames as one account whatever their case", async () => {
-    const users = clients().grpc;
-    await users.createUser(someone({ username: "caseX" }));
-    for (const username of ["CaseX", "CASEX", "casex"]) {
-      expect(await rejection(users.createUser(someone({ username })))).toMatchObject({
-        code: Code.AlreadyExists,
-        metadata: { field: "username" },
-      });
-    }
-    const found = await users.lookupUser({ key: { case: "username", value: "CASEX" } });
-    expect(found.user?.username).toBe("caseX");
+  describe("usernames are one account whatever their case", () => {
+    beforeAll(async () => {
+      await clients().grpc.createUser(someone({ username: "caseX" }));
+    });
+
+    it.each(["CaseX", "CASEX", "casex"])(
+      "refuses %s once caseX exists: ALREADY_EXISTS naming username",
+      async (username) => {
+        expect(await rejection(clients().grpc.createUser(someone({ username })))).toMatchObject({
+          code: Code.AlreadyExists,
+          metadata: { field: "username" },
+        });
+      },
+    );
+
+    it("LookupUser in another case finds the account as it was spelt", async () => {
+      const found = await clients().grpc.lookupUser({ key: { case: "username", value: "CASEX" } });
+      expect(found.user?.username).toBe("caseX");
+    });
   });
 
-  it("issues page tokens that show nothing and cannot be forged or replayed elsewhere", async () => {
-    const users = clients().grpc;
-    for (let i = 0; i < 3; i++) await users.createUser(someone({ name: "Paged Person" }));
-    const kms = createClient(
-      KmsService,
-      createGrpcTransport({ baseUrl: `http://127.0.0.1:${ctx.app.grpcPort}` }),
-    );
-    const { hash } = await kms.hashField({ fieldName: "name", value: "Paged Person" });
-    const page = await users.listUsers({ name: "Paged Person", pageSize: 1 });
-    const token = page.nextPageToken;
-    expect(token).not.toBe("");
-    const raw = Buffer.from(token, "base64url");
-    expect(raw.toString("hex")).not.toContain(hash.slice(0, 16));
-    expect(raw.toString("latin1")).not.toContain(String(page.users[0]!.id));
-    const next = await users.listUsers({ name: "Paged Person", pageSize: 1, pageToken: token });
-    expect(next.users[0]!.id).toBeGreaterThan(page.users[0]!.id);
-    const tampered = Buffer.from(raw);
-    tampered[13]! ^= 1;
-    for (const [name, pageToken] of [
-      ["Paged Person", tampered.toString("base64url")],
-      ["Someone Else", token],
-      ["", token],
-    ] as const) {
-      expect(await rejection(users.listUsers({ name, pageSize: 1, pageToken }))).toMatchObject({
+  describe("page tokens", () => {
+    // Three users of one name, listed a page of one at a time.
+    let hash: string;
+    let first: { id: bigint };
+    let token: string;
+    beforeAll(async () => {
+      const users = clients().grpc;
+      for (let i = 0; i < 3; i++) await users.createUser(someone({ name: "Paged Person" }));
+      const kms = createClient(
+        KmsService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${ctx.app.grpcPort}` }),
+      );
+      hash = (await kms.hashField({ fieldName: "name", value: "Paged Person" })).hash;
+      const page = await users.listUsers({ name: "Paged Person", pageSize: 1 });
+      first = page.users[0]!;
+      token = page.nextPageToken;
+    });
+
+    it("show neither the name's blind index nor the last id", () => {
+      expect(token).not.toBe("");
+      const raw = Buffer.from(token, "base64url");
+      expect(raw.toString("hex")).not.toContain(hash.slice(0, 16));
+      expect(raw.toString("latin1")).not.toContain(String(first.id));
+    });
+
+    it("continue the listing where the page ended", async () => {
+      const next = await clients().grpc.listUsers({
+        name: "Paged Person",
+        pageSize: 1,
+        pageToken: token,
+      });
+      expect(next.users[0]!.id).toBeGreaterThan(first.id);
+    });
+
+    it.each([
+      ["a forged token (one byte changed)", "Paged Person", true],
+      ["a token replayed for another name", "Someone Else", false],
+      ["a token replayed without the name", "", false],
+    ] as const)("refuse %s: INVALID_PAGE_TOKEN", async (_what, name, tamper) => {
+      let pageToken = token;
+      if (tamper) {
+        const tampered = Buffer.from(token, "base64url");
+        tampered[13]! ^= 1;
+        pageToken = tampered.toString("base64url");
+      }
+      expect(
+        await rejection(clients().grpc.listUsers({ name, pageSize: 1, pageToken })),
+      ).toMatchObject({
         code: Code.InvalidArgument,
         reason: "INVALID_PAGE_TOKEN",
       });
-    }
+    });
   });
 });

@@ -2,7 +2,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import { keyPolicy, type App } from "../../cmd/server/wire.js";
 import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
@@ -27,22 +27,33 @@ const connectKms = (app: App) =>
   );
 
 describe("KmsService field operations", () => {
-  it("encrypts and decrypts on both ports, bound to field name and context", async () => {
-    const kms = connectKms(ctx.a);
-    const sealed = await kms.encryptField({
-      fieldName: "orders.card",
-      plaintext: enc("4111"),
-      context: enc("row:1"),
-    });
+  // One value sealed on instance a over Connect, bound to field orders.card and context row:1.
+  const card = { fieldName: "orders.card", context: enc("row:1") };
+  let sealed: { ciphertext: Uint8Array; keyVersion: number };
+  beforeAll(async () => {
+    sealed = await connectKms(ctx.a).encryptField({ ...card, plaintext: enc("4111") });
+  });
+
+  it("EncryptField names the data key version it sealed with", () => {
     expect(sealed.keyVersion).toBeGreaterThan(0);
+  });
+
+  it("a value sealed on one instance over Connect opens on the other over gRPC", async () => {
     const viaGrpc = grpcClient(KmsService, ctx.b.grpcPort);
     try {
       const opened = await viaGrpc.unary(KmsService.method.decryptField, {
-        fieldName: "orders.card",
+        ...card,
         ciphertext: sealed.ciphertext,
-        context: enc("row:1"),
       });
       expect(new TextDecoder().decode(opened.plaintext)).toBe("4111");
+    } finally {
+      viaGrpc.close();
+    }
+  });
+
+  it("refuses the ciphertext under another context: INVALID_ARGUMENT, CIPHERTEXT_INVALID (gRPC)", async () => {
+    const viaGrpc = grpcClient(KmsService, ctx.b.grpcPort);
+    try {
       const moved = await rejection(
         viaGrpc.unary(KmsService.method.decryptField, {
           fieldName: "orders.card",
@@ -57,49 +68,40 @@ describe("KmsService field operations", () => {
     } finally {
       viaGrpc.close();
     }
-    const other = await rejection(
-      kms.decryptField({
-        fieldName: "orders.note",
-        ciphertext: sealed.ciphertext,
-        context: enc("row:1"),
-      }),
-    );
-    expect(other).toMatchObject({ code: Code.InvalidArgument, reason: "CIPHERTEXT_INVALID" });
-    // A header naming a version beyond any key is just an invalid ciphertext.
-    const farVersion = new Uint8Array(sealed.ciphertext);
-    farVersion.set([0xff, 0xff, 0xff, 0xff], 2);
-    expect(
-      await rejection(
-        kms.decryptField({
-          fieldName: "orders.card",
-          ciphertext: farVersion,
-          context: enc("row:1"),
-        }),
-      ),
-    ).toMatchObject({ code: Code.InvalidArgument, reason: "CIPHERTEXT_INVALID" });
-    const altered = new Uint8Array(sealed.ciphertext);
-    altered[altered.length - 1]! ^= 1;
-    expect(
-      await rejection(
-        kms.decryptField({ fieldName: "orders.card", ciphertext: altered, context: enc("row:1") }),
-      ),
-    ).toMatchObject({
-      code: Code.InvalidArgument,
-      reason: "CIPHERTEXT_INVALID",
-    });
-    expect(
-      await rejection(
-        kms.decryptField({
-          fieldName: "orders.card",
-          ciphertext: enc("garbage"),
-          context: enc("row:1"),
-        }),
-      ),
-    ).toMatchObject({
-      code: Code.InvalidArgument,
-      reason: "CIPHERTEXT_INVALID",
-    });
   });
+
+  it.each([
+    [
+      "under another field name",
+      () => ({ ...card, fieldName: "orders.note", ciphertext: sealed.ciphertext }),
+    ],
+    [
+      // A header naming a version beyond any key is just an invalid ciphertext.
+      "whose header names a version beyond any key",
+      () => {
+        const farVersion = new Uint8Array(sealed.ciphertext);
+        farVersion.set([0xff, 0xff, 0xff, 0xff], 2);
+        return { ...card, ciphertext: farVersion };
+      },
+    ],
+    [
+      "with one byte altered",
+      () => {
+        const altered = new Uint8Array(sealed.ciphertext);
+        altered[altered.length - 1]! ^= 1;
+        return { ...card, ciphertext: altered };
+      },
+    ],
+    ["that is no ciphertext at all", () => ({ ...card, ciphertext: enc("garbage") })],
+  ])(
+    "refuses a ciphertext %s: INVALID_ARGUMENT, CIPHERTEXT_INVALID (Connect)",
+    async (_what, request) => {
+      expect(await rejection(connectKms(ctx.a).decryptField(request()))).toMatchObject({
+        code: Code.InvalidArgument,
+        reason: "CIPHERTEXT_INVALID",
+      });
+    },
+  );
 
   it("hashes with a keyed, normalised blind index, the same on every instance", async () => {
     const one = await connectKms(ctx.a).hashField({
@@ -121,35 +123,46 @@ describe("KmsService field operations", () => {
 });
 
 describe("key lifecycle", () => {
-  it("three rotations later the first ciphertext still decrypts; a revoked version never does", async () => {
-    const kms = connectKms(ctx.a);
-    const first = await kms.encryptField({
-      fieldName: "f",
-      plaintext: enc("kept"),
-      context: new Uint8Array(),
+  describe("a value sealed, then three rotations", () => {
+    let first: { ciphertext: Uint8Array; keyVersion: number };
+    let open: { fieldName: string; ciphertext: Uint8Array; context: Uint8Array };
+    beforeAll(async () => {
+      const kms = connectKms(ctx.a);
+      first = await kms.encryptField({
+        fieldName: "f",
+        plaintext: enc("kept"),
+        context: new Uint8Array(),
+      });
+      for (let i = 0; i < 3; i++) await kms.rotateDataKey({ reason: `test ${i}` });
+      open = { fieldName: "f", ciphertext: first.ciphertext, context: new Uint8Array() };
     });
-    for (let i = 0; i < 3; i++) await kms.rotateDataKey({ reason: `test ${i}` });
-    const open = { fieldName: "f", ciphertext: first.ciphertext, context: new Uint8Array() };
-    const opened = await kms.decryptField(open);
-    expect(new TextDecoder().decode(opened.plaintext)).toBe("kept");
-    expect(opened.keyVersion).toBe(first.keyVersion);
-    // Instance b holds the key in its cache before the revocation on a.
-    const onB = await connectKms(ctx.b).decryptField(open);
-    expect(onB.keyVersion).toBe(first.keyVersion);
-    const revoked = await kms.revokeDataKey({ version: first.keyVersion, reason: "test" });
-    expect(revoked.key?.status).toBe(KeyStatus.REVOKED);
-    expect(await rejection(kms.decryptField(open))).toMatchObject({
-      code: Code.FailedPrecondition,
-      reason: "KEY_REVOKED",
+
+    it("still decrypts under its own key version", async () => {
+      const opened = await connectKms(ctx.a).decryptField(open);
+      expect(new TextDecoder().decode(opened.plaintext)).toBe("kept");
+      expect(opened.keyVersion).toBe(first.keyVersion);
     });
-    // b hears it through LISTEN/NOTIFY, well before its cache lifetime (30s) ends.
-    const started = Date.now();
-    let onB2 = await outcome(connectKms(ctx.b).decryptField(open));
-    while (onB2.reason !== "KEY_REVOKED" && Date.now() - started < 5000) {
-      await new Promise((r) => setTimeout(r, 20));
-      onB2 = await outcome(connectKms(ctx.b).decryptField(open));
-    }
-    expect(onB2).toMatchObject({ code: Code.FailedPrecondition, reason: "KEY_REVOKED" });
+
+    it("once its key is revoked, never decrypts: at once where revoked, within 5 s on the instance holding it in cache", async () => {
+      const kms = connectKms(ctx.a);
+      // Instance b holds the key in its cache before the revocation on a.
+      const onB = await connectKms(ctx.b).decryptField(open);
+      expect(onB.keyVersion).toBe(first.keyVersion);
+      const revoked = await kms.revokeDataKey({ version: first.keyVersion, reason: "test" });
+      expect(revoked.key?.status).toBe(KeyStatus.REVOKED);
+      expect(await rejection(kms.decryptField(open))).toMatchObject({
+        code: Code.FailedPrecondition,
+        reason: "KEY_REVOKED",
+      });
+      // b hears it through LISTEN/NOTIFY, well before its cache lifetime (30s) ends.
+      const started = Date.now();
+      let onB2 = await outcome(connectKms(ctx.b).decryptField(open));
+      while (onB2.reason !== "KEY_REVOKED" && Date.now() - started < 5000) {
+        await new Promise((r) => setTimeout(r, 20));
+        onB2 = await outcome(connectKms(ctx.b).decryptField(open));
+      }
+      expect(onB2).toMatchObject({ code: Code.FailedPrecondition, reason: "KEY_REVOKED" });
+    });
   });
 
   it("revoking the active key rotates first", async () => {
@@ -278,37 +291,55 @@ describe("key lifecycle", () => {
 });
 
 describe("KmsService reads", () => {
-  it("GetStatus, ListDataKeys paging and GetDataKey report metadata, never key material", async () => {
-    const kms = connectKms(ctx.a);
-    const status = await kms.getStatus({});
-    expect(status.initialized).toBe(true);
-    expect(status.algorithm).toBe("AES-256-GCM");
-    expect(status.activeKey?.status).toBe(KeyStatus.ACTIVE);
-    expect(status.keyStats.reduce((n, s) => n + s.keyCount, 0)).toBeGreaterThan(10);
+  /** Every version ListDataKeys pages through, 4 a page, in the order given. */
+  const listedVersions = async () => {
     const seen: number[] = [];
     let token = "";
     do {
-      const page = await kms.listDataKeys({ pageSize: 4, pageToken: token });
+      const page = await connectKms(ctx.a).listDataKeys({ pageSize: 4, pageToken: token });
       expect(page.keys.length).toBeLessThanOrEqual(4);
       seen.push(...page.keys.map((k) => k.version));
       token = page.nextPageToken;
     } while (token);
+    return seen;
+  };
+
+  it("GetStatus reports an initialised AES-256-GCM KMS, its active key and the key counts", async () => {
+    const status = await connectKms(ctx.a).getStatus({});
+    expect(status.initialized).toBe(true);
+    expect(status.algorithm).toBe("AES-256-GCM");
+    expect(status.activeKey?.status).toBe(KeyStatus.ACTIVE);
+    expect(status.keyStats.reduce((n, s) => n + s.keyCount, 0)).toBeGreaterThan(10);
+  });
+
+  it("ListDataKeys pages through every key, newest first, each once", async () => {
+    const seen = await listedVersions();
     expect(seen).toEqual([...seen].sort((x, y) => y - x));
     expect(new Set(seen).size).toBe(seen.length);
-    const revoked = await kms.listDataKeys({ status: KeyStatus.REVOKED });
+  });
+
+  it("ListDataKeys filtered by status lists keys of that status only", async () => {
+    const revoked = await connectKms(ctx.a).listDataKeys({ status: KeyStatus.REVOKED });
     expect(revoked.keys.every((k) => k.status === KeyStatus.REVOKED)).toBe(true);
-    const body = JSON.stringify(await kms.getDataKey({ version: seen.at(-1)! }), (_k, v) =>
+  });
+
+  it("GetDataKey reports metadata, never key material", async () => {
+    const oldest = (await listedVersions()).at(-1)!;
+    const body = JSON.stringify(await connectKms(ctx.a).getDataKey({ version: oldest }), (_k, v) =>
       typeof v === "bigint" ? String(v) : v,
     );
     expect(body).not.toMatch(/encrypted|wrapped/i);
-    expect(await rejection(kms.getDataKey({ version: 4_000_000_000 }))).toMatchObject({
-      code: Code.NotFound,
-    });
-    expect(await rejection(kms.getDataKey({ version: 99999 }))).toMatchObject({
-      code: Code.NotFound,
-      reason: "KEY_NOT_FOUND",
-    });
-    expect(await rejection(kms.listDataKeys({ pageToken: "bogus" }))).toMatchObject({
+  });
+
+  it.each([
+    ["beyond the int4 range", 4_000_000_000, { code: Code.NotFound }],
+    ["that does not exist", 99999, { code: Code.NotFound, reason: "KEY_NOT_FOUND" }],
+  ])("GetDataKey answers NOT_FOUND for a version %s", async (_what, version, expected) => {
+    expect(await rejection(connectKms(ctx.a).getDataKey({ version }))).toMatchObject(expected);
+  });
+
+  it("ListDataKeys refuses a page token it did not issue with INVALID_PAGE_TOKEN", async () => {
+    expect(await rejection(connectKms(ctx.a).listDataKeys({ pageToken: "bogus" }))).toMatchObject({
       code: Code.InvalidArgument,
       reason: "INVALID_PAGE_TOKEN",
     });
@@ -321,7 +352,7 @@ describe("root key", () => {
     KMS_ROOT_KEY: key,
   });
 
-  it("a restart with the same root key decrypts everything; another root key refuses to start", async () => {
+  it("a restart with the same root key decrypts what was sealed before", async () => {
     const sealed = await connectKms(ctx.a).encryptField({
       fieldName: "f",
       plaintext: enc("durable"),
@@ -338,6 +369,9 @@ describe("root key", () => {
     } finally {
       await again.stop();
     }
+  });
+
+  it("another root key refuses to start, naming the problem, never the key", async () => {
     const wrong = spawnServer(["-conf", "configs/config.yaml"], {
       env: configFor(Buffer.alloc(32, 0x77).toString("base64")),
     });

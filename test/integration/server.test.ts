@@ -17,44 +17,52 @@ import {
   Health,
   HealthCheckResponse_ServingStatus,
 } from "../../third_party/grpc/health/v1/health_pb.js";
-import {
-  ServerReflection,
-  ServerReflectionRequestSchema,
-  type ServerReflectionResponse,
-} from "../../third_party/grpc/reflection/v1/reflection_pb.js";
-import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
 import { useTestApp } from "../helpers/app.js";
-import { grpcClient } from "../helpers/clients.js";
+import { grpcClient, reflectOn, type ServerReflectionRequestInit } from "../helpers/clients.js";
 import { failureOf, rejection } from "../helpers/errors.js";
 
 const ctx = useTestApp();
 
-const connectTransports = (): Record<string, Transport> => {
+const protocols = [
+  "connect (HTTP/1.1, JSON)",
+  "connect (h2c, binary)",
+  "grpc-web (HTTP/1.1)",
+  "grpc on the HTTP port (h2c)",
+] as const;
+
+/** A client transport to the HTTP port, for each protocol it serves. */
+const connectTransport = (protocol: (typeof protocols)[number]): Transport => {
   const baseUrl = `http://127.0.0.1:${ctx.app.httpPort}`;
-  return {
-    "connect (HTTP/1.1, JSON)": createConnectTransport({
-      baseUrl,
-      httpVersion: "1.1",
-      useBinaryFormat: false,
-    }),
-    "connect (h2c, binary)": createConnectTransport({ baseUrl, httpVersion: "2" }),
-    "grpc-web (HTTP/1.1)": createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
-    "grpc on the HTTP port (h2c)": createGrpcTransport({ baseUrl }),
-  };
+  switch (protocol) {
+    case "connect (HTTP/1.1, JSON)":
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false });
+    case "connect (h2c, binary)":
+      return createConnectTransport({ baseUrl, httpVersion: "2" });
+    case "grpc-web (HTTP/1.1)":
+      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1" });
+    case "grpc on the HTTP port (h2c)":
+      return createGrpcTransport({ baseUrl });
+  }
 };
 
+/** Both ports, by name, for it.each: gRPC (grpc-js) and HTTP (connect-node, h2c included). */
+const ports = ["grpc", "http"] as const;
+const portOf = (port: (typeof ports)[number]) =>
+  port === "grpc" ? ctx.app.grpcPort : ctx.app.httpPort;
+
 describe("gRPC port (@grpc/grpc-js)", () => {
-  it("answers grpc.health.v1 for the server and each service", async () => {
-    const health = grpcClient(Health, ctx.app.grpcPort);
-    try {
-      for (const service of ["", "kms.v1.KmsService", "user.v1.UserService"]) {
+  it.each(["", "kms.v1.KmsService", "user.v1.UserService"])(
+    "answers grpc.health.v1 SERVING for %j (the server, then each service)",
+    async (service) => {
+      const health = grpcClient(Health, ctx.app.grpcPort);
+      try {
         const res = await health.unary(Health.method.check, { service });
         expect(res.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      } finally {
+        health.close();
       }
-    } finally {
-      health.close();
-    }
-  });
+    },
+  );
 
   it("answers NOT_FOUND with reason USER_NOT_FOUND for a user that does not exist", async () => {
     const users = grpcClient(UserService, ctx.app.grpcPort);
@@ -119,49 +127,63 @@ describe("requests a transport cannot take, on both ports", () => {
     return frame;
   }
 
-  it("answers a body that does not decode INVALID_ARGUMENT with ErrorInfo, in every protocol", async () => {
-    const expected = {
-      code: grpc.status.INVALID_ARGUMENT,
-      message: "request is not a valid user.v1.GetUserRequest",
-      reason: "VALIDATION_FAILED",
-      domain: "user.v1",
-    };
-    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
-      expect(await rawGrpcCall(port, garbage), `gRPC on port ${port}`).toMatchObject(expected);
-    }
+  const undecodable = "request is not a valid user.v1.GetUserRequest";
+
+  it.each(ports)(
+    "answers a gRPC body that does not decode INVALID_ARGUMENT with ErrorInfo, on the %s port",
+    async (port) => {
+      expect(await rawGrpcCall(portOf(port), garbage)).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        message: undecodable,
+        reason: "VALIDATION_FAILED",
+        domain: "user.v1",
+      });
+    },
+  );
+
+  it("answers a Connect body that does not decode 400 invalid_argument with ErrorInfo", async () => {
     const binary = await post("application/proto", garbage);
     expect(binary.status).toBe(400);
     expect(await binary.json()).toMatchObject({
       code: "invalid_argument",
-      message: expected.message,
+      message: undecodable,
       details: [{ type: "google.rpc.ErrorInfo" }],
     });
+  });
+
+  it("answers a gRPC-Web body that does not decode INVALID_ARGUMENT with status details", async () => {
     const web = await post("application/grpc-web+proto", webFrame(garbage));
     expect(web.headers.get("grpc-status")).toBe(String(grpc.status.INVALID_ARGUMENT));
     expect(web.headers.get("grpc-status-details-bin")).toBeTruthy();
   });
 
-  it("never quotes what was sent", async () => {
-    const secret = "victim@example.com";
-    for (const body of [`{"id": "${secret}"}`, `{"${secret}": 1}`, `{"id": 1, ${secret}`]) {
+  const secret = "victim@example.com";
+  it.each([`{"id": "${secret}"}`, `{"${secret}": 1}`, `{"id": 1, ${secret}`])(
+    "never quotes what was sent: %s is refused invalid_argument without the value",
+    async (body) => {
       const res = await post("application/json", body);
       expect(res.status).toBe(400);
       const text = await res.text();
       expect(text).not.toContain("victim");
       expect(JSON.parse(text)).toMatchObject({ code: "invalid_argument" });
-    }
-  });
+    },
+  );
 
-  it("answers a message over max_request_bytes RESOURCE_EXHAUSTED on both ports", async () => {
-    const big = Buffer.alloc(limit + 1024, 0);
-    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
-      expect(await rawGrpcCall(port, big), `port ${port}`).toMatchObject({
+  it.each(ports)(
+    "answers a gRPC message over max_request_bytes RESOURCE_EXHAUSTED naming the limit, on the %s port",
+    async (port) => {
+      const big = Buffer.alloc(limit + 1024, 0);
+      expect(await rawGrpcCall(portOf(port), big)).toMatchObject({
         code: grpc.status.RESOURCE_EXHAUSTED,
         message: `request larger than ${limit} bytes`,
         reason: "REQUEST_TOO_LARGE",
         metadata: { limit_bytes: String(limit) },
       });
-    }
+    },
+  );
+
+  it("answers a Connect message over max_request_bytes 429 resource_exhausted with ErrorInfo", async () => {
+    const big = Buffer.alloc(limit + 1024, 0);
     const connect = await post("application/proto", big);
     expect(connect.status).toBe(429);
     expect(await connect.json()).toMatchObject({
@@ -171,8 +193,10 @@ describe("requests a transport cannot take, on both ports", () => {
     });
   });
 
-  it("answers a malformed grpc-timeout INVALID_ARGUMENT on both ports (grpc-js alone says INTERNAL)", async () => {
-    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+  it.each(ports)(
+    "answers a malformed grpc-timeout INVALID_ARGUMENT on the %s port (grpc-js alone says INTERNAL)",
+    async (name) => {
+      const port = portOf(name);
       const session = connectHttp2(`http://127.0.0.1:${port}`);
       const status = await new Promise<string | undefined>((resolve) => {
         const stream = session.request({
@@ -191,8 +215,8 @@ describe("requests a transport cannot take, on both ports", () => {
       });
       session.close();
       expect(status, `port ${port}`).toBe(String(grpc.status.INVALID_ARGUMENT));
-    }
-  });
+    },
+  );
 
   // The count of one label set in /metrics.
   async function count(method: string, transport: string, code: string): Promise<number> {
@@ -260,33 +284,38 @@ describe("requests a transport cannot take, on both ports", () => {
     expect(await count("DeleteUser", "grpc", "UNIMPLEMENTED")).toBe(before.unimplemented);
   }, 20_000);
 
-  it("answers a call without a message INVALID_ARGUMENT on both ports", async () => {
-    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+  it.each(ports)(
+    "answers a gRPC call without a message INVALID_ARGUMENT, on the %s port",
+    async (name) => {
+      const port = portOf(name);
       const answer = await h2call(port, { "content-type": "application/grpc" }, Buffer.alloc(0));
       expect(answer["grpc-status"], `port ${port}`).toBe(String(grpc.status.INVALID_ARGUMENT));
-    }
-  });
+    },
+  );
 
-  it("answers refusals whose answer connect would compress, and never reads the body for its wording", async () => {
-    const url = `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`;
-    const json = await fetch(url, {
+  const getUserUrl = () => `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`;
+
+  it("answers a refusal that connect would compress (a large one, gzip accepted)", async () => {
+    const json = await fetch(getUserUrl(), {
       method: "POST",
       headers: { "content-type": "application/json", "accept-encoding": "gzip, br" },
       body: JSON.stringify({ id: "9".repeat(1100) }),
       signal: AbortSignal.timeout(5000),
     });
     expect(json.status).toBe(400);
-    expect(await json.json()).toMatchObject({
-      message: "request is not a valid user.v1.GetUserRequest",
-    });
-    const timeoutWord = await fetch(url, {
+    expect(await json.json()).toMatchObject({ message: undecodable });
+  });
+
+  it('never reads a body for its wording: an id of "timeout" is just not a valid request', async () => {
+    const timeoutWord = await fetch(getUserUrl(), {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: '{"id":"timeout"}',
     });
-    expect(await timeoutWord.json()).toMatchObject({
-      message: "request is not a valid user.v1.GetUserRequest",
-    });
+    expect(await timeoutWord.json()).toMatchObject({ message: undecodable });
+  });
+
+  it('answers a huge gRPC-Web grpc-timeout INVALID_ARGUMENT "invalid timeout header", gzip accepted or not', async () => {
     const web = await h2call(
       ctx.app.httpPort,
       {
@@ -299,7 +328,10 @@ describe("requests a transport cannot take, on both ports", () => {
     );
     expect(web["grpc-status"]).toBe(String(grpc.status.INVALID_ARGUMENT));
     expect(decodeURIComponent(String(web["grpc-message"]))).toBe("invalid timeout header");
-    const compression = await fetch(url, {
+  });
+
+  it("answers a body in an unknown compression 501, saying which it accepts", async () => {
+    const compression = await fetch(getUserUrl(), {
       method: "POST",
       headers: {
         "content-type": "application/json",
@@ -314,25 +346,8 @@ describe("requests a transport cannot take, on both ports", () => {
 });
 
 describe("server reflection", () => {
-  async function reflect(path: string, requests: object[]): Promise<ServerReflectionResponse[]> {
-    const definition = grpcDefinition(ServerReflection, path);
-    const Ctor = grpc.makeGenericClientConstructor(definition, "ServerReflection");
-    const client = new Ctor(`127.0.0.1:${ctx.app.grpcPort}`, grpc.credentials.createInsecure());
-    const call = (
-      client as unknown as Record<string, () => grpc.ClientDuplexStream<unknown, unknown>>
-    )[ServerReflection.method.serverReflectionInfo.localName]!.call(client);
-    const responses: ServerReflectionResponse[] = [];
-    const done = new Promise<void>((resolve, reject) => {
-      call.on("data", (r: ServerReflectionResponse) => responses.push(r));
-      call.on("end", resolve);
-      call.on("error", reject);
-    });
-    for (const r of requests) call.write(create(ServerReflectionRequestSchema, r));
-    call.end();
-    await done;
-    client.close();
-    return responses;
-  }
+  const reflect = (path: string, requests: ServerReflectionRequestInit[]) =>
+    reflectOn(ctx.app.grpcPort, path, requests);
 
   it.each(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])(
     "lists both services on %s",
@@ -437,22 +452,18 @@ describe("server reflection", () => {
 });
 
 describe("HTTP port (connect-node)", () => {
-  it.each(Object.keys({ a: 0, b: 0, c: 0, d: 0 }).map((_, i) => i))(
-    "answers NOT_FOUND with the same reason on every protocol (#%i)",
-    async (i) => {
-      const [name, transport] = Object.entries(connectTransports())[i]!;
-      const users = createClient(UserService, transport);
-      const failure = await rejection(users.getUser({ id: 1n }));
-      expect(failure.code, name).toBe(Code.NotFound);
-      expect(failure, name).toMatchObject({
-        reason: "USER_NOT_FOUND",
-        domain: "user.v1",
-      });
-    },
-  );
+  it.each(protocols)("answers NOT_FOUND with reason USER_NOT_FOUND over %s", async (name) => {
+    const users = createClient(UserService, connectTransport(name));
+    const failure = await rejection(users.getUser({ id: 1n }));
+    expect(failure.code, name).toBe(Code.NotFound);
+    expect(failure, name).toMatchObject({
+      reason: "USER_NOT_FOUND",
+      domain: "user.v1",
+    });
+  });
 
   it("rejects an invalid request exactly as the gRPC port does", async () => {
-    const kms = createClient(KmsService, connectTransports()["connect (h2c, binary)"]!);
+    const kms = createClient(KmsService, connectTransport("connect (h2c, binary)"));
     const viaConnect = await rejection(kms.getDataKey({ version: 0 }));
     const grpcKms = grpcClient(KmsService, ctx.app.grpcPort);
     const viaGrpc = await rejection(grpcKms.unary(KmsService.method.getDataKey, { version: 0 }));
@@ -465,9 +476,11 @@ describe("HTTP port (connect-node)", () => {
     expect(viaConnect.metadata).toEqual(viaGrpc.metadata);
   });
 
-  it("answers an unknown method UNIMPLEMENTED in every protocol, as the gRPC port does", async () => {
-    const base = `http://127.0.0.1:${ctx.app.httpPort}`;
-    const connect = await fetch(`${base}/user.v1.UserService/NoSuchMethod`, {
+  const noSuchMethod = () =>
+    `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/NoSuchMethod`;
+
+  it("answers an unknown method over Connect 501 unimplemented with ErrorInfo", async () => {
+    const connect = await fetch(noSuchMethod(), {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: "{}",
@@ -476,28 +489,35 @@ describe("HTTP port (connect-node)", () => {
     const body = (await connect.json()) as { code: string; details: { type: string }[] };
     expect(body.code).toBe("unimplemented");
     expect(body.details[0]?.type).toBe("google.rpc.ErrorInfo");
-    const web = await fetch(`${base}/user.v1.UserService/NoSuchMethod`, {
+  });
+
+  it("answers an unknown method over gRPC-Web UNIMPLEMENTED", async () => {
+    const web = await fetch(noSuchMethod(), {
       method: "POST",
       headers: { "content-type": "application/grpc-web+proto" },
       body: new Uint8Array([0, 0, 0, 0, 0]),
     });
     expect(web.headers.get("grpc-status")).toBe(String(grpc.status.UNIMPLEMENTED));
-    // gRPC itself, on both ports.
-    const Ctor = grpc.makeGenericClientConstructor(
-      {
-        noSuchMethod: {
-          path: "/user.v1.UserService/NoSuchMethod",
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: (b: Buffer) => b,
-          requestDeserialize: (b: Buffer) => b,
-          responseSerialize: (b: Buffer) => b,
-          responseDeserialize: (b: Buffer) => b,
+  });
+
+  it.each(ports)(
+    "answers an unknown method over gRPC UNIMPLEMENTED, on the %s port",
+    async (name) => {
+      const port = portOf(name);
+      const Ctor = grpc.makeGenericClientConstructor(
+        {
+          noSuchMethod: {
+            path: "/user.v1.UserService/NoSuchMethod",
+            requestStream: false,
+            responseStream: false,
+            requestSerialize: (b: Buffer) => b,
+            requestDeserialize: (b: Buffer) => b,
+            responseSerialize: (b: Buffer) => b,
+            responseDeserialize: (b: Buffer) => b,
+          },
         },
-      },
-      "Unknown",
-    );
-    for (const port of [ctx.app.grpcPort, ctx.app.httpPort]) {
+        "Unknown",
+      );
       const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
       const code = await new Promise<number>((resolve) =>
         (client as unknown as Record<string, (...a: unknown[]) => void>).noSuchMethod!(
@@ -507,36 +527,55 @@ describe("HTTP port (connect-node)", () => {
       );
       client.close();
       expect(code, `port ${port}`).toBe(grpc.status.UNIMPLEMENTED);
-    }
+    },
+  );
+
+  const base = () => `http://127.0.0.1:${ctx.app.httpPort}`;
+
+  it("serves /healthz", async () => {
+    const health = await fetch(`${base()}/healthz`);
+    expect(health.status).toBe(200);
   });
 
-  it("serves /healthz, /readyz and /metrics", async () => {
-    const base = `http://127.0.0.1:${ctx.app.httpPort}`;
-    const health = await fetch(`${base}/healthz`);
-    expect(health.status).toBe(200);
-    const ready = await fetch(`${base}/readyz`);
+  it("serves /readyz: ready, the database ok", async () => {
+    const ready = await fetch(`${base()}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: "ready", checks: { database: "ok" } });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+  });
+
+  it("serves /metrics: calls counted by method, transport and code", async () => {
+    // A refused GetDataKey on the gRPC port, so that the counts below exist whatever ran before.
+    const kms = grpcClient(KmsService, ctx.app.grpcPort);
+    await rejection(kms.unary(KmsService.method.getDataKey, { version: 0 }));
+    kms.close();
+    const metrics = await (await fetch(`${base()}/metrics`)).text();
     expect(metrics).toMatch(
       /rpc_server_duration_seconds_count\{[^}]*method="GetDataKey"[^}]*code="INVALID_ARGUMENT"/,
     );
     expect(metrics).toMatch(/rpc_server_duration_seconds_count\{[^}]*transport="grpc"/);
-    expect((await fetch(`${base}/nothing-here`)).status).toBe(404);
   });
 
-  it("answers a CORS preflight from an allowed origin only", async () => {
+  it("answers 404 on a path it does not serve", async () => {
+    expect((await fetch(`${base()}/nothing-here`)).status).toBe(404);
+  });
+
+  const preflight = { origin: "http://localhost:5173", "access-control-request-method": "POST" };
+
+  it("answers a CORS preflight from an allowed origin, allowing Connect's headers", async () => {
     const url = `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`;
-    const headers = { origin: "http://localhost:5173", "access-control-request-method": "POST" };
-    const allowed = await fetch(url, { method: "OPTIONS", headers });
+    const allowed = await fetch(url, { method: "OPTIONS", headers: preflight });
     expect(allowed.status).toBe(204);
     expect(allowed.headers.get("access-control-allow-origin")).toBe("http://localhost:5173");
     expect(allowed.headers.get("access-control-allow-headers")).toMatch(
       /connect-protocol-version/i,
     );
+  });
+
+  it("does not allow a CORS preflight from another origin", async () => {
+    const url = `http://127.0.0.1:${ctx.app.httpPort}/user.v1.UserService/GetUser`;
     const other = await fetch(url, {
       method: "OPTIONS",
-      headers: { ...headers, origin: "http://evil.example" },
+      headers: { ...preflight, origin: "http://evil.example" },
     });
     expect(other.headers.get("access-control-allow-origin")).toBeNull();
   });

@@ -6,7 +6,12 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
-import { CreateUserRequestSchema, UserService, View } from "../../api/user/v1/user_pb.js";
+import {
+  CreateUserRequestSchema,
+  UserService,
+  View,
+  type User,
+} from "../../api/user/v1/user_pb.js";
 import { useTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { failureOf, rejection } from "../helpers/errors.js";
@@ -44,10 +49,15 @@ describe.each([
   ["gRPC port", () => viaGrpc],
   ["Connect port", () => viaConnect],
 ])("every RPC on the %s", (_port, client) => {
-  it("create, get, lookup, list, update, verify, delete", async () => {
-    const users = client();
+  /** A new user through this port: what was sent and what came back. */
+  const created = async () => {
     const input = fresh();
-    const { user } = await users.createUser(input);
+    const { user } = await client().createUser(input);
+    return { input, user: user!, id: user!.id };
+  };
+
+  it("CreateUser answers the user as given, without its password", async () => {
+    const { input, user } = await created();
     expect(user).toMatchObject({
       username: input.username,
       email: input.email,
@@ -57,26 +67,45 @@ describe.each([
     expect(JSON.stringify(user, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(
       input.password,
     );
-    const id = user!.id;
-    expect((await users.getUser({ id })).user?.email).toBe(input.email);
-    expect(
-      (await users.lookupUser({ key: { case: "email", value: input.email.toUpperCase() } })).user
-        ?.id,
-    ).toBe(id);
-    expect((await users.lookupUser({ key: { case: "phone", value: input.phone } })).user?.id).toBe(
+  });
+
+  it("GetUser reads the user back", async () => {
+    const { input, id } = await created();
+    expect((await client().getUser({ id })).user?.email).toBe(input.email);
+  });
+
+  it.each([
+    ["email, in any case", (i: ReturnType<typeof fresh>) => i.email.toUpperCase(), "email"],
+    ["phone", (i: ReturnType<typeof fresh>) => i.phone, "phone"],
+    ["username", (i: ReturnType<typeof fresh>) => i.username, "username"],
+  ] as const)("LookupUser finds the user by %s", async (_what, value, key) => {
+    const { input, id } = await created();
+    expect((await client().lookupUser({ key: { case: key, value: value(input) } })).user?.id).toBe(
       id,
     );
-    expect(
-      (await users.lookupUser({ key: { case: "username", value: input.username } })).user?.id,
-    ).toBe(id);
-    const listed = await users.listUsers({ name: input.name });
+  });
+
+  it("ListUsers filtered by name lists exactly the users of that name", async () => {
+    const { input, id } = await created();
+    const listed = await client().listUsers({ name: input.name });
     expect(listed.users.map((u) => u.id)).toEqual([id]);
-    const updated = await users.updateUser({
+  });
+
+  it("UpdateUser changes the field its mask names and keeps the others", async () => {
+    const { input, id } = await created();
+    const updated = await client().updateUser({
       id,
       name: "Renamed Person",
       updateMask: create(FieldMaskSchema, { paths: ["name"] }),
     });
     expect(updated.user).toMatchObject({ name: "Renamed Person", email: input.email });
+    const masked = await client().getUser({ id, view: View.MASKED });
+    expect(masked.user?.name).toBe("R" + "*".repeat("Renamed Person".length - 1));
+  });
+
+  it("VerifyPassword accepts the username, or the email in any case and spacing", async () => {
+    const { input, id } = await created();
+    const users = client();
     expect(
       (await users.verifyPassword({ login: input.username, password: input.password })).userId,
     ).toBe(id);
@@ -88,17 +117,27 @@ describe.each([
         })
       ).userId,
     ).toBe(id);
-    const masked = await users.getUser({ id, view: View.MASKED });
+  });
+
+  it("GetUser with the MASKED view shows only the edges of email, phone and name", async () => {
+    const { input, id } = await created();
+    const masked = await client().getUser({ id, view: View.MASKED });
     expect(masked.user?.email).toBe(`p***@example.com`);
     expect(masked.user?.phone).toMatch(/^\+86\*+\d{4}$/);
-    expect(masked.user?.name).toBe("R" + "*".repeat("Renamed Person".length - 1));
-    await users.deleteUser({ id });
-    expect(await rejection(users.getUser({ id }))).toMatchObject({
+    expect(masked.user?.name).toBe(input.name[0] + "*".repeat(input.name.length - 1));
+  });
+
+  it("DeleteUser removes the user: GetUser then answers USER_NOT_FOUND", async () => {
+    const { id } = await created();
+    await client().deleteUser({ id });
+    expect(await rejection(client().getUser({ id }))).toMatchObject({
       code: Code.NotFound,
       reason: "USER_NOT_FOUND",
     });
-    // An id beyond the table's integer range names no user; it is not a server fault.
-    expect(await rejection(users.getUser({ id: 2n ** 62n }))).toMatchObject({
+  });
+
+  it("an id beyond the table's integer range names no user (NOT_FOUND, not a server fault)", async () => {
+    expect(await rejection(client().getUser({ id: 2n ** 62n }))).toMatchObject({
       code: Code.NotFound,
     });
   });
@@ -174,6 +213,9 @@ describe("uniqueness", () => {
       metadata: { field: "email" },
     });
     expect(f.message.toLowerCase()).not.toContain("alice.dup");
+  });
+
+  it("a duplicate phone is refused naming the phone field", async () => {
     const phone = "+15550001111";
     await viaConnect.createUser(fresh({ phone }));
     expect(await rejection(viaConnect.createUser(fresh({ phone })))).toMatchObject({
@@ -182,29 +224,33 @@ describe("uniqueness", () => {
   });
 });
 
+const kmsClient = () =>
+  createClient(
+    KmsService,
+    createConnectTransport({ baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`, httpVersion: "1.1" }),
+  );
+
 describe("keys", () => {
-  it("lookups by email, phone and username work after three key rotations", async () => {
+  describe("after three key rotations", () => {
     const input = fresh();
-    const { user } = await viaConnect.createUser(input);
-    const kms = createClient(
-      KmsService,
-      createConnectTransport({
-        baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`,
-        httpVersion: "1.1",
-      }),
+    let id: bigint;
+    beforeAll(async () => {
+      id = (await viaConnect.createUser(input)).user!.id;
+      for (let i = 0; i < 3; i++) await kmsClient().rotateDataKey({ reason: "test" });
+    });
+
+    it.each(["email", "phone", "username"] as const)(
+      "LookupUser by %s still finds the user",
+      async (key) => {
+        const found = await viaGrpc.lookupUser({ key: { case: key, value: input[key] } });
+        expect(found.user).toMatchObject({ id, email: input.email, phone: input.phone });
+      },
     );
-    for (let i = 0; i < 3; i++) await kms.rotateDataKey({ reason: "test" });
-    for (const key of [
-      { case: "email" as const, value: input.email },
-      { case: "phone" as const, value: input.phone },
-      { case: "username" as const, value: input.username },
-    ]) {
-      const found = await viaGrpc.lookupUser({ key });
-      expect(found.user).toMatchObject({ id: user!.id, email: input.email, phone: input.phone });
-    }
-    // Each row records the key versions that protect it; the KMS counts them.
-    const status = await kms.getStatus({});
-    expect(status.keyUsage.reduce((n, u) => n + u.protectedValues, 0n)).toBeGreaterThan(0n);
+
+    it("the KMS counts the values each key protects (each row records its key versions)", async () => {
+      const status = await kmsClient().getStatus({});
+      expect(status.keyUsage.reduce((n, u) => n + u.protectedValues, 0n)).toBeGreaterThan(0n);
+    });
   });
 
   it("an update of one field re-encrypts that field only", async () => {
@@ -230,7 +276,7 @@ describe("keys", () => {
     expect((await viaConnect.getUser({ id: user!.id })).user?.phone).toBe("+4915112345678");
   });
 
-  it("a byte changed in one stored ciphertext fails that user only; a ciphertext moved to another row fails too", async () => {
+  it("a byte changed in one stored ciphertext fails that user only (DATA_LOSS naming the field)", async () => {
     const one = (await viaConnect.createUser(fresh())).user!;
     const two = (await viaConnect.createUser(fresh())).user!;
     await query(
@@ -245,6 +291,11 @@ describe("keys", () => {
       metadata: { field: "name" },
     });
     expect((await viaGrpc.getUser({ id: two.id })).user?.name).toBe(two.name);
+  });
+
+  it("a ciphertext moved to another user's row fails there (DATA_LOSS)", async () => {
+    const one = (await viaConnect.createUser(fresh())).user!;
+    const two = (await viaConnect.createUser(fresh())).user!;
     await query(
       ctx.db.url,
       "UPDATE users SET email_encrypted = (SELECT email_encrypted FROM users WHERE id = $1) WHERE id = $2",
@@ -273,6 +324,9 @@ describe("ListUsers", () => {
     } while (pageToken);
     expect(seen).toEqual(ids);
     expect(pages).toBe(2);
+  });
+
+  it("refuses a page token it did not issue with INVALID_PAGE_TOKEN", async () => {
     const f = await rejection(viaGrpc.listUsers({ name: "Someone Else", pageToken: "bogus" }));
     expect(f).toMatchObject({ code: Code.InvalidArgument, reason: "INVALID_PAGE_TOKEN" });
   });
@@ -325,25 +379,29 @@ describe("at rest", () => {
 });
 
 describe("a revoked key", () => {
-  it("makes the users it protects unreadable with FAILED_PRECONDITION, others still read", async () => {
-    const kms = createClient(
-      KmsService,
-      createConnectTransport({
-        baseUrl: `http://127.0.0.1:${ctx.app.httpPort}`,
-        httpVersion: "1.1",
-      }),
-    );
-    const old = (await viaConnect.createUser(fresh())).user!;
+  // Last in the file: the active key is revoked for everything after it.
+  let old: User;
+  let newer: User;
+  beforeAll(async () => {
+    const kms = kmsClient();
+    old = (await viaConnect.createUser(fresh())).user!;
     const version = (await kms.getStatus({})).activeKey!.version;
     await kms.revokeDataKey({ version, reason: "test" });
-    const newer = (await viaConnect.createUser(fresh())).user!;
+    newer = (await viaConnect.createUser(fresh())).user!;
+  });
+
+  it("makes the users it protects unreadable with FAILED_PRECONDITION (KEY_REVOKED)", async () => {
     expect(await rejection(viaGrpc.getUser({ id: old.id }))).toMatchObject({
       code: Code.FailedPrecondition,
       reason: "KEY_REVOKED",
     });
-    expect((await viaGrpc.getUser({ id: newer.id })).user?.email).toBe(newer.email);
+  });
 
-    // A listing reads every user it can and names the one it cannot.
+  it("leaves users under other keys readable", async () => {
+    expect((await viaGrpc.getUser({ id: newer.id })).user?.email).toBe(newer.email);
+  });
+
+  it("a listing reads every user it can and names the one it cannot, without its data", async () => {
     const listed: bigint[] = [];
     const unreadable: { id: bigint; code: string; reason: string; message: string }[] = [];
     let pageToken = "";
