@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { inject } from "vitest";
 import { testRootKey } from "./app.js";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -62,24 +63,37 @@ export function spawnServer(args: string[], opts: SpawnOptions = {}): ServerProc
   return spawnScript("cmd/server/main.ts", args, opts);
 }
 
-/** Runs cmd/migrate/main.ts to completion: its exit code and output. */
+/**
+ * Runs cmd/migrate as its own process, from this run's transpiled sources
+ * (test/global-setup.ts): real exit codes and output, without tsx's loader.
+ */
+export function spawnMigrate(args: string[], opts: SpawnOptions = {}): ServerProcess {
+  return spawnNode(["--enable-source-maps", inject("migrateScript"), ...args], opts);
+}
+
+/** Runs cmd/migrate to completion (see spawnMigrate): its exit code and output. */
 export async function runMigrate(args: string[], opts: SpawnOptions = {}) {
-  const proc = spawnScript("cmd/migrate/main.ts", args, opts);
+  const proc = spawnMigrate(args, opts);
   let stdout = "";
   proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
   const code = await proc.exited;
   return { code, stdout, output: proc.output() };
 }
 
-/** Runs one of the project's TypeScript entry points as its own process. */
+/** Runs one of the project's TypeScript entry points as its own process (through tsx). */
 export function spawnScript(
   script: string,
   args: string[],
   opts: SpawnOptions = {},
 ): ServerProcess {
+  return spawnNode(["--import", tsx, resolve(root, script), ...args], opts);
+}
+
+/** `node` with these arguments as its own process, output collected. */
+function spawnNode(nodeArgs: string[], opts: SpawnOptions): ServerProcess {
   const env = { ...process.env, ...opts.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-  const child = spawn(process.execPath, ["--import", tsx, resolve(root, script), ...args], {
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: opts.cwd ?? root,
     env,
   });

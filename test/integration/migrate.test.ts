@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures, projectNames } from "../helpers/migrations.js";
-import { runMigrate, spawnScript, spawnServer } from "../helpers/process.js";
+import { runMigrate, spawnMigrate, spawnServer } from "../helpers/process.js";
 import { testRootKey } from "../helpers/app.js";
 
 const { freshDb, folder: migrationsCopy, migrate } = migrationFixtures();
@@ -181,7 +181,7 @@ describe("failures", () => {
       "000090_slow.up.sql": "CREATE TABLE slow_one (id int);\nSELECT pg_sleep(60);\n",
       "000090_slow.down.sql": "DROP TABLE IF EXISTS slow_one;\n",
     });
-    const proc = spawnScript("cmd/migrate/main.ts", ["up", "--dir", dir], {
+    const proc = spawnMigrate(["up", "--dir", dir], {
       env: { DATABASE_URL: db.url },
     });
     // Wait until the backend is inside the sleep: the migration is half done.
