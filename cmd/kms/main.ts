@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import type { ReencryptArgs } from "./reencrypt.js";
+
+// Operator commands against a running service's KmsService, over its gRPC
+// port, as deploy scripts call them: no prompts, exit codes that mean
+// something, --json. Only yargs loads up front, so --help answers at once.
+
+const argv = hideBin(process.argv);
+const json = argv.includes("--json");
+
+/** Exit with `message` on stderr (and as JSON on stdout under --json). */
+function fail(message: string, code: number): never {
+  process.stderr.write(`kms: ${message}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ error: message, exitCode: code })}\n`);
+  process.exit(code);
+}
+
+const run = (action: "start" | "status" | "stop") => async (args: ReencryptArgs) =>
+  (await import("./reencrypt.js")).reencrypt(action, args);
+
+await yargs(argv)
+  .scriptName("kms")
+  .usage(
+    "$0 reencrypt <start|status|stop> [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
+  )
+  .parserConfiguration({ "short-option-groups": false })
+  .option("addr", {
+    type: "string",
+    default: process.env.KMS_ADDR ?? "127.0.0.1:9000",
+    describe: "the service's gRPC host:port (KMS_ADDR)",
+  })
+  .option("tls", { type: "boolean", describe: "connect with TLS" })
+  .option("ca", { type: "string", describe: "CA certificate file for --tls (PEM)" })
+  .option("token-file", { type: "string", describe: "file holding the bearer token" })
+  .option("timeout", {
+    type: "string",
+    default: "10s",
+    describe: "give up on a call after this long",
+  })
+  .option("json", { type: "boolean", describe: "print the job's status as JSON" })
+  .command("reencrypt", "move stored values under older keys to the active key", (y) =>
+    y
+      .command(
+        "start",
+        "start the job",
+        (c) =>
+          c
+            .option("below", {
+              type: "string",
+              describe: "only values under key versions below this one (a positive integer)",
+            })
+            .option("batch-size", { type: "string", describe: "rows per batch (1..10000)" })
+            .option("pause", { type: "string", describe: "pause between batches, e.g. 200ms" })
+            .option("watch", {
+              type: "boolean",
+              describe: "follow the job with a progress bar until it ends",
+            }),
+        run("start"),
+      )
+      .command(
+        "status",
+        "show the job",
+        (c) => c.option("watch", { type: "boolean", describe: "follow it until it ends" }),
+        run("status"),
+      )
+      .command("stop", "stop the job after its current batch", () => undefined, run("stop"))
+      .demandCommand(1, "name a command: start, status or stop")
+      .strict(),
+  )
+  .demandCommand(1, "name a command: reencrypt")
+  .strict()
+  .version(false)
+  .epilogue(
+    "Exit codes: 0 done (for --watch: the job finished), 1 the service refused or the job did not finish, 2 usage.",
+  )
+  .fail((message, err) => {
+    // Usage problems come here; a handler's errors go on to the catch below.
+    if (err && !message) throw err;
+    fail(message ?? err?.message ?? "usage", 2);
+  })
+  .parseAsync()
+  .catch(async (err: unknown) => {
+    const { exitCodeOf, describeError } = await import("./reencrypt.js");
+    fail(describeError(err), exitCodeOf(err));
+  });
