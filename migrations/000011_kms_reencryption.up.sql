@@ -4,9 +4,11 @@
 CREATE TABLE IF NOT EXISTS kms_reencryption (
   id SMALLINT PRIMARY KEY DEFAULT 1 CHECK (id = 1),
   state TEXT NOT NULL CHECK (state IN ('running', 'stopped', 'finished')),
+  -- Bumped by every start: a batch read under one job never commits into the next.
+  generation INTEGER NOT NULL DEFAULT 1,
   -- Values under versions below this move; NULL: every version but the target.
   below_version INTEGER,
-  -- The active key when the job started: what values move to.
+  -- The active key this pass moves values to; a rotation starts a new pass.
   target_version INTEGER NOT NULL,
   -- The last users.id done.
   cursor_id INTEGER NOT NULL DEFAULT 0,

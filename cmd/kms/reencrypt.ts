@@ -55,7 +55,8 @@ export async function reencrypt(action: "start" | "status" | "stop", args: Reenc
         args["batch-size"] === undefined
           ? 0
           : integer("--batch-size", args["batch-size"], 1, 10_000),
-      pause: args.pause === undefined ? undefined : durationFromMs(duration("--pause", args.pause)),
+      pause:
+        args.pause === undefined ? undefined : durationFromMs(duration("--pause", args.pause, 1)),
     };
     status = (await kms.startReencryption(request, call)).status;
   } else if (action === "stop") {
@@ -166,10 +167,12 @@ function integer(flag: string, value: string, min: number, max: number): number 
   return n;
 }
 
-function duration(flag: string, value: string): number {
+function duration(flag: string, value: string, maxHours = 24): number {
   const ms = parseDurationMs(value);
-  if (ms === undefined || ms > 24 * 3600_000) {
-    throw new UsageError(`${flag}: expected a duration such as 500ms, 10s or 1m (at most 24h)`);
+  if (ms === undefined || ms > maxHours * 3600_000) {
+    throw new UsageError(
+      `${flag}: expected a duration such as 500ms, 10s or 1m (at most ${maxHours}h)`,
+    );
   }
   return ms;
 }

@@ -12,12 +12,17 @@ import {
 
 export type JobState = "running" | "stopped" | "finished";
 
+/** How often a long pause between batches looks whether the job was stopped. */
+const PAUSE_CHECK_MS = 1000;
+
 /** The re-encryption job as stored: one for the whole deployment. */
 export interface ReencryptionJob {
   state: JobState;
+  /** Bumped by every start. */
+  generation: number;
   /** Values under versions below this move; undefined: every version but the active. */
   belowVersion: number | undefined;
-  /** The active key when the job started. */
+  /** The active key this pass moves values to (a rotation starts a new pass). */
   targetVersion: number;
   /** The last row done. */
   cursorId: number;
@@ -59,18 +64,23 @@ export interface ReencryptionRepo {
   rowsUnder(versions: number[], afterId: number, limit: number): Promise<SealedRow[]>;
   countUnder(versions: number[], afterId: number): Promise<bigint>;
   /**
-   * One transaction, only while the job runs: each move applied where the
-   * row still holds what was read (a user's own write in between wins), the
-   * cursor moved to `lastId` and the counts added. `running` false, nothing
-   * written, when the job was stopped meanwhile.
+   * One transaction, only while the job `read` is still running at the same
+   * pass and cursor: each move applied where the row still holds what was
+   * read (a user's own write in between wins), the cursor moved to `lastId`
+   * and the counts added. `running` false, nothing written, otherwise (a
+   * stop, a new start, another pass).
    */
   commitBatch(batch: {
+    read: ReencryptionJob;
     lastId: number;
     moves: RowMove[];
     failed: number;
     lastError: string | undefined;
   }): Promise<{ running: boolean; moved: number }>;
-  finish(): Promise<void>;
+  /** Marks the job `read` finished, if it is still at that pass and cursor. */
+  finish(read: ReencryptionJob): Promise<void>;
+  /** A new pass from the start towards `targetVersion`, if `read` is still current. */
+  retarget(read: ReencryptionJob, targetVersion: number): Promise<void>;
   /** Runs `work` holding the deployment-wide job lock; false at once when another instance holds it. */
   exclusively(work: () => Promise<void>): Promise<boolean>;
   /** The database is busy (sessions waiting on locks, many active queries): back off. */
@@ -174,10 +184,19 @@ export class Reencryption {
   private async batch(): Promise<boolean> {
     const job = await this.repo.job();
     if (job?.state !== "running") return false;
+    const active = await this.keys.active();
+    if (!active) throw kmsErrors.notReady();
+    if (active.version !== job.targetVersion) {
+      // Rotated since this pass began: the rows behind the cursor are under
+      // an older key now. Start over towards the new one.
+      await this.repo.retarget(job, active.version);
+      this.log.info({ target: active.version }, "re-encryption: key rotated, new pass");
+      return true;
+    }
     const versions = await this.versionsToMove(job);
     const rows = await this.repo.rowsUnder(versions, job.cursorId, job.batchSize);
     if (rows.length === 0) {
-      await this.repo.finish();
+      await this.repo.finish(job);
       this.log.info({ done: String(job.rowsDone) }, "re-encryption finished");
       return false;
     }
@@ -185,6 +204,7 @@ export class Reencryption {
       const { moves, failed, lastError } = await this.reseal(rows, versions);
       try {
         const { running } = await this.repo.commitBatch({
+          read: job,
           lastId: rows.at(-1)!.id,
           moves,
           failed,
@@ -206,11 +226,12 @@ export class Reencryption {
     let lastError: string | undefined;
     for (const row of rows) {
       const move: RowMove = { id: row.id, fields: {} };
-      try {
-        for (const f of PII_FIELDS) {
-          const value = row.fields[f];
-          if (!value || !versions.includes(value.keyVersion)) continue;
-          const context = userRowContext(row.id);
+      let rowFailed = false;
+      for (const f of PII_FIELDS) {
+        const value = row.fields[f];
+        if (!value || !versions.includes(value.keyVersion)) continue;
+        const context = userRowContext(row.id);
+        try {
           const { plaintext } = await this.cipher.decryptField(
             userFieldName(f),
             value.ciphertext,
@@ -219,24 +240,32 @@ export class Reencryption {
           const sealed = await this.cipher.encryptField(userFieldName(f), plaintext, context);
           plaintext.fill(0);
           move.fields[f] = { old: value.ciphertext, ...sealed };
+        } catch (err) {
+          // A value that cannot be read cannot move: counted, never guessed
+          // at; the row's other values still move.
+          if (!isKeyRevoked(err) && !isDataCorrupt(err)) throw err;
+          rowFailed = true;
+          lastError = `user ${row.id} ${f}: ${(err as Error).message}`;
         }
-        moves.push(move);
-      } catch (err) {
-        // A value that cannot be read cannot move: counted, never guessed at.
-        if (!isKeyRevoked(err) && !isDataCorrupt(err)) throw err;
-        failed++;
-        lastError = `user ${row.id}: ${(err as Error).message}`;
       }
+      if (rowFailed) failed++;
+      moves.push(move);
     }
     return { moves, failed, lastError };
   }
 
+  // Between batches: the job's pause, at least a second while the database
+  // is busy; cut short when the job is stopped or started anew meanwhile.
   private async pause(): Promise<void> {
     const job = await this.repo.job();
     const busy = await this.repo.busy();
-    // A busy database gets at least a second between batches.
-    const ms = Math.max(job?.pauseMs ?? 0, busy ? 1000 : 0);
-    if (ms > 0) await sleep(ms, undefined, { signal: this.closing.signal }).catch(() => undefined);
+    const until = Date.now() + Math.max(job?.pauseMs ?? 0, busy ? 1000 : 0);
+    while (!this.stopping && Date.now() < until) {
+      const slice = Math.min(until - Date.now(), PAUSE_CHECK_MS);
+      await sleep(slice, undefined, { signal: this.closing.signal }).catch(() => undefined);
+      const now = await this.repo.job();
+      if (now?.state !== "running" || now.generation !== job?.generation) return;
+    }
   }
 
   // Every version below the job's bound (all but the active key when

@@ -16,6 +16,7 @@ const BUSY_ACTIVE = 16;
 
 interface Row {
   state: JobState;
+  generation: number;
   below_version: number | null;
   target_version: number;
   cursor_id: number;
@@ -31,6 +32,7 @@ interface Row {
 
 const toJob = (r: Row): ReencryptionJob => ({
   state: r.state,
+  generation: r.generation,
   belowVersion: r.below_version ?? undefined,
   targetVersion: r.target_version,
   cursorId: r.cursor_id,
@@ -43,6 +45,13 @@ const toJob = (r: Row): ReencryptionJob => ({
   updatedAt: r.updated_at,
   finishedAt: r.finished_at ?? undefined,
 });
+
+/** Whether `found` is still the job, pass and position `read` was taken at. */
+const sameRun = (found: ReencryptionJob | undefined, read: ReencryptionJob) =>
+  found?.state === "running" &&
+  found.generation === read.generation &&
+  found.targetVersion === read.targetVersion &&
+  found.cursorId === read.cursorId;
 
 /** biz.ReencryptionRepo on kms_reencryption, moving values of the users table. */
 export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
@@ -59,7 +68,8 @@ export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
       const { rows } = await pool.query<Row>(
         `INSERT INTO kms_reencryption (id, state, below_version, target_version, batch_size, pause_ms)
          VALUES (1, 'running', $1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET state = 'running', below_version = $1, target_version = $2,
+         ON CONFLICT (id) DO UPDATE SET state = 'running', generation = kms_reencryption.generation + 1,
+           below_version = $1, target_version = $2,
            batch_size = $3, pause_ms = $4, cursor_id = 0, rows_done = 0, rows_failed = 0,
            last_error = NULL, started_at = now(), updated_at = now(), finished_at = NULL
          WHERE kms_reencryption.state <> 'running'
@@ -104,8 +114,9 @@ export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
 
     commitBatch: (batch) =>
       withTx(pool, async (c) => {
+        // Only into the job and the pass it was read for, from where it was read.
         const found = await job(c, "FOR UPDATE");
-        if (found?.state !== "running") return { running: false, moved: 0 };
+        if (!sameRun(found, batch.read)) return { running: false, moved: 0 };
         let moved = 0;
         for (const move of batch.moves) {
           const params: unknown[] = [move.id];
@@ -158,10 +169,21 @@ export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
         return { running: true, moved };
       }),
 
-    async finish() {
+    async finish(read) {
       await pool.query(
         `UPDATE kms_reencryption SET state = 'finished', finished_at = now(), updated_at = now()
-          WHERE id = 1 AND state = 'running'`,
+          WHERE id = 1 AND state = 'running' AND generation = $1 AND cursor_id = $2
+            AND target_version = $3`,
+        [read.generation, read.cursorId, read.targetVersion],
+      );
+    },
+
+    async retarget(read, targetVersion) {
+      await pool.query(
+        `UPDATE kms_reencryption SET target_version = $4, cursor_id = 0, updated_at = now()
+          WHERE id = 1 AND state = 'running' AND generation = $1 AND cursor_id = $2
+            AND target_version = $3`,
+        [read.generation, read.cursorId, read.targetVersion, targetVersion],
       );
     },
 

@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService, ReencryptionState } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
@@ -15,21 +16,38 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 let db: TestDatabase;
 let a: App;
 let b: App;
+const clients = (app: App) => {
+  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` });
+  return { kms: createClient(KmsService, transport), users: createClient(UserService, transport) };
+};
+
+const ids: bigint[] = [];
 beforeAll(async () => {
   db = await createTestDatabase();
   a = await startTestApp(db.url);
   b = await startTestApp(db.url);
-});
+  // 60 users, 20 under each of three key versions.
+  const { kms, users } = clients(a);
+  for (let version = 0; version < 3; version++) {
+    if (version > 0) await kms.rotateDataKey({ reason: "test" });
+    for (let i = 0; i < 20; i++) {
+      const n = version * 20 + i;
+      const { user } = await users.createUser({
+        username: `re_${n}`,
+        password: "passw0rd-long",
+        email: `re${n}@example.com`,
+        phone: `+1555${String(2000000 + n)}`,
+        name: `Re User ${n}`,
+      });
+      ids.push(user!.id);
+    }
+  }
+}, 60_000);
 afterAll(async () => {
   await a?.stop();
   await b?.stop();
   await db?.drop();
 });
-
-const clients = (app: App) => {
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` });
-  return { kms: createClient(KmsService, transport), users: createClient(UserService, transport) };
-};
 
 async function until<T>(get: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
   for (let i = 0; ; i++) {
@@ -47,21 +65,6 @@ describe("re-encryption", () => {
   it("moves every value to the active key, one job for two instances asked at once, losing no user's update", async () => {
     const onA = clients(a);
     const onB = clients(b);
-    const ids: bigint[] = [];
-    for (let version = 0; version < 3; version++) {
-      if (version > 0) await onA.kms.rotateDataKey({ reason: "test" });
-      for (let i = 0; i < 20; i++) {
-        const n = version * 20 + i;
-        const { user } = await onA.users.createUser({
-          username: `re_${n}`,
-          password: "passw0rd-long",
-          email: `re${n}@example.com`,
-          phone: `+1555${String(2000000 + n)}`,
-          name: `Re User ${n}`,
-        });
-        ids.push(user!.id);
-      }
-    }
     const old = (await onA.kms.getStatus({})).keyUsage.map((u) => u.version);
     expect(old).toHaveLength(3);
     const active = (await onA.kms.rotateDataKey({ reason: "the target" })).key!.version;
@@ -137,4 +140,65 @@ describe("re-encryption", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect((await kms.getReencryptionStatus({})).status?.state).toBe(ReencryptionState.STOPPED);
   });
+
+  const statusOn = (app: App) => () =>
+    clients(app)
+      .kms.getReencryptionStatus({})
+      .then((r) => r.status!);
+  const leftUnderOthers = async (version: number) =>
+    (
+      await query<{ n: string }>(
+        db.url,
+        "SELECT count(*) AS n FROM users WHERE NOT (key_versions <@ ARRAY[$1]::int[])",
+        [version],
+      )
+    )[0]!.n;
+
+  it("starts a new pass when the key rotates during the job: nothing is left under an older key", async () => {
+    const { kms } = clients(a);
+    await kms.rotateDataKey({ reason: "all rows under an older key again" });
+    await kms.startReencryption({ batchSize: 10, pause: { seconds: 2n } });
+    const partway = await until(statusOn(a), (s) => s.rowsDone > 0n);
+    // Six batches two seconds apart: the job is still under way.
+    expect(partway.state).toBe(ReencryptionState.RUNNING);
+    const newer = (await kms.rotateDataKey({ reason: "during the job" })).key!.version;
+    const done = await until(statusOn(a), (s) => s.state === ReencryptionState.FINISHED);
+    expect(done.targetVersion).toBe(newer);
+    expect(await leftUnderOthers(newer)).toBe("0");
+  }, 120_000);
+
+  it("never commits a batch read before a stop and a new start into the new job", async () => {
+    const { kms } = clients(a);
+    await kms.rotateDataKey({ reason: "all rows under an older key again" });
+    await kms.startReencryption({ batchSize: 10 });
+    // Hold the job row: the worker's next batch, resealed, waits to commit.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT * FROM kms_reencryption WHERE id = 1 FOR UPDATE");
+      await until(
+        () =>
+          query(
+            db.url,
+            `SELECT 1 FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query LIKE '%FROM kms_reencryption%FOR UPDATE%'`,
+          ),
+        (rows) => rows.length > 0,
+      );
+      // Meanwhile: a rotation, then a stop and a new start (what they write).
+      const newer = (await kms.rotateDataKey({ reason: "between the jobs" })).key!.version;
+      await holder.query(
+        `UPDATE kms_reencryption SET generation = generation + 1, target_version = $1,
+           cursor_id = 0, rows_done = 0, started_at = now() WHERE id = 1`,
+        [newer],
+      );
+      await holder.query("COMMIT");
+      const done = await until(statusOn(a), (s) => s.state === ReencryptionState.FINISHED);
+      expect(done.targetVersion).toBe(newer);
+      expect(await leftUnderOthers(newer)).toBe("0");
+    } finally {
+      await holder.end();
+    }
+  }, 120_000);
 });
