@@ -201,4 +201,19 @@ describe("re-encryption", () => {
       await holder.end();
     }
   }, 120_000);
+
+  it("with below_version, moves only values under the versions below it", async () => {
+    const { kms } = clients(a);
+    const current = (await kms.getStatus({})).activeKey!.version;
+    const active = (await kms.rotateDataKey({ reason: "below" })).key!.version;
+    // Everything is under `current` now: below it, nothing moves.
+    await kms.startReencryption({ belowVersion: current });
+    const none = await until(statusOn(a), (s) => s.state === ReencryptionState.FINISHED);
+    expect(none.rowsDone).toBe(0n);
+    expect(await leftUnderOthers(active)).toBe("60");
+    await kms.startReencryption({ belowVersion: current + 1 });
+    const all = await until(statusOn(a), (s) => s.state === ReencryptionState.FINISHED);
+    expect(all.rowsDone).toBe(60n);
+    expect(await leftUnderOthers(active)).toBe("0");
+  }, 60_000);
 });
