@@ -1,0 +1,100 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { KmsService, ReencryptionState } from "../../api/kms/v1/kms_pb.js";
+import { UserService } from "../../api/user/v1/user_pb.js";
+import { query } from "../helpers/catalog.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { startServerProcess, writeServerConfig } from "../helpers/process.js";
+import { sleep } from "./load.js";
+
+const USERS = 40;
+
+const clients = (port: number) => {
+  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
+  return { kms: createClient(KmsService, transport), users: createClient(UserService, transport) };
+};
+
+interface Job {
+  state: string;
+  cursor_id: number;
+  rows_done: string;
+}
+const jobOf = async (url: string) =>
+  (
+    await query<Job>(url, "SELECT state, cursor_id, rows_done FROM kms_reencryption WHERE id = 1")
+  )[0];
+
+describe("re-encryption killed halfway", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kbts-reenc-kill-"));
+  let db: TestDatabase | undefined;
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("resumes after SIGKILL and a restart where it stopped: every row moved once, none lost", async () => {
+    db = await createTestDatabase();
+    const conf = writeServerConfig(join(dir, "server.yaml"), db.url);
+    const first = await startServerProcess(conf);
+    const { kms, users } = clients(first.ports.grpc);
+    for (let i = 0; i < USERS; i++) {
+      await users.createUser({
+        username: `kill_${i}`,
+        password: "passw0rd-long",
+        email: `kill${i}@example.com`,
+        name: `Kill User ${i}`,
+      });
+    }
+    const active = (await kms.rotateDataKey({ reason: "all rows under an older key" })).key!
+      .version;
+    // Batches of 4, 300 ms apart: about 3 s of work, killed a third of the way.
+    await kms.startReencryption({ batchSize: 4, pause: { nanos: 300_000_000 } });
+    for (let i = 0; Number((await jobOf(db.url))?.rows_done ?? 0) < 12; i++) {
+      if (i > 600) throw new Error("the job did not start");
+      await sleep(20);
+    }
+    first.server.child.kill("SIGKILL");
+    expect(await first.server.exited).toBe("SIGKILL");
+    const halfway = (await jobOf(db.url))!;
+    expect(halfway.state).toBe("running");
+    expect(Number(halfway.rows_done)).toBeLessThan(USERS);
+    // What the cursor says is done is exactly what moved: the rows up to it.
+    const moved = await query<{ n: string }>(
+      db.url,
+      "SELECT count(*) AS n FROM users WHERE id <= $1 AND key_versions <@ ARRAY[$2]::int[]",
+      [halfway.cursor_id, active],
+    );
+    expect(moved[0]!.n).toBe(halfway.rows_done);
+
+    const second = await startServerProcess(conf);
+    try {
+      const again = clients(second.ports.grpc).kms;
+      let status = (await again.getReencryptionStatus({})).status!;
+      for (let i = 0; status.state === ReencryptionState.RUNNING; i++) {
+        if (i > 1200) throw new Error("the job did not finish after the restart");
+        await sleep(50);
+        status = (await again.getReencryptionStatus({})).status!;
+      }
+      expect(status.state).toBe(ReencryptionState.FINISHED);
+      // Each row counted once across both processes: no batch ran twice.
+      expect(status.rowsDone).toBe(BigInt(USERS));
+      const left = await query<{ n: string }>(
+        db.url,
+        "SELECT count(*) AS n FROM users WHERE NOT (key_versions <@ ARRAY[$1]::int[])",
+        [active],
+      );
+      expect(left[0]!.n).toBe("0");
+      const { user } = await clients(second.ports.grpc).users.lookupUser({
+        key: { case: "email", value: "kill7@example.com" },
+      });
+      expect(user?.name).toBe("Kill User 7");
+    } finally {
+      second.server.child.kill("SIGTERM");
+      await second.server.exited;
+    }
+  }, 180_000);
+});
