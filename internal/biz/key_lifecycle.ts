@@ -12,7 +12,7 @@ import {
   type Rotation,
 } from "./kms.js";
 import type { Keyring } from "./keyring.js";
-import { paging, type PageTokens } from "./paging.js";
+import { MAX_POSITION, paging, type PageTokens } from "./paging.js";
 
 export interface KeyPolicy {
   algorithm: string;
@@ -36,6 +36,8 @@ export interface KeyStatusReport {
   active: DataKey | undefined;
   stats: Awaited<ReturnType<DataKeyRepo["stats"]>>;
   usage: Map<number, bigint>;
+  /** Inactive and expired keys no stored value uses, ascending. */
+  unreferenced: number[];
   algorithm: Algorithm;
   rotateIntervalMs: number;
 }
@@ -198,19 +200,25 @@ export class KeyLifecycle {
   }
 
   async status(): Promise<KeyStatusReport> {
-    const [active, stats, counts] = await Promise.all([
+    const [active, stats, counts, keys] = await Promise.all([
       this.repo.active(),
       this.repo.stats(),
       Promise.all(this.stores.map((s) => s.countByKeyVersion())),
+      this.repo.list({ limit: MAX_POSITION }),
     ]);
     const usage = new Map<number, bigint>();
     for (const count of counts) {
       for (const [version, n] of count) usage.set(version, (usage.get(version) ?? 0n) + n);
     }
+    const unreferenced = keys
+      .filter((k) => (k.status === "inactive" || k.status === "expired") && !usage.has(k.version))
+      .map((k) => k.version)
+      .sort((a, b) => a - b);
     return {
       active,
       stats,
       usage,
+      unreferenced,
       algorithm: this.algorithm,
       rotateIntervalMs: this.policy.rotateIntervalMs,
     };

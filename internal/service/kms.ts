@@ -49,6 +49,7 @@ export function newKmsService(
           keyUsage: [...s.usage]
             .sort(([a], [b]) => a - b)
             .map(([version, n]) => ({ version, protectedValues: n })),
+          unreferencedVersions: s.unreferenced,
         };
       },
       async listDataKeys(req) {
