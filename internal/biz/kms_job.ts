@@ -40,13 +40,21 @@ export async function startKmsJob(parts: {
     }
   };
   const timer = setInterval(() => void tick(), parts.intervalMs).unref();
+  // Polled every two seconds: a failure that persists (the database down) is
+  // logged once, not every time.
+  let failing: string | undefined;
   const reencrypt = () =>
-    reencryption.work().catch((err: unknown) => {
-      log.warn(
-        { err: { message: (err as Error).message } },
-        "re-encryption batch failed; will retry",
-      );
-    });
+    reencryption.work().then(
+      () => {
+        failing = undefined;
+      },
+      (err: unknown) => {
+        const message = (err as Error).message;
+        if (message === failing) return;
+        failing = message;
+        log.warn({ err: { message } }, "re-encryption batch failed; will retry");
+      },
+    );
   const poll = setInterval(() => void reencrypt(), REENCRYPTION_POLL_MS).unref();
   return {
     async stop() {
