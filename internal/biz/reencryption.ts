@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../pkg/log/logger.js";
 import type { FieldCipher } from "./field_cipher.js";
+import { MAX_POSITION } from "./paging.js";
 import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms.js";
 import {
   PII_FIELDS,
@@ -14,6 +15,8 @@ export type JobState = "running" | "stopped" | "finished";
 
 /** How often a long pause between batches looks whether the job was stopped. */
 const PAUSE_CHECK_MS = 1000;
+/** How long close() waits for a batch under way. */
+const CLOSE_WAIT_MS = 5000;
 
 /** The re-encryption job as stored: one for the whole deployment. */
 export interface ReencryptionJob {
@@ -177,7 +180,10 @@ export class Reencryption {
   async close(): Promise<void> {
     this.stopping = true;
     this.closing.abort();
-    await this.running?.catch(() => undefined);
+    // A batch stuck on a database that never answers must not hold shutdown:
+    // its transaction is rolled back when the pool closes.
+    const waited = this.running?.catch(() => undefined);
+    await Promise.race([waited, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
   }
 
   // One batch; false when there is nothing more to do now.
@@ -271,10 +277,9 @@ export class Reencryption {
   // Every version below the job's bound (all but the active key when
   // unbounded), except revoked ones: their values can never be read.
   private async versionsToMove(job: ReencryptionJob): Promise<number[]> {
-    const active = await this.keys.active();
-    const all = await this.keys.list({ limit: 100_000 });
+    const all = await this.keys.list({ limit: MAX_POSITION });
     return all
-      .filter((k) => k.status !== "revoked" && k.version !== active?.version)
+      .filter((k) => k.status === "inactive" || k.status === "expired")
       .filter((k) => job.belowVersion === undefined || k.version < job.belowVersion)
       .map((k) => k.version);
   }

@@ -7,6 +7,7 @@ import type {
 } from "../biz/reencryption.js";
 import { PII_FIELDS, RevokedKeyWriteError } from "../biz/user.js";
 import { withTx } from "./tx.js";
+import { keyVersionsSet } from "./user_repo.js";
 
 /** Held (session-level) by the one instance working on the job. */
 const JOB_LOCK = 0x6b6d7303;
@@ -149,7 +150,7 @@ export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
           if (sets.length === 0) continue;
           // In SET, columns name the row before the update: the versions
           // gathered are those the fields end with.
-          sets.push(`key_versions = array_remove(ARRAY[${versions.join(", ")}], NULL)`);
+          sets.push(keyVersionsSet(versions));
           const { rowCount } = await c
             .query(
               `UPDATE users SET ${sets.join(", ")} WHERE id = $1 AND (${still.join(" OR ")})`,

@@ -57,6 +57,13 @@ function duplicates(err: unknown): never {
   throw err;
 }
 
+/**
+ * The SET clause that gathers a row's key versions from an expression per
+ * field (in SET, a column names the row's value before the update).
+ */
+export const keyVersionsSet = (perField: string[]) =>
+  `key_versions = array_remove(ARRAY[${perField.join(", ")}], NULL)`;
+
 /** biz.UserRepo on the users table. */
 export function newUserRepo(pool: pg.Pool): UserRepo {
   const one = async (sql: string, params: unknown[]) => {
@@ -131,7 +138,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
         versions.push(`${version}::int`);
       }
       if (change.passwordHash !== undefined) sets.push(`password = ${param(change.passwordHash)}`);
-      sets.push(`key_versions = array_remove(ARRAY[${versions.join(", ")}], NULL)`);
+      sets.push(keyVersionsSet(versions));
       sets.push("updated_at = CURRENT_TIMESTAMP");
       // One statement, committed as it completes.
       ctx.beginCommit();

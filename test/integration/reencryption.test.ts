@@ -218,4 +218,22 @@ describe("re-encryption", () => {
     expect(all.rowsDone).toBe(60n);
     expect(await leftUnderOthers(active)).toBe("0");
   }, 60_000);
+
+  it.each([
+    ["a below_version past the int4 key versions", { belowVersion: 2 ** 31 }, "below_version"],
+    ["a batch_size over 10000", { batchSize: 10_001 }, "batch_size"],
+    ["a pause over an hour", { pause: { seconds: 3601n } }, "pause"],
+  ])("refuses %s with INVALID_ARGUMENT naming it, starting nothing", async (_, request, field) => {
+    const { kms } = clients(a);
+    const before = (await kms.getReencryptionStatus({})).status!;
+    const err = ConnectError.from(
+      await kms.startReencryption(request).then(
+        () => new Error("started"),
+        (e: unknown) => e,
+      ),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.findDetails(ErrorInfoSchema)[0]?.metadata.field).toBe(field);
+    expect((await kms.getReencryptionStatus({})).status).toEqual(before);
+  });
 });
