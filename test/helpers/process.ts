@@ -1,8 +1,17 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { inject } from "vitest";
 import { testRootKey } from "./app.js";
@@ -89,14 +98,23 @@ export function spawnScript(
   return spawnNode(["--import", tsx, resolve(root, script), ...args], opts);
 }
 
-/** `node` with these arguments as its own process, output collected. */
-function spawnNode(nodeArgs: string[], opts: SpawnOptions): ServerProcess {
-  const env = { ...process.env, ...opts.env };
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-  const child = spawn(process.execPath, nodeArgs, {
-    cwd: opts.cwd ?? root,
+/** `npm start -- args` in a checkout, as a user (or a Dockerfile's CMD) runs it. */
+export function spawnNpmStart(checkout: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnProcess("npm", ["start", ...(args.length ? ["--", ...args] : [])], {
+    cwd: checkout,
     env,
   });
+}
+
+/** `node` with these arguments as its own process, output collected. */
+function spawnNode(nodeArgs: string[], opts: SpawnOptions): ServerProcess {
+  return spawnProcess(process.execPath, nodeArgs, opts);
+}
+
+function spawnProcess(command: string, args: string[], opts: SpawnOptions): ServerProcess {
+  const env = { ...process.env, ...opts.env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+  const child = spawn(command, args, { cwd: opts.cwd ?? root, env });
   let out = "";
   const waiters: { pattern: RegExp; resolve: (l: string) => void; reject: (e: Error) => void }[] =
     [];
@@ -131,6 +149,49 @@ function spawnNode(nodeArgs: string[], opts: SpawnOptions): ServerProcess {
         waiters.push({ pattern, resolve: resolveLine, reject });
       }),
   };
+}
+
+/**
+ * What a fresh clone followed by `npm install` holds: the repository's files
+ * as they are in this work tree (tracked and new, not ignored), and a copy of
+ * its node_modules.
+ */
+export function copyCheckout(to: string): void {
+  const files = execFileSync(
+    "git",
+    ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+    {
+      cwd: root,
+    },
+  )
+    .toString()
+    .split("\0")
+    .filter((f) => f && existsSync(join(root, f)));
+  for (const file of files) {
+    mkdirSync(dirname(join(to, file)), { recursive: true });
+    copyFileSync(join(root, file), join(to, file));
+  }
+  cpSync(join(root, "node_modules"), join(to, "node_modules"), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
+}
+
+/** Pids of the other processes whose command line mentions `text`, or that run in a directory under it. */
+export function processesWith(text: string): string[] {
+  const mentions = (p: string) => {
+    try {
+      return (
+        readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text) ||
+        readlinkSync(`/proc/${p}/cwd`).startsWith(text)
+      );
+    } catch {
+      return false; // gone meanwhile
+    }
+  };
+  return readdirSync("/proc").filter(
+    (p) => /^\d+$/.test(p) && Number(p) !== process.pid && mentions(p),
+  );
 }
 
 /** Resident memory of a process, in bytes (Linux); `peak`: the most it ever had. */

@@ -1,13 +1,4 @@
-import { spawn } from "node:child_process";
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { connect as http2Connect, constants } from "node:http2";
 import { connect as netConnect } from "node:net";
 import * as grpc from "@grpc/grpc-js";
@@ -25,7 +16,15 @@ import {
 import { grpcClient } from "../helpers/clients.js";
 import { testRootKey } from "../helpers/app.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { runMigrate, spawnServer } from "../helpers/process.js";
+import {
+  copyCheckout,
+  processesWith,
+  runMigrate,
+  spawnNpmStart,
+  spawnServer,
+} from "../helpers/process.js";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
 
 let db: TestDatabase;
 let dir: string;
@@ -124,32 +123,60 @@ describe("start-up", () => {
 });
 
 describe("first start, anywhere", () => {
+  // The checkout itself (node_modules and its PostgreSQL binaries included)
+  // sits in the private directory, as after `git clone` into /root or a
+  // `mktemp -d`: the README's `npm install && npm start`, nothing else.
   it.runIf(process.getuid?.() === 0)(
-    "as root in a private (0700) directory, keeps the cluster where PostgreSQL can reach it and says where",
+    "as root, a checkout in a private (0700) directory starts with npm start, says where the cluster went, and SIGTERM leaves nothing running",
     async () => {
       const work = mkdtempSync(join(tmpdir(), "kbts-private-"));
       chmodSync(work, 0o700);
+      const app = join(work, "app");
       let cluster: string | undefined;
       try {
-        const conf = writeConfig("private.yaml", baseConfig(""));
-        const server = spawnServer(["-conf", conf], { cwd: work, env: noDbEnv });
-        const line = await server.waitFor(/keeping the cluster in/);
+        copyCheckout(app);
+        const npm = spawnNpmStart(app, [], {
+          ...noDbEnv,
+          GRPC_ADDR: "127.0.0.1:0",
+          HTTP_ADDR: "127.0.0.1:0",
+          APP_ENV: undefined,
+        });
+        const line = await npm.waitFor(/keeping the cluster in/);
         cluster = JSON.parse(line).cluster as string;
         expect(cluster.startsWith("/var/lib/kratos-boilerplate-ts/")).toBe(true);
-        await server.waitFor(/"msg":"listening/);
-        expect(existsSync(join(work, ".data"))).toBe(false);
+        const binaries = JSON.parse(await npm.waitFor(/running the PostgreSQL binaries from/))
+          .binaries as string;
+        expect(binaries.startsWith("/var/lib/kratos-boilerplate-ts/bin/")).toBe(true);
+        await npm.waitFor(/"msg":"ready"/);
+        expect(existsSync(join(app, ".data"))).toBe(false);
+        const postmasters = processesWith(cluster);
+        expect(postmasters.length).toBeGreaterThan(0);
+        for (const pid of postmasters) {
+          expect(readlinkSync(`/proc/${pid}/exe`).startsWith(binaries)).toBe(true);
+        }
         // migrate --embedded from the same directory reaches the same cluster.
-        const status = await runMigrate(["status", "--embedded"], { cwd: work, env: noDbEnv });
+        const status = await runMigrate(["status", "--embedded"], { cwd: app, env: noDbEnv });
         expect(status.code, status.output).toBe(0);
         expect(status.output).toMatch(/already running; using it/);
-        server.child.kill("SIGTERM");
-        expect(await server.exited).toBe(0);
+        npm.child.kill("SIGTERM");
+        expect(await npm.exited).toBe(0);
+        expect(npm.output()).toMatch(/"msg":"stopped"/);
         expect(existsSync(join(cluster, "postgres", "postmaster.pid"))).toBe(false);
+        expect(processesWith(app)).toEqual([]);
+        expect(processesWith(cluster)).toEqual([]);
       } finally {
+        for (const pid of [...processesWith(app), ...(cluster ? processesWith(cluster) : [])]) {
+          try {
+            process.kill(Number(pid), "SIGKILL");
+          } catch {
+            // gone meanwhile
+          }
+        }
         rmSync(work, { recursive: true, force: true });
         if (cluster) rmSync(cluster, { recursive: true, force: true });
       }
     },
+    240_000,
   );
 
   it("npm start -- -conf FILE with GRPC_ADDR/HTTP_ADDR, then SIGTERM to npm, leaves no process behind", async () => {
@@ -158,48 +185,23 @@ describe("first start, anywhere", () => {
       baseConfig(db.url).replace(/addr: "127\.0\.0\.1:0"/g, 'addr: "0.0.0.0:9"'),
     );
     // npm itself, as `docker stop` or systemd would signal it (prestart builds first).
-    const npm = spawn("npm", ["start", "--", "-conf", conf], {
-      cwd: resolve(import.meta.dirname, "../.."),
-      env: { ...process.env, ...noDbEnv, GRPC_ADDR: "127.0.0.1:0", HTTP_ADDR: "127.0.0.1:0" },
+    const npm = spawnNpmStart(repoRoot, ["-conf", conf], {
+      ...noDbEnv,
+      GRPC_ADDR: "127.0.0.1:0",
+      HTTP_ADDR: "127.0.0.1:0",
     });
-    let out = "";
-    npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    npm.stderr.on("data", (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((r) => npm.on("exit", (code) => r(code)));
-    for (let i = 0; !/"msg":"listening/.test(out); i++) {
-      if (npm.exitCode !== null || i > 1200) throw new Error(`npm start did not listen:\n${out}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const listening = JSON.parse(out.split("\n").find((l) => /"msg":"listening/.test(l))!);
+    const listening = JSON.parse(await npm.waitFor(/"msg":"listening/));
     expect(listening.grpc).not.toBe(9);
     expect(listening.http).not.toBe(9);
-    npm.kill("SIGTERM");
-    await exited;
+    npm.child.kill("SIGTERM");
+    expect(await npm.exited).toBe(0);
     // The server (found by its config path on the command line) is gone too.
-    for (let i = 0; serversWith(conf).length > 0; i++) {
-      if (i > 200) {
-        const left = serversWith(conf);
-        for (const pid of left) process.kill(Number(pid), "SIGKILL");
-        throw new Error(`left behind: ${left.join(", ")}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(out).toMatch(/"msg":"stopped"/);
+    const left = processesWith(conf);
+    for (const pid of left) process.kill(Number(pid), "SIGKILL");
+    expect(left).toEqual([]);
+    expect(npm.output()).toMatch(/"msg":"stopped"/);
   }, 180_000);
 });
-
-/** Pids of processes whose command line mentions `text`. */
-function serversWith(text: string): string[] {
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    });
-}
 
 describe("SIGTERM", () => {
   it("an idle connection on each port and an open Health/Watch stream do not hold it: exit 0, drained", async () => {

@@ -1,0 +1,49 @@
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  initdb,
+  platformBinaries,
+  runAs,
+  startPostmaster,
+} from "../../internal/data/postgres_process.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
+
+const silent = createLogger({ level: "silent", format: "json" });
+const dir = mkdtempSync(join(tmpdir(), "kbts-pgproc-"));
+chmodSync(dir, 0o755); // as root, PostgreSQL runs as `postgres` and must enter it
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// What fails here must come back as an error naming the problem: a failed
+// spawn used to be an unhandled 'error' event that killed the process.
+describe("running the embedded PostgreSQL binaries", () => {
+  it("a missing initdb is an error naming it, and the password file does not stay behind", async () => {
+    const bins = { initdb: join(dir, "no-such-initdb"), postgres: join(dir, "no-such-postgres") };
+    const home = join(dir, "missing");
+    await expect(initdb(bins, join(home, "postgres"), "pw", undefined)).rejects.toThrow(
+      `${bins.initdb} failed (ENOENT)`,
+    );
+    expect(readdirSync(home)).toEqual(["postgres"]);
+  });
+
+  it("a postgres that cannot start is an error carrying its own reason", async () => {
+    const bins = await platformBinaries();
+    const notACluster = join(dir, "not-a-cluster");
+    mkdirSync(notACluster, { mode: 0o700 });
+    writeFileSync(join(notACluster, "PG_VERSION"), "18\n");
+    const user = runAs(silent);
+    if (user) chownSync(notACluster, user.uid, user.gid);
+    await expect(startPostmaster(bins, notACluster, 1, user, silent)).rejects.toThrow(
+      /did not start: .*postgresql\.conf/,
+    );
+  });
+});
