@@ -21,6 +21,8 @@ import { encryptionUsage } from "../../internal/biz/kms_usage.js";
 import { startKmsJob } from "../../internal/biz/kms_job.js";
 import { Reencryption } from "../../internal/biz/reencryption.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
+import { AuditChain, AuditTrail } from "../../internal/biz/audit.js";
+import { newAuditRepo } from "../../internal/data/audit_repo.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { ProtectedValues } from "../../internal/biz/kms.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
@@ -87,7 +89,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
     const users = new UserUsecase(userRepo, kms.cipher, { logins, policy, hashing });
     const bindings = [
-      newKmsService(kms.lifecycle, kms.cipher, kms.reencryption),
+      newKmsService(kms.lifecycle, kms.cipher, kms.reencryption, kms.auditTrail),
       newUserService(users),
     ];
     const servers = await startServers(
@@ -118,6 +120,7 @@ export interface WiredKms {
   lifecycle: KeyLifecycle;
   cipher: FieldCipher;
   reencryption: Reencryption;
+  auditTrail: AuditTrail;
   /** Stops the background job, then zeroes every key this instance holds. */
   stop(): Promise<void>;
 }
@@ -133,7 +136,8 @@ export async function wireKms(
   log: Logger,
 ): Promise<WiredKms> {
   const rootKey = loadRootKey(conf);
-  const repo = newDataKeyRepo(data.pool, data.url, log);
+  const audit = new AuditChain();
+  const repo = newDataKeyRepo(data.pool, data.url, audit, log);
   const keyring = newKeyring(repo, rootKey, durationMs(conf.cacheTtl!));
   const lifecycle = new KeyLifecycle({
     repo,
@@ -141,13 +145,14 @@ export async function wireKms(
     rootKey,
     policy: keyPolicy(conf),
     stores,
+    audit,
     log,
   });
   const indexKey = await lifecycle.init();
   const usage = encryptionUsage();
   const cipher = newFieldCipher(keyring, indexKey, usage);
   const reencryption = new Reencryption(
-    newReencryptionRepo(data.pool),
+    newReencryptionRepo(data.pool, audit),
     repo,
     cipher,
     {
@@ -167,15 +172,18 @@ export async function wireKms(
   }).catch((err: unknown) => {
     cipher.close();
     keyring.forget();
+    audit.forget();
     throw err;
   });
   return {
     lifecycle,
     cipher,
     reencryption,
+    auditTrail: new AuditTrail(newAuditRepo(data.pool), audit),
     stop: async () => {
       await job.stop();
       keyring.forget();
+      audit.forget();
       // A late call then answers KMS_NOT_READY rather than hash under zeros.
       cipher.close();
     },

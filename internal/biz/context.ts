@@ -7,6 +7,8 @@ export interface Context {
    * DEADLINE_EXCEEDED always means "not written".
    */
   beginCommit(): void;
+  /** Who asked, for the audit trail; absent for the service's own work. */
+  readonly caller?: { readonly name: string };
 }
 
 /** For work outside any call (timers, tools, tests): no deadline. */

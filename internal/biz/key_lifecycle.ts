@@ -1,6 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
-import { dataKeyLabel, fingerprint, INDEX_KEY_LABEL, unwrapKey, wrapKey } from "../pkg/kms/wrap.js";
+import {
+  AUDIT_KEY_LABEL,
+  dataKeyLabel,
+  fingerprint,
+  INDEX_KEY_LABEL,
+  unwrapKey,
+  wrapKey,
+} from "../pkg/kms/wrap.js";
+import type { AuditChain } from "./audit.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { background, type Context } from "./context.js";
 import {
@@ -55,6 +63,7 @@ export class KeyLifecycle {
   private readonly rootKey: Buffer;
   private readonly policy: KeyPolicy;
   private readonly stores: ProtectedValues[];
+  private readonly audit: AuditChain;
   private readonly log: Logger;
 
   constructor(parts: {
@@ -64,9 +73,12 @@ export class KeyLifecycle {
     policy: KeyPolicy;
     /** Where encrypted values live, for the usage counts of GetStatus. */
     stores: ProtectedValues[];
+    /** Loaded with the audit key by init(). */
+    audit: AuditChain;
     log: Logger;
   }) {
     ({
+      audit: this.audit,
       repo: this.repo,
       keyring: this.keyring,
       rootKey: this.rootKey,
@@ -84,38 +96,58 @@ export class KeyLifecycle {
    * unwrapped index key.
    */
   async init(): Promise<Buffer> {
-    const wrappedIndex = await this.repo.indexKey(() => {
-      const key = randomBytes(32);
-      const wrapped = wrapKey(this.rootKey, key, INDEX_KEY_LABEL);
-      key.fill(0);
-      return { wrapped, keyHash: fingerprint(wrapped) };
-    });
-    let indexKey: Buffer;
+    // The index key first: where it exists it proves the root key before
+    // anything new is wrapped under it. The audit key before the initial
+    // data key, whose creation is an audited event.
+    const indexKey = await this.singletonKey(
+      (m) => this.repo.indexKey(m),
+      INDEX_KEY_LABEL,
+      "index key",
+    );
     try {
-      indexKey = unwrapKey(this.rootKey, wrappedIndex, INDEX_KEY_LABEL);
-    } catch {
-      throw new KmsInitError(
-        "the root key does not unwrap the stored index key: wrong root key (refusing to start)",
+      this.audit.use(
+        await this.singletonKey((m) => this.repo.auditKey(m), AUDIT_KEY_LABEL, "audit key"),
       );
-    }
-    await this.repo
-      .rotate(
+      await this.repo.rotate(
         (v) => this.newKey(v, "initial key"),
         (active) => active === undefined,
-      )
-      .catch((err: unknown) => {
-        indexKey.fill(0);
-        throw err;
+      );
+      await this.keyring.active().catch((err: unknown) => {
+        throw new KmsInitError(
+          `cannot load the active data key: ${(err as Error).message} (a wrong root key, or an altered row)`,
+        );
       });
-    try {
-      await this.keyring.active();
     } catch (err) {
       indexKey.fill(0);
-      throw new KmsInitError(
-        `cannot load the active data key: ${(err as Error).message} (a wrong root key, or an altered row)`,
-      );
+      this.audit.forget();
+      throw err;
     }
     return indexKey;
+  }
+
+  /**
+   * A key of its own kind (index, audit), random, created once across
+   * instances and kept wrapped under the root key; unwrapped here, which
+   * proves the root key.
+   */
+  private async singletonKey(
+    stored: (make: () => { wrapped: Buffer; keyHash: string }) => Promise<Buffer>,
+    label: string,
+    name: string,
+  ): Promise<Buffer> {
+    const wrapped = await stored(() => {
+      const key = randomBytes(32);
+      const sealed = wrapKey(this.rootKey, key, label);
+      key.fill(0);
+      return { wrapped: sealed, keyHash: fingerprint(sealed) };
+    });
+    try {
+      return unwrapKey(this.rootKey, wrapped, label);
+    } catch {
+      throw new KmsInitError(
+        `the root key does not unwrap the stored ${name}: wrong root key (refusing to start)`,
+      );
+    }
   }
 
   async rotate(reason: string, ctx: Context = background): Promise<Rotation> {

@@ -59,7 +59,7 @@ export interface DataKeyRepo {
     onlyIf?: (active: DataKey | undefined) => boolean,
     ctx?: Context,
   ): Promise<Rotation>;
-  /** Marks a non-active key revoked; undefined when there is no such key. */
+  /** Marks a non-active key revoked; undefined when there is no such key. Audited, as rotations are. */
   revoke(version: number, reason: string, ctx?: Context): Promise<DataKey | undefined>;
   /** Marks inactive keys past expires_at expired; returns their versions. */
   expireDue(): Promise<number[]>;
@@ -68,6 +68,8 @@ export interface DataKeyRepo {
   stats(): Promise<KeyStats[]>;
   /** The wrapped index key, created by `make` the first time (once across instances). */
   indexKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
+  /** The wrapped audit-chain key, created the same way. */
+  auditKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
   /** Calls `onChange` whenever any instance rotates, revokes or expires keys. */
   watch(onChange: () => void): Promise<() => Promise<void>>;
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../pkg/log/logger.js";
 import type { FieldCipher } from "./field_cipher.js";
+import { background, type Context } from "./context.js";
 import { MAX_POSITION } from "./paging.js";
 import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms.js";
 import {
@@ -54,15 +55,18 @@ export interface RowMove {
 /** Storage of the job, implemented in internal/data. */
 export interface ReencryptionRepo {
   job(): Promise<ReencryptionJob | undefined>;
-  /** Starts a job unless one is running: `started` false and the running one otherwise. */
-  start(opts: {
-    belowVersion: number | undefined;
-    targetVersion: number;
-    batchSize: number;
-    pauseMs: number;
-  }): Promise<{ job: ReencryptionJob; started: boolean }>;
-  /** Marks a running job stopped; the job as it is then. */
-  stop(): Promise<ReencryptionJob | undefined>;
+  /** Starts a job unless one is running: `started` false and the running one otherwise. Audited. */
+  start(
+    opts: {
+      belowVersion: number | undefined;
+      targetVersion: number;
+      batchSize: number;
+      pauseMs: number;
+    },
+    ctx?: Context,
+  ): Promise<{ job: ReencryptionJob; started: boolean }>;
+  /** Marks a running job stopped (audited); the job as it is then. */
+  stop(ctx?: Context): Promise<ReencryptionJob | undefined>;
   /** Rows after `afterId` holding a value under one of `versions`, by ascending id. */
   rowsUnder(versions: number[], afterId: number, limit: number): Promise<SealedRow[]>;
   countUnder(versions: number[], afterId: number): Promise<bigint>;
@@ -80,7 +84,7 @@ export interface ReencryptionRepo {
     failed: number;
     lastError: string | undefined;
   }): Promise<{ running: boolean; moved: number }>;
-  /** Marks the job `read` finished, if it is still at that pass and cursor. */
+  /** Marks the job `read` finished, if it is still at that pass and cursor (audited). */
   finish(read: ReencryptionJob): Promise<void>;
   /** A new pass from the start towards `targetVersion`, if `read` is still current. */
   retarget(read: ReencryptionJob, targetVersion: number): Promise<void>;
@@ -124,19 +128,25 @@ export class Reencryption {
     private readonly log: Logger,
   ) {}
 
-  async start(opts: {
-    belowVersion?: number;
-    batchSize?: number;
-    pauseMs?: number;
-  }): Promise<ReencryptionStatus> {
+  async start(
+    opts: {
+      belowVersion?: number;
+      batchSize?: number;
+      pauseMs?: number;
+    },
+    ctx: Context = background,
+  ): Promise<ReencryptionStatus> {
     const active = await this.keys.active();
     if (!active) throw kmsErrors.notReady();
-    const { job, started } = await this.repo.start({
-      belowVersion: opts.belowVersion,
-      targetVersion: active.version,
-      batchSize: opts.batchSize || this.defaults.batchSize,
-      pauseMs: opts.pauseMs ?? this.defaults.pauseMs,
-    });
+    const { job, started } = await this.repo.start(
+      {
+        belowVersion: opts.belowVersion,
+        targetVersion: active.version,
+        batchSize: opts.batchSize || this.defaults.batchSize,
+        pauseMs: opts.pauseMs ?? this.defaults.pauseMs,
+      },
+      ctx,
+    );
     if (!started) throw kmsErrors.reencryptionRunning();
     this.log.info(
       { below: job.belowVersion, target: job.targetVersion, batch: job.batchSize },
@@ -145,8 +155,8 @@ export class Reencryption {
     return this.describe(job);
   }
 
-  async stop(): Promise<ReencryptionStatus> {
-    const job = await this.repo.stop();
+  async stop(ctx: Context = background): Promise<ReencryptionStatus> {
+    const job = await this.repo.stop(ctx);
     if (job?.state === "stopped")
       this.log.info({ done: String(job.rowsDone) }, "re-encryption stopped");
     return this.describe(job);

@@ -4,6 +4,9 @@ import type { DataKey, DataKeyRepo, KeyStats, KeyStatus, NewDataKey } from "../b
 import type { Logger } from "../pkg/log/logger.js";
 import { isPosition } from "../biz/paging.js";
 import { withTx } from "./tx.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { background } from "../biz/context.js";
+import { appendAudit } from "./audit_repo.js";
 
 /** The channel every instance LISTENs on for key changes. */
 const CHANNEL = "kms_keys";
@@ -44,8 +47,16 @@ const toKey = (r: Row): DataKey => ({
   wrapped: r.encrypted_key,
 });
 
-/** biz.DataKeyRepo on kms_data_keys and kms_index_keys. */
-export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger): DataKeyRepo {
+/**
+ * biz.DataKeyRepo on kms_data_keys, kms_index_keys and kms_audit_key; every
+ * key change appends its audit event in its own transaction.
+ */
+export function newDataKeyRepo(
+  pool: pg.Pool,
+  databaseUrl: string,
+  audit: AuditChain,
+  log: Logger,
+): DataKeyRepo {
   const one = async (sql: string, params: unknown[] = []) => {
     const { rows } = await pool.query<Row>(sql, params);
     return rows[0] ? toKey(rows[0]) : undefined;
@@ -92,6 +103,15 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
            VALUES (gen_random_uuid()::text, $1, $2, $3, $4, 'active', $5, $6) RETURNING ${COLUMNS}`,
           [version, fresh.algorithm, fresh.wrapped, fresh.keyHash, fresh.expiresAt, fresh.metadata],
         );
+        await appendAudit(c, audit, {
+          kind: previous ? "key_rotated" : "key_generated",
+          actor: actorOf(ctx ?? background),
+          details: {
+            version: String(version),
+            ...(previous && { previous_version: String(previous.version) }),
+            reason: String(fresh.metadata.reason ?? ""),
+          },
+        });
         await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `rotated:${version}`]);
         return { key: toKey(inserted.rows[0]!), previous, rotated: true };
       }, ctx),
@@ -107,8 +127,14 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
            WHERE version = $1 AND status <> 'active' RETURNING ${COLUMNS}`,
               [version, reason],
             );
-            if (rows[0]) await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
-            return rows[0] ? toKey(rows[0]) : undefined;
+            if (!rows[0]) return undefined;
+            await appendAudit(c, audit, {
+              kind: "key_revoked",
+              actor: actorOf(ctx ?? background),
+              details: { version: String(version), reason },
+            });
+            await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
+            return toKey(rows[0]);
           }, ctx),
 
     expireDue: () =>
@@ -117,8 +143,16 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
           `UPDATE kms_data_keys SET status = 'expired'
             WHERE status = 'inactive' AND expires_at IS NOT NULL AND expires_at <= now() RETURNING version`,
         );
-        if (rows.length > 0) await c.query("SELECT pg_notify($1, 'expired')", [CHANNEL]);
-        return rows.map((r) => r.version).sort((a, b) => a - b);
+        const versions = rows.map((r) => r.version).sort((a, b) => a - b);
+        if (versions.length > 0) {
+          await appendAudit(c, audit, {
+            kind: "key_expired",
+            actor: SYSTEM_ACTOR,
+            details: { versions: versions.join(",") },
+          });
+          await c.query("SELECT pg_notify($1, 'expired')", [CHANNEL]);
+        }
+        return versions;
       }),
 
     async addEncryptions(version, count) {
@@ -148,26 +182,34 @@ export function newDataKeyRepo(pool: pg.Pool, databaseUrl: string, log: Logger):
       }));
     },
 
-    async indexKey(make) {
-      const found = await pool.query<{ k: Buffer }>(
-        "SELECT encrypted_key AS k FROM kms_index_keys WHERE id = 1",
-      );
-      if (found.rows[0]) return found.rows[0].k;
-      const fresh = make();
-      // Instances starting together race here; the first insert wins and every
-      // instance reads the winner.
-      await pool.query(
-        "INSERT INTO kms_index_keys (id, encrypted_key, key_hash) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-        [fresh.wrapped, fresh.keyHash],
-      );
-      const winner = await pool.query<{ k: Buffer }>(
-        "SELECT encrypted_key AS k FROM kms_index_keys WHERE id = 1",
-      );
-      return winner.rows[0]!.k;
-    },
+    indexKey: (make) => singletonKey(pool, "kms_index_keys", make),
+    auditKey: (make) => singletonKey(pool, "kms_audit_key", make),
 
     watch: (onChange) => listen(databaseUrl, onChange, log),
   };
+}
+
+/**
+ * The wrapped key kept in the one row of `table`, created by `make` the first
+ * time. Instances starting together race here; the first insert wins and
+ * every instance reads the winner.
+ */
+async function singletonKey(
+  pool: pg.Pool,
+  table: "kms_index_keys" | "kms_audit_key",
+  make: () => { wrapped: Buffer; keyHash: string },
+): Promise<Buffer> {
+  const read = async () =>
+    (await pool.query<{ k: Buffer }>(`SELECT encrypted_key AS k FROM ${table} WHERE id = 1`))
+      .rows[0]?.k;
+  const found = await read();
+  if (found) return found;
+  const fresh = make();
+  await pool.query(
+    `INSERT INTO ${table} (id, encrypted_key, key_hash) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`,
+    [fresh.wrapped, fresh.keyHash],
+  );
+  return (await read())!;
 }
 
 /**

@@ -7,6 +7,9 @@ import type {
 } from "../biz/reencryption.js";
 import { PII_FIELDS, RevokedKeyWriteError } from "../biz/user.js";
 import { withTx } from "./tx.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { background } from "../biz/context.js";
+import { appendAudit } from "./audit_repo.js";
 import { keyVersionsSet } from "./user_repo.js";
 
 /** Held (session-level) by the one instance working on the job. */
@@ -54,8 +57,11 @@ const sameRun = (found: ReencryptionJob | undefined, read: ReencryptionJob) =>
   found.targetVersion === read.targetVersion &&
   found.cursorId === read.cursorId;
 
-/** biz.ReencryptionRepo on kms_reencryption, moving values of the users table. */
-export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
+/**
+ * biz.ReencryptionRepo on kms_reencryption, moving values of the users table;
+ * starts, stops and the end of a job are audited in their transactions.
+ */
+export function newReencryptionRepo(pool: pg.Pool, audit: AuditChain): ReencryptionRepo {
   const job = async (client: pg.Pool | pg.PoolClient = pool, lock = "") => {
     const { rows } = await client.query<Row>(`SELECT * FROM kms_reencryption WHERE id = 1 ${lock}`);
     return rows[0] ? toJob(rows[0]) : undefined;
@@ -63,30 +69,56 @@ export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
   return {
     job: () => job(),
 
-    async start(opts) {
-      // One statement: of two instances asked at once, the second finds the
-      // first's job running (its WHERE fails on the row the first wrote).
-      const { rows } = await pool.query<Row>(
-        `INSERT INTO kms_reencryption (id, state, below_version, target_version, batch_size, pause_ms)
-         VALUES (1, 'running', $1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET state = 'running', generation = kms_reencryption.generation + 1,
-           below_version = $1, target_version = $2,
-           batch_size = $3, pause_ms = $4, cursor_id = 0, rows_done = 0, rows_failed = 0,
-           last_error = NULL, started_at = now(), updated_at = now(), finished_at = NULL
-         WHERE kms_reencryption.state <> 'running'
-         RETURNING *`,
-        [opts.belowVersion ?? null, opts.targetVersion, opts.batchSize, opts.pauseMs],
-      );
-      if (rows[0]) return { job: toJob(rows[0]), started: true };
-      return { job: (await job())!, started: false };
-    },
+    start: (opts, ctx = background) =>
+      withTx(
+        pool,
+        async (c) => {
+          // One statement: of two instances asked at once, the second finds the
+          // first's job running (its WHERE fails on the row the first wrote).
+          const { rows } = await c.query<Row>(
+            `INSERT INTO kms_reencryption (id, state, below_version, target_version, batch_size, pause_ms)
+           VALUES (1, 'running', $1, $2, $3, $4)
+           ON CONFLICT (id) DO UPDATE SET state = 'running', generation = kms_reencryption.generation + 1,
+             below_version = $1, target_version = $2,
+             batch_size = $3, pause_ms = $4, cursor_id = 0, rows_done = 0, rows_failed = 0,
+             last_error = NULL, started_at = now(), updated_at = now(), finished_at = NULL
+           WHERE kms_reencryption.state <> 'running'
+           RETURNING *`,
+            [opts.belowVersion ?? null, opts.targetVersion, opts.batchSize, opts.pauseMs],
+          );
+          if (!rows[0]) return { job: (await job(c))!, started: false };
+          await appendAudit(c, audit, {
+            kind: "reencryption_started",
+            actor: actorOf(ctx),
+            details: {
+              target_version: String(opts.targetVersion),
+              ...(opts.belowVersion !== undefined && { below_version: String(opts.belowVersion) }),
+            },
+          });
+          return { job: toJob(rows[0]), started: true };
+        },
+        ctx,
+      ),
 
-    async stop() {
-      await pool.query(
-        "UPDATE kms_reencryption SET state = 'stopped', updated_at = now() WHERE id = 1 AND state = 'running'",
-      );
-      return job();
-    },
+    stop: (ctx = background) =>
+      withTx(
+        pool,
+        async (c) => {
+          const { rows } = await c.query<Row>(
+            `UPDATE kms_reencryption SET state = 'stopped', updated_at = now()
+            WHERE id = 1 AND state = 'running' RETURNING *`,
+          );
+          if (rows[0]) {
+            await appendAudit(c, audit, {
+              kind: "reencryption_stopped",
+              actor: actorOf(ctx),
+              details: { rows_done: rows[0].rows_done, rows_failed: rows[0].rows_failed },
+            });
+          }
+          return rows[0] ? toJob(rows[0]) : job(c);
+        },
+        ctx,
+      ),
 
     async rowsUnder(versions, afterId, limit) {
       const { rows } = await pool.query<Record<string, unknown> & { id: number }>(
@@ -170,14 +202,26 @@ export function newReencryptionRepo(pool: pg.Pool): ReencryptionRepo {
         return { running: true, moved };
       }),
 
-    async finish(read) {
-      await pool.query(
-        `UPDATE kms_reencryption SET state = 'finished', finished_at = now(), updated_at = now()
-          WHERE id = 1 AND state = 'running' AND generation = $1 AND cursor_id = $2
-            AND target_version = $3`,
-        [read.generation, read.cursorId, read.targetVersion],
-      );
-    },
+    finish: (read) =>
+      withTx(pool, async (c) => {
+        const { rows } = await c.query<Row>(
+          `UPDATE kms_reencryption SET state = 'finished', finished_at = now(), updated_at = now()
+            WHERE id = 1 AND state = 'running' AND generation = $1 AND cursor_id = $2
+              AND target_version = $3
+            RETURNING *`,
+          [read.generation, read.cursorId, read.targetVersion],
+        );
+        if (!rows[0]) return;
+        await appendAudit(c, audit, {
+          kind: "reencryption_finished",
+          actor: SYSTEM_ACTOR,
+          details: {
+            target_version: String(rows[0].target_version),
+            rows_done: rows[0].rows_done,
+            rows_failed: rows[0].rows_failed,
+          },
+        });
+      }),
 
     async retarget(read, targetVersion) {
       await pool.query(

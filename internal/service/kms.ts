@@ -2,8 +2,14 @@ import { file_kms_v1_error_reason } from "../../api/kms/v1/error_reason_pb.js";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
-import { KeyStatus, KmsService, ReencryptionState } from "../../api/kms/v1/kms_pb.js";
-import type { ReencryptionStatusSchema } from "../../api/kms/v1/kms_pb.js";
+import {
+  AuditEventKind,
+  KeyStatus,
+  KmsService,
+  ReencryptionState,
+} from "../../api/kms/v1/kms_pb.js";
+import type { AuditEventSchema, ReencryptionStatusSchema } from "../../api/kms/v1/kms_pb.js";
+import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/audit.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import type { FieldCipher } from "../biz/field_cipher.js";
 import type { KeyLifecycle } from "../biz/key_lifecycle.js";
@@ -27,6 +33,7 @@ export function newKmsService(
   keys: KeyLifecycle,
   cipher: FieldCipher,
   reencryption: Reencryption,
+  audit: AuditTrail,
 ): ServiceBinding {
   return bind(
     KmsService,
@@ -90,23 +97,64 @@ export function newKmsService(
       async hashField(req) {
         return { hash: cipher.hashField(req.fieldName, req.value) };
       },
-      async startReencryption(req) {
-        const s = await reencryption.start({
-          belowVersion: req.belowVersion || undefined,
-          batchSize: req.batchSize || undefined,
-          pauseMs: req.pause ? durationMs(req.pause) : undefined,
-        });
+      async startReencryption(req, call) {
+        const s = await reencryption.start(
+          {
+            belowVersion: req.belowVersion || undefined,
+            batchSize: req.batchSize || undefined,
+            pauseMs: req.pause ? durationMs(req.pause) : undefined,
+          },
+          call,
+        );
         return { status: reencryptionStatus(s) };
       },
       async getReencryptionStatus() {
         return { status: reencryptionStatus(await reencryption.status()) };
       },
-      async stopReencryption() {
-        return { status: reencryptionStatus(await reencryption.stop()) };
+      async stopReencryption(_req, call) {
+        return { status: reencryptionStatus(await reencryption.stop(call)) };
+      },
+      async listAuditEvents(req) {
+        const r = await audit.list(req, cipher.pageTokens());
+        return { events: r.events.map(auditEvent), nextPageToken: r.nextPageToken };
+      },
+      async verifyAuditTrail() {
+        const v = await audit.verify();
+        return {
+          intact: v.intact,
+          eventsChecked: BigInt(v.eventsChecked),
+          firstBadSeq: BigInt(v.firstBadSeq),
+          problem: v.problem,
+          lastHash: v.lastHash.toString("hex"),
+        };
       },
     },
     [file_kms_v1_error_reason],
   );
+}
+
+const auditKinds: Record<AuditKind, AuditEventKind> = {
+  key_generated: AuditEventKind.KEY_GENERATED,
+  key_rotated: AuditEventKind.KEY_ROTATED,
+  key_revoked: AuditEventKind.KEY_REVOKED,
+  key_expired: AuditEventKind.KEY_EXPIRED,
+  key_retired: AuditEventKind.KEY_RETIRED,
+  reencryption_started: AuditEventKind.REENCRYPTION_STARTED,
+  reencryption_stopped: AuditEventKind.REENCRYPTION_STOPPED,
+  reencryption_finished: AuditEventKind.REENCRYPTION_FINISHED,
+  root_key_rotated: AuditEventKind.ROOT_KEY_ROTATED,
+  index_key_rotated: AuditEventKind.INDEX_KEY_ROTATED,
+};
+
+function auditEvent(e: BizAuditEvent): MessageInitShape<typeof AuditEventSchema> {
+  return {
+    seq: BigInt(e.seq),
+    time: timestampFromDate(e.at),
+    kind: auditKinds[e.kind],
+    actor: e.actor,
+    details: e.details,
+    hash: e.hash.toString("hex"),
+  };
 }
 
 function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {

@@ -1,3 +1,4 @@
+import { AuditChain } from "../../internal/biz/audit.js";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -239,7 +240,8 @@ describe("key lifecycle", () => {
     try {
       const conf = testConfig(ctx.db.url).kms!;
       const instances = pools.map((pool) => {
-        const repo = newDataKeyRepo(pool, ctx.db.url, log);
+        const audit = new AuditChain();
+        const repo = newDataKeyRepo(pool, ctx.db.url, audit, log);
         const rootKey = loadRootKey(conf);
         const keyring = newKeyring(repo, rootKey, 30_000);
         return new KeyLifecycle({
@@ -248,9 +250,11 @@ describe("key lifecycle", () => {
           rootKey,
           policy: keyPolicy(conf),
           stores: [],
+          audit,
           log,
         });
       });
+      for (const k of instances) (await k.init()).fill(0);
       const rotations = await Promise.all(instances.map((k) => k.rotateIfDue()));
       expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);
     } finally {

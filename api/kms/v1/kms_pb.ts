@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file kms/v1/kms.proto.
  */
 export const file_kms_v1_kms: GenFile = /*@__PURE__*/
-  fileDesc("ChBrbXMvdjEva21zLnByb3RvEgZrbXMudjEisQIKB0RhdGFLZXkSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIRCglhbGdvcml0aG0YAyABKAkSIQoGc3RhdHVzGAQgASgOMhEua21zLnYxLktleVN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGAoQZW5jcnlwdGlvbl9jb3VudBgJIAEoBCISChBHZXRTdGF0dXNSZXF1ZXN0ItQBCghLZXlTdGF0cxIhCgZzdGF0dXMYASABKA4yES5rbXMudjEuS2V5U3RhdHVzEhEKCWFsZ29yaXRobRgCIAEoCRIRCglrZXlfY291bnQYAyABKA0SNAoQZWFybGllc3RfY3JlYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGF0ZXN0X2NyZWF0ZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV4cGlyZWRfY291bnQYBiABKA0iNQoIS2V5VXNhZ2USDwoHdmVyc2lvbhgBIAEoDRIYChBwcm90ZWN0ZWRfdmFsdWVzGAIgASgEIv0BChFHZXRTdGF0dXNSZXNwb25zZRITCgtpbml0aWFsaXplZBgBIAEoCBIRCglhbGdvcml0aG0YAiABKAkSMgoPcm90YXRlX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKCmFjdGl2ZV9rZXkYBCABKAsyDy5rbXMudjEuRGF0YUtleRIjCglrZXlfc3RhdHMYBSADKAsyEC5rbXMudjEuS2V5U3RhdHMSIwoJa2V5X3VzYWdlGAYgAygLMhAua21zLnYxLktleVVzYWdlEh0KFXVucmVmZXJlbmNlZF92ZXJzaW9ucxgHIAMoDSKRAQoTTGlzdERhdGFLZXlzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSMgoGc3RhdHVzGAMgASgOMhEua21zLnYxLktleVN0YXR1c0IKukgHggEEEAEgAEgAiAEBQgkKB19zdGF0dXMiTgoUTGlzdERhdGFLZXlzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLmttcy52MS5EYXRhS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFHZXREYXRhS2V5UmVxdWVzdBIYCgd2ZXJzaW9uGAEgASgNQge6SAQqAiAAIjIKEkdldERhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleSIwChRSb3RhdGVEYXRhS2V5UmVxdWVzdBIYCgZyZWFzb24YASABKAlCCLpIBXIDGIACIk8KFVJvdGF0ZURhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleRIYChBwcmV2aW91c192ZXJzaW9uGAIgASgNIkoKFFJldm9rZURhdGFLZXlSZXF1ZXN0EhgKB3ZlcnNpb24YASABKA1CB7pIBCoCIAASGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAAiJaChVSZXZva2VEYXRhS2V5UmVzcG9uc2USHAoDa2V5GAEgASgLMg8ua21zLnYxLkRhdGFLZXkSIwoKYWN0aXZlX2tleRgCIAEoCzIPLmttcy52MS5EYXRhS2V5IhcKFVJ1bk1haW50ZW5hbmNlUmVxdWVzdCJ5ChZSdW5NYWludGVuYW5jZVJlc3BvbnNlEhgKEGV4cGlyZWRfdmVyc2lvbnMYASADKA0SLwoIcm90YXRpb24YAiABKAsyHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEhQKDGRlbGV0ZWRfa2V5cxgDIAEoDSKTAQoTRW5jcnlwdEZpZWxkUmVxdWVzdBJDCgpmaWVsZF9uYW1lGAEgASgJQi+6SCxyKhiAATIlXlthLXpdW2EtejAtOV9dKihcLlthLXpdW2EtejAtOV9dKikqJBIcCglwbGFpbnRleHQYAiABKAxCCbpIBnoEGICAQBIZCgdjb250ZXh0GAMgASgMQgi6SAV6AxiACCI/ChRFbmNyeXB0RmllbGRSZXNwb25zZRISCgpjaXBoZXJ0ZXh0GAEgASgMEhMKC2tleV92ZXJzaW9uGAIgASgNIpYBChNEZWNyeXB0RmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEh8KCmNpcGhlcnRleHQYAiABKAxCC7pICHoGEAEYgIFAEhkKB2NvbnRleHQYAyABKAxCCLpIBXoDGIAIIj4KFERlY3J5cHRGaWVsZFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBITCgtrZXlfdmVyc2lvbhgCIAEoDSJxChBIYXNoRmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEhgKBXZhbHVlGAIgASgJQgm6SAZyBCiAgAQiIQoRSGFzaEZpZWxkUmVzcG9uc2USDAoEaGFzaBgBIAEoCSKVAQoYU3RhcnRSZWVuY3J5cHRpb25SZXF1ZXN0EiIKDWJlbG93X3ZlcnNpb24YASABKA1CC7pICCoGGP////8HEhwKCmJhdGNoX3NpemUYAiABKA1CCLpIBSoDGJBOEjcKBXBhdXNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAIkcKGVN0YXJ0UmVlbmNyeXB0aW9uUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoua21zLnYxLlJlZW5jcnlwdGlvblN0YXR1cyIeChxHZXRSZWVuY3J5cHRpb25TdGF0dXNSZXF1ZXN0IksKHUdldFJlZW5jcnlwdGlvblN0YXR1c1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMiGQoXU3RvcFJlZW5jcnlwdGlvblJlcXVlc3QiRgoYU3RvcFJlZW5jcnlwdGlvblJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMi6wIKElJlZW5jcnlwdGlvblN0YXR1cxIoCgVzdGF0ZRgBIAEoDjIZLmttcy52MS5SZWVuY3J5cHRpb25TdGF0ZRIVCg1iZWxvd192ZXJzaW9uGAIgASgNEhYKDnRhcmdldF92ZXJzaW9uGAMgASgNEhEKCXJvd3NfZG9uZRgEIAEoBBIWCg5yb3dzX3JlbWFpbmluZxgFIAEoBBITCgtyb3dzX2ZhaWxlZBgGIAEoBBISCgpsYXN0X2Vycm9yGAcgASgJEhcKD3Jvd3NfcGVyX3NlY29uZBgIIAEoARIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqhwEKCUtleVN0YXR1cxIaChZLRVlfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRS0VZX1NUQVRVU19BQ1RJVkUQARIXChNLRVlfU1RBVFVTX0lOQUNUSVZFEAISFgoSS0VZX1NUQVRVU19FWFBJUkVEEAMSFgoSS0VZX1NUQVRVU19SRVZPS0VEEAQqtQEKEVJlZW5jcnlwdGlvblN0YXRlEiIKHlJFRU5DUllQVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1JFRU5DUllQVElPTl9TVEFURV9OT05FEAESHgoaUkVFTkNSWVBUSU9OX1NUQVRFX1JVTk5JTkcQAhIeChpSRUVOQ1JZUFRJT05fU1RBVEVfU1RPUFBFRBADEh8KG1JFRU5DUllQVElPTl9TVEFURV9GSU5JU0hFRBAEMroHCgpLbXNTZXJ2aWNlEkAKCUdldFN0YXR1cxIYLmttcy52MS5HZXRTdGF0dXNSZXF1ZXN0Ghkua21zLnYxLkdldFN0YXR1c1Jlc3BvbnNlEkkKDExpc3REYXRhS2V5cxIbLmttcy52MS5MaXN0RGF0YUtleXNSZXF1ZXN0Ghwua21zLnYxLkxpc3REYXRhS2V5c1Jlc3BvbnNlEkMKCkdldERhdGFLZXkSGS5rbXMudjEuR2V0RGF0YUtleVJlcXVlc3QaGi5rbXMudjEuR2V0RGF0YUtleVJlc3BvbnNlEkwKDVJvdGF0ZURhdGFLZXkSHC5rbXMudjEuUm90YXRlRGF0YUtleVJlcXVlc3QaHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEkwKDVJldm9rZURhdGFLZXkSHC5rbXMudjEuUmV2b2tlRGF0YUtleVJlcXVlc3QaHS5rbXMudjEuUmV2b2tlRGF0YUtleVJlc3BvbnNlEk8KDlJ1bk1haW50ZW5hbmNlEh0ua21zLnYxLlJ1bk1haW50ZW5hbmNlUmVxdWVzdBoeLmttcy52MS5SdW5NYWludGVuYW5jZVJlc3BvbnNlEkkKDEVuY3J5cHRGaWVsZBIbLmttcy52MS5FbmNyeXB0RmllbGRSZXF1ZXN0Ghwua21zLnYxLkVuY3J5cHRGaWVsZFJlc3BvbnNlEkkKDERlY3J5cHRGaWVsZBIbLmttcy52MS5EZWNyeXB0RmllbGRSZXF1ZXN0Ghwua21zLnYxLkRlY3J5cHRGaWVsZFJlc3BvbnNlEkAKCUhhc2hGaWVsZBIYLmttcy52MS5IYXNoRmllbGRSZXF1ZXN0Ghkua21zLnYxLkhhc2hGaWVsZFJlc3BvbnNlElgKEVN0YXJ0UmVlbmNyeXB0aW9uEiAua21zLnYxLlN0YXJ0UmVlbmNyeXB0aW9uUmVxdWVzdBohLmttcy52MS5TdGFydFJlZW5jcnlwdGlvblJlc3BvbnNlEmQKFUdldFJlZW5jcnlwdGlvblN0YXR1cxIkLmttcy52MS5HZXRSZWVuY3J5cHRpb25TdGF0dXNSZXF1ZXN0GiUua21zLnYxLkdldFJlZW5jcnlwdGlvblN0YXR1c1Jlc3BvbnNlElUKEFN0b3BSZWVuY3J5cHRpb24SHy5rbXMudjEuU3RvcFJlZW5jcnlwdGlvblJlcXVlc3QaIC5rbXMudjEuU3RvcFJlZW5jcnlwdGlvblJlc3BvbnNlQiJaIGtyYXRvcy1ib2lsZXJwbGF0ZS9hcGkva21zL3YxO3YxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChBrbXMvdjEva21zLnByb3RvEgZrbXMudjEisQIKB0RhdGFLZXkSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIRCglhbGdvcml0aG0YAyABKAkSIQoGc3RhdHVzGAQgASgOMhEua21zLnYxLktleVN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGAoQZW5jcnlwdGlvbl9jb3VudBgJIAEoBCISChBHZXRTdGF0dXNSZXF1ZXN0ItQBCghLZXlTdGF0cxIhCgZzdGF0dXMYASABKA4yES5rbXMudjEuS2V5U3RhdHVzEhEKCWFsZ29yaXRobRgCIAEoCRIRCglrZXlfY291bnQYAyABKA0SNAoQZWFybGllc3RfY3JlYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGF0ZXN0X2NyZWF0ZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV4cGlyZWRfY291bnQYBiABKA0iNQoIS2V5VXNhZ2USDwoHdmVyc2lvbhgBIAEoDRIYChBwcm90ZWN0ZWRfdmFsdWVzGAIgASgEIv0BChFHZXRTdGF0dXNSZXNwb25zZRITCgtpbml0aWFsaXplZBgBIAEoCBIRCglhbGdvcml0aG0YAiABKAkSMgoPcm90YXRlX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKCmFjdGl2ZV9rZXkYBCABKAsyDy5rbXMudjEuRGF0YUtleRIjCglrZXlfc3RhdHMYBSADKAsyEC5rbXMudjEuS2V5U3RhdHMSIwoJa2V5X3VzYWdlGAYgAygLMhAua21zLnYxLktleVVzYWdlEh0KFXVucmVmZXJlbmNlZF92ZXJzaW9ucxgHIAMoDSKRAQoTTGlzdERhdGFLZXlzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSMgoGc3RhdHVzGAMgASgOMhEua21zLnYxLktleVN0YXR1c0IKukgHggEEEAEgAEgAiAEBQgkKB19zdGF0dXMiTgoUTGlzdERhdGFLZXlzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLmttcy52MS5EYXRhS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFHZXREYXRhS2V5UmVxdWVzdBIYCgd2ZXJzaW9uGAEgASgNQge6SAQqAiAAIjIKEkdldERhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleSIwChRSb3RhdGVEYXRhS2V5UmVxdWVzdBIYCgZyZWFzb24YASABKAlCCLpIBXIDGIACIk8KFVJvdGF0ZURhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleRIYChBwcmV2aW91c192ZXJzaW9uGAIgASgNIkoKFFJldm9rZURhdGFLZXlSZXF1ZXN0EhgKB3ZlcnNpb24YASABKA1CB7pIBCoCIAASGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAAiJaChVSZXZva2VEYXRhS2V5UmVzcG9uc2USHAoDa2V5GAEgASgLMg8ua21zLnYxLkRhdGFLZXkSIwoKYWN0aXZlX2tleRgCIAEoCzIPLmttcy52MS5EYXRhS2V5IhcKFVJ1bk1haW50ZW5hbmNlUmVxdWVzdCJ5ChZSdW5NYWludGVuYW5jZVJlc3BvbnNlEhgKEGV4cGlyZWRfdmVyc2lvbnMYASADKA0SLwoIcm90YXRpb24YAiABKAsyHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEhQKDGRlbGV0ZWRfa2V5cxgDIAEoDSKTAQoTRW5jcnlwdEZpZWxkUmVxdWVzdBJDCgpmaWVsZF9uYW1lGAEgASgJQi+6SCxyKhiAATIlXlthLXpdW2EtejAtOV9dKihcLlthLXpdW2EtejAtOV9dKikqJBIcCglwbGFpbnRleHQYAiABKAxCCbpIBnoEGICAQBIZCgdjb250ZXh0GAMgASgMQgi6SAV6AxiACCI/ChRFbmNyeXB0RmllbGRSZXNwb25zZRISCgpjaXBoZXJ0ZXh0GAEgASgMEhMKC2tleV92ZXJzaW9uGAIgASgNIpYBChNEZWNyeXB0RmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEh8KCmNpcGhlcnRleHQYAiABKAxCC7pICHoGEAEYgIFAEhkKB2NvbnRleHQYAyABKAxCCLpIBXoDGIAIIj4KFERlY3J5cHRGaWVsZFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBITCgtrZXlfdmVyc2lvbhgCIAEoDSJxChBIYXNoRmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEhgKBXZhbHVlGAIgASgJQgm6SAZyBCiAgAQiIQoRSGFzaEZpZWxkUmVzcG9uc2USDAoEaGFzaBgBIAEoCSKVAQoYU3RhcnRSZWVuY3J5cHRpb25SZXF1ZXN0EiIKDWJlbG93X3ZlcnNpb24YASABKA1CC7pICCoGGP////8HEhwKCmJhdGNoX3NpemUYAiABKA1CCLpIBSoDGJBOEjcKBXBhdXNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAIkcKGVN0YXJ0UmVlbmNyeXB0aW9uUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoua21zLnYxLlJlZW5jcnlwdGlvblN0YXR1cyIeChxHZXRSZWVuY3J5cHRpb25TdGF0dXNSZXF1ZXN0IksKHUdldFJlZW5jcnlwdGlvblN0YXR1c1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMiGQoXU3RvcFJlZW5jcnlwdGlvblJlcXVlc3QiRgoYU3RvcFJlZW5jcnlwdGlvblJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMi6wIKElJlZW5jcnlwdGlvblN0YXR1cxIoCgVzdGF0ZRgBIAEoDjIZLmttcy52MS5SZWVuY3J5cHRpb25TdGF0ZRIVCg1iZWxvd192ZXJzaW9uGAIgASgNEhYKDnRhcmdldF92ZXJzaW9uGAMgASgNEhEKCXJvd3NfZG9uZRgEIAEoBBIWCg5yb3dzX3JlbWFpbmluZxgFIAEoBBITCgtyb3dzX2ZhaWxlZBgGIAEoBBISCgpsYXN0X2Vycm9yGAcgASgJEhcKD3Jvd3NfcGVyX3NlY29uZBgIIAEoARIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi6AEKCkF1ZGl0RXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBGtpbmQYAyABKA4yFi5rbXMudjEuQXVkaXRFdmVudEtpbmQSDQoFYWN0b3IYBCABKAkSMAoHZGV0YWlscxgFIAMoCzIfLmttcy52MS5BdWRpdEV2ZW50LkRldGFpbHNFbnRyeRIMCgRoYXNoGAYgASgJGi4KDERldGFpbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlUKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIlYKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLmttcy52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIZChdWZXJpZnlBdWRpdFRyYWlsUmVxdWVzdCJ9ChhWZXJpZnlBdWRpdFRyYWlsUmVzcG9uc2USDgoGaW50YWN0GAEgASgIEhYKDmV2ZW50c19jaGVja2VkGAIgASgEEhUKDWZpcnN0X2JhZF9zZXEYAyABKAQSDwoHcHJvYmxlbRgEIAEoCRIRCglsYXN0X2hhc2gYBSABKAkqhwEKCUtleVN0YXR1cxIaChZLRVlfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRS0VZX1NUQVRVU19BQ1RJVkUQARIXChNLRVlfU1RBVFVTX0lOQUNUSVZFEAISFgoSS0VZX1NUQVRVU19FWFBJUkVEEAMSFgoSS0VZX1NUQVRVU19SRVZPS0VEEAQqtQEKEVJlZW5jcnlwdGlvblN0YXRlEiIKHlJFRU5DUllQVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1JFRU5DUllQVElPTl9TVEFURV9OT05FEAESHgoaUkVFTkNSWVBUSU9OX1NUQVRFX1JVTk5JTkcQAhIeChpSRUVOQ1JZUFRJT05fU1RBVEVfU1RPUFBFRBADEh8KG1JFRU5DUllQVElPTl9TVEFURV9GSU5JU0hFRBAEKq8DCg5BdWRpdEV2ZW50S2luZBIgChxBVURJVF9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeQVVESVRfRVZFTlRfS0lORF9LRVlfR0VORVJBVEVEEAESIAocQVVESVRfRVZFTlRfS0lORF9LRVlfUk9UQVRFRBACEiAKHEFVRElUX0VWRU5UX0tJTkRfS0VZX1JFVk9LRUQQAxIgChxBVURJVF9FVkVOVF9LSU5EX0tFWV9FWFBJUkVEEAQSIAocQVVESVRfRVZFTlRfS0lORF9LRVlfUkVUSVJFRBAFEikKJUFVRElUX0VWRU5UX0tJTkRfUkVFTkNSWVBUSU9OX1NUQVJURUQQBhIpCiVBVURJVF9FVkVOVF9LSU5EX1JFRU5DUllQVElPTl9TVE9QUEVEEAcSKgomQVVESVRfRVZFTlRfS0lORF9SRUVOQ1JZUFRJT05fRklOSVNIRUQQCBIlCiFBVURJVF9FVkVOVF9LSU5EX1JPT1RfS0VZX1JPVEFURUQQCRImCiJBVURJVF9FVkVOVF9LSU5EX0lOREVYX0tFWV9ST1RBVEVEEAoy5QgKCkttc1NlcnZpY2USQAoJR2V0U3RhdHVzEhgua21zLnYxLkdldFN0YXR1c1JlcXVlc3QaGS5rbXMudjEuR2V0U3RhdHVzUmVzcG9uc2USSQoMTGlzdERhdGFLZXlzEhsua21zLnYxLkxpc3REYXRhS2V5c1JlcXVlc3QaHC5rbXMudjEuTGlzdERhdGFLZXlzUmVzcG9uc2USQwoKR2V0RGF0YUtleRIZLmttcy52MS5HZXREYXRhS2V5UmVxdWVzdBoaLmttcy52MS5HZXREYXRhS2V5UmVzcG9uc2USTAoNUm90YXRlRGF0YUtleRIcLmttcy52MS5Sb3RhdGVEYXRhS2V5UmVxdWVzdBodLmttcy52MS5Sb3RhdGVEYXRhS2V5UmVzcG9uc2USTAoNUmV2b2tlRGF0YUtleRIcLmttcy52MS5SZXZva2VEYXRhS2V5UmVxdWVzdBodLmttcy52MS5SZXZva2VEYXRhS2V5UmVzcG9uc2USTwoOUnVuTWFpbnRlbmFuY2USHS5rbXMudjEuUnVuTWFpbnRlbmFuY2VSZXF1ZXN0Gh4ua21zLnYxLlJ1bk1haW50ZW5hbmNlUmVzcG9uc2USSQoMRW5jcnlwdEZpZWxkEhsua21zLnYxLkVuY3J5cHRGaWVsZFJlcXVlc3QaHC5rbXMudjEuRW5jcnlwdEZpZWxkUmVzcG9uc2USSQoMRGVjcnlwdEZpZWxkEhsua21zLnYxLkRlY3J5cHRGaWVsZFJlcXVlc3QaHC5rbXMudjEuRGVjcnlwdEZpZWxkUmVzcG9uc2USQAoJSGFzaEZpZWxkEhgua21zLnYxLkhhc2hGaWVsZFJlcXVlc3QaGS5rbXMudjEuSGFzaEZpZWxkUmVzcG9uc2USWAoRU3RhcnRSZWVuY3J5cHRpb24SIC5rbXMudjEuU3RhcnRSZWVuY3J5cHRpb25SZXF1ZXN0GiEua21zLnYxLlN0YXJ0UmVlbmNyeXB0aW9uUmVzcG9uc2USZAoVR2V0UmVlbmNyeXB0aW9uU3RhdHVzEiQua21zLnYxLkdldFJlZW5jcnlwdGlvblN0YXR1c1JlcXVlc3QaJS5rbXMudjEuR2V0UmVlbmNyeXB0aW9uU3RhdHVzUmVzcG9uc2USVQoQU3RvcFJlZW5jcnlwdGlvbhIfLmttcy52MS5TdG9wUmVlbmNyeXB0aW9uUmVxdWVzdBogLmttcy52MS5TdG9wUmVlbmNyeXB0aW9uUmVzcG9uc2USUgoPTGlzdEF1ZGl0RXZlbnRzEh4ua21zLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaHy5rbXMudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USVQoQVmVyaWZ5QXVkaXRUcmFpbBIfLmttcy52MS5WZXJpZnlBdWRpdFRyYWlsUmVxdWVzdBogLmttcy52MS5WZXJpZnlBdWRpdFRyYWlsUmVzcG9uc2VCIloga3JhdG9zLWJvaWxlcnBsYXRlL2FwaS9rbXMvdjE7djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A data key's metadata. Key material never leaves the server.
@@ -800,6 +800,159 @@ export const ReencryptionStatusSchema: GenMessage<ReencryptionStatus> = /*@__PUR
   messageDesc(file_kms_v1_kms, 27);
 
 /**
+ * @generated from message kms.v1.AuditEvent
+ */
+export type AuditEvent = Message<"kms.v1.AuditEvent"> & {
+  /**
+   * Position in the trail, from 1, without gaps.
+   *
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: kms.v1.AuditEventKind kind = 3;
+   */
+  kind: AuditEventKind;
+
+  /**
+   * Who asked: the caller's token name, "jwt:<subject>", "anonymous" with
+   * authentication off, or "system" for the service's own timers and jobs.
+   *
+   * @generated from field: string actor = 4;
+   */
+  actor: string;
+
+  /**
+   * What the event concerns (versions, reasons, counts), as text.
+   *
+   * @generated from field: map<string, string> details = 5;
+   */
+  details: { [key: string]: string };
+
+  /**
+   * The keyed hash sealing this event to the previous one, hex.
+   *
+   * @generated from field: string hash = 6;
+   */
+  hash: string;
+};
+
+/**
+ * Describes the message kms.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 28);
+
+/**
+ * @generated from message kms.v1.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"kms.v1.ListAuditEventsRequest"> & {
+  /**
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message kms.v1.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 29);
+
+/**
+ * @generated from message kms.v1.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"kms.v1.ListAuditEventsResponse"> & {
+  /**
+   * @generated from field: repeated kms.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message kms.v1.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 30);
+
+/**
+ * @generated from message kms.v1.VerifyAuditTrailRequest
+ */
+export type VerifyAuditTrailRequest = Message<"kms.v1.VerifyAuditTrailRequest"> & {
+};
+
+/**
+ * Describes the message kms.v1.VerifyAuditTrailRequest.
+ * Use `create(VerifyAuditTrailRequestSchema)` to create a new message.
+ */
+export const VerifyAuditTrailRequestSchema: GenMessage<VerifyAuditTrailRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 31);
+
+/**
+ * @generated from message kms.v1.VerifyAuditTrailResponse
+ */
+export type VerifyAuditTrailResponse = Message<"kms.v1.VerifyAuditTrailResponse"> & {
+  /**
+   * True when every event is where the chain says and as it was written.
+   *
+   * @generated from field: bool intact = 1;
+   */
+  intact: boolean;
+
+  /**
+   * @generated from field: uint64 events_checked = 2;
+   */
+  eventsChecked: bigint;
+
+  /**
+   * The first event found out of place or altered (0 when intact).
+   *
+   * @generated from field: uint64 first_bad_seq = 3;
+   */
+  firstBadSeq: bigint;
+
+  /**
+   * What is wrong there, e.g. "events 4 to 5 are missing".
+   *
+   * @generated from field: string problem = 4;
+   */
+  problem: string;
+
+  /**
+   * The newest event's hash, hex: kept elsewhere, it reveals a trail cut short.
+   *
+   * @generated from field: string last_hash = 5;
+   */
+  lastHash: string;
+};
+
+/**
+ * Describes the message kms.v1.VerifyAuditTrailResponse.
+ * Use `create(VerifyAuditTrailResponseSchema)` to create a new message.
+ */
+export const VerifyAuditTrailResponseSchema: GenMessage<VerifyAuditTrailResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 32);
+
+/**
  * Lifecycle of a data key: ACTIVE -> INACTIVE -> EXPIRED -> REVOKED.
  *
  * @generated from enum kms.v1.KeyStatus
@@ -888,6 +1041,88 @@ export enum ReencryptionState {
  */
 export const ReencryptionStateSchema: GenEnum<ReencryptionState> = /*@__PURE__*/
   enumDesc(file_kms_v1_kms, 1);
+
+/**
+ * What an audit event records.
+ *
+ * @generated from enum kms.v1.AuditEventKind
+ */
+export enum AuditEventKind {
+  /**
+   * @generated from enum value: AUDIT_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The first data key was created.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_KEY_GENERATED = 1;
+   */
+  KEY_GENERATED = 1,
+
+  /**
+   * A new active data key replaced the previous one.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_KEY_ROTATED = 2;
+   */
+  KEY_ROTATED = 2,
+
+  /**
+   * A data key was revoked.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_KEY_REVOKED = 3;
+   */
+  KEY_REVOKED = 3,
+
+  /**
+   * Inactive keys passed their expiry.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_KEY_EXPIRED = 4;
+   */
+  KEY_EXPIRED = 4,
+
+  /**
+   * A key that protects nothing was retired.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_KEY_RETIRED = 5;
+   */
+  KEY_RETIRED = 5,
+
+  /**
+   * @generated from enum value: AUDIT_EVENT_KIND_REENCRYPTION_STARTED = 6;
+   */
+  REENCRYPTION_STARTED = 6,
+
+  /**
+   * @generated from enum value: AUDIT_EVENT_KIND_REENCRYPTION_STOPPED = 7;
+   */
+  REENCRYPTION_STOPPED = 7,
+
+  /**
+   * @generated from enum value: AUDIT_EVENT_KIND_REENCRYPTION_FINISHED = 8;
+   */
+  REENCRYPTION_FINISHED = 8,
+
+  /**
+   * Every wrapped key was re-wrapped under a new root key.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_ROOT_KEY_ROTATED = 9;
+   */
+  ROOT_KEY_ROTATED = 9,
+
+  /**
+   * The blind-index key was replaced.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_INDEX_KEY_ROTATED = 10;
+   */
+  INDEX_KEY_ROTATED = 10,
+}
+
+/**
+ * Describes the enum kms.v1.AuditEventKind.
+ */
+export const AuditEventKindSchema: GenEnum<AuditEventKind> = /*@__PURE__*/
+  enumDesc(file_kms_v1_kms, 2);
 
 /**
  * Envelope encryption: a root key (never stored) wraps data keys kept in the
@@ -1023,6 +1258,30 @@ export const KmsService: GenService<{
     methodKind: "unary";
     input: typeof StopReencryptionRequestSchema;
     output: typeof StopReencryptionResponseSchema;
+  },
+  /**
+   * The audit trail of key events, newest first: what happened, when, and
+   * who asked. Never key material.
+   *
+   * @generated from rpc kms.v1.KmsService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * Checks the audit trail's chain from its first event: each event is sealed
+   * with a keyed hash over itself and the previous event's hash, so a row
+   * removed, altered or inserted by hand is reported (the newest events
+   * removed together are not: keep a copy of the last hash elsewhere).
+   *
+   * @generated from rpc kms.v1.KmsService.VerifyAuditTrail
+   */
+  verifyAuditTrail: {
+    methodKind: "unary";
+    input: typeof VerifyAuditTrailRequestSchema;
+    output: typeof VerifyAuditTrailResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kms_v1_kms, 0);

@@ -27,3 +27,4 @@ export function fingerprint(wrapped: Buffer): string {
 export const dataKeyLabel = (version: number, algorithm: string) =>
   `data-key:v${version}:${algorithm}`;
 export const INDEX_KEY_LABEL = "index-key:v1";
+export const AUDIT_KEY_LABEL = "audit-key:v1";
