@@ -2,6 +2,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import type { ReencryptArgs } from "./reencrypt.js";
+import type { RootKeyArgs } from "./root-key.js";
 
 // Operator commands against a running service's KmsService, over its gRPC
 // port, as deploy scripts call them: no prompts, exit codes that mean
@@ -23,7 +24,7 @@ const run = (action: "start" | "status" | "stop") => async (args: ReencryptArgs)
 await yargs(argv)
   .scriptName("kms")
   .usage(
-    "$0 reencrypt <start|status|stop> [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
+    "$0 reencrypt <start|status|stop> [options]\n$0 root-key rotate [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
   )
   .parserConfiguration({ "short-option-groups": false })
   .option("addr", {
@@ -39,7 +40,7 @@ await yargs(argv)
     default: "10s",
     describe: "give up on a call after this long",
   })
-  .option("json", { type: "boolean", describe: "print the job's status as JSON" })
+  .option("json", { type: "boolean", describe: "print the result as JSON" })
   .command("reencrypt", "move stored values under older keys to the active key", (y) =>
     y
       .command(
@@ -69,7 +70,18 @@ await yargs(argv)
       .demandCommand(1, "name a command: start, status or stop")
       .strict(),
   )
-  .demandCommand(1, "name a command: reencrypt")
+  .command("root-key", "the root key the stored keys are wrapped under", (y) =>
+    y
+      .command(
+        "rotate",
+        "re-wrap every stored key under the new root key (on an instance configured with kms.root_key and kms.previous_root_key)",
+        () => undefined,
+        async (args: RootKeyArgs) => (await import("./root-key.js")).rotateRootKey(args),
+      )
+      .demandCommand(1, "name a command: rotate")
+      .strict(),
+  )
+  .demandCommand(1, "name a command: reencrypt, root-key")
   .strict()
   .version(false)
   .epilogue(
@@ -82,6 +94,6 @@ await yargs(argv)
   })
   .parseAsync()
   .catch(async (err: unknown) => {
-    const { exitCodeOf, describeError } = await import("./reencrypt.js");
+    const { exitCodeOf, describeError } = await import("./connect.js");
     fail(describeError(err), exitCodeOf(err));
   });

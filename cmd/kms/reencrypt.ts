@@ -1,38 +1,19 @@
-import { readFileSync } from "node:fs";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Client } from "@connectrpc/connect";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { SingleBar } from "cli-progress";
-import { KmsService, ReencryptionState, type ReencryptionStatus } from "../../api/kms/v1/kms_pb.js";
-import { parseDurationMs } from "../../internal/conf/duration.js";
-import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+import {
+  ReencryptionState,
+  type KmsService,
+  type ReencryptionStatus,
+} from "../../api/kms/v1/kms_pb.js";
+import { callOptions, client, duration, integer, type ConnectArgs } from "./connect.js";
 
-export interface ReencryptArgs {
-  addr: string;
-  tls?: boolean;
-  ca?: string;
-  "token-file"?: string;
-  timeout: string;
+export interface ReencryptArgs extends ConnectArgs {
   json?: boolean;
   below?: string;
   "batch-size"?: string;
   pause?: string;
   watch?: boolean;
-}
-
-/** A command line the tool cannot act on (exit 2). */
-class UsageError extends Error {}
-
-export const exitCodeOf = (err: unknown) => (err instanceof UsageError ? 2 : 1);
-
-/** What went wrong, for stderr: the code and reason of a refused call, never the token. */
-export function describeError(err: unknown): string {
-  if (err instanceof ConnectError) {
-    const reason = err.findDetails(ErrorInfoSchema)[0]?.reason;
-    const code = Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
-    return `${code}${reason ? ` (${reason})` : ""}: ${err.rawMessage}`;
-  }
-  return (err as Error).message;
 }
 
 const states: Record<ReencryptionState, string> = {
@@ -44,9 +25,8 @@ const states: Record<ReencryptionState, string> = {
 };
 
 export async function reencrypt(action: "start" | "status" | "stop", args: ReencryptArgs) {
-  const timeoutMs = duration("--timeout", args.timeout);
   const kms = client(args);
-  const call = { timeoutMs, headers: auth(args) };
+  const call = callOptions(args);
   let status: ReencryptionStatus | undefined;
   if (action === "start") {
     const request = {
@@ -127,52 +107,4 @@ function print(s: ReencryptionStatus, json: boolean): void {
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${k.padEnd(14)} ${String(v)}`);
   process.stdout.write(`${lines.join("\n")}\n`);
-}
-
-function client(args: ReencryptArgs): Client<typeof KmsService> {
-  if (!/^[^\s/]+:\d+$/.test(args.addr)) throw new UsageError("--addr: expected host:port");
-  if (args.ca && !args.tls) throw new UsageError("--ca needs --tls");
-  const ca = args.ca ? readFile("--ca", args.ca) : undefined;
-  return createClient(
-    KmsService,
-    createGrpcTransport({
-      baseUrl: `${args.tls ? "https" : "http"}://${args.addr}`,
-      nodeOptions: ca ? { ca } : undefined,
-    }),
-  );
-}
-
-function auth(args: ReencryptArgs): Headers {
-  const token = args["token-file"]
-    ? readFile("--token-file", args["token-file"]).toString("utf8").trim()
-    : process.env.KMS_TOKEN;
-  return new Headers(token ? { authorization: `Bearer ${token}` } : {});
-}
-
-function readFile(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new UsageError(
-      `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
-    );
-  }
-}
-
-function integer(flag: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) {
-    throw new UsageError(`${flag}: expected an integer from ${min} to ${max}`);
-  }
-  return n;
-}
-
-function duration(flag: string, value: string, maxHours = 24): number {
-  const ms = parseDurationMs(value);
-  if (ms === undefined || ms > maxHours * 3600_000) {
-    throw new UsageError(
-      `${flag}: expected a duration such as 500ms, 10s or 1m (at most ${maxHours}h)`,
-    );
-  }
-  return ms;
 }

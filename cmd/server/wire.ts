@@ -10,7 +10,8 @@ import { BizError } from "../../internal/biz/errors.js";
 import type { LoginAttempts } from "../../internal/biz/login.js";
 import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/login_attempts.js";
 import { boundedQueue } from "../../internal/pkg/limit/queue.js";
-import { durationMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
+import { RootKeys } from "../../internal/biz/root_keys.js";
 import type { Kms } from "../../internal/conf/conf_pb.js";
 import type { Data } from "../../internal/data/data.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
@@ -135,14 +136,14 @@ export async function wireKms(
   stores: ProtectedValues[],
   log: Logger,
 ): Promise<WiredKms> {
-  const rootKey = loadRootKey(conf);
+  const roots = rootKeys(conf);
   const audit = new AuditChain();
   const repo = newDataKeyRepo(data.pool, data.url, audit, log);
-  const keyring = newKeyring(repo, rootKey, durationMs(conf.cacheTtl!));
+  const keyring = newKeyring(repo, roots, durationMs(conf.cacheTtl!));
   const lifecycle = new KeyLifecycle({
     repo,
     keyring,
-    rootKey,
+    roots,
     policy: keyPolicy(conf),
     stores,
     audit,
@@ -188,6 +189,18 @@ export async function wireKms(
       cipher.close();
     },
   };
+}
+
+/** The configured root key and, during a rotation, the previous one. */
+export function rootKeys(conf: Kms): RootKeys {
+  const previous = conf.previousRootKey;
+  return new RootKeys(
+    loadRootKey(conf),
+    previous && {
+      key: loadRootKey(previous, "kms.previous_root_key"),
+      until: timestampDate(previous.until!),
+    },
+  );
 }
 
 /** The key policy a configuration sets (its defaults come from internal/conf). */

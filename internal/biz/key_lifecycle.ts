@@ -1,13 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
-import {
-  AUDIT_KEY_LABEL,
-  dataKeyLabel,
-  fingerprint,
-  INDEX_KEY_LABEL,
-  unwrapKey,
-  wrapKey,
-} from "../pkg/kms/wrap.js";
+import { AUDIT_KEY_LABEL, dataKeyLabel, fingerprint, INDEX_KEY_LABEL } from "../pkg/kms/wrap.js";
+import type { RootKeys } from "./root_keys.js";
 import type { AuditChain } from "./audit.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { background, type Context } from "./context.js";
@@ -40,6 +34,14 @@ export interface MaintenanceReport {
   rotation: Rotation | undefined;
 }
 
+export interface RootKeyRotation {
+  /** False when the stored keys were already under the configured root key. */
+  rotated: boolean;
+  rewrapped: number;
+  rootKeyId: string;
+  previousRootKeyId: string;
+}
+
 export interface KeyStatusReport {
   active: DataKey | undefined;
   stats: Awaited<ReturnType<DataKeyRepo["stats"]>>;
@@ -48,6 +50,8 @@ export interface KeyStatusReport {
   unreferenced: number[];
   algorithm: Algorithm;
   rotateIntervalMs: number;
+  /** The id of the root key the stored keys are wrapped under. */
+  rootKeyId: string | undefined;
 }
 
 /**
@@ -60,7 +64,7 @@ export class KeyLifecycle {
   private readonly algorithm: Algorithm;
   private readonly repo: DataKeyRepo;
   private readonly keyring: Keyring;
-  private readonly rootKey: Buffer;
+  private readonly roots: RootKeys;
   private readonly policy: KeyPolicy;
   private readonly stores: ProtectedValues[];
   private readonly audit: AuditChain;
@@ -69,7 +73,7 @@ export class KeyLifecycle {
   constructor(parts: {
     repo: DataKeyRepo;
     keyring: Keyring;
-    rootKey: Buffer;
+    roots: RootKeys;
     policy: KeyPolicy;
     /** Where encrypted values live, for the usage counts of GetStatus. */
     stores: ProtectedValues[];
@@ -81,7 +85,7 @@ export class KeyLifecycle {
       audit: this.audit,
       repo: this.repo,
       keyring: this.keyring,
-      rootKey: this.rootKey,
+      roots: this.roots,
       policy: this.policy,
       stores: this.stores,
       log: this.log,
@@ -96,20 +100,36 @@ export class KeyLifecycle {
    * unwrapped index key.
    */
   async init(): Promise<Buffer> {
+    const recorded = await this.repo.rootKeyId();
+    if (recorded !== undefined && !this.roots.holds(recorded)) {
+      throw new KmsInitError(this.notHeld(recorded));
+    }
     // The index key first: where it exists it proves the root key before
     // anything new is wrapped under it. The audit key before the initial
-    // data key, whose creation is an audited event.
-    const indexKey = await this.singletonKey(
+    // data key, whose creation is an audited event. Keys made here (a fresh
+    // database) go under the recorded root key.
+    const index = await this.singletonKey(
       (m) => this.repo.indexKey(m),
       INDEX_KEY_LABEL,
       "index key",
+      recorded ?? this.roots.currentId,
     );
     try {
-      this.audit.use(
-        await this.singletonKey((m) => this.repo.auditKey(m), AUDIT_KEY_LABEL, "audit key"),
+      // A database from before kms_root_key: the key that unwrapped its
+      // index key is the one it is under.
+      const under = recorded ?? (await this.repo.recordRootKeyId(index.id));
+      if (under !== index.id && recorded === undefined) {
+        throw new KmsInitError("another instance recorded another root key at the same time");
+      }
+      const audit = await this.singletonKey(
+        (m) => this.repo.auditKey(m),
+        AUDIT_KEY_LABEL,
+        "audit key",
+        under,
       );
+      this.audit.use(audit.key);
       await this.repo.rotate(
-        (v) => this.newKey(v, "initial key"),
+        (v, id) => this.newKey(v, "initial key", id),
         (active) => active === undefined,
       );
       await this.keyring.active().catch((err: unknown) => {
@@ -118,31 +138,89 @@ export class KeyLifecycle {
         );
       });
     } catch (err) {
-      indexKey.fill(0);
+      index.key.fill(0);
       this.audit.forget();
       throw err;
     }
-    return indexKey;
+    if (this.roots.expiredPreviousId) {
+      this.log.warn(
+        `kms.previous_root_key's window ended at ${this.roots.previousUntil!.toISOString()}; it is not used: remove it from the configuration`,
+      );
+    } else if (this.roots.previousId && (recorded ?? index.id) === this.roots.currentId) {
+      this.log.info("the stored keys are under kms.root_key: kms.previous_root_key can be removed");
+    }
+    return index.key;
+  }
+
+  /**
+   * Re-wraps every stored key (data keys, index key, audit key) from the
+   * previous root key to the configured one, in one transaction. Every
+   * instance of the rolling deploy must hold both keys first (README).
+   */
+  async rotateRootKey(ctx: Context = background): Promise<RootKeyRotation> {
+    const from = this.roots.previousId;
+    if (!from) {
+      throw kmsErrors.rootKeyMismatch(
+        "this instance has no kms.previous_root_key (or its window has ended): nothing to rotate from",
+      );
+    }
+    const to = this.roots.currentId;
+    const result = await this.repo.rewrapAll(
+      {
+        from,
+        to,
+        rewrap: (wrapped, label) => {
+          let key: Buffer;
+          try {
+            key = this.roots.unwrap(wrapped, label).key;
+          } catch {
+            throw kmsErrors.storedKeyCorrupt(label);
+          }
+          try {
+            return this.roots.wrap(to, key, label);
+          } finally {
+            key.fill(0);
+          }
+        },
+      },
+      ctx,
+    );
+    this.keyring.forget();
+    if (result.rotated) {
+      this.log.warn(
+        { rewrapped: result.rewrapped },
+        "root key rotated: every stored key re-wrapped",
+      );
+    }
+    return { ...result, rootKeyId: to, previousRootKeyId: from };
+  }
+
+  private notHeld(recorded: string): string {
+    if (recorded === this.roots.expiredPreviousId) {
+      return `the stored keys are still wrapped under kms.previous_root_key, whose window ended at ${this.roots.previousUntil!.toISOString()}: extend kms.previous_root_key.until and rotate the root key (kms root-key rotate) (refusing to start)`;
+    }
+    return "the root key is not the one the stored keys are wrapped under: wrong root key (refusing to start)";
   }
 
   /**
    * A key of its own kind (index, audit), random, created once across
-   * instances and kept wrapped under the root key; unwrapped here, which
-   * proves the root key.
+   * instances and kept wrapped under the root key `under`; unwrapped here,
+   * which proves the root key.
    */
   private async singletonKey(
     stored: (make: () => { wrapped: Buffer; keyHash: string }) => Promise<Buffer>,
     label: string,
     name: string,
-  ): Promise<Buffer> {
+    under: string,
+  ): Promise<{ key: Buffer; id: string }> {
     const wrapped = await stored(() => {
       const key = randomBytes(32);
-      const sealed = wrapKey(this.rootKey, key, label);
+      const sealed = this.roots.wrap(under, key, label);
       key.fill(0);
       return { wrapped: sealed, keyHash: fingerprint(sealed) };
     });
     try {
-      return unwrapKey(this.rootKey, wrapped, label);
+      return this.roots.unwrap(wrapped, label);
     } catch {
       throw new KmsInitError(
         `the root key does not unwrap the stored ${name}: wrong root key (refusing to start)`,
@@ -152,7 +230,7 @@ export class KeyLifecycle {
 
   async rotate(reason: string, ctx: Context = background): Promise<Rotation> {
     const rotation = await this.repo.rotate(
-      (v) => this.newKey(v, reason || "on demand"),
+      (v, id) => this.newKey(v, reason || "on demand", id),
       undefined,
       ctx,
     );
@@ -173,7 +251,7 @@ export class KeyLifecycle {
     const current = await this.repo.active();
     if (current?.version === version) {
       await this.repo.rotate(
-        (v) => this.newKey(v, `rotated to revoke version ${version}`),
+        (v, id) => this.newKey(v, `rotated to revoke version ${version}`, id),
         (active) => active?.version === version,
         ctx,
       );
@@ -209,7 +287,7 @@ export class KeyLifecycle {
       k === undefined ||
       (k.expiresAt !== null && k.expiresAt.getTime() <= Date.now()) ||
       k.encryptionCount >= BigInt(this.policy.maxEncryptionsPerKey);
-    const rotation = await this.repo.rotate((v) => this.newKey(v, "scheduled"), due);
+    const rotation = await this.repo.rotate((v, id) => this.newKey(v, "scheduled", id), due);
     if (!rotation.rotated) return undefined;
     this.keyring.forget();
     this.log.info(
@@ -232,11 +310,12 @@ export class KeyLifecycle {
   }
 
   async status(): Promise<KeyStatusReport> {
-    const [active, stats, counts, keys] = await Promise.all([
+    const [active, stats, counts, keys, rootKeyId] = await Promise.all([
       this.repo.active(),
       this.repo.stats(),
       Promise.all(this.stores.map((s) => s.countByKeyVersion())),
       this.repo.list({ limit: MAX_POSITION }),
+      this.repo.rootKeyId(),
     ]);
     const usage = new Map<number, bigint>();
     for (const count of counts) {
@@ -253,6 +332,7 @@ export class KeyLifecycle {
       unreferenced,
       algorithm: this.algorithm,
       rotateIntervalMs: this.policy.rotateIntervalMs,
+      rootKeyId,
     };
   }
 
@@ -272,9 +352,15 @@ export class KeyLifecycle {
     return { keys: page, nextPageToken };
   }
 
-  private newKey(version: number, reason: string) {
+  private newKey(version: number, reason: string, rootKeyId: string | undefined) {
+    const under = rootKeyId ?? this.roots.currentId;
+    if (!this.roots.holds(under)) {
+      throw kmsErrors.rootKeyMismatch(
+        "the stored keys were re-wrapped under a root key this instance does not hold: restart it with the new kms.root_key",
+      );
+    }
     const key = randomBytes(32);
-    const wrapped = wrapKey(this.rootKey, key, dataKeyLabel(version, this.algorithm));
+    const wrapped = this.roots.wrap(under, key, dataKeyLabel(version, this.algorithm));
     key.fill(0);
     return {
       algorithm: this.algorithm,

@@ -1,5 +1,6 @@
 import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
-import { dataKeyLabel, unwrapKey } from "../pkg/kms/wrap.js";
+import { dataKeyLabel } from "../pkg/kms/wrap.js";
+import type { RootKeys } from "./root_keys.js";
 import { kmsErrors, type DataKey, type DataKeyRepo, type KeyStatus } from "./kms.js";
 
 /** An unwrapped data key, good for use at once (see Keyring.forget). */
@@ -31,7 +32,7 @@ export interface Keyring {
   checkCorrupt(): Promise<void>;
 }
 
-export function newKeyring(repo: DataKeyRepo, rootKey: Buffer, ttlMs: number): Keyring {
+export function newKeyring(repo: DataKeyRepo, roots: RootKeys, ttlMs: number): Keyring {
   const cache = new Map<number, Cached>();
   const loading = new Map<number, Promise<RingKey>>();
   let activeVersion: number | undefined;
@@ -54,7 +55,7 @@ export function newKeyring(repo: DataKeyRepo, rootKey: Buffer, ttlMs: number): K
   const store = (row: DataKey, since: number): RingKey => {
     let key: Buffer;
     try {
-      key = unwrapKey(rootKey, row.wrapped, dataKeyLabel(row.version, row.algorithm));
+      key = roots.unwrap(row.wrapped, dataKeyLabel(row.version, row.algorithm)).key;
     } catch {
       // At start this means a wrong root key (the lifecycle says so); later,
       // an altered row: DATA_LOSS, and not ready until it unwraps again.

@@ -55,7 +55,8 @@ export interface DataKeyRepo {
    * as the new active key. Announced to every instance.
    */
   rotate(
-    make: (version: number) => NewDataKey,
+    /** `rootKeyId`: the root key the database is under (kms_root_key), to wrap with. */
+    make: (version: number, rootKeyId: string | undefined) => NewDataKey,
     onlyIf?: (active: DataKey | undefined) => boolean,
     ctx?: Context,
   ): Promise<Rotation>;
@@ -70,6 +71,21 @@ export interface DataKeyRepo {
   indexKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
   /** The wrapped audit-chain key, created the same way. */
   auditKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
+  /** The id of the root key the stored keys are wrapped under; undefined until recorded. */
+  rootKeyId(): Promise<string | undefined>;
+  /** Records `id` as the root key the stored keys are under, unless one is recorded; the recorded id. */
+  recordRootKeyId(id: string): Promise<string>;
+  /**
+   * One transaction, serialised with rotations: when the database is under
+   * `from`, every stored key (data keys, index key, audit key) is replaced
+   * by `rewrap(wrapped, label)` and the database is recorded under `to`;
+   * audited and announced. `rotated` false, nothing written, when it is
+   * already under `to`; ROOT_KEY_MISMATCH when under neither.
+   */
+  rewrapAll(
+    opts: { from: string; to: string; rewrap: (wrapped: Buffer, label: string) => Buffer },
+    ctx?: Context,
+  ): Promise<{ rotated: boolean; rewrapped: number }>;
   /** Calls `onChange` whenever any instance rotates, revokes or expires keys. */
   watch(onChange: () => void): Promise<() => Promise<void>>;
 }
@@ -120,12 +136,21 @@ export const kmsErrors = {
       `data key version ${version} does not unwrap: its stored row was altered or damaged`,
       { version: String(version) },
     ),
+  storedKeyCorrupt: (label: string) =>
+    kmsError(
+      "DATA_LOSS",
+      ErrorReason.DATA_KEY_CORRUPT,
+      `the stored key ${label} does not unwrap under either root key: its row was altered or damaged; nothing was re-wrapped`,
+      { key: label },
+    ),
   reencryptionRunning: () =>
     kmsError(
       "FAILED_PRECONDITION",
       ErrorReason.REENCRYPTION_RUNNING,
       "a re-encryption job is already running (GetReencryptionStatus; StopReencryption)",
     ),
+  rootKeyMismatch: (problem: string) =>
+    kmsError("FAILED_PRECONDITION", ErrorReason.ROOT_KEY_MISMATCH, problem),
   notReady: () =>
     kmsError("UNAVAILABLE", ErrorReason.KMS_NOT_READY, "the KMS has no usable active key yet"),
   invalidPageToken: () =>

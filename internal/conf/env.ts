@@ -11,6 +11,20 @@ const overrides: { env: string; path: string[]; clears?: string[] }[] = [
     path: ["kms", "root_key_file"],
     clears: ["root_key", "seed", "salt"],
   },
+  {
+    env: "KMS_PREVIOUS_ROOT_KEY",
+    path: ["kms", "previous_root_key", "root_key"],
+    clears: ["root_key_file", "seed", "salt"],
+  },
+  {
+    env: "KMS_PREVIOUS_ROOT_KEY_FILE",
+    path: ["kms", "previous_root_key", "root_key_file"],
+    clears: ["root_key", "seed", "salt"],
+  },
+  {
+    env: "KMS_PREVIOUS_ROOT_KEY_UNTIL",
+    path: ["kms", "previous_root_key", "until"],
+  },
   { env: "LOG_LEVEL", path: ["log", "level"] },
   { env: "GRPC_ADDR", path: ["server", "grpc", "addr"] },
   { env: "HTTP_ADDR", path: ["server", "http", "addr"] },

@@ -102,6 +102,19 @@ function refuseDevelopmentKeyInProduction(
       `config ${origin}: kms.root_key: a root key written in the config is for development only; in production set KMS_ROOT_KEY or kms.root_key_file`,
     );
   }
+  const previous = isTree(tree.kms) ? tree.kms.previous_root_key : undefined;
+  const inlinePrevious =
+    isTree(previous) && typeof previous.root_key === "string" && previous.root_key !== "";
+  if (
+    production &&
+    inlinePrevious &&
+    !env.KMS_PREVIOUS_ROOT_KEY &&
+    !env.KMS_PREVIOUS_ROOT_KEY_FILE
+  ) {
+    throw new ConfigError(
+      `config ${origin}: kms.previous_root_key.root_key: a root key written in the config is for development only; in production set KMS_PREVIOUS_ROOT_KEY or kms.previous_root_key.root_key_file`,
+    );
+  }
 }
 
 // The root key configs/config.yaml ships with, public in the repository.

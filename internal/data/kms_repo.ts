@@ -1,6 +1,14 @@
 import type { Context } from "../biz/context.js";
 import pg from "pg";
-import type { DataKey, DataKeyRepo, KeyStats, KeyStatus, NewDataKey } from "../biz/kms.js";
+import {
+  kmsErrors,
+  type DataKey,
+  type DataKeyRepo,
+  type KeyStats,
+  type KeyStatus,
+  type NewDataKey,
+} from "../biz/kms.js";
+import { AUDIT_KEY_LABEL, dataKeyLabel, fingerprint, INDEX_KEY_LABEL } from "../pkg/kms/wrap.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { isPosition } from "../biz/paging.js";
 import { withTx } from "./tx.js";
@@ -93,7 +101,7 @@ export function newDataKeyRepo(
           "SELECT coalesce(max(version), 0) + 1 AS v FROM kms_data_keys",
         );
         const version = next.rows[0]!.v;
-        const fresh: NewDataKey = make(version);
+        const fresh: NewDataKey = make(version, await rootKeyIdIn(c));
         if (previous)
           await c.query("UPDATE kms_data_keys SET status = 'inactive' WHERE id = $1", [
             previous.id,
@@ -182,11 +190,82 @@ export function newDataKeyRepo(
       }));
     },
 
+    rootKeyId: () => rootKeyIdIn(pool),
+
+    async recordRootKeyId(id) {
+      await pool.query(
+        "INSERT INTO kms_root_key (id, key_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        [id],
+      );
+      return (await rootKeyIdIn(pool))!;
+    },
+
+    rewrapAll: ({ from, to, rewrap }, ctx) =>
+      tx(async (c) => {
+        // Rotations wrap new keys under the recorded root key: none runs meanwhile.
+        await c.query("SELECT pg_advisory_xact_lock($1)", [ROTATE_LOCK]);
+        const { rows } = await c.query<{ key_id: string }>(
+          "SELECT key_id FROM kms_root_key WHERE id = 1 FOR UPDATE",
+        );
+        const under = rows[0]?.key_id;
+        if (under === to) return { rotated: false, rewrapped: 0 };
+        if (under !== from) {
+          throw kmsErrors.rootKeyMismatch(
+            "the database's keys are not wrapped under kms.previous_root_key: nothing to rotate from",
+          );
+        }
+        const data = await c.query<{ id: string; version: number; algorithm: string; k: Buffer }>(
+          "SELECT id, version, algorithm, encrypted_key AS k FROM kms_data_keys ORDER BY version FOR UPDATE",
+        );
+        for (const key of data.rows) {
+          const wrapped = rewrap(key.k, dataKeyLabel(key.version, key.algorithm));
+          await c.query(
+            "UPDATE kms_data_keys SET encrypted_key = $2, key_hash = $3 WHERE id = $1",
+            [key.id, wrapped, fingerprint(wrapped)],
+          );
+        }
+        let rewrapped = data.rows.length;
+        for (const [table, label] of [
+          ["kms_index_keys", INDEX_KEY_LABEL],
+          ["kms_audit_key", AUDIT_KEY_LABEL],
+        ] as const) {
+          const found = await c.query<{ k: Buffer }>(
+            `SELECT encrypted_key AS k FROM ${table} WHERE id = 1 FOR UPDATE`,
+          );
+          if (!found.rows[0]) continue;
+          const wrapped = rewrap(found.rows[0].k, label);
+          await c.query(`UPDATE ${table} SET encrypted_key = $1, key_hash = $2 WHERE id = 1`, [
+            wrapped,
+            fingerprint(wrapped),
+          ]);
+          rewrapped++;
+        }
+        await c.query("UPDATE kms_root_key SET key_id = $1, rotated_at = now() WHERE id = 1", [to]);
+        await appendAudit(c, audit, {
+          kind: "root_key_rotated",
+          actor: actorOf(ctx ?? background),
+          details: {
+            from_root_key_id: from,
+            to_root_key_id: to,
+            rewrapped_keys: String(rewrapped),
+          },
+        });
+        await c.query("SELECT pg_notify($1, 'root')", [CHANNEL]);
+        return { rotated: true, rewrapped };
+      }, ctx),
+
     indexKey: (make) => singletonKey(pool, "kms_index_keys", make),
     auditKey: (make) => singletonKey(pool, "kms_audit_key", make),
 
     watch: (onChange) => listen(databaseUrl, onChange, log),
   };
+}
+
+async function rootKeyIdIn(client: pg.Pool | pg.PoolClient): Promise<string | undefined> {
+  const { rows } = await client.query<{ key_id: string }>(
+    "SELECT key_id FROM kms_root_key WHERE id = 1",
+  );
+  return rows[0]?.key_id;
 }
 
 /**

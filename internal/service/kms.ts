@@ -57,6 +57,7 @@ export function newKmsService(
             .sort(([a], [b]) => a - b)
             .map(([version, n]) => ({ version, protectedValues: n })),
           unreferencedVersions: s.unreferenced,
+          rootKeyId: s.rootKeyId ?? "",
         };
       },
       async listDataKeys(req) {
@@ -113,6 +114,15 @@ export function newKmsService(
       },
       async stopReencryption(_req, call) {
         return { status: reencryptionStatus(await reencryption.stop(call)) };
+      },
+      async rotateRootKey(_req, call) {
+        const r = await keys.rotateRootKey(call);
+        return {
+          rotated: r.rotated,
+          rewrappedKeys: r.rewrapped,
+          rootKeyId: r.rootKeyId,
+          previousRootKeyId: r.previousRootKeyId,
+        };
       },
       async listAuditEvents(req) {
         const r = await audit.list(req, cipher.pageTokens());

@@ -5,10 +5,9 @@ import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
-import { keyPolicy, type App } from "../../cmd/server/wire.js";
+import { keyPolicy, rootKeys, type App } from "../../cmd/server/wire.js";
 import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
 import { newKeyring } from "../../internal/biz/keyring.js";
-import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { startTestApp, testConfig, testRootKey, useTwoInstances } from "../helpers/app.js";
@@ -242,12 +241,12 @@ describe("key lifecycle", () => {
       const instances = pools.map((pool) => {
         const audit = new AuditChain();
         const repo = newDataKeyRepo(pool, ctx.db.url, audit, log);
-        const rootKey = loadRootKey(conf);
-        const keyring = newKeyring(repo, rootKey, 30_000);
+        const roots = rootKeys(conf);
+        const keyring = newKeyring(repo, roots, 30_000);
         return new KeyLifecycle({
           repo,
           keyring,
-          rootKey,
+          roots,
           policy: keyPolicy(conf),
           stores: [],
           audit,

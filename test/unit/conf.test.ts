@@ -226,3 +226,43 @@ describe("Go-style durations", () => {
     ["5x", "5x"],
   ])("%s -> %s", (input, output) => expect(toProtoDuration(input)).toBe(output));
 });
+
+describe("kms.previous_root_key (a root-key rotation)", () => {
+  const previous = Buffer.alloc(32, 3).toString("base64");
+  const withPrevious = (p: Record<string, unknown>) => ({
+    kms: { root_key: key, previous_root_key: p },
+  });
+
+  it("needs the end of its window and exactly one source, naming the field", () => {
+    expect(failure(withPrevious({ root_key: previous }))).toMatch(
+      /kms\.previous_root_key\.until: value is required/,
+    );
+    expect(failure(withPrevious({ until: "2027-01-31T00:00:00Z" }))).toMatch(
+      /kms\.previous_root_key: set exactly one of root_key, root_key_file, seed/,
+    );
+    expect(failure(withPrevious({ root_key: previous, until: "next week" }))).toMatch(
+      /kms\.previous_root_key\.until/,
+    );
+    expect(failure(withPrevious({ root_key: "c2hvcnQ=", until: "2027-01-31T00:00:00Z" }))).toMatch(
+      /kms\.previous_root_key\.root_key: must be 32 bytes/,
+    );
+  });
+
+  it("comes from KMS_PREVIOUS_ROOT_KEY and KMS_PREVIOUS_ROOT_KEY_UNTIL", () => {
+    const conf = parseConfig(minimal(), "t.yaml", {
+      KMS_PREVIOUS_ROOT_KEY: previous,
+      KMS_PREVIOUS_ROOT_KEY_UNTIL: "2027-01-31T00:00:00Z",
+    });
+    expect(conf.kms?.previousRootKey?.rootKey).toBe(previous);
+    expect(Number(conf.kms?.previousRootKey?.until?.seconds)).toBe(
+      Date.parse("2027-01-31T00:00:00Z") / 1000,
+    );
+  });
+
+  it("is refused written in the config file in production", () => {
+    const tree = withPrevious({ root_key: previous, until: "2027-01-31T00:00:00Z" });
+    expect(failure(tree, { APP_ENV: "production", KMS_ROOT_KEY: key })).toMatch(
+      /kms\.previous_root_key\.root_key: a root key written in the config is for development only/,
+    );
+  });
+});

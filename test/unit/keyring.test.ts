@@ -7,6 +7,7 @@ import {
   type DataKey,
   type DataKeyRepo,
 } from "../../internal/biz/kms.js";
+import { RootKeys } from "../../internal/biz/root_keys.js";
 import { newKeyring } from "../../internal/biz/keyring.js";
 import { encryptionUsage } from "../../internal/biz/kms_usage.js";
 import { dataKeyLabel, wrapKey } from "../../internal/pkg/kms/wrap.js";
@@ -74,7 +75,7 @@ const nextTurn = () => new Promise((r) => setImmediate(r));
 describe("keyring", () => {
   it("loads a key once for all concurrent callers, then serves it from memory", async () => {
     const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
     const got = await Promise.all(Array.from({ length: 10 }, () => ring.active()));
     expect(keys.reads.active).toBe(1);
     expect(new Set(got).size).toBe(1);
@@ -86,7 +87,7 @@ describe("keyring", () => {
 
   it("reloads after its time to live", async () => {
     const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, rootKey, 0);
+    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 0);
     await ring.active();
     expect(ring.activeNow()).toBeUndefined();
     await ring.active();
@@ -95,7 +96,7 @@ describe("keyring", () => {
 
   it("on forget, zeroes the keys it dropped only after the callers at hand used them", async () => {
     const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
     const k = await ring.active();
     const copy = Buffer.from(k.key);
     ring.forget();
@@ -109,7 +110,7 @@ describe("keyring", () => {
 
   it("a load begun before forget answers its caller but does not refill the cache", async () => {
     const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
     keys.hold();
     const loading = ring.active();
     ring.forget();
@@ -121,7 +122,7 @@ describe("keyring", () => {
 
   it("refuses a revoked key for decryption", async () => {
     const keys = memoryKeys([row(1, "revoked"), row(2, "active")]);
-    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
     const err = await ring.forDecryption(1).catch((e: unknown) => e);
     expect(isKeyRevoked(err)).toBe(true);
   });
@@ -130,7 +131,7 @@ describe("keyring", () => {
     const keys = memoryKeys([row(1, "inactive"), row(2, "active")]);
     const good = keys.rows[0]!.wrapped;
     keys.rows[0]!.wrapped = Buffer.from(good).fill(1, 20, 21);
-    const ring = newKeyring(keys.repo, rootKey, 60_000);
+    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
     expect(isDataCorrupt(await ring.forDecryption(1).catch((e: unknown) => e))).toBe(true);
     expect(isDataCorrupt(await ring.checkCorrupt().catch((e: unknown) => e))).toBe(true);
     keys.rows[0]!.wrapped = good;
@@ -143,7 +144,11 @@ describe("field cipher", () => {
   it("seals under the active key, counts each use, and opens only in the same field and context", async () => {
     const keys = memoryKeys([row(1, "inactive"), row(2, "active")]);
     const usage = encryptionUsage();
-    const cipher = newFieldCipher(newKeyring(keys.repo, rootKey, 60_000), randomBytes(32), usage);
+    const cipher = newFieldCipher(
+      newKeyring(keys.repo, new RootKeys(rootKey), 60_000),
+      randomBytes(32),
+      usage,
+    );
     const ctx = new TextEncoder().encode("users:1");
     const sealed = await cipher.encryptField("users.email", Buffer.from("a@example.com"), ctx);
     await cipher.encryptField("users.email", Buffer.from("b@example.com"), ctx);
@@ -164,7 +169,7 @@ describe("field cipher", () => {
   it("once closed, answers KMS_NOT_READY instead of hashing under a zeroed key", () => {
     const keys = memoryKeys([row(1, "active")]);
     const cipher = newFieldCipher(
-      newKeyring(keys.repo, rootKey, 60_000),
+      newKeyring(keys.repo, new RootKeys(rootKey), 60_000),
       randomBytes(32),
       encryptionUsage(),
     );

@@ -1,4 +1,4 @@
-import { pbkdf2Sync } from "node:crypto";
+import { hkdfSync, pbkdf2Sync } from "node:crypto";
 import { readFileSync } from "node:fs";
 
 export const KEY_BYTES = 32;
@@ -22,28 +22,28 @@ export class RootKeyError extends Error {
  * base64, or PBKDF2-SHA256(seed, salt, iterations) as the Go original derives
  * it. It is only ever held in memory.
  */
-export function loadRootKey(source: RootKeySource): Buffer {
-  if (source.rootKey) return decode(source.rootKey, "kms.root_key");
+export function loadRootKey(source: RootKeySource, at = "kms"): Buffer {
+  if (source.rootKey) return decode(source.rootKey, `${at}.root_key`);
   if (source.rootKeyFile) {
     let raw: Buffer;
     try {
       raw = readFileSync(source.rootKeyFile);
     } catch (err) {
       throw new RootKeyError(
-        `kms.root_key_file ${source.rootKeyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+        `${at}.root_key_file ${source.rootKeyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
       );
     }
     if (raw.length === KEY_BYTES) return raw;
-    return decode(raw.toString("utf8").trim(), `kms.root_key_file ${source.rootKeyFile}`);
+    return decode(raw.toString("utf8").trim(), `${at}.root_key_file ${source.rootKeyFile}`);
   }
   if (source.seed) {
     if (!source.salt || source.iterations < 100_000) {
-      throw new RootKeyError("kms.seed needs kms.salt and kms.iterations of at least 100000");
+      throw new RootKeyError(`${at}.seed needs ${at}.salt and ${at}.iterations of at least 100000`);
     }
     return deriveRootKey(source.seed, source.salt, source.iterations);
   }
   throw new RootKeyError(
-    "no root key: set kms.root_key, kms.root_key_file or kms.seed (or KMS_ROOT_KEY)",
+    `no root key: set ${at}.root_key, ${at}.root_key_file or ${at}.seed (or KMS_ROOT_KEY)`,
   );
 }
 
@@ -62,4 +62,14 @@ function decode(text: string, where: string): Buffer {
   if (key.length !== KEY_BYTES)
     throw new RootKeyError(`${where}: must be ${KEY_BYTES} bytes, base64-encoded`);
   return key;
+}
+
+/**
+ * A root key's public name: 16 bytes of HKDF-SHA256 under it, hex. Says which
+ * key wraps the stored keys without revealing anything of it.
+ */
+export function rootKeyId(key: Buffer): string {
+  return Buffer.from(hkdfSync("sha256", key, Buffer.alloc(0), "root-key-id:v1", 16)).toString(
+    "hex",
+  );
 }

@@ -1,0 +1,86 @@
+import { readFileSync } from "node:fs";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import { parseDurationMs } from "../../internal/conf/duration.js";
+import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
+
+// What every kms command shares: reaching the service's gRPC port with a
+// token, checking the command line, and saying what went wrong.
+
+/** The options every command takes (see main.ts). */
+export interface ConnectArgs {
+  addr: string;
+  tls?: boolean;
+  ca?: string;
+  "token-file"?: string;
+  timeout: string;
+}
+
+/** A command line the tool cannot act on (exit 2). */
+export class UsageError extends Error {}
+
+export const exitCodeOf = (err: unknown) => (err instanceof UsageError ? 2 : 1);
+
+/** What went wrong, for stderr: the code and reason of a refused call, never the token. */
+export function describeError(err: unknown): string {
+  if (err instanceof ConnectError) {
+    const reason = err.findDetails(ErrorInfoSchema)[0]?.reason;
+    const code = Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+    return `${code}${reason ? ` (${reason})` : ""}: ${err.rawMessage}`;
+  }
+  return (err as Error).message;
+}
+
+export function client(args: ConnectArgs): Client<typeof KmsService> {
+  if (!/^[^\s/]+:\d+$/.test(args.addr)) throw new UsageError("--addr: expected host:port");
+  if (args.ca && !args.tls) throw new UsageError("--ca needs --tls");
+  const ca = args.ca ? readFile("--ca", args.ca) : undefined;
+  return createClient(
+    KmsService,
+    createGrpcTransport({
+      baseUrl: `${args.tls ? "https" : "http"}://${args.addr}`,
+      nodeOptions: ca ? { ca } : undefined,
+    }),
+  );
+}
+
+/** Per-call options: the --timeout and the token. */
+export function callOptions(args: ConnectArgs): { timeoutMs: number; headers: Headers } {
+  return { timeoutMs: duration("--timeout", args.timeout), headers: auth(args) };
+}
+
+export function auth(args: ConnectArgs): Headers {
+  const token = args["token-file"]
+    ? readFile("--token-file", args["token-file"]).toString("utf8").trim()
+    : process.env.KMS_TOKEN;
+  return new Headers(token ? { authorization: `Bearer ${token}` } : {});
+}
+
+function readFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(
+      `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+    );
+  }
+}
+
+export function integer(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) {
+    throw new UsageError(`${flag}: expected an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+export function duration(flag: string, value: string, maxHours = 24): number {
+  const ms = parseDurationMs(value);
+  if (ms === undefined || ms > maxHours * 3600_000) {
+    throw new UsageError(
+      `${flag}: expected a duration such as 500ms, 10s or 1m (at most ${maxHours}h)`,
+    );
+  }
+  return ms;
+}

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS kms_root_key;
