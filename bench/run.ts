@@ -7,17 +7,22 @@ import { hashFieldOverGrpc, kmsInProcess } from "./kms.js";
 import { migrateBench } from "./migrate.js";
 import { usersBench } from "./users.js";
 import { loginFloodBench } from "./logins.js";
+import { reencryptBench } from "./reencrypt.js";
 import { withDatabase } from "./lib/db.js";
 import type { LoadResult } from "./lib/load.js";
 
 // Benchmarks print figures and ratios against a baseline measured in the same
 // run; they never fail on time. DATABASE_URL picks the database, else an
-// embedded one; BENCH_SECONDS sets each measurement's length (default 5).
-// `npm run bench -- migrate kms` runs only the named sections (kms, hash,
-// users, logins, migrate).
+// embedded one; BENCH_SECONDS sets each measurement's length (default 5);
+// BENCH_REENCRYPT_USERS the users the re-encryption job moves (default
+// 100 000). `npm run bench -- migrate kms` runs only the named sections (kms,
+// hash, users, logins, reencrypt, migrate).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const reencryptUsers = Number(process.env.BENCH_REENCRYPT_USERS ?? 100_000);
 const only = process.argv.slice(2);
 const want = (section: string) => only.length === 0 || only.includes(section);
+if (want("reencrypt") && !(Number.isInteger(reencryptUsers) && reencryptUsers >= 1))
+  throw new Error("BENCH_REENCRYPT_USERS: expected a whole number of users, at least 1");
 let dir: string | undefined;
 let stop = async () => {};
 let url = process.env.DATABASE_URL;
@@ -83,6 +88,32 @@ try {
     console.log(
       `ratio p50 during/alone: ${(l.during.p50ms / l.alone.p50ms).toFixed(2)} (goal <= 2), p99: ${(l.during.p99ms / l.alone.p99ms).toFixed(2)}`,
     );
+  }
+
+  if (want("reencrypt")) {
+    const r = await withDatabase(url, (db) => reencryptBench(url, db, reencryptUsers));
+    const sec = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    const rate = (name: string, rows: number, s: number, perSecond: number) =>
+      `${name.padEnd(36)} ${perSecond.toFixed(0).padStart(8)} rows/s   ${rows} rows in ${s.toFixed(2)} s`;
+    console.log(
+      `\nRe-encryption job: ${r.users} users (3 values each) from keys 1..3 to key 4, batches of 500, pause 0`,
+    );
+    console.log(
+      `setup: sealing ${sec(r.setup.sealMs)}, INSERTs ${sec(r.setup.insertMs)}, VACUUM ANALYZE ${sec(r.setup.vacuumMs)}, copy ${sec(r.setup.copyMs)}`,
+    );
+    console.log(
+      rate("plain batched UPDATE (limit)", r.limit.rows, r.limit.seconds, r.limit.perSecond),
+    );
+    console.log(
+      rate("ours: the job, via the service", r.ours.rowsDone, r.ours.seconds, r.ours.perSecond),
+    );
+    console.log(
+      `  (job's started_at..finished_at; seen FINISHED ${r.ours.observedSeconds.toFixed(2)} s after the start call, polling every 2 s)`,
+    );
+    console.log(
+      `ratio ours/limit: ${(r.ours.perSecond / r.limit.perSecond).toFixed(2)} (goal >= 0.5)${r.invalid.length > 0 ? "   INVALID RUN, see below" : ""}`,
+    );
+    for (const problem of r.invalid) console.log(`!!! INVALID RUN: ${problem}`);
   }
 
   if (want("migrate")) {
