@@ -5,20 +5,14 @@ import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { KmsService, ReencryptionState } from "../api/kms/v1/kms_pb.js";
 import { UserService, View } from "../api/user/v1/user_pb.js";
-import { wireApp, wireKms } from "../cmd/server/wire.js";
-import { PII_FIELDS, userFieldName, userRowContext } from "../internal/biz/user.js";
+import { wireApp } from "../cmd/server/wire.js";
+import { PII_FIELDS } from "../internal/biz/user.js";
 import { parseConfig } from "../internal/conf/load.js";
-import { openData } from "../internal/data/data.js";
-import { migratorOptions } from "../internal/data/migrate/options.js";
-import { run } from "../internal/data/migrate/runner.js";
-import { normalise } from "../internal/pkg/kms/blindindex.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
-import { hashPassword } from "../internal/pkg/password/scrypt.js";
+import { ACTIVE, OLD_VERSIONS, person, seedUsers } from "./lib/seed.js";
 
 /** Rows per job batch and per batch of the limit's UPDATE (the config default). */
 const BATCH = 500;
-/** Rows per INSERT while seeding (13 arrays of this length per statement). */
-const INSERT_BATCH = 5000;
 /**
  * How often GetReencryptionStatus is asked while the job runs: rarely, as
  * each call counts the rows still to move (about 0.4 s of database time at
@@ -27,12 +21,6 @@ const INSERT_BATCH = 5000;
 const POLL_MS = 2000;
 /** A job whose rows_done stays put this long is given up as stuck. */
 const STALL_MS = 60_000;
-/** Data key versions the users are spread over; the job moves them all to the next one. */
-const OLD_VERSIONS = [1, 2, 3];
-const ACTIVE = OLD_VERSIONS.length + 1;
-
-const silent = createLogger({ level: "silent", format: "json" });
-const encoder = new TextEncoder();
 
 export interface ReencryptResult {
   users: number;
@@ -50,13 +38,6 @@ export interface ReencryptResult {
   /** Empty when the run is valid: what the checks after each part found wrong. */
   invalid: string[];
 }
-
-/** A user's plaintext values: what CreateUser would have stored (phone as E.164). */
-const person = (id: number) => ({
-  email: `bench${id}@example.com`,
-  phone: normalise("phone", `+1 555 ${String(1_000_000 + id)}`),
-  name: `Bench User ${id}`,
-});
 
 /**
  * The re-encryption job's rows per second against the limit: a plain
@@ -99,7 +80,7 @@ export async function reencryptBench(
     "bench",
   );
 
-  const seeded = await seed(url, conf, users);
+  const seeded = await seedUsers(url, conf, users);
 
   // A copy of exactly the same rows (and table layout) for the limit; the
   // source may have no session open while it is copied.
@@ -114,103 +95,6 @@ export async function reencryptBench(
   } finally {
     await dropDatabase(adminUrl, copyUrl);
   }
-}
-
-/** Migrations, then the users under keys 1..3, then key 4 active; vacuumed and analysed. Timed. */
-async function seed(url: string, conf: ReturnType<typeof parseConfig>, users: number) {
-  const migrated = await run(migratorOptions(undefined, url, silent), { kind: "up" });
-  if (migrated.failed) throw new Error(`migrate up failed: ${migrated.failed.message}`);
-  const data = await openData(conf.data!.database!, silent);
-  const kms = await wireKms(conf.kms!, data, [], silent);
-  const took = { sealMs: 0, insertMs: 0, vacuumMs: 0 };
-  try {
-    const passwordHash = await hashPassword("bench-passw0rd");
-    for (const [i, version] of OLD_VERSIONS.entries()) {
-      if (i > 0) await kms.lifecycle.rotate("bench: next third");
-      const from = Math.floor((users * i) / OLD_VERSIONS.length) + 1;
-      const to = Math.floor((users * (i + 1)) / OLD_VERSIONS.length);
-      for (let first = from; first <= to; first += INSERT_BATCH) {
-        const ids = range(first, Math.min(first + INSERT_BATCH - 1, to));
-        await insertUsers(data.pool, kms.cipher, ids, passwordHash, version, took);
-      }
-    }
-    const rotation = await kms.lifecycle.rotate("bench: the job's target");
-    if (rotation.key.version !== ACTIVE)
-      throw new Error(`setup: active key is ${rotation.key.version}, expected ${ACTIVE}`);
-    await data.pool.query("SELECT setval(pg_get_serial_sequence('users', 'id'), $1)", [
-      Math.max(users, 1),
-    ]);
-    // Both copies start from the same settled table: no autovacuum or
-    // planner surprise during either clock.
-    const started = performance.now();
-    await data.pool.query("VACUUM ANALYZE users");
-    took.vacuumMs = performance.now() - started;
-  } finally {
-    await kms.stop();
-    await data.close();
-  }
-  return took;
-}
-
-/** One INSERT of `ids`, every value sealed and indexed as UserUsecase.create does. */
-async function insertUsers(
-  pool: pg.Pool,
-  cipher: Awaited<ReturnType<typeof wireKms>>["cipher"],
-  ids: number[],
-  passwordHash: string,
-  version: number,
-  took: { sealMs: number; insertMs: number },
-) {
-  let started = performance.now();
-  const cols = {
-    username: [] as string[],
-    ...Object.fromEntries(
-      PII_FIELDS.flatMap((f) => [
-        [`${f}_encrypted`, [] as Buffer[]],
-        [`${f}_hash`, [] as string[]],
-        [`${f}_key_version`, [] as number[]],
-      ]),
-    ),
-  } as Record<string, unknown[]>;
-  for (const id of ids) {
-    const values = person(id);
-    cols.username!.push(`bench_${id}`);
-    for (const f of PII_FIELDS) {
-      const sealed = await cipher.encryptField(
-        userFieldName(f),
-        encoder.encode(values[f]),
-        userRowContext(id),
-      );
-      if (sealed.keyVersion !== version)
-        throw new Error(`setup: sealed under ${sealed.keyVersion}, expected ${version}`);
-      cols[`${f}_encrypted`]!.push(sealed.ciphertext);
-      cols[`${f}_hash`]!.push(cipher.hashField(f, values[f]));
-      cols[`${f}_key_version`]!.push(sealed.keyVersion);
-    }
-  }
-  took.sealMs += performance.now() - started;
-  started = performance.now();
-  // key_versions as user_repo's insert writes it: each present field's version.
-  await pool.query(
-    `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_key_version,
-        phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
-        key_versions)
-     SELECT id, username, $3, ee, eh, ev, pe, ph, pv, ne, nh, nv, ARRAY[ev, pv, nv]
-       FROM unnest($1::int[], $2::text[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
-                   $8::text[], $9::int[], $10::bytea[], $11::text[], $12::int[])
-         AS t(id, username, ee, eh, ev, pe, ph, pv, ne, nh, nv)`,
-    [
-      ids,
-      cols.username,
-      passwordHash,
-      ...PII_FIELDS.flatMap((f) => [
-        cols[`${f}_encrypted`],
-        cols[`${f}_hash`],
-        cols[`${f}_key_version`],
-      ]),
-    ],
-  );
-  took.insertMs += performance.now() - started;
 }
 
 /**
@@ -409,6 +293,3 @@ async function one<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T>
     await client.end();
   }
 }
-
-const range = (from: number, to: number) =>
-  Array.from({ length: to - from + 1 }, (_, i) => from + i);

@@ -74,7 +74,9 @@ async function watch(
   let status = first;
   if (!json) bar.start(counts(status).total, counts(status).done, counts(status).payload);
   while (status.state === ReencryptionState.RUNNING) {
-    await new Promise((r) => setTimeout(r, 500));
+    // Each status counts the rows left (a scan on a large table): asked
+    // often, it would slow the job it watches.
+    await new Promise((r) => setTimeout(r, 2000));
     status = (await kms.getReencryptionStatus({}, call)).status!;
     const c = counts(status);
     if (!json) {

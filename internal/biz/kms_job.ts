@@ -56,10 +56,12 @@ export async function startKmsJob(parts: {
       },
     );
   const poll = setInterval(() => void reencrypt(), REENCRYPTION_POLL_MS).unref();
+  reencryption.wake = () => void reencrypt();
   return {
     async stop() {
       clearInterval(timer);
       clearInterval(poll);
+      reencryption.wake = () => undefined;
       await reencryption.close();
       await usage.flush(repo).catch(() => undefined);
       await unwatch();

@@ -94,6 +94,22 @@ export interface ReencryptionRepo {
   busy(): Promise<boolean>;
 }
 
+/** One step of the worker, planned from the job as read (see Reencryption.plan). */
+type Step =
+  | { kind: "idle" }
+  | { kind: "retarget"; job: ReencryptionJob; target: number }
+  | { kind: "finish"; job: ReencryptionJob }
+  | {
+      kind: "commit";
+      job: ReencryptionJob;
+      rows: SealedRow[];
+      versions: number[];
+      lastId: number;
+      moves: RowMove[];
+      failed: number;
+      lastError: string | undefined;
+    };
+
 export interface ReencryptionStatus {
   job: ReencryptionJob | undefined;
   rowsRemaining: bigint;
@@ -119,6 +135,11 @@ export class Reencryption {
   private running: Promise<void> | undefined;
   /** Aborted by close(): ends a pause between batches at once. */
   private readonly closing = new AbortController();
+  /**
+   * Set by the background job to run work() through its error logging: a
+   * start wakes this instance's worker at once rather than at its next poll.
+   */
+  wake: () => void = () => undefined;
 
   constructor(
     private readonly repo: ReencryptionRepo,
@@ -148,6 +169,7 @@ export class Reencryption {
       ctx,
     );
     if (!started) throw kmsErrors.reencryptionRunning();
+    this.wake();
     this.log.info(
       { below: job.belowVersion, target: job.targetVersion, batch: job.batchSize },
       "re-encryption started",
@@ -176,9 +198,7 @@ export class Reencryption {
     const job = await this.repo.job();
     if (job?.state !== "running") return;
     this.running = this.repo
-      .exclusively(async () => {
-        while (!this.stopping && (await this.batch())) await this.pause();
-      })
+      .exclusively(() => this.batches())
       .then(() => undefined)
       .finally(() => {
         this.running = undefined;
@@ -196,32 +216,79 @@ export class Reencryption {
     await Promise.race([waited, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
   }
 
-  // One batch; false when there is nothing more to do now.
-  private async batch(): Promise<boolean> {
-    const job = await this.repo.job();
-    if (job?.state !== "running") return false;
+  /**
+   * Batch after batch until the job ends, stops or this instance stops.
+   * While a batch commits, the next one is read and sealed (its rows lie past
+   * this batch's): the database's work and ours overlap. A step planned ahead
+   * from a job that has changed meanwhile (stopped, started anew, another
+   * pass) writes nothing: every step is conditional on the job as read.
+   */
+  private async batches(): Promise<void> {
+    let ahead: Promise<Step> | undefined;
+    try {
+      while (!this.stopping) {
+        const step = await (ahead ?? this.plan(await this.repo.job()));
+        ahead = undefined;
+        if (step.kind === "commit") {
+          ahead = this.plan({ ...step.job, cursorId: step.lastId });
+          // Awaited (and its failure thrown) when its turn comes.
+          ahead.catch(() => undefined);
+        }
+        if (!(await this.apply(step))) return;
+        await this.pause();
+      }
+    } finally {
+      await ahead?.catch(() => undefined);
+    }
+  }
+
+  // What to do next for `job`, read and sealed but not yet written.
+  private async plan(job: ReencryptionJob | undefined): Promise<Step> {
+    if (job?.state !== "running") return { kind: "idle" };
     const active = await this.keys.active();
     if (!active) throw kmsErrors.notReady();
-    if (active.version !== job.targetVersion) {
-      // Rotated since this pass began: the rows behind the cursor are under
-      // an older key now. Start over towards the new one.
-      await this.repo.retarget(job, active.version);
-      this.log.info({ target: active.version }, "re-encryption: key rotated, new pass");
-      return true;
-    }
+    // Rotated since this pass began: the rows behind the cursor are under an
+    // older key now. Start over towards the new one.
+    if (active.version !== job.targetVersion)
+      return { kind: "retarget", job, target: active.version };
     const versions = await this.versionsToMove(job);
     const rows = await this.repo.rowsUnder(versions, job.cursorId, job.batchSize);
-    if (rows.length === 0) {
-      await this.repo.finish(job);
-      this.log.info({ done: String(job.rowsDone) }, "re-encryption finished");
-      return false;
+    if (rows.length === 0) return { kind: "finish", job };
+    return {
+      kind: "commit",
+      job,
+      rows,
+      versions,
+      lastId: rows.at(-1)!.id,
+      ...(await this.reseal(rows, versions)),
+    };
+  }
+
+  // Writes a step; false when there is nothing more to do now.
+  private async apply(step: Step): Promise<boolean> {
+    switch (step.kind) {
+      case "idle":
+        return false;
+      case "retarget":
+        await this.repo.retarget(step.job, step.target);
+        this.log.info({ target: step.target }, "re-encryption: key rotated, new pass");
+        return true;
+      case "finish":
+        await this.repo.finish(step.job);
+        this.log.info({ done: String(step.job.rowsDone) }, "re-encryption finished");
+        return false;
+      case "commit":
+        return this.commit(step);
     }
+  }
+
+  private async commit(step: Extract<Step, { kind: "commit" }>): Promise<boolean> {
+    let { moves, failed, lastError } = step;
     for (let attempt = 1; ; attempt++) {
-      const { moves, failed, lastError } = await this.reseal(rows, versions);
       try {
         const { running } = await this.repo.commitBatch({
-          read: job,
-          lastId: rows.at(-1)!.id,
+          read: step.job,
+          lastId: step.lastId,
           moves,
           failed,
           lastError,
@@ -232,6 +299,7 @@ export class Reencryption {
         // database refused the batch; seal it again under the new one.
         if (!(err instanceof RevokedKeyWriteError) || attempt === 3) throw err;
         this.cipher.reloadKeys();
+        ({ moves, failed, lastError } = await this.reseal(step.rows, step.versions));
       }
     }
   }

@@ -3,6 +3,7 @@ import type {
   JobState,
   ReencryptionJob,
   ReencryptionRepo,
+  RowMove,
   SealedRow,
 } from "../biz/reencryption.js";
 import { PII_FIELDS, RevokedKeyWriteError } from "../biz/user.js";
@@ -56,6 +57,54 @@ const sameRun = (found: ReencryptionJob | undefined, read: ReencryptionJob) =>
   found.generation === read.generation &&
   found.targetVersion === read.targetVersion &&
   found.cursorId === read.cursorId;
+
+// Per field: the value read, its replacement and the replacement's version;
+// NULLs where the row's field does not move.
+const MOVE_COLUMNS = PII_FIELDS.flatMap((f) => [`${f}_old`, `${f}_new`, `${f}_version`]);
+const MOVE_TYPES = PII_FIELDS.flatMap(() => ["bytea[]", "bytea[]", "int[]"]);
+
+/**
+ * One statement for a whole batch. Compare-and-set per field: a field a
+ * user changed since it was read keeps the user's value (its comparison
+ * fails, or is NULL where the field does not move), and the row's other
+ * fields still move. Returns the rows changed.
+ */
+async function moveRows(c: pg.PoolClient, moves: RowMove[]): Promise<number> {
+  const still = (f: string) => `u.${f}_encrypted = m.${f}_old`;
+  const sets = PII_FIELDS.flatMap((f) => [
+    `${f}_encrypted = CASE WHEN ${still(f)} THEN m.${f}_new ELSE u.${f}_encrypted END`,
+    `${f}_key_version = CASE WHEN ${still(f)} THEN m.${f}_version ELSE u.${f}_key_version END`,
+  ]);
+  // In SET, columns name the row before the update: the versions gathered
+  // are those the fields end with.
+  sets.push(
+    keyVersionsSet(
+      PII_FIELDS.map(
+        (f) => `CASE WHEN ${still(f)} THEN m.${f}_version ELSE u.${f}_key_version END`,
+      ),
+    ),
+  );
+  const params: unknown[] = [moves.map((m) => m.id)];
+  for (const f of PII_FIELDS) {
+    params.push(
+      moves.map((m) => m.fields[f]?.old ?? null),
+      moves.map((m) => m.fields[f]?.ciphertext ?? null),
+      moves.map((m) => m.fields[f]?.keyVersion ?? null),
+    );
+  }
+  const unnest = ["int[]", ...MOVE_TYPES].map((t, i) => `$${i + 1}::${t}`).join(", ");
+  const { rowCount } = await c
+    .query(
+      `UPDATE users AS u SET ${sets.join(", ")}
+         FROM unnest(${unnest}) AS m(id, ${MOVE_COLUMNS.join(", ")})
+        WHERE u.id = m.id AND (${PII_FIELDS.map(still).join(" OR ")})`,
+      params,
+    )
+    .catch((err: { code?: string }) => {
+      throw err.code === "KR001" ? new RevokedKeyWriteError() : err;
+    });
+  return rowCount ?? 0;
+}
 
 /**
  * biz.ReencryptionRepo on kms_reencryption, moving values of the users table;
@@ -150,49 +199,8 @@ export function newReencryptionRepo(pool: pg.Pool, audit: AuditChain): Reencrypt
         // Only into the job and the pass it was read for, from where it was read.
         const found = await job(c, "FOR UPDATE");
         if (!sameRun(found, batch.read)) return { running: false, moved: 0 };
-        let moved = 0;
-        for (const move of batch.moves) {
-          const params: unknown[] = [move.id];
-          const param = (v: unknown) => {
-            params.push(v);
-            return `$${params.length}`;
-          };
-          const sets: string[] = [];
-          const still: string[] = [];
-          const versions: string[] = [];
-          for (const f of PII_FIELDS) {
-            const m = move.fields[f];
-            if (!m) {
-              versions.push(`${f}_key_version`);
-              continue;
-            }
-            // Compare-and-set per field: one a user changed since it was read
-            // keeps the user's value; the row's others still move.
-            const unchanged = `${f}_encrypted = ${param(m.old)}`;
-            const version = param(m.keyVersion);
-            sets.push(
-              `${f}_encrypted = CASE WHEN ${unchanged} THEN ${param(m.ciphertext)} ELSE ${f}_encrypted END`,
-            );
-            sets.push(
-              `${f}_key_version = CASE WHEN ${unchanged} THEN ${version}::int ELSE ${f}_key_version END`,
-            );
-            versions.push(`CASE WHEN ${unchanged} THEN ${version}::int ELSE ${f}_key_version END`);
-            still.push(unchanged);
-          }
-          if (sets.length === 0) continue;
-          // In SET, columns name the row before the update: the versions
-          // gathered are those the fields end with.
-          sets.push(keyVersionsSet(versions));
-          const { rowCount } = await c
-            .query(
-              `UPDATE users SET ${sets.join(", ")} WHERE id = $1 AND (${still.join(" OR ")})`,
-              params,
-            )
-            .catch((err: { code?: string }) => {
-              throw err.code === "KR001" ? new RevokedKeyWriteError() : err;
-            });
-          moved += rowCount ?? 0;
-        }
+        const moves = batch.moves.filter((m) => PII_FIELDS.some((f) => m.fields[f]));
+        const moved = moves.length === 0 ? 0 : await moveRows(c, moves);
         await c.query(
           `UPDATE kms_reencryption SET cursor_id = $1, rows_done = rows_done + $2,
              rows_failed = rows_failed + $3, last_error = coalesce($4, last_error), updated_at = now()

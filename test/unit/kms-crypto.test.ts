@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { assertAlgorithm } from "../../internal/pkg/kms/aead.js";
+import { assertAlgorithm, seal } from "../../internal/pkg/kms/aead.js";
 import { blindIndex, fieldSubkey, normalise } from "../../internal/pkg/kms/blindindex.js";
 import {
   CiphertextError,
@@ -145,5 +145,19 @@ describe("blind indexes", () => {
     expect(blindIndex(fieldSubkey(key, "name"), "name", "a@b.c")).not.toBe(a);
     expect(blindIndex(fieldSubkey(Buffer.alloc(32, 1), "email"), "email", "a@b.c")).not.toBe(a);
     expect(a).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe("nonces", () => {
+  it("are never handed out twice, across many refills of their pool", () => {
+    const key = Buffer.alloc(32, 9);
+    const seen = new Set<string>();
+    const n = 20_000; // about 60 pools
+    for (let i = 0; i < n; i++) {
+      const { nonce } = seal("AES-256-GCM", key, Buffer.from("x"), Buffer.alloc(0));
+      expect(nonce).toHaveLength(12);
+      seen.add(nonce.toString("hex"));
+    }
+    expect(seen.size).toBe(n);
   });
 });
