@@ -147,7 +147,10 @@ export class KeyLifecycle {
         `kms.previous_root_key's window ended at ${this.roots.previousUntil!.toISOString()}; it is not used: remove it from the configuration`,
       );
     } else if (this.roots.previousId && (recorded ?? index.id) === this.roots.currentId) {
-      this.log.info("the stored keys are under kms.root_key: kms.previous_root_key can be removed");
+      this.roots.dropPrevious();
+      this.log.info(
+        "the stored keys are under kms.root_key: kms.previous_root_key is not used and can be removed",
+      );
     }
     return index.key;
   }
@@ -159,12 +162,16 @@ export class KeyLifecycle {
    */
   async rotateRootKey(ctx: Context = background): Promise<RootKeyRotation> {
     const from = this.roots.previousId;
+    const to = this.roots.currentId;
     if (!from) {
+      // Asked again after the rotation (a deploy script's retry): done already.
+      if ((await this.repo.rootKeyId()) === to) {
+        return { rotated: false, rewrapped: 0, rootKeyId: to, previousRootKeyId: "" };
+      }
       throw kmsErrors.rootKeyMismatch(
         "this instance has no kms.previous_root_key (or its window has ended): nothing to rotate from",
       );
     }
-    const to = this.roots.currentId;
     const result = await this.repo.rewrapAll(
       {
         from,
@@ -186,6 +193,7 @@ export class KeyLifecycle {
       ctx,
     );
     this.keyring.forget();
+    this.roots.dropPrevious();
     if (result.rotated) {
       this.log.warn(
         { rewrapped: result.rewrapped },

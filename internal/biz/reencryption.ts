@@ -84,8 +84,11 @@ export interface ReencryptionRepo {
     failed: number;
     lastError: string | undefined;
   }): Promise<{ running: boolean; moved: number }>;
-  /** Marks the job `read` finished, if it is still at that pass and cursor (audited). */
-  finish(read: ReencryptionJob): Promise<void>;
+  /**
+   * Marks the job `read` finished (audited), if it is still at that pass and
+   * cursor and its target is still the active key; whether it did.
+   */
+  finish(read: ReencryptionJob): Promise<boolean>;
   /** A new pass from the start towards `targetVersion`, if `read` is still current. */
   retarget(read: ReencryptionJob, targetVersion: number): Promise<void>;
   /** Runs `work` holding the deployment-wide job lock; false at once when another instance holds it. */
@@ -195,14 +198,13 @@ export class Reencryption {
    */
   async work(): Promise<void> {
     if (this.running || this.stopping) return this.running;
-    const job = await this.repo.job();
-    if (job?.state !== "running") return;
-    this.running = this.repo
-      .exclusively(() => this.batches())
-      .then(() => undefined)
-      .finally(() => {
-        this.running = undefined;
-      });
+    // Set before the first await: a start's wake and the poll never both pass.
+    this.running = (async () => {
+      const job = await this.repo.job();
+      if (job?.state === "running") await this.repo.exclusively(() => this.batches());
+    })().finally(() => {
+      this.running = undefined;
+    });
     return this.running;
   }
 
@@ -274,8 +276,9 @@ export class Reencryption {
         this.log.info({ target: step.target }, "re-encryption: key rotated, new pass");
         return true;
       case "finish":
-        await this.repo.finish(step.job);
-        this.log.info({ done: String(step.job.rowsDone) }, "re-encryption finished");
+        // Not finished when the key rotated meanwhile: the next step sees it.
+        if (!(await this.repo.finish(step.job))) return true;
+        this.log.info({ target: step.job.targetVersion }, "re-encryption finished");
         return false;
       case "commit":
         return this.commit(step);
@@ -285,6 +288,16 @@ export class Reencryption {
   private async commit(step: Extract<Step, { kind: "commit" }>): Promise<boolean> {
     let { moves, failed, lastError } = step;
     for (let attempt = 1; ; attempt++) {
+      // Sealed under a key this instance still took for the active one (its
+      // news of a rotation late): moving values there would leave them
+      // behind the cursor under an older key. Seal again.
+      const target = step.job.targetVersion;
+      if (moves.some((m) => Object.values(m.fields).some((f) => f.keyVersion !== target))) {
+        if (attempt === 3) throw kmsErrors.notReady();
+        this.cipher.reloadKeys();
+        ({ moves, failed, lastError } = await this.reseal(step.rows, step.versions));
+        continue;
+      }
       try {
         const { running } = await this.repo.commitBatch({
           read: step.job,

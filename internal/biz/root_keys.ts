@@ -14,17 +14,21 @@ interface Held {
  */
 export class RootKeys {
   private readonly current: Held;
-  private readonly previous: Held | undefined;
+  private previous: Held | undefined;
   /** The previous key's id once its window has ended (it is then not used). */
   readonly expiredPreviousId: string | undefined;
   readonly previousUntil: Date | undefined;
 
-  constructor(current: Buffer, previous?: { key: Buffer; until: Date }, now = new Date()) {
+  constructor(
+    current: Buffer,
+    previous?: { key: Buffer; until: Date },
+    private readonly now: () => number = Date.now,
+  ) {
     this.current = { key: current, id: rootKeyId(current) };
     this.previousUntil = previous?.until;
     if (!previous) return;
     const held = { key: previous.key, id: rootKeyId(previous.key) };
-    if (previous.until.getTime() > now.getTime()) this.previous = held;
+    if (previous.until.getTime() > now()) this.previous = held;
     else {
       this.expiredPreviousId = held.id;
       previous.key.fill(0);
@@ -37,16 +41,16 @@ export class RootKeys {
 
   /** The previous key's id while its window is open. */
   get previousId(): string | undefined {
-    return this.previous?.id;
+    return this.usablePrevious()?.id;
   }
 
   holds(id: string): boolean {
-    return id === this.current.id || id === this.previous?.id;
+    return id === this.current.id || id === this.usablePrevious()?.id;
   }
 
   /** Wraps under the held key `id` names (the one the database is under). */
   wrap(id: string, key: Buffer, label: string): Buffer {
-    const held = [this.current, this.previous].find((h) => h?.id === id);
+    const held = [this.current, this.usablePrevious()].find((h) => h?.id === id);
     if (!held) throw new Error(`root key ${id} is not held by this instance`);
     return wrapKey(held.key, key, label);
   }
@@ -56,13 +60,30 @@ export class RootKeys {
     try {
       return { key: unwrapKey(this.current.key, wrapped, label), id: this.current.id };
     } catch (err) {
-      if (!this.previous) throw err;
-      return { key: unwrapKey(this.previous.key, wrapped, label), id: this.previous.id };
+      const previous = this.usablePrevious();
+      if (!previous) throw err;
+      return { key: unwrapKey(previous.key, wrapped, label), id: previous.id };
     }
+  }
+
+  /**
+   * The stored keys are under the current key (rotated, or never under the
+   * previous one): the previous key is needed for nothing more, and is
+   * dropped, so a row wrapped under it by anyone is refused from now on.
+   */
+  dropPrevious(): void {
+    this.previous?.key.fill(0);
+    this.previous = undefined;
   }
 
   forget(): void {
     this.current.key.fill(0);
-    this.previous?.key.fill(0);
+    this.dropPrevious();
+  }
+
+  // Past its window the previous key is refused, however long the process runs.
+  private usablePrevious(): Held | undefined {
+    if (this.previous && this.previousUntil!.getTime() <= this.now()) this.dropPrevious();
+    return this.previous;
   }
 }

@@ -24,7 +24,7 @@ const ROTATE_LOCK = 0x6b6d7301;
  * Taken exclusively by a revocation; migration 000008's trigger takes it
  * shared for each users write, so the two are ordered (see there).
  */
-const REVOKE_LOCK = 0x6b6d7302;
+export const REVOKE_LOCK = 0x6b6d7302;
 
 const COLUMNS = `id, version, algorithm, status, created_at, updated_at, expires_at,
   coalesce(metadata, '{}'::jsonb) AS metadata, encryption_count, encrypted_key`;
@@ -147,6 +147,8 @@ export function newDataKeyRepo(
 
     expireDue: () =>
       tx(async (c) => {
+        // Rows locked in the order a root-key rotation locks them: never a deadlock.
+        await c.query("SELECT pg_advisory_xact_lock($1)", [ROTATE_LOCK]);
         const { rows } = await c.query<{ version: number }>(
           `UPDATE kms_data_keys SET status = 'expired'
             WHERE status = 'inactive' AND expires_at IS NOT NULL AND expires_at <= now() RETURNING version`,

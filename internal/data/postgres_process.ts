@@ -125,9 +125,16 @@ export function closedAncestor(dir: string): string | undefined {
   }
 }
 
-// Messages in English whatever the machine's locale (start-up is recognised by
-// PostgreSQL's own "ready" line); the cluster's collation follows the locale.
-const env = () => ({ ...process.env, LC_MESSAGES: "C" });
+// Only what PostgreSQL needs of our environment: never the root key
+// (KMS_ROOT_KEY) or any other secret of the service, which a superuser could
+// read back (COPY ... FROM PROGRAM 'env', /proc/<pid>/environ). Messages in
+// English whatever the locale (start-up is recognised by PostgreSQL's own
+// "ready" line); the cluster's collation follows the locale.
+const PASSED = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_COLLATE", "TZ", "TMPDIR"];
+export const postgresEnvironment = (from: NodeJS.ProcessEnv = process.env) => ({
+  ...Object.fromEntries(PASSED.flatMap((k) => (from[k] ? [[k, from[k]]] : []))),
+  LC_MESSAGES: "C",
+});
 
 /** Creates the cluster in `dataDir` with a scram-sha-256 superuser `postgres`. */
 export async function initdb(
@@ -156,7 +163,7 @@ export async function initdb(
     ];
     const child = spawn(bins.initdb, args, {
       ...user,
-      env: env(),
+      env: postgresEnvironment(),
       stdio: ["ignore", "pipe", "pipe"],
     });
     const output = collect(child);
@@ -196,7 +203,7 @@ export async function startPostmaster(
   }
   const child = spawn(bins.postgres, args, {
     ...user,
-    env: env(),
+    env: postgresEnvironment(),
     detached: true,
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -208,7 +215,12 @@ export async function startPostmaster(
     exit.then(() => false),
   ]);
   if (!ready) {
-    const reason = output.tail();
+    const code = await exit;
+    // A spawn that failed (EACCES, ENOENT) has no output: name the binary.
+    const reason =
+      typeof code === "string" && /^E[A-Z]+$/.test(code)
+        ? `cannot run ${bins.postgres} (${code})`
+        : output.tail();
     const hint = /lock file/.test(reason)
       ? ` (another server on it? see ${join(dataDir, "postmaster.pid")})`
       : "";

@@ -12,6 +12,7 @@ import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
 import { background } from "../biz/context.js";
 import { appendAudit } from "./audit_repo.js";
 import { keyVersionsSet } from "./user_repo.js";
+import { REVOKE_LOCK } from "./kms_repo.js";
 
 /** Held (session-level) by the one instance working on the job. */
 const JOB_LOCK = 0x6b6d7303;
@@ -70,7 +71,16 @@ const MOVE_TYPES = PII_FIELDS.flatMap(() => ["bytea[]", "bytea[]", "int[]"]);
  * fields still move. Returns the rows changed.
  */
 async function moveRows(c: pg.PoolClient, moves: RowMove[]): Promise<number> {
-  const still = (f: string) => `u.${f}_encrypted = m.${f}_old`;
+  // A value read before its key was revoked must stay unreadable: ordered
+  // against revocations as every users write is (migration 000008), and
+  // never moved from a version revoked by now.
+  await c.query("SELECT pg_advisory_xact_lock_shared($1)", [REVOKE_LOCK]);
+  const { rows } = await c.query<{ v: number[] | null }>(
+    "SELECT array_agg(version) AS v FROM kms_data_keys WHERE status = 'revoked'",
+  );
+  const revoked = `$${MOVE_COLUMNS.length + 2}::int[]`;
+  const still = (f: string) =>
+    `(u.${f}_encrypted = m.${f}_old AND u.${f}_key_version <> ALL (${revoked}))`;
   const sets = PII_FIELDS.flatMap((f) => [
     `${f}_encrypted = CASE WHEN ${still(f)} THEN m.${f}_new ELSE u.${f}_encrypted END`,
     `${f}_key_version = CASE WHEN ${still(f)} THEN m.${f}_version ELSE u.${f}_key_version END`,
@@ -92,6 +102,7 @@ async function moveRows(c: pg.PoolClient, moves: RowMove[]): Promise<number> {
       moves.map((m) => m.fields[f]?.keyVersion ?? null),
     );
   }
+  params.push(rows[0]?.v ?? []);
   const unnest = ["int[]", ...MOVE_TYPES].map((t, i) => `$${i + 1}::${t}`).join(", ");
   const { rowCount } = await c
     .query(
@@ -216,10 +227,12 @@ export function newReencryptionRepo(pool: pg.Pool, audit: AuditChain): Reencrypt
           `UPDATE kms_reencryption SET state = 'finished', finished_at = now(), updated_at = now()
             WHERE id = 1 AND state = 'running' AND generation = $1 AND cursor_id = $2
               AND target_version = $3
+              -- Rotated meanwhile: not finished, the next step starts a new pass.
+              AND target_version = (SELECT version FROM kms_data_keys WHERE status = 'active')
             RETURNING *`,
           [read.generation, read.cursorId, read.targetVersion],
         );
-        if (!rows[0]) return;
+        if (!rows[0]) return false;
         await appendAudit(c, audit, {
           kind: "reencryption_finished",
           actor: SYSTEM_ACTOR,
@@ -229,6 +242,7 @@ export function newReencryptionRepo(pool: pg.Pool, audit: AuditChain): Reencrypt
             rows_failed: rows[0].rows_failed,
           },
         });
+        return true;
       }),
 
     async retarget(read, targetVersion) {

@@ -2,6 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import { AuditChain } from "../../internal/biz/audit.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
@@ -99,5 +100,44 @@ describe("a re-encryption batch", () => {
     );
     expect(await read(ids[1]!)).toEqual(second);
     expect((await repo.job())!).toMatchObject({ cursorId: ids[1]!, rowsDone: 1n });
+  });
+
+  it("does not move a value whose key was revoked after the job read it", async () => {
+    const kms = createClient(
+      KmsService,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${ctx.app.grpcPort}` }),
+    );
+    const users = createClient(
+      UserService,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${ctx.app.grpcPort}` }),
+    );
+    const { user } = await users.createUser({
+      username: "batch_revoked",
+      password: "passw0rd-long",
+      email: "revoked@example.com",
+    });
+    const id = Number(user!.id);
+    const before = await read(id);
+    // Read by the job (as below), then the key is revoked, then the batch commits.
+    await kms.rotateDataKey({ reason: "test" });
+    await kms.revokeDataKey({ version: before.email_key_version, reason: "test" });
+    const repo = newReencryptionRepo(pool, new AuditChain());
+    const job = (await repo.job())!;
+    const result = await repo.commitBatch({
+      read: job,
+      lastId: id,
+      moves: [
+        {
+          id,
+          fields: {
+            email: { old: before.email_encrypted, ciphertext: Buffer.from("x"), keyVersion: 77 },
+          },
+        },
+      ],
+      failed: 0,
+      lastError: undefined,
+    });
+    expect(result).toEqual({ running: true, moved: 0 });
+    expect(await read(id)).toEqual(before);
   });
 });

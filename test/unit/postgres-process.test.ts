@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   initdb,
   platformBinaries,
+  postgresEnvironment,
   runAs,
   startPostmaster,
 } from "../../internal/data/postgres_process.js";
@@ -45,5 +46,17 @@ describe("running the embedded PostgreSQL binaries", () => {
     await expect(startPostmaster(bins, notACluster, 1, user, silent)).rejects.toThrow(
       /did not start: .*postgresql\.conf/,
     );
+  });
+
+  it("hands PostgreSQL none of the service's secrets, only what it needs", () => {
+    const env = postgresEnvironment({
+      PATH: "/usr/bin",
+      LANG: "C.UTF-8",
+      KMS_ROOT_KEY: "c2VjcmV0",
+      KMS_PREVIOUS_ROOT_KEY: "c2VjcmV0",
+      DATABASE_URL: "postgres://u:pw@h/db",
+      AUTH_TOKEN: "t",
+    });
+    expect(env).toEqual({ PATH: "/usr/bin", LANG: "C.UTF-8", LC_MESSAGES: "C" });
   });
 });
