@@ -58,6 +58,7 @@ export async function startEmbeddedPostgres(
     log.info({ dataDir, port: running }, "embedded PostgreSQL already running; using it");
     return { url: urlFor(running), dataDir, stop: async () => undefined };
   }
+  await stopLeftOver(dataDir, log);
   const port = await freePort();
   const user = runAs(log);
   const found = await platformBinaries();
@@ -73,21 +74,64 @@ export async function startEmbeddedPostgres(
 // postmaster.pid: line 1 the postmaster's pid, line 4 its port. A stale file
 // (crash) names a pid that is gone, or one that is no postmaster of ours.
 function runningPort(dataDir: string): number | undefined {
-  let lines: string[];
+  const lines = readPidFile(dataDir);
+  const pid = Number(lines?.[0]);
+  const port = Number(lines?.[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  return alive(pid) ? port : undefined;
+}
+
+/**
+ * A postmaster still running on `dataDir` whose server is gone (killed with
+ * SIGKILL: PostgreSQL runs in its own process group and outlives it) would
+ * stop this start on its lock file: it is stopped first (fast shutdown).
+ * One whose parent is alive belongs to a running server: that is an error.
+ */
+async function stopLeftOver(dataDir: string, log: Logger): Promise<void> {
+  const pid = Number(readPidFile(dataDir)?.[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+  let parent: number;
   try {
-    lines = readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n");
+    if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dataDir)) return; // a reused pid
+    parent = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  } catch {
+    return; // gone meanwhile, or no /proc: PostgreSQL itself will say
+  }
+  let parentCmd = "";
+  try {
+    parentCmd = readFileSync(`/proc/${parent}/cmdline`, "utf8");
+  } catch {
+    // gone
+  }
+  if (/node/.test(parentCmd)) {
+    throw new Error(
+      `embedded PostgreSQL in ${dataDir} is in use by process ${parent} (another server started here?): stop it first`,
+    );
+  }
+  log.warn({ dataDir, pid }, "stopping the embedded PostgreSQL an earlier run left behind");
+  process.kill(pid, "SIGINT");
+  for (let waited = 0; alive(pid); waited += 100) {
+    if (waited >= 30_000)
+      throw new Error(`embedded PostgreSQL (pid ${pid}) left behind in ${dataDir} does not stop`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function readPidFile(dataDir: string): string[] | undefined {
+  try {
+    return readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n");
   } catch {
     return undefined;
   }
-  const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EPERM") return undefined;
-  }
-  return port;
 }
 
 /** Where clusters go when the working directory is closed to the `postgres` user. */

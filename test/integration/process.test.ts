@@ -1,4 +1,12 @@
-import { chmodSync, existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { connect as http2Connect, constants } from "node:http2";
 import { connect as netConnect } from "node:net";
 import * as grpc from "@grpc/grpc-js";
@@ -120,6 +128,44 @@ describe("start-up", () => {
       rmSync(work, { recursive: true, force: true });
     }
   });
+});
+
+describe("a start after a hard stop", () => {
+  it("stops the embedded PostgreSQL a SIGKILLed server left behind, and refuses one a running server uses", async () => {
+    const work = mkdtempSync(join(tmpdir(), "kbts-leftover-"));
+    chmodSync(work, 0o755); // as root, PostgreSQL (user postgres) must enter it
+    const pidFile = join(work, ".data", "postgres", "postmaster.pid");
+    const conf = writeConfig("leftover.yaml", baseConfig(""));
+    try {
+      const first = spawnServer(["-conf", conf], { cwd: work, env: noDbEnv });
+      await first.waitFor(/"msg":"listening/);
+      // A second server here while the first runs: refused, the first unharmed.
+      const second = spawnServer(["-conf", conf], { cwd: work, env: noDbEnv });
+      expect(await second.exited).toBe(1);
+      expect(second.output()).toMatch(/is in use by process \d+ \(another server started here\?\)/);
+      first.child.kill("SIGKILL");
+      await first.exited;
+      const orphan = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+      expect(processesWith(join(work, ".data"))).toContain(String(orphan));
+
+      const again = spawnServer(["-conf", conf], { cwd: work, env: noDbEnv });
+      await again.waitFor(/stopping the embedded PostgreSQL an earlier run left behind/);
+      await again.waitFor(/"msg":"listening/);
+      expect(processesWith(join(work, ".data"))).not.toContain(String(orphan));
+      again.child.kill("SIGTERM");
+      expect(await again.exited).toBe(0);
+      expect(existsSync(pidFile)).toBe(false);
+    } finally {
+      for (const pid of processesWith(join(work, ".data"))) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          // gone meanwhile
+        }
+      }
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe("first start, anywhere", () => {
