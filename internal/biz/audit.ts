@@ -35,7 +35,7 @@ export interface AuditEvent extends AuditEntry {
 export const SYSTEM_ACTOR = "system";
 
 /** Who made a change: the authenticated caller, or the service itself. */
-export const actorOf = (ctx: Context): string => ctx.caller?.name ?? SYSTEM_ACTOR;
+export const actorOf = (ctx?: Context): string => ctx?.caller?.name ?? SYSTEM_ACTOR;
 
 /** The hash before the first event. */
 export const GENESIS = Buffer.alloc(32);

@@ -293,7 +293,9 @@ export class Reencryption {
       // behind the cursor under an older key. Seal again.
       const target = step.job.targetVersion;
       if (moves.some((m) => Object.values(m.fields).some((f) => f.keyVersion !== target))) {
-        if (attempt === 3) throw kmsErrors.notReady();
+        if (attempt === 3) {
+          throw new Error(`values still seal under a key other than the job's target ${target}`);
+        }
         this.cipher.reloadKeys();
         ({ moves, failed, lastError } = await this.reseal(step.rows, step.versions));
         continue;

@@ -85,7 +85,7 @@ function runningPort(dataDir: string): number | undefined {
  * A postmaster still running on `dataDir` whose server is gone (killed with
  * SIGKILL: PostgreSQL runs in its own process group and outlives it) would
  * stop this start on its lock file: it is stopped first (fast shutdown).
- * One whose parent is alive belongs to a running server: that is an error.
+ * One whose parent is a running server belongs to it: that is an error.
  */
 async function stopLeftOver(dataDir: string, log: Logger): Promise<void> {
   const pid = Number(readPidFile(dataDir)?.[0]);
@@ -103,7 +103,8 @@ async function stopLeftOver(dataDir: string, log: Logger): Promise<void> {
   } catch {
     // gone
   }
-  if (/node/.test(parentCmd)) {
+  // Its parent is a server of ours (not an init or npm that inherited it).
+  if (parent !== process.pid && /cmd\/server\/main/.test(parentCmd)) {
     throw new Error(
       `embedded PostgreSQL in ${dataDir} is in use by process ${parent} (another server started here?): stop it first`,
     );

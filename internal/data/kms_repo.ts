@@ -13,7 +13,6 @@ import type { Logger } from "../pkg/log/logger.js";
 import { isPosition } from "../biz/paging.js";
 import { withTx } from "./tx.js";
 import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
-import { background } from "../biz/context.js";
 import { appendAudit } from "./audit_repo.js";
 
 /** The channel every instance LISTENs on for key changes. */
@@ -113,7 +112,7 @@ export function newDataKeyRepo(
         );
         await appendAudit(c, audit, {
           kind: previous ? "key_rotated" : "key_generated",
-          actor: actorOf(ctx ?? background),
+          actor: actorOf(ctx),
           details: {
             version: String(version),
             ...(previous && { previous_version: String(previous.version) }),
@@ -138,7 +137,7 @@ export function newDataKeyRepo(
             if (!rows[0]) return undefined;
             await appendAudit(c, audit, {
               kind: "key_revoked",
-              actor: actorOf(ctx ?? background),
+              actor: actorOf(ctx),
               details: { version: String(version), reason },
             });
             await c.query("SELECT pg_notify($1, $2)", [CHANNEL, `revoked:${version}`]);
@@ -245,7 +244,7 @@ export function newDataKeyRepo(
         await c.query("UPDATE kms_root_key SET key_id = $1, rotated_at = now() WHERE id = 1", [to]);
         await appendAudit(c, audit, {
           kind: "root_key_rotated",
-          actor: actorOf(ctx ?? background),
+          actor: actorOf(ctx),
           details: {
             from_root_key_id: from,
             to_root_key_id: to,
