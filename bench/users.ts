@@ -118,7 +118,7 @@ async function bareUsers(
   pool.on("error", () => undefined);
   const repo = newUserRepo(pool);
   // LookupUser's blind index, computed once here: the bare server does no HMAC.
-  const hash = (await repo.byUsername("bench_100"))!.fields.email!.hash;
+  const hashes = (await repo.byUsername("bench_100"))!.fields.email!.hashes;
   // The same response shape; the encrypted bytes stand in for the values: no decryption.
   const user = (u: StoredUser) => ({
     id: BigInt(u.id),
@@ -142,8 +142,8 @@ async function bareUsers(
   });
   const lookupServer = await startBareServer(`/${UserService.typeName}/LookupUser`, (call, cb) => {
     fromBinary(LookupUserRequestSchema, call.request);
-    repo.byHash("email", hash).then(
-      (found) =>
+    repo.byHash("email", hashes).then(
+      ({ found }) =>
         cb(
           null,
           Buffer.from(

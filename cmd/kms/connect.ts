@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { parseDurationMs } from "../../internal/conf/duration.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
@@ -83,4 +84,17 @@ export function duration(flag: string, value: string, maxHours = 24): number {
     );
   }
   return ms;
+}
+
+/** A background job's --batch-size and --pause, as its start request takes them (0/unset: the server's). */
+export function batchOptions(args: { "batch-size"?: string; pause?: string }): {
+  batchSize: number;
+  pause: Duration | undefined;
+} {
+  return {
+    batchSize:
+      args["batch-size"] === undefined ? 0 : integer("--batch-size", args["batch-size"], 1, 10_000),
+    pause:
+      args.pause === undefined ? undefined : durationFromMs(duration("--pause", args.pause, 1)),
+  };
 }

@@ -3,6 +3,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import type { ReencryptArgs } from "./reencrypt.js";
 import type { RootKeyArgs } from "./root-key.js";
+import type { IndexKeyArgs } from "./index-key.js";
 
 // Operator commands against a running service's KmsService, over its gRPC
 // port, as deploy scripts call them: no prompts, exit codes that mean
@@ -24,7 +25,7 @@ const run = (action: "start" | "status" | "stop") => async (args: ReencryptArgs)
 await yargs(argv)
   .scriptName("kms")
   .usage(
-    "$0 reencrypt <start|status|stop> [options]\n$0 root-key rotate [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
+    "$0 reencrypt <start|status|stop> [options]\n$0 root-key rotate [options]\n$0 index-key <rotate|status> [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
   )
   .parserConfiguration({ "short-option-groups": false })
   .option("addr", {
@@ -81,7 +82,31 @@ await yargs(argv)
       .demandCommand(1, "name a command: rotate")
       .strict(),
   )
-  .demandCommand(1, "name a command: reencrypt, root-key")
+  .command("index-key", "the blind-index key, replaced online", (y) =>
+    y
+      .command(
+        "rotate",
+        "begin replacing the index key (or resume a failed rotation; a rotation under way is shown)",
+        (c) =>
+          c
+            .option("batch-size", { type: "string", describe: "rows per batch (1..10000)" })
+            .option("pause", { type: "string", describe: "pause between batches, e.g. 200ms" })
+            .option("watch", {
+              type: "boolean",
+              describe: "follow the rotation with a progress bar until it ends",
+            }),
+        async (args: IndexKeyArgs) => (await import("./index-key.js")).indexKey("rotate", args),
+      )
+      .command(
+        "status",
+        "show the rotation",
+        (c) => c.option("watch", { type: "boolean", describe: "follow it until it ends" }),
+        async (args: IndexKeyArgs) => (await import("./index-key.js")).indexKey("status", args),
+      )
+      .demandCommand(1, "name a command: rotate or status")
+      .strict(),
+  )
+  .demandCommand(1, "name a command: reencrypt, root-key, index-key")
   .strict()
   .version(false)
   .epilogue(

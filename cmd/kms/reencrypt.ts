@@ -1,12 +1,12 @@
 import type { Client } from "@connectrpc/connect";
-import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
-import { SingleBar } from "cli-progress";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   ReencryptionState,
   type KmsService,
   type ReencryptionStatus,
 } from "../../api/kms/v1/kms_pb.js";
-import { callOptions, client, duration, integer, type ConnectArgs } from "./connect.js";
+import { batchOptions, callOptions, client, integer, type ConnectArgs } from "./connect.js";
+import { follow, printView } from "./progress.js";
 
 export interface ReencryptArgs extends ConnectArgs {
   json?: boolean;
@@ -31,12 +31,7 @@ export async function reencrypt(action: "start" | "status" | "stop", args: Reenc
   if (action === "start") {
     const request = {
       belowVersion: args.below === undefined ? 0 : integer("--below", args.below, 1, 2 ** 31 - 1),
-      batchSize:
-        args["batch-size"] === undefined
-          ? 0
-          : integer("--batch-size", args["batch-size"], 1, 10_000),
-      pause:
-        args.pause === undefined ? undefined : durationFromMs(duration("--pause", args.pause, 1)),
+      ...batchOptions(args),
     };
     status = (await kms.startReencryption(request, call)).status;
   } else if (action === "stop") {
@@ -50,42 +45,19 @@ export async function reencrypt(action: "start" | "status" | "stop", args: Reenc
   if (args.watch && status!.state !== ReencryptionState.FINISHED) process.exitCode = 1;
 }
 
-/** Polls until the job is no longer running, drawing a progress bar (stderr). */
-async function watch(
+function watch(
   kms: Client<typeof KmsService>,
   call: { timeoutMs: number; headers: Headers },
   first: ReencryptionStatus,
   json: boolean,
 ): Promise<ReencryptionStatus> {
-  const bar = new SingleBar({
-    format:
-      "re-encryption |{bar}| {percentage}% | {value}/{total} rows | {rate} rows/s | {failed} failed",
-    stream: process.stderr,
-    // Without a terminal (a deploy log), a line every 10 s instead of a bar.
-    noTTYOutput: !json,
-    notTTYSchedule: 10_000,
-    hideCursor: true,
+  return follow({
+    label: "re-encryption",
+    first,
+    poll: async () => (await kms.getReencryptionStatus({}, call)).status!,
+    running: (s) => s.state === ReencryptionState.RUNNING,
+    json,
   });
-  const counts = (s: ReencryptionStatus) => ({
-    done: Number(s.rowsDone),
-    total: Number(s.rowsDone + s.rowsRemaining),
-    payload: { rate: s.rowsPerSecond.toFixed(0), failed: String(s.rowsFailed) },
-  });
-  let status = first;
-  if (!json) bar.start(counts(status).total, counts(status).done, counts(status).payload);
-  while (status.state === ReencryptionState.RUNNING) {
-    // Each status counts the rows left (a scan on a large table): asked
-    // often, it would slow the job it watches.
-    await new Promise((r) => setTimeout(r, 2000));
-    status = (await kms.getReencryptionStatus({}, call)).status!;
-    const c = counts(status);
-    if (!json) {
-      bar.setTotal(c.total);
-      bar.update(c.done, c.payload);
-    }
-  }
-  if (!json) bar.stop();
-  return status;
 }
 
 function print(s: ReencryptionStatus, json: boolean): void {
@@ -101,12 +73,5 @@ function print(s: ReencryptionStatus, json: boolean): void {
     startedAt: s.startedAt ? timestampDate(s.startedAt).toISOString() : undefined,
     finishedAt: s.finishedAt ? timestampDate(s.finishedAt).toISOString() : undefined,
   };
-  if (json) {
-    process.stdout.write(`${JSON.stringify(view)}\n`);
-    return;
-  }
-  const lines = Object.entries(view)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k.padEnd(14)} ${String(v)}`);
-  process.stdout.write(`${lines.join("\n")}\n`);
+  printView(view, json);
 }

@@ -21,6 +21,9 @@ import { newFieldCipher, type FieldCipher } from "../../internal/biz/field_ciphe
 import { encryptionUsage } from "../../internal/biz/kms_usage.js";
 import { startKmsJob } from "../../internal/biz/kms_job.js";
 import { Reencryption } from "../../internal/biz/reencryption.js";
+import { IndexRotation } from "../../internal/biz/index_rotation.js";
+import { newIndexKeyHolder } from "../../internal/biz/index_keys.js";
+import { newIndexRotationRepo } from "../../internal/data/index_rotation_repo.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
 import { AuditChain, AuditTrail } from "../../internal/biz/audit.js";
 import { newAuditRepo } from "../../internal/data/audit_repo.js";
@@ -89,10 +92,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     const limits = conf.limits!;
     const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
     const users = new UserUsecase(userRepo, kms.cipher, { logins, policy, hashing });
-    const bindings = [
-      newKmsService(kms.lifecycle, kms.cipher, kms.reencryption, kms.auditTrail),
-      newUserService(users),
-    ];
+    const bindings = [newKmsService(kms), newUserService(users)];
     const servers = await startServers(
       conf.server!,
       conf.auth,
@@ -121,6 +121,7 @@ export interface WiredKms {
   lifecycle: KeyLifecycle;
   cipher: FieldCipher;
   reencryption: Reencryption;
+  indexRotation: IndexRotation;
   auditTrail: AuditTrail;
   /** Stops the background job, then zeroes every key this instance holds. */
   stop(): Promise<void>;
@@ -149,17 +150,25 @@ export async function wireKms(
     audit,
     log,
   });
-  const indexKey = await lifecycle.init();
+  const index = newIndexKeyHolder(await lifecycle.init(), () => lifecycle.loadIndexKeys());
   const usage = encryptionUsage();
-  const cipher = newFieldCipher(keyring, indexKey, usage);
+  const cipher = newFieldCipher(keyring, index, usage);
+  const batches = {
+    batchSize: conf.reencryptionBatchSize,
+    pauseMs: durationMs(conf.reencryptionPause!),
+  };
   const reencryption = new Reencryption(
     newReencryptionRepo(data.pool, audit),
     repo,
     cipher,
-    {
-      batchSize: conf.reencryptionBatchSize,
-      pauseMs: durationMs(conf.reencryptionPause!),
-    },
+    batches,
+    log,
+  );
+  const indexRotation = new IndexRotation(
+    newIndexRotationRepo(data.pool, audit),
+    cipher,
+    (rootKeyId) => lifecycle.newIndexKey(rootKeyId),
+    batches,
     log,
   );
   const job = await startKmsJob({
@@ -167,11 +176,20 @@ export async function wireKms(
     keyring,
     lifecycle,
     usage,
-    reencryption,
+    workers: [
+      { name: "re-encryption", worker: reencryption.worker },
+      { name: "index-key rotation", worker: indexRotation.worker },
+    ],
+    // Writes and lookups find out by themselves too (the database refuses
+    // stale indexes; reads carry the epoch): this only spares them a retry.
+    onChange: () =>
+      void index.reload().catch((err: unknown) => {
+        log.warn({ err: { message: (err as Error).message } }, "index keys not reloaded");
+      }),
     intervalMs: durationMs(conf.maintenanceInterval!),
     log,
   }).catch((err: unknown) => {
-    cipher.close();
+    index.close();
     keyring.forget();
     audit.forget();
     throw err;
@@ -180,13 +198,14 @@ export async function wireKms(
     lifecycle,
     cipher,
     reencryption,
+    indexRotation,
     auditTrail: new AuditTrail(newAuditRepo(data.pool), audit),
     stop: async () => {
       await job.stop();
       keyring.forget();
       audit.forget();
       // A late call then answers KMS_NOT_READY rather than hash under zeros.
-      cipher.close();
+      index.close();
     },
   };
 }

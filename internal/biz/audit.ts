@@ -13,6 +13,7 @@ export type AuditKind =
   | "reencryption_stopped"
   | "reencryption_finished"
   | "root_key_rotated"
+  | "index_key_rotation_started"
   | "index_key_rotated";
 
 /** What a key change records, in the same transaction as the change. */

@@ -1,6 +1,6 @@
-import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
 import { CiphertextError, decrypt, encrypt, fieldContext, readHeader } from "../pkg/kms/codec.js";
-import { pageTokens, type PageTokens } from "./paging.js";
+import type { PageTokens } from "./paging.js";
+import type { IndexKeyHolder, SlotHashes } from "./index_keys.js";
 import { kmsErrors } from "./kms.js";
 import type { Keyring } from "./keyring.js";
 import type { EncryptionUsage } from "./kms_usage.js";
@@ -23,29 +23,29 @@ export interface FieldCipher {
     ciphertext: Uint8Array,
     context?: Uint8Array,
   ): Promise<{ plaintext: Uint8Array; keyVersion: number }>;
-  /** The keyed blind index of `value` for `fieldName`. */
+  /** The keyed blind index of `value` for `fieldName`, under the current index key. */
   hashField(fieldName: string, value: string): string;
+  /**
+   * The blind index under each index key in use (two during a rotation), by
+   * column slot, and the epoch of those keys: a read answered under another
+   * epoch is asked again after reloadIndexKeys().
+   */
+  indexes(fieldName: string, value: string): { epoch: number; hashes: SlotHashes };
+  indexEpoch(): number;
   pageTokens(): PageTokens;
   /** Drops the cached keys (after a write refused for a revoked key). */
   reloadKeys(): void;
-}
-
-/** A FieldCipher that also forgets its index key when the KMS stops. */
-export interface ClosableFieldCipher extends FieldCipher {
-  /** Zeroes the index key and its subkeys: later calls answer KMS_NOT_READY. */
-  close(): void;
+  /** Loads the index keys in use again (after a write refused for keys no longer in use). */
+  reloadIndexKeys(): Promise<void>;
 }
 
 const empty = new Uint8Array();
 
 export function newFieldCipher(
   keyring: Keyring,
-  indexKey: Buffer,
+  index: IndexKeyHolder,
   usage: EncryptionUsage,
-): ClosableFieldCipher {
-  let index: Buffer | undefined = indexKey;
-  const subkeys = new Map<string, Buffer>();
-  let tokens: PageTokens | undefined;
+): FieldCipher {
   return {
     async encryptField(fieldName, plaintext, context = empty) {
       // The hot path stays synchronous while the active key is cached.
@@ -77,28 +77,14 @@ export function newFieldCipher(
         throw err;
       }
     },
-    hashField(fieldName, value) {
-      if (!index) throw kmsErrors.notReady();
-      let subkey = subkeys.get(fieldName);
-      if (!subkey) {
-        subkey = fieldSubkey(index, fieldName);
-        subkeys.set(fieldName, subkey);
-      }
-      return blindIndex(subkey, fieldName, value);
-    },
-    pageTokens() {
-      if (!index) throw kmsErrors.notReady();
-      tokens ??= pageTokens(index);
-      return tokens;
-    },
+    hashField: (fieldName, value) => index.hash(fieldName, value),
+    indexes: (fieldName, value) => ({
+      epoch: index.epoch(),
+      hashes: index.slots(fieldName, value),
+    }),
+    indexEpoch: () => index.epoch(),
+    pageTokens: () => index.pageTokens(),
     reloadKeys: () => keyring.forget(),
-    close() {
-      index?.fill(0);
-      index = undefined;
-      for (const k of subkeys.values()) k.fill(0);
-      subkeys.clear();
-      tokens?.destroy();
-      tokens = undefined;
-    },
+    reloadIndexKeys: () => index.reload(),
   };
 }

@@ -14,6 +14,7 @@ import {
   type Rotation,
 } from "./kms.js";
 import type { Keyring } from "./keyring.js";
+import type { IndexKeys } from "./index_keys.js";
 import { MAX_POSITION, paging, type PageTokens } from "./paging.js";
 
 export interface KeyPolicy {
@@ -97,9 +98,9 @@ export class KeyLifecycle {
    * Ensures an index key and an active data key exist (creating them once
    * across instances), and proves the root key unwraps them: a wrong root key
    * stops start-up here rather than at the first decryption. Returns the
-   * unwrapped index key.
+   * unwrapped index keys in use.
    */
-  async init(): Promise<Buffer> {
+  async init(): Promise<IndexKeys> {
     const recorded = await this.repo.rootKeyId();
     if (recorded !== undefined && !this.roots.holds(recorded)) {
       throw new KmsInitError(this.notHeld(recorded));
@@ -138,9 +139,17 @@ export class KeyLifecycle {
         );
       });
     } catch (err) {
-      index.key.fill(0);
       this.audit.forget();
       throw err;
+    } finally {
+      index.key.fill(0);
+    }
+    let keys: IndexKeys;
+    try {
+      keys = await this.loadIndexKeys();
+    } catch (err) {
+      this.audit.forget();
+      throw new KmsInitError(`cannot load the index keys: ${(err as Error).message}`);
     }
     if (this.roots.expiredPreviousId) {
       this.log.warn(
@@ -152,7 +161,28 @@ export class KeyLifecycle {
         "the stored keys are under kms.root_key: kms.previous_root_key is not used and can be removed",
       );
     }
-    return index.key;
+    return keys;
+  }
+
+  /** The index keys in use (during a rotation, the new one too), unwrapped. */
+  async loadIndexKeys(): Promise<IndexKeys> {
+    const stored = await this.repo.indexKeys();
+    if (!stored) throw kmsErrors.notReady();
+    const unwrap = (wrapped: Buffer) => {
+      try {
+        return this.roots.unwrap(wrapped, INDEX_KEY_LABEL).key;
+      } catch {
+        throw kmsErrors.storedKeyCorrupt(INDEX_KEY_LABEL);
+      }
+    };
+    const key = unwrap(stored.wrapped);
+    try {
+      const next = stored.nextWrapped && unwrap(stored.nextWrapped);
+      return { epoch: stored.epoch, slot: stored.slot, key, next };
+    } catch (err) {
+      key.fill(0);
+      throw err;
+    }
   }
 
   /**
@@ -360,13 +390,29 @@ export class KeyLifecycle {
     return { keys: page, nextPageToken };
   }
 
-  private newKey(version: number, reason: string, rootKeyId: string | undefined) {
+  /** A new random index key wrapped under the root key the database is under (a rotation's next key). */
+  newIndexKey(rootKeyId: string | undefined): Buffer {
+    const under = this.rootKeyToWrapWith(rootKeyId);
+    const key = randomBytes(32);
+    try {
+      return this.roots.wrap(under, key, INDEX_KEY_LABEL);
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  private rootKeyToWrapWith(rootKeyId: string | undefined): string {
     const under = rootKeyId ?? this.roots.currentId;
     if (!this.roots.holds(under)) {
       throw kmsErrors.rootKeyMismatch(
         "the stored keys were re-wrapped under a root key this instance does not hold: restart it with the new kms.root_key",
       );
     }
+    return under;
+  }
+
+  private newKey(version: number, reason: string, rootKeyId: string | undefined) {
+    const under = this.rootKeyToWrapWith(rootKeyId);
     const key = randomBytes(32);
     const wrapped = this.roots.wrap(under, key, dataKeyLabel(version, this.algorithm));
     key.fill(0);

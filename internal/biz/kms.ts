@@ -1,4 +1,5 @@
 import type { Context } from "./context.js";
+import type { StoredIndexKeys } from "./index_keys.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
 import { errorFactory, hasReason } from "./errors.js";
 
@@ -69,6 +70,8 @@ export interface DataKeyRepo {
   stats(): Promise<KeyStats[]>;
   /** The wrapped index key, created by `make` the first time (once across instances). */
   indexKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
+  /** The index keys in use, wrapped; undefined before indexKey() made one. */
+  indexKeys(): Promise<StoredIndexKeys | undefined>;
   /** The wrapped audit-chain key, created the same way. */
   auditKey(make: () => { wrapped: Buffer; keyHash: string }): Promise<Buffer>;
   /** The id of the root key the stored keys are wrapped under; undefined until recorded. */

@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../pkg/log/logger.js";
 import type { FieldCipher } from "./field_cipher.js";
 import { background, type Context } from "./context.js";
 import { MAX_POSITION } from "./paging.js";
+import { newWorker, pauseBetweenBatches, type Worker } from "./background_worker.js";
 import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms.js";
 import {
   PII_FIELDS,
@@ -13,11 +13,6 @@ import {
 } from "./user.js";
 
 export type JobState = "running" | "stopped" | "finished";
-
-/** How often a long pause between batches looks whether the job was stopped. */
-const PAUSE_CHECK_MS = 1000;
-/** How long close() waits for a batch under way. */
-const CLOSE_WAIT_MS = 5000;
 
 /** The re-encryption job as stored: one for the whole deployment. */
 export interface ReencryptionJob {
@@ -134,15 +129,15 @@ export interface BatchPolicy {
  * the user's write.
  */
 export class Reencryption {
-  private stopping = false;
-  private running: Promise<void> | undefined;
-  /** Aborted by close(): ends a pause between batches at once. */
-  private readonly closing = new AbortController();
   /**
-   * Set by the background job to run work() through its error logging: a
-   * start wakes this instance's worker at once rather than at its next poll.
+   * This instance's worker: polled by the background job, woken by a start.
+   * When a job runs and no other instance works on it, works until it
+   * finishes, stops, or this instance stops.
    */
-  wake: () => void = () => undefined;
+  readonly worker: Worker = newWorker(async () => {
+    const job = await this.repo.job();
+    if (job?.state === "running") await this.repo.exclusively(() => this.batches());
+  });
 
   constructor(
     private readonly repo: ReencryptionRepo,
@@ -172,7 +167,7 @@ export class Reencryption {
       ctx,
     );
     if (!started) throw kmsErrors.reencryptionRunning();
-    this.wake();
+    this.worker.wake();
     this.log.info(
       { below: job.belowVersion, target: job.targetVersion, batch: job.batchSize },
       "re-encryption started",
@@ -192,33 +187,6 @@ export class Reencryption {
   }
 
   /**
-   * One pass of this instance's worker: when a job runs and no other
-   * instance works on it, works until it finishes, stops, or this instance
-   * stops. Called on a timer (see the background job).
-   */
-  async work(): Promise<void> {
-    if (this.running || this.stopping) return this.running;
-    // Set before the first await: a start's wake and the poll never both pass.
-    this.running = (async () => {
-      const job = await this.repo.job();
-      if (job?.state === "running") await this.repo.exclusively(() => this.batches());
-    })().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
-  }
-
-  /** Lets a batch under way commit, then works no more. */
-  async close(): Promise<void> {
-    this.stopping = true;
-    this.closing.abort();
-    // A batch stuck on a database that never answers must not hold shutdown:
-    // its transaction is rolled back when the pool closes.
-    const waited = this.running?.catch(() => undefined);
-    await Promise.race([waited, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
-  }
-
-  /**
    * Batch after batch until the job ends, stops or this instance stops.
    * While a batch commits, the next one is read and sealed (its rows lie past
    * this batch's): the database's work and ours overlap. A step planned ahead
@@ -228,7 +196,7 @@ export class Reencryption {
   private async batches(): Promise<void> {
     let ahead: Promise<Step> | undefined;
     try {
-      while (!this.stopping) {
+      while (!this.worker.signal.aborted) {
         const step = await (ahead ?? this.plan(await this.repo.job()));
         ahead = undefined;
         if (step.kind === "commit") {
@@ -353,18 +321,18 @@ export class Reencryption {
     return { moves, failed, lastError };
   }
 
-  // Between batches: the job's pause, at least a second while the database
-  // is busy; cut short when the job is stopped or started anew meanwhile.
+  // Between batches; cut short when the job is stopped or started anew.
   private async pause(): Promise<void> {
     const job = await this.repo.job();
-    const busy = await this.repo.busy();
-    const until = Date.now() + Math.max(job?.pauseMs ?? 0, busy ? 1000 : 0);
-    while (!this.stopping && Date.now() < until) {
-      const slice = Math.min(until - Date.now(), PAUSE_CHECK_MS);
-      await sleep(slice, undefined, { signal: this.closing.signal }).catch(() => undefined);
-      const now = await this.repo.job();
-      if (now?.state !== "running" || now.generation !== job?.generation) return;
-    }
+    await pauseBetweenBatches({
+      pauseMs: job?.pauseMs ?? 0,
+      busy: () => this.repo.busy(),
+      current: async () => {
+        const now = await this.repo.job();
+        return now?.state === "running" && now.generation === job?.generation;
+      },
+      signal: this.worker.signal,
+    });
   }
 
   // Every version below the job's bound (all but the active key when

@@ -2,16 +2,24 @@ import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { errorFactory, hasReason } from "./errors.js";
 import type { ProtectedValues } from "./kms.js";
+import type { SlotHashes } from "./index_keys.js";
 
 /** The personal fields, stored encrypted and indexed. */
 export const PII_FIELDS = ["email", "phone", "name"] as const;
 export type PiiField = (typeof PII_FIELDS)[number];
 
-/** A stored encrypted field: ciphertext and blind index. */
+/** A stored encrypted field: ciphertext and its blind index under each index key in use. */
 export interface SealedField {
   ciphertext: Buffer;
-  hash: string;
+  hashes: SlotHashes;
   keyVersion: number;
+}
+
+/** What a lookup by blind index found, and the epoch of the index keys the database was at. */
+export interface IndexedRead<T> {
+  found: T;
+  /** undefined: no index key exists yet. */
+  epoch: number | undefined;
 }
 
 /** A user row as stored: personal data only encrypted. */
@@ -43,9 +51,17 @@ export interface UserRepo extends ProtectedValues {
   insert(user: Omit<StoredUser, "createdAt" | "updatedAt">, ctx: Context): Promise<StoredUser>;
   byId(id: number): Promise<StoredUser | undefined>;
   byUsername(username: string): Promise<StoredUser | undefined>;
-  byHash(field: "email" | "phone", hash: string): Promise<StoredUser | undefined>;
-  /** Ascending id after `afterId`, optionally only rows whose name index equals `nameHash`. */
-  list(opts: { limit: number; afterId: number; nameHash?: string }): Promise<StoredUser[]>;
+  /** The user whose index of `field` is `hashes` in either slot. */
+  byHash(
+    field: "email" | "phone",
+    hashes: SlotHashes,
+  ): Promise<IndexedRead<StoredUser | undefined>>;
+  /** Ascending id after `afterId`, optionally only rows whose name index is `nameHashes`. */
+  list(opts: {
+    limit: number;
+    afterId: number;
+    nameHashes?: SlotHashes;
+  }): Promise<IndexedRead<StoredUser[]>>;
   /** Replaces the given fields (undefined value: clears it) and/or the password hash. */
   update(
     id: number,
@@ -62,6 +78,17 @@ export interface UserRepo extends ProtectedValues {
 export class RevokedKeyWriteError extends Error {
   constructor() {
     super("a written value names a revoked data key");
+  }
+}
+
+/**
+ * The database refused a write whose blind indexes were computed under index
+ * keys no longer in use (a rotation began or switched since this instance
+ * loaded them): reload the index keys and write again.
+ */
+export class StaleIndexWriteError extends Error {
+  constructor() {
+    super("a written blind index was made under index keys no longer in use");
   }
 }
 

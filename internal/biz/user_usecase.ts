@@ -14,14 +14,17 @@ import {
   userFieldName,
   userRowContext,
   RevokedKeyWriteError,
+  StaleIndexWriteError,
   PII_FIELDS,
   userErrors,
   type PiiField,
   type SealedField,
+  type IndexedRead,
   type StoredUser,
   type User,
   type UserRepo,
 } from "./user.js";
+import type { SlotHashes } from "./index_keys.js";
 
 export type View = "full" | "masked";
 
@@ -105,10 +108,8 @@ export class UserUsecase {
   ): Promise<User> {
     let stored: StoredUser | undefined;
     if (by.username !== undefined) stored = await this.repo.byUsername(by.username);
-    else if (by.email !== undefined)
-      stored = await this.repo.byHash("email", this.kms.hashField("email", by.email));
-    else if (by.phone !== undefined)
-      stored = await this.repo.byHash("phone", this.kms.hashField("phone", by.phone));
+    else if (by.email !== undefined) stored = await this.byIndex("email", by.email);
+    else if (by.phone !== undefined) stored = await this.byIndex("phone", by.phone);
     if (!stored) throw userErrors.notFound();
     return this.open(stored, view);
   }
@@ -117,7 +118,10 @@ export class UserUsecase {
     const nameHash = opts.name.trim() ? this.kms.hashField("name", opts.name) : undefined;
     const pages = paging(this.kms.pageTokens(), opts, `users:${nameHash ?? ""}`);
     if (!pages) throw userErrors.invalidPageToken();
-    const rows = await this.repo.list({ limit: pages.fetch, afterId: pages.from ?? 0, nameHash });
+    const rows = await this.underIndexKeys(
+      nameHash === undefined ? undefined : () => this.kms.indexes("name", opts.name).hashes,
+      (nameHashes) => this.repo.list({ limit: pages.fetch, afterId: pages.from ?? 0, nameHashes }),
+    );
     const { page, nextPageToken } = pages.finish(rows, (r) => r.id);
     // One user that cannot be read (revoked key, corrupt data) is reported
     // beside the page, not instead of it; any other failure fails the call.
@@ -174,7 +178,7 @@ export class UserUsecase {
     const loginKey = `login:${this.kms.hashField("login", login.trim().toLowerCase())}`;
     await this.attempt(loginKey);
     const stored = login.includes("@")
-      ? await this.repo.byHash("email", this.kms.hashField("email", login))
+      ? await this.byIndex("email", login)
       : await this.repo.byUsername(login);
     // An unknown login counts a key of its own: the same work either way.
     const accountKey = stored ? `account:${stored.id}` : `none:${loginKey}`;
@@ -187,6 +191,29 @@ export class UserUsecase {
       await this.logins.succeeded(accountKey);
     }
     return stored.id;
+  }
+
+  private byIndex(field: "email" | "phone", value: string): Promise<StoredUser | undefined> {
+    return this.underIndexKeys(
+      () => this.kms.indexes(field, value).hashes,
+      (hashes) => this.repo.byHash(field, hashes!),
+    );
+  }
+
+  // A read by blind index made under index keys other than the database's
+  // (a rotation this instance has not heard of yet) is asked again under
+  // the keys in use: a lookup finds the same user before, during and after.
+  private async underIndexKeys<T>(
+    hashes: (() => SlotHashes) | undefined,
+    read: (hashes: SlotHashes | undefined) => Promise<IndexedRead<T>>,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const epoch = this.kms.indexEpoch();
+      const result = await read(hashes?.());
+      if (result.epoch === undefined || result.epoch === epoch || attempt === 3)
+        return result.found;
+      await this.kms.reloadIndexKeys();
+    }
   }
 
   private async attempt(key: string): Promise<void> {
@@ -204,21 +231,24 @@ export class UserUsecase {
     return {
       ciphertext: sealed.ciphertext,
       keyVersion: sealed.keyVersion,
-      hash: this.kms.hashField(field, value),
+      hashes: this.kms.indexes(field, value).hashes,
     };
   }
 
   // The database refuses a value sealed under a key revoked since this
-  // instance cached it (migration 000008): reload the keys and seal again.
+  // instance cached it (migration 000008), and blind indexes made under
+  // index keys no longer in use (000014): reload the keys and seal again.
   // Revoking the active key rotates first, so a reload finds a usable one;
-  // a few tries cover revocations landing in a row.
+  // a few tries cover changes landing in a row.
   private async underActiveKey<T>(write: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await write();
       } catch (err) {
-        if (!(err instanceof RevokedKeyWriteError) || attempt === 3) throw err;
-        this.kms.reloadKeys();
+        if (attempt === 3) throw err;
+        if (err instanceof RevokedKeyWriteError) this.kms.reloadKeys();
+        else if (err instanceof StaleIndexWriteError) await this.kms.reloadIndexKeys();
+        else throw err;
       }
     }
   }

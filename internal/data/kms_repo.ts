@@ -16,9 +16,9 @@ import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
 import { appendAudit } from "./audit_repo.js";
 
 /** The channel every instance LISTENs on for key changes. */
-const CHANNEL = "kms_keys";
+export const CHANNEL = "kms_keys";
 /** Serialises rotations across instances (transaction-scoped advisory lock). */
-const ROTATE_LOCK = 0x6b6d7301;
+export const ROTATE_LOCK = 0x6b6d7301;
 /**
  * Taken exclusively by a revocation; migration 000008's trigger takes it
  * shared for each users write, so the two are ordered (see there).
@@ -226,16 +226,18 @@ export function newDataKeyRepo(
           );
         }
         let rewrapped = data.rows.length;
-        for (const [table, label] of [
-          ["kms_index_keys", INDEX_KEY_LABEL],
-          ["kms_audit_key", AUDIT_KEY_LABEL],
+        // The index key, a rotation's next index key, the audit key.
+        for (const [table, column, hash, label] of [
+          ["kms_index_keys", "encrypted_key", "key_hash", INDEX_KEY_LABEL],
+          ["kms_index_keys", "next_encrypted_key", "next_key_hash", INDEX_KEY_LABEL],
+          ["kms_audit_key", "encrypted_key", "key_hash", AUDIT_KEY_LABEL],
         ] as const) {
-          const found = await c.query<{ k: Buffer }>(
-            `SELECT encrypted_key AS k FROM ${table} WHERE id = 1 FOR UPDATE`,
+          const found = await c.query<{ k: Buffer | null }>(
+            `SELECT ${column} AS k FROM ${table} WHERE id = 1 FOR UPDATE`,
           );
-          if (!found.rows[0]) continue;
+          if (!found.rows[0]?.k) continue;
           const wrapped = rewrap(found.rows[0].k, label);
-          await c.query(`UPDATE ${table} SET encrypted_key = $1, key_hash = $2 WHERE id = 1`, [
+          await c.query(`UPDATE ${table} SET ${column} = $1, ${hash} = $2 WHERE id = 1`, [
             wrapped,
             fingerprint(wrapped),
           ]);
@@ -256,6 +258,25 @@ export function newDataKeyRepo(
       }, ctx),
 
     indexKey: (make) => singletonKey(pool, "kms_index_keys", make),
+    async indexKeys() {
+      const { rows } = await pool.query<{
+        epoch: number;
+        slot: number;
+        k: Buffer;
+        next: Buffer | null;
+      }>(
+        "SELECT epoch, slot, encrypted_key AS k, next_encrypted_key AS next FROM kms_index_keys WHERE id = 1",
+      );
+      const r = rows[0];
+      return (
+        r && {
+          epoch: r.epoch,
+          slot: r.slot === 1 ? 1 : 0,
+          wrapped: r.k,
+          nextWrapped: r.next ?? undefined,
+        }
+      );
+    },
     auditKey: (make) => singletonKey(pool, "kms_audit_key", make),
 
     watch: (onChange) => listen(databaseUrl, onChange, log),

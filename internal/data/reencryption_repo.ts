@@ -13,12 +13,10 @@ import { background } from "../biz/context.js";
 import { appendAudit } from "./audit_repo.js";
 import { keyVersionsSet } from "./user_repo.js";
 import { REVOKE_LOCK } from "./kms_repo.js";
+import { databaseBusy, exclusively } from "./background_job.js";
 
 /** Held (session-level) by the one instance working on the job. */
 const JOB_LOCK = 0x6b6d7303;
-/** Sessions of this database waiting on a lock, or running, past which the job backs off. */
-const BUSY_WAITING = 1;
-const BUSY_ACTIVE = 16;
 
 interface Row {
   state: JobState;
@@ -254,32 +252,7 @@ export function newReencryptionRepo(pool: pg.Pool, audit: AuditChain): Reencrypt
       );
     },
 
-    async exclusively(work) {
-      const client = await pool.connect();
-      try {
-        const { rows } = await client.query<{ ok: boolean }>(
-          "SELECT pg_try_advisory_lock($1) AS ok",
-          [JOB_LOCK],
-        );
-        if (!rows[0]!.ok) return false;
-        try {
-          await work();
-        } finally {
-          await client.query("SELECT pg_advisory_unlock($1)", [JOB_LOCK]).catch(() => undefined);
-        }
-        return true;
-      } finally {
-        client.release();
-      }
-    },
-
-    async busy() {
-      const { rows } = await pool.query<{ waiting: number; active: number }>(
-        `SELECT count(*) FILTER (WHERE wait_event_type = 'Lock')::int AS waiting,
-                count(*) FILTER (WHERE state = 'active')::int AS active
-           FROM pg_stat_activity WHERE datname = current_database()`,
-      );
-      return rows[0]!.waiting >= BUSY_WAITING || rows[0]!.active >= BUSY_ACTIVE;
-    },
+    exclusively: (work) => exclusively(pool, JOB_LOCK, work),
+    busy: () => databaseBusy(pool),
   };
 }

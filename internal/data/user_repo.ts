@@ -2,15 +2,26 @@ import type pg from "pg";
 import {
   DuplicateError,
   RevokedKeyWriteError,
+  StaleIndexWriteError,
   PII_FIELDS,
   type PiiField,
   type StoredUser,
   type UserRepo,
 } from "../biz/user.js";
 
-const COLUMNS = `id, username, password, email_encrypted, email_hash, email_key_version,
-  phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
+const COLUMNS = `id, username, password, email_encrypted, email_key_version,
+  phone_encrypted, phone_key_version, name_encrypted, name_key_version,
+  email_hash, email_hash_b, phone_hash, phone_hash_b, name_hash, name_hash_b,
   created_at, updated_at`;
+
+/** A field's index column per slot (biz.Slot; migration 000014). */
+const slotColumns = (field: PiiField) => [`${field}_hash`, `${field}_hash_b`] as const;
+
+// A lookup answers with the epoch of the index keys in the same snapshot:
+// a caller whose keys are older reloads them and asks again.
+const withEpoch = (rows: string) =>
+  `SELECT k.epoch AS index_epoch, u.* FROM kms_index_keys k
+     LEFT JOIN LATERAL (${rows}) u ON true WHERE k.id = 1`;
 
 type Row = Record<string, unknown> & {
   id: number;
@@ -26,7 +37,9 @@ function toUser(r: Row): StoredUser {
     const ciphertext = r[`${f}_encrypted`] as Buffer | null;
     if (ciphertext) {
       const keyVersion = r[`${f}_key_version`] as number;
-      fields[f] = { ciphertext, hash: r[`${f}_hash`] as string, keyVersion };
+      const [a, b] = slotColumns(f);
+      const hashes = [(r[a] as string | null) ?? null, (r[b] as string | null) ?? null] as const;
+      fields[f] = { ciphertext, hashes, keyVersion };
     }
   }
   return {
@@ -44,16 +57,20 @@ const UNIQUE: Record<string, DuplicateError["field"]> = {
   idx_users_username_lower_unique: "username",
   idx_users_email_hash_unique: "email",
   idx_users_phone_hash_unique: "phone",
+  idx_users_email_hash_b_unique: "email",
+  idx_users_phone_hash_b_unique: "phone",
 };
 
 // A unique violation names its index: say which field, never which value.
-// The write refusals biz acts on: a unique value taken, and (migration
-// 000008's trigger, SQLSTATE KR001) a ciphertext under a revoked key.
+// The write refusals biz acts on: a unique value taken, (migration 000008's
+// trigger, SQLSTATE KR001) a ciphertext under a revoked key, and (000014's,
+// KR003) blind indexes under index keys no longer in use.
 function duplicates(err: unknown): never {
   const e = err as { code?: string; constraint?: string };
   if (e.code === "23505" && e.constraint && UNIQUE[e.constraint])
     throw new DuplicateError(UNIQUE[e.constraint]!);
   if (e.code === "KR001") throw new RevokedKeyWriteError();
+  if (e.code === "KR003") throw new StaleIndexWriteError();
   throw err;
 }
 
@@ -70,6 +87,13 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
     const { rows } = await pool.query<Row>(sql, params);
     return rows[0] ? toUser(rows[0]) : undefined;
   };
+  const indexed = async (sql: string, params: unknown[]) => {
+    const { rows } = await pool.query<Row & { index_epoch: number }>(withEpoch(sql), params);
+    return {
+      found: rows.filter((r) => r.id !== null).map(toUser),
+      epoch: rows[0]?.index_epoch,
+    };
+  };
   return {
     async nextId() {
       const { rows } = await pool.query<{ id: number }>(
@@ -84,17 +108,19 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       // One statement, committed as it completes.
       ctx.beginCommit();
       return one(
-        `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_key_version,
-            phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
-            key_versions)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
+        `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_hash_b,
+            email_key_version, phone_encrypted, phone_hash, phone_hash_b, phone_key_version,
+            name_encrypted, name_hash, name_hash_b, name_key_version, key_versions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         RETURNING ${COLUMNS}`,
         [
           user.id,
           user.username,
           user.passwordHash,
           ...PII_FIELDS.flatMap((name) => [
             f(name)?.ciphertext ?? null,
-            f(name)?.hash ?? null,
+            f(name)?.hashes[0] ?? null,
+            f(name)?.hashes[1] ?? null,
             f(name)?.keyVersion ?? null,
           ]),
           versions,
@@ -105,15 +131,27 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
     byId: (id) => one(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]),
     byUsername: (username) =>
       one(`SELECT ${COLUMNS} FROM users WHERE lower(username) = lower($1)`, [username]),
-    byHash: (field, hash) => one(`SELECT ${COLUMNS} FROM users WHERE ${field}_hash = $1`, [hash]),
-
-    async list({ limit, afterId, nameHash }) {
-      const { rows } = await pool.query<Row>(
-        `SELECT ${COLUMNS} FROM users WHERE id > $1 AND ($2::text IS NULL OR name_hash = $2) ORDER BY id LIMIT $3`,
-        [afterId, nameHash ?? null, limit],
+    async byHash(field, hashes) {
+      const [a, b] = slotColumns(field);
+      const read = await indexed(
+        `SELECT ${COLUMNS} FROM users WHERE ${a} = $1 OR ${b} = $2 ORDER BY id LIMIT 1`,
+        [...hashes],
       );
-      return rows.map(toUser);
+      return { found: read.found[0], epoch: read.epoch };
     },
+
+    list: ({ limit, afterId, nameHashes }) =>
+      indexed(
+        `SELECT ${COLUMNS} FROM users
+          WHERE id > $1 AND ($2::bool OR name_hash = $3 OR name_hash_b = $4) ORDER BY id LIMIT $5`,
+        [
+          afterId,
+          nameHashes === undefined,
+          nameHashes?.[0] ?? null,
+          nameHashes?.[1] ?? null,
+          limit,
+        ],
+      ),
 
     async update(id, change, ctx) {
       const sets: string[] = [];
@@ -132,7 +170,9 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
         }
         const sealed = change.fields[name] ?? null;
         sets.push(`${name}_encrypted = ${param(sealed?.ciphertext ?? null)}`);
-        sets.push(`${name}_hash = ${param(sealed?.hash ?? null)}`);
+        slotColumns(name).forEach((column, slot) =>
+          sets.push(`${column} = ${param(sealed?.hashes[slot] ?? null)}`),
+        );
         const version = param(sealed?.keyVersion ?? null);
         sets.push(`${name}_key_version = ${version}`);
         versions.push(`${version}::int`);

@@ -4,11 +4,17 @@ import { durationFromMs, durationMs, timestampFromDate } from "@bufbuild/protobu
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
 import {
   AuditEventKind,
+  IndexKeyRotationPhase,
+  IndexKeyRotationState,
   KeyStatus,
   KmsService,
   ReencryptionState,
 } from "../../api/kms/v1/kms_pb.js";
-import type { AuditEventSchema, ReencryptionStatusSchema } from "../../api/kms/v1/kms_pb.js";
+import type {
+  AuditEventSchema,
+  IndexKeyRotationStatusSchema,
+  ReencryptionStatusSchema,
+} from "../../api/kms/v1/kms_pb.js";
 import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/audit.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import type { FieldCipher } from "../biz/field_cipher.js";
@@ -17,6 +23,10 @@ import type {
   Reencryption,
   ReencryptionStatus as BizReencryptionStatus,
 } from "../biz/reencryption.js";
+import type {
+  IndexRotation,
+  IndexRotationStatus as BizIndexRotationStatus,
+} from "../biz/index_rotation.js";
 import { bind, type ServiceBinding } from "../server/call.js";
 
 const statuses: Record<BizKeyStatus, KeyStatus> = {
@@ -29,12 +39,19 @@ const bizStatus = (s: KeyStatus) =>
   (Object.keys(statuses) as BizKeyStatus[]).find((k) => statuses[k] === s);
 
 /** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
-export function newKmsService(
-  keys: KeyLifecycle,
-  cipher: FieldCipher,
-  reencryption: Reencryption,
-  audit: AuditTrail,
-): ServiceBinding {
+export function newKmsService({
+  lifecycle: keys,
+  cipher,
+  reencryption,
+  indexRotation,
+  auditTrail: audit,
+}: {
+  lifecycle: KeyLifecycle;
+  cipher: FieldCipher;
+  reencryption: Reencryption;
+  indexRotation: IndexRotation;
+  auditTrail: AuditTrail;
+}): ServiceBinding {
   return bind(
     KmsService,
     {
@@ -138,6 +155,19 @@ export function newKmsService(
           lastHash: v.lastHash.toString("hex"),
         };
       },
+      async rotateIndexKey(req, call) {
+        const r = await indexRotation.start(
+          {
+            batchSize: req.batchSize || undefined,
+            pauseMs: req.pause ? durationMs(req.pause) : undefined,
+          },
+          call,
+        );
+        return { started: r.started, status: indexRotationStatus(r.status) };
+      },
+      async getIndexKeyRotationStatus() {
+        return { status: indexRotationStatus(await indexRotation.status()) };
+      },
     },
     [file_kms_v1_error_reason],
   );
@@ -153,6 +183,7 @@ const auditKinds: Record<AuditKind, AuditEventKind> = {
   reencryption_stopped: AuditEventKind.REENCRYPTION_STOPPED,
   reencryption_finished: AuditEventKind.REENCRYPTION_FINISHED,
   root_key_rotated: AuditEventKind.ROOT_KEY_ROTATED,
+  index_key_rotation_started: AuditEventKind.INDEX_KEY_ROTATION_STARTED,
   index_key_rotated: AuditEventKind.INDEX_KEY_ROTATED,
 };
 
@@ -203,6 +234,37 @@ function reencryptionStatus(
     rowsPerSecond: s.rowsPerSecond,
     startedAt: timestampFromDate(job.startedAt),
     updatedAt: timestampFromDate(job.updatedAt),
+    finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
+  };
+}
+
+const indexPhases = {
+  backfill: IndexKeyRotationPhase.BACKFILL,
+  clear: IndexKeyRotationPhase.CLEAR,
+  done: IndexKeyRotationPhase.DONE,
+} as const;
+const indexStates = {
+  running: IndexKeyRotationState.RUNNING,
+  failed: IndexKeyRotationState.FAILED,
+  finished: IndexKeyRotationState.FINISHED,
+} as const;
+
+function indexRotationStatus(
+  s: BizIndexRotationStatus,
+): MessageInitShape<typeof IndexKeyRotationStatusSchema> {
+  const job = s.job;
+  if (!job) return { phase: IndexKeyRotationPhase.NONE, state: IndexKeyRotationState.NONE };
+  return {
+    phase: indexPhases[job.phase],
+    state: indexStates[job.state],
+    rowsDone: job.rowsDone,
+    rowsRemaining: s.rowsRemaining,
+    rowsFailed: job.rowsFailed,
+    lastError: job.lastError ?? "",
+    rowsPerSecond: s.rowsPerSecond,
+    startedAt: timestampFromDate(job.startedAt),
+    updatedAt: timestampFromDate(job.updatedAt),
+    switchedAt: job.switchedAt ? timestampFromDate(job.switchedAt) : undefined,
     finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
   };
 }

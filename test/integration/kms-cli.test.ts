@@ -107,3 +107,38 @@ describe("kms reencrypt", () => {
     expect(r.output).not.toContain(token);
   }, 60_000);
 });
+
+describe("kms index-key", () => {
+  it("refuses a careless command line with exit 2, naming the problem", async () => {
+    for (const [args, message] of [
+      [["index-key", "rotate", "--batch-size", "0"], /--batch-size: expected an integer from 1/],
+      [["index-key", "rotate", "--pause", "2h"], /--pause: expected a duration/],
+      [["index-key", "drop"], /Unknown argument|name a command/],
+      [["index-key"], /name a command: rotate or status/],
+    ] as const) {
+      const r = await kms([...args]);
+      expect(r.code, r.output).toBe(2);
+      expect(r.output).toMatch(message);
+    }
+  });
+
+  it("replaces the index key and follows it to its end, exit 0, the result as JSON", async () => {
+    const before = await kms(["index-key", "status", "--json", ...addr()], { KMS_TOKEN: token });
+    expect(before.code, before.output).toBe(0);
+    expect(JSON.parse(before.stdout)).toMatchObject({ phase: "none", state: "none" });
+
+    const r = await kms(
+      ["index-key", "rotate", "--watch", "--json", "--batch-size", "2", ...addr()],
+      { KMS_TOKEN: token },
+    );
+    expect(r.code, r.output).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      started: true,
+      phase: "done",
+      state: "finished",
+      rowsRemaining: 0,
+      rowsFailed: 0,
+    });
+    expect(r.output).not.toContain(token);
+  }, 60_000);
+});

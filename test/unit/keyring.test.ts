@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { newFieldCipher } from "../../internal/biz/field_cipher.js";
+import { newIndexKeyHolder } from "../../internal/biz/index_keys.js";
 import {
   isDataCorrupt,
   isKeyRevoked,
@@ -146,7 +147,7 @@ describe("field cipher", () => {
     const usage = encryptionUsage();
     const cipher = newFieldCipher(
       newKeyring(keys.repo, new RootKeys(rootKey), 60_000),
-      randomBytes(32),
+      indexKeys(),
       usage,
     );
     const ctx = new TextEncoder().encode("users:1");
@@ -168,14 +169,55 @@ describe("field cipher", () => {
 
   it("once closed, answers KMS_NOT_READY instead of hashing under a zeroed key", () => {
     const keys = memoryKeys([row(1, "active")]);
+    const index = indexKeys();
     const cipher = newFieldCipher(
       newKeyring(keys.repo, new RootKeys(rootKey), 60_000),
-      randomBytes(32),
+      index,
       encryptionUsage(),
     );
     const before = cipher.hashField("email", "a@example.com");
     expect(cipher.hashField("email", " A@example.com ")).toBe(before);
-    cipher.close();
+    index.close();
     expect(() => cipher.hashField("email", "a@example.com")).toThrow(/no usable active key/);
+  });
+});
+
+/** One index key in slot 0, nothing to reload. */
+function indexKeys() {
+  return newIndexKeyHolder({ epoch: 1, slot: 0, key: randomBytes(32), next: undefined }, () =>
+    Promise.reject(new Error("no reload in this test")),
+  );
+}
+
+describe("index keys", () => {
+  it("hash a value in every slot in use: the current key's, and during a rotation the next key's in the other", async () => {
+    const current = randomBytes(32);
+    const next = randomBytes(32);
+    let stored = { epoch: 1, slot: 0 as const, key: Buffer.from(current), next: undefined };
+    const holder = newIndexKeyHolder(stored, async () => stored);
+    const [a, none] = holder.slots("email", "A@example.com ");
+    expect(none).toBeNull();
+    expect(a).toBe(holder.hash("email", "a@example.com"));
+    const tokens = holder.pageTokens().write(7, "q");
+
+    // A rotation begins: the next key fills slot 1, the current key still slot 0.
+    stored = { epoch: 2, slot: 0, key: Buffer.from(current), next: Buffer.from(next) } as never;
+    await holder.reload();
+    expect(holder.epoch()).toBe(2);
+    const [a2, b2] = holder.slots("email", "a@example.com");
+    expect(a2).toBe(a);
+    expect(b2).toMatch(/^[0-9a-f]{64}$/);
+    expect(b2).not.toBe(a);
+    expect(holder.hash("email", "a@example.com")).toBe(a);
+    // Same current key, same page-token key.
+    expect(holder.pageTokens().read(tokens, "q")).toBe(7);
+
+    // The switch: the next key is the key, in slot 1.
+    stored = { epoch: 3, slot: 1, key: Buffer.from(next), next: undefined } as never;
+    await holder.reload();
+    expect(holder.slots("email", "a@example.com")).toEqual([null, b2]);
+    expect(holder.hash("email", "a@example.com")).toBe(b2);
+    holder.close();
+    expect(() => holder.slots("email", "a@example.com")).toThrow(/no usable active key/);
   });
 });

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file kms/v1/kms.proto.
  */
 export const file_kms_v1_kms: GenFile = /*@__PURE__*/
-  fileDesc("ChBrbXMvdjEva21zLnByb3RvEgZrbXMudjEisQIKB0RhdGFLZXkSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIRCglhbGdvcml0aG0YAyABKAkSIQoGc3RhdHVzGAQgASgOMhEua21zLnYxLktleVN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGAoQZW5jcnlwdGlvbl9jb3VudBgJIAEoBCISChBHZXRTdGF0dXNSZXF1ZXN0ItQBCghLZXlTdGF0cxIhCgZzdGF0dXMYASABKA4yES5rbXMudjEuS2V5U3RhdHVzEhEKCWFsZ29yaXRobRgCIAEoCRIRCglrZXlfY291bnQYAyABKA0SNAoQZWFybGllc3RfY3JlYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGF0ZXN0X2NyZWF0ZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV4cGlyZWRfY291bnQYBiABKA0iNQoIS2V5VXNhZ2USDwoHdmVyc2lvbhgBIAEoDRIYChBwcm90ZWN0ZWRfdmFsdWVzGAIgASgEIpICChFHZXRTdGF0dXNSZXNwb25zZRITCgtpbml0aWFsaXplZBgBIAEoCBIRCglhbGdvcml0aG0YAiABKAkSMgoPcm90YXRlX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKCmFjdGl2ZV9rZXkYBCABKAsyDy5rbXMudjEuRGF0YUtleRIjCglrZXlfc3RhdHMYBSADKAsyEC5rbXMudjEuS2V5U3RhdHMSIwoJa2V5X3VzYWdlGAYgAygLMhAua21zLnYxLktleVVzYWdlEh0KFXVucmVmZXJlbmNlZF92ZXJzaW9ucxgHIAMoDRITCgtyb290X2tleV9pZBgIIAEoCSKRAQoTTGlzdERhdGFLZXlzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSMgoGc3RhdHVzGAMgASgOMhEua21zLnYxLktleVN0YXR1c0IKukgHggEEEAEgAEgAiAEBQgkKB19zdGF0dXMiTgoUTGlzdERhdGFLZXlzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLmttcy52MS5EYXRhS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFHZXREYXRhS2V5UmVxdWVzdBIYCgd2ZXJzaW9uGAEgASgNQge6SAQqAiAAIjIKEkdldERhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleSIwChRSb3RhdGVEYXRhS2V5UmVxdWVzdBIYCgZyZWFzb24YASABKAlCCLpIBXIDGIACIk8KFVJvdGF0ZURhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleRIYChBwcmV2aW91c192ZXJzaW9uGAIgASgNIkoKFFJldm9rZURhdGFLZXlSZXF1ZXN0EhgKB3ZlcnNpb24YASABKA1CB7pIBCoCIAASGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAAiJaChVSZXZva2VEYXRhS2V5UmVzcG9uc2USHAoDa2V5GAEgASgLMg8ua21zLnYxLkRhdGFLZXkSIwoKYWN0aXZlX2tleRgCIAEoCzIPLmttcy52MS5EYXRhS2V5IhcKFVJ1bk1haW50ZW5hbmNlUmVxdWVzdCJ5ChZSdW5NYWludGVuYW5jZVJlc3BvbnNlEhgKEGV4cGlyZWRfdmVyc2lvbnMYASADKA0SLwoIcm90YXRpb24YAiABKAsyHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEhQKDGRlbGV0ZWRfa2V5cxgDIAEoDSKTAQoTRW5jcnlwdEZpZWxkUmVxdWVzdBJDCgpmaWVsZF9uYW1lGAEgASgJQi+6SCxyKhiAATIlXlthLXpdW2EtejAtOV9dKihcLlthLXpdW2EtejAtOV9dKikqJBIcCglwbGFpbnRleHQYAiABKAxCCbpIBnoEGICAQBIZCgdjb250ZXh0GAMgASgMQgi6SAV6AxiACCI/ChRFbmNyeXB0RmllbGRSZXNwb25zZRISCgpjaXBoZXJ0ZXh0GAEgASgMEhMKC2tleV92ZXJzaW9uGAIgASgNIpYBChNEZWNyeXB0RmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEh8KCmNpcGhlcnRleHQYAiABKAxCC7pICHoGEAEYgIFAEhkKB2NvbnRleHQYAyABKAxCCLpIBXoDGIAIIj4KFERlY3J5cHRGaWVsZFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBITCgtrZXlfdmVyc2lvbhgCIAEoDSJxChBIYXNoRmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEhgKBXZhbHVlGAIgASgJQgm6SAZyBCiAgAQiIQoRSGFzaEZpZWxkUmVzcG9uc2USDAoEaGFzaBgBIAEoCSKVAQoYU3RhcnRSZWVuY3J5cHRpb25SZXF1ZXN0EiIKDWJlbG93X3ZlcnNpb24YASABKA1CC7pICCoGGP////8HEhwKCmJhdGNoX3NpemUYAiABKA1CCLpIBSoDGJBOEjcKBXBhdXNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAIkcKGVN0YXJ0UmVlbmNyeXB0aW9uUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoua21zLnYxLlJlZW5jcnlwdGlvblN0YXR1cyIeChxHZXRSZWVuY3J5cHRpb25TdGF0dXNSZXF1ZXN0IksKHUdldFJlZW5jcnlwdGlvblN0YXR1c1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMiGQoXU3RvcFJlZW5jcnlwdGlvblJlcXVlc3QiRgoYU3RvcFJlZW5jcnlwdGlvblJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMi6wIKElJlZW5jcnlwdGlvblN0YXR1cxIoCgVzdGF0ZRgBIAEoDjIZLmttcy52MS5SZWVuY3J5cHRpb25TdGF0ZRIVCg1iZWxvd192ZXJzaW9uGAIgASgNEhYKDnRhcmdldF92ZXJzaW9uGAMgASgNEhEKCXJvd3NfZG9uZRgEIAEoBBIWCg5yb3dzX3JlbWFpbmluZxgFIAEoBBITCgtyb3dzX2ZhaWxlZBgGIAEoBBISCgpsYXN0X2Vycm9yGAcgASgJEhcKD3Jvd3NfcGVyX3NlY29uZBgIIAEoARIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFgoUUm90YXRlUm9vdEtleVJlcXVlc3QicwoVUm90YXRlUm9vdEtleVJlc3BvbnNlEg8KB3JvdGF0ZWQYASABKAgSFgoOcmV3cmFwcGVkX2tleXMYAiABKA0SEwoLcm9vdF9rZXlfaWQYAyABKAkSHAoUcHJldmlvdXNfcm9vdF9rZXlfaWQYBCABKAki6AEKCkF1ZGl0RXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBGtpbmQYAyABKA4yFi5rbXMudjEuQXVkaXRFdmVudEtpbmQSDQoFYWN0b3IYBCABKAkSMAoHZGV0YWlscxgFIAMoCzIfLmttcy52MS5BdWRpdEV2ZW50LkRldGFpbHNFbnRyeRIMCgRoYXNoGAYgASgJGi4KDERldGFpbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlUKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIlYKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLmttcy52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIZChdWZXJpZnlBdWRpdFRyYWlsUmVxdWVzdCJ9ChhWZXJpZnlBdWRpdFRyYWlsUmVzcG9uc2USDgoGaW50YWN0GAEgASgIEhYKDmV2ZW50c19jaGVja2VkGAIgASgEEhUKDWZpcnN0X2JhZF9zZXEYAyABKAQSDwoHcHJvYmxlbRgEIAEoCRIRCglsYXN0X2hhc2gYBSABKAkqhwEKCUtleVN0YXR1cxIaChZLRVlfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRS0VZX1NUQVRVU19BQ1RJVkUQARIXChNLRVlfU1RBVFVTX0lOQUNUSVZFEAISFgoSS0VZX1NUQVRVU19FWFBJUkVEEAMSFgoSS0VZX1NUQVRVU19SRVZPS0VEEAQqtQEKEVJlZW5jcnlwdGlvblN0YXRlEiIKHlJFRU5DUllQVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1JFRU5DUllQVElPTl9TVEFURV9OT05FEAESHgoaUkVFTkNSWVBUSU9OX1NUQVRFX1JVTk5JTkcQAhIeChpSRUVOQ1JZUFRJT05fU1RBVEVfU1RPUFBFRBADEh8KG1JFRU5DUllQVElPTl9TVEFURV9GSU5JU0hFRBAEKq8DCg5BdWRpdEV2ZW50S2luZBIgChxBVURJVF9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeQVVESVRfRVZFTlRfS0lORF9LRVlfR0VORVJBVEVEEAESIAocQVVESVRfRVZFTlRfS0lORF9LRVlfUk9UQVRFRBACEiAKHEFVRElUX0VWRU5UX0tJTkRfS0VZX1JFVk9LRUQQAxIgChxBVURJVF9FVkVOVF9LSU5EX0tFWV9FWFBJUkVEEAQSIAocQVVESVRfRVZFTlRfS0lORF9LRVlfUkVUSVJFRBAFEikKJUFVRElUX0VWRU5UX0tJTkRfUkVFTkNSWVBUSU9OX1NUQVJURUQQBhIpCiVBVURJVF9FVkVOVF9LSU5EX1JFRU5DUllQVElPTl9TVE9QUEVEEAcSKgomQVVESVRfRVZFTlRfS0lORF9SRUVOQ1JZUFRJT05fRklOSVNIRUQQCBIlCiFBVURJVF9FVkVOVF9LSU5EX1JPT1RfS0VZX1JPVEFURUQQCRImCiJBVURJVF9FVkVOVF9LSU5EX0lOREVYX0tFWV9ST1RBVEVEEAoyswkKCkttc1NlcnZpY2USQAoJR2V0U3RhdHVzEhgua21zLnYxLkdldFN0YXR1c1JlcXVlc3QaGS5rbXMudjEuR2V0U3RhdHVzUmVzcG9uc2USSQoMTGlzdERhdGFLZXlzEhsua21zLnYxLkxpc3REYXRhS2V5c1JlcXVlc3QaHC5rbXMudjEuTGlzdERhdGFLZXlzUmVzcG9uc2USQwoKR2V0RGF0YUtleRIZLmttcy52MS5HZXREYXRhS2V5UmVxdWVzdBoaLmttcy52MS5HZXREYXRhS2V5UmVzcG9uc2USTAoNUm90YXRlRGF0YUtleRIcLmttcy52MS5Sb3RhdGVEYXRhS2V5UmVxdWVzdBodLmttcy52MS5Sb3RhdGVEYXRhS2V5UmVzcG9uc2USTAoNUmV2b2tlRGF0YUtleRIcLmttcy52MS5SZXZva2VEYXRhS2V5UmVxdWVzdBodLmttcy52MS5SZXZva2VEYXRhS2V5UmVzcG9uc2USTwoOUnVuTWFpbnRlbmFuY2USHS5rbXMudjEuUnVuTWFpbnRlbmFuY2VSZXF1ZXN0Gh4ua21zLnYxLlJ1bk1haW50ZW5hbmNlUmVzcG9uc2USSQoMRW5jcnlwdEZpZWxkEhsua21zLnYxLkVuY3J5cHRGaWVsZFJlcXVlc3QaHC5rbXMudjEuRW5jcnlwdEZpZWxkUmVzcG9uc2USSQoMRGVjcnlwdEZpZWxkEhsua21zLnYxLkRlY3J5cHRGaWVsZFJlcXVlc3QaHC5rbXMudjEuRGVjcnlwdEZpZWxkUmVzcG9uc2USQAoJSGFzaEZpZWxkEhgua21zLnYxLkhhc2hGaWVsZFJlcXVlc3QaGS5rbXMudjEuSGFzaEZpZWxkUmVzcG9uc2USWAoRU3RhcnRSZWVuY3J5cHRpb24SIC5rbXMudjEuU3RhcnRSZWVuY3J5cHRpb25SZXF1ZXN0GiEua21zLnYxLlN0YXJ0UmVlbmNyeXB0aW9uUmVzcG9uc2USZAoVR2V0UmVlbmNyeXB0aW9uU3RhdHVzEiQua21zLnYxLkdldFJlZW5jcnlwdGlvblN0YXR1c1JlcXVlc3QaJS5rbXMudjEuR2V0UmVlbmNyeXB0aW9uU3RhdHVzUmVzcG9uc2USVQoQU3RvcFJlZW5jcnlwdGlvbhIfLmttcy52MS5TdG9wUmVlbmNyeXB0aW9uUmVxdWVzdBogLmttcy52MS5TdG9wUmVlbmNyeXB0aW9uUmVzcG9uc2USTAoNUm90YXRlUm9vdEtleRIcLmttcy52MS5Sb3RhdGVSb290S2V5UmVxdWVzdBodLmttcy52MS5Sb3RhdGVSb290S2V5UmVzcG9uc2USUgoPTGlzdEF1ZGl0RXZlbnRzEh4ua21zLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaHy5rbXMudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USVQoQVmVyaWZ5QXVkaXRUcmFpbBIfLmttcy52MS5WZXJpZnlBdWRpdFRyYWlsUmVxdWVzdBogLmttcy52MS5WZXJpZnlBdWRpdFRyYWlsUmVzcG9uc2VCIloga3JhdG9zLWJvaWxlcnBsYXRlL2FwaS9rbXMvdjE7djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChBrbXMvdjEva21zLnByb3RvEgZrbXMudjEisQIKB0RhdGFLZXkSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIRCglhbGdvcml0aG0YAyABKAkSIQoGc3RhdHVzGAQgASgOMhEua21zLnYxLktleVN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGAoQZW5jcnlwdGlvbl9jb3VudBgJIAEoBCISChBHZXRTdGF0dXNSZXF1ZXN0ItQBCghLZXlTdGF0cxIhCgZzdGF0dXMYASABKA4yES5rbXMudjEuS2V5U3RhdHVzEhEKCWFsZ29yaXRobRgCIAEoCRIRCglrZXlfY291bnQYAyABKA0SNAoQZWFybGllc3RfY3JlYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGF0ZXN0X2NyZWF0ZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWV4cGlyZWRfY291bnQYBiABKA0iNQoIS2V5VXNhZ2USDwoHdmVyc2lvbhgBIAEoDRIYChBwcm90ZWN0ZWRfdmFsdWVzGAIgASgEIpICChFHZXRTdGF0dXNSZXNwb25zZRITCgtpbml0aWFsaXplZBgBIAEoCBIRCglhbGdvcml0aG0YAiABKAkSMgoPcm90YXRlX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiMKCmFjdGl2ZV9rZXkYBCABKAsyDy5rbXMudjEuRGF0YUtleRIjCglrZXlfc3RhdHMYBSADKAsyEC5rbXMudjEuS2V5U3RhdHMSIwoJa2V5X3VzYWdlGAYgAygLMhAua21zLnYxLktleVVzYWdlEh0KFXVucmVmZXJlbmNlZF92ZXJzaW9ucxgHIAMoDRITCgtyb290X2tleV9pZBgIIAEoCSKRAQoTTGlzdERhdGFLZXlzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSMgoGc3RhdHVzGAMgASgOMhEua21zLnYxLktleVN0YXR1c0IKukgHggEEEAEgAEgAiAEBQgkKB19zdGF0dXMiTgoUTGlzdERhdGFLZXlzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLmttcy52MS5EYXRhS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFHZXREYXRhS2V5UmVxdWVzdBIYCgd2ZXJzaW9uGAEgASgNQge6SAQqAiAAIjIKEkdldERhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleSIwChRSb3RhdGVEYXRhS2V5UmVxdWVzdBIYCgZyZWFzb24YASABKAlCCLpIBXIDGIACIk8KFVJvdGF0ZURhdGFLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5rbXMudjEuRGF0YUtleRIYChBwcmV2aW91c192ZXJzaW9uGAIgASgNIkoKFFJldm9rZURhdGFLZXlSZXF1ZXN0EhgKB3ZlcnNpb24YASABKA1CB7pIBCoCIAASGAoGcmVhc29uGAIgASgJQgi6SAVyAxiAAiJaChVSZXZva2VEYXRhS2V5UmVzcG9uc2USHAoDa2V5GAEgASgLMg8ua21zLnYxLkRhdGFLZXkSIwoKYWN0aXZlX2tleRgCIAEoCzIPLmttcy52MS5EYXRhS2V5IhcKFVJ1bk1haW50ZW5hbmNlUmVxdWVzdCJ5ChZSdW5NYWludGVuYW5jZVJlc3BvbnNlEhgKEGV4cGlyZWRfdmVyc2lvbnMYASADKA0SLwoIcm90YXRpb24YAiABKAsyHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEhQKDGRlbGV0ZWRfa2V5cxgDIAEoDSKTAQoTRW5jcnlwdEZpZWxkUmVxdWVzdBJDCgpmaWVsZF9uYW1lGAEgASgJQi+6SCxyKhiAATIlXlthLXpdW2EtejAtOV9dKihcLlthLXpdW2EtejAtOV9dKikqJBIcCglwbGFpbnRleHQYAiABKAxCCbpIBnoEGICAQBIZCgdjb250ZXh0GAMgASgMQgi6SAV6AxiACCI/ChRFbmNyeXB0RmllbGRSZXNwb25zZRISCgpjaXBoZXJ0ZXh0GAEgASgMEhMKC2tleV92ZXJzaW9uGAIgASgNIpYBChNEZWNyeXB0RmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEh8KCmNpcGhlcnRleHQYAiABKAxCC7pICHoGEAEYgIFAEhkKB2NvbnRleHQYAyABKAxCCLpIBXoDGIAIIj4KFERlY3J5cHRGaWVsZFJlc3BvbnNlEhEKCXBsYWludGV4dBgBIAEoDBITCgtrZXlfdmVyc2lvbhgCIAEoDSJxChBIYXNoRmllbGRSZXF1ZXN0EkMKCmZpZWxkX25hbWUYASABKAlCL7pILHIqGIABMiVeW2Etel1bYS16MC05X10qKFwuW2Etel1bYS16MC05X10qKSokEhgKBXZhbHVlGAIgASgJQgm6SAZyBCiAgAQiIQoRSGFzaEZpZWxkUmVzcG9uc2USDAoEaGFzaBgBIAEoCSKVAQoYU3RhcnRSZWVuY3J5cHRpb25SZXF1ZXN0EiIKDWJlbG93X3ZlcnNpb24YASABKA1CC7pICCoGGP////8HEhwKCmJhdGNoX3NpemUYAiABKA1CCLpIBSoDGJBOEjcKBXBhdXNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAIkcKGVN0YXJ0UmVlbmNyeXB0aW9uUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoua21zLnYxLlJlZW5jcnlwdGlvblN0YXR1cyIeChxHZXRSZWVuY3J5cHRpb25TdGF0dXNSZXF1ZXN0IksKHUdldFJlZW5jcnlwdGlvblN0YXR1c1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMiGQoXU3RvcFJlZW5jcnlwdGlvblJlcXVlc3QiRgoYU3RvcFJlZW5jcnlwdGlvblJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLmttcy52MS5SZWVuY3J5cHRpb25TdGF0dXMi6wIKElJlZW5jcnlwdGlvblN0YXR1cxIoCgVzdGF0ZRgBIAEoDjIZLmttcy52MS5SZWVuY3J5cHRpb25TdGF0ZRIVCg1iZWxvd192ZXJzaW9uGAIgASgNEhYKDnRhcmdldF92ZXJzaW9uGAMgASgNEhEKCXJvd3NfZG9uZRgEIAEoBBIWCg5yb3dzX3JlbWFpbmluZxgFIAEoBBITCgtyb3dzX2ZhaWxlZBgGIAEoBBISCgpsYXN0X2Vycm9yGAcgASgJEhcKD3Jvd3NfcGVyX3NlY29uZBgIIAEoARIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFgoUUm90YXRlUm9vdEtleVJlcXVlc3QicwoVUm90YXRlUm9vdEtleVJlc3BvbnNlEg8KB3JvdGF0ZWQYASABKAgSFgoOcmV3cmFwcGVkX2tleXMYAiABKA0SEwoLcm9vdF9rZXlfaWQYAyABKAkSHAoUcHJldmlvdXNfcm9vdF9rZXlfaWQYBCABKAki6AEKCkF1ZGl0RXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBGtpbmQYAyABKA4yFi5rbXMudjEuQXVkaXRFdmVudEtpbmQSDQoFYWN0b3IYBCABKAkSMAoHZGV0YWlscxgFIAMoCzIfLmttcy52MS5BdWRpdEV2ZW50LkRldGFpbHNFbnRyeRIMCgRoYXNoGAYgASgJGi4KDERldGFpbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlUKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIlYKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLmttcy52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIZChdWZXJpZnlBdWRpdFRyYWlsUmVxdWVzdCJ9ChhWZXJpZnlBdWRpdFRyYWlsUmVzcG9uc2USDgoGaW50YWN0GAEgASgIEhYKDmV2ZW50c19jaGVja2VkGAIgASgEEhUKDWZpcnN0X2JhZF9zZXEYAyABKAQSDwoHcHJvYmxlbRgEIAEoCRIRCglsYXN0X2hhc2gYBSABKAkibgoVUm90YXRlSW5kZXhLZXlSZXF1ZXN0EhwKCmJhdGNoX3NpemUYASABKA1CCLpIBSoDGJBOEjcKBXBhdXNlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAIlkKFlJvdGF0ZUluZGV4S2V5UmVzcG9uc2USDwoHc3RhcnRlZBgBIAEoCBIuCgZzdGF0dXMYAiABKAsyHi5rbXMudjEuSW5kZXhLZXlSb3RhdGlvblN0YXR1cyIiCiBHZXRJbmRleEtleVJvdGF0aW9uU3RhdHVzUmVxdWVzdCJTCiFHZXRJbmRleEtleVJvdGF0aW9uU3RhdHVzUmVzcG9uc2USLgoGc3RhdHVzGAEgASgLMh4ua21zLnYxLkluZGV4S2V5Um90YXRpb25TdGF0dXMiowMKFkluZGV4S2V5Um90YXRpb25TdGF0dXMSLAoFcGhhc2UYASABKA4yHS5rbXMudjEuSW5kZXhLZXlSb3RhdGlvblBoYXNlEiwKBXN0YXRlGAIgASgOMh0ua21zLnYxLkluZGV4S2V5Um90YXRpb25TdGF0ZRIRCglyb3dzX2RvbmUYAyABKAQSFgoOcm93c19yZW1haW5pbmcYBCABKAQSEwoLcm93c19mYWlsZWQYBSABKAQSEgoKbGFzdF9lcnJvchgGIAEoCRIXCg9yb3dzX3Blcl9zZWNvbmQYByABKAESLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLc3dpdGNoZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqHAQoJS2V5U3RhdHVzEhoKFktFWV9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFLRVlfU1RBVFVTX0FDVElWRRABEhcKE0tFWV9TVEFUVVNfSU5BQ1RJVkUQAhIWChJLRVlfU1RBVFVTX0VYUElSRUQQAxIWChJLRVlfU1RBVFVTX1JFVk9LRUQQBCq1AQoRUmVlbmNyeXB0aW9uU3RhdGUSIgoeUkVFTkNSWVBUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXUkVFTkNSWVBUSU9OX1NUQVRFX05PTkUQARIeChpSRUVOQ1JZUFRJT05fU1RBVEVfUlVOTklORxACEh4KGlJFRU5DUllQVElPTl9TVEFURV9TVE9QUEVEEAMSHwobUkVFTkNSWVBUSU9OX1NUQVRFX0ZJTklTSEVEEAQq4AMKDkF1ZGl0RXZlbnRLaW5kEiAKHEFVRElUX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIiCh5BVURJVF9FVkVOVF9LSU5EX0tFWV9HRU5FUkFURUQQARIgChxBVURJVF9FVkVOVF9LSU5EX0tFWV9ST1RBVEVEEAISIAocQVVESVRfRVZFTlRfS0lORF9LRVlfUkVWT0tFRBADEiAKHEFVRElUX0VWRU5UX0tJTkRfS0VZX0VYUElSRUQQBBIgChxBVURJVF9FVkVOVF9LSU5EX0tFWV9SRVRJUkVEEAUSKQolQVVESVRfRVZFTlRfS0lORF9SRUVOQ1JZUFRJT05fU1RBUlRFRBAGEikKJUFVRElUX0VWRU5UX0tJTkRfUkVFTkNSWVBUSU9OX1NUT1BQRUQQBxIqCiZBVURJVF9FVkVOVF9LSU5EX1JFRU5DUllQVElPTl9GSU5JU0hFRBAIEiUKIUFVRElUX0VWRU5UX0tJTkRfUk9PVF9LRVlfUk9UQVRFRBAJEiYKIkFVRElUX0VWRU5UX0tJTkRfSU5ERVhfS0VZX1JPVEFURUQQChIvCitBVURJVF9FVkVOVF9LSU5EX0lOREVYX0tFWV9ST1RBVElPTl9TVEFSVEVEEAsq0gEKFUluZGV4S2V5Um90YXRpb25QaGFzZRIoCiRJTkRFWF9LRVlfUk9UQVRJT05fUEhBU0VfVU5TUEVDSUZJRUQQABIhCh1JTkRFWF9LRVlfUk9UQVRJT05fUEhBU0VfTk9ORRABEiUKIUlOREVYX0tFWV9ST1RBVElPTl9QSEFTRV9CQUNLRklMTBACEiIKHklOREVYX0tFWV9ST1RBVElPTl9QSEFTRV9DTEVBUhADEiEKHUlOREVYX0tFWV9ST1RBVElPTl9QSEFTRV9ET05FEAQq1gEKFUluZGV4S2V5Um90YXRpb25TdGF0ZRIoCiRJTkRFWF9LRVlfUk9UQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1JTkRFWF9LRVlfUk9UQVRJT05fU1RBVEVfTk9ORRABEiQKIElOREVYX0tFWV9ST1RBVElPTl9TVEFURV9SVU5OSU5HEAISIwofSU5ERVhfS0VZX1JPVEFUSU9OX1NUQVRFX0ZBSUxFRBADEiUKIUlOREVYX0tFWV9ST1RBVElPTl9TVEFURV9GSU5JU0hFRBAEMvYKCgpLbXNTZXJ2aWNlEkAKCUdldFN0YXR1cxIYLmttcy52MS5HZXRTdGF0dXNSZXF1ZXN0Ghkua21zLnYxLkdldFN0YXR1c1Jlc3BvbnNlEkkKDExpc3REYXRhS2V5cxIbLmttcy52MS5MaXN0RGF0YUtleXNSZXF1ZXN0Ghwua21zLnYxLkxpc3REYXRhS2V5c1Jlc3BvbnNlEkMKCkdldERhdGFLZXkSGS5rbXMudjEuR2V0RGF0YUtleVJlcXVlc3QaGi5rbXMudjEuR2V0RGF0YUtleVJlc3BvbnNlEkwKDVJvdGF0ZURhdGFLZXkSHC5rbXMudjEuUm90YXRlRGF0YUtleVJlcXVlc3QaHS5rbXMudjEuUm90YXRlRGF0YUtleVJlc3BvbnNlEkwKDVJldm9rZURhdGFLZXkSHC5rbXMudjEuUmV2b2tlRGF0YUtleVJlcXVlc3QaHS5rbXMudjEuUmV2b2tlRGF0YUtleVJlc3BvbnNlEk8KDlJ1bk1haW50ZW5hbmNlEh0ua21zLnYxLlJ1bk1haW50ZW5hbmNlUmVxdWVzdBoeLmttcy52MS5SdW5NYWludGVuYW5jZVJlc3BvbnNlEkkKDEVuY3J5cHRGaWVsZBIbLmttcy52MS5FbmNyeXB0RmllbGRSZXF1ZXN0Ghwua21zLnYxLkVuY3J5cHRGaWVsZFJlc3BvbnNlEkkKDERlY3J5cHRGaWVsZBIbLmttcy52MS5EZWNyeXB0RmllbGRSZXF1ZXN0Ghwua21zLnYxLkRlY3J5cHRGaWVsZFJlc3BvbnNlEkAKCUhhc2hGaWVsZBIYLmttcy52MS5IYXNoRmllbGRSZXF1ZXN0Ghkua21zLnYxLkhhc2hGaWVsZFJlc3BvbnNlElgKEVN0YXJ0UmVlbmNyeXB0aW9uEiAua21zLnYxLlN0YXJ0UmVlbmNyeXB0aW9uUmVxdWVzdBohLmttcy52MS5TdGFydFJlZW5jcnlwdGlvblJlc3BvbnNlEmQKFUdldFJlZW5jcnlwdGlvblN0YXR1cxIkLmttcy52MS5HZXRSZWVuY3J5cHRpb25TdGF0dXNSZXF1ZXN0GiUua21zLnYxLkdldFJlZW5jcnlwdGlvblN0YXR1c1Jlc3BvbnNlElUKEFN0b3BSZWVuY3J5cHRpb24SHy5rbXMudjEuU3RvcFJlZW5jcnlwdGlvblJlcXVlc3QaIC5rbXMudjEuU3RvcFJlZW5jcnlwdGlvblJlc3BvbnNlEkwKDVJvdGF0ZVJvb3RLZXkSHC5rbXMudjEuUm90YXRlUm9vdEtleVJlcXVlc3QaHS5rbXMudjEuUm90YXRlUm9vdEtleVJlc3BvbnNlElIKD0xpc3RBdWRpdEV2ZW50cxIeLmttcy52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0Gh8ua21zLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElUKEFZlcmlmeUF1ZGl0VHJhaWwSHy5rbXMudjEuVmVyaWZ5QXVkaXRUcmFpbFJlcXVlc3QaIC5rbXMudjEuVmVyaWZ5QXVkaXRUcmFpbFJlc3BvbnNlEk8KDlJvdGF0ZUluZGV4S2V5Eh0ua21zLnYxLlJvdGF0ZUluZGV4S2V5UmVxdWVzdBoeLmttcy52MS5Sb3RhdGVJbmRleEtleVJlc3BvbnNlEnAKGUdldEluZGV4S2V5Um90YXRpb25TdGF0dXMSKC5rbXMudjEuR2V0SW5kZXhLZXlSb3RhdGlvblN0YXR1c1JlcXVlc3QaKS5rbXMudjEuR2V0SW5kZXhLZXlSb3RhdGlvblN0YXR1c1Jlc3BvbnNlQiJaIGtyYXRvcy1ib2lsZXJwbGF0ZS9hcGkva21zL3YxO3YxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A data key's metadata. Key material never leaves the server.
@@ -1008,6 +1008,165 @@ export const VerifyAuditTrailResponseSchema: GenMessage<VerifyAuditTrailResponse
   messageDesc(file_kms_v1_kms, 34);
 
 /**
+ * @generated from message kms.v1.RotateIndexKeyRequest
+ */
+export type RotateIndexKeyRequest = Message<"kms.v1.RotateIndexKeyRequest"> & {
+  /**
+   * Rows per batch; 0: the server's kms.reencryption_batch_size.
+   *
+   * @generated from field: uint32 batch_size = 1;
+   */
+  batchSize: number;
+
+  /**
+   * Pause between batches; unset: the server's kms.reencryption_pause.
+   *
+   * @generated from field: google.protobuf.Duration pause = 2;
+   */
+  pause?: Duration | undefined;
+};
+
+/**
+ * Describes the message kms.v1.RotateIndexKeyRequest.
+ * Use `create(RotateIndexKeyRequestSchema)` to create a new message.
+ */
+export const RotateIndexKeyRequestSchema: GenMessage<RotateIndexKeyRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 35);
+
+/**
+ * @generated from message kms.v1.RotateIndexKeyResponse
+ */
+export type RotateIndexKeyResponse = Message<"kms.v1.RotateIndexKeyResponse"> & {
+  /**
+   * False when a rotation was already under way: its status is answered.
+   *
+   * @generated from field: bool started = 1;
+   */
+  started: boolean;
+
+  /**
+   * @generated from field: kms.v1.IndexKeyRotationStatus status = 2;
+   */
+  status?: IndexKeyRotationStatus | undefined;
+};
+
+/**
+ * Describes the message kms.v1.RotateIndexKeyResponse.
+ * Use `create(RotateIndexKeyResponseSchema)` to create a new message.
+ */
+export const RotateIndexKeyResponseSchema: GenMessage<RotateIndexKeyResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 36);
+
+/**
+ * @generated from message kms.v1.GetIndexKeyRotationStatusRequest
+ */
+export type GetIndexKeyRotationStatusRequest = Message<"kms.v1.GetIndexKeyRotationStatusRequest"> & {
+};
+
+/**
+ * Describes the message kms.v1.GetIndexKeyRotationStatusRequest.
+ * Use `create(GetIndexKeyRotationStatusRequestSchema)` to create a new message.
+ */
+export const GetIndexKeyRotationStatusRequestSchema: GenMessage<GetIndexKeyRotationStatusRequest> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 37);
+
+/**
+ * @generated from message kms.v1.GetIndexKeyRotationStatusResponse
+ */
+export type GetIndexKeyRotationStatusResponse = Message<"kms.v1.GetIndexKeyRotationStatusResponse"> & {
+  /**
+   * @generated from field: kms.v1.IndexKeyRotationStatus status = 1;
+   */
+  status?: IndexKeyRotationStatus | undefined;
+};
+
+/**
+ * Describes the message kms.v1.GetIndexKeyRotationStatusResponse.
+ * Use `create(GetIndexKeyRotationStatusResponseSchema)` to create a new message.
+ */
+export const GetIndexKeyRotationStatusResponseSchema: GenMessage<GetIndexKeyRotationStatusResponse> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 38);
+
+/**
+ * @generated from message kms.v1.IndexKeyRotationStatus
+ */
+export type IndexKeyRotationStatus = Message<"kms.v1.IndexKeyRotationStatus"> & {
+  /**
+   * @generated from field: kms.v1.IndexKeyRotationPhase phase = 1;
+   */
+  phase: IndexKeyRotationPhase;
+
+  /**
+   * @generated from field: kms.v1.IndexKeyRotationState state = 2;
+   */
+  state: IndexKeyRotationState;
+
+  /**
+   * Rows the job indexed under the new key.
+   *
+   * @generated from field: uint64 rows_done = 3;
+   */
+  rowsDone: bigint;
+
+  /**
+   * Rows still to do in this phase, after the cursor.
+   *
+   * @generated from field: uint64 rows_remaining = 4;
+   */
+  rowsRemaining: bigint;
+
+  /**
+   * Rows with a value that could not be read (revoked data key, altered bytes).
+   *
+   * @generated from field: uint64 rows_failed = 5;
+   */
+  rowsFailed: bigint;
+
+  /**
+   * The last failure (names the row, never a value).
+   *
+   * @generated from field: string last_error = 6;
+   */
+  lastError: string;
+
+  /**
+   * Average since the start.
+   *
+   * @generated from field: double rows_per_second = 7;
+   */
+  rowsPerSecond: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 8;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 9;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * When the new key replaced the old one.
+   *
+   * @generated from field: google.protobuf.Timestamp switched_at = 10;
+   */
+  switchedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 11;
+   */
+  finishedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kms.v1.IndexKeyRotationStatus.
+ * Use `create(IndexKeyRotationStatusSchema)` to create a new message.
+ */
+export const IndexKeyRotationStatusSchema: GenMessage<IndexKeyRotationStatus> = /*@__PURE__*/
+  messageDesc(file_kms_v1_kms, 39);
+
+/**
  * Lifecycle of a data key: ACTIVE -> INACTIVE -> EXPIRED -> REVOKED.
  *
  * @generated from enum kms.v1.KeyStatus
@@ -1166,11 +1325,18 @@ export enum AuditEventKind {
   ROOT_KEY_ROTATED = 9,
 
   /**
-   * The blind-index key was replaced.
+   * The blind-index key was replaced (the old one deleted).
    *
    * @generated from enum value: AUDIT_EVENT_KIND_INDEX_KEY_ROTATED = 10;
    */
   INDEX_KEY_ROTATED = 10,
+
+  /**
+   * A new blind-index key was made and used beside the current one.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_INDEX_KEY_ROTATION_STARTED = 11;
+   */
+  INDEX_KEY_ROTATION_STARTED = 11,
 }
 
 /**
@@ -1178,6 +1344,92 @@ export enum AuditEventKind {
  */
 export const AuditEventKindSchema: GenEnum<AuditEventKind> = /*@__PURE__*/
   enumDesc(file_kms_v1_kms, 2);
+
+/**
+ * @generated from enum kms.v1.IndexKeyRotationPhase
+ */
+export enum IndexKeyRotationPhase {
+  /**
+   * @generated from enum value: INDEX_KEY_ROTATION_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No rotation was ever started.
+   *
+   * @generated from enum value: INDEX_KEY_ROTATION_PHASE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * Both keys in use: the job indexes older rows under the new key.
+   *
+   * @generated from enum value: INDEX_KEY_ROTATION_PHASE_BACKFILL = 2;
+   */
+  BACKFILL = 2,
+
+  /**
+   * The new key replaced the old one (deleted): the job empties the old index column.
+   *
+   * @generated from enum value: INDEX_KEY_ROTATION_PHASE_CLEAR = 3;
+   */
+  CLEAR = 3,
+
+  /**
+   * @generated from enum value: INDEX_KEY_ROTATION_PHASE_DONE = 4;
+   */
+  DONE = 4,
+}
+
+/**
+ * Describes the enum kms.v1.IndexKeyRotationPhase.
+ */
+export const IndexKeyRotationPhaseSchema: GenEnum<IndexKeyRotationPhase> = /*@__PURE__*/
+  enumDesc(file_kms_v1_kms, 3);
+
+/**
+ * @generated from enum kms.v1.IndexKeyRotationState
+ */
+export enum IndexKeyRotationState {
+  /**
+   * @generated from enum value: INDEX_KEY_ROTATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No rotation was ever started.
+   *
+   * @generated from enum value: INDEX_KEY_ROTATION_STATE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * Batches are running (or will, as soon as an instance picks the job up).
+   *
+   * @generated from enum value: INDEX_KEY_ROTATION_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Stopped before the switch: some rows' values could not be read (see
+   * last_error). Both keys stay in use; update or delete those users, then
+   * RotateIndexKey resumes.
+   *
+   * @generated from enum value: INDEX_KEY_ROTATION_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * @generated from enum value: INDEX_KEY_ROTATION_STATE_FINISHED = 4;
+   */
+  FINISHED = 4,
+}
+
+/**
+ * Describes the enum kms.v1.IndexKeyRotationState.
+ */
+export const IndexKeyRotationStateSchema: GenEnum<IndexKeyRotationState> = /*@__PURE__*/
+  enumDesc(file_kms_v1_kms, 4);
 
 /**
  * Envelope encryption: a root key (never stored) wraps data keys kept in the
@@ -1352,6 +1604,34 @@ export const KmsService: GenService<{
     methodKind: "unary";
     input: typeof VerifyAuditTrailRequestSchema;
     output: typeof VerifyAuditTrailResponseSchema;
+  },
+  /**
+   * Replaces the blind-index key online. A new key is used beside the
+   * current one (writes fill both index columns; lookups and uniqueness
+   * consult both) while a background job indexes older rows under it, with
+   * a cursor that survives restarts (one worker for the deployment); once
+   * every row is indexed, the new key replaces the old one, which is deleted,
+   * and the job empties the old index column. Lookups find the same users
+   * throughout; HashField answers under the new key from the switch on.
+   * Idempotent: while a rotation is under way it answers that one (started
+   * false); a rotation that FAILED on rows it could not read resumes.
+   *
+   * @generated from rpc kms.v1.KmsService.RotateIndexKey
+   */
+  rotateIndexKey: {
+    methodKind: "unary";
+    input: typeof RotateIndexKeyRequestSchema;
+    output: typeof RotateIndexKeyResponseSchema;
+  },
+  /**
+   * The index-key rotation: phase, rows done and remaining, failures.
+   *
+   * @generated from rpc kms.v1.KmsService.GetIndexKeyRotationStatus
+   */
+  getIndexKeyRotationStatus: {
+    methodKind: "unary";
+    input: typeof GetIndexKeyRotationStatusRequestSchema;
+    output: typeof GetIndexKeyRotationStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kms_v1_kms, 0);

@@ -26,6 +26,8 @@ export const methodScopes: Readonly<Record<string, Scope>> = {
   "kms.v1.KmsService/StartReencryption": "kms.admin",
   "kms.v1.KmsService/GetReencryptionStatus": "kms.admin",
   "kms.v1.KmsService/StopReencryption": "kms.admin",
+  "kms.v1.KmsService/RotateIndexKey": "kms.admin",
+  "kms.v1.KmsService/GetIndexKeyRotationStatus": "kms.admin",
   "kms.v1.KmsService/RotateRootKey": "kms.admin",
   "kms.v1.KmsService/ListAuditEvents": "kms.admin",
   "kms.v1.KmsService/VerifyAuditTrail": "kms.admin",

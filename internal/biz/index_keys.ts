@@ -1,0 +1,140 @@
+import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
+import { kmsErrors } from "./kms.js";
+import { pageTokens, type PageTokens } from "./paging.js";
+
+/**
+ * Which index column a key fills: slot 0 is `<field>_hash`, slot 1
+ * `<field>_hash_b` (migration 000014). A rotation's new key fills the slot
+ * the current key does not.
+ */
+export type Slot = 0 | 1;
+
+/** A value's blind index per slot: null where no key in use fills that column. */
+export type SlotHashes = readonly [string | null, string | null];
+
+/** The index keys as stored: wrapped under the root key. */
+export interface StoredIndexKeys {
+  /** Bumped by every change of the keys in use. */
+  epoch: number;
+  slot: Slot;
+  wrapped: Buffer;
+  /** During a rotation: the new key, filling the other slot. */
+  nextWrapped: Buffer | undefined;
+}
+
+/** The index keys in use, unwrapped. */
+export interface IndexKeys {
+  epoch: number;
+  slot: Slot;
+  key: Buffer;
+  next: Buffer | undefined;
+}
+
+/**
+ * The blind-index keys of one instance and what they compute. Replaced
+ * whole by reload() when a rotation changes them; the database refuses a
+ * write made with keys no longer in use, and reads carry the epoch they
+ * were made under, so a late instance reloads and asks again.
+ */
+export interface IndexKeyHolder {
+  epoch(): number;
+  /** The blind index under the current key. */
+  hash(field: string, value: string): string;
+  /** The blind index under each key in use, by slot: what a write stores and a lookup asks. */
+  slots(field: string, value: string): SlotHashes;
+  /** Keyset page tokens under a key derived from the current index key. */
+  pageTokens(): PageTokens;
+  /** Loads the keys in use again (one load for concurrent callers). */
+  reload(): Promise<void>;
+  /** Zeroes every key: later calls answer KMS_NOT_READY. */
+  close(): void;
+}
+
+interface Loaded {
+  keys: IndexKeys;
+  subkeys: Map<string, Buffer>;
+  nextSubkeys: Map<string, Buffer>;
+  tokens: PageTokens | undefined;
+}
+
+const subkeyOf = (cache: Map<string, Buffer>, key: Buffer, field: string) => {
+  let subkey = cache.get(field);
+  if (!subkey) {
+    subkey = fieldSubkey(key, field);
+    cache.set(field, subkey);
+  }
+  return subkey;
+};
+
+export function newIndexKeyHolder(
+  initial: IndexKeys,
+  load: () => Promise<IndexKeys>,
+): IndexKeyHolder {
+  const wrap = (keys: IndexKeys): Loaded => ({
+    keys,
+    subkeys: new Map(),
+    nextSubkeys: new Map(),
+    tokens: undefined,
+  });
+  let current: Loaded | undefined = wrap(initial);
+  let loading: Promise<void> | undefined;
+  const use = () => {
+    if (!current) throw kmsErrors.notReady();
+    return current;
+  };
+  // Zeroed on the next turn of the event loop: a caller handed a key in
+  // this turn finishes with it (see keyring's zeroLater).
+  const zero = (l: Loaded) =>
+    setImmediate(() => {
+      l.keys.key.fill(0);
+      l.keys.next?.fill(0);
+      for (const k of [...l.subkeys.values(), ...l.nextSubkeys.values()]) k.fill(0);
+      l.tokens?.destroy();
+    });
+  return {
+    epoch: () => use().keys.epoch,
+    hash(field, value) {
+      const l = use();
+      return blindIndex(subkeyOf(l.subkeys, l.keys.key, field), field, value);
+    },
+    slots(field, value) {
+      const l = use();
+      const hashes: [string | null, string | null] = [null, null];
+      hashes[l.keys.slot] = blindIndex(subkeyOf(l.subkeys, l.keys.key, field), field, value);
+      if (l.keys.next) {
+        hashes[1 - l.keys.slot] = blindIndex(
+          subkeyOf(l.nextSubkeys, l.keys.next, field),
+          field,
+          value,
+        );
+      }
+      return hashes;
+    },
+    pageTokens() {
+      const l = use();
+      l.tokens ??= pageTokens(l.keys.key);
+      return l.tokens;
+    },
+    reload() {
+      loading ??= load()
+        .then((keys) => {
+          const replaced = current;
+          if (!replaced) {
+            keys.key.fill(0);
+            keys.next?.fill(0);
+            return;
+          }
+          current = wrap(keys);
+          zero(replaced);
+        })
+        .finally(() => {
+          loading = undefined;
+        });
+      return loading;
+    },
+    close() {
+      if (current) zero(current);
+      current = undefined;
+    },
+  };
+}

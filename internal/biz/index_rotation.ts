@@ -1,0 +1,241 @@
+import type { Logger } from "../pkg/log/logger.js";
+import { background, type Context } from "./context.js";
+import type { FieldCipher } from "./field_cipher.js";
+import type { Slot } from "./index_keys.js";
+import { isDataCorrupt, isKeyRevoked } from "./kms.js";
+import { newWorker, pauseBetweenBatches, type Worker } from "./background_worker.js";
+import type { BatchPolicy } from "./reencryption.js";
+import { PII_FIELDS, userFieldName, userRowContext, type PiiField } from "./user.js";
+
+/**
+ * backfill: writes fill both index columns while the job fills the new one
+ * for older rows; clear: the new key is the key (the old one is deleted) and
+ * the job empties the old column; done.
+ */
+export type IndexRotationPhase = "backfill" | "clear" | "done";
+/** failed: rows whose values cannot be read have no index under the new key; a new RotateIndexKey resumes. */
+export type IndexRotationState = "running" | "failed" | "finished";
+
+/** The index-key rotation as stored: one for the whole deployment. */
+export interface IndexRotationJob {
+  phase: IndexRotationPhase;
+  state: IndexRotationState;
+  /** The slot the new key fills. */
+  toSlot: Slot;
+  /** The index keys' epoch this phase works under. */
+  epoch: number;
+  cursorId: number;
+  rowsDone: bigint;
+  rowsFailed: bigint;
+  lastError: string | undefined;
+  batchSize: number;
+  pauseMs: number;
+  startedAt: Date;
+  updatedAt: Date;
+  switchedAt: Date | undefined;
+  finishedAt: Date | undefined;
+}
+
+/** A row's indexed values, as read for the backfill: each with its index in the old slot. */
+export interface IndexedRow {
+  id: number;
+  fields: Partial<Record<PiiField, { ciphertext: Buffer; oldHash: string }>>;
+}
+
+/** New-slot indexes for a row, each written only where the row still holds `oldHash`. */
+export interface IndexFill {
+  id: number;
+  fields: Partial<Record<PiiField, { oldHash: string; hash: string }>>;
+}
+
+/** Storage of the rotation, implemented in internal/data. */
+export interface IndexRotationRepo {
+  job(): Promise<IndexRotationJob | undefined>;
+  /**
+   * One transaction, ordered against every write of an index: unless a
+   * rotation is under way, stores the key `make(rootKeyId)` wraps as the
+   * next index key (writes fill both columns from then on) and starts the
+   * job; a failed job resumes from its first row. Audited; announced.
+   */
+  begin(
+    make: (rootKeyId: string | undefined) => Buffer,
+    policy: BatchPolicy,
+    ctx?: Context,
+  ): Promise<{ job: IndexRotationJob; started: boolean }>;
+  /** Rows after `afterId` with an index in `fromSlot` and none in the other, by ascending id. */
+  unindexed(fromSlot: Slot, afterId: number, limit: number): Promise<IndexedRow[]>;
+  countUnindexed(fromSlot: Slot, afterId: number): Promise<bigint>;
+  /** Rows after `afterId` with an index in `slot`. */
+  countIndexed(slot: Slot, afterId: number): Promise<bigint>;
+  /**
+   * One transaction, while the job is as `read`: each fill written where the
+   * row still holds the old index and none in the new slot (a user's write in
+   * between filled both itself), the cursor moved to `lastId`, counts added.
+   */
+  commitFill(batch: {
+    read: IndexRotationJob;
+    lastId: number;
+    fills: IndexFill[];
+    failed: number;
+    lastError: string | undefined;
+  }): Promise<{ running: boolean }>;
+  /**
+   * The final step, ordered against every write of an index: when no row
+   * lacks its index under the next key, the next key replaces the current
+   * one (which is deleted), and the job goes on to empty the old column
+   * (audited, announced); otherwise the job fails, saying how many rows.
+   */
+  switchKeys(read: IndexRotationJob): Promise<{ switched: boolean; missing: bigint }>;
+  /** Empties the old slot's columns of the next `limit` rows after the cursor; finishes the job when none is left. */
+  clearBatch(read: IndexRotationJob): Promise<{ running: boolean; done: boolean }>;
+  /** Runs `work` holding the deployment-wide lock of this job; false at once when another instance holds it. */
+  exclusively(work: () => Promise<void>): Promise<boolean>;
+  busy(): Promise<boolean>;
+}
+
+export interface IndexRotationStatus {
+  job: IndexRotationJob | undefined;
+  rowsRemaining: bigint;
+  rowsPerSecond: number;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Replaces the blind-index key online. Every lookup answers the same user
+ * before, during and after, and uniqueness holds throughout: while both
+ * keys exist each write fills both index columns and lookups consult both
+ * (the database refuses a write made with the keys of another phase); the
+ * job fills the new column for older rows with a cursor committed with each
+ * batch (one worker in the deployment, resuming after a crash); the switch
+ * happens only once every row is indexed under the new key.
+ */
+export class IndexRotation {
+  readonly worker: Worker = newWorker(async () => {
+    const job = await this.repo.job();
+    if (job?.state === "running") await this.repo.exclusively(() => this.batches());
+  });
+
+  constructor(
+    private readonly repo: IndexRotationRepo,
+    private readonly cipher: FieldCipher,
+    private readonly newKey: (rootKeyId: string | undefined) => Buffer,
+    private readonly defaults: BatchPolicy,
+    private readonly log: Logger,
+  ) {}
+
+  /** Begins a rotation, or answers the one under way (`started` false); a failed one resumes. */
+  async start(
+    opts: { batchSize?: number; pauseMs?: number },
+    ctx: Context = background,
+  ): Promise<{ started: boolean; status: IndexRotationStatus }> {
+    const { job, started } = await this.repo.begin(
+      this.newKey,
+      {
+        batchSize: opts.batchSize || this.defaults.batchSize,
+        pauseMs: opts.pauseMs ?? this.defaults.pauseMs,
+      },
+      ctx,
+    );
+    if (started) {
+      await this.cipher.reloadIndexKeys();
+      this.worker.wake();
+      this.log.info({ epoch: job.epoch, slot: job.toSlot }, "index-key rotation started");
+    }
+    return { started, status: await this.describe(job) };
+  }
+
+  async status(): Promise<IndexRotationStatus> {
+    return this.describe(await this.repo.job());
+  }
+
+  private async batches(): Promise<void> {
+    while (!this.worker.signal.aborted) {
+      const job = await this.repo.job();
+      if (job?.state !== "running") return;
+      if (!(await this.step(job))) return;
+      await pauseBetweenBatches({
+        pauseMs: job.pauseMs,
+        busy: () => this.repo.busy(),
+        current: async () => (await this.repo.job())?.state === "running",
+        signal: this.worker.signal,
+      });
+    }
+  }
+
+  // One batch of the job's phase; false when there is nothing more to do now.
+  private async step(job: IndexRotationJob): Promise<boolean> {
+    if (job.phase === "clear") {
+      const { running, done } = await this.repo.clearBatch(job);
+      if (done) this.log.info("index-key rotation finished: the old index column is empty");
+      return running && !done;
+    }
+    if (job.phase !== "backfill") return false;
+    // The new key comes from the keys this instance holds: those of the job's epoch.
+    if (this.cipher.indexEpoch() !== job.epoch) await this.cipher.reloadIndexKeys();
+    if (this.cipher.indexEpoch() !== job.epoch) {
+      throw new Error(`the index keys are at another epoch than the rotation's (${job.epoch})`);
+    }
+    const fromSlot: Slot = job.toSlot === 1 ? 0 : 1;
+    const rows = await this.repo.unindexed(fromSlot, job.cursorId, job.batchSize);
+    if (rows.length === 0) {
+      const { switched, missing } = await this.repo.switchKeys(job);
+      if (!switched) {
+        this.log.warn({ missing: String(missing) }, "index-key rotation stopped: rows unindexed");
+        return false;
+      }
+      await this.cipher.reloadIndexKeys();
+      this.log.info("index key replaced: the old key is deleted");
+      return true;
+    }
+    let failed = 0;
+    let lastError: string | undefined;
+    const fills: IndexFill[] = [];
+    for (const row of rows) {
+      const fill: IndexFill = { id: row.id, fields: {} };
+      for (const f of PII_FIELDS) {
+        const value = row.fields[f];
+        if (!value) continue;
+        try {
+          const { plaintext } = await this.cipher.decryptField(
+            userFieldName(f),
+            value.ciphertext,
+            userRowContext(row.id),
+          );
+          const text = decoder.decode(plaintext);
+          plaintext.fill(0);
+          const hash = this.cipher.indexes(f, text).hashes[job.toSlot];
+          if (hash) fill.fields[f] = { oldHash: value.oldHash, hash };
+        } catch (err) {
+          // A value that cannot be read cannot be indexed: counted, and the
+          // switch waits until it is rewritten or deleted.
+          if (!isKeyRevoked(err) && !isDataCorrupt(err) && !(err instanceof TypeError)) throw err;
+          lastError = `user ${row.id} ${f}: ${(err as Error).message}`;
+        }
+      }
+      if (Object.keys(fill.fields).length < Object.keys(row.fields).length) failed++;
+      fills.push(fill);
+    }
+    const { running } = await this.repo.commitFill({
+      read: job,
+      lastId: rows.at(-1)!.id,
+      fills,
+      failed,
+      lastError,
+    });
+    return running;
+  }
+
+  private async describe(job: IndexRotationJob | undefined): Promise<IndexRotationStatus> {
+    if (!job) return { job, rowsRemaining: 0n, rowsPerSecond: 0 };
+    const rowsRemaining =
+      job.phase === "done"
+        ? 0n
+        : job.phase === "backfill"
+          ? await this.repo.countUnindexed(job.toSlot === 1 ? 0 : 1, job.cursorId)
+          : await this.repo.countIndexed(job.toSlot === 1 ? 0 : 1, job.cursorId);
+    const end = job.finishedAt ?? job.updatedAt;
+    const seconds = (end.getTime() - job.startedAt.getTime()) / 1000;
+    return { job, rowsRemaining, rowsPerSecond: seconds > 0 ? Number(job.rowsDone) / seconds : 0 };
+  }
+}
