@@ -1,19 +1,14 @@
--- Back to one index column per field. Refused while a rotation is under way;
--- after a rotation to slot 1 its indexes move back to the slot-0 columns.
+-- Back to one index column per field. 000018's guard has made sure the key
+-- fills slot 0 and no rotation is under way; checked again here.
 DO $$
 BEGIN
-  IF EXISTS (SELECT 1 FROM kms_index_keys WHERE next_encrypted_key IS NOT NULL)
+  IF EXISTS (SELECT 1 FROM kms_index_keys WHERE next_encrypted_key IS NOT NULL OR slot = 1)
      OR EXISTS (SELECT 1 FROM kms_index_rotation WHERE phase <> 'done') THEN
-    RAISE EXCEPTION 'a blind-index key rotation is under way: let it finish (GetIndexKeyRotationStatus) before reverting 000014';
+    RAISE EXCEPTION 'the blind indexes live in the *_hash_b columns or a rotation is under way: rotate the index key until it fills slot 0 before reverting 000014'
+      USING ERRCODE = 'KR004';
   END IF;
 END
 $$;
-
-DROP TRIGGER IF EXISTS users_index_slots ON users;
-DROP FUNCTION IF EXISTS users_index_slots();
-
-UPDATE users SET email_hash = email_hash_b, phone_hash = phone_hash_b, name_hash = name_hash_b
- WHERE EXISTS (SELECT 1 FROM kms_index_keys WHERE slot = 1);
 
 -- The audit trail is append-only: once it records an index-key rotation,
 -- its wider check stays (those events stay too).
@@ -38,4 +33,5 @@ ALTER TABLE kms_index_keys
 ALTER TABLE users
   DROP COLUMN IF EXISTS email_hash_b,
   DROP COLUMN IF EXISTS phone_hash_b,
-  DROP COLUMN IF EXISTS name_hash_b;
+  DROP COLUMN IF EXISTS name_hash_b,
+  DROP COLUMN IF EXISTS index_epoch;

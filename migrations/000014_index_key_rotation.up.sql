@@ -9,7 +9,10 @@
 ALTER TABLE users
   ADD COLUMN IF NOT EXISTS email_hash_b VARCHAR(64),
   ADD COLUMN IF NOT EXISTS phone_hash_b VARCHAR(64),
-  ADD COLUMN IF NOT EXISTS name_hash_b VARCHAR(64);
+  ADD COLUMN IF NOT EXISTS name_hash_b VARCHAR(64),
+  -- The epoch of the index keys the row's indexes were last written under
+  -- (kms_index_keys.epoch): migration 000018 refuses any other.
+  ADD COLUMN IF NOT EXISTS index_epoch INTEGER;
 
 ALTER TABLE kms_index_keys
   ADD COLUMN IF NOT EXISTS slot SMALLINT NOT NULL DEFAULT 0 CHECK (slot IN (0, 1)),
@@ -55,56 +58,3 @@ ALTER TABLE kms_audit_events ADD CONSTRAINT kms_audit_events_kind_check CHECK (k
   'key_generated', 'key_rotated', 'key_revoked', 'key_expired', 'key_retired',
   'reencryption_started', 'reencryption_stopped', 'reencryption_finished',
   'root_key_rotated', 'index_key_rotation_started', 'index_key_rotated'));
-
--- Whichever instance writes, however late its news of a rotation: a written
--- index must be in exactly the columns of the keys in use (SQLSTATE KR003;
--- the writer reloads the index keys and writes again). Only fields whose
--- index columns change are checked, so rows the job has not reached yet
--- keep their other fields as they are. Ordering against a rotation's
--- changes: every such write holds a shared advisory lock (0x6b6d7305) until
--- it commits, and reads the keys after taking it; a change takes it
--- exclusively. Once a rotation has begun, no write that filled only the old
--- column commits, so the job's one pass misses no row.
-CREATE OR REPLACE FUNCTION users_index_slots() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-  current_slot SMALLINT;
-  dual BOOLEAN;
-  a TEXT[] := ARRAY[NEW.email_hash, NEW.phone_hash, NEW.name_hash];
-  b TEXT[] := ARRAY[NEW.email_hash_b, NEW.phone_hash_b, NEW.name_hash_b];
-  changed BOOLEAN[];
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    changed := ARRAY[true, true, true];
-  ELSE
-    changed := ARRAY[
-      NEW.email_hash IS DISTINCT FROM OLD.email_hash OR NEW.email_hash_b IS DISTINCT FROM OLD.email_hash_b,
-      NEW.phone_hash IS DISTINCT FROM OLD.phone_hash OR NEW.phone_hash_b IS DISTINCT FROM OLD.phone_hash_b,
-      NEW.name_hash IS DISTINCT FROM OLD.name_hash OR NEW.name_hash_b IS DISTINCT FROM OLD.name_hash_b];
-    IF NOT (true = ANY (changed)) THEN
-      RETURN NEW;
-    END IF;
-  END IF;
-  PERFORM pg_advisory_xact_lock_shared(x'6b6d7305'::int);
-  SELECT slot, next_encrypted_key IS NOT NULL INTO current_slot, dual FROM kms_index_keys WHERE id = 1;
-  IF NOT FOUND THEN
-    -- No index key yet: nothing written by the service.
-    RETURN NEW;
-  END IF;
-  FOR i IN 1..3 LOOP
-    IF changed[i] AND (a[i] IS NOT NULL OR b[i] IS NOT NULL)
-       AND ((a[i] IS NOT NULL) <> (current_slot = 0 OR dual)
-            OR (b[i] IS NOT NULL) <> (current_slot = 1 OR dual)) THEN
-      RAISE EXCEPTION 'a blind index was written under index keys no longer in use'
-        USING ERRCODE = 'KR003';
-    END IF;
-  END LOOP;
-  RETURN NEW;
-END
-$$;
-
-DROP TRIGGER IF EXISTS users_index_slots ON users;
-CREATE TRIGGER users_index_slots
-  BEFORE INSERT OR UPDATE OF email_hash, phone_hash, name_hash,
-    email_hash_b, phone_hash_b, name_hash_b ON users
-  FOR EACH ROW EXECUTE FUNCTION users_index_slots();

@@ -111,11 +111,13 @@ async function insertUsers(
   took.sealMs += performance.now() - started;
   started = performance.now();
   // key_versions as user_repo's insert writes it: each present field's version.
+  // A fresh database: the index key fills slot 0 (<field>_hash), at its epoch.
   await pool.query(
     `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_key_version,
         phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
-        key_versions)
-     SELECT id, username, $3, ee, eh, ev, pe, ph, pv, ne, nh, nv, ARRAY[ev, pv, nv]
+        key_versions, index_epoch)
+     SELECT id, username, $3, ee, eh, ev, pe, ph, pv, ne, nh, nv, ARRAY[ev, pv, nv],
+            (SELECT epoch FROM kms_index_keys WHERE id = 1 AND slot = 0 AND next_encrypted_key IS NULL)
        FROM unnest($1::int[], $2::text[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
                    $8::text[], $9::int[], $10::bytea[], $11::text[], $12::int[])
          AS t(id, username, ee, eh, ev, pe, ph, pv, ne, nh, nv)`,

@@ -150,9 +150,10 @@ export async function wireKms(
     audit,
     log,
   });
-  const index = newIndexKeyHolder(await lifecycle.init(), () => lifecycle.loadIndexKeys());
+  const init = await lifecycle.init();
+  const index = newIndexKeyHolder(init.index, () => lifecycle.loadIndexKeys());
   const usage = encryptionUsage();
-  const cipher = newFieldCipher(keyring, index, usage);
+  const cipher = newFieldCipher(keyring, index, init.pageTokens, usage);
   const batches = {
     batchSize: conf.reencryptionBatchSize,
     pauseMs: durationMs(conf.reencryptionPause!),
@@ -190,6 +191,7 @@ export async function wireKms(
     log,
   }).catch((err: unknown) => {
     index.close();
+    init.pageTokens.destroy();
     keyring.forget();
     audit.forget();
     throw err;
@@ -206,6 +208,7 @@ export async function wireKms(
       audit.forget();
       // A late call then answers KMS_NOT_READY rather than hash under zeros.
       index.close();
+      init.pageTokens.destroy();
     },
   };
 }

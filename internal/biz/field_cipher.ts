@@ -44,6 +44,7 @@ const empty = new Uint8Array();
 export function newFieldCipher(
   keyring: Keyring,
   index: IndexKeyHolder,
+  tokens: PageTokens,
   usage: EncryptionUsage,
 ): FieldCipher {
   return {
@@ -83,7 +84,7 @@ export function newFieldCipher(
       hashes: index.slots(fieldName, value),
     }),
     indexEpoch: () => index.epoch(),
-    pageTokens: () => index.pageTokens(),
+    pageTokens: () => tokens,
     reloadKeys: () => keyring.forget(),
     reloadIndexKeys: () => index.reload(),
   };

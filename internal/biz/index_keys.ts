@@ -1,6 +1,5 @@
 import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
 import { kmsErrors } from "./kms.js";
-import { pageTokens, type PageTokens } from "./paging.js";
 
 /**
  * Which index column a key fills: slot 0 is `<field>_hash`, slot 1
@@ -42,9 +41,11 @@ export interface IndexKeyHolder {
   hash(field: string, value: string): string;
   /** The blind index under each key in use, by slot: what a write stores and a lookup asks. */
   slots(field: string, value: string): SlotHashes;
-  /** Keyset page tokens under a key derived from the current index key. */
-  pageTokens(): PageTokens;
-  /** Loads the keys in use again (one load for concurrent callers). */
+  /**
+   * Loads the keys in use again: callers during a load share it, and a call
+   * while one is under way gets one more load after it (that load may have
+   * read the keys before the change this caller heard of).
+   */
   reload(): Promise<void>;
   /** Zeroes every key: later calls answer KMS_NOT_READY. */
   close(): void;
@@ -54,7 +55,6 @@ interface Loaded {
   keys: IndexKeys;
   subkeys: Map<string, Buffer>;
   nextSubkeys: Map<string, Buffer>;
-  tokens: PageTokens | undefined;
 }
 
 const subkeyOf = (cache: Map<string, Buffer>, key: Buffer, field: string) => {
@@ -70,14 +70,10 @@ export function newIndexKeyHolder(
   initial: IndexKeys,
   load: () => Promise<IndexKeys>,
 ): IndexKeyHolder {
-  const wrap = (keys: IndexKeys): Loaded => ({
-    keys,
-    subkeys: new Map(),
-    nextSubkeys: new Map(),
-    tokens: undefined,
-  });
+  const wrap = (keys: IndexKeys): Loaded => ({ keys, subkeys: new Map(), nextSubkeys: new Map() });
   let current: Loaded | undefined = wrap(initial);
   let loading: Promise<void> | undefined;
+  let again: Promise<void> | undefined;
   const use = () => {
     if (!current) throw kmsErrors.notReady();
     return current;
@@ -89,8 +85,35 @@ export function newIndexKeyHolder(
       l.keys.key.fill(0);
       l.keys.next?.fill(0);
       for (const k of [...l.subkeys.values(), ...l.nextSubkeys.values()]) k.fill(0);
-      l.tokens?.destroy();
     });
+  const loadOnce = (): Promise<void> =>
+    load()
+      .then((keys) => {
+        const replaced = current;
+        if (!replaced) {
+          keys.key.fill(0);
+          keys.next?.fill(0);
+          return;
+        }
+        current = wrap(keys);
+        zero(replaced);
+      })
+      .finally(() => {
+        loading = undefined;
+      });
+  const reload = (): Promise<void> => {
+    if (!loading) {
+      loading = loadOnce();
+      return loading;
+    }
+    again ??= loading
+      .catch(() => undefined)
+      .then(() => {
+        again = undefined;
+        return reload();
+      });
+    return again;
+  };
   return {
     epoch: () => use().keys.epoch,
     hash(field, value) {
@@ -110,28 +133,7 @@ export function newIndexKeyHolder(
       }
       return hashes;
     },
-    pageTokens() {
-      const l = use();
-      l.tokens ??= pageTokens(l.keys.key);
-      return l.tokens;
-    },
-    reload() {
-      loading ??= load()
-        .then((keys) => {
-          const replaced = current;
-          if (!replaced) {
-            keys.key.fill(0);
-            keys.next?.fill(0);
-            return;
-          }
-          current = wrap(keys);
-          zero(replaced);
-        })
-        .finally(() => {
-          loading = undefined;
-        });
-      return loading;
-    },
+    reload,
     close() {
       if (current) zero(current);
       current = undefined;

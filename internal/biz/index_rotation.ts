@@ -5,7 +5,13 @@ import type { Slot } from "./index_keys.js";
 import { isDataCorrupt, isKeyRevoked } from "./kms.js";
 import { newWorker, pauseBetweenBatches, type Worker } from "./background_worker.js";
 import type { BatchPolicy } from "./reencryption.js";
-import { PII_FIELDS, userFieldName, userRowContext, type PiiField } from "./user.js";
+import {
+  DuplicateError,
+  PII_FIELDS,
+  userFieldName,
+  userRowContext,
+  type PiiField,
+} from "./user.js";
 
 /**
  * backfill: writes fill both index columns while the job fills the new one
@@ -88,6 +94,8 @@ export interface IndexRotationRepo {
   switchKeys(read: IndexRotationJob): Promise<{ switched: boolean; missing: bigint }>;
   /** Empties the old slot's columns of the next `limit` rows after the cursor; finishes the job when none is left. */
   clearBatch(read: IndexRotationJob): Promise<{ running: boolean; done: boolean }>;
+  /** Marks the job, still as `read`, failed with `message` (the operator's to resolve). */
+  fail(read: IndexRotationJob, message: string): Promise<void>;
   /** Runs `work` holding the deployment-wide lock of this job; false at once when another instance holds it. */
   exclusively(work: () => Promise<void>): Promise<boolean>;
   busy(): Promise<boolean>;
@@ -202,8 +210,12 @@ export class IndexRotation {
             value.ciphertext,
             userRowContext(row.id),
           );
-          const text = decoder.decode(plaintext);
-          plaintext.fill(0);
+          let text: string;
+          try {
+            text = decoder.decode(plaintext);
+          } finally {
+            plaintext.fill(0);
+          }
           const hash = this.cipher.indexes(f, text).hashes[job.toSlot];
           if (hash) fill.fields[f] = { oldHash: value.oldHash, hash };
         } catch (err) {
@@ -216,14 +228,27 @@ export class IndexRotation {
       if (Object.keys(fill.fields).length < Object.keys(row.fields).length) failed++;
       fills.push(fill);
     }
-    const { running } = await this.repo.commitFill({
-      read: job,
-      lastId: rows.at(-1)!.id,
-      fills,
-      failed,
-      lastError,
-    });
-    return running;
+    try {
+      const { running } = await this.repo.commitFill({
+        read: job,
+        lastId: rows.at(-1)!.id,
+        fills,
+        failed,
+        lastError,
+      });
+      return running;
+    } catch (err) {
+      if (!(err instanceof DuplicateError)) throw err;
+      // Retrying would fail the same way for ever: the operator's to resolve.
+      const first = rows[0]!.id;
+      const last = rows.at(-1)!.id;
+      await this.repo.fail(
+        job,
+        `a value of users ${first}..${last} indexes under the new key like another user's (duplicates the old index did not catch, written outside the service): resolve them, then RotateIndexKey again to resume`,
+      );
+      this.log.warn({ first, last }, "index-key rotation stopped: duplicate values");
+      return false;
+    }
   }
 
   private async describe(job: IndexRotationJob | undefined): Promise<IndexRotationStatus> {

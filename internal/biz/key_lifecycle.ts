@@ -15,7 +15,7 @@ import {
 } from "./kms.js";
 import type { Keyring } from "./keyring.js";
 import type { IndexKeys } from "./index_keys.js";
-import { MAX_POSITION, paging, type PageTokens } from "./paging.js";
+import { MAX_POSITION, pageTokens, paging, type PageTokens } from "./paging.js";
 
 export interface KeyPolicy {
   algorithm: string;
@@ -98,9 +98,10 @@ export class KeyLifecycle {
    * Ensures an index key and an active data key exist (creating them once
    * across instances), and proves the root key unwraps them: a wrong root key
    * stops start-up here rather than at the first decryption. Returns the
-   * unwrapped index keys in use.
+   * unwrapped index keys in use, and the page-token codec every instance
+   * shares.
    */
-  async init(): Promise<IndexKeys> {
+  async init(): Promise<{ index: IndexKeys; pageTokens: PageTokens }> {
     const recorded = await this.repo.rootKeyId();
     if (recorded !== undefined && !this.roots.holds(recorded)) {
       throw new KmsInitError(this.notHeld(recorded));
@@ -109,6 +110,7 @@ export class KeyLifecycle {
     // anything new is wrapped under it. The audit key before the initial
     // data key, whose creation is an audited event. Keys made here (a fresh
     // database) go under the recorded root key.
+    let tokens: PageTokens | undefined;
     const index = await this.singletonKey(
       (m) => this.repo.indexKey(m),
       INDEX_KEY_LABEL,
@@ -129,6 +131,9 @@ export class KeyLifecycle {
         under,
       );
       this.audit.use(audit.key);
+      // Page tokens outlive index-key rotations: their key comes from the
+      // audit key (HKDF, a label of its own), which never rotates.
+      tokens = pageTokens(audit.key);
       await this.repo.rotate(
         (v, id) => this.newKey(v, "initial key", id),
         (active) => active === undefined,
@@ -140,6 +145,7 @@ export class KeyLifecycle {
       });
     } catch (err) {
       this.audit.forget();
+      tokens?.destroy();
       throw err;
     } finally {
       index.key.fill(0);
@@ -149,6 +155,7 @@ export class KeyLifecycle {
       keys = await this.loadIndexKeys();
     } catch (err) {
       this.audit.forget();
+      tokens!.destroy();
       throw new KmsInitError(`cannot load the index keys: ${(err as Error).message}`);
     }
     if (this.roots.expiredPreviousId) {
@@ -161,7 +168,7 @@ export class KeyLifecycle {
         "the stored keys are under kms.root_key: kms.previous_root_key is not used and can be removed",
       );
     }
-    return keys;
+    return { index: keys, pageTokens: tokens! };
   }
 
   /** The index keys in use (during a rotation, the new one too), unwrapped. */

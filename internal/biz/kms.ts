@@ -154,6 +154,13 @@ export const kmsErrors = {
     ),
   rootKeyMismatch: (problem: string) =>
     kmsError("FAILED_PRECONDITION", ErrorReason.ROOT_KEY_MISMATCH, problem),
+  indexesNotReady: (missing: string[]) =>
+    kmsError(
+      "FAILED_PRECONDITION",
+      ErrorReason.INDEXES_NOT_READY,
+      `the blind-index rotation needs these indexes, missing or INVALID: ${missing.join(", ")} (run migrate up, or rebuild them)`,
+      { indexes: missing.join(",") },
+    ),
   notReady: () =>
     kmsError("UNAVAILABLE", ErrorReason.KMS_NOT_READY, "the KMS has no usable active key yet"),
   invalidPageToken: () =>

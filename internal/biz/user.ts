@@ -12,6 +12,8 @@ export type PiiField = (typeof PII_FIELDS)[number];
 export interface SealedField {
   ciphertext: Buffer;
   hashes: SlotHashes;
+  /** The epoch of the index keys `hashes` were made under. */
+  indexEpoch: number;
   keyVersion: number;
 }
 

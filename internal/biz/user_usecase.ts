@@ -115,11 +115,13 @@ export class UserUsecase {
   }
 
   async list(opts: { pageSize: number; pageToken: string; name: string }, view: View) {
-    const nameHash = opts.name.trim() ? this.kms.hashField("name", opts.name) : undefined;
-    const pages = paging(this.kms.pageTokens(), opts, `users:${nameHash ?? ""}`);
+    const name = opts.name.trim() ? normalise("name", opts.name) : undefined;
+    // Bound to the filter itself (the token shows nothing of it), so a token
+    // outlives a rotation of the index key.
+    const pages = paging(this.kms.pageTokens(), opts, `users:${name ?? ""}`);
     if (!pages) throw userErrors.invalidPageToken();
     const rows = await this.underIndexKeys(
-      nameHash === undefined ? undefined : () => this.kms.indexes("name", opts.name).hashes,
+      name === undefined ? undefined : () => this.kms.indexes("name", name).hashes,
       (nameHashes) => this.repo.list({ limit: pages.fetch, afterId: pages.from ?? 0, nameHashes }),
     );
     const { page, nextPageToken } = pages.finish(rows, (r) => r.id);
@@ -228,10 +230,12 @@ export class UserUsecase {
       encoder.encode(value),
       userRowContext(id),
     );
+    const { epoch, hashes } = this.kms.indexes(field, value);
     return {
       ciphertext: sealed.ciphertext,
       keyVersion: sealed.keyVersion,
-      hashes: this.kms.indexes(field, value).hashes,
+      hashes,
+      indexEpoch: epoch,
     };
   }
 

@@ -7,7 +7,8 @@ import type {
   IndexedRow,
 } from "../biz/index_rotation.js";
 import type { Slot } from "../biz/index_keys.js";
-import { PII_FIELDS, type PiiField } from "../biz/user.js";
+import { DuplicateError, PII_FIELDS, type PiiField } from "../biz/user.js";
+import { kmsErrors } from "../biz/kms.js";
 import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
 import { background } from "../biz/context.js";
 import { fingerprint } from "../pkg/kms/wrap.js";
@@ -69,6 +70,29 @@ const lacking = (from: Slot) =>
 const holding = (slot: Slot) =>
   PII_FIELDS.map((f) => `${column(f, slot)} IS NOT NULL`).join(" OR ");
 
+/** The unique index of each index column, and the name index of each: what a rotation relies on. */
+const REQUIRED_INDEXES = [
+  "idx_users_email_hash_unique",
+  "idx_users_phone_hash_unique",
+  "idx_users_name_hash",
+  "idx_users_email_hash_b_unique",
+  "idx_users_phone_hash_b_unique",
+  "idx_users_name_hash_b",
+];
+
+// An interrupted CONCURRENTLY build leaves an INVALID index that enforces
+// nothing: uniqueness under the new key would silently be off.
+async function indexesReady(c: pg.PoolClient): Promise<void> {
+  const { rows } = await c.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+      WHERE c.relname = ANY ($1) AND i.indisvalid AND i.indrelid = 'users'::regclass`,
+    [REQUIRED_INDEXES],
+  );
+  const valid = new Set(rows.map((r) => r.name));
+  const missing = REQUIRED_INDEXES.filter((n) => !valid.has(n));
+  if (missing.length > 0) throw kmsErrors.indexesNotReady(missing);
+}
+
 /** Whether `found` is still the job, phase and position `read` was taken at. */
 const samePlace = (found: IndexRotationJob | undefined, read: IndexRotationJob) =>
   found?.state === "running" &&
@@ -91,8 +115,14 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
       withTx(
         pool,
         async (c) => {
+          // Asked again while one runs (a deploy script's retry): answered
+          // without a lock that would hold every write of an index.
+          const running = await job(c);
+          if (running?.state === "running") return { job: running, started: false };
+          await indexesReady(c);
           // The new key is wrapped under the recorded root key: no root-key
-          // rotation meanwhile. Then no write of an index is in flight.
+          // rotation meanwhile. Then no write of an index is in flight. The
+          // job's row after the index lock, in the order every batch takes them.
           await c.query("SELECT pg_advisory_xact_lock($1)", [ROTATE_LOCK]);
           await c.query("SELECT pg_advisory_xact_lock($1)", [INDEX_LOCK]);
           const found = await job(c, "FOR UPDATE");
@@ -172,6 +202,8 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
 
     commitFill: (batch) =>
       withTx(pool, async (c) => {
+        // The index lock before the job's row, as begin and the switch take them.
+        await c.query("SELECT pg_advisory_xact_lock_shared($1)", [INDEX_LOCK]);
         const found = await job(c, "FOR UPDATE");
         if (!samePlace(found, batch.read)) return { running: false };
         const to = batch.read.toSlot;
@@ -184,6 +216,7 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
           (f) =>
             `${column(f, to)} = CASE WHEN ${still(f)} THEN m.${f}_new ELSE u.${column(f, to)} END`,
         );
+        sets.push(`index_epoch = ${batch.read.epoch}`);
         const fills = batch.fills.filter((x) => Object.keys(x.fields).length > 0);
         let filled = 0;
         if (fills.length > 0) {
@@ -196,12 +229,18 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
           }
           const columns = PII_FIELDS.flatMap((f) => [`${f}_old`, `${f}_new`]);
           const unnest = params.map((_, i) => `$${i + 1}::${i === 0 ? "int[]" : "text[]"}`);
-          const { rowCount } = await c.query(
-            `UPDATE users AS u SET ${sets.join(", ")}
-               FROM unnest(${unnest.join(", ")}) AS m(id, ${columns.join(", ")})
-              WHERE u.id = m.id AND (${PII_FIELDS.map(still).join(" OR ")})`,
-            params,
-          );
+          const { rowCount } = await c
+            .query(
+              `UPDATE users AS u SET ${sets.join(", ")}
+                 FROM unnest(${unnest.join(", ")}) AS m(id, ${columns.join(", ")})
+                WHERE u.id = m.id AND (${PII_FIELDS.map(still).join(" OR ")})`,
+              params,
+            )
+            .catch((err: { code?: string }) => {
+              // Two rows whose values index alike under the new key but not
+              // under the old (written outside the service): not the job's to decide.
+              throw err.code === "23505" ? new DuplicateError("email") : err;
+            });
           filled = rowCount ?? 0;
         }
         await c.query(
@@ -260,15 +299,17 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
 
     clearBatch: (read) =>
       withTx(pool, async (c) => {
+        await c.query("SELECT pg_advisory_xact_lock_shared($1)", [INDEX_LOCK]);
         const found = await job(c, "FOR UPDATE");
         if (!samePlace(found, read)) return { running: false, done: false };
         const from = other(read.toSlot);
         const { rows } = await c.query<{ id: number }>(
           `WITH batch AS (
              SELECT id FROM users WHERE id > $1 AND (${holding(from)}) ORDER BY id LIMIT $2 FOR UPDATE)
-           UPDATE users AS u SET ${PII_FIELDS.map((f) => `${column(f, from)} = NULL`).join(", ")}
+           UPDATE users AS u SET ${PII_FIELDS.map((f) => `${column(f, from)} = NULL`).join(", ")},
+             index_epoch = $3
              FROM batch WHERE u.id = batch.id RETURNING u.id`,
-          [read.cursorId, read.batchSize],
+          [read.cursorId, read.batchSize, read.epoch],
         );
         if (rows.length === 0) {
           await c.query(
@@ -283,6 +324,14 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
         );
         return { running: true, done: false };
       }),
+
+    async fail(read, message) {
+      await pool.query(
+        `UPDATE kms_index_rotation SET state = 'failed', last_error = $4, updated_at = now()
+          WHERE id = 1 AND state = 'running' AND phase = $1 AND epoch = $2 AND cursor_id = $3`,
+        [read.phase, read.epoch, read.cursorId, message],
+      );
+    },
 
     exclusively: (work) => exclusively(pool, JOB_LOCK, work),
     busy: () => databaseBusy(pool),

@@ -5,13 +5,14 @@ import {
   StaleIndexWriteError,
   PII_FIELDS,
   type PiiField,
+  type SealedField,
   type StoredUser,
   type UserRepo,
 } from "../biz/user.js";
 
 const COLUMNS = `id, username, password, email_encrypted, email_key_version,
   phone_encrypted, phone_key_version, name_encrypted, name_key_version,
-  email_hash, email_hash_b, phone_hash, phone_hash_b, name_hash, name_hash_b,
+  email_hash, email_hash_b, phone_hash, phone_hash_b, name_hash, name_hash_b, index_epoch,
   created_at, updated_at`;
 
 /** A field's index column per slot (biz.Slot; migration 000014). */
@@ -20,7 +21,7 @@ const slotColumns = (field: PiiField) => [`${field}_hash`, `${field}_hash_b`] as
 // A lookup answers with the epoch of the index keys in the same snapshot:
 // a caller whose keys are older reloads them and asks again.
 const withEpoch = (rows: string) =>
-  `SELECT k.epoch AS index_epoch, u.* FROM kms_index_keys k
+  `SELECT k.epoch AS keys_epoch, u.* FROM kms_index_keys k
      LEFT JOIN LATERAL (${rows}) u ON true WHERE k.id = 1`;
 
 type Row = Record<string, unknown> & {
@@ -39,7 +40,12 @@ function toUser(r: Row): StoredUser {
       const keyVersion = r[`${f}_key_version`] as number;
       const [a, b] = slotColumns(f);
       const hashes = [(r[a] as string | null) ?? null, (r[b] as string | null) ?? null] as const;
-      fields[f] = { ciphertext, hashes, keyVersion };
+      fields[f] = {
+        ciphertext,
+        hashes,
+        keyVersion,
+        indexEpoch: (r.index_epoch as number | null) ?? 0,
+      };
     }
   }
   return {
@@ -75,6 +81,18 @@ function duplicates(err: unknown): never {
 }
 
 /**
+ * The index keys' epoch the written fields' blind indexes were made under
+ * (migration 000018 refuses any but the current one); undefined when no
+ * index is written. Fields sealed across a reload of the index keys are made
+ * again.
+ */
+function indexEpochOf(fields: (SealedField | null | undefined)[]): number | undefined {
+  const epochs = new Set(fields.flatMap((f) => (f ? [f.indexEpoch] : [])));
+  if (epochs.size > 1) throw new StaleIndexWriteError();
+  return epochs.values().next().value;
+}
+
+/**
  * The SET clause that gathers a row's key versions from an expression per
  * field (in SET, a column names the row's value before the update).
  */
@@ -88,10 +106,10 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
     return rows[0] ? toUser(rows[0]) : undefined;
   };
   const indexed = async (sql: string, params: unknown[]) => {
-    const { rows } = await pool.query<Row & { index_epoch: number }>(withEpoch(sql), params);
+    const { rows } = await pool.query<Row & { keys_epoch: number }>(withEpoch(sql), params);
     return {
       found: rows.filter((r) => r.id !== null).map(toUser),
-      epoch: rows[0]?.index_epoch,
+      epoch: rows[0]?.keys_epoch,
     };
   };
   return {
@@ -105,13 +123,14 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
     insert(user, ctx) {
       const f = (name: PiiField) => user.fields[name];
       const versions = PII_FIELDS.flatMap((name) => (f(name) ? [f(name)!.keyVersion] : []));
+      const epoch = indexEpochOf(PII_FIELDS.map(f));
       // One statement, committed as it completes.
       ctx.beginCommit();
       return one(
         `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_hash_b,
             email_key_version, phone_encrypted, phone_hash, phone_hash_b, phone_key_version,
-            name_encrypted, name_hash, name_hash_b, name_key_version, key_versions)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            name_encrypted, name_hash, name_hash_b, name_key_version, key_versions, index_epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          RETURNING ${COLUMNS}`,
         [
           user.id,
@@ -124,6 +143,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
             f(name)?.keyVersion ?? null,
           ]),
           versions,
+          epoch ?? null,
         ],
       ).then((u) => u!, duplicates);
     },
@@ -177,6 +197,8 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
         sets.push(`${name}_key_version = ${version}`);
         versions.push(`${version}::int`);
       }
+      const epoch = indexEpochOf(Object.values(change.fields));
+      if (epoch !== undefined) sets.push(`index_epoch = ${param(epoch)}`);
       if (change.passwordHash !== undefined) sets.push(`password = ${param(change.passwordHash)}`);
       sets.push(keyVersionsSet(versions));
       sets.push("updated_at = CURRENT_TIMESTAMP");

@@ -24,6 +24,7 @@ import { createLogger } from "../../internal/pkg/log/logger.js";
 import { testConfig, useTwoInstances } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { rejection } from "../helpers/errors.js";
+import { runMigrate } from "../helpers/process.js";
 
 // The blind-index key replaced online on two instances: one rotates, the
 // other serves lookups and inserts throughout.
@@ -98,6 +99,8 @@ describe("blind-index key rotation", () => {
     const onB = clients(ctx.b);
     const hashBefore = (await onA.kms.hashField({ fieldName: "email", value: "ik0@example.com" }))
       .hash;
+    const firstPage = await onA.users.listUsers({ name: " ik  person", pageSize: 40 });
+    expect(firstPage.users).toHaveLength(40);
 
     // Lookups (any case and spacing) on b, inserts and duplicates on a, throughout.
     let running = true;
@@ -192,6 +195,13 @@ describe("blind-index key rotation", () => {
     }
     const listed = await onB.users.listUsers({ name: "ik person", pageSize: 100 });
     expect(listed.users).toHaveLength(60);
+    // A page token from before the rotation still reads the next page.
+    const rest = await onB.users.listUsers({
+      name: "ik person",
+      pageSize: 40,
+      pageToken: firstPage.nextPageToken,
+    });
+    expect(rest.users.map((u) => u.id)).toEqual(listed.users.slice(40).map((u) => u.id));
     const login = await onB.users.verifyPassword({
       login: "IK5@example.com",
       password: "passw0rd-long",
@@ -204,6 +214,22 @@ describe("blind-index key rotation", () => {
     expect(events).toContain(AuditEventKind.INDEX_KEY_ROTATED);
     expect((await onA.kms.verifyAuditTrail({})).intact).toBe(true);
   }, 120_000);
+
+  it("refuses to revert its migrations while the indexes live in the second column, dropping nothing", async () => {
+    const run = await runMigrate(["down", "5", "--database-url", ctx.db.url]);
+    expect(run.code, run.output).toBe(1);
+    expect(run.output).toMatch(/rotate the index key until it fills slot 0/);
+    const [{ n }] = (await query<{ n: string }>(
+      ctx.db.url,
+      "SELECT count(*) AS n FROM pg_indexes WHERE indexname LIKE 'idx_users_%_hash_b%'",
+    )) as [{ n: string }];
+    expect(n).toBe("3");
+    const [{ trigger }] = (await query<{ trigger: string }>(
+      ctx.db.url,
+      "SELECT count(*) AS trigger FROM pg_trigger WHERE tgname = 'users_index_slots'",
+    )) as [{ trigger: string }];
+    expect(trigger).toBe("1");
+  }, 60_000);
 
   it("rotates again into the first column, and refuses an index written in the column no key fills", async () => {
     const onB = clients(ctx.b);
@@ -222,6 +248,14 @@ describe("blind-index key rotation", () => {
     )) as [{ id: number }];
     await expect(
       query(ctx.db.url, "UPDATE users SET email_hash_b = repeat('a', 64) WHERE id = $1", [id]),
+    ).rejects.toMatchObject({ code: "KR003" });
+    // The right column, under keys of another epoch (two rotations fill the same columns).
+    await expect(
+      query(
+        ctx.db.url,
+        "UPDATE users SET email_hash = repeat('b', 64), index_epoch = index_epoch - 2 WHERE id = $1",
+        [id],
+      ),
     ).rejects.toMatchObject({ code: "KR003" });
   }, 60_000);
 
@@ -288,7 +322,8 @@ describe("blind-index key rotation", () => {
         audit: new AuditChain(),
         log,
       });
-      const inUse = await lifecycle.init();
+      const init = await lifecycle.init();
+      const inUse = init.index;
       expect(inUse.next).toBeDefined();
       // What an instance that missed the start holds: the current key alone.
       const late = () => {
@@ -303,7 +338,7 @@ describe("blind-index key rotation", () => {
         );
         const users = new UserUsecase(
           newUserRepo(pool),
-          newFieldCipher(keyring, holder, encryptionUsage()),
+          newFieldCipher(keyring, holder, init.pageTokens, encryptionUsage()),
         );
         return { holder, users };
       };

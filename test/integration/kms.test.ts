@@ -253,7 +253,11 @@ describe("key lifecycle", () => {
           log,
         });
       });
-      for (const k of instances) (await k.init()).key.fill(0);
+      for (const k of instances) {
+        const { index, pageTokens } = await k.init();
+        index.key.fill(0);
+        pageTokens.destroy();
+      }
       const rotations = await Promise.all(instances.map((k) => k.rotateIfDue()));
       expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);
     } finally {
