@@ -5,14 +5,15 @@ import {
   HashFieldResponseSchema,
   KmsService,
 } from "../api/kms/v1/kms_pb.js";
-import { wireApp, wireKms } from "../cmd/server/wire.js";
+import { wireKms } from "../cmd/server/wire.js";
 import { openData } from "../internal/data/data.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { run } from "../internal/data/migrate/runner.js";
 import { migratorOptions } from "../internal/data/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
-import { runLoad, type LoadResult } from "./lib/load.js";
+import { alternate, answeredFromMetrics, type Comparison } from "./lib/compare.js";
+import { startBenchServer } from "./lib/server.js";
 
 const silent = createLogger({ level: "silent", format: "json" });
 const rootKeyB64 = Buffer.alloc(32, 5).toString("base64");
@@ -89,42 +90,44 @@ export async function kmsInProcess(url: string) {
   }
 }
 
-/** HashField over the gRPC port at concurrency 32, against a bare grpc-js server doing no work. */
+/**
+ * HashField over the gRPC port (authentication on) against a bare grpc-js
+ * server answering the same response without work, alternating rounds.
+ */
 export async function hashFieldOverGrpc(
   url: string,
   seconds: number,
-): Promise<{ ours: LoadResult; bare: LoadResult }> {
+  rounds: number,
+): Promise<Comparison> {
   const request = toBinary(
     HashFieldRequestSchema,
     create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
   );
   const path = `/${KmsService.typeName}/${KmsService.method.hashField.name}`;
-  const load = (port: number) =>
-    runLoad({ port, path, request, concurrency: 32, warmupSeconds: 1, seconds });
-
   const answer = Buffer.from(
     toBinary(HashFieldResponseSchema, create(HashFieldResponseSchema, { hash: "0".repeat(64) })),
   );
-  const bareServer = await startBareServer(path, (_call, cb) => cb(null, answer));
-  const bare = await load(bareServer.port);
-  bareServer.stop();
-
-  const { Writable } = await import("node:stream");
-  const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const conf = parseConfig(
-    {
-      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
-      data: { database: { source: url, migrate: "up" } },
-      kms: { root_key: rootKeyB64 },
-      auth: { enabled: false },
-    },
-    "bench",
-  );
-  const app = await wireApp(
-    conf,
-    createLogger({ level: "info", format: "json", destination: sink }),
-  );
-  const ours = await load(app.grpcPort);
-  await app.stop();
-  return { ours, bare };
+  const bare = await startBareServer(path, (_call, cb) => cb(null, answer));
+  const ours = await startBenchServer(url, Buffer.from(rootKeyB64, "base64"));
+  try {
+    return await alternate({
+      path,
+      request,
+      rounds,
+      seconds,
+      contenders: [
+        { name: "bare", port: bare.port, answered: bare.answered },
+        {
+          name: "ours",
+          port: ours.grpcPort,
+          token: ours.token,
+          answered: () =>
+            answeredFromMetrics(ours.httpPort, KmsService.typeName, "HashField", ours.token),
+        },
+      ],
+    });
+  } finally {
+    bare.stop();
+    await ours.stop();
+  }
 }

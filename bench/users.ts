@@ -8,39 +8,29 @@ import {
   LookupUserResponseSchema,
   UserService,
 } from "../api/user/v1/user_pb.js";
-import { wireApp, wireKms } from "../cmd/server/wire.js";
+import { wireKms } from "../cmd/server/wire.js";
 import type { StoredUser } from "../internal/biz/user.js";
 import { UserUsecase } from "../internal/biz/user_usecase.js";
 import { background } from "../internal/biz/context.js";
-import { parseConfig } from "../internal/conf/load.js";
 import { openData } from "../internal/data/data.js";
 import { newUserRepo } from "../internal/data/user_repo.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
-import { runLoad, type LoadResult } from "./lib/load.js";
+import { alternate, answeredFromMetrics } from "./lib/compare.js";
+import { startBenchServer } from "./lib/server.js";
 
 const USERS = 200;
 
 /**
- * GetUser and LookupUser (by email) over the gRPC port at concurrency 32,
- * against a bare grpc-js server answering the same request shape with the
- * product's own single indexed query (its repository) and no decryption; and
- * CreateUser throughput in process (scrypt dominates it by design).
+ * GetUser and LookupUser (by email) over the gRPC port (authentication on),
+ * alternating rounds against a bare grpc-js server answering the same
+ * request shape with the product's own single indexed query (its
+ * repository) and no decryption; and CreateUser throughput in process
+ * (scrypt dominates it by design).
  */
-export async function usersBench(url: string, seconds: number) {
-  const { Writable } = await import("node:stream");
-  const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const log = createLogger({ level: "info", format: "json", destination: sink });
-  const conf = parseConfig(
-    {
-      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
-      data: { database: { source: url, migrate: "up" } },
-      kms: { root_key: Buffer.alloc(32, 6).toString("base64") },
-      auth: { enabled: false },
-    },
-    "bench",
-  );
-  const app = await wireApp(conf, log);
+export async function usersBench(url: string, seconds: number, rounds: number) {
+  const ours = await startBenchServer(url, Buffer.alloc(32, 6));
+  const conf = ours.conf;
   try {
     // Seed users in process, measuring CreateUser throughput at concurrency 32.
     const data = await openData(
@@ -82,25 +72,39 @@ export async function usersBench(url: string, seconds: number) {
       LookupUserRequestSchema,
       create(LookupUserRequestSchema, { key: { case: "email", value: "bench100@example.com" } }),
     );
-    const load = (port: number, method: string, request: Uint8Array) =>
-      runLoad({
-        port,
-        path: `/${UserService.typeName}/${method}`,
-        request,
-        concurrency: 32,
-        warmupSeconds: 1,
-        seconds,
-      });
-    const ours = {
-      get: await load(app.grpcPort, "GetUser", get),
-      lookup: await load(app.grpcPort, "LookupUser", lookup),
-    };
-    const bare = await bareUsers(url, load, get, lookup);
-    return { createPerSecond, ours, bare };
+    const bare = await bareUsers(url);
+    try {
+      const compare = (method: string, request: Uint8Array, limit: BareServer) =>
+        alternate({
+          path: `/${UserService.typeName}/${method}`,
+          request,
+          rounds,
+          seconds,
+          contenders: [
+            { name: "bare", port: limit.port, answered: limit.answered },
+            {
+              name: "ours",
+              port: ours.grpcPort,
+              token: ours.token,
+              answered: () =>
+                answeredFromMetrics(ours.httpPort, UserService.typeName, method, ours.token),
+            },
+          ],
+        });
+      return {
+        createPerSecond,
+        get: await compare("GetUser", get, bare.get),
+        lookup: await compare("LookupUser", lookup, bare.lookup),
+      };
+    } finally {
+      await bare.stop();
+    }
   } finally {
-    await app.stop();
+    await ours.stop();
   }
 }
+
+type BareServer = Awaited<ReturnType<typeof startBareServer>>;
 
 /**
  * The limit: a bare grpc-js server per method that runs the product's own
@@ -108,12 +112,7 @@ export async function usersBench(url: string, seconds: number) {
  * read) and answers the same response shape, without the service's
  * middleware, validation, blind-index HMAC or decryption.
  */
-async function bareUsers(
-  url: string,
-  load: (port: number, method: string, request: Uint8Array) => Promise<LoadResult>,
-  get: Uint8Array,
-  lookup: Uint8Array,
-) {
+async function bareUsers(url: string) {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on("error", () => undefined);
   const repo = newUserRepo(pool);
@@ -156,14 +155,13 @@ async function bareUsers(
       (err: Error) => cb(err, null),
     );
   });
-  try {
-    return {
-      get: await load(getServer.port, "GetUser", get),
-      lookup: await load(lookupServer.port, "LookupUser", lookup),
-    };
-  } finally {
-    getServer.stop();
-    lookupServer.stop();
-    await pool.end();
-  }
+  return {
+    get: getServer,
+    lookup: lookupServer,
+    stop: async () => {
+      getServer.stop();
+      lookupServer.stop();
+      await pool.end();
+    },
+  };
 }

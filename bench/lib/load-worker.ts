@@ -6,10 +6,12 @@ const opts = workerData as LoadOptions;
 const client = new grpc.Client(`127.0.0.1:${opts.port}`, grpc.credentials.createInsecure());
 const identity = (b: Buffer) => b;
 const request = Buffer.from(opts.request);
+const metadata = new grpc.Metadata();
+if (opts.token) metadata.set("authorization", `Bearer ${opts.token}`);
 
 function call(): Promise<void> {
   return new Promise((resolve) => {
-    client.makeUnaryRequest(opts.path, identity, identity, request, () => resolve());
+    client.makeUnaryRequest(opts.path, identity, identity, request, metadata, () => resolve());
   });
 }
 

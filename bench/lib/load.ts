@@ -17,12 +17,15 @@ export interface LoadOptions {
   concurrency: number;
   warmupSeconds: number;
   seconds: number;
+  /** `authorization: Bearer …` on every call. */
+  token?: string;
 }
 
 /**
  * Drives a unary gRPC method from a worker thread (its own event loop, so the
  * client does not steal the server's) and reports throughput and latency.
- * Any status counts as an answer: the benchmark measures the serving path.
+ * Any status counts as an answer here: callers check on the server's side
+ * how many were OK (see compare.ts). The fallback when h2load is missing.
  */
 export function runLoad(opts: LoadOptions): Promise<LoadResult> {
   // The worker is TypeScript too: register tsx in it before loading it.

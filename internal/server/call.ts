@@ -14,23 +14,30 @@ import type { ConnectError } from "@connectrpc/connect";
 // it, and services bound to their descriptors. Errors are connect's
 // ConnectError values, built in errors.ts.
 
-/** One unary RPC as the middleware chain sees it, whichever transport carried it. */
+/** What the chain reads of a request's headers (Headers, or gRPC metadata read in place). */
+export interface RequestHeader {
+  get(name: string): string | null;
+}
+
+/**
+ * One unary RPC as the middleware chain sees it, whichever transport carried
+ * it. Built once per call and passed down as is: the chain adds nothing per
+ * call that a call does not need (no abort machinery, no copies).
+ */
 export interface Call {
   readonly service: DescService;
   readonly method: DescMethodUnary;
   readonly request: Message;
-  /** Aborted when the client goes away or the deadline passes. */
-  readonly signal: AbortSignal;
   /** Absolute deadline (ms since epoch) set by the client, if any. */
   readonly deadline: number | undefined;
   readonly transport: "grpc" | "connect";
-  readonly requestHeader: Headers;
+  readonly requestHeader: RequestHeader;
   /**
    * Right before a write commits: throws DEADLINE_EXCEEDED once the deadline
    * has passed (nothing written); after it, the call answers the write's
    * outcome, late or not. Set by the deadline middleware.
    */
-  readonly beginCommit: () => void;
+  beginCommit: () => void;
   /**
    * Set when the transport could not take the request (malformed, oversized):
    * `request` is then empty, and the chain answers this error, logging and
@@ -38,7 +45,7 @@ export interface Call {
    */
   readonly refused?: ConnectError;
   /** Who is calling; set by the authenticate middleware. */
-  readonly caller?: Caller;
+  caller?: Caller;
 }
 
 /** A caller as authentication found it. */
@@ -48,6 +55,18 @@ export interface Caller {
   readonly scopes: ReadonlySet<string>;
   /** Why the caller is not authenticated; undefined when it is. */
   readonly problem?: "missing" | "invalid" | "expired";
+}
+
+const names = new WeakMap<DescMethodUnary, string>();
+
+/** "pkg.Service/Method", computed once per method (logs, metrics and scopes use it on every call). */
+export function rpcName(call: Pick<Call, "service" | "method">): string {
+  let name = names.get(call.method);
+  if (name === undefined) {
+    name = `${call.service.typeName}/${call.method.name}`;
+    names.set(call.method, name);
+  }
+  return name;
 }
 
 /** beginCommit for a call no deadline bounds. */

@@ -116,7 +116,6 @@ function implementation(route: Route) {
       service: route.service,
       method: route.method,
       request: request as never,
-      signal: ctx.signal,
       deadline: timeout === undefined ? undefined : Date.now() + timeout,
       transport: "connect",
       requestHeader: ctx.requestHeader,

@@ -40,7 +40,8 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     let message = 0;
     let ended = false;
     let stall: NodeJS.Timeout | undefined;
-    const cancelled = new AbortController();
+    // Made only when a call has to wait for room.
+    let cancelled: AbortController | undefined;
 
     const give = (n: number) => {
       budget.give(n);
@@ -53,7 +54,7 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     const end = () => {
       ended = true;
       readDone();
-      cancelled.abort();
+      cancelled?.abort();
       give(held);
     };
     const answer = (refusal: Refusal) => {
@@ -69,17 +70,24 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
         if (!ended) intercepting.sendStatus(s);
       });
     };
+    const admitted = (read: () => void) => {
+      held += perRead;
+      stall = setTimeout(() => answer("stalled"), opts.readTimeoutMs);
+      read();
+    };
     // Room for one read, then the read itself; refused when there is none.
+    // With room at once (the usual case) it reads at once: no promise, no
+    // abort machinery.
     const admit = (read: () => void) => {
+      if (budget.take(perRead)) return admitted(read);
+      cancelled = new AbortController();
       void budget.reserve(perRead, waitMs(call.getDeadline()), cancelled.signal).then((ok) => {
         if (ended) {
           if (ok) budget.give(perRead);
           return;
         }
         if (!ok) return answer("busy");
-        held += perRead;
-        stall = setTimeout(() => answer("stalled"), opts.readTimeoutMs);
-        read();
+        admitted(read);
       });
     };
 

@@ -5,6 +5,7 @@ import {
   type Call,
   type Handler,
   type Middleware,
+  type RequestHeader,
   type ServiceBinding,
 } from "./call.js";
 import { rpcErrors } from "./errors.js";
@@ -44,14 +45,13 @@ export function buildRoutes(bindings: ServiceBinding[], middleware: Middleware):
 export async function refuse(
   route: Route,
   transport: Call["transport"],
-  requestHeader: Headers,
+  requestHeader: RequestHeader,
   error: ConnectError,
 ): Promise<ConnectError> {
   const call: Call = {
     service: route.service,
     method: route.method,
     request: create(route.method.input),
-    signal: new AbortController().signal,
     deadline: undefined,
     transport,
     requestHeader,

@@ -47,15 +47,29 @@ function freshNonce(): Buffer {
   return pool.subarray(taken - NONCE_BYTES, taken);
 }
 
-/** Seals with a fresh random nonce: returns nonce, ciphertext and tag. */
-export function seal(algorithm: Algorithm, key: Buffer, plaintext: Uint8Array, aad: Uint8Array) {
+/**
+ * Seals with a fresh random nonce into `out` at `at`: the nonce, the sealed
+ * bytes, the tag (out must have NONCE_BYTES + plaintext + TAG_BYTES there).
+ */
+export function seal(
+  algorithm: Algorithm,
+  key: Buffer,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  out: Buffer,
+  at: number,
+): void {
   const nonce = freshNonce();
   const cipher = createCipheriv(ALGORITHMS[algorithm].cipher as CipherGCMTypes, key, nonce, {
     authTagLength: TAG_BYTES,
   });
   cipher.setAAD(aad);
-  const sealed = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return { nonce, sealed, tag: cipher.getAuthTag() };
+  out.set(nonce, at);
+  // AEAD stream ciphers: update yields exactly the input's length, final nothing.
+  const sealed = cipher.update(plaintext);
+  out.set(sealed, at + NONCE_BYTES);
+  out.set(cipher.final(), at + NONCE_BYTES + sealed.length);
+  out.set(cipher.getAuthTag(), at + NONCE_BYTES + plaintext.length);
 }
 
 /** Opens, or throws when the tag does not verify (wrong key, altered bytes, other AAD). */
@@ -72,5 +86,8 @@ export function open(
   });
   decipher.setAAD(aad);
   decipher.setAuthTag(tag);
-  return Buffer.concat([decipher.update(sealed), decipher.final()]);
+  const opened = decipher.update(sealed);
+  // Verifies the tag (throws otherwise); an AEAD stream cipher has nothing left to yield.
+  const rest = decipher.final();
+  return rest.length === 0 ? opened : Buffer.concat([opened, rest]);
 }

@@ -57,12 +57,20 @@ export function encrypt(
   plaintext: Uint8Array,
   context: Uint8Array,
 ): Buffer {
-  const head = Buffer.alloc(HEADER_BYTES);
-  head[0] = FORMAT_V1;
-  head[1] = ALGORITHMS[header.algorithm].id;
-  head.writeUInt32BE(header.version, 2);
-  const { nonce, sealed, tag } = seal(header.algorithm, key, plaintext, aad(head, context));
-  return Buffer.concat([head, nonce, sealed, tag]);
+  // One buffer for the result, written in place: header, nonce, sealed, tag.
+  const out = Buffer.allocUnsafe(OVERHEAD + plaintext.length);
+  out[0] = FORMAT_V1;
+  out[1] = ALGORITHMS[header.algorithm].id;
+  out.writeUInt32BE(header.version, 2);
+  seal(
+    header.algorithm,
+    key,
+    plaintext,
+    aad(out.subarray(0, HEADER_BYTES), context),
+    out,
+    HEADER_BYTES,
+  );
+  return out;
 }
 
 /** Decrypts with the key of the header's version (the caller looked it up). */
@@ -81,16 +89,20 @@ export function decrypt(ciphertext: Uint8Array, key: Buffer, context: Uint8Array
 }
 
 // Length-prefixed so that no (header, context) pair can be read as another.
-function aad(head: Buffer, context: Uint8Array): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(context.length);
-  return Buffer.concat([head, len, context]);
+function aad(head: Uint8Array, context: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 4 + context.length);
+  out.set(head, 0);
+  out.writeUInt32BE(context.length, HEADER_BYTES);
+  out.set(context, HEADER_BYTES + 4);
+  return out;
 }
 
 /** The context binding a field value to where it is stored. */
 export function fieldContext(fieldName: string, extra: Uint8Array = new Uint8Array()): Buffer {
-  const name = Buffer.from(fieldName, "utf8");
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(name.length);
-  return Buffer.concat([len, name, extra]);
+  const nameBytes = Buffer.byteLength(fieldName, "utf8");
+  const out = Buffer.allocUnsafe(4 + nameBytes + extra.length);
+  out.writeUInt32BE(nameBytes, 0);
+  out.write(fieldName, 4, "utf8");
+  out.set(extra, 4 + nameBytes);
+  return out;
 }

@@ -7,8 +7,9 @@ import { open, seal, NONCE_BYTES, TAG_BYTES } from "./aead.js";
  * wrapped key copied to another row does not unwrap.
  */
 export function wrapKey(rootKey: Buffer, key: Buffer, label: string): Buffer {
-  const { nonce, sealed, tag } = seal("AES-256-GCM", rootKey, key, Buffer.from(label));
-  return Buffer.concat([nonce, sealed, tag]);
+  const out = Buffer.allocUnsafe(NONCE_BYTES + key.length + TAG_BYTES);
+  seal("AES-256-GCM", rootKey, key, Buffer.from(label), out, 0);
+  return out;
 }
 
 /** Unwraps, or throws: a wrong root key or an altered row. */

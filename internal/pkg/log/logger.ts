@@ -51,5 +51,12 @@ export function createLogger(options: LogOptions): Logger {
     options.format === "pretty" ||
     (options.format === "auto" && (out as NodeJS.WriteStream).isTTY === true);
   if (usePretty) return pino(settings, pretty({ destination: out, sync: true }));
-  return pino(settings, out === process.stdout ? pino.destination({ sync: true }) : out);
+  // Asynchronous writes to stdout: a line waits only while the previous write
+  // is in flight, and lines that pile up meanwhile go out in one write (one
+  // syscall per line cost the request log as much as the line itself). Pino
+  // flushes what is left when the process exits.
+  return pino(
+    settings,
+    out === process.stdout ? pino.destination({ sync: false, minLength: 0 }) : out,
+  );
 }

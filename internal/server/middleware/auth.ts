@@ -1,4 +1,4 @@
-import type { Middleware } from "../call.js";
+import { rpcName, type Middleware } from "../call.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { methodScopes } from "../auth/scopes.js";
 import { rpcErrors } from "../errors.js";
@@ -9,8 +9,18 @@ import { rpcErrors } from "../errors.js";
  * so that refused calls are logged with who made them.
  */
 export function authenticate(authenticator: Authenticator): Middleware {
-  return (next) => async (call) =>
-    next({ ...call, caller: await authenticator(call.requestHeader.get("authorization")) });
+  return (next) => (call) => {
+    const found = authenticator(call.requestHeader.get("authorization"));
+    // A configured token is known at once; a JWT is verified asynchronously.
+    if (found instanceof Promise) {
+      return found.then((caller) => {
+        call.caller = caller;
+        return next(call);
+      });
+    }
+    call.caller = found;
+    return next(call);
+  };
 }
 
 const problems = {
@@ -21,16 +31,17 @@ const problems = {
 
 /**
  * UNAUTHENTICATED without a valid token; PERMISSION_DENIED, naming the scope,
- * when the token lacks the one the method needs (methodScopes).
+ * when the token lacks the one the method needs (methodScopes). Throws at
+ * once (inside recovery, which maps both ways of failing).
  */
 export function authorize(): Middleware {
-  return (next) => async (call) => {
+  return (next) => (call) => {
     const caller = call.caller;
     if (!caller || caller.problem) {
       const message = problems[caller?.problem ?? "missing"];
       throw rpcErrors.unauthenticated(call.service, message);
     }
-    const scope = methodScopes[`${call.service.typeName}/${call.method.name}`];
+    const scope = methodScopes[rpcName(call)];
     if (!scope || !caller.scopes.has(scope)) {
       throw rpcErrors.permissionDenied(call.service, scope ?? "(none declared)");
     }

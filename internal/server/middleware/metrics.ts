@@ -1,19 +1,32 @@
 import { ConnectError } from "@connectrpc/connect";
-import type { Middleware } from "../call.js";
+import type { Call, Middleware } from "../call.js";
 import { codeName } from "../errors.js";
 import type { RpcMetrics } from "../metrics.js";
 
+type Child = ReturnType<RpcMetrics["duration"]["labels"]>;
+
 /** Counts and times every call by service, method, transport and code. */
 export function metrics(rpc: RpcMetrics): Middleware {
-  // prom-client hashes the label set on every observation; the set of label
-  // combinations is small and fixed, so keep one child per combination.
-  const children = new Map<string, ReturnType<RpcMetrics["duration"]["labels"]>>();
-  const child = (service: string, method: string, transport: string, code: string) => {
-    const key = `${service}/${method}/${transport}/${code}`;
-    let found = children.get(key);
+  // prom-client hashes the label set on every observation; the combinations
+  // are few and fixed, so each is looked up once and kept: per method, per
+  // transport and code.
+  const children = new WeakMap<Call["method"], Map<string, Child>>();
+  const child = (call: Call, code: string): Child => {
+    let byMethod = children.get(call.method);
+    if (!byMethod) {
+      byMethod = new Map();
+      children.set(call.method, byMethod);
+    }
+    const key = call.transport === "grpc" ? code : `connect:${code}`;
+    let found = byMethod.get(key);
     if (!found) {
-      found = rpc.duration.labels({ service, method, transport, code });
-      children.set(key, found);
+      found = rpc.duration.labels({
+        service: call.service.typeName,
+        method: call.method.name,
+        transport: call.transport,
+        code,
+      });
+      byMethod.set(key, found);
     }
     return found;
   };
@@ -27,7 +40,7 @@ export function metrics(rpc: RpcMetrics): Middleware {
       throw err;
     } finally {
       const seconds = (performance.now() - started) / 1000;
-      child(call.service.typeName, call.method.name, call.transport, code).observe(seconds);
+      child(call, code).observe(seconds);
     }
   };
 }

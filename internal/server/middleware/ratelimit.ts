@@ -10,7 +10,7 @@ import { rpcErrors } from "../errors.js";
 export function rateLimit(rate: number, burst: number): Middleware {
   if (rate <= 0) return (next) => next;
   const buckets = tokenBuckets(rate, Math.max(1, burst));
-  return (next) => async (call) => {
+  return (next) => (call) => {
     const wait = buckets.take(call.caller?.name ?? "anonymous");
     if (wait > 0) throw rpcErrors.rateLimited(call.service, wait);
     return next(call);

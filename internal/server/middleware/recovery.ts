@@ -1,5 +1,5 @@
 import type { Logger } from "../../pkg/log/logger.js";
-import type { Middleware } from "../call.js";
+import { rpcName, type Middleware } from "../call.js";
 import { toConnectError } from "../errors.js";
 
 /**
@@ -8,16 +8,19 @@ import { toConnectError } from "../errors.js";
  * "internal error": no internals leak.
  */
 export function recovery(log: Logger): Middleware {
-  return (next) => async (call) => {
-    try {
-      return await next(call);
-    } catch (err) {
-      throw toConnectError(err, call.service, (fault) =>
-        log.error(
-          { err: faultSummary(fault), rpc: `${call.service.typeName}/${call.method.name}` },
-          "unexpected fault in handler",
-        ),
+  return (next) => (call) => {
+    const mapped = (err: unknown) =>
+      toConnectError(err, call.service, (fault) =>
+        log.error({ err: faultSummary(fault), rpc: rpcName(call) }, "unexpected fault in handler"),
       );
+    // The middleware inside may refuse by throwing at once (no promise per
+    // layer): both ways end here.
+    try {
+      return next(call).catch((err: unknown) => {
+        throw mapped(err);
+      });
+    } catch (err) {
+      return Promise.reject(mapped(err));
     }
   };
 }

@@ -14,22 +14,23 @@ export function nulField(desc: DescMessage, message: Message): string | undefine
 function walk(m: ReflectMessage, prefix: string): string | undefined {
   for (const field of m.fields) {
     if (!m.isSet(field)) continue;
-    const path = prefix + field.name;
+    // Built only where needed: most requests hold no NUL at all.
+    const path = () => prefix + field.name;
     switch (field.fieldKind) {
       case "scalar":
         if (field.scalar === ScalarType.STRING && (m.get(field) as string).includes("\0"))
-          return path;
+          return path();
         break;
       case "message": {
-        const found = walk(m.get(field), `${path}.`);
+        const found = walk(m.get(field), `${path()}.`);
         if (found) return found;
         break;
       }
       case "list":
         for (const [i, item] of [...m.get(field)].entries()) {
-          if (typeof item === "string" && item.includes("\0")) return `${path}[${i}]`;
+          if (typeof item === "string" && item.includes("\0")) return `${path()}[${i}]`;
           if (field.listKind === "message") {
-            const found = walk(item as ReflectMessage, `${path}[${i}].`);
+            const found = walk(item as ReflectMessage, `${path()}[${i}].`);
             if (found) return found;
           }
         }
@@ -40,9 +41,9 @@ function walk(m: ReflectMessage, prefix: string): string | undefined {
             (typeof key === "string" && key.includes("\0")) ||
             (typeof value === "string" && value.includes("\0"))
           )
-            return path;
+            return path();
           if (field.mapKind === "message") {
-            const found = walk(value as ReflectMessage, `${path}[${String(key)}].`);
+            const found = walk(value as ReflectMessage, `${path()}[${String(key)}].`);
             if (found) return found;
           }
         }

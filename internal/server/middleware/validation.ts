@@ -13,7 +13,7 @@ import { nulField } from "./text.js";
  */
 export function validation(): Middleware {
   const validator = createValidator();
-  return (next) => async (call) => {
+  return (next) => (call) => {
     if (call.refused) throw call.refused;
     const nul = nulField(call.method.input, call.request);
     if (nul !== undefined) {

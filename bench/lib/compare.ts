@@ -1,0 +1,122 @@
+import { h2load, h2loadAvailable } from "./h2load.js";
+import { runLoad, type LoadResult } from "./load.js";
+
+// Servers measured against each other in the same run: rounds alternate
+// between them (so a noisy moment of the machine does not land on one
+// side), and each round counts only the calls the server itself answered
+// with grpc-status 0.
+
+export interface Contender {
+  name: string;
+  port: number;
+  token?: string;
+  /** Calls answered so far, OK and not, as the server counts them. */
+  answered(): Promise<Answered>;
+}
+
+export interface Answered {
+  ok: number;
+  failed: number;
+}
+
+export interface Comparison {
+  generator: string;
+  /** Each contender's rounds, and their medians. */
+  results: Map<string, { rounds: LoadResult[]; perSecond: number; p50ms: number; p99ms: number }>;
+  /** Why a round does not count (answers that were not OK). Empty when the run is valid. */
+  invalid: string[];
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+};
+
+/** `rounds` alternating rounds of each contender on `path`, 2 connections × 16 streams. */
+export async function alternate(opts: {
+  path: string;
+  request: Uint8Array;
+  contenders: Contender[];
+  rounds: number;
+  seconds: number;
+}): Promise<Comparison> {
+  const external = h2loadAvailable();
+  const generator = external
+    ? "h2load (nghttp2-client), its own process, 2 connections x 16 streams"
+    : "h2load not installed (apt-get install nghttp2-client): grpc-js client in a worker thread of this process, concurrency 32 (it is the limit: ratios say little)";
+  const rounds = new Map<string, LoadResult[]>(opts.contenders.map((c) => [c.name, []]));
+  const invalid: string[] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    for (const c of opts.contenders) {
+      const before = await c.answered();
+      const r = external
+        ? await h2load({
+            port: c.port,
+            path: opts.path,
+            request: opts.request,
+            token: c.token,
+            connections: 2,
+            streams: 16,
+            warmupSeconds: 1,
+            seconds: opts.seconds,
+          })
+        : await runLoad({
+            port: c.port,
+            path: opts.path,
+            request: opts.request,
+            concurrency: 32,
+            warmupSeconds: 1,
+            seconds: opts.seconds,
+            token: c.token,
+          });
+      const after = await c.answered();
+      const ok = after.ok - before.ok;
+      const failed = after.failed - before.failed;
+      // The warm-up's calls are answered too: every call, warm-up included,
+      // must be OK, and at least as many as were counted.
+      if (failed > 0 || ok < r.calls) {
+        invalid.push(
+          `${c.name}, round ${round + 1}: ${r.calls} answers counted; the server answered ${ok} OK and ${failed} with an error`,
+        );
+      }
+      rounds.get(c.name)!.push(r);
+    }
+  }
+  const results: Comparison["results"] = new Map();
+  for (const [name, rs] of rounds) {
+    results.set(name, {
+      rounds: rs,
+      perSecond: median(rs.map((r) => r.perSecond)),
+      p50ms: median(rs.map((r) => r.p50ms)),
+      p99ms: median(rs.map((r) => r.p99ms)),
+    });
+  }
+  return { generator, results, invalid };
+}
+
+/** The gRPC calls a service answered for `method`, OK and not, from its /metrics. */
+export async function answeredFromMetrics(
+  httpPort: number,
+  service: string,
+  method: string,
+  token?: string,
+): Promise<Answered> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+  const counted = { ok: 0, failed: 0 };
+  for (const l of (await res.text()).split("\n")) {
+    if (
+      !l.startsWith("rpc_server_duration_seconds_count{") ||
+      !l.includes(`service="${service}"`) ||
+      !l.includes(`method="${method}"`) ||
+      !l.includes('transport="grpc"')
+    )
+      continue;
+    const n = Number(l.split(" ").at(-1));
+    if (l.includes('code="OK"')) counted.ok += n;
+    else counted.failed += n;
+  }
+  return counted;
+}

@@ -1,0 +1,78 @@
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseConfig, type Config } from "../../internal/conf/load.js";
+
+/**
+ * The service as a user runs it, for the benchmarks: the built server
+ * (dist/, what `npm start` runs) in a process of its own, authentication on
+ * (a token checked on every call), logging at info as in production.
+ */
+export interface BenchServer {
+  grpcPort: number;
+  httpPort: number;
+  /** A bearer token with kms.crypto, users.read, pii.read and metrics.read. */
+  token: string;
+  /** Its configuration, for seeding through the same keys. */
+  conf: Config;
+  stop(): Promise<void>;
+}
+
+export async function startBenchServer(url: string, rootKey: Buffer): Promise<BenchServer> {
+  const token = randomBytes(24).toString("base64url");
+  const raw = {
+    server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
+    data: { database: { source: url, migrate: "up" } },
+    kms: { root_key: rootKey.toString("base64") },
+    auth: {
+      enabled: true,
+      tokens: [
+        {
+          name: "bench",
+          sha256: createHash("sha256").update(token).digest("hex"),
+          scopes: ["kms.crypto", "users.read", "pii.read", "metrics.read"],
+        },
+      ],
+    },
+    log: { level: "info", format: "json" },
+  };
+  const dir = mkdtempSync(join(tmpdir(), "kbts-bench-server-"));
+  const file = join(dir, "config.yaml");
+  // YAML reads JSON.
+  writeFileSync(file, JSON.stringify(raw));
+  const env = { ...process.env };
+  delete env.DATABASE_URL;
+  delete env.KMS_ROOT_KEY;
+  const child = spawn(process.execPath, ["dist/cmd/server/main.js", "-conf", file], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const ports = await new Promise<{ grpc: number; http: number }>((resolve, reject) => {
+    let out = "";
+    const onData = (chunk: Buffer) => {
+      // Kept reading for the whole run (a full pipe would stall the server);
+      // only the first lines are kept, to find the ports.
+      if (out.length > 100_000) return;
+      out += chunk.toString();
+      const line = out.split("\n").find((l) => l.includes('"msg":"listening'));
+      if (line) resolve(JSON.parse(line) as { grpc: number; http: number });
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`the server exited (${code}):\n${out}`)));
+  });
+  return {
+    grpcPort: ports.grpc,
+    httpPort: ports.http,
+    token,
+    conf: parseConfig(raw, "bench"),
+    async stop() {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
