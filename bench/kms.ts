@@ -13,7 +13,7 @@ import { migratorOptions } from "../internal/data/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
 import { alternate, answeredFromMetrics, type Comparison } from "./lib/compare.js";
-import { startBenchServer } from "./lib/server.js";
+import { startBenchServer, type BenchServer } from "./lib/server.js";
 
 const silent = createLogger({ level: "silent", format: "json" });
 const rootKeyB64 = Buffer.alloc(32, 5).toString("base64");
@@ -129,5 +129,39 @@ export async function hashFieldOverGrpc(
   } finally {
     bare.stop();
     await ours.stop();
+  }
+}
+
+/** HashField throughput of the service as 2 processes (server.processes: 2) against 1, alternating rounds. */
+export async function processesOverGrpc(
+  url: string,
+  seconds: number,
+  rounds: number,
+): Promise<Comparison> {
+  const request = toBinary(
+    HashFieldRequestSchema,
+    create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
+  );
+  const rootKey = Buffer.from(rootKeyB64, "base64");
+  const one = await startBenchServer(url, rootKey, 1);
+  const two = await startBenchServer(url, rootKey, 2);
+  const contender = (name: string, s: BenchServer) => ({
+    name,
+    port: s.grpcPort,
+    token: s.token,
+    answered: () =>
+      answeredFromMetrics(s.httpPort, KmsService.typeName, "HashField", s.token, s.processes),
+  });
+  try {
+    return await alternate({
+      path: `/${KmsService.typeName}/${KmsService.method.hashField.name}`,
+      request,
+      rounds,
+      seconds,
+      contenders: [contender("1 process", one), contender("2 processes", two)],
+    });
+  } finally {
+    await one.stop();
+    await two.stop();
   }
 }

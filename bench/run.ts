@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedPostgres } from "../internal/data/embedded.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
-import { hashFieldOverGrpc, kmsInProcess } from "./kms.js";
+import { hashFieldOverGrpc, kmsInProcess, processesOverGrpc } from "./kms.js";
 import { migrateBench } from "./migrate.js";
 import { usersBench } from "./users.js";
 import { loginFloodBench } from "./logins.js";
@@ -71,6 +71,16 @@ try {
   if (want("hash")) {
     const h = await withDatabase(url, (db) => hashFieldOverGrpc(db, seconds, rounds));
     compared("HashField over gRPC (limit: a bare server answering without work; goal >= 0.8)", h);
+    const p = await withDatabase(url, (db) => processesOverGrpc(db, seconds, rounds));
+    console.log(
+      `\nHashField, the service as 2 processes (server.processes: 2) against 1\ngenerator: ${p.generator}; ${rounds} alternating rounds of ${seconds} s, medians (h2load takes a core of the two here)`,
+    );
+    const one = p.results.get("1 process")!;
+    const two = p.results.get("2 processes")!;
+    console.log(row("1 process", one));
+    console.log(row("2 processes", two));
+    console.log(`ratio 2/1: ${(two.perSecond / one.perSecond).toFixed(2)}`);
+    for (const problem of p.invalid) console.log(`!!! INVALID RUN: ${problem}`);
   }
 
   if (want("users")) {

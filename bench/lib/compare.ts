@@ -1,3 +1,4 @@
+import { request } from "node:http";
 import { h2load, h2loadAvailable } from "./h2load.js";
 import { runLoad, type LoadResult } from "./load.js";
 
@@ -94,19 +95,61 @@ export async function alternate(opts: {
   return { generator, results, invalid };
 }
 
-/** The gRPC calls a service answered for `method`, OK and not, from its /metrics. */
+/**
+ * The gRPC calls a service answered for `method`, OK and not, from its
+ * /metrics; with several processes, each scrape (on a connection of its own)
+ * reaches one of them, so it scrapes until it has heard from all.
+ */
 export async function answeredFromMetrics(
   httpPort: number,
   service: string,
   method: string,
   token?: string,
+  processes = 1,
 ): Promise<Answered> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, {
-    headers: token ? { authorization: `Bearer ${token}` } : {},
+  const byWorker = new Map<string, Answered>();
+  for (let i = 0; byWorker.size < processes; i++) {
+    if (i === 50)
+      throw new Error(`/metrics: heard from ${byWorker.size} of ${processes} processes`);
+    const text = await scrape(httpPort, token);
+    byWorker.set(/worker="(\d+)"/.exec(text)?.[1] ?? "", count(text, service, method));
+  }
+  const total = { ok: 0, failed: 0 };
+  for (const c of byWorker.values()) {
+    total.ok += c.ok;
+    total.failed += c.failed;
+  }
+  return total;
+}
+
+function scrape(port: number, token: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/metrics",
+        agent: false,
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () =>
+          res.statusCode === 200
+            ? resolve(body)
+            : reject(new Error(`/metrics answered ${res.statusCode}`)),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end();
   });
-  if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+}
+
+function count(text: string, service: string, method: string): Answered {
   const counted = { ok: 0, failed: 0 };
-  for (const l of (await res.text()).split("\n")) {
+  for (const l of text.split("\n")) {
     if (
       !l.startsWith("rpc_server_duration_seconds_count{") ||
       !l.includes(`service="${service}"`) ||

@@ -17,13 +17,19 @@ export interface BenchServer {
   token: string;
   /** Its configuration, for seeding through the same keys. */
   conf: Config;
+  processes: number;
   stop(): Promise<void>;
 }
 
-export async function startBenchServer(url: string, rootKey: Buffer): Promise<BenchServer> {
+export async function startBenchServer(
+  url: string,
+  rootKey: Buffer,
+  /** server.processes: 2 runs one per core behind the same ports. */
+  processes = 1,
+): Promise<BenchServer> {
   const token = randomBytes(24).toString("base64url");
   const raw = {
-    server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" } },
+    server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, processes },
     data: { database: { source: url, migrate: "up" } },
     kms: { root_key: rootKey.toString("base64") },
     auth: {
@@ -56,7 +62,8 @@ export async function startBenchServer(url: string, rootKey: Buffer): Promise<Be
       // only the first lines are kept, to find the ports.
       if (out.length > 100_000) return;
       out += chunk.toString();
-      const line = out.split("\n").find((l) => l.includes('"msg":"listening'));
+      const ready = processes > 1 ? '"msg":"all processes listening' : '"msg":"listening';
+      const line = out.split("\n").find((l) => l.includes(ready));
       if (line) resolve(JSON.parse(line) as { grpc: number; http: number });
     };
     child.stdout.on("data", onData);
@@ -68,6 +75,7 @@ export async function startBenchServer(url: string, rootKey: Buffer): Promise<Be
     httpPort: ports.http,
     token,
     conf: parseConfig(raw, "bench"),
+    processes,
     async stop() {
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");

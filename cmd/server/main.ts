@@ -1,9 +1,11 @@
 #!/usr/bin/env node
+import cluster from "node:cluster";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ConfigError, loadConfig, type Config } from "../../internal/conf/load.js";
 import { createLogger, type Logger } from "../../internal/pkg/log/logger.js";
 import { wireApp } from "./wire.js";
+import { runPrimary, type Listening } from "./cluster.js";
 
 // Exit codes: 0 stopped cleanly, 1 failed or had to cut in-flight calls,
 // 2 bad usage or configuration.
@@ -31,7 +33,9 @@ try {
 }
 
 const log = createLogger({ level: conf.log?.level ?? "info", format: conf.log?.format ?? "auto" });
-await run(conf, log);
+const processes = conf.server!.processes;
+if (processes > 1 && cluster.isPrimary) await runPrimary(conf, log, processes);
+else await run(conf, log);
 
 async function run(conf: Config, log: Logger): Promise<void> {
   // Signals are handled from the first moment: one that lands while we are
@@ -55,9 +59,15 @@ async function run(conf: Config, log: Logger): Promise<void> {
   } catch (err) {
     log.fatal({ err: { message: (err as Error).message } }, "start-up failed");
     process.exitCode = 1;
+    // A cluster worker's channel to the primary would keep it alive.
+    process.disconnect?.();
     return;
   }
   const running = app;
+  if (cluster.isWorker) {
+    const listening: Listening = { kind: "listening", grpc: app.grpcPort, http: app.httpPort };
+    process.send?.(listening);
+  }
   reload = () => {
     try {
       if (running.reloadTls()) log.info({ signal: "SIGHUP" }, "TLS certificates reloaded");
@@ -83,6 +93,8 @@ async function run(conf: Config, log: Logger): Promise<void> {
         if (drained) log.info({ drained }, "stopped");
         else log.warn({ drained }, "stopped after cutting calls past shutdown_timeout");
         process.exitCode = 0;
+        // A cluster worker's channel to the primary would keep it alive.
+        process.disconnect?.();
         // A socket something still holds (a query stuck behind a lock) must
         // not keep the process alive after the shutdown is done.
         setTimeout(() => process.exit(), 2000).unref();

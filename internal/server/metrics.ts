@@ -1,3 +1,4 @@
+import cluster from "node:cluster";
 import { Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export interface RpcMetrics {
@@ -12,6 +13,9 @@ export interface Metrics {
 /** A registry per server instance, so tests can run several side by side. */
 export function createMetrics(): Metrics {
   const registry = new Registry();
+  // One process of several (server.processes) answers each scrape: its
+  // series carry its worker id, so they neither collide nor jump.
+  if (cluster.isWorker) registry.setDefaultLabels({ worker: String(cluster.worker!.id) });
   collectDefaultMetrics({ register: registry });
   const duration = new Histogram({
     name: "rpc_server_duration_seconds",
