@@ -19,7 +19,6 @@ export interface H2loadOptions {
   connections: number;
   /** Concurrent streams per connection. */
   streams: number;
-  warmupSeconds: number;
   seconds: number;
 }
 
@@ -33,10 +32,11 @@ export const h2loadAvailable = (): boolean =>
   spawnSync("h2load", ["--version"], { stdio: "ignore" }).status === 0;
 
 /**
- * One measurement: h2load with `connections` × `streams` for `seconds` after
- * a warm-up. Every answer h2load counts is an HTTP/2 response; whether it
- * carried grpc-status 0 the caller checks on the server's side (h2load does
- * not read trailers).
+ * One measurement: h2load with `connections` × `streams` for `seconds`
+ * (a warm-up is a measurement of its own, before). Every answer h2load
+ * counts is an HTTP/2 response; whether it carried grpc-status 0 the caller
+ * checks on the server's side (h2load does not read trailers). Latencies
+ * are those of HTTP 200 answers.
  */
 export async function h2load(opts: H2loadOptions): Promise<H2loadResult> {
   const dir = mkdtempSync(join(tmpdir(), "kbts-h2load-"));
@@ -62,7 +62,6 @@ export async function h2load(opts: H2loadOptions): Promise<H2loadResult> {
       "1",
       "-D",
       String(opts.seconds),
-      `--warm-up-time=${opts.warmupSeconds}`,
       "--log-file",
       log,
       `http://127.0.0.1:${opts.port}${opts.path}`,
@@ -77,8 +76,9 @@ export async function h2load(opts: H2loadOptions): Promise<H2loadResult> {
     // Per request: start (µs since epoch), HTTP status, duration (µs).
     const durations = readFileSync(log, "utf8")
       .split("\n")
-      .filter((l) => l)
-      .map((l) => Number(l.split("\t")[2]) / 1000)
+      .map((l) => l.split("\t"))
+      .filter((f) => f[1] === "200")
+      .map((f) => Number(f[2]) / 1000)
       .sort((a, b) => a - b);
     const at = (q: number) =>
       durations[Math.min(durations.length - 1, Math.floor(q * durations.length))] ?? NaN;

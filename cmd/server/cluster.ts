@@ -1,14 +1,15 @@
 import cluster, { type Worker } from "node:cluster";
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Config } from "../../internal/conf/load.js";
 import { startDatabase } from "../../internal/data/data.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 
-/** What a worker tells the primary once it serves. */
-export interface Listening {
-  kind: "listening";
-  grpc: number;
-  http: number;
-}
+/** What a worker tells the primary: it serves, or it leaves with this exit code. */
+export type WorkerNews =
+  { kind: "listening"; grpc: number; http: number } | { kind: "leaving"; code: number };
+
+/** The longest wait before a worker that keeps failing is started again. */
+const MAX_BACKOFF_MS = 30_000;
 
 /**
  * Several server processes behind the same two ports (server.processes):
@@ -16,25 +17,35 @@ export interface Listening {
  * connections to the workers in turn. The primary serves nothing itself: it
  * starts the embedded PostgreSQL when no database is configured (the
  * workers get its address), forks the workers, forwards SIGTERM, SIGINT and
- * SIGHUP, replaces a worker that dies while serving, and exits once they
- * all have. A worker that fails to start stops the whole start-up (exit 1):
- * it would fail again.
+ * SIGHUP, replaces a worker that dies once the service is up (waiting longer
+ * each time one fails in a row), and exits once they all have (those that
+ * do not within shutdown_timeout and a margin are killed). A worker that
+ * fails before the service is first up stops the start-up (exit 1): it would
+ * fail again.
  */
 export async function runPrimary(conf: Config, log: Logger, processes: number): Promise<void> {
   let stopping: string | undefined;
-  const workers = new Set<Worker>();
-  const signal = (s: NodeJS.Signals) => {
-    for (const w of workers) w.process.kill(s);
+  let failed = false;
+  let up = false;
+  const workers = new Map<Worker, { served: boolean; code: number | undefined }>();
+  let allGone = () => undefined as void;
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = why;
+    for (const w of workers.keys()) w.process.kill("SIGTERM");
+    const graceMs = durationMs(conf.server!.shutdownTimeout!) + 10_000;
+    setTimeout(() => {
+      for (const w of workers.keys()) w.process.kill("SIGKILL");
+    }, graceMs).unref();
+    if (workers.size === 0) allGone();
   };
-  process.on("SIGTERM", () => {
-    stopping ??= "SIGTERM";
-    signal("SIGTERM");
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  // Only to workers that serve: one still loading has no handler yet, and
+  // the signal would kill it.
+  process.on("SIGHUP", () => {
+    for (const [w, s] of workers) if (s.served) w.process.kill("SIGHUP");
   });
-  process.on("SIGINT", () => {
-    stopping ??= "SIGINT";
-    signal("SIGTERM");
-  });
-  process.on("SIGHUP", () => signal("SIGHUP"));
 
   let database: Awaited<ReturnType<typeof startDatabase>>;
   try {
@@ -44,48 +55,53 @@ export async function runPrimary(conf: Config, log: Logger, processes: number): 
     process.exitCode = 1;
     return;
   }
-  if (stopping) {
-    // Asked to stop while the database started: nothing to fork.
-    await database.embedded?.stop();
-    process.exitCode = 0;
-    return;
-  }
   const env = { DATABASE_URL: database.url };
-  let failed = false;
   let listening = 0;
+  let backoffMs = 500;
   const done = new Promise<void>((resolve) => {
+    allGone = resolve;
     const fork = () => {
+      if (stopping) return;
       const worker = cluster.fork(env);
-      let served = false;
-      workers.add(worker);
-      worker.on("message", (m: Listening) => {
-        if (m?.kind !== "listening" || served) return;
-        served = true;
-        if (++listening === processes) {
+      const state = { served: false, code: undefined as number | undefined };
+      workers.set(worker, state);
+      worker.on("message", (m: WorkerNews) => {
+        if (m?.kind === "leaving") state.code = m.code;
+        if (m?.kind !== "listening" || state.served) return;
+        state.served = true;
+        backoffMs = 500;
+        if (!up && ++listening === processes) {
+          up = true;
           log.info({ grpc: m.grpc, http: m.http, processes }, "all processes listening");
         }
       });
-      worker.on("exit", (code, sig) => {
+      worker.on("exit", (code, signal) => {
         workers.delete(worker);
-        if (!stopping && !served) {
-          // It would fail again: stop the others rather than fork for ever.
+        // Its own word first: Node ends a worker with 0 when it disconnects.
+        const exitCode = state.code ?? code;
+        if (stopping) {
+          // Stopped by our SIGTERM before it could handle it: a clean stop.
+          if (exitCode !== 0 && signal !== "SIGTERM") failed = true;
+        } else if (!up) {
           failed = true;
-          stopping = "a worker failed to start";
-          log.fatal({ worker: worker.id, code, signal: sig }, "a server process failed to start");
-          signal("SIGTERM");
-        } else if (!stopping) {
+          log.fatal(
+            { worker: worker.id, code: exitCode, signal },
+            "a server process failed to start",
+          );
+          stop("a server process failed to start");
+        } else {
           log.error(
-            { worker: worker.id, code, signal: sig },
+            { worker: worker.id, code: exitCode, signal, retryMs: backoffMs },
             "a server process died; replacing it",
           );
-          fork();
-        } else if (code !== 0) {
-          failed = true;
+          setTimeout(fork, backoffMs).unref();
+          if (!state.served) backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
         }
         if (workers.size === 0 && stopping) resolve();
       });
     };
     for (let i = 0; i < processes; i++) fork();
+    if (stopping) resolve();
   });
   log.info(
     { processes, database: database.embedded ? "embedded" : "external" },

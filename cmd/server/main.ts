@@ -5,7 +5,7 @@ import { hideBin } from "yargs/helpers";
 import { ConfigError, loadConfig, type Config } from "../../internal/conf/load.js";
 import { createLogger, type Logger } from "../../internal/pkg/log/logger.js";
 import { wireApp } from "./wire.js";
-import { runPrimary, type Listening } from "./cluster.js";
+import { runPrimary, type WorkerNews } from "./cluster.js";
 
 // Exit codes: 0 stopped cleanly, 1 failed or had to cut in-flight calls,
 // 2 bad usage or configuration.
@@ -59,13 +59,12 @@ async function run(conf: Config, log: Logger): Promise<void> {
   } catch (err) {
     log.fatal({ err: { message: (err as Error).message } }, "start-up failed");
     process.exitCode = 1;
-    // A cluster worker's channel to the primary would keep it alive.
-    process.disconnect?.();
+    leave(log);
     return;
   }
   const running = app;
   if (cluster.isWorker) {
-    const listening: Listening = { kind: "listening", grpc: app.grpcPort, http: app.httpPort };
+    const listening: WorkerNews = { kind: "listening", grpc: app.grpcPort, http: app.httpPort };
     process.send?.(listening);
   }
   reload = () => {
@@ -93,17 +92,29 @@ async function run(conf: Config, log: Logger): Promise<void> {
         if (drained) log.info({ drained }, "stopped");
         else log.warn({ drained }, "stopped after cutting calls past shutdown_timeout");
         process.exitCode = 0;
-        // A cluster worker's channel to the primary would keep it alive.
-        process.disconnect?.();
-        // A socket something still holds (a query stuck behind a lock) must
-        // not keep the process alive after the shutdown is done.
-        setTimeout(() => process.exit(), 2000).unref();
+        leave(log);
       },
       (err: unknown) => {
         log.error({ err: { message: (err as Error).message } }, "shutdown failed");
         process.exitCode = 1;
+        leave(log);
       },
     );
   };
   if (signalled) stop(signalled);
+}
+
+/**
+ * The end of this process once its work is done: the log written out, the
+ * channel to a cluster primary closed (it would keep a worker alive; Node
+ * ends a worker at once when it closes), and a socket something still holds
+ * (a query stuck behind a lock) given two seconds, not for ever.
+ */
+function leave(log: Logger): void {
+  setTimeout(() => process.exit(), 2000).unref();
+  if (cluster.isWorker) {
+    const leaving: WorkerNews = { kind: "leaving", code: Number(process.exitCode ?? 0) };
+    process.send?.(leaving);
+  }
+  log.flush(() => process.disconnect?.());
 }

@@ -79,6 +79,8 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     // With room at once (the usual case) it reads at once: no promise, no
     // abort machinery.
     const admit = (read: () => void) => {
+      // A read asked for after the call ended (a stream cancelled meanwhile).
+      if (ended) return;
       if (budget.take(perRead)) return admitted(read);
       cancelled = new AbortController();
       void budget.reserve(perRead, waitMs(call.getDeadline()), cancelled.signal).then((ok) => {

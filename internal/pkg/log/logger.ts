@@ -55,8 +55,8 @@ export function createLogger(options: LogOptions): Logger {
   // is in flight, and lines that pile up meanwhile go out in one write (one
   // syscall per line cost the request log as much as the line itself). Pino
   // flushes what is left when the process exits. Each write holds whole lines
-  // and at most PIPE_BUF (4 KiB) bytes, so several processes sharing stdout
-  // (server.processes) never interleave within a line.
+  // and at most PIPE_BUF (4 KiB) bytes (unless one line is longer), so several
+  // processes sharing stdout (server.processes) do not interleave within a line.
   return pino(
     settings,
     out === process.stdout ? pino.destination({ sync: false, minLength: 0, maxWrite: 4096 }) : out,
