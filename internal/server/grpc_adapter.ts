@@ -166,7 +166,7 @@ function grpcRefusal(status: { code: grpc.status; details?: string }): Refusal {
 }
 
 /** Reads gRPC metadata in place: no copy of every header per call. */
-const metadataHeader = (metadata: grpc.Metadata): RequestHeader => ({
+export const metadataHeader = (metadata: grpc.Metadata): RequestHeader => ({
   get: (name) => {
     const value = metadata.get(name)[0];
     return typeof value === "string" ? value : null;

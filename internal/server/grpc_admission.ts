@@ -2,6 +2,10 @@ import * as grpc from "@grpc/grpc-js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
 import { refuse, type Route } from "./handlers.js";
+import type { RequestHeader } from "./call.js";
+import { metadataHeader } from "./grpc_adapter.js";
+
+const noHeader: RequestHeader = { get: () => null };
 
 export interface AdmissionOptions {
   routes: Route[];
@@ -42,6 +46,10 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     let stall: NodeJS.Timeout | undefined;
     // Made only when a call has to wait for room.
     let cancelled: AbortController | undefined;
+    // The caller's headers, once they came: a refusal goes through the chain
+    // as the caller's call (with auth on, a busy caller is told it is busy,
+    // not that it has no token).
+    let header = noHeader;
 
     const give = (n: number) => {
       budget.give(n);
@@ -62,7 +70,7 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
         ? refuse(
             route,
             "grpc",
-            new Headers(),
+            header,
             requestRefused(route.method, refusal, opts.maxRequestBytes),
           ).then((e) => toGrpcStatus(e) as grpc.StatusObject)
         : Promise.resolve(plainStatus(refusal));
@@ -94,7 +102,10 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     };
 
     const listener = new grpc.ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => admit(() => next(metadata)))
+      .withOnReceiveMetadata((metadata, next) => {
+        header = metadataHeader(metadata);
+        admit(() => next(metadata));
+      })
       .withOnReceiveMessage((msg: Buffer, next) => {
         if (unary) {
           message += msg.length;

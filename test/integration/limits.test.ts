@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -437,5 +438,44 @@ describe("request bytes in flight", () => {
       createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
     );
     expect((await kms.hashField({ fieldName: "email", value: "a@example.com" })).hash).not.toBe("");
+  });
+
+  it("tells an authenticated caller whose request never arrives that its deadline passed, not that it has no token", async () => {
+    const token = "limits-test-token";
+    const app = await start({
+      auth: {
+        enabled: true,
+        tokens: [
+          {
+            name: "ops",
+            sha256: createHash("sha256").update(token).digest("hex"),
+            scopes: ["kms.crypto"],
+          },
+        ],
+      },
+      server: {
+        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "1s" },
+        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
+        max_inflight_request_bytes: 4 * 2 ** 20,
+      },
+    });
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on("error", () => undefined);
+    const status = await new Promise<string>((resolve) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/kms.v1.KmsService/HashField",
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${token}`,
+      });
+      stream.on("response", (h) => {
+        resolve(String(h["grpc-status"]));
+        stream.close();
+      });
+      stream.on("error", () => undefined);
+    });
+    session.close();
+    expect(status).toBe("4");
   });
 });
