@@ -76,6 +76,15 @@ export type Handler = (call: Call) => Promise<Message>;
 
 export type Middleware = (next: Handler) => Handler;
 
+/**
+ * A check a call must pass before its handler runs: throws the ConnectError
+ * refusing it, at once (no promise for a call let through).
+ */
+export type Guard = (call: Call) => void;
+
+/** Told of every call once it is answered: its gRPC code name and duration. */
+export type Observer = (call: Call, code: string, ms: number) => void;
+
 /** Composes middleware; the first one listed runs outermost. */
 export function chain(...middleware: Middleware[]): Middleware {
   return (handler) => middleware.reduceRight((next, mw) => mw(next), handler);

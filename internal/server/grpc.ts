@@ -7,7 +7,7 @@ import { file_grpc_health_v1_health } from "../../third_party/grpc/health/v1/hea
 import { file_grpc_reflection_v1_reflection } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { admissionInterceptor } from "./grpc_admission.js";
-import { grpcImplementation, grpcServerDefinition, refusalInterceptor } from "./grpc_adapter.js";
+import { grpcImplementation, grpcServerDefinition } from "./grpc_adapter.js";
 import type { Route } from "./handlers.js";
 import { connectionListener, listen } from "./listen.js";
 import type { TlsConfig } from "./tls.js";
@@ -46,9 +46,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const server = new grpc.Server({
     "grpc.max_receive_message_length": opts.maxRequestBytes,
     "grpc.max_connection_idle_ms": opts.idleMs,
-    // The first wraps grpc-js's own call: it sees the refusals grpc-js makes.
+    // One interceptor: it wraps grpc-js's own call, and sees the refusals grpc-js makes.
     interceptors: [
-      refusalInterceptor(opts.routes, opts.maxRequestBytes),
       admissionInterceptor({
         routes: opts.routes,
         budget: opts.inflight,

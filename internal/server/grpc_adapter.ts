@@ -106,53 +106,48 @@ function unaryHandler(
  * grpc-js answers some requests itself before a message reaches any handler:
  * a bad grpc-timeout header (INTERNAL), a message over the limit
  * (RESOURCE_EXHAUSTED), one that does not decompress (INTERNAL), an unknown
- * compression or no message at all (UNIMPLEMENTED). This interceptor sends
- * those through the chain as refusals instead, so that they get the code and
- * ErrorInfo the HTTP port gives, and are logged and counted, once. Once a
- * message has been delivered, grpc-js's statuses are about the response and
- * pass as they are; so do its deadline and cancellation, which say nothing of
- * the request, and every status we produced (it carries details).
+ * compression or no message at all (UNIMPLEMENTED). Installed on grpc-js's
+ * own call (it sends those from inside, past any responder: only the
+ * instance's own method sees them), this sends them through the chain as
+ * refusals instead, as the caller's call (`header`), so that they get the code
+ * and ErrorInfo the HTTP port gives, and are logged and counted, once. Once a
+ * message has been delivered (the interceptor calls the function returned),
+ * grpc-js's statuses are about the response and pass as they are; so do its
+ * deadline and cancellation, which say nothing of the request, and every
+ * status we produced (it carries details).
  */
-export function refusalInterceptor(
-  routes: Route[],
+export function refuseThroughChain(
+  call: grpc.ServerInterceptingCallInterface,
+  route: Route,
   maxRequestBytes: number,
-): grpc.ServerInterceptor {
-  const byPath = new Map(routes.map((r) => [`/${r.service.typeName}/${r.method.name}`, r]));
-  const passes = new Set([grpc.status.OK, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
-  return (definition, call) => {
-    const route = byPath.get(definition.path);
-    if (!route) return new grpc.ServerInterceptingCall(call);
-    let delivered = false;
-    let refusing = false;
-    const send = call.sendStatus.bind(call);
-    // grpc-js sends these from inside its base call, past any responder:
-    // only the instance's own method sees them.
-    call.sendStatus = (status) => {
-      // Our answer is on its way; what grpc-js adds after it (a half-close
-      // finding no message) would be a second answer to the same call.
-      if (refusing) return;
-      if (
-        delivered ||
-        passes.has(status.code) ||
-        status.metadata?.get("grpc-status-details-bin").length
-      ) {
-        return send(status);
-      }
-      refusing = true;
-      const error = requestRefused(route.method, grpcRefusal(status), maxRequestBytes);
-      void refuse(route, "grpc", new Headers(), error).then((e) =>
-        send(toGrpcStatus(e) as grpc.StatusObject),
-      );
-    };
-    const listener = new grpc.ServerListenerBuilder()
-      .withOnReceiveMessage((message, next) => {
-        delivered = true;
-        next(message);
-      })
-      .build();
-    return new grpc.ServerInterceptingCall(call, { start: (next) => next(listener) });
+  header: () => RequestHeader,
+): () => void {
+  let delivered = false;
+  let refusing = false;
+  const send = call.sendStatus.bind(call);
+  call.sendStatus = (status) => {
+    // Our answer is on its way; what grpc-js adds after it (a half-close
+    // finding no message) would be a second answer to the same call.
+    if (refusing) return;
+    if (
+      delivered ||
+      passes.has(status.code) ||
+      status.metadata?.get("grpc-status-details-bin").length
+    ) {
+      return send(status);
+    }
+    refusing = true;
+    const error = requestRefused(route.method, grpcRefusal(status), maxRequestBytes);
+    void refuse(route, "grpc", header(), error).then((e) =>
+      send(toGrpcStatus(e) as grpc.StatusObject),
+    );
+  };
+  return () => {
+    delivered = true;
   };
 }
+
+const passes = new Set([grpc.status.OK, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
 
 // Which refusal a status grpc-js produced stands for. Only its codes and the
 // fixed beginnings of its own texts are read, never what the client sent.

@@ -3,7 +3,7 @@ import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
 import { refuse, type Route } from "./handlers.js";
 import type { RequestHeader } from "./call.js";
-import { metadataHeader } from "./grpc_adapter.js";
+import { metadataHeader, refuseThroughChain } from "./grpc_adapter.js";
 
 const noHeader: RequestHeader = { get: () => null };
 
@@ -50,6 +50,10 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     // as the caller's call (with auth on, a busy caller is told it is busy,
     // not that it has no token).
     let header = noHeader;
+    // The only interceptor, so `call` is grpc-js's own.
+    const delivered = route
+      ? refuseThroughChain(call, route, opts.maxRequestBytes, () => header)
+      : undefined;
 
     const give = (n: number) => {
       budget.give(n);
@@ -75,7 +79,7 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
           ).then((e) => toGrpcStatus(e) as grpc.StatusObject)
         : Promise.resolve(plainStatus(refusal));
       void status.then((s) => {
-        if (!ended) intercepting.sendStatus(s);
+        if (!ended) call.sendStatus(s);
       });
     };
     const admitted = (read: () => void) => {
@@ -101,47 +105,53 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
       });
     };
 
-    const listener = new grpc.ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => {
-        header = metadataHeader(metadata);
-        admit(() => next(metadata));
-      })
-      .withOnReceiveMessage((msg: Buffer, next) => {
-        if (unary) {
-          message += msg.length;
-        } else {
-          // A stream's handler takes each message as it comes: room for the next read only.
+    // No ServerInterceptingCall: grpc-js's own call is returned with three
+    // of its methods wrapped (grpc-js calls them through the instance), which
+    // spares every call an intercepting call, a listener chain and a
+    // continuation per event.
+    const start = call.start.bind(call);
+    call.start = (listener) =>
+      start({
+        onReceiveMetadata: (metadata) => {
+          header = metadataHeader(metadata);
+          admit(() => listener.onReceiveMetadata(metadata));
+        },
+        onReceiveMessage: (msg: Buffer) => {
+          delivered?.();
+          if (unary) {
+            message += msg.length;
+          } else {
+            // A stream's handler takes each message as it comes: room for the next read only.
+            readDone();
+            give(held);
+          }
+          listener.onReceiveMessage(msg);
+        },
+        onReceiveHalfClose: () => {
           readDone();
-          give(held);
-        }
-        next(msg);
-      })
-      .withOnReceiveHalfClose((next) => {
-        readDone();
-        // What stays is the request the handler now serves.
-        give(held - message);
-        next();
-      })
-      .withOnCancel(end)
-      .build();
-    const intercepting = new grpc.ServerInterceptingCall(call, {
-      start: (next) => next(listener),
-      sendStatus: (status, next) => {
-        end();
-        next(status);
-      },
-    });
+          // What stays is the request the handler now serves.
+          give(held - message);
+          listener.onReceiveHalfClose();
+        },
+        // grpc-js tells every call's listener this once the call is over,
+        // answered or not.
+        onCancel: () => {
+          end();
+          listener.onCancel();
+        },
+      });
     // The first read was covered when the call was let in; a stream's later
     // reads are covered one by one (a unary call's second read, which waits
     // for the half-close, is inside its first cover).
-    const startRead = intercepting.startRead.bind(intercepting);
+    const startRead = call.startRead.bind(call);
     let reads = 0;
-    intercepting.startRead = () => {
+    call.startRead = () => {
       reads++;
       if (unary || reads === 1) return startRead();
       admit(startRead);
     };
-    return intercepting;
+    // grpc-js's type asks for its class; it uses only the interface.
+    return call as grpc.ServerInterceptingCall;
   };
 }
 

@@ -440,9 +440,9 @@ describe("request bytes in flight", () => {
     expect((await kms.hashField({ fieldName: "email", value: "a@example.com" })).hash).not.toBe("");
   });
 
-  it("tells an authenticated caller whose request never arrives that its deadline passed, not that it has no token", async () => {
-    const token = "limits-test-token";
-    const app = await start({
+  const token = "limits-test-token";
+  const withAuth = () =>
+    start({
       auth: {
         enabled: true,
         tokens: [
@@ -459,6 +459,9 @@ describe("request bytes in flight", () => {
         max_inflight_request_bytes: 4 * 2 ** 20,
       },
     });
+
+  it("tells an authenticated caller whose request never arrives that its deadline passed, not that it has no token", async () => {
+    const app = await withAuth();
     const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
     session.on("error", () => undefined);
     const status = await new Promise<string>((resolve) => {
@@ -477,5 +480,27 @@ describe("request bytes in flight", () => {
     });
     session.close();
     expect(status).toBe("4");
+  });
+
+  it("tells an authenticated caller whose message is over the limit so, not that it has no token", async () => {
+    const app = await withAuth();
+    const kms = createClient(
+      KmsService,
+      createGrpcTransport({
+        baseUrl: `http://127.0.0.1:${app.grpcPort}`,
+        interceptors: [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${token}`);
+            return next(req);
+          },
+        ],
+      }),
+    );
+    const big = await outcome(kms.hashField({ fieldName: "email", value: "x".repeat(2 ** 20) }));
+    expect(big).toMatchObject({ code: Code.ResourceExhausted, reason: "REQUEST_TOO_LARGE" });
+    // The same caller, within the limit, is served.
+    expect((await kms.hashField({ fieldName: "email", value: "a@example.com" })).hash).toMatch(
+      /^[0-9a-f]{64}$/,
+    );
   });
 });

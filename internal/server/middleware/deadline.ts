@@ -31,7 +31,7 @@ export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Mi
       try {
         answer = next(call);
       } catch (err) {
-        // Refused at once by the middleware inside (validation).
+        // A handler that throws instead of rejecting.
         clearTimeout(timer);
         reject(err);
         return;

@@ -1,12 +1,10 @@
-import { ConnectError } from "@connectrpc/connect";
-import type { Call, Middleware } from "../call.js";
-import { codeName } from "../errors.js";
+import type { Call, Observer } from "../call.js";
 import type { RpcMetrics } from "../metrics.js";
 
 type Child = ReturnType<RpcMetrics["duration"]["labels"]>;
 
 /** Counts and times every call by service, method, transport and code. */
-export function metrics(rpc: RpcMetrics): Middleware {
+export function metricsObserver(rpc: RpcMetrics): Observer {
   // prom-client hashes the label set on every observation; the combinations
   // are few and fixed, so each is looked up once and kept: per method, per
   // transport and code.
@@ -30,17 +28,5 @@ export function metrics(rpc: RpcMetrics): Middleware {
     }
     return found;
   };
-  return (next) => async (call) => {
-    const started = performance.now();
-    let code = "OK";
-    try {
-      return await next(call);
-    } catch (err) {
-      code = err instanceof ConnectError ? codeName(err.code) : "UNKNOWN";
-      throw err;
-    } finally {
-      const seconds = (performance.now() - started) / 1000;
-      child(call, code).observe(seconds);
-    }
-  };
+  return (call, code, ms) => child(call, code).observe(ms / 1000);
 }

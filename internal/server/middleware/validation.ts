@@ -1,6 +1,6 @@
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
-import type { Middleware } from "../call.js";
+import type { Guard } from "../call.js";
 import { rpcErrors } from "../errors.js";
 import { nulField } from "./text.js";
 
@@ -11,16 +11,16 @@ import { nulField } from "./text.js";
  * A string holding NUL is refused the same way, whatever the field. A
  * request its transport refused never reaches the handler.
  */
-export function validation(): Middleware {
+export function validation(): Guard {
   const validator = createValidator();
-  return (next) => (call) => {
+  return (call) => {
     if (call.refused) throw call.refused;
     const nul = nulField(call.method.input, call.request);
     if (nul !== undefined) {
       throw rpcErrors.invalidField(call.service, nul, "string.no_nul", "contains a NUL character");
     }
     const result = validator.validate(call.method.input, call.request);
-    if (result.kind === "valid") return next(call);
+    if (result.kind === "valid") return;
     if (result.kind === "error") throw result.error;
     const violations = result.error.violations.map((v) => ({
       field: pathToString(v.field) || call.method.input.name,
