@@ -7,6 +7,23 @@ const BUSY_PAUSE_MS = 1000;
 /** How long close() waits for a batch under way. */
 const CLOSE_WAIT_MS = 5000;
 
+/** What every background job's row keeps of its progress. */
+export interface JobProgress {
+  rowsDone: bigint;
+  rowsFailed: bigint;
+  lastError: string | undefined;
+  startedAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | undefined;
+}
+
+/** Rows done per second from the job's start to its end or its last batch. */
+export function rowsPerSecond(job: JobProgress): number {
+  const end = job.finishedAt ?? job.updatedAt;
+  const seconds = (end.getTime() - job.startedAt.getTime()) / 1000;
+  return seconds > 0 ? Number(job.rowsDone) / seconds : 0;
+}
+
 /**
  * This instance's share of a deployment-wide background job (re-encryption,
  * index-key rotation): one run at a time, however often it is woken, and

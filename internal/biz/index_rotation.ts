@@ -3,15 +3,15 @@ import { background, type Context } from "./context.js";
 import type { FieldCipher } from "./field_cipher.js";
 import type { Slot } from "./index_keys.js";
 import { isDataCorrupt, isKeyRevoked } from "./kms.js";
-import { newWorker, pauseBetweenBatches, type Worker } from "./background_worker.js";
-import type { BatchPolicy } from "./reencryption.js";
 import {
-  DuplicateError,
-  PII_FIELDS,
-  userFieldName,
-  userRowContext,
-  type PiiField,
-} from "./user.js";
+  newWorker,
+  pauseBetweenBatches,
+  rowsPerSecond,
+  type JobProgress,
+  type Worker,
+} from "./background_worker.js";
+import type { BatchPolicy } from "./reencryption.js";
+import { PII_FIELDS, userFieldName, userRowContext, type PiiField } from "./user.js";
 
 /**
  * backfill: writes fill both index columns while the job fills the new one
@@ -23,7 +23,7 @@ export type IndexRotationPhase = "backfill" | "clear" | "done";
 export type IndexRotationState = "running" | "failed" | "finished";
 
 /** The index-key rotation as stored: one for the whole deployment. */
-export interface IndexRotationJob {
+export interface IndexRotationJob extends JobProgress {
   phase: IndexRotationPhase;
   state: IndexRotationState;
   /** The slot the new key fills. */
@@ -31,21 +31,25 @@ export interface IndexRotationJob {
   /** The index keys' epoch this phase works under. */
   epoch: number;
   cursorId: number;
-  rowsDone: bigint;
-  rowsFailed: bigint;
-  lastError: string | undefined;
   batchSize: number;
   pauseMs: number;
-  startedAt: Date;
-  updatedAt: Date;
   switchedAt: Date | undefined;
-  finishedAt: Date | undefined;
 }
 
 /** A row's indexed values, as read for the backfill: each with its index in the old slot. */
 export interface IndexedRow {
   id: number;
   fields: Partial<Record<PiiField, { ciphertext: Buffer; oldHash: string }>>;
+}
+
+/**
+ * Thrown by commitFill: a filled index is another user's under the new key
+ * (values alike under it but not under the old, written outside the service).
+ */
+export class IndexCollisionError extends Error {
+  constructor() {
+    super("two users index alike under the new key");
+  }
 }
 
 /** New-slot indexes for a row, each written only where the row still holds `oldHash`. */
@@ -238,7 +242,7 @@ export class IndexRotation {
       });
       return running;
     } catch (err) {
-      if (!(err instanceof DuplicateError)) throw err;
+      if (!(err instanceof IndexCollisionError)) throw err;
       // Retrying would fail the same way for ever: the operator's to resolve.
       const first = rows[0]!.id;
       const last = rows.at(-1)!.id;
@@ -259,8 +263,6 @@ export class IndexRotation {
         : job.phase === "backfill"
           ? await this.repo.countUnindexed(job.toSlot === 1 ? 0 : 1, job.cursorId)
           : await this.repo.countIndexed(job.toSlot === 1 ? 0 : 1, job.cursorId);
-    const end = job.finishedAt ?? job.updatedAt;
-    const seconds = (end.getTime() - job.startedAt.getTime()) / 1000;
-    return { job, rowsRemaining, rowsPerSecond: seconds > 0 ? Number(job.rowsDone) / seconds : 0 };
+    return { job, rowsRemaining, rowsPerSecond: rowsPerSecond(job) };
   }
 }

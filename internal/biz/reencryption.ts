@@ -2,7 +2,13 @@ import type { Logger } from "../pkg/log/logger.js";
 import type { FieldCipher } from "./field_cipher.js";
 import { background, type Context } from "./context.js";
 import { MAX_POSITION } from "./paging.js";
-import { newWorker, pauseBetweenBatches, type Worker } from "./background_worker.js";
+import {
+  newWorker,
+  pauseBetweenBatches,
+  rowsPerSecond,
+  type JobProgress,
+  type Worker,
+} from "./background_worker.js";
 import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms.js";
 import {
   PII_FIELDS,
@@ -15,7 +21,7 @@ import {
 export type JobState = "running" | "stopped" | "finished";
 
 /** The re-encryption job as stored: one for the whole deployment. */
-export interface ReencryptionJob {
+export interface ReencryptionJob extends JobProgress {
   state: JobState;
   /** Bumped by every start. */
   generation: number;
@@ -25,14 +31,8 @@ export interface ReencryptionJob {
   targetVersion: number;
   /** The last row done. */
   cursorId: number;
-  rowsDone: bigint;
-  rowsFailed: bigint;
-  lastError: string | undefined;
   batchSize: number;
   pauseMs: number;
-  startedAt: Date;
-  updatedAt: Date;
-  finishedAt: Date | undefined;
 }
 
 /** A user row's values under the versions that move, as read. */
@@ -351,8 +351,6 @@ export class Reencryption {
       job.state === "finished"
         ? 0n
         : await this.repo.countUnder(await this.versionsToMove(job), job.cursorId);
-    const end = job.finishedAt ?? job.updatedAt;
-    const seconds = (end.getTime() - job.startedAt.getTime()) / 1000;
-    return { job, rowsRemaining, rowsPerSecond: seconds > 0 ? Number(job.rowsDone) / seconds : 0 };
+    return { job, rowsRemaining, rowsPerSecond: rowsPerSecond(job) };
   }
 }

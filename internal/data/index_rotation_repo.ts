@@ -1,13 +1,14 @@
 import type pg from "pg";
-import type {
-  IndexRotationJob,
-  IndexRotationPhase,
-  IndexRotationRepo,
-  IndexRotationState,
-  IndexedRow,
+import {
+  IndexCollisionError,
+  type IndexRotationJob,
+  type IndexRotationPhase,
+  type IndexRotationRepo,
+  type IndexRotationState,
+  type IndexedRow,
 } from "../biz/index_rotation.js";
 import type { Slot } from "../biz/index_keys.js";
-import { DuplicateError, PII_FIELDS, type PiiField } from "../biz/user.js";
+import { PII_FIELDS, type PiiField } from "../biz/user.js";
 import { kmsErrors } from "../biz/kms.js";
 import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
 import { background } from "../biz/context.js";
@@ -239,7 +240,7 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
             .catch((err: { code?: string }) => {
               // Two rows whose values index alike under the new key but not
               // under the old (written outside the service): not the job's to decide.
-              throw err.code === "23505" ? new DuplicateError("email") : err;
+              throw err.code === "23505" ? new IndexCollisionError() : err;
             });
           filled = rowCount ?? 0;
         }

@@ -19,6 +19,7 @@ import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import type { FieldCipher } from "../biz/field_cipher.js";
 import type { KeyLifecycle } from "../biz/key_lifecycle.js";
+import type { JobProgress } from "../biz/background_worker.js";
 import type {
   Reencryption,
   ReencryptionStatus as BizReencryptionStatus,
@@ -212,6 +213,20 @@ function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {
   };
 }
 
+/** The progress fields both background jobs' status messages share. */
+function progress(job: JobProgress, s: { rowsRemaining: bigint; rowsPerSecond: number }) {
+  return {
+    rowsDone: job.rowsDone,
+    rowsRemaining: s.rowsRemaining,
+    rowsFailed: job.rowsFailed,
+    lastError: job.lastError ?? "",
+    rowsPerSecond: s.rowsPerSecond,
+    startedAt: timestampFromDate(job.startedAt),
+    updatedAt: timestampFromDate(job.updatedAt),
+    finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
+  };
+}
+
 const jobStates = {
   running: ReencryptionState.RUNNING,
   stopped: ReencryptionState.STOPPED,
@@ -227,14 +242,7 @@ function reencryptionStatus(
     state: jobStates[job.state],
     belowVersion: job.belowVersion ?? 0,
     targetVersion: job.targetVersion,
-    rowsDone: job.rowsDone,
-    rowsRemaining: s.rowsRemaining,
-    rowsFailed: job.rowsFailed,
-    lastError: job.lastError ?? "",
-    rowsPerSecond: s.rowsPerSecond,
-    startedAt: timestampFromDate(job.startedAt),
-    updatedAt: timestampFromDate(job.updatedAt),
-    finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
+    ...progress(job, s),
   };
 }
 
@@ -257,14 +265,7 @@ function indexRotationStatus(
   return {
     phase: indexPhases[job.phase],
     state: indexStates[job.state],
-    rowsDone: job.rowsDone,
-    rowsRemaining: s.rowsRemaining,
-    rowsFailed: job.rowsFailed,
-    lastError: job.lastError ?? "",
-    rowsPerSecond: s.rowsPerSecond,
-    startedAt: timestampFromDate(job.startedAt),
-    updatedAt: timestampFromDate(job.updatedAt),
     switchedAt: job.switchedAt ? timestampFromDate(job.switchedAt) : undefined,
-    finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
+    ...progress(job, s),
   };
 }

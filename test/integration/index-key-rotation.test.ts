@@ -301,6 +301,47 @@ describe("blind-index key rotation", () => {
     expect(await indexState()).toMatchObject({ slot: 1, next: false });
   }, 60_000);
 
+  it("stops before the switch when two users index alike under the new key only, and resumes once resolved", async () => {
+    const onA = clients(ctx.a);
+    const [first, second] = await createUsers(ctx.a, "clash", 2);
+    // Written outside the service: the second row holds the first's address,
+    // sealed for its own row, while its index still says its own.
+    const sealed = await onA.kms.encryptField({
+      fieldName: "users.email",
+      plaintext: new TextEncoder().encode(first!.email),
+      context: new TextEncoder().encode(`users:${second!.id}`),
+    });
+    await query(
+      ctx.db.url,
+      "UPDATE users SET email_encrypted = $1, email_key_version = $2 WHERE id = $3",
+      [Buffer.from(sealed.ciphertext), sealed.keyVersion, second!.id],
+    );
+    const before = await indexState();
+
+    expect((await onA.kms.rotateIndexKey({ batchSize: 50 })).started).toBe(true);
+    const failed = await finished(ctx.a);
+    expect(failed).toMatchObject({
+      phase: IndexKeyRotationPhase.BACKFILL,
+      state: IndexKeyRotationState.FAILED,
+    });
+    expect(failed.lastError).toMatch(/indexes under the new key like another user's/);
+    expect(failed.lastError).not.toContain("clash0@");
+    // Both keys still serve: nothing switched.
+    expect(await indexState()).toMatchObject({ slot: before.slot, next: true });
+    expect(
+      (await clients(ctx.b).users.lookupUser({ key: { case: "email", value: first!.email } })).user
+        ?.id,
+    ).toBe(first!.id);
+
+    await onA.users.deleteUser({ id: second!.id });
+    expect((await onA.kms.rotateIndexKey({})).started).toBe(true);
+    expect(await finished(ctx.b)).toMatchObject({
+      phase: IndexKeyRotationPhase.DONE,
+      state: IndexKeyRotationState.FINISHED,
+    });
+    expect(await indexState()).toMatchObject({ slot: before.slot === 0 ? 1 : 0, next: false });
+  }, 60_000);
+
   it("makes a late instance look up and write under the keys in use", async () => {
     // The rotation stays in its first phase: one row per batch, an hour apart.
     const onA = clients(ctx.a);
