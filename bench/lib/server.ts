@@ -1,14 +1,19 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, type Config } from "../../internal/conf/load.js";
 
+// The flags `npm start` runs the server with (package.json config.node_flags).
+const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { config: { node_flags: string } };
+const nodeFlags = pkg.config.node_flags.split(" ").filter(Boolean);
+
 /**
  * The service as a user runs it, for the benchmarks: the built server
- * (dist/, what `npm start` runs) in a process of its own, authentication on
- * (a token checked on every call), logging at info as in production.
+ * (dist/, what `npm start` runs, with the Node flags it passes) in a process
+ * of its own, authentication on (a token checked on every call), logging at
+ * info as in production.
  */
 export interface BenchServer {
   grpcPort: number;
@@ -51,7 +56,7 @@ export async function startBenchServer(
   const env = { ...process.env };
   delete env.DATABASE_URL;
   delete env.KMS_ROOT_KEY;
-  const child = spawn(process.execPath, ["dist/cmd/server/main.js", "-conf", file], {
+  const child = spawn(process.execPath, [...nodeFlags, "dist/cmd/server/main.js", "-conf", file], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });

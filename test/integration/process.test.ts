@@ -239,6 +239,11 @@ describe("first start, anywhere", () => {
     const listening = JSON.parse(await npm.waitFor(/"msg":"listening/));
     expect(listening.grpc).not.toBe(9);
     expect(listening.http).not.toBe(9);
+    // The server runs with the Node flags package.json declares (config.node_flags).
+    const server = processesWith(conf)
+      .map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"))
+      .find((argv) => argv.includes("dist/cmd/server/main.js"));
+    expect(server).toContain("--max-semi-space-size=64");
     npm.child.kill("SIGTERM");
     expect(await npm.exited).toBe(0);
     // The server (found by its config path on the command line) is gone too.
