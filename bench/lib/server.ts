@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, type Config } from "../../internal/conf/load.js";
@@ -56,24 +56,30 @@ export async function startBenchServer(
   const env = { ...process.env };
   delete env.DATABASE_URL;
   delete env.KMS_ROOT_KEY;
+  // Its log goes to a file, as to a collector: a pipe read here would take
+  // CPU from the server and the load generator on a small machine.
+  const logFile = join(dir, "server.log");
+  const log = openSync(logFile, "a");
   const child = spawn(process.execPath, [...nodeFlags, "dist/cmd/server/main.js", "-conf", file], {
     env,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", log, log],
   });
+  closeSync(log);
   const ports = await new Promise<{ grpc: number; http: number }>((resolve, reject) => {
-    let out = "";
-    const onData = (chunk: Buffer) => {
-      // Kept reading for the whole run (a full pipe would stall the server);
-      // only the first lines are kept, to find the ports.
-      if (out.length > 100_000) return;
-      out += chunk.toString();
-      const ready = processes > 1 ? '"msg":"all processes listening' : '"msg":"listening';
-      const line = out.split("\n").find((l) => l.includes(ready));
-      if (line) resolve(JSON.parse(line) as { grpc: number; http: number });
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`the server exited (${code}):\n${out}`)));
+    const ready = processes > 1 ? '"msg":"all processes listening' : '"msg":"listening';
+    const head = () => readFileSync(logFile, "utf8").slice(0, 100_000);
+    const poll = setInterval(() => {
+      const line = head()
+        .split("\n")
+        .find((l) => l.includes(ready));
+      if (!line) return;
+      clearInterval(poll);
+      resolve(JSON.parse(line) as { grpc: number; http: number });
+    }, 50);
+    child.once("exit", (code) => {
+      clearInterval(poll);
+      reject(new Error(`the server exited (${code}):\n${head()}`));
+    });
   });
   return {
     grpcPort: ports.grpc,
