@@ -7,7 +7,7 @@ import { parseConfig, type Config } from "../../internal/conf/load.js";
 
 // The flags `npm start` runs the server with (package.json config.node_flags).
 const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { config: { node_flags: string } };
-const nodeFlags = pkg.config.node_flags.split(" ").filter(Boolean);
+const nodeFlags = pkg.config.node_flags.split(/\s+/).filter(Boolean);
 
 /**
  * The service as a user runs it, for the benchmarks: the built server

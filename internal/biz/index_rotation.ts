@@ -47,6 +47,7 @@ export interface IndexedRow {
  * (values alike under it but not under the old, written outside the service).
  */
 export class IndexCollisionError extends Error {
+  override readonly name = "IndexCollisionError";
   constructor() {
     super("two users index alike under the new key");
   }

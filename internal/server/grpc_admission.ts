@@ -108,7 +108,17 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     // No ServerInterceptingCall: grpc-js's own call is returned with three
     // of its methods wrapped (grpc-js calls them through the instance), which
     // spares every call an intercepting call, a listener chain and a
-    // continuation per event.
+    // continuation per event. What that chain did for us is done here: once
+    // the call is answered, nothing more reaches its handler (a client's
+    // END_STREAM after a refusal would otherwise run it, and give back room
+    // twice).
+    const send = call.sendStatus.bind(call);
+    call.sendStatus = (status) => {
+      // Room comes back as the answer leaves, not when the client has read
+      // it (a client that never reads would keep it).
+      end();
+      send(status);
+    };
     const start = call.start.bind(call);
     call.start = (listener) =>
       start({
@@ -117,6 +127,7 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
           admit(() => listener.onReceiveMetadata(metadata));
         },
         onReceiveMessage: (msg: Buffer) => {
+          if (ended) return;
           delivered?.();
           if (unary) {
             message += msg.length;
@@ -128,6 +139,7 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
           listener.onReceiveMessage(msg);
         },
         onReceiveHalfClose: () => {
+          if (ended) return;
           readDone();
           // What stays is the request the handler now serves.
           give(held - message);

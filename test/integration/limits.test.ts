@@ -440,6 +440,50 @@ describe("request bytes in flight", () => {
     expect((await kms.hashField({ fieldName: "email", value: "a@example.com" })).hash).not.toBe("");
   });
 
+  it("gives a refused call's room back once, however late the client ends its request", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      server: {
+        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "1s" },
+        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
+        max_inflight_request_bytes: 4 * 2 ** 20,
+      },
+    });
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on("error", () => undefined);
+    // A whole message but no end of request: refused as not received in
+    // time; only then does the client end it.
+    const message = Buffer.alloc(5 + 900_000);
+    message.writeUInt32BE(900_000, 1);
+    for (let i = 0; i < 3; i++) {
+      const status = await new Promise<string>((resolve) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/kms.v1.KmsService/HashField",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        stream.write(message);
+        stream.on("response", (h) => {
+          stream.end();
+          stream.on("close", () => resolve(String(h["grpc-status"])));
+        });
+        stream.on("error", () => undefined);
+      });
+      expect(status).toBe("4");
+    }
+    session.close();
+    // Had each end taken its message's bytes again, no room would be left for this one.
+    const kms = createClient(
+      KmsService,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+    );
+    const answer = await outcome(
+      kms.hashField({ fieldName: "email", value: "a@example.com" }, { timeoutMs: 3000 }),
+    );
+    expect(answer.code).toBe(0);
+  });
+
   const token = "limits-test-token";
   const withAuth = () =>
     start({
