@@ -67,7 +67,7 @@ export function newFieldCipher(
       } catch {
         throw kmsErrors.ciphertextInvalid();
       }
-      const k = await keyring.forDecryption(version);
+      const k = keyring.forDecryptionNow(version) ?? (await keyring.forDecryption(version));
       try {
         return {
           plaintext: decrypt(ciphertext, k.key, fieldContext(fieldName, context)),

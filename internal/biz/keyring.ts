@@ -26,6 +26,8 @@ export interface Keyring {
   active(): Promise<RingKey>;
   /** The key of `version` for decrypting: KEY_REVOKED when it is revoked. */
   forDecryption(version: number): Promise<RingKey>;
+  /** forDecryption's synchronous fast path: the key when it is cached, else undefined. */
+  forDecryptionNow(version: number): RingKey | undefined;
   /** Drops every key: the next use reloads it. */
   forget(): void;
   /** Fails (DATA_KEY_CORRUPT) while a key seen altered still does not unwrap. */
@@ -97,6 +99,10 @@ export function newKeyring(repo: DataKeyRepo, roots: RootKeys, ttlMs: number): K
     return promise;
   };
 
+  const usable = <K extends RingKey>(k: K): K => {
+    if (k.status === "revoked") throw kmsErrors.keyRevoked(k.version);
+    return k;
+  };
   const activeNow = () => (activeVersion === undefined ? undefined : fresh(activeVersion));
 
   return {
@@ -120,10 +126,10 @@ export function newKeyring(repo: DataKeyRepo, roots: RootKeys, ttlMs: number): K
       activeLoading = promise;
       return promise;
     },
-    forDecryption: async (version) => {
-      const k = fresh(version) ?? (await load(version));
-      if (k.status === "revoked") throw kmsErrors.keyRevoked(version);
-      return k;
+    forDecryption: async (version) => usable(fresh(version) ?? (await load(version))),
+    forDecryptionNow: (version) => {
+      const k = fresh(version);
+      return k && usable(k);
     },
     forget: () => {
       for (const k of cache.values()) zeroLater(k);

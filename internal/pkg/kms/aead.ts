@@ -25,8 +25,10 @@ export function assertAlgorithm(name: string): Algorithm {
   );
 }
 
+const byId = new Map((Object.keys(ALGORITHMS) as Algorithm[]).map((a) => [ALGORITHMS[a].id, a]));
+
 export function algorithmById(id: number): Algorithm | undefined {
-  return (Object.keys(ALGORITHMS) as Algorithm[]).find((a) => ALGORITHMS[a].id === id);
+  return byId.get(id as 1 | 2);
 }
 
 // Nonces come from a pool of CSPRNG bytes drawn 4 KiB at a time: one call

@@ -42,11 +42,9 @@ export interface Header {
 export function readHeader(ciphertext: Uint8Array): Header {
   if (ciphertext.length < OVERHEAD || ciphertext[0] !== FORMAT_V1) throw new CiphertextError();
   const algorithm = algorithmById(ciphertext[1]!);
-  const version = Buffer.from(
-    ciphertext.buffer,
-    ciphertext.byteOffset,
-    ciphertext.length,
-  ).readUInt32BE(2);
+  // Big-endian uint32 at 2, read without a Buffer view per call.
+  const version =
+    ciphertext[2]! * 0x1000000 + ((ciphertext[3]! << 16) | (ciphertext[4]! << 8) | ciphertext[5]!);
   if (!algorithm || version === 0) throw new CiphertextError();
   return { algorithm, version };
 }
