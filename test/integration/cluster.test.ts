@@ -81,6 +81,11 @@ describe("several server processes", () => {
     expect(workers).toHaveLength(2);
     process.kill(Number(workers[0]), "SIGKILL");
     await server.waitFor(/a server process died; replacing it/);
+    // The replacement serves once it says so: its start-up may take a while
+    // on a busy machine (bounded only by the test's timeout).
+    while ((server.output().match(/"msg":"listening/g) ?? []).length < 3) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     for (let i = 0; i < 40 && !seen.has("3"); i++) {
       seen.add(await workerOf(ports.http).catch(() => "none"));
       await new Promise((r) => setTimeout(r, 100));
