@@ -90,6 +90,13 @@ export async function kmsInProcess(url: string) {
   }
 }
 
+// The HashField call both gRPC comparisons make.
+const request = toBinary(
+  HashFieldRequestSchema,
+  create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
+);
+const path = `/${KmsService.typeName}/${KmsService.method.hashField.name}`;
+
 /**
  * HashField over the gRPC port (authentication on) against a bare grpc-js
  * server answering the same response without work, alternating rounds.
@@ -99,11 +106,6 @@ export async function hashFieldOverGrpc(
   seconds: number,
   rounds: number,
 ): Promise<Comparison> {
-  const request = toBinary(
-    HashFieldRequestSchema,
-    create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
-  );
-  const path = `/${KmsService.typeName}/${KmsService.method.hashField.name}`;
   const answer = Buffer.from(
     toBinary(HashFieldResponseSchema, create(HashFieldResponseSchema, { hash: "0".repeat(64) })),
   );
@@ -138,10 +140,6 @@ export async function processesOverGrpc(
   seconds: number,
   rounds: number,
 ): Promise<Comparison> {
-  const request = toBinary(
-    HashFieldRequestSchema,
-    create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
-  );
   const rootKey = Buffer.from(rootKeyB64, "base64");
   const one = await startBenchServer(url, rootKey, 1);
   const two = await startBenchServer(url, rootKey, 2);
@@ -154,7 +152,7 @@ export async function processesOverGrpc(
   });
   try {
     return await alternate({
-      path: `/${KmsService.typeName}/${KmsService.method.hashField.name}`,
+      path,
       request,
       rounds,
       seconds,

@@ -400,16 +400,20 @@ describe("request bytes in flight", () => {
     }
   }, 180_000);
 
+  // Room for two reads at a time (each 2 × max_request_bytes); a request
+  // must arrive within a second of being let in.
+  const tight = () => ({
+    auth: { enabled: false },
+    server: {
+      grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "1s" },
+      http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
+      max_inflight_request_bytes: 4 * 2 ** 20,
+    },
+  });
+
   it("does not let a request that never arrives hold its room past server.grpc.timeout", async () => {
     // Room for two reads at a time: two silent calls fill it.
-    const app = await start({
-      auth: { enabled: false },
-      server: {
-        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "1s" },
-        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
-        max_inflight_request_bytes: 4 * 2 ** 20,
-      },
-    });
+    const app = await start(tight());
     const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
     const silent = Array.from(
       { length: 2 },
@@ -441,14 +445,7 @@ describe("request bytes in flight", () => {
   });
 
   it("gives a refused call's room back once, however late the client ends its request", async () => {
-    const app = await start({
-      auth: { enabled: false },
-      server: {
-        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "1s" },
-        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
-        max_inflight_request_bytes: 4 * 2 ** 20,
-      },
-    });
+    const app = await start(tight());
     const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
     session.on("error", () => undefined);
     // A whole message but no end of request: refused as not received in
@@ -487,6 +484,7 @@ describe("request bytes in flight", () => {
   const token = "limits-test-token";
   const withAuth = () =>
     start({
+      ...tight(),
       auth: {
         enabled: true,
         tokens: [
@@ -496,11 +494,6 @@ describe("request bytes in flight", () => {
             scopes: ["kms.crypto"],
           },
         ],
-      },
-      server: {
-        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "1s" },
-        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
-        max_inflight_request_bytes: 4 * 2 ** 20,
       },
     });
 
