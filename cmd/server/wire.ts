@@ -17,7 +17,12 @@ import type { Data } from "../../internal/data/data.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { newKeyring } from "../../internal/biz/keyring.js";
 import { KeyLifecycle, type KeyPolicy } from "../../internal/biz/key_lifecycle.js";
-import { newFieldCipher, type FieldCipher } from "../../internal/biz/field_cipher.js";
+import {
+  newCallerCrypto,
+  newFieldCipher,
+  type CallerCrypto,
+  type FieldCipher,
+} from "../../internal/biz/field_cipher.js";
 import { encryptionUsage } from "../../internal/biz/kms_usage.js";
 import { startKmsJob } from "../../internal/biz/kms_job.js";
 import { Reencryption } from "../../internal/biz/reencryption.js";
@@ -119,7 +124,10 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
 
 export interface WiredKms {
   lifecycle: KeyLifecycle;
+  /** The stores' cipher. */
   cipher: FieldCipher;
+  /** KmsService's callers' cipher: a key domain of its own. */
+  callerCrypto: CallerCrypto;
   reencryption: Reencryption;
   indexRotation: IndexRotation;
   auditTrail: AuditTrail;
@@ -199,6 +207,7 @@ export async function wireKms(
   return {
     lifecycle,
     cipher,
+    callerCrypto: newCallerCrypto(keyring, index, usage),
     reencryption,
     indexRotation,
     auditTrail: new AuditTrail(newAuditRepo(data.pool), audit),

@@ -1,4 +1,5 @@
 import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
+import type { Domain } from "../pkg/kms/codec.js";
 import { kmsErrors } from "./kms.js";
 
 /**
@@ -37,8 +38,8 @@ export interface IndexKeys {
  */
 export interface IndexKeyHolder {
   epoch(): number;
-  /** The blind index under the current key. */
-  hash(field: string, value: string): string;
+  /** The blind index under the current key, in `domain` (KmsService's callers get their own). */
+  hash(field: string, value: string, domain: Domain): string;
   /** The blind index under each key in use, by slot: what a write stores and a lookup asks. */
   slots(field: string, value: string): SlotHashes;
   /**
@@ -55,12 +56,18 @@ interface Loaded {
   keys: IndexKeys;
   subkeys: Map<string, Buffer>;
   nextSubkeys: Map<string, Buffer>;
+  serviceSubkeys: Map<string, Buffer>;
 }
 
-const subkeyOf = (cache: Map<string, Buffer>, key: Buffer, field: string) => {
+const subkeyOf = (
+  cache: Map<string, Buffer>,
+  key: Buffer,
+  field: string,
+  domain: Domain = "store",
+) => {
   let subkey = cache.get(field);
   if (!subkey) {
-    subkey = fieldSubkey(key, field);
+    subkey = fieldSubkey(key, field, domain);
     cache.set(field, subkey);
   }
   return subkey;
@@ -70,7 +77,12 @@ export function newIndexKeyHolder(
   initial: IndexKeys,
   load: () => Promise<IndexKeys>,
 ): IndexKeyHolder {
-  const wrap = (keys: IndexKeys): Loaded => ({ keys, subkeys: new Map(), nextSubkeys: new Map() });
+  const wrap = (keys: IndexKeys): Loaded => ({
+    keys,
+    subkeys: new Map(),
+    nextSubkeys: new Map(),
+    serviceSubkeys: new Map(),
+  });
   let current: Loaded | undefined = wrap(initial);
   let loading: Promise<void> | undefined;
   let again: Promise<void> | undefined;
@@ -84,7 +96,8 @@ export function newIndexKeyHolder(
     setImmediate(() => {
       l.keys.key.fill(0);
       l.keys.next?.fill(0);
-      for (const k of [...l.subkeys.values(), ...l.nextSubkeys.values()]) k.fill(0);
+      for (const cache of [l.subkeys, l.nextSubkeys, l.serviceSubkeys])
+        for (const k of cache.values()) k.fill(0);
     });
   const loadOnce = (): Promise<void> =>
     load()
@@ -116,9 +129,10 @@ export function newIndexKeyHolder(
   };
   return {
     epoch: () => use().keys.epoch,
-    hash(field, value) {
+    hash(field, value, domain) {
       const l = use();
-      return blindIndex(subkeyOf(l.subkeys, l.keys.key, field), field, value);
+      const cache = domain === "store" ? l.subkeys : l.serviceSubkeys;
+      return blindIndex(subkeyOf(cache, l.keys.key, field, domain), field, value);
     },
     slots(field, value) {
       const l = use();

@@ -17,7 +17,7 @@ import type {
 } from "../../api/kms/v1/kms_pb.js";
 import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/audit.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
-import type { FieldCipher } from "../biz/field_cipher.js";
+import type { CallerCrypto, FieldCipher } from "../biz/field_cipher.js";
 import type { KeyLifecycle } from "../biz/key_lifecycle.js";
 import type { JobProgress } from "../biz/background_worker.js";
 import type {
@@ -43,12 +43,14 @@ const bizStatus = (s: KeyStatus) =>
 export function newKmsService({
   lifecycle: keys,
   cipher,
+  callerCrypto,
   reencryption,
   indexRotation,
   auditTrail: audit,
 }: {
   lifecycle: KeyLifecycle;
   cipher: FieldCipher;
+  callerCrypto: CallerCrypto;
   reencryption: Reencryption;
   indexRotation: IndexRotation;
   auditTrail: AuditTrail;
@@ -108,13 +110,13 @@ export function newKmsService({
         };
       },
       async encryptField(req) {
-        return cipher.encryptField(req.fieldName, req.plaintext, req.context);
+        return callerCrypto.encryptField(req.fieldName, req.plaintext, req.context);
       },
       async decryptField(req) {
-        return cipher.decryptField(req.fieldName, req.ciphertext, req.context);
+        return callerCrypto.decryptField(req.fieldName, req.ciphertext, req.context);
       },
       async hashField(req) {
-        return { hash: cipher.hashField(req.fieldName, req.value) };
+        return { hash: callerCrypto.hashField(req.fieldName, req.value) };
       },
       async startReencryption(req, call) {
         const s = await reencryption.start(

@@ -25,6 +25,7 @@ import { testConfig, useTwoInstances } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { rejection } from "../helpers/errors.js";
 import { runMigrate } from "../helpers/process.js";
+import { sealWithStoredKey } from "../helpers/seal.js";
 
 // The blind-index key replaced online on two instances: one rotates, the
 // other serves lookups and inserts throughout.
@@ -306,15 +307,17 @@ describe("blind-index key rotation", () => {
     const [first, second] = await createUsers(ctx.a, "clash", 2);
     // Written outside the service: the second row holds the first's address,
     // sealed for its own row, while its index still says its own.
-    const sealed = await onA.kms.encryptField({
-      fieldName: "users.email",
-      plaintext: new TextEncoder().encode(first!.email),
-      context: new TextEncoder().encode(`users:${second!.id}`),
-    });
+    const sealed = await sealWithStoredKey(
+      ctx.db.url,
+      "store",
+      first!.email,
+      "users.email",
+      `users:${second!.id}`,
+    );
     await query(
       ctx.db.url,
       "UPDATE users SET email_encrypted = $1, email_key_version = $2 WHERE id = $3",
-      [Buffer.from(sealed.ciphertext), sealed.keyVersion, second!.id],
+      [sealed.ciphertext, sealed.version, second!.id],
     );
     const before = await indexState();
 

@@ -200,7 +200,7 @@ describe("index keys", () => {
     const holder = newIndexKeyHolder(stored, async () => stored);
     const [a, none] = holder.slots("email", "A@example.com ");
     expect(none).toBeNull();
-    expect(a).toBe(holder.hash("email", "a@example.com"));
+    expect(a).toBe(holder.hash("email", "a@example.com", "store"));
 
     // A rotation begins: the next key fills slot 1, the current key still slot 0.
     stored = { epoch: 2, slot: 0, key: Buffer.from(current), next: Buffer.from(next) } as never;
@@ -210,13 +210,16 @@ describe("index keys", () => {
     expect(a2).toBe(a);
     expect(b2).toMatch(/^[0-9a-f]{64}$/);
     expect(b2).not.toBe(a);
-    expect(holder.hash("email", "a@example.com")).toBe(a);
+    expect(holder.hash("email", "a@example.com", "store")).toBe(a);
 
     // The switch: the next key is the key, in slot 1.
     stored = { epoch: 3, slot: 1, key: Buffer.from(next), next: undefined } as never;
     await holder.reload();
     expect(holder.slots("email", "a@example.com")).toEqual([null, b2]);
-    expect(holder.hash("email", "a@example.com")).toBe(b2);
+    expect(holder.hash("email", "a@example.com", "store")).toBe(b2);
+    // KmsService's callers hash in their own domain: never a store's index.
+    expect(holder.hash("email", "a@example.com", "service")).toMatch(/^[0-9a-f]{64}$/);
+    expect(holder.hash("email", "a@example.com", "service")).not.toBe(b2);
     holder.close();
     expect(() => holder.slots("email", "a@example.com")).toThrow(/no usable active key/);
   });

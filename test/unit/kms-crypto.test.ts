@@ -1,3 +1,4 @@
+import { createCipheriv } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import {
   decrypt,
   encrypt,
   fieldContext,
+  FORMAT_LEGACY,
   readHeader,
 } from "../../internal/pkg/kms/codec.js";
 import { deriveRootKey, loadRootKey } from "../../internal/pkg/kms/rootkey.js";
@@ -68,41 +70,83 @@ describe("ciphertext codec", () => {
     key,
     Buffer.from("alice@example.com"),
     ctx,
+    "store",
   );
 
-  it("is self-describing: format byte, algorithm, key version", () => {
-    expect(ct[0]).toBe(1);
-    expect(readHeader(ct)).toEqual({ algorithm: "AES-256-GCM", version: 3 });
-    expect(decrypt(ct, key, ctx).toString()).toBe("alice@example.com");
+  it("is self-describing: format byte (the key domain), algorithm, key version", () => {
+    expect(ct[0]).toBe(2);
+    expect(readHeader(ct)).toEqual({ format: 2, algorithm: "AES-256-GCM", version: 3 });
+    expect(decrypt(ct, key, ctx, "store").toString()).toBe("alice@example.com");
+  });
+
+  it("keeps its domains apart: a store's value never opens as a caller's, nor the reverse, even relabelled", () => {
+    const theirs = encrypt(
+      { algorithm: "AES-256-GCM", version: 3 },
+      key,
+      Buffer.from("x"),
+      ctx,
+      "service",
+    );
+    expect(theirs[0]).toBe(3);
+    expect(decrypt(theirs, key, ctx, "service").toString()).toBe("x");
+    expect(() => decrypt(theirs, key, ctx, "store")).toThrow(CiphertextError);
+    expect(() => decrypt(ct, key, ctx, "service")).toThrow(CiphertextError);
+    // The format byte is authenticated: relabelling breaks the tag.
+    for (const [value, domain] of [
+      [Buffer.from(ct), "service"],
+      [Buffer.from(theirs), "store"],
+    ] as const) {
+      value[0] = domain === "service" ? 3 : 2;
+      expect(() => decrypt(value, key, ctx, domain)).toThrow(CiphertextError);
+      value[0] = FORMAT_LEGACY;
+      expect(() => decrypt(value, key, ctx, domain)).toThrow(CiphertextError);
+    }
+  });
+
+  it("opens a value sealed before domains (format 1) in either domain: the cipher above decides", () => {
+    // Format 1 sealed the same bytes with format byte 1 in the associated data.
+    const legacy = Buffer.from(ct);
+    legacy[0] = FORMAT_LEGACY;
+    const nonce = legacy.subarray(6, 18);
+    const aad = Buffer.concat([legacy.subarray(0, 6), Buffer.alloc(4), ctx]);
+    aad.writeUInt32BE(ctx.length, 6);
+    const cipher = createCipheriv("aes-256-gcm", key, nonce).setAAD(aad);
+    const sealed = Buffer.concat([cipher.update("old"), cipher.final(), cipher.getAuthTag()]);
+    const old = Buffer.concat([legacy.subarray(0, 18), sealed]);
+    expect(readHeader(old).format).toBe(FORMAT_LEGACY);
+    expect(decrypt(old, key, ctx, "store").toString()).toBe("old");
+    expect(decrypt(old, key, ctx, "service").toString()).toBe("old");
   });
 
   it("fails on every single-byte change", () => {
     for (let i = 0; i < ct.length; i++) {
       const altered = Buffer.from(ct);
       altered[i] = altered[i]! ^ 0x01;
-      expect(() => decrypt(altered, key, ctx), `byte ${i}`).toThrow(CiphertextError);
+      expect(() => decrypt(altered, key, ctx, "store"), `byte ${i}`).toThrow(CiphertextError);
     }
   });
 
   it("fails on every truncation", () => {
     for (let n = 0; n < ct.length; n++) {
-      expect(() => decrypt(ct.subarray(0, n), key, ctx), `length ${n}`).toThrow(CiphertextError);
+      expect(() => decrypt(ct.subarray(0, n), key, ctx, "store"), `length ${n}`).toThrow(
+        CiphertextError,
+      );
     }
   });
 
   it("fails when moved to another field or row", () => {
-    expect(() => decrypt(ct, key, fieldContext("users.phone", Buffer.from("row:7")))).toThrow(
-      CiphertextError,
-    );
-    expect(() => decrypt(ct, key, fieldContext("users.email", Buffer.from("row:8")))).toThrow(
-      CiphertextError,
-    );
+    expect(() =>
+      decrypt(ct, key, fieldContext("users.phone", Buffer.from("row:7")), "store"),
+    ).toThrow(CiphertextError);
+    expect(() =>
+      decrypt(ct, key, fieldContext("users.email", Buffer.from("row:8")), "store"),
+    ).toThrow(CiphertextError);
   });
 
   it("fails under another key, and never says more than it is invalid", () => {
     let message = "";
     try {
-      decrypt(ct, Buffer.alloc(32, 1), ctx);
+      decrypt(ct, Buffer.alloc(32, 1), ctx, "store");
     } catch (err) {
       message = (err as Error).message;
     }
@@ -112,9 +156,15 @@ describe("ciphertext codec", () => {
   });
 
   it("supports ChaCha20-Poly1305 and refuses the rest of the table's list", () => {
-    const c = encrypt({ algorithm: "ChaCha20-Poly1305", version: 1 }, key, Buffer.from("x"), ctx);
+    const c = encrypt(
+      { algorithm: "ChaCha20-Poly1305", version: 1 },
+      key,
+      Buffer.from("x"),
+      ctx,
+      "store",
+    );
     expect(readHeader(c).algorithm).toBe("ChaCha20-Poly1305");
-    expect(decrypt(c, key, ctx).toString()).toBe("x");
+    expect(decrypt(c, key, ctx, "store").toString()).toBe("x");
     expect(() => assertAlgorithm("AES-256-CBC")).toThrow(/not supported: unauthenticated/);
     expect(() => assertAlgorithm("SM4-GCM")).toThrow(/not supported/);
   });
@@ -140,10 +190,14 @@ describe("blind indexes", () => {
   );
 
   it("are keyed and per field: equal values in different fields or under other keys differ", () => {
-    const a = blindIndex(fieldSubkey(key, "email"), "email", "a@b.c");
-    expect(blindIndex(fieldSubkey(key, "email"), "email", " A@B.C")).toBe(a);
-    expect(blindIndex(fieldSubkey(key, "name"), "name", "a@b.c")).not.toBe(a);
-    expect(blindIndex(fieldSubkey(Buffer.alloc(32, 1), "email"), "email", "a@b.c")).not.toBe(a);
+    const a = blindIndex(fieldSubkey(key, "email", "store"), "email", "a@b.c");
+    expect(blindIndex(fieldSubkey(key, "email", "store"), "email", " A@B.C")).toBe(a);
+    expect(blindIndex(fieldSubkey(key, "name", "store"), "name", "a@b.c")).not.toBe(a);
+    expect(
+      blindIndex(fieldSubkey(Buffer.alloc(32, 1), "email", "store"), "email", "a@b.c"),
+    ).not.toBe(a);
+    // A caller's field name never derives a store's subkey.
+    expect(blindIndex(fieldSubkey(key, "email", "service"), "email", "a@b.c")).not.toBe(a);
     expect(a).toMatch(/^[0-9a-f]{64}$/);
   });
 });

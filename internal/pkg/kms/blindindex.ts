@@ -1,4 +1,5 @@
 import { createHmac, hkdfSync } from "node:crypto";
+import type { Domain } from "./codec.js";
 
 /**
  * Normalisation before indexing, so that equal values index equally:
@@ -24,9 +25,21 @@ export function normalise(field: string, value: string): string {
   }
 }
 
-/** Per-field subkey of the index key (HKDF-SHA256), so indexes of different fields never match. */
-export function fieldSubkey(indexKey: Buffer, field: string): Buffer {
-  return Buffer.from(hkdfSync("sha256", indexKey, Buffer.alloc(0), `blind-index:v1:${field}`, 32));
+// HKDF labels per domain: they differ in their first character, so no field
+// name a caller sends derives a store's subkey.
+const LABELS: Record<Domain, string> = {
+  store: "blind-index:v1:",
+  service: "kms-service:blind-index:v1:",
+};
+
+/**
+ * Per-field subkey of the index key (HKDF-SHA256), so indexes of different
+ * fields, or of the same field in another domain, never match.
+ */
+export function fieldSubkey(indexKey: Buffer, field: string, domain: Domain): Buffer {
+  return Buffer.from(
+    hkdfSync("sha256", indexKey, Buffer.alloc(0), `${LABELS[domain]}${field}`, 32),
+  );
 }
 
 /** The keyed blind index: HMAC-SHA256 of the normalised value, lowercase hex. */

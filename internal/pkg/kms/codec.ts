@@ -11,7 +11,8 @@ import {
 /**
  * The one ciphertext format:
  *
- *   0      format (0x01)
+ *   0      format: the key domain (0x02 the service's own stores, 0x03
+ *          KmsService's callers), or 0x01 for values sealed before domains
  *   1      algorithm id (1 AES-256-GCM, 2 ChaCha20-Poly1305)
  *   2..5   data key version, uint32 big-endian
  *   6..17  nonce (12 bytes, random)
@@ -19,9 +20,15 @@ import {
  *
  * The 6-byte header and the caller's context (where the value lives: table,
  * column, row) are the associated data: changing a header byte, or moving the
- * value to another field or row, fails authentication.
+ * value to another field or row, fails authentication. The format byte being
+ * authenticated is what separates the domains: a caller of KmsService can
+ * neither open a stored value (its domain differs whatever names the caller
+ * sends) nor forge one (a store refuses the callers' format).
  */
-export const FORMAT_V1 = 0x01;
+export type Domain = "store" | "service";
+/** Sealed before domains existed; read, never written. */
+export const FORMAT_LEGACY = 0x01;
+const FORMATS: Record<Domain, number> = { store: 0x02, service: 0x03 };
 const HEADER_BYTES = 6;
 export const OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
 
@@ -38,26 +45,35 @@ export interface Header {
   version: number;
 }
 
+/** A header as read: which format (domain) the value was sealed in. */
+export interface ReadHeader extends Header {
+  format: number;
+}
+
 /** Reads the header without decrypting: which key version a ciphertext needs. */
-export function readHeader(ciphertext: Uint8Array): Header {
-  if (ciphertext.length < OVERHEAD || ciphertext[0] !== FORMAT_V1) throw new CiphertextError();
+export function readHeader(ciphertext: Uint8Array): ReadHeader {
+  const format = ciphertext[0]!;
+  if (ciphertext.length < OVERHEAD || format < FORMAT_LEGACY || format > FORMATS.service)
+    throw new CiphertextError();
   const algorithm = algorithmById(ciphertext[1]!);
   // Big-endian uint32 at 2, read without a Buffer view per call.
   const version =
     ciphertext[2]! * 0x1000000 + ((ciphertext[3]! << 16) | (ciphertext[4]! << 8) | ciphertext[5]!);
   if (!algorithm || version === 0) throw new CiphertextError();
-  return { algorithm, version };
+  return { format, algorithm, version };
 }
 
+/** Seals in `domain`'s format. */
 export function encrypt(
   header: Header,
   key: Buffer,
   plaintext: Uint8Array,
   context: Uint8Array,
+  domain: Domain,
 ): Buffer {
   // One buffer for the result, written in place: header, nonce, sealed, tag.
   const out = Buffer.allocUnsafe(OVERHEAD + plaintext.length);
-  out[0] = FORMAT_V1;
+  out[0] = FORMATS[domain];
   out[1] = ALGORITHMS[header.algorithm].id;
   out.writeUInt32BE(header.version, 2);
   seal(
@@ -71,9 +87,19 @@ export function encrypt(
   return out;
 }
 
-/** Decrypts with the key of the header's version (the caller looked it up). */
-export function decrypt(ciphertext: Uint8Array, key: Buffer, context: Uint8Array): Buffer {
-  const { algorithm } = readHeader(ciphertext);
+/**
+ * Decrypts with the key of the header's version (the caller looked it up): a
+ * value of `domain`, or one sealed before domains (the caller decides whether
+ * it may open that).
+ */
+export function decrypt(
+  ciphertext: Uint8Array,
+  key: Buffer,
+  context: Uint8Array,
+  domain: Domain,
+): Buffer {
+  const { algorithm, format } = readHeader(ciphertext);
+  if (format !== FORMATS[domain] && format !== FORMAT_LEGACY) throw new CiphertextError();
   const bytes = Buffer.from(ciphertext.buffer, ciphertext.byteOffset, ciphertext.length);
   const head = bytes.subarray(0, HEADER_BYTES);
   const nonce = bytes.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
