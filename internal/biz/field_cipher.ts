@@ -4,6 +4,7 @@ import {
   encrypt,
   fieldContext,
   FORMAT_LEGACY,
+  readableIn,
   readHeader,
   type Domain,
 } from "../pkg/kms/codec.js";
@@ -93,7 +94,10 @@ function opener(keyring: Keyring, domain: Domain): Open {
   return async (fieldName, ciphertext, context = empty, mayOpenLegacy) => {
     let version: number;
     try {
+      // Refused before any key is looked up: another domain's value learns
+      // nothing of its key's status.
       const header = readHeader(ciphertext);
+      if (!readableIn(header, domain)) throw new CiphertextError();
       if (header.format === FORMAT_LEGACY && !mayOpenLegacy(fieldName)) throw new CiphertextError();
       version = header.version;
     } catch {

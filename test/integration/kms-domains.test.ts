@@ -183,4 +183,24 @@ describe("KmsService works in a key domain of its own", () => {
       ]);
     }
   });
+
+  it("refuses a store's value before looking up its key: under a revoked key, still CIPHERTEXT_INVALID", async () => {
+    const [, kms] = ports[0]!;
+    await kms.revokeDataKey({ version: alice.email_key_version, reason: "test" });
+    for (const [port, client] of ports) {
+      expect(
+        await rejection(
+          client.decryptField({
+            fieldName: "users.email",
+            ciphertext: alice.email_encrypted,
+            context: enc(`users:${alice.id}`),
+          }),
+        ),
+        port,
+      ).toMatchObject({ code: Code.InvalidArgument, reason: "CIPHERTEXT_INVALID" });
+    }
+    expect(await rejection(users.getUser({ id: BigInt(alice.id) }))).toMatchObject({
+      reason: "KEY_REVOKED",
+    });
+  });
 });

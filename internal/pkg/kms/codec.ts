@@ -87,6 +87,10 @@ export function encrypt(
   return out;
 }
 
+/** Whether a value with this header may open in `domain`: its own, or one sealed before domains. */
+export const readableIn = (header: ReadHeader, domain: Domain) =>
+  header.format === FORMATS[domain] || header.format === FORMAT_LEGACY;
+
 /**
  * Decrypts with the key of the header's version (the caller looked it up): a
  * value of `domain`, or one sealed before domains (the caller decides whether
@@ -98,8 +102,9 @@ export function decrypt(
   context: Uint8Array,
   domain: Domain,
 ): Buffer {
-  const { algorithm, format } = readHeader(ciphertext);
-  if (format !== FORMATS[domain] && format !== FORMAT_LEGACY) throw new CiphertextError();
+  const header = readHeader(ciphertext);
+  if (!readableIn(header, domain)) throw new CiphertextError();
+  const { algorithm } = header;
   const bytes = Buffer.from(ciphertext.buffer, ciphertext.byteOffset, ciphertext.length);
   const head = bytes.subarray(0, HEADER_BYTES);
   const nonce = bytes.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
