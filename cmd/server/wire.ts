@@ -12,7 +12,7 @@ import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/log
 import { boundedQueue } from "../../internal/pkg/limit/queue.js";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { RootKeys } from "../../internal/biz/root_keys.js";
-import type { Kms } from "../../internal/conf/conf_pb.js";
+import type { AuditCheckpoints, Kms } from "../../internal/conf/conf_pb.js";
 import type { Data } from "../../internal/data/data.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { newKeyring } from "../../internal/biz/keyring.js";
@@ -26,7 +26,10 @@ import { newIndexKeyHolder } from "../../internal/biz/index_keys.js";
 import { newIndexRotationRepo } from "../../internal/data/index_rotation_repo.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
 import { AuditChain, AuditTrail } from "../../internal/biz/audit.js";
+import { AuditWatch, type CheckpointSink } from "../../internal/biz/audit_watch.js";
 import { newAuditRepo } from "../../internal/data/audit_repo.js";
+import { fileCheckpointSink, httpCheckpointSink } from "../../internal/data/audit_sinks.js";
+import { Gauge, type Metric } from "prom-client";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { ProtectedValues } from "../../internal/biz/kms.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
@@ -100,6 +103,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       bindings,
       readiness,
       log,
+      auditMetrics(kms.auditWatch),
     );
     return {
       grpcPort: servers.grpcPort,
@@ -123,6 +127,7 @@ export interface WiredKms {
   reencryption: Reencryption;
   indexRotation: IndexRotation;
   auditTrail: AuditTrail;
+  auditWatch: AuditWatch;
   /** Stops the background job, then zeroes every key this instance holds. */
   stop(): Promise<void>;
 }
@@ -196,13 +201,20 @@ export async function wireKms(
     audit.forget();
     throw err;
   });
+  const auditTrail = new AuditTrail(newAuditRepo(data.pool), audit);
+  const auditWatch = watchAudit(conf.auditCheckpoints!, auditTrail, audit, log);
+  // Bounded (since the newest checkpoint, or the newest events), and never
+  // fatal: a broken trail is reported, the keys still serve.
+  await auditWatch.start();
   return {
     lifecycle,
     cipher,
     reencryption,
     indexRotation,
-    auditTrail: new AuditTrail(newAuditRepo(data.pool), audit),
+    auditTrail,
+    auditWatch,
     stop: async () => {
+      await auditWatch.stop();
       await job.stop();
       keyring.forget();
       audit.forget();
@@ -211,6 +223,48 @@ export async function wireKms(
       init.pageTokens.destroy();
     },
   };
+}
+
+/** The audit trail's watch, writing checkpoints to the log and the configured sinks. */
+function watchAudit(
+  conf: AuditCheckpoints,
+  trail: AuditTrail,
+  chain: AuditChain,
+  log: Logger,
+): AuditWatch {
+  const sinks: CheckpointSink[] = [];
+  if (conf.file) sinks.push(fileCheckpointSink(conf.file));
+  if (conf.httpUrl) sinks.push(httpCheckpointSink(conf.httpUrl, durationMs(conf.httpTimeout!)));
+  const policy = {
+    everyEvents: conf.everyEvents,
+    intervalMs: durationMs(conf.interval!),
+    pollMs: durationMs(conf.pollInterval!),
+  };
+  return new AuditWatch(trail, chain, sinks, policy, log);
+}
+
+/** The audit watch's state as Prometheus series, read at each scrape. */
+function auditMetrics(watch: AuditWatch): Metric[] {
+  return [
+    new Gauge({
+      name: "audit_chain_intact",
+      help: "1 while the audit trail's chain agrees with itself and its checkpoints, 0 once it does not; absent until first checked.",
+      registers: [],
+      collect() {
+        const { intact } = watch.state();
+        if (intact === undefined) this.reset();
+        else this.set(intact ? 1 : 0);
+      },
+    }),
+    new Gauge({
+      name: "audit_checkpoint_seq",
+      help: "The audit event recorded by the newest checkpoint this process wrote (0: none yet).",
+      registers: [],
+      collect() {
+        this.set(watch.state().checkpointSeq);
+      },
+    }),
+  ];
 }
 
 /** The configured root key and, during a rotation, the previous one. */
