@@ -143,6 +143,7 @@ export async function wireKms(
   log: Logger,
 ): Promise<WiredKms> {
   const roots = rootKeys(conf);
+  const checkpointSinks = await auditSinks(conf.auditCheckpoints!);
   const audit = new AuditChain();
   const repo = newDataKeyRepo(data.pool, data.url, audit, log);
   const keyring = newKeyring(repo, roots, durationMs(conf.cacheTtl!));
@@ -202,7 +203,7 @@ export async function wireKms(
     throw err;
   });
   const auditTrail = new AuditTrail(newAuditRepo(data.pool), audit);
-  const auditWatch = watchAudit(conf.auditCheckpoints!, auditTrail, audit, log);
+  const auditWatch = watchAudit(conf.auditCheckpoints!, auditTrail, audit, checkpointSinks, log);
   // Bounded (since the newest checkpoint, or the newest events), and never
   // fatal: a broken trail is reported, the keys still serve.
   await auditWatch.start();
@@ -225,16 +226,22 @@ export async function wireKms(
   };
 }
 
-/** The audit trail's watch, writing checkpoints to the log and the configured sinks. */
+/** Where checkpoints go besides the log. */
+async function auditSinks(conf: AuditCheckpoints): Promise<CheckpointSink[]> {
+  const sinks: CheckpointSink[] = [];
+  if (conf.file) sinks.push(await fileCheckpointSink(conf.file));
+  if (conf.httpUrl) sinks.push(httpCheckpointSink(conf.httpUrl, durationMs(conf.httpTimeout!)));
+  return sinks;
+}
+
+/** The audit trail's watch, writing checkpoints to the log and `sinks`. */
 function watchAudit(
   conf: AuditCheckpoints,
   trail: AuditTrail,
   chain: AuditChain,
+  sinks: CheckpointSink[],
   log: Logger,
 ): AuditWatch {
-  const sinks: CheckpointSink[] = [];
-  if (conf.file) sinks.push(fileCheckpointSink(conf.file));
-  if (conf.httpUrl) sinks.push(httpCheckpointSink(conf.httpUrl, durationMs(conf.httpTimeout!)));
   const policy = {
     everyEvents: conf.everyEvents,
     intervalMs: durationMs(conf.interval!),

@@ -204,7 +204,7 @@ export class AuditTrail {
     const from = Math.max(0, (head?.seq ?? 0) - events);
     if (from === 0) return this.walk({ seq: 0, hash: GENESIS });
     const [start] = await this.repo.oldestFirst({ limit: 1, afterSeq: from - 1 });
-    return this.walk(start!);
+    return this.walk(start ?? { seq: 0, hash: GENESIS });
   }
 
   private async walk(start: AuditHead, anchor?: Anchor): Promise<Verification> {

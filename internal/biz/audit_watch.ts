@@ -132,9 +132,11 @@ export class AuditWatch {
 
   private async startUp(): Promise<Verification | undefined> {
     let newest: AuditCheckpoint | undefined;
+    let from = "";
     for (const sink of this.sinks) {
       try {
-        newest = (await sink.newest?.()) ?? newest;
+        const found = await sink.newest?.();
+        if (found) [newest, from] = [found, sink.name];
       } catch (err) {
         this.problem = `the newest checkpoint in the ${sink.name} sink cannot be read: ${(err as Error).message}`;
         this.log.error({ sink: sink.name, problem: this.problem }, "audit trail not checked");
@@ -142,7 +144,7 @@ export class AuditWatch {
       }
     }
     if (newest && !this.chain.signed(newest)) {
-      this.problem = `the newest checkpoint in the sink does not verify under this service's audit key`;
+      this.problem = `the newest checkpoint in the ${from} sink does not verify under this service's audit key`;
       this.log.error({ problem: this.problem }, "audit trail not checked");
       return undefined;
     }

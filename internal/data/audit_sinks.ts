@@ -8,9 +8,19 @@ const TAIL_BYTES = 64 * 1024;
 
 /**
  * Checkpoints appended to a file as JSON lines (one write each, O_APPEND, so
- * several processes can share it). Start-up reads back its newest one.
+ * several processes can share it). Start-up reads back its newest one. A
+ * file that cannot be opened for appending stops start-up, naming the
+ * setting: checkpoints silently lost would defeat them.
  */
-export function fileCheckpointSink(path: string): CheckpointSink {
+export async function fileCheckpointSink(path: string): Promise<CheckpointSink> {
+  await open(path, "a", 0o640).then(
+    (f) => f.close(),
+    (err: NodeJS.ErrnoException) => {
+      throw new Error(
+        `kms.audit_checkpoints.file: cannot open ${path} for appending: ${err.code ?? err.message}`,
+      );
+    },
+  );
   return {
     name: "file",
     async write(cp) {

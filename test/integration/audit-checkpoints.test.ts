@@ -274,6 +274,16 @@ describe("audit checkpoints, with a trail cut at its end", () => {
   });
 });
 
+describe("audit checkpoints, configured carelessly", () => {
+  it("When the checkpoint file cannot be opened, Then start-up stops naming the setting", async () => {
+    const db = await newDatabase();
+    const path = join(dir, "no-such-dir", "cp.jsonl");
+    await expect(start(db, { file: path })).rejects.toThrow(
+      `kms.audit_checkpoints.file: cannot open ${path} for appending: ENOENT`,
+    );
+  });
+});
+
 describe("audit checkpoints, with a trail wiped and begun anew", () => {
   it("When every event is deleted and keys rotate again, Then the verifier exits 1 and start-up reports it", async () => {
     const db = await newDatabase();

@@ -11,6 +11,7 @@ import {
 import { checkpointJson, newestCheckpoint } from "../../internal/biz/audit_checkpoint.js";
 import { AuditWatch, type CheckpointSink } from "../../internal/biz/audit_watch.js";
 import { BizError } from "../../internal/biz/errors.js";
+import { parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 
 // The checkpoint logic over an in-memory trail: what is compared, what is
@@ -176,6 +177,17 @@ describe("the audit watch", () => {
     });
   });
 
+  it("When the interval has passed, Then a checkpoint is written though no event came", async () => {
+    const chain = newChain();
+    const t = memoryTrail(chain);
+    t.append(2);
+    const { sink, written } = collecting();
+    const watch = new AuditWatch(t.trail, chain, [sink], { ...policy, intervalMs: 0 }, log);
+    await watch.tick();
+    await watch.tick();
+    expect(written.map((c) => c.seq)).toEqual([2, 2]);
+  });
+
   it("When the trail goes backwards, Then it reports it and writes no checkpoint after", async () => {
     const chain = newChain();
     const t = memoryTrail(chain);
@@ -206,6 +218,30 @@ describe("the audit watch", () => {
     expect(watch.state()).toMatchObject({
       intact: false,
       problem: expect.stringMatching(/does not verify/),
+    });
+  });
+});
+
+describe("kms.audit_checkpoints", () => {
+  const conf = (audit_checkpoints: Record<string, unknown>) => ({
+    kms: { root_key: Buffer.alloc(32, 1).toString("base64"), audit_checkpoints },
+  });
+
+  it("When a setting is out of bounds, Then the config is refused naming it, without echoing the URL", () => {
+    expect(() => parseConfig(conf({ http_url: "ftp://user:pw@host/x" }), "t.yaml")).toThrow(
+      /^config t\.yaml: kms\.audit_checkpoints\.http_url: must be an http:\/\/ or https:\/\/ URL$/,
+    );
+    expect(() => parseConfig(conf({ every_events: 0 }), "t.yaml")).toThrow(
+      /kms\.audit_checkpoints\.every_events/,
+    );
+    expect(() => parseConfig(conf({ poll_interval: "0s" }), "t.yaml")).toThrow(
+      /kms\.audit_checkpoints\.poll_interval/,
+    );
+    const ok = parseConfig(conf({ http_url: "https://audit.example/cp", file: "/tmp/cp" }), "t");
+    expect(ok.kms!.auditCheckpoints).toMatchObject({
+      everyEvents: 100,
+      httpUrl: "https://audit.example/cp",
+      file: "/tmp/cp",
     });
   });
 });
