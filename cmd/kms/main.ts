@@ -4,6 +4,7 @@ import { hideBin } from "yargs/helpers";
 import type { ReencryptArgs } from "./reencrypt.js";
 import type { RootKeyArgs } from "./root-key.js";
 import type { IndexKeyArgs } from "./index-key.js";
+import type { AuditArgs } from "./audit.js";
 
 // Operator commands against a running service's KmsService, over its gRPC
 // port, as deploy scripts call them: no prompts, exit codes that mean
@@ -25,7 +26,7 @@ const run = (action: "start" | "status" | "stop") => async (args: ReencryptArgs)
 await yargs(argv)
   .scriptName("kms")
   .usage(
-    "$0 reencrypt <start|status|stop> [options]\n$0 root-key rotate [options]\n$0 index-key <rotate|status> [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
+    "$0 reencrypt <start|status|stop> [options]\n$0 root-key rotate [options]\n$0 index-key <rotate|status> [options]\n$0 audit verify [--checkpoint FILE] [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
   )
   .parserConfiguration({ "short-option-groups": false })
   .option("addr", {
@@ -106,7 +107,22 @@ await yargs(argv)
       .demandCommand(1, "name a command: rotate or status")
       .strict(),
   )
-  .demandCommand(1, "name a command: reencrypt, root-key, index-key")
+  .command("audit", "the audit trail of key events", (y) =>
+    y
+      .command(
+        "verify",
+        "check the trail's chain, and that it still holds the newest checkpoint in FILE (exit 0 intact, 1 broken, 2 could not check)",
+        (c) =>
+          c.option("checkpoint", {
+            type: "string",
+            describe: "a file of checkpoints the service wrote (its checkpoint file, or its log)",
+          }),
+        async (args: AuditArgs) => (await import("./audit.js")).verifyAudit(args),
+      )
+      .demandCommand(1, "name a command: verify")
+      .strict(),
+  )
+  .demandCommand(1, "name a command: reencrypt, root-key, index-key, audit")
   .strict()
   .version(false)
   .epilogue(

@@ -12,7 +12,7 @@ import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/log
 import { boundedQueue } from "../../internal/pkg/limit/queue.js";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { RootKeys } from "../../internal/biz/root_keys.js";
-import type { Kms } from "../../internal/conf/conf_pb.js";
+import type { AuditCheckpoints, Kms } from "../../internal/conf/conf_pb.js";
 import type { Data } from "../../internal/data/data.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { newKeyring } from "../../internal/biz/keyring.js";
@@ -31,7 +31,10 @@ import { newIndexKeyHolder } from "../../internal/biz/index_keys.js";
 import { newIndexRotationRepo } from "../../internal/data/index_rotation_repo.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
 import { AuditChain, AuditTrail } from "../../internal/biz/audit.js";
+import { AuditWatch, type CheckpointSink } from "../../internal/biz/audit_watch.js";
 import { newAuditRepo } from "../../internal/data/audit_repo.js";
+import { fileCheckpointSink, httpCheckpointSink } from "../../internal/data/audit_sinks.js";
+import { Gauge, type Metric } from "prom-client";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { ProtectedValues } from "../../internal/biz/kms.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
@@ -105,6 +108,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       bindings,
       readiness,
       log,
+      auditMetrics(kms.auditWatch),
     );
     return {
       grpcPort: servers.grpcPort,
@@ -131,6 +135,7 @@ export interface WiredKms {
   reencryption: Reencryption;
   indexRotation: IndexRotation;
   auditTrail: AuditTrail;
+  auditWatch: AuditWatch;
   /** Stops the background job, then zeroes every key this instance holds. */
   stop(): Promise<void>;
 }
@@ -146,6 +151,7 @@ export async function wireKms(
   log: Logger,
 ): Promise<WiredKms> {
   const roots = rootKeys(conf);
+  const checkpointSinks = await auditSinks(conf.auditCheckpoints!);
   const audit = new AuditChain();
   const repo = newDataKeyRepo(data.pool, data.url, audit, log);
   const keyring = newKeyring(repo, roots, durationMs(conf.cacheTtl!));
@@ -204,14 +210,21 @@ export async function wireKms(
     audit.forget();
     throw err;
   });
+  const auditTrail = new AuditTrail(newAuditRepo(data.pool), audit);
+  const auditWatch = watchAudit(conf.auditCheckpoints!, auditTrail, audit, checkpointSinks, log);
+  // Bounded (since the newest checkpoint, or the newest events), and never
+  // fatal: a broken trail is reported, the keys still serve.
+  await auditWatch.start();
   return {
     lifecycle,
     cipher,
     callerCrypto: newCallerCrypto(keyring, index, usage),
     reencryption,
     indexRotation,
-    auditTrail: new AuditTrail(newAuditRepo(data.pool), audit),
+    auditTrail,
+    auditWatch,
     stop: async () => {
+      await auditWatch.stop();
       await job.stop();
       keyring.forget();
       audit.forget();
@@ -220,6 +233,54 @@ export async function wireKms(
       init.pageTokens.destroy();
     },
   };
+}
+
+/** Where checkpoints go besides the log. */
+async function auditSinks(conf: AuditCheckpoints): Promise<CheckpointSink[]> {
+  const sinks: CheckpointSink[] = [];
+  if (conf.file) sinks.push(await fileCheckpointSink(conf.file));
+  if (conf.httpUrl) sinks.push(httpCheckpointSink(conf.httpUrl, durationMs(conf.httpTimeout!)));
+  return sinks;
+}
+
+/** The audit trail's watch, writing checkpoints to the log and `sinks`. */
+function watchAudit(
+  conf: AuditCheckpoints,
+  trail: AuditTrail,
+  chain: AuditChain,
+  sinks: CheckpointSink[],
+  log: Logger,
+): AuditWatch {
+  const policy = {
+    everyEvents: conf.everyEvents,
+    intervalMs: durationMs(conf.interval!),
+    pollMs: durationMs(conf.pollInterval!),
+  };
+  return new AuditWatch(trail, chain, sinks, policy, log);
+}
+
+/** The audit watch's state as Prometheus series, read at each scrape. */
+function auditMetrics(watch: AuditWatch): Metric[] {
+  return [
+    new Gauge({
+      name: "audit_chain_intact",
+      help: "1 while the audit trail's chain agrees with itself and its checkpoints, 0 once it does not; absent until first checked.",
+      registers: [],
+      collect() {
+        const { intact } = watch.state();
+        if (intact === undefined) this.reset();
+        else this.set(intact ? 1 : 0);
+      },
+    }),
+    new Gauge({
+      name: "audit_checkpoint_seq",
+      help: "The audit event recorded by the newest checkpoint this process wrote (0: none yet).",
+      registers: [],
+      collect() {
+        this.set(watch.state().checkpointSeq);
+      },
+    }),
+  ];
 }
 
 /** The configured root key and, during a rotation, the previous one. */

@@ -1,4 +1,6 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
+import { errorFactory } from "./errors.js";
 import { kmsErrors } from "./kms.js";
 import type { Context } from "./context.js";
 import { paging, type PageTokens } from "./paging.js";
@@ -41,28 +43,67 @@ export const actorOf = (ctx?: Context): string => ctx?.caller?.name ?? SYSTEM_AC
 /** The hash before the first event. */
 export const GENESIS = Buffer.alloc(32);
 
+/** The chain's newest event, or GENESIS at seq 0 when the trail is empty. */
+export interface AuditHead {
+  seq: number;
+  hash: Buffer;
+}
+
+/**
+ * The head of the trail at a moment, signed by the service: kept outside the
+ * database, it reveals a trail cut short or replaced.
+ */
+export interface AuditCheckpoint extends AuditHead {
+  at: Date;
+  mac: Buffer;
+}
+
 /**
  * Seals events into the chain with the audit key, which the KMS loads at
  * start-up (wrapped under the root key, like the index key). Repositories
- * call `seal` inside the transaction that makes the change.
+ * call `seal` inside the transaction that makes the change. Checkpoints are
+ * signed under a key derived from it, so no event hash can pass for one.
  */
 export class AuditChain {
   private key: Buffer | undefined;
+  private checkpointKey: Buffer | undefined;
 
   use(key: Buffer): void {
     this.forget();
     this.key = key;
+    this.checkpointKey = Buffer.from(
+      hkdfSync("sha256", key, Buffer.alloc(0), "kms audit checkpoint v1", 32),
+    );
   }
 
   forget(): void {
     this.key?.fill(0);
+    this.checkpointKey?.fill(0);
     this.key = undefined;
+    this.checkpointKey = undefined;
   }
 
   /** HMAC-SHA256 over the previous hash and the event's canonical text. */
   seal(event: Omit<AuditEvent, "hash">): Buffer {
     if (!this.key) throw kmsErrors.notReady();
     return createHmac("sha256", this.key).update(event.prevHash).update(canonical(event)).digest();
+  }
+
+  /** A checkpoint of `head` at `at`, signed. */
+  checkpoint(head: AuditHead, at: Date): AuditCheckpoint {
+    return { seq: head.seq, hash: head.hash, at, mac: this.checkpointMac(head, at) };
+  }
+
+  /** Whether this service signed `cp` (under this audit key). */
+  signed(cp: AuditCheckpoint): boolean {
+    const expected = this.checkpointMac(cp, cp.at);
+    return cp.mac.length === expected.length && timingSafeEqual(cp.mac, expected);
+  }
+
+  private checkpointMac(head: AuditHead, at: Date): Buffer {
+    if (!this.checkpointKey) throw kmsErrors.notReady();
+    const text = JSON.stringify([String(head.seq), head.hash.toString("hex"), at.toISOString()]);
+    return createHmac("sha256", this.checkpointKey).update(text).digest();
   }
 }
 
@@ -87,8 +128,23 @@ export interface Verification {
   eventsChecked: number;
   firstBadSeq: number;
   problem: string;
+  /** The last event found in order (from where the walk began). */
+  lastSeq: number;
   lastHash: Buffer;
 }
+
+/** A head recorded earlier that the chain must still hold, and who recorded it. */
+export interface Anchor extends AuditHead {
+  /** For problems: "the checkpoint of <time>", "this process's last look". */
+  recordedBy: string;
+}
+
+/** How a signed checkpoint is named in problems. */
+export const checkpointAnchor = (cp: AuditCheckpoint): Anchor => ({
+  seq: cp.seq,
+  hash: cp.hash,
+  recordedBy: `the checkpoint of ${cp.at.toISOString()}`,
+});
 
 const VERIFY_BATCH = 1000;
 
@@ -110,45 +166,117 @@ export class AuditTrail {
     return { events: page, nextPageToken };
   }
 
-  /** Walks the chain from its first event, stopping at the first that does not fit. */
-  async verify(): Promise<Verification> {
-    let prev: { seq: number; hash: Buffer } = { seq: 0, hash: GENESIS };
+  /**
+   * Walks the chain from its first event, stopping at the first that does
+   * not fit; with a checkpoint, the chain must also still hold the event it
+   * recorded, as it was (a cut tail or a replaced trail does not).
+   */
+  async verify(checkpoint?: AuditCheckpoint): Promise<Verification> {
+    if (checkpoint && !this.chain.signed(checkpoint)) throw checkpointForged();
+    return this.walk({ seq: 0, hash: GENESIS }, checkpoint && checkpointAnchor(checkpoint));
+  }
+
+  /**
+   * Bounded work: checks that the chain still holds `anchor` and that every
+   * event after it follows.
+   */
+  async verifySince(anchor: Anchor): Promise<Verification> {
+    if (anchor.seq === 0) return this.walk({ seq: 0, hash: GENESIS }, anchor);
+    const [found] = await this.repo.oldestFirst({ limit: 1, afterSeq: anchor.seq - 1 });
+    if (found?.seq !== anchor.seq) {
+      const [head] = await this.repo.newestFirst({ limit: 1 });
+      return broken(
+        { seq: head?.seq ?? 0, hash: head?.hash ?? GENESIS },
+        0,
+        (head?.seq ?? 0) + 1,
+        (head?.seq ?? 0) < anchor.seq
+          ? cutShort(head?.seq ?? 0, anchor)
+          : `event ${anchor.seq}, which ${anchor.recordedBy} recorded, is missing`,
+      );
+    }
+    if (!found.hash.equals(anchor.hash)) return broken(found, 0, anchor.seq, replaced(anchor));
+    return this.walk(found);
+  }
+
+  /** Bounded work: the newest `events` events follow one another. */
+  async verifyTail(events: number): Promise<Verification> {
+    const [head] = await this.repo.newestFirst({ limit: 1 });
+    const from = Math.max(0, (head?.seq ?? 0) - events);
+    if (from === 0) return this.walk({ seq: 0, hash: GENESIS });
+    const [start] = await this.repo.oldestFirst({ limit: 1, afterSeq: from - 1 });
+    return this.walk(start ?? { seq: 0, hash: GENESIS });
+  }
+
+  private async walk(start: AuditHead, anchor?: Anchor): Promise<Verification> {
+    let prev = { seq: start.seq, hash: start.hash };
     let checked = 0;
-    const bad = (seq: number, problem: string): Verification => ({
-      intact: false,
-      eventsChecked: checked,
-      firstBadSeq: seq,
-      problem,
-      lastHash: prev.hash,
-    });
     for (;;) {
       const events = await this.repo.oldestFirst({ limit: VERIFY_BATCH, afterSeq: prev.seq });
       if (events.length === 0) break;
       for (const e of events) {
         if (e.seq !== prev.seq + 1) {
           const [from, to] = [prev.seq + 1, e.seq - 1];
-          return bad(
+          return broken(
+            prev,
+            checked,
             e.seq,
             from === to ? `event ${from} is missing` : `events ${from} to ${to} are missing`,
           );
         }
         if (!e.prevHash.equals(prev.hash)) {
-          return bad(e.seq, `event ${e.seq} does not follow event ${prev.seq}`);
+          return broken(prev, checked, e.seq, `event ${e.seq} does not follow event ${prev.seq}`);
         }
         const expected = this.chain.seal(e);
         if (e.hash.length !== expected.length || !timingSafeEqual(e.hash, expected)) {
-          return bad(e.seq, `event ${e.seq} was altered`);
+          return broken(prev, checked, e.seq, `event ${e.seq} was altered`);
+        }
+        if (anchor?.seq === e.seq && !e.hash.equals(anchor.hash)) {
+          return broken(prev, checked, e.seq, replaced(anchor));
         }
         checked++;
         prev = { seq: e.seq, hash: e.hash };
       }
+    }
+    if (anchor && prev.seq < anchor.seq) {
+      return broken(prev, checked, prev.seq + 1, cutShort(prev.seq, anchor));
     }
     return {
       intact: true,
       eventsChecked: checked,
       firstBadSeq: 0,
       problem: "",
+      lastSeq: prev.seq,
       lastHash: prev.hash,
     };
   }
 }
+
+function broken(
+  last: AuditHead,
+  checked: number,
+  firstBadSeq: number,
+  problem: string,
+): Verification {
+  return {
+    intact: false,
+    eventsChecked: checked,
+    firstBadSeq,
+    problem,
+    lastSeq: last.seq,
+    lastHash: last.hash,
+  };
+}
+
+const cutShort = (last: number, anchor: Anchor) =>
+  `the trail ends at event ${last}, but ${anchor.recordedBy} recorded event ${anchor.seq}: newer events were removed`;
+
+const replaced = (anchor: Anchor) =>
+  `event ${anchor.seq} is not the one ${anchor.recordedBy} recorded: the trail was replaced`;
+
+const checkpointForged = () =>
+  errorFactory(ErrorReasonSchema)(
+    "INVALID_ARGUMENT",
+    ErrorReason.VALIDATION_FAILED,
+    "checkpoint: its signature does not verify under this service's audit key (altered, forged, or written by another deployment)",
+    { field: "checkpoint" },
+  );

@@ -26,6 +26,14 @@ export const defaults = {
     maintenance_interval: "30s",
     reencryption_batch_size: 500,
     reencryption_pause: "0s",
+    audit_checkpoints: {
+      every_events: 100,
+      interval: "5m",
+      poll_interval: "10s",
+      file: "",
+      http_url: "",
+      http_timeout: "5s",
+    },
   },
   log: { level: "info", format: "auto" },
   // Closed unless a config opens it (configs/config.yaml does, for development).

@@ -1,4 +1,5 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
+import type { Metric } from "prom-client";
 import type { Auth, Limits, Server } from "../conf/conf_pb.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import type { Logger } from "../pkg/log/logger.js";
@@ -31,8 +32,11 @@ export async function startServers(
   bindings: ServiceBinding[],
   readiness: Record<string, ReadinessCheck>,
   log: Logger,
+  /** Series of the use cases (the audit trail's state) served beside the RPC metrics. */
+  extraMetrics: Metric[] = [],
 ): Promise<Servers> {
   const { registry, rpc } = createMetrics();
+  for (const metric of extraMetrics) registry.registerMetric(metric);
   const authenticator = createAuthenticator(auth);
   if (auth?.enabled && auth.tokens.length === 0 && !auth.jwt) {
     log.warn(

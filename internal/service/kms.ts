@@ -1,6 +1,11 @@
 import { file_kms_v1_error_reason } from "../../api/kms/v1/error_reason_pb.js";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  durationFromMs,
+  durationMs,
+  timestampDate,
+  timestampFromDate,
+} from "@bufbuild/protobuf/wkt";
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
 import {
   AuditEventKind,
@@ -148,14 +153,23 @@ export function newKmsService({
         const r = await audit.list(req, cipher.pageTokens());
         return { events: r.events.map(auditEvent), nextPageToken: r.nextPageToken };
       },
-      async verifyAuditTrail() {
-        const v = await audit.verify();
+      async verifyAuditTrail(req) {
+        const cp = req.checkpoint;
+        const v = await audit.verify(
+          cp && {
+            seq: Number(cp.seq),
+            hash: Buffer.from(cp.headHash, "hex"),
+            at: cp.time ? timestampDate(cp.time) : new Date(0),
+            mac: Buffer.from(cp.mac, "hex"),
+          },
+        );
         return {
           intact: v.intact,
           eventsChecked: BigInt(v.eventsChecked),
           firstBadSeq: BigInt(v.firstBadSeq),
           problem: v.problem,
           lastHash: v.lastHash.toString("hex"),
+          checkpointSeq: cp?.seq ?? 0n,
         };
       },
       async rotateIndexKey(req, call) {
