@@ -23,15 +23,25 @@ export class UsageError extends Error {}
 
 export const exitCodeOf = (err: unknown) => (err instanceof UsageError ? 2 : 1);
 
-/** What went wrong, for stderr: the code and reason of a refused call, never the token. */
-export function describeError(err: unknown): string {
+/**
+ * What went wrong, for stderr: the code and reason of a refused call, never
+ * the token; a refusal for want of a token says where one is looked for.
+ */
+export function describeError(err: unknown, args?: ConnectArgs): string {
   if (err instanceof ConnectError) {
     const reason = err.findDetails(ErrorInfoSchema)[0]?.reason;
     const code = Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
-    return `${code}${reason ? ` (${reason})` : ""}: ${err.rawMessage}`;
+    const hint =
+      err.code === Code.Unauthenticated && args && !tokenGiven(args)
+        ? "; no token was sent: set KMS_TOKEN or pass --token-file FILE (a token with kms.admin)"
+        : "";
+    return `${code}${reason ? ` (${reason})` : ""}: ${err.rawMessage}${hint}`;
   }
   return (err as Error).message;
 }
+
+const tokenGiven = (args: ConnectArgs) =>
+  args["token-file"] !== undefined || Boolean(process.env.KMS_TOKEN);
 
 export function client(args: ConnectArgs): Client<typeof KmsService> {
   if (!/^[^\s/]+:\d+$/.test(args.addr)) throw new UsageError("--addr: expected host:port");
@@ -52,10 +62,30 @@ export function callOptions(args: ConnectArgs): { timeoutMs: number; headers: He
 }
 
 export function auth(args: ConnectArgs): Headers {
-  const token = args["token-file"]
-    ? readFile("--token-file", args["token-file"]).toString("utf8").trim()
-    : process.env.KMS_TOKEN;
+  const token =
+    args["token-file"] !== undefined
+      ? readSecretFile("--token-file", args["token-file"])
+      : process.env.KMS_TOKEN;
   return new Headers(token ? { authorization: `Bearer ${token}` } : {});
+}
+
+/**
+ * A secret file holds the secret alone: its content less one final line
+ * ending (`\n` or `\r\n`, as editors and `echo` leave). Anything else (an
+ * empty file, a second line, surrounding spaces) is refused rather than
+ * trimmed into a different secret.
+ */
+export function readSecretFile(flag: string, path: string): string {
+  const secret = readFile(flag, path)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
+  if (secret === "") throw new UsageError(`${flag}: ${path} is empty`);
+  if (/[\r\n]/.test(secret) || secret.trim() !== secret) {
+    throw new UsageError(
+      `${flag}: ${path} must hold the secret alone, on one line with no surrounding spaces`,
+    );
+  }
+  return secret;
 }
 
 function readFile(flag: string, path: string): Buffer {

@@ -5,6 +5,8 @@ import type { ReencryptArgs } from "./reencrypt.js";
 import type { RootKeyArgs } from "./root-key.js";
 import type { IndexKeyArgs } from "./index-key.js";
 import type { AuditArgs } from "./audit.js";
+import type { ConnectArgs } from "./connect.js";
+import { refuseAmbiguous } from "./args.js";
 
 // Operator commands against a running service's KmsService, over its gRPC
 // port, as deploy scripts call them: no prompts, exit codes that mean
@@ -20,6 +22,9 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+// The parsed options, for the hint about a missing token when a call fails.
+let parsed: ConnectArgs | undefined;
+
 const run = (action: "start" | "status" | "stop") => async (args: ReencryptArgs) =>
   (await import("./reencrypt.js")).reencrypt(action, args);
 
@@ -28,7 +33,11 @@ await yargs(argv)
   .usage(
     "$0 reencrypt <start|status|stop> [options]\n$0 root-key rotate [options]\n$0 index-key <rotate|status> [options]\n$0 audit verify [--checkpoint FILE] [options]\n\nTalks to the service's gRPC port. The token comes from KMS_TOKEN or --token-file (a token with kms.admin), never from the command line.",
   )
-  .parserConfiguration({ "short-option-groups": false })
+  .parserConfiguration({ "short-option-groups": false, "populate--": true })
+  .check(refuseAmbiguous(argv))
+  .middleware((args) => {
+    parsed = args as unknown as ConnectArgs;
+  })
   .option("addr", {
     type: "string",
     default: process.env.KMS_ADDR ?? "127.0.0.1:9000",
@@ -131,10 +140,10 @@ await yargs(argv)
   .fail((message, err) => {
     // Usage problems come here; a handler's errors go on to the catch below.
     if (err && !message) throw err;
-    fail(message ?? err?.message ?? "usage", 2);
+    fail(`${message ?? err?.message ?? "usage"} (see kms --help)`, 2);
   })
   .parseAsync()
   .catch(async (err: unknown) => {
     const { exitCodeOf, describeError } = await import("./connect.js");
-    fail(describeError(err), exitCodeOf(err));
+    fail(describeError(err, parsed), exitCodeOf(err));
   });

@@ -20,17 +20,13 @@ export async function follow<S extends Progress>(opts: {
   json: boolean;
 }): Promise<S> {
   const bar = new SingleBar({
-    format: `${opts.label} |{bar}| {percentage}% | {value}/{total} rows | {rate} rows/s | {failed} failed`,
+    format: `${opts.label} |{bar}| {percentage}% | {value}/{total} rows{growing} | {rate} rows/s | {failed} failed`,
     stream: process.stderr,
     noTTYOutput: !opts.json,
     notTTYSchedule: 10_000,
     hideCursor: true,
   });
-  const counts = (s: S) => ({
-    done: Number(s.rowsDone),
-    total: Number(s.rowsDone + s.rowsRemaining),
-    payload: { rate: s.rowsPerSecond.toFixed(0), failed: String(s.rowsFailed) },
-  });
+  const counts = barCounts();
   let status = opts.first;
   const c0 = counts(status);
   if (!opts.json) bar.start(c0.total, c0.done, c0.payload);
@@ -47,6 +43,36 @@ export async function follow<S extends Progress>(opts: {
   }
   if (!opts.json) bar.stop();
   return status;
+}
+
+/**
+ * The bar's figures from each status. The total is what the job has done
+ * plus what it still counts to do, and that can move while it runs (rows
+ * written meanwhile, a key rotated into a new pass): from the first time it
+ * differs from the total the bar started with, the bar says it is growing
+ * rather than let a total jump unexplained.
+ */
+export function barCounts(): (s: Progress) => {
+  done: number;
+  total: number;
+  payload: { rate: string; failed: string; growing: string };
+} {
+  let first: number | undefined;
+  let moved = false;
+  return (s) => {
+    const total = Number(s.rowsDone + s.rowsRemaining);
+    first ??= total;
+    moved ||= total !== first;
+    return {
+      done: Number(s.rowsDone),
+      total,
+      payload: {
+        rate: s.rowsPerSecond.toFixed(0),
+        failed: String(s.rowsFailed),
+        growing: moved ? ` (total growing, was ${first})` : "",
+      },
+    };
+  };
 }
 
 /** Prints a status: one JSON line, or aligned `key value` lines; undefined values left out. */

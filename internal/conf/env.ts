@@ -32,15 +32,22 @@ const overrides: { env: string; path: string[]; clears?: string[] }[] = [
 
 export const overridingVariables = overrides.map((o) => o.env);
 
-/** Applies environment overrides to a parsed config tree, in place. */
-export function applyEnv(tree: Tree, env: NodeJS.ProcessEnv): void {
+/**
+ * Applies environment overrides to a parsed config tree, in place. Returns
+ * the variable each overridden field (`kms.root_key`) came from, so that an
+ * error in it names the variable rather than the file.
+ */
+export function applyEnv(tree: Tree, env: NodeJS.ProcessEnv): Map<string, string> {
+  const applied = new Map<string, string>();
   for (const { env: name, path, clears = [] } of overrides) {
     const value = env[name];
     if (value === undefined || value === "") continue;
     const parent = ensurePath(tree, path.slice(0, -1));
     for (const key of clears) delete parent[key];
     parent[path[path.length - 1]!] = value;
+    applied.set(path.join("."), name);
   }
+  return applied;
 }
 
 function ensurePath(tree: Tree, path: string[]): Tree {

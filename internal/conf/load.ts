@@ -45,34 +45,43 @@ export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEn
   if (!isTree(tree)) throw new ConfigError(`config ${origin}: the top level must be a mapping`);
   const merged = merge(structuredClone(defaults) as Tree, tree);
   refuseDevelopmentKeyInProduction(tree, env, origin);
-  applyEnv(merged, env);
-  checkShape(BootstrapSchema, merged, "", origin);
+  const fromEnv = applyEnv(merged, env);
+  // A field an environment variable set is that variable's fault, not the file's.
+  const at = (field: string) => {
+    const variable = fromEnv.get(field);
+    return variable ? `environment ${variable} (${field})` : `config ${origin}: ${field}`;
+  };
+  checkShape(BootstrapSchema, merged, "", at);
   const config = fromJson(BootstrapSchema, merged as JsonValue);
   const result = createValidator().validate(BootstrapSchema, config);
   if (result.kind === "invalid") {
     const v = result.error.violations[0]!;
-    const field = pathToString(v.field) || "(config)";
-    throw new ConfigError(`config ${origin}: ${field}: ${v.message}`);
+    throw new ConfigError(`${at(pathToString(v.field) || "(config)")}: ${v.message}`);
   }
   if (result.kind === "error") throw new ConfigError(`config ${origin}: ${result.error.message}`);
-  refuseUnsafeInProduction(config, env, origin);
+  refuseUnsafeInProduction(config, env, at);
   return config;
 }
 
 // protobuf-es names the message type, not the path, when a key is unknown or a
 // value has the wrong type; walk the tree first so the error names the field.
-function checkShape(schema: DescMessage, tree: unknown, path: string, origin: string): void {
-  if (!isTree(tree)) throw new ConfigError(`config ${origin}: ${path}: must be a mapping`);
+function checkShape(
+  schema: DescMessage,
+  tree: unknown,
+  path: string,
+  at: (field: string) => string,
+): void {
+  if (!isTree(tree)) throw new ConfigError(`${at(path)}: must be a mapping`);
   for (const [key, value] of Object.entries(tree)) {
-    const at = path ? `${path}.${key}` : key;
+    const name = path ? `${path}.${key}` : key;
     const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
     if (!field) {
       const known = schema.fields.map((f) => f.name).join(", ");
-      throw new ConfigError(`config ${origin}: ${at}: unknown field (expected one of: ${known})`);
+      throw new ConfigError(`${at(name)}: unknown field (expected one of: ${known})`);
     }
     if (value === null) continue;
     if (field.fieldKind === "message" && field.message.file.proto.package === "conf") {
-      checkShape(field.message, value, at, origin);
+      checkShape(field.message, value, name, at);
       continue;
     }
     if (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Duration") {
@@ -82,7 +91,7 @@ function checkShape(schema: DescMessage, tree: unknown, path: string, origin: st
       fromJson(schema, { [key]: tree[key] } as JsonValue);
     } catch (err) {
       const detail = (err as Error).message.replace(/^cannot decode [^:]*: /, "");
-      throw new ConfigError(`config ${origin}: ${at}: ${detail}`);
+      throw new ConfigError(`${at(name)}: ${detail}`);
     }
   }
 }
@@ -122,17 +131,21 @@ const DEVELOPMENT_ROOT_KEY = Buffer.from("MsZ2yR01w1aELN627qWLsX9WiAktiTRyNKumwP
 
 // Checked on the final configuration, defaults and environment applied, so
 // that no spelling of the file (a null, an empty section) dodges it.
-function refuseUnsafeInProduction(config: Config, env: NodeJS.ProcessEnv, origin: string): void {
+function refuseUnsafeInProduction(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  at: (field: string) => string,
+): void {
   if (!isProduction(env)) return;
   if (config.auth?.enabled !== true) {
     throw new ConfigError(
-      `config ${origin}: auth.enabled: authentication must be on in production (APP_ENV/NODE_ENV=production)`,
+      `${at("auth.enabled")}: authentication must be on in production (APP_ENV/NODE_ENV=production)`,
     );
   }
   const key = config.kms?.rootKey ? Buffer.from(config.kms.rootKey, "base64") : undefined;
   if (key?.equals(DEVELOPMENT_ROOT_KEY)) {
     throw new ConfigError(
-      `config ${origin}: kms.root_key: the development root key from configs/config.yaml must not be used in production`,
+      `${at("kms.root_key")}: the development root key from configs/config.yaml must not be used in production`,
     );
   }
 }

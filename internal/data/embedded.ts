@@ -4,6 +4,8 @@ import { createServer } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../pkg/log/logger.js";
 import {
+  type Binaries,
+  type RunAs,
   closedAncestor,
   initdb,
   platformBinaries,
@@ -61,8 +63,7 @@ export async function startEmbeddedPostgres(
   await stopLeftOver(dataDir, log);
   const port = await freePort();
   const user = runAs(log);
-  const found = await platformBinaries();
-  const bins = user ? reachableBinaries(found, join(SHARED_CLUSTERS_DIR, "bin"), log) : found;
+  const bins = await runnableBinaries(user, log);
   if (fresh) {
     log.info({ dataDir }, "initialising embedded PostgreSQL cluster");
     await initdb(bins, dataDir, password, user);
@@ -133,6 +134,12 @@ function readPidFile(dataDir: string): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The PostgreSQL binaries, where `user` (the `postgres` user, as root) can execute them. */
+export async function runnableBinaries(user: RunAs | undefined, log: Logger): Promise<Binaries> {
+  const found = await platformBinaries();
+  return user ? reachableBinaries(found, join(SHARED_CLUSTERS_DIR, "bin"), log) : found;
 }
 
 /** Where clusters go when the working directory is closed to the `postgres` user. */

@@ -313,6 +313,10 @@ async function singletonKey(
   return (await read())!;
 }
 
+// While the database stays down, attempts (and their warnings) space out
+// rather than filling the log every second: 1 s, doubling up to 30 s.
+const RETRY_MS = [1000, 2000, 4000, 8000, 16_000, 30_000];
+
 /**
  * LISTENs on a dedicated connection and calls `onChange` per notification.
  * When the connection drops it reconnects (and calls `onChange`, as changes may
@@ -326,28 +330,48 @@ async function listen(
   let stopped = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
+  let failures = 0;
   const connect = async (): Promise<void> => {
     const c = new pg.Client({ connectionString: databaseUrl, application_name: "kms-listener" });
     c.on("notification", () => onChange());
     c.on("error", (err) => {
-      log.warn({ err: { message: err.message } }, "kms listener lost its connection; reconnecting");
       c.end().catch(() => undefined);
-      schedule();
+      const retryInMs = schedule();
+      if (retryInMs !== undefined)
+        log.warn(
+          { err: { message: err.message }, retryInMs },
+          "kms listener lost its connection; reconnecting",
+        );
     });
     await c.connect();
     await c.query(`LISTEN ${CHANNEL}`);
     client = c;
   };
-  const schedule = () => {
-    if (stopped || retry) return;
+  // The delay before the next attempt, or undefined when none is scheduled.
+  const schedule = (): number | undefined => {
+    if (stopped || retry) return undefined;
     client = undefined;
+    const delay = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]!;
     retry = setTimeout(() => {
       retry = undefined;
-      connect().then(onChange, (err: Error) => {
-        log.warn({ err: { message: err.message } }, "kms listener could not reconnect; retrying");
-        schedule();
-      });
-    }, 1000);
+      connect().then(
+        () => {
+          if (failures > 1) log.info({ attempts: failures }, "kms listener reconnected");
+          failures = 0;
+          onChange();
+        },
+        (err: Error) => {
+          const retryInMs = schedule();
+          if (retryInMs !== undefined)
+            log.warn(
+              { err: { message: err.message }, retryInMs },
+              "kms listener could not reconnect; retrying",
+            );
+        },
+      );
+    }, delay);
+    failures++;
+    return delay;
   };
   await connect();
   return async () => {

@@ -104,7 +104,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   });
 
   let stopping = false;
+  // grpc-health-check tells every watcher of every call, changed or not; a
+  // Watch stream is to see changes only (one NOT_SERVING per shutdown).
+  let current: "SERVING" | "NOT_SERVING" = "SERVING";
   const setStatus = (status: "SERVING" | "NOT_SERVING") => {
+    if (status === current) return;
+    current = status;
     for (const name of ["", ...names]) health.setStatus(name, status);
   };
   return {

@@ -65,10 +65,18 @@ describe("kms reencrypt", () => {
     }
   });
 
-  it("without a token answers exit 1 with the service's refusal", async () => {
+  it("without a token answers exit 1 with the service's refusal, saying where a token is looked for", async () => {
     const r = await kms(["reencrypt", "status", ...addr()]);
     expect(r.code).toBe(1);
     expect(r.output).toMatch(/UNAUTHENTICATED \(UNAUTHENTICATED\): missing bearer token/);
+    expect(r.output).toMatch(/set KMS_TOKEN or pass --token-file FILE/);
+  });
+
+  it("with a wrong token says nothing of KMS_TOKEN: one was sent", async () => {
+    const r = await kms(["reencrypt", "status", ...addr()], { KMS_TOKEN: "not-the-token" });
+    expect(r.code).toBe(1);
+    expect(r.output).toMatch(/UNAUTHENTICATED/);
+    expect(r.output).not.toMatch(/KMS_TOKEN/);
   });
 
   it("starts a job and follows it to its end, exit 0, the result as JSON", async () => {
@@ -106,6 +114,56 @@ describe("kms reencrypt", () => {
     });
     expect(r.output).not.toContain(token);
   }, 60_000);
+});
+
+describe("kms command lines it would misread", () => {
+  it("When an option is given twice, anything follows --, or an argument is extra, Then exit 2 saying what to do", async () => {
+    for (const [args, message] of [
+      [["--addr", "127.0.0.1:1", ...addr()], /--addr given more than once: give it once/],
+      [["--json", "--json", ...addr()], /--json given more than once/],
+      [["--timeout", "1s", "--timeout=2s", ...addr()], /--timeout given more than once/],
+      [["--token-file", tokenFile, "--tokenFile", tokenFile, ...addr()], /--token-file given/],
+      [["--tls", "--no-tls", ...addr()], /--tls given more than once/],
+      [[...addr(), "extra"], /Unknown argument: extra.*see kms --help/],
+      [[...addr(), "--", "extra"], /unexpected arguments after --: extra/],
+    ] as const) {
+      const r = await kms(["reencrypt", "status", ...args], { KMS_TOKEN: token });
+      expect(r.code, r.output).toBe(2);
+      expect(r.output).toMatch(message);
+      expect(r.stdout).not.toMatch(/state/); // no call was made
+    }
+  });
+});
+
+describe("kms --token-file", () => {
+  const file = (name: string, content: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+
+  it("When the file ends with one line ending (LF or CRLF), Then the token is the rest", async () => {
+    for (const content of [token, `${token}\n`, `${token}\r\n`]) {
+      const r = await kms(["reencrypt", "status", "--token-file", file("ok", content), ...addr()]);
+      expect(r.code, r.output).toBe(0);
+    }
+  });
+
+  it("When the file is empty or holds more than the token, Then exit 2 naming the file, and nothing is sent", async () => {
+    for (const [name, content, message] of [
+      ["empty", "", /is empty/],
+      ["newline", "\n", /is empty/],
+      ["two-lines", `${token}\n\n`, /must hold the secret alone/],
+      ["spaces", ` ${token}\n`, /must hold the secret alone/],
+    ] as const) {
+      const path = file(name, content);
+      const r = await kms(["reencrypt", "status", "--token-file", path, ...addr()]);
+      expect(r.code, r.output).toBe(2);
+      expect(r.output).toContain(`--token-file: ${path}`);
+      expect(r.output).toMatch(message);
+      expect(r.output).not.toContain(token);
+    }
+  });
 });
 
 describe("kms index-key", () => {

@@ -100,7 +100,7 @@ describe.each([
     });
     expect(updated.user).toMatchObject({ name: "Renamed Person", email: input.email });
     const masked = await client().getUser({ id, view: View.MASKED });
-    expect(masked.user?.name).toBe("R" + "*".repeat("Renamed Person".length - 1));
+    expect(masked.user?.name).toBe("R***");
   });
 
   it("VerifyPassword accepts the username, or the email in any case and spacing", async () => {
@@ -123,8 +123,8 @@ describe.each([
     const { input, id } = await created();
     const masked = await client().getUser({ id, view: View.MASKED });
     expect(masked.user?.email).toBe(`p***@example.com`);
-    expect(masked.user?.phone).toMatch(/^\+86\*+\d{4}$/);
-    expect(masked.user?.name).toBe(input.name[0] + "*".repeat(input.name.length - 1));
+    expect(masked.user?.phone).toBe(`+86****${input.phone.slice(-4)}`);
+    expect(masked.user?.name).toBe(`${input.name[0]}***`);
   });
 
   it("DeleteUser removes the user: GetUser then answers USER_NOT_FOUND", async () => {

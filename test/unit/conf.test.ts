@@ -134,8 +134,26 @@ describe("environment overrides", () => {
     expect(conf.kms?.seed).toBe("");
   });
 
-  it("a bad override is named like a bad file value", () => {
-    expect(failure(minimal(), { DATABASE_URL: "not-a-url" })).toMatch(/data\.database\.source/);
+  it("When an environment variable holds a bad value, Then the error names the variable and the field, not the file", () => {
+    for (const [env, value, field] of [
+      ["DATABASE_URL", "not-a-url", "data.database.source"],
+      ["GRPC_ADDR", "nonsense", "server.grpc.addr"],
+      ["LOG_LEVEL", "loud", "log.level"],
+      ["KMS_ROOT_KEY", "abc", "kms.root_key"],
+      ["KMS_PREVIOUS_ROOT_KEY_UNTIL", "tomorrow", "kms.previous_root_key.until"],
+    ] as const) {
+      const message = failure(minimal(), { [env]: value });
+      expect(message).toMatch(
+        new RegExp(`^environment ${env} \\(${field.replace(/\./g, "\\.")}\\): `),
+      );
+      expect(message).not.toContain("t.yaml");
+    }
+  });
+
+  it("When the file holds the bad value, Then the error still names the file", () => {
+    expect(
+      failure({ ...minimal(), log: { level: "loud" } }, { DATABASE_URL: "postgres://h/db" }),
+    ).toMatch(/^config t\.yaml: log\.level: /);
   });
 });
 
@@ -180,7 +198,7 @@ describe("production", () => {
   it("refuses the development root key, even from the environment", () => {
     const dev = /root_key: (\S+)/.exec(readFileSync("configs/config.yaml", "utf8"))![1]!;
     expect(failure(minimal(), { APP_ENV: "production", KMS_ROOT_KEY: dev })).toMatch(
-      /kms\.root_key: the development root key/,
+      /^environment KMS_ROOT_KEY \(kms\.root_key\): the development root key/,
     );
   });
 

@@ -10,9 +10,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { runnableBinaries } from "../../internal/data/embedded.js";
 import {
   initdb,
-  platformBinaries,
   postgresEnvironment,
   runAs,
   startPostmaster,
@@ -37,11 +37,13 @@ describe("running the embedded PostgreSQL binaries", () => {
   });
 
   it("a postgres that cannot start is an error carrying its own reason", async () => {
-    const bins = await platformBinaries();
+    const user = runAs(silent);
+    // As the server does: from a checkout the postgres user cannot enter (a
+    // private home), the binaries run from a copy it can reach.
+    const bins = await runnableBinaries(user, silent);
     const notACluster = join(dir, "not-a-cluster");
     mkdirSync(notACluster, { mode: 0o700 });
     writeFileSync(join(notACluster, "PG_VERSION"), "18\n");
-    const user = runAs(silent);
     if (user) chownSync(notACluster, user.uid, user.gid);
     await expect(startPostmaster(bins, notACluster, 1, user, silent)).rejects.toThrow(
       /did not start: .*postgresql\.conf/,
