@@ -122,7 +122,16 @@ describe("a re-encryption batch", () => {
     await kms.rotateDataKey({ reason: "test" });
     await kms.revokeDataKey({ version: before.email_key_version, reason: "test" });
     const repo = newReencryptionRepo(pool, new AuditChain());
+    // The revocation woke the service's own worker: let it end its pass, then
+    // put the job back as running without waking anyone, so that this batch
+    // is the only one in flight.
+    for (let i = 0; (await repo.job())?.state === "running"; i++) {
+      if (i > 300) throw new Error("the service's re-encryption pass did not end");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await pool.query("UPDATE kms_reencryption SET state = 'running', finished_at = NULL");
     const job = (await repo.job())!;
+    expect(job.state).toBe("running");
     const result = await repo.commitBatch({
       read: job,
       lastId: id,
