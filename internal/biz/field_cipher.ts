@@ -21,12 +21,11 @@ export interface Sealed {
 }
 
 /**
- * What other use cases need of the KMS: fields sealed under the active key
- * and bound to their field and context, their keyed blind indexes, and page
- * tokens every instance reads. Failures are kmsErrors (KEY_REVOKED,
- * CIPHERTEXT_INVALID, DATA_KEY_CORRUPT, KMS_NOT_READY).
+ * Fields sealed under the active key and bound to their field and context,
+ * and their keyed blind indexes, in one key domain. Failures are kmsErrors
+ * (KEY_REVOKED, CIPHERTEXT_INVALID, DATA_KEY_CORRUPT, KMS_NOT_READY).
  */
-export interface FieldCipher {
+export interface FieldCrypto {
   encryptField(fieldName: string, plaintext: Uint8Array, context?: Uint8Array): Promise<Sealed>;
   decryptField(
     fieldName: string,
@@ -35,6 +34,20 @@ export interface FieldCipher {
   ): Promise<{ plaintext: Uint8Array; keyVersion: number }>;
   /** The keyed blind index of `value` for `fieldName`, under the current index key. */
   hashField(fieldName: string, value: string): string;
+}
+
+/**
+ * What KmsService's callers get: a key domain of their own. Nothing they
+ * send or receive opens, forges or reproduces a value of the service's
+ * stores, whatever field name and context they choose.
+ */
+export type CallerCrypto = FieldCrypto;
+
+/**
+ * What other use cases need of the KMS: the stores' domain, the blind
+ * indexes under every key in use, and page tokens every instance reads.
+ */
+export interface FieldCipher extends FieldCrypto {
   /**
    * The blind index under each index key in use (two during a rotation), by
    * column slot, and the epoch of those keys: a read answered under another
@@ -49,30 +62,15 @@ export interface FieldCipher {
   reloadIndexKeys(): Promise<void>;
 }
 
-/**
- * What KmsService's callers get: sealing, opening and hashing in a key domain
- * of their own. Nothing they send or receive opens, forges or reproduces a
- * value of the service's stores, whatever field name and context they choose.
- */
-export interface CallerCrypto {
-  encryptField(fieldName: string, plaintext: Uint8Array, context?: Uint8Array): Promise<Sealed>;
-  decryptField(
-    fieldName: string,
-    ciphertext: Uint8Array,
-    context?: Uint8Array,
-  ): Promise<{ plaintext: Uint8Array; keyVersion: number }>;
-  hashField(fieldName: string, value: string): string;
-}
-
 const empty = new Uint8Array();
 
-type Seal = CallerCrypto["encryptField"];
+type Seal = FieldCrypto["encryptField"];
 type Open = (
   fieldName: string,
   ciphertext: Uint8Array,
   context: Uint8Array | undefined,
   mayOpenLegacy: (fieldName: string) => boolean,
-) => ReturnType<CallerCrypto["decryptField"]>;
+) => ReturnType<FieldCrypto["decryptField"]>;
 
 function sealer(keyring: Keyring, usage: EncryptionUsage, domain: Domain): Seal {
   return async (fieldName, plaintext, context = empty) => {
