@@ -10,6 +10,7 @@ import { createLogger } from "../../internal/pkg/log/logger.js";
 import { useTestApps } from "../helpers/app.js";
 import { outcome, type Failure } from "../helpers/errors.js";
 import { databaseProxy } from "../helpers/proxy.js";
+import { connect, createServer, type Socket } from "node:net";
 
 // Each test starts the service with its own settings, on one database.
 const ctx = useTestApps();
@@ -189,6 +190,50 @@ describe("login counts in Redis from the start", () => {
       expect(await shared.attempt(key)).toBeGreaterThan(0);
     } finally {
       await shared.close();
+    }
+  });
+
+  it("When Redis refuses the instance's first connections, Then the instance waits for it and counts its first login there", async () => {
+    // Redis as it comes up: the first connections refused (the client
+    // retries 0.2, 0.4, 0.6 s apart), the next ones served.
+    let connections = 0;
+    const sockets = new Set<Socket>();
+    const late = createServer((client) => {
+      if (connections++ < 3) return client.destroy();
+      const upstream = connect(6379, "127.0.0.1");
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on("error", () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => late.listen(0, "127.0.0.1", r));
+    const redisAt = (port: number) => ({
+      auth: { enabled: false, max_login_attempts: 1, lock_duration: "60s" },
+      data: {
+        database: { source: ctx.db.url, migrate: "up" },
+        redis: { addr: `127.0.0.1:${port}` },
+      },
+    });
+    try {
+      const b = await ctx.start(redisAt(6379));
+      const a = await ctx.start(redisAt((late.address() as { port: number }).port));
+      const users = (app: App) =>
+        createClient(
+          UserService,
+          createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+        );
+      const login = fresh("early");
+      expect(await outcome(users(a).verifyPassword({ login, password: "wrong-1" }))).toMatchObject({
+        reason: "INVALID_CREDENTIALS",
+      });
+      expect(await outcome(users(b).verifyPassword({ login, password: "wrong-1" }))).toMatchObject({
+        reason: "ACCOUNT_LOCKED",
+      });
+      expect(connections).toBeGreaterThan(3);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => late.close(r));
     }
   });
 });
