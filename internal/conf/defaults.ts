@@ -37,7 +37,7 @@ export const defaults = {
     lock_duration: "15m",
   },
   limits: {
-    password_hash_concurrency: 1,
+    password_hash_concurrency: 2,
     password_hash_queue: 64,
     password_hashes_per_caller: 4,
     calls_per_second: 0,
