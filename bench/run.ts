@@ -98,14 +98,20 @@ try {
   if (want("logins")) {
     const l = await withDatabase(url, (db) => loginFloodBench(db, seconds));
     console.log(
-      "\nA login flood (32 concurrent wrong passwords) against another caller's GetUser (concurrency 4)",
+      "\nA login flood (32 concurrent wrong passwords, one token) against another token's calls, one at a time",
     );
-    console.log(row("GetUser alone", l.alone));
-    console.log(row("GetUser during the flood", l.during));
+    const line = (name: string, r: { calls: number; p50ms: number }) =>
+      `${name.padEnd(36)} ${String(r.calls).padStart(8)} calls    p50 ${r.p50ms.toFixed(2)} ms`;
+    console.log(line("good login, idle", l.idle.login));
+    console.log(line("good login, during the flood", l.during.login));
+    console.log(line("good login, refusals-only flood", l.refusalsOnly));
+    console.log(line("CreateUser, idle", l.idle.create));
+    console.log(line("CreateUser, during the flood", l.during.create));
     console.log(row("VerifyPassword flood (all answers)", l.logins));
     console.log(
-      `ratio p50 during/alone: ${(l.during.p50ms / l.alone.p50ms).toFixed(2)} (goal <= 2), p99: ${(l.during.p99ms / l.alone.p99ms).toFixed(2)}`,
+      `ratio p50 during/idle: good login ${(l.during.login.p50ms / l.idle.login.p50ms).toFixed(2)}, CreateUser ${(l.during.create.p50ms / l.idle.create.p50ms).toFixed(2)} (goal <= 2); a flood of refusals alone: ${(l.refusalsOnly.p50ms / l.idle.login.p50ms).toFixed(2)}`,
     );
+    for (const problem of l.invalid) console.log(`!!! INVALID RUN: ${problem}`);
   }
 
   if (want("reencrypt")) {

@@ -9,7 +9,7 @@ import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
 import { BizError } from "../../internal/biz/errors.js";
 import type { LoginAttempts } from "../../internal/biz/login.js";
 import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/login_attempts.js";
-import { boundedQueue } from "../../internal/pkg/limit/queue.js";
+import { fairQueue } from "../../internal/pkg/limit/fair_queue.js";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { RootKeys } from "../../internal/biz/root_keys.js";
 import type { AuditCheckpoints, Kms } from "../../internal/conf/conf_pb.js";
@@ -52,6 +52,9 @@ export interface App {
   stop(): Promise<boolean>;
 }
 
+/** How long a starting instance waits for the configured Redis before serving without it. */
+const REDIS_WAIT_MS = 5000;
+
 /** Builds the service from its configuration: Kratos' wire.go, by hand. */
 export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {}): Promise<App> {
   const database = conf.data!.database!;
@@ -93,12 +96,21 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     if (redisAddr) {
       const shared = redisLoginAttempts(redisAddr, policy, log);
       cleanup.push(() => shared.close());
+      // Not serving before Redis answers (within a bound), so no login is
+      // counted in this instance alone while it connects.
+      if (!(await shared.connected(REDIS_WAIT_MS))) {
+        log.warn("Redis not answering at start: counting login attempts in memory until it does");
+      }
       // Not a reason to stop serving: it only says the counts are per instance.
       readiness.logins = shared.health;
       logins = shared;
     }
     const limits = conf.limits!;
-    const hashing = boundedQueue(limits.passwordHashConcurrency, limits.passwordHashQueue);
+    const hashing = fairQueue({
+      concurrency: limits.passwordHashConcurrency,
+      capacity: limits.passwordHashQueue,
+      perKey: limits.passwordHashesPerCaller,
+    });
     const users = new UserUsecase(userRepo, kms.cipher, { logins, policy, hashing });
     const bindings = [newKmsService(kms), newUserService(users)];
     const servers = await startServers(

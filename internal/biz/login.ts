@@ -1,6 +1,6 @@
 /**
- * Login attempts counted by key (a login's blind index, an account id; never
- * the login itself), implemented in data: in Redis so that every instance
+ * Login attempts counted by key (a keyed hash of a login as typed and of the
+ * caller; never the login itself), implemented in data: in Redis so that every instance
  * sees one count, or in memory. An attempt is counted before the password is
  * checked, so concurrent guesses cannot all slip in under the limit.
  */

@@ -7,7 +7,7 @@ import type { FieldCipher } from "./field_cipher.js";
 import { MAX_POSITION, paging } from "./paging.js";
 import { isDataCorrupt, isKeyRevoked } from "./kms.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
-import { boundedQueue, QueueFullError, type BoundedQueue } from "../pkg/limit/queue.js";
+import { fairQueue, QueueFullError, type FairQueue } from "../pkg/limit/fair_queue.js";
 import {
   DuplicateError,
   isUnreadableUser,
@@ -60,29 +60,34 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 export class UserUsecase {
   private readonly logins: LoginAttempts;
   private readonly policy: LoginPolicy;
-  private readonly hashing: BoundedQueue;
+  private readonly hashing: FairQueue;
 
   constructor(
     private readonly repo: UserRepo,
     private readonly kms: FieldCipher,
     // Defaults for tools and tests; the service passes its configuration.
-    opts: { logins?: LoginAttempts; policy?: LoginPolicy; hashing?: BoundedQueue } = {},
+    opts: { logins?: LoginAttempts; policy?: LoginPolicy; hashing?: FairQueue } = {},
   ) {
     this.policy = opts.policy ?? { maxAttempts: 0, lockMs: 0 };
     this.logins = opts.logins ?? noLoginLimit;
-    this.hashing = opts.hashing ?? boundedQueue(1, 64);
+    this.hashing = opts.hashing ?? fairQueue({ concurrency: 1, capacity: 64, perKey: 4 });
   }
 
-  /** scrypt through the bounded queue: a flood of logins waits or is refused, never piles up. */
-  private hashed<T>(work: () => Promise<T>): Promise<T> {
-    return this.hashing.run(work).catch((err: unknown) => {
+  /**
+   * Work around an scrypt, admitted per caller: one caller's excess is
+   * refused at once, and waiting callers take turns, so a flood from one
+   * leaves the others their share.
+   */
+  private hashed<T>(ctx: Context, work: () => Promise<T>): Promise<T> {
+    return this.hashing.run(ctx.caller?.name ?? "", work).catch((err: unknown) => {
       throw err instanceof QueueFullError ? userErrors.busy() : err;
     });
   }
 
   async create(input: NewUser, ctx: Context): Promise<User> {
+    // Hashed first: a refused call takes no id.
+    const passwordHash = await this.hashed(ctx, () => hashPassword(input.password));
     const id = await this.repo.nextId();
-    const passwordHash = await this.hashed(() => hashPassword(input.password));
     const stored = await this.underActiveKey(async () => {
       const fields: Partial<Record<PiiField, SealedField>> = {};
       for (const f of PII_FIELDS) {
@@ -153,7 +158,7 @@ export class UserUsecase {
       throw userErrors.invalid("password", "is required");
     if (!(await this.repo.byId(id))) throw userErrors.notFound();
     const passwordHash = change.paths.includes("password")
-      ? await this.hashed(() => hashPassword(change.password))
+      ? await this.hashed(ctx, () => hashPassword(change.password))
       : undefined;
     const stored = await this.underActiveKey(async () => {
       const fields: Partial<Record<PiiField, SealedField | null>> = {};
@@ -172,27 +177,30 @@ export class UserUsecase {
     if (!(await this.repo.delete(rowId(userId), ctx))) throw userErrors.notFound();
   }
 
-  /** The user id for a login (username or email) and password; the same answer, in the same time, for an unknown login and a wrong password. */
-  async verifyPassword(login: string, password: string): Promise<number> {
-    // Counted by login, whether an account has it or not, so the lock says
-    // nothing about which accounts exist; and by account, so that another
-    // spelling of an account's login (its email, other case) shares its count.
-    const loginKey = `login:${this.kms.hashField("login", login.trim().toLowerCase())}`;
-    await this.attempt(loginKey);
-    const stored = login.includes("@")
-      ? await this.byIndex("email", login)
-      : await this.repo.byUsername(login);
-    // An unknown login counts a key of its own: the same work either way.
-    const accountKey = stored ? `account:${stored.id}` : `none:${loginKey}`;
-    await this.attempt(accountKey);
-    const hash = stored?.passwordHash ?? (await decoyHash());
-    const ok = await this.hashed(() => verifyPassword(password, hash));
-    if (!stored || !ok) throw userErrors.invalidCredentials();
-    if (this.policy.maxAttempts > 0) {
-      await this.logins.succeeded(loginKey);
-      await this.logins.succeeded(accountKey);
-    }
-    return stored.id;
+  /**
+   * The user id for a login (username or email) and password; the same
+   * answer, at the same cost, for an unknown login and a wrong password.
+   */
+  async verifyPassword(login: string, password: string, ctx: Context): Promise<number> {
+    // Admitted before anything is read: a refused call costs nothing more.
+    return this.hashed(ctx, async () => {
+      // Failures counted per login as typed (normalised) and per caller,
+      // never per account: a lock says nothing of which accounts exist or
+      // which logins share one, and one caller's guesses lock only itself.
+      const caller = ctx.caller?.name ?? "";
+      const key = `login:${this.kms.hashField("login", JSON.stringify([caller, login.trim().toLowerCase()]))}`;
+      if (this.policy.maxAttempts > 0) {
+        const wait = await this.logins.attempt(key);
+        if (wait > 0) throw userErrors.accountLocked(wait);
+      }
+      const stored = login.includes("@")
+        ? await this.byIndex("email", login)
+        : await this.repo.byUsername(login);
+      const ok = await verifyPassword(password, stored?.passwordHash ?? (await decoyHash()));
+      if (!stored || !ok) throw userErrors.invalidCredentials();
+      if (this.policy.maxAttempts > 0) await this.logins.succeeded(key);
+      return stored.id;
+    });
   }
 
   private byIndex(field: "email" | "phone", value: string): Promise<StoredUser | undefined> {
@@ -216,12 +224,6 @@ export class UserUsecase {
         return result.found;
       await this.kms.reloadIndexKeys();
     }
-  }
-
-  private async attempt(key: string): Promise<void> {
-    if (this.policy.maxAttempts === 0) return;
-    const wait = await this.logins.attempt(key);
-    if (wait > 0) throw userErrors.accountLocked(wait);
   }
 
   private async seal(id: number, field: PiiField, value: string): Promise<SealedField> {

@@ -44,7 +44,13 @@ export const defaults = {
     max_login_attempts: 5,
     lock_duration: "15m",
   },
-  limits: { password_hash_concurrency: 1, password_hash_queue: 64, calls_per_second: 0, burst: 0 },
+  limits: {
+    password_hash_concurrency: 2,
+    password_hash_queue: 64,
+    password_hashes_per_caller: 4,
+    calls_per_second: 0,
+    burst: 0,
+  },
 } as const;
 
 // The migrate tool run without a config file: an operator's command may wait

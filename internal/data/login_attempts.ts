@@ -42,6 +42,12 @@ export function memoryLoginAttempts(policy: LoginPolicy, maxKeys = 100_000): Log
 }
 
 export interface RedisLoginAttempts extends LoginAttempts {
+  /**
+   * Resolves true once Redis answers, or false after `waitMs` (counts then go
+   * to memory until it does): awaited before serving, so that the first
+   * login is counted where every instance sees it.
+   */
+  connected(waitMs: number): Promise<boolean>;
   /** Resolves with a note while Redis is not answering (counting in memory). */
   health(): Promise<string | void>;
   close(): Promise<void>;
@@ -117,6 +123,19 @@ export function redisLoginAttempts(
         async () => void (await redis.del(PREFIX + key)),
         () => memory.succeeded(key),
       ),
+    connected: (waitMs) => {
+      if (redis.status === "ready") return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const done = (ok: boolean) => {
+          clearTimeout(timer);
+          redis.off("ready", onReady);
+          resolve(ok);
+        };
+        const onReady = () => done(true);
+        const timer = setTimeout(() => done(false), waitMs);
+        redis.on("ready", onReady);
+      });
+    },
     health: async () => {
       if (down || redis.status !== "ready")
         return "Redis unreachable: counting login attempts in memory";

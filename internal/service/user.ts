@@ -44,8 +44,8 @@ export function newUserService(users: UserUsecase): ServiceBinding {
         await users.delete(req.id, call);
         return {};
       },
-      async verifyPassword(req) {
-        return { userId: BigInt(await users.verifyPassword(req.login, req.password)) };
+      async verifyPassword(req, call) {
+        return { userId: BigInt(await users.verifyPassword(req.login, req.password, call)) };
       },
     },
     [file_user_v1_error_reason],

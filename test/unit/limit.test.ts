@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { fairQueue, QueueFullError } from "../../internal/pkg/limit/fair_queue.js";
 import { byteBudget } from "../../internal/pkg/limit/queue.js";
 
 describe("byte budget", () => {
@@ -50,5 +51,68 @@ describe("byte budget", () => {
     expect(await staying).toBe(true);
     expect(budget.take(9)).toBe(true);
     expect(budget.take(1)).toBe(false);
+  });
+});
+
+describe("fair queue", () => {
+  /** A task that runs until `finish()`; `started` tells whether it began. */
+  const held = () => {
+    let finish!: () => void;
+    const done = new Promise<void>((r) => (finish = r));
+    const t = { started: false, finish, task: async () => ((t.started = true), done) };
+    return t;
+  };
+  const settle = () => new Promise((r) => setImmediate(r));
+
+  it("When one key has its share in hand, Then its next task is refused at once and other keys still wait their turn", async () => {
+    const queue = fairQueue({ concurrency: 1, capacity: 10, perKey: 2 });
+    const [a1, a2, b1] = [held(), held(), held()];
+    const runs = [queue.run("a", a1.task), queue.run("a", a2.task), queue.run("b", b1.task)];
+    await expect(queue.run("a", async () => 0)).rejects.toBeInstanceOf(QueueFullError);
+    a1.finish();
+    a2.finish();
+    b1.finish();
+    await Promise.all(runs);
+    // Once its tasks are done, the key has its whole share again.
+    expect(await queue.run("a", async () => "again")).toBe("again");
+  });
+
+  it("When a key floods the queue, Then a key arriving later is served next, not behind the flood", async () => {
+    const queue = fairQueue({ concurrency: 1, capacity: 10, perKey: 4 });
+    const order: string[] = [];
+    const tasks = new Map<string, ReturnType<typeof held>>();
+    const run = (key: string, name: string) => {
+      const t = held();
+      tasks.set(name, t);
+      return queue.run(key, () => (order.push(name), t.task()));
+    };
+    const all = [run("flood", "f1"), run("flood", "f2"), run("flood", "f3"), run("flood", "f4")];
+    all.push(run("other", "o1"));
+    for (const name of ["f1", "o1", "f2", "f3", "f4"]) {
+      await settle();
+      tasks.get(name)!.finish();
+    }
+    await Promise.all(all);
+    expect(order).toEqual(["f1", "o1", "f2", "f3", "f4"]);
+  });
+
+  it("When two keys both keep tasks waiting, Then they take turns", async () => {
+    const queue = fairQueue({ concurrency: 1, capacity: 10, perKey: 3 });
+    const order: string[] = [];
+    const all: Promise<unknown>[] = [];
+    for (const key of ["a", "a", "a", "b", "b", "b"])
+      all.push(queue.run(key, async () => order.push(key)));
+    await Promise.all(all);
+    expect(order).toEqual(["a", "b", "a", "b", "a", "b"]);
+  });
+
+  it("When the queue is full, Then any key is refused at once", async () => {
+    const queue = fairQueue({ concurrency: 1, capacity: 1, perKey: 5 });
+    const [a, b] = [held(), held()];
+    const runs = [queue.run("a", a.task), queue.run("b", b.task)];
+    await expect(queue.run("c", async () => 0)).rejects.toBeInstanceOf(QueueFullError);
+    a.finish();
+    b.finish();
+    await Promise.all(runs);
   });
 });

@@ -1,37 +1,3 @@
-/** Thrown by a bounded queue that is full: the caller should retry later. */
-export class QueueFullError extends Error {
-  override name = "QueueFullError";
-}
-
-export interface BoundedQueue {
-  /** Runs `task` when a slot is free; refuses at once when too many wait. */
-  run<T>(task: () => Promise<T>): Promise<T>;
-}
-
-/**
- * At most `concurrency` tasks at once and at most `capacity` waiting for a
- * slot: work that would only queue up is refused instead of piling up.
- */
-export function boundedQueue(concurrency: number, capacity: number): BoundedQueue {
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  return {
-    async run(task) {
-      if (running < concurrency) running++;
-      else if (waiting.length >= capacity) throw new QueueFullError("queue full");
-      else await new Promise<void>((resolve) => waiting.push(resolve));
-      try {
-        return await task();
-      } finally {
-        // Hand the slot straight to the next in line.
-        const next = waiting.shift();
-        if (next) next();
-        else running--;
-      }
-    },
-  };
-}
-
 /** A token bucket per key: `rate` per second, up to `burst` at once. */
 export function tokenBuckets(rate: number, burst: number, maxKeys = 100_000) {
   const buckets = new Map<string, { tokens: number; at: number }>();
