@@ -35,8 +35,16 @@ export const defaults = {
     protect_metrics: false,
     max_login_attempts: 5,
     lock_duration: "15m",
+    max_token_bytes: 8192,
   },
-  limits: { password_hash_concurrency: 1, password_hash_queue: 64, calls_per_second: 0, burst: 0 },
+  limits: {
+    password_hash_concurrency: 1,
+    password_hash_queue: 64,
+    calls_per_second: 0,
+    burst: 0,
+    auth_failures_per_second: 10,
+    auth_failure_burst: 100,
+  },
 } as const;
 
 // The migrate tool run without a config file: an operator's command may wait

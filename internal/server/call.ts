@@ -54,8 +54,22 @@ export interface Caller {
   readonly name: string;
   readonly scopes: ReadonlySet<string>;
   /** Why the caller is not authenticated; undefined when it is. */
-  readonly problem?: "missing" | "invalid" | "expired";
+  readonly problem?: AuthProblem;
 }
+
+/**
+ * Why a call is not authenticated. Past "invalid", each names a rule a
+ * validly signed JWT broke: its signer can be told which.
+ */
+export type AuthProblem =
+  | "missing"
+  | "invalid"
+  | "too_large"
+  | "expired"
+  | "bad_subject"
+  | "issued_in_future"
+  | "no_issued_at"
+  | "lifetime_too_long";
 
 const names = new WeakMap<DescMethodUnary, string>();
 
