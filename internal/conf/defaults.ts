@@ -42,7 +42,7 @@ export const defaults = {
     password_hash_queue: 64,
     calls_per_second: 0,
     burst: 0,
-    auth_failures_per_second: 10,
+    auth_failures_per_minute: 600,
     auth_failure_burst: 100,
   },
 } as const;

@@ -32,6 +32,8 @@ export interface Call {
   readonly deadline: number | undefined;
   readonly transport: "grpc" | "connect";
   readonly requestHeader: RequestHeader;
+  /** The client's IP address, as the connection shows it (a proxy's, behind one). */
+  readonly peer?: string;
   /**
    * Right before a write commits: throws DEADLINE_EXCEEDED once the deadline
    * has passed (nothing written); after it, the call answers the write's
