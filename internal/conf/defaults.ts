@@ -42,8 +42,8 @@ export const defaults = {
     password_hash_queue: 64,
     calls_per_second: 0,
     burst: 0,
-    auth_failures_per_minute: 600,
-    auth_failure_burst: 100,
+    auth_failures_per_minute: 60,
+    auth_failure_burst: 20,
   },
 } as const;
 

@@ -164,6 +164,19 @@ describe("failed authentications per address, both ports", () => {
     );
   });
 
+  it("When the limits are the defaults, Then 40 calls without a token from one address are refused past the first 20", async () => {
+    // Arrange
+    const app = await ctx.start({ auth: config.auth });
+
+    // Act
+    const flood: Failure[] = [];
+    for (let i = 0; i < 40; i++) flood.push(await getStatus(app, "grpc", "127.0.0.9", undefined));
+
+    // Assert: 20 at once, then one a second (the 20 more take far less than 20 s).
+    expect(codes(flood.slice(0, 20))).toEqual(Array(20).fill(Code.Unauthenticated));
+    expect(codes(flood.slice(20))).toContain(Code.ResourceExhausted);
+  });
+
   it("When the limit is 0, Then a flood of bad tokens is answered UNAUTHENTICATED throughout", async () => {
     // Arrange
     const app = await ctx.start({ ...config, limits: { auth_failures_per_minute: 0 } });
