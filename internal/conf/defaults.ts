@@ -43,6 +43,7 @@ export const defaults = {
     protect_metrics: false,
     max_login_attempts: 5,
     lock_duration: "15m",
+    max_token_bytes: 8192,
   },
   limits: {
     password_hash_concurrency: 2,
@@ -50,6 +51,8 @@ export const defaults = {
     password_hashes_per_caller: 4,
     calls_per_second: 0,
     burst: 0,
+    auth_failures_per_minute: 60,
+    auth_failure_burst: 20,
   },
 } as const;
 

@@ -32,6 +32,8 @@ export interface Call {
   readonly deadline: number | undefined;
   readonly transport: "grpc" | "connect";
   readonly requestHeader: RequestHeader;
+  /** The client's IP address, as the connection shows it (a proxy's, behind one). */
+  readonly peer?: string;
   /**
    * Right before a write commits: throws DEADLINE_EXCEEDED once the deadline
    * has passed (nothing written); after it, the call answers the write's
@@ -54,8 +56,22 @@ export interface Caller {
   readonly name: string;
   readonly scopes: ReadonlySet<string>;
   /** Why the caller is not authenticated; undefined when it is. */
-  readonly problem?: "missing" | "invalid" | "expired";
+  readonly problem?: AuthProblem;
 }
+
+/**
+ * Why a call is not authenticated. Past "invalid", each names a rule a
+ * validly signed JWT broke: its signer can be told which.
+ */
+export type AuthProblem =
+  | "missing"
+  | "invalid"
+  | "too_large"
+  | "expired"
+  | "bad_subject"
+  | "issued_in_future"
+  | "no_issued_at"
+  | "lifetime_too_long";
 
 const names = new WeakMap<DescMethodUnary, string>();
 

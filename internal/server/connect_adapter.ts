@@ -46,6 +46,8 @@ export interface ConnectAdapterOptions {
 // Set by our implementation when connect hands it a call: a unary call whose
 // handler never ran was refused by connect itself.
 const reached = createContextKey({ value: false });
+// The client's address, which connect's handler context does not carry.
+const peer = createContextKey<string | undefined>(undefined);
 
 /**
  * connect-node's adapter with one difference: a call connect refuses before
@@ -75,7 +77,9 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
   return (req, res) => {
     const entry = byPath.get((req.url ?? "").split("?", 1)[0]!);
     if (!entry) return opts.fallback(req, res);
-    const values = createContextValues().set(reached, { value: false });
+    // Read now: once the request is over, HTTP/2's req.socket throws.
+    const address = req.socket.remoteAddress;
+    const values = createContextValues().set(reached, { value: false }).set(peer, address);
     const received = universalRequestFromNodeRequest(req, res, undefined, values);
     const held = { bytes: 0, over: false };
     res.once("close", () => opts.inflight.give(held.bytes));
@@ -94,7 +98,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
           held.over ? "busy" : await refusalOf(req, answer),
           opts.readMaxBytes,
         );
-        const err = await refuse(entry.route, "connect", headersOf(req), refusal);
+        const err = await refuse(entry.route, "connect", headersOf(req), refusal, address);
         writeRpcError(req, res, err, acceptEncoding(answer));
       })
       .catch((reason: unknown) => {
@@ -119,6 +123,7 @@ function implementation(route: Route) {
       deadline: timeout === undefined ? undefined : Date.now() + timeout,
       transport: "connect",
       requestHeader: ctx.requestHeader,
+      peer: ctx.values.get(peer),
       beginCommit: noDeadline,
     });
   };

@@ -91,6 +91,16 @@ export const rpcErrors = {
       {},
       [retryInfo(retryMs)],
     ),
+  /** A peer address past its limit of failed authentications (refused before authenticating). */
+  authFailuresLimited: (service: DescService, retryMs: number) =>
+    serviceError(
+      service,
+      Code.ResourceExhausted,
+      "RATE_LIMITED",
+      "too many failed authentications from this address; retry later",
+      {},
+      [retryInfo(retryMs)],
+    ),
   deadlineExceeded: (service: DescService) =>
     serviceError(service, Code.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded"),
   /** A field breaks a rule: the first one named, every one in BadRequest. */

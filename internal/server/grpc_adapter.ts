@@ -83,7 +83,9 @@ function unaryHandler(
       request = fromBinary(route.method.input, call.request, requestReadOptions);
     } catch {
       const error = requestRefused(route.method, "malformed", maxRequestBytes);
-      void refuse(route, "grpc", toHeaders(call.metadata), error).then(answer(callback));
+      void refuse(route, "grpc", toHeaders(call.metadata), error, peerAddress(call.getPeer())).then(
+        answer(callback),
+      );
       return;
     }
     const due = call.getDeadline();
@@ -96,6 +98,7 @@ function unaryHandler(
         deadline: Number.isFinite(deadline) ? deadline : undefined,
         transport: "grpc",
         requestHeader: metadataHeader(call.metadata),
+        peer: peerAddress(call.getPeer()),
         beginCommit: noDeadline,
       })
       .then((response) => callback(null, response), answer(callback));
@@ -138,7 +141,7 @@ export function refuseThroughChain(
     }
     refusing = true;
     const error = requestRefused(route.method, grpcRefusal(status), maxRequestBytes);
-    void refuse(route, "grpc", header(), error).then((e) =>
+    void refuse(route, "grpc", header(), error, peerAddress(call.getPeer())).then((e) =>
       send(toGrpcStatus(e) as grpc.StatusObject),
     );
   };
@@ -158,6 +161,12 @@ function grpcRefusal(status: { code: grpc.status; details?: string }): Refusal {
   if (details.startsWith("Received message compressed with unsupported encoding"))
     return "bad_compression";
   return "malformed";
+}
+
+/** The address in grpc-js's "address:port" (no brackets around IPv6); undefined when unknown. */
+export function peerAddress(peer: string): string | undefined {
+  const colon = peer.lastIndexOf(":");
+  return colon > 0 ? peer.slice(0, colon) : undefined;
 }
 
 /** Reads gRPC metadata in place: no copy of every header per call. */

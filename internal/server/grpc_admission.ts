@@ -3,7 +3,7 @@ import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
 import { refuse, type Route } from "./handlers.js";
 import type { RequestHeader } from "./call.js";
-import { metadataHeader, refuseThroughChain } from "./grpc_adapter.js";
+import { metadataHeader, peerAddress, refuseThroughChain } from "./grpc_adapter.js";
 
 const noHeader: RequestHeader = { get: () => null };
 
@@ -76,6 +76,7 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
             "grpc",
             header,
             requestRefused(route.method, refusal, opts.maxRequestBytes),
+            peerAddress(call.getPeer()),
           ).then((e) => toGrpcStatus(e) as grpc.StatusObject)
         : Promise.resolve(plainStatus(refusal));
       void status.then((s) => {

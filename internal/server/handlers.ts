@@ -40,13 +40,15 @@ export function buildRoutes(bindings: ServiceBinding[], middleware: Middleware):
 
 /**
  * Runs a call its transport refused (`error`) through the route's chain, so
- * that it is logged and counted as any other; resolves with what to answer.
+ * that it is logged and counted as any other (its failed authentication
+ * too, against `peer`); resolves with what to answer.
  */
 export async function refuse(
   route: Route,
   transport: Call["transport"],
   requestHeader: RequestHeader,
   error: ConnectError,
+  peer?: string,
 ): Promise<ConnectError> {
   const call: Call = {
     service: route.service,
@@ -55,6 +57,7 @@ export async function refuse(
     deadline: undefined,
     transport,
     requestHeader,
+    peer,
     beginCommit: noDeadline,
     refused: error,
   };

@@ -73,8 +73,13 @@ const ctx = useTestApp({
         audience,
         hs256_secret_file: join(dir, "hs256"),
         public_key_files: [join(dir, "ed.pem")],
+        clock_tolerance: "30s",
       },
     },
+    // Every kind of caller here calls from 127.0.0.1, about 200 of them
+    // refused: more than the default burst of failed authentications one
+    // address may make (auth-flood.test.ts tests that limit).
+    limits: { auth_failure_burst: 1000 },
   },
 });
 
@@ -185,6 +190,113 @@ describe("authorization", () => {
   ])("refuses a JWT %s: UNAUTHENTICATED", async (_what, bad) => {
     expect(await call("grpc", KmsService.method.getStatus, await bad())).toMatchObject({
       code: Code.Unauthenticated,
+    });
+  });
+});
+
+describe("strict tokens", () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const hour = 3600;
+  /** An HS256 JWT with the right audience and key and kms.admin, its claims as given (raw: not checked by jose's builder). */
+  const signed = (claims: Record<string, unknown>) =>
+    new SignJWT({ aud: audience, scope: "kms.admin", ...claims })
+      .setProtectedHeader({ alg: "HS256" })
+      .sign(secret);
+  const fresh = () => ({ sub: "svc-a", iat: now(), exp: now() + 300 });
+  const badSubject = "token sub must be a non-empty string of at most 256 bytes";
+
+  describe.each(["grpc", "http"] as const)("on the %s port", (port) => {
+    const getStatus = (bearer: string) => call(port, KmsService.method.getStatus, bearer);
+
+    it.each([
+      ["an object", { a: 1 }],
+      ["empty", ""],
+      ["a number", 7],
+      ["over 256 bytes", "é".repeat(129)],
+      ["holding a control character", "svc\nforged-line"],
+    ])("refuses a JWT whose sub is %s: UNAUTHENTICATED naming sub", async (_what, sub) => {
+      expect(await getStatus(await signed({ ...fresh(), sub }))).toMatchObject({
+        code: Code.Unauthenticated,
+        reason: "UNAUTHENTICATED",
+        message: badSubject,
+      });
+    });
+
+    it("accepts a sub of exactly 256 bytes", async () => {
+      expect(await getStatus(await signed({ ...fresh(), sub: "é".repeat(128) }))).toMatchObject({
+        code: 0,
+      });
+    });
+
+    it("refuses a JWT issued an hour in the future: UNAUTHENTICATED naming iat", async () => {
+      const iat = now() + hour;
+      expect(await getStatus(await signed({ sub: "svc-a", iat, exp: iat + 300 }))).toMatchObject({
+        code: Code.Unauthenticated,
+        message: "token iat is in the future",
+      });
+    });
+
+    it("accepts a JWT issued within the clock tolerance (30 s) ahead", async () => {
+      const iat = now() + 20;
+      expect(await getStatus(await signed({ sub: "svc-a", iat, exp: iat + 300 }))).toMatchObject({
+        code: 0,
+      });
+    });
+
+    it.each([
+      ["expiring in the year 33658", () => 1_000_000_000_000],
+      ["living 24 h and one second", (iat: number) => iat + 24 * hour + 1],
+    ])("refuses a JWT %s: UNAUTHENTICATED, lifetime over the maximum", async (_what, expOf) => {
+      const iat = now();
+      expect(await getStatus(await signed({ sub: "svc-a", iat, exp: expOf(iat) }))).toMatchObject({
+        code: Code.Unauthenticated,
+        message: "token lifetime (exp - iat) over the maximum allowed",
+      });
+    });
+
+    it("accepts a JWT living exactly 24 h (the default maximum)", async () => {
+      const iat = now();
+      expect(
+        await getStatus(await signed({ sub: "svc-a", iat, exp: iat + 24 * hour })),
+      ).toMatchObject({ code: 0 });
+    });
+
+    it("refuses a JWT without iat: its lifetime cannot be bounded", async () => {
+      expect(await getStatus(await signed({ sub: "svc-a", exp: now() + 300 }))).toMatchObject({
+        code: Code.Unauthenticated,
+        message: "token has no iat: required to bound its lifetime",
+      });
+    });
+
+    it.each([
+      ["just over 8 KiB", 8193 - "Bearer ".length],
+      // The most HTTP/2 lets a header list carry (64 KiB) is answered the
+      // same way; beyond it, the HTTP/2 layer resets the stream itself.
+      ["of 60 KB", 60_000],
+    ])("refuses a bearer token %s: UNAUTHENTICATED, bearer token too large", async (_what, n) => {
+      expect(await getStatus(randomBytes(n).toString("base64url").slice(0, n))).toMatchObject({
+        code: Code.Unauthenticated,
+        reason: "UNAUTHENTICATED",
+        message: "bearer token too large",
+      });
+    });
+
+    it("refuses a validly signed JWT over 8 KiB as too large", async () => {
+      const big = await signed({ ...fresh(), padding: "p".repeat(9000) });
+      expect(await getStatus(big)).toMatchObject({
+        code: Code.Unauthenticated,
+        message: "bearer token too large",
+      });
+    });
+
+    it("refuses a forged JWT breaking those rules as any forgery: unknown or invalid token", async () => {
+      const forged = await new SignJWT({ aud: audience, sub: "", iat: now() + hour, exp: 1e12 })
+        .setProtectedHeader({ alg: "HS256" })
+        .sign(randomBytes(32));
+      expect(await getStatus(forged)).toMatchObject({
+        code: Code.Unauthenticated,
+        message: "unknown or invalid token",
+      });
     });
   });
 });

@@ -20,7 +20,8 @@ const BEARER = /^Bearer +([\x21-\x7e]+)$/i;
 
 /**
  * Tokens are looked up by their SHA-256 (the config never holds a token), then
- * tried as JWTs. With authentication off, everyone is an anonymous caller with
+ * tried as JWTs; an `authorization` value over auth.max_token_bytes is
+ * neither. With authentication off, everyone is an anonymous caller with
  * every scope.
  */
 export function createAuthenticator(conf: Auth | undefined): Authenticator {
@@ -36,8 +37,11 @@ export function createAuthenticator(conf: Auth | undefined): Authenticator {
   // hashed once, not on every call. Only tokens found in the config enter,
   // so its size is bounded by theirs (each has one spelling after "Bearer ").
   const seen = new Map<string, Caller>();
+  // Header values reach us as one character per byte.
+  const maxBytes = conf.maxTokenBytes;
   return (authorization) => {
     if (!authorization) return anonymous("missing");
+    if (authorization.length > maxBytes) return anonymous("too_large");
     const token = BEARER.exec(authorization)?.[1];
     if (!token) return anonymous("invalid");
     const cached = seen.get(token);

@@ -12,33 +12,80 @@ interface Key {
   algorithm: "HS256" | "RS256" | "EdDSA";
 }
 
+/** Longest `sub` accepted, in UTF-8 bytes: it names the caller in every log line. */
+export const maxSubjectBytes = 256;
+
+/** The lifetime bound when auth.jwt.max_lifetime is unset. */
+const defaultMaxLifetimeS = 24 * 3600;
+
 /**
  * Verifies JWTs with jose against the configured keys: signature, exp, nbf,
- * audience, and issuer when set. The caller is `jwt:<sub>` with the scopes
- * of `scopes_claim`. Key files are read once, at start.
+ * audience, and issuer when set; then the claims jose leaves alone (see
+ * claimsProblem). The caller is `jwt:<sub>` with the scopes of
+ * `scopes_claim`. Key files are read once, at start.
  */
 export function jwtVerifier(conf: Auth_Jwt): JwtVerifier {
   const keys = loadKeys(conf);
   const claim = conf.scopesClaim || "scope";
+  const toleranceS = conf.clockTolerance ? durationMs(conf.clockTolerance) / 1000 : 0;
+  const maxLifetimeS = conf.maxLifetime ? durationMs(conf.maxLifetime) / 1000 : defaultMaxLifetimeS;
   const options = {
     audience: conf.audience,
     issuer: conf.issuer || undefined,
-    clockTolerance: conf.clockTolerance ? durationMs(conf.clockTolerance) / 1000 : 0,
+    clockTolerance: toleranceS,
     requiredClaims: ["exp", "sub"],
   };
   return async (token) => {
     let expired = false;
     for (const { key, algorithm } of keys) {
+      let payload: JWTPayload;
       try {
-        const { payload } = await jwtVerify(token, key, { ...options, algorithms: [algorithm] });
-        return { name: `jwt:${payload.sub}`, scopes: scopesOf(payload, claim) };
+        ({ payload } = await jwtVerify(token, key, { ...options, algorithms: [algorithm] }));
       } catch (err) {
         // A valid signature with a stale exp is expired under every key.
         if (err instanceof errors.JWTExpired) expired = true;
+        continue;
       }
+      const problem = claimsProblem(payload, Date.now() / 1000, toleranceS, maxLifetimeS);
+      if (problem) return { name: "anonymous", scopes: new Set(), problem };
+      return { name: `jwt:${payload.sub as string}`, scopes: scopesOf(payload, claim) };
     }
     return { name: "anonymous", scopes: new Set(), problem: expired ? "expired" : "invalid" };
   };
+}
+
+/**
+ * What jose does not check of a validly signed token: `sub` is a non-empty
+ * string of at most maxSubjectBytes without control characters (it becomes
+ * the caller's name); `iat`, when present, is not in the future beyond the
+ * clock tolerance; and with a maximum lifetime (0: none), `iat` is present
+ * and `exp - iat` within it, so that no token is good for longer than its
+ * issuer was allowed to make it. jose has checked that `exp` and `iat` are
+ * numbers.
+ */
+export function claimsProblem(
+  payload: JWTPayload,
+  nowS: number,
+  toleranceS: number,
+  maxLifetimeS: number,
+): Caller["problem"] {
+  const sub: unknown = payload.sub;
+  if (
+    typeof sub !== "string" ||
+    sub === "" ||
+    Buffer.byteLength(sub) > maxSubjectBytes ||
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f]/.test(sub)
+  ) {
+    return "bad_subject";
+  }
+  const { iat, exp } = payload;
+  if (iat !== undefined && iat > nowS + toleranceS) return "issued_in_future";
+  if (maxLifetimeS > 0) {
+    if (iat === undefined) return "no_issued_at";
+    if (exp! - iat > maxLifetimeS) return "lifetime_too_long";
+  }
+  return undefined;
 }
 
 function scopesOf(payload: JWTPayload, claim: string): Set<string> {

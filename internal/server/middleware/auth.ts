@@ -1,12 +1,18 @@
-import { rpcName, type Guard } from "../call.js";
+import { rpcName, type AuthProblem, type Guard } from "../call.js";
+import { maxSubjectBytes } from "../auth/jwt.js";
 import { methodScopes } from "../auth/scopes.js";
 import { rpcErrors } from "../errors.js";
 
-const problems = {
+const problems: Record<AuthProblem, string> = {
   missing: "missing bearer token",
   invalid: "unknown or invalid token",
+  too_large: "bearer token too large",
   expired: "token expired",
-} as const;
+  bad_subject: `token sub must be a non-empty string of at most ${maxSubjectBytes} bytes`,
+  issued_in_future: "token iat is in the future",
+  no_issued_at: "token has no iat: required to bound its lifetime",
+  lifetime_too_long: "token lifetime (exp - iat) over the maximum allowed",
+};
 
 /**
  * UNAUTHENTICATED without a valid token; PERMISSION_DENIED, naming the scope,

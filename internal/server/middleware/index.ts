@@ -9,12 +9,14 @@ import { deadline } from "./deadline.js";
 import { requestLog } from "./logging.js";
 import { metricsObserver } from "./metrics.js";
 import { observe } from "./observe.js";
+import { peerLimit } from "./peer_limit.js";
 import { rateLimit } from "./ratelimit.js";
 import { validation } from "./validation.js";
 
 /**
  * The one middleware chain both transports run, outermost first: `observe`
- * finds the caller, maps every failure to a coded error and reports each
+ * finds the caller (refusing first an address past its limit of failed
+ * authentications), maps every failure to a coded error and reports each
  * call to the metrics and the request log (both see the final code, the log
  * the caller); the guards refuse before any other work (authorization, the
  * per-caller rate limit, validation), synchronously; the deadline bounds the
@@ -33,6 +35,7 @@ export function middlewareChain(opts: {
   return chain(
     observe({
       authenticator: opts.authenticator,
+      peerLimit: peerLimit(limits.authFailuresPerMinute, limits.authFailureBurst),
       log,
       observers: present<Observer>([metricsObserver(opts.rpc), requestLog(log)]),
     }),

@@ -1,12 +1,15 @@
 import type { Logger } from "../../pkg/log/logger.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { rpcName, type Middleware, type Observer } from "../call.js";
-import { codeName, toConnectError } from "../errors.js";
+import { codeName, rpcErrors, toConnectError } from "../errors.js";
+import type { PeerLimit } from "./peer_limit.js";
 
 /**
  * The outermost step, one async frame for what every call needs around it:
  * finds the caller (`authorization: Bearer …`; it never refuses here, the
- * authorize guard does, so that refused calls are told apart in the log),
+ * authorize guard does, so that refused calls are told apart in the log;
+ * only an address past its limit of failed authentications is refused
+ * here, before its token is looked at),
  * turns every failure into a ConnectError with a reason (unexpected faults
  * are logged with their stack and reach the client only as "internal
  * error"), and tells the observers (metrics, request log) how each call
@@ -14,17 +17,28 @@ import { codeName, toConnectError } from "../errors.js";
  */
 export function observe(opts: {
   authenticator: Authenticator;
+  /** Failed authentications per peer address, refused past their limit. */
+  peerLimit: PeerLimit | undefined;
   log: Logger;
   observers: Observer[];
 }): Middleware {
-  const { authenticator, log, observers } = opts;
+  const { authenticator, peerLimit, log, observers } = opts;
   return (next) => async (call) => {
     const started = performance.now();
     let code = "OK";
     try {
+      const peer = peerLimit && call.peer;
+      if (peer) {
+        const wait = peerLimit.waitMs(peer);
+        if (wait > 0) throw rpcErrors.authFailuresLimited(call.service, wait);
+      }
       const found = authenticator(call.requestHeader.get("authorization"));
       // A configured token is known at once; a JWT is verified asynchronously.
       call.caller = found instanceof Promise ? await found : found;
+      if (peer && call.caller.problem) {
+        const wait = peerLimit.failed(peer);
+        if (wait > 0) throw rpcErrors.authFailuresLimited(call.service, wait);
+      }
       return await next(call);
     } catch (err) {
       const error = toConnectError(err, call.service, (fault) =>
