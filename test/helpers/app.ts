@@ -81,9 +81,16 @@ export function useTestApp(options: TestAppOptions = {}) {
   return ctx;
 }
 
-/** For a test file: two instances of the service on one fresh database (cross-instance behaviour). */
-export function useTwoInstances(): { readonly a: App; readonly b: App; readonly db: TestDatabase } {
-  const ctx = useTestApp({ instances: 2 });
+/**
+ * For a test file: two instances of the service on one fresh database
+ * (cross-instance behaviour); `config` as for useTestApp.
+ */
+export function useTwoInstances(config?: Record<string, unknown>): {
+  readonly a: App;
+  readonly b: App;
+  readonly db: TestDatabase;
+} {
+  const ctx = useTestApp({ instances: 2, config });
   return {
     get a() {
       return ctx.apps[0]!;
