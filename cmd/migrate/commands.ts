@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Config } from "../../internal/conf/load.js";
 import { parseDurationMs } from "../../internal/conf/duration.js";
@@ -72,6 +73,8 @@ export const handlers = {
         if (args.json)
           print.json({ migrations: s.entries, pending: s.pending.length, problems: s.problems });
         else print.status(out, s.entries, s.problems);
+        // A script reading only the exit code must not miss an `error:` line.
+        if (s.problems.some((p) => p.severity === "error")) process.exitCode = 1;
       },
       { logs: false },
     ),
@@ -151,8 +154,29 @@ function count(n: string | undefined, command: string): number | undefined {
 }
 
 async function migrationsDir(args: Args): Promise<string> {
-  if (args.dir) return resolve(args.dir);
-  return migratorOptions((await config(args))?.data?.database, "", silentLog).dir;
+  return migrationsFolder(
+    args.dir,
+    migratorOptions((await config(args))?.data?.database, "", silentLog).dir,
+  );
+}
+
+/**
+ * --dir, else the configured (or the project's) folder, which must exist. An
+ * empty --dir is refused rather than read as "the default": an unset shell
+ * variable would otherwise apply this project's migrations to the target.
+ */
+function migrationsFolder(flag: string | undefined, configured: string): string {
+  if (flag !== undefined && flag.trim() === "") {
+    throw new UsageError(
+      "--dir is empty (an unset shell variable?): name the migrations folder; nothing was changed",
+    );
+  }
+  const dir = resolve(flag ?? configured);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    const what = flag !== undefined ? "--dir" : "the configured migrations folder";
+    throw new UsageError(`${what} ${dir}: no such directory; nothing was changed`);
+  }
+  return dir;
 }
 
 async function config(args: Args): Promise<Config | undefined> {
@@ -190,7 +214,7 @@ async function withDatabase(
   const url = databaseUrl(args, conf);
   const log = logs || url === undefined ? await logger(conf) : silentLog;
   const opts = migratorOptions(conf?.data?.database, url ?? "", log);
-  if (args.dir) opts.dir = resolve(args.dir);
+  opts.dir = migrationsFolder(args.dir, opts.dir);
   for (const [flag, key] of [
     ["connect-timeout", "connectTimeoutMs"],
     ["lock-wait", "lockWaitMs"],

@@ -28,6 +28,15 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+// yargs folds a repeated boolean into one value; the README promises exit 2.
+const switches = ["json", "dry-run", "embedded", "all", "allow-out-of-order"];
+const given = argv
+  .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)
+  .map((a) => /^--?(?:no-)?([^=]+)/.exec(a)?.[1]?.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))
+  .filter((name) => name !== undefined && switches.includes(name));
+const twice = given.find((name, i) => given.indexOf(name) !== i);
+if (twice !== undefined) fail(`--${twice} given more than once`, 2);
+
 // `down -1` would otherwise read as an unknown flag "-1".
 const negative = argv.find((a) => /^-[0-9]/.test(a));
 if (negative !== undefined) fail(`${negative}: expected a positive integer`, 2);

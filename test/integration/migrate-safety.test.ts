@@ -1,4 +1,6 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migratorOptions } from "../../internal/data/migrate/options.js";
@@ -38,6 +40,12 @@ describe("operator input", () => {
     [["up", "--statement-timeout", "9999h"], "--statement-timeout 9999h"],
     [["baseline", "v1"], "v1"],
     [["sideways"], "sideways"],
+    [
+      ["up", "--dir", "/nonexistent/migrations"],
+      "--dir /nonexistent/migrations: no such directory",
+    ],
+    [["status", "--json", "--json"], "--json given more than once"],
+    [["up", "--dry-run", "--dryRun"], "--dry-run given more than once"],
   ])("%j exits 2 naming %s, and changes nothing", async (args, named) => {
     const run = await migrate(db, args);
     expect(run.code, run.output).toBe(2);
@@ -53,6 +61,35 @@ describe("operator input", () => {
     expect([...run.stdout.matchAll(/^reverted (\w+)/gm)].map((m) => m[1])).toEqual(
       projectNames.toReversed(),
     );
+  });
+});
+
+describe("which folder", () => {
+  it("an empty --dir (an unset shell variable) exits 2 and applies nothing", async () => {
+    const db = await freshDb();
+    for (const args of [
+      ["up", "--dir", ""],
+      ["up", "--dir=  "],
+      ["up", "--dir"],
+    ]) {
+      const run = await migrate(db, args);
+      expect(run.code, run.output).toBe(2);
+      expect(run.output).toContain("--dir is empty");
+    }
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
+  });
+
+  it("status exits 1 when it reports an error, 0 when it reports none", async () => {
+    const db = await freshDb();
+    const dir = folder();
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    expect((await migrate(db, ["status", "--dir", dir])).code).toBe(0);
+    const first = join(dir, `${projectNames[0]}.up.sql`);
+    writeFileSync(first, `${readFileSync(first, "utf8")}\n-- edited\n`);
+    const run = await migrate(db, ["status", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^error: .* was edited after it was applied/m);
+    expect((await migrate(db, ["status", "--json", "--dir", dir])).code).toBe(1);
   });
 });
 
