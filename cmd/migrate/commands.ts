@@ -40,6 +40,7 @@ export class UsageError extends Error {
 
 /** 2 for usage and configuration, 1 for everything that failed or was refused. */
 export function exitCodeOf(err: unknown): number {
+  if (err instanceof InterruptedError) return err.exitCode;
   const usage =
     err instanceof UsageError ||
     err instanceof DatabaseUrlError ||
@@ -123,23 +124,59 @@ export const handlers = {
 };
 
 /** `up`, `down`, `redo`: the plan with --dry-run, else the run, both printed. */
-function change(args: Args, command: Command): Promise<void> {
-  return withDatabase(args, async (opts) => {
-    const { plan, run } = await runner();
-    if (args["dry-run"]) {
-      const p = await plan(opts, command);
-      print.warnings(p.warnings);
-      if (args.json)
-        print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
-      else print.plan(out, p);
-      return;
-    }
-    const report = await run(opts, command);
-    print.warnings(report.warnings);
-    if (args.json) print.json(report);
-    else print.report(out, report);
-    if (report.failed) process.exitCode = 1;
-  });
+async function change(args: Args, command: Command): Promise<void> {
+  // SIGINT/SIGTERM stop the run between steps, cancelling the statement in
+  // flight, and the report still says what was applied; a second one exits
+  // at once.
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(signalExitCode(signal));
+    stop.abort(signal);
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  try {
+    await withDatabase(args, async (opts) => {
+      const { plan, run } = await runner();
+      if (args["dry-run"]) {
+        const p = await plan(opts, command);
+        print.warnings(p.warnings);
+        if (args.json)
+          print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
+        else print.plan(out, p);
+        return;
+      }
+      const report = await run(opts, command, stop.signal);
+      print.warnings(report.warnings);
+      if (args.json) print.json(report);
+      else print.report(out, report);
+      if (report.failed) process.exitCode = 1;
+      if (report.interrupted)
+        process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
+    });
+  } catch (err) {
+    if (!stop.signal.aborted) throw err;
+    throw new InterruptedError(
+      (err as Error).message,
+      signalExitCode(stop.signal.reason as NodeJS.Signals),
+    );
+  } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+  }
+}
+
+/** Stopped by a signal before anything ran: exit 128 + the signal's number, as a shell reports it. */
+class InterruptedError extends Error {
+  override name = "InterruptedError";
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (signal === "SIGINT" ? 2 : 15);
 }
 
 // N: a positive integer, or absent. `0`, `-1`, `abc`, `all`, `1.5` are refused

@@ -195,4 +195,34 @@ describe("adopting a database golang-migrate migrated", () => {
       versions.slice(3),
     );
   });
+
+  it("baseline on a database golang-migrate left dirty is refused, saying what to do", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 3, true);
+    const before = await catalogSnapshot(db.url, { includeMigrationTable: true });
+    const run = await migrate(db, ["baseline", "3", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.output).toMatch(
+      /version 3 is dirty: that migration failed halfway; nothing was changed/,
+    );
+    expect(run.output).toMatch(/UPDATE schema_migrations SET dirty = false/);
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual(before);
+    // Still reported afterwards: nothing hid it.
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(1);
+  });
+
+  it("baseline at another version than golang-migrate's is refused, naming both", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 4);
+    const before = await catalogSnapshot(db.url, { includeMigrationTable: true });
+    const run = await migrate(db, ["baseline", "3", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.output).toMatch(/says version 4 is applied, not 3; nothing was changed/);
+    expect(run.output).toMatch(/`migrate baseline 4`/);
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual(before);
+    const agreed = await migrate(db, ["baseline", "4", "--dir", dir]);
+    expect(agreed.code, agreed.output).toBe(0);
+  });
 });

@@ -6,6 +6,7 @@ import type pg from "pg";
 import type { Script } from "./analyse.js";
 import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
 import type { Step } from "./plan.js";
+import { isConnectionLost } from "./connect.js";
 import { lineAt, type Statement } from "./sql.js";
 import { CHECKSUM_SETTING } from "./state.js";
 
@@ -33,7 +34,20 @@ export interface StepFailure {
   transactional: boolean;
   statementsApplied: number;
   dropped: string[];
+  /**
+   * The connection failed, not a statement: whether the statement in flight
+   * (a COMMIT, say) took effect is unknown until `outcome` is read back.
+   */
+  connectionLost: boolean;
+  /** What a new connection found afterwards; set only when the connection was lost. */
+  outcome?: Outcome;
 }
+
+/**
+ * Read back after a lost connection: whether the migration is recorded
+ * (recorded only with its last statement), or why that could not be told.
+ */
+export type Outcome = { recorded: boolean } | { unknown: string };
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -58,6 +72,7 @@ export async function applyStep(
   dir: string,
   s: Step,
   script: Script,
+  replyTimeoutMs: (statements: number) => number | undefined = () => undefined,
 ): Promise<{ ok: StepResult } | { failed: StepFailure }> {
   const started = performance.now();
   const checksum = s.direction === "up" ? s.migration.checksum : "";
@@ -76,7 +91,10 @@ export async function applyStep(
       );
       sent.push(whole);
       completions.reset();
-      await client.query(whole.sql);
+      // The server bounds each statement of a multi-statement query, so the
+      // client's wait grows with their number.
+      const query_timeout = replyTimeoutMs(whole.statements.length);
+      await client.query({ text: whole.sql, ...(query_timeout ? { query_timeout } : {}) });
     } else {
       const cleared = await clearInvalidIndexes(client, script.indexes);
       dropped = cleared.dropped;
@@ -253,5 +271,6 @@ function failure(
     transactional: script.transactional,
     statementsApplied: script.transactional ? 0 : applied,
     dropped,
+    connectionLost: isConnectionLost(err),
   };
 }

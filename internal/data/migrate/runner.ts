@@ -1,9 +1,15 @@
 import type pg from "pg";
 import type { Logger } from "../../pkg/log/logger.js";
-import { adoptable, readGolangMigrate, recordApplied, AdoptionRefusedError } from "./adopt.js";
+import {
+  adoptable,
+  readGolangMigrate,
+  recordApplied,
+  AdoptionRefusedError,
+  type GolangMigrateState,
+} from "./adopt.js";
 import { analyse, type Script } from "./analyse.js";
-import { applyStep, type StepFailure, type StepResult } from "./apply.js";
-import { connect } from "./connect.js";
+import { applyStep, type Outcome, type StepFailure, type StepResult } from "./apply.js";
+import { abandon, connect, disconnect } from "./connect.js";
 import { acquireLock, releaseLock } from "./lock.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
@@ -34,6 +40,8 @@ export interface RunReport {
   failed: StepFailure | undefined;
   /** Non-fatal findings: broken down files of pending migrations, odd files. */
   warnings: string[];
+  /** Set when the run was stopped by `signal`: which signal, and the steps never started. */
+  interrupted?: { signal: string; notStarted: string[] };
 }
 
 /** A plan: what `run` would do from the current state, without changing anything. */
@@ -48,7 +56,9 @@ export type { Command, Step, StepFailure, StepResult };
 /** Reads the state and returns what `command` would do; takes no lock, writes nothing. */
 export async function plan(opts: MigratorOptions, command: Command): Promise<Plan> {
   const source = readMigrations(opts.dir);
-  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs);
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+    replyTimeoutMs: replyTimeoutMs(opts, 1),
+  });
   try {
     const p = await prepare(client, source, command);
     return {
@@ -57,7 +67,7 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
       warnings: p.warnings,
     };
   } finally {
-    await client.end().catch(() => undefined);
+    await disconnect(client, opts.connectTimeoutMs);
   }
 }
 
@@ -67,11 +77,15 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
  * first failure. Every file that will run is parsed and checked before
  * anything changes.
  */
-export function run(opts: MigratorOptions, command: Command): Promise<RunReport> {
+export function run(
+  opts: MigratorOptions,
+  command: Command,
+  signal?: AbortSignal,
+): Promise<RunReport> {
   const source = readMigrations(opts.dir);
   // Compiled while connecting; awaited (and its failure seen) in prepare().
   loadSqlParser().catch(() => undefined);
-  return locked(opts, async (client, lockWaitMs) => {
+  return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
     const p = await prepare(client, source, command);
     await ensureStateTable(client);
@@ -88,14 +102,25 @@ export function run(opts: MigratorOptions, command: Command): Promise<RunReport>
       failed: undefined,
       warnings: p.warnings,
     };
-    for (const s of p.steps) {
-      const result = await applyStep(client, opts.dir, s, p.scripts.get(s)!);
+    // An interruption cancels the statement in flight; steps not begun stay so.
+    const cancel = () => void cancelBackend(opts, client);
+    signal?.addEventListener("abort", cancel);
+    for (const [i, s] of p.steps.entries()) {
+      if (signal?.aborted) {
+        report.interrupted = interruption(signal, p.steps.slice(i));
+        break;
+      }
+      const result = await applyStep(client, opts.dir, s, p.scripts.get(s)!, (n) =>
+        replyTimeoutMs(opts, n),
+      );
       const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
       for (const index of dropped)
         opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");
       if ("failed" in result) {
         report.failed = result.failed;
+        if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
         opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
+        if (signal?.aborted) report.interrupted = interruption(signal, p.steps.slice(i + 1));
         break;
       }
       report.done.push(result.ok);
@@ -104,6 +129,8 @@ export function run(opts: MigratorOptions, command: Command): Promise<RunReport>
         "migration applied",
       );
     }
+    signal?.removeEventListener("abort", cancel);
+    if (!report.interrupted && signal?.aborted) report.interrupted = interruption(signal, []);
     if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
     return report;
   });
@@ -112,7 +139,7 @@ export function run(opts: MigratorOptions, command: Command): Promise<RunReport>
 /** Records the current files' checksums for applied migrations (accepting edits). */
 export function repair(opts: MigratorOptions): Promise<string[]> {
   const source = readMigrations(opts.dir);
-  return locked(opts, async (client) => {
+  return locked(opts, undefined, async (client) => {
     const { problems } = compare(source.migrations, await readApplied(client));
     const fixes = problems.filter((x) => x.kind === "changed" || x.kind === "unrecorded");
     if (fixes.length > 0) await ensureStateTable(client);
@@ -131,7 +158,8 @@ export function repair(opts: MigratorOptions): Promise<string[]> {
 /**
  * Records every migration up to `version` as applied without running it, for
  * a database whose schema was built by other means. Refuses a database that
- * already has recorded migrations, and a version no file has.
+ * already has recorded migrations, a version no file has, and one that
+ * golang-migrate's schema_migrations contradicts (dirty, or another version).
  */
 export function baseline(opts: MigratorOptions, version: bigint): Promise<string[]> {
   const source = readMigrations(opts.dir);
@@ -140,17 +168,37 @@ export function baseline(opts: MigratorOptions, version: bigint): Promise<string
       new AdoptionRefusedError(`baseline ${version}: no migration file has that version`),
     );
   }
-  return locked(opts, async (client) => {
+  return locked(opts, undefined, async (client) => {
     if ((await readApplied(client)).length > 0) {
       throw new AdoptionRefusedError(
         "baseline is for a database with no recorded migrations, and this one has some (see `migrate status`); nothing was changed",
       );
     }
+    refuseGolangMismatch(await readGolangMigrate(client), version);
     await ensureStateTable(client);
     const files = source.migrations.filter((f) => f.version <= version);
     await recordApplied(client, files);
     return files.map((f) => f.name);
   });
+}
+
+// golang-migrate's own record is the better witness of what ran: a baseline
+// that contradicts it would hide a half-applied migration or skip real ones.
+function refuseGolangMismatch(golang: GolangMigrateState | undefined, version: bigint): void {
+  if (!golang || golang.version === undefined) return;
+  if (golang.dirty) {
+    throw new AdoptionRefusedError(
+      `baseline ${version}: golang-migrate's schema_migrations says version ${golang.version} is dirty: that migration failed halfway; nothing was changed. ` +
+        "Finish or undo it by hand, mark it clean (UPDATE schema_migrations SET dirty = false, with version set to the last migration fully applied), " +
+        "then run `migrate up`, which adopts golang-migrate's state by itself",
+    );
+  }
+  if (golang.version !== version) {
+    throw new AdoptionRefusedError(
+      `baseline ${version}: golang-migrate's schema_migrations says version ${golang.version} is applied, not ${version}; nothing was changed. ` +
+        `Run \`migrate up\`, which adopts golang-migrate's state (through ${golang.version}) and applies the rest, or \`migrate baseline ${golang.version}\``,
+    );
+  }
 }
 
 /**
@@ -159,12 +207,18 @@ export function baseline(opts: MigratorOptions, version: bigint): Promise<string
  */
 async function locked<T>(
   opts: MigratorOptions,
+  signal: AbortSignal | undefined,
   fn: (client: pg.Client, lockWaitMs: number) => Promise<T>,
 ): Promise<T> {
-  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs);
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+    replyTimeoutMs: replyTimeoutMs(opts, 1),
+  });
   try {
-    const lockWaitMs = await acquireLock(client, opts.lockWaitMs, () =>
-      opts.log.info("another migration holds the lock; waiting"),
+    const lockWaitMs = await acquireLock(
+      client,
+      opts.lockWaitMs,
+      () => opts.log.info("another migration holds the lock; waiting"),
+      signal,
     );
     try {
       const ms = (n: number) => Math.max(0, Math.floor(n));
@@ -174,12 +228,105 @@ async function locked<T>(
       // A migrator killed mid-statement must not leave its backend running,
       // holding the lock (PostgreSQL 14 and later).
       await client.query("SET client_connection_check_interval = 1000").catch(() => undefined);
+      // A migrator that stops talking (a stalled proxy keeps its connection
+      // open) must not hold the lock for ever: the server ends such a session.
+      const idle = `${sessionIdleMs(opts)}ms`;
+      await client.query(`SET idle_in_transaction_session_timeout = '${idle}'`);
+      await client.query(`SET idle_session_timeout = '${idle}'`).catch(() => undefined);
       return await fn(client, lockWaitMs);
     } finally {
       await releaseLock(client).catch(() => undefined);
     }
   } finally {
-    await client.end().catch(() => undefined);
+    await disconnect(client, opts.connectTimeoutMs);
+  }
+}
+
+function interruption(signal: AbortSignal, notStarted: Step[]): RunReport["interrupted"] {
+  return {
+    signal: String(signal.reason),
+    notStarted: notStarted.map((s) => `${s.name} (${s.direction})`),
+  };
+}
+
+// Over a second connection, as the protocol's cancel request would: the first
+// one is busy with the statement to stop.
+async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Promise<void> {
+  const pid = (busy as unknown as { processID: number }).processID;
+  try {
+    const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+      replyTimeoutMs: opts.connectTimeoutMs,
+    });
+    await client.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
+    await disconnect(client, opts.connectTimeoutMs);
+  } catch {
+    // The statement then runs to its own end (statement_timeout bounds it).
+  }
+}
+
+/**
+ * How long the client waits for the reply to a query of `statements`
+ * statements: what the server's statement_timeout allows each, plus the
+ * connect timeout for the way there and back. Unbounded with
+ * statement_timeout off: the operator asked statements to take their time.
+ */
+export function replyTimeoutMs(
+  opts: Pick<MigratorOptions, "statementTimeoutMs" | "connectTimeoutMs">,
+  statements: number,
+): number | undefined {
+  if (opts.statementTimeoutMs <= 0) return undefined;
+  return opts.statementTimeoutMs * Math.max(1, statements) + opts.connectTimeoutMs;
+}
+
+/** After this long without a word from its migrator, the server ends the session (and its lock). */
+export function sessionIdleMs(opts: Pick<MigratorOptions, "connectTimeoutMs">): number {
+  return Math.max(opts.connectTimeoutMs, 30_000);
+}
+
+/**
+ * After the connection was lost during a step: ends the old session if it
+ * still runs (a stalled peer), so that what is read is final and the lock is
+ * free, then reads whether the step is recorded. Bounded by the connect
+ * timeout at each wait.
+ */
+async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): Promise<Outcome> {
+  const pid = (lost as unknown as { processID: number }).processID;
+  abandon(lost);
+  let client: pg.Client;
+  try {
+    client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+      replyTimeoutMs: opts.connectTimeoutMs,
+    });
+  } catch (err) {
+    return { unknown: `could not reconnect to check: ${(err as Error).message}` };
+  }
+  try {
+    const alive = async () =>
+      (
+        await client.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1",
+          [pid],
+        )
+      ).rows[0]!.n > 0;
+    if (await alive()) {
+      await client.query("SELECT pg_terminate_backend($1)", [pid]);
+      const deadline = Date.now() + opts.connectTimeoutMs;
+      while (await alive()) {
+        if (Date.now() > deadline)
+          return { unknown: `the lost session (pid ${pid}) is still running` };
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const recorded = (await readApplied(client)).some((a) => a.name === s.name);
+    opts.log.warn(
+      { migration: s.name, recorded },
+      "connection lost mid-migration; state read back",
+    );
+    return { recorded };
+  } catch (err) {
+    return { unknown: `could not read the state back: ${(err as Error).message}` };
+  } finally {
+    await disconnect(client, opts.connectTimeoutMs);
   }
 }
 
