@@ -335,6 +335,30 @@ describe("transaction control in a file", () => {
   });
 });
 
+describe("SET TRANSACTION", () => {
+  it("as a file's first statement applies to the migration's transaction, wrapped or not", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        "1_iso.up.sql":
+          "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nCREATE TABLE iso AS SELECT current_setting('transaction_isolation') AS level;\n",
+        "1_iso.down.sql": "DROP TABLE iso;\n",
+        "2_wrapped.up.sql":
+          "BEGIN;\nSET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\nSET TRANSACTION READ WRITE;\nINSERT INTO iso SELECT current_setting('transaction_isolation');\nCOMMIT;\n",
+        "2_wrapped.down.sql": "DELETE FROM iso WHERE level = 'repeatable read';\n",
+      },
+      { project: false },
+    );
+    const run = await migrate(db, ["up", "--dir", dir]);
+    expect(run.code, run.output).toBe(0);
+    expect(await query(db.url, "SELECT level FROM iso ORDER BY level DESC")).toEqual([
+      { level: "serializable" },
+      { level: "repeatable read" },
+    ]);
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(0);
+  });
+});
+
 describe("results", () => {
   it("names the line of a failing statement that PostgreSQL gives no position for", async () => {
     const db = await freshDb();

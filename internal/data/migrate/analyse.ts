@@ -103,6 +103,12 @@ export function analyse(text: string, file: string): Script {
   return { statements, transactional, indexes };
 }
 
+/** `SET TRANSACTION …`: valid only before any other query of its transaction. */
+export function isSetTransaction(st: Statement): boolean {
+  const body = st.node.VariableSetStmt as Node | undefined;
+  return body?.kind === "VAR_SET_MULTI" && body.name === "TRANSACTION";
+}
+
 function transactionKind(st: Statement): string | undefined {
   const body = st.node.TransactionStmt as Node | undefined;
   return body ? String(body.kind) : undefined;

@@ -3,7 +3,7 @@ import { db as engineConnection } from "node-pg-migrate/db";
 import { Migration } from "node-pg-migrate/migration";
 import type { MigrationBuilder } from "node-pg-migrate/migrationBuilder";
 import type pg from "pg";
-import type { Script } from "./analyse.js";
+import { isSetTransaction, type Script } from "./analyse.js";
 import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
 import type { Step } from "./plan.js";
 import { isConnectionLost } from "./connect.js";
@@ -84,7 +84,19 @@ export async function applyStep(
   const sent: Chunk[] = [];
   try {
     if (script.transactional) {
-      const body = chunk([setChecksum(true), ...script.statements, UTC_RECORD], script);
+      // A file may open with SET TRANSACTION, which must precede every other
+      // query of the transaction, ours included.
+      const first = script.statements.findIndex((st) => !isSetTransaction(st));
+      const lead = first < 0 ? script.statements.length : first;
+      const body = chunk(
+        [
+          ...script.statements.slice(0, lead),
+          setChecksum(true),
+          ...script.statements.slice(lead),
+          UTC_RECORD,
+        ],
+        script,
+      );
       const engineSql = await engineSteps(client, dir, s, [body.sql], true);
       const whole = concat(
         engineSql.map((sql) => (sql === body.sql ? body : chunk([sql], script))),
