@@ -24,6 +24,8 @@ export interface Args {
   "lock-wait"?: string;
   "lock-timeout"?: string;
   "statement-timeout"?: string;
+  /** migration or file: yargs' choices refuse anything else. */
+  transactions?: string;
   "dry-run"?: boolean;
   json?: boolean;
   "allow-out-of-order"?: boolean;
@@ -252,6 +254,7 @@ async function withDatabase(
   const log = logs || url === undefined ? await logger(conf) : silentLog;
   const opts = migratorOptions(conf?.data?.database, url ?? "", log);
   opts.dir = migrationsFolder(args.dir, opts.dir);
+  if (args.transactions) opts.transactions = args.transactions as MigratorOptions["transactions"];
   for (const [flag, key] of [
     ["connect-timeout", "connectTimeoutMs"],
     ["lock-wait", "lockWaitMs"],

@@ -87,6 +87,12 @@ await yargs(argv)
     type: "string",
     describe: "statement_timeout for migration statements (default 10m)",
   })
+  .option("transactions", {
+    type: "string",
+    choices: ["migration", "file"],
+    describe:
+      "migration: each migration in one transaction with its record (default); file: files holding their own BEGIN … COMMIT blocks run them as written, as golang-migrate does",
+  })
   .command(
     "up [n]",
     "apply pending migrations (all, or the next n)",

@@ -23,7 +23,9 @@ export function plan(write: Write, p: Plan): void {
   for (const s of p.steps) {
     const mode = s.transactional
       ? "in its own transaction"
-      : "outside a transaction, statement by statement";
+      : s.ownTransactions
+        ? "statement by statement, in the transactions the file opens itself"
+        : "outside a transaction, statement by statement";
     write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n${s.sql.trimEnd()}\n\n`);
   }
 }
@@ -65,6 +67,18 @@ export function report(write: Write, r: RunReport): void {
 }
 
 function failedOutcome(f: StepFailure): string {
+  const own = f.ownTransactions;
+  if (own) {
+    const rolledBack = own.rolledBackFrom
+      ? `; the transaction it opened at ${own.rolledBackFrom} rolled back`
+      : "";
+    if (!own.finalThrough)
+      return `it manages its own transactions: nothing of it committed${rolledBack}; it is not recorded`;
+    return (
+      `it manages its own transactions: what ran through ${own.finalThrough} committed${rolledBack}; ` +
+      "it is not recorded, so the database is between versions (dirty): finish or undo the committed part by hand, then rerun"
+    );
+  }
   return f.transactional
     ? "rolled back: nothing of it was applied"
     : f.statementsApplied === 0

@@ -39,12 +39,12 @@ describe("a peer that stops answering mid-query", () => {
       { project: false },
     );
     const run = await runMigrate(
-      ["up", "--dir", dir, "--statement-timeout", "1s", "--connect-timeout", "2s"],
+      ["up", "--dir", dir, "--statement-timeout", "1s", "--connect-timeout", "5s"],
       { env: { DATABASE_URL: url } },
     );
     expect(run.code, run.output).toBe(1);
     expect(run.stdout).toMatch(
-      /^FAILED {3}1_stalls \(up\) at .*1_stalls\.up\.sql:3: database .* stopped answering: no reply within 3 s/m,
+      /^FAILED {3}1_stalls \(up\) at .*1_stalls\.up\.sql:3: database .* stopped answering: no reply within 6 s/m,
     );
     expect(run.stdout).toMatch(/outcome unknown/);
     expect(run.stdout).toMatch(/its first 1 statement\(s\) stay applied/);
@@ -68,7 +68,7 @@ describe("a peer that stops answering mid-query", () => {
       { project: false },
     );
     const run = await runMigrate(
-      ["up", "--dir", dir, "--statement-timeout", "1s", "--connect-timeout", "1s"],
+      ["up", "--dir", dir, "--statement-timeout", "1s", "--connect-timeout", "5s"],
       { env: { DATABASE_URL: url } },
     );
     expect(run.code, run.output).toBe(1);

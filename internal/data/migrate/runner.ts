@@ -7,7 +7,7 @@ import {
   AdoptionRefusedError,
   type GolangMigrateState,
 } from "./adopt.js";
-import { analyse, type Script } from "./analyse.js";
+import { analyse, type Script, type TransactionMode } from "./analyse.js";
 import { applyStep, type Outcome, type StepFailure, type StepResult } from "./apply.js";
 import { abandon, connect, disconnect } from "./connect.js";
 import { acquireLock, releaseLock } from "./lock.js";
@@ -29,6 +29,8 @@ export interface MigratorOptions {
   lockTimeoutMs: number;
   /** Session statement_timeout while migrating; 0 disables it. */
   statementTimeoutMs: number;
+  /** Who owns transactions (default `migration`): see TransactionMode. */
+  transactions?: TransactionMode;
   log: Logger;
 }
 
@@ -47,7 +49,7 @@ export interface RunReport {
 /** A plan: what `run` would do from the current state, without changing anything. */
 export interface Plan {
   adopted: string[];
-  steps: (Step & { transactional: boolean })[];
+  steps: (Step & { transactional: boolean; ownTransactions: boolean })[];
   warnings: string[];
 }
 
@@ -60,10 +62,17 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
   try {
-    const p = await prepare(client, source, command);
+    const p = await prepare(client, source, command, opts.transactions);
     return {
       adopted: p.adopt.map((f) => f.name),
-      steps: p.steps.map((s) => ({ ...s, transactional: p.scripts.get(s)!.transactional })),
+      steps: p.steps.map((s) => {
+        const script = p.scripts.get(s)!;
+        return {
+          ...s,
+          transactional: script.transactional,
+          ownTransactions: script.ownTransactions === true,
+        };
+      }),
       warnings: p.warnings,
     };
   } finally {
@@ -87,7 +96,7 @@ export function run(
   loadSqlParser().catch(() => undefined);
   return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
-    const p = await prepare(client, source, command);
+    const p = await prepare(client, source, command, opts.transactions);
     await ensureStateTable(client);
     await recordApplied(client, p.adopt);
     if (p.adopt.length > 0) {
@@ -344,6 +353,7 @@ async function prepare(
   client: pg.ClientBase,
   source: MigrationSource,
   command: Command,
+  mode: TransactionMode = "migration",
 ): Promise<Prepared> {
   const files = source.migrations;
   let applied = await readApplied(client);
@@ -362,11 +372,11 @@ async function prepare(
   const warnings = [...source.warnings];
   if (steps.length === 0) return { adopt, steps, scripts, warnings };
   await loadSqlParser();
-  for (const s of steps) scripts.set(s, analyse(s.sql, s.file));
+  for (const s of steps) scripts.set(s, analyse(s.sql, s.file, mode));
   // A broken down file matters only when it runs: a warning at up.
   for (const s of steps.filter((x) => x.direction === "up" && x.migration.down !== undefined)) {
     try {
-      analyse(s.migration.down!, s.migration.downPath!);
+      analyse(s.migration.down!, s.migration.downPath!, mode);
     } catch (err) {
       if (!(err instanceof FileLineError)) throw err;
       warnings.push(`${err.message} (the down migration will fail if it runs)`);
