@@ -154,7 +154,9 @@ await yargs(argv)
   .demandCommand(1, "name a command")
   .strict()
   .version(false)
-  .epilogue("Exit codes: 0 success, 1 failure (nothing or part applied: see the output), 2 usage.")
+  .epilogue(
+    "Exit codes: 0 success, 1 failure (nothing or part applied: see the output), 2 usage, 130/143 interrupted by SIGINT/SIGTERM (see the output).",
+  )
   .fail((msg, err) => {
     // Usage problems (and .check's) come here; a handler's errors go on to
     // the catch below, which tells usage from failure.

@@ -8,10 +8,11 @@ import {
   type GolangMigrateState,
 } from "./adopt.js";
 import { analyse, type Script, type TransactionMode } from "./analyse.js";
-import { applyStep, type Outcome, type StepFailure, type StepResult } from "./apply.js";
-import { abandon, connect, disconnect } from "./connect.js";
+import { applyStep, type StepFailure, type StepResult } from "./apply.js";
+import { connect, disconnect } from "./connect.js";
 import { acquireLock, releaseLock } from "./lock.js";
 import { planSteps, type Command, type Step } from "./plan.js";
+import { cancelBackend, replyTimeoutMs, sessionIdleMs, settle } from "./session.js";
 import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser } from "./sql.js";
 import { compare, ensureStateTable, readApplied, stateTableExists, type Applied } from "./state.js";
@@ -111,13 +112,32 @@ export function run(
       failed: undefined,
       warnings: p.warnings,
     };
-    // An interruption cancels the statement in flight; steps not begun stay so.
-    const cancel = () => void cancelBackend(opts, client);
-    signal?.addEventListener("abort", cancel);
+    await applySteps(opts, client, p, report, lockWaitMs, signal);
+    if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
+    return report;
+  });
+}
+
+/**
+ * Runs the planned steps in order into `report`, stopping at the first
+ * failure (read back when the connection was lost) or at `signal`, which
+ * also cancels the statement in flight; steps not begun stay so.
+ */
+async function applySteps(
+  opts: MigratorOptions,
+  client: pg.Client,
+  p: Prepared,
+  report: RunReport,
+  lockWaitMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const cancel = () => void cancelBackend(opts, client);
+  signal?.addEventListener("abort", cancel);
+  try {
     for (const [i, s] of p.steps.entries()) {
       if (signal?.aborted) {
         report.interrupted = interruption(signal, p.steps.slice(i));
-        break;
+        return;
       }
       const result = await applyStep(client, opts.dir, s, p.scripts.get(s)!, (n) =>
         replyTimeoutMs(opts, n),
@@ -130,7 +150,7 @@ export function run(
         if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
         opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
         if (signal?.aborted) report.interrupted = interruption(signal, p.steps.slice(i + 1));
-        break;
+        return;
       }
       report.done.push(result.ok);
       opts.log.info(
@@ -138,11 +158,10 @@ export function run(
         "migration applied",
       );
     }
+    if (signal?.aborted) report.interrupted = interruption(signal, []);
+  } finally {
     signal?.removeEventListener("abort", cancel);
-    if (!report.interrupted && signal?.aborted) report.interrupted = interruption(signal, []);
-    if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
-    return report;
-  });
+  }
 }
 
 /** Records the current files' checksums for applied migrations (accepting edits). */
@@ -256,87 +275,6 @@ function interruption(signal: AbortSignal, notStarted: Step[]): RunReport["inter
     signal: String(signal.reason),
     notStarted: notStarted.map((s) => `${s.name} (${s.direction})`),
   };
-}
-
-// Over a second connection, as the protocol's cancel request would: the first
-// one is busy with the statement to stop.
-async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Promise<void> {
-  const pid = (busy as unknown as { processID: number }).processID;
-  try {
-    const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
-      replyTimeoutMs: opts.connectTimeoutMs,
-    });
-    await client.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
-    await disconnect(client, opts.connectTimeoutMs);
-  } catch {
-    // The statement then runs to its own end (statement_timeout bounds it).
-  }
-}
-
-/**
- * How long the client waits for the reply to a query of `statements`
- * statements: what the server's statement_timeout allows each, plus the
- * connect timeout for the way there and back. Unbounded with
- * statement_timeout off: the operator asked statements to take their time.
- */
-export function replyTimeoutMs(
-  opts: Pick<MigratorOptions, "statementTimeoutMs" | "connectTimeoutMs">,
-  statements: number,
-): number | undefined {
-  if (opts.statementTimeoutMs <= 0) return undefined;
-  return opts.statementTimeoutMs * Math.max(1, statements) + opts.connectTimeoutMs;
-}
-
-/** After this long without a word from its migrator, the server ends the session (and its lock). */
-export function sessionIdleMs(opts: Pick<MigratorOptions, "connectTimeoutMs">): number {
-  return Math.max(opts.connectTimeoutMs, 30_000);
-}
-
-/**
- * After the connection was lost during a step: ends the old session if it
- * still runs (a stalled peer), so that what is read is final and the lock is
- * free, then reads whether the step is recorded. Bounded by the connect
- * timeout at each wait.
- */
-async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): Promise<Outcome> {
-  const pid = (lost as unknown as { processID: number }).processID;
-  abandon(lost);
-  let client: pg.Client;
-  try {
-    client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
-      replyTimeoutMs: opts.connectTimeoutMs,
-    });
-  } catch (err) {
-    return { unknown: `could not reconnect to check: ${(err as Error).message}` };
-  }
-  try {
-    const alive = async () =>
-      (
-        await client.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1",
-          [pid],
-        )
-      ).rows[0]!.n > 0;
-    if (await alive()) {
-      await client.query("SELECT pg_terminate_backend($1)", [pid]);
-      const deadline = Date.now() + opts.connectTimeoutMs;
-      while (await alive()) {
-        if (Date.now() > deadline)
-          return { unknown: `the lost session (pid ${pid}) is still running` };
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    const recorded = (await readApplied(client)).some((a) => a.name === s.name);
-    opts.log.warn(
-      { migration: s.name, recorded },
-      "connection lost mid-migration; state read back",
-    );
-    return { recorded };
-  } catch (err) {
-    return { unknown: `could not read the state back: ${(err as Error).message}` };
-  } finally {
-    await disconnect(client, opts.connectTimeoutMs);
-  }
 }
 
 interface Prepared {
