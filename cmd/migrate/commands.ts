@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Config } from "../../internal/conf/load.js";
 import { parseDurationMs } from "../../internal/conf/duration.js";
@@ -23,6 +24,8 @@ export interface Args {
   "lock-wait"?: string;
   "lock-timeout"?: string;
   "statement-timeout"?: string;
+  /** migration or file: yargs' choices refuse anything else. */
+  transactions?: string;
   "dry-run"?: boolean;
   json?: boolean;
   "allow-out-of-order"?: boolean;
@@ -39,6 +42,7 @@ export class UsageError extends Error {
 
 /** 2 for usage and configuration, 1 for everything that failed or was refused. */
 export function exitCodeOf(err: unknown): number {
+  if (err instanceof InterruptedError) return err.exitCode;
   const usage =
     err instanceof UsageError ||
     err instanceof DatabaseUrlError ||
@@ -72,6 +76,8 @@ export const handlers = {
         if (args.json)
           print.json({ migrations: s.entries, pending: s.pending.length, problems: s.problems });
         else print.status(out, s.entries, s.problems);
+        // A script reading only the exit code must not miss an `error:` line.
+        if (s.problems.some((p) => p.severity === "error")) process.exitCode = 1;
       },
       { logs: false },
     ),
@@ -120,23 +126,59 @@ export const handlers = {
 };
 
 /** `up`, `down`, `redo`: the plan with --dry-run, else the run, both printed. */
-function change(args: Args, command: Command): Promise<void> {
-  return withDatabase(args, async (opts) => {
-    const { plan, run } = await runner();
-    if (args["dry-run"]) {
-      const p = await plan(opts, command);
-      print.warnings(p.warnings);
-      if (args.json)
-        print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
-      else print.plan(out, p);
-      return;
-    }
-    const report = await run(opts, command);
-    print.warnings(report.warnings);
-    if (args.json) print.json(report);
-    else print.report(out, report);
-    if (report.failed) process.exitCode = 1;
-  });
+async function change(args: Args, command: Command): Promise<void> {
+  // SIGINT/SIGTERM stop the run between steps, cancelling the statement in
+  // flight, and the report still says what was applied; a second one exits
+  // at once.
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(signalExitCode(signal));
+    stop.abort(signal);
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  try {
+    await withDatabase(args, async (opts) => {
+      const { plan, run } = await runner();
+      if (args["dry-run"]) {
+        const p = await plan(opts, command);
+        print.warnings(p.warnings);
+        if (args.json)
+          print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
+        else print.plan(out, p);
+        return;
+      }
+      const report = await run(opts, command, stop.signal);
+      print.warnings(report.warnings);
+      if (args.json) print.json(report);
+      else print.report(out, report);
+      if (report.failed) process.exitCode = 1;
+      if (report.interrupted)
+        process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
+    });
+  } catch (err) {
+    if (!stop.signal.aborted) throw err;
+    throw new InterruptedError(
+      (err as Error).message,
+      signalExitCode(stop.signal.reason as NodeJS.Signals),
+    );
+  } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+  }
+}
+
+/** Stopped by a signal before anything ran: exit 128 + the signal's number, as a shell reports it. */
+class InterruptedError extends Error {
+  override name = "InterruptedError";
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (signal === "SIGINT" ? 2 : 15);
 }
 
 // N: a positive integer, or absent. `0`, `-1`, `abc`, `all`, `1.5` are refused
@@ -151,8 +193,29 @@ function count(n: string | undefined, command: string): number | undefined {
 }
 
 async function migrationsDir(args: Args): Promise<string> {
-  if (args.dir) return resolve(args.dir);
-  return migratorOptions((await config(args))?.data?.database, "", silentLog).dir;
+  return migrationsFolder(
+    args.dir,
+    migratorOptions((await config(args))?.data?.database, "", silentLog).dir,
+  );
+}
+
+/**
+ * --dir, else the configured (or the project's) folder, which must exist. An
+ * empty --dir is refused rather than read as "the default": an unset shell
+ * variable would otherwise apply this project's migrations to the target.
+ */
+function migrationsFolder(flag: string | undefined, configured: string): string {
+  if (flag !== undefined && flag.trim() === "") {
+    throw new UsageError(
+      "--dir is empty (an unset shell variable?): name the migrations folder; nothing was changed",
+    );
+  }
+  const dir = resolve(flag ?? configured);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    const what = flag !== undefined ? "--dir" : "the configured migrations folder";
+    throw new UsageError(`${what} ${dir}: no such directory; nothing was changed`);
+  }
+  return dir;
 }
 
 async function config(args: Args): Promise<Config | undefined> {
@@ -190,7 +253,8 @@ async function withDatabase(
   const url = databaseUrl(args, conf);
   const log = logs || url === undefined ? await logger(conf) : silentLog;
   const opts = migratorOptions(conf?.data?.database, url ?? "", log);
-  if (args.dir) opts.dir = resolve(args.dir);
+  opts.dir = migrationsFolder(args.dir, opts.dir);
+  if (args.transactions) opts.transactions = args.transactions as MigratorOptions["transactions"];
   for (const [flag, key] of [
     ["connect-timeout", "connectTimeoutMs"],
     ["lock-wait", "lockWaitMs"],

@@ -28,6 +28,15 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+// yargs folds a repeated boolean into one value; the README promises exit 2.
+const switches = ["json", "dry-run", "embedded", "all", "allow-out-of-order"];
+const given = argv
+  .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)
+  .map((a) => /^--?(?:no-)?([^=]+)/.exec(a)?.[1]?.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))
+  .filter((name) => name !== undefined && switches.includes(name));
+const twice = given.find((name, i) => given.indexOf(name) !== i);
+if (twice !== undefined) fail(`--${twice} given more than once`, 2);
+
 // `down -1` would otherwise read as an unknown flag "-1".
 const negative = argv.find((a) => /^-[0-9]/.test(a));
 if (negative !== undefined) fail(`${negative}: expected a positive integer`, 2);
@@ -77,6 +86,12 @@ await yargs(argv)
   .option("statement-timeout", {
     type: "string",
     describe: "statement_timeout for migration statements (default 10m)",
+  })
+  .option("transactions", {
+    type: "string",
+    choices: ["migration", "file"],
+    describe:
+      "migration: each migration in one transaction with its record (default); file: files holding their own BEGIN … COMMIT blocks run them as written, as golang-migrate does",
   })
   .command(
     "up [n]",
@@ -139,7 +154,9 @@ await yargs(argv)
   .demandCommand(1, "name a command")
   .strict()
   .version(false)
-  .epilogue("Exit codes: 0 success, 1 failure (nothing or part applied: see the output), 2 usage.")
+  .epilogue(
+    "Exit codes: 0 success, 1 failure (nothing or part applied: see the output), 2 usage, 130/143 interrupted by SIGINT/SIGTERM (see the output).",
+  )
   .fail((msg, err) => {
     // Usage problems (and .check's) come here; a handler's errors go on to
     // the catch below, which tells usage from failure.

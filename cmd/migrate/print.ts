@@ -1,5 +1,5 @@
 import type { Finding } from "../../internal/data/migrate/lint.js";
-import type { Plan, RunReport } from "../../internal/data/migrate/runner.js";
+import type { Plan, RunReport, StepFailure } from "../../internal/data/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/data/migrate/state.js";
 
 type Write = (text: string) => void;
@@ -23,7 +23,9 @@ export function plan(write: Write, p: Plan): void {
   for (const s of p.steps) {
     const mode = s.transactional
       ? "in its own transaction"
-      : "outside a transaction, statement by statement";
+      : s.ownTransactions
+        ? "statement by statement, in the transactions the file opens itself"
+        : "outside a transaction, statement by statement";
     write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n${s.sql.trimEnd()}\n\n`);
   }
 }
@@ -42,11 +44,7 @@ export function report(write: Write, r: RunReport): void {
   }
   const f = r.failed;
   if (f) {
-    const left = f.transactional
-      ? "rolled back: nothing of it was applied"
-      : f.statementsApplied === 0
-        ? "it runs outside a transaction and stopped at its first statement; it is not recorded"
-        : `it runs outside a transaction: its first ${f.statementsApplied} statement(s) stay applied and it is not recorded; check them before rerunning`;
+    const left = f.connectionLost ? lostOutcome(f) : failedOutcome(f);
     for (const index of f.dropped)
       write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
     write(
@@ -54,7 +52,56 @@ export function report(write: Write, r: RunReport): void {
     );
     const before = r.done.length;
     write(`${before} step(s) before it completed${before ? " and stand" : ""}\n`);
-  } else if (r.done.length === 0 && r.adopted.length === 0) write("nothing to do\n");
+  } else if (r.done.length === 0 && r.adopted.length === 0 && !r.interrupted)
+    write("nothing to do\n");
+  const i = r.interrupted;
+  if (i) {
+    const stopped = r.failed
+      ? `; ${r.failed.name} (${r.failed.direction}) was stopped, see above`
+      : "";
+    const left = i.notStarted.length ? `; not started: ${i.notStarted.join(", ")}` : "";
+    write(
+      `INTERRUPTED by ${i.signal}: ${r.done.length} step(s) completed and stand${stopped}${left}\n`,
+    );
+  }
+}
+
+function failedOutcome(f: StepFailure): string {
+  const own = f.ownTransactions;
+  if (own) {
+    const rolledBack = own.rolledBackFrom
+      ? `; the transaction it opened at ${own.rolledBackFrom} rolled back`
+      : "";
+    if (!own.finalThrough)
+      return `it manages its own transactions: nothing of it committed${rolledBack}; it is not recorded`;
+    return (
+      `it manages its own transactions: what ran through ${own.finalThrough} committed${rolledBack}; ` +
+      "it is not recorded, so the database is between versions (dirty): finish or undo the committed part by hand, then rerun"
+    );
+  }
+  return f.transactional
+    ? "rolled back: nothing of it was applied"
+    : f.statementsApplied === 0
+      ? "it runs outside a transaction and stopped at its first statement; it is not recorded"
+      : `it runs outside a transaction: its first ${f.statementsApplied} statement(s) stay applied and it is not recorded; check them before rerunning`;
+}
+
+// The reply to the statement in flight never came: say only what was read back.
+function lostOutcome(f: StepFailure): string {
+  const o = f.outcome;
+  const head = "the connection was lost before the outcome was known (outcome unknown); ";
+  if (!o || "unknown" in o)
+    return `${head}${o?.unknown ?? "not checked"}: run \`migrate status\` before anything else`;
+  const done = f.direction === "up" ? o.recorded : !o.recorded;
+  const verb = f.direction === "up" ? "applied" : "reverted";
+  if (done)
+    return `${head}reconnected and checked: it IS ${verb} (committed and recorded before the connection was lost)`;
+  if (f.transactional)
+    return `${head}reconnected and checked: it is NOT ${verb}: nothing of it was committed`;
+  return (
+    `${head}reconnected and checked: it is NOT ${f.direction === "up" ? "recorded" : "unrecorded"}; it runs outside a transaction: ` +
+    `its first ${f.statementsApplied} statement(s) stay applied and the one at ${f.at} may or may not have; check them before rerunning`
+  );
 }
 
 export function status(write: Write, entries: StatusEntry[], problems: Problem[]): void {

@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { testRootKey } from "../helpers/app.js";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures } from "../helpers/migrations.js";
@@ -194,5 +195,123 @@ describe("adopting a database golang-migrate migrated", () => {
     expect([...up.stdout.matchAll(/^applied\s+(\S+)/gm)].map((m) => m[1])).toEqual(
       versions.slice(3),
     );
+  });
+
+  it("baseline on a database golang-migrate left dirty is refused, saying what to do", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 3, true);
+    const before = await catalogSnapshot(db.url, { includeMigrationTable: true });
+    const run = await migrate(db, ["baseline", "3", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.output).toMatch(
+      /version 3 is dirty: that migration failed halfway; nothing was changed/,
+    );
+    expect(run.output).toMatch(/UPDATE schema_migrations SET dirty = false/);
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual(before);
+    // Still reported afterwards: nothing hid it.
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(1);
+  });
+
+  it("baseline at another version than golang-migrate's is refused, naming both", async () => {
+    const db = await freshDb();
+    const dir = folder(golangFolder, { project: false });
+    await migratedByGolang(db, dir, 4);
+    const before = await catalogSnapshot(db.url, { includeMigrationTable: true });
+    const run = await migrate(db, ["baseline", "3", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.output).toMatch(/says version 4 is applied, not 3; nothing was changed/);
+    expect(run.output).toMatch(/`migrate baseline 4`/);
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual(before);
+    const agreed = await migrate(db, ["baseline", "4", "--dir", dir]);
+    expect(agreed.code, agreed.output).toBe(0);
+  });
+});
+
+describe("files that manage their own transactions (--transactions=file)", () => {
+  const ownFolder = {
+    "1_base.up.sql": "CREATE TABLE kv (k text PRIMARY KEY, v text);\n",
+    "1_base.down.sql": "DROP TABLE kv;\n",
+    "2_mixed.up.sql":
+      "ALTER TABLE kv ADD COLUMN n int;\nBEGIN;\nINSERT INTO kv VALUES ('a', 'x', 1);\nUPDATE kv SET n = 2;\nCOMMIT;\nCREATE INDEX kv_n ON kv (n);\n",
+    "2_mixed.down.sql": "DROP INDEX kv_n;\nDELETE FROM kv;\nALTER TABLE kv DROP COLUMN n;\n",
+  };
+
+  it("are refused by default, naming the flag; run as written with it", async () => {
+    const db = await freshDb();
+    const dir = folder(ownFolder, { project: false });
+    const refused = await migrate(db, ["up", "--dir", dir]);
+    expect(refused.code).toBe(1);
+    expect(refused.output).toMatch(/2_mixed\.up\.sql:2: transaction control \(BEGIN\)/);
+    expect(refused.output).toContain("--transactions=file");
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
+
+    const plan = await migrate(db, ["up", "--dir", dir, "--transactions=file", "--dry-run"]);
+    expect(plan.stdout).toMatch(
+      /-- 2_mixed \(up\) from .*, statement by statement, in the transactions the file opens itself/,
+    );
+    const up = await migrate(db, ["up", "--dir", dir, "--transactions", "file"]);
+    expect(up.code, up.output).toBe(0);
+    expect([...up.stdout.matchAll(/^applied\s+(\S+)/gm)].map((m) => m[1])).toEqual([
+      "1_base",
+      "2_mixed",
+    ]);
+    expect(await query(db.url, "SELECT k, v, n FROM kv")).toEqual([{ k: "a", v: "x", n: 2 }]);
+    expect(await query(db.url, "SELECT to_regclass('kv_n') IS NOT NULL AS t")).toEqual([
+      { t: true },
+    ]);
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(0);
+  });
+
+  it("can be said once in the config (data.database.migration.transactions); the flag wins", async () => {
+    const db = await freshDb();
+    const dir = folder(ownFolder, { project: false });
+    const conf = join(dir, "migrate.yaml");
+    writeFileSync(
+      conf,
+      `data: { database: { migration: { transactions: file } } }\nkms: { root_key: "${testRootKey}" }\n`,
+    );
+    const overridden = await migrate(db, [
+      "up",
+      "--dir",
+      dir,
+      "-conf",
+      conf,
+      "--transactions=migration",
+    ]);
+    expect(overridden.code).toBe(1);
+    expect(overridden.output).toContain("--transactions=file");
+    const up = await migrate(db, ["up", "--dir", dir, "-conf", conf]);
+    expect(up.code, up.output).toBe(0);
+    expect(await query(db.url, "SELECT k, v, n FROM kv")).toEqual([{ k: "a", v: "x", n: 2 }]);
+  });
+
+  it("a failure after the file's own COMMIT says what committed and that the version is dirty", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        ...ownFolder,
+        "3_fails.up.sql":
+          "BEGIN;\nINSERT INTO kv VALUES ('b', 'y', 3);\nCOMMIT;\nBEGIN;\nINSERT INTO kv VALUES ('c', 'z', 4);\nINSERT INTO kv VALUES ('b', 'dup', 5);\nCOMMIT;\n",
+        "3_fails.down.sql": "DELETE FROM kv WHERE k IN ('b', 'c');\n",
+      },
+      { project: false },
+    );
+    const run = await migrate(db, ["up", "--dir", dir, "--transactions=file"]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^FAILED {3}3_fails \(up\) at .*3_fails\.up\.sql:6: duplicate key/m);
+    expect(run.stdout).toMatch(
+      /what ran through .*3_fails\.up\.sql:3 committed; the transaction it opened at .*3_fails\.up\.sql:4 rolled back; it is not recorded, so the database is between versions \(dirty\)/,
+    );
+    expect(await query(db.url, "SELECT k FROM kv ORDER BY k")).toEqual([{ k: "a" }, { k: "b" }]);
+    expect(await query(db.url, "SELECT name FROM pgmigrations ORDER BY id")).toEqual([
+      { name: "1_base" },
+      { name: "2_mixed" },
+    ]);
+    const json = await migrate(db, ["up", "--dir", dir, "--transactions=file", "--json"]);
+    expect(JSON.parse(json.stdout).failed).toMatchObject({
+      statementsApplied: 0,
+      ownTransactions: { finalThrough: null, rolledBackFrom: expect.stringMatching(/:1$/) },
+    });
   });
 });

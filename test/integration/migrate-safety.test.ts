@@ -1,4 +1,6 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migratorOptions } from "../../internal/data/migrate/options.js";
@@ -38,6 +40,12 @@ describe("operator input", () => {
     [["up", "--statement-timeout", "9999h"], "--statement-timeout 9999h"],
     [["baseline", "v1"], "v1"],
     [["sideways"], "sideways"],
+    [
+      ["up", "--dir", "/nonexistent/migrations"],
+      "--dir /nonexistent/migrations: no such directory",
+    ],
+    [["status", "--json", "--json"], "--json given more than once"],
+    [["up", "--dry-run", "--dryRun"], "--dry-run given more than once"],
   ])("%j exits 2 naming %s, and changes nothing", async (args, named) => {
     const run = await migrate(db, args);
     expect(run.code, run.output).toBe(2);
@@ -53,6 +61,35 @@ describe("operator input", () => {
     expect([...run.stdout.matchAll(/^reverted (\w+)/gm)].map((m) => m[1])).toEqual(
       projectNames.toReversed(),
     );
+  });
+});
+
+describe("which folder", () => {
+  it("an empty --dir (an unset shell variable) exits 2 and applies nothing", async () => {
+    const db = await freshDb();
+    for (const args of [
+      ["up", "--dir", ""],
+      ["up", "--dir=  "],
+      ["up", "--dir"],
+    ]) {
+      const run = await migrate(db, args);
+      expect(run.code, run.output).toBe(2);
+      expect(run.output).toContain("--dir is empty");
+    }
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
+  });
+
+  it("status exits 1 when it reports an error, 0 when it reports none", async () => {
+    const db = await freshDb();
+    const dir = folder();
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    expect((await migrate(db, ["status", "--dir", dir])).code).toBe(0);
+    const first = join(dir, `${projectNames[0]}.up.sql`);
+    writeFileSync(first, `${readFileSync(first, "utf8")}\n-- edited\n`);
+    const run = await migrate(db, ["status", "--dir", dir]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^error: .* was edited after it was applied/m);
+    expect((await migrate(db, ["status", "--json", "--dir", dir])).code).toBe(1);
   });
 });
 
@@ -295,6 +332,30 @@ describe("transaction control in a file", () => {
     expect(refused.output).toMatch(/000091_mixed\.up\.sql:2: transaction control \(COMMIT\)/);
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual(before);
     expect(await query(db.url, "SELECT name FROM pgmigrations ORDER BY id")).toEqual(rows);
+  });
+});
+
+describe("SET TRANSACTION", () => {
+  it("as a file's first statement applies to the migration's transaction, wrapped or not", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        "1_iso.up.sql":
+          "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nCREATE TABLE iso AS SELECT current_setting('transaction_isolation') AS level;\n",
+        "1_iso.down.sql": "DROP TABLE iso;\n",
+        "2_wrapped.up.sql":
+          "BEGIN;\nSET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\nSET TRANSACTION READ WRITE;\nINSERT INTO iso SELECT current_setting('transaction_isolation');\nCOMMIT;\n",
+        "2_wrapped.down.sql": "DELETE FROM iso WHERE level = 'repeatable read';\n",
+      },
+      { project: false },
+    );
+    const run = await migrate(db, ["up", "--dir", dir]);
+    expect(run.code, run.output).toBe(0);
+    expect(await query(db.url, "SELECT level FROM iso ORDER BY level DESC")).toEqual([
+      { level: "serializable" },
+      { level: "repeatable read" },
+    ]);
+    expect((await migrate(db, ["validate", "--dir", dir])).code).toBe(0);
   });
 });
 

@@ -109,3 +109,28 @@ describe("how a file runs", () => {
     );
   });
 });
+
+describe("files that manage their own transactions", () => {
+  it("run as written under transactions=file; blocks must close and not nest", () => {
+    const script = analyse("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\n", "f.sql", "file");
+    expect(script).toMatchObject({ transactional: false, ownTransactions: true });
+    expect(script.statements.map((s) => s.sql)).toEqual([
+      "SELECT 1",
+      "BEGIN",
+      "SELECT 2",
+      "COMMIT",
+    ]);
+    // No transaction control, or a file wrapped whole: still one transaction with the record.
+    expect(analyse("SELECT 1;\n", "f.sql", "file").transactional).toBe(true);
+    expect(analyse("BEGIN;\nSELECT 1;\nCOMMIT;\n", "f.sql", "file").transactional).toBe(true);
+    expect(() => analyse("SELECT 1;\nBEGIN;\nSELECT 2;\n", "f.sql", "file")).toThrow(
+      /^f\.sql:2: the transaction opened here is never closed/,
+    );
+    expect(() =>
+      analyse("BEGIN;\nSELECT 1;\nBEGIN;\nCOMMIT;\nSELECT 2;\n", "f.sql", "file"),
+    ).toThrow(/^f\.sql:3: BEGIN inside the transaction opened at line 1/);
+    expect(() => analyse("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\n", "f.sql")).toThrow(
+      /--transactions=file/,
+    );
+  });
+});

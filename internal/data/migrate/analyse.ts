@@ -20,7 +20,21 @@ export interface Script {
   transactional: boolean;
   /** Concurrent index statements to check before the migration is recorded. */
   indexes: IndexTarget[];
+  /**
+   * The file holds its own BEGIN … COMMIT blocks (allowed by
+   * `transactions: "file"`): it runs as written, statement by statement, and
+   * what committed is told from which of them completed.
+   */
+  ownTransactions?: true;
 }
+
+/**
+ * Who owns transactions: `migration` (each migration in one transaction with
+ * its record; transaction control inside a file refused) or `file` (a file
+ * with its own BEGIN … COMMIT blocks runs them as written, as golang-migrate
+ * runs files).
+ */
+export type TransactionMode = "migration" | "file";
 
 /** The file asks for something we refuse to run, before anything runs. */
 export class ScriptRefusedError extends FileLineError {
@@ -61,10 +75,11 @@ function outsideTransaction(node: Node): boolean {
  * Parses a file and decides how it runs. A file wrapped whole in
  * `BEGIN; … COMMIT;` (common in golang-migrate folders) runs as if unwrapped,
  * in our own transaction, so the migration and its record commit together.
- * Any other transaction control is refused, naming the line: we could not
- * honestly say what was committed when it failed.
+ * Any other transaction control is refused, naming the line, unless `mode` is
+ * `file`: we could not otherwise say honestly what was committed when it
+ * failed.
  */
-export function analyse(text: string, file: string): Script {
+export function analyse(text: string, file: string, mode: TransactionMode = "migration"): Script {
   const parsed = splitStatements(text, file);
   const kinds = parsed.map(transactionKind);
   const wrapped =
@@ -73,6 +88,11 @@ export function analyse(text: string, file: string): Script {
     kinds.at(-1) === "TRANS_STMT_COMMIT" &&
     kinds.slice(1, -1).every((k) => k === undefined);
   const statements = wrapped ? parsed.slice(1, -1) : parsed;
+  if (mode === "file" && !wrapped && kinds.some((k) => k !== undefined)) {
+    checkBlocks(statements, file);
+    const indexes = statements.flatMap((st) => concurrentIndex(st, file));
+    return { statements, transactional: false, indexes, ownTransactions: true };
+  }
   for (const st of statements) {
     const kind = transactionKind(st);
     if (kind) {
@@ -81,7 +101,8 @@ export function analyse(text: string, file: string): Script {
         st.line,
         `transaction control (${kind.replace("TRANS_STMT_", "")}) inside a migration is refused: ` +
           "each migration already runs in its own transaction (a file wrapped whole in BEGIN … COMMIT is accepted); " +
-          "split the file instead",
+          "split the file, or, if this folder's files manage their own transactions as golang-migrate runs them, " +
+          "run with --transactions=file",
       );
     }
   }
@@ -103,7 +124,44 @@ export function analyse(text: string, file: string): Script {
   return { statements, transactional, indexes };
 }
 
-function transactionKind(st: Statement): string | undefined {
+// A file running its own transactions must close each block it opens (else
+// our record would land inside it) and not open one inside another.
+function checkBlocks(statements: Statement[], file: string): void {
+  let open: Statement | undefined;
+  for (const st of statements) {
+    const kind = transactionKind(st);
+    if (kind === "TRANS_STMT_BEGIN" || kind === "TRANS_STMT_START") {
+      if (open) {
+        throw new ScriptRefusedError(
+          file,
+          st.line,
+          `BEGIN inside the transaction opened at line ${open.line}: close that one first`,
+        );
+      }
+      open = st;
+    } else if (kind === "TRANS_STMT_COMMIT" || kind === "TRANS_STMT_ROLLBACK") {
+      open = undefined;
+    } else if (kind?.includes("PREPARE") || kind?.includes("PREPARED")) {
+      throw new ScriptRefusedError(file, st.line, "two-phase commit in a migration is refused");
+    }
+  }
+  if (open) {
+    throw new ScriptRefusedError(
+      file,
+      open.line,
+      "the transaction opened here is never closed: add COMMIT before the end of the file",
+    );
+  }
+}
+
+/** `SET TRANSACTION …`: valid only before any other query of its transaction. */
+export function isSetTransaction(st: Statement): boolean {
+  const body = st.node.VariableSetStmt as Node | undefined;
+  return body?.kind === "VAR_SET_MULTI" && body.name === "TRANSACTION";
+}
+
+/** The kind of a transaction control statement (TRANS_STMT_BEGIN, …), else undefined. */
+export function transactionKind(st: Statement): string | undefined {
   const body = st.node.TransactionStmt as Node | undefined;
   return body ? String(body.kind) : undefined;
 }

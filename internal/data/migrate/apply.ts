@@ -3,9 +3,10 @@ import { db as engineConnection } from "node-pg-migrate/db";
 import { Migration } from "node-pg-migrate/migration";
 import type { MigrationBuilder } from "node-pg-migrate/migrationBuilder";
 import type pg from "pg";
-import type { Script } from "./analyse.js";
+import { isSetTransaction, transactionKind, type Script } from "./analyse.js";
 import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
 import type { Step } from "./plan.js";
+import { isConnectionLost } from "./connect.js";
 import { lineAt, type Statement } from "./sql.js";
 import { CHECKSUM_SETTING } from "./state.js";
 
@@ -33,7 +34,26 @@ export interface StepFailure {
   transactional: boolean;
   statementsApplied: number;
   dropped: string[];
+  /**
+   * The connection failed, not a statement: whether the statement in flight
+   * (a COMMIT, say) took effect is unknown until `outcome` is read back.
+   */
+  connectionLost: boolean;
+  /** What a new connection found afterwards; set only when the connection was lost. */
+  outcome?: Outcome;
+  /**
+   * A file running its own transactions: `file:line` of the last statement
+   * whose effect is final (committed, or rolled back by the file itself), and
+   * of the BEGIN whose transaction the failure rolled back.
+   */
+  ownTransactions?: { finalThrough: string | null; rolledBackFrom: string | null };
 }
+
+/**
+ * Read back after a lost connection: whether the migration is recorded
+ * (recorded only with its last statement), or why that could not be told.
+ */
+export type Outcome = { recorded: boolean } | { unknown: string };
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -58,6 +78,7 @@ export async function applyStep(
   dir: string,
   s: Step,
   script: Script,
+  replyTimeoutMs: (statements: number) => number | undefined = () => undefined,
 ): Promise<{ ok: StepResult } | { failed: StepFailure }> {
   const started = performance.now();
   const checksum = s.direction === "up" ? s.migration.checksum : "";
@@ -69,14 +90,29 @@ export async function applyStep(
   const sent: Chunk[] = [];
   try {
     if (script.transactional) {
-      const body = chunk([setChecksum(true), ...script.statements, UTC_RECORD], script);
+      // A file may open with SET TRANSACTION, which must precede every other
+      // query of the transaction, ours included.
+      const first = script.statements.findIndex((st) => !isSetTransaction(st));
+      const lead = first < 0 ? script.statements.length : first;
+      const body = chunk(
+        [
+          ...script.statements.slice(0, lead),
+          setChecksum(true),
+          ...script.statements.slice(lead),
+          UTC_RECORD,
+        ],
+        script,
+      );
       const engineSql = await engineSteps(client, dir, s, [body.sql], true);
       const whole = concat(
         engineSql.map((sql) => (sql === body.sql ? body : chunk([sql], script))),
       );
       sent.push(whole);
       completions.reset();
-      await client.query(whole.sql);
+      // The server bounds each statement of a multi-statement query, so the
+      // client's wait grows with their number.
+      const query_timeout = replyTimeoutMs(whole.statements.length);
+      await client.query({ text: whole.sql, ...(query_timeout ? { query_timeout } : {}) });
     } else {
       const cleared = await clearInvalidIndexes(client, script.indexes);
       dropped = cleared.dropped;
@@ -104,8 +140,10 @@ export async function applyStep(
     }
   } catch (err) {
     const failed = failure(s, script, sent, completions.count(), err, dropped);
-    // A failed transaction stays open (aborted) until told otherwise.
-    if (script.transactional) await client.query("ROLLBACK").catch(() => undefined);
+    // A failed transaction stays open (aborted) until told otherwise; so does
+    // one the file opened.
+    if (script.transactional || script.ownTransactions)
+      await client.query("ROLLBACK").catch(() => undefined);
     return { failed };
   } finally {
     completions.stop();
@@ -244,6 +282,7 @@ function failure(
       at = `${s.file}:${st.line + inStatement}`;
     }
   }
+  const own = script.ownTransactions ? ownOutcome(s, script, applied) : undefined;
   return {
     name: s.name,
     direction: s.direction,
@@ -251,7 +290,40 @@ function failure(
     message: e.message,
     code: typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined,
     transactional: script.transactional,
-    statementsApplied: script.transactional ? 0 : applied,
+    statementsApplied: script.transactional ? 0 : (own?.committed ?? applied),
     dropped,
+    connectionLost: isConnectionLost(err),
+    ...(own ? { ownTransactions: own.where } : {}),
   };
+}
+
+/**
+ * Of a file running its own transactions, the first `completed` statements
+ * completed: those outside its blocks committed one by one, those inside a
+ * block only if its COMMIT completed; a block still open was rolled back.
+ */
+function ownOutcome(s: Step, script: Script, completed: number) {
+  let committed = 0;
+  let inBlock = 0;
+  let open: Statement | undefined;
+  let final: Statement | undefined;
+  for (const st of script.statements.slice(0, completed)) {
+    const kind = transactionKind(st);
+    if (kind === "TRANS_STMT_BEGIN" || kind === "TRANS_STMT_START") {
+      open = st;
+      inBlock = 0;
+    } else if (kind === "TRANS_STMT_COMMIT" || kind === "TRANS_STMT_ROLLBACK") {
+      if (kind === "TRANS_STMT_COMMIT" && open) committed += inBlock;
+      open = undefined;
+      final = st;
+    } else if (kind) {
+      // SAVEPOINT, RELEASE, ROLLBACK TO: inside the block, nothing final yet.
+    } else if (open) inBlock++;
+    else {
+      committed++;
+      final = st;
+    }
+  }
+  const where = (st: Statement | undefined) => (st ? `${s.file}:${st.line}` : null);
+  return { committed, where: { finalThrough: where(final), rolledBackFrom: where(open) } };
 }

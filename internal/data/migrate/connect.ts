@@ -12,6 +12,19 @@ export class DatabaseUnavailableError extends Error {
   override name = "DatabaseUnavailableError";
 }
 
+/** The database (or something between) stopped answering a query it had been sent. */
+export class DatabaseStalledError extends Error {
+  override name = "DatabaseStalledError";
+}
+
+/** How long to wait for a reply when none is named per query; undefined waits as long as the server works. */
+export interface ReplyBound {
+  replyTimeoutMs?: number;
+}
+
+/** pg's own words when a query_timeout expires. */
+const READ_TIMEOUT = "Query read timeout";
+
 /**
  * Checks that a URL names its host and database itself: pg would otherwise
  * fill the gaps from PGHOST, PGDATABASE… and migrate whatever those name.
@@ -48,14 +61,25 @@ export function checkDatabaseUrl(url: string): { connectTimeoutMs?: number } {
 
 /**
  * Connects within `timeoutMs` (the URL's connect_timeout wins), failing with
- * a message that names the database without credentials.
+ * a message that names the database without credentials. Every query then
+ * waits at most `replyTimeoutMs` for its reply (or its own query_timeout),
+ * after which the connection is dropped and DatabaseStalledError names the
+ * stall: pg leaves a timed-out query on the wire, so the connection would
+ * never serve another query nor close. TCP keepalive notices a peer host that
+ * vanished.
  */
-export async function connect(url: string, timeoutMs: number): Promise<pg.Client> {
+export async function connect(
+  url: string,
+  timeoutMs: number,
+  { replyTimeoutMs }: ReplyBound = {},
+): Promise<pg.Client> {
   const { connectTimeoutMs = timeoutMs } = checkDatabaseUrl(url);
   const client = new pg.Client({
     connectionString: url,
     application_name: "migrate",
     connectionTimeoutMillis: connectTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   // A connection lost later is reported by the query that notices it; without
   // a listener it would crash the process.
@@ -71,7 +95,61 @@ export async function connect(url: string, timeoutMs: number): Promise<pg.Client
         : `database ${describe(url)} unreachable: ${message}`,
     );
   }
+  if (replyTimeoutMs) boundReplies(client, url, replyTimeoutMs);
   return client;
+}
+
+// Every query of this client, including those node-pg-migrate sends through
+// it, gets a query_timeout; one that expires drops the connection.
+function boundReplies(client: pg.Client, url: string, replyTimeoutMs: number): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  client.query = ((config: string | pg.QueryConfig, ...rest: unknown[]) => {
+    const bounded =
+      typeof config === "string"
+        ? { text: config, query_timeout: replyTimeoutMs }
+        : { query_timeout: replyTimeoutMs, ...config };
+    return query(bounded, ...rest).catch((err: unknown) => {
+      if ((err as Error).message !== READ_TIMEOUT) throw err;
+      abandon(client);
+      throw new DatabaseStalledError(
+        `database ${describe(url)} stopped answering: no reply within ${formatSeconds(bounded.query_timeout)} ` +
+          "(the statement bound plus the connect timeout)",
+      );
+    });
+  }) as typeof client.query;
+}
+
+/** Drops the connection at once, whatever it is waiting for. */
+export function abandon(client: pg.Client): void {
+  (
+    client as unknown as { connection: { stream: { destroy(): void } } }
+  ).connection.stream.destroy();
+}
+
+/** Closes politely, or drops the connection if the peer does not see it off within `ms`. */
+export async function disconnect(client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    client.end().catch(() => undefined),
+    new Promise<void>((r) => {
+      timer = setTimeout(() => {
+        abandon(client);
+        r();
+      }, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+/**
+ * The connection failed rather than the statement: no SQLSTATE (reset,
+ * closed, stalled), or the server ending the session (class 08, 57P0x).
+ * Whether the statement in flight took effect is then unknown.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return code.startsWith("08") || /^57P0[1-3]$/.test(code);
 }
 
 function formatSeconds(ms: number): string {

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { adoptable, readGolangMigrate, AdoptionRefusedError } from "./adopt.js";
-import { connect } from "./connect.js";
+import { connect, disconnect } from "./connect.js";
 import { invalidIndexes } from "./indexes.js";
 import type { MigratorOptions } from "./runner.js";
 import { readMigrations, type MigrationSource } from "./source.js";
@@ -8,14 +8,17 @@ import { compare, readApplied, stateTableExists, type Problem } from "./state.js
 
 /** Every migration's state and the problems found; reads only, takes no lock. */
 export async function status(
-  opts: Pick<MigratorOptions, "databaseUrl" | "dir" | "connectTimeoutMs">,
+  opts: Pick<MigratorOptions, "databaseUrl" | "dir" | "connectTimeoutMs" | "statementTimeoutMs">,
 ) {
   const source = readMigrations(opts.dir);
-  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs);
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+    // Not runner's replyTimeoutMs: importing the runner would load node-pg-migrate.
+    replyTimeoutMs: opts.statementTimeoutMs + opts.connectTimeoutMs,
+  });
   try {
     return await inspect(client, source);
   } finally {
-    await client.end().catch(() => undefined);
+    await disconnect(client, opts.connectTimeoutMs);
   }
 }
 

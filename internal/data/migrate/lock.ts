@@ -8,6 +8,11 @@ import type pg from "pg";
  */
 export const PG_MIGRATE_LOCK_ID = 7241865325823964;
 
+/** Stopped by a signal while waiting for the lock: nothing was changed. */
+export class LockWaitInterruptedError extends Error {
+  override name = "LockWaitInterruptedError";
+}
+
 /** Another migrator held the lock for longer than we were told to wait. */
 export class LockTimeoutError extends Error {
   override name = "LockTimeoutError";
@@ -25,10 +30,16 @@ export async function acquireLock(
   client: pg.ClientBase,
   waitMs: number,
   onWait?: () => void,
+  signal?: AbortSignal,
 ): Promise<number> {
   const started = Date.now();
   let told = false;
   for (;;) {
+    if (signal?.aborted) {
+      throw new LockWaitInterruptedError(
+        `interrupted by ${String(signal.reason)} while waiting for the migration lock; nothing was changed`,
+      );
+    }
     const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [
       PG_MIGRATE_LOCK_ID,
     ]);

@@ -27,6 +27,7 @@ export function migratorOptions(
     lockWaitMs: ms(m?.lockWait, fallback.lock_wait),
     lockTimeoutMs: ms(m?.lockTimeout, fallback.lock_timeout),
     statementTimeoutMs: ms(m?.statementTimeout, fallback.statement_timeout),
+    transactions: m?.transactions === "file" ? "file" : "migration",
     log,
   };
 }

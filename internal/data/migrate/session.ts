@@ -1,0 +1,92 @@
+import type pg from "pg";
+import type { Outcome } from "./apply.js";
+import { abandon, connect, disconnect } from "./connect.js";
+import type { Step } from "./plan.js";
+import type { MigratorOptions } from "./runner.js";
+import { readApplied } from "./state.js";
+
+// The migrator's connection: how long it waits, what the server does with a
+// session its migrator stopped talking to, and what is true after it is lost.
+
+/**
+ * Cancels the statement `busy` runs, over a second connection as the
+ * protocol's cancel request would: the first one is busy.
+ */
+export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Promise<void> {
+  const pid = (busy as unknown as { processID: number }).processID;
+  try {
+    const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+      replyTimeoutMs: opts.connectTimeoutMs,
+    });
+    await client.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
+    await disconnect(client, opts.connectTimeoutMs);
+  } catch {
+    // The statement then runs to its own end (statement_timeout bounds it).
+  }
+}
+
+/**
+ * How long the client waits for the reply to a query of `statements`
+ * statements: what the server's statement_timeout allows each, plus the
+ * connect timeout for the way there and back. Unbounded with
+ * statement_timeout off: the operator asked statements to take their time.
+ */
+export function replyTimeoutMs(
+  opts: Pick<MigratorOptions, "statementTimeoutMs" | "connectTimeoutMs">,
+  statements: number,
+): number | undefined {
+  if (opts.statementTimeoutMs <= 0) return undefined;
+  return opts.statementTimeoutMs * Math.max(1, statements) + opts.connectTimeoutMs;
+}
+
+/** After this long without a word from its migrator, the server ends the session (and its lock). */
+export function sessionIdleMs(opts: Pick<MigratorOptions, "connectTimeoutMs">): number {
+  return Math.max(opts.connectTimeoutMs, 30_000);
+}
+
+/**
+ * After the connection was lost during a step: ends the old session if it
+ * still runs (a stalled peer), so that what is read is final and the lock is
+ * free, then reads whether the step is recorded. Bounded by the connect
+ * timeout at each wait.
+ */
+export async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): Promise<Outcome> {
+  const pid = (lost as unknown as { processID: number }).processID;
+  abandon(lost);
+  let client: pg.Client;
+  try {
+    client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+      replyTimeoutMs: opts.connectTimeoutMs,
+    });
+  } catch (err) {
+    return { unknown: `could not reconnect to check: ${(err as Error).message}` };
+  }
+  try {
+    const alive = async () =>
+      (
+        await client.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1",
+          [pid],
+        )
+      ).rows[0]!.n > 0;
+    if (await alive()) {
+      await client.query("SELECT pg_terminate_backend($1)", [pid]);
+      const deadline = Date.now() + opts.connectTimeoutMs;
+      while (await alive()) {
+        if (Date.now() > deadline)
+          return { unknown: `the lost session (pid ${pid}) is still running` };
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const recorded = (await readApplied(client)).some((a) => a.name === s.name);
+    opts.log.warn(
+      { migration: s.name, recorded },
+      "connection lost mid-migration; state read back",
+    );
+    return { recorded };
+  } catch (err) {
+    return { unknown: `could not read the state back: ${(err as Error).message}` };
+  } finally {
+    await disconnect(client, opts.connectTimeoutMs);
+  }
+}
