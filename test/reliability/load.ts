@@ -13,11 +13,13 @@ export interface Outcome {
 /**
  * `workers` loops of CreateUser against a gRPC port until `stop()` (or
  * `maxCalls` in all), each call bounded by `deadlineMs`. Bounded in count and
- * time by construction: every call has a deadline, the loops a cap.
+ * time by construction: every call has a deadline, the loops a cap. One
+ * caller: by default no more loops than a caller's share of password hashes
+ * (`limits.password_hashes_per_caller`, 4), past which calls are refused.
  */
 export function createUserLoad(
   port: number,
-  { workers = 8, deadlineMs = 3000, maxCalls = 5000, prefix = "load" } = {},
+  { workers = 4, deadlineMs = 3000, maxCalls = 5000, prefix = "load" } = {},
 ) {
   const client = grpcClient(UserService, port);
   const outcomes: Outcome[] = [];
