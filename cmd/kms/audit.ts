@@ -37,7 +37,7 @@ export async function verifyAudit(args: AuditArgs): Promise<void> {
       callOptions(args),
     )
     .catch((err: unknown) => {
-      throw new CannotCheck(`could not check the audit trail: ${describeError(err)}`);
+      throw new CannotCheck(`could not check the audit trail: ${describeError(err, args)}`);
     });
   const view = {
     intact: v.intact,

@@ -96,6 +96,8 @@ export class AuditChain {
 
   /** Whether this service signed `cp` (under this audit key). */
   signed(cp: AuditCheckpoint): boolean {
+    // A time no Date can hold (a caller's Timestamp out of range) was never signed.
+    if (Number.isNaN(cp.at.getTime()) || !Number.isSafeInteger(cp.seq)) return false;
     const expected = this.checkpointMac(cp, cp.at);
     return cp.mac.length === expected.length && timingSafeEqual(cp.mac, expected);
   }

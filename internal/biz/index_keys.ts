@@ -59,6 +59,9 @@ interface Loaded {
   serviceSubkeys: Map<string, Buffer>;
 }
 
+/** Subkeys of callers' field names kept per index key (KmsService.HashField). */
+const MAX_CALLER_SUBKEYS = 256;
+
 const subkeyOf = (
   cache: Map<string, Buffer>,
   key: Buffer,
@@ -132,6 +135,16 @@ export function newIndexKeyHolder(
     hash(field, value, domain) {
       const l = use();
       const cache = domain === "store" ? l.subkeys : l.serviceSubkeys;
+      // Callers name their fields: past a bound, theirs are derived per call
+      // (a few microseconds) rather than kept, so memory stays bounded.
+      if (domain === "service" && cache.size >= MAX_CALLER_SUBKEYS && !cache.has(field)) {
+        const subkey = fieldSubkey(l.keys.key, field, domain);
+        try {
+          return blindIndex(subkey, field, value);
+        } finally {
+          subkey.fill(0);
+        }
+      }
       return blindIndex(subkeyOf(cache, l.keys.key, field, domain), field, value);
     },
     slots(field, value) {

@@ -217,6 +217,27 @@ describe("audit checkpoints, with a trail cut at its end", () => {
       metadata: { field: "checkpoint" },
     });
     expect(refused.message).toMatch(/signature does not verify/);
+    // Values no Date or safe integer holds are forgeries too, not INTERNAL.
+    for (const [seq, seconds] of [
+      [BigInt(real.seq), 10n ** 15n],
+      [2n ** 63n, BigInt(Math.floor(Date.parse(real.at) / 1000))],
+    ] as const) {
+      expect(
+        await rejection(
+          kmsOf(first.app).verifyAuditTrail(
+            {
+              checkpoint: {
+                seq,
+                headHash: real.headHash,
+                time: { seconds, nanos: 0 },
+                mac: real.mac,
+              },
+            },
+            { headers },
+          ),
+        ),
+      ).toMatchObject({ code: Code.InvalidArgument, metadata: { field: "checkpoint" } });
+    }
 
     const path = join(dir, "forged.jsonl");
     writeFileSync(path, `${JSON.stringify(forged)}\n`);

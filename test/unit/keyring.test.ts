@@ -220,6 +220,11 @@ describe("index keys", () => {
     // KmsService's callers hash in their own domain: never a store's index.
     expect(holder.hash("email", "a@example.com", "service")).toMatch(/^[0-9a-f]{64}$/);
     expect(holder.hash("email", "a@example.com", "service")).not.toBe(b2);
+    // Past the subkeys kept for callers' field names, answers stay the same.
+    const names = Array.from({ length: 300 }, (_, i) => `f${i}`);
+    const first = names.map((f) => holder.hash(f, "x", "service"));
+    expect(names.map((f) => holder.hash(f, "x", "service"))).toEqual(first);
+    expect(new Set(first).size).toBe(300);
     holder.close();
     expect(() => holder.slots("email", "a@example.com")).toThrow(/no usable active key/);
   });

@@ -141,15 +141,25 @@ export async function disconnect(client: pg.Client, ms: number): Promise<void> {
   clearTimeout(timer);
 }
 
+// What node-postgres and the socket say when the connection, not the
+// statement, failed.
+const LOST_MESSAGES =
+  /^(Connection terminated|Client has encountered a connection error|Client was closed)/;
+const SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "EHOSTUNREACH"]);
+
 /**
- * The connection failed rather than the statement: no SQLSTATE (reset,
- * closed, stalled), or the server ending the session (class 08, 57P0x).
- * Whether the statement in flight took effect is then unknown.
+ * The connection failed rather than the statement: it stalled, the socket
+ * broke or closed, or the server ended the session (class 08, 57P0x).
+ * Whether the statement in flight took effect is then unknown. Any other
+ * error (a statement's SQLSTATE, a bug of ours) is not a lost connection.
  */
 export function isConnectionLost(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  return code.startsWith("08") || /^57P0[1-3]$/.test(code);
+  if (err instanceof DatabaseStalledError) return true;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
+    return code.startsWith("08") || /^57P0[1-3]$/.test(code);
+  if (typeof code === "string" && SOCKET_CODES.has(code)) return true;
+  return typeof message === "string" && LOST_MESSAGES.test(message);
 }
 
 function formatSeconds(ms: number): string {

@@ -9,7 +9,7 @@ import type { PeerLimit } from "./peer_limit.js";
  * finds the caller (`authorization: Bearer …`; it never refuses here, the
  * authorize guard does, so that refused calls are told apart in the log;
  * only an address past its limit of failed authentications is refused
- * here, before its token is looked at),
+ * here, unless it brings a configured token),
  * turns every failure into a ConnectError with a reason (unexpected faults
  * are logged with their stack and reach the client only as "internal
  * error"), and tells the observers (metrics, request log) how each call
@@ -28,13 +28,15 @@ export function observe(opts: {
     let code = "OK";
     try {
       const peer = peerLimit && call.peer;
-      if (peer) {
-        const wait = peerLimit.waitMs(peer);
-        if (wait > 0) throw rpcErrors.authFailuresLimited(call.service, wait);
-      }
-      const found = authenticator(call.requestHeader.get("authorization"));
+      // An address past its limit keeps what costs a lookup (a configured
+      // token: a caller sharing a proxy with a flood is still served) and is
+      // refused the rest unverified.
+      const closedMs = peer ? peerLimit.waitMs(peer) : 0;
+      const found = authenticator(call.requestHeader.get("authorization"), closedMs > 0);
       // A configured token is known at once; a JWT is verified asynchronously.
       call.caller = found instanceof Promise ? await found : found;
+      if (closedMs > 0 && call.caller.problem)
+        throw rpcErrors.authFailuresLimited(call.service, closedMs);
       if (peer && call.caller.problem) {
         const wait = peerLimit.failed(peer);
         if (wait > 0) throw rpcErrors.authFailuresLimited(call.service, wait);
