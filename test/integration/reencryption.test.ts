@@ -172,7 +172,8 @@ describe("re-encryption", () => {
   it("never commits a batch read before a stop and a new start into the new job", async () => {
     const { kms } = clients(a);
     await kms.rotateDataKey({ reason: "all rows under an older key again" });
-    await kms.startReencryption({ batchSize: 10 });
+    // A pause between batches: the job cannot end before the row is held.
+    await kms.startReencryption({ batchSize: 10, pause: { seconds: 1n } });
     // Hold the job row: the worker's next batch, resealed, waits to commit.
     const holder = new pg.Client({ connectionString: db.url });
     await holder.connect();
