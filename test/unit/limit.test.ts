@@ -106,6 +106,29 @@ describe("fair queue", () => {
     expect(order).toEqual(["a", "b", "a", "b", "a", "b"]);
   });
 
+  it("When a key floods two slots, Then it runs in one and a key arriving later starts at once in the other", async () => {
+    const queue = fairQueue({ concurrency: 2, capacity: 10, perKey: 4 });
+    const started: string[] = [];
+    const tasks = new Map<string, ReturnType<typeof held>>();
+    const run = (key: string, name: string) => {
+      const t = held();
+      tasks.set(name, t);
+      return queue.run(key, () => (started.push(name), t.task()));
+    };
+    const all = [run("flood", "f1"), run("flood", "f2"), run("flood", "f3")];
+    await settle();
+    expect(started).toEqual(["f1"]);
+    all.push(run("other", "o1"));
+    await settle();
+    expect(started).toEqual(["f1", "o1"]);
+    for (const name of ["f1", "o1", "f2", "f3"]) {
+      tasks.get(name)!.finish();
+      await settle();
+    }
+    await Promise.all(all);
+    expect(started).toEqual(["f1", "o1", "f2", "f3"]);
+  });
+
   it("When the queue is full, Then any key is refused at once", async () => {
     const queue = fairQueue({ concurrency: 1, capacity: 1, perKey: 5 });
     const [a, b] = [held(), held()];
