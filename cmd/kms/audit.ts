@@ -63,6 +63,10 @@ export async function verifyAudit(args: AuditArgs): Promise<void> {
 }
 
 function readCheckpoint(path: string) {
+  if (path.trim() === "")
+    throw new CannotCheck(
+      "--checkpoint is empty (an unset shell variable?): name the checkpoint file",
+    );
   let text: string;
   try {
     text = readFileSync(path, "utf8");

@@ -1,9 +1,9 @@
-import { createCipheriv } from "node:crypto";
 import { rootKeys } from "../../cmd/server/wire.js";
 import { encrypt, fieldContext, type Domain } from "../../internal/pkg/kms/codec.js";
 import { dataKeyLabel } from "../../internal/pkg/kms/wrap.js";
 import { testConfig } from "./app.js";
 import { query } from "./catalog.js";
+import { sealLegacy } from "./legacy.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -41,14 +41,5 @@ export async function sealWithStoredKey(
     );
     return { ciphertext, version };
   }
-  // Format 1: header, then the nonce; associated data the header and the
-  // length-prefixed context.
-  const head = Buffer.from([1, 1, 0, 0, 0, 0]);
-  head.writeUInt32BE(version, 2);
-  const nonce = Buffer.alloc(12, 5);
-  const aad = Buffer.concat([head, Buffer.alloc(4), bound]);
-  aad.writeUInt32BE(bound.length, 6);
-  const cipher = createCipheriv("aes-256-gcm", key, nonce).setAAD(aad);
-  const sealed = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-  return { ciphertext: Buffer.concat([head, nonce, sealed]), version };
+  return { ciphertext: sealLegacy(key, version, plaintext, bound), version };
 }

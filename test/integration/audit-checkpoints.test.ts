@@ -255,6 +255,7 @@ describe("audit checkpoints, with a trail cut at its end", () => {
     writeFileSync(malformed, `${JSON.stringify({ ...newestIn(file), headHash: "abc" })}\n`);
     for (const [path, message] of [
       [join(dir, "absent.jsonl"), /--checkpoint: cannot read .*absent\.jsonl: ENOENT/],
+      ["", /--checkpoint is empty \(an unset shell variable\?\)/],
       [garbage, /--checkpoint: .*garbage\.jsonl holds no checkpoint/],
       [malformed, /--checkpoint: .*malformed\.jsonl: line 1: not a checkpoint: headHash/],
     ] as const) {

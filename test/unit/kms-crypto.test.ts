@@ -1,4 +1,3 @@
-import { createCipheriv } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import {
   FORMAT_LEGACY,
   readHeader,
 } from "../../internal/pkg/kms/codec.js";
+import { sealLegacy } from "../helpers/legacy.js";
 import { deriveRootKey, loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import { unwrapKey, wrapKey } from "../../internal/pkg/kms/wrap.js";
 
@@ -104,15 +104,7 @@ describe("ciphertext codec", () => {
   });
 
   it("opens a value sealed before domains (format 1) in either domain: the cipher above decides", () => {
-    // Format 1 sealed the same bytes with format byte 1 in the associated data.
-    const legacy = Buffer.from(ct);
-    legacy[0] = FORMAT_LEGACY;
-    const nonce = legacy.subarray(6, 18);
-    const aad = Buffer.concat([legacy.subarray(0, 6), Buffer.alloc(4), ctx]);
-    aad.writeUInt32BE(ctx.length, 6);
-    const cipher = createCipheriv("aes-256-gcm", key, nonce).setAAD(aad);
-    const sealed = Buffer.concat([cipher.update("old"), cipher.final(), cipher.getAuthTag()]);
-    const old = Buffer.concat([legacy.subarray(0, 18), sealed]);
+    const old = sealLegacy(key, 3, "old", ctx);
     expect(readHeader(old).format).toBe(FORMAT_LEGACY);
     expect(decrypt(old, key, ctx, "store").toString()).toBe("old");
     expect(decrypt(old, key, ctx, "service").toString()).toBe("old");
