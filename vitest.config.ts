@@ -1,14 +1,30 @@
 import { defineConfig } from "vitest/config";
 
+// Two projects. `unit` proves biz and the small packages in memory: no
+// PostgreSQL, no transpiled sources, so `npm run test:unit` takes seconds.
+// `integration` runs real servers, clients and CLIs on a real PostgreSQL
+// (DATABASE_URL, else one embedded for the run).
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     // Run by `npm run test:reliability` (vitest.reliability.config.ts).
     exclude: ["test/reliability/**", "node_modules/**"],
-    globalSetup: ["test/global-setup.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
-    // Each file gets its own database; two workers match the machine's cores.
+    // Each integration file gets its own database; two workers match the machine's cores.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"], testTimeout: 10_000 },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          globalSetup: ["test/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
   },
 });
