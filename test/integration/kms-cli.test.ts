@@ -153,8 +153,8 @@ describe("kms --token-file", () => {
     for (const [name, content, message] of [
       ["empty", "", /is empty/],
       ["newline", "\n", /is empty/],
-      ["two-lines", `${token}\n\n`, /must hold the secret alone/],
-      ["spaces", ` ${token}\n`, /must hold the secret alone/],
+      ["two-lines", `${token}\n\n`, /must hold the token alone/],
+      ["spaces", ` ${token}\n`, /must hold the token alone/],
     ] as const) {
       const path = file(name, content);
       const r = await kms(["reencrypt", "status", "--token-file", path, ...addr()]);
