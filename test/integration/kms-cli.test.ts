@@ -113,6 +113,10 @@ describe("kms reencrypt", () => {
       rowsFailed: 0,
     });
     expect(r.output).not.toContain(token);
+    // docs/keys.md shows `kms reencrypt stop`: on a finished job it changes nothing.
+    const stop = await kms(["reencrypt", "stop", "--json", ...addr()], { KMS_TOKEN: token });
+    expect(stop.code, stop.output).toBe(0);
+    expect(JSON.parse(stop.stdout)).toMatchObject({ state: "finished" });
   }, 60_000);
 });
 
