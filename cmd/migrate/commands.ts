@@ -2,17 +2,17 @@ import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Config } from "../../internal/conf/load.js";
 import { parseDurationMs } from "../../internal/conf/duration.js";
-import { DatabaseUrlError } from "../../internal/data/migrate/connect.js";
-import { status } from "../../internal/data/migrate/inspect.js";
-import { migratorOptions } from "../../internal/data/migrate/options.js";
-import type { Command, MigratorOptions } from "../../internal/data/migrate/runner.js";
+import { DatabaseUrlError } from "../../internal/migrate/connect.js";
+import { status } from "../../internal/migrate/inspect.js";
+import { migratorOptions } from "../../internal/migrate/options.js";
+import type { Command, MigratorOptions } from "../../internal/migrate/runner.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import * as print from "./print.js";
 
 // Heavy modules (the config schema, node-pg-migrate, the SQL parser, the
 // logger) load only in the commands that use them: `status` and `--help`
 // stay quick.
-const runner = () => import("../../internal/data/migrate/runner.js");
+const runner = () => import("../../internal/migrate/runner.js");
 
 /** The parsed command line, as yargs hands it over. */
 export interface Args {
@@ -112,13 +112,13 @@ export const handlers = {
   },
 
   create: async (args: Args) => {
-    const { createMigration } = await import("../../internal/data/migrate/create.js");
+    const { createMigration } = await import("../../internal/migrate/create.js");
     const files = await createMigration(await migrationsDir(args), args.name ?? "");
     out(`${files.up}\n${files.down}\n`);
   },
 
   lint: async (args: Args) => {
-    const { lintMigrations } = await import("../../internal/data/migrate/lint.js");
+    const { lintMigrations } = await import("../../internal/migrate/lint/lint.js");
     const findings = await lintMigrations(await migrationsDir(args));
     print.findings(out, findings);
     if (findings.some((f) => f.severity === "error")) process.exitCode = 1;
@@ -270,7 +270,7 @@ async function withDatabase(
     opts[key] = ms;
   }
   if (url !== undefined) return fn(opts);
-  const { startEmbeddedPostgres } = await import("../../internal/data/embedded.js");
+  const { startEmbeddedPostgres } = await import("../../internal/pkg/embedded_pg/embedded_pg.js");
   const embedded = await startEmbeddedPostgres(resolve(".data"), log, { reuseRunning: true });
   try {
     await fn({ ...opts, databaseUrl: embedded.url });

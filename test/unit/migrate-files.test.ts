@@ -3,10 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PG_MIGRATE_LOCK_ID as upstreamLockId } from "node-pg-migrate";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { analyse, ScriptRefusedError } from "../../internal/data/migrate/analyse.js";
-import { PG_MIGRATE_LOCK_ID } from "../../internal/data/migrate/lock.js";
-import { MigrationSourceError, readMigrations } from "../../internal/data/migrate/source.js";
-import { loadSqlParser } from "../../internal/data/migrate/sql.js";
+import { analyse, ScriptRefusedError } from "../../internal/migrate/analyse.js";
+import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/lock.js";
+import { MigrationSourceError, readMigrations } from "../../internal/migrate/source.js";
+import { loadSqlParser } from "../../internal/migrate/sql.js";
 
 const dirs: string[] = [];
 function folder(files: Record<string, string>): string {

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { isDatabaseUnavailable } from "../../pkg/dberr/dberr.js";
+import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
 import { run, type MigratorOptions } from "./runner.js";
 import { readMigrations, type MigrationSource } from "./source.js";

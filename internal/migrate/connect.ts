@@ -1,6 +1,6 @@
 import pg from "pg";
 import { parse } from "pg-connection-string";
-import { describe } from "../url.js";
+import { describe } from "../pkg/dburl/dburl.js";
 
 /** A connection string that does not name a database explicitly. */
 export class DatabaseUrlError extends Error {

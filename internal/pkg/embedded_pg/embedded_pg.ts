@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
-import type { Logger } from "../pkg/log/logger.js";
+import type { Logger } from "../log/logger.js";
 import {
   type Binaries,
   type RunAs,

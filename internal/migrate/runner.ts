@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Logger } from "../../pkg/log/logger.js";
+import type { Logger } from "../pkg/log/logger.js";
 import {
   adoptable,
   readGolangMigrate,

@@ -1,8 +1,8 @@
 import type { Duration } from "@bufbuild/protobuf/wkt";
-import type { Data_Database } from "../../conf/conf_pb.js";
-import { defaults, migrateToolDefaults } from "../../conf/defaults.js";
-import { parseDurationMs } from "../../conf/duration.js";
-import type { Logger } from "../../pkg/log/logger.js";
+import type { Data_Database } from "../conf/conf_pb.js";
+import { defaults, migrateToolDefaults } from "../conf/defaults.js";
+import { parseDurationMs } from "../conf/duration.js";
+import type { Logger } from "../pkg/log/logger.js";
 import { defaultMigrationsDir } from "./dir.js";
 import type { MigratorOptions } from "./runner.js";
 
