@@ -10,11 +10,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runnableBinaries } from "../../internal/pkg/embedded_pg/embedded_pg.js";
+import { runAs, runnableBinaries } from "../../internal/pkg/embedded_pg/binaries.js";
 import {
   initdb,
   postgresEnvironment,
-  runAs,
   startPostmaster,
 } from "../../internal/pkg/embedded_pg/postgres_process.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
