@@ -36,6 +36,7 @@ export class UsageError extends Error {
 
 const MAX_WAIT_MS = 24 * 3600 * 1000;
 
+/** The migrations folder, for the commands that need no database (create, lint). */
 export async function migrationsDir(args: Args): Promise<string> {
   return migrationsFolder(
     args.dir,
