@@ -7,7 +7,7 @@ import {
 } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { noDeadline, type RequestHeader } from "./call.js";
+import { createCall, type RequestHeader } from "../transport/call.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
 import { requestRefused, rpcErrors, toGrpcStatus, type Refusal } from "./errors.js";
@@ -91,16 +91,17 @@ function unaryHandler(
     const due = call.getDeadline();
     const deadline = typeof due === "number" ? due : due.getTime();
     route
-      .handler({
-        service: route.service,
-        method: route.method,
-        request,
-        deadline: Number.isFinite(deadline) ? deadline : undefined,
-        transport: "grpc",
-        requestHeader: metadataHeader(call.metadata),
-        peer: peerAddress(call.getPeer()),
-        beginCommit: noDeadline,
-      })
+      .handler(
+        createCall({
+          service: route.service,
+          method: route.method,
+          request,
+          deadline: Number.isFinite(deadline) ? deadline : undefined,
+          transport: "grpc",
+          requestHeader: metadataHeader(call.metadata),
+          peer: peerAddress(call.getPeer()),
+        }),
+      )
       .then((response) => callback(null, response), answer(callback));
   };
 }

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
 import { refuse, type Route } from "./handlers.js";
-import type { RequestHeader } from "./call.js";
+import type { RequestHeader } from "../transport/call.js";
 import { metadataHeader, peerAddress, refuseThroughChain } from "./grpc_adapter.js";
 
 const noHeader: RequestHeader = { get: () => null };

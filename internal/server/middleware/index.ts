@@ -1,7 +1,7 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Limits, Server } from "../../conf/conf_pb.js";
 import type { Logger } from "../../pkg/log/logger.js";
-import { chain, type Guard, type Middleware, type Observer } from "../call.js";
+import { chain, type Guard, type Middleware, type Observer } from "../../transport/middleware.js";
 import type { RpcMetrics } from "../metrics.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { authorize } from "./auth.js";
