@@ -23,7 +23,7 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "../pkg/log/logger.js";
 import { createCall } from "../transport/call.js";
-import { requestRefused, type Refusal } from "./errors.js";
+import { requestRefused, type Refusal } from "./request_refused.js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";

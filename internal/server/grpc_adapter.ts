@@ -10,7 +10,9 @@ import * as grpc from "@grpc/grpc-js";
 import { createCall, type RequestHeader } from "../transport/call.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
-import { requestRefused, rpcErrors, toGrpcStatus } from "./errors.js";
+import { rpcErrors } from "./errors.js";
+import { toGrpcStatus } from "./grpc_status.js";
+import { requestRefused } from "./request_refused.js";
 import { refusalOf, replaceOnOwnCall, type OwnCall } from "./seams/grpc_js.js";
 
 // The bridge from protobuf-es descriptors to @grpc/grpc-js: a service

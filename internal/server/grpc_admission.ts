@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
-import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
+import { toGrpcStatus } from "./grpc_status.js";
+import { requestRefused, type Refusal } from "./request_refused.js";
 import { refuse, type Route } from "./handlers.js";
 import type { RequestHeader } from "../transport/call.js";
 import { metadataHeader, peerAddress, refuseThroughChain } from "./grpc_adapter.js";
