@@ -19,9 +19,11 @@ export interface RequestHeader {
 
 /**
  * One unary RPC as the middleware chain sees it, whichever transport carried
- * it. Immutable (frozen): what is learnt on the way (the caller, the commit
- * gate) is attached as typed values, with `withValue`, in a new Call handed
- * further in.
+ * it. Immutable: what is learnt on the way (the caller, the commit gate) is
+ * attached as typed values, with `withValue`, to a new Call handed further
+ * in. Nothing in it is writable through its type, and `caller` has no
+ * setter. Not also frozen at run time: Object.freeze cost a call about
+ * 0.75 µs here, some fifteen times what making its three Calls does.
  */
 export interface Call {
   readonly service: DescService;
@@ -48,7 +50,7 @@ export interface Call {
    * has passed (nothing written); after it, the call answers the write's
    * outcome, late or not. Runs the gate under commitGateKey (biz's Context).
    */
-  beginCommit(): void;
+  readonly beginCommit: () => void;
 }
 
 /** What a transport knows of a call when it makes one. */
@@ -57,26 +59,50 @@ export type CallInit = Omit<Call, "values" | "caller" | "beginCommit">;
 /** The commit gate (see Call.beginCommit); attached by the deadline middleware. */
 export const commitGateKey = createContextKey<() => void>(() => undefined, "commit gate");
 
-// Shared by every Call: the two views biz's Context reads, derived from the
-// values so that they cannot disagree with them.
-const views: Pick<Call, "caller" | "beginCommit"> & ThisType<Call> = {
-  get caller() {
-    return this.values.get(callerKey);
-  },
-  beginCommit() {
-    this.values.get(commitGateKey)();
-  },
-};
+// Fields copied one by one, not spread: every Call then has one shape.
+class TransportCall implements Call {
+  readonly service: DescService;
+  readonly method: DescMethodUnary;
+  readonly request: Message;
+  readonly deadline: number | undefined;
+  readonly transport: "grpc" | "connect";
+  readonly requestHeader: RequestHeader;
+  readonly peer: string | undefined;
+  readonly refused: ConnectError | undefined;
 
-/** A frozen Call. */
+  constructor(
+    init: CallInit,
+    readonly values: ContextValues,
+  ) {
+    this.service = init.service;
+    this.method = init.method;
+    this.request = init.request;
+    this.deadline = init.deadline;
+    this.transport = init.transport;
+    this.requestHeader = init.requestHeader;
+    this.peer = init.peer;
+    this.refused = init.refused;
+  }
+
+  // The two views biz's Context reads, derived from the values so that they
+  // cannot disagree with them.
+  get caller(): Caller | undefined {
+    return this.values.get(callerKey);
+  }
+
+  beginCommit(): void {
+    this.values.get(commitGateKey)();
+  }
+}
+
+/** A Call with nothing attached yet (or `values`). */
 export function createCall(init: CallInit, values: ContextValues = emptyContextValues): Call {
-  const call = Object.create(views) as Call;
-  return Object.freeze(Object.assign(call, init, { values }));
+  return new TransportCall(init, values);
 }
 
 /** The same call with `key` = `value` attached; `call` itself is unchanged. */
 export function withValue<T>(call: Call, key: ContextKey<T>, value: T): Call {
-  return createCall(call, call.values.with(key, value));
+  return new TransportCall(call, call.values.with(key, value));
 }
 
 const names = new WeakMap<DescMethodUnary, string>();

@@ -23,24 +23,26 @@ export interface ContextValues {
 }
 
 // A call carries two or three values: a list from the newest is cheaper to
-// extend than a copied map, and as quick to read.
+// extend than a copied map, and as quick to read. Not frozen (see call.ts):
+// nothing in it is writable through its type.
 interface Node {
   readonly id: symbol;
   readonly value: unknown;
   readonly parent: Node | undefined;
 }
 
-function values(head: Node | undefined): ContextValues {
-  return Object.freeze({
-    get<T>(key: ContextKey<T>): T {
-      for (let n = head; n; n = n.parent) if (n.id === key.id) return n.value as T;
-      return key.defaultValue;
-    },
-    with<T>(key: ContextKey<T>, value: T): ContextValues {
-      return values({ id: key.id, value, parent: head });
-    },
-  });
+class Values implements ContextValues {
+  constructor(private readonly head: Node | undefined) {}
+
+  get<T>(key: ContextKey<T>): T {
+    for (let n = this.head; n; n = n.parent) if (n.id === key.id) return n.value as T;
+    return key.defaultValue;
+  }
+
+  with<T>(key: ContextKey<T>, value: T): ContextValues {
+    return new Values({ id: key.id, value, parent: this.head });
+  }
 }
 
 /** Values with nothing attached: every key reads its default. */
-export const emptyContextValues: ContextValues = values(undefined);
+export const emptyContextValues: ContextValues = new Values(undefined);

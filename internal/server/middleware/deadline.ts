@@ -6,9 +6,9 @@ import { rpcErrors } from "../errors.js";
  * Bounds each call by the earlier of the client's deadline and the server's
  * timeout: when it passes, the client gets DEADLINE_EXCEEDED without waiting
  * for the handler, unless a write already began to commit
- * (`call.beginCommit`, the gate it attaches): then the call answers the write's outcome, and
- * DEADLINE_EXCEEDED always means "not written". One timer per call, nothing
- * else.
+ * (`call.beginCommit`, which runs the gate attached here): then the call
+ * answers the write's outcome, and DEADLINE_EXCEEDED always means "not
+ * written". One timer per call, nothing else.
  */
 export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Middleware {
   return (next) => (call) =>
