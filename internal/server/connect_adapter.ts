@@ -22,8 +22,8 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../pkg/log/logger.js";
-import { noDeadline } from "./call.js";
-import { requestRefused, type Refusal } from "./errors.js";
+import { createCall } from "../transport/call.js";
+import { requestRefused, type Refusal } from "./request_refused.js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
@@ -116,16 +116,17 @@ function implementation(route: Route) {
   return (request: unknown, ctx: HandlerContext) => {
     ctx.values.get(reached).value = true;
     const timeout = ctx.timeoutMs();
-    return route.handler({
-      service: route.service,
-      method: route.method,
-      request: request as never,
-      deadline: timeout === undefined ? undefined : Date.now() + timeout,
-      transport: "connect",
-      requestHeader: ctx.requestHeader,
-      peer: ctx.values.get(peer),
-      beginCommit: noDeadline,
-    });
+    return route.handler(
+      createCall({
+        service: route.service,
+        method: route.method,
+        request: request as never,
+        deadline: timeout === undefined ? undefined : Date.now() + timeout,
+        transport: "connect",
+        requestHeader: ctx.requestHeader,
+        peer: ctx.values.get(peer),
+      }),
+    );
   };
 }
 

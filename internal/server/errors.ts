@@ -1,13 +1,5 @@
-import {
-  create,
-  toBinary,
-  type DescMessage,
-  type DescMethodUnary,
-  type DescService,
-} from "@bufbuild/protobuf";
-import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
+import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Metadata, type StatusObject, type status as GrpcStatus } from "@grpc/grpc-js";
 import { BizError, reasonName, type ErrorCode } from "../biz/errors.js";
 import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import {
@@ -15,11 +7,12 @@ import {
   ErrorInfoSchema,
   RetryInfoSchema,
 } from "../../third_party/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 
 // The one error mapping. Everything a handler throws becomes a ConnectError
 // carrying a google.rpc.ErrorInfo; the gRPC port turns that same value into a
-// status with grpc-status-details-bin, so both ports answer identically.
+// status with grpc-status-details-bin (grpc_status.ts), so both ports answer
+// identically. What a transport refuses before the chain is in
+// request_refused.ts.
 
 const codes: Record<ErrorCode, Code> = {
   INVALID_ARGUMENT: Code.InvalidArgument,
@@ -164,69 +157,6 @@ export function toConnectError(
   return rpcErrors.internal(service);
 }
 
-/** Why a transport could not take a request. */
-export type Refusal =
-  "malformed" | "too_large" | "bad_timeout" | "bad_compression" | "busy" | "stalled";
-
-/**
- * The answer, on either port, to a request its transport could not take.
- * Fixed texts: the transports' own messages can quote what was sent.
- */
-export function requestRefused(
-  method: DescMethodUnary,
-  refusal: Refusal,
-  limitBytes: number,
-): ConnectError {
-  const service = method.parent;
-  switch (refusal) {
-    case "too_large":
-      return serviceError(
-        service,
-        Code.ResourceExhausted,
-        "REQUEST_TOO_LARGE",
-        `request larger than ${limitBytes} bytes`,
-        { limit_bytes: String(limitBytes) },
-      );
-    case "busy":
-      return serviceError(
-        service,
-        Code.ResourceExhausted,
-        "RATE_LIMITED",
-        "server busy: too many request bytes in flight; retry",
-        {},
-        [retryInfo(1000)],
-      );
-    case "stalled":
-      return serviceError(
-        service,
-        Code.DeadlineExceeded,
-        "DEADLINE_EXCEEDED",
-        "request not received within the server's timeout",
-      );
-    case "bad_compression":
-      return serviceError(
-        service,
-        Code.Unimplemented,
-        "NOT_IMPLEMENTED",
-        "request compression not supported (use gzip or br)",
-      );
-    case "bad_timeout":
-      return serviceError(
-        service,
-        Code.InvalidArgument,
-        "VALIDATION_FAILED",
-        "invalid timeout header",
-      );
-    case "malformed":
-      return serviceError(
-        service,
-        Code.InvalidArgument,
-        "VALIDATION_FAILED",
-        `request is not a valid ${method.input.typeName}`,
-      );
-  }
-}
-
 /** A google.rpc.RetryInfo detail: retry after at least `ms`. */
 export function retryInfo(ms: number) {
   return {
@@ -240,17 +170,4 @@ export function codeName(code: Code): string {
   return code === Code.Canceled
     ? "CANCELLED"
     : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
-}
-
-/** The grpc-js status for a ConnectError: code, message and rich details. */
-export function toGrpcStatus(err: ConnectError): Partial<StatusObject> {
-  const details = err.details.map((d) =>
-    "desc" in d
-      ? anyPack(d.desc, create(d.desc, d.value))
-      : create(AnySchema, { typeUrl: `type.googleapis.com/${d.type}`, value: d.value }),
-  );
-  const metadata = new Metadata();
-  const status = create(StatusSchema, { code: err.code, message: err.rawMessage, details });
-  metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
-  return { code: err.code as number as GrpcStatus, details: err.rawMessage, metadata };
 }

@@ -12,6 +12,7 @@ import type { Route } from "./handlers.js";
 import { connectionListener, listen } from "./listen.js";
 import type { TlsConfig } from "./tls.js";
 import { addReflection } from "./reflection.js";
+import { addHealthService } from "./seams/grpc_health_check.js";
 
 export interface GrpcServerOptions {
   addr: string;
@@ -69,18 +70,17 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   // Watch streams never end by themselves; they are ended at shutdown (after
   // the NOT_SERVING update) so that they do not hold it until the timeout.
   const watches = new Set<grpc.ServerWritableStream<unknown, unknown>>();
-  health.addToServer({
-    addService: (definition, impl) =>
-      server.addService(definition, {
-        ...impl,
-        watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-          watches.add(call);
-          call.on("close", () => watches.delete(call));
-          call.on("cancelled", () => watches.delete(call));
-          (impl.watch as (c: typeof call) => void)(call);
-        },
-      }),
-  } as grpc.Server);
+  addHealthService(health, (definition, impl) =>
+    server.addService(definition, {
+      ...impl,
+      watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        watches.add(call);
+        call.on("close", () => watches.delete(call));
+        call.on("cancelled", () => watches.delete(call));
+        (impl.watch as (c: typeof call) => void)(call);
+      },
+    }),
+  );
   const files: DescFile[] = [
     ...opts.services.map((s) => s.file),
     ...opts.files,

@@ -7,10 +7,13 @@ import {
 } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { noDeadline, type RequestHeader } from "./call.js";
+import { createCall, type RequestHeader } from "../transport/call.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
-import { requestRefused, rpcErrors, toGrpcStatus, type Refusal } from "./errors.js";
+import { rpcErrors } from "./errors.js";
+import { toGrpcStatus } from "./grpc_status.js";
+import { requestRefused } from "./request_refused.js";
+import { refusalOf, replaceOnOwnCall, type OwnCall } from "./seams/grpc_js.js";
 
 // The bridge from protobuf-es descriptors to @grpc/grpc-js: a service
 // definition (paths and codecs) and one unary handler shape. It carries calls
@@ -91,16 +94,17 @@ function unaryHandler(
     const due = call.getDeadline();
     const deadline = typeof due === "number" ? due : due.getTime();
     route
-      .handler({
-        service: route.service,
-        method: route.method,
-        request,
-        deadline: Number.isFinite(deadline) ? deadline : undefined,
-        transport: "grpc",
-        requestHeader: metadataHeader(call.metadata),
-        peer: peerAddress(call.getPeer()),
-        beginCommit: noDeadline,
-      })
+      .handler(
+        createCall({
+          service: route.service,
+          method: route.method,
+          request,
+          deadline: Number.isFinite(deadline) ? deadline : undefined,
+          transport: "grpc",
+          requestHeader: metadataHeader(call.metadata),
+          peer: peerAddress(call.getPeer()),
+        }),
+      )
       .then((response) => callback(null, response), answer(callback));
   };
 }
@@ -111,7 +115,7 @@ function unaryHandler(
  * (RESOURCE_EXHAUSTED), one that does not decompress (INTERNAL), an unknown
  * compression or no message at all (UNIMPLEMENTED). Installed on grpc-js's
  * own call (it sends those from inside, past any responder: only the
- * instance's own method sees them), this sends them through the chain as
+ * instance's own method sees them; see seams/grpc_js.ts), this sends them through the chain as
  * refusals instead, as the caller's call (`header`), so that they get the code
  * and ErrorInfo the HTTP port gives, and are logged and counted, once. Once a
  * message has been delivered (the interceptor calls the function returned),
@@ -120,15 +124,14 @@ function unaryHandler(
  * status we produced (it carries details).
  */
 export function refuseThroughChain(
-  call: grpc.ServerInterceptingCallInterface,
+  call: OwnCall,
   route: Route,
   maxRequestBytes: number,
   header: () => RequestHeader,
 ): () => void {
   let delivered = false;
   let refusing = false;
-  const send = call.sendStatus.bind(call);
-  call.sendStatus = (status) => {
+  replaceOnOwnCall(call, "sendStatus", (send) => (status) => {
     // Our answer is on its way; what grpc-js adds after it (a half-close
     // finding no message) would be a second answer to the same call.
     if (refusing) return;
@@ -140,28 +143,17 @@ export function refuseThroughChain(
       return send(status);
     }
     refusing = true;
-    const error = requestRefused(route.method, grpcRefusal(status), maxRequestBytes);
+    const error = requestRefused(route.method, refusalOf(status), maxRequestBytes);
     void refuse(route, "grpc", header(), error, peerAddress(call.getPeer())).then((e) =>
       send(toGrpcStatus(e) as grpc.StatusObject),
     );
-  };
+  });
   return () => {
     delivered = true;
   };
 }
 
 const passes = new Set([grpc.status.OK, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
-
-// Which refusal a status grpc-js produced stands for. Only its codes and the
-// fixed beginnings of its own texts are read, never what the client sent.
-function grpcRefusal(status: { code: grpc.status; details?: string }): Refusal {
-  const details = status.details ?? "";
-  if (status.code === grpc.status.RESOURCE_EXHAUSTED) return "too_large";
-  if (details.startsWith("Invalid grpc-timeout value")) return "bad_timeout";
-  if (details.startsWith("Received message compressed with unsupported encoding"))
-    return "bad_compression";
-  return "malformed";
-}
 
 /** The address in grpc-js's "address:port" (no brackets around IPv6); undefined when unknown. */
 export function peerAddress(peer: string): string | undefined {

@@ -1,9 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
-import { requestRefused, toGrpcStatus, type Refusal } from "./errors.js";
+import { toGrpcStatus } from "./grpc_status.js";
+import { requestRefused, type Refusal } from "./request_refused.js";
 import { refuse, type Route } from "./handlers.js";
-import type { RequestHeader } from "./call.js";
+import type { RequestHeader } from "../transport/call.js";
 import { metadataHeader, peerAddress, refuseThroughChain } from "./grpc_adapter.js";
+import { replaceOnOwnCall, returnOwnCall } from "./seams/grpc_js.js";
 
 const noHeader: RequestHeader = { get: () => null };
 
@@ -107,64 +109,63 @@ export function admissionInterceptor(opts: AdmissionOptions): grpc.ServerInterce
     };
 
     // No ServerInterceptingCall: grpc-js's own call is returned with three
-    // of its methods wrapped (grpc-js calls them through the instance), which
-    // spares every call an intercepting call, a listener chain and a
-    // continuation per event. What that chain did for us is done here: once
-    // the call is answered, nothing more reaches its handler (a client's
-    // END_STREAM after a refusal would otherwise run it, and give back room
-    // twice).
-    const send = call.sendStatus.bind(call);
-    call.sendStatus = (status) => {
+    // of its methods replaced (seams/grpc_js.ts), which spares every call an
+    // intercepting call, a listener chain and a continuation per event. What
+    // that chain did for us is done here: once the call is answered, nothing
+    // more reaches its handler (a client's END_STREAM after a refusal would
+    // otherwise run it, and give back room twice).
+    replaceOnOwnCall(call, "sendStatus", (send) => (status) => {
       // Room comes back as the answer leaves, not when the client has read
       // it (a client that never reads would keep it).
       end();
       send(status);
-    };
-    const start = call.start.bind(call);
-    call.start = (listener) =>
-      start({
-        onReceiveMetadata: (metadata) => {
-          header = metadataHeader(metadata);
-          admit(() => listener.onReceiveMetadata(metadata));
-        },
-        onReceiveMessage: (msg: Buffer) => {
-          if (ended) return;
-          delivered?.();
-          if (unary) {
-            message += msg.length;
-          } else {
-            // A stream's handler takes each message as it comes: room for the next read only.
+    });
+    replaceOnOwnCall(
+      call,
+      "start",
+      (start) => (listener) =>
+        start({
+          onReceiveMetadata: (metadata) => {
+            header = metadataHeader(metadata);
+            admit(() => listener.onReceiveMetadata(metadata));
+          },
+          onReceiveMessage: (msg: Buffer) => {
+            if (ended) return;
+            delivered?.();
+            if (unary) {
+              message += msg.length;
+            } else {
+              // A stream's handler takes each message as it comes: room for the next read only.
+              readDone();
+              give(held);
+            }
+            listener.onReceiveMessage(msg);
+          },
+          onReceiveHalfClose: () => {
+            if (ended) return;
             readDone();
-            give(held);
-          }
-          listener.onReceiveMessage(msg);
-        },
-        onReceiveHalfClose: () => {
-          if (ended) return;
-          readDone();
-          // What stays is the request the handler now serves.
-          give(held - message);
-          listener.onReceiveHalfClose();
-        },
-        // grpc-js tells every call's listener this once the call is over,
-        // answered or not.
-        onCancel: () => {
-          end();
-          listener.onCancel();
-        },
-      });
+            // What stays is the request the handler now serves.
+            give(held - message);
+            listener.onReceiveHalfClose();
+          },
+          // grpc-js tells every call's listener this once the call is over,
+          // answered or not.
+          onCancel: () => {
+            end();
+            listener.onCancel();
+          },
+        }),
+    );
     // The first read was covered when the call was let in; a stream's later
     // reads are covered one by one (a unary call's second read, which waits
     // for the half-close, is inside its first cover).
-    const startRead = call.startRead.bind(call);
     let reads = 0;
-    call.startRead = () => {
+    replaceOnOwnCall(call, "startRead", (startRead) => () => {
       reads++;
       if (unary || reads === 1) return startRead();
       admit(startRead);
-    };
-    // grpc-js's type asks for its class; it uses only the interface.
-    return call as grpc.ServerInterceptingCall;
+    });
+    return returnOwnCall(call);
   };
 }
 

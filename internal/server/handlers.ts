@@ -1,13 +1,8 @@
 import { create, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
-import {
-  noDeadline,
-  type Call,
-  type Handler,
-  type Middleware,
-  type RequestHeader,
-  type ServiceBinding,
-} from "./call.js";
+import type { ServiceBinding } from "../transport/binding.js";
+import { createCall, type Call, type RequestHeader } from "../transport/call.js";
+import type { Handler, Middleware } from "../transport/middleware.js";
 import { rpcErrors } from "./errors.js";
 
 /** A method ready to serve: its descriptors and its handler wrapped in the chain. */
@@ -50,7 +45,7 @@ export async function refuse(
   error: ConnectError,
   peer?: string,
 ): Promise<ConnectError> {
-  const call: Call = {
+  const call = createCall({
     service: route.service,
     method: route.method,
     request: create(route.method.input),
@@ -58,9 +53,8 @@ export async function refuse(
     transport,
     requestHeader,
     peer,
-    beginCommit: noDeadline,
     refused: error,
-  };
+  });
   return route.handler(call).then(
     () => error,
     (e: unknown) => (e instanceof ConnectError ? e : error),

@@ -3,7 +3,7 @@ import type { Metric } from "prom-client";
 import type { Auth, Limits, Server } from "../conf/conf_pb.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import type { Logger } from "../pkg/log/logger.js";
-import type { ServiceBinding } from "./call.js";
+import type { ServiceBinding } from "../transport/binding.js";
 import { startGrpcServer } from "./grpc.js";
 import { buildRoutes } from "./handlers.js";
 import { startHttpServer } from "./http.js";

@@ -33,7 +33,7 @@ import type {
   IndexRotation,
   IndexRotationStatus as BizIndexRotationStatus,
 } from "../biz/index_rotation.js";
-import { bind, type ServiceBinding } from "../server/call.js";
+import { bind, type ServiceBinding } from "../transport/binding.js";
 
 const statuses: Record<BizKeyStatus, KeyStatus> = {
   active: KeyStatus.ACTIVE,

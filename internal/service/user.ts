@@ -6,7 +6,8 @@ import { UserService, View } from "../../api/user/v1/user_pb.js";
 import { reasonName } from "../biz/errors.js";
 import type { User } from "../biz/user.js";
 import type { UserUsecase, View as BizView } from "../biz/user_usecase.js";
-import { bind, type Call, type ServiceBinding } from "../server/call.js";
+import { bind, type ServiceBinding } from "../transport/binding.js";
+import type { Call } from "../transport/call.js";
 
 /** user.v1.UserService: translates messages to the user use cases, nothing else. */
 export function newUserService(users: UserUsecase): ServiceBinding {

@@ -10,12 +10,8 @@ import { ErrorReasonSchema as UserReasonSchema } from "../../api/user/v1/error_r
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { BizError } from "../../internal/biz/errors.js";
 import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
-import {
-  codeName,
-  toConnectError,
-  toGrpcStatus,
-  type CommonReason,
-} from "../../internal/server/errors.js";
+import { codeName, toConnectError, type CommonReason } from "../../internal/server/errors.js";
+import { toGrpcStatus } from "../../internal/server/grpc_status.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 

@@ -5,7 +5,9 @@ import { describe, expect, it } from "vitest";
 import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
 import { parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { bind, noDeadline, type Call, type ServiceImpl } from "../../internal/server/call.js";
+import { bind, type ServiceImpl } from "../../internal/transport/binding.js";
+import { commitGateKey, createCall, type Call } from "../../internal/transport/call.js";
+import { callerKey } from "../../internal/transport/caller.js";
 import { createAuthenticator } from "../../internal/server/auth/authenticator.js";
 import { buildRoutes } from "../../internal/server/handlers.js";
 import { createMetrics } from "../../internal/server/metrics.js";
@@ -37,19 +39,21 @@ function setup(impl: ServiceImpl<typeof UserService>) {
     }),
   );
   const route = routes.find((r) => r.method === UserService.method.getUser)!;
-  const call = (id: bigint, deadline?: number): Call => ({
-    service: UserService,
-    method: UserService.method.getUser,
-    request: create(GetUserRequestSchema, { id }),
-    deadline,
-    transport: "connect",
-    requestHeader: new Headers(),
-    beginCommit: noDeadline,
-  });
+  const call = (id: bigint, deadline?: number) =>
+    createCall({
+      service: UserService,
+      method: UserService.method.getUser,
+      request: create(GetUserRequestSchema, { id }),
+      deadline,
+      transport: "connect",
+      requestHeader: new Headers(),
+    });
   return {
     lines,
     metrics,
+    call,
     run: (id: bigint, deadline?: number) => route.handler(call(id, deadline)),
+    runCall: (c: ReturnType<typeof call>) => route.handler(c),
   };
 }
 
@@ -124,5 +128,24 @@ describe("the middleware chain", () => {
     expect(text).toMatch(
       /rpc_server_duration_seconds_count\{[^}]*code="DEADLINE_EXCEEDED"[^}]*\} 1/,
     );
+  });
+
+  it("leaves the transport's call as it was: the caller and the commit gate reach the handler on a copy", async () => {
+    let seen: Call | undefined;
+    const { call, runCall } = setup({
+      getUser: async (req, c) => ((seen = c), { user: { id: req.id } }),
+    });
+    const sent = call(3n, Date.now() + 60_000);
+    await runCall(sent);
+    expect(sent.caller).toBeUndefined();
+    expect(sent.values.get(commitGateKey)).toBe(commitGateKey.defaultValue);
+    expect(seen).not.toBe(sent);
+    expect(seen!.caller).toMatchObject({ name: "anonymous" });
+    expect(seen!.values.get(callerKey)).toBe(seen!.caller);
+    expect(seen!.values.get(commitGateKey)).not.toBe(commitGateKey.defaultValue);
+    expect(seen!.request).toBe(sent.request);
+    // Read-only through its type, and the caller has no setter at all.
+    // @ts-expect-error: Call.caller is readonly
+    expect(() => (sent.caller = seen!.caller)).toThrow(TypeError);
   });
 });

@@ -16,13 +16,20 @@ const NETWORK = new Set([
 // or starting; too many connections.
 const UNAVAILABLE_STATES = new Set(["57P01", "57P02", "57P03", "53300"]);
 
-// node-postgres reports these without a code.
+// node-postgres reports these without a code: its texts, pinned on the
+// installed pg by test/unit/seam-pg-messages.test.ts.
 const CLIENT_MESSAGES = [
   /^Connection terminated/,
   /timeout exceeded when trying to connect/,
   /is not queryable/,
   /^Client was closed/,
 ];
+
+/** The pg and pg-pool versions CLIENT_MESSAGES was written for: [from, below), major.minor. */
+export const writtenFor = {
+  pg: { from: [8, 0], below: [9, 0] },
+  "pg-pool": { from: [3, 0], below: [4, 0] },
+} as const;
 
 /** True when `err` (or its cause) says the database could not be reached or dropped the connection. */
 export function isDatabaseUnavailable(err: unknown): boolean {

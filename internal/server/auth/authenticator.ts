@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Auth } from "../../conf/conf_pb.js";
-import type { Caller } from "../call.js";
+import type { Caller } from "../../transport/caller.js";
 import { jwtVerifier } from "./jwt.js";
 import { allScopes } from "./scopes.js";
 

@@ -4,7 +4,7 @@ import { readSecretFile } from "../../pkg/secret/file.js";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { errors, jwtVerify, type JWTPayload } from "jose";
 import type { Auth_Jwt } from "../../conf/conf_pb.js";
-import type { Caller } from "../call.js";
+import type { Caller } from "../../transport/caller.js";
 
 export type JwtVerifier = (token: string) => Promise<Caller>;
 

@@ -1,4 +1,6 @@
-import { rpcName, type AuthProblem, type Guard } from "../call.js";
+import { rpcName } from "../../transport/call.js";
+import type { AuthProblem } from "../../transport/caller.js";
+import type { Guard } from "../../transport/middleware.js";
 import { maxSubjectBytes } from "../auth/jwt.js";
 import { methodScopes } from "../auth/scopes.js";
 import { rpcErrors } from "../errors.js";

@@ -1,13 +1,14 @@
-import type { Call, Middleware } from "../call.js";
+import { commitGateKey, withValue, type Call } from "../../transport/call.js";
+import type { Middleware } from "../../transport/middleware.js";
 import { rpcErrors } from "../errors.js";
 
 /**
  * Bounds each call by the earlier of the client's deadline and the server's
  * timeout: when it passes, the client gets DEADLINE_EXCEEDED without waiting
  * for the handler, unless a write already began to commit
- * (`call.beginCommit`): then the call answers the write's outcome, and
- * DEADLINE_EXCEEDED always means "not written". One timer per call, nothing
- * else.
+ * (`call.beginCommit`, which runs the gate attached here): then the call
+ * answers the write's outcome, and DEADLINE_EXCEEDED always means "not
+ * written". One timer per call, nothing else.
  */
 export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Middleware {
   return (next) => (call) =>
@@ -23,13 +24,13 @@ export function deadline(serverTimeoutMs: Record<Call["transport"], number>): Mi
         },
         Math.max(0, due - Date.now()),
       );
-      call.beginCommit = () => {
+      const gate = () => {
         if (expired) throw expired;
         committing = true;
       };
       let answer: ReturnType<typeof next>;
       try {
-        answer = next(call);
+        answer = next(withValue(call, commitGateKey, gate));
       } catch (err) {
         // A handler that throws instead of rejecting.
         clearTimeout(timer);

@@ -1,7 +1,7 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Limits, Server } from "../../conf/conf_pb.js";
 import type { Logger } from "../../pkg/log/logger.js";
-import { chain, type Guard, type Middleware, type Observer } from "../call.js";
+import { chain, type Guard, type Middleware, type Observer } from "../../transport/middleware.js";
 import type { RpcMetrics } from "../metrics.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import { authorize } from "./auth.js";
@@ -21,7 +21,9 @@ import { validation } from "./validation.js";
  * the caller); the guards refuse before any other work (authorization, the
  * per-caller rate limit, validation), synchronously; the deadline bounds the
  * handler. Three steps, so that a call pays for one async frame and one
- * timer, not one promise per concern.
+ * timer, not one promise per concern. The call is never written to:
+ * `observe` hands the rest a copy with the caller attached, `deadline` one
+ * with the commit gate (internal/transport).
  */
 export function middlewareChain(opts: {
   server: Server;

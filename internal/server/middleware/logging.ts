@@ -1,5 +1,6 @@
 import type { Logger } from "../../pkg/log/logger.js";
-import { rpcName, type Call, type Observer } from "../call.js";
+import { rpcName, type Call } from "../../transport/call.js";
+import type { Observer } from "../../transport/middleware.js";
 
 /**
  * One structured line per call: method, caller, transport, code, duration.

@@ -1,4 +1,5 @@
-import type { Call, Observer } from "../call.js";
+import type { Call } from "../../transport/call.js";
+import type { Observer } from "../../transport/middleware.js";
 import type { RpcMetrics } from "../metrics.js";
 
 type Child = ReturnType<RpcMetrics["duration"]["labels"]>;

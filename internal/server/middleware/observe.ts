@@ -1,6 +1,8 @@
 import type { Logger } from "../../pkg/log/logger.js";
 import type { Authenticator } from "../auth/authenticator.js";
-import { rpcName, type Middleware, type Observer } from "../call.js";
+import { rpcName, withValue } from "../../transport/call.js";
+import { callerKey } from "../../transport/caller.js";
+import type { Middleware, Observer } from "../../transport/middleware.js";
 import { codeName, rpcErrors, toConnectError } from "../errors.js";
 import type { PeerLimit } from "./peer_limit.js";
 
@@ -23,9 +25,11 @@ export function observe(opts: {
   observers: Observer[];
 }): Middleware {
   const { authenticator, peerLimit, log, observers } = opts;
-  return (next) => async (call) => {
+  return (next) => async (received) => {
     const started = performance.now();
     let code = "OK";
+    // The call as the observers see it: with its caller, once found.
+    let call = received;
     try {
       const peer = peerLimit && call.peer;
       // An address past its limit keeps what costs a lookup (a configured
@@ -34,10 +38,11 @@ export function observe(opts: {
       const closedMs = peer ? peerLimit.waitMs(peer) : 0;
       const found = authenticator(call.requestHeader.get("authorization"), closedMs > 0);
       // A configured token is known at once; a JWT is verified asynchronously.
-      call.caller = found instanceof Promise ? await found : found;
-      if (closedMs > 0 && call.caller.problem)
+      const caller = found instanceof Promise ? await found : found;
+      call = withValue(received, callerKey, caller);
+      if (closedMs > 0 && caller.problem)
         throw rpcErrors.authFailuresLimited(call.service, closedMs);
-      if (peer && call.caller.problem) {
+      if (peer && caller.problem) {
         const wait = peerLimit.failed(peer);
         if (wait > 0) throw rpcErrors.authFailuresLimited(call.service, wait);
       }

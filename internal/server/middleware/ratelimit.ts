@@ -1,4 +1,4 @@
-import type { Guard } from "../call.js";
+import type { Guard } from "../../transport/middleware.js";
 import { tokenBuckets } from "../../pkg/limit/queue.js";
 import { rpcErrors } from "../errors.js";
 

@@ -1,6 +1,6 @@
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
-import type { Guard } from "../call.js";
+import type { Guard } from "../../transport/middleware.js";
 import { rpcErrors } from "../errors.js";
 import { nulField } from "./text.js";
 
