@@ -11,32 +11,32 @@ import type { LoginAttempts } from "../../internal/biz/login.js";
 import { memoryLoginAttempts, redisLoginAttempts } from "../../internal/data/login_attempts.js";
 import { fairQueue } from "../../internal/pkg/limit/fair_queue.js";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
-import { RootKeys } from "../../internal/biz/root_keys.js";
+import { RootKeys } from "../../internal/biz/kms/root_keys.js";
 import type { AuditCheckpoints, Kms } from "../../internal/conf/conf_pb.js";
 import type { Data } from "../../internal/data/data.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
-import { newKeyring } from "../../internal/biz/keyring.js";
-import { KeyLifecycle, type KeyPolicy } from "../../internal/biz/key_lifecycle.js";
+import { newKeyring } from "../../internal/biz/kms/keyring.js";
+import { KeyLifecycle, type KeyPolicy } from "../../internal/biz/kms/key_lifecycle.js";
 import {
   newCallerCrypto,
   newFieldCipher,
   type CallerCrypto,
   type FieldCipher,
-} from "../../internal/biz/field_cipher.js";
-import { encryptionUsage } from "../../internal/biz/kms_usage.js";
-import { startKmsJob } from "../../internal/biz/kms_job.js";
+} from "../../internal/biz/kms/field_cipher.js";
+import { encryptionUsage } from "../../internal/biz/kms/kms_usage.js";
+import { startKmsJob } from "../../internal/biz/kms/kms_job.js";
 import { Reencryption } from "../../internal/biz/reencryption.js";
 import { IndexRotation } from "../../internal/biz/index_rotation.js";
-import { newIndexKeyHolder } from "../../internal/biz/index_keys.js";
+import { newIndexKeyHolder } from "../../internal/biz/kms/index_keys.js";
 import { newIndexRotationRepo } from "../../internal/data/index_rotation_repo.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
-import { AuditChain, AuditTrail } from "../../internal/biz/audit.js";
-import { AuditWatch, type CheckpointSink } from "../../internal/biz/audit_watch.js";
+import { AuditChain, AuditTrail } from "../../internal/biz/kms/audit.js";
+import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
 import { newAuditRepo } from "../../internal/data/audit_repo.js";
 import { fileCheckpointSink, httpCheckpointSink } from "../../internal/data/audit_sinks.js";
 import { Gauge, type Metric } from "prom-client";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
-import type { ProtectedValues } from "../../internal/biz/kms.js";
+import type { ProtectedValues } from "../../internal/biz/kms/kms.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";

@@ -6,7 +6,7 @@ import {
   type AuditEvent,
   type AuditKind,
   type AuditRepo,
-} from "../biz/audit.js";
+} from "../biz/kms/audit.js";
 
 /** Serialises appends across instances, so each event follows the one before. */
 const AUDIT_LOCK = 0x6b6d7304;

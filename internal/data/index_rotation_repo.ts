@@ -7,10 +7,10 @@ import {
   type IndexRotationState,
   type IndexedRow,
 } from "../biz/index_rotation.js";
-import type { Slot } from "../biz/index_keys.js";
+import type { Slot } from "../biz/kms/index_keys.js";
 import { PII_FIELDS, type PiiField } from "../biz/user.js";
-import { kmsErrors } from "../biz/kms.js";
-import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { kmsErrors } from "../biz/kms/kms.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/kms/audit.js";
 import { background } from "../biz/context.js";
 import { fingerprint } from "../pkg/kms/wrap.js";
 import { withTx } from "./tx.js";

@@ -7,12 +7,12 @@ import {
   type KeyStats,
   type KeyStatus,
   type NewDataKey,
-} from "../biz/kms.js";
+} from "../biz/kms/kms.js";
 import { AUDIT_KEY_LABEL, dataKeyLabel, fingerprint, INDEX_KEY_LABEL } from "../pkg/kms/wrap.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { isPosition } from "../biz/paging.js";
 import { withTx } from "./tx.js";
-import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/kms/audit.js";
 import { appendAudit } from "./audit_repo.js";
 
 /** The channel every instance LISTENs on for key changes. */

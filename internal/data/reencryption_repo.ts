@@ -8,7 +8,7 @@ import type {
 } from "../biz/reencryption.js";
 import { PII_FIELDS, RevokedKeyWriteError } from "../biz/user.js";
 import { withTx } from "./tx.js";
-import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/kms/audit.js";
 import { background } from "../biz/context.js";
 import { appendAudit } from "./audit_repo.js";
 import { keyVersionsSet } from "./user_repo.js";

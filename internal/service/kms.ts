@@ -20,10 +20,10 @@ import type {
   IndexKeyRotationStatusSchema,
   ReencryptionStatusSchema,
 } from "../../api/kms/v1/kms_pb.js";
-import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/audit.js";
-import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
-import type { CallerCrypto, FieldCipher } from "../biz/field_cipher.js";
-import type { KeyLifecycle } from "../biz/key_lifecycle.js";
+import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/kms/audit.js";
+import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms/kms.js";
+import type { CallerCrypto, FieldCipher } from "../biz/kms/field_cipher.js";
+import type { KeyLifecycle } from "../biz/kms/key_lifecycle.js";
 import type { JobProgress } from "../biz/background_worker.js";
 import type {
   Reencryption,

@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditChain } from "../../internal/biz/audit.js";
+import { AuditChain } from "../../internal/biz/kms/audit.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";

@@ -1,4 +1,4 @@
-import { AuditChain } from "../../internal/biz/audit.js";
+import { AuditChain } from "../../internal/biz/kms/audit.js";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -6,8 +6,8 @@ import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import { keyPolicy, rootKeys, type App } from "../../cmd/server/wire.js";
-import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
-import { newKeyring } from "../../internal/biz/keyring.js";
+import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
+import { newKeyring } from "../../internal/biz/kms/keyring.js";
 import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { startTestApp, testConfig, testRootKey, useTwoInstances } from "../helpers/app.js";

@@ -7,9 +7,9 @@ import {
   type AuditCheckpoint,
   type AuditEvent,
   type AuditRepo,
-} from "../../internal/biz/audit.js";
-import { checkpointJson, newestCheckpoint } from "../../internal/biz/audit_checkpoint.js";
-import { AuditWatch, type CheckpointSink } from "../../internal/biz/audit_watch.js";
+} from "../../internal/biz/kms/audit.js";
+import { checkpointJson, newestCheckpoint } from "../../internal/biz/kms/audit_checkpoint.js";
+import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
 import { BizError } from "../../internal/biz/errors.js";
 import { parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";

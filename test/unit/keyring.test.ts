@@ -1,17 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { newFieldCipher } from "../../internal/biz/field_cipher.js";
-import { newIndexKeyHolder, type IndexKeys } from "../../internal/biz/index_keys.js";
+import { newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
+import { newIndexKeyHolder, type IndexKeys } from "../../internal/biz/kms/index_keys.js";
 import { pageTokens } from "../../internal/biz/paging.js";
 import {
   isDataCorrupt,
   isKeyRevoked,
   type DataKey,
   type DataKeyRepo,
-} from "../../internal/biz/kms.js";
-import { RootKeys } from "../../internal/biz/root_keys.js";
-import { newKeyring } from "../../internal/biz/keyring.js";
-import { encryptionUsage } from "../../internal/biz/kms_usage.js";
+} from "../../internal/biz/kms/kms.js";
+import { RootKeys } from "../../internal/biz/kms/root_keys.js";
+import { newKeyring } from "../../internal/biz/kms/keyring.js";
+import { encryptionUsage } from "../../internal/biz/kms/kms_usage.js";
 import { dataKeyLabel, wrapKey } from "../../internal/pkg/kms/wrap.js";
 
 // The keyring and field cipher over an in-memory key store: what they do with

@@ -1,5 +1,5 @@
-import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
-import type { Domain } from "../pkg/kms/codec.js";
+import { blindIndex, fieldSubkey } from "../../pkg/kms/blindindex.js";
+import type { Domain } from "../../pkg/kms/codec.js";
 import { kmsErrors } from "./kms.js";
 
 /**

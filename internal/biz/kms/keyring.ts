@@ -1,5 +1,5 @@
-import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
-import { dataKeyLabel } from "../pkg/kms/wrap.js";
+import { assertAlgorithm, type Algorithm } from "../../pkg/kms/aead.js";
+import { dataKeyLabel } from "../../pkg/kms/wrap.js";
 import type { RootKeys } from "./root_keys.js";
 import { kmsErrors, type DataKey, type DataKeyRepo, type KeyStatus } from "./kms.js";
 

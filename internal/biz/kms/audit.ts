@@ -1,9 +1,9 @@
 import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
-import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
-import { errorFactory } from "./errors.js";
+import { ErrorReason, ErrorReasonSchema } from "../../../api/kms/v1/error_reason_pb.js";
+import { errorFactory } from "../errors.js";
 import { kmsErrors } from "./kms.js";
-import type { Context } from "./context.js";
-import { paging, type PageTokens } from "./paging.js";
+import type { Context } from "../context.js";
+import { paging, type PageTokens } from "../paging.js";
 
 export type AuditKind =
   | "key_generated"

@@ -1,4 +1,4 @@
-import type { Logger } from "../pkg/log/logger.js";
+import type { Logger } from "../../pkg/log/logger.js";
 import {
   checkpointAnchor,
   type Anchor,

@@ -1,7 +1,7 @@
-import type { Context } from "./context.js";
+import type { Context } from "../context.js";
 import type { StoredIndexKeys } from "./index_keys.js";
-import { ErrorReason, ErrorReasonSchema } from "../../api/kms/v1/error_reason_pb.js";
-import { errorFactory, hasReason } from "./errors.js";
+import { ErrorReason, ErrorReasonSchema } from "../../../api/kms/v1/error_reason_pb.js";
+import { errorFactory, hasReason } from "../errors.js";
 
 export type KeyStatus = "active" | "inactive" | "expired" | "revoked";
 

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
-import { AUDIT_KEY_LABEL, dataKeyLabel, fingerprint, INDEX_KEY_LABEL } from "../pkg/kms/wrap.js";
+import { assertAlgorithm, type Algorithm } from "../../pkg/kms/aead.js";
+import { AUDIT_KEY_LABEL, dataKeyLabel, fingerprint, INDEX_KEY_LABEL } from "../../pkg/kms/wrap.js";
 import type { RootKeys } from "./root_keys.js";
 import type { AuditChain } from "./audit.js";
-import type { Logger } from "../pkg/log/logger.js";
-import { background, type Context } from "./context.js";
+import type { Logger } from "../../pkg/log/logger.js";
+import { background, type Context } from "../context.js";
 import {
   kmsErrors,
   type DataKey,
@@ -15,7 +15,7 @@ import {
 } from "./kms.js";
 import type { Keyring } from "./keyring.js";
 import type { IndexKeys } from "./index_keys.js";
-import { MAX_POSITION, pageTokens, paging, type PageTokens } from "./paging.js";
+import { MAX_POSITION, pageTokens, paging, type PageTokens } from "../paging.js";
 
 export interface KeyPolicy {
   algorithm: string;
