@@ -2,7 +2,7 @@ import type { Logger } from "../pkg/log/logger.js";
 import { background, type Context } from "./context.js";
 import type { FieldCipher } from "./kms/field_cipher.js";
 import type { Slot } from "./kms/index_keys.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms/kms.js";
+import { isDataCorrupt, isKeyRevoked } from "./kms/errors.js";
 import {
   newWorker,
   pauseBetweenBatches,

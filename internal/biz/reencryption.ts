@@ -9,7 +9,8 @@ import {
   type JobProgress,
   type Worker,
 } from "./background_worker.js";
-import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms/kms.js";
+import type { DataKeyRepo } from "./kms/data_keys.js";
+import { isDataCorrupt, isKeyRevoked, kmsErrors } from "./kms/errors.js";
 import {
   PII_FIELDS,
   RevokedKeyWriteError,

@@ -5,7 +5,7 @@ import { normalise } from "../pkg/kms/blindindex.js";
 import type { BizError } from "./errors.js";
 import type { FieldCipher } from "./kms/field_cipher.js";
 import { MAX_POSITION, paging } from "./paging.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms/kms.js";
+import { isDataCorrupt, isKeyRevoked } from "./kms/errors.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
 import { fairQueue, QueueFullError, type FairQueue } from "../pkg/limit/fair_queue.js";
 import {

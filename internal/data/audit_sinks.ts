@@ -1,5 +1,5 @@
 import { appendFile, open } from "node:fs/promises";
-import type { AuditCheckpoint } from "../biz/kms/audit.js";
+import type { AuditCheckpoint } from "../biz/kms/audit_chain.js";
 import {
   CheckpointTextError,
   checkpointJson,
