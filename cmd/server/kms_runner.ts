@@ -36,7 +36,7 @@ export function kmsRunner(p: {
   /** Besides the keyring forgetting: what else follows a key change announced anywhere. */
   onChange?: () => void;
   maintenanceMs: number;
-  auditWatch: AuditWatch;
+  auditWatch: Pick<AuditWatch, "tick" | "idle">;
   auditPollMs: number;
   log: Logger;
 }): Runner {
