@@ -4,7 +4,6 @@ import { BizError, reasonName } from "../../internal/biz/errors.js";
 import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
 import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
 import type { KeyPolicy } from "../../internal/biz/kms/data_keys.js";
-import { KmsInitError } from "../../internal/biz/kms/errors.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
 import { KeyQueries } from "../../internal/biz/kms/key_queries.js";
 import { newKeyring } from "../../internal/biz/kms/keyring.js";
