@@ -6,12 +6,7 @@ import { AuditTrail } from "../../internal/biz/kms/audit_trail.js";
 import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
 import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
 import type { KeyPolicy, ProtectedValues } from "../../internal/biz/kms/data_keys.js";
-import {
-  newCallerCrypto,
-  newFieldCipher,
-  type CallerCrypto,
-  type FieldCipher,
-} from "../../internal/biz/kms/field_cipher.js";
+import { newCallerCrypto, newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
 import { loadIndexKeys, newIndexKeyHolder } from "../../internal/biz/kms/index_keys.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
@@ -33,20 +28,11 @@ import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
 import { newStoredKeys } from "../../internal/data/stored_key_repo.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
+import type { KmsUseCases } from "../../internal/service/kms.js";
 import { kmsRunner, type Runner } from "./kms_runner.js";
 
-/** The KMS of one instance: its use cases, what serves and observes it, and its background work. */
-export interface Kms {
-  keys: KeyLifecycle;
-  queries: KeyQueries;
-  rootKey: RootKeyRotation;
-  /** The stores' cipher. */
-  cipher: FieldCipher;
-  /** KmsService's callers' cipher: a key domain of its own. */
-  callerCrypto: CallerCrypto;
-  reencryption: Reencryption;
-  indexRotation: IndexRotation;
-  auditTrail: AuditTrail;
+/** The KMS of one instance: its use cases, what observes it, and its background work. */
+export interface Kms extends KmsUseCases {
   /** Rejects while the KMS cannot serve (kmsReady). */
   ready(): Promise<void>;
   /** The audit watch's state as Prometheus series, read at each scrape. */
@@ -197,6 +183,7 @@ async function auditSinks(conf: AuditCheckpoints): Promise<CheckpointSink[]> {
   return sinks;
 }
 
+/** The audit watch's state as Prometheus series, read at each scrape. */
 function auditMetrics(watch: AuditWatch): Metric[] {
   return [
     new Gauge({

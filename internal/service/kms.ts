@@ -47,6 +47,20 @@ const statuses: Record<BizKeyStatus, KeyStatus> = {
 const bizStatus = (s: KeyStatus) =>
   (Object.keys(statuses) as BizKeyStatus[]).find((k) => statuses[k] === s);
 
+/** The KMS's use cases KmsService serves. */
+export interface KmsUseCases {
+  keys: KeyLifecycle;
+  queries: KeyQueries;
+  rootKey: RootKeyRotation;
+  /** The stores' cipher: its page tokens. */
+  cipher: FieldCipher;
+  /** KmsService's callers' cipher: a key domain of its own. */
+  callerCrypto: CallerCrypto;
+  reencryption: Reencryption;
+  indexRotation: IndexRotation;
+  auditTrail: AuditTrail;
+}
+
 /** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
 export function newKmsService({
   keys,
@@ -57,16 +71,7 @@ export function newKmsService({
   reencryption,
   indexRotation,
   auditTrail: audit,
-}: {
-  keys: KeyLifecycle;
-  queries: KeyQueries;
-  rootKey: RootKeyRotation;
-  cipher: FieldCipher;
-  callerCrypto: CallerCrypto;
-  reencryption: Reencryption;
-  indexRotation: IndexRotation;
-  auditTrail: AuditTrail;
-}): ServiceBinding {
+}: KmsUseCases): ServiceBinding {
   return bind(
     KmsService,
     {

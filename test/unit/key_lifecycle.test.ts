@@ -2,24 +2,19 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { background, type Context } from "../../internal/biz/context.js";
 import { BizError, reasonName } from "../../internal/biz/errors.js";
-import type { DataKey, KeyPolicy, NewDataKey } from "../../internal/biz/kms/data_keys.js";
+import type { DataKey, NewDataKey } from "../../internal/biz/kms/data_keys.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
 import { newKeyring } from "../../internal/biz/kms/keyring.js";
 import { RootKeys } from "../../internal/biz/kms/root_keys.js";
-import { createLogger } from "../../internal/pkg/log/logger.js";
 import { FakeDataKeys } from "./fakes/data_keys.js";
-import { dataKeyRow } from "./fakes/keys.js";
+import { dataKeyRow, silentLog, TEST_POLICY } from "./fakes/keys.js";
 
 // KeyLifecycle over in-memory keys: what it asks the repository, and what
 // each change records. The repository's own SQL is tested on PostgreSQL.
 
-const POLICY: KeyPolicy = {
-  algorithm: "AES-256-GCM",
-  rotateIntervalMs: 3600_000,
-  maxEncryptionsPerKey: 1000,
-};
-const silent = createLogger({ level: "silent", format: "json" });
+const POLICY = TEST_POLICY;
+const silent = silentLog;
 const inAnHour = () => new Date(Date.now() + 3600_000);
 const aSecondAgo = () => new Date(Date.now() - 1000);
 

@@ -3,7 +3,6 @@ import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { kmsRunner } from "../../cmd/server/kms_runner.js";
 import { newWorker } from "../../internal/biz/background_worker.js";
-import type { KeyPolicy } from "../../internal/biz/kms/data_keys.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
 import { newKeyring } from "../../internal/biz/kms/keyring.js";
@@ -12,15 +11,11 @@ import { RootKeys } from "../../internal/biz/kms/root_keys.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { FakeDataKeys } from "./fakes/data_keys.js";
 import { FakeKeyEvents } from "./fakes/key_events.js";
-import { dataKeyRow } from "./fakes/keys.js";
+import { dataKeyRow, TEST_POLICY } from "./fakes/keys.js";
 
 // The KMS's background work, started and stopped as a server is, on fake timers.
 
-const POLICY: KeyPolicy = {
-  algorithm: "AES-256-GCM",
-  rotateIntervalMs: 3600_000,
-  maxEncryptionsPerKey: 10,
-};
+const POLICY = { ...TEST_POLICY, maxEncryptionsPerKey: 10 };
 const MAINTENANCE_MS = 30_000;
 const AUDIT_POLL_MS = 10_000;
 

@@ -3,7 +3,6 @@ import { describe, expect, it } from "vitest";
 import { BizError, reasonName } from "../../internal/biz/errors.js";
 import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
 import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
-import type { KeyPolicy } from "../../internal/biz/kms/data_keys.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
 import { KeyQueries } from "../../internal/biz/kms/key_queries.js";
 import { newKeyring } from "../../internal/biz/kms/keyring.js";
@@ -12,19 +11,14 @@ import { RootKeys } from "../../internal/biz/kms/root_keys.js";
 import { pageTokens } from "../../internal/biz/paging.js";
 import { rootKeyId } from "../../internal/pkg/kms/rootkey.js";
 import { dataKeyLabel, unwrapKey } from "../../internal/pkg/kms/wrap.js";
-import { createLogger } from "../../internal/pkg/log/logger.js";
 import { FakeDataKeys } from "./fakes/data_keys.js";
-import { dataKeyRow } from "./fakes/keys.js";
+import { dataKeyRow, silentLog, TEST_POLICY } from "./fakes/keys.js";
 import { FakeStoredKeys } from "./fakes/stored_keys.js";
 
 // Start-up, root-key rotation and the key queries over in-memory keys.
 
-const POLICY: KeyPolicy = {
-  algorithm: "AES-256-GCM",
-  rotateIntervalMs: 3600_000,
-  maxEncryptionsPerKey: 1000,
-};
-const silent = createLogger({ level: "silent", format: "json" });
+const POLICY = TEST_POLICY;
+const silent = silentLog;
 const tomorrow = () => new Date(Date.now() + 86_400_000);
 const yesterday = () => new Date(Date.now() - 86_400_000);
 

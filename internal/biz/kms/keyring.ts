@@ -64,7 +64,7 @@ export function newKeyring(
     try {
       key = roots.unwrap(row.wrapped, dataKeyLabel(row.version, row.algorithm)).key;
     } catch {
-      // At start this means a wrong root key (the lifecycle says so); later,
+      // At start this means a wrong root key (bootstrap says so); later,
       // an altered row: DATA_LOSS, and not ready until it unwraps again.
       corrupt.add(row.version);
       throw kmsErrors.dataKeyCorrupt(row.version);
