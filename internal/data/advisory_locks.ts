@@ -1,7 +1,7 @@
 /**
  * Every PostgreSQL advisory lock the service takes, by what it guards.
  * Ids are 0x6b6d73.. ("kms"); the migration tool's lock is node-pg-migrate's
- * own id (see the migration engine's lock.ts), distinct from all of these.
+ * own id (internal/migrate/seams/node_pg_migrate.ts), distinct from all of these.
  *
  * Taken in this order within a transaction, never the other way round:
  * keyRotation, indexKeys, then rows (FOR UPDATE), auditTrail last of all.

@@ -1,37 +1,18 @@
 import type pg from "pg";
 import type { Context } from "../biz/context.js";
-import {
-  actorOf,
-  type AuditChain,
-  type AuditEntry,
-  type AuditKind,
-} from "../biz/kms/audit_chain.js";
+import { actorOf, type AuditChain, type AuditEntry } from "../biz/kms/audit_chain.js";
+import { announcement } from "../biz/kms/key_events.js";
 import { ADVISORY_LOCKS, type AdvisoryLock } from "./advisory_locks.js";
 import { appendAudit } from "./audit_repo.js";
 import { withTx } from "./tx.js";
 
-// The side effects of a change of keys, decided here for every kind: the
-// lock it takes first, the audit event it records and the news it sends
-// every instance last, committed with the change or not at all.
+// The side effects of a change of keys, carried out here for every kind:
+// the lock it takes first (advisory_locks.ts), then its audit event and the
+// news biz says the other instances must hear (biz/kms/key_events.ts),
+// committed with the change or not at all.
 
 /** The channel every instance LISTENs on for key changes (key_listener.ts). */
 export const CHANNEL = "kms_keys";
-
-/**
- * What each kind of change tells the other instances (the service's
- * listeners reload on any payload; it says what changed to anyone listening
- * by hand). Kinds not listed change no key an instance holds (the
- * re-encryption job's).
- */
-const NEWS: Partial<Record<AuditKind, (details: Record<string, string>) => string>> = {
-  key_generated: (d) => `rotated:${d.version}`,
-  key_rotated: (d) => `rotated:${d.version}`,
-  key_revoked: (d) => `revoked:${d.version}`,
-  key_expired: () => "expired",
-  root_key_rotated: () => "root",
-  index_key_rotation_started: () => "index",
-  index_key_rotated: () => "index",
-};
 
 /**
  * Records `entry` in the audit trail inside the caller's transaction and,
@@ -43,8 +24,8 @@ export async function recordKeyChange(
   entry: AuditEntry,
 ): Promise<void> {
   await appendAudit(client, chain, entry);
-  const news = NEWS[entry.kind];
-  if (news) await client.query("SELECT pg_notify($1, $2)", [CHANNEL, news(entry.details)]);
+  const news = announcement(entry);
+  if (news !== undefined) await client.query("SELECT pg_notify($1, $2)", [CHANNEL, news]);
 }
 
 /** What a change did: its answer, and the event to record (none: nothing changed). */

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ADVISORY_LOCKS, MIRRORED_IN } from "../../internal/data/advisory_locks.js";
-import { PG_MIGRATE_LOCK_ID } from "../../internal/data/migrate/lock.js";
+import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/seams/node_pg_migrate.js";
 
 // A lock id a migration's trigger takes is written there as a literal; the
 // table says which migrations, and both must agree.

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { background, type Context } from "../../internal/biz/context.js";
 import { BizError, reasonName } from "../../internal/biz/errors.js";
 import type { DataKey, NewDataKey } from "../../internal/biz/kms/data_keys.js";
+import { announcement } from "../../internal/biz/kms/key_events.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
 import { newKeyring } from "../../internal/biz/kms/keyring.js";
@@ -130,6 +131,8 @@ describe("KeyLifecycle.revoke", () => {
       },
       { kind: "key_revoked", actor: "operator", details: { version: "1", reason: "leaked" } },
     ]);
+    // Each announced to every instance as it commits.
+    expect(keys.changes.map(announcement)).toEqual(["rotated:2", "revoked:1"]);
   });
 
   it("When another instance rotated the key out meanwhile, Then the rotation to revoke declines (onlyIf) and only the revocation follows", async () => {
@@ -272,6 +275,7 @@ describe("KeyLifecycle.maintenance", () => {
     expect(keys.changes).toEqual([
       { kind: "key_expired", actor: "system", details: { versions: "1,3" } },
     ]);
+    expect(announcement(keys.changes[0]!)).toBe("expired");
     expect(keyring.activeNow()).toBeUndefined();
   });
 

@@ -3,6 +3,8 @@ import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { kmsRunner } from "../../cmd/server/kms_runner.js";
 import { newWorker } from "../../internal/biz/background_worker.js";
+import type { AuditKind } from "../../internal/biz/kms/audit_chain.js";
+import { announcement } from "../../internal/biz/kms/key_events.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
 import { keyMint } from "../../internal/biz/kms/key_mint.js";
 import { newKeyring } from "../../internal/biz/kms/keyring.js";
@@ -119,5 +121,23 @@ describe("kmsRunner", () => {
     expect(worker.signal.aborted).toBe(true);
     expect(keys.row(1).encryptionCount).toBe(1n);
     expect(auditWatch.ticks).toBe(1);
+  });
+});
+
+describe("key-change news", () => {
+  it("Every change of keys an instance holds is announced; the re-encryption job's progress is not", () => {
+    const news = (kind: AuditKind) => announcement({ kind, details: { version: "3" } });
+
+    expect(
+      (["key_generated", "key_rotated", "key_revoked", "key_expired"] as const).map(news),
+    ).toEqual(["rotated:3", "rotated:3", "revoked:3", "expired"]);
+    expect(
+      (["root_key_rotated", "index_key_rotation_started", "index_key_rotated"] as const).map(news),
+    ).toEqual(["root", "index", "index"]);
+    expect(
+      (["reencryption_started", "reencryption_stopped", "reencryption_finished"] as const).map(
+        news,
+      ),
+    ).toEqual([undefined, undefined, undefined]);
   });
 });
