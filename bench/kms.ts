@@ -5,7 +5,7 @@ import {
   HashFieldResponseSchema,
   KmsService,
 } from "../api/kms/v1/kms_pb.js";
-import { wireKms } from "../cmd/server/wire.js";
+import { openKms } from "../cmd/server/kms.js";
 import { openData } from "../internal/data/data.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { run } from "../internal/migrate/runner.js";
@@ -43,7 +43,7 @@ export async function kmsInProcess(url: string) {
     "bench",
   );
   const data = await openData(conf.data!.database!, silent);
-  const { cipher: kms, stop } = await wireKms(conf.kms!, data, [], silent);
+  const { cipher: kms, close } = await openKms(conf.kms!, { data, stores: [], log: silent });
   try {
     const key = randomBytes(32);
     const aad = Buffer.from("users.email/row:1");
@@ -85,7 +85,7 @@ export async function kmsInProcess(url: string) {
     );
     return { rows, hash, hashRaw };
   } finally {
-    await stop();
+    await close();
     await data.close();
   }
 }

@@ -8,7 +8,7 @@ import {
   LookupUserResponseSchema,
   UserService,
 } from "../api/user/v1/user_pb.js";
-import { wireKms } from "../cmd/server/wire.js";
+import { openKms } from "../cmd/server/kms.js";
 import type { StoredUser } from "../internal/biz/user.js";
 import { UserUsecase } from "../internal/biz/user_usecase.js";
 import { background } from "../internal/biz/context.js";
@@ -33,16 +33,9 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
   const conf = ours.conf;
   try {
     // Seed users in process, measuring CreateUser throughput at concurrency 32.
-    const data = await openData(
-      conf.data!.database!,
-      createLogger({ level: "silent", format: "json" }),
-    );
-    const kms = await wireKms(
-      conf.kms!,
-      data,
-      [],
-      createLogger({ level: "silent", format: "json" }),
-    );
+    const log = createLogger({ level: "silent", format: "json" });
+    const data = await openData(conf.data!.database!, log);
+    const kms = await openKms(conf.kms!, { data, stores: [], log });
     const users = new UserUsecase(newUserRepo(data.pool), kms.cipher);
     let next = 0;
     const started = performance.now();
@@ -64,7 +57,7 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
       }),
     );
     const createPerSecond = USERS / ((performance.now() - started) / 1000);
-    await kms.stop();
+    await kms.close();
     await data.close();
 
     const get = toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id: 100n }));

@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { wireKms } from "../../cmd/server/wire.js";
+import { openKms } from "../../cmd/server/kms.js";
+import type { FieldCipher } from "../../internal/biz/kms/field_cipher.js";
 import { PII_FIELDS, userFieldName, userRowContext } from "../../internal/biz/user.js";
 import type { Config } from "../../internal/conf/load.js";
 import { openData } from "../../internal/data/data.js";
@@ -41,12 +42,12 @@ export async function seedUsers(url: string, conf: Config, users: number) {
   const migrated = await run(migratorOptions(undefined, url, silent), { kind: "up" });
   if (migrated.failed) throw new Error(`migrate up failed: ${migrated.failed.message}`);
   const data = await openData(conf.data!.database!, silent);
-  const kms = await wireKms(conf.kms!, data, [], silent);
+  const kms = await openKms(conf.kms!, { data, stores: [], log: silent });
   const took = { sealMs: 0, insertMs: 0, vacuumMs: 0 };
   try {
     const passwordHash = await hashPassword("bench-passw0rd");
     for (const [i, version] of OLD_VERSIONS.entries()) {
-      if (i > 0) await kms.lifecycle.rotate("bench: next third");
+      if (i > 0) await kms.keys.rotate("bench: next third");
       const from = Math.floor((users * i) / OLD_VERSIONS.length) + 1;
       const to = Math.floor((users * (i + 1)) / OLD_VERSIONS.length);
       for (let first = from; first <= to; first += INSERT_BATCH) {
@@ -54,7 +55,7 @@ export async function seedUsers(url: string, conf: Config, users: number) {
         await insertUsers(data.pool, kms.cipher, ids, passwordHash, version, took);
       }
     }
-    const rotation = await kms.lifecycle.rotate("bench: the job's target");
+    const rotation = await kms.keys.rotate("bench: the job's target");
     if (rotation.key.version !== ACTIVE)
       throw new Error(`setup: active key is ${rotation.key.version}, expected ${ACTIVE}`);
     await data.pool.query("SELECT setval(pg_get_serial_sequence('users', 'id'), $1)", [
@@ -66,7 +67,7 @@ export async function seedUsers(url: string, conf: Config, users: number) {
     await data.pool.query("VACUUM ANALYZE users");
     took.vacuumMs = performance.now() - started;
   } finally {
-    await kms.stop();
+    await kms.close();
     await data.close();
   }
   return took;
@@ -75,7 +76,7 @@ export async function seedUsers(url: string, conf: Config, users: number) {
 /** One INSERT of `ids`, every value sealed and indexed as UserUsecase.create does. */
 async function insertUsers(
   pool: pg.Pool,
-  cipher: Awaited<ReturnType<typeof wireKms>>["cipher"],
+  cipher: FieldCipher,
   ids: number[],
   passwordHash: string,
   version: number,

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { newestCheckpoint, CheckpointTextError } from "../../internal/biz/audit_checkpoint.js";
+import { newestCheckpoint, CheckpointTextError } from "../../internal/biz/kms/audit_checkpoint.js";
 import { callOptions, client, describeError, UsageError, type ConnectArgs } from "./connect.js";
 
 export interface AuditArgs extends ConnectArgs {

@@ -1,8 +1,8 @@
 import type { Logger } from "../pkg/log/logger.js";
 import { background, type Context } from "./context.js";
-import type { FieldCipher } from "./field_cipher.js";
-import type { Slot } from "./index_keys.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms.js";
+import type { FieldCipher } from "./kms/field_cipher.js";
+import type { Slot } from "./kms/index_keys.js";
+import { isDataCorrupt, isKeyRevoked } from "./kms/errors.js";
 import {
   newWorker,
   pauseBetweenBatches,

@@ -1,5 +1,5 @@
 import type { Logger } from "../pkg/log/logger.js";
-import type { FieldCipher } from "./field_cipher.js";
+import type { FieldCipher } from "./kms/field_cipher.js";
 import { background, type Context } from "./context.js";
 import { MAX_POSITION } from "./paging.js";
 import {
@@ -9,7 +9,8 @@ import {
   type JobProgress,
   type Worker,
 } from "./background_worker.js";
-import { isDataCorrupt, isKeyRevoked, kmsErrors, type DataKeyRepo } from "./kms.js";
+import type { DataKeyRepo } from "./kms/data_keys.js";
+import { isDataCorrupt, isKeyRevoked, kmsErrors } from "./kms/errors.js";
 import {
   PII_FIELDS,
   RevokedKeyWriteError,

@@ -1,8 +1,8 @@
 import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { errorFactory, hasReason } from "./errors.js";
-import type { ProtectedValues } from "./kms.js";
-import type { SlotHashes } from "./index_keys.js";
+import type { ProtectedValues } from "./kms/data_keys.js";
+import type { SlotHashes } from "./kms/index_keys.js";
 
 /** The personal fields, stored encrypted and indexed. */
 export const PII_FIELDS = ["email", "phone", "name"] as const;

@@ -3,9 +3,9 @@ import { hashPassword, verifyPassword, decoyHash } from "../pkg/password/scrypt.
 import { maskEmail, maskName, maskPhone } from "../pkg/sensitive/mask.js";
 import { normalise } from "../pkg/kms/blindindex.js";
 import type { BizError } from "./errors.js";
-import type { FieldCipher } from "./field_cipher.js";
+import type { FieldCipher } from "./kms/field_cipher.js";
 import { MAX_POSITION, paging } from "./paging.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms.js";
+import { isDataCorrupt, isKeyRevoked } from "./kms/errors.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
 import { fairQueue, QueueFullError, type FairQueue } from "../pkg/limit/fair_queue.js";
 import {
@@ -24,7 +24,7 @@ import {
   type User,
   type UserRepo,
 } from "./user.js";
-import type { SlotHashes } from "./index_keys.js";
+import type { SlotHashes } from "./kms/index_keys.js";
 
 export type View = "full" | "masked";
 

@@ -5,11 +5,9 @@ import {
   type AuditEntry,
   type AuditEvent,
   type AuditKind,
-  type AuditRepo,
-} from "../biz/audit.js";
-
-/** Serialises appends across instances, so each event follows the one before. */
-const AUDIT_LOCK = 0x6b6d7304;
+} from "../biz/kms/audit_chain.js";
+import type { AuditRepo } from "../biz/kms/audit_trail.js";
+import { ADVISORY_LOCKS } from "./advisory_locks.js";
 
 interface Row {
   seq: string;
@@ -41,7 +39,7 @@ export async function appendAudit(
   chain: AuditChain,
   entry: AuditEntry,
 ): Promise<void> {
-  await client.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK]);
+  await client.query("SELECT pg_advisory_xact_lock($1)", [ADVISORY_LOCKS.auditTrail]);
   const { rows } = await client.query<{ seq: string; hash: Buffer }>(
     "SELECT seq, hash FROM kms_audit_events ORDER BY seq DESC LIMIT 1",
   );

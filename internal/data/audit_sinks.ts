@@ -1,7 +1,11 @@
 import { appendFile, open } from "node:fs/promises";
-import type { AuditCheckpoint } from "../biz/audit.js";
-import { CheckpointTextError, checkpointJson, newestCheckpoint } from "../biz/audit_checkpoint.js";
-import type { CheckpointSink } from "../biz/audit_watch.js";
+import type { AuditCheckpoint } from "../biz/kms/audit_chain.js";
+import {
+  CheckpointTextError,
+  checkpointJson,
+  newestCheckpoint,
+} from "../biz/kms/audit_checkpoint.js";
+import type { CheckpointSink } from "../biz/kms/audit_watch.js";
 
 /** How much of the file's end start-up reads for its newest checkpoint. */
 const TAIL_BYTES = 64 * 1024;

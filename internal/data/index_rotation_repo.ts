@@ -7,24 +7,23 @@ import {
   type IndexRotationState,
   type IndexedRow,
 } from "../biz/index_rotation.js";
-import type { Slot } from "../biz/index_keys.js";
+import type { Slot } from "../biz/kms/index_keys.js";
 import { PII_FIELDS, type PiiField } from "../biz/user.js";
-import { kmsErrors } from "../biz/kms.js";
-import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { kmsErrors } from "../biz/kms/errors.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/kms/audit_chain.js";
 import { background } from "../biz/context.js";
 import { fingerprint } from "../pkg/kms/wrap.js";
 import { withTx } from "./tx.js";
 import { appendAudit } from "./audit_repo.js";
-import { CHANNEL, ROTATE_LOCK } from "./kms_repo.js";
+import { ADVISORY_LOCKS } from "./advisory_locks.js";
+import { CHANNEL } from "./key_changes.js";
 import { databaseBusy, exclusively } from "./background_job.js";
 
-/**
- * Taken exclusively by a rotation's changes of the index keys; migration
- * 000014's trigger takes it shared for each write of an index (see there).
- */
-const INDEX_LOCK = 0x6b6d7305;
-/** Held (session-level) by the one instance working on the rotation. */
-const JOB_LOCK = 0x6b6d7306;
+const {
+  keyRotation: ROTATE_LOCK,
+  indexKeys: INDEX_LOCK,
+  indexRotationJob: JOB_LOCK,
+} = ADVISORY_LOCKS;
 
 interface Row {
   phase: IndexRotationPhase;

@@ -8,15 +8,14 @@ import type {
 } from "../biz/reencryption.js";
 import { PII_FIELDS, RevokedKeyWriteError } from "../biz/user.js";
 import { withTx } from "./tx.js";
-import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";
+import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/kms/audit_chain.js";
 import { background } from "../biz/context.js";
 import { appendAudit } from "./audit_repo.js";
 import { keyVersionsSet } from "./user_repo.js";
-import { REVOKE_LOCK } from "./kms_repo.js";
+import { ADVISORY_LOCKS } from "./advisory_locks.js";
 import { databaseBusy, exclusively } from "./background_job.js";
 
-/** Held (session-level) by the one instance working on the job. */
-const JOB_LOCK = 0x6b6d7303;
+const { reencryptionJob: JOB_LOCK, revocation: REVOKE_LOCK } = ADVISORY_LOCKS;
 
 interface Row {
   state: JobState;

@@ -20,10 +20,13 @@ import type {
   IndexKeyRotationStatusSchema,
   ReencryptionStatusSchema,
 } from "../../api/kms/v1/kms_pb.js";
-import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/audit.js";
-import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
-import type { CallerCrypto, FieldCipher } from "../biz/field_cipher.js";
-import type { KeyLifecycle } from "../biz/key_lifecycle.js";
+import type { AuditEvent as BizAuditEvent, AuditKind } from "../biz/kms/audit_chain.js";
+import type { AuditTrail } from "../biz/kms/audit_trail.js";
+import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms/data_keys.js";
+import type { CallerCrypto, FieldCipher } from "../biz/kms/field_cipher.js";
+import type { KeyLifecycle } from "../biz/kms/key_lifecycle.js";
+import type { KeyQueries } from "../biz/kms/key_queries.js";
+import type { RootKeyRotation } from "../biz/kms/root_key_rotation.js";
 import type { JobProgress } from "../biz/background_worker.js";
 import type {
   Reencryption,
@@ -44,27 +47,36 @@ const statuses: Record<BizKeyStatus, KeyStatus> = {
 const bizStatus = (s: KeyStatus) =>
   (Object.keys(statuses) as BizKeyStatus[]).find((k) => statuses[k] === s);
 
+/** The KMS's use cases KmsService serves. */
+export interface KmsUseCases {
+  keys: KeyLifecycle;
+  queries: KeyQueries;
+  rootKey: RootKeyRotation;
+  /** The stores' cipher: its page tokens. */
+  cipher: FieldCipher;
+  /** KmsService's callers' cipher: a key domain of its own. */
+  callerCrypto: CallerCrypto;
+  reencryption: Reencryption;
+  indexRotation: IndexRotation;
+  auditTrail: AuditTrail;
+}
+
 /** kms.v1.KmsService: translates messages to the KMS use case, nothing else. */
 export function newKmsService({
-  lifecycle: keys,
+  keys,
+  queries,
+  rootKey,
   cipher,
   callerCrypto,
   reencryption,
   indexRotation,
   auditTrail: audit,
-}: {
-  lifecycle: KeyLifecycle;
-  cipher: FieldCipher;
-  callerCrypto: CallerCrypto;
-  reencryption: Reencryption;
-  indexRotation: IndexRotation;
-  auditTrail: AuditTrail;
-}): ServiceBinding {
+}: KmsUseCases): ServiceBinding {
   return bind(
     KmsService,
     {
       async getStatus() {
-        const s = await keys.status();
+        const s = await queries.status();
         return {
           initialized: s.active !== undefined,
           algorithm: s.algorithm,
@@ -87,14 +99,14 @@ export function newKmsService({
       },
       async listDataKeys(req) {
         const status = req.status === undefined ? undefined : bizStatus(req.status);
-        const r = await keys.listKeys(
+        const r = await queries.listKeys(
           { pageSize: req.pageSize, pageToken: req.pageToken, status },
           cipher.pageTokens(),
         );
         return { keys: r.keys.map(toProto), nextPageToken: r.nextPageToken };
       },
       async getDataKey(req) {
-        return { key: toProto(await keys.getKey(req.version)) };
+        return { key: toProto(await queries.getKey(req.version)) };
       },
       async rotateDataKey(req, call) {
         const r = await keys.rotate(req.reason, call);
@@ -141,7 +153,7 @@ export function newKmsService({
         return { status: reencryptionStatus(await reencryption.stop(call)) };
       },
       async rotateRootKey(_req, call) {
-        const r = await keys.rotateRootKey(call);
+        const r = await rootKey.rotate(call);
         return {
           rotated: r.rotated,
           rewrappedKeys: r.rewrapped,

@@ -1,4 +1,4 @@
-import { rootKeys } from "../../cmd/server/wire.js";
+import { rootKeys } from "../../cmd/server/kms.js";
 import { encrypt, fieldContext, type Domain } from "../../internal/pkg/kms/codec.js";
 import { dataKeyLabel } from "../../internal/pkg/kms/wrap.js";
 import { testConfig } from "./app.js";

@@ -9,16 +9,19 @@ import {
   KmsService,
 } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import { rootKeys, keyPolicy, type App } from "../../cmd/server/wire.js";
-import { AuditChain } from "../../internal/biz/audit.js";
+import { keyPolicy, rootKeys } from "../../cmd/server/kms.js";
+import type { App } from "../../cmd/server/wire.js";
 import { background } from "../../internal/biz/context.js";
-import { newFieldCipher } from "../../internal/biz/field_cipher.js";
-import { newIndexKeyHolder } from "../../internal/biz/index_keys.js";
-import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
-import { newKeyring } from "../../internal/biz/keyring.js";
-import { encryptionUsage } from "../../internal/biz/kms_usage.js";
+import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
+import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
+import { newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
+import { loadIndexKeys, newIndexKeyHolder } from "../../internal/biz/kms/index_keys.js";
+import { keyMint } from "../../internal/biz/kms/key_mint.js";
+import { newKeyring } from "../../internal/biz/kms/keyring.js";
+import { encryptionUsage } from "../../internal/biz/kms/kms_usage.js";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
-import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
+import { newDataKeyRepo } from "../../internal/data/data_key_repo.js";
+import { newStoredKeys } from "../../internal/data/stored_key_repo.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { testConfig, useTwoInstances } from "../helpers/app.js";
@@ -354,19 +357,14 @@ describe("blind-index key rotation", () => {
     try {
       const conf = testConfig(ctx.db.url).kms!;
       const log = createLogger({ level: "silent", format: "json" });
-      const repo = newDataKeyRepo(pool, ctx.db.url, new AuditChain(), log);
+      // The KMS's parts, to give one an index-key holder of the past.
+      const audit = new AuditChain();
+      const keys = newDataKeyRepo(pool, audit);
+      const stored = newStoredKeys(pool, audit);
       const roots = rootKeys(conf);
-      const keyring = newKeyring(repo, roots, 30_000);
-      const lifecycle = new KeyLifecycle({
-        repo,
-        keyring,
-        roots,
-        policy: keyPolicy(conf),
-        stores: [],
-        audit: new AuditChain(),
-        log,
-      });
-      const init = await lifecycle.init();
+      const keyring = newKeyring(keys, roots, 30_000);
+      const mint = keyMint(roots, keyPolicy(conf));
+      const init = await bootstrap({ stored, keys, keyring, roots, mint, audit, log });
       const inUse = init.index;
       expect(inUse.next).toBeDefined();
       // What an instance that missed the start holds: the current key alone.
@@ -378,7 +376,7 @@ describe("blind-index key rotation", () => {
             key: Buffer.from(inUse.key),
             next: undefined,
           },
-          () => lifecycle.loadIndexKeys(),
+          () => loadIndexKeys(stored, roots),
         );
         const users = new UserUsecase(
           newUserRepo(pool),

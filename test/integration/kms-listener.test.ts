@@ -1,8 +1,6 @@
 import { Writable } from "node:stream";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditChain } from "../../internal/biz/audit.js";
-import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
+import { newKeyEvents } from "../../internal/data/key_listener.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { databaseProxy } from "../helpers/proxy.js";
@@ -40,11 +38,8 @@ describe("the kms listener while the database is down", () => {
       },
     });
     const log = createLogger({ level: "info", format: "json", destination });
-    const pool = new pg.Pool({ connectionString: proxy.url });
     let changes = 0;
-    const stop = await newDataKeyRepo(pool, proxy.url, new AuditChain(), log).watch(
-      () => changes++,
-    );
+    const stop = await newKeyEvents(proxy.url, log).watch(() => changes++);
     try {
       proxy.down();
       const warnings = () => lines.filter((l) => l.level === "warn");
@@ -60,7 +55,6 @@ describe("the kms listener while the database is down", () => {
       expect(changes).toBe(1);
     } finally {
       await stop();
-      await pool.end();
     }
   }, 60_000);
 });

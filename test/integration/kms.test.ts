@@ -1,14 +1,11 @@
-import { AuditChain } from "../../internal/biz/audit.js";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
-import { keyPolicy, rootKeys, type App } from "../../cmd/server/wire.js";
-import { KeyLifecycle } from "../../internal/biz/key_lifecycle.js";
-import { newKeyring } from "../../internal/biz/keyring.js";
-import { newDataKeyRepo } from "../../internal/data/kms_repo.js";
+import { openKms } from "../../cmd/server/kms.js";
+import type { App } from "../../cmd/server/wire.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { startTestApp, testConfig, testRootKey, useTwoInstances } from "../helpers/app.js";
 import { grpcClient } from "../helpers/clients.js";
@@ -238,28 +235,16 @@ describe("key lifecycle", () => {
     );
     try {
       const conf = testConfig(ctx.db.url).kms!;
-      const instances = pools.map((pool) => {
-        const audit = new AuditChain();
-        const repo = newDataKeyRepo(pool, ctx.db.url, audit, log);
-        const roots = rootKeys(conf);
-        const keyring = newKeyring(repo, roots, 30_000);
-        return new KeyLifecycle({
-          repo,
-          keyring,
-          roots,
-          policy: keyPolicy(conf),
-          stores: [],
-          audit,
-          log,
-        });
-      });
-      for (const k of instances) {
-        const { index, pageTokens } = await k.init();
-        index.key.fill(0);
-        pageTokens.destroy();
+      // Opened, not started: their timers are the calls below.
+      const instances = [];
+      for (const pool of pools)
+        instances.push(await openKms(conf, { data: { pool, url: ctx.db.url }, stores: [], log }));
+      try {
+        const rotations = await Promise.all(instances.map((k) => k.keys.rotateIfDue()));
+        expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);
+      } finally {
+        await Promise.all(instances.map((k) => k.close()));
       }
-      const rotations = await Promise.all(instances.map((k) => k.rotateIfDue()));
-      expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }

@@ -4,7 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
-import { AuditChain } from "../../internal/biz/audit.js";
+import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
 import { useTestApp } from "../helpers/app.js";
 

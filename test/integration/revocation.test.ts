@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import type { App } from "../../cmd/server/wire.js";
+import { ADVISORY_LOCKS } from "../../internal/data/advisory_locks.js";
 import { useTwoInstances } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 
@@ -63,7 +64,7 @@ describe("revocation across instances", () => {
     const revoker = new pg.Client({ connectionString: ctx.db.url });
     await revoker.connect();
     await revoker.query("BEGIN");
-    await revoker.query("SELECT pg_advisory_xact_lock($1)", [0x6b6d7302]);
+    await revoker.query("SELECT pg_advisory_xact_lock($1)", [ADVISORY_LOCKS.revocation]);
     await revoker.query("UPDATE kms_data_keys SET status = 'revoked' WHERE version = $1", [
       version,
     ]);

@@ -2,14 +2,13 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   AuditChain,
-  AuditTrail,
   GENESIS,
   type AuditCheckpoint,
   type AuditEvent,
-  type AuditRepo,
-} from "../../internal/biz/audit.js";
-import { checkpointJson, newestCheckpoint } from "../../internal/biz/audit_checkpoint.js";
-import { AuditWatch, type CheckpointSink } from "../../internal/biz/audit_watch.js";
+} from "../../internal/biz/kms/audit_chain.js";
+import { AuditTrail, type AuditRepo } from "../../internal/biz/kms/audit_trail.js";
+import { checkpointJson, newestCheckpoint } from "../../internal/biz/kms/audit_checkpoint.js";
+import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
 import { BizError } from "../../internal/biz/errors.js";
 import { parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
@@ -145,7 +144,7 @@ describe("the newest checkpoint of a text", () => {
 
 describe("the audit watch", () => {
   const log = createLogger({ level: "silent", format: "json" });
-  const policy = { everyEvents: 3, intervalMs: 3600_000, pollMs: 3600_000 };
+  const policy = { everyEvents: 3, intervalMs: 3600_000 };
   const collecting = (newest?: AuditCheckpoint) => {
     const written: AuditCheckpoint[] = [];
     const sink: CheckpointSink = {

@@ -1,83 +1,29 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { newFieldCipher } from "../../internal/biz/field_cipher.js";
-import { newIndexKeyHolder, type IndexKeys } from "../../internal/biz/index_keys.js";
 import { pageTokens } from "../../internal/biz/paging.js";
-import {
-  isDataCorrupt,
-  isKeyRevoked,
-  type DataKey,
-  type DataKeyRepo,
-} from "../../internal/biz/kms.js";
-import { RootKeys } from "../../internal/biz/root_keys.js";
-import { newKeyring } from "../../internal/biz/keyring.js";
-import { encryptionUsage } from "../../internal/biz/kms_usage.js";
-import { dataKeyLabel, wrapKey } from "../../internal/pkg/kms/wrap.js";
+import { isDataCorrupt, isKeyRevoked } from "../../internal/biz/kms/errors.js";
+import { newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
+import { newIndexKeyHolder, type IndexKeys } from "../../internal/biz/kms/index_keys.js";
+import { newKeyring } from "../../internal/biz/kms/keyring.js";
+import { encryptionUsage } from "../../internal/biz/kms/kms_usage.js";
+import { RootKeys } from "../../internal/biz/kms/root_keys.js";
+import type { DataKey } from "../../internal/biz/kms/data_keys.js";
+import { FakeDataKeys } from "./fakes/data_keys.js";
+import { dataKeyRow } from "./fakes/keys.js";
 
 // The keyring and field cipher over an in-memory key store: what they do with
 // the rows they are given. The real store is tested against PostgreSQL.
 
 const rootKey = randomBytes(32);
-const algorithm = "AES-256-GCM";
 
-function row(version: number, status: DataKey["status"]): DataKey {
-  return {
-    id: String(version),
-    version,
-    algorithm,
-    status,
-    createdAt: new Date(),
-    updatedAt: new Date(),
-    expiresAt: null,
-    metadata: {},
-    encryptionCount: 0n,
-    wrapped: wrapKey(rootKey, randomBytes(32), dataKeyLabel(version, algorithm)),
-  };
-}
-
-/** Rows in memory; each read waits for `release()` while `held`. */
-function memoryKeys(rows: DataKey[]) {
-  const reads = { active: 0, byVersion: 0 };
-  let gate: { promise: Promise<void>; open: () => void } | undefined;
-  const wait = () => gate?.promise ?? Promise.resolve();
-  const repo = {
-    active: async () => {
-      reads.active++;
-      await wait();
-      return rows.find((r) => r.status === "active");
-    },
-    byVersion: async (version: number) => {
-      reads.byVersion++;
-      await wait();
-      return rows.find((r) => r.version === version);
-    },
-    addEncryptions: async (version: number, n: number) => {
-      const r = rows.find((x) => x.version === version)!;
-      r.encryptionCount += BigInt(n);
-      return r.encryptionCount;
-    },
-  } as Partial<DataKeyRepo> as DataKeyRepo;
-  return {
-    repo,
-    reads,
-    rows,
-    hold: () => {
-      let open!: () => void;
-      gate = { promise: new Promise<void>((r) => (open = r)), open };
-    },
-    release: () => {
-      gate?.open();
-      gate = undefined;
-    },
-  };
-}
+const row = (version: number, status: DataKey["status"]) => dataKeyRow(rootKey, version, status);
 
 const nextTurn = () => new Promise((r) => setImmediate(r));
 
 describe("keyring", () => {
   it("loads a key once for all concurrent callers, then serves it from memory", async () => {
-    const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
+    const keys = new FakeDataKeys([row(1, "active")]);
+    const ring = newKeyring(keys, new RootKeys(rootKey), 60_000);
     const got = await Promise.all(Array.from({ length: 10 }, () => ring.active()));
     expect(keys.reads.active).toBe(1);
     expect(new Set(got).size).toBe(1);
@@ -88,8 +34,8 @@ describe("keyring", () => {
   });
 
   it("reloads after its time to live", async () => {
-    const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 0);
+    const keys = new FakeDataKeys([row(1, "active")]);
+    const ring = newKeyring(keys, new RootKeys(rootKey), 0);
     await ring.active();
     expect(ring.activeNow()).toBeUndefined();
     await ring.active();
@@ -97,8 +43,8 @@ describe("keyring", () => {
   });
 
   it("on forget, zeroes the keys it dropped only after the callers at hand used them", async () => {
-    const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
+    const keys = new FakeDataKeys([row(1, "active")]);
+    const ring = newKeyring(keys, new RootKeys(rootKey), 60_000);
     const k = await ring.active();
     const copy = Buffer.from(k.key);
     ring.forget();
@@ -111,8 +57,8 @@ describe("keyring", () => {
   });
 
   it("a load begun before forget answers its caller but does not refill the cache", async () => {
-    const keys = memoryKeys([row(1, "active")]);
-    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
+    const keys = new FakeDataKeys([row(1, "active")]);
+    const ring = newKeyring(keys, new RootKeys(rootKey), 60_000);
     keys.hold();
     const loading = ring.active();
     ring.forget();
@@ -123,17 +69,17 @@ describe("keyring", () => {
   });
 
   it("refuses a revoked key for decryption", async () => {
-    const keys = memoryKeys([row(1, "revoked"), row(2, "active")]);
-    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
+    const keys = new FakeDataKeys([row(1, "revoked"), row(2, "active")]);
+    const ring = newKeyring(keys, new RootKeys(rootKey), 60_000);
     const err = await ring.forDecryption(1).catch((e: unknown) => e);
     expect(isKeyRevoked(err)).toBe(true);
   });
 
   it("reports an altered row as corrupt until it unwraps again", async () => {
-    const keys = memoryKeys([row(1, "inactive"), row(2, "active")]);
+    const keys = new FakeDataKeys([row(1, "inactive"), row(2, "active")]);
     const good = keys.rows[0]!.wrapped;
     keys.rows[0]!.wrapped = Buffer.from(good).fill(1, 20, 21);
-    const ring = newKeyring(keys.repo, new RootKeys(rootKey), 60_000);
+    const ring = newKeyring(keys, new RootKeys(rootKey), 60_000);
     expect(isDataCorrupt(await ring.forDecryption(1).catch((e: unknown) => e))).toBe(true);
     expect(isDataCorrupt(await ring.checkCorrupt().catch((e: unknown) => e))).toBe(true);
     keys.rows[0]!.wrapped = good;
@@ -144,10 +90,10 @@ describe("keyring", () => {
 
 describe("field cipher", () => {
   it("seals under the active key, counts each use, and opens only in the same field and context", async () => {
-    const keys = memoryKeys([row(1, "inactive"), row(2, "active")]);
+    const keys = new FakeDataKeys([row(1, "inactive"), row(2, "active")]);
     const usage = encryptionUsage();
     const cipher = newFieldCipher(
-      newKeyring(keys.repo, new RootKeys(rootKey), 60_000),
+      newKeyring(keys, new RootKeys(rootKey), 60_000),
       indexKeys(),
       pageTokens(randomBytes(32)),
       usage,
@@ -165,15 +111,15 @@ describe("field cipher", () => {
       const err = await cipher.decryptField(field, sealed.ciphertext, context).catch((e) => e);
       expect(isDataCorrupt(err)).toBe(true);
     }
-    await usage.flush(keys.repo);
+    await usage.flush(keys);
     expect(keys.rows[1]!.encryptionCount).toBe(2n);
   });
 
   it("once closed, answers KMS_NOT_READY instead of hashing under a zeroed key", () => {
-    const keys = memoryKeys([row(1, "active")]);
+    const keys = new FakeDataKeys([row(1, "active")]);
     const index = indexKeys();
     const cipher = newFieldCipher(
-      newKeyring(keys.repo, new RootKeys(rootKey), 60_000),
+      newKeyring(keys, new RootKeys(rootKey), 60_000),
       index,
       pageTokens(randomBytes(32)),
       encryptionUsage(),

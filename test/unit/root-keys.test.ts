@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { RootKeys } from "../../internal/biz/root_keys.js";
+import { RootKeys } from "../../internal/biz/kms/root_keys.js";
 import { rootKeyId } from "../../internal/pkg/kms/rootkey.js";
 import { wrapKey } from "../../internal/pkg/kms/wrap.js";
 

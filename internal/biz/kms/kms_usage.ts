@@ -1,4 +1,4 @@
-import type { DataKeyRepo } from "./kms.js";
+import type { DataKeyRepo } from "./data_keys.js";
 
 /**
  * Encryptions per key version, counted in memory on the hot path and added
@@ -7,7 +7,7 @@ import type { DataKeyRepo } from "./kms.js";
 export interface EncryptionUsage {
   record(version: number): void;
   /** Adds what was counted since the last flush to the repository. */
-  flush(repo: DataKeyRepo): Promise<void>;
+  flush(repo: Pick<DataKeyRepo, "addEncryptions">): Promise<void>;
 }
 
 export function encryptionUsage(): EncryptionUsage {

@@ -1,6 +1,9 @@
-import { blindIndex, fieldSubkey } from "../pkg/kms/blindindex.js";
-import type { Domain } from "../pkg/kms/codec.js";
-import { kmsErrors } from "./kms.js";
+import { blindIndex, fieldSubkey } from "../../pkg/kms/blindindex.js";
+import type { Domain } from "../../pkg/kms/codec.js";
+import { INDEX_KEY_LABEL } from "../../pkg/kms/wrap.js";
+import { kmsErrors } from "./errors.js";
+import type { RootKeys } from "./root_keys.js";
+import type { StoredKeys } from "./stored_keys.js";
 
 /**
  * Which index column a key fills: slot 0 is `<field>_hash`, slot 1
@@ -50,6 +53,30 @@ export interface IndexKeyHolder {
   reload(): Promise<void>;
   /** Zeroes every key: later calls answer KMS_NOT_READY. */
   close(): void;
+}
+
+/** The index keys in use (during a rotation, the new one too), unwrapped. */
+export async function loadIndexKeys(
+  stored: Pick<StoredKeys, "indexKeys">,
+  roots: RootKeys,
+): Promise<IndexKeys> {
+  const found = await stored.indexKeys();
+  if (!found) throw kmsErrors.notReady();
+  const unwrap = (wrapped: Buffer) => {
+    try {
+      return roots.unwrap(wrapped, INDEX_KEY_LABEL).key;
+    } catch {
+      throw kmsErrors.storedKeyCorrupt(INDEX_KEY_LABEL);
+    }
+  };
+  const key = unwrap(found.wrapped);
+  try {
+    const next = found.nextWrapped && unwrap(found.nextWrapped);
+    return { epoch: found.epoch, slot: found.slot, key, next };
+  } catch (err) {
+    key.fill(0);
+    throw err;
+  }
 }
 
 interface Loaded {

@@ -1,5 +1,5 @@
-import { rootKeyId } from "../pkg/kms/rootkey.js";
-import { unwrapKey, wrapKey } from "../pkg/kms/wrap.js";
+import { rootKeyId } from "../../pkg/kms/rootkey.js";
+import { unwrapKey, wrapKey } from "../../pkg/kms/wrap.js";
 
 interface Held {
   key: Buffer;

@@ -1,12 +1,11 @@
-import type { Logger } from "../pkg/log/logger.js";
+import type { Logger } from "../../pkg/log/logger.js";
+import type { AuditChain, AuditCheckpoint } from "./audit_chain.js";
 import {
   checkpointAnchor,
   type Anchor,
-  type AuditChain,
-  type AuditCheckpoint,
   type AuditTrail,
   type Verification,
-} from "./audit.js";
+} from "./audit_trail.js";
 import { checkpointJson } from "./audit_checkpoint.js";
 
 /** Where checkpoints go besides the log (a file, an HTTP endpoint). */
@@ -21,10 +20,8 @@ export interface CheckpointSink {
 export interface AuditWatchPolicy {
   /** A checkpoint once the trail has grown by this many events... */
   everyEvents: number;
-  /** ...and at least this often. */
+  /** ...and at least this often (each tick() looks; the KMS's runner sets how often). */
   intervalMs: number;
-  /** How often the head is looked at. */
-  pollMs: number;
 }
 
 /** What the metrics report. */
@@ -45,9 +42,9 @@ export interface AuditWatchState {
 export const START_UP_TAIL = 1000;
 
 /**
- * Watches the audit trail from inside the service: at start-up it checks the
+ * Watches the audit trail from inside the service: its first tick checks the
  * chain since the newest checkpoint a sink gives back (or its newest
- * events), then at every poll that the head it saw last is still there and
+ * events), then every tick that the head it saw last is still there and
  * that each new event follows it, and writes signed checkpoints of the head.
  * Once the chain disagrees it writes no more checkpoints, so the last good
  * one stays the newest where the database cannot reach, and stays broken
@@ -58,7 +55,6 @@ export class AuditWatch {
   private written: AuditCheckpoint | undefined;
   private problem = "";
   private lastError = "";
-  private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
   constructor(
@@ -78,15 +74,8 @@ export class AuditWatch {
     };
   }
 
-  /** Runs the start-up check, then looks again every pollMs until stop(). */
-  async start(): Promise<void> {
-    await this.tick();
-    this.timer = setInterval(() => void this.tick(), this.policy.pollMs);
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
+  /** Resolves once the look under way (if any) has ended: after the last tick, before closing the pool. */
+  async idle(): Promise<void> {
     await this.running;
   }
 

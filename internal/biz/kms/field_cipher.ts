@@ -7,13 +7,13 @@ import {
   readableIn,
   readHeader,
   type Domain,
-} from "../pkg/kms/codec.js";
-import type { PageTokens } from "./paging.js";
+} from "../../pkg/kms/codec.js";
+import type { PageTokens } from "../paging.js";
 import type { IndexKeyHolder, SlotHashes } from "./index_keys.js";
-import { kmsErrors } from "./kms.js";
+import { kmsErrors } from "./errors.js";
 import type { Keyring } from "./keyring.js";
 import type { EncryptionUsage } from "./kms_usage.js";
-import { PII_FIELDS, userFieldName } from "./user.js";
+import { PII_FIELDS, userFieldName } from "../user.js";
 
 export interface Sealed {
   ciphertext: Buffer;

@@ -1,7 +1,8 @@
-import { assertAlgorithm, type Algorithm } from "../pkg/kms/aead.js";
-import { dataKeyLabel } from "../pkg/kms/wrap.js";
+import { assertAlgorithm, type Algorithm } from "../../pkg/kms/aead.js";
+import { dataKeyLabel } from "../../pkg/kms/wrap.js";
 import type { RootKeys } from "./root_keys.js";
-import { kmsErrors, type DataKey, type DataKeyRepo, type KeyStatus } from "./kms.js";
+import type { DataKey, DataKeyRepo, KeyStatus } from "./data_keys.js";
+import { kmsErrors } from "./errors.js";
 
 /** An unwrapped data key, good for use at once (see Keyring.forget). */
 export interface RingKey {
@@ -34,7 +35,11 @@ export interface Keyring {
   checkCorrupt(): Promise<void>;
 }
 
-export function newKeyring(repo: DataKeyRepo, roots: RootKeys, ttlMs: number): Keyring {
+export function newKeyring(
+  repo: Pick<DataKeyRepo, "active" | "byVersion">,
+  roots: RootKeys,
+  ttlMs: number,
+): Keyring {
   const cache = new Map<number, Cached>();
   const loading = new Map<number, Promise<RingKey>>();
   let activeVersion: number | undefined;
@@ -59,7 +64,7 @@ export function newKeyring(repo: DataKeyRepo, roots: RootKeys, ttlMs: number): K
     try {
       key = roots.unwrap(row.wrapped, dataKeyLabel(row.version, row.algorithm)).key;
     } catch {
-      // At start this means a wrong root key (the lifecycle says so); later,
+      // At start this means a wrong root key (bootstrap says so); later,
       // an altered row: DATA_LOSS, and not ready until it unwraps again.
       corrupt.add(row.version);
       throw kmsErrors.dataKeyCorrupt(row.version);

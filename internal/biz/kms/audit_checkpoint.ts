@@ -1,4 +1,4 @@
-import type { AuditCheckpoint } from "./audit.js";
+import type { AuditCheckpoint } from "./audit_chain.js";
 
 // The one text form of a checkpoint: a JSON object, one per line in the file
 // sink, the body the HTTP sink posts, and the `checkpoint` field of the

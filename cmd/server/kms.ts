@@ -1,0 +1,208 @@
+import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
+import { Gauge, type Metric } from "prom-client";
+import { IndexRotation } from "../../internal/biz/index_rotation.js";
+import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
+import { AuditTrail } from "../../internal/biz/kms/audit_trail.js";
+import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
+import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
+import type { KeyPolicy, ProtectedValues } from "../../internal/biz/kms/data_keys.js";
+import { newCallerCrypto, newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
+import { loadIndexKeys, newIndexKeyHolder } from "../../internal/biz/kms/index_keys.js";
+import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
+import { keyMint } from "../../internal/biz/kms/key_mint.js";
+import { KeyQueries } from "../../internal/biz/kms/key_queries.js";
+import { newKeyring } from "../../internal/biz/kms/keyring.js";
+import { encryptionUsage } from "../../internal/biz/kms/kms_usage.js";
+import { kmsReady } from "../../internal/biz/kms/readiness.js";
+import { RootKeyRotation } from "../../internal/biz/kms/root_key_rotation.js";
+import { RootKeys } from "../../internal/biz/kms/root_keys.js";
+import { Reencryption } from "../../internal/biz/reencryption.js";
+import type { AuditCheckpoints, Kms as KmsConf } from "../../internal/conf/conf_pb.js";
+import { newAuditRepo } from "../../internal/data/audit_repo.js";
+import { fileCheckpointSink, httpCheckpointSink } from "../../internal/data/audit_sinks.js";
+import type { Data } from "../../internal/data/data.js";
+import { newDataKeyRepo } from "../../internal/data/data_key_repo.js";
+import { newIndexRotationRepo } from "../../internal/data/index_rotation_repo.js";
+import { newKeyEvents } from "../../internal/data/key_listener.js";
+import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
+import { newStoredKeys } from "../../internal/data/stored_key_repo.js";
+import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
+import type { Logger } from "../../internal/pkg/log/logger.js";
+import type { KmsUseCases } from "../../internal/service/kms.js";
+import { kmsRunner, type Runner } from "./kms_runner.js";
+
+/** The KMS of one instance: its use cases, what observes it, and its background work. */
+export interface Kms extends KmsUseCases {
+  /** Rejects while the KMS cannot serve (kmsReady). */
+  ready(): Promise<void>;
+  /** The audit watch's state as Prometheus series, read at each scrape. */
+  metrics: Metric[];
+  /**
+   * Key-change news, maintenance, the jobs' workers, the audit watch:
+   * started by whoever serves (wire.ts), as a server is; not started, the
+   * KMS still seals and opens (a benchmark, a test's extra instance).
+   */
+  runner: Runner;
+  /** Stops the runner, then zeroes every key this instance holds. Once; later calls wait for it. */
+  close(): Promise<void>;
+}
+
+export interface KmsDeps {
+  /** The pool its repositories use; the URL its listener connects to. */
+  data: Pick<Data, "pool" | "url">;
+  /** Where values sealed under the data keys live, for GetStatus's usage counts. */
+  stores: ProtectedValues[];
+  log: Logger;
+}
+
+/**
+ * Opens the KMS on this database: index key, audit key and active key
+ * ready (made once across instances on a fresh one), the root key proven.
+ * Throws KmsInitError when the configured root key cannot serve.
+ */
+export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
+  const { pool, url } = deps.data;
+  const log = deps.log;
+  const roots = rootKeys(conf);
+  const sinks = await auditSinks(conf.auditCheckpoints!);
+  const audit = new AuditChain();
+  const keys = newDataKeyRepo(pool, audit);
+  const stored = newStoredKeys(pool, audit);
+  const keyring = newKeyring(keys, roots, durationMs(conf.cacheTtl!));
+  const policy = keyPolicy(conf);
+  const mint = keyMint(roots, policy);
+  const started = await bootstrap({ stored, keys, keyring, roots, mint, audit, log });
+  const index = newIndexKeyHolder(started.index, () => loadIndexKeys(stored, roots));
+  const usage = encryptionUsage();
+  const cipher = newFieldCipher(keyring, index, started.pageTokens, usage);
+  const lifecycle = new KeyLifecycle(keys, keyring, mint, policy, log);
+  const batches = {
+    batchSize: conf.reencryptionBatchSize,
+    pauseMs: durationMs(conf.reencryptionPause!),
+  };
+  const reencryption = new Reencryption(
+    newReencryptionRepo(pool, audit),
+    keys,
+    cipher,
+    batches,
+    log,
+  );
+  const indexRotation = new IndexRotation(
+    newIndexRotationRepo(pool, audit),
+    cipher,
+    (rootKeyId) => mint.indexKey(rootKeyId),
+    batches,
+    log,
+  );
+  const auditTrail = new AuditTrail(newAuditRepo(pool), audit);
+  const checkpoints = conf.auditCheckpoints!;
+  const auditWatch = new AuditWatch(
+    auditTrail,
+    audit,
+    sinks,
+    { everyEvents: checkpoints.everyEvents, intervalMs: durationMs(checkpoints.interval!) },
+    log,
+  );
+  const runner = kmsRunner({
+    events: newKeyEvents(url, log),
+    keys,
+    keyring,
+    lifecycle,
+    usage,
+    workers: [
+      { name: "re-encryption", worker: reencryption.worker },
+      { name: "index-key rotation", worker: indexRotation.worker },
+    ],
+    // Writes and lookups find out by themselves too (the database refuses
+    // stale indexes; reads carry the epoch): this only spares them a retry.
+    onChange: () =>
+      void index.reload().catch((err: unknown) => {
+        log.warn({ err: { message: (err as Error).message } }, "index keys not reloaded");
+      }),
+    maintenanceMs: durationMs(conf.maintenanceInterval!),
+    auditWatch,
+    auditPollMs: durationMs(checkpoints.pollInterval!),
+    log,
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    keys: lifecycle,
+    queries: new KeyQueries(keys, stored, deps.stores, {
+      algorithm: mint.algorithm,
+      rotateIntervalMs: policy.rotateIntervalMs,
+    }),
+    rootKey: new RootKeyRotation(stored, keyring, roots, log),
+    cipher,
+    callerCrypto: newCallerCrypto(keyring, index, usage),
+    reencryption,
+    indexRotation,
+    auditTrail,
+    ready: () => kmsReady(keyring),
+    metrics: auditMetrics(auditWatch),
+    runner,
+    close: () =>
+      (closing ??= (async () => {
+        await runner.stop();
+        // Counted while no runner flushed them (it was never started).
+        await usage.flush(keys).catch(() => undefined);
+        keyring.forget();
+        audit.forget();
+        // A late call then answers KMS_NOT_READY rather than hash under zeros.
+        index.close();
+        started.pageTokens.destroy();
+      })()),
+  };
+}
+
+/** The configured root key and, during a rotation, the previous one. */
+export function rootKeys(conf: KmsConf): RootKeys {
+  const previous = conf.previousRootKey;
+  return new RootKeys(
+    loadRootKey(conf),
+    previous && {
+      key: loadRootKey(previous, "kms.previous_root_key"),
+      until: timestampDate(previous.until!),
+    },
+  );
+}
+
+/** The key policy a configuration sets (its defaults come from internal/conf). */
+export function keyPolicy(conf: KmsConf): KeyPolicy {
+  return {
+    algorithm: conf.algorithm,
+    rotateIntervalMs: durationMs(conf.rotateInterval!),
+    maxEncryptionsPerKey: Number(conf.maxEncryptionsPerKey),
+  };
+}
+
+/** Where checkpoints go besides the log. */
+async function auditSinks(conf: AuditCheckpoints): Promise<CheckpointSink[]> {
+  const sinks: CheckpointSink[] = [];
+  if (conf.file) sinks.push(await fileCheckpointSink(conf.file));
+  if (conf.httpUrl) sinks.push(httpCheckpointSink(conf.httpUrl, durationMs(conf.httpTimeout!)));
+  return sinks;
+}
+
+/** The audit watch's state as Prometheus series, read at each scrape. */
+function auditMetrics(watch: AuditWatch): Metric[] {
+  return [
+    new Gauge({
+      name: "audit_chain_intact",
+      help: "1 while the audit trail's chain agrees with itself and its checkpoints, 0 once it does not; absent until first checked.",
+      registers: [],
+      collect() {
+        const { intact } = watch.state();
+        if (intact === undefined) this.reset();
+        else this.set(intact ? 1 : 0);
+      },
+    }),
+    new Gauge({
+      name: "audit_checkpoint_seq",
+      help: "The audit event recorded by the newest checkpoint this process wrote (0: none yet).",
+      registers: [],
+      collect() {
+        this.set(watch.state().checkpointSeq);
+      },
+    }),
+  ];
+}
