@@ -3,6 +3,7 @@ import { openData, type DataOptions } from "../../internal/data/data.js";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
 import { migratorOptions } from "../../internal/data/migrate/options.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
+import { newUserStore } from "../../internal/data/user_store.js";
 import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
@@ -74,7 +75,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       readiness.migrations = migrationReadiness(migrator.dir, data.pool);
     }
     const userRepo = newUserRepo(data.pool);
-    const kms = await wireKms(conf.kms!, data, [userRepo], log);
+    const kms = await wireKms(conf.kms!, data, [newUserStore(data.pool)], log);
     cleanup.push(() => kms.stop());
     readiness.kms = publicCheck(
       "kms",
@@ -184,15 +185,19 @@ export async function wireKms(
     batchSize: conf.reencryptionBatchSize,
     pauseMs: durationMs(conf.reencryptionPause!),
   };
+  // The jobs move and index the users' values (the one sealed store today).
+  const users = newUserStore(data.pool);
   const reencryption = new Reencryption(
-    newReencryptionRepo(data.pool, audit),
+    newReencryptionRepo(data.pool, audit, newUserStore),
+    users,
     repo,
     cipher,
     batches,
     log,
   );
   const indexRotation = new IndexRotation(
-    newIndexRotationRepo(data.pool, audit),
+    newIndexRotationRepo(data.pool, audit, newUserStore),
+    users,
     cipher,
     (rootKeyId) => lifecycle.newIndexKey(rootKeyId),
     batches,

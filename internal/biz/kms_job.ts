@@ -3,7 +3,7 @@ import type { DataKeyRepo } from "./kms.js";
 import type { Keyring } from "./keyring.js";
 import type { KeyLifecycle } from "./key_lifecycle.js";
 import type { EncryptionUsage } from "./kms_usage.js";
-import type { Worker } from "./background_worker.js";
+import type { Worker } from "./job_worker.js";
 
 /** How often an instance looks for background work (re-encryption, index-key rotation). */
 const WORK_POLL_MS = 2000;

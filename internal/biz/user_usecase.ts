@@ -5,20 +5,24 @@ import { normalise } from "../pkg/kms/blindindex.js";
 import type { BizError } from "./errors.js";
 import type { FieldCipher } from "./field_cipher.js";
 import { MAX_POSITION, paging } from "./paging.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
 import { fairQueue, QueueFullError, type FairQueue } from "../pkg/limit/fair_queue.js";
+import {
+  KEY_CHANGE_ATTEMPTS,
+  openText,
+  RevokedKeyWriteError,
+  StaleIndexWriteError,
+} from "./sealed_store.js";
 import {
   DuplicateError,
   isUnreadableUser,
   userFieldName,
   userRowContext,
-  RevokedKeyWriteError,
-  StaleIndexWriteError,
   PII_FIELDS,
+  USER_LAYOUT,
   userErrors,
   type PiiField,
-  type SealedField,
+  type StoredField,
   type IndexedRead,
   type StoredUser,
   type User,
@@ -51,7 +55,6 @@ const noLoginLimit: LoginAttempts = {
 };
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Users whose email, phone and name are stored only encrypted (bound to their
@@ -89,7 +92,7 @@ export class UserUsecase {
     const passwordHash = await this.hashed(ctx, () => hashPassword(input.password));
     const id = await this.repo.nextId();
     const stored = await this.underActiveKey(async () => {
-      const fields: Partial<Record<PiiField, SealedField>> = {};
+      const fields: Partial<Record<PiiField, StoredField>> = {};
       for (const f of PII_FIELDS) {
         const value = clean(f, input[f]);
         if (value) fields[f] = await this.seal(id, f, value);
@@ -161,7 +164,7 @@ export class UserUsecase {
       ? await this.hashed(ctx, () => hashPassword(change.password))
       : undefined;
     const stored = await this.underActiveKey(async () => {
-      const fields: Partial<Record<PiiField, SealedField | null>> = {};
+      const fields: Partial<Record<PiiField, StoredField | null>> = {};
       for (const f of PII_FIELDS) {
         if (!change.paths.includes(f)) continue;
         const value = clean(f, change[f]);
@@ -220,13 +223,13 @@ export class UserUsecase {
     for (let attempt = 1; ; attempt++) {
       const epoch = this.kms.indexEpoch();
       const result = await read(hashes?.());
-      if (result.epoch === undefined || result.epoch === epoch || attempt === 3)
+      if (result.epoch === undefined || result.epoch === epoch || attempt === KEY_CHANGE_ATTEMPTS)
         return result.found;
       await this.kms.reloadIndexKeys();
     }
   }
 
-  private async seal(id: number, field: PiiField, value: string): Promise<SealedField> {
+  private async seal(id: number, field: PiiField, value: string): Promise<StoredField> {
     const sealed = await this.kms.encryptField(
       userFieldName(field),
       encoder.encode(value),
@@ -251,7 +254,7 @@ export class UserUsecase {
       try {
         return await write();
       } catch (err) {
-        if (attempt === 3) throw err;
+        if (attempt === KEY_CHANGE_ATTEMPTS) throw err;
         if (err instanceof RevokedKeyWriteError) this.kms.reloadKeys();
         else if (err instanceof StaleIndexWriteError) await this.kms.reloadIndexKeys();
         else throw err;
@@ -274,19 +277,13 @@ export class UserUsecase {
     for (const f of PII_FIELDS) {
       const sealed = stored.fields[f];
       if (!sealed) continue;
-      try {
-        const { plaintext } = await this.kms.decryptField(
-          userFieldName(f),
-          sealed.ciphertext,
-          userRowContext(stored.id),
-        );
-        values[f] = decoder.decode(plaintext);
-      } catch (err) {
-        if (isKeyRevoked(err)) throw userErrors.keyRevoked(stored.id, f);
-        // Altered bytes, a ciphertext from another row or column, or not UTF-8.
-        if (isDataCorrupt(err) || err instanceof TypeError) throw userErrors.corrupt(stored.id, f);
-        throw err;
+      const opened = await openText(this.kms, USER_LAYOUT, stored.id, f, sealed.ciphertext);
+      if ("failure" in opened) {
+        throw opened.failure === "revoked"
+          ? userErrors.keyRevoked(stored.id, f)
+          : userErrors.corrupt(stored.id, f);
       }
+      values[f] = opened.value;
     }
     const masked = view === "masked";
     return {

@@ -24,7 +24,7 @@ import type { AuditEvent as BizAuditEvent, AuditKind, AuditTrail } from "../biz/
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms.js";
 import type { CallerCrypto, FieldCipher } from "../biz/field_cipher.js";
 import type { KeyLifecycle } from "../biz/key_lifecycle.js";
-import type { JobProgress } from "../biz/background_worker.js";
+import type { JobProgress } from "../biz/job_worker.js";
 import type {
   Reencryption,
   ReencryptionStatus as BizReencryptionStatus,
