@@ -1,6 +1,6 @@
 import type { SlotHashes } from "../../../internal/biz/index_keys.js";
 import { RevokedKeyWriteError, StaleIndexWriteError } from "../../../internal/biz/sealed_store.js";
-import { DuplicateError, PII_FIELDS, type PiiField } from "../../../internal/biz/user.js";
+import { DuplicateError, type PiiField } from "../../../internal/biz/user.js";
 import type { FakeDataKeys } from "./data_keys.js";
 import type { FakeIndexKeys } from "./field_cipher.js";
 
