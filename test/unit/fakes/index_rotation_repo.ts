@@ -23,7 +23,7 @@ export function fakeIndexRotationRepo(store: SealedWrites, index: FakeIndexKeys)
     return row;
   };
   const repo = {
-    held: false,
+    held: false as boolean,
     job: async () => row && { ...row },
     async begin(make, policy) {
       if (row?.state === "running") return { job: { ...row }, started: false };

@@ -20,7 +20,7 @@ export function fakeReencryptionRepo(store: SealedWrites, keys: FakeDataKeys) {
     return row;
   };
   const repo = {
-    held: false,
+    held: false as boolean,
     commits: 0,
     job: async () => row && { ...row },
     async start(opts) {
