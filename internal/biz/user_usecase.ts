@@ -7,28 +7,18 @@ import type { FieldCipher } from "./field_cipher.js";
 import { MAX_POSITION, paging } from "./paging.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
 import { fairQueue, QueueFullError, type FairQueue } from "../pkg/limit/fair_queue.js";
-import {
-  KEY_CHANGE_ATTEMPTS,
-  openText,
-  RevokedKeyWriteError,
-  StaleIndexWriteError,
-} from "./sealed_store.js";
+import { openUserFields, sealUserField, underActiveKey, underIndexKeys } from "./user_fields.js";
 import {
   DuplicateError,
   isUnreadableUser,
-  userFieldName,
-  userRowContext,
   PII_FIELDS,
-  USER_LAYOUT,
   userErrors,
   type PiiField,
   type StoredField,
-  type IndexedRead,
   type StoredUser,
   type User,
   type UserRepo,
 } from "./user.js";
-import type { SlotHashes } from "./index_keys.js";
 
 export type View = "full" | "masked";
 
@@ -53,8 +43,6 @@ const noLoginLimit: LoginAttempts = {
   attempt: async () => 0,
   succeeded: async () => undefined,
 };
-
-const encoder = new TextEncoder();
 
 /**
  * Users whose email, phone and name are stored only encrypted (bound to their
@@ -91,11 +79,11 @@ export class UserUsecase {
     // Hashed first: a refused call takes no id.
     const passwordHash = await this.hashed(ctx, () => hashPassword(input.password));
     const id = await this.repo.nextId();
-    const stored = await this.underActiveKey(async () => {
+    const stored = await underActiveKey(this.kms, async () => {
       const fields: Partial<Record<PiiField, StoredField>> = {};
       for (const f of PII_FIELDS) {
         const value = clean(f, input[f]);
-        if (value) fields[f] = await this.seal(id, f, value);
+        if (value) fields[f] = await sealUserField(this.kms, id, f, value);
       }
       return this.guardDuplicates(() =>
         this.repo.insert({ id, username: input.username, passwordHash, fields }, ctx),
@@ -128,7 +116,8 @@ export class UserUsecase {
     // outlives a rotation of the index key.
     const pages = paging(this.kms.pageTokens(), opts, `users:${name ?? ""}`);
     if (!pages) throw userErrors.invalidPageToken();
-    const rows = await this.underIndexKeys(
+    const rows = await underIndexKeys(
+      this.kms,
       name === undefined ? undefined : () => this.kms.indexes("name", name).hashes,
       (nameHashes) => this.repo.list({ limit: pages.fetch, afterId: pages.from ?? 0, nameHashes }),
     );
@@ -163,12 +152,12 @@ export class UserUsecase {
     const passwordHash = change.paths.includes("password")
       ? await this.hashed(ctx, () => hashPassword(change.password))
       : undefined;
-    const stored = await this.underActiveKey(async () => {
+    const stored = await underActiveKey(this.kms, async () => {
       const fields: Partial<Record<PiiField, StoredField | null>> = {};
       for (const f of PII_FIELDS) {
         if (!change.paths.includes(f)) continue;
         const value = clean(f, change[f]);
-        fields[f] = value ? await this.seal(id, f, value) : null;
+        fields[f] = value ? await sealUserField(this.kms, id, f, value) : null;
       }
       return this.guardDuplicates(() => this.repo.update(id, { fields, passwordHash }, ctx));
     });
@@ -207,59 +196,11 @@ export class UserUsecase {
   }
 
   private byIndex(field: "email" | "phone", value: string): Promise<StoredUser | undefined> {
-    return this.underIndexKeys(
+    return underIndexKeys(
+      this.kms,
       () => this.kms.indexes(field, value).hashes,
       (hashes) => this.repo.byHash(field, hashes!),
     );
-  }
-
-  // A read by blind index made under index keys other than the database's
-  // (a rotation this instance has not heard of yet) is asked again under
-  // the keys in use: a lookup finds the same user before, during and after.
-  private async underIndexKeys<T>(
-    hashes: (() => SlotHashes) | undefined,
-    read: (hashes: SlotHashes | undefined) => Promise<IndexedRead<T>>,
-  ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const epoch = this.kms.indexEpoch();
-      const result = await read(hashes?.());
-      if (result.epoch === undefined || result.epoch === epoch || attempt === KEY_CHANGE_ATTEMPTS)
-        return result.found;
-      await this.kms.reloadIndexKeys();
-    }
-  }
-
-  private async seal(id: number, field: PiiField, value: string): Promise<StoredField> {
-    const sealed = await this.kms.encryptField(
-      userFieldName(field),
-      encoder.encode(value),
-      userRowContext(id),
-    );
-    const { epoch, hashes } = this.kms.indexes(field, value);
-    return {
-      ciphertext: sealed.ciphertext,
-      keyVersion: sealed.keyVersion,
-      hashes,
-      indexEpoch: epoch,
-    };
-  }
-
-  // The database refuses a value sealed under a key revoked since this
-  // instance cached it (migration 000008), and blind indexes made under
-  // index keys no longer in use (000014): reload the keys and seal again.
-  // Revoking the active key rotates first, so a reload finds a usable one;
-  // a few tries cover changes landing in a row.
-  private async underActiveKey<T>(write: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await write();
-      } catch (err) {
-        if (attempt === KEY_CHANGE_ATTEMPTS) throw err;
-        if (err instanceof RevokedKeyWriteError) this.kms.reloadKeys();
-        else if (err instanceof StaleIndexWriteError) await this.kms.reloadIndexKeys();
-        else throw err;
-      }
-    }
   }
 
   private async guardDuplicates<T>(fn: () => Promise<T>): Promise<T> {
@@ -273,18 +214,7 @@ export class UserUsecase {
 
   /** Decrypts a row; a field that fails fails the read of this user only. */
   private async open(stored: StoredUser, view: View): Promise<User> {
-    const values: Record<PiiField, string> = { email: "", phone: "", name: "" };
-    for (const f of PII_FIELDS) {
-      const sealed = stored.fields[f];
-      if (!sealed) continue;
-      const opened = await openText(this.kms, USER_LAYOUT, stored.id, f, sealed.ciphertext);
-      if ("failure" in opened) {
-        throw opened.failure === "revoked"
-          ? userErrors.keyRevoked(stored.id, f)
-          : userErrors.corrupt(stored.id, f);
-      }
-      values[f] = opened.value;
-    }
+    const values = await openUserFields(this.kms, stored);
     const masked = view === "masked";
     return {
       id: stored.id,
