@@ -4,7 +4,7 @@ import type {
   IndexRotationPhase,
   IndexRotationRepo,
   IndexRotationState,
-} from "../biz/index_rotation.js";
+} from "../biz/index_rotation_job.js";
 import { otherSlot as other, type SealedWrites } from "../biz/sealed_store.js";
 import { kmsErrors } from "../biz/kms.js";
 import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";

@@ -1,5 +1,9 @@
 import type pg from "pg";
-import type { ReencryptionJob, ReencryptionRepo, ReencryptionState } from "../biz/reencryption.js";
+import type {
+  ReencryptionJob,
+  ReencryptionRepo,
+  ReencryptionState,
+} from "../biz/reencryption_job.js";
 import type { SealedWrites } from "../biz/sealed_store.js";
 import { withTx } from "./tx.js";
 import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/audit.js";

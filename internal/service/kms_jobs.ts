@@ -12,13 +12,13 @@ import type {
   ReencryptionJob,
   ReencryptionState as BizReencryptionState,
   ReencryptionStatus,
-} from "../biz/reencryption.js";
+} from "../biz/reencryption_job.js";
 import type {
   IndexRotationJob,
   IndexRotationPhase,
   IndexRotationState,
   IndexRotationStatus,
-} from "../biz/index_rotation.js";
+} from "../biz/index_rotation_job.js";
 
 // The status messages of KmsService's two jobs: each its own fields, and the
 // progress both share.

@@ -42,7 +42,7 @@ beforeAll(async () => {
       ids.push(user!.id);
     }
   }
-}, 300_000);
+}, 60_000);
 afterAll(async () => {
   await a?.stop();
   await b?.stop();

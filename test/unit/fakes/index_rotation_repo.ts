@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
-import type { IndexRotationJob, IndexRotationRepo } from "../../../internal/biz/index_rotation.js";
+import type {
+  IndexRotationJob,
+  IndexRotationRepo,
+} from "../../../internal/biz/index_rotation_job.js";
 import { kmsErrors } from "../../../internal/biz/kms.js";
 import { otherSlot, type SealedWrites } from "../../../internal/biz/sealed_store.js";
 import type { FakeIndexKeys } from "./field_cipher.js";

@@ -1,4 +1,4 @@
-import type { ReencryptionJob, ReencryptionRepo } from "../../../internal/biz/reencryption.js";
+import type { ReencryptionJob, ReencryptionRepo } from "../../../internal/biz/reencryption_job.js";
 import type { SealedWrites } from "../../../internal/biz/sealed_store.js";
 import type { FakeDataKeys } from "./data_keys.js";
 
