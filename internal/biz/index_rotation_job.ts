@@ -1,6 +1,6 @@
 import type { Context } from "./context.js";
 import type { Slot } from "./index_keys.js";
-import type { BatchPolicy, JobProgress, JobRows, JobStatus } from "./job_worker.js";
+import type { BatchPolicy, JobProgress, JobRepo, JobStatus } from "./job_worker.js";
 import type { IndexFill } from "./sealed_store.js";
 
 // The index-key rotation job: its row, and the repository that keeps it
@@ -30,7 +30,7 @@ export interface IndexRotationJob extends JobProgress {
 }
 
 /** Storage of the rotation's row and the index keys, implemented in internal/data beside its store's writes. */
-export interface IndexRotationRepo extends JobRows<IndexRotationJob> {
+export interface IndexRotationRepo extends JobRepo<IndexRotationJob> {
   /**
    * One transaction, ordered against every write of an index: unless a
    * rotation is under way, stores the key `make(rootKeyId)` wraps as the

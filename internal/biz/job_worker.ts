@@ -51,7 +51,7 @@ export async function jobStatus<J extends JobProgress>(
 }
 
 /** What every job's repository offers besides its own steps. */
-export interface JobRows<J> {
+export interface JobRepo<J> {
   job(): Promise<J | undefined>;
   /** Runs `work` holding the deployment-wide lock of this job; false at once when another instance holds it. */
   exclusively(work: () => Promise<void>): Promise<boolean>;
@@ -65,7 +65,7 @@ export interface JobRows<J> {
  * `batches` until the job finishes, stops, or this instance stops.
  */
 export function jobWorker<J extends { state: string }>(
-  rows: JobRows<J>,
+  rows: JobRepo<J>,
   batches: () => Promise<void>,
 ): Worker {
   return newWorker(async () => {
@@ -75,9 +75,8 @@ export function jobWorker<J extends { state: string }>(
 }
 
 /**
- * This instance's share of a deployment-wide background job (re-encryption,
- * index-key rotation): one run at a time, however often it is woken, and
- * none after close().
+ * This instance's share of a job (re-encryption, index-key rotation): one
+ * run at a time, however often it is woken, and none after close().
  */
 export interface Worker {
   /** Runs `run` unless a run is under way (then waits for it) or the worker is closed. */
@@ -87,8 +86,9 @@ export interface Worker {
   /** Lets a run under way end, waiting at most a few seconds. */
   close(): Promise<void>;
   /**
-   * Set by the background job to run work() through its error logging: a
-   * start wakes this instance's worker at once rather than at its next poll.
+   * Set by the KMS timers (kms_job.ts) to run work() through their error
+   * logging: a start wakes this instance's worker at once rather than at its
+   * next poll.
    */
   wake: () => void;
 }

@@ -1,5 +1,5 @@
 import type { Context } from "./context.js";
-import type { JobProgress, JobRows, JobStatus } from "./job_worker.js";
+import type { JobProgress, JobRepo, JobStatus } from "./job_worker.js";
 import type { RowMove } from "./sealed_store.js";
 
 // The re-encryption job: its row, and the repository that keeps it (the
@@ -23,7 +23,7 @@ export interface ReencryptionJob extends JobProgress {
 }
 
 /** Storage of the job's row, implemented in internal/data beside its store's writes. */
-export interface ReencryptionRepo extends JobRows<ReencryptionJob> {
+export interface ReencryptionRepo extends JobRepo<ReencryptionJob> {
   /** Starts a job unless one is running: `started` false and the running one otherwise. Audited. */
   start(
     opts: {
