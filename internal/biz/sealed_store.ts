@@ -118,7 +118,7 @@ export class StaleIndexWriteError extends Error {
 export class IndexCollisionError extends Error {
   override readonly name = "IndexCollisionError";
   constructor() {
-    super("two users index alike under the new key");
+    super("two rows index alike under the new key");
   }
 }
 

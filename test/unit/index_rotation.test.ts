@@ -12,11 +12,7 @@ import { fakeSealedStore } from "./fakes/sealed_store.js";
 import { fakeUserRepo } from "./fakes/user_repo.js";
 import { fakeUsersTable } from "./fakes/users_table.js";
 
-vi.mock("../../internal/pkg/password/scrypt.js", () => ({
-  hashPassword: async (p: string) => `plain:${p}`,
-  verifyPassword: async (p: string, stored: string) => stored === `plain:${p}`,
-  decoyHash: async () => "decoy",
-}));
+vi.mock("../../internal/pkg/password/scrypt.js", () => import("./fakes/password.js"));
 
 /** The rotation over fake storage, the real cipher; `users` reads and writes as the service does. */
 function newTestIndexRotation() {

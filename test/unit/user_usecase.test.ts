@@ -14,13 +14,7 @@ import { fakeLoginAttempts } from "./fakes/login_attempts.js";
 import { fakeUserRepo } from "./fakes/user_repo.js";
 import { fakeUsersTable } from "./fakes/users_table.js";
 
-// scrypt at its real cost is the integration tests' (and the bench's): here
-// a password "hashes" to itself, so the specs stay fast.
-vi.mock("../../internal/pkg/password/scrypt.js", () => ({
-  hashPassword: async (p: string) => `plain:${p}`,
-  verifyPassword: async (p: string, stored: string) => stored === `plain:${p}`,
-  decoyHash: async () => "decoy",
-}));
+vi.mock("../../internal/pkg/password/scrypt.js", () => import("./fakes/password.js"));
 
 /** The use case over fake storage, with the real field cipher. */
 function newTestUsecase(opts: { maxAttempts?: number } = {}) {
