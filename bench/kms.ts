@@ -8,8 +8,8 @@ import {
 import { wireKms } from "../cmd/server/wire.js";
 import { openData } from "../internal/data/data.js";
 import { parseConfig } from "../internal/conf/load.js";
-import { run } from "../internal/data/migrate/runner.js";
-import { migratorOptions } from "../internal/data/migrate/options.js";
+import { run } from "../internal/migrate/runner.js";
+import { migratorOptions } from "../internal/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
 import { alternate, answeredFromMetrics, type Comparison } from "./lib/compare.js";

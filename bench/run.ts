@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startEmbeddedPostgres } from "../internal/data/embedded.js";
+import { startEmbeddedPostgres } from "../internal/pkg/embedded_pg/embedded_pg.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { hashFieldOverGrpc, kmsInProcess, processesOverGrpc } from "./kms.js";
 import { migrateBench } from "./migrate.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { build } from "esbuild";
 import type { TestProject } from "vitest/node";
-import { startEmbeddedPostgres } from "../internal/data/embedded.js";
+import { startEmbeddedPostgres } from "../internal/pkg/embedded_pg/embedded_pg.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 
 declare module "vitest" {

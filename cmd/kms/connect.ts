@@ -1,9 +1,9 @@
-import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { parseDurationMs } from "../../internal/conf/duration.js";
+import { readBytes, readSecretFile, SecretFileError } from "../../internal/pkg/secret/file.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 
 // What every kms command shares: reaching the service's gRPC port with a
@@ -64,37 +64,36 @@ export function callOptions(args: ConnectArgs): { timeoutMs: number; headers: He
 export function auth(args: ConnectArgs): Headers {
   const token =
     args["token-file"] !== undefined
-      ? readSecretFile("--token-file", args["token-file"])
+      ? readTokenFile("--token-file", args["token-file"])
       : process.env.KMS_TOKEN;
   return new Headers(token ? { authorization: `Bearer ${token}` } : {});
 }
 
 /**
- * A secret file holds the secret alone: its content less one final line
- * ending (`\n` or `\r\n`, as editors and `echo` leave). Anything else (an
- * empty file, a second line, surrounding spaces) is refused rather than
- * trimmed into a different secret.
+ * A token file is read by the rule every secret file follows (one final line
+ * ending dropped); a token must then be one line with no surrounding spaces,
+ * as it travels in a header.
  */
-export function readSecretFile(flag: string, path: string): string {
-  const secret = readFile(flag, path)
-    .toString("utf8")
-    .replace(/\r?\n$/, "");
-  if (secret === "") throw new UsageError(`${flag}: ${path} is empty`);
+export function readTokenFile(flag: string, path: string): string {
+  const secret = asUsageError(() => readSecretFile(flag, path)).toString("utf8");
   if (/[\r\n]/.test(secret) || secret.trim() !== secret) {
     throw new UsageError(
-      `${flag}: ${path} must hold the secret alone, on one line with no surrounding spaces`,
+      `${flag}: ${path} must hold the token alone, on one line with no surrounding spaces`,
     );
   }
   return secret;
 }
 
 function readFile(flag: string, path: string): Buffer {
+  return asUsageError(() => readBytes(flag, path));
+}
+
+function asUsageError<T>(read: () => T): T {
   try {
-    return readFileSync(path);
+    return read();
   } catch (err) {
-    throw new UsageError(
-      `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
-    );
+    if (err instanceof SecretFileError) throw new UsageError(err.message);
+    throw err;
   }
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
-import type { Args } from "./commands.js";
+import type { Args } from "./options.js";
 
-// Only yargs loads up front: the database driver, node-pg-migrate and the SQL
-// parser load when a command needs them, so `--help` answers at once.
+// Only yargs loads up front: the database driver and the SQL parser load
+// when a command needs them, so `--help` answers at once.
 const commands = () => import("./commands.js");
 type Handler = keyof Awaited<ReturnType<typeof commands>>["handlers"];
 const handle = (name: Handler) => async (args: Args) => (await commands()).handlers[name](args);

@@ -1,6 +1,6 @@
-import type { Finding } from "../../internal/data/migrate/lint.js";
-import type { Plan, RunReport, StepFailure } from "../../internal/data/migrate/runner.js";
-import type { Problem, StatusEntry } from "../../internal/data/migrate/state.js";
+import type { Finding } from "../../internal/migrate/lint/lint.js";
+import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
+import type { Problem, StatusEntry } from "../../internal/migrate/state.js";
 
 type Write = (text: string) => void;
 

@@ -1,10 +1,10 @@
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
-import { migratorOptions } from "../../internal/data/migrate/options.js";
+import { migratorOptions } from "../../internal/migrate/options.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { newUserStore } from "../../internal/data/user_store.js";
-import { migrateOnStart, migrationReadiness } from "../../internal/data/migrate/startup.js";
+import { migrateOnStart, migrationReadiness } from "../../internal/migrate/startup.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
 import { BizError } from "../../internal/biz/errors.js";

@@ -3,8 +3,8 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import type { Data_Database } from "../conf/conf_pb.js";
 import type { Logger } from "../pkg/log/logger.js";
-import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded.js";
-import { describe } from "./url.js";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "../pkg/embedded_pg/embedded_pg.js";
+import { describe } from "../pkg/dburl/dburl.js";
 
 export { describe };
 

@@ -52,7 +52,7 @@ const exists = async (username: string) =>
 describe("DEADLINE_EXCEEDED means not written", () => {
   it("a create whose deadline passes before it commits writes nothing; one that commits answers OK", async () => {
     // gRPC on port 8000 (h2c): port 9000's grpc-js answers a client deadline
-    // by itself, whatever the handler is doing (see README).
+    // by itself, whatever the handler is doing (see docs/api.md#deadlines).
     const port = ctx.app.httpPort;
     // 1 ms: expired long before the password hash is done.
     const expired = Array.from({ length: 8 }, (_, i) => `late_${i}`);

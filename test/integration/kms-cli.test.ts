@@ -113,6 +113,10 @@ describe("kms reencrypt", () => {
       rowsFailed: 0,
     });
     expect(r.output).not.toContain(token);
+    // docs/keys.md shows `kms reencrypt stop`: on a finished job it changes nothing.
+    const stop = await kms(["reencrypt", "stop", "--json", ...addr()], { KMS_TOKEN: token });
+    expect(stop.code, stop.output).toBe(0);
+    expect(JSON.parse(stop.stdout)).toMatchObject({ state: "finished" });
   }, 60_000);
 });
 
@@ -153,8 +157,8 @@ describe("kms --token-file", () => {
     for (const [name, content, message] of [
       ["empty", "", /is empty/],
       ["newline", "\n", /is empty/],
-      ["two-lines", `${token}\n\n`, /must hold the secret alone/],
-      ["spaces", ` ${token}\n`, /must hold the secret alone/],
+      ["two-lines", `${token}\n\n`, /must hold the token alone/],
+      ["spaces", ` ${token}\n`, /must hold the token alone/],
     ] as const) {
       const path = file(name, content);
       const r = await kms(["reencrypt", "status", "--token-file", path, ...addr()]);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { PG_MIGRATE_LOCK_ID } from "../../internal/data/migrate/lock.js";
+import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/seams/node_pg_migrate.js";
 import { query } from "../helpers/catalog.js";
 import { migrationFixtures } from "../helpers/migrations.js";
 import { runMigrate, spawnMigrate } from "../helpers/process.js";

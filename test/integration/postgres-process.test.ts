@@ -10,13 +10,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runnableBinaries } from "../../internal/data/embedded.js";
+import { runAs, runnableBinaries } from "../../internal/pkg/embedded_pg/binaries.js";
 import {
   initdb,
   postgresEnvironment,
-  runAs,
   startPostmaster,
-} from "../../internal/data/postgres_process.js";
+} from "../../internal/pkg/embedded_pg/postgres_process.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 
 const silent = createLogger({ level: "silent", format: "json" });

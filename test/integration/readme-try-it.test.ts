@@ -14,10 +14,11 @@ const ctx = useTestApp();
 const dir = mkdtempSync(join(tmpdir(), "kbts-try-it-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The shell commands of the README's "Try it" part, continuation lines joined. */
+/** The shell commands of the README's "Try it" section, continuation lines joined. */
 function tryItCommands(): string[] {
   const readme = readFileSync(join(root, "README.md"), "utf8");
-  const part = readme.slice(readme.indexOf("Try it"), readme.indexOf("Running as root"));
+  const start = readme.indexOf("\n## Try it\n");
+  const part = readme.slice(start, readme.indexOf("\n## ", start + 1));
   const blocks = [...part.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
   return blocks
     .join("")

@@ -4,7 +4,10 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import type { App } from "../../cmd/server/wire.js";
-import { startEmbeddedPostgres, type EmbeddedPostgres } from "../../internal/data/embedded.js";
+import {
+  startEmbeddedPostgres,
+  type EmbeddedPostgres,
+} from "../../internal/pkg/embedded_pg/embedded_pg.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { startTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";

@@ -86,7 +86,7 @@ function nextCase(r: Random): Case {
 // What is wrong with an answer, if anything: none at all, INTERNAL or UNKNOWN
 // (a fault of ours, not of the input), or a failure of a served method
 // without the ErrorInfo every failure carries. grpc-js's own deadline and
-// cancellation carry none by design (see README), nor does its answer to an
+// cancellation carry none by design (see docs/api.md), nor does its answer to an
 // unknown method.
 function fault(c: Case, a: Answer | undefined): string | undefined {
   if (!a) return "no answer";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DatabaseStalledError, isConnectionLost } from "../../internal/data/migrate/connect.js";
+import { DatabaseStalledError, isConnectionLost } from "../../internal/migrate/connect.js";
 
 const withCode = (code: string, message = "x") => Object.assign(new Error(message), { code });
 

@@ -1,12 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PG_MIGRATE_LOCK_ID as upstreamLockId } from "node-pg-migrate";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { analyse, ScriptRefusedError } from "../../internal/data/migrate/analyse.js";
-import { PG_MIGRATE_LOCK_ID } from "../../internal/data/migrate/lock.js";
-import { MigrationSourceError, readMigrations } from "../../internal/data/migrate/source.js";
-import { loadSqlParser } from "../../internal/data/migrate/sql.js";
+import { analyse, ScriptRefusedError } from "../../internal/migrate/analyse.js";
+import { MigrationSourceError, readMigrations } from "../../internal/migrate/source.js";
+import { loadSqlParser } from "../../internal/migrate/sql.js";
 
 const dirs: string[] = [];
 function folder(files: Record<string, string>): string {
@@ -18,10 +16,6 @@ function folder(files: Record<string, string>): string {
 
 beforeAll(loadSqlParser);
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-it("takes node-pg-migrate's own lock key", () => {
-  expect(PG_MIGRATE_LOCK_ID).toBe(upstreamLockId);
-});
 
 describe("reading a folder as golang-migrate does", () => {
   it("pairs by version, keeps the up file's title, ignores what is no migration", () => {

@@ -1,5 +1,5 @@
 import { hkdfSync, pbkdf2Sync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readBytes, SecretFileError, withoutFinalLineEnding } from "../secret/file.js";
 
 export const KEY_BYTES = 32;
 
@@ -25,16 +25,19 @@ export class RootKeyError extends Error {
 export function loadRootKey(source: RootKeySource, at = "kms"): Buffer {
   if (source.rootKey) return decode(source.rootKey, `${at}.root_key`);
   if (source.rootKeyFile) {
-    let raw: Buffer;
+    const where = `${at}.root_key_file`;
     try {
-      raw = readFileSync(source.rootKeyFile);
+      // Exactly 32 bytes are the key itself, whatever its last byte; any other
+      // file is read by the secret-file rule and holds the key's base64.
+      const raw = readBytes(where, source.rootKeyFile);
+      if (raw.length === KEY_BYTES) return raw;
+      const text = withoutFinalLineEnding(raw);
+      if (text.length === KEY_BYTES) return text;
+      return decode(text.toString("latin1"), `${where} ${source.rootKeyFile}`);
     } catch (err) {
-      throw new RootKeyError(
-        `${at}.root_key_file ${source.rootKeyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`,
-      );
+      if (err instanceof SecretFileError) throw new RootKeyError(err.message);
+      throw err;
     }
-    if (raw.length === KEY_BYTES) return raw;
-    return decode(raw.toString("utf8").trim(), `${at}.root_key_file ${source.rootKeyFile}`);
   }
   if (source.seed) {
     if (!source.salt || source.iterations < 100_000) {

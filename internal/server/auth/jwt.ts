@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { readSecretFile } from "../../pkg/secret/file.js";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { errors, jwtVerify, type JWTPayload } from "jose";
 import type { Auth_Jwt } from "../../conf/conf_pb.js";
@@ -98,13 +99,15 @@ function scopesOf(payload: JWTPayload, claim: string): Set<string> {
 function loadKeys(conf: Auth_Jwt): Key[] {
   const keys: Key[] = [];
   if (conf.hs256SecretFile) {
-    const secret = readFileSync(conf.hs256SecretFile);
+    const secret = readSecretFile("auth.jwt.hs256_secret_file", conf.hs256SecretFile);
     // A public key there would let anyone holding it forge HS256 tokens.
     if (secret.subarray(0, 64).toString("latin1").includes("-----BEGIN")) {
       throw new Error("auth.jwt.hs256_secret_file: holds a PEM key, not a shared secret");
     }
     if (secret.length < 32) {
-      throw new Error(`auth.jwt.hs256_secret_file: the secret must be at least 32 bytes`);
+      throw new Error(
+        `auth.jwt.hs256_secret_file: the secret must be at least 32 bytes (after one final line ending is dropped)`,
+      );
     }
     keys.push({ key: new Uint8Array(secret), algorithm: "HS256" });
   }

@@ -154,12 +154,6 @@ function checkBlocks(statements: Statement[], file: string): void {
   }
 }
 
-/** `SET TRANSACTION …`: valid only before any other query of its transaction. */
-export function isSetTransaction(st: Statement): boolean {
-  const body = st.node.VariableSetStmt as Node | undefined;
-  return body?.kind === "VAR_SET_MULTI" && body.name === "TRANSACTION";
-}
-
 /** The kind of a transaction control statement (TRANS_STMT_BEGIN, …), else undefined. */
 export function transactionKind(st: Statement): string | undefined {
   const body = st.node.TransactionStmt as Node | undefined;

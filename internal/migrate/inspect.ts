@@ -2,7 +2,7 @@ import type pg from "pg";
 import { adoptable, readGolangMigrate, AdoptionRefusedError } from "./adopt.js";
 import { connect, disconnect } from "./connect.js";
 import { invalidIndexes } from "./indexes.js";
-import type { MigratorOptions } from "./runner.js";
+import type { MigratorOptions } from "./options.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 import { compare, readApplied, stateTableExists, type Problem } from "./state.js";
 
@@ -12,7 +12,7 @@ export async function status(
 ) {
   const source = readMigrations(opts.dir);
   const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
-    // Not runner's replyTimeoutMs: importing the runner would load node-pg-migrate.
+    // Reading only: bounded even with statement_timeout off (unlike session.replyTimeoutMs).
     replyTimeoutMs: opts.statementTimeoutMs + opts.connectTimeoutMs,
   });
   try {

@@ -1,10 +1,28 @@
 import type { Duration } from "@bufbuild/protobuf/wkt";
-import type { Data_Database } from "../../conf/conf_pb.js";
-import { defaults, migrateToolDefaults } from "../../conf/defaults.js";
-import { parseDurationMs } from "../../conf/duration.js";
-import type { Logger } from "../../pkg/log/logger.js";
+import type { Data_Database } from "../conf/conf_pb.js";
+import { defaults, migrateToolDefaults } from "../conf/defaults.js";
+import { parseDurationMs } from "../conf/duration.js";
+import type { Logger } from "../pkg/log/logger.js";
 import { defaultMigrationsDir } from "./dir.js";
-import type { MigratorOptions } from "./runner.js";
+import type { TransactionMode } from "./analyse.js";
+
+/** How to reach the database and how patient to be. */
+export interface MigratorOptions {
+  databaseUrl: string;
+  /** The folder of NNNN_title.up.sql / .down.sql pairs. */
+  dir: string;
+  /** Give up connecting after this long (a URL's connect_timeout wins). */
+  connectTimeoutMs: number;
+  /** How long to wait for another migrator's lock before giving up. */
+  lockWaitMs: number;
+  /** Session lock_timeout while migrating: fail fast instead of queueing behind traffic. */
+  lockTimeoutMs: number;
+  /** Session statement_timeout while migrating; 0 disables it. */
+  statementTimeoutMs: number;
+  /** Who owns transactions (default `migration`): see TransactionMode. */
+  transactions?: TransactionMode;
+  log: Logger;
+}
 
 /**
  * Migrator settings from `data.database.migration` (the config loader fills

@@ -1,12 +1,5 @@
 import type pg from "pg";
-
-/**
- * node-pg-migrate's advisory lock key (its PG_MIGRATE_LOCK_ID), so its own
- * CLI and this tool exclude each other; written out rather than imported so
- * that commands which take no lock need not load node-pg-migrate (a unit test
- * keeps the two equal).
- */
-export const PG_MIGRATE_LOCK_ID = 7241865325823964;
+import { PG_MIGRATE_LOCK_ID } from "./seams/node_pg_migrate.js";
 
 /** Stopped by a signal while waiting for the lock: nothing was changed. */
 export class LockWaitInterruptedError extends Error {

@@ -104,8 +104,8 @@ function toFile(
   };
 }
 
-// The name goes into pgmigrations.name (varchar(255)) through node-pg-migrate's
-// own INSERT, which quotes nothing.
+// The name goes into pgmigrations.name (varchar(255)), as a literal in our
+// record and in node-pg-migrate's, which quotes nothing.
 function checkName(path: string, name: string): void {
   if (name.length > 255) throw new MigrationSourceError(`${path}: name longer than 255 characters`);
   // eslint-disable-next-line no-control-regex

@@ -1,5 +1,5 @@
-import { readMigrations, type MigrationFile } from "./source.js";
-import { SqlSyntaxError, loadSqlParser, splitStatements, type Statement } from "./sql.js";
+import { readMigrations, type MigrationFile } from "../source.js";
+import { SqlSyntaxError, loadSqlParser, splitStatements, type Statement } from "../sql.js";
 
 export interface Finding {
   rule: string;

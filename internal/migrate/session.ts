@@ -1,12 +1,14 @@
 import type pg from "pg";
-import type { Outcome } from "./apply.js";
+import type { Outcome } from "./failure.js";
 import { abandon, connect, disconnect } from "./connect.js";
+import { acquireLock, releaseLock } from "./lock.js";
 import type { Step } from "./plan.js";
-import type { MigratorOptions } from "./runner.js";
+import type { MigratorOptions } from "./options.js";
 import { readApplied } from "./state.js";
 
-// The migrator's connection: how long it waits, what the server does with a
-// session its migrator stopped talking to, and what is true after it is lost.
+// The migrator's connection: the lock it holds, how long it waits, what the
+// server does with a session its migrator stopped talking to, and what is
+// true after it is lost.
 
 /**
  * Cancels the statement `busy` runs, over a second connection as the
@@ -86,6 +88,47 @@ export async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): P
     return { recorded };
   } catch (err) {
     return { unknown: `could not read the state back: ${(err as Error).message}` };
+  } finally {
+    await disconnect(client, opts.connectTimeoutMs);
+  }
+}
+
+/**
+ * Connects, takes the migration lock (polling, bounded by lockWait), sets
+ * the session's bounds, runs `fn`, and always releases and disconnects.
+ */
+export async function locked<T>(
+  opts: MigratorOptions,
+  signal: AbortSignal | undefined,
+  fn: (client: pg.Client, lockWaitMs: number) => Promise<T>,
+): Promise<T> {
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+    replyTimeoutMs: replyTimeoutMs(opts, 1),
+  });
+  try {
+    const lockWaitMs = await acquireLock(
+      client,
+      opts.lockWaitMs,
+      () => opts.log.info("another migration holds the lock; waiting"),
+      signal,
+    );
+    try {
+      const ms = (n: number) => Math.max(0, Math.floor(n));
+      await client.query(
+        `SET lock_timeout = ${ms(opts.lockTimeoutMs)}; SET statement_timeout = ${ms(opts.statementTimeoutMs)}`,
+      );
+      // A migrator killed mid-statement must not leave its backend running,
+      // holding the lock (PostgreSQL 14 and later).
+      await client.query("SET client_connection_check_interval = 1000").catch(() => undefined);
+      // A migrator that stops talking (a stalled proxy keeps its connection
+      // open) must not hold the lock for ever: the server ends such a session.
+      const idle = `${sessionIdleMs(opts)}ms`;
+      await client.query(`SET idle_in_transaction_session_timeout = '${idle}'`);
+      await client.query(`SET idle_session_timeout = '${idle}'`).catch(() => undefined);
+      return await fn(client, lockWaitMs);
+    } finally {
+      await releaseLock(client).catch(() => undefined);
+    }
   } finally {
     await disconnect(client, opts.connectTimeoutMs);
   }

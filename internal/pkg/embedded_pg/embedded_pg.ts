@@ -2,17 +2,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
-import type { Logger } from "../pkg/log/logger.js";
-import {
-  type Binaries,
-  type RunAs,
-  closedAncestor,
-  initdb,
-  platformBinaries,
-  reachableBinaries,
-  runAs,
-  startPostmaster,
-} from "./postgres_process.js";
+import type { Logger } from "../log/logger.js";
+import { closedAncestor, runAs, runnableBinaries, SHARED_CLUSTERS_DIR } from "./binaries.js";
+import { initdb, startPostmaster } from "./postgres_process.js";
 
 export interface EmbeddedPostgres {
   /** postgres:// URL of the `postgres` database, password included. */
@@ -135,15 +127,6 @@ function readPidFile(dataDir: string): string[] | undefined {
     return undefined;
   }
 }
-
-/** The PostgreSQL binaries, where `user` (the `postgres` user, as root) can execute them. */
-export async function runnableBinaries(user: RunAs | undefined, log: Logger): Promise<Binaries> {
-  const found = await platformBinaries();
-  return user ? reachableBinaries(found, join(SHARED_CLUSTERS_DIR, "bin"), log) : found;
-}
-
-/** Where clusters go when the working directory is closed to the `postgres` user. */
-export const SHARED_CLUSTERS_DIR = "/var/lib/kratos-boilerplate-ts";
 
 // As root, PostgreSQL runs as the `postgres` user, which must be able to walk
 // down to the cluster; a private parent (a 0700 home, any `mktemp -d`) stops

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { parse } from "pg-connection-string";
-import { describe } from "../url.js";
+import { describe } from "../pkg/dburl/dburl.js";
 
 /** A connection string that does not name a database explicitly. */
 export class DatabaseUrlError extends Error {
@@ -99,8 +99,8 @@ export async function connect(
   return client;
 }
 
-// Every query of this client, including those node-pg-migrate sends through
-// it, gets a query_timeout; one that expires drops the connection.
+// Every query of this client gets a query_timeout; one that expires drops
+// the connection.
 function boundReplies(client: pg.Client, url: string, replyTimeoutMs: number): void {
   const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
   client.query = ((config: string | pg.QueryConfig, ...rest: unknown[]) => {

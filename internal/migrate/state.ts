@@ -1,14 +1,10 @@
 import type pg from "pg";
+import { MIGRATIONS_TABLE, MIGRATIONS_TABLE_COLUMNS } from "./seams/node_pg_migrate.js";
+import type { Step } from "./plan.js";
 import type { MigrationFile } from "./source.js";
 
-/**
- * node-pg-migrate's state table, kept so its own tooling still reads our
- * state; in `public`, where node-pg-migrate's own INSERT puts each record.
- */
-export const MIGRATIONS_TABLE = "public.pgmigrations";
-
-/** The session setting our checksum column's default reads (see ensureStateTable). */
-export const CHECKSUM_SETTING = "migrate.checksum";
+// run_on is a `timestamp` column: the time in UTC, whatever the session's zone.
+const NOW_UTC = "now() AT TIME ZONE 'UTC'";
 
 export interface Applied {
   name: string;
@@ -44,19 +40,56 @@ export interface StatusEntry {
 }
 
 /**
- * Creates pgmigrations as node-pg-migrate does, plus a checksum column whose
- * default is read from a session setting: node-pg-migrate inserts (name,
- * run_on) inside the migration's own transaction, so the checksum lands
- * atomically with the migration without a second write. run_on holds UTC:
- * the migrator sets the session's time zone to UTC just before each record.
+ * Creates pgmigrations as node-pg-migrate does, so its own CLI still reads our
+ * state, plus a checksum column (NULL in rows that CLI writes). A table made
+ * by an earlier version keeps the column default it had then (unused).
  */
 export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (${MIGRATIONS_TABLE_COLUMNS})`,
   );
   await client.query(
-    `ALTER TABLE ${MIGRATIONS_TABLE} ADD COLUMN IF NOT EXISTS checksum varchar(64) DEFAULT NULLIF(current_setting('${CHECKSUM_SETTING}', true), '')`,
+    `ALTER TABLE ${MIGRATIONS_TABLE} ADD COLUMN IF NOT EXISTS checksum varchar(64)`,
   );
+}
+
+/**
+ * The statement that records a step, sent as the step's last (inside its
+ * transaction when it has one): up inserts the row with the file's checksum,
+ * down deletes it. A literal, not a parameter: it may close a multi-statement
+ * query.
+ */
+export function recordStatement(s: Step): string {
+  const name = literal(s.name);
+  return s.direction === "up"
+    ? `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum) VALUES (${name}, ${NOW_UTC}, ${literal(s.migration.checksum)})`
+    : `DELETE FROM ${MIGRATIONS_TABLE} WHERE name = ${name}`;
+}
+
+/**
+ * Records migrations as applied without running them (adoption, baseline),
+ * in one statement, each with its file's checksum.
+ */
+export async function recordApplied(client: pg.ClientBase, files: MigrationFile[]): Promise<void> {
+  if (files.length === 0) return;
+  await client.query(
+    `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum)
+     SELECT name, ${NOW_UTC}, checksum FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS f(name, checksum, n) ORDER BY n`,
+    [files.map((f) => f.name), files.map((f) => f.checksum)],
+  );
+}
+
+/** Replaces an applied migration's recorded checksum with its file's (repair). */
+export async function recordChecksum(client: pg.ClientBase, file: MigrationFile): Promise<void> {
+  await client.query(`UPDATE ${MIGRATIONS_TABLE} SET checksum = $1 WHERE name = $2`, [
+    file.checksum,
+    file.name,
+  ]);
+}
+
+// Names carry no quote (source.ts refuses them); doubled anyway.
+function literal(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
 }
 
 /** Whether pgmigrations exists: a database this tool (or node-pg-migrate) has migrated. */

@@ -1,6 +1,5 @@
 import type pg from "pg";
 import type { MigrationFile } from "./source.js";
-import { MIGRATIONS_TABLE } from "./state.js";
 
 /** golang-migrate's own record: one row, the last version applied and whether it failed halfway. */
 export interface GolangMigrateState {
@@ -54,24 +53,4 @@ export function adoptable(files: MigrationFile[], state: GolangMigrateState): Mi
     );
   }
   return files.filter((f) => f.version <= version);
-}
-
-/**
- * Records migrations as applied without running them (adoption, baseline),
- * in one transaction, each with its file's checksum.
- */
-export async function recordApplied(client: pg.ClientBase, files: MigrationFile[]): Promise<void> {
-  if (files.length === 0) return;
-  await client.query("BEGIN; SET LOCAL TIME ZONE 'UTC'");
-  try {
-    await client.query(
-      `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum)
-       SELECT name, now(), checksum FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS f(name, checksum, n) ORDER BY n`,
-      [files.map((f) => f.name), files.map((f) => f.checksum)],
-    );
-    await client.query("COMMIT");
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  }
 }

@@ -1,7 +1,8 @@
 import type pg from "pg";
-import { isDatabaseUnavailable } from "../../pkg/dberr/dberr.js";
+import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
-import { run, type MigratorOptions } from "./runner.js";
+import type { MigratorOptions } from "./options.js";
+import { run } from "./runner.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 
 /**

@@ -1,0 +1,79 @@
+import type pg from "pg";
+import type { Script } from "./analyse.js";
+import { chunk, countCompletions, failure, type Chunk, type StepFailure } from "./failure.js";
+import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
+import type { Step } from "./plan.js";
+import { recordStatement } from "./state.js";
+
+export type { Outcome, StepFailure } from "./failure.js";
+
+/** A step that ran: how long it took. */
+export interface StepResult {
+  name: string;
+  direction: "up" | "down";
+  file: string;
+  ms: number;
+  /** INVALID indexes left by an interrupted earlier attempt, dropped before this one. */
+  dropped: string[];
+}
+
+/**
+ * Runs one step and records it in pgmigrations, the record being its last
+ * statement: it lands with the migration or not at all.
+ *
+ * A transactional file goes as one multi-statement query, BEGIN, the file,
+ * the record, COMMIT: one round trip per migration; counting PostgreSQL's
+ * per-statement completions still names the failing line. A file that cannot
+ * run in a transaction goes statement by statement; its concurrent index
+ * builds are checked by a last statement, before the record.
+ */
+export async function applyStep(
+  client: pg.Client,
+  s: Step,
+  script: Script,
+  replyTimeoutMs: (statements: number) => number | undefined = () => undefined,
+): Promise<{ ok: StepResult } | { failed: StepFailure }> {
+  const started = performance.now();
+  const completions = countCompletions(client);
+  let dropped: string[] = [];
+  // What went to the server, one entry per query, in order.
+  const sent: Chunk[] = [];
+  try {
+    if (script.transactional) {
+      // A file opening with SET TRANSACTION finds it first after BEGIN, as it must.
+      const whole = chunk(["BEGIN", ...script.statements, recordStatement(s), "COMMIT"], script);
+      sent.push(whole);
+      completions.reset();
+      // The server bounds each statement of a multi-statement query, so the
+      // client's wait grows with their number.
+      const query_timeout = replyTimeoutMs(whole.statements.length);
+      await client.query({ text: whole.sql, ...(query_timeout ? { query_timeout } : {}) });
+    } else {
+      const cleared = await clearInvalidIndexes(client, script.indexes);
+      dropped = cleared.dropped;
+      const chunks = [
+        ...script.statements.map((st) => chunk([st], script)),
+        ...(script.indexes.length > 0
+          ? [chunk([indexCheckStatement(script.indexes, cleared.invalidBefore)], script)]
+          : []),
+        chunk([recordStatement(s)], script),
+      ];
+      for (const c of chunks) {
+        sent.push(c);
+        completions.reset();
+        await client.query(c.sql);
+      }
+    }
+  } catch (err) {
+    const failed = failure(s, script, sent, completions.count(), err, dropped);
+    // A failed transaction stays open (aborted) until told otherwise; so does
+    // one the file opened.
+    if (script.transactional || script.ownTransactions)
+      await client.query("ROLLBACK").catch(() => undefined);
+    return { failed };
+  } finally {
+    completions.stop();
+  }
+  const ms = Math.round(performance.now() - started);
+  return { ok: { name: s.name, direction: s.direction, file: s.file, ms, dropped } };
+}

@@ -1,0 +1,54 @@
+import type pg from "pg";
+import { adoptable, readGolangMigrate } from "./adopt.js";
+import { analyse, type Script, type TransactionMode } from "./analyse.js";
+import { planSteps, type Command, type Step } from "./plan.js";
+import type { MigrationFile, MigrationSource } from "./source.js";
+import { FileLineError, loadSqlParser } from "./sql.js";
+import { readApplied, stateTableExists, type Applied } from "./state.js";
+
+/** What a command will do: versions to adopt, the steps and their parsed files. */
+export interface Prepared {
+  adopt: MigrationFile[];
+  steps: Step[];
+  scripts: Map<Step, Script>;
+  warnings: string[];
+}
+
+// Plans from the recorded state (or, on a database we never touched, what
+// golang-migrate recorded), then parses every file that will run: nothing has
+// changed if this throws.
+export async function prepare(
+  client: pg.ClientBase,
+  source: MigrationSource,
+  command: Command,
+  mode: TransactionMode = "migration",
+): Promise<Prepared> {
+  const files = source.migrations;
+  let applied = await readApplied(client);
+  let adopt: MigrationFile[] = [];
+  if (!(await stateTableExists(client))) {
+    const golang = await readGolangMigrate(client);
+    if (golang) adopt = adoptable(files, golang);
+    applied = adopt.map((f): Applied => ({
+      name: f.name,
+      runOn: new Date(),
+      checksum: f.checksum,
+    }));
+  }
+  const steps = planSteps(files, applied, command);
+  const scripts = new Map<Step, Script>();
+  const warnings = [...source.warnings];
+  if (steps.length === 0) return { adopt, steps, scripts, warnings };
+  await loadSqlParser();
+  for (const s of steps) scripts.set(s, analyse(s.sql, s.file, mode));
+  // A broken down file matters only when it runs: a warning at up.
+  for (const s of steps.filter((x) => x.direction === "up" && x.migration.down !== undefined)) {
+    try {
+      analyse(s.migration.down!, s.migration.downPath!, mode);
+    } catch (err) {
+      if (!(err instanceof FileLineError)) throw err;
+      warnings.push(`${err.message} (the down migration will fail if it runs)`);
+    }
+  }
+  return { adopt, steps, scripts, warnings };
+}

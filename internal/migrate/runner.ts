@@ -1,0 +1,146 @@
+import type pg from "pg";
+import { applyStep, type StepFailure, type StepResult } from "./apply.js";
+import { connect, disconnect } from "./connect.js";
+import type { MigratorOptions } from "./options.js";
+import type { Command, Step } from "./plan.js";
+import { prepare, type Prepared } from "./prepare.js";
+import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
+import { readMigrations } from "./source.js";
+import { loadSqlParser } from "./sql.js";
+import { ensureStateTable, recordApplied } from "./state.js";
+
+// The commands that change the schema: plan (what would run) and run.
+
+/** What a run did: adopted versions, each step that ran, and the one that failed. */
+export interface RunReport {
+  /** Versions recorded as applied from golang-migrate's schema_migrations. */
+  adopted: string[];
+  done: StepResult[];
+  failed: StepFailure | undefined;
+  /** Non-fatal findings: broken down files of pending migrations, odd files. */
+  warnings: string[];
+  /** Set when the run was stopped by `signal`: which signal, and the steps never started. */
+  interrupted?: { signal: string; notStarted: string[] };
+}
+
+/** A plan: what `run` would do from the current state, without changing anything. */
+export interface Plan {
+  adopted: string[];
+  steps: (Step & { transactional: boolean; ownTransactions: boolean })[];
+  warnings: string[];
+}
+
+export type { Command, Step, StepFailure, StepResult };
+
+/** Reads the state and returns what `command` would do; takes no lock, writes nothing. */
+export async function plan(opts: MigratorOptions, command: Command): Promise<Plan> {
+  const source = readMigrations(opts.dir);
+  const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+    replyTimeoutMs: replyTimeoutMs(opts, 1),
+  });
+  try {
+    const p = await prepare(client, source, command, opts.transactions);
+    return {
+      adopted: p.adopt.map((f) => f.name),
+      steps: p.steps.map((s) => {
+        const script = p.scripts.get(s)!;
+        return {
+          ...s,
+          transactional: script.transactional,
+          ownTransactions: script.ownTransactions === true,
+        };
+      }),
+      warnings: p.warnings,
+    };
+  } finally {
+    await disconnect(client, opts.connectTimeoutMs);
+  }
+}
+
+/**
+ * Runs `command` under the migration lock: each step in its own transaction
+ * (or statement by statement where PostgreSQL requires it), stopping at the
+ * first failure. Every file that will run is parsed and checked before
+ * anything changes.
+ */
+export function run(
+  opts: MigratorOptions,
+  command: Command,
+  signal?: AbortSignal,
+): Promise<RunReport> {
+  const source = readMigrations(opts.dir);
+  // Compiled while connecting; awaited (and its failure seen) in prepare().
+  loadSqlParser().catch(() => undefined);
+  return locked(opts, signal, async (client, lockWaitMs) => {
+    // Planned under the lock: whoever held it may have applied everything.
+    const p = await prepare(client, source, command, opts.transactions);
+    await ensureStateTable(client);
+    await recordApplied(client, p.adopt);
+    if (p.adopt.length > 0) {
+      opts.log.info(
+        { adopted: p.adopt.length, through: p.adopt.at(-1)!.name },
+        "adopted golang-migrate's schema_migrations",
+      );
+    }
+    const report: RunReport = {
+      adopted: p.adopt.map((f) => f.name),
+      done: [],
+      failed: undefined,
+      warnings: p.warnings,
+    };
+    await applySteps(opts, client, p, report, lockWaitMs, signal);
+    if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
+    return report;
+  });
+}
+
+/**
+ * Runs the planned steps in order into `report`, stopping at the first
+ * failure (read back when the connection was lost) or at `signal`, which
+ * also cancels the statement in flight; steps not begun stay so.
+ */
+async function applySteps(
+  opts: MigratorOptions,
+  client: pg.Client,
+  p: Prepared,
+  report: RunReport,
+  lockWaitMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const cancel = () => void cancelBackend(opts, client);
+  signal?.addEventListener("abort", cancel);
+  try {
+    for (const [i, s] of p.steps.entries()) {
+      if (signal?.aborted) {
+        report.interrupted = interruption(signal, p.steps.slice(i));
+        return;
+      }
+      const result = await applyStep(client, s, p.scripts.get(s)!, (n) => replyTimeoutMs(opts, n));
+      const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
+      for (const index of dropped)
+        opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");
+      if ("failed" in result) {
+        report.failed = result.failed;
+        if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
+        opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
+        if (signal?.aborted) report.interrupted = interruption(signal, p.steps.slice(i + 1));
+        return;
+      }
+      report.done.push(result.ok);
+      opts.log.info(
+        { migration: s.name, direction: s.direction, ms: result.ok.ms, lockWaitMs },
+        "migration applied",
+      );
+    }
+    if (signal?.aborted) report.interrupted = interruption(signal, []);
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+  }
+}
+
+function interruption(signal: AbortSignal, notStarted: Step[]): RunReport["interrupted"] {
+  return {
+    signal: String(signal.reason),
+    notStarted: notStarted.map((s) => `${s.name} (${s.direction})`),
+  };
+}

@@ -1,0 +1,98 @@
+// Every command shown in a shell block of README.md or docs/*.md, and what
+// runs it: a file (a test or a CI step) and what in that file shows it runs
+// that command. test/unit/docs_commands.test.ts holds the docs to this list
+// and this list to those files, so a command cannot stay in the docs once
+// nothing runs it. Output and placeholders belong in `text` blocks.
+
+/** A file that runs the command, and strings it must hold (all of them). */
+export interface RunBy {
+  file: string;
+  shows: string[];
+}
+
+const ci = (...steps: string[]): RunBy => ({ file: ".ci/run", shows: steps });
+const tryIt = (...shows: string[]): RunBy => ({
+  file: "test/integration/readme-try-it.test.ts",
+  shows: ["tryItCommands()", ...shows],
+});
+const kmsCli = (...shows: string[]): RunBy => ({
+  file: "test/integration/kms-cli.test.ts",
+  shows: ["cmd/kms/main.ts", ...shows],
+});
+const auditVerify = (...shows: string[]): RunBy => ({
+  file: "test/integration/audit-checkpoints.test.ts",
+  shows: ['"audit",', '"verify",', ...shows],
+});
+
+/** Keyed by the command as shown: continuation lines joined, a trailing `# comment` dropped. */
+export const docsCommands: Record<string, RunBy[]> = {
+  // README: run it, test it.
+  "npm install && npm start": [
+    ci("npm install --no-audit"),
+    { file: "test/helpers/process.ts", shows: ['spawnProcess("npm", ["start"'] },
+    { file: "test/integration/process.test.ts", shows: ["spawnNpmStart(app"] },
+  ],
+  "npm install && npm test": [ci("npm install --no-audit", "npm test")],
+  "npm run test:unit": [ci("npm run test:unit")],
+
+  // README: try it (the test runs each exactly as written, ports put in).
+  "curl -s localhost:8000/readyz": [tryIt("curl -s localhost:8000\\/readyz")],
+  'curl -s -X POST localhost:8000/user.v1.UserService/CreateUser -H \'content-type: application/json\' -d \'{"username":"alice","password":"s3cret-pass","email":"alice@example.com","phone":"+8613800138000","name":"Alice"}\'':
+    [tryIt("\\/CreateUser /")],
+  'curl -s -X POST localhost:8000/user.v1.UserService/LookupUser -H \'content-type: application/json\' -d \'{"email":" ALICE@example.com","view":"VIEW_MASKED"}\'':
+    [tryIt("^curl .*\\/LookupUser /")],
+  "curl -s -X POST localhost:8000/user.v1.UserService/GetUser -H 'content-type: application/json' -d '{\"id\":\"0\"}'":
+    [tryIt("^curl .*\\/GetUser /")],
+  "npx buf curl --http2-prior-knowledge --protocol grpc --list-methods http://localhost:9000": [
+    tryIt("--list-methods http:\\/\\/localhost:9000$"),
+  ],
+  'npx buf curl --http2-prior-knowledge --protocol grpc -d \'{"service": ""}\' http://localhost:9000/grpc.health.v1.Health/Check':
+    [tryIt("Health\\/Check$")],
+  'npx buf curl --http2-prior-knowledge --protocol grpc -d \'{"email":"alice@example.com","view":"VIEW_MASKED"}\' http://localhost:9000/user.v1.UserService/LookupUser':
+    [tryIt("localhost:9000\\/user\\.v1\\.UserService\\/LookupUser$")],
+  'npx buf curl --schema . -d \'{"id":"0"}\' http://localhost:8000/user.v1.UserService/GetUser': [
+    tryIt("--schema \\. .*localhost:8000\\/user\\.v1\\.UserService\\/GetUser$"),
+  ],
+  "npx buf build -o /tmp/api.binpb": [tryIt("^npx buf build -o \\/tmp\\/api\\.binpb$")],
+  "/usr/bin/python3 examples/python/users.py /tmp/api.binpb localhost:9000": [
+    tryIt("examples\\/python\\/users\\.py "),
+  ],
+
+  // docs/security.md: a token and its digest.
+  "TOKEN=$(openssl rand -base64 32)": [
+    { file: "test/unit/docs_commands.test.ts", shows: ["openssl rand -base64 32"] },
+  ],
+  "printf %s \"$TOKEN\" | sha256sum | cut -d' ' -f1": [
+    { file: "test/unit/docs_commands.test.ts", shows: ["openssl rand -base64 32"] },
+  ],
+
+  // docs/keys.md: the kms command.
+  "export KMS_TOKEN=...": [kmsCli("{ KMS_TOKEN: token }")],
+  "npx kms reencrypt start --watch": [kmsCli('"reencrypt",\n      "start",\n      "--watch",')],
+  "npx kms reencrypt status --json": [kmsCli('["reencrypt", "status", "--json"')],
+  "npx kms reencrypt stop": [kmsCli('["reencrypt", "stop"')],
+  "npx kms audit verify --checkpoint /var/lib/kms/audit-checkpoints.jsonl": [
+    auditVerify('["--checkpoint", file]'),
+  ],
+  "npx kms audit verify --checkpoint service.log --json": [
+    auditVerify('["--checkpoint", log, "--json"]'),
+  ],
+
+  // docs/migrations.md: the migrate command.
+  "npm run build": [ci("npm run build")],
+  "DATABASE_URL=postgres://user@host:5432/app node dist/cmd/migrate/main.js status": [
+    { file: "test/helpers/migrations.ts", shows: ["DATABASE_URL: db.url"] },
+    { file: "test/integration/migrate.test.ts", shows: ['migrate(db, ["status"'] },
+  ],
+  "node dist/cmd/migrate/main.js status --embedded": [
+    { file: "test/integration/process.test.ts", shows: ['runMigrate(["status", "--embedded"]'] },
+  ],
+
+  // docs/development.md: what CI runs.
+  "npm run lint": [ci("npm run lint")],
+  "npm run typecheck": [ci("npm run typecheck")],
+  "npm run buf:lint": [ci("npm run buf:lint")],
+  "npm run generate": [ci("npm run generate")],
+  "npm test": [ci("npm test")],
+  "npm run test:reliability": [ci("npm run test:reliability")],
+};
