@@ -4,7 +4,8 @@ import { background } from "../../internal/biz/context.js";
 import { IndexRotation } from "../../internal/biz/index_rotation.js";
 import { USER_LAYOUT } from "../../internal/biz/user.js";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
-import { fakeDataKeys } from "./fakes/data_keys.js";
+import { FakeDataKeys } from "./fakes/data_keys.js";
+import { withActiveKey } from "./fakes/key_rows.js";
 import { fakeIndexKeys, realFieldCipher } from "./fakes/field_cipher.js";
 import { fakeIndexRotationRepo } from "./fakes/index_rotation_repo.js";
 import { silentLogger } from "./fakes/logger.js";
@@ -16,7 +17,7 @@ vi.mock("../../internal/pkg/password/scrypt.js", () => import("./fakes/password.
 
 /** The rotation over fake storage, the real cipher; `users` reads and writes as the service does. */
 function newTestIndexRotation() {
-  const keys = fakeDataKeys();
+  const keys = withActiveKey(new FakeDataKeys());
   const index = fakeIndexKeys();
   const table = fakeUsersTable(keys, index);
   const store = fakeSealedStore(table, keys);

@@ -4,7 +4,8 @@ import { BizError, reasonName } from "../../internal/biz/errors.js";
 import { Reencryption, type KeyVersions } from "../../internal/biz/reencryption.js";
 import { KEY_CHANGE_ATTEMPTS, RevokedKeyWriteError } from "../../internal/biz/sealed_store.js";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
-import { fakeDataKeys } from "./fakes/data_keys.js";
+import { FakeDataKeys } from "./fakes/data_keys.js";
+import { withActiveKey, rotateKey, activeVersion } from "./fakes/key_rows.js";
 import { fakeIndexKeys, realFieldCipher } from "./fakes/field_cipher.js";
 import { silentLogger } from "./fakes/logger.js";
 import { fakeReencryptionRepo } from "./fakes/reencryption_repo.js";
@@ -16,14 +17,14 @@ vi.mock("../../internal/pkg/password/scrypt.js", () => import("./fakes/password.
 
 /** The job over fake storage, the real cipher; `users` writes rows as the service does. */
 function newTestReencryption(opts: { keyVersions?: (keys: KeyVersions) => KeyVersions } = {}) {
-  const keys = fakeDataKeys();
+  const keys = withActiveKey(new FakeDataKeys());
   const index = fakeIndexKeys();
   const table = fakeUsersTable(keys, index);
   const store = fakeSealedStore(table, keys);
   const jobs = fakeReencryptionRepo(store, keys);
   const cipher = realFieldCipher(keys, index);
   const users = new UserUsecase(fakeUserRepo(table), cipher);
-  const versions = opts.keyVersions?.(keys.repo) ?? keys.repo;
+  const versions = opts.keyVersions?.(keys) ?? keys;
   const sut = new Reencryption(
     jobs,
     store,
@@ -51,7 +52,7 @@ function newTestReencryption(opts: { keyVersions?: (keys: KeyVersions) => KeyVer
   };
   /** A rotation every instance heard of. */
   const rotate = () => {
-    const v = keys.rotate();
+    const v = rotateKey(keys);
     cipher.reloadKeys();
     return v;
   };
@@ -107,7 +108,7 @@ describe("Reencryption", () => {
     jobs.commitBatch = async (batch) => {
       const r = await commit(batch);
       // Once, after the first batch; this instance's cache hears of it late.
-      if (keys.activeVersion() === 2) keys.rotate();
+      if (activeVersion(keys) === 2) rotateKey(keys);
       return r;
     };
     const retarget = vi.spyOn(jobs, "retarget");
@@ -122,7 +123,7 @@ describe("Reencryption", () => {
     const { sut, seed, keys, versionsOf } = newTestReencryption();
     await seed(3);
     // Rotated elsewhere: the job reads the new key, the cache has not heard.
-    keys.rotate();
+    rotateKey(keys);
     await sut.start({});
     await sut.worker.work();
     expect(new Set(versionsOf())).toEqual(new Set([2]));
@@ -132,7 +133,7 @@ describe("Reencryption", () => {
     const { sut, seed, rotate, jobs } = newTestReencryption({
       // A job whose target no instance's key agrees with.
       keyVersions: (k) => ({
-        list: k.list,
+        list: (o) => k.list(o),
         active: async () => ({ ...(await k.active())!, version: 9 }),
       }),
     });

@@ -8,7 +8,8 @@ import {
 } from "../../internal/biz/sealed_store.js";
 import { UserUsecase, type NewUser } from "../../internal/biz/user_usecase.js";
 import { fairQueue } from "../../internal/pkg/limit/fair_queue.js";
-import { fakeDataKeys } from "./fakes/data_keys.js";
+import { FakeDataKeys } from "./fakes/data_keys.js";
+import { withActiveKey, rotateKey, revokeKey } from "./fakes/key_rows.js";
 import { fakeIndexKeys, realFieldCipher } from "./fakes/field_cipher.js";
 import { fakeLoginAttempts } from "./fakes/login_attempts.js";
 import { fakeUserRepo } from "./fakes/user_repo.js";
@@ -18,7 +19,7 @@ vi.mock("../../internal/pkg/password/scrypt.js", () => import("./fakes/password.
 
 /** The use case over fake storage, with the real field cipher. */
 function newTestUsecase(opts: { maxAttempts?: number } = {}) {
-  const keys = fakeDataKeys();
+  const keys = withActiveKey(new FakeDataKeys());
   const index = fakeIndexKeys();
   const table = fakeUsersTable(keys, index);
   const repo = fakeUserRepo(table);
@@ -110,8 +111,8 @@ describe("UserUsecase", () => {
       const { sut, keys, repo, table } = newTestUsecase();
       await sut.create(alice, background);
       // Rotated and revoked elsewhere: this instance's cache has not heard.
-      keys.rotate();
-      keys.revoke(1);
+      rotateKey(keys);
+      revokeKey(keys, 1);
       const writes = repo.writes;
       const bob = await sut.create(
         { ...alice, username: "bob", email: "bob@example.com", phone: "" },
@@ -169,7 +170,7 @@ describe("UserUsecase", () => {
     it("When a value's key is revoked or its bytes altered, Then that user alone fails, and a list reports it beside the page", async () => {
       const { sut, keys, table, cipher } = newTestUsecase();
       const a = await sut.create(alice, background);
-      keys.rotate();
+      rotateKey(keys);
       cipher.reloadKeys();
       const b = await sut.create(
         { ...alice, username: "bob", email: "bob@example.com", phone: "" },
@@ -179,7 +180,7 @@ describe("UserUsecase", () => {
         { ...alice, username: "carol", email: "carol@example.com", phone: "" },
         background,
       );
-      keys.revoke(1);
+      revokeKey(keys, 1);
       // As the revocation's announcement makes every instance do.
       cipher.reloadKeys();
       const row = table.rows.get(c.id)!;

@@ -1,65 +1,38 @@
-import { randomBytes } from "node:crypto";
 import type { DataKey, DataKeyRepo } from "../../../internal/biz/kms.js";
-import { dataKeyLabel, wrapKey } from "../../../internal/pkg/kms/wrap.js";
-
-/** The fixed root key every fake data key is wrapped under. */
-export const ROOT_KEY = Buffer.alloc(32, 7);
-const ALGORITHM = "AES-256-GCM";
 
 /**
- * kms_data_keys in memory, as the keyring and the jobs read it (active,
- * byVersion, list); `rotate` and `revoke` change it as the KMS would,
- * without telling anyone (tests decide when a cache hears of it).
+ * kms_data_keys in memory, as the keyring and the jobs read it: the rows as
+ * given, copies handed out. Changes are made on `rows` (key_rows.ts), as
+ * another instance would make them: nobody here is told.
  */
-export function fakeDataKeys() {
-  const rows: DataKey[] = [];
-  const add = (status: DataKey["status"]) => {
-    const version = rows.length + 1;
-    const now = new Date();
-    rows.push({
-      id: `key-${version}`,
-      version,
-      algorithm: ALGORITHM,
-      status,
-      createdAt: now,
-      updatedAt: now,
-      expiresAt: null,
-      metadata: {},
-      encryptionCount: 0n,
-      wrapped: wrapKey(ROOT_KEY, randomBytes(32), dataKeyLabel(version, ALGORITHM)),
-    });
-    return version;
-  };
-  add("active");
-  const repo: Pick<DataKeyRepo, "active" | "byVersion" | "list" | "addEncryptions"> = {
-    active: async () => rows.find((r) => r.status === "active"),
-    byVersion: async (version) => rows.find((r) => r.version === version),
-    list: async ({ limit, beforeVersion, status }) =>
-      rows
-        .filter((r) => beforeVersion === undefined || r.version < beforeVersion)
-        .filter((r) => status === undefined || r.status === status)
-        .sort((a, b) => b.version - a.version)
-        .slice(0, limit),
-    addEncryptions: async (version, n) => {
-      const r = rows.find((x) => x.version === version)!;
-      r.encryptionCount += BigInt(n);
-      return r.encryptionCount;
-    },
-  };
-  return {
-    repo,
-    rows,
-    /** A new active key; the old one inactive. Its version. */
-    rotate() {
-      for (const r of rows) if (r.status === "active") r.status = "inactive";
-      return add("active");
-    },
-    revoke(version: number) {
-      rows.find((r) => r.version === version)!.status = "revoked";
-    },
-    revoked: () => new Set(rows.filter((r) => r.status === "revoked").map((r) => r.version)),
-    activeVersion: () => rows.find((r) => r.status === "active")?.version,
-  };
+export class FakeDataKeys implements Pick<
+  DataKeyRepo,
+  "active" | "byVersion" | "list" | "addEncryptions"
+> {
+  constructor(readonly rows: DataKey[] = []) {}
+
+  async active() {
+    return copy(this.rows.find((r) => r.status === "active"));
+  }
+
+  async byVersion(version: number) {
+    return copy(this.rows.find((r) => r.version === version));
+  }
+
+  async list(opts: { limit: number; beforeVersion?: number; status?: DataKey["status"] }) {
+    return this.rows
+      .filter((r) => opts.beforeVersion === undefined || r.version < opts.beforeVersion)
+      .filter((r) => opts.status === undefined || r.status === opts.status)
+      .sort((a, b) => b.version - a.version)
+      .slice(0, opts.limit)
+      .map((r) => copy(r)!);
+  }
+
+  async addEncryptions(version: number, n: number) {
+    const r = this.rows.find((x) => x.version === version)!;
+    r.encryptionCount += BigInt(n);
+    return r.encryptionCount;
+  }
 }
 
-export type FakeDataKeys = ReturnType<typeof fakeDataKeys>;
+const copy = (r: DataKey | undefined) => r && { ...r, metadata: { ...r.metadata } };

@@ -6,7 +6,8 @@ import { newKeyring } from "../../../internal/biz/keyring.js";
 import { encryptionUsage } from "../../../internal/biz/kms_usage.js";
 import { pageTokens } from "../../../internal/biz/paging.js";
 import { RootKeys } from "../../../internal/biz/root_keys.js";
-import { ROOT_KEY, type FakeDataKeys } from "./data_keys.js";
+import type { FakeDataKeys } from "./data_keys.js";
+import { ROOT_KEY } from "./key_rows.js";
 
 /** kms_index_keys in memory: the keys in use, as a rotation changes them. */
 export interface FakeIndexKeys {
@@ -25,7 +26,11 @@ export function fakeIndexKeys(): FakeIndexKeys {
  * fake itself: only its storage is.
  */
 export function realFieldCipher(keys: FakeDataKeys, index: FakeIndexKeys): FieldCipher {
-  const keyring = newKeyring(keys.repo as DataKeyRepo, new RootKeys(ROOT_KEY), 60_000);
+  const keyring = newKeyring(
+    keys as Partial<DataKeyRepo> as DataKeyRepo,
+    new RootKeys(ROOT_KEY),
+    60_000,
+  );
   const copy = (k: IndexKeys): IndexKeys => ({
     ...k,
     key: Buffer.from(k.key),

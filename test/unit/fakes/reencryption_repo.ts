@@ -1,6 +1,7 @@
 import type { ReencryptionJob, ReencryptionRepo } from "../../../internal/biz/reencryption_job.js";
 import type { SealedWrites } from "../../../internal/biz/sealed_store.js";
-import type { FakeDataKeys } from "./data_keys.js";
+import type { DataKey } from "../../../internal/biz/kms.js";
+import { activeVersion } from "./key_rows.js";
 
 const sameRun = (found: ReencryptionJob | undefined, read: ReencryptionJob) =>
   found?.state === "running" &&
@@ -13,7 +14,7 @@ const sameRun = (found: ReencryptionJob | undefined, read: ReencryptionJob) =>
  * moves written to `store` with the cursor (all or nothing). `held` makes
  * the lock another instance's; `commits` counts the batches tried.
  */
-export function fakeReencryptionRepo(store: SealedWrites, keys: FakeDataKeys) {
+export function fakeReencryptionRepo(store: SealedWrites, keys: { rows: DataKey[] }) {
   let row: ReencryptionJob | undefined;
   const put = (change: Partial<ReencryptionJob>) => {
     row = { ...row!, ...change, updatedAt: new Date() };
@@ -60,7 +61,7 @@ export function fakeReencryptionRepo(store: SealedWrites, keys: FakeDataKeys) {
       return { running: true, moved };
     },
     async finish(read) {
-      if (!sameRun(row, read) || read.targetVersion !== keys.activeVersion()) return false;
+      if (!sameRun(row, read) || read.targetVersion !== activeVersion(keys)) return false;
       put({ state: "finished", finishedAt: new Date() });
       return true;
     },

@@ -8,7 +8,8 @@ import {
   type SealedWrites,
 } from "../../../internal/biz/sealed_store.js";
 import { PII_FIELDS, USER_LAYOUT } from "../../../internal/biz/user.js";
-import type { FakeDataKeys } from "./data_keys.js";
+import type { DataKey } from "../../../internal/biz/kms.js";
+import { revokedVersions } from "./key_rows.js";
 import { duplicateIndex, type FakeUsersTable, type UserRow } from "./users_table.js";
 
 /**
@@ -16,7 +17,7 @@ import { duplicateIndex, type FakeUsersTable, type UserRow } from "./users_table
  * each write checked whole before any row changes (a transaction's
  * all-or-nothing).
  */
-export function fakeSealedStore(table: FakeUsersTable, keys: FakeDataKeys): SealedWrites {
+export function fakeSealedStore(table: FakeUsersTable, keys: { rows: DataKey[] }): SealedWrites {
   const under = (versions: number[], afterId: number) =>
     table
       .sorted()
@@ -78,7 +79,7 @@ export function fakeSealedStore(table: FakeUsersTable, keys: FakeDataKeys): Seal
     countIndexed: async (slot, afterId) => BigInt(holding(slot, afterId).length),
 
     async move(moves) {
-      const revoked = keys.revoked();
+      const revoked = revokedVersions(keys);
       const changed: UserRow[] = [];
       for (const m of moves) {
         const row = table.rows.get(m.id);

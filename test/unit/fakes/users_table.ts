@@ -1,7 +1,8 @@
 import type { SlotHashes } from "../../../internal/biz/index_keys.js";
 import { RevokedKeyWriteError, StaleIndexWriteError } from "../../../internal/biz/sealed_store.js";
 import { DuplicateError, type PiiField } from "../../../internal/biz/user.js";
-import type { FakeDataKeys } from "./data_keys.js";
+import type { DataKey } from "../../../internal/biz/kms.js";
+import { revokedVersions } from "./key_rows.js";
 import type { FakeIndexKeys } from "./field_cipher.js";
 
 /** A users row in memory: what the table's columns hold. */
@@ -22,7 +23,7 @@ export interface UserRow {
  * under a revoked key (KR001); indexes only under the index keys in use, in
  * their columns (KR003).
  */
-export function fakeUsersTable(keys: FakeDataKeys, index: FakeIndexKeys) {
+export function fakeUsersTable(keys: { rows: DataKey[] }, index: FakeIndexKeys) {
   const rows = new Map<number, UserRow>();
   let lastId = 0;
   return {
@@ -33,7 +34,7 @@ export function fakeUsersTable(keys: FakeDataKeys, index: FakeIndexKeys) {
     sorted: () => [...rows.values()].sort((a, b) => a.id - b.id),
     /** Throws what the database would for writing `row` (its `changed` fields written). */
     check(row: UserRow, changed: readonly PiiField[]) {
-      const revoked = keys.revoked();
+      const revoked = revokedVersions(keys);
       for (const f of changed) {
         const v = row.fields[f];
         if (v && revoked.has(v.keyVersion)) throw new RevokedKeyWriteError();
