@@ -43,7 +43,7 @@ export async function kmsInProcess(url: string) {
     "bench",
   );
   const data = await openData(conf.data!.database!, silent);
-  const { cipher: kms, close } = await openKms(conf.kms!, { data, stores: [], log: silent });
+  const { cipher: kms, close } = await openKms(conf.kms!, { data, log: silent });
   try {
     const key = randomBytes(32);
     const aad = Buffer.from("users.email/row:1");

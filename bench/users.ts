@@ -35,7 +35,7 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
     // Seed users in process, measuring CreateUser throughput at concurrency 32.
     const log = createLogger({ level: "silent", format: "json" });
     const data = await openData(conf.data!.database!, log);
-    const kms = await openKms(conf.kms!, { data, stores: [], log });
+    const kms = await openKms(conf.kms!, { data, log });
     const users = new UserUsecase(newUserRepo(data.pool), kms.cipher);
     let next = 0;
     const started = performance.now();

@@ -42,7 +42,7 @@ export async function seedUsers(url: string, conf: Config, users: number) {
   const migrated = await run(migratorOptions(undefined, url, silent), { kind: "up" });
   if (migrated.failed) throw new Error(`migrate up failed: ${migrated.failed.message}`);
   const data = await openData(conf.data!.database!, silent);
-  const kms = await openKms(conf.kms!, { data, stores: [], log: silent });
+  const kms = await openKms(conf.kms!, { data, log: silent });
   const took = { sealMs: 0, insertMs: 0, vacuumMs: 0 };
   try {
     const passwordHash = await hashPassword("bench-passw0rd");

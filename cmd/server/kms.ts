@@ -5,7 +5,7 @@ import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
 import { AuditTrail } from "../../internal/biz/kms/audit_trail.js";
 import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
 import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
-import type { KeyPolicy, ProtectedValues } from "../../internal/biz/kms/data_keys.js";
+import type { KeyPolicy } from "../../internal/biz/kms/data_keys.js";
 import { newCallerCrypto, newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
 import { loadIndexKeys, newIndexKeyHolder } from "../../internal/biz/kms/index_keys.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
@@ -25,6 +25,7 @@ import { newDataKeyRepo } from "../../internal/data/data_key_repo.js";
 import { newIndexRotationRepo } from "../../internal/data/index_rotation_repo.js";
 import { newKeyEvents } from "../../internal/data/key_listener.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
+import { newUserStore } from "../../internal/data/user_store.js";
 import { newStoredKeys } from "../../internal/data/stored_key_repo.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
@@ -50,8 +51,6 @@ export interface Kms extends KmsUseCases {
 export interface KmsDeps {
   /** The pool its repositories use; the URL its listener connects to. */
   data: Pick<Data, "pool" | "url">;
-  /** Where values sealed under the data keys live, for GetStatus's usage counts. */
-  stores: ProtectedValues[];
   log: Logger;
 }
 
@@ -80,15 +79,20 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
     batchSize: conf.reencryptionBatchSize,
     pauseMs: durationMs(conf.reencryptionPause!),
   };
+  // The jobs move and index the users' values, the one sealed store today;
+  // GetStatus counts the values under each key there.
+  const users = newUserStore(pool);
   const reencryption = new Reencryption(
-    newReencryptionRepo(pool, audit),
+    newReencryptionRepo(pool, audit, newUserStore),
+    users,
     keys,
     cipher,
     batches,
     log,
   );
   const indexRotation = new IndexRotation(
-    newIndexRotationRepo(pool, audit),
+    newIndexRotationRepo(pool, audit, newUserStore),
+    users,
     cipher,
     (rootKeyId) => mint.indexKey(rootKeyId),
     batches,
@@ -127,7 +131,7 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
   let closing: Promise<void> | undefined;
   return {
     keys: lifecycle,
-    queries: new KeyQueries(keys, stored, deps.stores, {
+    queries: new KeyQueries(keys, stored, [users], {
       algorithm: mint.algorithm,
       rotateIntervalMs: policy.rotateIntervalMs,
     }),

@@ -1,4 +1,4 @@
-import type { Worker } from "../../internal/biz/background_worker.js";
+import type { Worker } from "../../internal/biz/job_worker.js";
 import type { AuditWatch } from "../../internal/biz/kms/audit_watch.js";
 import type { DataKeyRepo } from "../../internal/biz/kms/data_keys.js";
 import type { KeyEvents } from "../../internal/biz/kms/key_events.js";

@@ -43,7 +43,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     }
 
     const userRepo = newUserRepo(data.pool);
-    const kms = await openKms(conf.kms!, { data, stores: [userRepo], log });
+    const kms = await openKms(conf.kms!, { data, log });
     cleanup.push(() => kms.close());
     await kms.runner.start();
     readiness.kms = kmsCheck(kms.ready, log);

@@ -1,118 +1,26 @@
 import type { Logger } from "../pkg/log/logger.js";
 import { background, type Context } from "./context.js";
 import type { FieldCipher } from "./kms/field_cipher.js";
-import type { Slot } from "./kms/index_keys.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms/errors.js";
 import {
-  newWorker,
+  jobStatus,
+  jobWorker,
   pauseBetweenBatches,
-  rowsPerSecond,
-  type JobProgress,
+  type BatchPolicy,
   type Worker,
-} from "./background_worker.js";
-import type { BatchPolicy } from "./reencryption.js";
-import { PII_FIELDS, userFieldName, userRowContext, type PiiField } from "./user.js";
-
-/**
- * backfill: writes fill both index columns while the job fills the new one
- * for older rows; clear: the new key is the key (the old one is deleted) and
- * the job empties the old column; done.
- */
-export type IndexRotationPhase = "backfill" | "clear" | "done";
-/** failed: rows whose values cannot be read have no index under the new key; a new RotateIndexKey resumes. */
-export type IndexRotationState = "running" | "failed" | "finished";
-
-/** The index-key rotation as stored: one for the whole deployment. */
-export interface IndexRotationJob extends JobProgress {
-  phase: IndexRotationPhase;
-  state: IndexRotationState;
-  /** The slot the new key fills. */
-  toSlot: Slot;
-  /** The index keys' epoch this phase works under. */
-  epoch: number;
-  cursorId: number;
-  batchSize: number;
-  pauseMs: number;
-  switchedAt: Date | undefined;
-}
-
-/** A row's indexed values, as read for the backfill: each with its index in the old slot. */
-export interface IndexedRow {
-  id: number;
-  fields: Partial<Record<PiiField, { ciphertext: Buffer; oldHash: string }>>;
-}
-
-/**
- * Thrown by commitFill: a filled index is another user's under the new key
- * (values alike under it but not under the old, written outside the service).
- */
-export class IndexCollisionError extends Error {
-  override readonly name = "IndexCollisionError";
-  constructor() {
-    super("two users index alike under the new key");
-  }
-}
-
-/** New-slot indexes for a row, each written only where the row still holds `oldHash`. */
-export interface IndexFill {
-  id: number;
-  fields: Partial<Record<PiiField, { oldHash: string; hash: string }>>;
-}
-
-/** Storage of the rotation, implemented in internal/data. */
-export interface IndexRotationRepo {
-  job(): Promise<IndexRotationJob | undefined>;
-  /**
-   * One transaction, ordered against every write of an index: unless a
-   * rotation is under way, stores the key `make(rootKeyId)` wraps as the
-   * next index key (writes fill both columns from then on) and starts the
-   * job; a failed job resumes from its first row. Audited; announced.
-   */
-  begin(
-    make: (rootKeyId: string | undefined) => Buffer,
-    policy: BatchPolicy,
-    ctx?: Context,
-  ): Promise<{ job: IndexRotationJob; started: boolean }>;
-  /** Rows after `afterId` with an index in `fromSlot` and none in the other, by ascending id. */
-  unindexed(fromSlot: Slot, afterId: number, limit: number): Promise<IndexedRow[]>;
-  countUnindexed(fromSlot: Slot, afterId: number): Promise<bigint>;
-  /** Rows after `afterId` with an index in `slot`. */
-  countIndexed(slot: Slot, afterId: number): Promise<bigint>;
-  /**
-   * One transaction, while the job is as `read`: each fill written where the
-   * row still holds the old index and none in the new slot (a user's write in
-   * between filled both itself), the cursor moved to `lastId`, counts added.
-   */
-  commitFill(batch: {
-    read: IndexRotationJob;
-    lastId: number;
-    fills: IndexFill[];
-    failed: number;
-    lastError: string | undefined;
-  }): Promise<{ running: boolean }>;
-  /**
-   * The final step, ordered against every write of an index: when no row
-   * lacks its index under the next key, the next key replaces the current
-   * one (which is deleted), and the job goes on to empty the old column
-   * (audited, announced); otherwise the job fails, saying how many rows.
-   */
-  switchKeys(read: IndexRotationJob): Promise<{ switched: boolean; missing: bigint }>;
-  /** Empties the old slot's columns of the next `limit` rows after the cursor; finishes the job when none is left. */
-  clearBatch(read: IndexRotationJob): Promise<{ running: boolean; done: boolean }>;
-  /** Marks the job, still as `read`, failed with `message` (the operator's to resolve). */
-  fail(read: IndexRotationJob, message: string): Promise<void>;
-  /** Runs `work` holding the deployment-wide lock of this job; false at once when another instance holds it. */
-  exclusively(work: () => Promise<void>): Promise<boolean>;
-  busy(): Promise<boolean>;
-}
-
-export interface IndexRotationStatus {
-  job: IndexRotationJob | undefined;
-  rowsRemaining: bigint;
-  rowsPerSecond: number;
-}
-
-const decoder = new TextDecoder("utf-8", { fatal: true });
+} from "./job_worker.js";
+import type {
+  IndexRotationJob,
+  IndexRotationRepo,
+  IndexRotationStatus,
+} from "./index_rotation_job.js";
+import {
+  failureNote,
+  IndexCollisionError,
+  openText,
+  otherSlot,
+  type IndexFill,
+  type SealedStore,
+} from "./sealed_store.js";
 
 /**
  * Replaces the blind-index key online. Every lookup answers the same user
@@ -124,18 +32,19 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * happens only once every row is indexed under the new key.
  */
 export class IndexRotation {
-  readonly worker: Worker = newWorker(async () => {
-    const job = await this.repo.job();
-    if (job?.state === "running") await this.repo.exclusively(() => this.batches());
-  });
+  /** This instance's worker on the job (see jobWorker). */
+  readonly worker: Worker;
 
   constructor(
     private readonly repo: IndexRotationRepo,
+    private readonly store: SealedStore,
     private readonly cipher: FieldCipher,
     private readonly newKey: (rootKeyId: string | undefined) => Buffer,
     private readonly defaults: BatchPolicy,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.worker = jobWorker(repo, () => this.batches());
+  }
 
   /** Begins a rotation, or answers the one under way (`started` false); a failed one resumes. */
   async start(
@@ -189,8 +98,8 @@ export class IndexRotation {
     if (this.cipher.indexEpoch() !== job.epoch) {
       throw new Error(`the index keys are at another epoch than the rotation's (${job.epoch})`);
     }
-    const fromSlot: Slot = job.toSlot === 1 ? 0 : 1;
-    const rows = await this.repo.unindexed(fromSlot, job.cursorId, job.batchSize);
+    const fromSlot = otherSlot(job.toSlot);
+    const rows = await this.store.unindexed(fromSlot, job.cursorId, job.batchSize);
     if (rows.length === 0) {
       const { switched, missing } = await this.repo.switchKeys(job);
       if (!switched) {
@@ -204,31 +113,21 @@ export class IndexRotation {
     let failed = 0;
     let lastError: string | undefined;
     const fills: IndexFill[] = [];
+    const { layout } = this.store;
     for (const row of rows) {
       const fill: IndexFill = { id: row.id, fields: {} };
-      for (const f of PII_FIELDS) {
+      for (const f of layout.fields) {
         const value = row.fields[f];
         if (!value) continue;
-        try {
-          const { plaintext } = await this.cipher.decryptField(
-            userFieldName(f),
-            value.ciphertext,
-            userRowContext(row.id),
-          );
-          let text: string;
-          try {
-            text = decoder.decode(plaintext);
-          } finally {
-            plaintext.fill(0);
-          }
-          const hash = this.cipher.indexes(f, text).hashes[job.toSlot];
-          if (hash) fill.fields[f] = { oldHash: value.oldHash, hash };
-        } catch (err) {
-          // A value that cannot be read cannot be indexed: counted, and the
-          // switch waits until it is rewritten or deleted.
-          if (!isKeyRevoked(err) && !isDataCorrupt(err) && !(err instanceof TypeError)) throw err;
-          lastError = `user ${row.id} ${f}: ${(err as Error).message}`;
+        const text = await openText(this.cipher, layout, row.id, f, value.ciphertext);
+        // A value that cannot be read cannot be indexed: counted, and the
+        // switch waits until it is rewritten or deleted.
+        if ("failure" in text) {
+          lastError = failureNote(layout, row.id, f, text.error);
+          continue;
         }
+        const hash = this.cipher.indexes(f, text.value).hashes[job.toSlot];
+        if (hash) fill.fields[f] = { oldHash: value.oldHash, hash };
       }
       if (Object.keys(fill.fields).length < Object.keys(row.fields).length) failed++;
       fills.push(fill);
@@ -249,21 +148,20 @@ export class IndexRotation {
       const last = rows.at(-1)!.id;
       await this.repo.fail(
         job,
-        `a value of users ${first}..${last} indexes under the new key like another user's (duplicates the old index did not catch, written outside the service): resolve them, then RotateIndexKey again to resume`,
+        `a value of ${layout.noun}s ${first}..${last} indexes under the new key like another ${layout.noun}'s (duplicates the old index did not catch, written outside the service): resolve them, then RotateIndexKey again to resume`,
       );
       this.log.warn({ first, last }, "index-key rotation stopped: duplicate values");
       return false;
     }
   }
 
-  private async describe(job: IndexRotationJob | undefined): Promise<IndexRotationStatus> {
-    if (!job) return { job, rowsRemaining: 0n, rowsPerSecond: 0 };
-    const rowsRemaining =
-      job.phase === "done"
-        ? 0n
-        : job.phase === "backfill"
-          ? await this.repo.countUnindexed(job.toSlot === 1 ? 0 : 1, job.cursorId)
-          : await this.repo.countIndexed(job.toSlot === 1 ? 0 : 1, job.cursorId);
-    return { job, rowsRemaining, rowsPerSecond: rowsPerSecond(job) };
+  private describe(job: IndexRotationJob | undefined): Promise<IndexRotationStatus> {
+    return jobStatus(job, (j) => {
+      const from = otherSlot(j.toSlot);
+      if (j.phase === "done") return 0n;
+      return j.phase === "backfill"
+        ? this.store.countUnindexed(from, j.cursorId)
+        : this.store.countIndexed(from, j.cursorId);
+    });
   }
 }

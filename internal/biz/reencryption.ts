@@ -3,95 +3,27 @@ import type { FieldCipher } from "./kms/field_cipher.js";
 import { background, type Context } from "./context.js";
 import { MAX_POSITION } from "./paging.js";
 import {
-  newWorker,
+  jobStatus,
+  jobWorker,
   pauseBetweenBatches,
-  rowsPerSecond,
-  type JobProgress,
+  type BatchPolicy,
   type Worker,
-} from "./background_worker.js";
+} from "./job_worker.js";
+import type { ReencryptionJob, ReencryptionRepo, ReencryptionStatus } from "./reencryption_job.js";
 import type { DataKeyRepo } from "./kms/data_keys.js";
-import { isDataCorrupt, isKeyRevoked, kmsErrors } from "./kms/errors.js";
+import { kmsErrors } from "./kms/errors.js";
 import {
-  PII_FIELDS,
+  failureNote,
+  KEY_CHANGE_ATTEMPTS,
+  resealValue,
   RevokedKeyWriteError,
-  userFieldName,
-  userRowContext,
-  type PiiField,
-} from "./user.js";
+  type RowMove,
+  type RowToMove,
+  type SealedStore,
+} from "./sealed_store.js";
 
-export type JobState = "running" | "stopped" | "finished";
-
-/** The re-encryption job as stored: one for the whole deployment. */
-export interface ReencryptionJob extends JobProgress {
-  state: JobState;
-  /** Bumped by every start. */
-  generation: number;
-  /** Values under versions below this move; undefined: every version but the active. */
-  belowVersion: number | undefined;
-  /** The active key this pass moves values to (a rotation starts a new pass). */
-  targetVersion: number;
-  /** The last row done. */
-  cursorId: number;
-  batchSize: number;
-  pauseMs: number;
-}
-
-/** A user row's values under the versions that move, as read. */
-export interface SealedRow {
-  id: number;
-  fields: Partial<Record<PiiField, { ciphertext: Buffer; keyVersion: number }>>;
-}
-
-/** New ciphertexts for a row, each replacing `old` only if the row still holds it. */
-export interface RowMove {
-  id: number;
-  fields: Partial<Record<PiiField, { old: Buffer; ciphertext: Buffer; keyVersion: number }>>;
-}
-
-/** Storage of the job, implemented in internal/data. */
-export interface ReencryptionRepo {
-  job(): Promise<ReencryptionJob | undefined>;
-  /** Starts a job unless one is running: `started` false and the running one otherwise. Audited. */
-  start(
-    opts: {
-      belowVersion: number | undefined;
-      targetVersion: number;
-      batchSize: number;
-      pauseMs: number;
-    },
-    ctx?: Context,
-  ): Promise<{ job: ReencryptionJob; started: boolean }>;
-  /** Marks a running job stopped (audited); the job as it is then. */
-  stop(ctx?: Context): Promise<ReencryptionJob | undefined>;
-  /** Rows after `afterId` holding a value under one of `versions`, by ascending id. */
-  rowsUnder(versions: number[], afterId: number, limit: number): Promise<SealedRow[]>;
-  countUnder(versions: number[], afterId: number): Promise<bigint>;
-  /**
-   * One transaction, only while the job `read` is still running at the same
-   * pass and cursor: each move applied where the row still holds what was
-   * read (a user's own write in between wins), the cursor moved to `lastId`
-   * and the counts added. `running` false, nothing written, otherwise (a
-   * stop, a new start, another pass).
-   */
-  commitBatch(batch: {
-    read: ReencryptionJob;
-    lastId: number;
-    moves: RowMove[];
-    failed: number;
-    lastError: string | undefined;
-  }): Promise<{ running: boolean; moved: number }>;
-  /**
-   * Marks the job `read` finished (audited), if it is still at that pass and
-   * cursor and its target is still the active key; whether it did.
-   */
-  finish(read: ReencryptionJob): Promise<boolean>;
-  /** A new pass from the start towards `targetVersion`, if `read` is still current. */
-  retarget(read: ReencryptionJob, targetVersion: number): Promise<void>;
-  /** Runs `work` holding the deployment-wide job lock; false at once when another instance holds it. */
-  exclusively(work: () => Promise<void>): Promise<boolean>;
-  /** The database is busy (sessions waiting on locks, many active queries): back off. */
-  busy(): Promise<boolean>;
-}
+/** The data keys as the job reads them: which is active, which versions still move. */
+export type KeyVersions = Pick<DataKeyRepo, "active" | "list">;
 
 /** One step of the worker, planned from the job as read (see Reencryption.plan). */
 type Step =
@@ -101,25 +33,13 @@ type Step =
   | {
       kind: "commit";
       job: ReencryptionJob;
-      rows: SealedRow[];
+      rows: RowToMove[];
       versions: number[];
       lastId: number;
       moves: RowMove[];
       failed: number;
       lastError: string | undefined;
     };
-
-export interface ReencryptionStatus {
-  job: ReencryptionJob | undefined;
-  rowsRemaining: bigint;
-  rowsPerSecond: number;
-}
-
-/** Defaults for a job's batches (kms.reencryption_* in the config). */
-export interface BatchPolicy {
-  batchSize: number;
-  pauseMs: number;
-}
 
 /**
  * Moves every stored value under an older data key to the active key, in
@@ -130,23 +50,19 @@ export interface BatchPolicy {
  * the user's write.
  */
 export class Reencryption {
-  /**
-   * This instance's worker: polled by the background job, woken by a start.
-   * When a job runs and no other instance works on it, works until it
-   * finishes, stops, or this instance stops.
-   */
-  readonly worker: Worker = newWorker(async () => {
-    const job = await this.repo.job();
-    if (job?.state === "running") await this.repo.exclusively(() => this.batches());
-  });
+  /** This instance's worker on the job (see jobWorker). */
+  readonly worker: Worker;
 
   constructor(
     private readonly repo: ReencryptionRepo,
-    private readonly keys: DataKeyRepo,
+    private readonly store: SealedStore,
+    private readonly keys: KeyVersions,
     private readonly cipher: FieldCipher,
     private readonly defaults: BatchPolicy,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.worker = jobWorker(repo, () => this.batches());
+  }
 
   async start(
     opts: {
@@ -223,7 +139,7 @@ export class Reencryption {
     if (active.version !== job.targetVersion)
       return { kind: "retarget", job, target: active.version };
     const versions = await this.versionsToMove(job);
-    const rows = await this.repo.rowsUnder(versions, job.cursorId, job.batchSize);
+    const rows = await this.store.rowsUnder(versions, job.cursorId, job.batchSize);
     if (rows.length === 0) return { kind: "finish", job };
     return {
       kind: "commit",
@@ -261,8 +177,12 @@ export class Reencryption {
       // news of a rotation late): moving values there would leave them
       // behind the cursor under an older key. Seal again.
       const target = step.job.targetVersion;
-      if (moves.some((m) => Object.values(m.fields).some((f) => f.keyVersion !== target))) {
-        if (attempt === 3) {
+      if (
+        moves.some((m) =>
+          Object.values(m.fields).some((f) => f !== undefined && f.keyVersion !== target),
+        )
+      ) {
+        if (attempt === KEY_CHANGE_ATTEMPTS) {
           throw new Error(`values still seal under a key other than the job's target ${target}`);
         }
         this.cipher.reloadKeys();
@@ -281,40 +201,31 @@ export class Reencryption {
       } catch (err) {
         // The active key was revoked since this instance cached it: the
         // database refused the batch; seal it again under the new one.
-        if (!(err instanceof RevokedKeyWriteError) || attempt === 3) throw err;
+        if (!(err instanceof RevokedKeyWriteError) || attempt === KEY_CHANGE_ATTEMPTS) throw err;
         this.cipher.reloadKeys();
         ({ moves, failed, lastError } = await this.reseal(step.rows, step.versions));
       }
     }
   }
 
-  private async reseal(rows: SealedRow[], versions: number[]) {
+  private async reseal(rows: RowToMove[], versions: number[]) {
+    const { layout } = this.store;
     const moves: RowMove[] = [];
     let failed = 0;
     let lastError: string | undefined;
     for (const row of rows) {
       const move: RowMove = { id: row.id, fields: {} };
       let rowFailed = false;
-      for (const f of PII_FIELDS) {
+      for (const f of layout.fields) {
         const value = row.fields[f];
         if (!value || !versions.includes(value.keyVersion)) continue;
-        const context = userRowContext(row.id);
-        try {
-          const { plaintext } = await this.cipher.decryptField(
-            userFieldName(f),
-            value.ciphertext,
-            context,
-          );
-          const sealed = await this.cipher.encryptField(userFieldName(f), plaintext, context);
-          plaintext.fill(0);
-          move.fields[f] = { old: value.ciphertext, ...sealed };
-        } catch (err) {
-          // A value that cannot be read cannot move: counted, never guessed
-          // at; the row's other values still move.
-          if (!isKeyRevoked(err) && !isDataCorrupt(err)) throw err;
+        const sealed = await resealValue(this.cipher, layout, row.id, f, value.ciphertext);
+        // A value that cannot be read cannot move: counted, never guessed
+        // at; the row's other values still move.
+        if ("failure" in sealed) {
           rowFailed = true;
-          lastError = `user ${row.id} ${f}: ${(err as Error).message}`;
-        }
+          lastError = failureNote(layout, row.id, f, sealed.error);
+        } else move.fields[f] = { old: value.ciphertext, ...sealed.value };
       }
       if (rowFailed) failed++;
       moves.push(move);
@@ -346,12 +257,9 @@ export class Reencryption {
       .map((k) => k.version);
   }
 
-  private async describe(job: ReencryptionJob | undefined): Promise<ReencryptionStatus> {
-    if (!job) return { job, rowsRemaining: 0n, rowsPerSecond: 0 };
-    const rowsRemaining =
-      job.state === "finished"
-        ? 0n
-        : await this.repo.countUnder(await this.versionsToMove(job), job.cursorId);
-    return { job, rowsRemaining, rowsPerSecond: rowsPerSecond(job) };
+  private describe(job: ReencryptionJob | undefined): Promise<ReencryptionStatus> {
+    return jobStatus(job, async (j) =>
+      j.state === "finished" ? 0n : this.store.countUnder(await this.versionsToMove(j), j.cursorId),
+    );
   }
 }

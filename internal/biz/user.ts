@@ -1,15 +1,15 @@
 import type { Context } from "./context.js";
 import { ErrorReason, ErrorReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { errorFactory, hasReason } from "./errors.js";
-import type { ProtectedValues } from "./kms/data_keys.js";
 import type { SlotHashes } from "./kms/index_keys.js";
+import type { SealedLayout } from "./sealed_store.js";
 
 /** The personal fields, stored encrypted and indexed. */
 export const PII_FIELDS = ["email", "phone", "name"] as const;
 export type PiiField = (typeof PII_FIELDS)[number];
 
 /** A stored encrypted field: ciphertext and its blind index under each index key in use. */
-export interface SealedField {
+export interface StoredField {
   ciphertext: Buffer;
   hashes: SlotHashes;
   /** The epoch of the index keys `hashes` were made under. */
@@ -29,7 +29,7 @@ export interface StoredUser {
   id: number;
   username: string;
   passwordHash: string;
-  fields: Partial<Record<PiiField, SealedField>>;
+  fields: Partial<Record<PiiField, StoredField>>;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -45,8 +45,11 @@ export interface User {
   updatedAt: Date;
 }
 
-/** Storage of users, implemented in internal/data over the users table. */
-export interface UserRepo extends ProtectedValues {
+/**
+ * Storage of users, implemented in internal/data over the users table (whose
+ * sealed values the background jobs reach through a SealedStore).
+ */
+export interface UserRepo {
   /** A fresh id, so ciphertexts can be bound to their row before the insert. */
   nextId(): Promise<number>;
   /** Writes take the call's context: `ctx.beginCommit()` right before the write commits. */
@@ -67,31 +70,10 @@ export interface UserRepo extends ProtectedValues {
   /** Replaces the given fields (undefined value: clears it) and/or the password hash. */
   update(
     id: number,
-    change: { fields: Partial<Record<PiiField, SealedField | null>>; passwordHash?: string },
+    change: { fields: Partial<Record<PiiField, StoredField | null>>; passwordHash?: string },
     ctx: Context,
   ): Promise<StoredUser | undefined>;
   delete(id: number, ctx: Context): Promise<boolean>;
-}
-
-/**
- * The database refused a write whose ciphertext names a revoked data key (a
- * key cache that had not heard of the revocation yet): re-encrypt and retry.
- */
-export class RevokedKeyWriteError extends Error {
-  constructor() {
-    super("a written value names a revoked data key");
-  }
-}
-
-/**
- * The database refused a write whose blind indexes were computed under index
- * keys no longer in use (a rotation began or switched since this instance
- * loaded them): reload the index keys and write again.
- */
-export class StaleIndexWriteError extends Error {
-  constructor() {
-    super("a written blind index was made under index keys no longer in use");
-  }
 }
 
 /** A unique field is taken; which one is named, the value never. */
@@ -180,3 +162,11 @@ export const userFieldName = (field: PiiField) => `users.${field}`;
 
 /** The context a user's values are sealed under: their row. */
 export const userRowContext = (id: number) => encoder.encode(`users:${id}`);
+
+/** Where a user's values are sealed: the users table as a sealed store. */
+export const USER_LAYOUT: SealedLayout = {
+  fields: PII_FIELDS,
+  fieldName: (field) => userFieldName(field as PiiField),
+  rowContext: userRowContext,
+  noun: "user",
+};

@@ -5,26 +5,20 @@ import { normalise } from "../pkg/kms/blindindex.js";
 import type { BizError } from "./errors.js";
 import type { FieldCipher } from "./kms/field_cipher.js";
 import { MAX_POSITION, paging } from "./paging.js";
-import { isDataCorrupt, isKeyRevoked } from "./kms/errors.js";
 import type { LoginAttempts, LoginPolicy } from "./login.js";
 import { fairQueue, QueueFullError, type FairQueue } from "../pkg/limit/fair_queue.js";
+import { openUserFields, sealUserField, underActiveKey, underIndexKeys } from "./user_fields.js";
 import {
   DuplicateError,
   isUnreadableUser,
-  userFieldName,
-  userRowContext,
-  RevokedKeyWriteError,
-  StaleIndexWriteError,
   PII_FIELDS,
   userErrors,
   type PiiField,
-  type SealedField,
-  type IndexedRead,
+  type StoredField,
   type StoredUser,
   type User,
   type UserRepo,
 } from "./user.js";
-import type { SlotHashes } from "./kms/index_keys.js";
 
 export type View = "full" | "masked";
 
@@ -49,9 +43,6 @@ const noLoginLimit: LoginAttempts = {
   attempt: async () => 0,
   succeeded: async () => undefined,
 };
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Users whose email, phone and name are stored only encrypted (bound to their
@@ -88,11 +79,11 @@ export class UserUsecase {
     // Hashed first: a refused call takes no id.
     const passwordHash = await this.hashed(ctx, () => hashPassword(input.password));
     const id = await this.repo.nextId();
-    const stored = await this.underActiveKey(async () => {
-      const fields: Partial<Record<PiiField, SealedField>> = {};
+    const stored = await underActiveKey(this.kms, async () => {
+      const fields: Partial<Record<PiiField, StoredField>> = {};
       for (const f of PII_FIELDS) {
         const value = clean(f, input[f]);
-        if (value) fields[f] = await this.seal(id, f, value);
+        if (value) fields[f] = await sealUserField(this.kms, id, f, value);
       }
       return this.guardDuplicates(() =>
         this.repo.insert({ id, username: input.username, passwordHash, fields }, ctx),
@@ -125,7 +116,8 @@ export class UserUsecase {
     // outlives a rotation of the index key.
     const pages = paging(this.kms.pageTokens(), opts, `users:${name ?? ""}`);
     if (!pages) throw userErrors.invalidPageToken();
-    const rows = await this.underIndexKeys(
+    const rows = await underIndexKeys(
+      this.kms,
       name === undefined ? undefined : () => this.kms.indexes("name", name).hashes,
       (nameHashes) => this.repo.list({ limit: pages.fetch, afterId: pages.from ?? 0, nameHashes }),
     );
@@ -160,12 +152,12 @@ export class UserUsecase {
     const passwordHash = change.paths.includes("password")
       ? await this.hashed(ctx, () => hashPassword(change.password))
       : undefined;
-    const stored = await this.underActiveKey(async () => {
-      const fields: Partial<Record<PiiField, SealedField | null>> = {};
+    const stored = await underActiveKey(this.kms, async () => {
+      const fields: Partial<Record<PiiField, StoredField | null>> = {};
       for (const f of PII_FIELDS) {
         if (!change.paths.includes(f)) continue;
         const value = clean(f, change[f]);
-        fields[f] = value ? await this.seal(id, f, value) : null;
+        fields[f] = value ? await sealUserField(this.kms, id, f, value) : null;
       }
       return this.guardDuplicates(() => this.repo.update(id, { fields, passwordHash }, ctx));
     });
@@ -204,59 +196,11 @@ export class UserUsecase {
   }
 
   private byIndex(field: "email" | "phone", value: string): Promise<StoredUser | undefined> {
-    return this.underIndexKeys(
+    return underIndexKeys(
+      this.kms,
       () => this.kms.indexes(field, value).hashes,
       (hashes) => this.repo.byHash(field, hashes!),
     );
-  }
-
-  // A read by blind index made under index keys other than the database's
-  // (a rotation this instance has not heard of yet) is asked again under
-  // the keys in use: a lookup finds the same user before, during and after.
-  private async underIndexKeys<T>(
-    hashes: (() => SlotHashes) | undefined,
-    read: (hashes: SlotHashes | undefined) => Promise<IndexedRead<T>>,
-  ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const epoch = this.kms.indexEpoch();
-      const result = await read(hashes?.());
-      if (result.epoch === undefined || result.epoch === epoch || attempt === 3)
-        return result.found;
-      await this.kms.reloadIndexKeys();
-    }
-  }
-
-  private async seal(id: number, field: PiiField, value: string): Promise<SealedField> {
-    const sealed = await this.kms.encryptField(
-      userFieldName(field),
-      encoder.encode(value),
-      userRowContext(id),
-    );
-    const { epoch, hashes } = this.kms.indexes(field, value);
-    return {
-      ciphertext: sealed.ciphertext,
-      keyVersion: sealed.keyVersion,
-      hashes,
-      indexEpoch: epoch,
-    };
-  }
-
-  // The database refuses a value sealed under a key revoked since this
-  // instance cached it (migration 000008), and blind indexes made under
-  // index keys no longer in use (000014): reload the keys and seal again.
-  // Revoking the active key rotates first, so a reload finds a usable one;
-  // a few tries cover changes landing in a row.
-  private async underActiveKey<T>(write: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await write();
-      } catch (err) {
-        if (attempt === 3) throw err;
-        if (err instanceof RevokedKeyWriteError) this.kms.reloadKeys();
-        else if (err instanceof StaleIndexWriteError) await this.kms.reloadIndexKeys();
-        else throw err;
-      }
-    }
   }
 
   private async guardDuplicates<T>(fn: () => Promise<T>): Promise<T> {
@@ -270,24 +214,7 @@ export class UserUsecase {
 
   /** Decrypts a row; a field that fails fails the read of this user only. */
   private async open(stored: StoredUser, view: View): Promise<User> {
-    const values: Record<PiiField, string> = { email: "", phone: "", name: "" };
-    for (const f of PII_FIELDS) {
-      const sealed = stored.fields[f];
-      if (!sealed) continue;
-      try {
-        const { plaintext } = await this.kms.decryptField(
-          userFieldName(f),
-          sealed.ciphertext,
-          userRowContext(stored.id),
-        );
-        values[f] = decoder.decode(plaintext);
-      } catch (err) {
-        if (isKeyRevoked(err)) throw userErrors.keyRevoked(stored.id, f);
-        // Altered bytes, a ciphertext from another row or column, or not UTF-8.
-        if (isDataCorrupt(err) || err instanceof TypeError) throw userErrors.corrupt(stored.id, f);
-        throw err;
-      }
-    }
+    const values = await openUserFields(this.kms, stored);
     const masked = view === "masked";
     return {
       id: stored.id,

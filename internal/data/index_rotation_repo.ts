@@ -1,23 +1,20 @@
 import type pg from "pg";
-import {
-  IndexCollisionError,
-  type IndexRotationJob,
-  type IndexRotationPhase,
-  type IndexRotationRepo,
-  type IndexRotationState,
-  type IndexedRow,
-} from "../biz/index_rotation.js";
-import type { Slot } from "../biz/kms/index_keys.js";
-import { PII_FIELDS, type PiiField } from "../biz/user.js";
+import type {
+  IndexRotationJob,
+  IndexRotationPhase,
+  IndexRotationRepo,
+  IndexRotationState,
+} from "../biz/index_rotation_job.js";
+import { otherSlot as other, type SealedWrites } from "../biz/sealed_store.js";
 import { kmsErrors } from "../biz/kms/errors.js";
 import { actorOf, SYSTEM_ACTOR, type AuditChain } from "../biz/kms/audit_chain.js";
 import { background } from "../biz/context.js";
 import { fingerprint } from "../pkg/kms/wrap.js";
 import { withTx } from "./tx.js";
-import { appendAudit } from "./audit_repo.js";
 import { ADVISORY_LOCKS } from "./advisory_locks.js";
-import { CHANNEL } from "./key_changes.js";
-import { databaseBusy, exclusively } from "./background_job.js";
+import { recordKeyChange } from "./key_changes.js";
+import { databaseBusy, exclusively } from "./job_lock.js";
+import { progressOf, type ProgressRow } from "./job_progress.js";
 
 const {
   keyRotation: ROTATE_LOCK,
@@ -25,21 +22,15 @@ const {
   indexRotationJob: JOB_LOCK,
 } = ADVISORY_LOCKS;
 
-interface Row {
+interface Row extends ProgressRow {
   phase: IndexRotationPhase;
   state: IndexRotationState;
   to_slot: number;
   epoch: number;
   cursor_id: number;
-  rows_done: string;
-  rows_failed: string;
-  last_error: string | null;
   batch_size: number;
   pause_ms: number;
-  started_at: Date;
-  updated_at: Date;
   switched_at: Date | null;
-  finished_at: Date | null;
 }
 
 const toJob = (r: Row): IndexRotationJob => ({
@@ -48,50 +39,11 @@ const toJob = (r: Row): IndexRotationJob => ({
   toSlot: r.to_slot === 1 ? 1 : 0,
   epoch: r.epoch,
   cursorId: r.cursor_id,
-  rowsDone: BigInt(r.rows_done),
-  rowsFailed: BigInt(r.rows_failed),
-  lastError: r.last_error ?? undefined,
   batchSize: r.batch_size,
   pauseMs: r.pause_ms,
-  startedAt: r.started_at,
-  updatedAt: r.updated_at,
   switchedAt: r.switched_at ?? undefined,
-  finishedAt: r.finished_at ?? undefined,
+  ...progressOf(r),
 });
-
-/** A field's index column in `slot` (biz.Slot; migration 000014). */
-const column = (field: PiiField, slot: Slot) => (slot === 0 ? `${field}_hash` : `${field}_hash_b`);
-const other = (slot: Slot): Slot => (slot === 0 ? 1 : 0);
-/** Rows holding an index in `from` that the other slot lacks. */
-const lacking = (from: Slot) =>
-  PII_FIELDS.map(
-    (f) => `(${column(f, from)} IS NOT NULL AND ${column(f, other(from))} IS NULL)`,
-  ).join(" OR ");
-const holding = (slot: Slot) =>
-  PII_FIELDS.map((f) => `${column(f, slot)} IS NOT NULL`).join(" OR ");
-
-/** The unique index of each index column, and the name index of each: what a rotation relies on. */
-const REQUIRED_INDEXES = [
-  "idx_users_email_hash_unique",
-  "idx_users_phone_hash_unique",
-  "idx_users_name_hash",
-  "idx_users_email_hash_b_unique",
-  "idx_users_phone_hash_b_unique",
-  "idx_users_name_hash_b",
-];
-
-// An interrupted CONCURRENTLY build leaves an INVALID index that enforces
-// nothing: uniqueness under the new key would silently be off.
-async function indexesReady(c: pg.PoolClient): Promise<void> {
-  const { rows } = await c.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-      WHERE c.relname = ANY ($1) AND i.indisvalid AND i.indrelid = 'users'::regclass`,
-    [REQUIRED_INDEXES],
-  );
-  const valid = new Set(rows.map((r) => r.name));
-  const missing = REQUIRED_INDEXES.filter((n) => !valid.has(n));
-  if (missing.length > 0) throw kmsErrors.indexesNotReady(missing);
-}
 
 /** Whether `found` is still the job, phase and position `read` was taken at. */
 const samePlace = (found: IndexRotationJob | undefined, read: IndexRotationJob) =>
@@ -100,8 +52,15 @@ const samePlace = (found: IndexRotationJob | undefined, read: IndexRotationJob) 
   found.epoch === read.epoch &&
   found.cursorId === read.cursorId;
 
-/** biz.IndexRotationRepo on kms_index_keys, kms_index_rotation and the users' index columns. */
-export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRotationRepo {
+/**
+ * biz.IndexRotationRepo on kms_index_keys and kms_index_rotation, filling
+ * and clearing the indexes of the store `inTx` opens in a batch's transaction.
+ */
+export function newIndexRotationRepo(
+  pool: pg.Pool,
+  audit: AuditChain,
+  inTx: (c: pg.PoolClient) => SealedWrites,
+): IndexRotationRepo {
   const job = async (client: pg.Pool | pg.PoolClient = pool, lock = "") => {
     const { rows } = await client.query<Row>(
       `SELECT * FROM kms_index_rotation WHERE id = 1 ${lock}`,
@@ -119,7 +78,8 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
           // without a lock that would hold every write of an index.
           const running = await job(c);
           if (running?.state === "running") return { job: running, started: false };
-          await indexesReady(c);
+          const missing = await inTx(c).missingIndexes();
+          if (missing.length > 0) throw kmsErrors.indexesNotReady(missing);
           // The new key is wrapped under the recorded root key: no root-key
           // rotation meanwhile. Then no write of an index is in flight. The
           // job's row after the index lock, in the order every batch takes them.
@@ -156,49 +116,15 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
              RETURNING *`,
             [other(slot === 1 ? 1 : 0), epoch, policy.batchSize, policy.pauseMs],
           );
-          await appendAudit(c, audit, {
+          await recordKeyChange(c, audit, {
             kind: "index_key_rotation_started",
             actor: actorOf(ctx),
             details: { epoch: String(epoch), to_slot: String(other(slot === 1 ? 1 : 0)) },
           });
-          await c.query("SELECT pg_notify($1, 'index')", [CHANNEL]);
           return { job: toJob(rows[0]!), started: true };
         },
         ctx,
       ),
-
-    async unindexed(from, afterId, limit) {
-      const { rows } = await pool.query<Record<string, unknown> & { id: number }>(
-        `SELECT id, ${PII_FIELDS.map((f) => `${f}_encrypted, ${column(f, from)} AS ${f}_old, ${column(f, other(from))} AS ${f}_new`).join(", ")}
-           FROM users WHERE id > $1 AND (${lacking(from)}) ORDER BY id LIMIT $2`,
-        [afterId, limit],
-      );
-      return rows.map((r) => {
-        const fields: IndexedRow["fields"] = {};
-        for (const f of PII_FIELDS) {
-          const ciphertext = r[`${f}_encrypted`] as Buffer | null;
-          const oldHash = r[`${f}_old`] as string | null;
-          if (ciphertext && oldHash && r[`${f}_new`] === null) fields[f] = { ciphertext, oldHash };
-        }
-        return { id: r.id, fields };
-      });
-    },
-
-    async countUnindexed(from, afterId) {
-      const { rows } = await pool.query<{ n: string }>(
-        `SELECT count(*) AS n FROM users WHERE id > $1 AND (${lacking(from)})`,
-        [afterId],
-      );
-      return BigInt(rows[0]!.n);
-    },
-
-    async countIndexed(slot, afterId) {
-      const { rows } = await pool.query<{ n: string }>(
-        `SELECT count(*) AS n FROM users WHERE id > $1 AND (${holding(slot)})`,
-        [afterId],
-      );
-      return BigInt(rows[0]!.n);
-    },
 
     commitFill: (batch) =>
       withTx(pool, async (c) => {
@@ -206,43 +132,7 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
         await c.query("SELECT pg_advisory_xact_lock_shared($1)", [INDEX_LOCK]);
         const found = await job(c, "FOR UPDATE");
         if (!samePlace(found, batch.read)) return { running: false };
-        const to = batch.read.toSlot;
-        const from = other(to);
-        // Per field, compare-and-set: a row whose old index changed (a
-        // user's write, which filled both columns itself) keeps its values.
-        const still = (f: PiiField) =>
-          `(u.${column(f, from)} = m.${f}_old AND u.${column(f, to)} IS NULL)`;
-        const sets = PII_FIELDS.map(
-          (f) =>
-            `${column(f, to)} = CASE WHEN ${still(f)} THEN m.${f}_new ELSE u.${column(f, to)} END`,
-        );
-        sets.push(`index_epoch = ${batch.read.epoch}`);
-        const fills = batch.fills.filter((x) => Object.keys(x.fields).length > 0);
-        let filled = 0;
-        if (fills.length > 0) {
-          const params: unknown[] = [fills.map((x) => x.id)];
-          for (const f of PII_FIELDS) {
-            params.push(
-              fills.map((x) => x.fields[f]?.oldHash ?? null),
-              fills.map((x) => x.fields[f]?.hash ?? null),
-            );
-          }
-          const columns = PII_FIELDS.flatMap((f) => [`${f}_old`, `${f}_new`]);
-          const unnest = params.map((_, i) => `$${i + 1}::${i === 0 ? "int[]" : "text[]"}`);
-          const { rowCount } = await c
-            .query(
-              `UPDATE users AS u SET ${sets.join(", ")}
-                 FROM unnest(${unnest.join(", ")}) AS m(id, ${columns.join(", ")})
-                WHERE u.id = m.id AND (${PII_FIELDS.map(still).join(" OR ")})`,
-              params,
-            )
-            .catch((err: { code?: string }) => {
-              // Two rows whose values index alike under the new key but not
-              // under the old (written outside the service): not the job's to decide.
-              throw err.code === "23505" ? new IndexCollisionError() : err;
-            });
-          filled = rowCount ?? 0;
-        }
+        const filled = await inTx(c).fill(batch.read.toSlot, batch.read.epoch, batch.fills);
         await c.query(
           `UPDATE kms_index_rotation SET cursor_id = $1, rows_done = rows_done + $2,
              rows_failed = rows_failed + $3, last_error = coalesce($4, last_error), updated_at = now()
@@ -258,10 +148,8 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
         await c.query("SELECT pg_advisory_xact_lock($1)", [INDEX_LOCK]);
         const found = await job(c, "FOR UPDATE");
         if (!samePlace(found, read)) return { switched: false, missing: 0n };
-        const missing = await c.query<{ n: string }>(
-          `SELECT count(*) AS n FROM users WHERE ${lacking(other(read.toSlot))}`,
-        );
-        const n = BigInt(missing.rows[0]!.n);
+        // Every row: ids are the table's SERIAL, from 1.
+        const n = await inTx(c).countUnindexed(other(read.toSlot), 0);
         if (n > 0n) {
           await c.query(
             `UPDATE kms_index_rotation SET state = 'failed', updated_at = now(),
@@ -284,7 +172,7 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
              switched_at = now(), updated_at = now() WHERE id = 1 RETURNING *`,
           [epoch],
         );
-        await appendAudit(c, audit, {
+        await recordKeyChange(c, audit, {
           kind: "index_key_rotated",
           actor: SYSTEM_ACTOR,
           details: {
@@ -293,7 +181,6 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
             rows_indexed: rows[0]!.rows_done,
           },
         });
-        await c.query("SELECT pg_notify($1, 'index')", [CHANNEL]);
         return { switched: true, missing: 0n };
       }),
 
@@ -302,16 +189,13 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
         await c.query("SELECT pg_advisory_xact_lock_shared($1)", [INDEX_LOCK]);
         const found = await job(c, "FOR UPDATE");
         if (!samePlace(found, read)) return { running: false, done: false };
-        const from = other(read.toSlot);
-        const { rows } = await c.query<{ id: number }>(
-          `WITH batch AS (
-             SELECT id FROM users WHERE id > $1 AND (${holding(from)}) ORDER BY id LIMIT $2 FOR UPDATE)
-           UPDATE users AS u SET ${PII_FIELDS.map((f) => `${column(f, from)} = NULL`).join(", ")},
-             index_epoch = $3
-             FROM batch WHERE u.id = batch.id RETURNING u.id`,
-          [read.cursorId, read.batchSize, read.epoch],
+        const ids = await inTx(c).clear(
+          other(read.toSlot),
+          read.epoch,
+          read.cursorId,
+          read.batchSize,
         );
-        if (rows.length === 0) {
+        if (ids.length === 0) {
           await c.query(
             `UPDATE kms_index_rotation SET phase = 'done', state = 'finished',
                finished_at = now(), updated_at = now() WHERE id = 1`,
@@ -320,7 +204,7 @@ export function newIndexRotationRepo(pool: pg.Pool, audit: AuditChain): IndexRot
         }
         await c.query(
           "UPDATE kms_index_rotation SET cursor_id = $1, updated_at = now() WHERE id = 1",
-          [Math.max(...rows.map((r) => r.id))],
+          [Math.max(...ids)],
         );
         return { running: true, done: false };
       }),

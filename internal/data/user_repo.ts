@@ -1,22 +1,18 @@
 import type pg from "pg";
 import {
-  DuplicateError,
-  RevokedKeyWriteError,
-  StaleIndexWriteError,
   PII_FIELDS,
   type PiiField,
-  type SealedField,
+  type StoredField,
   type StoredUser,
   type UserRepo,
 } from "../biz/user.js";
+import { StaleIndexWriteError } from "../biz/sealed_store.js";
+import { indexColumns, keyVersionsSet, writeRefusal } from "./user_schema.js";
 
 const COLUMNS = `id, username, password, email_encrypted, email_key_version,
   phone_encrypted, phone_key_version, name_encrypted, name_key_version,
   email_hash, email_hash_b, phone_hash, phone_hash_b, name_hash, name_hash_b, index_epoch,
   created_at, updated_at`;
-
-/** A field's index column per slot (biz.Slot; migration 000014). */
-const slotColumns = (field: PiiField) => [`${field}_hash`, `${field}_hash_b`] as const;
 
 // A lookup answers with the epoch of the index keys in the same snapshot:
 // a caller whose keys are older reloads them and asks again.
@@ -38,7 +34,7 @@ function toUser(r: Row): StoredUser {
     const ciphertext = r[`${f}_encrypted`] as Buffer | null;
     if (ciphertext) {
       const keyVersion = r[`${f}_key_version`] as number;
-      const [a, b] = slotColumns(f);
+      const [a, b] = indexColumns(f);
       const hashes = [(r[a] as string | null) ?? null, (r[b] as string | null) ?? null] as const;
       fields[f] = {
         ciphertext,
@@ -58,27 +54,9 @@ function toUser(r: Row): StoredUser {
   };
 }
 
-const UNIQUE: Record<string, DuplicateError["field"]> = {
-  users_username_key: "username",
-  idx_users_username_lower_unique: "username",
-  idx_users_email_hash_unique: "email",
-  idx_users_phone_hash_unique: "phone",
-  idx_users_email_hash_b_unique: "email",
-  idx_users_phone_hash_b_unique: "phone",
+const refused = (err: unknown): never => {
+  throw writeRefusal(err);
 };
-
-// A unique violation names its index: say which field, never which value.
-// The write refusals biz acts on: a unique value taken, (migration 000008's
-// trigger, SQLSTATE KR001) a ciphertext under a revoked key, and (000014's,
-// KR003) blind indexes under index keys no longer in use.
-function duplicates(err: unknown): never {
-  const e = err as { code?: string; constraint?: string };
-  if (e.code === "23505" && e.constraint && UNIQUE[e.constraint])
-    throw new DuplicateError(UNIQUE[e.constraint]!);
-  if (e.code === "KR001") throw new RevokedKeyWriteError();
-  if (e.code === "KR003") throw new StaleIndexWriteError();
-  throw err;
-}
 
 /**
  * The index keys' epoch the written fields' blind indexes were made under
@@ -86,18 +64,11 @@ function duplicates(err: unknown): never {
  * index is written. Fields sealed across a reload of the index keys are made
  * again.
  */
-function indexEpochOf(fields: (SealedField | null | undefined)[]): number | undefined {
+function indexEpochOf(fields: (StoredField | null | undefined)[]): number | undefined {
   const epochs = new Set(fields.flatMap((f) => (f ? [f.indexEpoch] : [])));
   if (epochs.size > 1) throw new StaleIndexWriteError();
   return epochs.values().next().value;
 }
-
-/**
- * The SET clause that gathers a row's key versions from an expression per
- * field (in SET, a column names the row's value before the update).
- */
-export const keyVersionsSet = (perField: string[]) =>
-  `key_versions = array_remove(ARRAY[${perField.join(", ")}], NULL)`;
 
 /** biz.UserRepo on the users table. */
 export function newUserRepo(pool: pg.Pool): UserRepo {
@@ -145,14 +116,14 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
           versions,
           epoch ?? null,
         ],
-      ).then((u) => u!, duplicates);
+      ).then((u) => u!, refused);
     },
 
     byId: (id) => one(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]),
     byUsername: (username) =>
       one(`SELECT ${COLUMNS} FROM users WHERE lower(username) = lower($1)`, [username]),
     async byHash(field, hashes) {
-      const [a, b] = slotColumns(field);
+      const [a, b] = indexColumns(field);
       const read = await indexed(
         `SELECT ${COLUMNS} FROM users WHERE ${a} = $1 OR ${b} = $2 ORDER BY id LIMIT 1`,
         [...hashes],
@@ -190,7 +161,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
         }
         const sealed = change.fields[name] ?? null;
         sets.push(`${name}_encrypted = ${param(sealed?.ciphertext ?? null)}`);
-        slotColumns(name).forEach((column, slot) =>
+        indexColumns(name).forEach((column, slot) =>
           sets.push(`${column} = ${param(sealed?.hashes[slot] ?? null)}`),
         );
         const version = param(sealed?.keyVersion ?? null);
@@ -207,14 +178,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       return one(
         `UPDATE users SET ${sets.join(", ")} WHERE id = $1 RETURNING ${COLUMNS}`,
         params,
-      ).catch(duplicates);
-    },
-
-    async countByKeyVersion() {
-      const { rows } = await pool.query<{ version: number; n: string }>(
-        "SELECT v AS version, count(*) AS n FROM users, unnest(key_versions) AS v GROUP BY v",
-      );
-      return new Map(rows.map((r) => [r.version, BigInt(r.n)]));
+      ).catch(refused);
     },
 
     async delete(id, ctx) {

@@ -7,19 +7,8 @@ import {
   timestampFromDate,
 } from "@bufbuild/protobuf/wkt";
 import type { DataKeySchema } from "../../api/kms/v1/kms_pb.js";
-import {
-  AuditEventKind,
-  IndexKeyRotationPhase,
-  IndexKeyRotationState,
-  KeyStatus,
-  KmsService,
-  ReencryptionState,
-} from "../../api/kms/v1/kms_pb.js";
-import type {
-  AuditEventSchema,
-  IndexKeyRotationStatusSchema,
-  ReencryptionStatusSchema,
-} from "../../api/kms/v1/kms_pb.js";
+import { AuditEventKind, KeyStatus, KmsService } from "../../api/kms/v1/kms_pb.js";
+import type { AuditEventSchema } from "../../api/kms/v1/kms_pb.js";
 import type { AuditEvent as BizAuditEvent, AuditKind } from "../biz/kms/audit_chain.js";
 import type { AuditTrail } from "../biz/kms/audit_trail.js";
 import type { DataKey, KeyStatus as BizKeyStatus } from "../biz/kms/data_keys.js";
@@ -27,15 +16,9 @@ import type { CallerCrypto, FieldCipher } from "../biz/kms/field_cipher.js";
 import type { KeyLifecycle } from "../biz/kms/key_lifecycle.js";
 import type { KeyQueries } from "../biz/kms/key_queries.js";
 import type { RootKeyRotation } from "../biz/kms/root_key_rotation.js";
-import type { JobProgress } from "../biz/background_worker.js";
-import type {
-  Reencryption,
-  ReencryptionStatus as BizReencryptionStatus,
-} from "../biz/reencryption.js";
-import type {
-  IndexRotation,
-  IndexRotationStatus as BizIndexRotationStatus,
-} from "../biz/index_rotation.js";
+import type { Reencryption } from "../biz/reencryption.js";
+import type { IndexRotation } from "../biz/index_rotation.js";
+import { indexRotationStatus, reencryptionStatus } from "./kms_jobs.js";
 import { bind, type ServiceBinding } from "../transport/binding.js";
 
 const statuses: Record<BizKeyStatus, KeyStatus> = {
@@ -238,62 +221,5 @@ function toProto(k: DataKey): MessageInitShape<typeof DataKeySchema> {
     expiresAt: k.expiresAt ? timestampFromDate(k.expiresAt) : undefined,
     metadata: k.metadata as JsonObject,
     encryptionCount: k.encryptionCount,
-  };
-}
-
-/** The progress fields both background jobs' status messages share. */
-function progress(job: JobProgress, s: { rowsRemaining: bigint; rowsPerSecond: number }) {
-  return {
-    rowsDone: job.rowsDone,
-    rowsRemaining: s.rowsRemaining,
-    rowsFailed: job.rowsFailed,
-    lastError: job.lastError ?? "",
-    rowsPerSecond: s.rowsPerSecond,
-    startedAt: timestampFromDate(job.startedAt),
-    updatedAt: timestampFromDate(job.updatedAt),
-    finishedAt: job.finishedAt ? timestampFromDate(job.finishedAt) : undefined,
-  };
-}
-
-const jobStates = {
-  running: ReencryptionState.RUNNING,
-  stopped: ReencryptionState.STOPPED,
-  finished: ReencryptionState.FINISHED,
-} as const;
-
-function reencryptionStatus(
-  s: BizReencryptionStatus,
-): MessageInitShape<typeof ReencryptionStatusSchema> {
-  const job = s.job;
-  if (!job) return { state: ReencryptionState.NONE };
-  return {
-    state: jobStates[job.state],
-    belowVersion: job.belowVersion ?? 0,
-    targetVersion: job.targetVersion,
-    ...progress(job, s),
-  };
-}
-
-const indexPhases = {
-  backfill: IndexKeyRotationPhase.BACKFILL,
-  clear: IndexKeyRotationPhase.CLEAR,
-  done: IndexKeyRotationPhase.DONE,
-} as const;
-const indexStates = {
-  running: IndexKeyRotationState.RUNNING,
-  failed: IndexKeyRotationState.FAILED,
-  finished: IndexKeyRotationState.FINISHED,
-} as const;
-
-function indexRotationStatus(
-  s: BizIndexRotationStatus,
-): MessageInitShape<typeof IndexKeyRotationStatusSchema> {
-  const job = s.job;
-  if (!job) return { phase: IndexKeyRotationPhase.NONE, state: IndexKeyRotationState.NONE };
-  return {
-    phase: indexPhases[job.phase],
-    state: indexStates[job.state],
-    switchedAt: job.switchedAt ? timestampFromDate(job.switchedAt) : undefined,
-    ...progress(job, s),
   };
 }

@@ -238,7 +238,7 @@ describe("key lifecycle", () => {
       // Opened, not started: their timers are the calls below.
       const instances = [];
       for (const pool of pools)
-        instances.push(await openKms(conf, { data: { pool, url: ctx.db.url }, stores: [], log }));
+        instances.push(await openKms(conf, { data: { pool, url: ctx.db.url }, log }));
       try {
         const rotations = await Promise.all(instances.map((k) => k.keys.rotateIfDue()));
         expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);

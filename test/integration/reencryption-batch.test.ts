@@ -6,6 +6,7 @@ import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
 import { newReencryptionRepo } from "../../internal/data/reencryption_repo.js";
+import { newUserStore } from "../../internal/data/user_store.js";
 import { useTestApp } from "../helpers/app.js";
 
 // The batch statement of the re-encryption job, driven directly: whatever a
@@ -54,7 +55,7 @@ describe("a re-encryption batch", () => {
     }
     const [first, second] = [await read(ids[0]!), await read(ids[1]!)];
     const stale = Buffer.from("not what the row holds");
-    const repo = newReencryptionRepo(pool, new AuditChain());
+    const repo = newReencryptionRepo(pool, new AuditChain(), newUserStore);
     // The chain has no key here: a start would need it for its audit event,
     // so the job row is written as a start leaves it.
     await pool.query(
@@ -121,7 +122,7 @@ describe("a re-encryption batch", () => {
     // Read by the job (as below), then the key is revoked, then the batch commits.
     await kms.rotateDataKey({ reason: "test" });
     await kms.revokeDataKey({ version: before.email_key_version, reason: "test" });
-    const repo = newReencryptionRepo(pool, new AuditChain());
+    const repo = newReencryptionRepo(pool, new AuditChain(), newUserStore);
     // The revocation woke the service's own worker: let it end its pass, then
     // put the job back as running without waking anyone, so that this batch
     // is the only one in flight.

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { kmsRunner } from "../../cmd/server/kms_runner.js";
-import { newWorker } from "../../internal/biz/background_worker.js";
+import { newWorker } from "../../internal/biz/job_worker.js";
 import type { AuditKind } from "../../internal/biz/kms/audit_chain.js";
 import { announcement } from "../../internal/biz/kms/key_events.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
