@@ -28,7 +28,7 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-// yargs folds a repeated boolean into one value; the README promises exit 2.
+// yargs folds a repeated boolean into one value; docs/migrations.md promises exit 2.
 const switches = ["json", "dry-run", "embedded", "all", "allow-out-of-order"];
 const given = argv
   .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)

@@ -470,7 +470,7 @@ export type Kms = Message<"conf.Kms"> & {
 
   /**
    * The root key being replaced, during a root-key rotation: accepted beside
-   * root_key until its window ends (README: rotating the root key).
+   * root_key until its window ends (docs/keys.md: rotating the root key).
    *
    * @generated from field: conf.PreviousRootKey previous_root_key = 13;
    */
@@ -478,7 +478,7 @@ export type Kms = Message<"conf.Kms"> & {
 
   /**
    * Signed checkpoints of the audit trail's head, kept where the database
-   * cannot rewrite them (README: the audit trail).
+   * cannot rewrite them (docs/keys.md: audit trail).
    *
    * @generated from field: conf.AuditCheckpoints audit_checkpoints = 14;
    */

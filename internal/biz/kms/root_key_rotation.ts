@@ -16,7 +16,7 @@ export interface RootKeyRotated {
 /**
  * Re-wraps every stored key (data keys, index key, audit key) from the
  * previous root key to the configured one, in one transaction. Every
- * instance of the rolling deploy must hold both keys first (README).
+ * instance of the rolling deploy must hold both keys first (docs/keys.md).
  */
 export class RootKeyRotation {
   constructor(
