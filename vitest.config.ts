@@ -20,7 +20,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
-          globalSetup: ["test/global-setup.ts"],
+          globalSetup: ["test/global_setup.ts"],
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },

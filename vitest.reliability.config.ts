@@ -6,7 +6,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/reliability/**/*.test.ts"],
-    globalSetup: ["test/global-setup.ts"],
+    globalSetup: ["test/global_setup.ts"],
     testTimeout: 180_000,
     hookTimeout: 120_000,
     maxWorkers: 1,

@@ -12,15 +12,15 @@ export interface RunBy {
 
 const ci = (...steps: string[]): RunBy => ({ file: ".ci/run", shows: steps });
 const tryIt = (...shows: string[]): RunBy => ({
-  file: "test/integration/readme-try-it.test.ts",
+  file: "test/integration/readme_try_it.test.ts",
   shows: ["tryItCommands()", ...shows],
 });
 const kmsCli = (...shows: string[]): RunBy => ({
-  file: "test/integration/kms-cli.test.ts",
+  file: "test/integration/kms_cli.test.ts",
   shows: ["cmd/kms/main.ts", ...shows],
 });
 const auditVerify = (...shows: string[]): RunBy => ({
-  file: "test/integration/audit-checkpoints.test.ts",
+  file: "test/integration/audit_checkpoints.test.ts",
   shows: ['"audit",', '"verify",', ...shows],
 });
 

@@ -29,7 +29,7 @@ export interface LoadOptions {
  */
 export function runLoad(opts: LoadOptions): Promise<LoadResult> {
   // The worker is TypeScript too: register tsx in it before loading it.
-  const entry = new URL("./load-worker.ts", import.meta.url).href;
+  const entry = new URL("./load_worker.ts", import.meta.url).href;
   const boot = `import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
   const worker = new Worker(boot, { eval: true, workerData: opts });
   return new Promise((resolve, reject) => {

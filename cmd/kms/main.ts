@@ -2,8 +2,8 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import type { ReencryptArgs } from "./reencrypt.js";
-import type { RootKeyArgs } from "./root-key.js";
-import type { IndexKeyArgs } from "./index-key.js";
+import type { RootKeyArgs } from "./root_key.js";
+import type { IndexKeyArgs } from "./index_key.js";
 import type { AuditArgs } from "./audit.js";
 import type { ConnectArgs } from "./connect.js";
 import { refuseAmbiguous } from "./args.js";
@@ -87,7 +87,7 @@ await yargs(argv)
         "rotate",
         "re-wrap every stored key under the new root key (on an instance configured with kms.root_key and kms.previous_root_key)",
         () => undefined,
-        async (args: RootKeyArgs) => (await import("./root-key.js")).rotateRootKey(args),
+        async (args: RootKeyArgs) => (await import("./root_key.js")).rotateRootKey(args),
       )
       .demandCommand(1, "name a command: rotate")
       .strict(),
@@ -105,13 +105,13 @@ await yargs(argv)
               type: "boolean",
               describe: "follow the rotation with a progress bar until it ends",
             }),
-        async (args: IndexKeyArgs) => (await import("./index-key.js")).indexKey("rotate", args),
+        async (args: IndexKeyArgs) => (await import("./index_key.js")).indexKey("rotate", args),
       )
       .command(
         "status",
         "show the rotation",
         (c) => c.option("watch", { type: "boolean", describe: "follow it until it ends" }),
-        async (args: IndexKeyArgs) => (await import("./index-key.js")).indexKey("status", args),
+        async (args: IndexKeyArgs) => (await import("./index_key.js")).indexKey("status", args),
       )
       .demandCommand(1, "name a command: rotate or status")
       .strict(),

@@ -74,7 +74,7 @@ export function spawnServer(args: string[], opts: SpawnOptions = {}): ServerProc
 
 /**
  * Runs cmd/migrate as its own process, from this run's transpiled sources
- * (test/global-setup.ts): real exit codes and output, without tsx's loader.
+ * (test/global_setup.ts): real exit codes and output, without tsx's loader.
  */
 export function spawnMigrate(args: string[], opts: SpawnOptions = {}): ServerProcess {
   return spawnNode(["--enable-source-maps", inject("migrateScript"), ...args], opts);

@@ -78,7 +78,7 @@ const ctx = useTestApp({
     },
     // Every kind of caller here calls from 127.0.0.1, about 200 of them
     // refused: more than the default burst of failed authentications one
-    // address may make (auth-flood.test.ts tests that limit).
+    // address may make (auth_flood.test.ts tests that limit).
     limits: { auth_failure_burst: 1000 },
   },
 });

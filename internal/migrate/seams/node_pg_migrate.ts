@@ -3,7 +3,7 @@
  * exclude each other and read each other's state: its advisory lock key and
  * its state table. We write every record ourselves (with a checksum it does
  * not know) and load nothing of the library at run time; these values are
- * copies of its own, and test/unit/node-pg-migrate-seam.test.ts fails when the
+ * copies of its own, and test/unit/node_pg_migrate_seam.test.ts fails when the
  * installed library stops matching them or leaves WRITTEN_FOR.
  */
 

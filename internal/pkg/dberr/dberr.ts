@@ -17,7 +17,7 @@ const NETWORK = new Set([
 const UNAVAILABLE_STATES = new Set(["57P01", "57P02", "57P03", "53300"]);
 
 // node-postgres reports these without a code: its texts, pinned on the
-// installed pg by test/unit/seam-pg-messages.test.ts.
+// installed pg by test/unit/seam_pg_messages.test.ts.
 const CLIENT_MESSAGES = [
   /^Connection terminated/,
   /timeout exceeded when trying to connect/,

@@ -4,7 +4,7 @@ import type { HealthImplementation } from "grpc-health-check";
 // grpc-health-check registers itself on a whole grpc.Server; we hand it a
 // stand-in that has only addService, so that its Watch handler can be
 // wrapped (streams ended at shutdown). Relied on, and pinned by
-// test/unit/seam-grpc-health-check.test.ts: addToServer calls addService
+// test/unit/seam_grpc_health_check.test.ts: addToServer calls addService
 // once, and nothing else on the server.
 
 /** The grpc-health-check versions this seam was written for: [from, below), major.minor. */

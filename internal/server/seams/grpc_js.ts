@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 
 // The one place that leans on @grpc/grpc-js past its documented API, so that
 // an upgrade has one file to re-read and one test to fail
-// (test/unit/seam-grpc-js.test.ts, which also checks the installed version
+// (test/unit/seam_grpc_js.test.ts, which also checks the installed version
 // against `writtenFor`). What is relied on:
 //
 // 1. The first server interceptor is handed grpc-js's own call (its
