@@ -1,3 +1,6 @@
+// Longer than the other use cases (about 260 lines) on purpose: the
+// pipelined batch loop and the re-seal with its retries are one algorithm,
+// read top to bottom; the job's row and port are in reencryption_job.ts.
 import type { Logger } from "../pkg/log/logger.js";
 import type { FieldCipher } from "./kms/field_cipher.js";
 import { background, type Context } from "./context.js";
