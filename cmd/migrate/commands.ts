@@ -11,7 +11,7 @@ const bookkeeping = () => import("../../internal/migrate/bookkeeping.js");
 
 /** 2 for usage and configuration, 1 for everything that failed or was refused. */
 export function exitCodeOf(err: unknown): number {
-  if (err instanceof InterruptedError) return err.exitCode;
+  if (err instanceof InterruptedError || err instanceof UncheckedError) return err.exitCode;
   const usage =
     err instanceof UsageError ||
     err instanceof DatabaseUrlError ||
@@ -84,6 +84,21 @@ export const handlers = {
     out(`${files.up}\n${files.down}\n`);
   },
 
+  // Exit 0 whatever it finds: it reports, it does not judge; 2 when it could not look.
+  locks: (args: Args) =>
+    withDatabase(
+      args,
+      async (opts) => {
+        const { readLockWaits } = await import("../../internal/migrate/blockers.js");
+        const waits = await readLockWaits(opts).catch((err: unknown) => {
+          throw new UncheckedError(`could not read the lock waits: ${(err as Error).message}`, 2);
+        });
+        if (args.json) print.json({ waits });
+        else print.lockWaits(out, waits);
+      },
+      { logs: false },
+    ),
+
   lint: async (args: Args) => {
     const { lintMigrations } = await import("../../internal/migrate/lint/lint.js");
     const findings = await lintMigrations(await migrationsDir(args));
@@ -136,6 +151,17 @@ async function change(args: Args, command: Command): Promise<void> {
 /** Stopped by a signal before anything ran: exit 128 + the signal's number, as a shell reports it. */
 class InterruptedError extends Error {
   override name = "InterruptedError";
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A command that only looks could not: exit 2, as for usage. */
+class UncheckedError extends Error {
+  override name = "UncheckedError";
   constructor(
     message: string,
     readonly exitCode: number,

@@ -29,7 +29,7 @@ function fail(message: string, code: number): never {
 }
 
 // yargs folds a repeated boolean into one value; docs/migrations.md promises exit 2.
-const switches = ["json", "dry-run", "embedded", "all", "allow-out-of-order"];
+const switches = ["json", "dry-run", "embedded", "all", "allow-out-of-order", "retry"];
 const given = argv
   .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)
   .map((a) => /^--?(?:no-)?([^=]+)/.exec(a)?.[1]?.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))
@@ -93,6 +93,25 @@ await yargs(argv)
     describe:
       "migration: each migration in one transaction with its record (default); file: files holding their own BEGIN … COMMIT blocks run them as written, as golang-migrate does",
   })
+  .option("retry", {
+    type: "boolean",
+    describe:
+      "--no-retry: fail at the first lock_timeout refusal instead of trying again (500ms, 1s, 2s … with jitter)",
+  })
+  .option("lock-attempts", {
+    type: "string",
+    describe: "tries in all after lock_timeout refusals, where a retry is safe (default 5)",
+  })
+  .option("old-transaction-age", {
+    type: "string",
+    describe:
+      "before a concurrent index build, name transactions open longer than this (default 1m)",
+  })
+  .option("old-transactions", {
+    type: "string",
+    choices: ["wait", "refuse"],
+    describe: "wait: name them and build (default); refuse: name them, apply nothing, exit 1",
+  })
   .command(
     "up [n]",
     "apply pending migrations (all, or the next n)",
@@ -144,6 +163,12 @@ await yargs(argv)
     "write an empty YYYYMMDDHHMMSS_name.up.sql / .down.sql pair (UTC)",
     (y) => y.positional("name", { type: "string", demandOption: true }),
     handle("create"),
+  )
+  .command(
+    "locks",
+    "who waits for a lock and who holds it: pids, users, statements (truncated), wait and transaction age",
+    (y) => y.option("json", { type: "boolean", describe: "machine-readable output" }),
+    handle("locks"),
   )
   .command(
     "lint",

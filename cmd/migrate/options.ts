@@ -20,6 +20,14 @@ export interface Args {
   "statement-timeout"?: string;
   /** migration or file: yargs' choices refuse anything else. */
   transactions?: string;
+  /** --no-retry: a lock_timeout refusal fails at once (same as --lock-attempts 1). */
+  retry?: boolean;
+  /** Tries in all after lock_timeout refusals, where safe (default 5). */
+  "lock-attempts"?: string;
+  /** Open transactions older than this are named before a concurrent index build (default 1m). */
+  "old-transaction-age"?: string;
+  /** wait (name them, build) or refuse (name them, apply nothing, exit 1): yargs' choices refuse anything else. */
+  "old-transactions"?: string;
   "dry-run"?: boolean;
   json?: boolean;
   "allow-out-of-order"?: boolean;
@@ -100,11 +108,23 @@ export async function withDatabase(
   const opts = migratorOptions(conf?.data?.database, url ?? "", log);
   opts.dir = migrationsFolder(args.dir, opts.dir);
   if (args.transactions) opts.transactions = args.transactions as MigratorOptions["transactions"];
+  if (args["old-transactions"])
+    opts.oldTransactions = args["old-transactions"] as MigratorOptions["oldTransactions"];
+  const attempts = args["lock-attempts"];
+  if (attempts !== undefined) {
+    if (!/^[1-9][0-9]?$|^100$/.test(attempts))
+      throw new UsageError(`--lock-attempts ${attempts}: expected a whole number from 1 to 100`);
+    if (args.retry === false)
+      throw new UsageError(`--lock-attempts ${attempts} and --no-retry: give one`);
+    opts.lockAttempts = Number(attempts);
+  }
+  if (args.retry === false) opts.lockAttempts = 1;
   for (const [flag, key] of [
     ["connect-timeout", "connectTimeoutMs"],
     ["lock-wait", "lockWaitMs"],
     ["lock-timeout", "lockTimeoutMs"],
     ["statement-timeout", "statementTimeoutMs"],
+    ["old-transaction-age", "oldTransactionAgeMs"],
   ] as const) {
     const text = args[flag];
     if (text === undefined) continue;

@@ -2,6 +2,9 @@ import type { Finding } from "../../internal/migrate/lint/lint.js";
 import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/migrate/state.js";
 
+export { lockWaits } from "./print_locks.js";
+import { lockAttempts, oldTransactions } from "./print_locks.js";
+
 type Write = (text: string) => void;
 
 /** --json: one document on stdout; bigints as decimal strings. */
@@ -40,6 +43,8 @@ export function report(write: Write, r: RunReport): void {
   for (const s of r.done) {
     for (const index of s.dropped)
       write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
+    oldTransactions(write, s.name, s.oldTransactions);
+    lockAttempts(write, s.lockAttempts);
     write(`${s.direction === "up" ? "applied " : "reverted"} ${s.name} (${s.ms} ms)\n`);
   }
   const f = r.failed;
@@ -47,9 +52,11 @@ export function report(write: Write, r: RunReport): void {
     const left = f.connectionLost ? lostOutcome(f) : failedOutcome(f);
     for (const index of f.dropped)
       write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
+    oldTransactions(write, f.name, f.oldTransactions);
     write(
       `FAILED   ${f.name} (${f.direction}) at ${f.at}: ${f.message}${f.code ? ` [SQLSTATE ${f.code}]` : ""}\n         ${left}\n`,
     );
+    lockAttempts(write, f.lockAttempts, f.notRetried);
     const before = r.done.length;
     write(`${before} step(s) before it completed${before ? " and stand" : ""}\n`);
   } else if (r.done.length === 0 && r.adopted.length === 0 && !r.interrupted)

@@ -15,7 +15,15 @@ export const defaults = {
       pool_size: 10,
       migrate: "check",
       connect_timeout: "5s",
-      migration: { dir: "", lock_wait: "60s", lock_timeout: "5s", statement_timeout: "10m" },
+      migration: {
+        dir: "",
+        lock_wait: "60s",
+        lock_timeout: "5s",
+        statement_timeout: "10m",
+        lock_attempts: 5,
+        old_transaction_age: "1m",
+        old_transactions: "wait",
+      },
     },
   },
   kms: {

@@ -1,8 +1,10 @@
 import type pg from "pg";
 import type { Script } from "./analyse.js";
+import type { Session } from "./blockers.js";
 import { chunk, countCompletions, failure, type Chunk, type StepFailure } from "./failure.js";
 import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
 import type { Step } from "./plan.js";
+import type { LockAttempt } from "./retry.js";
 import { recordStatement } from "./state.js";
 
 export type { Outcome, StepFailure } from "./failure.js";
@@ -15,6 +17,10 @@ export interface StepResult {
   ms: number;
   /** INVALID indexes left by an interrupted earlier attempt, dropped before this one. */
   dropped: string[];
+  /** Earlier tries refused by lock_timeout, with who held the lock. */
+  lockAttempts?: LockAttempt[];
+  /** Transactions older than the threshold that its concurrent index build waited for. */
+  oldTransactions?: Session[];
 }
 
 /**

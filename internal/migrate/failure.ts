@@ -1,7 +1,9 @@
 import type pg from "pg";
 import { transactionKind, type Script } from "./analyse.js";
 import { isConnectionLost } from "./connect.js";
+import type { Session } from "./blockers.js";
 import type { Step } from "./plan.js";
+import type { LockAttempt } from "./retry.js";
 import { lineAt, type Statement } from "./sql.js";
 
 // How a failed step is told: which line of its file failed, counted from the
@@ -34,6 +36,12 @@ export interface StepFailure {
    * of the BEGIN whose transaction the failure rolled back.
    */
   ownTransactions?: { finalThrough: string | null; rolledBackFrom: string | null };
+  /** Refused by lock_timeout (55P03): each try, with who held the lock as last seen while it waited. */
+  lockAttempts?: LockAttempt[];
+  /** Why it was not tried again after the last refusal. */
+  notRetried?: string;
+  /** Transactions older than the threshold, named before its concurrent index build. */
+  oldTransactions?: Session[];
 }
 
 /**

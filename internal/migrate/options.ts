@@ -21,6 +21,16 @@ export interface MigratorOptions {
   statementTimeoutMs: number;
   /** Who owns transactions (default `migration`): see TransactionMode. */
   transactions?: TransactionMode;
+  /**
+   * Tries in all of a migration refused by lock_timeout (SQLSTATE 55P03),
+   * where a retry is safe (retry.ts), 500ms, 1s, 2s … apart with jitter; 1
+   * fails fast (`--no-retry`). `data.database.migration.lock_attempts`.
+   */
+  lockAttempts: number;
+  /** Open transactions older than this are named before a concurrent index build waits for them. */
+  oldTransactionAgeMs: number;
+  /** wait: name them and build; refuse: name them and apply nothing (exit 1). */
+  oldTransactions: "wait" | "refuse";
   log: Logger;
 }
 
@@ -46,6 +56,9 @@ export function migratorOptions(
     lockTimeoutMs: ms(m?.lockTimeout, fallback.lock_timeout),
     statementTimeoutMs: ms(m?.statementTimeout, fallback.statement_timeout),
     transactions: m?.transactions === "file" ? "file" : "migration",
+    lockAttempts: m?.lockAttempts || fallback.lock_attempts,
+    oldTransactionAgeMs: ms(m?.oldTransactionAge, fallback.old_transaction_age),
+    oldTransactions: m?.oldTransactions === "refuse" ? "refuse" : "wait",
     log,
   };
 }

@@ -1,10 +1,11 @@
 import type pg from "pg";
-import { applyStep, type StepFailure, type StepResult } from "./apply.js";
+import type { StepFailure, StepResult } from "./apply.js";
 import { connect, disconnect } from "./connect.js";
 import type { MigratorOptions } from "./options.js";
 import type { Command, Step } from "./plan.js";
 import { prepare, type Prepared } from "./prepare.js";
 import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
+import { applyPatiently, lockWatch, refuseOldTransactions } from "./retry.js";
 import { readMigrations } from "./source.js";
 import { loadSqlParser } from "./sql.js";
 import { ensureStateTable, recordApplied } from "./state.js";
@@ -74,6 +75,7 @@ export function run(
   return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
     const p = await prepare(client, source, command, opts.transactions);
+    await refuseOldTransactions(opts, client, p);
     await ensureStateTable(client);
     await recordApplied(client, p.adopt);
     if (p.adopt.length > 0) {
@@ -109,13 +111,14 @@ async function applySteps(
 ): Promise<void> {
   const cancel = () => void cancelBackend(opts, client);
   signal?.addEventListener("abort", cancel);
+  const watch = lockWatch(opts, client);
   try {
     for (const [i, s] of p.steps.entries()) {
       if (signal?.aborted) {
         report.interrupted = interruption(signal, p.steps.slice(i));
         return;
       }
-      const result = await applyStep(client, s, p.scripts.get(s)!, (n) => replyTimeoutMs(opts, n));
+      const result = await applyPatiently(opts, client, s, p.scripts.get(s)!, watch, signal);
       const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
       for (const index of dropped)
         opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");
@@ -135,6 +138,7 @@ async function applySteps(
     if (signal?.aborted) report.interrupted = interruption(signal, []);
   } finally {
     signal?.removeEventListener("abort", cancel);
+    await watch.close();
   }
 }
 

@@ -2,6 +2,7 @@ import type pg from "pg";
 import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
 import type { MigratorOptions } from "./options.js";
+import { blockersSummary } from "./retry.js";
 import { run } from "./runner.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 
@@ -21,7 +22,9 @@ export async function migrateOnStart(
     const report = await run(opts, { kind: "up" });
     if (report.failed) {
       const f = report.failed;
-      throw new Error(`migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message}`);
+      throw new Error(
+        `migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message}${blockersSummary(f)}`,
+      );
     }
     return;
   }

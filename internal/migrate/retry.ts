@@ -1,0 +1,256 @@
+import type pg from "pg";
+import type { Script } from "./analyse.js";
+import { applyStep, type StepFailure, type StepResult } from "./apply.js";
+import { blockersOf, describeSession, oldTransactions, seconds, type Session } from "./blockers.js";
+import { connect, disconnect } from "./connect.js";
+import type { MigratorOptions } from "./options.js";
+import type { Prepared } from "./prepare.js";
+import type { Step } from "./plan.js";
+import { replyTimeoutMs } from "./session.js";
+
+// A step refused by lock_timeout is tried again, later, where that is safe;
+// every refusal names who held the lock, as seen while the statement waited.
+
+/** lock_not_available: lock_timeout (or NOWAIT) refused the lock. */
+export const LOCK_NOT_AVAILABLE = "55P03";
+
+const FIRST_DELAY_MS = 500;
+const FACTOR = 2;
+// Bounds a single wait when lock_attempts is raised far above its default.
+const MAX_DELAY_MS = 30_000;
+
+/** Who held the lock, from the last look taken while the statement still waited. */
+export type BlockerSnapshot =
+  { blockers: Session[]; takenAt: string; msBeforeFailure: number } | { unavailable: string };
+
+/** One refused try of a step. */
+export interface LockAttempt {
+  attempt: number;
+  at: string;
+  blockers: BlockerSnapshot;
+  /** Wait before the next try; absent on the last. */
+  retryInMs?: number;
+}
+
+/** The delay before try `attempt + 1`: 500ms doubling, bounded, half of it random (jitter). */
+export function backoffMs(attempt: number, random = Math.random): number {
+  const full = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * FACTOR ** (attempt - 1));
+  return Math.round(full / 2 + (full / 2) * random());
+}
+
+/**
+ * Why a step refused by lock_timeout may not be tried again, or undefined
+ * when it may. A transactional file rolled back whole. A file outside a
+ * transaction may be tried again only if the refused statement was its
+ * first: a refused statement has no effect of its own (a concurrent index
+ * build's INVALID leftover is dropped before the next try, as before any
+ * run), but a statement after one that completed would run on a database
+ * the file has already changed, and the completed ones would run twice.
+ */
+export function notRetryable(f: StepFailure): string | undefined {
+  if (f.connectionLost) return "the connection was lost";
+  if (f.transactional) return undefined;
+  if (f.statementsApplied > 0 || f.ownTransactions?.finalThrough)
+    return "statements of it outside a transaction had already run";
+  return undefined;
+}
+
+/** The second connection that looks at who blocks the migrator while a step runs. */
+export function lockWatch(opts: MigratorOptions, migrator: pg.Client) {
+  const pid = (migrator as unknown as { processID: number }).processID;
+  // Several looks per lock_timeout, so one lands while the statement waits.
+  const everyMs = Math.min(1000, Math.max(50, Math.floor((opts.lockTimeoutMs || 5000) / 5)));
+  let conn: Promise<pg.Client> | undefined;
+  const client = () =>
+    (conn ??= connect(opts.databaseUrl, opts.connectTimeoutMs, {
+      replyTimeoutMs: opts.connectTimeoutMs,
+    }));
+  return {
+    client,
+    /** Runs `fn`, looking at pg_blocking_pids of the migrator until it settles. */
+    async during<T>(fn: () => Promise<T>): Promise<{ result: T; seen: BlockerSnapshot }> {
+      let done = false;
+      let wake = () => {};
+      let seen: BlockerSnapshot = { unavailable: "the statement ended before the first look" };
+      let lastAt = 0;
+      const pause = () =>
+        new Promise<void>((r) => {
+          const timer = setTimeout(r, everyMs);
+          wake = () => (clearTimeout(timer), r());
+        });
+      const looking = (async () => {
+        try {
+          const c = await client();
+          for (await pause(); !done; await pause()) {
+            const blockers = await blockersOf(c, pid);
+            // A look answered after the statement ended sees it no longer waiting.
+            if (done) break;
+            lastAt = Date.now();
+            seen = { blockers, takenAt: new Date(lastAt).toISOString(), msBeforeFailure: 0 };
+          }
+        } catch (err) {
+          if (!done) seen = { unavailable: `could not look: ${(err as Error).message}` };
+        }
+      })();
+      try {
+        const result = await fn();
+        const ended = Date.now();
+        return { result, seen: lastAt ? { ...seen, msBeforeFailure: ended - lastAt } : seen };
+      } finally {
+        done = true;
+        wake();
+        await looking;
+      }
+    },
+    async close() {
+      const c = await conn?.catch(() => undefined);
+      if (c) await disconnect(c, opts.connectTimeoutMs);
+    },
+  };
+}
+
+export type LockWatch = ReturnType<typeof lockWatch>;
+
+/**
+ * applyStep, tried again after a lock_timeout refusal where notRetryable
+ * allows, up to opts.lockAttempts in all; each refusal is logged with its
+ * blockers and kept in the failure. Before a concurrent index build, old
+ * transactions are named (or the step refused, per opts.oldTransactions).
+ */
+export async function applyPatiently(
+  opts: MigratorOptions,
+  client: pg.Client,
+  s: Step,
+  script: Script,
+  watch: LockWatch,
+  signal?: AbortSignal,
+): Promise<{ ok: StepResult } | { failed: StepFailure }> {
+  const old =
+    script.transactional || script.indexes.length === 0 ? [] : await olderThan(opts, client);
+  if (old.length > 0) {
+    opts.log.warn(
+      { migration: s.name, olderThanMs: opts.oldTransactionAgeMs, transactions: old },
+      `the concurrent index build waits for ${old.length} old transaction(s)`,
+    );
+    if (opts.oldTransactions === "refuse") return { failed: refusal(s, script, old, opts) };
+  }
+  const attempts: LockAttempt[] = [];
+  const dropped: string[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const { result, seen } = await watch.during(() =>
+      applyStep(client, s, script, (n) => replyTimeoutMs(opts, n)),
+    );
+    dropped.push(...("ok" in result ? result.ok.dropped : result.failed.dropped));
+    if ("ok" in result) {
+      result.ok.dropped = dropped;
+      if (attempts.length) result.ok.lockAttempts = attempts;
+      if (old.length) result.ok.oldTransactions = old;
+      return result;
+    }
+    const f = result.failed;
+    f.dropped = dropped;
+    if (old.length) f.oldTransactions = old;
+    if (f.code !== LOCK_NOT_AVAILABLE) return result;
+    const at = new Date().toISOString();
+    const why =
+      notRetryable(f) ??
+      (opts.lockAttempts <= 1
+        ? "retry is off"
+        : attempt >= opts.lockAttempts
+          ? `${attempt} attempts made`
+          : signal?.aborted
+            ? "interrupted"
+            : undefined);
+    if (why !== undefined) {
+      attempts.push({ attempt, at, blockers: seen });
+      f.lockAttempts = attempts;
+      f.notRetried = why;
+      return result;
+    }
+    const retryInMs = backoffMs(attempt);
+    attempts.push({ attempt, at, blockers: seen, retryInMs });
+    opts.log.warn(
+      { migration: s.name, attempt, of: opts.lockAttempts, at: f.at, retryInMs, blockers: seen },
+      "lock_timeout: the lock was not granted; trying again",
+    );
+    if (!(await sleep(retryInMs, signal))) {
+      f.lockAttempts = attempts;
+      f.notRetried = "interrupted";
+      return result;
+    }
+  }
+}
+
+/** Before anything runs: with `refuse`, a plan holding a concurrent index build stops here on old transactions. */
+export async function refuseOldTransactions(
+  opts: MigratorOptions,
+  client: pg.Client,
+  p: Prepared,
+): Promise<void> {
+  if (opts.oldTransactions !== "refuse") return;
+  const builds = p.steps.filter((s) => {
+    const script = p.scripts.get(s)!;
+    return !script.transactional && script.indexes.length > 0;
+  });
+  if (builds.length === 0) return;
+  const old = await olderThan(opts, client);
+  if (old.length > 0) throw new OldTransactionsError(refusalText(builds[0]!, old, opts));
+}
+
+/** --old-transactions=refuse found some: exit 1, nothing applied. */
+export class OldTransactionsError extends Error {
+  override name = "OldTransactionsError";
+}
+
+function olderThan(opts: MigratorOptions, client: pg.Client): Promise<Session[]> {
+  return oldTransactions(client, opts.oldTransactionAgeMs);
+}
+
+function refusalText(s: Step, old: Session[], opts: MigratorOptions): string {
+  return (
+    `${s.name} builds an index concurrently, which waits for every older transaction, and ` +
+    `${old.length} transaction(s) are open for more than ${seconds(opts.oldTransactionAgeMs)} ` +
+    `(--old-transactions=refuse): ${old.map(describeSession).join("; ")}; nothing of it was applied`
+  );
+}
+
+function refusal(s: Step, script: Script, old: Session[], opts: MigratorOptions): StepFailure {
+  return {
+    name: s.name,
+    direction: s.direction,
+    at: s.file,
+    message: refusalText(s, old, opts),
+    code: undefined,
+    transactional: script.transactional,
+    statementsApplied: 0,
+    dropped: [],
+    connectionLost: false,
+    oldTransactions: old,
+  };
+}
+
+/** Resolves true after `ms`, or false at once when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** For a one-line error (the server's start-up): the blockers last seen, if any. */
+export function blockersSummary(f: StepFailure): string {
+  const last = f.lockAttempts?.at(-1)?.blockers;
+  if (!last) return "";
+  if ("unavailable" in last) return `; blockers unknown: ${last.unavailable}`;
+  const tries = `${f.lockAttempts!.length} attempt(s)`;
+  if (last.blockers.length === 0) return `; ${tries}, no blocker seen`;
+  return `; ${tries}, held by ${last.blockers.map(describeSession).join("; ")} (seen ${last.msBeforeFailure} ms before the refusal)`;
+}
