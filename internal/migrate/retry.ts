@@ -194,7 +194,8 @@ export async function refuseOldTransactions(
   });
   if (builds.length === 0) return;
   const old = await olderThan(opts, client);
-  if (old.length > 0) throw new OldTransactionsError(refusalText(builds[0]!, old, opts));
+  if (old.length > 0)
+    throw new OldTransactionsError(`${refusalText(builds[0]!, old, opts)}; nothing was applied`);
 }
 
 /** --old-transactions=refuse found some: exit 1, nothing applied. */
@@ -210,7 +211,7 @@ function refusalText(s: Step, old: Session[], opts: MigratorOptions): string {
   return (
     `${s.name} builds an index concurrently, which waits for every older transaction, and ` +
     `${old.length} transaction(s) are open for more than ${seconds(opts.oldTransactionAgeMs)} ` +
-    `(--old-transactions=refuse): ${old.map(describeSession).join("; ")}; nothing of it was applied`
+    `(--old-transactions=refuse): ${old.map(describeSession).join("; ")}`
   );
 }
 
@@ -219,7 +220,7 @@ function refusal(s: Step, script: Script, old: Session[], opts: MigratorOptions)
     name: s.name,
     direction: s.direction,
     at: s.file,
-    message: refusalText(s, old, opts),
+    message: `${refusalText(s, old, opts)}; it was not started`,
     code: undefined,
     transactional: script.transactional,
     statementsApplied: 0,
