@@ -219,7 +219,7 @@ describe("concurrent index builds", () => {
     const writer = new pg.Client({ connectionString: db.url });
     await writer.connect();
     await writer.query("BEGIN; LOCK TABLE users IN ROW EXCLUSIVE MODE");
-    const interrupted = await migrate(db, ["up", "--lock-timeout", "500ms"]);
+    const interrupted = await migrate(db, ["up", "--lock-timeout", "500ms", "--no-retry"]);
     await writer.query("COMMIT");
     await writer.end();
     expect(interrupted.code).toBe(1);
