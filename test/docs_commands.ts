@@ -88,6 +88,17 @@ export const docsCommands: Record<string, RunBy[]> = {
     { file: "test/integration/process.test.ts", shows: ['runMigrate(["status", "--embedded"]'] },
   ],
 
+  // docs/migrations.md: locks and retries.
+  "node dist/cmd/migrate/main.js locks --json": [
+    { file: "test/integration/migrate_locks.test.ts", shows: ['["locks", "--json"'] },
+  ],
+  "node dist/cmd/migrate/main.js up --no-retry": [
+    { file: "test/integration/migrate_locks.test.ts", shows: ['"--no-retry"]'] },
+  ],
+  "node dist/cmd/migrate/main.js up --old-transactions=refuse": [
+    { file: "test/integration/migrate_locks.test.ts", shows: ['"--old-transactions=refuse"'] },
+  ],
+
   // docs/development.md: what CI runs.
   "npm run lint": [ci("npm run lint")],
   "npm run typecheck": [ci("npm run typecheck")],
