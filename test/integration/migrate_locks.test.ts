@@ -1,5 +1,8 @@
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
+import { migratorOptions } from "../../internal/migrate/options.js";
+import { migrateOnStart } from "../../internal/migrate/startup.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures } from "../helpers/migrations.js";
@@ -128,6 +131,33 @@ describe("a lock_timeout refusal names who holds the lock", () => {
     expect(stdout).toContain(`pid ${h.pid} (postgres, locks-test`);
     expect(stdout).toMatch(/^applied {2}000002_items_note/m);
     expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([{ n: 2 }]);
+  });
+});
+
+describe("the server's start-up up", () => {
+  it("retries as the CLI does, and its error names the holder", async () => {
+    const { db, dir } = await withBase(addColumn);
+    const h = await holder(db);
+    const opts = migratorOptions(
+      undefined,
+      db.url,
+      createLogger({ level: "silent", format: "json" }),
+    );
+    expect([opts.lockAttempts, opts.oldTransactionAgeMs, opts.oldTransactions]).toEqual([
+      5,
+      60_000,
+      "wait",
+    ]);
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      await expect(
+        migrateOnStart("up", { ...opts, dir, lockTimeoutMs: 300, lockAttempts: 1 }, pool),
+      ).rejects.toThrow(
+        new RegExp(`1 attempt\\(s\\), held by pid ${h.pid} \\(postgres, locks-test`),
+      );
+    } finally {
+      await pool.end();
+    }
   });
 });
 
