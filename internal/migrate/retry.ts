@@ -1,10 +1,10 @@
 import type pg from "pg";
 import type { Script } from "./analyse.js";
 import { applyStep, type StepFailure, type StepResult } from "./apply.js";
-import { blockersOf, describeSession, oldTransactions, seconds, type Session } from "./blockers.js";
-import { connect, disconnect } from "./connect.js";
+import { describeSession } from "./blockers.js";
+import type { BlockerSnapshot, LockWatch } from "./lock_watch.js";
+import { olderThan, refusal } from "./old_transactions.js";
 import type { MigratorOptions } from "./options.js";
-import type { Prepared } from "./prepare.js";
 import type { Step } from "./plan.js";
 import { replyTimeoutMs } from "./session.js";
 
@@ -18,10 +18,6 @@ const FIRST_DELAY_MS = 500;
 const FACTOR = 2;
 // Bounds a single wait when lock_attempts is raised far above its default.
 const MAX_DELAY_MS = 30_000;
-
-/** Who held the lock, from the last look taken while the statement still waited. */
-export type BlockerSnapshot =
-  { blockers: Session[]; takenAt: string; msBeforeFailure: number } | { unavailable: string };
 
 /** One refused try of a step. */
 export interface LockAttempt {
@@ -54,62 +50,6 @@ export function notRetryable(f: StepFailure): string | undefined {
     return "statements of it outside a transaction had already run";
   return undefined;
 }
-
-/** The second connection that looks at who blocks the migrator while a step runs. */
-export function lockWatch(opts: MigratorOptions, migrator: pg.Client) {
-  const pid = (migrator as unknown as { processID: number }).processID;
-  // Several looks per lock_timeout, so one lands while the statement waits.
-  const everyMs = Math.min(1000, Math.max(50, Math.floor((opts.lockTimeoutMs || 5000) / 5)));
-  let conn: Promise<pg.Client> | undefined;
-  const client = () =>
-    (conn ??= connect(opts.databaseUrl, opts.connectTimeoutMs, {
-      replyTimeoutMs: opts.connectTimeoutMs,
-    }));
-  return {
-    client,
-    /** Runs `fn`, looking at pg_blocking_pids of the migrator until it settles. */
-    async during<T>(fn: () => Promise<T>): Promise<{ result: T; seen: BlockerSnapshot }> {
-      let done = false;
-      let wake = () => {};
-      let seen: BlockerSnapshot = { unavailable: "the statement ended before the first look" };
-      let lastAt = 0;
-      const pause = () =>
-        new Promise<void>((r) => {
-          const timer = setTimeout(r, everyMs);
-          wake = () => (clearTimeout(timer), r());
-        });
-      const looking = (async () => {
-        try {
-          const c = await client();
-          for (await pause(); !done; await pause()) {
-            const blockers = await blockersOf(c, pid);
-            // A look answered after the statement ended sees it no longer waiting.
-            if (done) break;
-            lastAt = Date.now();
-            seen = { blockers, takenAt: new Date(lastAt).toISOString(), msBeforeFailure: 0 };
-          }
-        } catch (err) {
-          if (!done) seen = { unavailable: `could not look: ${(err as Error).message}` };
-        }
-      })();
-      try {
-        const result = await fn();
-        const ended = Date.now();
-        return { result, seen: lastAt ? { ...seen, msBeforeFailure: ended - lastAt } : seen };
-      } finally {
-        done = true;
-        wake();
-        await looking;
-      }
-    },
-    async close() {
-      const c = await conn?.catch(() => undefined);
-      if (c) await disconnect(c, opts.connectTimeoutMs);
-    },
-  };
-}
-
-export type LockWatch = ReturnType<typeof lockWatch>;
 
 /**
  * applyStep, tried again after a lock_timeout refusal where notRetryable
@@ -179,55 +119,6 @@ export async function applyPatiently(
       return result;
     }
   }
-}
-
-/** Before anything runs: with `refuse`, a plan holding a concurrent index build stops here on old transactions. */
-export async function refuseOldTransactions(
-  opts: MigratorOptions,
-  client: pg.Client,
-  p: Prepared,
-): Promise<void> {
-  if (opts.oldTransactions !== "refuse") return;
-  const builds = p.steps.filter((s) => {
-    const script = p.scripts.get(s)!;
-    return !script.transactional && script.indexes.length > 0;
-  });
-  if (builds.length === 0) return;
-  const old = await olderThan(opts, client);
-  if (old.length > 0)
-    throw new OldTransactionsError(`${refusalText(builds[0]!, old, opts)}; nothing was applied`);
-}
-
-/** --old-transactions=refuse found some: exit 1, nothing applied. */
-export class OldTransactionsError extends Error {
-  override name = "OldTransactionsError";
-}
-
-function olderThan(opts: MigratorOptions, client: pg.Client): Promise<Session[]> {
-  return oldTransactions(client, opts.oldTransactionAgeMs);
-}
-
-function refusalText(s: Step, old: Session[], opts: MigratorOptions): string {
-  return (
-    `${s.name} builds an index concurrently, which waits for every older transaction, and ` +
-    `${old.length} transaction(s) are open for more than ${seconds(opts.oldTransactionAgeMs)} ` +
-    `(--old-transactions=refuse): ${old.map(describeSession).join("; ")}`
-  );
-}
-
-function refusal(s: Step, script: Script, old: Session[], opts: MigratorOptions): StepFailure {
-  return {
-    name: s.name,
-    direction: s.direction,
-    at: s.file,
-    message: `${refusalText(s, old, opts)}; it was not started`,
-    code: undefined,
-    transactional: script.transactional,
-    statementsApplied: 0,
-    dropped: [],
-    connectionLost: false,
-    oldTransactions: old,
-  };
 }
 
 /** Resolves true after `ms`, or false at once when `signal` aborts. */
