@@ -134,6 +134,22 @@ describe("a lock_timeout refusal names who holds the lock", () => {
   });
 });
 
+describe("bad values", () => {
+  it.each([
+    [["up", "--lock-attempts", "0"], "--lock-attempts 0"],
+    [["up", "--lock-attempts", "3", "--no-retry"], "--no-retry"],
+    [["up", "--old-transactions=sometimes"], "sometimes"],
+    [["up", "--old-transaction-age", "soon"], "--old-transaction-age soon"],
+    [["up", "--no-retry", "--no-retry"], "--retry given more than once"],
+  ])("%j exits 2 naming %s, and changes nothing", async (args, named) => {
+    const db = await freshDb();
+    const run = await migrate(db, [...args, "--dir", folder(base, { project: false })]);
+    expect(run.code, run.output).toBe(2);
+    expect(run.output).toContain(named);
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
+  });
+});
+
 describe("the server's start-up up", () => {
   it("retries as the CLI does, and its error names the holder", async () => {
     const { db, dir } = await withBase(addColumn);
