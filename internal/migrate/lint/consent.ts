@@ -92,7 +92,8 @@ export function checkConsent(file: MigrationFile): ConsentCheck {
   const findings = lintMigrationFile(unignored).filter(
     (f) => f.severity === "error" && f.file === file.upPath && !NOT_GATED.has(f.rule),
   );
-  const spans = statementSpans(file.up, file.upPath);
+  // Parsed again only when something needs consent (most files: nothing).
+  const spans = findings.length > 0 ? statementSpans(file.up, file.upPath) : [];
   const used = new Set<Allow>();
   const needed: Needed[] = [];
   for (const f of findings) {
