@@ -112,6 +112,8 @@ async function change(args: Args, command: Command): Promise<void> {
         if (args.json)
           print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
         else print.plan(out, p);
+        // `up` would refuse: a dry run in CI fails the same way.
+        if (p.steps.some((s) => s.gate && !s.gate.ok)) process.exitCode = 1;
         return;
       }
       const report = await run(opts, command, stop.signal);

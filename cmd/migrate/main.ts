@@ -16,7 +16,12 @@ const changes = (y: Argv) =>
       type: "boolean",
       describe: "print the SQL and the order it would run; change nothing",
     })
-    .option("json", { type: "boolean", describe: "print the result as JSON" });
+    .option("json", { type: "boolean", describe: "print the result as JSON" })
+    .option("operator", {
+      type: "string",
+      describe:
+        "who runs it, recorded with any consent beside the database user (default: MIGRATE_OPERATOR)",
+    });
 
 const argv = hideBin(process.argv);
 const json = argv.includes("--json");

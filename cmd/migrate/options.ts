@@ -23,6 +23,7 @@ export interface Args {
   "dry-run"?: boolean;
   json?: boolean;
   "allow-out-of-order"?: boolean;
+  operator?: string;
   all?: boolean;
   n?: string;
   name?: string;
@@ -99,6 +100,10 @@ export async function withDatabase(
   const log = logs || url === undefined ? await logger(conf) : silentLog;
   const opts = migratorOptions(conf?.data?.database, url ?? "", log);
   opts.dir = migrationsFolder(args.dir, opts.dir);
+  if (args.operator !== undefined) {
+    if (args.operator.trim() === "") throw new UsageError("--operator is empty: give a name");
+    opts.operator = args.operator.trim();
+  }
   if (args.transactions) opts.transactions = args.transactions as MigratorOptions["transactions"];
   for (const [flag, key] of [
     ["connect-timeout", "connectTimeoutMs"],

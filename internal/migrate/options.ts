@@ -21,6 +21,8 @@ export interface MigratorOptions {
   statementTimeoutMs: number;
   /** Who owns transactions (default `migration`): see TransactionMode. */
   transactions?: TransactionMode;
+  /** Recorded with consent beside the database user: --operator, else MIGRATE_OPERATOR. */
+  operator?: string;
   log: Logger;
 }
 
@@ -46,6 +48,7 @@ export function migratorOptions(
     lockTimeoutMs: ms(m?.lockTimeout, fallback.lock_timeout),
     statementTimeoutMs: ms(m?.statementTimeout, fallback.statement_timeout),
     transactions: m?.transactions === "file" ? "file" : "migration",
+    operator: process.env.MIGRATE_OPERATOR?.trim() || undefined,
     log,
   };
 }
