@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures } from "../helpers/migrations.js";
+import { spawnMigrate } from "../helpers/process.js";
 
 // `up --rehearse` / `plan`: the pending migrations run on a copy (or on the
 // target, rolled back); the report names each statement's locks and
@@ -129,6 +130,27 @@ describe("rehearsal on a populated database", () => {
     expect(m!.statements[1]!.error).toContain('"nope"');
     expect(await fingerprint(db)).toEqual(before);
     expect(await leftovers()).toEqual([]);
+  });
+
+  it("SIGINT mid-statement cancels it, drops the copy and exits 130", async () => {
+    const slow = folder({ [WIDEN]: "SELECT pg_sleep(60);\n" });
+    const proc = spawnMigrate(["up", "--rehearse", "--dir", slow], {
+      env: { DATABASE_URL: db.url },
+    });
+    const sleeping = async () =>
+      (
+        await query(
+          db.url,
+          "SELECT 1 FROM pg_stat_activity WHERE datname LIKE 'migrate_rehearsal_%' AND query LIKE 'SELECT pg_sleep%'",
+        )
+      ).length > 0;
+    const deadline = Date.now() + 30_000;
+    while (!(await sleeping()) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    proc.child.kill("SIGINT");
+    expect(await proc.exited, proc.output()).toBe(130);
+    expect(await leftovers()).toEqual([]);
+    expect(await fingerprint(db)).toEqual(before);
   });
 
   it("bad --rehearse values exit 2", async () => {
