@@ -45,14 +45,25 @@ const RELATIONS = `SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || q
 const LOCKS = `SELECT relation::text AS oid, mode FROM pg_locks
   WHERE pid = $1 AND locktype = 'relation' AND granted`;
 
-async function relations(client: pg.ClientBase): Promise<Map<string, Relation>> {
-  const { rows } = await client.query<Relation & { oid: string }>(RELATIONS);
-  return new Map(rows.map(({ oid, ...r }) => [oid, r]));
+// One round trip: the user relations, and the session's own locks when it is
+// in a transaction (pg_backend_pid(): a multi-statement query takes no parameters).
+async function snapshot(client: pg.Client, withLocks: boolean) {
+  const sql = withLocks ? `${RELATIONS}; ${LOCKS.replace("$1", "pg_backend_pid()")}` : RELATIONS;
+  const results = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+  const [rels, locks] = Array.isArray(results) ? results : [results];
+  return {
+    relations: new Map(
+      (rels!.rows as (Relation & { oid: string })[]).map(({ oid, ...r }) => [oid, r]),
+    ),
+    locks: lockSet((locks?.rows ?? []) as { oid: string; mode: string }[]),
+  };
 }
 
+const lockSet = (rows: { oid: string; mode: string }[]) =>
+  new Set(rows.map((r) => `${r.oid} ${r.mode}`));
+
 async function locksOf(client: pg.ClientBase, pid: number): Promise<Set<string>> {
-  const { rows } = await client.query<{ oid: string; mode: string }>(LOCKS, [pid]);
-  return new Set(rows.map((r) => `${r.oid} ${r.mode}`));
+  return lockSet((await client.query<{ oid: string; mode: string }>(LOCKS, [pid])).rows);
 }
 
 /** AccessExclusiveLock → ACCESS EXCLUSIVE. */
@@ -81,8 +92,7 @@ export async function traceStatement(
   inTransaction: boolean,
 ): Promise<StatementTrace> {
   const pid = pidOf(client);
-  const before = await relations(client);
-  const held = inTransaction ? await locksOf(client, pid) : new Set<string>();
+  const { relations: before, locks: held } = await snapshot(client, inTransaction);
   const seen = new Set<string>();
   let running = true;
   const sampling = inTransaction ? Promise.resolve() : sample(observer, pid, seen, () => running);
@@ -99,8 +109,8 @@ export async function traceStatement(
   const ms = Math.round(performance.now() - started);
   const trace: StatementTrace = { line: st.line, sql: excerpt(st.sql), locks: [], ms, rewrote: [] };
   if (error !== undefined) return { ...trace, error };
-  const after = await relations(client);
-  if (inTransaction) for (const l of await locksOf(client, pid)) if (!held.has(l)) seen.add(l);
+  const { relations: after, locks } = await snapshot(client, inTransaction);
+  for (const l of locks) if (!held.has(l)) seen.add(l);
   trace.locks = [...seen].flatMap((l) => {
     const [oid, mode] = l.split(" ") as [string, string];
     const rel = before.get(oid);
