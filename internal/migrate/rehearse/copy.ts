@@ -141,7 +141,7 @@ async function dumpSchema(
   );
   if (dump.status !== 0) return { why: `${pgDump} failed: ${dump.stderr.trim().split("\n")[0]}` };
   // psql meta-commands (\restrict, added by 2025's point releases) are not SQL.
-  return { sql: dump.stdout.replace(/^\\.*$/gm, "") };
+  return { sql: dump.stdout.replace(/^\\(?:restrict|unrestrict)\b.*$/gm, "") };
 }
 
 async function inCopy(opts: MigratorOptions, url: string, fn: (c: pg.Client) => Promise<unknown>) {

@@ -116,13 +116,16 @@ async function traced(
 ): Promise<void> {
   const observer = await connect(opts.databaseUrl, opts.connectTimeoutMs);
   const cancel = () => void cancelBackend(opts, client);
+  const timeout = Math.max(0, Math.floor(opts.statementTimeoutMs));
   signal?.addEventListener("abort", cancel);
   try {
     if (onTarget) {
-      await client.query(`BEGIN; SET LOCAL lock_timeout = ${TARGET_LOCK_TIMEOUT_MS}`);
+      // The locks taken here are real: statement_timeout bounds how long.
+      await client.query(
+        `BEGIN; SET LOCAL lock_timeout = ${TARGET_LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = ${timeout}`,
+      );
     } else {
-      const ms = Math.max(0, Math.floor(opts.statementTimeoutMs));
-      await client.query(`SET statement_timeout = ${ms}`);
+      await client.query(`SET statement_timeout = ${timeout}`);
     }
     for (const s of p.steps) {
       if (signal?.aborted) break;
