@@ -15,19 +15,24 @@ export function exitCodeOf(err: unknown): number {
   const usage =
     err instanceof UsageError ||
     err instanceof DatabaseUrlError ||
-    (err instanceof Error && err.name === "ConfigError");
+    (err instanceof Error && err.name === "ConfigError") ||
+    (err instanceof Error && err.name === "RehearsalUnavailableError");
   return usage ? 2 : 1;
 }
 
 const out = (text: string) => process.stdout.write(text);
 
 export const handlers = {
-  up: (args: Args) =>
-    change(args, {
-      kind: "up",
-      count: count(args.n, "up"),
-      allowOutOfOrder: args["allow-out-of-order"],
-    }),
+  up: async (args: Args) =>
+    args.rehearse !== undefined
+      ? (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "up"))
+      : change(args, {
+          kind: "up",
+          count: count(args.n, "up"),
+          allowOutOfOrder: args["allow-out-of-order"],
+        }),
+  plan: async (args: Args) =>
+    (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "plan")),
   down: (args: Args) => {
     if (args.all && args.n !== undefined)
       throw new UsageError(`down ${args.n} --all: give a count or --all, not both`);

@@ -21,6 +21,9 @@ export interface Args {
   /** migration or file: yargs' choices refuse anything else. */
   transactions?: string;
   "dry-run"?: boolean;
+  /** up --rehearse[=copy|target], plan --rehearse=…: see cmd/migrate/rehearse.ts. */
+  rehearse?: string;
+  "schema-from"?: string;
   json?: boolean;
   "allow-out-of-order"?: boolean;
   operator?: string;
