@@ -113,6 +113,9 @@ async function loadSchema(
   return "replay";
 }
 
+/** A schema dump that takes longer than this is a stuck one (a lock it waits on). */
+const DUMP_TIMEOUT_MS = 10 * 60_000;
+
 async function dumpSchema(
   url: string,
   target: pg.Client,
@@ -127,6 +130,11 @@ async function dumpSchema(
   const server = Math.floor(rows[0]!.v / 10000);
   if (major < server)
     return { why: `${pgDump} ${major} cannot dump a PostgreSQL ${server} server` };
+  // The password goes in the environment, not the arguments: arguments are
+  // visible to every user of the host in the process list.
+  const withoutPassword = new URL(url);
+  const password = decodeURIComponent(withoutPassword.password);
+  withoutPassword.password = "";
   const dump = spawnSync(
     pgDump,
     [
@@ -135,10 +143,17 @@ async function dumpSchema(
       "--no-privileges",
       "--no-subscriptions",
       "--no-publications",
-      `--dbname=${url}`,
+      `--dbname=${withoutPassword.href}`,
     ],
-    { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 },
+    {
+      encoding: "utf8",
+      maxBuffer: 256 * 1024 * 1024,
+      env: password ? { ...process.env, PGPASSWORD: password } : process.env,
+      timeout: DUMP_TIMEOUT_MS,
+    },
   );
+  if (dump.error && (dump.error as NodeJS.ErrnoException).code === "ETIMEDOUT")
+    return { why: `${pgDump} did not finish within ${DUMP_TIMEOUT_MS / 60_000} minutes` };
   if (dump.status !== 0) return { why: `${pgDump} failed: ${dump.stderr.trim().split("\n")[0]}` };
   // psql meta-commands (\restrict, added by 2025's point releases) are not SQL.
   return { sql: dump.stdout.replace(/^\\(?:restrict|unrestrict)\b.*$/gm, "") };
