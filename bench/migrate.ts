@@ -27,7 +27,8 @@ const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.leng
  * transaction, with the lock, checksums and state table) against psql
  * applying the same up files in one session, each in its own transaction:
  * the limit for running the same SQL. Fresh databases for both, alternating,
- * median of three. Then `status` with 300 applied and `--help` (median of 5).
+ * median of three; `up --rehearse` of the same 300 before each `up` (a copy
+ * made, every statement traced, the copy dropped). Then `status` with 300 applied and `--help` (median of 5).
  */
 export async function migrateBench(adminUrl: string) {
   const dir = mkdtempSync(join(tmpdir(), "kbts-bench-migrations-"));
@@ -48,10 +49,12 @@ export async function migrateBench(adminUrl: string) {
     const havePsql = spawnSync("psql", ["--version"]).status === 0;
 
     const up: number[] = [];
+    const rehearse: number[] = [];
     const psql: number[] = [];
     const status: number[] = [];
     for (let round = 0; round < 3; round++) {
       await withDatabase(adminUrl, async (url) => {
+        rehearse.push(timed(["up", "--rehearse", "--dir", dir], { DATABASE_URL: url }));
         up.push(timed(["up", "--dir", dir], { DATABASE_URL: url }));
         if (round === 0)
           for (let i = 0; i < 5; i++)
@@ -70,6 +73,7 @@ export async function migrateBench(adminUrl: string) {
     return {
       count: COUNT,
       upMs: median(up),
+      rehearseMs: median(rehearse),
       psqlMs: havePsql ? median(psql) : undefined,
       statusMs: median(status),
       helpMs: median(help),

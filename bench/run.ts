@@ -150,6 +150,9 @@ try {
       console.log(`ratio ours/limit: ${(m.upMs / m.psqlMs).toFixed(2)} (goal <= 1.5)`);
     }
     console.log(
+      `migrate up --rehearse (copy, traced)   ${(m.rehearseMs / 1000).toFixed(2)} s, ratio rehearse/up: ${(m.rehearseMs / m.upMs).toFixed(2)}`,
+    );
+    console.log(
       `migrate status with ${m.count} applied      ${(m.statusMs / 1000).toFixed(2)} s (goal < 0.3 s)`,
     );
     console.log(

@@ -99,6 +99,26 @@ export const docsCommands: Record<string, RunBy[]> = {
     { file: "test/integration/migrate_locks.test.ts", shows: ['"--old-transactions=refuse"'] },
   ],
 
+  // docs/migrations.md: rehearsal.
+  "node dist/cmd/migrate/main.js up --rehearse": [
+    {
+      file: "test/integration/migrate_rehearse.test.ts",
+      shows: ['migrate(db, ["up", "--rehearse",'],
+    },
+  ],
+  "node dist/cmd/migrate/main.js plan --schema-from=replay": [
+    {
+      file: "test/integration/migrate_rehearse.test.ts",
+      shows: ['migrate(db, ["plan", "--schema-from=replay",'],
+    },
+  ],
+  "node dist/cmd/migrate/main.js up --rehearse=target": [
+    {
+      file: "test/integration/migrate_rehearse.test.ts",
+      shows: ['migrate(db, ["up", "--rehearse=target",'],
+    },
+  ],
+
   // docs/development.md: what CI runs.
   "npm run lint": [ci("npm run lint")],
   "npm run typecheck": [ci("npm run typecheck")],

@@ -15,19 +15,24 @@ export function exitCodeOf(err: unknown): number {
   const usage =
     err instanceof UsageError ||
     err instanceof DatabaseUrlError ||
-    (err instanceof Error && err.name === "ConfigError");
+    (err instanceof Error && err.name === "ConfigError") ||
+    (err instanceof Error && err.name === "RehearsalUnavailableError");
   return usage ? 2 : 1;
 }
 
 const out = (text: string) => process.stdout.write(text);
 
 export const handlers = {
-  up: (args: Args) =>
-    change(args, {
-      kind: "up",
-      count: count(args.n, "up"),
-      allowOutOfOrder: args["allow-out-of-order"],
-    }),
+  up: async (args: Args) =>
+    args.rehearse !== undefined
+      ? (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "up"))
+      : change(args, {
+          kind: "up",
+          count: count(args.n, "up"),
+          allowOutOfOrder: args["allow-out-of-order"],
+        }),
+  plan: async (args: Args) =>
+    (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "plan")),
   down: (args: Args) => {
     if (args.all && args.n !== undefined)
       throw new UsageError(`down ${args.n} --all: give a count or --all, not both`);
@@ -127,6 +132,8 @@ async function change(args: Args, command: Command): Promise<void> {
         if (args.json)
           print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
         else print.plan(out, p);
+        // `up` would refuse: a dry run in CI fails the same way.
+        if (p.steps.some((s) => s.gate && !s.gate.ok)) process.exitCode = 1;
         return;
       }
       const report = await run(opts, command, stop.signal);

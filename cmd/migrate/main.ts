@@ -16,7 +16,26 @@ const changes = (y: Argv) =>
       type: "boolean",
       describe: "print the SQL and the order it would run; change nothing",
     })
-    .option("json", { type: "boolean", describe: "print the result as JSON" });
+    .option("json", { type: "boolean", describe: "print the result as JSON" })
+    .option("operator", {
+      type: "string",
+      describe:
+        "who runs it, recorded with any consent beside the database user (default: MIGRATE_OPERATOR)",
+    });
+
+// --rehearse takes an optional value: `--rehearse` alone is a copy.
+const rehearsal = (y: Argv, describe: string) =>
+  y
+    .option("rehearse", {
+      type: "string",
+      describe,
+    })
+    .option("schema-from", {
+      type: "string",
+      choices: ["dump", "replay"],
+      describe:
+        "how the copy gets the target's schema: pg_dump --schema-only (default when it can dump the server) or the applied files replayed",
+    });
 
 const argv = hideBin(process.argv);
 const json = argv.includes("--json");
@@ -116,11 +135,26 @@ await yargs(argv)
     "up [n]",
     "apply pending migrations (all, or the next n)",
     (y) =>
-      changes(y).option("allow-out-of-order", {
-        type: "boolean",
-        describe: "apply a pending migration older than an applied one",
-      }),
+      rehearsal(
+        changes(y).option("allow-out-of-order", {
+          type: "boolean",
+          describe: "apply a pending migration older than an applied one",
+        }),
+        "apply nothing: rehearse on a throwaway copy (=copy, the default) or on the target rolled back (=target), reporting each statement's locks, time and rewrites",
+      ),
     handle("up"),
+  )
+  .command(
+    "plan [n]",
+    "up --rehearse: rehearse the pending migrations and report locks, times and rewrites; applies nothing",
+    (y) =>
+      rehearsal(
+        y
+          .positional("n", { type: "string", describe: "how many migrations (a positive integer)" })
+          .option("json", { type: "boolean", describe: "print the result as JSON" }),
+        "where: copy (default) or target (transactional files only, rolled back)",
+      ),
+    handle("plan"),
   )
   .command(
     "down [n]",

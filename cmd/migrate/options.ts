@@ -29,8 +29,12 @@ export interface Args {
   /** wait (name them, build) or refuse (name them, apply nothing, exit 1): yargs' choices refuse anything else. */
   "old-transactions"?: string;
   "dry-run"?: boolean;
+  /** up --rehearse[=copy|target], plan --rehearse=…: see cmd/migrate/rehearse.ts. */
+  rehearse?: string;
+  "schema-from"?: string;
   json?: boolean;
   "allow-out-of-order"?: boolean;
+  operator?: string;
   all?: boolean;
   n?: string;
   name?: string;
@@ -107,6 +111,10 @@ export async function withDatabase(
   const log = logs || url === undefined ? await logger(conf) : silentLog;
   const opts = migratorOptions(conf?.data?.database, url ?? "", log);
   opts.dir = migrationsFolder(args.dir, opts.dir);
+  if (args.operator !== undefined) {
+    if (args.operator.trim() === "") throw new UsageError("--operator is empty: give a name");
+    opts.operator = args.operator.trim();
+  }
   if (args.transactions) opts.transactions = args.transactions as MigratorOptions["transactions"];
   if (args["old-transactions"])
     opts.oldTransactions = args["old-transactions"] as MigratorOptions["oldTransactions"];

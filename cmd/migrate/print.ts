@@ -29,8 +29,19 @@ export function plan(write: Write, p: Plan): void {
       : s.ownTransactions
         ? "statement by statement, in the transactions the file opens itself"
         : "outside a transaction, statement by statement";
-    write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n${s.sql.trimEnd()}\n\n`);
+    write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n`);
+    for (const e of s.gate?.errors ?? []) write(`-- REFUSED: ${e}\n`);
+    for (const n of s.gate?.needed ?? [])
+      write(
+        `-- NEEDS CONSENT: ${n.file}:${n.line} [${n.rule}] ${n.message}; add above line ${n.line}: ${n.marker}\n`,
+      );
+    for (const a of s.gate?.used ?? [])
+      write(`-- consented: ${a.rule} (line ${a.line}): "${a.reason}"\n`);
+    write(`${s.sql.trimEnd()}\n\n`);
   }
+  const refused = p.steps.filter((s) => s.gate && !s.gate.ok).length;
+  if (refused > 0)
+    write(`-- up would refuse: ${refused} file(s) need consent; nothing would be applied\n`);
 }
 
 /** Every step that ran with its duration, then the one that failed, if any. */
@@ -115,6 +126,12 @@ export function status(write: Write, entries: StatusEntry[], problems: Problem[]
   for (const e of entries) {
     const when = e.runOn ? e.runOn.toISOString() : "-".padEnd(24);
     write(`${e.state.padEnd(8)} ${when}  ${e.file.padEnd(10)} ${e.name}\n`);
+    for (const c of e.consents ?? []) {
+      const who = c.operator ? `${c.operator} as ${c.dbUser}` : c.dbUser;
+      write(
+        `         consent ${c.rule} (line ${c.line}): "${c.reason}" by ${who} at ${c.at.toISOString()}\n`,
+      );
+    }
   }
   const pending = entries.filter((e) => e.state === "pending").length;
   write(`\n${entries.length - pending} applied, ${pending} pending (times in UTC)\n`);

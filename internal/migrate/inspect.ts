@@ -1,12 +1,13 @@
 import type pg from "pg";
 import { adoptable, readGolangMigrate, AdoptionRefusedError } from "./adopt.js";
 import { connect, disconnect } from "./connect.js";
+import { readConsents } from "./consent_record.js";
 import { invalidIndexes } from "./indexes.js";
 import type { MigratorOptions } from "./options.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 import { compare, readApplied, stateTableExists, type Problem } from "./state.js";
 
-/** Every migration's state and the problems found; reads only, takes no lock. */
+/** Every migration's state (with the consent it was applied under) and the problems found; reads only, takes no lock. */
 export async function status(
   opts: Pick<MigratorOptions, "databaseUrl" | "dir" | "connectTimeoutMs" | "statementTimeoutMs">,
 ) {
@@ -16,7 +17,13 @@ export async function status(
     replyTimeoutMs: opts.statementTimeoutMs + opts.connectTimeoutMs,
   });
   try {
-    return await inspect(client, source);
+    const result = await inspect(client, source);
+    const consents = await readConsents(client);
+    for (const e of result.entries) {
+      const given = e.state === "applied" ? consents.get(e.name) : undefined;
+      if (given) e.consents = given;
+    }
+    return result;
   } finally {
     await disconnect(client, opts.connectTimeoutMs);
   }

@@ -31,6 +31,8 @@ export interface MigratorOptions {
   oldTransactionAgeMs: number;
   /** wait: name them and build; refuse: name them and apply nothing (exit 1). */
   oldTransactions: "wait" | "refuse";
+  /** Recorded with consent beside the database user: --operator, else MIGRATE_OPERATOR. */
+  operator?: string;
   log: Logger;
 }
 
@@ -59,6 +61,7 @@ export function migratorOptions(
     lockAttempts: m?.lockAttempts || fallback.lock_attempts,
     oldTransactionAgeMs: ms(m?.oldTransactionAge, fallback.old_transaction_age),
     oldTransactions: m?.oldTransactions === "refuse" ? "refuse" : "wait",
+    operator: process.env.MIGRATE_OPERATOR?.trim() || undefined,
     log,
   };
 }

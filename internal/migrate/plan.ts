@@ -1,3 +1,4 @@
+import type { StepConsent } from "./consent_record.js";
 import type { MigrationFile } from "./source.js";
 import { compare, type Applied, type Problem } from "./state.js";
 
@@ -15,6 +16,8 @@ export interface Step {
   file: string;
   sql: string;
   migration: MigrationFile;
+  /** Set by prepare() on an up whose file consents to its findings; recorded with it. */
+  consent?: StepConsent;
 }
 
 /** The state or the files forbid running (edited applied file, out of order…). */

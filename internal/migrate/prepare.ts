@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script, type TransactionMode } from "./analyse.js";
+import { checkConsent, type ConsentCheck } from "./lint/consent.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser } from "./sql.js";
@@ -11,6 +12,8 @@ export interface Prepared {
   adopt: MigrationFile[];
   steps: Step[];
   scripts: Map<Step, Script>;
+  /** The consent gate's verdict on each up step's file (see lint/consent.ts). */
+  consent: Map<Step, ConsentCheck>;
   warnings: string[];
 }
 
@@ -22,6 +25,7 @@ export async function prepare(
   source: MigrationSource,
   command: Command,
   mode: TransactionMode = "migration",
+  operator?: string,
 ): Promise<Prepared> {
   const files = source.migrations;
   let applied = await readApplied(client);
@@ -37,8 +41,9 @@ export async function prepare(
   }
   const steps = planSteps(files, applied, command);
   const scripts = new Map<Step, Script>();
+  const consent = new Map<Step, ConsentCheck>();
   const warnings = [...source.warnings];
-  if (steps.length === 0) return { adopt, steps, scripts, warnings };
+  if (steps.length === 0) return { adopt, steps, scripts, consent, warnings };
   await loadSqlParser();
   for (const s of steps) scripts.set(s, analyse(s.sql, s.file, mode));
   // A broken down file matters only when it runs: a warning at up.
@@ -50,5 +55,14 @@ export async function prepare(
       warnings.push(`${err.message} (the down migration will fail if it runs)`);
     }
   }
-  return { adopt, steps, scripts, warnings };
+  for (const s of steps.filter((x) => x.direction === "up")) {
+    const c = checkConsent(s.migration);
+    consent.set(s, c);
+    if (c.used.length > 0) s.consent = { allows: c.used, operator };
+    for (const a of c.unused)
+      warnings.push(
+        `${c.file}:${a.line}: -- migrate:allow ${a.rule} matches no finding of the statement below it`,
+      );
+  }
+  return { adopt, steps, scripts, consent, warnings };
 }

@@ -1,6 +1,8 @@
 import type pg from "pg";
 import type { StepFailure, StepResult } from "./apply.js";
 import { connect, disconnect } from "./connect.js";
+import { ensureConsentTable } from "./consent_record.js";
+import { consented, ConsentRequiredError, type ConsentCheck } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
 import type { Command, Step } from "./plan.js";
 import { prepare, type Prepared } from "./prepare.js";
@@ -29,7 +31,12 @@ export interface RunReport {
 /** A plan: what `run` would do from the current state, without changing anything. */
 export interface Plan {
   adopted: string[];
-  steps: (Step & { transactional: boolean; ownTransactions: boolean })[];
+  steps: (Step & {
+    transactional: boolean;
+    ownTransactions: boolean;
+    /** Up steps: what the consent gate says of the file; `up` refuses when not `ok`. */
+    gate?: Omit<ConsentCheck, "name" | "file"> & { ok: boolean };
+  })[];
   warnings: string[];
 }
 
@@ -42,15 +49,27 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
   try {
-    const p = await prepare(client, source, command, opts.transactions);
+    const p = await prepare(client, source, command, opts.transactions, opts.operator);
     return {
       adopted: p.adopt.map((f) => f.name),
       steps: p.steps.map((s) => {
         const script = p.scripts.get(s)!;
+        const c = p.consent.get(s);
         return {
           ...s,
           transactional: script.transactional,
           ownTransactions: script.ownTransactions === true,
+          ...(c
+            ? {
+                gate: {
+                  ok: consented(c),
+                  needed: c.needed,
+                  used: c.used,
+                  errors: c.errors,
+                  unused: c.unused,
+                },
+              }
+            : {}),
         };
       }),
       warnings: p.warnings,
@@ -64,7 +83,8 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
  * Runs `command` under the migration lock: each step in its own transaction
  * (or statement by statement where PostgreSQL requires it), stopping at the
  * first failure. Every file that will run is parsed and checked before
- * anything changes.
+ * anything changes, and refused as a whole when a file lacks consent for a
+ * dangerous statement.
  */
 export function run(
   opts: MigratorOptions,
@@ -76,9 +96,13 @@ export function run(
   loadSqlParser().catch(() => undefined);
   return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
-    const p = await prepare(client, source, command, opts.transactions);
+    const p = await prepare(client, source, command, opts.transactions, opts.operator);
+    // Refused as a whole, before anything (even adoption) is written.
+    const refused = [...p.consent.values()].filter((c) => !consented(c));
+    if (refused.length > 0) throw new ConsentRequiredError(refused);
     await refuseOldTransactions(opts, client, p);
     await ensureStateTable(client);
+    if (p.steps.some((s) => s.consent)) await ensureConsentTable(client);
     await recordApplied(client, p.adopt);
     if (p.adopt.length > 0) {
       opts.log.info(

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { checksummedText } from "./lint/marker.js";
 
 /** One version: its up file and, when present, its down file. */
 export interface MigrationFile {
@@ -16,7 +17,7 @@ export interface MigrationFile {
   /** File text with line endings normalised; an empty file is a no-op. */
   up: string;
   down: string | undefined;
-  /** SHA-256 (hex) of the up text. */
+  /** SHA-256 (hex) of the up text, less its `-- migrate:allow` lines (adding consent is not an edit). */
   checksum: string;
 }
 
@@ -100,7 +101,7 @@ function toFile(
     downPath: pair.down ? join(dir, pair.down) : undefined,
     up,
     down: pair.down ? read(join(dir, pair.down)) : undefined,
-    checksum: createHash("sha256").update(up).digest("hex"),
+    checksum: createHash("sha256").update(checksummedText(up)).digest("hex"),
   };
 }
 

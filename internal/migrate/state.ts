@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { withConsent, type RecordedConsent } from "./consent_record.js";
 import { MIGRATIONS_TABLE, MIGRATIONS_TABLE_COLUMNS } from "./seams/node_pg_migrate.js";
 import type { Step } from "./plan.js";
 import type { MigrationFile } from "./source.js";
@@ -37,6 +38,8 @@ export interface StatusEntry {
   runOn: Date | undefined;
   /** ok, changed (file edited since it ran), deleted (file gone), unrecorded, or "-" when pending. */
   file: "ok" | "changed" | "deleted" | "unrecorded" | "-";
+  /** Consent recorded when it was applied (rules it was allowed to break, and why). */
+  consents?: RecordedConsent[];
 }
 
 /**
@@ -57,13 +60,13 @@ export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
  * The statement that records a step, sent as the step's last (inside its
  * transaction when it has one): up inserts the row with the file's checksum,
  * down deletes it. A literal, not a parameter: it may close a multi-statement
- * query.
+ * query. An up with consent records it in the same statement.
  */
 export function recordStatement(s: Step): string {
   const name = literal(s.name);
-  return s.direction === "up"
-    ? `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum) VALUES (${name}, ${NOW_UTC}, ${literal(s.migration.checksum)})`
-    : `DELETE FROM ${MIGRATIONS_TABLE} WHERE name = ${name}`;
+  if (s.direction === "down") return `DELETE FROM ${MIGRATIONS_TABLE} WHERE name = ${name}`;
+  const insert = `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum) VALUES (${name}, ${NOW_UTC}, ${literal(s.migration.checksum)})`;
+  return s.consent?.allows.length ? withConsent(insert, s.name, s.consent) : insert;
 }
 
 /**

@@ -12,7 +12,9 @@ export async function catalogSnapshot(
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const skip = includeMigrationTable ? "" : "AND c.relname NOT LIKE 'pgmigrations%'";
+    // The bookkeeping tables: pgmigrations and the consent record beside it.
+    const bookkeeping = "'^(pgmigrations|migrate_consents)'";
+    const skip = includeMigrationTable ? "" : `AND c.relname !~ ${bookkeeping}`;
     const queries = [
       `SELECT 'relation ' || c.relname || ' ' || c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' ${skip}`,
@@ -23,10 +25,10 @@ export async function catalogSnapshot(
         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
         WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped ${skip}`,
       `SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
-        ${includeMigrationTable ? "" : "AND tablename NOT LIKE 'pgmigrations%'"}`,
+        ${includeMigrationTable ? "" : `AND tablename !~ ${bookkeeping}`}`,
       `SELECT 'constraint ' || c.conname || ' ' || pg_get_constraintdef(c.oid) FROM pg_constraint c
         JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public'
-        ${includeMigrationTable ? "" : "AND c.conname NOT LIKE 'pgmigrations%'"}`,
+        ${includeMigrationTable ? "" : `AND c.conname !~ ${bookkeeping}`}`,
       `SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE NOT t.tgisinternal`,
       `SELECT 'function ' || pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public'`,

@@ -128,3 +128,17 @@ describe("files that manage their own transactions", () => {
     );
   });
 });
+
+describe("consent markers and checksums", () => {
+  it("a file without a marker keeps the plain SHA-256 of its text; marker lines do not count", async () => {
+    const { createHash } = await import("node:crypto");
+    const text = "-- migrate:allowance is not a marker\nCREATE TABLE t (a int);\n";
+    const dir = folder({
+      "1_a.up.sql": text,
+      "2_b.up.sql": `-- migrate:allow drop-table "kept for the record"\n${text}`,
+    });
+    const [a, b] = readMigrations(dir).migrations;
+    expect(a!.checksum).toBe(createHash("sha256").update(text).digest("hex"));
+    expect(b!.checksum).toBe(a!.checksum);
+  });
+});

@@ -39,6 +39,14 @@ export async function lintMigrations(dir: string): Promise<Finding[]> {
   return findings;
 }
 
+/**
+ * One migration's findings (its up and down files), for a caller that holds
+ * the file: the apply gate (consent.ts). The SQL parser must be loaded.
+ */
+export function lintMigrationFile(file: MigrationFile, _opts?: Record<string, unknown>): Finding[] {
+  return lintFile(file);
+}
+
 function lintFile(file: MigrationFile): Finding[] {
   const findings: Finding[] = [];
   if (file.down === undefined) {

@@ -1,0 +1,85 @@
+import type {
+  Rehearsal,
+  RehearsalMode,
+  SchemaSource,
+} from "../../internal/migrate/rehearse/rehearse.js";
+import { UsageError, withDatabase, type Args } from "./options.js";
+import * as print from "./print.js";
+
+// `up --rehearse` and `plan`: the pending migrations run somewhere that does
+// not matter, traced statement by statement; the target stays as it was.
+
+/** `--rehearse` alone or `=copy`: a copy; `=target`: BEGIN … ROLLBACK on the target. */
+export function rehearsalMode(value: string | undefined): RehearsalMode {
+  if (value === undefined || value === "" || value === "copy") return "copy";
+  if (value === "target") return "target";
+  throw new UsageError(
+    `--rehearse ${JSON.stringify(value)}: expected copy or target (write --rehearse=target; a count goes first: up 2 --rehearse)`,
+  );
+}
+
+/** Exit 0 when everything applied in rehearsal, 1 when a migration failed there, 2 (thrown) when it could not rehearse. */
+export async function rehearseCommand(args: Args, count: number | undefined): Promise<void> {
+  if (args["dry-run"]) throw new UsageError("--dry-run and --rehearse: give one");
+  const mode = rehearsalMode(args.rehearse);
+  const schemaFrom = args["schema-from"] as SchemaSource | undefined;
+  if (schemaFrom && mode === "target")
+    throw new UsageError("--schema-from applies to a rehearsal on a copy, not --rehearse=target");
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(128 + (signal === "SIGINT" ? 2 : 15));
+    stop.abort(signal);
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  try {
+    await withDatabase(
+      args,
+      async (opts) => {
+        const { rehearse } = await import("../../internal/migrate/rehearse/rehearse.js");
+        const r = await rehearse(
+          opts,
+          { mode, count, schemaFrom, allowOutOfOrder: args["allow-out-of-order"] },
+          stop.signal,
+        );
+        print.warnings(r.warnings);
+        if (args.json) print.json(r);
+        else write(r);
+        if (r.failed) process.exitCode = 1;
+        if (stop.signal.aborted) process.exitCode = stop.signal.reason === "SIGINT" ? 130 : 143;
+      },
+      { logs: false },
+    );
+  } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+  }
+}
+
+function write(r: Rehearsal): void {
+  const out = (text: string) => process.stdout.write(text);
+  const where =
+    r.mode === "target"
+      ? "on the target, in one transaction rolled back"
+      : `on a copy (database ${r.database}, schema from ${r.schemaFrom === "dump" ? "pg_dump --schema-only" : "the applied files replayed"}; dropped after)`;
+  if (r.migrations.length === 0) {
+    out("nothing to rehearse: no pending migrations\n");
+    return;
+  }
+  out(`rehearsal ${where}\n`);
+  for (const m of r.migrations) {
+    out(
+      `${m.failed ? "FAILED" : "ok"} ${m.name} (${m.ms} ms${m.transactional ? "" : ", outside a transaction"})\n`,
+    );
+    for (const st of m.statements) {
+      out(`  ${m.file}:${st.line} ${st.ms} ms  ${st.sql}\n`);
+      for (const l of st.locks) out(`    lock ${l.mode} on ${l.relation} (${l.source})\n`);
+      for (const t of st.rewrote) out(`    rewrote ${t}\n`);
+      if (st.error !== undefined) out(`    error: ${st.error}\n`);
+    }
+  }
+  const failed = r.migrations.find((m) => m.failed);
+  out(
+    failed
+      ? `${failed.name} failed in rehearsal; the target was not changed\n`
+      : `rehearsed ${r.migrations.length} migration(s); the target was not changed\n`,
+  );
+}

@@ -1,0 +1,185 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { catalogSnapshot, query } from "../helpers/catalog.js";
+import type { TestDatabase } from "../helpers/db.js";
+import { migrationFixtures } from "../helpers/migrations.js";
+import { spawnMigrate } from "../helpers/process.js";
+
+// `up --rehearse` / `plan`: the pending migrations run on a copy (or on the
+// target, rolled back); the report names each statement's locks and
+// rewrites, and the target is the same before and after, rows included.
+
+const { freshDb, folder, migrate } = migrationFixtures();
+
+const WIDEN = "000019_widen.up.sql";
+const INDEX = "000020_index.up.sql";
+const pending = {
+  [WIDEN]: "ALTER TABLE users ALTER COLUMN index_epoch TYPE bigint;\n",
+  [INDEX]:
+    "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY idx_users_created ON users (created_at);\n",
+};
+
+interface Traced {
+  name: string;
+  failed: boolean;
+  statements: {
+    line: number;
+    sql: string;
+    locks: { mode: string; relation: string; source: string }[];
+    rewrote: string[];
+    error?: string;
+  }[];
+}
+
+/** The target as a reader sees it: its catalog, its rows, its files on disk. */
+async function fingerprint(db: TestDatabase) {
+  const [data] = await query<{ sum: string; files: string }>(
+    db.url,
+    `SELECT md5(string_agg(u::text, ',' ORDER BY u.id)) AS sum,
+            (SELECT string_agg(relname || '=' || relfilenode, ',' ORDER BY relname) FROM pg_class
+              WHERE relnamespace = 'public'::regnamespace) AS files FROM users u`,
+  );
+  return {
+    catalog: await catalogSnapshot(db.url, { includeMigrationTable: true }),
+    migrations: await query(db.url, "SELECT name, checksum FROM pgmigrations ORDER BY id"),
+    ...data,
+  };
+}
+
+async function leftovers(): Promise<string[]> {
+  const rows = await query<{ datname: string }>(
+    (await freshDb()).url,
+    "SELECT datname FROM pg_database WHERE datname LIKE 'migrate_rehearsal_%'",
+  );
+  return rows.map((r) => r.datname);
+}
+
+describe("rehearsal on a populated database", () => {
+  let db: TestDatabase;
+  let dir: string;
+  let before: Awaited<ReturnType<typeof fingerprint>>;
+  beforeAll(async () => {
+    db = await freshDb();
+    expect((await migrate(db, ["up"])).code).toBe(0);
+    await query(
+      db.url,
+      "INSERT INTO users (username, password, index_epoch) SELECT 'u' || g, 'p', g FROM generate_series(1, 2000) g",
+    );
+    dir = folder(pending);
+    before = await fingerprint(db);
+  });
+
+  it("up --rehearse --json: ACCESS EXCLUSIVE and a rewrite for a type change, only SHARE UPDATE EXCLUSIVE for a concurrent build", async () => {
+    const run = await migrate(db, ["up", "--rehearse", "--json", "--dir", dir]);
+    expect(run.code, run.output).toBe(0);
+    const r = JSON.parse(run.stdout) as { mode: string; schemaFrom: string; migrations: Traced[] };
+    expect(r).toMatchObject({ mode: "copy", schemaFrom: "dump" });
+    const [widen, index] = r.migrations;
+    const alter = widen!.statements[0]!;
+    expect(alter.locks).toContainEqual({
+      mode: "ACCESS EXCLUSIVE",
+      relation: "public.users",
+      source: "held",
+    });
+    expect(alter.rewrote).toEqual(["public.users"]);
+    const build = index!.statements[0]!;
+    expect(build.line).toBe(2);
+    expect(build.locks.length).toBeGreaterThan(0);
+    expect(build.locks.map((l) => [l.mode, l.relation])).toEqual(
+      build.locks.map(() => ["SHARE UPDATE EXCLUSIVE", "public.users"]),
+    );
+    expect(build.rewrote).toEqual([]);
+    expect(await fingerprint(db)).toEqual(before);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("plan prints the same as text, saying where it ran and that it applied nothing", async () => {
+    const run = await migrate(db, ["plan", "--schema-from=replay", "--dir", dir]);
+    expect(run.code, run.output).toBe(0);
+    expect(run.stdout).toMatch(
+      /on a copy \(database migrate_rehearsal_\w+, schema from the applied files replayed/,
+    );
+    expect(run.stdout).toContain("lock ACCESS EXCLUSIVE on public.users (held)");
+    expect(run.stdout).toContain("rewrote public.users");
+    expect(run.stdout).toContain("the target was not changed");
+    expect(await fingerprint(db)).toEqual(before);
+  });
+
+  it("--rehearse=target runs transactional files on the target, rolled back", async () => {
+    const only = folder({ [WIDEN]: pending[WIDEN] });
+    const run = await migrate(db, ["up", "--rehearse=target", "--dir", only]);
+    expect(run.code, run.output).toBe(0);
+    expect(run.stdout).toContain("on the target, in one transaction rolled back");
+    expect(run.stdout).toContain("rewrote public.users");
+    expect(await fingerprint(db)).toEqual(before);
+    // A concurrent build cannot run in BEGIN … ROLLBACK: refused before anything runs.
+    const refused = await migrate(db, ["up", "--rehearse=target", "--dir", dir]);
+    expect(refused.code, refused.output).toBe(2);
+    expect(refused.output).toContain(`${INDEX} cannot run in a transaction`);
+  });
+
+  it("a migration failing in rehearsal exits 1, names the line, and leaves no database behind", async () => {
+    const bad = folder({
+      [WIDEN]:
+        "ALTER TABLE users ADD COLUMN extra int;\nALTER TABLE users ALTER COLUMN nope TYPE bigint;\n",
+    });
+    const run = await migrate(db, ["up", "--rehearse", "--json", "--dir", bad]);
+    expect(run.code, run.output).toBe(1);
+    const [m] = (JSON.parse(run.stdout) as { migrations: Traced[] }).migrations;
+    expect(m).toMatchObject({ name: "000019_widen", failed: true });
+    expect(m!.statements[1]).toMatchObject({ line: 2 });
+    expect(m!.statements[1]!.error).toContain('"nope"');
+    expect(await fingerprint(db)).toEqual(before);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("SIGINT mid-statement cancels it, drops the copy and exits 130", async () => {
+    const slow = folder({ [WIDEN]: "SELECT pg_sleep(60);\n" });
+    const proc = spawnMigrate(["up", "--rehearse", "--dir", slow], {
+      env: { DATABASE_URL: db.url },
+    });
+    const sleeping = async () =>
+      (
+        await query(
+          db.url,
+          "SELECT 1 FROM pg_stat_activity WHERE datname LIKE 'migrate_rehearsal_%' AND query LIKE 'SELECT pg_sleep%'",
+        )
+      ).length > 0;
+    const deadline = Date.now() + 30_000;
+    while (!(await sleeping()) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    proc.child.kill("SIGINT");
+    expect(await proc.exited, proc.output()).toBe(130);
+    expect(await leftovers()).toEqual([]);
+    expect(await fingerprint(db)).toEqual(before);
+  });
+
+  it("bad --rehearse values exit 2", async () => {
+    const run = await migrate(db, ["up", "--rehearse=elsewhere", "--dir", dir]);
+    expect(run.code, run.output).toBe(2);
+    expect(run.output).toContain('--rehearse "elsewhere": expected copy or target');
+  });
+});
+
+describe("when no copy can be made", () => {
+  it("a role without CREATEDB exits 2 saying so", async () => {
+    const db = await freshDb();
+    expect((await migrate(db, ["up"])).code).toBe(0);
+    const role = `r_${db.name}`;
+    await query(
+      db.url,
+      `CREATE ROLE ${role} LOGIN NOCREATEDB; GRANT ALL ON SCHEMA public TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`,
+    );
+    try {
+      const url = new URL(db.url);
+      url.username = role;
+      const run = await migrate(db, ["up", "--rehearse", "--dir", folder(pending)], {
+        env: { DATABASE_URL: url.toString() },
+      });
+      expect(run.code, run.output).toBe(2);
+      expect(run.output).toContain("cannot create the rehearsal database");
+      expect(run.output).toContain("CREATEDB");
+    } finally {
+      await query(db.url, `DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+});
