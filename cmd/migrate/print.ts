@@ -1,4 +1,4 @@
-import type { Finding } from "../../internal/migrate/lint/lint.js";
+import { lockText, type Finding } from "../../internal/migrate/lint/finding.js";
 import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/migrate/state.js";
 
@@ -124,8 +124,25 @@ function problemList(write: Write, problems: Problem[]): void {
   for (const p of problems) write(`${p.severity}: ${p.message}\n`);
 }
 
-export function findings(write: Write, list: Finding[]): void {
-  for (const f of list) write(`${f.file}:${f.line}: ${f.severity} [${f.rule}] ${f.message}\n`);
+export function findings(write: Write, list: Finding[], applied: string[] = []): void {
+  for (const f of list) {
+    write(`${f.file}:${f.line}: ${f.severity} [${f.rule}] ${f.message}\n`);
+    const size = f.size ? ` (${f.size.rows} rows, ${bytes(f.size.bytes)})` : "";
+    if (f.lock) write(`    lock: ${lockText(f.lock)}${size}\n`);
+    else if (size) write(`    table: ${f.table}${size}\n`);
+    write(`    why:  ${f.why}\n    fix:  ${f.fix}\n`);
+  }
   const errors = list.filter((f) => f.severity === "error").length;
-  write(`${list.length} finding(s), ${errors} error(s)\n`);
+  const skipped = applied.length ? ` (${applied.length} applied migration(s) not linted)` : "";
+  write(`${list.length} finding(s), ${errors} error(s)${skipped}\n`);
+}
+
+function bytes(n: number): string {
+  const units = ["bytes", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${n.toFixed(1)} ${units[i]}`;
 }
