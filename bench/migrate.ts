@@ -27,7 +27,8 @@ const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.leng
  * transaction, with the lock, checksums and state table) against psql
  * applying the same up files in one session, each in its own transaction:
  * the limit for running the same SQL. Fresh databases for both, alternating,
- * median of three. Then `status` with 300 applied and `--help` (median of 5).
+ * median of three. Then `status` with 300 applied and `--help` (median of 5),
+ * and `lint` over the 300 pairs (median of 3).
  */
 export async function migrateBench(adminUrl: string) {
   const dir = mkdtempSync(join(tmpdir(), "kbts-bench-migrations-"));
@@ -67,12 +68,15 @@ export async function migrateBench(adminUrl: string) {
       });
     }
     const help = Array.from({ length: 5 }, () => timed(["--help"]));
+    // lint without a database: the whole process, parser load included.
+    const lint = Array.from({ length: 3 }, () => timed(["lint", "--dir", dir]));
     return {
       count: COUNT,
       upMs: median(up),
       psqlMs: havePsql ? median(psql) : undefined,
       statusMs: median(status),
       helpMs: median(help),
+      lintMs: median(lint),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

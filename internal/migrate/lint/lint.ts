@@ -1,7 +1,5 @@
-import { connect, disconnect } from "../connect.js";
 import { readMigrations } from "../source.js";
-import { readApplied } from "../state.js";
-import { readCatalog, type DatabaseCatalog } from "./catalog.js";
+import type { DatabaseCatalog } from "./catalog.js";
 import { lintMigrationFiles } from "./file.js";
 import type { Finding } from "./finding.js";
 import { RULES, type Rule } from "./rules.js";
@@ -51,6 +49,12 @@ export async function lintMigrations(
 ): Promise<LintResult> {
   const files = readMigrations(dir).migrations;
   if (!db) return { findings: await lintMigrationFiles(files, { style }), applied: [] };
+  // The driver loads only when a database is given: lint alone stays quick.
+  const [{ connect, disconnect }, { readApplied }, { readCatalog }] = await Promise.all([
+    import("../connect.js"),
+    import("../state.js"),
+    import("./catalog.js"),
+  ]);
   const client = await connect(db.databaseUrl, db.connectTimeoutMs, {
     replyTimeoutMs: db.statementTimeoutMs + db.connectTimeoutMs,
   });
