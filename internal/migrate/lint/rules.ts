@@ -1,4 +1,4 @@
-// The rule table: one row per rule, the single place its lock, reason and
+// The rule table (longer than the rest because it is one: a row per rule), the single place its lock, reason and
 // safe rewrite are written (docs/migrations.md lists the same table). Ids
 // follow squawk's where squawk has the rule; `aliases` keep the ids this
 // linter used before, so existing `-- migrate:lint-ignore` markers still work.
