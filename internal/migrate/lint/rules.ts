@@ -1,7 +1,8 @@
 // The rule table (longer than the rest because it is one: a row per rule),
 // the single place each rule's lock, reason and safe rewrite are written
-// (docs/migrations.md lists the same table). Ids follow squawk's where squawk has the rule; `aliases` keep the ids this
-// linter used before, so existing `-- migrate:lint-ignore` markers still work.
+// (docs/migrations.md lists the same table). Ids follow squawk's where squawk
+// has the rule; `aliases` keep the ids this linter used before, so existing
+// `-- migrate:lint-ignore` markers still work.
 
 export interface Rule {
   severity: "error" | "warning";
