@@ -72,7 +72,8 @@ function lintLoaded(
       message: `${fk.table} (${fk.columns.join(", ")}) has no index starting with these columns`,
     });
   }
-  return ctx.findings;
+  // By file and line: the foreign keys are checked after the rest.
+  return ctx.findings.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
 }
 
 /** Whether an index on `index` serves lookups by `columns`. */
