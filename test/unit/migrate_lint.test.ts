@@ -300,16 +300,20 @@ describe("new and existing tables", () => {
     expect(await rulesOf(fresh)).not.toContain("require-concurrent-index-creation");
   });
 
-  it("lintMigrationFile alone judges by the history it is given", async () => {
-    const findings = await lintMigrationFile(migration(2, "CREATE INDEX i ON users (age);"));
-    expect(findings.map((f) => f.rule)).toEqual([]);
+  it("lintMigrationFile alone: a table it does not create exists; IF NOT EXISTS is judged by the history given", async () => {
+    const alone = await lintMigrationFile(migration(2, "CREATE INDEX i ON users (age);"));
+    expect(alone.map((f) => [f.rule, f.severity, f.line, f.file])).toEqual([
+      ["require-concurrent-index-creation", "error", 1, "000002_case.up.sql"],
+    ]);
+    const ifne = migration(
+      2,
+      "CREATE TABLE IF NOT EXISTS users (id bigint);\nCREATE INDEX i ON users (id);",
+    );
+    expect(await lintMigrationFile(ifne)).toEqual([]);
     const history = (await import("../../internal/migrate/lint/context.js")).emptyHistory();
     await lintMigrationFile(migration(1, BASE_SCHEMA), { history });
-    const again = await lintMigrationFile(migration(2, "CREATE INDEX i ON users (age);"), {
-      history,
-    });
-    expect(again.map((f) => [f.rule, f.severity, f.line, f.file])).toEqual([
-      ["require-concurrent-index-creation", "error", 1, "000002_case.up.sql"],
+    expect((await lintMigrationFile(ifne, { history })).map((f) => f.rule)).toEqual([
+      "require-concurrent-index-creation",
     ]);
   });
 });

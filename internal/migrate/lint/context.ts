@@ -81,12 +81,20 @@ export class FileContext {
     readonly style = false,
   ) {}
 
-  /** Whether `table` exists before this statement runs (so its size matters). */
+  /**
+   * Whether `table` exists before this statement runs: any table this file
+   * did not create (an earlier file, or someone, did).
+   */
   existing(table: string): boolean {
-    if (this.created.has(table)) return false;
-    return this.catalog
-      ? this.catalog.tableExists(table) || this.history.tables.has(table)
-      : this.history.tables.has(table);
+    return !this.created.has(table);
+  }
+
+  /**
+   * Whether CREATE TABLE IF NOT EXISTS makes `table` new: neither an earlier
+   * file created it nor (with a database) does the catalog have it.
+   */
+  absent(table: string): boolean {
+    return !this.history.tables.has(table) && !this.catalog?.tableExists(table);
   }
 
   add(rule: RuleId, r: Report): void {

@@ -116,11 +116,7 @@ function createTable(ctx: FileContext, body: Node): void {
   const table = relName(body.relation);
   // IF NOT EXISTS on a table that exists (the database says so, or, without
   // one, an earlier file created it) is a no-op: the table stays existing.
-  if (
-    body.if_not_exists &&
-    (ctx.catalog ? ctx.catalog.tableExists(table) : ctx.history.tables.has(table))
-  )
-    return;
+  if (body.if_not_exists && !ctx.absent(table)) return;
   ctx.created.add(table);
   ctx.history.tables.add(table);
   for (const el of list(body.tableElts)) {
