@@ -1,3 +1,4 @@
+// Longer than most: one row per rule (its dangerous case and its safe twin).
 import { beforeAll, describe, expect, it } from "vitest";
 import { lintMigrationFile, lintMigrationFiles, RULES } from "../../internal/migrate/lint/lint.js";
 import { loadParsers } from "../../internal/migrate/lint/parser.js";
