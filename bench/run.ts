@@ -156,7 +156,7 @@ try {
       `migrate --help                         ${(m.helpMs / 1000).toFixed(2)} s (goal < 0.2 s)`,
     );
     console.log(
-      `migrate lint over ${m.count} pairs          ${(m.lintMs / 1000).toFixed(2)} s (goal < 2 s)`,
+      `migrate lint over ${m.count} pairs            ${(m.lintMs / 1000).toFixed(2)} s (goal < 2 s)`,
     );
   }
 } finally {
