@@ -28,7 +28,8 @@ const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.leng
  * applying the same up files in one session, each in its own transaction:
  * the limit for running the same SQL. Fresh databases for both, alternating,
  * median of three; `up --rehearse` of the same 300 before each `up` (a copy
- * made, every statement traced, the copy dropped). Then `status` with 300 applied and `--help` (median of 5).
+ * made, every statement traced, the copy dropped). Then `status` with 300
+ * applied and `--help` (median of 5), and `lint` over the 300 pairs (median of 3).
  */
 export async function migrateBench(adminUrl: string) {
   const dir = mkdtempSync(join(tmpdir(), "kbts-bench-migrations-"));
@@ -70,6 +71,8 @@ export async function migrateBench(adminUrl: string) {
       });
     }
     const help = Array.from({ length: 5 }, () => timed(["--help"]));
+    // lint without a database: the whole process, parser load included.
+    const lint = Array.from({ length: 3 }, () => timed(["lint", "--dir", dir]));
     return {
       count: COUNT,
       upMs: median(up),
@@ -77,6 +80,7 @@ export async function migrateBench(adminUrl: string) {
       psqlMs: havePsql ? median(psql) : undefined,
       statusMs: median(status),
       helpMs: median(help),
+      lintMs: median(lint),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -158,6 +158,9 @@ try {
     console.log(
       `migrate --help                         ${(m.helpMs / 1000).toFixed(2)} s (goal < 0.2 s)`,
     );
+    console.log(
+      `migrate lint over ${m.count} pairs            ${(m.lintMs / 1000).toFixed(2)} s (goal < 2 s)`,
+    );
   }
 } finally {
   await stop();

@@ -105,12 +105,44 @@ export const handlers = {
     ),
 
   lint: async (args: Args) => {
-    const { lintMigrations } = await import("../../internal/migrate/lint/lint.js");
-    const findings = await lintMigrations(await migrationsDir(args));
-    print.findings(out, findings);
-    if (findings.some((f) => f.severity === "error")) process.exitCode = 1;
+    const { blocking, lintMigrations } = await import("../../internal/migrate/lint/lint.js");
+    const thresholds = lintThresholds(args);
+    const useDb = args.sizes || args["database-url"] !== undefined || args.embedded;
+    let result: Awaited<ReturnType<typeof lintMigrations>> | undefined;
+    if (useDb)
+      await withDatabase(
+        args,
+        async (opts) => {
+          result = await lintMigrations(opts.dir, { ...opts, thresholds }, { style: args.style });
+        },
+        { logs: false },
+      );
+    else result = await lintMigrations(await migrationsDir(args), undefined, { style: args.style });
+    const { findings, applied } = result!;
+    const errors = blocking(findings).length;
+    if (args.json) print.json({ findings, errors, appliedNotLinted: applied });
+    else print.findings(out, findings, applied);
+    if (errors > 0) process.exitCode = 1;
   },
 };
+
+// --error-rows N, --error-bytes SIZE (64MB, 1GB, 500kB, or bytes).
+function lintThresholds(args: Args) {
+  const rows = args["error-rows"];
+  const bytes = args["error-bytes"];
+  if (rows !== undefined && !/^[0-9]{1,15}$/.test(rows))
+    throw new UsageError(`--error-rows ${rows}: expected a number of rows`);
+  const size = bytes === undefined ? undefined : /^([0-9]{1,15})\s*(B|kB|MB|GB|TB)?$/i.exec(bytes);
+  if (bytes !== undefined && !size)
+    throw new UsageError(`--error-bytes ${bytes}: expected a size such as 64MB, 1GB or 500kB`);
+  const unit = { b: 1, kb: 2 ** 10, mb: 2 ** 20, gb: 2 ** 30, tb: 2 ** 40 }[
+    (size?.[2] ?? "b").toLowerCase() as "b"
+  ];
+  return {
+    errorRows: rows === undefined ? 100_000 : Number(rows),
+    errorBytes: size ? Number(size[1]) * unit : 64 * 2 ** 20,
+  };
+}
 
 /** `up`, `down`, `redo`: the plan with --dry-run, else the run, both printed. */
 async function change(args: Args, command: Command): Promise<void> {

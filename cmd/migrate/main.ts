@@ -48,7 +48,16 @@ function fail(message: string, code: number): never {
 }
 
 // yargs folds a repeated boolean into one value; docs/migrations.md promises exit 2.
-const switches = ["json", "dry-run", "embedded", "all", "allow-out-of-order", "retry"];
+const switches = [
+  "json",
+  "dry-run",
+  "embedded",
+  "all",
+  "allow-out-of-order",
+  "retry",
+  "sizes",
+  "style",
+];
 const given = argv
   .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)
   .map((a) => /^--?(?:no-)?([^=]+)/.exec(a)?.[1]?.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))
@@ -206,8 +215,29 @@ await yargs(argv)
   )
   .command(
     "lint",
-    "flag dangerous DDL (rule, file, line); non-zero exit on errors",
-    () => undefined,
+    "flag dangerous DDL (rule, file:line, lock, why, safe rewrite); non-zero exit on errors",
+    (y) =>
+      y
+        .option("json", { type: "boolean", describe: "print the findings as JSON" })
+        .option("sizes", {
+          type: "boolean",
+          describe:
+            "judge pending files against the database named as for other commands (implied by --database-url and --embedded): table existence and sizes",
+        })
+        .option("style", {
+          type: "boolean",
+          describe: "also the schema-style rules (prefer-text-field, prefer-bigint-over-int, …)",
+        })
+        .option("error-rows", {
+          type: "string",
+          describe:
+            "with a database: a table of at least this many rows makes a rewrite or scan an error (default 100000)",
+        })
+        .option("error-bytes", {
+          type: "string",
+          describe:
+            "with a database: likewise for a table of at least this size, e.g. 64MB (the default)",
+        }),
     handle("lint"),
   )
   .demandCommand(1, "name a command")

@@ -39,6 +39,10 @@ export interface Args {
   n?: string;
   name?: string;
   version?: string;
+  sizes?: boolean;
+  style?: boolean;
+  "error-rows"?: string;
+  "error-bytes"?: string;
 }
 
 /** The command line itself is wrong: exit 2, nothing was touched. */

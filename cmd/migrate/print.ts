@@ -1,4 +1,4 @@
-import type { Finding } from "../../internal/migrate/lint/lint.js";
+import { blocking, lockText, type Finding } from "../../internal/migrate/lint/finding.js";
 import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/migrate/state.js";
 
@@ -148,8 +148,29 @@ function problemList(write: Write, problems: Problem[]): void {
   for (const p of problems) write(`${p.severity}: ${p.message}\n`);
 }
 
-export function findings(write: Write, list: Finding[]): void {
-  for (const f of list) write(`${f.file}:${f.line}: ${f.severity} [${f.rule}] ${f.message}\n`);
-  const errors = list.filter((f) => f.severity === "error").length;
-  write(`${list.length} finding(s), ${errors} error(s)\n`);
+export function findings(write: Write, list: Finding[], applied: string[] = []): void {
+  for (const f of list) {
+    const severity = f.consent === undefined ? f.severity : `${f.severity}, consented`;
+    write(`${f.file}:${f.line}: ${severity} [${f.rule}] ${f.message}\n`);
+    if (f.consent !== undefined) write(`    consent: "${f.consent}"\n`);
+    const size = f.size ? ` (${f.size.rows} rows, ${bytes(f.size.bytes)})` : "";
+    if (f.lock) write(`    lock: ${lockText(f.lock)}${size}\n`);
+    else if (size) write(`    table: ${f.table}${size}\n`);
+    write(`    why:  ${f.why}\n    fix:  ${f.fix}\n`);
+  }
+  const errors = blocking(list).length;
+  const consented = list.filter((f) => f.consent !== undefined).length;
+  const skipped = applied.length ? ` (${applied.length} applied migration(s) not linted)` : "";
+  const given = consented ? `, ${consented} consented` : "";
+  write(`${list.length} finding(s), ${errors} error(s)${given}${skipped}\n`);
+}
+
+function bytes(n: number): string {
+  const units = ["bytes", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${n.toFixed(1)} ${units[i]}`;
 }

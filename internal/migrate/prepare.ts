@@ -1,7 +1,8 @@
 import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script, type TransactionMode } from "./analyse.js";
-import { checkConsent, type ConsentCheck } from "./lint/consent.js";
+import { readCatalog } from "./lint/catalog.js";
+import { checkConsents, type ConsentCheck } from "./lint/consent.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser } from "./sql.js";
@@ -55,8 +56,17 @@ export async function prepare(
       warnings.push(`${err.message} (the down migration will fail if it runs)`);
     }
   }
-  for (const s of steps.filter((x) => x.direction === "up")) {
-    const c = checkConsent(s.migration);
+  const ups = steps.filter((x) => x.direction === "up");
+  const checks =
+    ups.length === 0
+      ? new Map<string, ConsentCheck>()
+      : await checkConsents(
+          files,
+          new Set(ups.map((s) => s.migration.name)),
+          await readCatalog(client),
+        );
+  for (const s of ups) {
+    const c = checks.get(s.migration.name)!;
     consent.set(s, c);
     if (c.used.length > 0) s.consent = { allows: c.used, operator };
     for (const a of c.unused)

@@ -1,5 +1,5 @@
 import { readdirSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
@@ -330,9 +330,21 @@ describe("create and lint", () => {
     expect(bad.output).toMatch(/use lowercase letters, digits and underscores/);
   });
 
-  it("lint passes the project's migrations", async () => {
-    const run = await runMigrate(["lint"]);
-    expect(run.code, run.output).toBe(0);
+  it("lint passes the project's migrations: 000010's same-file validations carry consent", async () => {
+    const run = await runMigrate(["lint", "--json"]);
+    expect(run.code).toBe(0);
+    const { findings, errors } = JSON.parse(run.stdout) as {
+      findings: { rule: string; file: string; consent?: string }[];
+      errors: number;
+    };
+    expect(errors).toBe(0);
+    expect(findings.map((f) => [f.rule, basename(f.file), f.consent !== undefined])).toEqual(
+      Array(3).fill([
+        "constraint-missing-not-valid",
+        "000010_users_field_key_versions.up.sql",
+        true,
+      ]),
+    );
   });
 
   it("lint catches a planted dangerous migration, each finding with rule, file and line", async () => {
@@ -340,7 +352,7 @@ describe("create and lint", () => {
       "000090_danger.up.sql": [
         "CREATE INDEX idx_users_created ON users (created_at);",
         "ALTER TABLE users ADD COLUMN age int NOT NULL;",
-        "ALTER TABLE users ALTER COLUMN username TYPE text;",
+        "ALTER TABLE users ALTER COLUMN username TYPE varchar(100);",
         "ALTER TABLE users ADD CONSTRAINT age_positive CHECK (age > 0);",
         "ALTER TABLE users DROP COLUMN name_hash;",
         "DROP TABLE kms_data_keys;",
@@ -354,12 +366,12 @@ describe("create and lint", () => {
     const file = join(dir, "000090_danger.up.sql");
     for (const [line, rule] of [
       [1, "missing-down"],
-      [1, "index-not-concurrent"],
-      [2, "not-null-without-default"],
-      [3, "column-type-change"],
-      [4, "constraint-not-valid"],
-      [5, "drop-column"],
-      [6, "drop-table"],
+      [1, "require-concurrent-index-creation"],
+      [2, "adding-required-field"],
+      [3, "changing-column-type"],
+      [4, "constraint-missing-not-valid"],
+      [5, "ban-drop-column"],
+      [6, "ban-drop-table"],
     ] as const) {
       expect(run.stdout).toContain(`${file}:${line}: error [${rule}]`);
     }

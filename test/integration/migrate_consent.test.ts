@@ -21,23 +21,53 @@ const dropB = (marker = "") => ({
   "2_drop_b.up.sql": `-- b is read by nothing since v2.3\n${marker}ALTER TABLE t DROP COLUMN b;\n`,
   "2_drop_b.down.sql": "ALTER TABLE t ADD COLUMN b int;\n",
 });
-const allow = '-- migrate:allow drop-column "column unused since v2.3"\n';
+const allow = '-- migrate:allow ban-drop-column "column unused since v2.3"\n';
 
 describe("consent", () => {
+  it("a rewrite needs consent by the table's size: none on an empty table, refused on a large one", async () => {
+    const rewrite = {
+      "2_fill.up.sql": "UPDATE t SET b = a;\n",
+      "2_fill.down.sql": "UPDATE t SET b = NULL;\n",
+    };
+    const empty = await freshDb();
+    const small = folder({ ...table, ...rewrite }, { project: false });
+    const applied = await migrate(empty, ["up", "--dir", small]);
+    expect(applied.code, applied.output).toBe(0);
+
+    const large = await freshDb();
+    const big = folder(
+      {
+        "1_t.up.sql": "CREATE TABLE t (a int, b int);\n",
+        "1_t.down.sql": "DROP TABLE t;\n",
+        ...rewrite,
+      },
+      { project: false },
+    );
+    expect((await migrate(large, ["up", "1", "--dir", big])).code).toBe(0);
+    const c = new pg.Client({ connectionString: large.url });
+    await c.connect();
+    // Sized by the catalog's estimate, as lint --sizes reads it.
+    await c.query("INSERT INTO t SELECT g, NULL FROM generate_series(1, 150000) g; ANALYZE t");
+    await c.end();
+    const run = await migrate(large, ["up", "--dir", big]);
+    expect(run.code, run.output).toBe(1);
+    expect(run.output).toMatch(/2_fill\.up\.sql:1: \[update-without-where\]/);
+    expect(run.output).toContain("nothing was applied");
+  });
   it("up refuses a dangerous file without consent, naming file, line, rule and marker; nothing is applied", async () => {
     const db = await freshDb();
     const dir = folder({ ...table, ...dropB() }, { project: false });
     const run = await migrate(db, ["up", "--dir", dir]);
     expect(run.code, run.output).toBe(1);
-    expect(run.output).toContain(`${join(dir, "2_drop_b.up.sql")}:2: [drop-column]`);
-    expect(run.output).toContain(`add above line 2: -- migrate:allow drop-column "`);
+    expect(run.output).toContain(`${join(dir, "2_drop_b.up.sql")}:2: [ban-drop-column]`);
+    expect(run.output).toContain(`add above line 2: -- migrate:allow ban-drop-column "`);
     expect(run.output).toContain("nothing was applied");
     // Refused as a whole: not even the safe file before it ran.
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
 
     const dry = await migrate(db, ["up", "--dir", dir, "--dry-run"]);
     expect(dry.code, dry.output).toBe(1);
-    expect(dry.stdout).toMatch(/-- NEEDS CONSENT: .*2_drop_b\.up\.sql:2 \[drop-column\]/);
+    expect(dry.stdout).toMatch(/-- NEEDS CONSENT: .*2_drop_b\.up\.sql:2 \[ban-drop-column\]/);
     expect(dry.stdout).toContain("-- up would refuse: 1 file(s) need consent");
     const json = await migrate(db, ["up", "--dir", dir, "--dry-run", "--json"]);
     const steps = JSON.parse(json.stdout).steps as { name: string; gate?: { ok: boolean } }[];
@@ -67,7 +97,7 @@ describe("consent", () => {
     expect(rows).toEqual([
       {
         name: "2_drop_b",
-        rule: "drop-column",
+        rule: "ban-drop-column",
         line: 2,
         reason: "column unused since v2.3",
         db_user: "postgres",
@@ -79,13 +109,13 @@ describe("consent", () => {
     const status = await migrate(db, ["status", "--dir", dir]);
     expect(status.code, status.output).toBe(0);
     expect(status.stdout).toMatch(
-      /consent drop-column \(line 2\): "column unused since v2\.3" by alice as postgres at \d{4}-/,
+      /consent ban-drop-column \(line 2\): "column unused since v2\.3" by alice as postgres at \d{4}-/,
     );
     const json = JSON.parse((await migrate(db, ["status", "--dir", dir, "--json"])).stdout);
     const entry = json.migrations.find((m: { name: string }) => m.name === "2_drop_b");
     expect(entry.consents).toEqual([
       expect.objectContaining({
-        rule: "drop-column",
+        rule: "ban-drop-column",
         reason: "column unused since v2.3",
         dbUser: "postgres",
         operator: "alice",
@@ -125,8 +155,8 @@ describe("consent", () => {
   });
 
   it.each([
-    ["no reason", "-- migrate:allow drop-column\n", "drop-column has no reason"],
-    ["an empty reason", '-- migrate:allow drop-column ""\n', "drop-column has no reason"],
+    ["no reason", "-- migrate:allow ban-drop-column\n", "ban-drop-column has no reason"],
+    ["an empty reason", '-- migrate:allow ban-drop-column ""\n', "ban-drop-column has no reason"],
     ["an unknown rule", '-- migrate:allow drop-colum "typo"\n', 'unknown rule "drop-colum"'],
     ["no rule", "-- migrate:allow\n", "names no rule"],
   ])("a marker with %s is refused, naming it; nothing is applied", async (_, marker, named) => {
@@ -142,12 +172,12 @@ describe("consent", () => {
   it("lint-ignore silences `migrate lint` but is no consent at apply time", async () => {
     const db = await freshDb();
     const dir = folder(
-      { ...table, ...dropB("-- migrate:lint-ignore drop-column\n") },
+      { ...table, ...dropB("-- migrate:lint-ignore ban-drop-column\n") },
       { project: false },
     );
     const run = await migrate(db, ["up", "--dir", dir]);
     expect(run.code, run.output).toBe(1);
-    expect(run.output).toContain("add above line 3: -- migrate:allow drop-column");
+    expect(run.output).toContain("add above line 3: -- migrate:allow ban-drop-column");
   });
 
   it("the server's start-up up refuses too, and applies nothing", async () => {
@@ -160,7 +190,7 @@ describe("consent", () => {
         dir,
       };
       await expect(migrateOnStart("up", opts, pool)).rejects.toThrow(
-        /2_drop_b\.up\.sql:2: \[drop-column\].*-- migrate:allow drop-column/,
+        /2_drop_b\.up\.sql:2: \[ban-drop-column\].*-- migrate:allow ban-drop-column/,
       );
     } finally {
       await pool.end();

@@ -42,7 +42,7 @@ beforeAll(async () => {
       ids.push(user!.id);
     }
   }
-}, 60_000);
+}, 300_000); // 60 scrypt hashes one after another: minutes on a loaded machine
 afterAll(async () => {
   await a?.stop();
   await b?.stop();

@@ -1,7 +1,11 @@
 import type { MigrationFile } from "../source.js";
 import { splitStatements, SqlSyntaxError } from "../sql.js";
 import { ALLOW_LINE } from "./marker.js";
-import { lintMigrationFile, RULES, type Finding } from "./lint.js";
+import type { DatabaseCatalog } from "./catalog.js";
+import { lintMigrationFiles } from "./file.js";
+import { bySize } from "./severity.js";
+import type { Finding } from "./finding.js";
+import { namesOf, RULES, type RuleId } from "./rules.js";
 
 // Consent lives in the migration file, reviewed like code: a line
 // `-- migrate:allow RULE "reason"` in the comments just above a statement
@@ -43,6 +47,9 @@ export interface ConsentCheck {
 // own, and a missing down file is about reverting, not about what `up` does.
 const NOT_GATED = new Set(["syntax", "missing-down"]);
 
+// A marker may name a rule by its id or by an id this linter used before.
+const KNOWN_NAMES = new Set(Object.keys(RULES).flatMap((id) => namesOf(id as RuleId)));
+
 // `-- migrate:lint-ignore …` silences `migrate lint` only: blanked (lines kept) before the gate lints.
 const LINT_IGNORE = /^[ \t]*--[ \t]*migrate:lint-ignore\b.*$/gm;
 
@@ -61,7 +68,7 @@ export function readMarkers(text: string, file: string): { allows: Allow[]; erro
       errors.push(`${where}: -- migrate:allow names no rule: write -- migrate:allow RULE "why"`);
       return;
     }
-    if (!(rule in RULES) || NOT_GATED.has(rule)) {
+    if (!KNOWN_NAMES.has(rule) || NOT_GATED.has(rule)) {
       const known = Object.keys(RULES).filter((r) => !NOT_GATED.has(r));
       errors.push(
         `${where}: -- migrate:allow: unknown rule "${rule}" (rules that take consent: ${known.join(", ")})`,
@@ -81,39 +88,77 @@ export function readMarkers(text: string, file: string): { allows: Allow[]; erro
 }
 
 /**
- * The gate for one up file about to run: its error-level findings (with any
- * lint-ignore lifted) against its consent markers. A marker covers the
- * findings of the statement it sits above, among that statement's leading
- * comments. The SQL parser must be loaded.
+ * The gate for the up files about to run (`pending`, by name), each linted
+ * after the files before it and against the database's tables and sizes, as
+ * `migrate lint --sizes` does, with any lint-ignore lifted: its error-level
+ * findings against its consent markers.
  */
-export function checkConsent(file: MigrationFile): ConsentCheck {
-  const { allows, errors } = readMarkers(file.up, file.upPath);
-  const unignored = { ...file, up: file.up.replace(LINT_IGNORE, "") };
-  const findings = lintMigrationFile(unignored).filter(
-    (f) => f.severity === "error" && f.file === file.upPath && !NOT_GATED.has(f.rule),
+export async function checkConsents(
+  files: MigrationFile[],
+  pending: ReadonlySet<string>,
+  catalog: DatabaseCatalog,
+): Promise<Map<string, ConsentCheck>> {
+  const unignored = files.map((f) =>
+    pending.has(f.name) ? { ...f, up: f.up.replace(LINT_IGNORE, "") } : f,
   );
-  // Parsed again only when something needs consent (most files: nothing).
-  const spans = findings.length > 0 ? statementSpans(file.up, file.upPath) : [];
-  const used = new Set<Allow>();
-  const needed: Needed[] = [];
-  for (const f of findings) {
-    const span = spans.find((s) => f.line >= s.first && f.line <= s.last);
-    const allow = allows.find(
-      (a) =>
-        a.rule === f.rule && span !== undefined && a.line >= span.leadFrom && a.line < span.first,
+  // Judged against the database as `migrate lint --sizes` does: a rewrite of
+  // a table that is empty (or made by an earlier pending file) needs no consent.
+  const findings = bySize(await lintMigrationFiles(unignored, { only: pending, catalog }), catalog);
+  const checks = new Map<string, ConsentCheck>();
+  for (const file of files.filter((f) => pending.has(f.name))) {
+    const errors = findings.filter(
+      (f) => f.severity === "error" && f.file === file.upPath && !NOT_GATED.has(f.rule),
     );
-    if (allow) used.add(allow);
-    else needed.push(need(f, span?.first ?? f.line));
+    checks.set(file.name, matchConsent(file, errors));
   }
+  return checks;
+}
+
+/**
+ * `findings` of one up file against its consent markers. A marker covers the
+ * findings of the statement it sits above, among that statement's leading
+ * comments, naming the finding's rule by its id or an older alias.
+ */
+export function matchConsent(file: MigrationFile, findings: Finding[]): ConsentCheck {
+  const { allows, errors } = readMarkers(file.up, file.upPath);
+  const covered = allowsFor(file, allows, findings);
+  const used = new Set(covered.values());
   return {
     name: file.name,
     file: file.upPath,
-    needed,
+    needed: findings.filter((f) => !covered.has(f)).map((f) => need(f, file)),
     used: allows.filter((a) => used.has(a)),
     errors,
     unused: allows.filter((a) => !used.has(a)),
   };
 }
+
+/** The consent each of `findings` (of `file`'s up file) has, for `migrate lint` to show. */
+export function consentsOf(file: MigrationFile, findings: Finding[]): Map<Finding, Allow> {
+  return allowsFor(file, readMarkers(file.up, file.upPath).allows, findings);
+}
+
+function allowsFor(file: MigrationFile, allows: Allow[], findings: Finding[]) {
+  const covered = new Map<Finding, Allow>();
+  if (allows.length === 0 || findings.length === 0) return covered;
+  const spans = statementSpans(file.up, file.upPath);
+  for (const f of findings) {
+    const span = spanOf(spans, f.line);
+    const names = namesOf(f.rule as RuleId);
+    const allow = allows.find(
+      (a) =>
+        names.includes(a.rule) &&
+        span !== undefined &&
+        a.line >= span.leadFrom &&
+        a.line < span.first,
+    );
+    if (allow) covered.set(f, allow);
+  }
+  return covered;
+}
+
+const spanOf = (spans: ReturnType<typeof statementSpans>, line: number) =>
+  spans.find((s) => line >= s.first && line <= s.last);
 
 /** Whether the file may run: no finding lacks consent and every marker is well formed. */
 export function consented(c: ConsentCheck): boolean {
@@ -139,11 +184,12 @@ export class ConsentRequiredError extends Error {
   }
 }
 
-function need(f: Finding, statementLine: number): Needed {
+function need(f: Finding, file: MigrationFile): Needed {
+  const line = spanOf(statementSpans(file.up, file.upPath), f.line)?.first ?? f.line;
   return {
     rule: f.rule,
     file: f.file,
-    line: statementLine,
+    line,
     message: f.message,
     marker: `-- migrate:allow ${f.rule} "<why this is safe here>"`,
   };

@@ -1,0 +1,63 @@
+import type pg from "pg";
+import type { Catalog } from "./context.js";
+import { leads } from "./file.js";
+import type { TableSize } from "./finding.js";
+import { parseSql } from "./parser.js";
+import { kindOf, typeSpec, type Node, type TypeSpec } from "./tree.js";
+
+/** The target database's tables as lint needs them: sizes, column types, indexes. */
+export interface DatabaseCatalog extends Catalog {
+  size(table: string): TableSize | undefined;
+}
+
+// Tables outside public are named schema.table, as relName names them.
+const NAME = `CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END`;
+const USER_TABLES = `c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`;
+
+/**
+ * Reads the whole catalog once (a few queries, however many tables): rows
+ * are reltuples (the planner's estimate, -1 before the first ANALYZE, read
+ * as unknown: bytes then decide), bytes pg_total_relation_size.
+ */
+export async function readCatalog(client: pg.ClientBase): Promise<DatabaseCatalog> {
+  const sizes = new Map<string, TableSize>();
+  const tables = await client.query<{ name: string; rows: string; bytes: string }>(
+    `SELECT ${NAME} AS name, c.reltuples::bigint::text AS rows, pg_total_relation_size(c.oid)::text AS bytes
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${USER_TABLES}`,
+  );
+  for (const t of tables.rows)
+    sizes.set(t.name, { rows: Math.max(0, Number(t.rows)), bytes: Number(t.bytes) });
+  const columns = new Map<string, string>();
+  const cols = await client.query<{ name: string; col: string; type: string }>(
+    `SELECT ${NAME} AS name, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE ${USER_TABLES} AND a.attnum > 0 AND NOT a.attisdropped`,
+  );
+  for (const c of cols.rows) columns.set(`${c.name}.${c.col}`, c.type);
+  const indexes = new Map<string, string[][]>();
+  const idx = await client.query<{ name: string; cols: string[] }>(
+    `SELECT ${NAME} AS name, array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+                                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS cols
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE ${USER_TABLES}`,
+  );
+  for (const i of idx.rows) indexes.set(i.name, [...(indexes.get(i.name) ?? []), i.cols]);
+  return {
+    tableExists: (table) => sizes.has(table),
+    size: (table) => sizes.get(table),
+    columnType: (table, column) => {
+      const text = columns.get(`${table}.${column}`);
+      return text === undefined ? undefined : parseType(text);
+    },
+    indexed: (table, cols) => (indexes.get(table) ?? []).some((i) => leads(i, cols)),
+  };
+}
+
+// format_type's text back into a TypeSpec through PostgreSQL's own grammar.
+function parseType(text: string): TypeSpec | undefined {
+  const stmt = parseSql(`CREATE TABLE t (c ${text})`)?.[0];
+  if (!stmt) return undefined;
+  const [, body] = kindOf(stmt);
+  const def = (body.tableElts as Node[])[0]!.ColumnDef as Node;
+  return typeSpec(def.typeName);
+}
