@@ -1,6 +1,7 @@
 import { DatabaseUrlError } from "../../internal/migrate/connect.js";
 import { status } from "../../internal/migrate/inspect.js";
 import type { Command } from "../../internal/migrate/runner.js";
+import type { Thresholds } from "../../internal/migrate/lint/severity.js";
 import { migrationsDir, UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
 
@@ -105,14 +106,16 @@ export const handlers = {
     ),
 
   lint: async (args: Args) => {
-    const { blocking, lintMigrations } = await import("../../internal/migrate/lint/lint.js");
-    const thresholds = lintThresholds(args);
+    const { blocking, DEFAULT_THRESHOLDS, lintMigrations } =
+      await import("../../internal/migrate/lint/lint.js");
+    lintThresholds(args, DEFAULT_THRESHOLDS); // a bad flag exits 2 before anything connects
     const useDb = args.sizes || args["database-url"] !== undefined || args.embedded;
     let result: Awaited<ReturnType<typeof lintMigrations>> | undefined;
     if (useDb)
       await withDatabase(
         args,
         async (opts) => {
+          const thresholds = lintThresholds(args, opts.thresholds);
           result = await lintMigrations(opts.dir, { ...opts, thresholds }, { style: args.style });
         },
         { logs: false },
@@ -126,8 +129,9 @@ export const handlers = {
   },
 };
 
-// --error-rows N, --error-bytes SIZE (64MB, 1GB, 500kB, or bytes).
-function lintThresholds(args: Args) {
+// --error-rows N, --error-bytes SIZE (64MB, 1GB, 500kB, or bytes); each
+// given one wins over the configured `fallback`.
+function lintThresholds(args: Args, fallback: Thresholds): Thresholds {
   const rows = args["error-rows"];
   const bytes = args["error-bytes"];
   if (rows !== undefined && !/^[0-9]{1,15}$/.test(rows))
@@ -139,8 +143,8 @@ function lintThresholds(args: Args) {
     (size?.[2] ?? "b").toLowerCase() as "b"
   ];
   return {
-    errorRows: rows === undefined ? 100_000 : Number(rows),
-    errorBytes: size ? Number(size[1]) * unit : 64 * 2 ** 20,
+    errorRows: rows === undefined ? fallback.errorRows : Number(rows),
+    errorBytes: size ? Number(size[1]) * unit : fallback.errorBytes,
   };
 }
 

@@ -23,6 +23,8 @@ export const defaults = {
         lock_attempts: 5,
         old_transaction_age: "1m",
         old_transactions: "wait",
+        lint_error_rows: 100_000,
+        lint_error_bytes: 64 * 1024 * 1024,
       },
     },
   },

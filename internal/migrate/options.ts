@@ -5,6 +5,7 @@ import { parseDurationMs } from "../conf/duration.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { defaultMigrationsDir } from "./dir.js";
 import type { TransactionMode } from "./analyse.js";
+import type { Thresholds } from "./lint/severity.js";
 
 /** How to reach the database and how patient to be. */
 export interface MigratorOptions {
@@ -31,6 +32,12 @@ export interface MigratorOptions {
   oldTransactionAgeMs: number;
   /** wait: name them and build; refuse: name them and apply nothing (exit 1). */
   oldTransactions: "wait" | "refuse";
+  /**
+   * Where a rule whose cost grows with the table turns from warning to error
+   * (and so needs consent at `up`): `data.database.migration.lint_error_rows`
+   * and `lint_error_bytes`.
+   */
+  thresholds: Thresholds;
   /** Recorded with consent beside the database user: --operator, else MIGRATE_OPERATOR. */
   operator?: string;
   log: Logger;
@@ -61,6 +68,10 @@ export function migratorOptions(
     lockAttempts: m?.lockAttempts || fallback.lock_attempts,
     oldTransactionAgeMs: ms(m?.oldTransactionAge, fallback.old_transaction_age),
     oldTransactions: m?.oldTransactions === "refuse" ? "refuse" : "wait",
+    thresholds: {
+      errorRows: Number(m?.lintErrorRows || fallback.lint_error_rows),
+      errorBytes: Number(m?.lintErrorBytes || fallback.lint_error_bytes),
+    },
     operator: process.env.MIGRATE_OPERATOR?.trim() || undefined,
     log,
   };

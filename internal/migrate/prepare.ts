@@ -3,6 +3,7 @@ import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script, type TransactionMode } from "./analyse.js";
 import { readCatalog } from "./lint/catalog.js";
 import { checkConsents, type ConsentCheck } from "./lint/consent.js";
+import type { Thresholds } from "./lint/severity.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser } from "./sql.js";
@@ -27,6 +28,7 @@ export async function prepare(
   command: Command,
   mode: TransactionMode = "migration",
   operator?: string,
+  thresholds?: Thresholds,
 ): Promise<Prepared> {
   const files = source.migrations;
   let applied = await readApplied(client);
@@ -64,6 +66,7 @@ export async function prepare(
           files,
           new Set(ups.map((s) => s.migration.name)),
           await readCatalog(client),
+          thresholds,
         );
   for (const s of ups) {
     const c = checks.get(s.migration.name)!;

@@ -49,7 +49,14 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
   try {
-    const p = await prepare(client, source, command, opts.transactions, opts.operator);
+    const p = await prepare(
+      client,
+      source,
+      command,
+      opts.transactions,
+      opts.operator,
+      opts.thresholds,
+    );
     return {
       adopted: p.adopt.map((f) => f.name),
       steps: p.steps.map((s) => {
@@ -96,7 +103,14 @@ export function run(
   loadSqlParser().catch(() => undefined);
   return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
-    const p = await prepare(client, source, command, opts.transactions, opts.operator);
+    const p = await prepare(
+      client,
+      source,
+      command,
+      opts.transactions,
+      opts.operator,
+      opts.thresholds,
+    );
     // Refused as a whole, before anything (even adoption) is written.
     const refused = [...p.consent.values()].filter((c) => !consented(c));
     if (refused.length > 0) throw new ConsentRequiredError(refused);

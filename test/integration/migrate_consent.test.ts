@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { migratorOptions } from "../../internal/migrate/options.js";
 import { migrateOnStart } from "../../internal/migrate/startup.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
+import { testRootKey } from "../helpers/app.js";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import { migrationFixtures } from "../helpers/migrations.js";
 
@@ -53,6 +54,14 @@ describe("consent", () => {
     expect(run.code, run.output).toBe(1);
     expect(run.output).toMatch(/2_fill\.up\.sql:1: \[update-without-where\]/);
     expect(run.output).toContain("nothing was applied");
+    // The bound is the operator's: raised in the config, the same table is small.
+    const conf = join(big, "migrate.yaml");
+    writeFileSync(
+      conf,
+      `data: { database: { migration: { lint_error_rows: 1000000, lint_error_bytes: 1073741824 } } }\nkms: { root_key: "${testRootKey}" }\n`,
+    );
+    const raised = await migrate(large, ["up", "--dir", big, "-conf", conf]);
+    expect(raised.code, raised.output).toBe(0);
   });
   it("up refuses a dangerous file without consent, naming file, line, rule and marker; nothing is applied", async () => {
     const db = await freshDb();

@@ -3,7 +3,7 @@ import { splitStatements, SqlSyntaxError } from "../sql.js";
 import { ALLOW_LINE } from "./marker.js";
 import type { DatabaseCatalog } from "./catalog.js";
 import { lintMigrationFiles } from "./file.js";
-import { bySize } from "./severity.js";
+import { bySize, type Thresholds } from "./severity.js";
 import type { Finding } from "./finding.js";
 import { namesOf, RULES, type RuleId } from "./rules.js";
 
@@ -97,13 +97,15 @@ export async function checkConsents(
   files: MigrationFile[],
   pending: ReadonlySet<string>,
   catalog: DatabaseCatalog,
+  thresholds?: Thresholds,
 ): Promise<Map<string, ConsentCheck>> {
   const unignored = files.map((f) =>
     pending.has(f.name) ? { ...f, up: f.up.replace(LINT_IGNORE, "") } : f,
   );
   // Judged against the database as `migrate lint --sizes` does: a rewrite of
   // a table that is empty (or made by an earlier pending file) needs no consent.
-  const findings = bySize(await lintMigrationFiles(unignored, { only: pending, catalog }), catalog);
+  const linted = await lintMigrationFiles(unignored, { only: pending, catalog });
+  const findings = bySize(linted, catalog, thresholds);
   const checks = new Map<string, ConsentCheck>();
   for (const file of files.filter((f) => pending.has(f.name))) {
     const errors = findings.filter(

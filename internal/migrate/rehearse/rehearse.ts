@@ -66,6 +66,8 @@ export async function rehearse(
       source,
       { kind: "up", count, allowOutOfOrder },
       opts.transactions,
+      opts.operator,
+      opts.thresholds,
     );
     const result: Rehearsal = { mode, migrations: [], failed: false, warnings: p.warnings };
     if (mode === "target") {
