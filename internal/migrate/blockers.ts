@@ -24,12 +24,15 @@ export interface Session {
   truncated: boolean;
 }
 
-// Cut in SQL: the whole text of another session's statement never reaches us.
+// Blanked and cut in SQL: another session's statement reaches us (and our
+// logs) with every quoted literal as '?' (a password in ALTER ROLE, a user's
+// data in a WHERE) and no more than STATEMENT_CHARS of it.
+const BLANKED = (a: string) => `regexp_replace(${a}.query, '''(''''|[^''])*''', '''?''', 'g')`;
 const SESSION = (
   a: string,
 ) => `${a}.pid, ${a}.usename AS "user", ${a}.application_name AS application,
   ${a}.state, (extract(epoch FROM clock_timestamp() - ${a}.xact_start) * 1000)::int8 AS "transactionMs",
-  left(${a}.query, ${STATEMENT_CHARS}) AS statement, length(${a}.query) > ${STATEMENT_CHARS} AS truncated`;
+  left(${BLANKED(a)}, ${STATEMENT_CHARS}) AS statement, length(${BLANKED(a)}) > ${STATEMENT_CHARS} AS truncated`;
 
 type Row = Omit<Session, "transactionMs"> & { transactionMs: string | null };
 const session = (r: Row): Session => ({

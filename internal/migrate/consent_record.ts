@@ -55,7 +55,7 @@ export function withConsent(insert: string, name: string, consent: StepConsent):
   return (
     `WITH applied AS (${insert} RETURNING id) ` +
     `INSERT INTO ${CONSENTS_TABLE} (migration_id, name, rule, line, reason, db_user, operator, consented_at) ` +
-    `SELECT applied.id, ${literal(name)}, c.rule, c.line, c.reason, current_user, ${operator}, now() AT TIME ZONE 'UTC' ` +
+    `SELECT applied.id, ${literal(name)}, c.rule, c.line, c.reason, session_user, ${operator}, now() AT TIME ZONE 'UTC' ` +
     `FROM applied, (VALUES ${rows}) AS c(rule, line, reason)`
   );
 }
@@ -96,8 +96,8 @@ export async function readConsents(client: pg.ClientBase): Promise<Map<string, R
   return byName;
 }
 
-// A reason is one line between double quotes; quotes doubled, and
-// standard_conforming_strings (on since PostgreSQL 9.1) keeps backslashes.
+// A reason is one line between double quotes. E'' with quotes and
+// backslashes doubled: the same text whatever standard_conforming_strings says.
 function literal(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
+  return `E'${text.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
 }

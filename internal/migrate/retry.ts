@@ -16,8 +16,10 @@ export const LOCK_NOT_AVAILABLE = "55P03";
 
 const FIRST_DELAY_MS = 500;
 const FACTOR = 2;
-// Bounds a single wait when lock_attempts is raised far above its default.
-const MAX_DELAY_MS = 30_000;
+// Bounds a single wait when lock_attempts is raised far above its default,
+// well under the 30 s idle_session_timeout the migrator's session sets
+// (session.ts): a wait must never end the session and so free the lock.
+const MAX_DELAY_MS = 10_000;
 
 /** One refused try of a step. */
 export interface LockAttempt {

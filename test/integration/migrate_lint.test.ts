@@ -44,6 +44,36 @@ describe("lint with a database", () => {
     await query(db.url, "ANALYZE users; ANALYZE events");
   });
 
+  it("sizes a partitioned table by its partitions and an index by its table", async () => {
+    const db2 = await freshDb();
+    const d = folder(
+      {
+        "000001_part.up.sql":
+          "CREATE TABLE m (a int, b int) PARTITION BY RANGE (a);\nCREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (100000);\nCREATE INDEX m1_b ON m1 (b);\n",
+        "000001_part.down.sql": "DROP TABLE m;\n",
+        "000002_rewrite.up.sql": "ALTER TABLE m ALTER COLUMN b TYPE bigint;\nREINDEX INDEX m1_b;\n",
+        "000002_rewrite.down.sql": "SELECT 1;\n",
+      },
+      { project: false },
+    );
+    expect((await migrate(db2, ["up", "1", "--dir", d])).code).toBe(0);
+    await query(db2.url, "INSERT INTO m SELECT g, g FROM generate_series(1, 3000) g; ANALYZE m");
+    const run = await migrate(db2, [
+      "lint",
+      "--sizes",
+      "--dir",
+      d,
+      "--json",
+      "--error-rows",
+      "1000",
+    ]);
+    const out = JSON.parse(run.stdout) as Json;
+    expect(out.findings.map((f) => [f.line, f.severity, f.size?.rows])).toEqual([
+      [1, "error", 3000],
+      [2, "error", 3000],
+    ]);
+  });
+
   it("takes severity from the table's size: a rewrite of a big table is an error, of an empty one a warning", async () => {
     writeFileSync(
       join(dir, "000002_types.up.sql"),

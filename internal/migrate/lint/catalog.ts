@@ -21,12 +21,30 @@ const USER_TABLES = `c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_cata
  */
 export async function readCatalog(client: pg.ClientBase): Promise<DatabaseCatalog> {
   const sizes = new Map<string, TableSize>();
-  const tables = await client.query<{ name: string; rows: string; bytes: string }>(
-    `SELECT ${NAME} AS name, c.reltuples::bigint::text AS rows, pg_total_relation_size(c.oid)::text AS bytes
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${USER_TABLES}`,
+  // A partitioned table is the sum of its leaves (its own entry is empty);
+  // an index (REINDEX INDEX, DROP INDEX) is judged by the table it is on.
+  const tables = await client.query<{ name: string; rows: string; bytes: string; index: boolean }>(
+    `WITH sized AS (
+       SELECT c.oid, greatest(c.reltuples, 0)::bigint AS rows, pg_total_relation_size(c.oid) AS bytes
+         FROM pg_class c WHERE c.relkind <> 'p'
+       UNION ALL
+       SELECT c.oid, coalesce(sum(greatest(l.reltuples, 0)), 0)::bigint,
+              coalesce(sum(pg_total_relation_size(l.oid)), 0)::bigint
+         FROM pg_class c, pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+        WHERE c.relkind = 'p' AND t.isleaf GROUP BY c.oid)
+     SELECT ${NAME} AS name, s.rows::text AS rows, s.bytes::text AS bytes, false AS index
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN sized s ON s.oid = c.oid
+      WHERE ${USER_TABLES}
+     UNION ALL
+     SELECT CASE WHEN n.nspname = 'public' THEN x.relname ELSE n.nspname || '.' || x.relname END,
+            s.rows::text, s.bytes::text, true
+       FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace n ON n.oid = x.relnamespace
+       JOIN pg_class c ON c.oid = i.indrelid JOIN sized s ON s.oid = c.oid
+      WHERE ${USER_TABLES}`,
   );
+  const indexSizes = new Map<string, TableSize>();
   for (const t of tables.rows)
-    sizes.set(t.name, { rows: Math.max(0, Number(t.rows)), bytes: Number(t.bytes) });
+    (t.index ? indexSizes : sizes).set(t.name, { rows: Number(t.rows), bytes: Number(t.bytes) });
   const columns = new Map<string, string>();
   const cols = await client.query<{ name: string; col: string; type: string }>(
     `SELECT ${NAME} AS name, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
@@ -44,7 +62,7 @@ export async function readCatalog(client: pg.ClientBase): Promise<DatabaseCatalo
   for (const i of idx.rows) indexes.set(i.name, [...(indexes.get(i.name) ?? []), i.cols]);
   return {
     tableExists: (table) => sizes.has(table),
-    size: (table) => sizes.get(table),
+    size: (table) => sizes.get(table) ?? indexSizes.get(table),
     columnType: (table, column) => {
       const text = columns.get(`${table}.${column}`);
       return text === undefined ? undefined : parseType(text);

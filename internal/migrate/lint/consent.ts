@@ -108,16 +108,17 @@ export async function checkConsents(
   const findings = bySize(linted, catalog, thresholds);
   const checks = new Map<string, ConsentCheck>();
   for (const file of files.filter((f) => pending.has(f.name))) {
-    const errors = findings.filter(
-      (f) => f.severity === "error" && f.file === file.upPath && !NOT_GATED.has(f.rule),
-    );
-    checks.set(file.name, matchConsent(file, errors));
+    // Warnings too: a marker for a rule that is only a warning here (a small
+    // table) is not "unused", it is not needed yet.
+    const own = findings.filter((f) => f.file === file.upPath && !NOT_GATED.has(f.rule));
+    checks.set(file.name, matchConsent(file, own));
   }
   return checks;
 }
 
 /**
- * `findings` of one up file against its consent markers. A marker covers the
+ * `findings` of one up file (any severity; the errors need consent) against
+ * its consent markers. A marker covers the
  * findings of the statement it sits above, among that statement's leading
  * comments, naming the finding's rule by its id or an older alias.
  */
@@ -128,7 +129,9 @@ export function matchConsent(file: MigrationFile, findings: Finding[]): ConsentC
   return {
     name: file.name,
     file: file.upPath,
-    needed: findings.filter((f) => !covered.has(f)).map((f) => need(f, file)),
+    needed: findings
+      .filter((f) => f.severity === "error" && !covered.has(f))
+      .map((f) => need(f, file)),
     used: allows.filter((a) => used.has(a)),
     errors,
     unused: allows.filter((a) => !used.has(a)),

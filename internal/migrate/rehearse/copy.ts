@@ -83,7 +83,7 @@ async function loadSchema(
 ): Promise<SchemaSource> {
   let why = "";
   if (wanted !== "replay") {
-    const dumped = await dumpSchema(opts.databaseUrl, target);
+    const dumped = await dumpSchema(opts.databaseUrl, target, opts.lockTimeoutMs);
     if ("sql" in dumped) {
       await inCopy(opts, url, (c) => c.query(dumped.sql));
       return "dump";
@@ -119,6 +119,7 @@ const DUMP_TIMEOUT_MS = 10 * 60_000;
 async function dumpSchema(
   url: string,
   target: pg.Client,
+  lockWaitMs: number,
 ): Promise<{ sql: string } | { why: string }> {
   const pgDump = process.env.PG_DUMP || "pg_dump";
   const version = spawnSync(pgDump, ["--version"], { encoding: "utf8" });
@@ -139,6 +140,9 @@ async function dumpSchema(
     pgDump,
     [
       "--schema-only",
+      // pg_dump holds ACCESS SHARE on every table it reaches until it ends:
+      // it must not queue (and make traffic queue) behind a waiting lock.
+      `--lock-wait-timeout=${lockWaitMs}`,
       "--no-owner",
       "--no-privileges",
       "--no-subscriptions",

@@ -122,7 +122,13 @@ async function traced(
   signal?.addEventListener("abort", cancel);
   try {
     if (onTarget) {
-      // The locks taken here are real: statement_timeout bounds how long.
+      // The locks taken here are real and held to the ROLLBACK: without a
+      // statement bound nothing would limit how long production waits.
+      if (timeout === 0) {
+        throw new RehearsalUnavailableError(
+          "--rehearse=target needs a statement timeout (statement_timeout is 0s): its locks are real and held until the rollback; set --statement-timeout, or rehearse on a copy",
+        );
+      }
       await client.query(
         `BEGIN; SET LOCAL lock_timeout = ${TARGET_LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = ${timeout}`,
       );
