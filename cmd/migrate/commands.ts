@@ -26,14 +26,17 @@ const out = (text: string) => process.stdout.write(text);
 export const handlers = {
   up: async (args: Args) =>
     args.rehearse !== undefined
-      ? (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "up"))
+      ? looking(async () =>
+          (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "up")),
+        )()
       : change(args, {
           kind: "up",
           count: count(args.n, "up"),
           allowOutOfOrder: args["allow-out-of-order"],
         }),
-  plan: async (args: Args) =>
+  plan: looking(async (args: Args) =>
     (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "plan")),
+  ),
   down: (args: Args) => {
     if (args.all && args.n !== undefined)
       throw new UsageError(`down ${args.n} --all: give a count or --all, not both`);
@@ -41,7 +44,7 @@ export const handlers = {
   },
   redo: (args: Args) => change(args, { kind: "redo", count: count(args.n, "redo") ?? 1 }),
 
-  status: (args: Args) =>
+  status: looking((args: Args) =>
     withDatabase(
       args,
       async (opts) => {
@@ -54,8 +57,9 @@ export const handlers = {
       },
       { logs: false },
     ),
+  ),
 
-  validate: (args: Args) =>
+  validate: looking((args: Args) =>
     withDatabase(
       args,
       async (opts) => {
@@ -67,6 +71,7 @@ export const handlers = {
       },
       { logs: false },
     ),
+  ),
 
   repair: (args: Args) =>
     withDatabase(args, async (opts) => {
@@ -91,21 +96,22 @@ export const handlers = {
   },
 
   // Exit 0 whatever it finds: it reports, it does not judge; 2 when it could not look.
-  locks: (args: Args) =>
+  locks: looking((args: Args) =>
     withDatabase(
       args,
       async (opts) => {
         const { readLockWaits } = await import("../../internal/migrate/blockers.js");
         const waits = await readLockWaits(opts).catch((err: unknown) => {
-          throw new UncheckedError(`could not read the lock waits: ${(err as Error).message}`, 2);
+          throw new Error(`could not read the lock waits: ${(err as Error).message}`);
         });
         if (args.json) print.json({ waits });
         else print.lockWaits(out, waits);
       },
       { logs: false },
     ),
+  ),
 
-  lint: async (args: Args) => {
+  lint: looking(async (args: Args) => {
     const { blocking, DEFAULT_THRESHOLDS, lintMigrations } =
       await import("../../internal/migrate/lint/lint.js");
     lintThresholds(args, DEFAULT_THRESHOLDS); // a bad flag exits 2 before anything connects
@@ -126,8 +132,22 @@ export const handlers = {
     if (args.json) print.json({ findings, errors, appliedNotLinted: applied });
     else print.findings(out, findings, applied);
     if (errors > 0) process.exitCode = 1;
-  },
+  }),
 };
+
+/**
+ * A command that only looks (status, validate, lint, locks, plan, a dry run
+ * or rehearsal): whatever stops it from looking exits 2, "could not check",
+ * so that 1 always means it looked and found something.
+ */
+function looking<A extends unknown[]>(fn: (...a: A) => Promise<void>) {
+  return (...a: A) => fn(...a).catch((err: unknown) => Promise.reject(couldNotCheck(err)));
+}
+
+function couldNotCheck(err: unknown): unknown {
+  if (err instanceof InterruptedError || exitCodeOf(err) === 2) return err;
+  return new UncheckedError((err as Error).message, 2);
+}
 
 // --error-rows N, --error-bytes SIZE (64MB, 1GB, 500kB, or bytes); each
 // given one wins over the configured `fallback`.
@@ -181,7 +201,7 @@ async function change(args: Args, command: Command): Promise<void> {
         process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
     });
   } catch (err) {
-    if (!stop.signal.aborted) throw err;
+    if (!stop.signal.aborted) throw args["dry-run"] ? couldNotCheck(err) : err;
     throw new InterruptedError(
       (err as Error).message,
       signalExitCode(stop.signal.reason as NodeJS.Signals),

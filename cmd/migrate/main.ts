@@ -40,10 +40,14 @@ const rehearsal = (y: Argv, describe: string) =>
 const argv = hideBin(process.argv);
 const json = argv.includes("--json");
 
-/** Exit with `message` on stderr (and as JSON on stdout under --json). */
-function fail(message: string, code: number): never {
+/**
+ * Exit with `message` on stderr (and as JSON on stdout under --json, with
+ * the error's structured `details` when it has them, e.g. the consent gate's).
+ */
+function fail(message: string, code: number, details?: object): never {
   process.stderr.write(`migrate: ${message}\n`);
-  if (json) process.stdout.write(`${JSON.stringify({ error: message, exitCode: code })}\n`);
+  if (json)
+    process.stdout.write(`${JSON.stringify({ error: message, exitCode: code, ...details })}\n`);
   process.exit(code);
 }
 
@@ -255,5 +259,5 @@ await yargs(argv)
   .parseAsync()
   .catch(async (err: unknown) => {
     const { exitCodeOf } = await commands();
-    fail((err as Error).message, exitCodeOf(err));
+    fail((err as Error).message, exitCodeOf(err), (err as { details?: object }).details);
   });

@@ -1,3 +1,4 @@
+import type { Gate } from "../../internal/migrate/lint/consent.js";
 import { blocking, lockText, type Finding } from "../../internal/migrate/lint/finding.js";
 import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/migrate/state.js";
@@ -30,18 +31,22 @@ export function plan(write: Write, p: Plan): void {
         ? "statement by statement, in the transactions the file opens itself"
         : "outside a transaction, statement by statement";
     write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n`);
-    for (const e of s.gate?.errors ?? []) write(`-- REFUSED: ${e}\n`);
-    for (const n of s.gate?.needed ?? [])
-      write(
-        `-- NEEDS CONSENT: ${n.file}:${n.line} [${n.rule}] ${n.message}; add above line ${n.line}: ${n.marker}\n`,
-      );
-    for (const a of s.gate?.used ?? [])
-      write(`-- consented: ${a.rule} (line ${a.line}): "${a.reason}"\n`);
+    if (s.gate) gate(write, s.gate, "-- ");
     write(`${s.sql.trimEnd()}\n\n`);
   }
   const refused = p.steps.filter((s) => s.gate && !s.gate.ok).length;
   if (refused > 0)
     write(`-- up would refuse: ${refused} file(s) need consent; nothing would be applied\n`);
+}
+
+/** The consent gate's verdict on one file, each line after `prefix`. */
+export function gate(write: Write, g: Gate, prefix: string): void {
+  for (const e of g.errors) write(`${prefix}REFUSED: ${e}\n`);
+  for (const n of g.needed)
+    write(
+      `${prefix}NEEDS CONSENT: ${n.file}:${n.line} [${n.rule}] ${n.message}; add above line ${n.line}: ${n.marker}\n`,
+    );
+  for (const a of g.used) write(`${prefix}consented: ${a.rule} (line ${a.line}): "${a.reason}"\n`);
 }
 
 /** Every step that ran with its duration, then the one that failed, if any. */

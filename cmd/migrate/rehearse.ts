@@ -18,7 +18,7 @@ export function rehearsalMode(value: string | undefined): RehearsalMode {
   );
 }
 
-/** Exit 0 when everything applied in rehearsal, 1 when a migration failed there, 2 (thrown) when it could not rehearse. */
+/** Exit 0 when everything applied in rehearsal, 1 when a migration failed there or `up` would refuse a file, 2 (thrown) when it could not rehearse. */
 export async function rehearseCommand(args: Args, count: number | undefined): Promise<void> {
   if (args["dry-run"]) throw new UsageError("--dry-run and --rehearse: give one");
   const mode = rehearsalMode(args.rehearse);
@@ -44,7 +44,8 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
         print.warnings(r.warnings);
         if (args.json) print.json(r);
         else write(r);
-        if (r.failed) process.exitCode = 1;
+        // `up` would refuse: a rehearsal in CI fails the same way.
+        if (r.failed || r.refused.length > 0) process.exitCode = 1;
         if (stop.signal.aborted) process.exitCode = stop.signal.reason === "SIGINT" ? 130 : 143;
       },
       { logs: false },
@@ -69,6 +70,7 @@ function write(r: Rehearsal): void {
     out(
       `${m.failed ? "FAILED" : "ok"} ${m.name} (${m.ms} ms${m.transactional ? "" : ", outside a transaction"})\n`,
     );
+    print.gate(out, m.gate, "  ");
     for (const st of m.statements) {
       out(`  ${m.file}:${st.line} ${st.ms} ms  ${st.sql}\n`);
       for (const l of st.locks) out(`    lock ${l.mode} on ${l.relation} (${l.source})\n`);
@@ -82,4 +84,8 @@ function write(r: Rehearsal): void {
       ? `${failed.name} failed in rehearsal; the target was not changed\n`
       : `rehearsed ${r.migrations.length} migration(s); the target was not changed\n`,
   );
+  if (r.refused.length > 0)
+    out(
+      `up would refuse: ${r.refused.length} file(s) need consent (${r.refused.join(", ")}); nothing would be applied\n`,
+    );
 }

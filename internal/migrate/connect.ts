@@ -147,6 +147,11 @@ const LOST_MESSAGES =
   /^(Connection terminated|Client has encountered a connection error|Client was closed)/;
 const SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "EHOSTUNREACH"]);
 
+/** The server process behind `client` (pg keeps it from the start-up reply but does not type it). */
+export function backendPid(client: pg.Client): number {
+  return (client as unknown as { processID: number }).processID;
+}
+
 /**
  * The connection failed rather than the statement: it stalled, the socket
  * broke or closed, or the server ended the session (class 08, 57P0x).

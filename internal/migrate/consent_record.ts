@@ -1,4 +1,4 @@
-import type pg from "pg";
+import pg from "pg";
 import type { Allow } from "./lint/consent.js";
 import { MIGRATIONS_TABLE } from "./seams/node_pg_migrate.js";
 
@@ -49,13 +49,13 @@ export async function ensureConsentTable(client: pg.ClientBase): Promise<void> {
  */
 export function withConsent(insert: string, name: string, consent: StepConsent): string {
   const rows = consent.allows
-    .map((a) => `(${literal(a.rule)}, ${a.line}, ${literal(a.reason)})`)
+    .map((a) => `(${pg.escapeLiteral(a.rule)}, ${a.line}, ${pg.escapeLiteral(a.reason)})`)
     .join(", ");
-  const operator = consent.operator === undefined ? "NULL" : literal(consent.operator);
+  const operator = consent.operator === undefined ? "NULL" : pg.escapeLiteral(consent.operator);
   return (
     `WITH applied AS (${insert} RETURNING id) ` +
     `INSERT INTO ${CONSENTS_TABLE} (migration_id, name, rule, line, reason, db_user, operator, consented_at) ` +
-    `SELECT applied.id, ${literal(name)}, c.rule, c.line, c.reason, session_user, ${operator}, now() AT TIME ZONE 'UTC' ` +
+    `SELECT applied.id, ${pg.escapeLiteral(name)}, c.rule, c.line, c.reason, session_user, ${operator}, now() AT TIME ZONE 'UTC' ` +
     `FROM applied, (VALUES ${rows}) AS c(rule, line, reason)`
   );
 }
@@ -94,10 +94,4 @@ export async function readConsents(client: pg.ClientBase): Promise<Map<string, R
     byName.set(r.name, list);
   }
   return byName;
-}
-
-// A reason is one line between double quotes. E'' with quotes and
-// backslashes doubled: the same text whatever standard_conforming_strings says.
-function literal(text: string): string {
-  return `E'${text.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
 }

@@ -1,4 +1,4 @@
-import type pg from "pg";
+import pg from "pg";
 import type { IndexTarget } from "./analyse.js";
 
 // A concurrent index build that is killed, cancelled or hits lock_timeout
@@ -77,7 +77,7 @@ export function indexCheckStatement(targets: IndexTarget[], invalidBefore: numbe
   const array = (values: (string | undefined)[]) =>
     `ARRAY[${values
       .filter((v): v is string => v !== undefined)
-      .map(literal)
+      .map((name) => pg.escapeLiteral(name))
       .join(", ")}]::text[]`;
   const created = targets.filter((t) => t.creates && t.table);
   const expected = created.length
@@ -106,8 +106,4 @@ BEGIN
   END IF;
 END
 $migrate_check$`;
-}
-
-function literal(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
 }

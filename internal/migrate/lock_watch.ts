@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { blockersOf, type Session } from "./blockers.js";
-import { connect, disconnect } from "./connect.js";
+import { backendPid, connect, disconnect } from "./connect.js";
 import type { MigratorOptions } from "./options.js";
 
 // While a step runs, a second connection looks at whom the migrator waits
@@ -16,7 +16,7 @@ export type BlockerSnapshot =
 
 /** The second connection that looks at who blocks the migrator while a step runs. */
 export function lockWatch(opts: MigratorOptions, migrator: pg.Client) {
-  const pid = (migrator as unknown as { processID: number }).processID;
+  const pid = backendPid(migrator);
   // Several looks per lock_timeout, so one lands while the statement waits.
   const everyMs = Math.min(1000, Math.max(50, Math.floor((opts.lockTimeoutMs || 5000) / 5)));
   let conn: Promise<pg.Client> | undefined;

@@ -1,9 +1,9 @@
 import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
-import { analyse, type Script, type TransactionMode } from "./analyse.js";
+import { analyse, type Script } from "./analyse.js";
 import { readCatalog } from "./lint/catalog.js";
 import { checkConsents, type ConsentCheck } from "./lint/consent.js";
-import type { Thresholds } from "./lint/severity.js";
+import type { MigratorOptions } from "./options.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser } from "./sql.js";
@@ -26,9 +26,11 @@ export async function prepare(
   client: pg.ClientBase,
   source: MigrationSource,
   command: Command,
-  mode: TransactionMode = "migration",
-  operator?: string,
-  thresholds?: Thresholds,
+  {
+    transactions: mode,
+    operator,
+    thresholds,
+  }: Pick<MigratorOptions, "transactions" | "operator" | "thresholds">,
 ): Promise<Prepared> {
   const files = source.migrations;
   let applied = await readApplied(client);

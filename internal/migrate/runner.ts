@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { StepFailure, StepResult } from "./apply.js";
 import { connect, disconnect } from "./connect.js";
 import { ensureConsentTable } from "./consent_record.js";
-import { consented, ConsentRequiredError, type ConsentCheck } from "./lint/consent.js";
+import { consented, ConsentRequiredError, gateOf, type Gate } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
 import type { Command, Step } from "./plan.js";
 import { prepare, type Prepared } from "./prepare.js";
@@ -35,7 +35,7 @@ export interface Plan {
     transactional: boolean;
     ownTransactions: boolean;
     /** Up steps: what the consent gate says of the file; `up` refuses when not `ok`. */
-    gate?: Omit<ConsentCheck, "name" | "file"> & { ok: boolean };
+    gate?: Gate;
   })[];
   warnings: string[];
 }
@@ -49,14 +49,7 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
   try {
-    const p = await prepare(
-      client,
-      source,
-      command,
-      opts.transactions,
-      opts.operator,
-      opts.thresholds,
-    );
+    const p = await prepare(client, source, command, opts);
     return {
       adopted: p.adopt.map((f) => f.name),
       steps: p.steps.map((s) => {
@@ -66,17 +59,7 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
           ...s,
           transactional: script.transactional,
           ownTransactions: script.ownTransactions === true,
-          ...(c
-            ? {
-                gate: {
-                  ok: consented(c),
-                  needed: c.needed,
-                  used: c.used,
-                  errors: c.errors,
-                  unused: c.unused,
-                },
-              }
-            : {}),
+          ...(c ? { gate: gateOf(c) } : {}),
         };
       }),
       warnings: p.warnings,
@@ -103,14 +86,7 @@ export function run(
   loadSqlParser().catch(() => undefined);
   return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
-    const p = await prepare(
-      client,
-      source,
-      command,
-      opts.transactions,
-      opts.operator,
-      opts.thresholds,
-    );
+    const p = await prepare(client, source, command, opts);
     // Refused as a whole, before anything (even adoption) is written.
     const refused = [...p.consent.values()].filter((c) => !consented(c));
     if (refused.length > 0) throw new ConsentRequiredError(refused);

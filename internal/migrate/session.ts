@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { Outcome } from "./failure.js";
-import { abandon, connect, disconnect } from "./connect.js";
+import { abandon, backendPid, connect, disconnect } from "./connect.js";
 import { acquireLock, releaseLock } from "./lock.js";
 import type { Step } from "./plan.js";
 import type { MigratorOptions } from "./options.js";
@@ -15,7 +15,7 @@ import { readApplied } from "./state.js";
  * protocol's cancel request would: the first one is busy.
  */
 export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Promise<void> {
-  const pid = (busy as unknown as { processID: number }).processID;
+  const pid = backendPid(busy);
   try {
     const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
       replyTimeoutMs: opts.connectTimeoutMs,
@@ -53,7 +53,7 @@ export function sessionIdleMs(opts: Pick<MigratorOptions, "connectTimeoutMs">): 
  * timeout at each wait.
  */
 export async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): Promise<Outcome> {
-  const pid = (lost as unknown as { processID: number }).processID;
+  const pid = backendPid(lost);
   abandon(lost);
   let client: pg.Client;
   try {

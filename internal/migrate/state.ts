@@ -1,4 +1,4 @@
-import type pg from "pg";
+import pg from "pg";
 import { withConsent, type RecordedConsent } from "./consent_record.js";
 import { MIGRATIONS_TABLE, MIGRATIONS_TABLE_COLUMNS } from "./seams/node_pg_migrate.js";
 import type { Step } from "./plan.js";
@@ -63,9 +63,9 @@ export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
  * query. An up with consent records it in the same statement.
  */
 export function recordStatement(s: Step): string {
-  const name = literal(s.name);
+  const name = pg.escapeLiteral(s.name);
   if (s.direction === "down") return `DELETE FROM ${MIGRATIONS_TABLE} WHERE name = ${name}`;
-  const insert = `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum) VALUES (${name}, ${NOW_UTC}, ${literal(s.migration.checksum)})`;
+  const insert = `INSERT INTO ${MIGRATIONS_TABLE} (name, run_on, checksum) VALUES (${name}, ${NOW_UTC}, ${pg.escapeLiteral(s.migration.checksum)})`;
   return s.consent?.allows.length ? withConsent(insert, s.name, s.consent) : insert;
 }
 
@@ -88,11 +88,6 @@ export async function recordChecksum(client: pg.ClientBase, file: MigrationFile)
     file.checksum,
     file.name,
   ]);
-}
-
-// Names carry no quote (source.ts refuses them); doubled anyway.
-function literal(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
 }
 
 /** Whether pgmigrations exists: a database this tool (or node-pg-migrate) has migrated. */

@@ -84,6 +84,34 @@ describe("consent", () => {
       ["1_t", true],
       ["2_drop_b", false],
     ]);
+    // A deploy script reading --json gets the refusal's structure, not only its text.
+    const refusal = await migrate(db, ["up", "--dir", dir, "--json"]);
+    expect(refusal.code).toBe(1);
+    const doc = JSON.parse(refusal.stdout) as {
+      exitCode: number;
+      refused: { name: string; needed: { rule: string; line: number; marker: string }[] }[];
+    };
+    expect(doc.exitCode).toBe(1);
+    expect(doc.refused.map((r) => [r.name, r.needed.map((n) => [n.rule, n.line])])).toEqual([
+      ["2_drop_b", [["ban-drop-column", 2]]],
+    ]);
+    expect(doc.refused[0]!.needed[0]!.marker).toMatch(/^-- migrate:allow ban-drop-column "/);
+    // A rehearsal shows what the file would lock, and fails as up would.
+    const plan = await migrate(db, ["plan", "--dir", dir]);
+    expect(plan.code, plan.output).toBe(1);
+    expect(plan.stdout).toMatch(/ {2}NEEDS CONSENT: .*2_drop_b\.up\.sql:2 \[ban-drop-column\]/);
+    expect(plan.stdout).toContain("up would refuse: 1 file(s) need consent (2_drop_b)");
+    const rehearsed = await migrate(db, ["up", "--rehearse", "--dir", dir, "--json"]);
+    expect(rehearsed.code, rehearsed.output).toBe(1);
+    const r = JSON.parse(rehearsed.stdout) as {
+      refused: string[];
+      migrations: { name: string; gate: { ok: boolean } }[];
+    };
+    expect(r.refused).toEqual(["2_drop_b"]);
+    expect(r.migrations.map((m) => [m.name, m.gate.ok])).toEqual([
+      ["1_t", true],
+      ["2_drop_b", false],
+    ]);
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
   });
 

@@ -145,12 +145,29 @@ describe("a database that never answers", () => {
     await new Promise((r) => server.close(r));
   });
 
-  it("gives exit 1 after --connect-timeout, naming the wait", async () => {
+  // 1 from a command that only looks means it found something: one that
+  // could not look says 2; a command that changes the schema failed: 1.
+  it.each([
+    [["status"], 2],
+    [["validate"], 2],
+    [["lint", "--sizes"], 2],
+    [["plan"], 2],
+    [["up", "--rehearse"], 2],
+    [["up", "--dry-run"], 2],
+    [["up"], 1],
+    [["down"], 1],
+  ])("%j gives exit %i after --connect-timeout, naming the wait", async (command, code) => {
     const run = await runMigrate(
-      ["status", "--connect-timeout", "1s", "--database-url", `postgres://u@127.0.0.1:${port}/db`],
+      [
+        ...command,
+        "--connect-timeout",
+        "1s",
+        "--database-url",
+        `postgres://u@127.0.0.1:${port}/db`,
+      ],
       { env: { DATABASE_URL: undefined } },
     );
-    expect(run.code).toBe(1);
+    expect(run.code, run.output).toBe(code);
     expect(run.output).toContain(`database 127.0.0.1:${port}/db did not answer within 1 s`);
   });
 

@@ -79,6 +79,11 @@ const cases: [rule: string, danger: string, safe: string][] = [
     "ALTER TABLE users ALTER COLUMN age SET DEFAULT 0;",
   ],
   ["ban-drop-table", "DROP TABLE events;", "CREATE TABLE scratch (a int);\nDROP TABLE scratch;"],
+  [
+    "ban-drop-table",
+    "DROP TABLE public.events;",
+    "CREATE TABLE scratch (a int);\nDROP TABLE public.scratch;",
+  ],
   ["ban-truncate-cascade", "TRUNCATE users CASCADE;", "SELECT 1;"],
   [
     "ban-create-domain-with-constraint",
@@ -158,6 +163,7 @@ const cases: [rule: string, danger: string, safe: string][] = [
   ],
   ["transaction-nesting", "BEGIN;\nSELECT 1;\nCOMMIT;", "SELECT 1;"],
   ["vacuum-full", "VACUUM FULL users;", "VACUUM users;"],
+  ["vacuum-full", "VACUUM FULL;", "VACUUM;"],
   ["cluster", "CLUSTER users USING users_pkey;", "SELECT 1;"],
   ["lock-table", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;", "SELECT 1;"],
   [

@@ -1,6 +1,6 @@
 import type { MigrationFile } from "../source.js";
 import { splitStatements, SqlSyntaxError } from "../sql.js";
-import { ALLOW_LINE } from "./marker.js";
+import { markerLines } from "./marker.js";
 import type { DatabaseCatalog } from "./catalog.js";
 import { lintMigrationFiles } from "./file.js";
 import { bySize, type Thresholds } from "./severity.js";
@@ -14,6 +14,7 @@ import { namesOf, RULES, type RuleId } from "./rules.js";
 
 /** A consent marker read from a file. */
 export interface Allow {
+  /** The rule's id (a marker naming it by an old id is read as the id). */
   rule: string;
   reason: string;
   /** 1-based line of the marker. */
@@ -47,43 +48,51 @@ export interface ConsentCheck {
 // own, and a missing down file is about reverting, not about what `up` does.
 const NOT_GATED = new Set(["syntax", "missing-down"]);
 
-// A marker may name a rule by its id or by an id this linter used before.
-const KNOWN_NAMES = new Set(Object.keys(RULES).flatMap((id) => namesOf(id as RuleId)));
+// A marker may name a rule by its id or by an id this linter used before;
+// an old id that several rules share names none of them.
+const RULES_BY_NAME = new Map<string, RuleId[]>();
+for (const id of Object.keys(RULES) as RuleId[])
+  for (const name of namesOf(id)) RULES_BY_NAME.set(name, [...(RULES_BY_NAME.get(name) ?? []), id]);
 
 // `-- migrate:lint-ignore …` silences `migrate lint` only: blanked (lines kept) before the gate lints.
 const LINT_IGNORE = /^[ \t]*--[ \t]*migrate:lint-ignore\b.*$/gm;
 
-/** Every consent marker of `text`, and the malformed ones as errors naming file and line. */
+/**
+ * Every consent marker of `text`, each under its rule's id, and the malformed
+ * ones as errors naming file and line.
+ */
 export function readMarkers(text: string, file: string): { allows: Allow[]; errors: string[] } {
   const allows: Allow[] = [];
   const errors: string[] = [];
-  text.split("\n").forEach((content, i) => {
-    const m = ALLOW_LINE.exec(content);
-    if (!m) return;
-    const line = i + 1;
-    const rest = m[1]!.trim();
-    const rule = /^[^\s"]+/.exec(rest)?.[0];
+  for (const { index, rest: raw } of markerLines(text)) {
+    const line = index + 1;
+    const rest = raw.trim();
+    const name = /^[^\s"]+/.exec(rest)?.[0];
     const where = `${file}:${line}`;
-    if (!rule) {
+    if (!name) {
       errors.push(`${where}: -- migrate:allow names no rule: write -- migrate:allow RULE "why"`);
-      return;
+      continue;
     }
-    if (!KNOWN_NAMES.has(rule) || NOT_GATED.has(rule)) {
+    const ids = (RULES_BY_NAME.get(name) ?? []).filter((id) => !NOT_GATED.has(id));
+    if (ids.length !== 1) {
       const known = Object.keys(RULES).filter((r) => !NOT_GATED.has(r));
       errors.push(
-        `${where}: -- migrate:allow: unknown rule "${rule}" (rules that take consent: ${known.join(", ")})`,
+        ids.length > 1
+          ? `${where}: -- migrate:allow: "${name}" is an old name of several rules (${ids.join(", ")}): name the one this statement needs`
+          : `${where}: -- migrate:allow: unknown rule "${name}" (rules that take consent: ${known.join(", ")})`,
       );
-      return;
+      continue;
     }
-    const reason = /^"([^"]*)"$/.exec(rest.slice(rule.length).trim())?.[1]?.trim();
+    // Everything between the first and the last double quote: a reason may quote.
+    const reason = /^"(.*)"$/.exec(rest.slice(name.length).trim())?.[1]?.trim();
     if (!reason) {
       errors.push(
-        `${where}: -- migrate:allow ${rule} has no reason: write -- migrate:allow ${rule} "why it is safe here" (a reason in double quotes is required)`,
+        `${where}: -- migrate:allow ${name} has no reason: write -- migrate:allow ${name} "why it is safe here" (a reason in double quotes is required)`,
       );
-      return;
+      continue;
     }
-    allows.push({ rule, reason, line });
-  });
+    allows.push({ rule: ids[0]!, reason, line });
+  }
   return { allows, errors };
 }
 
@@ -149,13 +158,9 @@ function allowsFor(file: MigrationFile, allows: Allow[], findings: Finding[]) {
   const spans = statementSpans(file.up, file.upPath);
   for (const f of findings) {
     const span = spanOf(spans, f.line);
-    const names = namesOf(f.rule as RuleId);
     const allow = allows.find(
       (a) =>
-        names.includes(a.rule) &&
-        span !== undefined &&
-        a.line >= span.leadFrom &&
-        a.line < span.first,
+        a.rule === f.rule && span !== undefined && a.line >= span.leadFrom && a.line < span.first,
     );
     if (allow) covered.set(f, allow);
   }
@@ -170,9 +175,18 @@ export function consented(c: ConsentCheck): boolean {
   return c.needed.length === 0 && c.errors.length === 0;
 }
 
+/** What `up --dry-run`, `plan` and `up --rehearse` show of a file's check: `ok` is false where `up` refuses it. */
+export type Gate = Omit<ConsentCheck, "name" | "file"> & { ok: boolean };
+
+export function gateOf(c: ConsentCheck): Gate {
+  return { ok: consented(c), needed: c.needed, used: c.used, errors: c.errors, unused: c.unused };
+}
+
 /** Pending files that lack consent: `up` refuses them all before applying anything. */
 export class ConsentRequiredError extends Error {
   override name = "ConsentRequiredError";
+  /** For `--json`: each refused file with what it needs. */
+  readonly details: { refused: ConsentCheck[] };
   constructor(readonly checks: ConsentCheck[]) {
     super(
       [
@@ -186,6 +200,7 @@ export class ConsentRequiredError extends Error {
         "nothing was applied: a dangerous statement runs only with consent written in its file, with a reason (see docs/migrations.md, Consent)",
       ].join("\n"),
     );
+    this.details = { refused: checks };
   }
 }
 

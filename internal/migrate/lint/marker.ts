@@ -1,18 +1,127 @@
-// The consent marker's line pattern, apart from the gate (consent.ts) so that
+// The consent marker's lines, apart from the gate (consent.ts) so that
 // reading the folder (source.ts) loads neither the linter nor the parser.
 
 /** A whole line `-- migrate:allow …`; group 1 is what follows the keyword. */
-export const ALLOW_LINE = /^[ \t]*--[ \t]*migrate:allow\b(.*)$/;
+const ALLOW_LINE = /^[ \t]*--[ \t]*migrate:allow\b(.*)$/;
+
+/** A consent marker: its 0-based line and what follows `migrate:allow`. */
+export interface MarkerLine {
+  index: number;
+  rest: string;
+}
 
 /**
- * The text whose checksum is recorded: the file less its whole-line consent
- * markers, so adding consent to an applied file is not an edit. A file
- * without a marker is returned unchanged (its checksum is as it always was).
+ * The marker lines of `text` that are comments of the file itself: a line
+ * of the same shape inside a string, a quoted identifier, a block comment or
+ * a dollar-quoted body (a function's source) is SQL, not a marker.
+ */
+export function markerLines(text: string): MarkerLine[] {
+  if (!text.includes("migrate:allow")) return [];
+  const found: MarkerLine[] = [];
+  const lines = text.split("\n");
+  let inside = false;
+  const scan = sqlScanner();
+  for (const [index, line] of lines.entries()) {
+    const m = inside ? null : ALLOW_LINE.exec(line);
+    if (m) found.push({ index, rest: m[1]! });
+    inside = scan(`${line}\n`);
+  }
+  return found;
+}
+
+/**
+ * The text whose checksum is recorded: the file less its consent markers, so
+ * adding consent to an applied file is not an edit. A file without a marker
+ * is returned unchanged (its checksum is as it always was).
  */
 export function checksummedText(text: string): string {
-  if (!text.includes("migrate:allow")) return text;
+  const markers = markerLines(text);
+  if (markers.length === 0) return text;
+  const drop = new Set(markers.map((m) => m.index));
   return text
     .split("\n")
-    .filter((line) => !ALLOW_LINE.test(line))
+    .filter((_, i) => !drop.has(i))
     .join("\n");
+}
+
+type State =
+  | { in: "code" }
+  | { in: "string"; backslash: boolean }
+  | { in: "ident" }
+  | { in: "block"; depth: number }
+  | { in: "dollar"; tag: string };
+
+/**
+ * PostgreSQL's lexical states, as far as a marker cares: fed the text in
+ * pieces, it answers whether the piece ended inside a string, quoted
+ * identifier, block comment or dollar quote (a line comment ends with its line).
+ */
+function sqlScanner(): (piece: string) => boolean {
+  let state: State = { in: "code" };
+  return (piece) => {
+    let i = 0;
+    while (i < piece.length) {
+      const c = piece[i]!;
+      const next = piece[i + 1];
+      switch (state.in) {
+        case "code":
+          if (c === "-" && next === "-") {
+            i = piece.indexOf("\n", i);
+            if (i < 0) i = piece.length;
+          } else if (c === "/" && next === "*") {
+            state = { in: "block", depth: 1 };
+            i += 2;
+          } else if (c === "'") {
+            state = { in: "string", backslash: /(^|[^A-Za-z0-9_$])[Ee]$/.test(piece.slice(0, i)) };
+            i++;
+          } else if (c === '"') {
+            state = { in: "ident" };
+            i++;
+          } else if (c === "$" && !/[A-Za-z0-9_$]$/.test(piece.slice(Math.max(0, i - 1), i))) {
+            const tag = /^\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/.exec(
+              piece.slice(i),
+            );
+            if (tag) {
+              state = { in: "dollar", tag: tag[0] };
+              i += tag[0].length;
+            } else i++;
+          } else i++;
+          break;
+        case "string":
+          if (state.backslash && c === "\\") i += 2;
+          else if (c === "'" && next === "'") i += 2;
+          else {
+            if (c === "'") state = { in: "code" };
+            i++;
+          }
+          break;
+        case "ident":
+          if (c === '"' && next === '"') i += 2;
+          else {
+            if (c === '"') state = { in: "code" };
+            i++;
+          }
+          break;
+        case "block":
+          if (c === "/" && next === "*") {
+            state.depth++;
+            i += 2;
+          } else if (c === "*" && next === "/") {
+            state = --state.depth === 0 ? { in: "code" } : state;
+            i += 2;
+          } else i++;
+          break;
+        case "dollar": {
+          const end = piece.indexOf(state.tag, i);
+          if (end < 0) i = piece.length;
+          else {
+            i = end + state.tag.length;
+            state = { in: "code" };
+          }
+          break;
+        }
+      }
+    }
+    return state.in !== "code";
+  };
 }

@@ -1,3 +1,4 @@
+import { defaults } from "../../conf/defaults.js";
 import type { DatabaseCatalog } from "./catalog.js";
 import type { Finding } from "./finding.js";
 import { RULES, type Rule } from "./rules.js";
@@ -8,7 +9,13 @@ export interface Thresholds {
   errorBytes: number;
 }
 
-export const DEFAULT_THRESHOLDS: Thresholds = { errorRows: 100_000, errorBytes: 64 * 1024 * 1024 };
+const { lint_error_rows, lint_error_bytes } = defaults.data.database.migration;
+
+/** The config's defaults, for `migrate lint` without a config. */
+export const DEFAULT_THRESHOLDS: Thresholds = {
+  errorRows: lint_error_rows,
+  errorBytes: lint_error_bytes,
+};
 
 /** With a database: each finding of a rule whose cost grows with the table, judged by the table's size. */
 export function bySize(

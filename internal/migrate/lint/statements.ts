@@ -2,7 +2,7 @@ import { alterTable } from "./alter_table.js";
 import { addIndex, declareColumn, foreignKey } from "./columns.js";
 import type { FileContext } from "./context.js";
 import { plpgsqlBody } from "./plpgsql.js";
-import { constraints, kindOf, list, names, relName, type Node } from "./tree.js";
+import { constraints, kindOf, list, names, qualified, relName, type Node } from "./tree.js";
 
 // LOCK TABLE's mode numbers (lockdefs.h).
 const LOCK_MODES = [
@@ -48,11 +48,13 @@ export function checkStatement(ctx: FileContext, node: Node, sql: string): void 
     case "RenameStmt":
       return rename(ctx, body);
     case "VacuumStmt":
-      if (hasOption(body.options, "full"))
-        for (const r of list(body.rels)) {
-          const table = relName((r.VacuumRelation as Node).relation);
-          ctx.add("vacuum-full", { table, message: `VACUUM FULL ${table}` });
-        }
+      if (!hasOption(body.options, "full")) return;
+      if (list(body.rels).length === 0)
+        return ctx.add("vacuum-full", { message: "VACUUM FULL of every table of the database" });
+      for (const r of list(body.rels)) {
+        const table = relName((r.VacuumRelation as Node).relation);
+        ctx.add("vacuum-full", { table, message: `VACUUM FULL ${table}` });
+      }
       return;
     case "ClusterStmt":
       return ctx.add("cluster", {
@@ -163,7 +165,7 @@ function createIndex(ctx: FileContext, body: Node): void {
 
 function drop(ctx: FileContext, body: Node): void {
   const objects = list(body.objects).map((o) =>
-    o.List ? names((o.List as Node).items).join(".") : names([o]).join("."),
+    qualified(o.List ? names((o.List as Node).items) : names([o])),
   );
   switch (body.removeType) {
     case "OBJECT_TABLE":

@@ -11,9 +11,12 @@ export function kindOf(node: Node): [string, Node] {
 export function relName(relation: unknown): string {
   const r = relation as Node | undefined;
   if (!r?.relname) return "";
-  return r.schemaname && r.schemaname !== "public"
-    ? `${String(r.schemaname)}.${String(r.relname)}`
-    : String(r.relname);
+  return qualified(r.schemaname ? [String(r.schemaname), String(r.relname)] : [String(r.relname)]);
+}
+
+/** A name as the linter keys tables: `public.` is left out, as the search path leaves it out. */
+export function qualified(parts: string[]): string {
+  return parts[0] === "public" && parts.length === 2 ? parts[1]! : parts.join(".");
 }
 
 export function list(value: unknown): Node[] {

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { connect, disconnect } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
+import { consented, gateOf, type Gate } from "../lint/consent.js";
 import { prepare, type Prepared } from "../prepare.js";
 import { cancelBackend, replyTimeoutMs } from "../session.js";
 import { readMigrations } from "../source.js";
@@ -24,6 +25,8 @@ export interface RehearsedMigration {
   statements: StatementTrace[];
   ms: number;
   failed: boolean;
+  /** The consent gate's verdict: `up` refuses the file when `gate.ok` is false, whatever the rehearsal shows. */
+  gate: Gate;
 }
 
 export interface Rehearsal {
@@ -34,6 +37,8 @@ export interface Rehearsal {
   migrations: RehearsedMigration[];
   /** The first failure, if any: the migrations after it were not rehearsed. */
   failed: boolean;
+  /** Pending files `up` would refuse for want of consent (rehearsed all the same, to show what they lock). */
+  refused: string[];
   warnings: string[];
 }
 
@@ -61,15 +66,14 @@ export async function rehearse(
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
   try {
-    const p = await prepare(
-      target,
-      source,
-      { kind: "up", count, allowOutOfOrder },
-      opts.transactions,
-      opts.operator,
-      opts.thresholds,
-    );
-    const result: Rehearsal = { mode, migrations: [], failed: false, warnings: p.warnings };
+    const p = await prepare(target, source, { kind: "up", count, allowOutOfOrder }, opts);
+    const result: Rehearsal = {
+      mode,
+      migrations: [],
+      failed: false,
+      refused: [...p.consent.entries()].filter(([, c]) => !consented(c)).map(([s]) => s.name),
+      warnings: p.warnings,
+    };
     if (mode === "target") {
       const outside = p.steps.find((s) => !p.scripts.get(s)!.transactional);
       if (outside) {
@@ -146,6 +150,7 @@ async function traced(
         statements: [],
         ms: 0,
         failed: false,
+        gate: gateOf(p.consent.get(s)!),
       };
       result.migrations.push(m);
       const started = performance.now();

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { backendPid } from "../connect.js";
 import type { Statement } from "../sql.js";
 
 // What one statement did to the relations it met: the locks it took, how
@@ -74,8 +75,6 @@ export function lockModeName(mode: string): string {
     .toUpperCase();
 }
 
-const pidOf = (client: pg.Client) => (client as unknown as { processID: number }).processID;
-
 /**
  * Runs `st` on `client` and traces it. In a transaction (`inTransaction`) the
  * session's own locks are read after the statement and diffed against those
@@ -91,7 +90,7 @@ export async function traceStatement(
   st: Statement,
   inTransaction: boolean,
 ): Promise<StatementTrace> {
-  const pid = pidOf(client);
+  const pid = backendPid(client);
   const { relations: before, locks: held } = await snapshot(client, inTransaction);
   const seen = new Set<string>();
   let running = true;
