@@ -16,7 +16,10 @@ export function lockWaits(write: Write, waits: LockWait[]): void {
   let last: number | undefined;
   for (const w of waits) {
     if (w.blocked.pid !== last) {
-      const waited = w.blocked.waitingMs === null ? "" : ` for ${seconds(w.blocked.waitingMs)}`;
+      // Before PostgreSQL 14 the wait counts from its statement's start: a bound.
+      const bound = w.blocked.waitingFrom === "statement" ? "at most " : "";
+      const waited =
+        w.blocked.waitingMs === null ? "" : ` for ${bound}${seconds(w.blocked.waitingMs)}`;
       write(`waiting${waited}: ${describeSession(w.blocked)}\n`);
       last = w.blocked.pid;
     }

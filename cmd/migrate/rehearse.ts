@@ -48,7 +48,8 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
         if (r.failed || r.refused.length > 0) process.exitCode = 1;
         if (stop.signal.aborted) process.exitCode = stop.signal.reason === "SIGINT" ? 130 : 143;
       },
-      { logs: false },
+      // Logged (stderr): rehearsal databases of earlier runs it drops, one it could not.
+      { logs: true },
     );
   } finally {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);

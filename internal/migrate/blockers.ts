@@ -50,45 +50,70 @@ export async function blockersOf(client: pg.ClientBase, pid: number): Promise<Se
   return rows.map(session);
 }
 
+/**
+ * Where a wait's time is counted from: the lock request (pg_locks.waitstart,
+ * PostgreSQL 14 and later), else the start of the waiting statement (it
+ * waits no longer than that).
+ */
+export type WaitingFrom = "lock" | "statement";
+
 /** One lock wait: the session that waits, since when, and one that it waits for. */
 export interface LockWait {
-  blocked: Session & { waitingMs: number | null };
+  blocked: Session & { waitingMs: number | null; waitingFrom: WaitingFrom };
   blocking: Session;
 }
+
+/** pg_locks.waitstart is PostgreSQL 14's. */
+const WAITSTART_SINCE = 140000;
 
 /**
  * The design document's lock-wait query (blocked and blocking pid, user,
  * statement), written with pg_blocking_pids, which pairs a waiter with the
  * holders of the very lock it waits for (and those queued ahead of it) where
  * a join of pg_locks on the lock type alone pairs it with every session
- * holding any lock of that type. Plus how long each has waited (pg_locks'
- * waitstart, PostgreSQL 14) and each transaction's age.
+ * holding any lock of that type. Plus how long each has waited and each
+ * transaction's age; on a server before 14, which has no pg_locks.waitstart,
+ * the wait counts from the waiting statement's start.
  */
-export async function lockWaits(client: pg.ClientBase): Promise<LockWait[]> {
-  const { rows } = await client.query<{
-    blocked: Row & { waitingMs: string | null };
-    blocking: Row;
-  }>(
-    `SELECT json_build_object('pid', w.pid, 'user', w."user", 'application', w.application,
+export function lockWaitsQuery(serverVersionNum: number): string {
+  const waiting =
+    serverVersionNum >= WAITSTART_SINCE
+      ? `(SELECT (extract(epoch FROM clock_timestamp() - min(l.waitstart)) * 1000)::int8
+            FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted)`
+      : "(extract(epoch FROM clock_timestamp() - a.query_start) * 1000)::int8";
+  return `SELECT json_build_object('pid', w.pid, 'user', w."user", 'application', w.application,
               'state', w.state, 'transactionMs', w."transactionMs", 'statement', w.statement,
               'truncated', w.truncated, 'waitingMs', w."waitingMs") AS blocked,
             (SELECT row_to_json(h) FROM (SELECT ${SESSION("a")} FROM pg_stat_activity a
               WHERE a.pid = b.pid) h) AS blocking
-       FROM (SELECT ${SESSION("a")},
-                    (SELECT (extract(epoch FROM clock_timestamp() - min(l.waitstart)) * 1000)::int8
-                       FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) AS "waitingMs",
-                    a.xact_start
+       FROM (SELECT ${SESSION("a")}, ${waiting} AS "waitingMs", a.xact_start
                FROM pg_stat_activity a
               WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()) w
        CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid)
-      ORDER BY w."waitingMs" DESC NULLS LAST, w.pid, b.pid`,
-  );
+      ORDER BY w."waitingMs" DESC NULLS LAST, w.pid, b.pid`;
+}
+
+/** The lock waits of the database; `serverVersionNum` is read from the server unless given. */
+export async function lockWaits(
+  client: pg.ClientBase,
+  serverVersionNum?: number,
+): Promise<LockWait[]> {
+  const version =
+    serverVersionNum ??
+    (await client.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v"))
+      .rows[0]!.v;
+  const waitingFrom: WaitingFrom = version >= WAITSTART_SINCE ? "lock" : "statement";
+  const { rows } = await client.query<{
+    blocked: Row & { waitingMs: string | null };
+    blocking: Row;
+  }>(lockWaitsQuery(version));
   return rows
     .filter((r) => r.blocking !== null)
     .map((r) => ({
       blocked: {
         ...session(r.blocked),
         waitingMs: r.blocked.waitingMs === null ? null : Number(r.blocked.waitingMs),
+        waitingFrom,
       },
       blocking: session(r.blocking),
     }));

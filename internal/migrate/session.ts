@@ -64,22 +64,8 @@ export async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): P
     return { unknown: `could not reconnect to check: ${(err as Error).message}` };
   }
   try {
-    const alive = async () =>
-      (
-        await client.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1",
-          [pid],
-        )
-      ).rows[0]!.n > 0;
-    if (await alive()) {
-      await client.query("SELECT pg_terminate_backend($1)", [pid]);
-      const deadline = Date.now() + opts.connectTimeoutMs;
-      while (await alive()) {
-        if (Date.now() > deadline)
-          return { unknown: `the lost session (pid ${pid}) is still running` };
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    if (!(await endSession(client, pid, opts.connectTimeoutMs)))
+      return { unknown: `the lost session (pid ${pid}) is still running` };
     const recorded = (await readApplied(client)).some((a) => a.name === s.name);
     opts.log.warn(
       { migration: s.name, recorded },
@@ -91,6 +77,30 @@ export async function settle(opts: MigratorOptions, lost: pg.Client, s: Step): P
   } finally {
     await disconnect(client, opts.connectTimeoutMs);
   }
+}
+
+/**
+ * Ends session `pid`, seen from `client`, if it still runs (a stalled peer
+ * keeps a session alive after its client dropped the connection), and waits
+ * at most `waitMs` for it to go: whatever it was running has then committed
+ * or rolled back. False when it is still there.
+ */
+export async function endSession(client: pg.Client, pid: number, waitMs: number): Promise<boolean> {
+  const alive = async () =>
+    (
+      await client.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1",
+        [pid],
+      )
+    ).rows[0]!.n > 0;
+  if (!(await alive())) return true;
+  await client.query("SELECT pg_terminate_backend($1)", [pid]);
+  const deadline = Date.now() + waitMs;
+  while (await alive()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
 }
 
 /**

@@ -1,6 +1,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readCatalog } from "../../internal/migrate/lint/catalog.js";
 import { query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { BASE_SCHEMA } from "../helpers/lint_fixture.js";
@@ -163,5 +165,43 @@ describe("lint with a database", () => {
     const run = await migrate(db, ["lint", "--sizes", "--dir", dir, "--error-bytes", "lots"]);
     expect(run.code).toBe(2);
     expect(run.output).toMatch(/--error-bytes lots: expected a size/);
+  });
+});
+
+describe("the catalog lint reads", () => {
+  it("When a view is being replaced, Then the sizes are read without waiting for its lock", async () => {
+    const db = await freshDb();
+    await query(
+      db.url,
+      `CREATE TABLE sized (id int PRIMARY KEY); INSERT INTO sized SELECT generate_series(1, 500); ANALYZE sized;
+       CREATE TABLE parted (id int) PARTITION BY RANGE (id);
+       CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (1000);
+       INSERT INTO parted SELECT generate_series(1, 300); ANALYZE parted_1;
+       CREATE VIEW sized_view AS SELECT * FROM sized`,
+    );
+    // CREATE OR REPLACE VIEW holds ACCESS EXCLUSIVE on the view alone until it commits.
+    const replacing = new pg.Client({ connectionString: db.url });
+    const reader = new pg.Client({ connectionString: db.url });
+    await replacing.connect();
+    await reader.connect();
+    try {
+      await replacing.query("BEGIN; CREATE OR REPLACE VIEW sized_view AS SELECT * FROM sized");
+      // A wait for that lock fails instead of hanging the test.
+      await reader.query("SET lock_timeout = '5s'");
+
+      const catalog = await readCatalog(reader);
+
+      const [expected] = await query<{ sized: string; parted: string }>(
+        db.url,
+        `SELECT pg_total_relation_size('sized')::text AS sized, pg_total_relation_size('parted_1')::text AS parted`,
+      );
+      expect(catalog.size("sized")).toEqual({ rows: 500, bytes: Number(expected!.sized) });
+      expect(catalog.size("sized_pkey")).toEqual(catalog.size("sized"));
+      expect(catalog.size("parted")).toEqual({ rows: 300, bytes: Number(expected!.parted) });
+      expect(catalog.size("sized_view")).toBeUndefined();
+    } finally {
+      await replacing.end();
+      await reader.end();
+    }
   });
 });

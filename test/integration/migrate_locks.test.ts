@@ -1,5 +1,6 @@
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
+import { lockWaits } from "../../internal/migrate/blockers.js";
 import { migratorOptions } from "../../internal/migrate/options.js";
 import { migrateOnStart } from "../../internal/migrate/startup.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
@@ -207,6 +208,16 @@ describe("migrate locks", () => {
         state: "idle in transaction",
         transactionMs: expect.any(Number),
       }),
+    });
+    // The query a PostgreSQL 13 server gets (no pg_locks.waitstart) finds the same pair.
+    const reader = await session(db);
+    expect(await lockWaits(reader.client, 130000)).toContainEqual({
+      blocked: expect.objectContaining({
+        pid: w.pid,
+        waitingMs: expect.any(Number),
+        waitingFrom: "statement",
+      }),
+      blocking: expect.objectContaining({ pid: h.pid }),
     });
     const text = await migrate(db, ["locks", "--dir", dir]);
     expect(text.code, text.output).toBe(0);

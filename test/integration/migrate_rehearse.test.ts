@@ -1,5 +1,16 @@
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
+import {
+  abandon,
+  connect,
+  DatabaseStalledError,
+  disconnect,
+} from "../../internal/migrate/connect.js";
+import { migratorOptions } from "../../internal/migrate/options.js";
+import { RehearsalUnavailableError, withCopy } from "../../internal/migrate/rehearse/copy.js";
+import type { Logger } from "../../internal/pkg/log/logger.js";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures } from "../helpers/migrations.js";
@@ -192,6 +203,100 @@ describe("when no copy can be made", () => {
       expect(run.output).toContain("CREATEDB");
     } finally {
       await query(db.url, `DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+});
+
+describe("rehearsal databases are not left behind", () => {
+  const exists = async (db: TestDatabase, name: string) =>
+    (await query(db.url, "SELECT 1 FROM pg_database WHERE datname = $1", [name])).length > 0;
+  const pidOf = (c: pg.Client) => (c as unknown as { processID: number }).processID;
+  const silent = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger;
+
+  it("When the target's connection dies during the rehearsal, Then the copy is dropped over a fresh one", async () => {
+    const db = await freshDb();
+    const target = await connect(db.url, 10_000);
+    let name = "";
+    try {
+      await withCopy(
+        migratorOptions(undefined, db.url, silent),
+        target,
+        [],
+        [],
+        "replay",
+        async (copy) => {
+          name = copy.name;
+          await query(db.url, "SELECT pg_terminate_backend($1)", [pidOf(target)]);
+        },
+      );
+    } finally {
+      await disconnect(target, 1000);
+    }
+    expect(name).toMatch(/^migrate_rehearsal_[0-9a-f]{12}$/);
+    expect(await exists(db, name)).toBe(false);
+  });
+
+  it("When the reply to CREATE DATABASE is lost, Then the copy it made is dropped and the rehearsal cannot run", async () => {
+    const db = await freshDb();
+    const target = await connect(db.url, 10_000);
+    const real = target.query.bind(target) as (text: string) => Promise<unknown>;
+    let created = "";
+    // The statement runs; its reply never comes back (a stalled peer).
+    target.query = (async (text: string, ...rest: unknown[]) => {
+      if (typeof text !== "string" || !text.startsWith("CREATE DATABASE"))
+        return (real as (...a: unknown[]) => Promise<unknown>)(text, ...rest);
+      await real(text);
+      created = /^CREATE DATABASE (\w+)/.exec(text)![1]!;
+      abandon(target);
+      throw new DatabaseStalledError("stopped answering");
+    }) as unknown as typeof target.query;
+    try {
+      const run = withCopy(
+        migratorOptions(undefined, db.url, silent),
+        target,
+        [],
+        [],
+        "replay",
+        () => Promise.resolve("not reached"),
+      );
+      await expect(run).rejects.toThrow(RehearsalUnavailableError);
+    } finally {
+      await disconnect(target, 1000);
+    }
+    expect(created).toMatch(/^migrate_rehearsal_/);
+    expect(await exists(db, created)).toBe(false);
+  });
+
+  it("When earlier runs left copies, Then a rehearsal drops those nobody uses, logging each", async () => {
+    const db = await freshDb();
+    expect((await migrate(db, ["up"])).code).toBe(0);
+    const [stale, busy, owned] = [1, 2, 3].map(
+      () => `migrate_rehearsal_${randomBytes(6).toString("hex")}`,
+    ) as [string, string, string];
+    for (const n of [stale, busy, owned]) await query(db.url, `CREATE DATABASE ${n}`);
+    const url = new URL(db.url);
+    url.pathname = `/${busy}`;
+    // A session connected to one; a live rehearsal (on another database) owning another.
+    const connected = new pg.Client({ connectionString: url.toString() });
+    const owner = new pg.Client({ connectionString: db.url, application_name: `migrate ${owned}` });
+    await connected.connect();
+    await owner.connect();
+    try {
+      const run = await migrate(db, ["plan", "--schema-from=replay", "--dir", folder(pending)]);
+      expect(run.code, run.output).toBe(0);
+      expect(run.output).toMatch(
+        new RegExp(
+          `"database":"${stale}".*"msg":"dropped a rehearsal database left by an earlier run"`,
+        ),
+      );
+      expect(await exists(db, stale)).toBe(false);
+      expect(await exists(db, busy)).toBe(true);
+      expect(await exists(db, owned)).toBe(true);
+    } finally {
+      await connected.end();
+      await owner.end();
+      for (const n of [stale, busy, owned])
+        await query(db.url, `DROP DATABASE IF EXISTS ${n} WITH (FORCE)`);
     }
   });
 });

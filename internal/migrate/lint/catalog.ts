@@ -23,24 +23,30 @@ export async function readCatalog(client: pg.ClientBase): Promise<DatabaseCatalo
   const sizes = new Map<string, TableSize>();
   // A partitioned table is the sum of its leaves (its own entry is empty);
   // an index (REINDEX INDEX, DROP INDEX) is judged by the table it is on.
+  // Only those tables are measured (once each: the CTE is materialized):
+  // pg_total_relation_size reads every file of the relation and waits for
+  // its ACCESS SHARE lock, so measuring each index, TOAST table, sequence
+  // and view of the database would cost as much again and would queue
+  // behind a lock on any of them (a view being replaced).
   const tables = await client.query<{ name: string; rows: string; bytes: string; index: boolean }>(
-    `WITH sized AS (
-       SELECT c.oid, greatest(c.reltuples, 0)::bigint AS rows, pg_total_relation_size(c.oid) AS bytes
-         FROM pg_class c WHERE c.relkind <> 'p'
+    `WITH sized AS MATERIALIZED (
+       SELECT c.oid, ${NAME} AS name, greatest(c.reltuples, 0)::bigint AS rows,
+              pg_total_relation_size(c.oid) AS bytes
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE ${USER_TABLES} AND c.relkind <> 'p'
        UNION ALL
-       SELECT c.oid, coalesce(sum(greatest(l.reltuples, 0)), 0)::bigint,
+       SELECT c.oid, ${NAME}, coalesce(sum(greatest(l.reltuples, 0)), 0)::bigint,
               coalesce(sum(pg_total_relation_size(l.oid)), 0)::bigint
-         FROM pg_class c, pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
-        WHERE c.relkind = 'p' AND t.isleaf GROUP BY c.oid)
-     SELECT ${NAME} AS name, s.rows::text AS rows, s.bytes::text AS bytes, false AS index
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN sized s ON s.oid = c.oid
-      WHERE ${USER_TABLES}
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+              pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+        WHERE ${USER_TABLES} AND c.relkind = 'p' AND t.isleaf
+        GROUP BY c.oid, n.nspname, c.relname)
+     SELECT s.name, s.rows::text AS rows, s.bytes::text AS bytes, false AS index FROM sized s
      UNION ALL
      SELECT CASE WHEN n.nspname = 'public' THEN x.relname ELSE n.nspname || '.' || x.relname END,
             s.rows::text, s.bytes::text, true
-       FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace n ON n.oid = x.relnamespace
-       JOIN pg_class c ON c.oid = i.indrelid JOIN sized s ON s.oid = c.oid
-      WHERE ${USER_TABLES}`,
+       FROM pg_index i JOIN sized s ON s.oid = i.indrelid
+       JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace n ON n.oid = x.relnamespace`,
   );
   const indexSizes = new Map<string, TableSize>();
   for (const t of tables.rows)

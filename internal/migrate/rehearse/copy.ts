@@ -1,11 +1,12 @@
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { analyse } from "../analyse.js";
-import { connect, disconnect } from "../connect.js";
+import { connect, disconnect, isConnectionLost } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
 import type { MigrationFile } from "../source.js";
 import type { Applied } from "../state.js";
+import { dumpSchema } from "./dump.js";
+import { dropAfterLoss, dropCopy, ownerName, sweepCopies } from "./leftovers.js";
 
 // The throwaway copy a rehearsal runs in: a database on the target's server
 // holding the target's schema (no rows), always dropped after.
@@ -28,8 +29,9 @@ export interface Copy {
 /**
  * Creates `migrate_rehearsal_<random>` beside the target (same encoding and
  * collation), fills it with the target's schema, and hands it to `fn`; drops
- * it afterwards whatever happened (a second SIGINT, which exits at once, is
- * the one way to leave it: its name says what it is).
+ * it afterwards whatever happened, over a fresh connection if the target's
+ * is lost. Copies earlier runs left behind (a second SIGINT exits at once;
+ * a crash) are dropped first when nothing uses them.
  */
 export async function withCopy<T>(
   opts: MigratorOptions,
@@ -40,16 +42,30 @@ export async function withCopy<T>(
   fn: (copy: Copy) => Promise<T>,
 ): Promise<T> {
   const name = `migrate_rehearsal_${randomBytes(6).toString("hex")}`;
+  await sweepCopies(opts, target).catch((err: unknown) => {
+    if (isConnectionLost(err)) throw err;
+    opts.log.warn({ err: (err as Error).message }, "could not look for rehearsal databases left");
+  });
   const { rows } = await target.query<{ enc: string; coll: string; ctype: string }>(
     `SELECT pg_encoding_to_char(encoding) AS enc, datcollate AS coll, datctype AS ctype
        FROM pg_database WHERE datname = current_database()`,
   );
   const db = rows[0]!;
+  // Before the copy exists: a sweep by another run sees it owned at once.
+  await target.query(`SET application_name = '${ownerName(name)}'`);
   try {
     await target.query(
       `CREATE DATABASE ${name} TEMPLATE template0 ENCODING '${db.enc}' LC_COLLATE '${db.coll}' LC_CTYPE '${db.ctype}'`,
     );
   } catch (err) {
+    if (isConnectionLost(err)) {
+      // The CREATE may have run, its reply lost.
+      await dropAfterLoss(opts, target, name);
+      throw new RehearsalUnavailableError(
+        `cannot create the rehearsal database: ${(err as Error).message}`,
+      );
+    }
+    await target.query("RESET application_name").catch(() => undefined);
     throw new RehearsalUnavailableError(
       `cannot create the rehearsal database: ${(err as Error).message} ` +
         "(the role needs CREATEDB; --rehearse=target rehearses transactional files on the target itself)",
@@ -62,12 +78,7 @@ export async function withCopy<T>(
     copy.schemaFrom = await loadSchema(opts, target, copy.url, applied, files, wanted);
     return await fn(copy);
   } finally {
-    await target.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch((err: unknown) => {
-      opts.log.warn(
-        { database: name, err: (err as Error).message },
-        "could not drop the rehearsal database",
-      );
-    });
+    await dropCopy(opts, target, name);
   }
 }
 
@@ -111,56 +122,6 @@ async function loadSchema(
     }
   });
   return "replay";
-}
-
-/** A schema dump that takes longer than this is a stuck one (a lock it waits on). */
-const DUMP_TIMEOUT_MS = 10 * 60_000;
-
-async function dumpSchema(
-  url: string,
-  target: pg.Client,
-  lockWaitMs: number,
-): Promise<{ sql: string } | { why: string }> {
-  const pgDump = process.env.PG_DUMP || "pg_dump";
-  const version = spawnSync(pgDump, ["--version"], { encoding: "utf8" });
-  if (version.status !== 0) return { why: `${pgDump} not found` };
-  const major = Number(/(\d+)(?:\.\d+)?/.exec(version.stdout)?.[1] ?? 0);
-  const { rows } = await target.query<{ v: number }>(
-    "SELECT current_setting('server_version_num')::int AS v",
-  );
-  const server = Math.floor(rows[0]!.v / 10000);
-  if (major < server)
-    return { why: `${pgDump} ${major} cannot dump a PostgreSQL ${server} server` };
-  // The password goes in the environment, not the arguments: arguments are
-  // visible to every user of the host in the process list.
-  const withoutPassword = new URL(url);
-  const password = decodeURIComponent(withoutPassword.password);
-  withoutPassword.password = "";
-  const dump = spawnSync(
-    pgDump,
-    [
-      "--schema-only",
-      // pg_dump holds ACCESS SHARE on every table it reaches until it ends:
-      // it must not queue (and make traffic queue) behind a waiting lock.
-      `--lock-wait-timeout=${lockWaitMs}`,
-      "--no-owner",
-      "--no-privileges",
-      "--no-subscriptions",
-      "--no-publications",
-      `--dbname=${withoutPassword.href}`,
-    ],
-    {
-      encoding: "utf8",
-      maxBuffer: 256 * 1024 * 1024,
-      env: password ? { ...process.env, PGPASSWORD: password } : process.env,
-      timeout: DUMP_TIMEOUT_MS,
-    },
-  );
-  if (dump.error && (dump.error as NodeJS.ErrnoException).code === "ETIMEDOUT")
-    return { why: `${pgDump} did not finish within ${DUMP_TIMEOUT_MS / 60_000} minutes` };
-  if (dump.status !== 0) return { why: `${pgDump} failed: ${dump.stderr.trim().split("\n")[0]}` };
-  // psql meta-commands (\restrict, added by 2025's point releases) are not SQL.
-  return { sql: dump.stdout.replace(/^\\(?:restrict|unrestrict)\b.*$/gm, "") };
 }
 
 async function inCopy(opts: MigratorOptions, url: string, fn: (c: pg.Client) => Promise<unknown>) {
