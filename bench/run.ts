@@ -161,6 +161,10 @@ try {
     console.log(
       `migrate lint over ${m.count} pairs            ${(m.lintMs / 1000).toFixed(2)} s (goal < 2 s)`,
     );
+    const p = m.product;
+    console.log(
+      `migrate lint, product-shaped history    ${(p.lintMs / 1000).toFixed(2)} s for ${p.count} pairs, ${Math.round(p.bytes / 1024)} kB (goal < 2 s)`,
+    );
   }
 } finally {
   await stop();

@@ -163,4 +163,5 @@ export function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`;
 }
 
-const oneLine = (sql: string) => sql.replace(/\s+/g, " ").trim();
+/** A statement on one line, as reports print statements. */
+export const oneLine = (sql: string) => sql.replace(/\s+/g, " ").trim();

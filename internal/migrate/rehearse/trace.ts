@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { oneLine, STATEMENT_CHARS } from "../blockers.js";
 import { backendPid } from "../connect.js";
 import type { Statement } from "../sql.js";
 
@@ -20,7 +21,7 @@ export interface TracedLock {
 
 export interface StatementTrace {
   line: number;
-  /** The statement's first 120 characters, one line. */
+  /** The statement on one line, cut at STATEMENT_CHARS. */
   sql: string;
   locks: TracedLock[];
   ms: number;
@@ -172,7 +173,8 @@ function knownLocks(st: Statement, existing: Map<string, Relation>): TracedLock[
   return [];
 }
 
+// Cut as blockers cuts other sessions' statements.
 function excerpt(sql: string): string {
-  const flat = sql.replace(/\s+/g, " ").trim();
-  return flat.length > 120 ? `${flat.slice(0, 117)}...` : flat;
+  const flat = oneLine(sql);
+  return flat.length > STATEMENT_CHARS ? `${flat.slice(0, STATEMENT_CHARS - 3)}...` : flat;
 }
