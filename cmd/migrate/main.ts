@@ -194,6 +194,12 @@ await yargs(argv)
     handle("validate"),
   )
   .command(
+    "verify",
+    "replay the applied migrations into a throwaway database and compare schemas: exit 0 consistent, 1 not, 2 could not check",
+    (y) => y.option("json", { type: "boolean", describe: "machine-readable output" }),
+    handle("verify"),
+  )
+  .command(
     "repair",
     "record the current files' checksums for applied migrations (accept edits)",
     () => undefined,
