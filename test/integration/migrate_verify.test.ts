@@ -1,4 +1,8 @@
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
+import { migratorOptions } from "../../internal/migrate/options.js";
+import { migrateOnStart } from "../../internal/migrate/startup.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
 import { query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures } from "../helpers/migrations.js";
@@ -24,6 +28,17 @@ async function exists(db: TestDatabase, name: string): Promise<boolean> {
   return rows.length > 0;
 }
 
+/** The server's start-up with `data.database.migrate: verify`. */
+async function startVerifying(db: TestDatabase): Promise<void> {
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  try {
+    const silent = createLogger({ level: "silent", format: "json" });
+    await migrateOnStart("verify", migratorOptions(undefined, db.url, silent), pool);
+  } finally {
+    await pool.end();
+  }
+}
+
 describe("migrate verify (schema)", () => {
   let db: TestDatabase;
   beforeAll(async () => {
@@ -45,6 +60,7 @@ describe("migrate verify (schema)", () => {
     expect(v).toMatchObject({ consistent: true, replayed: 18, pending: 0, differences: [] });
     expect(v.database).toMatch(/^migrate_rehearsal_[0-9a-f]{12}$/);
     expect(await exists(db, v.database)).toBe(false);
+    await expect(startVerifying(db)).resolves.toBeUndefined();
   });
 
   describe("after changes by hand", () => {
@@ -107,6 +123,12 @@ describe("migrate verify (schema)", () => {
       expect(v.differences).toMatchObject(expected);
       expect(v.differences).toHaveLength(3);
       expect(await exists(changed, v.database)).toBe(false);
+    });
+
+    it("the server's verify start-up mode refuses to start, naming them", async () => {
+      await expect(startVerifying(changed)).rejects.toThrow(
+        /^migrate: verify: the schema is not the one the applied migrations make: column users\.nickname exists .*; index idx_users_key_versions is missing .*; function kms_audit_events_append_only\(\) differs/,
+      );
     });
   });
 
