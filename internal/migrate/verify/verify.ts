@@ -1,8 +1,9 @@
+import type pg from "pg";
 import { adoptable, readGolangMigrate } from "../adopt.js";
 import { connect, disconnect } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
 import { withCopy } from "../rehearse/copy.js";
-import { readMigrations } from "../source.js";
+import { readMigrations, type MigrationFile } from "../source.js";
 import { loadSqlParser } from "../sql.js";
 import { compare, readApplied, stateTableExists, type Applied } from "../state.js";
 import { readCatalog, type ReadBounds } from "./catalog.js";
@@ -68,10 +69,7 @@ export async function verifySchema(opts: MigratorOptions): Promise<SchemaVerific
 }
 
 // What ran: pgmigrations, else what `up` would record from golang-migrate.
-async function appliedOf(
-  target: Parameters<typeof readApplied>[0],
-  files: Parameters<typeof adoptable>[0],
-): Promise<Applied[]> {
+async function appliedOf(target: pg.ClientBase, files: MigrationFile[]): Promise<Applied[]> {
   if (await stateTableExists(target)) return readApplied(target);
   const golang = await readGolangMigrate(target);
   if (!golang) return [];
