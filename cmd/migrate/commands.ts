@@ -14,7 +14,6 @@ const bookkeeping = () => import("../../internal/migrate/bookkeeping.js");
 /** 2 for usage and configuration, 1 for everything that failed or was refused. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof InterruptedError || err instanceof UncheckedError) return err.exitCode;
-  if (err instanceof Error && err.name === "VerifyUnavailableError") return 2;
   const usage =
     err instanceof UsageError ||
     err instanceof DatabaseUrlError ||
@@ -100,7 +99,7 @@ export const handlers = {
     out(`${files.up}\n${files.down}\n`);
   },
 
-  verify: async (args: Args) => (await import("./verify.js")).verifyCommand(args),
+  verify: looking(async (args: Args) => (await import("./verify.js")).verifyCommand(args)),
 
   // Exit 0 whatever it finds: it reports, it does not judge; 2 when it could not look.
   locks: looking((args: Args) =>
