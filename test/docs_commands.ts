@@ -100,6 +100,21 @@ export const docsCommands: Record<string, RunBy[]> = {
   ],
 
   // docs/migrations.md: rehearsal.
+  "node dist/cmd/migrate/main.js verify": [
+    { file: "test/integration/migrate_verify.test.ts", shows: ['migrate(db, ["verify"])'] },
+  ],
+  "node dist/cmd/migrate/main.js verify --json": [
+    {
+      file: "test/integration/migrate_verify.test.ts",
+      shows: ['migrate(db, ["verify", "--json"])'],
+    },
+  ],
+  "node dist/cmd/migrate/main.js up --verify": [
+    {
+      file: "test/integration/migrate_verify.test.ts",
+      shows: ['migrate(target, ["up", "--verify"])'],
+    },
+  ],
   "node dist/cmd/migrate/main.js up --rehearse": [
     {
       file: "test/integration/migrate_rehearse.test.ts",

@@ -1,6 +1,7 @@
 import { DatabaseUrlError } from "../../internal/migrate/connect.js";
 import { status } from "../../internal/migrate/inspect.js";
 import type { Command } from "../../internal/migrate/runner.js";
+import type { MigratorOptions } from "../../internal/migrate/options.js";
 import type { Thresholds } from "../../internal/migrate/lint/severity.js";
 import { migrationsDir, UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
@@ -24,8 +25,10 @@ export function exitCodeOf(err: unknown): number {
 const out = (text: string) => process.stdout.write(text);
 
 export const handlers = {
-  up: async (args: Args) =>
-    args.rehearse !== undefined
+  up: async (args: Args) => {
+    if (args.verify && (args.rehearse !== undefined || args["dry-run"]))
+      throw new UsageError("--verify checks what up applied: not with --dry-run or --rehearse");
+    return args.rehearse !== undefined
       ? looking(async () =>
           (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "up")),
         )()
@@ -33,7 +36,8 @@ export const handlers = {
           kind: "up",
           count: count(args.n, "up"),
           allowOutOfOrder: args["allow-out-of-order"],
-        }),
+        });
+  },
   plan: looking(async (args: Args) =>
     (await import("./rehearse.js")).rehearseCommand(args, count(args.n, "plan")),
   ),
@@ -94,6 +98,8 @@ export const handlers = {
     const files = await createMigration(await migrationsDir(args), args.name ?? "");
     out(`${files.up}\n${files.down}\n`);
   },
+
+  verify: looking(async (args: Args) => (await import("./verify.js")).verifyCommand(args)),
 
   // Exit 0 whatever it finds: it reports, it does not judge; 2 when it could not look.
   locks: looking((args: Args) =>
@@ -194,9 +200,22 @@ async function change(args: Args, command: Command): Promise<void> {
       }
       const report = await run(opts, command, stop.signal);
       print.warnings(report.warnings);
-      if (args.json) print.json(report);
+      // up --verify: only after an up that finished; one that could not check exits 2, its reason in the report.
+      const verify =
+        args.verify && !report.failed && !report.interrupted ? await verified(opts) : undefined;
+      if (args.json)
+        print.json(
+          verify ? { ...report, verify: verify.result ?? { error: verify.error } } : report,
+        );
       else print.report(out, report);
+      if (verify?.result && !args.json)
+        (await import("./verify.js")).writeVerification(out, verify.result);
       if (report.failed) process.exitCode = 1;
+      if (verify?.result && !verify.result.consistent) process.exitCode = 1;
+      if (verify?.error !== undefined) {
+        process.stderr.write(`migrate: ${verify.error}\n`);
+        process.exitCode = 2;
+      }
       if (report.interrupted)
         process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
     });
@@ -208,6 +227,16 @@ async function change(args: Args, command: Command): Promise<void> {
     );
   } finally {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+  }
+}
+
+/** up --verify: the schema check, or why it could not check (the up's report still prints). */
+async function verified(opts: MigratorOptions) {
+  const { schemaVerification } = await import("./verify.js");
+  try {
+    return { result: await schemaVerification(opts) };
+  } catch (err) {
+    return { result: undefined, error: `applied, but ${(err as Error).message}` };
   }
 }
 

@@ -61,6 +61,7 @@ const switches = [
   "retry",
   "sizes",
   "style",
+  "verify",
 ];
 const given = argv
   .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)
@@ -149,10 +150,16 @@ await yargs(argv)
     "apply pending migrations (all, or the next n)",
     (y) =>
       rehearsal(
-        changes(y).option("allow-out-of-order", {
-          type: "boolean",
-          describe: "apply a pending migration older than an applied one",
-        }),
+        changes(y)
+          .option("allow-out-of-order", {
+            type: "boolean",
+            describe: "apply a pending migration older than an applied one",
+          })
+          .option("verify", {
+            type: "boolean",
+            describe:
+              "after a successful up, run `migrate verify`'s schema check: exit 1 if the schema is not what the applied migrations make",
+          }),
         "apply nothing: rehearse on a throwaway copy (=copy, the default) or on the target rolled back (=target), reporting each statement's locks, time and rewrites",
       ),
     handle("up"),
@@ -192,6 +199,12 @@ await yargs(argv)
     "fail on an edited or deleted applied file, an out-of-order pending one, or an INVALID index",
     (y) => y.option("json", { type: "boolean", describe: "machine-readable output" }),
     handle("validate"),
+  )
+  .command(
+    "verify",
+    "replay the applied migrations into a throwaway database and compare schemas: exit 0 consistent, 1 not, 2 could not check",
+    (y) => y.option("json", { type: "boolean", describe: "machine-readable output" }),
+    handle("verify"),
   )
   .command(
     "repair",

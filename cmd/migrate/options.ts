@@ -34,6 +34,8 @@ export interface Args {
   "schema-from"?: string;
   json?: boolean;
   "allow-out-of-order"?: boolean;
+  /** up --verify: the schema check after a successful up (cmd/migrate/verify.ts). */
+  verify?: boolean;
   operator?: string;
   all?: boolean;
   n?: string;

@@ -10,7 +10,9 @@ import { readMigrations, type MigrationSource } from "./source.js";
  * What the server does with migrations before serving, per
  * `data.database.migrate`: `up` applies pending ones under the shared lock,
  * `check` refuses to start while any is pending, an applied file changed or
- * an index is INVALID, `off` does neither.
+ * an index is INVALID, `verify` also while the schema is not the one the
+ * applied files make (replayed into a throwaway database: the role needs
+ * CREATEDB), `off` does neither.
  */
 export async function migrateOnStart(
   mode: string,
@@ -33,6 +35,17 @@ export async function migrateOnStart(
     throw new Error(
       `migrate: check: ${lag.join("; ")}; run \`migrate up\` (see \`migrate status\`)`,
     );
+  }
+  if (mode === "verify") {
+    // Loaded only here: the SQL parser the replay needs is not small.
+    const { verifySchema } = await import("./verify/verify.js");
+    const v = await verifySchema(opts);
+    if (!v.consistent) {
+      const found = v.differences.filter((d) => d.change !== "note").map((d) => d.message);
+      throw new Error(
+        `migrate: verify: the schema is not the one the applied migrations make: ${found.join("; ")}; see \`migrate verify\``,
+      );
+    }
   }
 }
 
