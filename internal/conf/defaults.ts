@@ -25,6 +25,8 @@ export const defaults = {
         old_transactions: "wait",
         lint_error_rows: 100_000,
         lint_error_bytes: 64 * 1024 * 1024,
+        backup_command: "",
+        backup_timeout: "1h",
       },
     },
   },

@@ -5,6 +5,7 @@ import { parseDurationMs } from "../conf/duration.js";
 import type { Logger } from "../pkg/log/logger.js";
 import { defaultMigrationsDir } from "./dir.js";
 import type { TransactionMode } from "./analyse.js";
+import type { EventSink } from "./events.js";
 import type { Thresholds } from "./lint/severity.js";
 
 /** How to reach the database and how patient to be. */
@@ -40,6 +41,17 @@ export interface MigratorOptions {
   thresholds: Thresholds;
   /** Recorded with consent beside the database user: --operator, else MIGRATE_OPERATOR. */
   operator?: string;
+  /**
+   * A shell command run before a run changes anything (`up`, `down`,
+   * `redo` with steps to take), with the database URL in its environment; a
+   * non-zero exit applies nothing. `data.database.migration.backup_command`,
+   * `--backup-command`.
+   */
+  backupCommand?: string;
+  /** The backup command is stopped after this long, and nothing applied. */
+  backupTimeoutMs: number;
+  /** Each step of a run as it happens (`--events`, the server's metrics). */
+  events?: EventSink;
   log: Logger;
 }
 
@@ -73,6 +85,8 @@ export function migratorOptions(
       errorBytes: Number(m?.lintErrorBytes || fallback.lint_error_bytes),
     },
     operator: process.env.MIGRATE_OPERATOR?.trim() || undefined,
+    backupCommand: m?.backupCommand || undefined,
+    backupTimeoutMs: ms(m?.backupTimeout, fallback.backup_timeout),
     log,
   };
 }

@@ -2,6 +2,7 @@ import type pg from "pg";
 import type { Script } from "./analyse.js";
 import { applyStep, type StepFailure, type StepResult } from "./apply.js";
 import { describeSession } from "./blockers.js";
+import { emit } from "./events.js";
 import type { BlockerSnapshot, LockWatch } from "./lock_watch.js";
 import { olderThan, refusal } from "./old_transactions.js";
 import type { MigratorOptions } from "./options.js";
@@ -104,12 +105,14 @@ export async function applyPatiently(
             ? "interrupted"
             : undefined);
     if (why !== undefined) {
+      emit(opts, { event: "lock_refused", name: s.name, attempt, blockers: seen });
       attempts.push({ attempt, at, blockers: seen });
       f.lockAttempts = attempts;
       f.notRetried = why;
       return result;
     }
     const retryInMs = backoffMs(attempt);
+    emit(opts, { event: "lock_refused", name: s.name, attempt, retryInMs, blockers: seen });
     attempts.push({ attempt, at, blockers: seen, retryInMs });
     opts.log.warn(
       { migration: s.name, attempt, of: opts.lockAttempts, at: f.at, retryInMs, blockers: seen },

@@ -1,6 +1,8 @@
 import type pg from "pg";
 import type { StepFailure, StepResult } from "./apply.js";
+import { takeBackup, type Backup } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
+import { emit, type MigrationEvent } from "./events.js";
 import { ensureConsentTable } from "./consent_record.js";
 import { consented, ConsentRequiredError, gateOf, type Gate } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
@@ -20,6 +22,8 @@ import { ensureStateTable, recordApplied } from "./state.js";
 export interface RunReport {
   /** Versions recorded as applied from golang-migrate's schema_migrations. */
   adopted: string[];
+  /** The backup taken before the first step (data.database.migration.backup_command). */
+  backup?: Backup;
   done: StepResult[];
   failed: StepFailure | undefined;
   /** Non-fatal findings: broken down files of pending migrations, odd files. */
@@ -84,13 +88,26 @@ export function run(
   const source = readMigrations(opts.dir);
   // Compiled while connecting; awaited (and its failure seen) in prepare().
   loadSqlParser().catch(() => undefined);
+  const started = performance.now();
+  const finished = (e: Omit<Extract<MigrationEvent, { event: "run_finished" }>, "event" | "ms">) =>
+    emit(opts, { event: "run_finished", ...e, ms: Math.round(performance.now() - started) });
   return locked(opts, signal, async (client, lockWaitMs) => {
     // Planned under the lock: whoever held it may have applied everything.
     const p = await prepare(client, source, command, opts);
+    emit(opts, {
+      event: "run_started",
+      command: command.kind,
+      steps: p.steps.map((s) => `${s.name} (${s.direction})`),
+      lockWaitMs,
+    });
     // Refused as a whole, before anything (even adoption) is written.
     const refused = [...p.consent.values()].filter((c) => !consented(c));
     if (refused.length > 0) throw new ConsentRequiredError(refused);
     await refuseOldTransactions(opts, client, p);
+    const backup =
+      opts.backupCommand && p.steps.length > 0
+        ? await takeBackup(opts, client, p.steps, signal)
+        : undefined;
     await ensureStateTable(client);
     if (p.steps.some((s) => s.consent)) await ensureConsentTable(client);
     await recordApplied(client, p.adopt);
@@ -102,13 +119,22 @@ export function run(
     }
     const report: RunReport = {
       adopted: p.adopt.map((f) => f.name),
+      ...(backup ? { backup } : {}),
       done: [],
       failed: undefined,
       warnings: p.warnings,
     };
     await applySteps(opts, client, p, report, lockWaitMs, signal);
     if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
+    finished({
+      completed: report.done.length,
+      failed: report.failed?.name,
+      interrupted: report.interrupted?.signal,
+    });
     return report;
+  }).catch((err: unknown) => {
+    finished({ completed: 0, error: (err as Error).message });
+    throw err;
   });
 }
 
@@ -134,11 +160,21 @@ async function applySteps(
         report.interrupted = interruption(signal, p.steps.slice(i));
         return;
       }
+      emit(opts, { event: "migration_started", name: s.name, direction: s.direction });
       const result = await applyPatiently(opts, client, s, p.scripts.get(s)!, watch, signal);
       const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
       for (const index of dropped)
         opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");
       if ("failed" in result) {
+        const f = result.failed;
+        emit(opts, {
+          event: "migration_failed",
+          name: s.name,
+          direction: s.direction,
+          message: f.message,
+          ...(f.code ? { code: f.code } : {}),
+          lockAttempts: f.lockAttempts?.length ?? 1,
+        });
         report.failed = result.failed;
         if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
         opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
@@ -146,6 +182,13 @@ async function applySteps(
         return;
       }
       report.done.push(result.ok);
+      emit(opts, {
+        event: "migration_finished",
+        name: s.name,
+        direction: s.direction,
+        ms: result.ok.ms,
+        lockAttempts: (result.ok.lockAttempts?.length ?? 0) + 1,
+      });
       opts.log.info(
         { migration: s.name, direction: s.direction, ms: result.ok.ms, lockWaitMs },
         "migration applied",

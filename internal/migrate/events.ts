@@ -1,0 +1,64 @@
+import type { BlockerSnapshot } from "./lock_watch.js";
+
+// What a run does, as it happens, for whoever watches from outside (a
+// deploy's log shipper, the server's metrics): one plain object per event,
+// JSON-ready, with nothing secret in it: no URL, no file's SQL, no consent
+// reason; other sessions' statements only as reports show them (literals
+// blanked, cut).
+
+export type MigrationEvent =
+  /** Planned under the migration lock: what will run. */
+  | { event: "run_started"; command: string; steps: string[]; lockWaitMs: number }
+  | { event: "backup_started" }
+  | { event: "backup_finished"; ms: number; location?: string }
+  | { event: "backup_failed"; ms: number; message: string }
+  | { event: "migration_started"; name: string; direction: "up" | "down" }
+  /** A statement refused by lock_timeout: who held the lock, and whether it is tried again. */
+  | {
+      event: "lock_refused";
+      name: string;
+      attempt: number;
+      retryInMs?: number;
+      blockers: BlockerSnapshot | undefined;
+    }
+  | {
+      event: "migration_finished";
+      name: string;
+      direction: "up" | "down";
+      ms: number;
+      lockAttempts: number;
+    }
+  | {
+      event: "migration_failed";
+      name: string;
+      direction: "up" | "down";
+      message: string;
+      code?: string;
+      lockAttempts: number;
+    }
+  /**
+   * The end: how many steps completed; the step that failed; the signal that
+   * stopped it; or, when it stopped before any step (refused, no lock, the
+   * backup failed), the error.
+   */
+  | {
+      event: "run_finished";
+      completed: number;
+      failed?: string;
+      interrupted?: string;
+      error?: string;
+      ms: number;
+    };
+
+/** Where events go; called synchronously, in order. */
+export type EventSink = (e: MigrationEvent & { time: string }) => void;
+
+/** Sends `e`, stamped, to `opts.events`; a sink that throws never stops a run. */
+export function emit(opts: { events?: EventSink }, e: MigrationEvent): void {
+  if (!opts.events) return;
+  try {
+    opts.events({ time: new Date().toISOString(), ...e });
+  } catch {
+    // A full disk or a closed pipe must not turn a migration into a failure.
+  }
+}
