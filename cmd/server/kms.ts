@@ -245,8 +245,8 @@ function keyMetrics(keys: Pick<DataKeyRepo, "active">, policy: KeyPolicy): Metri
 function jobMetrics(jobs: Record<string, JobRepo<JobProgress & { state: string }>>): Metric[] {
   // Wrapped: undefined is then "could not read" (series left out), not "no job".
   const reads = Object.entries(jobs).map(
-    ([job, repo]) =>
-      [job, readAtScrape(async () => ({ row: await repo.job() }), SCRAPE_READ)] as const,
+    ([kind, repo]) =>
+      [kind, readAtScrape(async () => ({ row: await repo.job() }), SCRAPE_READ)] as const,
   );
   const gauge = (
     name: string,
@@ -256,21 +256,21 @@ function jobMetrics(jobs: Record<string, JobRepo<JobProgress & { state: string }
     new Gauge({
       name,
       help,
-      labelNames: ["job"] as const,
+      labelNames: ["kind"] as const,
       registers: [],
       async collect() {
         this.reset();
-        for (const [job, read] of reads) {
+        for (const [kind, read] of reads) {
           const got = await read();
           const v = got && value(got.row);
-          if (v !== undefined) this.set({ job }, v);
+          if (v !== undefined) this.set({ kind }, v);
         }
       },
     });
   return [
     gauge(
       "kms_job_running",
-      "1 while the job is running (its batches are due), 0 otherwise or when none was ever started.",
+      "1 while the KMS job of this kind (reencryption, index_key_rotation) is running, 0 otherwise or when none was ever started.",
       (j) => (j?.state === "running" ? 1 : 0),
     ),
     gauge("kms_job_rows_done", "Rows the current or last job has moved.", (j) =>

@@ -154,10 +154,10 @@ describe("the KMS", () => {
 
   it("When a re-encryption runs to its end, Then the job's state and progress follow", async () => {
     let s = await scrape(app.httpPort);
-    for (const job of ["reencryption", "index_key_rotation"]) {
-      expect(only(s, "kms_job_running", { job })).toBe(0);
-      expect(only(s, "kms_job_rows_done", { job })).toBe(0);
-      expect(find(s, "kms_job_last_progress_timestamp_seconds", { job })).toHaveLength(0);
+    for (const kind of ["reencryption", "index_key_rotation"]) {
+      expect(only(s, "kms_job_running", { kind })).toBe(0);
+      expect(only(s, "kms_job_rows_done", { kind })).toBe(0);
+      expect(find(s, "kms_job_last_progress_timestamp_seconds", { kind })).toHaveLength(0);
     }
     const { kms, users } = clients(app);
     await users.createUser({
@@ -174,12 +174,12 @@ describe("the KMS", () => {
     }, bounded);
     await vi.waitFor(async () => {
       s = await scrape(app.httpPort);
-      expect(only(s, "kms_job_rows_done", { job: "reencryption" })).toBe(1);
+      expect(only(s, "kms_job_rows_done", { kind: "reencryption" })).toBe(1);
     }, bounded);
-    expect(only(s, "kms_job_running", { job: "reencryption" })).toBe(0);
-    expect(only(s, "kms_job_rows_failed", { job: "reencryption" })).toBe(0);
+    expect(only(s, "kms_job_running", { kind: "reencryption" })).toBe(0);
+    expect(only(s, "kms_job_rows_failed", { kind: "reencryption" })).toBe(0);
     expect(
-      only(s, "kms_job_last_progress_timestamp_seconds", { job: "reencryption" }),
+      only(s, "kms_job_last_progress_timestamp_seconds", { kind: "reencryption" }),
     ).toBeGreaterThanOrEqual(before - 1);
   });
 });
