@@ -30,9 +30,10 @@ export function createMetrics(): Metrics {
 
 /**
  * A value read at scrape from somewhere slower than memory (the database):
- * at most once per `ttlMs`, scrapes meanwhile sharing the last answer; a
- * read that takes longer than `timeoutMs`, or fails, answers undefined (the
- * series is then left out, not stale) and never holds the scrape.
+ * at most once per `ttlMs`, scrapes meanwhile sharing the last answer (a
+ * failure too: a database in trouble is not asked more often). A read that
+ * takes longer than `timeoutMs`, or fails, answers undefined (the series is
+ * then left out, not stale) and never holds the scrape.
  */
 export function readAtScrape<T>(
   read: () => Promise<T>,
