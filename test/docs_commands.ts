@@ -35,6 +35,14 @@ export const docsCommands: Record<string, RunBy[]> = {
   "npm install && npm test": [ci("npm install --no-audit", "npm test")],
   "npm run test:unit": [ci("npm run test:unit")],
 
+  // operations.md: the alert rules' unit tests.
+  "promtool test rules deploy/prometheus/alerts_test.yaml": [
+    {
+      file: "test/integration/prometheus.test.ts",
+      shows: ['"deploy/prometheus/alerts_test.yaml"', '["test", "rules", RULES_TEST]'],
+    },
+  ],
+
   // README: try it (the test runs each exactly as written, ports put in).
   "curl -s localhost:8000/readyz": [tryIt("curl -s localhost:8000\\/readyz")],
   'curl -s -X POST localhost:8000/user.v1.UserService/CreateUser -H \'content-type: application/json\' -d \'{"username":"alice","password":"s3cret-pass","email":"alice@example.com","phone":"+8613800138000","name":"Alice"}\'':

@@ -1,11 +1,12 @@
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Gauge, type Metric } from "prom-client";
+import type { JobProgress, JobRepo } from "../../internal/biz/job_worker.js";
 import { IndexRotation } from "../../internal/biz/index_rotation.js";
 import { AuditChain } from "../../internal/biz/kms/audit_chain.js";
 import { AuditTrail } from "../../internal/biz/kms/audit_trail.js";
 import { AuditWatch, type CheckpointSink } from "../../internal/biz/kms/audit_watch.js";
 import { bootstrap } from "../../internal/biz/kms/bootstrap.js";
-import type { KeyPolicy } from "../../internal/biz/kms/data_keys.js";
+import type { DataKeyRepo, KeyPolicy } from "../../internal/biz/kms/data_keys.js";
 import { newCallerCrypto, newFieldCipher } from "../../internal/biz/kms/field_cipher.js";
 import { loadIndexKeys, newIndexKeyHolder } from "../../internal/biz/kms/index_keys.js";
 import { KeyLifecycle } from "../../internal/biz/kms/key_lifecycle.js";
@@ -29,6 +30,7 @@ import { newUserStore } from "../../internal/data/user_store.js";
 import { newStoredKeys } from "../../internal/data/stored_key_repo.js";
 import { loadRootKey } from "../../internal/pkg/kms/rootkey.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
+import { readAtScrape, scrapedGauge } from "../../internal/server/metrics.js";
 import type { KmsUseCases } from "../../internal/service/kms.js";
 import { kmsRunner, type Runner } from "./kms_runner.js";
 
@@ -36,7 +38,7 @@ import { kmsRunner, type Runner } from "./kms_runner.js";
 export interface Kms extends KmsUseCases {
   /** Rejects while the KMS cannot serve (kmsReady). */
   ready(): Promise<void>;
-  /** The audit watch's state as Prometheus series, read at each scrape. */
+  /** The audit watch's state, the active key's age and the jobs' progress as Prometheus series, read at each scrape. */
   metrics: Metric[];
   /**
    * Key-change news, maintenance, the jobs' workers, the audit watch:
@@ -82,16 +84,13 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
   // The jobs move and index the users' values, the one sealed store today;
   // GetStatus counts the values under each key there.
   const users = newUserStore(pool);
-  const reencryption = new Reencryption(
-    newReencryptionRepo(pool, audit, newUserStore),
-    users,
-    keys,
-    cipher,
-    batches,
-    log,
-  );
+  const jobs = {
+    reencryption: newReencryptionRepo(pool, audit, newUserStore),
+    index_key_rotation: newIndexRotationRepo(pool, audit, newUserStore),
+  };
+  const reencryption = new Reencryption(jobs.reencryption, users, keys, cipher, batches, log);
   const indexRotation = new IndexRotation(
-    newIndexRotationRepo(pool, audit, newUserStore),
+    jobs.index_key_rotation,
     users,
     cipher,
     (rootKeyId) => mint.indexKey(rootKeyId),
@@ -142,7 +141,7 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
     indexRotation,
     auditTrail,
     ready: () => kmsReady(keyring),
-    metrics: auditMetrics(auditWatch),
+    metrics: [...auditMetrics(auditWatch), ...keyMetrics(keys, policy), ...jobMetrics(jobs)],
     runner,
     close: () =>
       (closing ??= (async () => {
@@ -208,5 +207,82 @@ function auditMetrics(watch: AuditWatch): Metric[] {
         this.set(watch.state().checkpointSeq);
       },
     }),
+  ];
+}
+
+// What a scrape reads from the database (one indexed row each), at most
+// this often, waiting at most this long.
+const SCRAPE_READ = { ttlMs: 5000, timeoutMs: 2000 };
+
+/**
+ * The active data key's age against the rotation policy: maintenance rotates
+ * it once due, so a key older than kms.rotate_interval means rotation stalls.
+ */
+function keyMetrics(keys: Pick<DataKeyRepo, "active">, policy: KeyPolicy): Metric[] {
+  const active = readAtScrape(() => keys.active(), SCRAPE_READ);
+  return [
+    scrapedGauge(
+      "kms_active_key_created_timestamp_seconds",
+      "When the active data key was made (Unix time); absent while it cannot be read.",
+      async () => {
+        const key = await active();
+        return key && key.createdAt.getTime() / 1000;
+      },
+    ),
+    scrapedGauge(
+      "kms_key_rotate_interval_seconds",
+      "How long a data key stays active before maintenance rotates it (kms.rotate_interval).",
+      () => policy.rotateIntervalMs / 1000,
+    ),
+  ];
+}
+
+/**
+ * The KMS's deployment-wide jobs (re-encryption, index-key rotation) as read
+ * from their rows: running or not, rows done and failed, and when a batch
+ * last moved it, which a stalled job stops advancing.
+ */
+function jobMetrics(jobs: Record<string, JobRepo<JobProgress & { state: string }>>): Metric[] {
+  // Wrapped: undefined is then "could not read" (series left out), not "no job".
+  const reads = Object.entries(jobs).map(
+    ([kind, repo]) =>
+      [kind, readAtScrape(async () => ({ row: await repo.job() }), SCRAPE_READ)] as const,
+  );
+  const gauge = (
+    name: string,
+    help: string,
+    value: (j: (JobProgress & { state: string }) | undefined) => number | undefined,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["kind"] as const,
+      registers: [],
+      async collect() {
+        this.reset();
+        for (const [kind, read] of reads) {
+          const got = await read();
+          const v = got && value(got.row);
+          if (v !== undefined) this.set({ kind }, v);
+        }
+      },
+    });
+  return [
+    gauge(
+      "kms_job_running",
+      "1 while the KMS job of this kind (reencryption, index_key_rotation) is running, 0 otherwise or when none was ever started.",
+      (j) => (j?.state === "running" ? 1 : 0),
+    ),
+    gauge("kms_job_rows_done", "Rows the current or last job has moved.", (j) =>
+      j ? Number(j.rowsDone) : 0,
+    ),
+    gauge("kms_job_rows_failed", "Rows the current or last job could not move.", (j) =>
+      j ? Number(j.rowsFailed) : 0,
+    ),
+    gauge(
+      "kms_job_last_progress_timestamp_seconds",
+      "When a batch last advanced the job (its row's updated_at, Unix time); absent when none was ever started.",
+      (j) => j && j.updatedAt.getTime() / 1000,
+    ),
   ];
 }

@@ -3,7 +3,11 @@ import { UserUsecase } from "../../internal/biz/user_usecase.js";
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
 import { migratorOptions } from "../../internal/migrate/options.js";
-import { migrateOnStart, migrationReadiness } from "../../internal/migrate/startup.js";
+import {
+  migrateOnStart,
+  migrationReadiness,
+  pendingMigrations,
+} from "../../internal/migrate/startup.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { fairQueue } from "../../internal/pkg/limit/fair_queue.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
@@ -12,7 +16,9 @@ import { startServers } from "../../internal/server/server.js";
 import { newKmsService } from "../../internal/service/kms.js";
 import { newUserService } from "../../internal/service/user.js";
 import { openKms } from "./kms.js";
-import { loginAttempts } from "./logins.js";
+import { dataMetrics } from "./data_metrics.js";
+import { countLoginRefusals, loginAttempts } from "./logins.js";
+import { migrationMetrics } from "./migration_metrics.js";
 import { databaseCheck, kmsCheck } from "./readiness.js";
 
 export interface App {
@@ -36,11 +42,17 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
   };
   try {
     const migrator = migratorOptions(database, data.url, log);
-    await migrateOnStart(database.migrate, migrator, data.pool);
+    const started = await migrateOnStart(database.migrate, migrator, data.pool);
     const readiness: Record<string, ReadinessCheck> = { database: databaseCheck(data.ready, log) };
-    if (database.migrate !== "off") {
-      readiness.migrations = migrationReadiness(migrator.dir, data.pool);
-    }
+    const checked = database.migrate !== "off";
+    if (checked) readiness.migrations = migrationReadiness(migrator.dir, data.pool);
+    const metrics = [
+      ...dataMetrics(data.pool),
+      ...migrationMetrics(
+        started,
+        checked ? pendingMigrations(migrator.dir, data.pool) : undefined,
+      ),
+    ];
 
     const userRepo = newUserRepo(data.pool);
     const kms = await openKms(conf.kms!, { data, log });
@@ -66,6 +78,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       policy,
       hashing,
     });
+    metrics.push(countLoginRefusals(users), ...kms.metrics);
 
     const servers = await startServers(
       conf.server!,
@@ -74,7 +87,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       [newKmsService(kms), newUserService(users)],
       readiness,
       log,
-      kms.metrics,
+      metrics,
     );
     return {
       grpcPort: servers.grpcPort,

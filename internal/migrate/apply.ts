@@ -19,6 +19,8 @@ export interface StepResult {
   dropped: string[];
   /** Earlier tries refused by lock_timeout, with who held the lock. */
   lockAttempts?: LockAttempt[];
+  /** Time those refused tries and the pauses between them took (0 without any). */
+  lockRetryMs?: number;
   /** Transactions older than the threshold that its concurrent index build waited for. */
   oldTransactions?: Session[];
 }

@@ -79,7 +79,9 @@ export async function applyPatiently(
   }
   const attempts: LockAttempt[] = [];
   const dropped: string[] = [];
+  const firstTry = performance.now();
   for (let attempt = 1; ; attempt++) {
+    const tryStarted = performance.now();
     const { result, seen } = await watch.during(() =>
       applyStep(client, s, script, (n) => replyTimeoutMs(opts, n)),
     );
@@ -87,6 +89,7 @@ export async function applyPatiently(
     if ("ok" in result) {
       result.ok.dropped = dropped;
       if (attempts.length) result.ok.lockAttempts = attempts;
+      result.ok.lockRetryMs = Math.round(tryStarted - firstTry);
       if (old.length) result.ok.oldTransactions = old;
       return result;
     }

@@ -30,6 +30,8 @@ export interface RunReport {
   warnings: string[];
   /** Set when the run was stopped by `signal`: which signal, and the steps never started. */
   interrupted?: { signal: string; notStarted: string[] };
+  /** How long the run waited for the migration lock (another migrator held it). */
+  lockWaitMs: number;
 }
 
 /** A plan: what `run` would do from the current state, without changing anything. */
@@ -123,6 +125,7 @@ export function run(
       done: [],
       failed: undefined,
       warnings: p.warnings,
+      lockWaitMs,
     };
     await applySteps(opts, client, p, report, lockWaitMs, signal);
     if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");

@@ -6,21 +6,34 @@ import { blockersSummary } from "./retry.js";
 import { run } from "./runner.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 
+/** What the start-up run did, for the server's metrics. */
+export interface StartupMigrations {
+  /** The migrations applied, each with how long it ran and lost to lock refusals. */
+  applied: { name: string; ms: number; lockRetryMs: number }[];
+  /** The whole run, lock wait included. */
+  ms: number;
+  /** How long it waited for the migration lock (another instance migrating). */
+  lockWaitMs: number;
+  finishedAt: Date;
+}
+
 /**
  * What the server does with migrations before serving, per
  * `data.database.migrate`: `up` applies pending ones under the shared lock,
  * `check` refuses to start while any is pending, an applied file changed or
  * an index is INVALID, `verify` also while the schema is not the one the
  * applied files make (replayed into a throwaway database: the role needs
- * CREATEDB), `off` does neither.
+ * CREATEDB), `off` does neither. Resolves with what `up` did (undefined in
+ * the other modes).
  */
 export async function migrateOnStart(
   mode: string,
   opts: MigratorOptions,
   pool: pg.Pool,
-): Promise<void> {
-  if (mode === "off") return;
+): Promise<StartupMigrations | undefined> {
+  if (mode === "off") return undefined;
   if (mode === "up") {
+    const started = performance.now();
     const report = await run(opts, { kind: "up" });
     if (report.failed) {
       const f = report.failed;
@@ -28,7 +41,16 @@ export async function migrateOnStart(
         `migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message}${blockersSummary(f)}`,
       );
     }
-    return;
+    return {
+      applied: report.done.map((d) => ({
+        name: d.name,
+        ms: d.ms,
+        lockRetryMs: d.lockRetryMs ?? 0,
+      })),
+      ms: Math.round(performance.now() - started),
+      lockWaitMs: report.lockWaitMs,
+      finishedAt: new Date(),
+    };
   }
   const lag = await schemaLag(readMigrations(opts.dir), pool);
   if (lag.length > 0) {
@@ -47,6 +69,7 @@ export async function migrateOnStart(
       );
     }
   }
+  return undefined;
 }
 
 /**
@@ -99,4 +122,20 @@ async function schemaLag(source: MigrationSource, pool: pg.Pool): Promise<string
   } finally {
     client.release();
   }
+}
+
+/**
+ * How many migrations are pending: the files not applied (for the metrics;
+ * readiness names them). Throws when the folder or the database cannot be read.
+ */
+export function pendingMigrations(dir: string, pool: pg.Pool): () => Promise<number> {
+  return async () => {
+    const source = readMigrations(dir);
+    const client = await pool.connect();
+    try {
+      return (await inspect(client, source, { indexes: false })).pending.length;
+    } finally {
+      client.release();
+    }
+  };
 }

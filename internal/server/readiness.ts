@@ -12,6 +12,8 @@ export type ReadinessCheck = () => Promise<void | string>;
 export interface Readiness {
   ready: boolean;
   checks: Record<string, string>;
+  /** Whether each check passed (a note in `checks` may still say "degraded"). */
+  passed: Record<string, boolean>;
 }
 
 /** Runs every check at once: "ok" or its public reason, per name. */
@@ -28,6 +30,7 @@ export async function checkReadiness(checks: Record<string, ReadinessCheck>): Pr
   return {
     ready: entries.every(([, , passed]) => passed),
     checks: Object.fromEntries(entries.map(([name, status]) => [name, status])),
+    passed: Object.fromEntries(entries.map(([name, , passed]) => [name, passed])),
   };
 }
 
@@ -38,20 +41,23 @@ const WATCH_MS = 2000;
 /**
  * Re-runs the checks every couple of seconds and reports each change to
  * `onChange` (gRPC health) and to the log, so NOT_SERVING follows an outage
- * and SERVING its end without anyone asking.
+ * and SERVING its end without anyone asking; `state()` is the last round
+ * (the metrics read it).
  */
 export function watchReadiness(
   checks: Record<string, ReadinessCheck>,
   onChange: (ready: boolean) => void,
   log: Logger,
-): { stop(): void } {
+): { stop(): void; state(): Readiness | undefined } {
   let last: string | undefined;
+  let latest: Readiness | undefined;
   let running = false;
   const tick = async () => {
     if (running) return;
     running = true;
     try {
       const r = await checkReadiness(checks);
+      latest = r;
       const summary = JSON.stringify(r.checks);
       if (summary !== last) {
         last = summary;
@@ -66,5 +72,5 @@ export function watchReadiness(
   const timer = setInterval(() => void tick(), WATCH_MS);
   timer.unref();
   void tick();
-  return { stop: () => clearInterval(timer) };
+  return { stop: () => clearInterval(timer), state: () => latest };
 }

@@ -9,7 +9,7 @@ import { buildRoutes } from "./handlers.js";
 import { startHttpServer } from "./http.js";
 import { tlsConfig } from "./tls.js";
 import { watchReadiness, type ReadinessCheck } from "./readiness.js";
-import { createMetrics } from "./metrics.js";
+import { createMetrics, readinessMetrics } from "./metrics.js";
 import { byteBudget } from "../pkg/limit/queue.js";
 import { middlewareChain } from "./middleware/index.js";
 
@@ -32,7 +32,7 @@ export async function startServers(
   bindings: ServiceBinding[],
   readiness: Record<string, ReadinessCheck>,
   log: Logger,
-  /** Series of the use cases (the audit trail's state) served beside the RPC metrics. */
+  /** Series of the use cases and the database (the audit trail, migrations, the pool) served beside the RPC metrics. */
   extraMetrics: Metric[] = [],
 ): Promise<Servers> {
   const { registry, rpc } = createMetrics();
@@ -89,6 +89,8 @@ export async function startServers(
     "listening: gRPC and HTTP (Connect, gRPC-Web)",
   );
   const watch = watchReadiness(readiness, (ready) => grpc.setServing(ready), log);
+  for (const metric of readinessMetrics(watch.state, () => stopping))
+    registry.registerMetric(metric);
   const timeoutMs = durationMs(conf.shutdownTimeout!);
   const drainDelayMs = durationMs(conf.drainDelay!);
   return {

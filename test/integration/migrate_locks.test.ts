@@ -181,6 +181,36 @@ describe("the server's start-up up", () => {
   });
 });
 
+describe("the server's start-up up, measured", () => {
+  it("says how long a migration lost to refused tries (migration_lock_wait_seconds)", async () => {
+    const { db, dir } = await withBase(addColumn);
+    const h = await holder(db);
+    const opts = migratorOptions(
+      undefined,
+      db.url,
+      createLogger({ level: "silent", format: "json" }),
+    );
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      const started = migrateOnStart("up", { ...opts, dir, lockTimeoutMs: 300 }, pool);
+      // A try waits for the lock, is refused (no waiter until the next try's
+      // pause ends), and only then does the holder let go.
+      const waiters =
+        "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS n FROM pg_stat_activity WHERE datname = current_database()";
+      await until(db, `SELECT n > 0 AS ok FROM (${waiters}) w`);
+      await until(db, `SELECT n = 0 AS ok FROM (${waiters}) w`);
+      await h.client.query("COMMIT");
+      const run = await started;
+      expect(run?.applied.map((a) => a.name)).toEqual(["000002_items_note"]);
+      // At least the refused try's lock_timeout.
+      expect(run!.applied[0]!.lockRetryMs).toBeGreaterThanOrEqual(300);
+      expect(run!.lockWaitMs).toBeGreaterThanOrEqual(0);
+    } finally {
+      await pool.end();
+    }
+  });
+});
+
 describe("migrate locks", () => {
   it("shows a waiting session and the one holding its lock, text and --json", async () => {
     const { db, dir } = await withBase({});
