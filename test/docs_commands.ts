@@ -107,6 +107,36 @@ export const docsCommands: Record<string, RunBy[]> = {
     { file: "test/integration/migrate_locks.test.ts", shows: ['"--old-transactions=refuse"'] },
   ],
 
+  // docs/migrations.md: backup, events and the restore drill.
+  "node dist/cmd/migrate/main.js up --backup-command 'pg_dump --format=custom --no-owner --file=/backups/pre-up.dump \"$DATABASE_URL\" && echo /backups/pre-up.dump'":
+    [
+      {
+        file: "test/integration/migrate_backup.test.ts",
+        shows: [
+          '"--backup-command",',
+          'pg_dump --format=custom --no-owner --file=${dump} "$DATABASE_URL" && echo ${dump}',
+        ],
+      },
+    ],
+  "node dist/cmd/migrate/main.js up --events migrate-events.jsonl": [
+    { file: "test/integration/migrate_backup.test.ts", shows: ['"--events", eventsFile'] },
+  ],
+  "node dist/cmd/migrate/main.js up --events -": [
+    { file: "test/integration/migrate_backup.test.ts", shows: ['"--events", "-"]'] },
+  ],
+  'pg_restore --no-owner --dbname="$RESTORE_URL" /backups/pre-up.dump': [
+    {
+      file: "test/integration/migrate_backup.test.ts",
+      shows: ['spawnSync("pg_restore", ["--no-owner", `--dbname=${restored.url}`, dump]'],
+    },
+  ],
+  'node dist/cmd/migrate/main.js status --database-url "$RESTORE_URL"': [
+    { file: "test/integration/migrate_backup.test.ts", shows: ['migrate(restored, ["status"'] },
+  ],
+  'node dist/cmd/migrate/main.js verify --database-url "$RESTORE_URL"': [
+    { file: "test/integration/migrate_backup.test.ts", shows: ['migrate(restored, ["verify"'] },
+  ],
+
   // docs/migrations.md: rehearsal.
   "node dist/cmd/migrate/main.js verify": [
     { file: "test/integration/migrate_verify.test.ts", shows: ['migrate(db, ["verify"])'] },

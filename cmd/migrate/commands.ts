@@ -22,7 +22,9 @@ export function exitCodeOf(err: unknown): number {
   return usage ? 2 : 1;
 }
 
-const out = (text: string) => process.stdout.write(text);
+const stdout = (text: string) => process.stdout.write(text);
+const stderr = (text: string) => process.stderr.write(text);
+const out = stdout;
 
 export const handlers = {
   up: async (args: Args) => {
@@ -186,7 +188,13 @@ async function change(args: Args, command: Command): Promise<void> {
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   try {
+    const events = args["dry-run"]
+      ? undefined
+      : (await import("./events.js")).eventSink(args.events, args.json === true);
+    // With the events on stdout, the report goes to stderr.
+    const out = args.events === "-" ? stderr : stdout;
     await withDatabase(args, async (opts) => {
+      opts.events = events;
       const { plan, run } = await runner();
       if (args["dry-run"]) {
         const p = await plan(opts, command);

@@ -21,6 +21,20 @@ const changes = (y: Argv) =>
       type: "string",
       describe:
         "who runs it, recorded with any consent beside the database user (default: MIGRATE_OPERATOR)",
+    })
+    .option("backup-command", {
+      type: "string",
+      describe:
+        "run this (sh -c, DATABASE_URL in its environment) before anything is applied; a non-zero exit applies nothing; its last stdout line names the backup",
+    })
+    .option("backup-timeout", {
+      type: "string",
+      describe: "stop the backup command after this long, applying nothing (default 1h)",
+    })
+    .option("events", {
+      type: "string",
+      describe:
+        "write each step of the run as a JSON line to FILE (appended), or to stdout with - (the report then goes to stderr)",
     });
 
 // --rehearse takes an optional value: `--rehearse` alone is a copy.
@@ -37,7 +51,13 @@ const rehearsal = (y: Argv, describe: string) =>
         "how the copy gets the target's schema: pg_dump --schema-only (default when it can dump the server) or the applied files replayed",
     });
 
-const argv = hideBin(process.argv);
+const argv = joinStdoutValue(hideBin(process.argv), "--events");
+
+/** yargs reads a lone `-` as a positional: `--events -` becomes `--events=-` (stdout). */
+function joinStdoutValue(args: string[], flag: string): string[] {
+  const i = args.findIndex((a, j) => a === flag && args[j + 1] === "-");
+  return i < 0 ? args : [...args.slice(0, i), `${flag}=-`, ...args.slice(i + 2)];
+}
 const json = argv.includes("--json");
 
 /**

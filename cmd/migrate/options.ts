@@ -37,6 +37,11 @@ export interface Args {
   /** up --verify: the schema check after a successful up (cmd/migrate/verify.ts). */
   verify?: boolean;
   operator?: string;
+  /** Before a run changes anything: a shell command that takes a backup (exit 0 or nothing applies). */
+  "backup-command"?: string;
+  "backup-timeout"?: string;
+  /** FILE or - (stdout): each step of the run as a JSON line. */
+  events?: string;
   all?: boolean;
   n?: string;
   name?: string;
@@ -133,7 +138,13 @@ export async function withDatabase(
     opts.lockAttempts = Number(attempts);
   }
   if (args.retry === false) opts.lockAttempts = 1;
+  const backup = args["backup-command"];
+  if (backup !== undefined) {
+    if (backup.trim() === "") throw new UsageError("--backup-command is empty: give a command");
+    opts.backupCommand = backup;
+  }
   for (const [flag, key] of [
+    ["backup-timeout", "backupTimeoutMs"],
     ["connect-timeout", "connectTimeoutMs"],
     ["lock-wait", "lockWaitMs"],
     ["lock-timeout", "lockTimeoutMs"],
@@ -144,7 +155,8 @@ export async function withDatabase(
     if (text === undefined) continue;
     const ms = parseDurationMs(text);
     // Timers and PostgreSQL's timeouts hold at most 2^31-1 ms (about 24 days).
-    if (ms === undefined || ms > MAX_WAIT_MS || (key === "connectTimeoutMs" && ms <= 0))
+    const positive = key === "connectTimeoutMs" || key === "backupTimeoutMs";
+    if (ms === undefined || ms > MAX_WAIT_MS || (positive && ms <= 0))
       throw new UsageError(`--${flag} ${text}: expected a duration such as 30s or 2m, at most 24h`);
     opts[key] = ms;
   }

@@ -51,6 +51,10 @@ export function gate(write: Write, g: Gate, prefix: string): void {
 
 /** Every step that ran with its duration, then the one that failed, if any. */
 export function report(write: Write, r: RunReport): void {
+  if (r.backup)
+    write(
+      `backup   ${r.backup.location ?? "taken (its command named no location)"} (${r.backup.ms} ms)\n`,
+    );
   if (r.adopted.length > 0) {
     write(
       `adopted  ${r.adopted.length} migrations from golang-migrate (${r.adopted[0]} … ${r.adopted.at(-1)})\n`,
@@ -131,6 +135,10 @@ export function status(write: Write, entries: StatusEntry[], problems: Problem[]
   for (const e of entries) {
     const when = e.runOn ? e.runOn.toISOString() : "-".padEnd(24);
     write(`${e.state.padEnd(8)} ${when}  ${e.file.padEnd(10)} ${e.name}\n`);
+    if (e.backup)
+      write(
+        `         backup before it: ${e.backup.location ?? "(no location named)"} at ${e.backup.takenAt.toISOString()}\n`,
+      );
     for (const c of e.consents ?? []) {
       const who = c.operator ? `${c.operator} as ${c.dbUser}` : c.dbUser;
       write(

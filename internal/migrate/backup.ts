@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import pg from "pg";
+import type pg from "pg";
 import { emit } from "./events.js";
 import type { MigratorOptions } from "./options.js";
 import type { Step } from "./plan.js";
@@ -15,6 +15,8 @@ export const BACKUPS_TABLE = "public.migrate_backups";
 /** Its stdout beyond this is dropped from the front: only the last line matters. */
 const STDOUT_KEEP = 64 * 1024;
 const LOCATION_CHARS = 1000;
+/** A stopped backup command gets this long after SIGTERM before SIGKILL. */
+const KILL_GRACE_MS = 10_000;
 
 /** The backup command failed, was stopped or timed out: exit 1, nothing applied. */
 export class BackupFailedError extends Error {
@@ -111,10 +113,9 @@ async function recordBackup(
 
 /** Every backup recorded, newest first; none before the table exists. */
 export async function readBackups(client: pg.ClientBase): Promise<RecordedBackup[]> {
-  const { rows } = await client.query<{ ok: boolean }>(
-    "SELECT to_regclass($1) IS NOT NULL AS ok",
-    [BACKUPS_TABLE],
-  );
+  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass($1) IS NOT NULL AS ok", [
+    BACKUPS_TABLE,
+  ]);
   if (!rows[0]?.ok) return [];
   const backups = await client.query<{ location: string | null; at: Date; steps: string[] }>(
     `SELECT location, taken_at AT TIME ZONE 'UTC' AS at, steps FROM ${BACKUPS_TABLE} ORDER BY id DESC`,
@@ -151,25 +152,32 @@ function runCommand(
     });
     let stdout = "";
     let stopped: string | undefined;
-    const stop = (why: string) => {
-      stopped ??= why;
+    const signalGroup = (sig: NodeJS.Signals) => {
       try {
-        process.kill(-child.pid!, "SIGTERM");
+        process.kill(-child.pid!, sig);
       } catch {
         // Already gone.
       }
+    };
+    let killTimer: NodeJS.Timeout | undefined;
+    // SIGTERM, then SIGKILL for a command that does not stop.
+    const stop = (why: string) => {
+      stopped ??= why;
+      signalGroup("SIGTERM");
+      killTimer ??= setTimeout(() => signalGroup("SIGKILL"), KILL_GRACE_MS).unref();
     };
     const timer = setTimeout(() => stop(`did not finish within ${timeoutMs / 1000} s`), timeoutMs);
     const onAbort = () => stop("was stopped: interrupted");
     signal?.addEventListener("abort", onAbort, { once: true });
     // Our own exit must not leave a backup running behind a released lock.
-    const onExit = () => stop("was stopped: migrate exited");
+    const onExit = () => signalGroup("SIGKILL");
     process.once("exit", onExit);
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       stdout = (stdout + chunk).slice(-STDOUT_KEEP);
     });
     const done = (result: { stdout: string } | { why: string }) => {
       clearTimeout(timer);
+      clearTimeout(killTimer);
       signal?.removeEventListener("abort", onAbort);
       process.off("exit", onExit);
       resolve(result);

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { adoptable, readGolangMigrate, AdoptionRefusedError } from "./adopt.js";
+import { readBackups } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
 import { readConsents } from "./consent_record.js";
 import { invalidIndexes } from "./indexes.js";
@@ -7,7 +8,7 @@ import type { MigratorOptions } from "./options.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 import { compare, readApplied, stateTableExists, type Problem } from "./state.js";
 
-/** Every migration's state (with the consent it was applied under) and the problems found; reads only, takes no lock. */
+/** Every migration's state (with the consent and backup it was applied under) and the problems found; reads only, takes no lock. */
 export async function status(
   opts: Pick<MigratorOptions, "databaseUrl" | "dir" | "connectTimeoutMs" | "statementTimeoutMs">,
 ) {
@@ -19,9 +20,14 @@ export async function status(
   try {
     const result = await inspect(client, source);
     const consents = await readConsents(client);
+    const backups = await readBackups(client);
     for (const e of result.entries) {
-      const given = e.state === "applied" ? consents.get(e.name) : undefined;
+      if (e.state !== "applied") continue;
+      const given = consents.get(e.name);
       if (given) e.consents = given;
+      // The newest backup that preceded the run which applied it.
+      const b = backups.find((b) => b.steps.includes(e.name) && (!e.runOn || b.takenAt <= e.runOn));
+      if (b) e.backup = { location: b.location, takenAt: b.takenAt };
     }
     return result;
   } finally {

@@ -40,6 +40,8 @@ export interface StatusEntry {
   file: "ok" | "changed" | "deleted" | "unrecorded" | "-";
   /** Consent recorded when it was applied (rules it was allowed to break, and why). */
   consents?: RecordedConsent[];
+  /** The backup taken before the run that applied it (data.database.migration.backup_command). */
+  backup?: { location: string | null; takenAt: Date };
 }
 
 /**
