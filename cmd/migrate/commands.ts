@@ -152,8 +152,22 @@ function looking<A extends unknown[]>(fn: (...a: A) => Promise<void>) {
   return (...a: A) => fn(...a).catch((err: unknown) => Promise.reject(couldNotCheck(err)));
 }
 
+// What a look finds wrong in the files or the record (exit 1, as `up` would
+// refuse them), as against what kept it from looking.
+const FINDINGS = new Set([
+  "MigrationRefusedError",
+  "AdoptionRefusedError",
+  "MigrationSourceError",
+  "FileLineError",
+  "SqlSyntaxError",
+  "ScriptRefusedError",
+  "ConsentRequiredError",
+  "OldTransactionsError",
+]);
+
 function couldNotCheck(err: unknown): unknown {
   if (err instanceof InterruptedError || exitCodeOf(err) === 2) return err;
+  if (err instanceof Error && FINDINGS.has(err.name)) return err;
   return new UncheckedError((err as Error).message, 2);
 }
 
@@ -188,9 +202,9 @@ async function change(args: Args, command: Command): Promise<void> {
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   try {
-    const events = args["dry-run"]
-      ? undefined
-      : (await import("./events.js")).eventSink(args.events, args.json === true);
+    if (args["dry-run"] && args.events !== undefined)
+      throw new UsageError("--events and --dry-run: a dry run has no events; give one");
+    const events = (await import("./events.js")).eventSink(args.events, args.json === true);
     // With the events on stdout, the report goes to stderr.
     const out = args.events === "-" ? stderr : stdout;
     await withDatabase(args, async (opts) => {

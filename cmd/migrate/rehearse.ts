@@ -21,6 +21,10 @@ export function rehearsalMode(value: string | undefined): RehearsalMode {
 /** Exit 0 when everything applied in rehearsal, 1 when a migration failed there or `up` would refuse a file, 2 (thrown) when it could not rehearse. */
 export async function rehearseCommand(args: Args, count: number | undefined): Promise<void> {
   if (args["dry-run"]) throw new UsageError("--dry-run and --rehearse: give one");
+  if (args.events !== undefined)
+    throw new UsageError(
+      "--events and --rehearse: a rehearsal applies nothing, so it has no events",
+    );
   const mode = rehearsalMode(args.rehearse);
   const schemaFrom = args["schema-from"] as SchemaSource | undefined;
   if (schemaFrom && mode === "target")
@@ -43,7 +47,7 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
         );
         print.warnings(r.warnings);
         if (args.json) print.json(r);
-        else write(r);
+        else write(r, stop.signal.aborted);
         // `up` would refuse: a rehearsal in CI fails the same way.
         if (r.failed || r.refused.length > 0) process.exitCode = 1;
         if (stop.signal.aborted) process.exitCode = stop.signal.reason === "SIGINT" ? 130 : 143;
@@ -56,14 +60,18 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
   }
 }
 
-function write(r: Rehearsal): void {
+function write(r: Rehearsal, interrupted: boolean): void {
   const out = (text: string) => process.stdout.write(text);
   const where =
     r.mode === "target"
       ? "on the target, in one transaction rolled back"
       : `on a copy (database ${r.database}, schema from ${r.schemaFrom === "dump" ? "pg_dump --schema-only" : "the applied files replayed"}; dropped after)`;
   if (r.migrations.length === 0) {
-    out("nothing to rehearse: no pending migrations\n");
+    out(
+      interrupted
+        ? "interrupted before anything was rehearsed; the target was not changed\n"
+        : "nothing to rehearse: no pending migrations\n",
+    );
     return;
   }
   out(`rehearsal ${where}\n`);

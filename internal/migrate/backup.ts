@@ -61,7 +61,7 @@ export async function takeBackup(
     outcome = await runCommand(
       opts.backupCommand!,
       {
-        ...process.env,
+        ...withheld(process.env),
         DATABASE_URL: opts.databaseUrl,
         MIGRATE_STEPS: steps.map(label).join(" "),
       },
@@ -83,6 +83,11 @@ export async function takeBackup(
   opts.log.info({ location: location ?? null, ms }, "backup: taken");
   return { location, ms };
 }
+
+// The service's own secrets (the root keys, the kms CLI's token) are no
+// business of a backup: the server's start-up `up` runs it too.
+const withheld = (env: NodeJS.ProcessEnv) =>
+  Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("KMS_")));
 
 const label = (s: Step) => (s.direction === "up" ? s.name : `${s.name}:down`);
 

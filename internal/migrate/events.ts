@@ -32,7 +32,8 @@ export type MigrationEvent =
       event: "migration_failed";
       name: string;
       direction: "up" | "down";
-      message: string;
+      /** file:line of the statement that failed; the server's message stays in the report. */
+      at: string;
       code?: string;
       lockAttempts: number;
     }

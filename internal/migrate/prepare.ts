@@ -30,7 +30,8 @@ export async function prepare(
     transactions: mode,
     operator,
     thresholds,
-  }: Pick<MigratorOptions, "transactions" | "operator" | "thresholds">,
+    lockTimeoutMs,
+  }: Pick<MigratorOptions, "transactions" | "operator" | "thresholds" | "lockTimeoutMs">,
 ): Promise<Prepared> {
   const files = source.migrations;
   let applied = await readApplied(client);
@@ -67,7 +68,7 @@ export async function prepare(
       : await checkConsents(
           files,
           new Set(ups.map((s) => s.migration.name)),
-          await readCatalog(client),
+          await readCatalog(client, { lockTimeoutMs }),
           thresholds,
         );
   for (const s of ups) {

@@ -96,7 +96,11 @@ export async function applyPatiently(
     const f = result.failed;
     f.dropped = dropped;
     if (old.length) f.oldTransactions = old;
-    if (f.code !== LOCK_NOT_AVAILABLE) return result;
+    if (f.code !== LOCK_NOT_AVAILABLE) {
+      // Refused before, failed otherwise now: the report keeps the refusals.
+      if (attempts.length) f.lockAttempts = attempts;
+      return result;
+    }
     const at = new Date().toISOString();
     const why =
       notRetryable(f) ??

@@ -91,6 +91,7 @@ export function run(
   // Compiled while connecting; awaited (and its failure seen) in prepare().
   loadSqlParser().catch(() => undefined);
   const started = performance.now();
+  let ran: RunReport | undefined;
   const finished = (e: Omit<Extract<MigrationEvent, { event: "run_finished" }>, "event" | "ms">) =>
     emit(opts, { event: "run_finished", ...e, ms: Math.round(performance.now() - started) });
   return locked(opts, signal, async (client, lockWaitMs) => {
@@ -119,14 +120,14 @@ export function run(
         "adopted golang-migrate's schema_migrations",
       );
     }
-    const report: RunReport = {
+    const report: RunReport = (ran = {
       adopted: p.adopt.map((f) => f.name),
       ...(backup ? { backup } : {}),
       done: [],
       failed: undefined,
       warnings: p.warnings,
       lockWaitMs,
-    };
+    });
     await applySteps(opts, client, p, report, lockWaitMs, signal);
     if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");
     finished({
@@ -136,7 +137,11 @@ export function run(
     });
     return report;
   }).catch((err: unknown) => {
-    finished({ completed: 0, error: (err as Error).message });
+    finished({
+      completed: ran?.done.length ?? 0,
+      ...(signal?.aborted ? { interrupted: String(signal.reason) } : {}),
+      error: eventError(err),
+    });
     throw err;
   });
 }
@@ -174,9 +179,10 @@ async function applySteps(
           event: "migration_failed",
           name: s.name,
           direction: s.direction,
-          message: f.message,
+          at: f.at,
           ...(f.code ? { code: f.code } : {}),
-          lockAttempts: f.lockAttempts?.length ?? 1,
+          // The refusals are kept in lockAttempts; a last try that failed otherwise counts too.
+          lockAttempts: (f.lockAttempts?.length ?? 0) + (f.code === "55P03" ? 0 : 1),
         });
         report.failed = result.failed;
         if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
@@ -202,6 +208,14 @@ async function applySteps(
     signal?.removeEventListener("abort", cancel);
     await watch.close();
   }
+}
+
+// A server error's message may quote a value from the file's SQL (`invalid
+// input syntax for type integer: "…"`): an event names its SQLSTATE only.
+function eventError(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return `SQLSTATE ${code}`;
+  return (err as Error).message;
 }
 
 function interruption(signal: AbortSignal, notStarted: Step[]): RunReport["interrupted"] {

@@ -117,6 +117,25 @@ function checkName(path: string, name: string): void {
   }
 }
 
+// Strict: invalid UTF-8 would otherwise become U+FFFD unseen, and a NUL
+// would end the SQL where libpq sends it, so that what runs, what the gate
+// lints and what the checksum covers are no longer the same text.
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 function read(path: string): string {
-  return readFileSync(path, "utf8").replace(/\r\n?/g, "\n");
+  const bytes = readFileSync(path);
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    throw new MigrationSourceError(`${path}: not valid UTF-8: save it as UTF-8`);
+  }
+  const nul = text.indexOf("\0");
+  if (nul >= 0) {
+    const line = text.slice(0, nul).split("\n").length;
+    throw new MigrationSourceError(
+      `${path}:${line}: a NUL byte: PostgreSQL would take the file to end there; remove it`,
+    );
+  }
+  return text.replace(/\r\n?/g, "\n");
 }

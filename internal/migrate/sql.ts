@@ -13,6 +13,7 @@ export interface Statement {
 
 /** A problem at a line of a migration file: `file:line: message`. */
 export class FileLineError extends Error {
+  override name = "FileLineError";
   constructor(
     readonly file: string,
     readonly line: number,

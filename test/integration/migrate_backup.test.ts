@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -78,6 +78,20 @@ describe("backup before up", () => {
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
   });
 
+  it("a backup_timeout beyond what a timer holds is a configuration error: exit 2, nothing applied", async () => {
+    const db = await freshDb();
+    const dir = folder(files, { project: false });
+    const conf = join(dir, "migrate.yaml");
+    writeFileSync(
+      conf,
+      `data: { database: { migration: { backup_command: "true", backup_timeout: 2592000s } } }\nkms: { root_key: "${testRootKey}" }\n`,
+    );
+    const run = await migrate(db, ["up", "--dir", dir, "-conf", conf]);
+    expect(run.code, run.output).toBe(2);
+    expect(run.output).toContain("backup_timeout");
+    expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
+  });
+
   it("a bad --backup-command or --backup-timeout exits 2 before connecting", async () => {
     const db = await freshDb();
     for (const args of [
@@ -97,12 +111,14 @@ describe("backup before up", () => {
     const eventsFile = join(scratch, "events.jsonl");
     // The config's command, as a deploy would set it; the URL is in its environment.
     const conf = join(dir, "migrate.yaml");
-    const { writeFileSync } = await import("node:fs");
     writeFileSync(
       conf,
-      `data: { database: { migration: { backup_command: 'test -n "$DATABASE_URL" && echo "snap for $MIGRATE_STEPS" && echo s3://backups/one' } } }\nkms: { root_key: "${testRootKey}" }\n`,
+      `data: { database: { migration: { backup_command: 'test -n "$DATABASE_URL" && test -z "$KMS_ROOT_KEY" && echo "snap for $MIGRATE_STEPS" && echo s3://backups/one' } } }\nkms: { root_key: "${testRootKey}" }\n`,
     );
-    const run = await migrate(db, ["up", "--dir", dir, "-conf", conf, "--events", eventsFile]);
+    // The service's secrets stay out of the backup command's environment.
+    const run = await migrate(db, ["up", "--dir", dir, "-conf", conf, "--events", eventsFile], {
+      env: { KMS_ROOT_KEY: testRootKey },
+    });
     expect(run.code, run.output).toBe(0);
     expect(run.stdout).toMatch(/^backup {3}s3:\/\/backups\/one \(\d+ ms\)$/m);
     const [row] = (await query(db.url, "SELECT location, steps, db_user FROM migrate_backups")) as {
@@ -160,13 +176,24 @@ describe("backup before up", () => {
       "migration_failed",
       "run_finished",
     ]);
-    expect(events[4]).toMatchObject({ name: "2_c", code: "22012" });
+    expect(events[4]).toMatchObject({
+      name: "2_c",
+      code: "22012",
+      at: `${join(dir, "2_c.up.sql")}:2`,
+    });
+    // The server's message may quote the file's literals: the report has it, an event does not.
+    expect(events[4]).not.toHaveProperty("message");
     expect(events[5]).toMatchObject({ completed: 1, failed: "2_c" });
     expect(run.output).toContain("FAILED   2_c (up)");
 
     const both = await migrate(db, ["up", "--dir", dir, "--events", "-", "--json"]);
     expect(both.code, both.output).toBe(2);
     expect(both.output).toContain("--events - and --json both write to stdout");
+    for (const look of [["--dry-run"], ["--rehearse"]]) {
+      const refused = await migrate(db, ["up", "--dir", dir, "--events", "-", ...look]);
+      expect(refused.code, refused.output).toBe(2);
+      expect(refused.output).toMatch(/--events and --(dry-run|rehearse)/);
+    }
   });
 
   it("a refused run is one event saying why", async () => {

@@ -189,7 +189,7 @@ describe("the catalog lint reads", () => {
       // A wait for that lock fails instead of hanging the test.
       await reader.query("SET lock_timeout = '5s'");
 
-      const catalog = await readCatalog(reader);
+      const catalog = await readCatalog(reader, { lockTimeoutMs: 5000 });
 
       const [expected] = await query<{ sized: string; parted: string }>(
         db.url,

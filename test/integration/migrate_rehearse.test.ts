@@ -57,10 +57,13 @@ async function fingerprint(db: TestDatabase) {
   };
 }
 
-async function leftovers(): Promise<string[]> {
+/** Copies of rehearsals of `db` still on the server (other files rehearse beside this one). */
+async function leftovers(db: TestDatabase): Promise<string[]> {
   const rows = await query<{ datname: string }>(
-    (await freshDb()).url,
-    "SELECT datname FROM pg_database WHERE datname LIKE 'migrate_rehearsal_%'",
+    db.url,
+    `SELECT datname FROM pg_database
+      WHERE datname LIKE 'migrate_rehearsal_%'
+        AND shobj_description(oid, 'pg_database') = 'migrate rehearsal of ' || current_database()`,
   );
   return rows.map((r) => r.datname);
 }
@@ -111,7 +114,7 @@ describe("rehearsal on a populated database", () => {
     );
     expect(build.rewrote).toEqual([]);
     expect(await fingerprint(db)).toEqual(before);
-    expect(await leftovers()).toEqual([]);
+    expect(await leftovers(db)).toEqual([]);
   });
 
   it("plan prints the same as text, saying where it ran and that it applied nothing", async () => {
@@ -151,7 +154,7 @@ describe("rehearsal on a populated database", () => {
     expect(m!.statements[1]).toMatchObject({ line: 2 });
     expect(m!.statements[1]!.error).toContain('"nope"');
     expect(await fingerprint(db)).toEqual(before);
-    expect(await leftovers()).toEqual([]);
+    expect(await leftovers(db)).toEqual([]);
   });
 
   it("SIGINT mid-statement cancels it, drops the copy and exits 130", async () => {
@@ -169,9 +172,11 @@ describe("rehearsal on a populated database", () => {
     const deadline = Date.now() + 30_000;
     while (!(await sleeping()) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 100));
+    // The copy is there, marked as this database's: what leftovers() looks for.
+    expect(await leftovers(db)).toHaveLength(1);
     proc.child.kill("SIGINT");
     expect(await proc.exited, proc.output()).toBe(130);
-    expect(await leftovers()).toEqual([]);
+    expect(await leftovers(db)).toEqual([]);
     expect(await fingerprint(db)).toEqual(before);
   });
 
@@ -270,10 +275,15 @@ describe("rehearsal databases are not left behind", () => {
   it("When earlier runs left copies, Then a rehearsal drops those nobody uses, logging each", async () => {
     const db = await freshDb();
     expect((await migrate(db, ["up"])).code).toBe(0);
-    const [stale, busy, owned] = [1, 2, 3].map(
+    const [stale, busy, owned, other] = [1, 2, 3, 4].map(
       () => `migrate_rehearsal_${randomBytes(6).toString("hex")}`,
-    ) as [string, string, string];
-    for (const n of [stale, busy, owned]) await query(db.url, `CREATE DATABASE ${n}`);
+    ) as [string, string, string, string];
+    // Left by rehearsals of this database (another database's are never swept).
+    const target = new URL(db.url).pathname.slice(1);
+    for (const n of [stale, busy, owned, other]) await query(db.url, `CREATE DATABASE ${n}`);
+    for (const n of [stale, busy, owned])
+      await query(db.url, `COMMENT ON DATABASE ${n} IS 'migrate rehearsal of ${target}'`);
+    await query(db.url, `COMMENT ON DATABASE ${other} IS 'migrate rehearsal of elsewhere'`);
     const url = new URL(db.url);
     url.pathname = `/${busy}`;
     // A session connected to one; a live rehearsal (on another database) owning another.
@@ -292,10 +302,11 @@ describe("rehearsal databases are not left behind", () => {
       expect(await exists(db, stale)).toBe(false);
       expect(await exists(db, busy)).toBe(true);
       expect(await exists(db, owned)).toBe(true);
+      expect(await exists(db, other)).toBe(true);
     } finally {
       await connected.end();
       await owner.end();
-      for (const n of [stale, busy, owned])
+      for (const n of [stale, busy, owned, other])
         await query(db.url, `DROP DATABASE IF EXISTS ${n} WITH (FORCE)`);
     }
   });

@@ -38,6 +38,19 @@ describe("the pg_dump command of a rehearsal", () => {
     },
   );
 
+  it("When other parameters are percent-encoded, Then they reach pg_dump as written (no + for a space), and a + in the password stays a +", () => {
+    const { args, env } = dumpCommand(
+      "postgres://alice@db.example/app?options=-c%20statement_timeout%3D5s&password=a+b%26c",
+      2500,
+      {},
+    );
+
+    expect(dbname(args)).toBe(
+      "postgres://alice@db.example/app?options=-c%20statement_timeout%3D5s",
+    );
+    expect(env).toEqual({ PGPASSWORD: "a+b&c" });
+  });
+
   it("When the URL has no password, Then the environment is passed as it is", () => {
     const env = { PATH: "/bin", PGPASSWORD: "from-the-operator" };
 

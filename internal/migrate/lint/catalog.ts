@@ -14,12 +14,38 @@ export interface DatabaseCatalog extends Catalog {
 const NAME = `CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END`;
 const USER_TABLES = `c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`;
 
+/** A table's size could not be read within lock_timeout: another session holds a lock on it. */
+export class SizesUnreadableError extends Error {
+  override name = "SizesUnreadableError";
+}
+
 /**
  * Reads the whole catalog once (a few queries, however many tables): rows
  * are reltuples (the planner's estimate, -1 before the first ANALYZE, read
- * as unknown: bytes then decide), bytes pg_total_relation_size.
+ * as unknown: bytes then decide), bytes pg_total_relation_size, which takes
+ * ACCESS SHARE on each table: the wait for it is bounded by `lockTimeoutMs`,
+ * whoever calls (a plan's session has no lock_timeout of its own).
  */
-export async function readCatalog(client: pg.ClientBase): Promise<DatabaseCatalog> {
+export async function readCatalog(
+  client: pg.ClientBase,
+  { lockTimeoutMs }: { lockTimeoutMs: number },
+): Promise<DatabaseCatalog> {
+  await client.query(
+    `BEGIN READ ONLY; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`,
+  );
+  try {
+    return await readCatalogIn(client);
+  } catch (err) {
+    if ((err as { code?: string }).code !== "55P03") throw err;
+    throw new SizesUnreadableError(
+      `could not read the tables' sizes: a lock on one of them was not granted within lock_timeout (${lockTimeoutMs} ms): another session holds it (see \`migrate locks\`)`,
+    );
+  } finally {
+    await client.query("ROLLBACK").catch(() => undefined);
+  }
+}
+
+async function readCatalogIn(client: pg.ClientBase): Promise<DatabaseCatalog> {
   const sizes = new Map<string, TableSize>();
   // A partitioned table is the sum of its leaves (its own entry is empty);
   // an index (REINDEX INDEX, DROP INDEX) is judged by the table it is on.

@@ -14,6 +14,8 @@ export interface DatabaseLint {
   databaseUrl: string;
   connectTimeoutMs: number;
   statementTimeoutMs: number;
+  /** Bounds the wait for a table's ACCESS SHARE lock while sizing it. */
+  lockTimeoutMs: number;
   thresholds?: Thresholds;
 }
 
@@ -57,7 +59,7 @@ export async function lintMigrations(
   });
   try {
     const applied = new Set((await readApplied(client)).map((a) => a.name));
-    const catalog = await readCatalog(client);
+    const catalog = await readCatalog(client, db);
     const only = new Set(files.filter((f) => !applied.has(f.name)).map((f) => f.name));
     const findings = await lintMigrationFiles(files, { only, catalog, style });
     return {

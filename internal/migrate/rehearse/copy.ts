@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
-import type pg from "pg";
+import pg from "pg";
 import { analyse } from "../analyse.js";
 import { connect, disconnect, isConnectionLost } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
 import type { MigrationFile } from "../source.js";
 import type { Applied } from "../state.js";
 import { dumpSchema } from "./dump.js";
-import { dropAfterLoss, dropCopy, ownerName, sweepCopies } from "./leftovers.js";
+import { dropAfterLoss, dropCopy, markCopy, ownerName, sweepCopies } from "./leftovers.js";
 
 // The throwaway copy a rehearsal runs in: a database on the target's server
 // holding the target's schema (no rows), always dropped after.
@@ -72,6 +72,8 @@ export async function withCopy<T>(
     );
   }
   try {
+    await markCopy(target, name);
+    await copySettings(opts, target, name);
     const url = new URL(opts.databaseUrl);
     url.pathname = `/${name}`;
     const copy = { name, url: url.toString(), schemaFrom: "dump" as SchemaSource };
@@ -79,6 +81,35 @@ export async function withCopy<T>(
     return await fn(copy);
   } finally {
     await dropCopy(opts, target, name);
+  }
+}
+
+/**
+ * The target's own settings (ALTER DATABASE … SET, ALTER ROLE … IN DATABASE
+ * … SET for this role) onto the copy, as this session has them: a
+ * search_path set there decides where the files' unqualified names land, so
+ * the copy must resolve them alike. One that cannot be copied is a warning.
+ */
+async function copySettings(opts: MigratorOptions, target: pg.Client, name: string) {
+  const { rows } = await target.query<{ role: boolean; name: string }>(
+    `SELECT s.setrole <> 0 AS role, split_part(c, '=', 1) AS name
+       FROM pg_db_role_setting s, unnest(s.setconfig) AS c
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user))`,
+  );
+  for (const r of rows) {
+    const setting = r.name
+      .split(".")
+      .map((part) => pg.escapeIdentifier(part))
+      .join(".");
+    const on = r.role ? `ROLE SESSION_USER IN DATABASE ${name}` : `DATABASE ${name}`;
+    await target.query(`ALTER ${on} SET ${setting} FROM CURRENT`).catch((err: unknown) => {
+      if (isConnectionLost(err)) throw err;
+      opts.log.warn(
+        { database: name, setting: r.name, err: (err as Error).message },
+        "could not give the rehearsal database the target's setting",
+      );
+    });
   }
 }
 

@@ -26,11 +26,19 @@ export interface DumpCommand {
  */
 export function dumpCommand(url: string, lockWaitMs: number, env: NodeJS.ProcessEnv): DumpCommand {
   const stripped = new URL(url);
+  // The query string is cut by hand: re-serialising it through
+  // URLSearchParams would turn `%20` into `+`, which libpq reads as a plus.
+  const params = stripped.search.replace(/^\?/, "").split("&");
+  const given = params.filter((p) => p.startsWith("password=")).at(-1);
   const password =
-    stripped.searchParams.get("password") ??
-    (stripped.password ? decodeURIComponent(stripped.password) : "");
+    given !== undefined
+      ? decodeURIComponent(given.slice("password=".length))
+      : stripped.password
+        ? decodeURIComponent(stripped.password)
+        : "";
   stripped.password = "";
-  stripped.searchParams.delete("password");
+  const kept = params.filter((p) => p !== "" && !p.startsWith("password="));
+  stripped.search = kept.length ? `?${kept.join("&")}` : "";
   const args = [
     "--schema-only",
     // pg_dump holds ACCESS SHARE on every table it reaches until it ends:

@@ -1,5 +1,5 @@
-import type pg from "pg";
-import { abandon, connect, disconnect, isConnectionLost } from "../connect.js";
+import pg from "pg";
+import { abandon, backendPid, connect, disconnect, isConnectionLost } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
 import { endSession, replyTimeoutMs } from "../session.js";
 
@@ -20,7 +20,20 @@ export const COPY_NAME = /^migrate_rehearsal_[0-9a-f]{12}$/;
 export const ownerName = (copy: string) => `migrate ${copy}`;
 
 /**
- * Drops the rehearsal copies on the server left by earlier runs: those this
+ * The comment a copy carries from just after its creation: the database it
+ * rehearses. A sweep takes only the leftovers of its own target's
+ * rehearsals, never another database's (another team's, another test's).
+ */
+export const copyComment = (target: string) => `migrate rehearsal of ${target}`;
+
+/** Marks the new copy `name` as a rehearsal of the target `target` is connected to. */
+export async function markCopy(target: pg.Client, name: string): Promise<void> {
+  const comment = copyComment(await currentDatabase(target));
+  await target.query(`COMMENT ON DATABASE ${name} IS ${pg.escapeLiteral(comment)}`);
+}
+
+/**
+ * Drops the rehearsal copies of this target left by earlier runs: those this
  * role may drop, no session is connected to, and no live rehearsal owns.
  * Each is logged; one that cannot be dropped (a session connected
  * meanwhile) is left for a later sweep.
@@ -29,10 +42,11 @@ export async function sweepCopies(opts: MigratorOptions, target: pg.Client): Pro
   const { rows } = await target.query<{ name: string }>(
     `SELECT d.datname AS name FROM pg_database d
       WHERE d.datname ~ $1 AND pg_has_role(d.datdba, 'MEMBER')
+        AND shobj_description(d.oid, 'pg_database') = $3
         AND NOT EXISTS (SELECT FROM pg_stat_activity a
                          WHERE a.datname = d.datname OR a.application_name = $2 || d.datname)
       ORDER BY d.datname`,
-    [COPY_NAME.source, ownerName("")],
+    [COPY_NAME.source, ownerName(""), copyComment(await currentDatabase(target))],
   );
   const dropped: string[] = [];
   for (const { name } of rows) {
@@ -50,6 +64,10 @@ export async function sweepCopies(opts: MigratorOptions, target: pg.Client): Pro
     }
   }
   return dropped;
+}
+
+async function currentDatabase(client: pg.Client): Promise<string> {
+  return (await client.query<{ db: string }>("SELECT current_database() AS db")).rows[0]!.db;
 }
 
 /**
@@ -77,7 +95,7 @@ export async function dropCopy(opts: MigratorOptions, target: pg.Client, name: s
  * in it has committed or rolled back), then drops the copy if it exists.
  */
 export async function dropAfterLoss(opts: MigratorOptions, lost: pg.Client, name: string) {
-  const pid = (lost as unknown as { processID: number }).processID;
+  const pid = backendPid(lost);
   abandon(lost);
   try {
     const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {

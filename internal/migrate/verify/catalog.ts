@@ -212,7 +212,20 @@ interface Row {
  * that two databases on the same server render alike. Takes no lock that
  * DDL waits for beyond what the catalog functions take, within `bounds`.
  */
-export async function readCatalog(client: pg.ClientBase, bounds: ReadBounds): Promise<Catalog> {
+export function readCatalog(client: pg.ClientBase, bounds: ReadBounds): Promise<Catalog> {
+  return inSnapshot(client, bounds, () => catalogOf(client));
+}
+
+/**
+ * Runs `fn` in one read-only REPEATABLE READ transaction of `client`, under
+ * the fixed search_path catalogOf renders with, within `bounds`: what `fn`
+ * reads (the record of what ran, then the catalog) is one moment's state.
+ */
+export async function inSnapshot<T>(
+  client: pg.ClientBase,
+  bounds: ReadBounds,
+  fn: () => Promise<T>,
+): Promise<T> {
   await client.query(
     `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
      SET LOCAL search_path = pg_catalog, public;
@@ -220,33 +233,38 @@ export async function readCatalog(client: pg.ClientBase, bounds: ReadBounds): Pr
      SET LOCAL statement_timeout = ${Math.max(0, Math.floor(bounds.statementTimeoutMs))}`,
   );
   try {
-    const ignored = await client.query<{ oid: string }>(BOOKKEEPING, [
-      MIGRATIONS_TABLE,
-      CONSENTS_TABLE,
-      BACKUPS_TABLE,
-    ]);
-    const oids = ignored.rows.map((r) => r.oid);
-    const catalog: Catalog = {};
-    for (const sql of QUERIES) {
-      const { rows } = await client.query<Row>(
-        `SELECT * FROM (${sql}) AS o(kind, name, parent, definition, attributes, informative)`,
-        sql.includes("$1") ? [oids] : [],
-      );
-      for (const r of rows) {
-        catalog[objectKey(r.kind, r.name)] = {
-          kind: r.kind,
-          name: r.name,
-          parent: r.parent,
-          definition: r.definition,
-          attributes: text(r.attributes),
-          informative: text(r.informative),
-        };
-      }
-    }
-    return catalog;
+    return await fn();
   } finally {
     await client.query("ROLLBACK").catch(() => undefined);
   }
+}
+
+/** The schema as read inside inSnapshot. */
+export async function catalogOf(client: pg.ClientBase): Promise<Catalog> {
+  const ignored = await client.query<{ oid: string }>(BOOKKEEPING, [
+    MIGRATIONS_TABLE,
+    CONSENTS_TABLE,
+    BACKUPS_TABLE,
+  ]);
+  const oids = ignored.rows.map((r) => r.oid);
+  const catalog: Catalog = {};
+  for (const sql of QUERIES) {
+    const { rows } = await client.query<Row>(
+      `SELECT * FROM (${sql}) AS o(kind, name, parent, definition, attributes, informative)`,
+      sql.includes("$1") ? [oids] : [],
+    );
+    for (const r of rows) {
+      catalog[objectKey(r.kind, r.name)] = {
+        kind: r.kind,
+        name: r.name,
+        parent: r.parent,
+        definition: r.definition,
+        attributes: text(r.attributes),
+        informative: text(r.informative),
+      };
+    }
+  }
+  return catalog;
 }
 
 function text(attrs: Record<string, unknown>): Attributes {

@@ -6,7 +6,7 @@ import { withCopy } from "../rehearse/copy.js";
 import { readMigrations, type MigrationFile } from "../source.js";
 import { loadSqlParser } from "../sql.js";
 import { compare, readApplied, stateTableExists, type Applied } from "../state.js";
-import { readCatalog, type ReadBounds } from "./catalog.js";
+import { catalogOf, inSnapshot, readCatalog, type ReadBounds } from "./catalog.js";
 import { diffCatalogs, inconsistent, type Difference } from "./diff.js";
 
 // `migrate verify`, the schema half: the applied files replayed into a
@@ -41,12 +41,16 @@ export async function verifySchema(opts: MigratorOptions): Promise<SchemaVerific
   const bounds: ReadBounds = opts;
   const target = await connect(opts.databaseUrl, opts.connectTimeoutMs, reply);
   try {
-    const applied = await appliedOf(target, source.migrations);
+    // What ran and what it made, at one moment: a migrator committing
+    // between the two reads must not read as drift.
+    const { applied, database } = await inSnapshot(target, bounds, async () => ({
+      applied: await appliedOf(target, source.migrations),
+      database: await catalogOf(target),
+    }));
     const { pending, problems } = compare(source.migrations, applied);
     const warnings = problems
       .filter((p) => p.kind === "changed")
       .map((p) => `${p.message}; the replay uses the file as it is now`);
-    const database = await readCatalog(target, bounds);
     return await withCopy(opts, target, applied, source.migrations, "replay", async (copy) => {
       const replayed = await connect(copy.url, opts.connectTimeoutMs, reply);
       try {
