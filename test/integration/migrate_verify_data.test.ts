@@ -99,15 +99,8 @@ describe("migrate verify --data", () => {
   });
 
   it("--from resumes: only the rows after that id are checked", async () => {
-    const r = await verify([
-      "-conf",
-      conf,
-      "--json",
-      "--from",
-      String(ids[1]),
-      "--batch-size",
-      "1",
-    ]);
+    const from = ["--from", String(ids[1])];
+    const r = await verify(["-conf", conf, "--json", ...from, "--batch-size", "1"]);
     expect(r.code, r.output).toBe(0);
     const v = JSON.parse(r.stdout) as DataVerification;
     expect(v).toMatchObject({ ok: true, rows: 2, fromId: ids[1], lastId: ids[3] });
