@@ -28,6 +28,9 @@ export async function verifyDataCommand(args: Args): Promise<void> {
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop.signal.aborted) process.exit(signalExitCode(signal));
+    process.stderr.write(
+      `migrate: ${signal}: stopping after the batch in hand (again to stop now)\n`,
+    );
     stop.abort(signal);
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);

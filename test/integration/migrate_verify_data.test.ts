@@ -3,13 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import type { DataVerification } from "../../internal/biz/data_verify.js";
 import { query } from "../helpers/catalog.js";
 import { startTestApp } from "../helpers/app.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { runMigrate, writeServerConfig } from "../helpers/process.js";
+import { runMigrate, spawnMigrate, writeServerConfig } from "../helpers/process.js";
 
 // `migrate verify --data` as an operator runs it: the migrate tool with the
 // server's config (its kms section), against users the service created.
@@ -105,6 +106,44 @@ describe("migrate verify --data", () => {
     const v = JSON.parse(r.stdout) as DataVerification;
     expect(v).toMatchObject({ ok: true, rows: 2, fromId: ids[1], lastId: ids[3] });
     expect(sum(v.sealed)).toEqual({ ok: 6, failed: 0 });
+  });
+
+  it("interrupted, it says where it stopped; --from there checks the rest", async () => {
+    // The table locked, the first batch waits; SIGINT arrives meanwhile, so
+    // the run stops after that batch whatever the machine's speed.
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+      const run = spawnMigrate(["verify", "--data", "-conf", conf, "--batch-size", "2"], {
+        env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
+      });
+      let stdout = "";
+      run.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+      for (;;) {
+        // Asked outside the locker's transaction, which sees one snapshot of the activity.
+        const rows = await query(
+          db.url,
+          `SELECT 1 FROM pg_stat_activity
+            WHERE application_name = 'migrate verify --data' AND wait_event_type = 'Lock'`,
+        );
+        if (rows.length > 0) break;
+        if (run.child.exitCode !== null) throw new Error(run.output());
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      run.child.kill("SIGINT");
+      await run.waitFor(/SIGINT: stopping after the batch in hand/);
+      await locker.query("COMMIT");
+      expect(await run.exited, run.output()).toBe(130);
+      expect(stdout).toContain(`interrupted after id ${ids[1]}: resume with --from ${ids[1]}`);
+      expect(stdout).toMatch(/^data: 2 row\(s\) after id 0 checked/);
+    } finally {
+      await locker.end();
+    }
+    const rest = await verify(["-conf", conf, "--json", "--from", String(ids[1])]);
+    expect(rest.code, rest.output).toBe(0);
+    expect(JSON.parse(rest.stdout)).toMatchObject({ rows: 2, complete: true, lastId: ids[3] });
   });
 
   it("counts a value moved from another row and a zeroed blind index: exit 1, no plaintext printed", async () => {
