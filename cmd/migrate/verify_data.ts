@@ -59,8 +59,7 @@ export async function verifyDataCommand(args: Args): Promise<void> {
               batchSize,
               signal: stop.signal,
               onBatch: bar,
-            });
-            bar?.stop();
+            }).finally(() => bar?.stop());
             report(v, args.json === true);
             process.exitCode = !v.complete
               ? signalExitCode(stop.signal.reason as NodeJS.Signals)

@@ -134,15 +134,15 @@ export async function verifySealedData(
   let lastId = opts.fromId;
   let rows = 0;
   let complete = false;
-  let next = readBatch(reader, cipher, lastId, opts.batchSize);
+  let next = reader.batch(lastId, opts.batchSize);
   for (;;) {
-    const batch = await next;
+    const batch = await underKeysHeld(reader, cipher, await next, lastId, opts.batchSize);
     if (batch.rows.length === 0) {
       complete = true;
       break;
     }
     lastId = batch.rows.at(-1)!.id;
-    next = readBatch(reader, cipher, lastId, opts.batchSize);
+    next = reader.batch(lastId, opts.batchSize);
     // Unobserved until awaited: a failed read must not crash the process meanwhile.
     next.catch(() => undefined);
     for (const row of batch.rows) await checkRow(reader, cipher, batch.keys, row, tally);
@@ -166,21 +166,26 @@ export async function verifySealedData(
   };
 }
 
-// A batch whose index keys are those the cipher holds: a rotation that moved
-// on since they were loaded means a reload, then the same rows read again.
-async function readBatch(
+/**
+ * `batch` if it was read under the index keys the cipher holds; else (a
+ * rotation moved on since they were loaded) the keys reloaded and the same
+ * rows read again. Only here, between batches, do the cipher's keys change:
+ * never while a batch is being checked.
+ */
+async function underKeysHeld(
   reader: SealedReader,
   cipher: VerifyCipher,
+  batch: Awaited<ReturnType<SealedReader["batch"]>>,
   afterId: number,
   limit: number,
 ): ReturnType<SealedReader["batch"]> {
-  for (let attempt = 1; ; attempt++) {
-    const batch = await reader.batch(afterId, limit);
-    if (!batch.keys || batch.keys.epoch === cipher.indexEpoch()) return batch;
-    if (attempt === 3)
+  for (let attempt = 1; batch.keys && batch.keys.epoch !== cipher.indexEpoch(); attempt++) {
+    if (attempt > 3)
       throw new Error("the index keys kept changing while the rows were read (a rotation?)");
     await cipher.reloadIndexKeys();
+    batch = await reader.batch(afterId, limit);
   }
+  return batch;
 }
 
 interface Tally {

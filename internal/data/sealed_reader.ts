@@ -2,6 +2,7 @@ import pg from "pg";
 import type { Slot } from "../biz/kms/index_keys.js";
 import type { RowToVerify, SealedReader } from "../biz/data_verify.js";
 import { PII_FIELDS, USER_LAYOUT, type PiiField } from "../biz/user.js";
+import { withReadOnlyTx } from "./tx.js";
 import { indexColumn, indexColumns } from "./user_schema.js";
 
 // The users table read for `migrate verify --data`: batch by batch after an
@@ -64,7 +65,7 @@ export function newUserSealedReader(pool: pg.Pool): SealedReader {
     indexColumn: (field, slot: Slot) => indexColumn(field as PiiField, slot),
 
     async batch(afterId, limit) {
-      const rows = await readOnly(pool, (c) => c.query<Row>(BATCH, [afterId, limit]));
+      const rows = await withReadOnlyTx(pool, (c) => c.query<Row>(BATCH, [afterId, limit]));
       const first = rows.rows[0];
       const keys = first && {
         epoch: first.epoch,
@@ -75,7 +76,7 @@ export function newUserSealedReader(pool: pg.Pool): SealedReader {
     },
 
     async count(afterId) {
-      const { rows } = await readOnly(pool, (c) =>
+      const { rows } = await withReadOnlyTx(pool, (c) =>
         c.query<{ n: string }>("SELECT count(*) AS n FROM users WHERE id > $1", [afterId]),
       );
       return Number(rows[0]!.n);
@@ -97,20 +98,4 @@ function toRow(r: Row): RowToVerify {
       };
   }
   return { id: r.id!, indexEpoch: r.index_epoch, fields };
-}
-
-/** `fn` in a READ ONLY transaction: whatever it runs, the database refuses to write. */
-async function readOnly<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN READ ONLY");
-    const result = await fn(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
 }
