@@ -206,6 +206,26 @@ describe("migrate verify --data", () => {
     expect(wrong.output).toMatch(/wrong root key/);
   });
 
+  it("on a database the service never started on: exit 2, and no key made", async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const up = await runMigrate(["up"], { env: { DATABASE_URL: fresh.url } });
+      expect(up.code, up.output).toBe(0);
+      const freshConf = writeServerConfig(join(dir, "fresh.yaml"), fresh.url);
+      const r = await verify(["-conf", freshConf]);
+      expect(r.code, r.output).toBe(2);
+      expect(r.output).toMatch(/could not open the KMS: the database holds no index key/);
+      const keys = await query(
+        fresh.url,
+        `SELECT (SELECT count(*) FROM kms_index_keys) + (SELECT count(*) FROM kms_audit_key)
+              + (SELECT count(*) FROM kms_data_keys) + (SELECT count(*) FROM kms_root_key) AS n`,
+      );
+      expect(Number(keys[0]!.n)).toBe(0);
+    } finally {
+      await fresh.drop();
+    }
+  });
+
   it("refuses --from without --data, and a bad --from, with exit 2", async () => {
     const alone = await runMigrate(["verify", "--from", "3"], { env: { DATABASE_URL: db.url } });
     expect(alone.code).toBe(2);
