@@ -8,6 +8,7 @@ import { migrateBench } from "./migrate.js";
 import { usersBench } from "./users.js";
 import { loginFloodBench } from "./logins.js";
 import { reencryptBench } from "./reencrypt.js";
+import { verifyBench } from "./verify.js";
 import { withDatabase } from "./lib/db.js";
 import type { LoadResult } from "./lib/load.js";
 import type { Comparison } from "./lib/compare.js";
@@ -17,15 +18,19 @@ import type { Comparison } from "./lib/compare.js";
 // embedded one; BENCH_SECONDS sets each measurement's length (default 5),
 // BENCH_ROUNDS how many alternating rounds the gRPC comparisons run (3);
 // BENCH_REENCRYPT_USERS the users the re-encryption job moves (default
+// 100 000), BENCH_VERIFY_USERS those `migrate verify --data` checks (default
 // 100 000). `npm run bench -- migrate kms` runs only the named sections (kms,
-// hash, users, logins, reencrypt, migrate).
+// hash, users, logins, reencrypt, verify, migrate).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const reencryptUsers = Number(process.env.BENCH_REENCRYPT_USERS ?? 100_000);
+const verifyUsers = Number(process.env.BENCH_VERIFY_USERS ?? 100_000);
 const only = process.argv.slice(2);
 const want = (section: string) => only.length === 0 || only.includes(section);
 if (want("reencrypt") && !(Number.isInteger(reencryptUsers) && reencryptUsers >= 1))
   throw new Error("BENCH_REENCRYPT_USERS: expected a whole number of users, at least 1");
+if (want("verify") && !(Number.isInteger(verifyUsers) && verifyUsers >= 1))
+  throw new Error("BENCH_VERIFY_USERS: expected a whole number of users, at least 1");
 let dir: string | undefined;
 let stop = async () => {};
 let url = process.env.DATABASE_URL;
@@ -138,6 +143,27 @@ try {
       `ratio ours/limit: ${(r.ours.perSecond / r.limit.perSecond).toFixed(2)} (goal >= 0.5)${r.invalid.length > 0 ? "   INVALID RUN, see below" : ""}`,
     );
     for (const problem of r.invalid) console.log(`!!! INVALID RUN: ${problem}`);
+  }
+
+  if (want("verify")) {
+    const v = await withDatabase(url, (db) => verifyBench(db, verifyUsers));
+    const rate = (name: string, r: { rows: number; seconds: number; perSecond: number }) =>
+      `${name.padEnd(40)} ${r.perSecond.toFixed(0).padStart(8)} rows/s   ${r.rows} rows in ${r.seconds.toFixed(2)} s`;
+    console.log(
+      `\nmigrate verify --data: ${v.users} users (3 sealed values and 3 blind indexes each), batches of 1000`,
+    );
+    console.log(
+      `setup: sealing ${(v.setup.sealMs / 1000).toFixed(1)} s, INSERTs ${(v.setup.insertMs / 1000).toFixed(1)} s, VACUUM ANALYZE ${(v.setup.vacuumMs / 1000).toFixed(1)} s`,
+    );
+    console.log(rate("plain SELECT, same columns (limit)", v.limit));
+    console.log(rate("ours: verify --data, built tool", v.ours));
+    console.log(
+      `  (the process's wall time, start and KMS included: ${v.ours.wallSeconds.toFixed(2)} s)`,
+    );
+    console.log(
+      `ratio ours/limit: ${(v.ours.perSecond / v.limit.perSecond).toFixed(2)}${v.invalid.length > 0 ? "   INVALID RUN, see below" : ""}`,
+    );
+    for (const problem of v.invalid) console.log(`!!! INVALID RUN: ${problem}`);
   }
 
   if (want("migrate")) {

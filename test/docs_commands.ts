@@ -19,6 +19,10 @@ const kmsCli = (...shows: string[]): RunBy => ({
   file: "test/integration/kms_cli.test.ts",
   shows: ["cmd/kms/main.ts", ...shows],
 });
+const verifyData = (...shows: string[]): RunBy => ({
+  file: "test/integration/migrate_verify_data.test.ts",
+  shows: ['runMigrate(["verify", "--data", ...args]', ...shows],
+});
 const auditVerify = (...shows: string[]): RunBy => ({
   file: "test/integration/audit_checkpoints.test.ts",
   shows: ['"audit",', '"verify",', ...shows],
@@ -123,6 +127,16 @@ export const docsCommands: Record<string, RunBy[]> = {
   ],
   "node dist/cmd/migrate/main.js up --events -": [
     { file: "test/integration/migrate_backup.test.ts", shows: ['"--events", "-"]'] },
+  ],
+  // docs/migrations.md: verify --data (the test's verify() runs `verify --data`).
+  "node dist/cmd/migrate/main.js verify --data -conf /etc/app/config.yaml": [
+    verifyData('verify(["-conf", conf])'),
+  ],
+  "node dist/cmd/migrate/main.js verify --data -conf /etc/app/config.yaml --json": [
+    verifyData('verify(["-conf", conf, "--json"])'),
+  ],
+  "node dist/cmd/migrate/main.js verify --data -conf /etc/app/config.yaml --from 48000": [
+    verifyData('["--from", String(ids[1])]', "...from"),
   ],
   'pg_restore --no-owner --dbname="$RESTORE_URL" /backups/pre-up.dump': [
     {

@@ -101,7 +101,12 @@ export const handlers = {
     out(`${files.up}\n${files.down}\n`);
   },
 
-  verify: looking(async (args: Args) => (await import("./verify.js")).verifyCommand(args)),
+  verify: looking(async (args: Args) => {
+    if (args.data) return (await import("./verify_data.js")).verifyDataCommand(args);
+    if (args.from !== undefined || args["batch-size"] !== undefined)
+      throw new UsageError("--from and --batch-size go with --data");
+    return (await import("./verify.js")).verifyCommand(args);
+  }),
 
   // Exit 0 whatever it finds: it reports, it does not judge; 2 when it could not look.
   locks: looking((args: Args) =>

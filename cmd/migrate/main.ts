@@ -82,6 +82,7 @@ const switches = [
   "sizes",
   "style",
   "verify",
+  "data",
 ];
 const given = argv
   .slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length)
@@ -222,8 +223,23 @@ await yargs(argv)
   )
   .command(
     "verify",
-    "replay the applied migrations into a throwaway database and compare schemas: exit 0 consistent, 1 not, 2 could not check",
-    (y) => y.option("json", { type: "boolean", describe: "machine-readable output" }),
+    "replay the applied migrations into a throwaway database and compare schemas (--data: check the sealed values and blind indexes instead): exit 0 consistent, 1 not, 2 could not check",
+    (y) =>
+      y
+        .option("json", { type: "boolean", describe: "machine-readable output" })
+        .option("data", {
+          type: "boolean",
+          describe:
+            "every sealed value opens under its row and every blind index matches its value (needs -conf with the server's kms section); read only",
+        })
+        .option("from", {
+          type: "string",
+          describe: "--data: only rows after this id (resume where an interrupted run stopped)",
+        })
+        .option("batch-size", {
+          type: "string",
+          describe: "--data: rows per read (1..10000, default 1000)",
+        }),
     handle("verify"),
   )
   .command(

@@ -36,6 +36,11 @@ export interface Args {
   "allow-out-of-order"?: boolean;
   /** up --verify: the schema check after a successful up (cmd/migrate/verify.ts). */
   verify?: boolean;
+  /** verify --data: the sealed values and blind indexes (cmd/migrate/verify_data.ts). */
+  data?: boolean;
+  /** verify --data: only rows after this id. */
+  from?: string;
+  "batch-size"?: string;
   operator?: string;
   /** Before a run changes anything: a shell command that takes a backup (exit 0 or nothing applies). */
   "backup-command"?: string;
@@ -86,7 +91,8 @@ function migrationsFolder(flag: string | undefined, configured: string): string 
   return dir;
 }
 
-async function config(args: Args): Promise<Config | undefined> {
+/** The -conf file loaded (environment overrides applied, DATABASE_URL aside), or undefined. */
+export async function config(args: Args): Promise<Config | undefined> {
   if (!args.conf) return undefined;
   const { loadConfig } = await import("../../internal/conf/load.js");
   // DATABASE_URL is weighed in databaseUrl(), against --database-url; the

@@ -54,6 +54,12 @@ export interface KmsDeps {
   /** The pool its repositories use; the URL its listener connects to. */
   data: Pick<Data, "pool" | "url">;
   log: Logger;
+  /**
+   * Open what is there and change nothing (`migrate verify --data`): no key
+   * made or recorded, no checkpoint file opened; its runner is never to be
+   * started. Throws KmsInitError when the database holds no keys yet.
+   */
+  readOnly?: boolean;
 }
 
 /**
@@ -65,14 +71,23 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
   const { pool, url } = deps.data;
   const log = deps.log;
   const roots = rootKeys(conf);
-  const sinks = await auditSinks(conf.auditCheckpoints!);
+  const sinks = deps.readOnly ? [] : await auditSinks(conf.auditCheckpoints!);
   const audit = new AuditChain();
   const keys = newDataKeyRepo(pool, audit);
   const stored = newStoredKeys(pool, audit);
   const keyring = newKeyring(keys, roots, durationMs(conf.cacheTtl!));
   const policy = keyPolicy(conf);
   const mint = keyMint(roots, policy);
-  const started = await bootstrap({ stored, keys, keyring, roots, mint, audit, log });
+  const started = await bootstrap({
+    stored,
+    keys,
+    keyring,
+    roots,
+    mint,
+    audit,
+    log,
+    readOnly: deps.readOnly,
+  });
   const index = newIndexKeyHolder(started.index, () => loadIndexKeys(stored, roots));
   const usage = encryptionUsage();
   const cipher = newFieldCipher(keyring, index, started.pageTokens, usage);

@@ -30,6 +30,11 @@ export async function bootstrap(p: {
   mint: KeyMint;
   audit: AuditChain;
   log: Logger;
+  /**
+   * Make nothing and record nothing (a reader such as `migrate verify
+   * --data`): a key missing is a KmsInitError, not one made.
+   */
+  readOnly?: boolean;
 }): Promise<Bootstrapped> {
   const { stored, roots, audit } = p;
   const recorded = await stored.rootKeyId();
@@ -41,7 +46,14 @@ export async function bootstrap(p: {
     label: string,
     name: string,
     under: string,
-  ) => singletonKey(roots, kept, () => p.mint.singleton(label, under), label, name);
+  ) =>
+    singletonKey(
+      roots,
+      kept,
+      p.readOnly ? missing(name) : () => p.mint.singleton(label, under),
+      label,
+      name,
+    );
   // The index key first: where it exists it proves the root key before
   // anything new is wrapped under it. The audit key before the initial
   // data key, whose creation is an audited event. Keys made here (a fresh
@@ -56,7 +68,7 @@ export async function bootstrap(p: {
   try {
     // A database from before kms_root_key: the key that unwrapped its
     // index key is the one it is under.
-    const under = recorded ?? (await stored.recordRootKeyId(index.id));
+    const under = recorded ?? (p.readOnly ? index.id : await stored.recordRootKeyId(index.id));
     if (under !== index.id && recorded === undefined) {
       throw new KmsInitError("another instance recorded another root key at the same time");
     }
@@ -70,10 +82,11 @@ export async function bootstrap(p: {
     // Page tokens outlive index-key rotations: their key comes from the
     // audit key (HKDF, a label of its own), which never rotates.
     tokens = pageTokens(auditKey.key);
-    await p.keys.rotate(
-      (v, id) => p.mint.dataKey(v, "initial key", id),
-      (active) => active === undefined,
-    );
+    if (!p.readOnly)
+      await p.keys.rotate(
+        (v, id) => p.mint.dataKey(v, "initial key", id),
+        (active) => active === undefined,
+      );
     await p.keyring.active().catch((err: unknown) => {
       throw new KmsInitError(
         `cannot load the active data key: ${(err as Error).message} (a wrong root key, or an altered row)`,
@@ -106,6 +119,13 @@ export async function bootstrap(p: {
   }
   return { index: keys, pageTokens: tokens! };
 }
+
+/** A reader's MakeKey: the key should exist by now. */
+const missing = (name: string) => (): never => {
+  throw new KmsInitError(
+    `the database holds no ${name}: the service has not run on it (nothing to read under the KMS)`,
+  );
+};
 
 function notHeld(roots: RootKeys, recorded: string): string {
   if (recorded === roots.expiredPreviousId) {
