@@ -125,15 +125,28 @@ async function schemaLag(source: MigrationSource, pool: pg.Pool): Promise<string
 }
 
 /**
- * How many migrations are pending: the files not applied (for the metrics;
- * readiness names them). Throws when the folder or the database cannot be read.
+ * How many migrations are pending: this release's files (read once, here)
+ * not applied, for the metrics (readiness names them). Each read is one
+ * read-only transaction bounded by `statementTimeoutMs`; it throws when the
+ * database cannot be read.
  */
-export function pendingMigrations(dir: string, pool: pg.Pool): () => Promise<number> {
+export function pendingMigrations(
+  dir: string,
+  pool: pg.Pool,
+  statementTimeoutMs = 2000,
+): () => Promise<number> {
+  const source = readMigrations(dir);
   return async () => {
-    const source = readMigrations(dir);
     const client = await pool.connect();
     try {
-      return (await inspect(client, source, { indexes: false })).pending.length;
+      await client.query(
+        `BEGIN READ ONLY; SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`,
+      );
+      try {
+        return (await inspect(client, source, { indexes: false })).pending.length;
+      } finally {
+        await client.query("ROLLBACK").catch(() => undefined);
+      }
     } finally {
       client.release();
     }
