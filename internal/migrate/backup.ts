@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import pg from "pg";
+import type pg from "pg";
 import { emit } from "./events.js";
 import type { MigratorOptions } from "./options.js";
 import type { Step } from "./plan.js";
@@ -111,10 +111,9 @@ async function recordBackup(
 
 /** Every backup recorded, newest first; none before the table exists. */
 export async function readBackups(client: pg.ClientBase): Promise<RecordedBackup[]> {
-  const { rows } = await client.query<{ ok: boolean }>(
-    "SELECT to_regclass($1) IS NOT NULL AS ok",
-    [BACKUPS_TABLE],
-  );
+  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass($1) IS NOT NULL AS ok", [
+    BACKUPS_TABLE,
+  ]);
   if (!rows[0]?.ok) return [];
   const backups = await client.query<{ location: string | null; at: Date; steps: string[] }>(
     `SELECT location, taken_at AT TIME ZONE 'UTC' AS at, steps FROM ${BACKUPS_TABLE} ORDER BY id DESC`,
