@@ -130,7 +130,11 @@ export async function migrateBench(adminUrl: string) {
         rehearse.push(timed(["up", "--rehearse", "--dir", dir], { DATABASE_URL: url }));
       });
     }
-    const ratios = (base: number[]) => median(up.map((u, i) => u / base[i]!));
+    // Each round's ratio, and their median.
+    const ratios = (base: number[]) => {
+      const each = up.map((u, i) => u / base[i]!);
+      return { median: median(each), each };
+    };
     const help = Array.from({ length: 5 }, () => timed(["--help"]));
     // lint without a database: the whole process, parser load included.
     const lint = Array.from({ length: 3 }, () => timed(["lint", "--dir", dir]));

@@ -143,6 +143,8 @@ try {
 
   if (want("migrate")) {
     const m = await migrateBench(url);
+    const ratio = (r: { median: number; each: number[] }) =>
+      `${r.median.toFixed(2)} (rounds: ${r.each.map((x) => x.toFixed(2)).join(" ")})`;
     console.log(
       `\nmigrations: ${m.count} small generated pairs, built tool (dist/), ${m.rounds} alternating rounds, medians (ratios: of each round's)`,
     );
@@ -150,12 +152,12 @@ try {
     if (m.psqlMs === undefined) console.log("psql not found: no limit measured");
     else {
       console.log(`psql, same files, one session (limit)  ${(m.psqlMs / 1000).toFixed(2)} s`);
-      console.log(`ratio ours/limit: ${m.psqlRatio!.toFixed(2)} (goal <= 1.3)`);
+      console.log(`ratio ours/limit: ${ratio(m.psqlRatio!)} (goal <= 1.3)`);
     }
     console.log(
       `node-pg-migrate runner, same files     ${(m.nodePgMigrateMs / 1000).toFixed(2)} s`,
     );
-    console.log(`ratio ours/node-pg-migrate: ${m.nodePgMigrateRatio.toFixed(2)} (goal <= 1)`);
+    console.log(`ratio ours/node-pg-migrate: ${ratio(m.nodePgMigrateRatio)} (goal <= 1)`);
     console.log(
       `migrate up --rehearse (copy, traced)   ${(m.rehearseMs / 1000).toFixed(2)} s, ratio rehearse/up: ${(m.rehearseMs / m.upMs).toFixed(2)}`,
     );
