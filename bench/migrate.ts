@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { withDatabase } from "./lib/db.js";
@@ -25,17 +25,54 @@ function timed(args: string[], env: NodeJS.ProcessEnv = {}, ok = [0]): number {
 
 const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+// node-pg-migrate's own runner on the same folder, as a program using its
+// API would run it: its grouped SQL loader (the CLI cannot select it), each
+// migration in its own transaction as ours, its lock and pgmigrations.
+const NODE_PG_MIGRATE = `
+import { runner } from "node-pg-migrate";
+const quiet = () => undefined;
+await runner({
+  databaseUrl: process.env.DATABASE_URL,
+  dir: process.argv[1],
+  direction: "up",
+  migrationsTable: "pgmigrations",
+  singleTransaction: false,
+  migrationLoaderStrategies: [{ extensions: [".sql"], loader: "sql" }],
+  logger: { debug: quiet, info: quiet, warn: quiet, error: console.error },
+});`;
+
+/** Wall time of one process: `node -e` of node-pg-migrate's runner on `dir`. */
+function timedNodePgMigrate(dir: string, url: string): number {
+  const started = performance.now();
+  const run = spawnSync(process.execPath, ["--input-type=module", "-e", NODE_PG_MIGRATE, dir], {
+    env: { ...process.env, DATABASE_URL: url },
+    encoding: "utf8",
+  });
+  const ms = performance.now() - started;
+  if (run.status !== 0) throw new Error(`node-pg-migrate up failed: ${run.stderr}`);
+  return ms;
+}
+
 /**
  * `migrate up` applying 300 small generated pairs (each in its own
  * transaction, with the lock, checksums and state table) against psql
- * applying the same up files in one session, each in its own transaction:
- * the limit for running the same SQL. Fresh databases for both, alternating,
- * median of three; `up --rehearse` of the same 300 before each `up` (a copy
- * made, every statement traced, the copy dropped). Then `status` with 300
- * applied and `--help` (median of 5), and `lint` over the 300 pairs (median of 3).
+ * applying the same up files in one session, each in its own transaction
+ * (the limit for running the same SQL), and against node-pg-migrate's runner
+ * on the same folder. Fresh databases for each, alternating, BENCH_MIGRATE_ROUNDS
+ * rounds (default 3): medians, and the median of each round's ratios.
+ * `up --rehearse` of the same 300 in each round, on a fresh database too (a
+ * copy made, every statement traced, the copy dropped). Then `status` with
+ * 300 applied and `--help` (median of 5), and `lint` over the 300 pairs
+ * (median of 3).
  */
 export async function migrateBench(adminUrl: string) {
-  const dir = mkdtempSync(join(tmpdir(), "kbts-bench-migrations-"));
+  const root = mkdtempSync(join(tmpdir(), "kbts-bench-migrations-"));
+  // The folder holds only migrations: node-pg-migrate would load anything else.
+  const dir = join(root, "migrations");
+  mkdirSync(dir);
+  const rounds = Number(process.env.BENCH_MIGRATE_ROUNDS ?? 3);
+  if (!(Number.isInteger(rounds) && rounds >= 1))
+    throw new Error("BENCH_MIGRATE_ROUNDS: expected a whole number of rounds, at least 1");
   try {
     const files: string[] = [];
     for (let i = 1; i <= COUNT; i++) {
@@ -48,31 +85,56 @@ export async function migrateBench(adminUrl: string) {
       writeFileSync(join(dir, `${name}.down.sql`), `DROP TABLE IF EXISTS bench_${i};\n`);
       files.push(up);
     }
-    const script = join(dir, "all.psql");
+    const script = join(root, "all.psql");
     writeFileSync(script, files.map((f) => `BEGIN;\n\\i ${f}\nCOMMIT;\n`).join(""));
     const havePsql = spawnSync("psql", ["--version"]).status === 0;
 
     const up: number[] = [];
     const rehearse: number[] = [];
     const psql: number[] = [];
+    const npm: number[] = [];
     const status: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      await withDatabase(adminUrl, async (url) => {
+    // Each on a fresh database, in an order rotated from round to round:
+    // whoever runs first meets what the round before left (the rehearsal's
+    // dropped copy, a checkpoint).
+    const contenders = [
+      () =>
+        withDatabase(adminUrl, (url) => {
+          up.push(timed(["up", "--dir", dir], { DATABASE_URL: url }));
+          if (status.length === 0)
+            for (let i = 0; i < 5; i++)
+              status.push(timed(["status", "--dir", dir], { DATABASE_URL: url }));
+        }),
+      () => withDatabase(adminUrl, (url) => void npm.push(timedNodePgMigrate(dir, url))),
+      ...(havePsql
+        ? [
+            () =>
+              withDatabase(adminUrl, (url) => {
+                const started = performance.now();
+                execFileSync(
+                  "psql",
+                  ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", script],
+                  { stdio: "ignore" },
+                );
+                psql.push(performance.now() - started);
+              }),
+          ]
+        : []),
+    ];
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < contenders.length; i++)
+        await contenders[(round + i) % contenders.length]!();
+      // On a database of its own: the copy it makes and drops would slow
+      // whatever ran on the same server right after it.
+      await withDatabase(adminUrl, (url) => {
         rehearse.push(timed(["up", "--rehearse", "--dir", dir], { DATABASE_URL: url }));
-        up.push(timed(["up", "--dir", dir], { DATABASE_URL: url }));
-        if (round === 0)
-          for (let i = 0; i < 5; i++)
-            status.push(timed(["status", "--dir", dir], { DATABASE_URL: url }));
-      });
-      if (!havePsql) continue;
-      await withDatabase(adminUrl, async (url) => {
-        const started = performance.now();
-        execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", script], {
-          stdio: "ignore",
-        });
-        psql.push(performance.now() - started);
       });
     }
+    // Each round's ratio, and their median.
+    const ratios = (base: number[]) => {
+      const each = up.map((u, i) => u / base[i]!);
+      return { median: median(each), each };
+    };
     const help = Array.from({ length: 5 }, () => timed(["--help"]));
     // lint without a database: the whole process, parser load included.
     const lint = Array.from({ length: 3 }, () => timed(["lint", "--dir", dir]));
@@ -88,16 +150,20 @@ export async function migrateBench(adminUrl: string) {
     }
     return {
       count: COUNT,
+      rounds,
       upMs: median(up),
       rehearseMs: median(rehearse),
       psqlMs: havePsql ? median(psql) : undefined,
+      psqlRatio: havePsql ? ratios(psql) : undefined,
+      nodePgMigrateMs: median(npm),
+      nodePgMigrateRatio: ratios(npm),
       statusMs: median(status),
       helpMs: median(help),
       lintMs: median(lint),
       product: { count: PRODUCT_COUNT, bytes: productBytes, lintMs: median(productLint) },
     };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
   }
 }
 

@@ -1,4 +1,4 @@
-import { FileLineError, splitStatements, type Statement } from "./sql.js";
+import { FileLineError, splitStatements, type Split, type Statement } from "./sql.js";
 
 /** First line of a migration that must run outside a transaction, statement by statement. */
 export const NO_TRANSACTION_MARKER = "-- migrate:no-transaction";
@@ -79,8 +79,13 @@ function outsideTransaction(node: Node): boolean {
  * `file`: we could not otherwise say honestly what was committed when it
  * failed.
  */
-export function analyse(text: string, file: string, mode: TransactionMode = "migration"): Script {
-  const parsed = splitStatements(text, file);
+export function analyse(
+  text: string,
+  file: string,
+  mode: TransactionMode = "migration",
+  split: Split = splitStatements,
+): Script {
+  const parsed = split(text, file);
   const kinds = parsed.map(transactionKind);
   const wrapped =
     parsed.length >= 2 &&

@@ -6,7 +6,7 @@ import { checkConsents, type ConsentCheck } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
 import { planSteps, type Command, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
-import { FileLineError, loadSqlParser } from "./sql.js";
+import { FileLineError, loadSqlParser, rememberingSplit } from "./sql.js";
 import { readApplied, stateTableExists, type Applied } from "./state.js";
 
 /** What a command will do: versions to adopt, the steps and their parsed files. */
@@ -51,11 +51,13 @@ export async function prepare(
   const warnings = [...source.warnings];
   if (steps.length === 0) return { adopt, steps, scripts, consent, warnings };
   await loadSqlParser();
-  for (const s of steps) scripts.set(s, analyse(s.sql, s.file, mode));
+  // Each file parsed once, though analysed here and linted by the gate.
+  const split = rememberingSplit();
+  for (const s of steps) scripts.set(s, analyse(s.sql, s.file, mode, split));
   // A broken down file matters only when it runs: a warning at up.
   for (const s of steps.filter((x) => x.direction === "up" && x.migration.down !== undefined)) {
     try {
-      analyse(s.migration.down!, s.migration.downPath!, mode);
+      analyse(s.migration.down!, s.migration.downPath!, mode, split);
     } catch (err) {
       if (!(err instanceof FileLineError)) throw err;
       warnings.push(`${err.message} (the down migration will fail if it runs)`);
@@ -70,6 +72,7 @@ export async function prepare(
           new Set(ups.map((s) => s.migration.name)),
           await readCatalog(client, { lockTimeoutMs }),
           thresholds,
+          split,
         );
   for (const s of ups) {
     const c = checks.get(s.migration.name)!;

@@ -29,13 +29,20 @@ export class SqlSyntaxError extends FileLineError {
 }
 
 let parseSync: ((sql: string) => ParseResult) | undefined;
+let loading: Promise<void> | undefined;
 
 /**
  * Loads PostgreSQL's parser (libpg-query, WebAssembly); await once before
  * splitting. Loaded on demand: commands that parse nothing start faster.
  */
-export async function loadSqlParser(): Promise<void> {
-  if (parseSync) return;
+export function loadSqlParser(): Promise<void> {
+  return (loading ??= compileParser().catch((err: unknown) => {
+    loading = undefined;
+    throw err;
+  }));
+}
+
+async function compileParser(): Promise<void> {
   const parser = await import("libpg-query");
   await parser.loadModule();
   parseSync = parser.parseSync;
@@ -69,6 +76,24 @@ export function splitStatements(text: string, file: string): Statement[] {
     const node = s.stmt as unknown as Record<string, unknown>;
     return { sql, line: lineAtByte(bytes, start), node, leading };
   });
+}
+
+/** splitStatements, or one that remembers what it split: see rememberingSplit. */
+export type Split = (text: string, file: string) => Statement[];
+
+/**
+ * splitStatements that parses each text once: a command that reads a file
+ * more than once (`up` analyses each pending file, then its consent gate
+ * lints them all) asks it again and gets the same statements, which nobody
+ * modifies. A text that does not parse is not remembered: it throws each time.
+ */
+export function rememberingSplit(): Split {
+  const split = new Map<string, Statement[]>();
+  return (text, file) => {
+    let statements = split.get(text);
+    if (!statements) split.set(text, (statements = splitStatements(text, file)));
+    return statements;
+  };
 }
 
 // stmt_location may point just after the previous statement's semicolon, so

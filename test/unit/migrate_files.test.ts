@@ -4,7 +4,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { analyse, ScriptRefusedError } from "../../internal/migrate/analyse.js";
 import { MigrationSourceError, readMigrations } from "../../internal/migrate/source.js";
-import { loadSqlParser } from "../../internal/migrate/sql.js";
+import {
+  loadSqlParser,
+  rememberingSplit,
+  splitStatements,
+  SqlSyntaxError,
+} from "../../internal/migrate/sql.js";
 
 const dirs: string[] = [];
 function folder(files: Record<string, string>): string {
@@ -101,6 +106,22 @@ describe("how a file runs", () => {
     expect(() => analyse("BEGIN;\nSELECT 1;\nROLLBACK;\n", "f.sql")).toThrow(
       /^f\.sql:1: transaction control \(BEGIN\)/,
     );
+  });
+});
+
+describe("a file read twice by one command", () => {
+  it("is parsed once: the same statements as splitStatements; a syntax error each time, naming its file", () => {
+    const split = rememberingSplit();
+    const text = "-- lead\nCREATE TABLE t (a int);\nCREATE INDEX ON t (a);\n";
+    const first = split(text, "1_a.up.sql");
+    expect(first).toEqual(splitStatements(text, "1_a.up.sql"));
+    expect(split(text, "2_b.up.sql")).toBe(first);
+    expect(analyse(text, "1_a.up.sql", "migration", split).statements).toBe(first);
+    expect(rememberingSplit()(text, "1_a.up.sql")).not.toBe(first);
+    for (const file of ["3_c.up.sql", "4_d.up.sql"])
+      expect(() => split("SELECT 1;\nSELEC 2;\n", file)).toThrow(
+        expect.objectContaining({ name: SqlSyntaxError.name, file, line: 2 }),
+      );
   });
 });
 

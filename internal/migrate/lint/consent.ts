@@ -1,5 +1,5 @@
 import type { MigrationFile } from "../source.js";
-import { splitStatements, SqlSyntaxError } from "../sql.js";
+import { splitStatements, SqlSyntaxError, type Split } from "../sql.js";
 import { markerLines } from "./marker.js";
 import type { DatabaseCatalog } from "./catalog.js";
 import { lintMigrationFiles } from "./file.js";
@@ -100,20 +100,22 @@ export function readMarkers(text: string, file: string): { allows: Allow[]; erro
  * The gate for the up files about to run (`pending`, by name), each linted
  * after the files before it and against the database's tables and sizes, as
  * `migrate lint --sizes` does, with any lint-ignore lifted: its error-level
- * findings against its consent markers.
+ * findings against its consent markers. `split` may remember files the
+ * caller parsed already.
  */
 export async function checkConsents(
   files: MigrationFile[],
   pending: ReadonlySet<string>,
   catalog: DatabaseCatalog,
   thresholds?: Thresholds,
+  split?: Split,
 ): Promise<Map<string, ConsentCheck>> {
   const unignored = files.map((f) =>
     pending.has(f.name) ? { ...f, up: f.up.replace(LINT_IGNORE, "") } : f,
   );
   // Judged against the database as `migrate lint --sizes` does: a rewrite of
   // a table that is empty (or made by an earlier pending file) needs no consent.
-  const linted = await lintMigrationFiles(unignored, { only: pending, catalog });
+  const linted = await lintMigrationFiles(unignored, { only: pending, catalog, split });
   const findings = bySize(linted, catalog, thresholds);
   const checks = new Map<string, ConsentCheck>();
   for (const file of files.filter((f) => pending.has(f.name))) {

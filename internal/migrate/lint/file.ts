@@ -1,4 +1,4 @@
-import { SqlSyntaxError, splitStatements, type Statement } from "../sql.js";
+import { SqlSyntaxError, splitStatements, type Split, type Statement } from "../sql.js";
 import type { MigrationFile } from "../source.js";
 import { FileContext, emptyHistory, type Catalog, type History } from "./context.js";
 import type { Finding } from "./finding.js";
@@ -13,6 +13,8 @@ export interface FileLintOptions {
   catalog?: Catalog;
   /** Also the schema-style rules (prefer-text-field, prefer-bigint-over-int, …). */
   style?: boolean;
+  /** How files are split: splitStatements, or one remembering what the caller parsed already. */
+  split?: Split;
 }
 
 /**
@@ -35,7 +37,7 @@ export async function lintMigrationFile(
  */
 export async function lintMigrationFiles(
   files: MigrationFile[],
-  opts: { only?: ReadonlySet<string>; catalog?: Catalog; style?: boolean } = {},
+  opts: { only?: ReadonlySet<string>; catalog?: Catalog; style?: boolean; split?: Split } = {},
 ): Promise<Finding[]> {
   await loadParsers();
   const history = emptyHistory();
@@ -45,14 +47,14 @@ export async function lintMigrationFiles(
 function lintLoaded(
   file: MigrationFile,
   history: History,
-  { catalog, style }: FileLintOptions,
+  { catalog, style, split = splitStatements }: FileLintOptions,
   report: boolean,
 ): Finding[] {
   const ctx = new FileContext(file.upPath, history, catalog, report, style);
   if (file.down === undefined)
     ctx.add("missing-down", { message: `no ${file.name}.down.sql beside it` });
-  const up = parse(ctx, file.upPath, file.up);
-  if (file.down !== undefined && file.downPath) parse(ctx, file.downPath, file.down);
+  const up = parse(ctx, file.upPath, file.up, split);
+  if (file.down !== undefined && file.downPath) parse(ctx, file.downPath, file.down, split);
   for (const st of up) {
     ctx.line = st.line;
     ctx.leading = st.leading;
@@ -82,9 +84,9 @@ export function leads(index: string[], columns: string[]): boolean {
   return columns.length > 0 && columns.every((c) => head.has(c));
 }
 
-function parse(ctx: FileContext, path: string, text: string): Statement[] {
+function parse(ctx: FileContext, path: string, text: string, split: Split): Statement[] {
   try {
-    return splitStatements(text, path);
+    return split(text, path);
   } catch (err) {
     if (!(err instanceof SqlSyntaxError)) throw err;
     if (!ctx.report) return [];
