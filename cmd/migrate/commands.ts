@@ -5,6 +5,7 @@ import type { MigratorOptions } from "../../internal/migrate/options.js";
 import type { Thresholds } from "../../internal/migrate/lint/severity.js";
 import { migrationsDir, UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
+import { signalExitCode, untilSignalled } from "./signals.js";
 
 // Heavy modules (the config schema, the SQL parser, the logger) load only in
 // the commands that use them: `status` and `--help` stay quick.
@@ -198,63 +199,61 @@ function lintThresholds(args: Args, fallback: Thresholds): Thresholds {
 /** `up`, `down`, `redo`: the plan with --dry-run, else the run, both printed. */
 async function change(args: Args, command: Command): Promise<void> {
   // SIGINT/SIGTERM stop the run between steps, cancelling the statement in
-  // flight, and the report still says what was applied; a second one exits
-  // at once.
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stop.signal.aborted) process.exit(signalExitCode(signal));
-    stop.abort(signal);
-  };
-  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  // flight, and the report still says what was applied.
+  let stopped: AbortSignal | undefined;
   try {
-    if (args["dry-run"] && args.events !== undefined)
-      throw new UsageError("--events and --dry-run: a dry run has no events; give one");
-    const events = (await import("./events.js")).eventSink(args.events, args.json === true);
-    // With the events on stdout, the report goes to stderr.
-    const out = args.events === "-" ? stderr : stdout;
-    await withDatabase(args, async (opts) => {
-      opts.events = events;
-      const { plan, run } = await runner();
-      if (args["dry-run"]) {
-        const p = await plan(opts, command);
-        print.warnings(p.warnings);
-        if (args.json)
-          print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
-        else print.plan(out, p);
-        // `up` would refuse: a dry run in CI fails the same way.
-        if (p.steps.some((s) => s.gate && !s.gate.ok)) process.exitCode = 1;
-        return;
-      }
-      const report = await run(opts, command, stop.signal);
-      print.warnings(report.warnings);
-      // up --verify: only after an up that finished; one that could not check exits 2, its reason in the report.
-      const verify =
-        args.verify && !report.failed && !report.interrupted ? await verified(opts) : undefined;
-      if (args.json)
-        print.json(
-          verify ? { ...report, verify: verify.result ?? { error: verify.error } } : report,
-        );
-      else print.report(out, report);
-      if (verify?.result && !args.json)
-        (await import("./verify.js")).writeVerification(out, verify.result);
-      if (report.failed) process.exitCode = 1;
-      if (verify?.result && !verify.result.consistent) process.exitCode = 1;
-      if (verify?.error !== undefined) {
-        process.stderr.write(`migrate: ${verify.error}\n`);
-        process.exitCode = 2;
-      }
-      if (report.interrupted)
-        process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
+    await untilSignalled((stop) => {
+      stopped = stop;
+      return changeUntil(args, command, stop);
     });
   } catch (err) {
-    if (!stop.signal.aborted) throw args["dry-run"] ? couldNotCheck(err) : err;
+    if (!stopped?.aborted) throw args["dry-run"] ? couldNotCheck(err) : err;
     throw new InterruptedError(
       (err as Error).message,
-      signalExitCode(stop.signal.reason as NodeJS.Signals),
+      signalExitCode(stopped.reason as NodeJS.Signals),
     );
-  } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
   }
+}
+
+/** change() under `stop`: the run stops between steps when it aborts. */
+async function changeUntil(args: Args, command: Command, stop: AbortSignal): Promise<void> {
+  if (args["dry-run"] && args.events !== undefined)
+    throw new UsageError("--events and --dry-run: a dry run has no events; give one");
+  const events = (await import("./events.js")).eventSink(args.events, args.json === true);
+  // With the events on stdout, the report goes to stderr.
+  const out = args.events === "-" ? stderr : stdout;
+  await withDatabase(args, async (opts) => {
+    opts.events = events;
+    const { plan, run } = await runner();
+    if (args["dry-run"]) {
+      const p = await plan(opts, command);
+      print.warnings(p.warnings);
+      if (args.json)
+        print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
+      else print.plan(out, p);
+      // `up` would refuse: a dry run in CI fails the same way.
+      if (p.steps.some((s) => s.gate && !s.gate.ok)) process.exitCode = 1;
+      return;
+    }
+    const report = await run(opts, command, stop);
+    print.warnings(report.warnings);
+    // up --verify: only after an up that finished; one that could not check exits 2, its reason in the report.
+    const verify =
+      args.verify && !report.failed && !report.interrupted ? await verified(opts) : undefined;
+    if (args.json)
+      print.json(verify ? { ...report, verify: verify.result ?? { error: verify.error } } : report);
+    else print.report(out, report);
+    if (verify?.result && !args.json)
+      (await import("./verify.js")).writeVerification(out, verify.result);
+    if (report.failed) process.exitCode = 1;
+    if (verify?.result && !verify.result.consistent) process.exitCode = 1;
+    if (verify?.error !== undefined) {
+      process.stderr.write(`migrate: ${verify.error}\n`);
+      process.exitCode = 2;
+    }
+    if (report.interrupted)
+      process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
+  });
 }
 
 /** up --verify: the schema check, or why it could not check (the up's report still prints). */
@@ -287,10 +286,6 @@ class UncheckedError extends Error {
   ) {
     super(message);
   }
-}
-
-function signalExitCode(signal: NodeJS.Signals): number {
-  return 128 + (signal === "SIGINT" ? 2 : 15);
 }
 
 // N: a positive integer, or absent. `0`, `-1`, `abc`, `all`, `1.5` are refused

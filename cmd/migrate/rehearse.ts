@@ -5,6 +5,7 @@ import type {
 } from "../../internal/migrate/rehearse/rehearse.js";
 import { UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
+import { signalExitCode, untilSignalled } from "./signals.js";
 
 // `up --rehearse` and `plan`: the pending migrations run somewhere that does
 // not matter, traced statement by statement; the target stays as it was.
@@ -29,13 +30,7 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
   const schemaFrom = args["schema-from"] as SchemaSource | undefined;
   if (schemaFrom && mode === "target")
     throw new UsageError("--schema-from applies to a rehearsal on a copy, not --rehearse=target");
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stop.signal.aborted) process.exit(128 + (signal === "SIGINT" ? 2 : 15));
-    stop.abort(signal);
-  };
-  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
-  try {
+  await untilSignalled(async (stop) => {
     await withDatabase(
       args,
       async (opts) => {
@@ -43,21 +38,19 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
         const r = await rehearse(
           opts,
           { mode, count, schemaFrom, allowOutOfOrder: args["allow-out-of-order"] },
-          stop.signal,
+          stop,
         );
         print.warnings(r.warnings);
         if (args.json) print.json(r);
-        else write(r, stop.signal.aborted);
+        else write(r, stop.aborted);
         // `up` would refuse: a rehearsal in CI fails the same way.
         if (r.failed || r.refused.length > 0) process.exitCode = 1;
-        if (stop.signal.aborted) process.exitCode = stop.signal.reason === "SIGINT" ? 130 : 143;
+        if (stop.aborted) process.exitCode = signalExitCode(stop.reason as string);
       },
       // Logged (stderr): rehearsal databases of earlier runs it drops, one it could not.
       { logs: true },
     );
-  } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-  }
+  });
 }
 
 function write(r: Rehearsal, interrupted: boolean): void {

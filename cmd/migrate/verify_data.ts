@@ -2,6 +2,7 @@ import { SingleBar } from "cli-progress";
 import type { DataVerification } from "../../internal/biz/data_verify.js";
 import { config, UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
+import { signalExitCode, untilSignalled } from "./signals.js";
 
 // `migrate verify --data`: with the server's KMS configuration, every sealed
 // value opens under its row's context and every blind index matches its
@@ -25,16 +26,11 @@ export async function verifyDataCommand(args: Args): Promise<void> {
     throw new UsageError(
       "verify --data needs the KMS: -conf a config with its kms section (the server's), its root key there or in KMS_ROOT_KEY",
     );
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stop.signal.aborted) process.exit(signalExitCode(signal));
+  const stopping = (signal: NodeJS.Signals) =>
     process.stderr.write(
       `migrate: ${signal}: stopping after the batch in hand (again to stop now)\n`,
     );
-    stop.abort(signal);
-  };
-  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
-  try {
+  await untilSignalled(async (stop) => {
     await withDatabase(
       args,
       async (opts) => {
@@ -57,12 +53,12 @@ export async function verifyDataCommand(args: Args): Promise<void> {
             const v = await verifySealedData(reader, kms.cipher, {
               fromId,
               batchSize,
-              signal: stop.signal,
+              signal: stop,
               onBatch: bar,
             }).finally(() => bar?.stop());
             report(v, args.json === true);
             process.exitCode = !v.complete
-              ? signalExitCode(stop.signal.reason as NodeJS.Signals)
+              ? signalExitCode(stop.reason as NodeJS.Signals)
               : v.ok
                 ? 0
                 : 1;
@@ -75,9 +71,7 @@ export async function verifyDataCommand(args: Args): Promise<void> {
       },
       { logs: false },
     );
-  } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-  }
+  }, stopping);
 }
 
 function wholeNumber(flag: string, text: string, min: number, max: number): number {
@@ -144,8 +138,4 @@ function report(v: DataVerification, json: boolean): void {
       ? `ok: every sealed value opens under its row and every blind index matches its value\n`
       : `failed: ${v.failuresTotal} value(s) or index(es) do not verify\n`,
   );
-}
-
-function signalExitCode(signal: NodeJS.Signals): number {
-  return 128 + (signal === "SIGINT" ? 2 : 15);
 }

@@ -44,6 +44,12 @@ export function checksummedText(text: string): string {
     .join("\n");
 }
 
+// $tag$ or $$, matched where the scan stands (sticky: no copy of the rest).
+const DOLLAR_TAG = /\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/y;
+
+// A character that continues an identifier (so `a$b` and `xE'…'` are not quotes).
+const WORD = /[A-Za-z0-9_$\u0080-\uffff]/;
+
 type State =
   | { in: "code" }
   | { in: "string"; backslash: boolean }
@@ -72,15 +78,16 @@ function sqlScanner(): (piece: string) => boolean {
             state = { in: "block", depth: 1 };
             i += 2;
           } else if (c === "'") {
-            state = { in: "string", backslash: /(^|[^A-Za-z0-9_$])[Ee]$/.test(piece.slice(0, i)) };
+            // E'…' takes backslash escapes; the E must not end a longer word.
+            const e = piece[i - 1] === "E" || piece[i - 1] === "e";
+            state = { in: "string", backslash: e && !WORD.test(piece[i - 2] ?? " ") };
             i++;
           } else if (c === '"') {
             state = { in: "ident" };
             i++;
-          } else if (c === "$" && !/[A-Za-z0-9_$]$/.test(piece.slice(Math.max(0, i - 1), i))) {
-            const tag = /^\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/.exec(
-              piece.slice(i),
-            );
+          } else if (c === "$" && !WORD.test(piece[i - 1] ?? " ")) {
+            DOLLAR_TAG.lastIndex = i;
+            const tag = DOLLAR_TAG.exec(piece);
             if (tag) {
               state = { in: "dollar", tag: tag[0] };
               i += tag[0].length;
