@@ -150,6 +150,21 @@ describe("environment overrides", () => {
     }
   });
 
+  it("refuses a migration wait longer than a timer or PostgreSQL holds (24 days), naming the field", () => {
+    for (const field of [
+      "lock_wait",
+      "lock_timeout",
+      "statement_timeout",
+      "old_transaction_age",
+      "backup_timeout",
+    ]) {
+      const tree = { ...minimal(), data: { database: { migration: { [field]: "720h" } } } };
+      expect(failure(tree)).toMatch(new RegExp(`data\\.database\\.migration\\.${field}`));
+      const fine = { ...minimal(), data: { database: { migration: { [field]: "24h" } } } };
+      expect(() => parseConfig(fine, "t.yaml", {})).not.toThrow();
+    }
+  });
+
   it("When the file holds the bad value, Then the error still names the file", () => {
     expect(
       failure({ ...minimal(), log: { level: "loud" } }, { DATABASE_URL: "postgres://h/db" }),
