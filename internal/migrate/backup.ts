@@ -135,7 +135,23 @@ function lastLine(stdout: string): string | undefined {
     .map((l) => l.replace(/\p{Cc}/gu, "").trim())
     .filter((l) => l !== "")
     .at(-1);
-  return line === undefined ? undefined : line.slice(0, LOCATION_CHARS);
+  return line === undefined ? undefined : withoutCredentials(line).slice(0, LOCATION_CHARS);
+}
+
+// A location is logged, recorded and sent as an event: a URL's user,
+// password and query (a presigned URL's signature) stay out of all three.
+function withoutCredentials(location: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) return location;
+  try {
+    const url = new URL(location);
+    if (!url.username && !url.password && !url.search) return location;
+    url.username = "";
+    url.password = "";
+    url.search = "";
+    return url.toString();
+  } catch {
+    return location;
+  }
 }
 
 /**

@@ -92,6 +92,24 @@ describe("backup before up", () => {
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
   });
 
+  it("a location's credentials (a URL's user, password, presigned query) are neither reported nor recorded", async () => {
+    const db = await freshDb();
+    const dir = folder(files, { project: false });
+    const run = await migrate(db, [
+      "up",
+      "--dir",
+      dir,
+      "--backup-command",
+      "echo 'https://backup:hunter2@store.example/b/one.dump?X-Amz-Signature=s3cr3t'",
+    ]);
+    expect(run.code, run.output).toBe(0);
+    expect(run.stdout).toContain("backup   https://store.example/b/one.dump (");
+    expect(run.output).not.toMatch(/hunter2|s3cr3t/);
+    expect(await query(db.url, "SELECT location FROM migrate_backups")).toEqual([
+      { location: "https://store.example/b/one.dump" },
+    ]);
+  });
+
   it("a bad --backup-command or --backup-timeout exits 2 before connecting", async () => {
     const db = await freshDb();
     for (const args of [
