@@ -92,8 +92,17 @@ const twice = given.find((name, i) => given.indexOf(name) !== i);
 if (twice !== undefined) fail(`--${twice} given more than once`, 2);
 
 // `down -1` would otherwise read as an unknown flag "-1".
-const negative = argv.find((a) => /^-[0-9]/.test(a));
-if (negative !== undefined) fail(`${negative}: expected a positive integer`, 2);
+// After an option (`--backup-timeout -1s`) it is that option's value.
+const negative = argv.findIndex((a) => /^-[0-9]/.test(a));
+if (negative >= 0) {
+  const option = /^--?[^=]+$/.exec(argv[negative - 1] ?? "")?.[0];
+  fail(
+    option
+      ? `${option} ${argv[negative]}: negative; expected a positive value`
+      : `${argv[negative]}: expected a positive integer`,
+    2,
+  );
+}
 
 await yargs(argv)
   .scriptName("migrate")

@@ -1,3 +1,4 @@
+import { setTimeout as wait } from "node:timers/promises";
 import type pg from "pg";
 import type { Script } from "./analyse.js";
 import { applyStep, type StepFailure, type StepResult } from "./apply.js";
@@ -135,18 +136,7 @@ export async function applyPatiently(
 
 /** Resolves true after `ms`, or false at once when `signal` aborts. */
 function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  return wait(ms, true, { signal }).catch(() => false);
 }
 
 /** For a one-line error (the server's start-up): the blockers last seen, if any. */

@@ -29,6 +29,7 @@ import { query } from "../helpers/catalog.js";
 import { rejection } from "../helpers/errors.js";
 import { runMigrate } from "../helpers/process.js";
 import { sealWithStoredKey } from "../helpers/seal.js";
+import { until } from "../helpers/poll.js";
 
 // The blind-index key replaced online on two instances: one rotates, the
 // other serves lookups and inserts throughout.
@@ -61,18 +62,6 @@ async function createUsers(app: App, prefix: string, n: number): Promise<Known[]
     made.push({ id: user!.id, email, phone });
   }
   return made;
-}
-
-async function until<T>(get: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
-  for (let i = 0; ; i++) {
-    const v = await get();
-    if (done(v)) return v;
-    if (i > 1200)
-      throw new Error(
-        `not done: ${JSON.stringify(v, (_, x) => (typeof x === "bigint" ? String(x) : x))}`,
-      );
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const indexState = async () =>

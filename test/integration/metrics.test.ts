@@ -1,12 +1,12 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import pg from "pg";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { KmsService, ReencryptionState } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
 import type { App } from "../../cmd/server/wire.js";
 import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/seams/node_pg_migrate.js";
 import { useTestApps } from "../helpers/app.js";
+import { withClient } from "../helpers/db.js";
 import { find, only, scrape } from "../helpers/metrics.js";
 import { projectNames } from "../helpers/migrations.js";
 
@@ -24,16 +24,6 @@ const clients = (app: App) => {
   const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` });
   return { kms: createClient(KmsService, transport), users: createClient(UserService, transport) };
 };
-
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 let app: App;
 let startedAt: number;

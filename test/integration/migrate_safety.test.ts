@@ -32,6 +32,7 @@ describe("operator input", () => {
     [["up", "0"], '"0"'],
     [["up", "1.5"], '"1.5"'],
     [["down", "-1"], "-1"],
+    [["up", "--backup-timeout", "-1s"], "--backup-timeout -1s: negative"],
     [["down", ""], '""'],
     [["down", "2", "--all"], "--all"],
     [["redo", "--all"], "all"],

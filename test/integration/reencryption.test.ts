@@ -9,6 +9,7 @@ import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.j
 import { startTestApp } from "../helpers/app.js";
 import { query } from "../helpers/catalog.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { until } from "../helpers/poll.js";
 
 // 60 users under three key versions, moved to the active key by the job
 // while a client keeps updating some of them, on one of two instances.
@@ -48,18 +49,6 @@ afterAll(async () => {
   await b?.stop();
   await db?.drop();
 });
-
-async function until<T>(get: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
-  for (let i = 0; ; i++) {
-    const v = await get();
-    if (done(v)) return v;
-    if (i > 1200)
-      throw new Error(
-        `not done: ${JSON.stringify(v, (_, x) => (typeof x === "bigint" ? String(x) : x))}`,
-      );
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("re-encryption", () => {
   it("moves every value to the active key, one job for two instances asked at once, losing no user's update", async () => {
