@@ -68,14 +68,14 @@ describe("operator input", () => {
 describe("which folder", () => {
   it("an empty --dir (an unset shell variable) exits 2 and applies nothing", async () => {
     const db = await freshDb();
-    for (const args of [
-      ["up", "--dir", ""],
-      ["up", "--dir=  "],
-      ["up", "--dir"],
-    ]) {
-      const run = await migrate(db, args);
+    for (const [args, named] of [
+      [["up", "--dir", ""], "--dir is empty"],
+      [["up", "--dir=  "], "--dir is empty"],
+      [["up", "--dir"], "'--dir <dir>' argument missing"],
+    ] as const) {
+      const run = await migrate(db, [...args]);
       expect(run.code, run.output).toBe(2);
-      expect(run.output).toContain("--dir is empty");
+      expect(run.output).toContain(named);
     }
     expect(await catalogSnapshot(db.url, { includeMigrationTable: true })).toEqual([]);
   });
