@@ -8,7 +8,7 @@ import type { Logger } from "../../internal/pkg/log/logger.js";
 // From the command line to the migrator's options: which database (always
 // named explicitly), which folder, how patient; checked before connecting.
 
-/** The parsed command line, as yargs hands it over. */
+/** The parsed command line: each option under its flag's name (internal/pkg/cli flags()). */
 export interface Args {
   conf?: string;
   "database-url"?: string;
@@ -18,7 +18,7 @@ export interface Args {
   "lock-wait"?: string;
   "lock-timeout"?: string;
   "statement-timeout"?: string;
-  /** migration or file: yargs' choices refuse anything else. */
+  /** migration or file: the option's choices refuse anything else. */
   transactions?: string;
   /** --no-retry: a lock_timeout refusal fails at once (same as --lock-attempts 1). */
   retry?: boolean;
@@ -26,7 +26,7 @@ export interface Args {
   "lock-attempts"?: string;
   /** Open transactions older than this are named before a concurrent index build (default 1m). */
   "old-transaction-age"?: string;
-  /** wait (name them, build) or refuse (name them, apply nothing, exit 1): yargs' choices refuse anything else. */
+  /** wait (name them, build) or refuse (name them, apply nothing, exit 1): the option's choices refuse anything else. */
   "old-transactions"?: string;
   "dry-run"?: boolean;
   /** up --rehearse[=copy|target], plan --rehearse=…: see cmd/migrate/rehearse.ts. */

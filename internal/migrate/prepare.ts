@@ -1,3 +1,4 @@
+import { setImmediate } from "node:timers/promises";
 import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script } from "./analyse.js";
@@ -50,30 +51,38 @@ export async function prepare(
   const consent = new Map<Step, ConsentCheck>();
   const warnings = [...source.warnings];
   if (steps.length === 0) return { adopt, steps, scripts, consent, warnings };
+  const ups = steps.filter((x) => x.direction === "up");
+  // The gate judges against the catalog: read while the files are parsed,
+  // the server answering as we work. Its failure is seen where it is awaited.
+  const catalog = ups.length > 0 ? readCatalog(client, { lockTimeoutMs }) : undefined;
+  catalog?.catch(() => undefined);
   await loadSqlParser();
   // Each file parsed once, though analysed here and linted by the gate.
   const split = rememberingSplit();
-  for (const s of steps) scripts.set(s, analyse(s.sql, s.file, mode, split));
+  const turn = takingTurns();
+  for (const s of steps) {
+    scripts.set(s, analyse(s.sql, s.file, mode, split));
+    await turn();
+  }
   // A broken down file matters only when it runs: a warning at up.
-  for (const s of steps.filter((x) => x.direction === "up" && x.migration.down !== undefined)) {
+  for (const s of ups.filter((x) => x.migration.down !== undefined)) {
     try {
       analyse(s.migration.down!, s.migration.downPath!, mode, split);
     } catch (err) {
       if (!(err instanceof FileLineError)) throw err;
       warnings.push(`${err.message} (the down migration will fail if it runs)`);
     }
+    await turn();
   }
-  const ups = steps.filter((x) => x.direction === "up");
-  const checks =
-    ups.length === 0
-      ? new Map<string, ConsentCheck>()
-      : await checkConsents(
-          files,
-          new Set(ups.map((s) => s.migration.name)),
-          await readCatalog(client, { lockTimeoutMs }),
-          thresholds,
-          split,
-        );
+  const checks = catalog
+    ? await checkConsents(
+        files,
+        new Set(ups.map((s) => s.migration.name)),
+        await catalog,
+        thresholds,
+        split,
+      )
+    : new Map<string, ConsentCheck>();
   for (const s of ups) {
     const c = checks.get(s.migration.name)!;
     consent.set(s, c);
@@ -84,4 +93,17 @@ export async function prepare(
       );
   }
   return { adopt, steps, scripts, consent, warnings };
+}
+
+/**
+ * A pause for pending I/O (a query's reply) every few milliseconds of
+ * parsing, so that a query sent before the work proceeds during it.
+ */
+function takingTurns(everyMs = 4): () => Promise<void> {
+  let since = performance.now();
+  return async () => {
+    if (performance.now() - since < everyMs) return;
+    await setImmediate();
+    since = performance.now();
+  };
 }

@@ -50,11 +50,10 @@ export interface StatusEntry {
  * by an earlier version keeps the column default it had then (unused).
  */
 export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
+  // One query, one transaction: one commit to wait for, not two.
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (${MIGRATIONS_TABLE_COLUMNS})`,
-  );
-  await client.query(
-    `ALTER TABLE ${MIGRATIONS_TABLE} ADD COLUMN IF NOT EXISTS checksum varchar(64)`,
+    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (${MIGRATIONS_TABLE_COLUMNS});
+     ALTER TABLE ${MIGRATIONS_TABLE} ADD COLUMN IF NOT EXISTS checksum varchar(64)`,
   );
 }
 

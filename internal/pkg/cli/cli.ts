@@ -1,0 +1,106 @@
+import { CommanderError, type Command } from "commander";
+
+// What the three command-line tools (server, migrate, kms) share on top of
+// commander: Kratos' Go-style `-conf FILE`, refusing what would otherwise be
+// silently merged (an option given twice), and every usage problem reported
+// one way, as exit 2. commander loads in a few milliseconds, which deploy
+// scripts calling `migrate` many times notice.
+
+/** Every long option name the program or any of its commands declares, without `--`. */
+function longOptions(program: Command): Set<string> {
+  const names = new Set<string>();
+  const walk = (c: Command) => {
+    for (const o of c.options) if (o.long) names.add(o.long.replace(/^--(no-)?/, ""));
+    c.commands.forEach(walk);
+  };
+  walk(program);
+  return names;
+}
+
+/**
+ * The command line as commander reads it: a single-dash long option the
+ * program declares (`-conf`, Go's flag style, as Kratos documents it)
+ * becomes its double-dash form. Anything else is left as written.
+ */
+export function goStyle(program: Command, argv: readonly string[]): string[] {
+  const names = longOptions(program);
+  const end = argv.indexOf("--");
+  return argv.map((a, i) => {
+    if (end >= 0 && i > end) return a;
+    const m = /^-([A-Za-z][\w-]+)(=.*)?$/.exec(a);
+    return m && names.has(m[1]!.replace(/^no-/, "")) ? `-${a}` : a;
+  });
+}
+
+/**
+ * The first long option written more than once in `argv` (before any `--`),
+ * kebab-case, `--no-x` counted as `x`; commander would keep the last.
+ */
+export function repeatedOption(argv: readonly string[]): string | undefined {
+  const end = argv.indexOf("--");
+  const seen = new Set<string>();
+  for (const a of end < 0 ? argv : argv.slice(0, end)) {
+    const m = /^--?([A-Za-z][\w-]*)(?:=|$)/.exec(a);
+    if (!m) continue;
+    const name = m[1]!
+      .replace(/([a-z0-9])([A-Z])/g, "$1-$2")
+      .toLowerCase()
+      .replace(/^no-/, "");
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
+}
+
+/** A command's options and its parents', keyed by their flags' kebab-case names. */
+export function flags(cmd: Command): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(cmd.optsWithGlobals()).map(([k, v]) => [
+      k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
+      v,
+    ]),
+  );
+}
+
+/**
+ * Runs `program` on `argv` (user arguments, `-conf` style allowed). A usage
+ * problem (unknown option or command, a missing or extra argument, a value
+ * not among the choices, an option given twice, no command) goes to
+ * `usage` with commander's words; `--help` prints and exits 0. A command's
+ * own failure is rethrown for the caller to map to its exit code.
+ */
+export async function runCli(
+  program: Command,
+  argv: readonly string[],
+  usage: (message: string) => never,
+): Promise<void> {
+  const twice = repeatedOption(argv);
+  if (twice !== undefined) usage(`--${twice} given more than once: give it once`);
+  const quiet = (c: Command) => {
+    // Our own words go out through `usage`; help text still prints.
+    c.exitOverride().configureOutput({ outputError: () => undefined });
+    c.commands.forEach(quiet);
+  };
+  quiet(program);
+  try {
+    await program.parseAsync(goStyle(program, argv), { from: "user" });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.exitCode === 0) process.exit(0); // --help, or `help [command]`
+    // A program or group called without its command prints its help first.
+    if (err.code === "commander.help") usage(`name a command: ${commandNames(program, argv)}`);
+    usage(err.message.replace(/^error: /, ""));
+  }
+}
+
+/** The commands the last group named in `argv` offers. */
+function commandNames(program: Command, argv: readonly string[]): string {
+  let group = program;
+  for (const a of argv) {
+    const next = group.commands.find((c) => c.name() === a);
+    if (!next) break;
+    group = next;
+  }
+  const names = group.commands.map((c) => c.name()).filter((n) => n !== "help");
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} or ${names.at(-1)}`;
+}
