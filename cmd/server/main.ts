@@ -1,31 +1,26 @@
 #!/usr/bin/env node
 import cluster from "node:cluster";
-import yargs from "yargs";
-import { hideBin } from "yargs/helpers";
+import { Command } from "commander";
 import { ConfigError, loadConfig, type Config } from "../../internal/conf/load.js";
 import { createLogger, type Logger } from "../../internal/pkg/log/logger.js";
+import { runCli } from "../../internal/pkg/cli/cli.js";
 import { wireApp } from "./wire.js";
 import { runPrimary, type WorkerNews } from "./cluster.js";
 
 // Exit codes: 0 stopped cleanly, 1 failed or had to cut in-flight calls,
 // 2 bad usage or configuration.
-const argv = yargs(hideBin(process.argv))
-  .scriptName("server")
-  .usage("$0 [-conf PATH]")
-  // Go-style single-dash long flags, as Kratos' `-conf`.
-  .parserConfiguration({ "short-option-groups": false })
-  .option("conf", { type: "string", default: "configs/config.yaml", describe: "config file" })
-  .strict()
-  .version(false)
-  .fail((msg) => {
-    process.stderr.write(`server: ${msg}\n`);
-    process.exit(2);
-  })
-  .parseSync();
+const program = new Command("server")
+  .usage("[-conf PATH]")
+  .option("--conf <path>", "config file", "configs/config.yaml");
+await runCli(program, process.argv.slice(2), (message) => {
+  process.stderr.write(`server: ${message}\n`);
+  process.exit(2);
+});
+const options = program.opts<{ conf: string }>();
 
 let conf: Config;
 try {
-  conf = loadConfig(argv.conf);
+  conf = loadConfig(options.conf);
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`${err.message}\n`);

@@ -56,7 +56,7 @@ describe("kms reencrypt", () => {
       [["reencrypt", "start", "--below", "0"], /--below: expected an integer from 1/],
       [["reencrypt", "start", "--batch-size", "abc"], /--batch-size: expected an integer/],
       [["reencrypt", "start", "--pause", "soon"], /--pause: expected a duration/],
-      [["reencrypt", "resume"], /Unknown argument|name a command/],
+      [["reencrypt", "resume"], /unknown command 'resume'.*see kms --help/],
       [["reencrypt", "status", "--addr", "nowhere"], /--addr: expected host:port/],
     ] as const) {
       const r = await kms([...args]);
@@ -128,8 +128,8 @@ describe("kms command lines it would misread", () => {
       [["--timeout", "1s", "--timeout=2s", ...addr()], /--timeout given more than once/],
       [["--token-file", tokenFile, "--tokenFile", tokenFile, ...addr()], /--token-file given/],
       [["--tls", "--no-tls", ...addr()], /--tls given more than once/],
-      [[...addr(), "extra"], /Unknown argument: extra.*see kms --help/],
-      [[...addr(), "--", "extra"], /unexpected arguments after --: extra/],
+      [[...addr(), "extra"], /too many arguments for 'status'.*: extra.*see kms --help/],
+      [[...addr(), "--", "extra"], /too many arguments for 'status'.*: extra.*see kms --help/],
     ] as const) {
       const r = await kms(["reencrypt", "status", ...args], { KMS_TOKEN: token });
       expect(r.code, r.output).toBe(2);
@@ -175,7 +175,7 @@ describe("kms index-key", () => {
     for (const [args, message] of [
       [["index-key", "rotate", "--batch-size", "0"], /--batch-size: expected an integer from 1/],
       [["index-key", "rotate", "--pause", "2h"], /--pause: expected a duration/],
-      [["index-key", "drop"], /Unknown argument|name a command/],
+      [["index-key", "drop"], /unknown command 'drop'.*see kms --help/],
       [["index-key"], /name a command: rotate or status/],
     ] as const) {
       const r = await kms([...args]);

@@ -81,6 +81,19 @@ describe("start-up", () => {
     expect(lines[0]).toContain("data.database.migrate");
   });
 
+  it("refuses a command line it would misread with one line naming the bad input, exit code 2", async () => {
+    const conf = writeConfig("usage.yaml", baseConfig(db.url));
+    for (const [args, message] of [
+      [["--bogus"], /^server: unknown option '--bogus'$/],
+      [["-conf", conf, "extra"], /^server: too many arguments.*: extra$/],
+      [["-conf", conf, "--conf", conf], /^server: --conf given more than once: give it once$/],
+    ] as const) {
+      const server = spawnServer([...args], { env: noDbEnv });
+      expect(await server.exited, server.output()).toBe(2);
+      expect(server.output().trim()).toMatch(message);
+    }
+  });
+
   it("refuses an unknown key, naming where it is", async () => {
     const conf = writeConfig(
       "unknown.yaml",

@@ -78,7 +78,12 @@ export async function runCli(
   if (twice !== undefined) usage(`--${twice} given more than once: give it once`);
   const quiet = (c: Command) => {
     // Our own words go out through `usage`; help text still prints.
-    c.exitOverride().configureOutput({ outputError: () => undefined });
+    c.exitOverride((err) => {
+      // commander counts extra arguments (those after `--` too) but does not name them.
+      if (err.code === "commander.excessArguments")
+        err.message = `${err.message.replace(/\.$/, "")}: ${c.args.slice(c.registeredArguments.length).join(" ")}`;
+      throw err;
+    }).configureOutput({ outputError: () => undefined });
     c.commands.forEach(quiet);
   };
   quiet(program);
