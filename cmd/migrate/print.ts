@@ -139,6 +139,11 @@ export function status(write: Write, entries: StatusEntry[], problems: Problem[]
       write(
         `         backup before it: ${e.backup.location ?? "(no location named)"} at ${e.backup.takenAt.toISOString()}\n`,
       );
+    const f = e.lastFailure;
+    if (f)
+      write(
+        `         last ${f.direction} FAILED at ${f.failedAt.toISOString()}: ${f.at}${f.sqlstate ? ` (SQLSTATE ${f.sqlstate})` : ""}\n`,
+      );
     for (const c of e.consents ?? []) {
       const who = c.operator ? `${c.operator} as ${c.dbUser}` : c.dbUser;
       write(

@@ -1,21 +1,21 @@
 import { Gauge, type Metric } from "prom-client";
-import type { StartupMigrations } from "../../internal/migrate/startup.js";
+import type { MigrationCounts, StartupMigrations } from "../../internal/migrate/startup.js";
 import { readAtScrape, scrapedGauge } from "../../internal/server/metrics.js";
 
-/** How long a scrape keeps a pending count, and waits for a new one. */
+/** How long a scrape keeps the pending and failed counts, and waits for new ones. */
 const PENDING_TTL_MS = 5000;
 const PENDING_TIMEOUT_MS = 2000;
 
 /**
  * The migrations as Prometheus series: what this process's start-up run
  * applied (set once: a run happens only at start-up), and how many are
- * pending now, read from the database at scrape. A start-up run that fails
- * stops the process before it serves: Prometheus sees that as the target
- * down, so no failure count is kept here.
+ * pending or failed now, read from the database at scrape. A failed run
+ * (this process's at start-up, which stops it, or any migrator's) is
+ * counted from migrate_failures, so another instance reports it.
  */
 export function migrationMetrics(
   started: StartupMigrations | undefined,
-  pending: (() => Promise<number>) | undefined,
+  counts: (() => Promise<MigrationCounts>) | undefined,
 ): Metric[] {
   const metrics: Metric[] = [];
   if (started) {
@@ -60,13 +60,18 @@ export function migrationMetrics(
       ),
     );
   }
-  if (pending) {
-    const read = readAtScrape(pending, { ttlMs: PENDING_TTL_MS, timeoutMs: PENDING_TIMEOUT_MS });
+  if (counts) {
+    const read = readAtScrape(counts, { ttlMs: PENDING_TTL_MS, timeoutMs: PENDING_TIMEOUT_MS });
     metrics.push(
       scrapedGauge(
         "migrations_pending",
         "Migrations in this version's folder not applied to the database (absent while that cannot be read).",
-        read,
+        async () => (await read())?.pending,
+      ),
+      scrapedGauge(
+        "migrations_failed",
+        "Migrations in this version's folder whose newest attempt (by any migrator, recorded in migrate_failures) failed and that stand as they were (absent while that cannot be read).",
+        async () => (await read())?.failed,
       ),
     );
   }

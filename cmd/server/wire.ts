@@ -6,7 +6,7 @@ import { migratorOptions } from "../../internal/migrate/options.js";
 import {
   migrateOnStart,
   migrationReadiness,
-  pendingMigrations,
+  migrationCounts,
 } from "../../internal/migrate/startup.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { fairQueue } from "../../internal/pkg/limit/fair_queue.js";
@@ -48,10 +48,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     if (checked) readiness.migrations = migrationReadiness(migrator.dir, data.pool);
     const metrics = [
       ...dataMetrics(data.pool),
-      ...migrationMetrics(
-        started,
-        checked ? pendingMigrations(migrator.dir, data.pool) : undefined,
-      ),
+      ...migrationMetrics(started, checked ? migrationCounts(migrator.dir, data.pool) : undefined),
     ];
 
     const userRepo = newUserRepo(data.pool);

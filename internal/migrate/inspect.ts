@@ -2,13 +2,14 @@ import type pg from "pg";
 import { adoptable, readGolangMigrate, AdoptionRefusedError } from "./adopt.js";
 import { readBackups } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
+import { readFailures, standing } from "./failure_record.js";
 import { readConsents } from "./consent_record.js";
 import { invalidIndexes } from "./indexes.js";
 import type { MigratorOptions } from "./options.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 import { compare, readApplied, stateTableExists, type Problem } from "./state.js";
 
-/** Every migration's state (with the consent and backup it was applied under) and the problems found; reads only, takes no lock. */
+/** Every migration's state (with the consent and backup it was applied under, and a failure that still stands) and the problems found; reads only, takes no lock. */
 export async function status(
   opts: Pick<MigratorOptions, "databaseUrl" | "dir" | "connectTimeoutMs" | "statementTimeoutMs">,
 ) {
@@ -21,7 +22,18 @@ export async function status(
     const result = await inspect(client, source);
     const consents = await readConsents(client);
     const backups = await readBackups(client);
+    const failed = new Map(
+      standing(await readFailures(client), result.entries).map((f) => [f.name, f]),
+    );
     for (const e of result.entries) {
+      const f = failed.get(e.name);
+      if (f)
+        e.lastFailure = {
+          direction: f.direction,
+          failedAt: f.failedAt,
+          at: f.at,
+          sqlstate: f.sqlstate,
+        };
       if (e.state !== "applied") continue;
       const given = consents.get(e.name);
       if (given) e.consents = given;

@@ -3,6 +3,7 @@ import type { StepFailure, StepResult } from "./apply.js";
 import { takeBackup, type Backup } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
 import { emit, type MigrationEvent } from "./events.js";
+import { recordFailure } from "./failure_record.js";
 import { ensureConsentTable } from "./consent_record.js";
 import { consented, ConsentRequiredError, gateOf, type Gate } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
@@ -186,6 +187,7 @@ async function applySteps(
         });
         report.failed = result.failed;
         if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
+        await recordFailure(opts, client, result.failed);
         opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
         if (signal?.aborted) report.interrupted = interruption(signal, p.steps.slice(i + 1));
         return;

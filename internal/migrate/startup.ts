@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
+import { readFailures, standing } from "./failure_record.js";
 import type { MigratorOptions } from "./options.js";
 import { blockersSummary } from "./retry.js";
 import { run } from "./runner.js";
@@ -124,31 +125,53 @@ async function schemaLag(source: MigrationSource, pool: pg.Pool): Promise<string
   }
 }
 
+/** This release's migrations against the database, as the metrics show them. */
+export interface MigrationCounts {
+  /** Files not applied. */
+  pending: number;
+  /**
+   * Migrations whose newest recorded attempt (migrate_failures, by any
+   * migrator) failed and that stand as they did: an up still pending, a
+   * down still applied.
+   */
+  failed: number;
+}
+
 /**
- * How many migrations are pending: this release's files (read once, here)
- * not applied, for the metrics (readiness names them). Each read is one
- * read-only transaction bounded by `statementTimeoutMs`; it throws when the
- * database cannot be read.
+ * Reads MigrationCounts: this release's files (read once, here) against the
+ * database. Each read is one read-only transaction bounded by
+ * `statementTimeoutMs`; it throws when the database cannot be read.
  */
-export function pendingMigrations(
+export function migrationCounts(
   dir: string,
   pool: pg.Pool,
   statementTimeoutMs = 2000,
-): () => Promise<number> {
+): () => Promise<MigrationCounts> {
   const source = readMigrations(dir);
-  return async () => {
-    const client = await pool.connect();
+  return () =>
+    readOnly(pool, statementTimeoutMs, async (client) => {
+      const { entries, pending } = await inspect(client, source, { indexes: false });
+      const failed = standing(await readFailures(client), entries);
+      return { pending: pending.length, failed: new Set(failed.map((f) => f.name)).size };
+    });
+}
+
+async function readOnly<T>(
+  pool: pg.Pool,
+  statementTimeoutMs: number,
+  fn: (client: pg.ClientBase) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query(
+      `BEGIN READ ONLY; SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`,
+    );
     try {
-      await client.query(
-        `BEGIN READ ONLY; SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`,
-      );
-      try {
-        return (await inspect(client, source, { indexes: false })).pending.length;
-      } finally {
-        await client.query("ROLLBACK").catch(() => undefined);
-      }
+      return await fn(client);
     } finally {
-      client.release();
+      await client.query("ROLLBACK").catch(() => undefined);
     }
-  };
+  } finally {
+    client.release();
+  }
 }

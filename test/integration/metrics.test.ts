@@ -9,6 +9,7 @@ import { useTestApps } from "../helpers/app.js";
 import { withClient } from "../helpers/db.js";
 import { find, only, scrape } from "../helpers/metrics.js";
 import { projectNames } from "../helpers/migrations.js";
+import { runMigrate } from "../helpers/process.js";
 
 // The series the service adds beside its RPC metrics, scraped from a real
 // server: migrations at start-up, the database and its pool, the KMS,
@@ -53,7 +54,7 @@ describe("migrations applied at start-up", () => {
     expect(only(s, "migrations_pending")).toBe(0);
   });
 
-  it("When an applied migration's record is removed, Then it counts as pending and readiness reads 0, until it is back", async () => {
+  it("When an applied migration's record is removed, Then it counts as pending, readiness reads 0, and a failed run to apply it counts as failed, until it is back", async () => {
     const last = projectNames.at(-1)!;
     const row = await withClient(ctx.db.url, async (c) => {
       const { rows } = await c.query("DELETE FROM pgmigrations WHERE name = $1 RETURNING *", [
@@ -65,9 +66,26 @@ describe("migrations applied at start-up", () => {
       await vi.waitFor(async () => {
         const s = await scrape(app.httpPort);
         expect(only(s, "migrations_pending")).toBe(1);
+        expect(only(s, "migrations_failed")).toBe(0);
         expect(only(s, "server_ready")).toBe(0);
         expect(only(s, "server_readiness_check", { check: "migrations" })).toBe(0);
         expect(only(s, "server_readiness_check", { check: "database" })).toBe(1);
+      }, bounded);
+      // A deploy script's run fails (its trigger's table locked by another
+      // session): the server, which never ran it, counts it from the
+      // failure the migrator recorded.
+      await withClient(ctx.db.url, async (holder) => {
+        // SHARE: the gate still reads the table's size; the trigger's DDL waits.
+        await holder.query("BEGIN; LOCK TABLE users IN SHARE MODE");
+        const run = await runMigrate(["up", "--lock-timeout", "200ms", "--no-retry"], {
+          env: { DATABASE_URL: ctx.db.url },
+        });
+        await holder.query("ROLLBACK");
+        expect(run.code, run.output).toBe(1);
+        expect(run.output).toContain(last);
+      });
+      await vi.waitFor(async () => {
+        expect(only(await scrape(app.httpPort), "migrations_failed")).toBe(1);
       }, bounded);
     } finally {
       await withClient(ctx.db.url, (c) =>
@@ -78,9 +96,11 @@ describe("migrations applied at start-up", () => {
         ]),
       );
     }
+    // Applied again: the failure no longer stands.
     await vi.waitFor(async () => {
       const s = await scrape(app.httpPort);
       expect(only(s, "migrations_pending")).toBe(0);
+      expect(only(s, "migrations_failed")).toBe(0);
       expect(only(s, "server_ready")).toBe(1);
     }, bounded);
   });

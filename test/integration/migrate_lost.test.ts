@@ -104,6 +104,10 @@ describe("a connection lost during COMMIT", () => {
       { name: "1_lost_commit" },
     ]);
     expect((await migrate(db, ["status", "--dir", dir()])).code).toBe(0);
+    // Committed after all: no failure is recorded.
+    expect(await query(db.url, "SELECT to_regclass('migrate_failures') AS t")).toEqual([
+      { t: null },
+    ]);
   });
 
   it("before the server saw it: outcome unknown, then read back as not applied", async () => {
@@ -116,6 +120,10 @@ describe("a connection lost during COMMIT", () => {
     });
     expect(await query(db.url, "SELECT to_regclass('lost_commit') AS t")).toEqual([{ t: null }]);
     expect(await lockHolders(db.url)).toEqual([{ n: 0 }]);
+    // Recorded over a new connection; no SQLSTATE: the connection failed, not a statement.
+    expect(
+      await query(db.url, "SELECT migration, direction, sqlstate FROM migrate_failures"),
+    ).toEqual([{ migration: "1_lost_commit", direction: "up", sqlstate: null }]);
   });
 });
 
