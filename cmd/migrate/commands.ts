@@ -1,7 +1,6 @@
 import { DatabaseUrlError } from "../../internal/migrate/connect.js";
 import { status } from "../../internal/migrate/inspect.js";
 import type { Command } from "../../internal/migrate/runner.js";
-import type { MigratorOptions } from "../../internal/migrate/options.js";
 import type { Thresholds } from "../../internal/migrate/lint/severity.js";
 import { migrationsDir, UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
@@ -237,33 +236,22 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
     }
     const report = await run(opts, command, stop);
     print.warnings(report.warnings);
-    // up --verify: only after an up that finished; one that could not check exits 2, its reason in the report.
+    // up --verify: only after an up that finished; what it finds or could not check sets the exit.
+    const check = await import("./verify.js");
     const verify =
-      args.verify && !report.failed && !report.interrupted ? await verified(opts) : undefined;
+      args.verify && !report.failed && !report.interrupted
+        ? await check.verifyAfterUp(args, opts, stop)
+        : undefined;
     if (args.json)
-      print.json(verify ? { ...report, verify: verify.result ?? { error: verify.error } } : report);
+      print.json(verify ? { ...report, verify: verify.schema, verifyData: verify.data } : report);
     else print.report(out, report);
-    if (verify?.result && !args.json)
-      (await import("./verify.js")).writeVerification(out, verify.result);
+    if (verify && !args.json) await check.writeAfterUp(out, verify);
     if (report.failed) process.exitCode = 1;
-    if (verify?.result && !verify.result.consistent) process.exitCode = 1;
-    if (verify?.error !== undefined) {
-      process.stderr.write(`migrate: ${verify.error}\n`);
-      process.exitCode = 2;
-    }
+    if (verify) process.exitCode = check.afterUpExitCode(verify) || process.exitCode;
+    if (stop.aborted && verify) process.exitCode = signalExitCode(stop.reason as NodeJS.Signals);
     if (report.interrupted)
       process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
   });
-}
-
-/** up --verify: the schema check, or why it could not check (the up's report still prints). */
-async function verified(opts: MigratorOptions) {
-  const { schemaVerification } = await import("./verify.js");
-  try {
-    return { result: await schemaVerification(opts) };
-  } catch (err) {
-    return { result: undefined, error: `applied, but ${(err as Error).message}` };
-  }
 }
 
 /** Stopped by a signal before anything ran: exit 128 + the signal's number, as a shell reports it. */

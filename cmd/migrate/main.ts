@@ -142,7 +142,7 @@ rehearsal(
     .option("--allow-out-of-order", "apply a pending migration older than an applied one")
     .option(
       "--verify",
-      "after a successful up, run `migrate verify`'s schema check: exit 1 if the schema is not what the applied migrations make",
+      "after a successful up, run `migrate verify`'s schema check, and with -conf (the server's config) its data check: exit 1 if either finds a difference",
     ),
   "apply nothing: rehearse on a throwaway copy (=copy, the default) or on the target rolled back (=target), reporting each statement's locks, time and rewrites",
 ).action(handle("up", "n"));

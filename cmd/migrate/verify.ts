@@ -1,10 +1,13 @@
 import type { MigratorOptions } from "../../internal/migrate/options.js";
 import type { SchemaVerification } from "../../internal/migrate/verify/verify.js";
-import { withDatabase, type Args } from "./options.js";
+import type { DataVerification } from "../../internal/biz/data_verify.js";
+import { config, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
 
 // `migrate verify` (and `up --verify`): is the database's schema the one its
 // applied migrations make? Exit 0 yes, 1 no, 2 when it could not tell.
+// `up --verify` checks the data too (verify_data.ts) when given the server's
+// config.
 
 export async function verifyCommand(args: Args): Promise<void> {
   await withDatabase(
@@ -42,4 +45,54 @@ export function writeVerification(out: (text: string) => void, v: SchemaVerifica
       ? "consistent: the schema is the one the applied migrations make\n"
       : `inconsistent: ${found} difference(s) between the schema and the applied migrations\n`,
   );
+}
+
+/** What `up --verify` found: each half's result, or why it was not or could not be checked. */
+export interface AfterUp {
+  schema: SchemaVerification | { error: string };
+  data: DataVerification | { error: string } | { notChecked: string };
+}
+
+const NO_KMS =
+  "not checked: give -conf with the server's config (its kms section) to check the sealed values and blind indexes too";
+
+/**
+ * up --verify, after an up that finished: the schema, and the data when
+ * -conf names the server's config. What was applied stays applied; a half
+ * that could not check says why.
+ */
+export async function verifyAfterUp(
+  args: Args,
+  opts: MigratorOptions,
+  signal: AbortSignal,
+): Promise<AfterUp> {
+  const failed = (what: string) => (err: unknown) => ({
+    error: `applied, but could not verify the ${what}: ${(err as Error).message.replace(/^could not verify the schema: /, "")}`,
+  });
+  const schema = await schemaVerification(opts).catch(failed("schema"));
+  const conf = await config(args);
+  if (!conf) return { schema, data: { notChecked: NO_KMS } };
+  const { dataVerification } = await import("./verify_data.js");
+  const data = await dataVerification(opts, conf, { signal, progress: !args.json }).catch(
+    failed("data"),
+  );
+  return { schema, data };
+}
+
+/** 1 when a half found a difference, 2 when one could not check (and none found one), else 0. */
+export function afterUpExitCode(v: AfterUp): number {
+  const found =
+    ("consistent" in v.schema && !v.schema.consistent) || ("ok" in v.data && !v.data.ok);
+  if (found) return 1;
+  return "error" in v.schema || "error" in v.data || ("complete" in v.data && !v.data.complete)
+    ? 2
+    : 0;
+}
+
+export async function writeAfterUp(out: (text: string) => void, v: AfterUp): Promise<void> {
+  if ("error" in v.schema) process.stderr.write(`migrate: ${v.schema.error}\n`);
+  else writeVerification(out, v.schema);
+  if ("notChecked" in v.data) out(`data: ${v.data.notChecked}\n`);
+  else if ("error" in v.data) process.stderr.write(`migrate: ${v.data.error}\n`);
+  else (await import("./verify_data.js")).writeDataVerification(out, v.data);
 }

@@ -1,5 +1,7 @@
 import { SingleBar } from "cli-progress";
 import type { DataVerification } from "../../internal/biz/data_verify.js";
+import type { Config } from "../../internal/conf/load.js";
+import type { MigratorOptions } from "../../internal/migrate/options.js";
 import { config, UsageError, withDatabase, type Args } from "./options.js";
 import * as print from "./print.js";
 import { signalExitCode, untilSignalled } from "./signals.js";
@@ -34,44 +36,68 @@ export async function verifyDataCommand(args: Args): Promise<void> {
     await withDatabase(
       args,
       async (opts) => {
-        const { readOnlyPool, newUserSealedReader } =
-          await import("../../internal/data/sealed_reader.js");
-        const { openKms } = await import("../server/kms.js");
-        const { verifySealedData } = await import("../../internal/biz/data_verify.js");
-        const pool = readOnlyPool(opts.databaseUrl, opts);
-        try {
-          const kms = await openKms(conf.kms!, {
-            data: { pool, url: opts.databaseUrl },
-            log: opts.log,
-            readOnly: true,
-          }).catch((err: unknown) => {
-            throw new Error(`could not open the KMS: ${(err as Error).message}`);
-          });
-          try {
-            const reader = newUserSealedReader(pool);
-            const bar = args.json ? undefined : progressBar(await reader.count(fromId));
-            const v = await verifySealedData(reader, kms.cipher, {
-              fromId,
-              batchSize,
-              signal: stop,
-              onBatch: bar,
-            }).finally(() => bar?.stop());
-            report(v, args.json === true);
-            process.exitCode = !v.complete
-              ? signalExitCode(stop.reason as NodeJS.Signals)
-              : v.ok
-                ? 0
-                : 1;
-          } finally {
-            await kms.close();
-          }
-        } finally {
-          await pool.end();
-        }
+        const v = await dataVerification(opts, conf, {
+          fromId,
+          batchSize,
+          signal: stop,
+          progress: !args.json,
+        });
+        if (args.json) print.json(v);
+        else writeDataVerification((text) => process.stdout.write(text), v);
+        process.exitCode = !v.complete
+          ? signalExitCode(stop.reason as NodeJS.Signals)
+          : v.ok
+            ? 0
+            : 1;
       },
       { logs: false },
     );
   }, stopping);
+}
+
+/**
+ * The data half, also run by `up --verify`: opens the KMS of `conf` read
+ * only over a read-only pool and checks every users row after `fromId`,
+ * until `signal` (then `complete` is false).
+ */
+export async function dataVerification(
+  opts: MigratorOptions,
+  conf: Config,
+  {
+    fromId = 0,
+    batchSize = DEFAULT_BATCH,
+    signal,
+    progress,
+  }: { fromId?: number; batchSize?: number; signal: AbortSignal; progress: boolean },
+): Promise<DataVerification> {
+  const { readOnlyPool, newUserSealedReader } =
+    await import("../../internal/data/sealed_reader.js");
+  const { openKms } = await import("../server/kms.js");
+  const { verifySealedData } = await import("../../internal/biz/data_verify.js");
+  const pool = readOnlyPool(opts.databaseUrl, opts);
+  try {
+    const kms = await openKms(conf.kms!, {
+      data: { pool, url: opts.databaseUrl },
+      log: opts.log,
+      readOnly: true,
+    }).catch((err: unknown) => {
+      throw new Error(`could not open the KMS: ${(err as Error).message}`);
+    });
+    try {
+      const reader = newUserSealedReader(pool);
+      const bar = progress ? progressBar(await reader.count(fromId)) : undefined;
+      return await verifySealedData(reader, kms.cipher, {
+        fromId,
+        batchSize,
+        signal,
+        onBatch: bar,
+      }).finally(() => bar?.stop());
+    } finally {
+      await kms.close();
+    }
+  } finally {
+    await pool.end();
+  }
 }
 
 function wholeNumber(flag: string, text: string, min: number, max: number): number {
@@ -109,9 +135,7 @@ function progressBar(total: number) {
   return Object.assign(update, { stop: () => bar.stop() });
 }
 
-function report(v: DataVerification, json: boolean): void {
-  if (json) return print.json(v);
-  const out = (text: string) => process.stdout.write(text);
+export function writeDataVerification(out: (text: string) => void, v: DataVerification): void {
   out(
     `data: ${v.rows} row(s) after id ${v.fromId} checked in ${v.seconds.toFixed(1)} s (${v.rowsPerSecond.toFixed(0)} rows/s), up to id ${v.lastId}\n`,
   );

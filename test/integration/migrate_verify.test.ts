@@ -145,6 +145,7 @@ describe("migrate verify (schema)", () => {
     expect(first.code, first.output).toBe(0);
     expect(first.stdout).toMatch(/applied {2}000018_users_index_slots .*\nschema: 18 applied/s);
     expect(first.stdout).toContain("consistent: the schema is the one the applied migrations make");
+    expect(first.stdout).toContain("data: not checked: give -conf with the server's config");
     await query(target.url, "ALTER TABLE users ADD COLUMN nickname text");
     const dir = folder({ "000019_later.up.sql": "CREATE TABLE later (id int);\n" });
     const second = await migrate(target, ["up", "--verify", "--json", "--dir", dir]);

@@ -56,6 +56,12 @@ const verify = (args: string[], env: NodeJS.ProcessEnv = {}) =>
     env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined, ...env },
   });
 
+/** `up --verify` with the server's config: nothing to apply, both halves checked. */
+const upVerify = (args: string[]) =>
+  runMigrate(["up", "--verify", "-conf", conf, ...args], {
+    env: { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined },
+  });
+
 /** Everything the tables hold that a write could change, as one digest. */
 const snapshot = async () =>
   (
@@ -95,8 +101,13 @@ describe("migrate verify --data", () => {
       ["name_hash", 1, 4, 0],
       ["phone_hash", 1, 4, 0],
     ]);
+    // up --verify with the server's config checks both halves.
+    const up = await upVerify([]);
+    expect(up.code, up.output).toBe(0);
+    expect(up.stdout).toContain("consistent: the schema is the one the applied migrations make");
+    expect(up.stdout).toContain("ok: every sealed value opens");
     expect(await snapshot()).toBe(before);
-    for (const p of plaintexts) expect(text.output + json.output).not.toContain(p);
+    for (const p of plaintexts) expect(text.output + json.output + up.output).not.toContain(p);
   });
 
   it("--from resumes: only the rows after that id are checked", async () => {
@@ -182,7 +193,13 @@ describe("migrate verify --data", () => {
       `error: users ${ids[2]} phone_hash: the index does not match its value`,
     );
     expect(text.stdout).toContain("failed: 2 value(s) or index(es) do not verify");
-    for (const p of plaintexts) expect(text.output + json.output).not.toContain(p);
+    const up = await upVerify(["--json"]);
+    expect(up.code, up.output).toBe(1);
+    expect(JSON.parse(up.stdout)).toMatchObject({
+      verify: { consistent: true },
+      verifyData: { ok: false, failuresTotal: 2 },
+    });
+    for (const p of plaintexts) expect(text.output + json.output + up.output).not.toContain(p);
   });
 
   it("cannot check without the KMS: exit 2, saying why", async () => {
