@@ -61,7 +61,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
   const router = createConnectRouter({
     readMaxBytes: opts.readMaxBytes,
     binaryOptions: requestReadOptions,
-    acceptCompression: [compressionGzip, compressionBrotli],
+    acceptCompression: compressions,
     // connect ignores unknown JSON fields and enum names by default: a
     // misspelt "view" would then read as unset, that is FULL.
     jsonOptions: { ignoreUnknownFields: false },
@@ -93,13 +93,10 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
         }
         // The client went away mid-request: nobody to answer, nothing to count.
         if (request.signal.aborted || res.destroyed) return;
-        const refusal = requestRefused(
-          entry.route.method,
-          held.over ? "busy" : await refusalOf(req, answer),
-          opts.readMaxBytes,
-        );
+        const reason = held.over ? "busy" : await refusalOf(req, answer);
+        const refusal = requestRefused(entry.route.method, reason, opts.readMaxBytes);
         const err = await refuse(entry.route, "connect", headersOf(req), refusal, address);
-        writeRpcError(req, res, err, acceptEncoding(answer));
+        writeRpcError(req, res, err, reason === "bad_compression" ? acceptedEncodings(req) : {});
       })
       .catch((reason: unknown) => {
         // The client went away: nobody to answer.
@@ -158,7 +155,20 @@ async function* withinBudget(
   }
 }
 
-const supportedEncodings = new Set(["identity", "gzip", "br"]);
+const compressions = [compressionGzip, compressionBrotli];
+const supportedEncodings = new Set(["identity", ...compressions.map((c) => c.name)]);
+
+/**
+ * What a refused compression's answer names, in the header the request's
+ * protocol reads: the compressions the port takes. (connect used to leave
+ * this header on its answer; since 2.3 it keeps protocol headers out of an
+ * error's metadata, that one included.)
+ */
+function acceptedEncodings(req: Request): Record<string, string> {
+  const grpcFamily = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
+  const header = grpcFamily ? "grpc-accept-encoding" : "accept-encoding";
+  return { [header]: compressions.map((c) => c.name).join(",") };
+}
 
 /**
  * Which refusal connect's answer stands for. The request's own headers say
@@ -202,16 +212,6 @@ async function statusCode(
     data = encoding === "br" ? brotliDecompressSync(data) : gunzipSync(data);
   }
   return Number(trailerParse(data).get("grpc-status")) as Code;
-}
-
-/** connect's hint of the compressions it takes, kept on our answer. */
-function acceptEncoding(answer: UniversalServerResponse): Record<string, string> {
-  const hint: Record<string, string> = {};
-  for (const name of ["grpc-accept-encoding", "accept-encoding"]) {
-    const value = answer.header?.get(name);
-    if (value) hint[name] = value;
-  }
-  return hint;
 }
 
 async function firstChunk(answer: UniversalServerResponse): Promise<Uint8Array | undefined> {
