@@ -78,7 +78,8 @@ describe("keyring", () => {
   it("reports an altered row as corrupt until it unwraps again", async () => {
     const keys = new FakeDataKeys([row(1, "inactive"), row(2, "active")]);
     const good = keys.rows[0]!.wrapped;
-    keys.rows[0]!.wrapped = Buffer.from(good).fill(1, 20, 21);
+    // One bit flipped (a byte set to a fixed value would be no change one time in 256).
+    keys.rows[0]!.wrapped = Buffer.from(good).fill(good[20]! ^ 1, 20, 21);
     const ring = newKeyring(keys, new RootKeys(rootKey), 60_000);
     expect(isDataCorrupt(await ring.forDecryption(1).catch((e: unknown) => e))).toBe(true);
     expect(isDataCorrupt(await ring.checkCorrupt().catch((e: unknown) => e))).toBe(true);

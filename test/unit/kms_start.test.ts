@@ -192,7 +192,8 @@ describe("RootKeyRotation", () => {
   it("When a stored key was altered, Then DATA_LOSS DATA_KEY_CORRUPT and nothing is re-wrapped", async () => {
     const { sut, keys, stored, old } = await underPrevious();
     const wrapped = keys.row(1).wrapped;
-    keys.row(1).wrapped = Buffer.from(wrapped).fill(1, 20, 21);
+    // One bit flipped (a byte set to a fixed value would be no change one time in 256).
+    keys.row(1).wrapped = Buffer.from(wrapped).fill(wrapped[20]! ^ 1, 20, 21);
 
     expect(await failure(sut.rotate())).toBe("DATA_LOSS DATA_KEY_CORRUPT");
     expect(stored.root).toBe(rootKeyId(old));
