@@ -55,6 +55,12 @@ export const docsCommands: Record<string, RunBy[]> = {
     [tryIt("^curl .*\\/LookupUser /")],
   "curl -s -X POST localhost:8000/user.v1.UserService/GetUser -H 'content-type: application/json' -d '{\"id\":\"0\"}'":
     [tryIt("^curl .*\\/GetUser /")],
+  "curl -s -X POST localhost:8000/v1/users:lookup -H 'content-type: application/json' -d '{\"email\":\"alice@example.com\"}'":
+    [tryIt("^curl .*\\/v1\\/users:lookup /")],
+  "curl -s 'localhost:8000/v1/users?page_size=10&view=VIEW_MASKED'": [
+    tryIt("^curl .*\\/v1\\/users\\?page_size=10&view=VIEW_MASKED'$"),
+  ],
+  "curl -s localhost:8000/v1/users/0": [tryIt("^curl -s localhost:8000\\/v1\\/users\\/0$")],
   "npx buf curl --http2-prior-knowledge --protocol grpc --list-methods http://localhost:9000": [
     tryIt("--list-methods http:\\/\\/localhost:9000$"),
   ],

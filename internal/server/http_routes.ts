@@ -59,6 +59,15 @@ async function readiness(routes: PlainRoutes) {
   return checkReadiness(routes.readiness);
 }
 
+/** A request's headers as the chain reads them (HTTP/2 pseudo-headers left out). */
+export function headersOf(req: Request): Headers {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(req.headers)) {
+    if (typeof value === "string" && !key.startsWith(":")) headers.set(key, value);
+  }
+  return headers;
+}
+
 function json(res: Response, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
   res.end(JSON.stringify(body));

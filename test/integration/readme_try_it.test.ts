@@ -59,6 +59,21 @@ const expectations: Expectation[] = [
     output: [/"code":"invalid_argument"/, /invalid id: must be greater than 0/],
   },
   {
+    command: /^curl .*\/v1\/users:lookup /,
+    exit: 0,
+    output: [/"username":"alice"/, /"email":"alice@example\.com"/],
+  },
+  {
+    command: /^curl .*\/v1\/users\?page_size=10&view=VIEW_MASKED'$/,
+    exit: 0,
+    output: [/"users":\[\{/, /"email":"a\*\*\*@example\.com"/],
+  },
+  {
+    command: /^curl -s localhost:8000\/v1\/users\/0$/,
+    exit: 0,
+    output: [/"code":"invalid_argument"/, /invalid id: must be greater than 0/],
+  },
+  {
     command: /^npx buf curl .*--list-methods http:\/\/localhost:9000$/,
     exit: 0,
     output: [/^user\.v1\.UserService\/LookupUser$/m, /^kms\.v1\.KmsService\/GetStatus$/m],
