@@ -36,7 +36,7 @@ export interface HttpServer {
 /**
  * The HTTP port: Connect (JSON and binary), gRPC-Web and gRPC through
  * connect-node, the methods' google.api.http routes (JSON, as Kratos serves
- * them), plus /healthz, /readyz and /metrics. Browsers speak HTTP/1.1
+ * them), plus /healthz, /readyz, /metrics and /openapi.yaml. Browsers speak HTTP/1.1
  * and servers often h2c (prior knowledge) on the same port, so each
  * connection is handed to the HTTP/1.1 or HTTP/2 server by its first bytes.
  */

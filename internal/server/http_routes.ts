@@ -20,13 +20,16 @@ export interface PlainRoutes {
   stopping: () => boolean;
   /** API packages served (user.v1…): the ErrorInfo domain of an unknown method's answer. */
   packages: ReadonlySet<string>;
+  /** openapi.yaml's text, served as it is. */
+  openApi: string;
 }
 
 /**
  * The plain HTTP endpoints beside Connect: GET /healthz (the process is
  * alive), GET /readyz (every readiness check passes), GET /metrics
- * (Prometheus; with a token when auth.protect_metrics is set). Anything
- * else is 404.
+ * (Prometheus; with a token when auth.protect_metrics is set), GET
+ * /openapi.yaml (the REST routes' OpenAPI document; no token, like the
+ * protos it is made from). Anything else is 404.
  */
 export function plainRoutes(routes: PlainRoutes) {
   return async (req: Request, res: Response): Promise<void> => {
@@ -47,6 +50,11 @@ export function plainRoutes(routes: PlainRoutes) {
       const body = await routes.registry.metrics();
       res.writeHead(200, { "content-type": routes.registry.contentType });
       res.end(body);
+      return;
+    }
+    if (get && path === "/openapi.yaml") {
+      res.writeHead(200, { "content-type": "application/yaml" });
+      res.end(routes.openApi);
       return;
     }
     if (answerUnknownMethod(req, res, path ?? "", routes.packages)) return;
