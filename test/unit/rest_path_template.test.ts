@@ -1,4 +1,8 @@
+import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
+import type { Route } from "../../internal/server/handlers.js";
+import { bindingsOf } from "../../internal/server/rest/bindings.js";
+import { HttpRuleSchema } from "../../third_party/google/api/http_pb.js";
 import {
   matchPath,
   parsePathTemplate,
@@ -42,5 +46,42 @@ describe("google.api.http path templates", () => {
   ])("%s is refused, naming the template", (template) => {
     expect(() => parsePathTemplate(template)).toThrow(PathTemplateError);
     expect(() => parsePathTemplate(template)).toThrow(template);
+  });
+});
+
+describe("google.api.http rules", () => {
+  const route = (name: string) =>
+    ({
+      method: {
+        name,
+        parent: { typeName: "t.v1.S" },
+        input: {
+          typeName: "t.v1.R",
+          fields: [{ name: "id", jsonName: "id", fieldKind: "scalar" }],
+        },
+        output: { typeName: "t.v1.R", fields: [] },
+      },
+    }) as unknown as Route;
+  const get = (path: string) => create(HttpRuleSchema, { pattern: { case: "get", value: path } });
+
+  it("two routes matching the same requests are refused at start-up, whatever their variables are called", () => {
+    expect(() =>
+      bindingsOf([
+        { route: route("A"), rule: get("/v1/x/{id}") },
+        { route: route("B"), rule: get("/v1/x/{id=*}") },
+      ]),
+    ).toThrow(/B: GET \/v1\/x\/\{id=\*\} matches what t\.v1\.S\.A's \/v1\/x\/\{id\} does/);
+    expect(
+      bindingsOf([
+        { route: route("A"), rule: get("/v1/x/{id}") },
+        { route: route("B"), rule: get("/v1/x/{id}:verb") },
+      ]),
+    ).toHaveLength(2);
+  });
+
+  it("a variable naming no field is refused, naming the method", () => {
+    expect(() => bindingsOf([{ route: route("A"), rule: get("/v1/x/{nope}") }])).toThrow(
+      /t\.v1\.S\.A: path variable \{nope\} names no singular scalar field of t\.v1\.R/,
+    );
   });
 });

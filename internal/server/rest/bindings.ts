@@ -27,23 +27,31 @@ export class RestBindingError extends Error {
 
 /** Every route of every annotated method, in declaration order. */
 export function restBindings(routes: readonly Route[]): RestBinding[] {
-  const bindings = routes.flatMap((route) => {
-    if (!hasOption(route.method, http)) return [];
-    const rule = getOption(route.method, http);
-    return [rule, ...rule.additionalBindings].map((r, i) => {
+  return bindingsOf(
+    routes.flatMap((route) =>
+      hasOption(route.method, http) ? [{ route, rule: getOption(route.method, http) }] : [],
+    ),
+  );
+}
+
+/** The routes of each method's rule and its additional bindings; two that match the same requests are refused. */
+export function bindingsOf(rules: readonly { route: Route; rule: HttpRule }[]): RestBinding[] {
+  const bindings = rules.flatMap(({ route, rule }) =>
+    [rule, ...rule.additionalBindings].map((r, i) => {
       if (i > 0 && r.additionalBindings.length > 0)
         throw bindingError(route, "an additional binding may not have bindings of its own");
       return binding(route, r);
-    });
-  });
+    }),
+  );
   const seen = new Map<string, RestBinding>();
   for (const b of bindings) {
-    const key = `${b.httpMethod} ${b.template.text}`;
+    // What a route matches, not its variables' names: /x/{a} and /x/{b} are one.
+    const key = `${b.httpMethod} ${b.template.text.replace(/\{[^}=]*(?:=([^}]*))?\}/g, (_, p?: string) => p ?? "*")}`;
     const other = seen.get(key);
     if (other)
       throw bindingError(
         b.route,
-        `${key} is also ${other.route.method.parent.typeName}.${other.route.method.name}'s`,
+        `${b.httpMethod} ${b.template.text} matches what ${other.route.method.parent.typeName}.${other.route.method.name}'s ${other.template.text} does`,
       );
     seen.set(key, b);
   }
