@@ -84,6 +84,7 @@ export const docsCommands: Record<string, RunBy[]> = {
     examplesTest('run("/usr/bin/python3", ["users.py"], dir("python")'),
   ],
   "npx tsx users.ts": [examplesTest('run("npx", ["tsx", "users.ts"], dir("typescript")')],
+  "./users.sh": [examplesTest('run("./users.sh", [], dir("curl"), httpEnv(token))')],
   "npx esbuild web/page.ts --bundle --format=esm --outdir=web --servedir=web --serve=127.0.0.1:5173":
     [
       examplesTest(

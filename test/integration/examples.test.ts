@@ -74,6 +74,7 @@ const pythonMissing = missing(
   "protobuf-compiler",
   "protobuf-compiler-grpc",
 );
+const curlMissing = missing("curl", "jq");
 const CHROMIUM = "/usr/bin/chromium";
 const chromiumMissing = existsSync(CHROMIUM) ? "" : "needs Debian's chromium";
 
@@ -193,6 +194,14 @@ describe("the client examples (examples/)", () => {
     } finally {
       await open.stop();
     }
+  }, 120_000);
+
+  it("curl (REST): the script runs the scenario over the google.api.http routes", async (t) => {
+    requireToolchain(t, curlMissing);
+    const r = await run("./users.sh", [], dir("curl"), httpEnv(token));
+    expect(r.code, r.output).toBe(0);
+    await expectScenario(r.output, "curl");
+    expectSurprise(await run("./users.sh", [], dir("curl"), httpEnv(tokenWithoutPii)));
   }, 120_000);
 
   let browser: Browser | undefined;
