@@ -111,12 +111,13 @@ describe("a migration that fails", () => {
     );
 
     const role = `failures_reader_${process.pid}`;
-    await query(db.url, `CREATE ROLE ${role} LOGIN`);
+    // A password: the embedded PostgreSQL asks for one (SCRAM).
+    await query(db.url, `CREATE ROLE ${role} LOGIN PASSWORD 'reader-pass-1'`);
     try {
       await query(db.url, `GRANT SELECT ON pgmigrations TO ${role}`);
       const url = new URL(db.url);
       url.username = role;
-      url.password = "";
+      url.password = "reader-pass-1";
       const limited = new pg.Pool({ connectionString: url.toString(), max: 1 });
       try {
         expect(await migrationCounts(newer, limited)()).toEqual({ pending: 1, failed: undefined });
