@@ -115,27 +115,27 @@ export const docsCommands: Record<string, RunBy[]> = {
 
   // docs/migrations.md: the migrate command.
   "npm run build": [ci("npm run build")],
-  "DATABASE_URL=postgres://user@host:5432/app node dist/cmd/migrate/main.js status": [
+  "DATABASE_URL=postgres://user@host:5432/app npx migrate status": [
     { file: "test/helpers/migrations.ts", shows: ["DATABASE_URL: db.url"] },
     { file: "test/integration/migrate.test.ts", shows: ['migrate(db, ["status"'] },
   ],
-  "node dist/cmd/migrate/main.js status --embedded": [
+  "npx migrate status --embedded": [
     { file: "test/integration/process.test.ts", shows: ['runMigrate(["status", "--embedded"]'] },
   ],
 
   // docs/migrations.md: locks and retries.
-  "node dist/cmd/migrate/main.js locks --json": [
+  "npx migrate locks --json": [
     { file: "test/integration/migrate_locks.test.ts", shows: ['["locks", "--json"'] },
   ],
-  "node dist/cmd/migrate/main.js up --no-retry": [
+  "npx migrate up --no-retry": [
     { file: "test/integration/migrate_locks.test.ts", shows: ['"--no-retry"]'] },
   ],
-  "node dist/cmd/migrate/main.js up --old-transactions=refuse": [
+  "npx migrate up --old-transactions=refuse": [
     { file: "test/integration/migrate_locks.test.ts", shows: ['"--old-transactions=refuse"'] },
   ],
 
   // docs/migrations.md: backup, events and the restore drill.
-  "node dist/cmd/migrate/main.js up --backup-command 'pg_dump --format=custom --no-owner --file=/backups/pre-up.dump \"$DATABASE_URL\" && echo /backups/pre-up.dump'":
+  "npx migrate up --backup-command 'pg_dump --format=custom --no-owner --file=/backups/pre-up.dump \"$DATABASE_URL\" && echo /backups/pre-up.dump'":
     [
       {
         file: "test/integration/migrate_backup.test.ts",
@@ -145,20 +145,18 @@ export const docsCommands: Record<string, RunBy[]> = {
         ],
       },
     ],
-  "node dist/cmd/migrate/main.js up --events migrate-events.jsonl": [
+  "npx migrate up --events migrate-events.jsonl": [
     { file: "test/integration/migrate_backup.test.ts", shows: ['"--events", eventsFile'] },
   ],
-  "node dist/cmd/migrate/main.js up --events -": [
+  "npx migrate up --events -": [
     { file: "test/integration/migrate_backup.test.ts", shows: ['"--events", "-"]'] },
   ],
   // docs/migrations.md: verify --data (the test's verify() runs `verify --data`).
-  "node dist/cmd/migrate/main.js verify --data -conf /etc/app/config.yaml": [
-    verifyData('verify(["-conf", conf])'),
-  ],
-  "node dist/cmd/migrate/main.js verify --data -conf /etc/app/config.yaml --json": [
+  "npx migrate verify --data -conf /etc/app/config.yaml": [verifyData('verify(["-conf", conf])')],
+  "npx migrate verify --data -conf /etc/app/config.yaml --json": [
     verifyData('verify(["-conf", conf, "--json"])'),
   ],
-  "node dist/cmd/migrate/main.js verify --data -conf /etc/app/config.yaml --from 48000": [
+  "npx migrate verify --data -conf /etc/app/config.yaml --from 48000": [
     verifyData('["--from", String(ids[1])]', "...from"),
   ],
   'pg_restore --no-owner --dbname="$RESTORE_URL" /backups/pre-up.dump': [
@@ -167,42 +165,42 @@ export const docsCommands: Record<string, RunBy[]> = {
       shows: ['spawnSync("pg_restore", ["--no-owner", `--dbname=${restored.url}`, dump]'],
     },
   ],
-  'node dist/cmd/migrate/main.js status --database-url "$RESTORE_URL"': [
+  'npx migrate status --database-url "$RESTORE_URL"': [
     { file: "test/integration/migrate_backup.test.ts", shows: ['migrate(restored, ["status"'] },
   ],
-  'node dist/cmd/migrate/main.js verify --database-url "$RESTORE_URL"': [
+  'npx migrate verify --database-url "$RESTORE_URL"': [
     { file: "test/integration/migrate_backup.test.ts", shows: ['migrate(restored, ["verify"'] },
   ],
 
   // docs/migrations.md: rehearsal.
-  "node dist/cmd/migrate/main.js verify": [
+  "npx migrate verify": [
     { file: "test/integration/migrate_verify.test.ts", shows: ['migrate(db, ["verify"])'] },
   ],
-  "node dist/cmd/migrate/main.js verify --json": [
+  "npx migrate verify --json": [
     {
       file: "test/integration/migrate_verify.test.ts",
       shows: ['migrate(db, ["verify", "--json"])'],
     },
   ],
-  "node dist/cmd/migrate/main.js up --verify": [
+  "npx migrate up --verify": [
     {
       file: "test/integration/migrate_verify.test.ts",
       shows: ['migrate(target, ["up", "--verify"])'],
     },
   ],
-  "node dist/cmd/migrate/main.js up --rehearse": [
+  "npx migrate up --rehearse": [
     {
       file: "test/integration/migrate_rehearse.test.ts",
       shows: ['migrate(db, ["up", "--rehearse",'],
     },
   ],
-  "node dist/cmd/migrate/main.js plan --schema-from=replay": [
+  "npx migrate plan --schema-from=replay": [
     {
       file: "test/integration/migrate_rehearse.test.ts",
       shows: ['migrate(db, ["plan", "--schema-from=replay",'],
     },
   ],
-  "node dist/cmd/migrate/main.js up --rehearse=target": [
+  "npx migrate up --rehearse=target": [
     {
       file: "test/integration/migrate_rehearse.test.ts",
       shows: ['migrate(db, ["up", "--rehearse=target",'],

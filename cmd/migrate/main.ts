@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First, before anything else loads: an older Node is refused in one line.
+import "../../internal/pkg/cli/node_version.js";
 import { Command, Option } from "commander";
 import { flags, runCli } from "../../internal/pkg/cli/cli.js";
 import type { Args } from "./options.js";

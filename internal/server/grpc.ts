@@ -128,12 +128,22 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
       listener.close();
       // A connection that never sent a byte has no call and no session to close.
       for (const socket of sockets) if (silent(socket)) socket.destroy();
+      // Drained once grpc-js says so and every connection has closed, which
+      // its session does once its last call ends. grpc-js alone is not
+      // enough since Node 24: http2's server.close() now closes the sessions
+      // itself, and tryShutdown takes a session already closing for closed,
+      // so for connections handed over through its injector it calls back at
+      // once, calls still running.
+      const closed = [...sockets].map(
+        (socket) => new Promise((resolve) => socket.once("close", resolve)),
+      );
       const drained = new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve(false);
         }, timeoutMs);
-        server.tryShutdown(() => {
+        const shutDown = new Promise((resolve) => server.tryShutdown(resolve));
+        void Promise.all([shutDown, ...closed]).then(() => {
           clearTimeout(timer);
           resolve(true);
         });

@@ -1,3 +1,4 @@
+import { execFile, spawnSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -11,9 +12,11 @@ import { connect as http2Connect, constants } from "node:http2";
 import { connect as netConnect } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { toBinary, create } from "@bufbuild/protobuf";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { NODE_MAJOR } from "../../internal/pkg/cli/node_version.js";
 import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
 import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
 import {
@@ -68,7 +71,42 @@ log: { level: info, format: json }
 
 const noDbEnv = { DATABASE_URL: undefined, KMS_ROOT_KEY: undefined, KMS_ROOT_KEY_FILE: undefined };
 
+// The machine's own Node, as a user without npm would run a program with it.
+const SYSTEM_NODE = "/usr/bin/node";
+const systemMajor = Number(
+  spawnSync(SYSTEM_NODE, ["-p", "process.versions.node"], { encoding: "utf8" }).stdout?.split(
+    ".",
+  )[0],
+);
+
 describe("start-up", () => {
+  it.runIf(systemMajor < NODE_MAJOR)(
+    `on the machine's older Node, each program refuses with one line naming Node ${NODE_MAJOR} and a command that runs it on the project's Node, exit code 2`,
+    async () => {
+      const built = dirname(dirname(inject("migrateScript")));
+      for (const name of ["migrate", "kms", "server"]) {
+        const script = join(built, name, "main.js");
+        const run = spawnSync(SYSTEM_NODE, [script, "--help"], { cwd: repoRoot, encoding: "utf8" });
+        expect(run.status, run.stderr).toBe(2);
+        expect(run.stdout).toBe("");
+        const lines = run.stderr.trim().split("\n");
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(
+          new RegExp(`^${name}: needs Node ${NODE_MAJOR} or newer, this is Node ${systemMajor}\\.`),
+        );
+        // The command it names works where `node` is the older one: npx runs
+        // the Node that npm install brought.
+        const command = /run it on the Node that npm install brings: (.*)$/.exec(lines[0]!)![1]!;
+        expect(command).toBe(`npx node ${script.slice(repoRoot.length + 1)} --help`);
+        const { stdout } = await promisify(execFile)("/bin/sh", ["-c", command], {
+          cwd: repoRoot,
+          env: { ...process.env, PATH: dirname(SYSTEM_NODE) + ":/bin" },
+        });
+        expect(stdout).toMatch(new RegExp(`^Usage: ${name} `));
+      }
+    },
+  );
+
   it("refuses a bad config with one line naming the field, exit code 2", async () => {
     const conf = writeConfig(
       "bad.yaml",
@@ -252,6 +290,9 @@ describe("first start, anywhere", () => {
     const listening = JSON.parse(await npm.waitFor(/"msg":"listening/));
     expect(listening.grpc).not.toBe(9);
     expect(listening.http).not.toBe(9);
+    // npm start runs the server on the Node package.json pins, whatever the machine's `node`.
+    const metrics = await (await fetch(`http://127.0.0.1:${listening.http}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^nodejs_version_info\\{version="v${NODE_MAJOR}\\.`, "m"));
     // The server runs with the Node flags package.json declares (config.node_flags).
     const server = processesWith(conf)
       .map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"))

@@ -62,6 +62,15 @@ describe("the commands the docs show", () => {
     expect(unlisted, "add the test or CI step that runs each, then its entry").toEqual([]);
   });
 
+  it("When a doc runs a program, Then it runs on the project's Node: through npm or npx, never the machine's `node`", () => {
+    // The machine's own `node` may be older than the project's, which npm
+    // install brings and npm scripts and npx put first on PATH.
+    const bare = [...shown].filter(([c]) =>
+      /(^|[\s;&|(])node\s/.test(c.replace(/\bnpx node\s/g, "")),
+    );
+    expect(bare.map(([c, doc]) => `${doc}: ${c}`)).toEqual([]);
+  });
+
   it("When an entry of test/docs_commands.ts is shown nowhere any more, Then it is flagged", () => {
     expect(Object.keys(docsCommands).filter((c) => !shown.has(c))).toEqual([]);
   });
