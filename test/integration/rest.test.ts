@@ -3,7 +3,7 @@ import { toJson, type DescMessage, type JsonValue, type MessageShape } from "@bu
 import { ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService, View } from "../../api/user/v1/user_pb.js";
 import { restBindings } from "../../internal/server/rest/bindings.js";
@@ -408,12 +408,28 @@ describe("KmsService over REST", () => {
     expect(Object.keys(status.json as object)).toEqual(["status"]);
     const stopped = await rest("POST /v1/kms/reencryption:stop", { body: {} });
     expect(stopped.status, JSON.stringify(stopped.json)).toBe(200);
+    // It stops after its batch in hand: compared once it has.
+    const state = async (route: string) =>
+      ((await rest(route)).json as { status: { state: string } }).status.state;
+    const settled = { timeout: 30_000, interval: 100 };
+    await vi.waitFor(
+      async () =>
+        expect(await state("GET /v1/kms/reencryption")).not.toBe("REENCRYPTION_STATE_RUNNING"),
+      settled,
+    );
     expect((await rest("GET /v1/kms/reencryption")).json).toEqual(
       json(KmsService.method.getReencryptionStatus.output, await kms.getReencryptionStatus({})),
     );
     const rotation = await rest("POST /v1/kms/indexKey:rotate", { body: { batchSize: 50 } });
     expect(rotation.status, JSON.stringify(rotation.json)).toBe(200);
-    expect((await rest("GET /v1/kms/indexKey/rotation")).status).toBe(200);
+    // To its end: its events are in the trail the next test compares.
+    await vi.waitFor(
+      async () =>
+        expect(await state("GET /v1/kms/indexKey/rotation")).toBe(
+          "INDEX_KEY_ROTATION_STATE_FINISHED",
+        ),
+      settled,
+    );
   });
 
   it("the root key and the audit trail: the same answers as its twin", async () => {
