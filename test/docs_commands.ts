@@ -15,6 +15,10 @@ const tryIt = (...shows: string[]): RunBy => ({
   file: "test/integration/readme_try_it.test.ts",
   shows: ["tryItCommands()", ...shows],
 });
+const examplesTest = (...shows: string[]): RunBy => ({
+  file: "test/integration/examples.test.ts",
+  shows,
+});
 const kmsCli = (...shows: string[]): RunBy => ({
   file: "test/integration/kms_cli.test.ts",
   shows: ["cmd/kms/main.ts", ...shows],
@@ -55,6 +59,12 @@ export const docsCommands: Record<string, RunBy[]> = {
     [tryIt("^curl .*\\/LookupUser /")],
   "curl -s -X POST localhost:8000/user.v1.UserService/GetUser -H 'content-type: application/json' -d '{\"id\":\"0\"}'":
     [tryIt("^curl .*\\/GetUser /")],
+  "curl -s -X POST localhost:8000/v1/users:lookup -H 'content-type: application/json' -d '{\"email\":\"alice@example.com\"}'":
+    [tryIt("^curl .*\\/v1\\/users:lookup /")],
+  "curl -s 'localhost:8000/v1/users?page_size=10&view=VIEW_MASKED'": [
+    tryIt("^curl .*\\/v1\\/users\\?page_size=10&view=VIEW_MASKED'$"),
+  ],
+  "curl -s localhost:8000/v1/users/0": [tryIt("^curl -s localhost:8000\\/v1\\/users\\/0$")],
   "npx buf curl --http2-prior-knowledge --protocol grpc --list-methods http://localhost:9000": [
     tryIt("--list-methods http:\\/\\/localhost:9000$"),
   ],
@@ -65,10 +75,23 @@ export const docsCommands: Record<string, RunBy[]> = {
   'npx buf curl --schema . -d \'{"id":"0"}\' http://localhost:8000/user.v1.UserService/GetUser': [
     tryIt("--schema \\. .*localhost:8000\\/user\\.v1\\.UserService\\/GetUser$"),
   ],
-  "npx buf build -o /tmp/api.binpb": [tryIt("^npx buf build -o \\/tmp\\/api\\.binpb$")],
-  "/usr/bin/python3 examples/python/users.py /tmp/api.binpb localhost:9000": [
-    tryIt("examples\\/python\\/users\\.py "),
+
+  // examples/*/README.md: each example built and run, in its folder.
+  "./build-offline.sh": [examplesTest('run("./build-offline.sh", [], dir("go"))')],
+  "./users": [examplesTest('run("./users", [], dir("go"), grpcEnv(token))')],
+  "npx buf generate": [examplesTest('run("npx", ["buf", "generate"], dir("python"))')],
+  "/usr/bin/python3 users.py": [
+    examplesTest('run("/usr/bin/python3", ["users.py"], dir("python")'),
   ],
+  "npx tsx users.ts": [examplesTest('run("npx", ["tsx", "users.ts"], dir("typescript")')],
+  "./users.sh": [examplesTest('run("./users.sh", [], dir("curl"), httpEnv(token))')],
+  "npx esbuild web/page.ts --bundle --format=esm --outdir=web --servedir=web --serve=127.0.0.1:5173":
+    [
+      examplesTest(
+        '"esbuild",\n        "web/page.ts",\n        "--bundle",\n        "--format=esm",\n        "--outdir=web",\n        "--servedir=web",\n        `--serve=127.0.0.1:${port}`,',
+        '{ cwd: dir("typescript") }',
+      ),
+    ],
 
   // docs/security.md: a token and its digest.
   "TOKEN=$(openssl rand -base64 32)": [

@@ -14,7 +14,7 @@ import type { RootKeyArgs } from "./root_key.js";
 // something, --json. Only commander loads up front, so --help answers at once.
 
 const argv = process.argv.slice(2);
-const json = argv.includes("--json");
+const json = argv.some((a) => a === "--json" || a === "-json");
 
 /** Exit with `message` on stderr (and as JSON on stdout under --json). */
 function fail(message: string, code: number): never {

@@ -90,7 +90,7 @@ const rehearsal = (c: Command, describe: string) =>
 const program = new Command("migrate")
   .usage("<command> [options]")
   .description(
-    "The database: --database-url, DATABASE_URL, or -conf FILE with data.database.source; --embedded for the development cluster in ./.data.",
+    "The database, reached directly (not through a pooler): --database-url, DATABASE_DIRECT_URL, DATABASE_URL, or -conf FILE with data.database.direct_source or source; --embedded for the development cluster in ./.data.",
   )
   .option("--conf <file>", "config file (data.database.source and .migration)")
   .option(

@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Config } from "../../internal/conf/load.js";
 import { parseDurationMs } from "../../internal/conf/duration.js";
+import { directSourceLeftBehind } from "../../internal/conf/env.js";
 import { migratorOptions, type MigratorOptions } from "../../internal/migrate/options.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 
@@ -91,13 +92,18 @@ function migrationsFolder(flag: string | undefined, configured: string): string 
   return dir;
 }
 
-/** The -conf file loaded (environment overrides applied, DATABASE_URL aside), or undefined. */
+/** The -conf file loaded (environment overrides applied, the database's URLs aside), or undefined. */
 export async function config(args: Args): Promise<Config | undefined> {
   if (!args.conf) return undefined;
   const { loadConfig } = await import("../../internal/conf/load.js");
-  // DATABASE_URL is weighed in databaseUrl(), against --database-url; the
-  // rest of the environment applies as for the server.
-  return loadConfig(args.conf, { ...process.env, DATABASE_URL: undefined });
+  // DATABASE_URL and DATABASE_DIRECT_URL are weighed in databaseUrl(),
+  // against --database-url; the rest of the environment applies as for the
+  // server.
+  return loadConfig(args.conf, {
+    ...process.env,
+    DATABASE_URL: undefined,
+    DATABASE_DIRECT_URL: undefined,
+  });
 }
 
 // Commands that only read log nothing; the logger loads with the rest.
@@ -113,8 +119,8 @@ async function logger(conf: Config | undefined): Promise<Logger> {
 }
 
 /**
- * Resolves which database, always explicitly (--database-url, DATABASE_URL,
- * the config's data.database.source, or --embedded), and every duration
+ * Resolves which database, always explicitly (--database-url, the
+ * environment's or the config's, or --embedded), and every duration
  * flag, before connecting; then runs `fn` and stops an embedded cluster it
  * started.
  */
@@ -179,22 +185,32 @@ export async function withDatabase(
   await embedded.stop();
 }
 
-/** The URL named explicitly, or undefined for --embedded; anything else is a usage error. */
+/**
+ * The URL named explicitly, or undefined for --embedded; anything else is a
+ * usage error. Migrations hold a session (their lock, their timeouts), so of
+ * the environment's and the config's URLs the direct one wins, as in the
+ * server: --database-url, DATABASE_DIRECT_URL, DATABASE_URL, the config's
+ * data.database.direct_source, its source.
+ */
 function databaseUrl(args: Args, conf: Config | undefined): string | undefined {
   const flag = args["database-url"];
   if (flag !== undefined && flag.trim() === "")
     throw new UsageError("--database-url is empty: give a postgres:// URL");
-  const env = process.env.DATABASE_URL || undefined;
-  const url = flag ?? env ?? (conf?.data?.database?.source || undefined);
+  const database = conf?.data?.database;
+  const leftBehind =
+    flag === undefined ? directSourceLeftBehind(database?.directSource, process.env) : undefined;
+  if (leftBehind) throw new UsageError(`-conf ${args.conf}: ${leftBehind}`);
+  const named: [string, string | undefined][] = [
+    ["--database-url", flag],
+    ["DATABASE_DIRECT_URL", process.env.DATABASE_DIRECT_URL || undefined],
+    ["DATABASE_URL", process.env.DATABASE_URL || undefined],
+    ["the config's data.database.direct_source", database?.directSource || undefined],
+    ["the config's data.database.source", database?.source || undefined],
+  ];
+  const [from, url] = named.find(([, u]) => u !== undefined) ?? [];
   if (args.embedded) {
-    if (url !== undefined) {
-      const from = flag
-        ? "--database-url"
-        : env
-          ? "DATABASE_URL"
-          : "the config's data.database.source";
+    if (url !== undefined)
       throw new UsageError(`--embedded and ${from} both name a database; give one`);
-    }
     return undefined;
   }
   if (url === undefined) {

@@ -77,7 +77,7 @@ export async function dataVerification(
   const pool = readOnlyPool(opts.databaseUrl, opts);
   try {
     const kms = await openKms(conf.kms!, {
-      data: { pool, url: opts.databaseUrl },
+      data: { pool, direct: { url: opts.databaseUrl, pool } },
       log: opts.log,
       readOnly: true,
     }).catch((err: unknown) => {

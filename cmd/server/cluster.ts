@@ -55,7 +55,10 @@ export async function runPrimary(conf: Config, log: Logger, processes: number): 
     process.exitCode = 1;
     return;
   }
-  const env = { DATABASE_URL: database.url };
+  // The workers read the config and the environment as this process did;
+  // only the embedded database's address is news to them (a DATABASE_URL
+  // set here beside the file's direct_source would be refused).
+  const env = database.embedded ? { DATABASE_URL: database.url } : {};
   let listening = 0;
   let backoffMs = 500;
   const done = new Promise<void>((resolve) => {

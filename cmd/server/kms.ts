@@ -51,8 +51,11 @@ export interface Kms extends KmsUseCases {
 }
 
 export interface KmsDeps {
-  /** The pool its repositories use; the URL its listener connects to. */
-  data: Pick<Data, "pool" | "url">;
+  /**
+   * The pool its repositories use; the direct database its listener and
+   * its jobs' locks use (they need sessions of their own).
+   */
+  data: Pick<Data, "pool" | "direct">;
   log: Logger;
   /**
    * Open what is there and change nothing (`migrate verify --data`): no key
@@ -68,7 +71,7 @@ export interface KmsDeps {
  * Throws KmsInitError when the configured root key cannot serve.
  */
 export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
-  const { pool, url } = deps.data;
+  const { pool, direct } = deps.data;
   const log = deps.log;
   const roots = rootKeys(conf);
   const sinks = deps.readOnly ? [] : await auditSinks(conf.auditCheckpoints!);
@@ -100,8 +103,8 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
   // GetStatus counts the values under each key there.
   const users = newUserStore(pool);
   const jobs = {
-    reencryption: newReencryptionRepo(pool, audit, newUserStore),
-    index_key_rotation: newIndexRotationRepo(pool, audit, newUserStore),
+    reencryption: newReencryptionRepo(pool, audit, newUserStore, direct.pool),
+    index_key_rotation: newIndexRotationRepo(pool, audit, newUserStore, direct.pool),
   };
   const reencryption = new Reencryption(jobs.reencryption, users, keys, cipher, batches, log);
   const indexRotation = new IndexRotation(
@@ -122,7 +125,7 @@ export async function openKms(conf: KmsConf, deps: KmsDeps): Promise<Kms> {
     log,
   );
   const runner = kmsRunner({
-    events: newKeyEvents(url, log),
+    events: newKeyEvents(direct.url, log),
     keys,
     keyring,
     lifecycle,

@@ -41,7 +41,8 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
   };
   try {
-    const migrator = migratorOptions(database, data.url, log);
+    // Migrations hold their lock and settings for the session: never through a pooler.
+    const migrator = migratorOptions(database, data.direct.url, log);
     const started = await migrateOnStart(database.migrate, migrator, data.pool);
     const readiness: Record<string, ReadinessCheck> = { database: databaseCheck(data.ready, log) };
     const checked = database.migrate !== "off";

@@ -12,6 +12,7 @@ export const defaults = {
   data: {
     database: {
       source: "",
+      direct_source: "",
       pool_size: 10,
       migrate: "check",
       connect_timeout: "5s",

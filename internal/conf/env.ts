@@ -5,6 +5,7 @@ type Tree = Record<string, unknown>;
 // exactly one source remains.
 const overrides: { env: string; path: string[]; clears?: string[] }[] = [
   { env: "DATABASE_URL", path: ["data", "database", "source"] },
+  { env: "DATABASE_DIRECT_URL", path: ["data", "database", "direct_source"] },
   { env: "KMS_ROOT_KEY", path: ["kms", "root_key"], clears: ["root_key_file", "seed", "salt"] },
   {
     env: "KMS_ROOT_KEY_FILE",
@@ -48,6 +49,19 @@ export function applyEnv(tree: Tree, env: NodeJS.ProcessEnv): Map<string, string
     applied.set(path.join("."), name);
   }
   return applied;
+}
+
+/**
+ * Why DATABASE_URL cannot replace the file's source here, or undefined: the
+ * file's direct_source would stay, and may name another database (or the
+ * old one). Both URLs must then come from the environment.
+ */
+export function directSourceLeftBehind(
+  fileDirectSource: unknown,
+  env: NodeJS.ProcessEnv,
+): string | undefined {
+  if (!env.DATABASE_URL || env.DATABASE_DIRECT_URL || !fileDirectSource) return undefined;
+  return "DATABASE_URL replaces data.database.source, but data.database.direct_source from the config would stay and may name another database: set DATABASE_DIRECT_URL too (the same database, reached directly)";
 }
 
 function ensurePath(tree: Tree, path: string[]): Tree {

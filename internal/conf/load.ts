@@ -6,7 +6,7 @@ import { parse as parseYaml } from "yaml";
 import { BootstrapSchema, type Bootstrap } from "./conf_pb.js";
 import { defaults } from "./defaults.js";
 import { toProtoDuration } from "./duration.js";
-import { applyEnv } from "./env.js";
+import { applyEnv, directSourceLeftBehind } from "./env.js";
 
 export type Config = Bootstrap;
 
@@ -45,6 +45,9 @@ export function parseConfig(tree: unknown, origin: string, env: NodeJS.ProcessEn
   if (!isTree(tree)) throw new ConfigError(`config ${origin}: the top level must be a mapping`);
   const merged = merge(structuredClone(defaults) as Tree, tree);
   refuseDevelopmentKeyInProduction(tree, env, origin);
+  const database = isTree(merged.data) && isTree(merged.data.database) ? merged.data.database : {};
+  const leftBehind = directSourceLeftBehind(database.direct_source, env);
+  if (leftBehind) throw new ConfigError(`config ${origin}: ${leftBehind}`);
   const fromEnv = applyEnv(merged, env);
   // A field an environment variable set is that variable's fault, not the file's.
   const at = (field: string) => {

@@ -55,11 +55,13 @@ const samePlace = (found: IndexRotationJob | undefined, read: IndexRotationJob) 
 /**
  * biz.IndexRotationRepo on kms_index_keys and kms_index_rotation, filling
  * and clearing the indexes of the store `inTx` opens in a batch's transaction.
+ * The job's lock is held on a connection of `direct` (Data.direct).
  */
 export function newIndexRotationRepo(
   pool: pg.Pool,
   audit: AuditChain,
   inTx: (c: pg.PoolClient) => SealedWrites,
+  direct: pg.Pool,
 ): IndexRotationRepo {
   const job = async (client: pg.Pool | pg.PoolClient = pool, lock = "") => {
     const { rows } = await client.query<Row>(
@@ -217,7 +219,7 @@ export function newIndexRotationRepo(
       );
     },
 
-    exclusively: (work) => exclusively(pool, JOB_LOCK, work),
+    exclusively: (work) => exclusively(direct, JOB_LOCK, work),
     busy: () => databaseBusy(pool),
   };
 }

@@ -6,15 +6,17 @@ const BUSY_ACTIVE = 16;
 
 /**
  * Runs `work` holding the session-level advisory lock `lock` on a connection
- * of its own: false at once when another instance holds it. The lock goes
- * with the connection if this process dies.
+ * of its own from `direct` (Data.direct: through a pooler in transaction
+ * mode the lock would stay with a server connection other clients are
+ * handed, and two instances would both hold it): false at once when another
+ * instance holds it. The lock goes with the connection if this process dies.
  */
 export async function exclusively(
-  pool: pg.Pool,
+  direct: pg.Pool,
   lock: number,
   work: () => Promise<void>,
 ): Promise<boolean> {
-  const client = await pool.connect();
+  const client = await direct.connect();
   try {
     const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [
       lock,

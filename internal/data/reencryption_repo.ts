@@ -46,12 +46,14 @@ const sameRun = (found: ReencryptionJob | undefined, read: ReencryptionJob) =>
 /**
  * biz.ReencryptionRepo on kms_reencryption, moving the values of the store
  * `inTx` opens in a batch's transaction; starts, stops and the end of a job
- * are audited in their transactions.
+ * are audited in their transactions. The job's lock is held on a connection
+ * of `direct` (Data.direct).
  */
 export function newReencryptionRepo(
   pool: pg.Pool,
   audit: AuditChain,
   inTx: (c: pg.PoolClient) => SealedWrites,
+  direct: pg.Pool,
 ): ReencryptionRepo {
   const job = async (client: pg.Pool | pg.PoolClient = pool, lock = "") => {
     const { rows } = await client.query<Row>(`SELECT * FROM kms_reencryption WHERE id = 1 ${lock}`);
@@ -159,7 +161,7 @@ export function newReencryptionRepo(
       );
     },
 
-    exclusively: (work) => exclusively(pool, JOB_LOCK, work),
+    exclusively: (work) => exclusively(direct, JOB_LOCK, work),
     busy: () => databaseBusy(pool),
   };
 }

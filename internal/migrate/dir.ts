@@ -1,6 +1,5 @@
-import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
+import { packageRoot } from "../pkg/package_root/package_root.js";
 
 /**
  * The project's migrations/ folder, found from this module's location (the
@@ -8,11 +7,6 @@ import { fileURLToPath } from "node:url";
  * cmd/migrate find it whatever the working directory.
  */
 export function defaultMigrationsDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) return resolve("migrations");
-    dir = parent;
-  }
-  return join(dir, "migrations");
+  const root = packageRoot(import.meta.url);
+  return root === undefined ? resolve("migrations") : join(root, "migrations");
 }

@@ -42,6 +42,8 @@ export interface StepFailure {
   notRetried?: string;
   /** Transactions older than the threshold, named before its concurrent index build. */
   oldTransactions?: Session[];
+  /** Refused before its first statement (old transactions, --old-transactions=refuse): nothing of it ran. */
+  notStarted?: true;
 }
 
 /**

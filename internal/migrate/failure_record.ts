@@ -1,40 +1,44 @@
-import type pg from "pg";
+import pg from "pg";
 import { connect, disconnect } from "./connect.js";
 import type { StepFailure } from "./failure.js";
 import type { MigratorOptions } from "./options.js";
-import type { StatusEntry } from "./state.js";
 
 // Failed steps, kept in the database beside pgmigrations. A deploy script's
 // failed run is otherwise known only to whoever read its output, and a server
-// whose start-up run failed exits before Prometheus scrapes it: from this
-// table every instance reports those still standing (migrations_failed) and
-// `status` names the last failure of a migration still to do. Rows are only added.
+// whose start-up run failed exits before Prometheus scrapes it. A failure
+// stands until a later step of the same migration succeeds (resolved_at), and
+// only while the migration is as the failure left it (an up not applied, a
+// down still applied): both read from the database alone, so an instance of
+// the previous release, without the new file, counts it too.
 
 export const FAILURES_TABLE = "public.migrate_failures";
 
-/** The newest recorded failure of one migration in one direction. */
+/** The newest unresolved failure of one migration in one direction. */
 export interface RecordedFailure {
   name: string;
   direction: "up" | "down";
   failedAt: Date;
-  /** `file:line` of the failing statement. */
+  /** `file:line` of the failing statement, or the file. */
   at: string;
-  /** SQLSTATE; absent when the connection failed rather than a statement. */
+  /** SQLSTATE; null when the connection failed rather than a statement. */
   sqlstate: string | null;
 }
 
 /**
  * Records `f`, on `client` or, when its connection was lost, on a new one.
- * The failure stays the news: a record that cannot be written (the server
- * gone) is logged, not thrown. A step found committed after all is no failure.
- * PostgreSQL's message is not kept: it may quote a value from the data.
+ * Not a failure, and not recorded: a step found done after a lost connection,
+ * one refused before its first statement, one stopped by a signal. The
+ * failure stays the news: a record that cannot be written (the server gone,
+ * no privilege) is logged, not thrown. PostgreSQL's message is not kept: it
+ * may quote a value from the data.
  */
 export async function recordFailure(
   opts: Pick<MigratorOptions, "databaseUrl" | "connectTimeoutMs" | "operator" | "log">,
   client: pg.ClientBase,
   f: StepFailure,
+  { interrupted }: { interrupted: boolean },
 ): Promise<void> {
-  if (f.outcome && "recorded" in f.outcome && f.outcome.recorded) return;
+  if (interrupted || f.notStarted || doneAfterAll(f)) return;
   let fresh: pg.Client | undefined;
   try {
     if (f.connectionLost)
@@ -51,8 +55,11 @@ export async function recordFailure(
          at text NOT NULL,
          sqlstate char(5),
          db_user text NOT NULL,
-         operator text
-       )`,
+         operator text,
+         resolved_at timestamp
+       );
+       CREATE INDEX IF NOT EXISTS migrate_failures_standing
+         ON ${FAILURES_TABLE} (migration) WHERE resolved_at IS NULL`,
     );
     await on.query(
       `INSERT INTO ${FAILURES_TABLE} (failed_at, migration, direction, at, sqlstate, db_user, operator)
@@ -69,38 +76,60 @@ export async function recordFailure(
   }
 }
 
+// Read back after a lost connection: an up is done when recorded, a down when not.
+function doneAfterAll(f: StepFailure): boolean {
+  const o = f.outcome;
+  if (!o || !("recorded" in o)) return false;
+  return f.direction === "up" ? o.recorded : !o.recorded;
+}
+
 const sqlstate = (code: string | undefined) => (code && /^[0-9A-Z]{5}$/.test(code) ? code : null);
 
-/** The newest failure of each migration and direction; none before the table exists. */
-export async function readFailures(client: pg.ClientBase): Promise<RecordedFailure[]> {
-  if (!(await exists(client))) return [];
-  const { rows } = await client.query<RecordedFailure>(
-    `SELECT DISTINCT ON (migration, direction) migration AS name, direction,
-            failed_at AT TIME ZONE 'UTC' AS "failedAt", at, sqlstate
-       FROM ${FAILURES_TABLE} ORDER BY migration, direction, id DESC`,
-  );
-  return rows;
+/**
+ * Marks the failures of `name` resolved: a step of it has just succeeded.
+ * Best effort: what stands is also judged by whether the migration is applied.
+ */
+export async function resolveFailures(
+  client: pg.ClientBase,
+  name: string,
+  log: MigratorOptions["log"],
+): Promise<void> {
+  await client
+    .query(
+      `UPDATE ${FAILURES_TABLE} SET resolved_at = now() AT TIME ZONE 'UTC'
+        WHERE migration = ${pg.escapeLiteral(name)} AND resolved_at IS NULL`,
+    )
+    .catch((err: Error) =>
+      log.warn({ migration: name, err: err.message }, "could not mark its failures resolved"),
+    );
 }
 
 /**
- * Of `failures`, those that still stand: an up failure of a migration still
- * pending, a down failure of one still applied since before it failed.
+ * The newest unresolved failure of each migration and direction: none before
+ * the table exists, undefined when this role may not read it.
  */
-export function standing(
-  failures: RecordedFailure[],
-  entries: Pick<StatusEntry, "name" | "state" | "runOn">[],
-): RecordedFailure[] {
-  const state = new Map(entries.map((e) => [e.name, e]));
-  return failures.filter((f) => {
-    const e = state.get(f.name);
-    if (f.direction === "up") return e?.state === "pending";
-    return e?.state === "applied" && e.runOn !== undefined && e.runOn < f.failedAt;
-  });
+export async function readFailures(client: pg.ClientBase): Promise<RecordedFailure[] | undefined> {
+  const { rows } = await client.query<{ state: "absent" | "ok" | "denied" }>(
+    `SELECT CASE WHEN to_regclass($1) IS NULL THEN 'absent'
+                 WHEN has_table_privilege(to_regclass($1), 'SELECT') THEN 'ok'
+                 ELSE 'denied' END AS state`,
+    [FAILURES_TABLE],
+  );
+  if (rows[0]!.state === "denied") return undefined;
+  if (rows[0]!.state === "absent") return [];
+  const failures = await client.query<RecordedFailure>(
+    `SELECT DISTINCT ON (migration, direction) migration AS name, direction,
+            failed_at AT TIME ZONE 'UTC' AS "failedAt", at, sqlstate
+       FROM ${FAILURES_TABLE} WHERE resolved_at IS NULL
+      ORDER BY migration, direction, id DESC`,
+  );
+  return failures.rows;
 }
 
-async function exists(client: pg.ClientBase): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass($1) IS NOT NULL AS ok", [
-    FAILURES_TABLE,
-  ]);
-  return rows[0]!.ok;
+/** Of `failures`, those that stand: an up failure of a migration not applied, a down failure of one still applied. */
+export function standing(
+  failures: readonly RecordedFailure[],
+  applied: ReadonlySet<string>,
+): RecordedFailure[] {
+  return failures.filter((f) => (f.direction === "up") !== applied.has(f.name));
 }

@@ -22,9 +22,18 @@ export async function status(
     const result = await inspect(client, source);
     const consents = await readConsents(client);
     const backups = await readBackups(client);
+    const applied = new Set(result.entries.filter((e) => e.state === "applied").map((e) => e.name));
     const failed = new Map(
-      standing(await readFailures(client), result.entries).map((f) => [f.name, f]),
+      standing((await readFailures(client)) ?? [], applied).map((f) => [f.name, f]),
     );
+    for (const f of failed.values())
+      if (!result.entries.some((e) => e.name === f.name))
+        result.problems.push({
+          kind: "source",
+          name: f.name,
+          severity: "warning",
+          message: `${f.name} is not in this folder, and its ${f.direction} failed at ${f.failedAt.toISOString()} (${f.at}${f.sqlstate ? `, SQLSTATE ${f.sqlstate}` : ""}): a newer release's?`,
+        });
     for (const e of result.entries) {
       const f = failed.get(e.name);
       if (f)

@@ -61,5 +61,6 @@ export function refusal(
     dropped: [],
     connectionLost: false,
     oldTransactions: old,
+    notStarted: true,
   };
 }

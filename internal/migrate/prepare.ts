@@ -2,6 +2,7 @@ import { setImmediate } from "node:timers/promises";
 import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script } from "./analyse.js";
+import { readFailures } from "./failure_record.js";
 import { readCatalog } from "./lint/catalog.js";
 import { checkConsents, type ConsentCheck } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
@@ -17,6 +18,8 @@ export interface Prepared {
   scripts: Map<Step, Script>;
   /** The consent gate's verdict on each up step's file (see lint/consent.ts). */
   consent: Map<Step, ConsentCheck>;
+  /** Migrations with a recorded failure not yet resolved (migrate_failures): a success resolves it. */
+  unresolved: Set<string>;
   warnings: string[];
 }
 
@@ -50,7 +53,9 @@ export async function prepare(
   const scripts = new Map<Step, Script>();
   const consent = new Map<Step, ConsentCheck>();
   const warnings = [...source.warnings];
-  if (steps.length === 0) return { adopt, steps, scripts, consent, warnings };
+  if (steps.length === 0)
+    return { adopt, steps, scripts, consent, warnings, unresolved: new Set() };
+  const unresolved = new Set((await readFailures(client))?.map((f) => f.name));
   const ups = steps.filter((x) => x.direction === "up");
   // The gate judges against the catalog: read while the files are parsed,
   // the server answering as we work. Its failure is seen where it is awaited.
@@ -92,7 +97,7 @@ export async function prepare(
         `${c.file}:${a.line}: -- migrate:allow ${a.rule} matches no finding of the statement below it`,
       );
   }
-  return { adopt, steps, scripts, consent, warnings };
+  return { adopt, steps, scripts, consent, warnings, unresolved };
 }
 
 /**

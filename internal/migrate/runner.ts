@@ -3,7 +3,7 @@ import type { StepFailure, StepResult } from "./apply.js";
 import { takeBackup, type Backup } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
 import { emit, type MigrationEvent } from "./events.js";
-import { recordFailure } from "./failure_record.js";
+import { recordFailure, resolveFailures } from "./failure_record.js";
 import { ensureConsentTable } from "./consent_record.js";
 import { consented, ConsentRequiredError, gateOf, type Gate } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
@@ -187,12 +187,13 @@ async function applySteps(
         });
         report.failed = result.failed;
         if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
-        await recordFailure(opts, client, result.failed);
+        await recordFailure(opts, client, result.failed, { interrupted: signal?.aborted === true });
         opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
         if (signal?.aborted) report.interrupted = interruption(signal, p.steps.slice(i + 1));
         return;
       }
       report.done.push(result.ok);
+      if (p.unresolved.has(s.name)) await resolveFailures(client, s.name, opts.log);
       emit(opts, {
         event: "migration_finished",
         name: s.name,

@@ -130,11 +130,11 @@ export interface MigrationCounts {
   /** Files not applied. */
   pending: number;
   /**
-   * Migrations whose newest recorded attempt (migrate_failures, by any
-   * migrator) failed and that stand as they did: an up still pending, a
-   * down still applied.
+   * Migrations with a failure (migrate_failures, by any migrator) that
+   * stands: not resolved by a later success, an up still not applied, a
+   * down still applied. Undefined when this role may not read the table.
    */
-  failed: number;
+  failed: number | undefined;
 }
 
 /**
@@ -151,8 +151,10 @@ export function migrationCounts(
   return () =>
     readOnly(pool, statementTimeoutMs, async (client) => {
       const { entries, pending } = await inspect(client, source, { indexes: false });
-      const failed = standing(await readFailures(client), entries);
-      return { pending: pending.length, failed: new Set(failed.map((f) => f.name)).size };
+      const failures = await readFailures(client);
+      const applied = new Set(entries.filter((e) => e.state === "applied").map((e) => e.name));
+      const failed = failures && new Set(standing(failures, applied).map((f) => f.name)).size;
+      return { pending: pending.length, failed };
     });
 }
 

@@ -42,7 +42,7 @@ export interface StatusEntry {
   consents?: RecordedConsent[];
   /** The backup taken before the run that applied it (data.database.migration.backup_command). */
   backup?: { location: string | null; takenAt: Date };
-  /** Its newest attempt failed and it stands as it was (migrate_failures): pending after an up, applied after a down. */
+  /** A failure of it that stands (migrate_failures): not resolved by a later success, still pending after an up, still applied after a down. */
   lastFailure?: { direction: "up" | "down"; failedAt: Date; at: string; sqlstate: string | null };
 }
 

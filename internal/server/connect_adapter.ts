@@ -27,7 +27,7 @@ import { requestRefused, type Refusal } from "./request_refused.js";
 import type { ByteBudget } from "../pkg/limit/queue.js";
 import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
-import type { Request, Response } from "./http_routes.js";
+import { headersOf, type Request, type Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
 
 type NodeHandler = (req: Request, res: Response) => void;
@@ -125,14 +125,6 @@ function implementation(route: Route) {
       }),
     );
   };
-}
-
-function headersOf(req: Request): Headers {
-  const headers = new Headers();
-  for (const [key, value] of Object.entries(req.headers)) {
-    if (typeof value === "string" && !key.startsWith(":")) headers.set(key, value);
-  }
-  return headers;
 }
 
 // The request body as connect reads it, counted against the port's budget as

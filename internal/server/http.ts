@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import type { TlsConfig } from "./tls.js";
 import type { Route } from "./handlers.js";
 import { plainRoutes, type PlainRoutes } from "./http_routes.js";
+import { restAdapter } from "./rest/rest_adapter.js";
 
 export interface HttpServerOptions extends PlainRoutes {
   addr: string;
@@ -34,7 +35,8 @@ export interface HttpServer {
 
 /**
  * The HTTP port: Connect (JSON and binary), gRPC-Web and gRPC through
- * connect-node, plus /healthz, /readyz and /metrics. Browsers speak HTTP/1.1
+ * connect-node, the methods' google.api.http routes (JSON, as Kratos serves
+ * them), plus /healthz, /readyz, /metrics and /openapi.yaml. Browsers speak HTTP/1.1
  * and servers often h2c (prior knowledge) on the same port, so each
  * connection is handed to the HTTP/1.1 or HTTP/2 server by its first bytes.
  */
@@ -43,7 +45,13 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     routes: opts.routes,
     readMaxBytes: opts.maxRequestBytes,
     inflight: opts.inflight,
-    fallback: plainRoutes(opts),
+    fallback: restAdapter({
+      routes: opts.routes,
+      readMaxBytes: opts.maxRequestBytes,
+      inflight: opts.inflight,
+      fallback: plainRoutes(opts),
+      log: opts.log,
+    }),
     log: opts.log,
   });
   const handler: typeof connect = (req, res) => {

@@ -20,13 +20,16 @@ export interface PlainRoutes {
   stopping: () => boolean;
   /** API packages served (user.v1…): the ErrorInfo domain of an unknown method's answer. */
   packages: ReadonlySet<string>;
+  /** openapi.yaml's text, served as it is. */
+  openApi: string;
 }
 
 /**
  * The plain HTTP endpoints beside Connect: GET /healthz (the process is
  * alive), GET /readyz (every readiness check passes), GET /metrics
- * (Prometheus; with a token when auth.protect_metrics is set). Anything
- * else is 404.
+ * (Prometheus; with a token when auth.protect_metrics is set), GET
+ * /openapi.yaml (the REST routes' OpenAPI document; no token, like the
+ * protos it is made from). Anything else is 404.
  */
 export function plainRoutes(routes: PlainRoutes) {
   return async (req: Request, res: Response): Promise<void> => {
@@ -49,6 +52,11 @@ export function plainRoutes(routes: PlainRoutes) {
       res.end(body);
       return;
     }
+    if (get && path === "/openapi.yaml") {
+      res.writeHead(200, { "content-type": "application/yaml" });
+      res.end(routes.openApi);
+      return;
+    }
     if (answerUnknownMethod(req, res, path ?? "", routes.packages)) return;
     json(res, 404, { error: "not found" });
   };
@@ -57,6 +65,15 @@ export function plainRoutes(routes: PlainRoutes) {
 async function readiness(routes: PlainRoutes) {
   if (routes.stopping()) return { ready: false, checks: { server: "shutting down" } };
   return checkReadiness(routes.readiness);
+}
+
+/** A request's headers as the chain reads them (HTTP/2 pseudo-headers left out). */
+export function headersOf(req: Request): Headers {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(req.headers)) {
+    if (typeof value === "string" && !key.startsWith(":")) headers.set(key, value);
+  }
+  return headers;
 }
 
 function json(res: Response, status: number, body: unknown): void {

@@ -12,6 +12,7 @@ import { watchReadiness, type ReadinessCheck } from "./readiness.js";
 import { createMetrics, readinessMetrics } from "./metrics.js";
 import { byteBudget } from "../pkg/limit/queue.js";
 import { middlewareChain } from "./middleware/index.js";
+import { readOpenApi } from "./openapi.js";
 
 export interface Servers {
   grpcPort: number;
@@ -35,6 +36,8 @@ export async function startServers(
   /** Series of the use cases and the database (the audit trail, migrations, the pool) served beside the RPC metrics. */
   extraMetrics: Metric[] = [],
 ): Promise<Servers> {
+  // Before anything listens: without it the server does not start.
+  const openApi = readOpenApi();
   const { registry, rpc } = createMetrics();
   for (const metric of extraMetrics) registry.registerMetric(metric);
   const authenticator = createAuthenticator(auth);
@@ -79,6 +82,7 @@ export async function startServers(
     metricsAuthenticator: auth?.protectMetrics ? authenticator : undefined,
     stopping: () => stopping,
     packages: new Set(bindings.map((b) => b.service.file.proto.package)),
+    openApi,
     log,
   }).catch(async (err: unknown) => {
     await grpc.shutdown(0);

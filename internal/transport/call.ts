@@ -31,7 +31,7 @@ export interface Call {
   readonly request: Message;
   /** Absolute deadline (ms since epoch) set by the client, if any. */
   readonly deadline: number | undefined;
-  readonly transport: "grpc" | "connect";
+  readonly transport: "grpc" | "connect" | "rest";
   readonly requestHeader: RequestHeader;
   /** The client's IP address, as the connection shows it (a proxy's, behind one). */
   readonly peer?: string;
@@ -65,7 +65,7 @@ class TransportCall implements Call {
   readonly method: DescMethodUnary;
   readonly request: Message;
   readonly deadline: number | undefined;
-  readonly transport: "grpc" | "connect";
+  readonly transport: "grpc" | "connect" | "rest";
   readonly requestHeader: RequestHeader;
   readonly peer: string | undefined;
   readonly refused: ConnectError | undefined;

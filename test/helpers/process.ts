@@ -111,7 +111,12 @@ function spawnNode(nodeArgs: string[], opts: SpawnOptions): ServerProcess {
   return spawnProcess(process.execPath, nodeArgs, opts);
 }
 
-function spawnProcess(command: string, args: string[], opts: SpawnOptions): ServerProcess {
+/** Any command as its own process, output collected (stdin stays open until `child.stdin.end()`). */
+export function spawnProcess(
+  command: string,
+  args: string[],
+  opts: SpawnOptions = {},
+): ServerProcess {
   const env = { ...process.env, ...opts.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const child = spawn(command, args, { cwd: opts.cwd ?? root, env });

@@ -238,7 +238,9 @@ describe("key lifecycle", () => {
       // Opened, not started: their timers are the calls below.
       const instances = [];
       for (const pool of pools)
-        instances.push(await openKms(conf, { data: { pool, url: ctx.db.url }, log }));
+        instances.push(
+          await openKms(conf, { data: { pool, direct: { url: ctx.db.url, pool } }, log }),
+        );
       try {
         const rotations = await Promise.all(instances.map((k) => k.keys.rotateIfDue()));
         expect(rotations.filter((r) => r !== undefined)).toHaveLength(1);

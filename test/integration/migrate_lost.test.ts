@@ -173,6 +173,10 @@ describe("SIGINT or SIGTERM during up", () => {
       );
       expect(await query(db.url, "SELECT name FROM pgmigrations")).toEqual([{ name: "1_first" }]);
       expect(await query(db.url, "SELECT to_regclass('slow_one') AS t")).toEqual([{ t: null }]);
+      // Stopped, not failed: nothing for migrations_failed to count.
+      expect(await query(db.url, "SELECT to_regclass('migrate_failures') AS t")).toEqual([
+        { t: null },
+      ]);
     },
   );
 });

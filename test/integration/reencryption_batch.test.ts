@@ -55,7 +55,7 @@ describe("a re-encryption batch", () => {
     }
     const [first, second] = [await read(ids[0]!), await read(ids[1]!)];
     const stale = Buffer.from("not what the row holds");
-    const repo = newReencryptionRepo(pool, new AuditChain(), newUserStore);
+    const repo = newReencryptionRepo(pool, new AuditChain(), newUserStore, pool);
     // The chain has no key here: a start would need it for its audit event,
     // so the job row is written as a start leaves it.
     await pool.query(
@@ -122,7 +122,7 @@ describe("a re-encryption batch", () => {
     // Read by the job (as below), then the key is revoked, then the batch commits.
     await kms.rotateDataKey({ reason: "test" });
     await kms.revokeDataKey({ version: before.email_key_version, reason: "test" });
-    const repo = newReencryptionRepo(pool, new AuditChain(), newUserStore);
+    const repo = newReencryptionRepo(pool, new AuditChain(), newUserStore, pool);
     // The revocation woke the service's own worker: let it end its pass, then
     // put the job back as running without waking anyone, so that this batch
     // is the only one in flight.

@@ -9,6 +9,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
 import { connect as connectHttp2 } from "node:http2";
 import { describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
@@ -562,6 +563,13 @@ describe("HTTP port (connect-node)", () => {
       /rpc_server_duration_seconds_count\{[^}]*method="GetDataKey"[^}]*code="INVALID_ARGUMENT"/,
     );
     expect(metrics).toMatch(/rpc_server_duration_seconds_count\{[^}]*transport="grpc"/);
+  });
+
+  it("serves /openapi.yaml: the committed document, as YAML", async () => {
+    const res = await fetch(`${base()}/openapi.yaml`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/yaml");
+    expect(await res.text()).toBe(readFileSync("openapi.yaml", "utf8"));
   });
 
   it("answers 404 on a path it does not serve", async () => {

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { UserService } from "../../api/user/v1/user_pb.js";
+import type { Route } from "../../internal/server/handlers.js";
+import { restBindings } from "../../internal/server/rest/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { rssBytes, startServerProcess, writeServerConfig } from "../helpers/process.js";
 import {
@@ -23,9 +25,16 @@ const CALLS = 2400;
 const paths = [UserService, KmsService].flatMap((s) =>
   s.methods.map((m) => `/${s.typeName}/${m.name}`),
 );
+// The REST routes, as the server reads them from the same descriptors.
+const restRoutes = restBindings(
+  [UserService, KmsService].flatMap((service) =>
+    service.methods.map((method) => ({ service, method }) as unknown as Route),
+  ),
+).map((b) => ({ method: b.httpMethod, template: b.template.text }));
 
 interface Case {
   port: "grpc" | "http";
+  rest?: boolean;
   path: string;
   headers: Record<string, string>;
   body: Buffer;
@@ -46,7 +55,8 @@ function nextCase(r: Random): Case {
     { "grpc-timeout": "9".repeat(1200), "grpc-accept-encoding": "gzip" },
     { "connect-timeout-ms": "x".repeat(1200), "accept-encoding": "gzip, br" },
   ]);
-  const kind = r.int(5);
+  const kind = r.int(6);
+  if (kind === 5) return restCase(r, extra);
   if (kind === 0)
     return {
       port: "grpc",
@@ -83,6 +93,39 @@ function nextCase(r: Random): Case {
   };
 }
 
+// A REST route with lying variables, query strings, methods and bodies.
+function restCase(r: Random, extra: Record<string, string>): Case {
+  const route = r.pick(restRoutes);
+  const variable = () =>
+    r.pick(["1", "0", "-1", "abc", "%zz", "%00", "%2F", "9".repeat(40), "", "1:x", "VIEW_FULL"]);
+  let path = route.template.replace(/\{[^}]+\}/g, variable);
+  if (r.int(3) === 0)
+    path += `?${r.pick([
+      "view=VIEW_MASK",
+      "view=1&view=2",
+      "page_size=-1",
+      "page_size=99999999999",
+      "bogus=1",
+      "%zz=1",
+      "a.b.c=1",
+      `name=${"x".repeat(600)}`,
+      `page_token=${r.bytes(24).toString("hex")}`,
+      "update_mask=phone",
+    ])}`;
+  const method = r.int(8) === 0 ? r.pick(["GET", "POST", "PUT", "PATCH", "DELETE"]) : route.method;
+  return {
+    port: "http",
+    rest: true,
+    path,
+    headers: {
+      ":method": method,
+      "content-type": r.pick(["application/json", "application/json", "text/plain"]),
+      ...extra,
+    },
+    body: r.int(4) === 0 ? Buffer.alloc(0) : jsonNoise(r),
+  };
+}
+
 // What is wrong with an answer, if anything: none at all, INTERNAL or UNKNOWN
 // (a fault of ours, not of the input), or a failure of a served method
 // without the ErrorInfo every failure carries. grpc-js's own deadline and
@@ -96,7 +139,10 @@ function fault(c: Case, a: Answer | undefined): string | undefined {
   if (c.path.endsWith("/NoSuch") && c.port === "grpc") return undefined;
   const grpcLike = a.grpcStatus !== undefined;
   const failed = grpcLike ? a.grpcStatus !== "0" : a.httpStatus !== 200;
-  const bare = a.grpcStatus === "1" || a.grpcStatus === "4" || a.httpStatus === 415;
+  // A REST path no route takes (an empty variable) is the plain 404, and a
+  // route under another method 405 with Allow: neither is a call.
+  const unrouted = c.rest === true && (a.httpStatus === 405 || /^\{"error"/.test(text));
+  const bare = a.grpcStatus === "1" || a.grpcStatus === "4" || a.httpStatus === 415 || unrouted;
   const detailed = grpcLike ? a.grpcDetails : text.includes("google.rpc.ErrorInfo");
   return failed && !bare && !detailed ? "no ErrorInfo" : undefined;
 }
@@ -109,7 +155,7 @@ describe("fuzzing both ports", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("answers malformed protobuf, JSON, frames and prefixes without INTERNAL, a crash or unbounded memory", async () => {
+  it("answers malformed protobuf, JSON, frames, prefixes and REST calls without INTERNAL, a crash or unbounded memory", async () => {
     db = await createTestDatabase();
     const conf = writeServerConfig(join(dir, "server.yaml"), db.url);
     const { server, ports } = await startServerProcess(conf);

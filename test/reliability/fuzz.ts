@@ -88,7 +88,11 @@ export function h2request(
   body: Buffer,
 ): Promise<Answer | undefined> {
   return new Promise((resolve) => {
-    const stream = session.request({ ":method": "POST", ":path": path, ...headers });
+    // endStream false: node would end a GET's stream before its (lying) body.
+    const stream = session.request(
+      { ":method": "POST", ":path": path, ...headers },
+      { endStream: false },
+    );
     const chunks: Buffer[] = [];
     let answer: Answer = { httpStatus: 0, grpcDetails: false, body: Buffer.alloc(0) };
     let encoding: string | undefined;

@@ -36,6 +36,18 @@ describe("goStyle", () => {
     expect(goStyle(tool(), ["-conf=c.yaml"])).toEqual(["--conf=c.yaml"]);
   });
 
+  it("leaves the value of an option as given, even one spelt like an option", () => {
+    const program = tool();
+    program.option("--operator <name>");
+    expect(goStyle(program, ["--operator", "-conf", "-conf", "x"])).toEqual([
+      "--operator",
+      "-conf",
+      "--conf",
+      "x",
+    ]);
+    expect(goStyle(program, ["-help"])).toEqual(["--help"]);
+  });
+
   it("leaves what it does not declare, numbers and everything after --", () => {
     expect(goStyle(tool(), ["-confx", "-1", "-h", "--", "-conf"])).toEqual([
       "-confx",
@@ -85,6 +97,19 @@ describe("runCli", () => {
     );
     expect(err).toBeInstanceOf(Usage);
     expect((err as Error).message).toContain(named);
+  });
+
+  it.each([
+    [
+      ["--database_url=postgres://u:s3cret@h/db", "up"],
+      "unknown option '--database_url=…'",
+      "s3cret",
+    ],
+    [["up", "1", "postgres://u:s3cret@h/db"], "got 2: postgres://…@h/db", "s3cret"],
+  ])("%j is refused without the secret it carries", async (argv, named, secret) => {
+    const err = (await runCli(tool(), argv, usage).catch((e: unknown) => e)) as Error;
+    expect(err.message).toContain(named);
+    expect(err.message).not.toContain(secret);
   });
 
   it("rethrows a command's own failure for the tool to map", async () => {

@@ -59,6 +59,14 @@ describe("a bad config is refused with one line naming the field", () => {
     ],
     [{ data: { database: { source: "mysql://x" } } }, /^config t\.yaml: data\.database\.source: /],
     [
+      { data: { database: { source: "postgres://h/db", direct_source: "mysql://x" } } },
+      /^config t\.yaml: data\.database\.direct_source: /,
+    ],
+    [
+      { data: { database: { direct_source: "postgres://h/db" } } },
+      /^config t\.yaml: data\.database: direct_source needs source/,
+    ],
+    [
       { server: { http: { addr: "localhost" } } },
       /^config t\.yaml: server\.http\.addr: must be a valid host/,
     ],
@@ -123,6 +131,34 @@ describe("environment overrides", () => {
   it("DATABASE_URL replaces data.database.source", () => {
     const conf = parseConfig(minimal(), "t.yaml", { DATABASE_URL: "postgres://u@h:1/db" });
     expect(conf.data?.database?.source).toBe("postgres://u@h:1/db");
+  });
+
+  it("DATABASE_DIRECT_URL replaces data.database.direct_source; unset, it stays empty (the source serves for both)", () => {
+    const pooled = { ...minimal(), data: { database: { source: "postgres://u@pooler:6432/db" } } };
+    expect(parseConfig(pooled, "t.yaml", {}).data?.database?.directSource).toBe("");
+    const conf = parseConfig(pooled, "t.yaml", { DATABASE_DIRECT_URL: "postgres://u@h:5432/db" });
+    expect(conf.data?.database?.source).toBe("postgres://u@pooler:6432/db");
+    expect(conf.data?.database?.directSource).toBe("postgres://u@h:5432/db");
+    expect(failure(minimal(), { DATABASE_DIRECT_URL: "not-a-url" })).toMatch(
+      /^environment DATABASE_DIRECT_URL \(data\.database\.direct_source\): /,
+    );
+  });
+
+  it("refuses DATABASE_URL beside the file's direct_source, which may name another database, unless DATABASE_DIRECT_URL replaces it too", () => {
+    const both = {
+      ...minimal(),
+      data: {
+        database: { source: "postgres://u@pooler:6432/a", direct_source: "postgres://u@h/a" },
+      },
+    };
+    expect(failure(both, { DATABASE_URL: "postgres://u@pooler:6432/b" })).toMatch(
+      /^config t\.yaml: DATABASE_URL replaces data\.database\.source, but data\.database\.direct_source .* set DATABASE_DIRECT_URL too/,
+    );
+    const conf = parseConfig(both, "t.yaml", {
+      DATABASE_URL: "postgres://u@pooler:6432/b",
+      DATABASE_DIRECT_URL: "postgres://u@h/b",
+    });
+    expect(conf.data?.database?.directSource).toBe("postgres://u@h/b");
   });
 
   it("KMS_ROOT_KEY replaces every root key source in the file", () => {

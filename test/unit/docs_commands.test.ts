@@ -7,7 +7,8 @@ import { docsCommands } from "../docs_commands.js";
 
 // The docs stay true: every command they show in a shell block is run by a
 // test or a CI step named in test/docs_commands.ts, and every relative link
-// leads to a file and heading that exist.
+// leads to a file and heading that exist. The docs: the README, docs/ and the
+// client examples' READMEs.
 
 const root = resolve(import.meta.dirname, "../..");
 const docs = [
@@ -15,6 +16,10 @@ const docs = [
   ...readdirSync(join(root, "docs"))
     .filter((f) => f.endsWith(".md"))
     .map((f) => `docs/${f}`),
+  "examples/README.md",
+  ...readdirSync(join(root, "examples"))
+    .map((f) => `examples/${f}/README.md`)
+    .filter((f) => existsSync(join(root, f))),
 ];
 const read = (file: string) => readFileSync(join(root, file), "utf8");
 

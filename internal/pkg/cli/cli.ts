@@ -6,11 +6,16 @@ import { CommanderError, type Command } from "commander";
 // one way, as exit 2. commander loads in a few milliseconds, which deploy
 // scripts calling `migrate` many times notice.
 
-/** Every long option name the program or any of its commands declares, without `--`. */
-function longOptions(program: Command): Set<string> {
-  const names = new Set<string>();
+/**
+ * Every long option the program or any of its commands declares, without
+ * `--`, and whether it takes a value (help included, which commander keeps
+ * apart).
+ */
+function longOptions(program: Command): Map<string, boolean> {
+  const names = new Map<string, boolean>([["help", false]]);
   const walk = (c: Command) => {
-    for (const o of c.options) if (o.long) names.add(o.long.replace(/^--(no-)?/, ""));
+    for (const o of c.options)
+      if (o.long) names.set(o.long.replace(/^--(no-)?/, ""), o.required || o.optional);
     c.commands.forEach(walk);
   };
   walk(program);
@@ -20,13 +25,24 @@ function longOptions(program: Command): Set<string> {
 /**
  * The command line as commander reads it: a single-dash long option the
  * program declares (`-conf`, Go's flag style, as Kratos documents it)
- * becomes its double-dash form. Anything else is left as written.
+ * becomes its double-dash form, unless it is the value of the option
+ * before it (`--operator -conf`). Anything else is left as written.
  */
 export function goStyle(program: Command, argv: readonly string[]): string[] {
   const names = longOptions(program);
   const end = argv.indexOf("--");
+  const takesValue = (a: string) => {
+    const m = /^--?([A-Za-z][\w-]*)$/.exec(a);
+    return m !== null && names.get(m[1]!) === true;
+  };
+  let value = false;
   return argv.map((a, i) => {
-    if (end >= 0 && i > end) return a;
+    // The value of the option before it, whatever it looks like.
+    if (value || (end >= 0 && i > end)) {
+      value = false;
+      return a;
+    }
+    value = takesValue(a);
     const m = /^-([A-Za-z][\w-]+)(=.*)?$/.exec(a);
     return m && names.has(m[1]!.replace(/^no-/, "")) ? `-${a}` : a;
   });
@@ -94,9 +110,22 @@ export async function runCli(
     if (err.exitCode === 0) process.exit(0); // --help, or `help [command]`
     // A program or group called without its command prints its help first.
     if (err.code === "commander.help") usage(`name a command: ${commandNames(program, argv)}`);
-    // One line: commander puts its "(Did you mean …?)" on a line of its own.
-    usage(err.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " "));
+    usage(withoutValues(err.message));
   }
+}
+
+/**
+ * commander's words on one line (its "(Did you mean …?)" has a line of its
+ * own), without what an unknown option was given (`--token=…`) and without a
+ * URL's credentials in an argument too many: a secret passed by mistake
+ * stays out of the deploy log.
+ */
+function withoutValues(message: string): string {
+  return message
+    .replace(/^error: /, "")
+    .replace(/\s*\n\s*/g, " ")
+    .replace(/(unknown option '[^'=]+)=[^']*'/, "$1=…'")
+    .replace(/(\/\/)[^/@\s]*@/g, "$1…@");
 }
 
 /** The commands the last group named in `argv` offers. */

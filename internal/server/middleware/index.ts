@@ -47,6 +47,7 @@ export function middlewareChain(opts: {
     deadline({
       grpc: durationMs(server.grpc!.timeout!),
       connect: durationMs(server.http!.timeout!),
+      rest: durationMs(server.http!.timeout!),
     }),
   );
 }
