@@ -62,6 +62,7 @@ export const handlers = {
             pending: s.pending.length,
             midChange: s.midChange,
             instances: s.instances ?? null,
+            backfilling: s.backfilling,
             problems: s.problems,
           });
         else print.status(out, s.entries, s.problems, s);

@@ -1,3 +1,4 @@
+import type { BackfillProgress } from "../../internal/migrate/backfill/progress_record.js";
 import { describeInstance, type Instance } from "../../internal/migrate/instances.js";
 import type { Gate } from "../../internal/migrate/lint/consent.js";
 import { blocking, lockText, type Finding } from "../../internal/migrate/lint/finding.js";
@@ -142,9 +143,11 @@ export function status(
   write: Write,
   entries: StatusEntry[],
   problems: Problem[],
-  change: { midChange: { expand: string; contract: string }[]; instances?: Instance[] } = {
-    midChange: [],
-  },
+  change: {
+    midChange: { expand: string; contract: string }[];
+    instances?: Instance[];
+    backfilling?: BackfillProgress[];
+  } = { midChange: [] },
 ): void {
   for (const e of entries) {
     const when = e.runOn ? e.runOn.toISOString() : "-".padEnd(24);
@@ -171,6 +174,10 @@ export function status(
   for (const m of change.midChange)
     write(
       `mid-change: ${m.expand} is expanded and its contract ${m.contract} pending: both releases' schemas are served; \`migrate up --phase contract\` once the previous release has stopped\n`,
+    );
+  for (const b of change.backfilling ?? [])
+    write(
+      `backfilling: ${b.migration} (${b.direction}): ${b.rows} row(s) filled through key ${b.cursor ?? "(none yet)"} (backfill ${b.stage + 1} of the file), last at ${b.updatedAt.toISOString()}: \`migrate up\` goes on from there\n`,
     );
   for (const i of change.instances ?? []) write(`live instance: ${describeInstance(i)}\n`);
   problemList(write, problems);

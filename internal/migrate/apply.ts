@@ -23,6 +23,20 @@ export interface StepResult {
   lockRetryMs?: number;
   /** Transactions older than the threshold that its concurrent index build waited for. */
   oldTransactions?: Session[];
+  /** Its batched backfills (backfill/run.ts), each as it finished in this run. */
+  backfills?: BackfillResult[];
+}
+
+/** A backfill that finished: its table, what this run filled, and how fast. */
+export interface BackfillResult {
+  table: string;
+  /** Rows this run changed (a resumed backfill's earlier rows not counted). */
+  rows: number;
+  batches: number;
+  ms: number;
+  rowsPerSecond: number;
+  /** Began by an earlier run that stopped: this one went on from its cursor. */
+  resumed: boolean;
 }
 
 /**
@@ -40,6 +54,8 @@ export async function applyStep(
   s: Step,
   script: Script,
   replyTimeoutMs: (statements: number) => number | undefined = () => undefined,
+  /** The statement that ends it: its record, or (a backfill's head) the backfill's start. */
+  record: string = recordStatement(s),
 ): Promise<{ ok: StepResult } | { failed: StepFailure }> {
   const started = performance.now();
   const completions = countCompletions(client);
@@ -49,7 +65,7 @@ export async function applyStep(
   try {
     if (script.transactional) {
       // A file opening with SET TRANSACTION finds it first after BEGIN, as it must.
-      const whole = chunk(["BEGIN", ...script.statements, recordStatement(s), "COMMIT"], script);
+      const whole = chunk(["BEGIN", ...script.statements, record, "COMMIT"], script);
       sent.push(whole);
       completions.reset();
       // The server bounds each statement of a multi-statement query, so the
@@ -64,7 +80,7 @@ export async function applyStep(
         ...(script.indexes.length > 0
           ? [chunk([indexCheckStatement(script.indexes, cleared.invalidBefore)], script)]
           : []),
-        chunk([recordStatement(s)], script),
+        chunk([record], script),
       ];
       for (const c of chunks) {
         sent.push(c);

@@ -37,6 +37,24 @@ export type MigrationEvent =
       code?: string;
       lockAttempts: number;
     }
+  /** A batched backfill (at its start, about each second, at its end): rows this run, rows it counted still to fill. */
+  | {
+      event: "backfill_progress";
+      name: string;
+      table: string;
+      rows: number;
+      remaining: number;
+      rowsPerSecond: number;
+      batches: number;
+    }
+  | {
+      event: "backfill_finished";
+      name: string;
+      table: string;
+      rows: number;
+      batches: number;
+      ms: number;
+    }
   /**
    * The end: how many steps completed; the step that failed; the signal that
    * stopped it; or, when it stopped before any step (refused, no lock, the

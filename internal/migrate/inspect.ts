@@ -4,6 +4,7 @@ import { readBackups } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
 import { readFailures, standing } from "./failure_record.js";
 import { readConsents } from "./consent_record.js";
+import { readBackfills } from "./backfill/progress_record.js";
 import { invalidIndexes } from "./indexes.js";
 import { readLiveInstances } from "./instances.js";
 import type { MigratorOptions } from "./options.js";
@@ -58,6 +59,8 @@ export async function status(
       ...result,
       midChange: midChange(source, applied),
       instances: await readLiveInstances(client),
+      /** Backfills begun and not finished: `up` goes on from their cursor. */
+      backfilling: await readBackfills(client),
     };
   } finally {
     await disconnect(client, opts.connectTimeoutMs);

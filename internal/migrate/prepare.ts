@@ -2,6 +2,7 @@ import { setImmediate } from "node:timers/promises";
 import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script } from "./analyse.js";
+import { findBackfills, type Backfill } from "./backfill/declare.js";
 import { readFailures } from "./failure_record.js";
 import { readLiveInstances, type Instance } from "./instances.js";
 import { readCatalog } from "./lint/catalog.js";
@@ -23,6 +24,8 @@ export interface Prepared {
   unresolved: Set<string>;
   /** Where a phased `up` stopped, and why (plan.ts). */
   held?: Held;
+  /** Steps whose file ends in batched backfills (backfill/declare.ts). */
+  backfills: Map<Step, Backfill[]>;
   /** Contract steps and the live instances of an older release they would break (instances.ts). */
   blockers: Map<Step, Instance[]>;
   warnings: string[];
@@ -68,10 +71,21 @@ export async function prepare(
     if (older.length > 0) blockers.set(s, older);
   }
   const scripts = new Map<Step, Script>();
+  const backfills = new Map<Step, Backfill[]>();
   const consent = new Map<Step, ConsentCheck>();
   const warnings = [...source.warnings];
   if (steps.length === 0)
-    return { adopt, steps, scripts, consent, warnings, unresolved: new Set(), held, blockers };
+    return {
+      adopt,
+      steps,
+      scripts,
+      backfills,
+      consent,
+      warnings,
+      unresolved: new Set(),
+      held,
+      blockers,
+    };
   const unresolved = new Set((await readFailures(client))?.map((f) => f.name));
   const ups = steps.filter((x) => x.direction === "up");
   // The gate judges against the catalog: read while the files are parsed,
@@ -83,7 +97,10 @@ export async function prepare(
   const split = rememberingSplit();
   const turn = takingTurns();
   for (const s of steps) {
-    scripts.set(s, analyse(s.sql, s.file, mode, split));
+    const script = analyse(s.sql, s.file, mode, split);
+    scripts.set(s, script);
+    const fills = findBackfills(script, s.file);
+    if (fills.length > 0) backfills.set(s, fills);
     await turn();
   }
   // A broken down file matters only when it runs: a warning at up.
@@ -114,7 +131,7 @@ export async function prepare(
         `${c.file}:${a.line}: -- migrate:allow ${a.rule} matches no finding of the statement below it`,
       );
   }
-  return { adopt, steps, scripts, consent, warnings, unresolved, held, blockers };
+  return { adopt, steps, scripts, backfills, consent, warnings, unresolved, held, blockers };
 }
 
 /**

@@ -68,6 +68,8 @@ export async function applyPatiently(
   script: Script,
   watch: LockWatch,
   signal?: AbortSignal,
+  /** What ends the step's transaction instead of its record (a backfill's head: its start). */
+  record?: string,
 ): Promise<{ ok: StepResult } | { failed: StepFailure }> {
   const old =
     script.transactional || script.indexes.length === 0 ? [] : await olderThan(opts, client);
@@ -84,7 +86,7 @@ export async function applyPatiently(
   for (let attempt = 1; ; attempt++) {
     const tryStarted = performance.now();
     const { result, seen } = await watch.during(() =>
-      applyStep(client, s, script, (n) => replyTimeoutMs(opts, n)),
+      applyStep(client, s, script, (n) => replyTimeoutMs(opts, n), record),
     );
     dropped.push(...("ok" in result ? result.ok.dropped : result.failed.dropped));
     if ("ok" in result) {

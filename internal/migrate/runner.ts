@@ -15,6 +15,7 @@ import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
 import { lockWatch } from "./lock_watch.js";
 import { refuseOldTransactions } from "./old_transactions.js";
 import { applyPatiently } from "./retry.js";
+import { applyBackfilled } from "./backfill/run.js";
 import { readMigrations } from "./source.js";
 import { loadSqlParser } from "./sql.js";
 import { ensureStateTable, recordApplied } from "./state.js";
@@ -184,7 +185,10 @@ async function applySteps(
         return;
       }
       emit(opts, { event: "migration_started", name: s.name, direction: s.direction });
-      const result = await applyPatiently(opts, client, s, p.scripts.get(s)!, watch, signal);
+      const fills = p.backfills.get(s);
+      const result = fills
+        ? await applyBackfilled(opts, client, s, p.scripts.get(s)!, fills, watch, signal)
+        : await applyPatiently(opts, client, s, p.scripts.get(s)!, watch, signal);
       const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
       for (const index of dropped)
         opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");

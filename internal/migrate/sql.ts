@@ -1,4 +1,4 @@
-import type { ParseResult } from "libpg-query";
+import type { ParseResult, ScanToken } from "libpg-query";
 
 /** One SQL statement of a file, with where it starts. */
 export interface Statement {
@@ -29,6 +29,7 @@ export class SqlSyntaxError extends FileLineError {
 }
 
 let parseSync: ((sql: string) => ParseResult) | undefined;
+let scanSync: ((sql: string) => { tokens: ScanToken[] }) | undefined;
 let loading: Promise<void> | undefined;
 
 /**
@@ -46,6 +47,13 @@ async function compileParser(): Promise<void> {
   const parser = await import("libpg-query");
   await parser.loadModule();
   parseSync = parser.parseSync;
+  scanSync = parser.scanSync;
+}
+
+/** PostgreSQL's tokens of `sql` (byte offsets; comments are tokens too); after loadSqlParser(). */
+export function scanTokens(sql: string): ScanToken[] {
+  if (!scanSync) throw new Error("loadSqlParser() must be awaited before scanTokens()");
+  return scanSync(sql).tokens;
 }
 
 /**

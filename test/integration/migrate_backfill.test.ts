@@ -1,0 +1,202 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { query } from "../helpers/catalog.js";
+import { migrationFixtures } from "../helpers/migrations.js";
+import { until } from "../helpers/poll.js";
+import { spawnMigrate } from "../helpers/process.js";
+
+// A `-- migrate:backfill` UPDATE runs in ranges of the primary key, each its
+// own transaction with the cursor, and the migration is recorded only when
+// no row is left to fill; a run killed halfway goes on from its cursor.
+// `fills` counts how often the backfill touched each row: once, always.
+
+const { freshDb, folder, migrate } = migrationFixtures();
+
+const table = (rows: number) => ({
+  "1_items.up.sql": `CREATE TABLE items (id bigserial PRIMARY KEY, a text NOT NULL, fills int NOT NULL DEFAULT 0);
+INSERT INTO items (a) SELECT 'item-' || g FROM generate_series(1, ${rows}) g;\n`,
+  "1_items.down.sql": "DROP TABLE items;\n",
+});
+
+const expand = (options: string, set = "b = upper(a), fills = fills + 1") => ({
+  "2_b_expand.up.sql": `-- migrate:phase expand
+ALTER TABLE items ADD COLUMN b text;
+-- migrate:backfill ${options}
+UPDATE items SET ${set} WHERE b IS NULL;\n`,
+  "2_b_expand.down.sql": "ALTER TABLE items DROP COLUMN b;\n",
+});
+
+const counts = async (url: string) =>
+  (
+    await query<{ filled: number; twice: number; total: number }>(
+      url,
+      `SELECT count(b)::int AS filled, count(*) FILTER (WHERE fills > 1)::int AS twice, count(*)::int AS total FROM items`,
+    )
+  )[0]!;
+const recorded = async (url: string) =>
+  (await query(url, "SELECT name FROM pgmigrations ORDER BY id")).map((r) => r.name);
+const progress = async (url: string) =>
+  query<{ stage: number; cursor: string | null; rows: string }>(
+    url,
+    "SELECT stage, cursor, rows::text AS rows FROM migrate_backfills",
+  );
+
+describe("a backfill", () => {
+  it("fills every row once, range by range, with progress events, then records the migration", async () => {
+    const db = await freshDb();
+    const dir = folder({ ...table(5000), ...expand("batch=500") }, { project: false });
+    const events = join(dir, "events.jsonl");
+    const r = await migrate(db, ["up", "--dir", dir, "--events", events, "--json"]);
+    expect(r.code, r.output).toBe(0);
+    expect(await counts(db.url)).toEqual({ filled: 5000, twice: 0, total: 5000 });
+    expect(await recorded(db.url)).toEqual(["1_items", "2_b_expand"]);
+    expect(await progress(db.url)).toEqual([]);
+    const report = JSON.parse(r.stdout) as { done: { backfills?: unknown[] }[] };
+    expect(report.done[1]!.backfills).toEqual([
+      expect.objectContaining({ table: '"items"', rows: 5000, batches: 10, resumed: false }),
+    ]);
+    const lines = readFileSync(events, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const first = lines.find((e) => e.event === "backfill_progress");
+    expect(first).toMatchObject({ name: "2_b_expand", table: '"items"', rows: 0, remaining: 5000 });
+    expect(lines.filter((e) => e.event === "backfill_progress").at(-1)).toMatchObject({
+      rows: 5000,
+      remaining: 0,
+      batches: 10,
+    });
+    expect(lines.find((e) => e.event === "backfill_finished")).toMatchObject({
+      rows: 5000,
+      batches: 10,
+    });
+    const text = await migrate(db, ["status", "--dir", dir]);
+    expect(text.stdout).not.toMatch(/backfilling/);
+  });
+
+  it("killed a third of the way, resumes from its cursor and fills each row once", async () => {
+    const db = await freshDb();
+    const dir = folder({ ...table(30000), ...expand("batch=500 pause=30ms") }, { project: false });
+    expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
+    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
+    await until(
+      () => progress(db.url).catch(() => []),
+      (p) => p.length === 1 && Number(p[0]!.rows) >= 10000,
+    );
+    child.child.kill("SIGKILL");
+    await child.exited;
+    const [left] = await progress(db.url);
+    const partway = await counts(db.url);
+    // The cursor and the rows filled moved together: nothing filled past it.
+    expect(partway.filled).toBe(Number(left!.rows));
+    expect(partway.filled).toBeGreaterThanOrEqual(10000);
+    expect(partway.filled).toBeLessThan(30000);
+    expect(await recorded(db.url)).toEqual(["1_items"]);
+
+    const status = await migrate(db, ["status", "--dir", dir]);
+    expect(status.stdout).toMatch(
+      new RegExp(
+        `^backfilling: 2_b_expand \\(up\\): ${left!.rows} row\\(s\\) filled through key ${left!.cursor}`,
+        "m",
+      ),
+    );
+
+    const resumed = await migrate(db, ["up", "--dir", dir, "--json"]);
+    expect(resumed.code, resumed.output).toBe(0);
+    expect(await counts(db.url)).toEqual({ filled: 30000, twice: 0, total: 30000 });
+    expect(await recorded(db.url)).toEqual(["1_items", "2_b_expand"]);
+    const report = JSON.parse(resumed.stdout) as {
+      done: { backfills?: { rows: number; resumed: boolean }[] }[];
+    };
+    expect(report.done[0]!.backfills).toEqual([
+      expect.objectContaining({ rows: 30000 - partway.filled, resumed: true }),
+    ]);
+    expect(resumed.output).toMatch(/resuming a backfill where an earlier run stopped/);
+  });
+
+  it("stopped by SIGTERM between ranges, says where it stands and counts no failure", async () => {
+    const db = await freshDb();
+    const dir = folder({ ...table(20000), ...expand("batch=200 pause=20ms") }, { project: false });
+    expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
+    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
+    await until(
+      () => progress(db.url).catch(() => []),
+      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
+    );
+    child.child.kill("SIGTERM");
+    expect(await child.exited).toBe(143);
+    expect(child.output()).toMatch(
+      /stopped by SIGTERM after the last range committed: `migrate up` goes on from there/,
+    );
+    expect(
+      await query(
+        db.url,
+        "SELECT count(*)::int AS n FROM migrate_failures WHERE resolved_at IS NULL",
+      ).catch(() => [{ n: 0 }]),
+    ).toEqual([{ n: 0 }]);
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    expect(await counts(db.url)).toEqual({ filled: 20000, twice: 0, total: 20000 });
+  });
+
+  it("is not recorded while rows still match its WHERE, and says how many", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      { ...table(100), ...expand("batch=30", "fills = fills + 1") },
+      { project: false },
+    );
+    const r = await migrate(db, ["up", "--dir", dir]);
+    expect(r.code, r.output).toBe(1);
+    expect(r.output).toMatch(
+      /2_b_expand\.up\.sql:4: 100 row\(s\) of "items" still match the backfill's WHERE after it ran/,
+    );
+    expect(await recorded(db.url)).toEqual(["1_items"]);
+  });
+
+  it("refuses to resume from an edited file, naming what was done", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      { ...table(2000), ...expand("batch=100", "b = upper(a)") },
+      { project: false },
+    );
+    expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
+    // A begun backfill, as a killed run leaves it.
+    await query(db.url, "ALTER TABLE items ADD COLUMN b text");
+    const hash = (await import("node:crypto"))
+      .createHash("sha256")
+      .update("-- another text\n")
+      .digest("hex");
+    await query(
+      db.url,
+      `CREATE TABLE migrate_backfills (migration varchar(255) PRIMARY KEY, direction text NOT NULL, hash varchar(64) NOT NULL,
+        stage integer NOT NULL DEFAULT 0, cursor text, rows bigint NOT NULL DEFAULT 0, batches bigint NOT NULL DEFAULT 0,
+        started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+       INSERT INTO migrate_backfills (migration, direction, hash, cursor, rows) VALUES ('2_b_expand', 'up', '${hash}', '100', 100)`,
+    );
+    const r = await migrate(db, ["up", "--dir", dir]);
+    expect(r.code, r.output).toBe(1);
+    expect(r.output).toMatch(
+      /its backfill was begun \S+ \(up\) from another text of this file, and 100 row\(s\) filled: restore the file/,
+    );
+    expect(await recorded(db.url)).toEqual(["1_items"]);
+    writeFileSync(join(dir, "unused"), "");
+  });
+
+  it("is refused before anything runs when its UPDATE cannot be batched", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        ...table(10),
+        "2_b_expand.up.sql":
+          "ALTER TABLE items ADD COLUMN b text;\n-- migrate:backfill\nUPDATE items SET b = a;\n",
+      },
+      { project: false },
+    );
+    const r = await migrate(db, ["up", "--dir", dir]);
+    expect(r.code, r.output).toBe(1);
+    expect(r.output).toMatch(
+      /2_b_expand\.up\.sql:3: -- migrate:backfill: the UPDATE needs a WHERE/,
+    );
+    expect(await query(db.url, "SELECT to_regclass('items') AS t")).toEqual([{ t: null }]);
+  });
+});
