@@ -10,8 +10,11 @@ import { ExpandOptionError } from "./errors.js";
 export function expression(value: string, option: string): string {
   const select = single(value, option, `SELECT (${value})`, "an expression");
   const keys = Object.keys(select).filter((k) => k !== "limitOption" && k !== "op");
-  const targets = select.targetList as unknown[] | undefined;
-  if (keys.join() !== "targetList" || targets?.length !== 1 || select.op !== "SETOP_NONE")
+  const targets = select.targetList as { ResTarget?: { val?: Record<string, unknown> } }[];
+  // `(a, b)` parses as a row of two: not one value.
+  const row = targets?.[0]?.ResTarget?.val?.RowExpr as { row_format?: string } | undefined;
+  const implicitRow = row?.row_format === "COERCE_IMPLICIT_CAST";
+  if (keys.join() !== "targetList" || targets?.length !== 1 || implicitRow)
     throw new ExpandOptionError(`${option} ${shownValue(value)}: expected one expression`);
   return value.trim();
 }
