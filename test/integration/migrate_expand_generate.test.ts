@@ -19,8 +19,8 @@ import { runMigrate } from "../helpers/process.js";
 const { freshDb, folder } = migrationFixtures();
 const silent = createLogger({ level: "silent", format: "json" });
 
-/** The project's schema on a fresh database, users given `rows`, and the generated files in the folder. */
-async function prepared(kind: string, values: ExpandValues, rows: string) {
+/** The project's schema on a fresh database, then `setup` (rows in users), and the generated files in the folder. */
+async function prepared(kind: string, values: ExpandValues, setup: string) {
   const db = await freshDb();
   const dir = folder();
   await createExpandMigration({ dir, name: "change_users", kind, values });
@@ -32,7 +32,7 @@ async function prepared(kind: string, values: ExpandValues, rows: string) {
   };
   const project = await run(opts, { kind: "up", count: projectNames.length });
   expect(project.failed).toBeUndefined();
-  await query(db.url, `INSERT INTO users (username, password${rows}`);
+  await query(db.url, setup);
   return {
     db,
     sql: <T extends object = Record<string, unknown>>(text: string, params: unknown[] = []) =>
@@ -56,7 +56,7 @@ describe("rename-column", () => {
     const t = await prepared(
       "rename-column",
       { table: "users", column: "username", to: "login", type: "varchar(255)" },
-      ") VALUES ('before1', 'x'), ('before2', 'x')",
+      "INSERT INTO users (username, password) VALUES ('before1', 'x'), ('before2', 'x')",
     );
     const schemaBefore = await catalogSnapshot(t.db.url);
     await t.expand();
@@ -122,7 +122,7 @@ describe("change-type", () => {
         using: "decode(name_hash, 'hex')",
         back: "encode(name_hash_bytes, 'hex')",
       },
-      ", name_hash) VALUES ('a', 'x', 'abcd'), ('b', 'x', NULL), ('c', 'x', '0102')",
+      "INSERT INTO users (username, password, name_hash) VALUES ('a', 'x', 'abcd'), ('b', 'x', NULL), ('c', 'x', '0102')",
     );
     const schemaBefore = await catalogSnapshot(t.db.url);
     await t.expand();
@@ -172,7 +172,7 @@ describe("change-type", () => {
         using: "created_at AT TIME ZONE 'UTC'",
         back: "created_at_tz AT TIME ZONE 'UTC'",
       },
-      ", created_at) VALUES ('a', 'x', '2020-01-02 03:04:05')",
+      "INSERT INTO users (username, password, created_at) VALUES ('a', 'x', '2020-01-02 03:04:05')",
     );
     await t.sql("ALTER DATABASE " + t.db.name + " SET timezone = 'Asia/Shanghai'");
     await t.expand();
@@ -217,6 +217,37 @@ describe("change-type", () => {
   });
 });
 
+describe("change-type, json to jsonb", () => {
+  it("json has no equality: compared by its text; the previous release's text is kept as written", async () => {
+    const t = await prepared(
+      "change-type",
+      { table: "users", column: "prefs", to: "prefs_b", type: "jsonb", "old-type": "json" },
+      `ALTER TABLE users ADD COLUMN prefs json;
+       INSERT INTO users (username, password, prefs) VALUES ('a', 'x', '{ "b" :2,"a":1 }'), ('b', 'x', NULL)`,
+    );
+    await t.expand();
+    const rows = () =>
+      t.sql("SELECT prefs::text AS old, prefs_b::text AS new FROM users ORDER BY id");
+    expect(await rows()).toEqual([
+      { old: '{ "b" :2,"a":1 }', new: '{"a": 1, "b": 2}' },
+      { old: null, new: null },
+    ]);
+    await t.sql(`UPDATE users SET prefs = '{"c":3}' WHERE username = 'b'`);
+    await t.sql(`UPDATE users SET prefs_b = '{"a": 1, "b": 2}' WHERE username = 'a'`);
+    await t.sql(`INSERT INTO users (username, password, prefs_b) VALUES ('c', 'x', '[1, 2]')`);
+    expect(await rows()).toEqual([
+      { old: '{ "b" :2,"a":1 }', new: '{"a": 1, "b": 2}' },
+      { old: '{"c":3}', new: '{"c": 3}' },
+      { old: "[1, 2]", new: "[1, 2]" },
+    ]);
+    await t.contract();
+    await t.down();
+    expect((await rows()).map((r) => r.new)).toEqual(['{"a": 1, "b": 2}', '{"c": 3}', "[1, 2]"]);
+    await t.down();
+    expect(await columnsOf(t.db)).not.toContain("prefs_b");
+  });
+});
+
 describe("add-not-null", () => {
   it("users.signup_year filled for the previous release's writes and the rows before, NOT NULL after the contract", async () => {
     const t = await prepared(
@@ -227,7 +258,7 @@ describe("add-not-null", () => {
         type: "integer",
         fill: "extract(year FROM created_at)::int",
       },
-      ", created_at) VALUES ('a', 'x', '2020-05-01'), ('b', 'x', '2021-05-01')",
+      "INSERT INTO users (username, password, created_at) VALUES ('a', 'x', '2020-05-01'), ('b', 'x', '2021-05-01')",
     );
     const before = await catalogSnapshot(t.db.url);
     await t.expand();
@@ -290,7 +321,7 @@ describe("split-column", () => {
         ],
         join: "handle || coalesce('@' || realm, '')",
       },
-      ") VALUES ('ann@north', 'x'), ('bob', 'x')",
+      "INSERT INTO users (username, password) VALUES ('ann@north', 'x'), ('bob', 'x')",
     );
     await t.expand();
     const rows = () => t.sql("SELECT username, handle, realm FROM users ORDER BY id");

@@ -34,12 +34,12 @@ export const changeType: Kind = {
       news: [
         {
           column: to,
+          type,
           from: using === undefined ? `${quoteIdent(old)}::${type}` : expression(using, "--using"),
         },
       ],
       back: back === undefined ? `${quoteIdent(to)}::${oldType}` : expression(back, "--back"),
       oldType,
-      newTypes: [type],
       summary: [`${quoteIdent(old)} (${oldType}) becomes ${quoteIdent(to)} (${type})`],
     });
   },

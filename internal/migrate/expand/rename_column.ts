@@ -27,10 +27,9 @@ export const renameColumn: Kind = {
       table,
       name: derivedName(table.name, to, "sync"),
       old,
-      news: [{ column: to, from: quoteIdent(old) }],
+      news: [{ column: to, type, from: quoteIdent(old) }],
       back: quoteIdent(to),
       oldType: type,
-      newTypes: [type],
       summary: [`rename ${quoteIdent(old)} to ${quoteIdent(to)}`],
     });
   },

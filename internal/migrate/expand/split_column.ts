@@ -33,10 +33,9 @@ export const splitColumn: Kind = {
       table,
       name: derivedName(table.name, into[0]!.column, "sync"),
       old,
-      news: into.map((i) => ({ column: i.column, from: i.from })),
+      news: into,
       back: join,
       oldType,
-      newTypes: into.map((i) => i.type),
       summary: [
         `split ${quoteIdent(old)} into ${into.map((i) => quoteIdent(i.column)).join(", ")}`,
       ],

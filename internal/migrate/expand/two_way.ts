@@ -18,10 +18,23 @@ import {
 export interface TwoWay extends TriggerNames {
   table: TableName;
   old: string;
-  /** Each new column and its value computed from the row's old column. */
-  news: { column: string; from: string }[];
+  oldType: string;
+  /** Each new column, its type, and its value computed from the row's old column. */
+  news: { column: string; type: string; from: string }[];
   /** The old column's value computed from the row's new columns. */
   back: string;
+}
+
+// Types without an equality operator: IS DISTINCT FROM cannot compare them
+// (json → jsonb is a common change), so their text is compared.
+const NO_EQUALITY =
+  /^\s*(pg_catalog\s*\.\s*)?"?(json|xml|point|line|lseg|box|path|polygon|circle)"?\s*(\[|$)/i;
+
+/** `a IS DISTINCT FROM b` for a value of `type`, by its text where the type has no `=`. */
+function differs(a: string, b: string, type: string): string {
+  return NO_EQUALITY.test(type)
+    ? `${a}::text IS DISTINCT FROM ${b}::text`
+    : `${a} IS DISTINCT FROM ${b}`;
 }
 
 /**
@@ -37,8 +50,12 @@ export function twoWayFunction(s: TwoWay): string {
   const src = rowSource(s.table);
   const old = `NEW.${quoteIdent(s.old)}`;
   const news = s.news.map((n) => `NEW.${quoteIdent(n.column)}`);
-  const derived = s.news.map((n) => `(${n.from})`);
   const any = (parts: string[]) => parts.join(" OR ");
+  // Compared as the column will hold it: the expression cast to its type.
+  const newOutOfStep = any(
+    s.news.map((n, i) => differs(news[i]!, `(${n.from})::${n.type}`, n.type)),
+  );
+  const oldOutOfStep = differs(old, `(${s.back})::${s.oldType}`, s.oldType);
   const body = [
     "DECLARE",
     "  new_written boolean;",
@@ -48,16 +65,16 @@ export function twoWayFunction(s: TwoWay): string {
     `    new_written := ${any(news.map((n) => `${n} IS NOT NULL`))};`,
     `    old_written := ${old} IS NOT NULL;`,
     "  ELSE",
-    `    new_written := ${any(s.news.map((n) => `NEW.${quoteIdent(n.column)} IS DISTINCT FROM OLD.${quoteIdent(n.column)}`))};`,
-    `    old_written := ${old} IS DISTINCT FROM OLD.${quoteIdent(s.old)};`,
+    `    new_written := ${any(s.news.map((n, i) => differs(news[i]!, `OLD.${quoteIdent(n.column)}`, n.type)))};`,
+    `    old_written := ${differs(old, `OLD.${quoteIdent(s.old)}`, s.oldType)};`,
     "  END IF;",
     "  IF new_written THEN",
-    `    IF NOT (SELECT ROW(${news.join(", ")}) IS NOT DISTINCT FROM ROW(${derived.join(", ")}) FROM ${src}) THEN`,
+    `    IF (SELECT ${newOutOfStep} FROM ${src}) THEN`,
     `      ${old} := (SELECT (${s.back}) FROM ${src});`,
     "    END IF;",
     "  ELSIF old_written THEN",
-    `    IF NOT (SELECT ${old} IS NOT DISTINCT FROM (${s.back}) FROM ${src}) THEN`,
-    `      SELECT ${derived.join(", ")} INTO ${news.join(", ")} FROM ${src};`,
+    `    IF (SELECT ${oldOutOfStep} FROM ${src}) THEN`,
+    `      SELECT ${s.news.map((n) => `(${n.from})`).join(", ")} INTO ${news.join(", ")} FROM ${src};`,
     "    END IF;",
     "  END IF;",
     "  RETURN NEW;",
@@ -94,11 +111,9 @@ export function backfillOld(s: TwoWay): string {
 }
 
 /** The four files of a two-way change: new columns beside the old, then the old dropped. */
-export function twoWayPhases(
-  s: TwoWay & { oldType: string; newTypes: string[]; summary: string[] },
-): Phases {
+export function twoWayPhases(s: TwoWay & { summary: string[] }): Phases {
   const table = quoteTable(s.table);
-  const newColumns = s.news.map((n, i) => ({ name: quoteIdent(n.column), type: s.newTypes[i]! }));
+  const newColumns = s.news.map((n) => ({ name: quoteIdent(n.column), type: n.type }));
   const old = quoteIdent(s.old);
   return {
     summary: s.summary,
