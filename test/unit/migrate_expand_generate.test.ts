@@ -163,6 +163,21 @@ describe("each kind", () => {
     expect(name).toMatch(/^t+_[0-9a-f]{8}$/);
   });
 
+  it("an expression over several lines, with a comment, is taken as written", async () => {
+    const fill =
+      "CASE\n  WHEN created_at < '2020-01-01' THEN 2019 -- the oldest, grouped\n  ELSE 2020\nEND";
+    const files = await createExpandMigration({
+      dir: folder(),
+      name: "multi",
+      kind: "add-not-null",
+      values: { table: "users", column: "era", type: "integer", fill },
+      now: NOW,
+    });
+    const up = readFileSync(files.expandUp, "utf8");
+    expect(up).toContain(`SET "era" = (${fill})`);
+    expect(splitStatements(up, "up")).toHaveLength(5);
+  });
+
   it("a fragment holding the function's dollar tag gets another tag", async () => {
     const files = await createExpandMigration({
       dir: folder(),
@@ -310,6 +325,12 @@ const refusals: [what: string, kind: string, values: ExpandValues, message: RegE
     "change-type",
     { ...KIND_CASES[1]![1], using: "1, 2" },
     /--using "1, 2": expected one expression/,
+  ],
+  [
+    "a marker line in an expression",
+    "add-not-null",
+    { ...KIND_CASES[2]![1], fill: "1\n-- migrate:phase contract 1\n" },
+    /--fill "1\\n-- migrate:phase contract 1\\n": holds a -- migrate: marker line/,
   ],
   [
     "a NUL in an expression",

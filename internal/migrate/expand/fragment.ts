@@ -36,6 +36,12 @@ function single(value: string, option: string, sql: string, what: string): Recor
   if (value.trim() === "") throw new ExpandOptionError(`${option} is empty: give ${what}`);
   if (value.includes("\0"))
     throw new ExpandOptionError(`${option}: a NUL byte: PostgreSQL would cut the file there`);
+  // A comment line of the fragment would be a line of the file: it may not
+  // pass for one of migrate's markers (phase, backfill, consent).
+  if (/^[ \t]*--[ \t]*migrate:/m.test(value))
+    throw new ExpandOptionError(
+      `${option} ${shownValue(value)}: holds a -- migrate: marker line; drop that comment`,
+    );
   let statements;
   try {
     statements = splitStatements(sql, option);
