@@ -38,8 +38,12 @@ function fail(message: string, code: number, details?: object): never {
 }
 
 // `down -1` would otherwise read as an unknown flag "-1".
-// After an option (`--backup-timeout -1s`) it is that option's value.
-const negative = argv.findIndex((a) => /^-[0-9]/.test(a));
+// After an option (`--backup-timeout -1s`) it is that option's value; after
+// one of `create --expand`'s SQL options (`--fill -1`) it is SQL, and taken.
+const SQL_OPTIONS = /^--?(type|old-type|using|back|fill|into|join)$/;
+const negative = argv.findIndex(
+  (a, i) => /^-[0-9]/.test(a) && !SQL_OPTIONS.test(argv[i - 1] ?? ""),
+);
 if (negative >= 0) {
   const option = /^--?[^=]+$/.exec(argv[negative - 1] ?? "")?.[0];
   fail(

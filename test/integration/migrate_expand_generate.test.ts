@@ -384,6 +384,25 @@ describe("the command", () => {
       "rename_username_expand.down.sql",
       "rename_username_expand.up.sql",
     ]);
+    // A negative number is SQL after --fill (elsewhere `-1` is refused as a count).
+    const negative = await runMigrate([
+      "create",
+      "default_minus_one",
+      "--expand",
+      "add-not-null",
+      "--table",
+      "users",
+      "--column",
+      "score",
+      "--type",
+      "int",
+      "--fill",
+      "-1",
+      "--dir",
+      dir,
+    ]);
+    expect(negative.code, negative.output).toBe(0);
+    expect(readdirSync(dir).filter((f) => f.includes("default_minus_one"))).toHaveLength(4);
     const before = readdirSync(dir);
     for (const [args, message] of [
       [["--expand", "rename"], /unknown kind; the kinds are rename-column, change-type/],
