@@ -384,7 +384,9 @@ describe("the command", () => {
       "rename_username_expand.down.sql",
       "rename_username_expand.up.sql",
     ]);
-    // A negative number is SQL after --fill (elsewhere `-1` is refused as a count).
+    // A negative number is SQL after --fill (elsewhere `-1` is refused as a
+    // count). In a folder of its own: in this one, the same second's version is taken.
+    const other = folder();
     const negative = await runMigrate([
       "create",
       "default_minus_one",
@@ -399,10 +401,10 @@ describe("the command", () => {
       "--fill",
       "-1",
       "--dir",
-      dir,
+      other,
     ]);
     expect(negative.code, negative.output).toBe(0);
-    expect(readdirSync(dir).filter((f) => f.includes("default_minus_one"))).toHaveLength(4);
+    expect(readdirSync(other).filter((f) => f.includes("default_minus_one"))).toHaveLength(4);
     const before = readdirSync(dir);
     for (const [args, message] of [
       [["--expand", "rename"], /unknown kind; the kinds are rename-column, change-type/],
