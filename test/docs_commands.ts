@@ -119,6 +119,13 @@ export const docsCommands: Record<string, RunBy[]> = {
     { file: "test/helpers/migrations.ts", shows: ["DATABASE_URL: db.url"] },
     { file: "test/integration/migrate.test.ts", shows: ['migrate(db, ["status"'] },
   ],
+  "npx migrate create rename_username --expand rename-column --table users --column username --to login --type 'varchar(255)'":
+    [
+      {
+        file: "test/integration/migrate_expand_generate.test.ts",
+        shows: ['"create",', '"rename_username",', '"rename-column",', '"varchar(255)",'],
+      },
+    ],
   "npx migrate status --embedded": [
     { file: "test/integration/process.test.ts", shows: ['runMigrate(["status", "--embedded"]'] },
   ],

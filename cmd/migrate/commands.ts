@@ -104,6 +104,11 @@ export const handlers = {
   },
 
   create: async (args: Args) => {
+    if (args.expand !== undefined) return createExpand(args);
+    const { EXPAND_OPTIONS } = await import("../../internal/migrate/expand/kind.js");
+    const misplaced = EXPAND_OPTIONS.find((o) => args[o] !== undefined);
+    if (misplaced)
+      throw new UsageError(`--${misplaced} goes with --expand KIND: nothing was written`);
     const { createMigration } = await import("../../internal/migrate/create.js");
     const files = await createMigration(await migrationsDir(args), args.name ?? "");
     out(`${files.up}\n${files.down}\n`);
@@ -155,6 +160,30 @@ export const handlers = {
     if (errors > 0) process.exitCode = 1;
   }),
 };
+
+/** `create NAME --expand KIND …`: every refusal is a usage error (exit 2), nothing written. */
+async function createExpand(args: Args): Promise<void> {
+  const [{ createExpandMigration, ExpandOptionError }, { MigrationNameError }, { EXPAND_OPTIONS }] =
+    await Promise.all([
+      import("../../internal/migrate/expand/generate.js"),
+      import("../../internal/migrate/create.js"),
+      import("../../internal/migrate/expand/kind.js"),
+    ]);
+  const values = Object.fromEntries(EXPAND_OPTIONS.map((o) => [o, args[o]]));
+  try {
+    const files = await createExpandMigration({
+      dir: await migrationsDir(args),
+      name: args.name ?? "",
+      kind: args.expand ?? "",
+      values,
+    });
+    out(`${files.expandUp}\n${files.expandDown}\n${files.contractUp}\n${files.contractDown}\n`);
+  } catch (err) {
+    if (err instanceof ExpandOptionError || err instanceof MigrationNameError)
+      throw new UsageError(err.message);
+    throw err;
+  }
+}
 
 /**
  * A command that only looks (status, validate, lint, locks, plan, a dry run

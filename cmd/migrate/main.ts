@@ -40,8 +40,12 @@ function fail(message: string, code: number, details?: object): never {
 }
 
 // `down -1` would otherwise read as an unknown flag "-1".
-// After an option (`--backup-timeout -1s`) it is that option's value.
-const negative = argv.findIndex((a) => /^-[0-9]/.test(a));
+// After an option (`--backup-timeout -1s`) it is that option's value; after
+// one of `create --expand`'s SQL options (`--fill -1`) it is SQL, and taken.
+const SQL_OPTIONS = /^--?(type|old-type|using|back|fill|into|join)$/;
+const negative = argv.findIndex(
+  (a, i) => /^-[0-9]/.test(a) && !SQL_OPTIONS.test(argv[i - 1] ?? ""),
+);
 if (negative >= 0) {
   const option = /^--?[^=]+$/.exec(argv[negative - 1] ?? "")?.[0];
   fail(
@@ -232,8 +236,40 @@ program
 
 program
   .command("create")
-  .description("write an empty YYYYMMDDHHMMSS_name.up.sql / .down.sql pair (UTC)")
+  .description(
+    "write an empty YYYYMMDDHHMMSS_name.up.sql / .down.sql pair (UTC); with --expand KIND, an expand pair and its contract pair, generated (see docs/migrations.md)",
+  )
   .argument("<name>")
+  .option(
+    "--expand <kind>",
+    "generate a zero-downtime change: rename-column, change-type, add-not-null or split-column",
+  )
+  .option(
+    "--table <table>",
+    "--expand: the table (table or schema.table, as the catalog spells it)",
+  )
+  .option("--column <column>", "--expand: the column changed (add-not-null: the column added)")
+  .option("--to <column>", "--expand rename-column, change-type: the new column")
+  .option(
+    "--type <type>",
+    "--expand: the new column's type (rename-column: the column's type, kept)",
+  )
+  .option("--old-type <type>", "--expand change-type, split-column: the old column's type")
+  .option(
+    "--using <expr>",
+    "--expand change-type: the new value from the old column (default OLD::TYPE)",
+  )
+  .option(
+    "--back <expr>",
+    "--expand change-type: the old value from the new column (default NEW::OLD_TYPE)",
+  )
+  .option("--fill <expr>", "--expand add-not-null: the value of a row written without it")
+  .option(
+    "--into <spec>",
+    "--expand split-column: NEW=EXPR or NEW:TYPE=EXPR, EXPR in terms of the old column (twice or more)",
+    (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+  )
+  .option("--join <expr>", "--expand split-column: the old value from the new columns")
   .action(handle("create", "name"));
 
 program
@@ -265,7 +301,9 @@ program
   )
   .action(handle("lint"));
 
-await runCli(program, argv, (message) => fail(message, 2)).catch(async (err: unknown) => {
-  const { exitCodeOf } = await commands();
-  fail((err as Error).message, exitCodeOf(err), (err as { details?: object }).details);
-});
+await runCli(program, argv, (message) => fail(message, 2), { repeatable: ["into"] }).catch(
+  async (err: unknown) => {
+    const { exitCodeOf } = await commands();
+    fail((err as Error).message, exitCodeOf(err), (err as { details?: object }).details);
+  },
+);

@@ -60,6 +60,18 @@ export interface Args {
   style?: boolean;
   "error-rows"?: string;
   "error-bytes"?: string;
+  /** create --expand KIND and its options (internal/migrate/expand/kind.ts). */
+  expand?: string;
+  table?: string;
+  column?: string;
+  to?: string;
+  type?: string;
+  "old-type"?: string;
+  using?: string;
+  back?: string;
+  fill?: string;
+  into?: string[];
+  join?: string;
 }
 
 /** The command line itself is wrong: exit 2, nothing was touched. */

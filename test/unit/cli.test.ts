@@ -73,6 +73,11 @@ describe("repeatedOption", () => {
   it("finds nothing in distinct options or after --", () => {
     expect(repeatedOption(["--a", "--b", "--", "--a"])).toBeUndefined();
   });
+
+  it("lets an option declared repeatable repeat, and only that one", () => {
+    expect(repeatedOption(["--into", "a=1", "--into", "b=2"], ["into"])).toBeUndefined();
+    expect(repeatedOption(["--into", "a=1", "--join", "x", "--join=y"], ["into"])).toBe("join");
+  });
 });
 
 describe("runCli", () => {

@@ -50,9 +50,13 @@ export function goStyle(program: Command, argv: readonly string[]): string[] {
 
 /**
  * The first long option written more than once in `argv` (before any `--`),
- * kebab-case, `--no-x` counted as `x`; commander would keep the last.
+ * kebab-case, `--no-x` counted as `x`; commander would keep the last. Options
+ * named in `repeatable` (which collect every value given) are not counted.
  */
-export function repeatedOption(argv: readonly string[]): string | undefined {
+export function repeatedOption(
+  argv: readonly string[],
+  repeatable: readonly string[] = [],
+): string | undefined {
   const end = argv.indexOf("--");
   const seen = new Set<string>();
   for (const a of end < 0 ? argv : argv.slice(0, end)) {
@@ -62,6 +66,7 @@ export function repeatedOption(argv: readonly string[]): string | undefined {
       .replace(/([a-z0-9])([A-Z])/g, "$1-$2")
       .toLowerCase()
       .replace(/^no-/, "");
+    if (repeatable.includes(name)) continue;
     if (seen.has(name)) return name;
     seen.add(name);
   }
@@ -83,14 +88,16 @@ export function flags(cmd: Command): Record<string, unknown> {
  * problem (unknown option or command, a missing or extra argument, a value
  * not among the choices, an option given twice, no command) goes to
  * `usage` with commander's words; `--help` prints and exits 0. A command's
- * own failure is rethrown for the caller to map to its exit code.
+ * own failure is rethrown for the caller to map to its exit code. Options in
+ * `repeatable` may be given more than once (their parser collects them).
  */
 export async function runCli(
   program: Command,
   argv: readonly string[],
   usage: (message: string) => never,
+  { repeatable = [] }: { repeatable?: readonly string[] } = {},
 ): Promise<void> {
-  const twice = repeatedOption(argv);
+  const twice = repeatedOption(argv, repeatable);
   if (twice !== undefined) usage(`--${twice} given more than once: give it once`);
   const quiet = (c: Command) => {
     // Our own words go out through `usage`; help text still prints.
