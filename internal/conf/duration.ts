@@ -29,3 +29,12 @@ export function parseDurationMs(value: string): number | undefined {
   if (!goDuration.test(value)) return undefined;
   return Math.round(Number((toProtoDuration(value) as string).slice(0, -1)) * 1000);
 }
+
+// protobuf-es reads "1sXYZ" or "1s\0" as 1s (its pattern is not anchored at
+// the end): a value must be all duration, or it is refused.
+const protoDuration = /^-?\d+(?:\.\d{1,9})?s$/;
+
+/** Whether `value`, once through toProtoDuration, is a whole duration and nothing else. */
+export function isDuration(value: unknown): boolean {
+  return typeof value !== "string" || protoDuration.test(value);
+}
