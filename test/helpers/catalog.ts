@@ -12,8 +12,9 @@ export async function catalogSnapshot(
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    // The bookkeeping tables: pgmigrations and the consent record beside it.
-    const bookkeeping = "'^(pgmigrations|migrate_consents)'";
+    // The bookkeeping tables: pgmigrations, the consent record beside it, and
+    // the running servers' heartbeats.
+    const bookkeeping = "'^(pgmigrations|migrate_consents|migrate_instances)'";
     const skip = includeMigrationTable ? "" : `AND c.relname !~ ${bookkeeping}`;
     const queries = [
       `SELECT 'relation ' || c.relname || ' ' || c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
