@@ -12,6 +12,7 @@ import {
 import { readMigrations } from "../../internal/migrate/source.js";
 import { testRootKey } from "../helpers/app.js";
 import { createTestDatabase, withClient, type TestDatabase } from "../helpers/db.js";
+import { databaseProxy } from "../helpers/proxy.js";
 import { until } from "../helpers/poll.js";
 import { spawnServer, type ServerProcess } from "../helpers/process.js";
 
@@ -223,6 +224,63 @@ describe("a role that may not write the table", () => {
     } finally {
       await other.drop();
       await withClient(db.url, (c) => c.query(`DROP ROLE IF EXISTS ${role}`));
+    }
+  });
+});
+
+describe("a database that stalls or goes away", () => {
+  it("never stops the service: a beat is bounded, one warning per run of failures, and it beats again", async () => {
+    let stallBeats = false;
+    const proxy = await databaseProxy(new URL(db.url), {
+      tap: (chunk) =>
+        stallBeats && chunk.includes("INSERT INTO public.migrate_instances") ? "stall" : "forward",
+    });
+    try {
+      const { server, http } = await start(proxy.url, "stalled");
+      const pid = server.child.pid!;
+      const createUser = (n: number) =>
+        fetch(`http://127.0.0.1:${http}/user.v1.UserService/CreateUser`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            username: `stalled_${n}`,
+            password: "passw0rd-long",
+            email: `stalled${n}@example.com`,
+          }),
+        });
+
+      // A beat whose reply never comes: given up (statement bound plus the
+      // connect timeout), the connection dropped; calls are served meanwhile.
+      stallBeats = true;
+      const warning = await server.waitFor(/heartbeat: could not record/);
+      expect(JSON.parse(warning).err.message).toMatch(/stopped answering/);
+      expect((await createUser(1)).status).toBe(200);
+      stallBeats = false;
+      await server.waitFor(/heartbeat: recorded in migrate_instances again/);
+      expect(pids(await live(db.url))).toContain(pid);
+
+      // The database gone for a while: the process stays, and beats once it is back.
+      proxy.down();
+      await until(
+        async () => server.output().match(/heartbeat: could not record/g)?.length ?? 0,
+        (n) => n === 2,
+      );
+      const seen = (await live(db.url))!.find((i) => i.pid === pid)!.lastSeen.getTime();
+      proxy.up();
+      await until(
+        async () =>
+          server.output().match(/heartbeat: recorded in migrate_instances again/g)!.length,
+        (n) => n === 2,
+      );
+      const now = (await live(db.url))!.find((i) => i.pid === pid)!;
+      expect(now.lastSeen.getTime()).toBeGreaterThan(seen);
+      expect(server.child.exitCode).toBeNull();
+      expect((await createUser(2)).status).toBe(200);
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+      expect(pids(await live(db.url))).not.toContain(pid);
+    } finally {
+      await proxy.close();
     }
   });
 });
