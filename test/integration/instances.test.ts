@@ -126,6 +126,15 @@ describe("the heartbeat", () => {
   });
 });
 
+describe("the table beside the schema", () => {
+  it("is bookkeeping: a server starting with migrate: verify does not count it as a difference", async () => {
+    const { server } = await start(db.url, "verifying", "verify");
+    expect(pids(await rows(db.url))).toContain(server.child.pid);
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+  });
+});
+
 describe("readLiveInstances", () => {
   it("is undefined without the table, and for a role that may not read it", async () => {
     const other = await createTestDatabase();
