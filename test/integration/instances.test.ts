@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -88,6 +88,15 @@ describe("the heartbeat", () => {
     );
     expect(later).toHaveLength(1);
     expect(later[0]!.started_at).toEqual(row!.started_at);
+
+    // The query docs/operations.md shows an operator.
+    const section = readFileSync("docs/operations.md", "utf8").split(
+      "### Instances and heartbeats",
+    )[1]!;
+    const shown = /^```sql\n([\s\S]*?)^```$/m.exec(section)![1]!;
+    expect(await withClient(db.url, (c) => c.query(shown).then((r) => r.rows))).toMatchObject([
+      { host: hostname(), pid, release: "0.1.0", schema_version: String(newest) },
+    ]);
 
     const [instance] = (await live(db.url))!;
     expect(instance).toMatchObject({ pid, host: hostname(), schemaVersion: newest });
