@@ -40,16 +40,20 @@ export function newInstanceRepo(
     });
     return client;
   };
-  // SET LOCAL: the bound ends with the query's implicit transaction.
-  const bounded = async (sql: string): Promise<void> => {
+  // One transaction per beat, SET LOCAL bounding each statement in it (the
+  // table's creation too: it may wait for another creator's lock) and
+  // leaving nothing behind on the session.
+  const bounded = async (work: (c: pg.Client) => Promise<unknown>): Promise<void> => {
     const c = await session();
     try {
-      await c.query(`SET LOCAL statement_timeout = ${Math.floor(opts.statementTimeoutMs)}; ${sql}`);
+      await c.query(`BEGIN; SET LOCAL statement_timeout = ${Math.floor(opts.statementTimeoutMs)}`);
+      await work(c);
+      await c.query("COMMIT");
     } catch (err) {
       if (isConnectionLost(err)) {
         client = undefined;
         abandon(c);
-      }
+      } else await c.query("ROLLBACK").catch(() => undefined);
       if ((err as { code?: string }).code === "42P01") tableChecked = false;
       throw err;
     }
@@ -63,25 +67,27 @@ export function newInstanceRepo(
   ].join(", ");
   return {
     async beat() {
-      if (!tableChecked) {
-        await ensureInstancesTable(await session());
-        tableChecked = true;
-      }
       const ttl = `interval '${Math.ceil(opts.ttlMs)} milliseconds'`;
-      // Rows expired an hour ago go, a few at a time, by whoever writes: an
-      // operator still sees an instance that died without a goodbye.
-      await bounded(
-        `INSERT INTO ${INSTANCES_TABLE} (id, host, pid, release, schema_version, started_at, last_seen, expires_at)
-         VALUES (${row}, now(), now(), now() + ${ttl})
-         ON CONFLICT (id) DO UPDATE SET last_seen = now(), expires_at = now() + ${ttl};
-         DELETE FROM ${INSTANCES_TABLE} WHERE id IN (
-           SELECT id FROM ${INSTANCES_TABLE} WHERE expires_at < now() - interval '1 hour'
-            LIMIT 100 FOR UPDATE SKIP LOCKED)`,
-      );
+      await bounded(async (c) => {
+        if (!tableChecked) await ensureInstancesTable(c);
+        // Rows expired an hour ago go, a few at a time, by whoever writes: an
+        // operator still sees an instance that died without a goodbye.
+        await c.query(
+          `INSERT INTO ${INSTANCES_TABLE} (id, host, pid, release, schema_version, started_at, last_seen, expires_at)
+           VALUES (${row}, now(), now(), now() + ${ttl})
+           ON CONFLICT (id) DO UPDATE SET last_seen = now(), expires_at = now() + ${ttl};
+           DELETE FROM ${INSTANCES_TABLE} WHERE id IN (
+             SELECT id FROM ${INSTANCES_TABLE} WHERE expires_at < now() - interval '1 hour'
+              LIMIT 100 FOR UPDATE SKIP LOCKED)`,
+        );
+      });
+      tableChecked = true;
     },
     async forget() {
       try {
-        await bounded(`DELETE FROM ${INSTANCES_TABLE} WHERE id = ${pg.escapeLiteral(self.id)}`);
+        await bounded((c) =>
+          c.query(`DELETE FROM ${INSTANCES_TABLE} WHERE id = ${pg.escapeLiteral(self.id)}`),
+        );
       } finally {
         const c = client;
         client = undefined;

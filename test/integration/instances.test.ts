@@ -20,6 +20,7 @@ import { spawnServer, type ServerProcess } from "../helpers/process.js";
 // phase reads to wait for the last instance of the previous release.
 
 const newest = readMigrations("migrations").migrations.at(-1)!.version;
+const release = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version;
 const dir = mkdtempSync(join(tmpdir(), "instances-"));
 let db: TestDatabase;
 const servers: ServerProcess[] = [];
@@ -77,7 +78,7 @@ describe("the heartbeat", () => {
     const pid = server.child.pid!;
     // Registered before it listens: the row is there already.
     const [row] = await rows(db.url);
-    expect(row).toMatchObject({ pid, host: hostname(), release: "0.1.0" });
+    expect(row).toMatchObject({ pid, host: hostname(), release });
     expect(BigInt(row!.schema_version)).toBe(newest);
     expect(row!.expires_at.getTime()).toBeGreaterThan(row!.last_seen.getTime());
 
@@ -95,14 +96,14 @@ describe("the heartbeat", () => {
     )[1]!;
     const shown = /^```sql\n([\s\S]*?)^```$/m.exec(section)![1]!;
     expect(await withClient(db.url, (c) => c.query(shown).then((r) => r.rows))).toMatchObject([
-      { host: hostname(), pid, release: "0.1.0", schema_version: String(newest) },
+      { host: hostname(), pid, release, schema_version: String(newest) },
     ]);
 
     const [instance] = (await live(db.url))!;
     expect(instance).toMatchObject({ pid, host: hostname(), schemaVersion: newest });
     expect(describeInstance(instance!)).toMatch(
       new RegExp(
-        `^\\S+ pid ${pid} \\(release 0\\.1\\.0, schema 0000${newest}, last seen \\d{4}-.*Z\\)$`,
+        `^\\S+ pid ${pid} \\(release ${release.replaceAll(".", "\\.")}, schema ${String(newest).padStart(6, "0")}, last seen \\d{4}-.*Z\\)$`,
       ),
     );
 
