@@ -95,11 +95,9 @@ async function exists(client: pg.ClientBase): Promise<boolean> {
 }
 
 // Anyone who may write the table writes these: a message must not carry
-// their control characters to a terminal, nor grow without end.
+// their control or format characters (a bidi override) to a terminal, nor
+// grow without end.
 function printable(text: string): string {
-  const shown = text.replace(
-    /\p{Cc}/gu,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
+  const shown = text.replace(/[\p{Cc}\p{Cf}]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
   return shown.length > 100 ? `${shown.slice(0, 100)}…` : shown;
 }

@@ -178,16 +178,16 @@ describe("readLiveInstances", () => {
         await c.query(
           `INSERT INTO migrate_instances VALUES
              (gen_random_uuid(), 'new', 2, '2.0.0', 19, now(), now(), now() + interval '1 minute'),
-             (gen_random_uuid(), E'old\\x1b[31m\\n', 1, '1.0.0', 18, now(), now(), now() + interval '1 minute')`,
+             (gen_random_uuid(), E'old\\x1b[31m\\n\\u202e', 1, '1.0.0', 18, now(), now(), now() + interval '1 minute')`,
         );
       });
       const list = (await live(other.url)) as Instance[];
       expect(list.map((i) => [i.host, i.schemaVersion])).toEqual([
-        ["old\x1b[31m\n", 18n],
+        ["old\x1b[31m\n\u202e", 18n],
         ["new", 19n],
       ]);
       expect(describeInstance(list[0]!)).toMatch(
-        /^old\\x1b\[31m\\x0a pid 1 \(release 1\.0\.0, schema 000018, /,
+        /^old\\u\{1b\}\[31m\\u\{a\}\\u\{202e\} pid 1 \(release 1\.0\.0, schema 000018, /,
       );
     } finally {
       await other.drop();
@@ -240,6 +240,49 @@ describe("a role that may not write the table", () => {
       server.child.kill("SIGTERM");
       expect(await server.exited).toBe(0);
       expect(await rows(other.url)).toEqual([]);
+    } finally {
+      await other.drop();
+      await withClient(db.url, (c) => c.query(`DROP ROLE IF EXISTS ${role}`));
+    }
+  });
+});
+
+describe("a role that may not create the table", () => {
+  it("keeps the server serving, with one warning, and beats once the table is there", async () => {
+    const other = await createTestDatabase();
+    const role = `instances_user_${randomBytes(4).toString("hex")}`;
+    const password = "instances-pass-3";
+    try {
+      // Migrated by the owner; the server's role may use the tables, not create any.
+      const { server: owner } = await start(other.url, "owner");
+      owner.child.kill("SIGTERM");
+      expect(await owner.exited).toBe(0);
+      await withClient(other.url, (c) =>
+        c.query(
+          `DROP TABLE migrate_instances;
+           CREATE ROLE ${role} LOGIN PASSWORD '${password}';
+           GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role};
+           GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+        ),
+      );
+      const url = new URL(other.url);
+      url.username = role;
+      url.password = password;
+      const { server, http } = await start(url.toString(), "user", "check");
+      const warning = await server.waitFor(/heartbeat: could not record/);
+      expect(JSON.parse(warning).err.message).toBe("permission denied for schema public");
+      const ready = await fetch(`http://127.0.0.1:${http}/readyz`);
+      expect(ready.status).toBe(200);
+
+      await withClient(other.url, async (c) => {
+        await ensureInstancesTable(c);
+        await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON migrate_instances TO ${role}`);
+      });
+      await server.waitFor(/heartbeat: recorded in migrate_instances again/);
+      expect(server.output().match(/heartbeat: could not record/g)).toHaveLength(1);
+      expect(pids(await live(other.url))).toEqual([server.child.pid]);
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
     } finally {
       await other.drop();
       await withClient(db.url, (c) => c.query(`DROP ROLE IF EXISTS ${role}`));
