@@ -21,7 +21,8 @@ export function toProtoDuration(value: unknown): unknown {
   let seconds = 0;
   for (const [, amount, unit] of value.matchAll(term))
     seconds += Number(amount) * unitSeconds[unit!]!;
-  return `${Number(seconds.toFixed(9))}s`;
+  // Fixed-point: String(1e-9) would be "1e-9", which no decoder reads.
+  return `${seconds.toFixed(9).replace(/0+$/, "").replace(/\.$/, "")}s`;
 }
 
 /** Milliseconds of a Go-style duration ("5s", "1m30s"); undefined when it is not one. */

@@ -348,6 +348,9 @@ describe("Go-style durations", () => {
     ["1m30s", "90s"],
     ["250ms", "0.25s"],
     ["1.5h", "5400s"],
+    ["1ns", "0.000000001s"],
+    ["100ms", "0.1s"],
+    ["100s", "100s"],
     ["5x", "5x"],
   ])("%s -> %s", (input, output) => expect(toProtoDuration(input)).toBe(output));
 });
