@@ -38,6 +38,7 @@ export const handlers = {
           kind: "up",
           count: count(args.n, "up"),
           allowOutOfOrder: args["allow-out-of-order"],
+          ...(args.phase ? { phase: args.phase as "expand" | "contract" } : {}),
         });
   },
   plan: looking(async (args: Args) =>
@@ -56,8 +57,14 @@ export const handlers = {
       async (opts) => {
         const s = await status(opts);
         if (args.json)
-          print.json({ migrations: s.entries, pending: s.pending.length, problems: s.problems });
-        else print.status(out, s.entries, s.problems);
+          print.json({
+            migrations: s.entries,
+            pending: s.pending.length,
+            midChange: s.midChange,
+            instances: s.instances ?? null,
+            problems: s.problems,
+          });
+        else print.status(out, s.entries, s.problems, s);
         // A script reading only the exit code must not miss an `error:` line.
         if (s.problems.some((p) => p.severity === "error")) process.exitCode = 1;
       },
@@ -168,6 +175,7 @@ const FINDINGS = new Set([
   "ScriptRefusedError",
   "ConsentRequiredError",
   "OldTransactionsError",
+  "ContractWaitError",
 ]);
 
 function couldNotCheck(err: unknown): unknown {
@@ -223,6 +231,7 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
   const out = args.events === "-" ? stderr : stdout;
   await withDatabase(args, async (opts) => {
     opts.events = events;
+    opts.force = args.force === true;
     const { plan, run } = await runner();
     if (args["dry-run"]) {
       const p = await plan(opts, command);
@@ -231,7 +240,8 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
         print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });
       else print.plan(out, p);
       // `up` would refuse: a dry run in CI fails the same way.
-      if (p.steps.some((s) => s.gate && !s.gate.ok)) process.exitCode = 1;
+      if (p.steps.some((s) => (s.gate && !s.gate.ok) || (s.waitsFor && !opts.force)))
+        process.exitCode = 1;
       return;
     }
     const report = await run(opts, command, stop);

@@ -33,7 +33,9 @@ const argv = process.argv.slice(2);
 function fail(message: string, code: number, details?: object): never {
   process.stderr.write(`migrate: ${message}\n`);
   if (json)
-    process.stdout.write(`${JSON.stringify({ error: message, exitCode: code, ...details })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ error: message, exitCode: code, ...details }, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`,
+    );
   process.exit(code);
 }
 
@@ -142,6 +144,16 @@ const program = new Command("migrate")
 rehearsal(
   changes(program.command("up").description("apply pending migrations (all, or the next n)"))
     .option("--allow-out-of-order", "apply a pending migration older than an applied one")
+    .addOption(
+      new Option(
+        "--phase <phase>",
+        "expand: only migrations marked expand, stopping at the first other; contract: only contracts whose expand is applied (see docs/zero-downtime.md)",
+      ).choices(["expand", "contract"]),
+    )
+    .option(
+      "--force",
+      "apply a contract even while live instances of an older release need the schema before it (logged with them)",
+    )
     .option(
       "--verify",
       "after a successful up, run `migrate verify`'s schema check, and with -conf (the server's config) its data check: exit 1 if either finds a difference",

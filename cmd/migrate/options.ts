@@ -35,6 +35,10 @@ export interface Args {
   "schema-from"?: string;
   json?: boolean;
   "allow-out-of-order"?: boolean;
+  /** up --phase: expand or contract (the option's choices refuse anything else). */
+  phase?: string;
+  /** up --force: a contract past live instances of an older release. */
+  force?: boolean;
   /** up --verify: the schema check after a successful up (cmd/migrate/verify.ts). */
   verify?: boolean;
   /** verify --data: the sealed values and blind indexes (cmd/migrate/verify_data.ts). */

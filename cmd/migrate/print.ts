@@ -1,3 +1,4 @@
+import { describeInstance, type Instance } from "../../internal/migrate/instances.js";
 import type { Gate } from "../../internal/migrate/lint/consent.js";
 import { blocking, lockText, type Finding } from "../../internal/migrate/lint/finding.js";
 import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
@@ -23,6 +24,7 @@ export function warnings(list: string[]): void {
 /** --dry-run: what would be adopted, then the SQL that would run, in order. */
 export function plan(write: Write, p: Plan): void {
   for (const name of p.adopted) write(`-- would record ${name} as applied (golang-migrate)\n`);
+  if (p.held) write(`-- stops before ${p.held.name}: ${p.held.reason}\n`);
   if (p.steps.length === 0) return write("-- nothing to do\n");
   for (const s of p.steps) {
     const mode = s.transactional
@@ -32,6 +34,8 @@ export function plan(write: Write, p: Plan): void {
         : "outside a transaction, statement by statement";
     write(`-- ${s.name} (${s.direction}) from ${s.file}, ${mode}\n`);
     if (s.gate) gate(write, s.gate, "-- ");
+    for (const i of s.waitsFor ?? [])
+      write(`-- WAITS FOR: a live instance of an older release: ${i}\n`);
     write(`${s.sql.trimEnd()}\n\n`);
   }
   const refused = p.steps.filter((s) => s.gate && !s.gate.ok).length;
@@ -44,7 +48,9 @@ export function gate(write: Write, g: Gate, prefix: string): void {
   for (const e of g.errors) write(`${prefix}REFUSED: ${e}\n`);
   for (const n of g.needed)
     write(
-      `${prefix}NEEDS CONSENT: ${n.file}:${n.line} [${n.rule}] ${n.message}; add above line ${n.line}: ${n.marker}\n`,
+      n.rule === "expand-incompatible"
+        ? `${prefix}REFUSED: ${n.file}:${n.line} [${n.rule}] ${n.message}; ${n.marker}\n`
+        : `${prefix}NEEDS CONSENT: ${n.file}:${n.line} [${n.rule}] ${n.message}; add above line ${n.line}: ${n.marker}\n`,
     );
   for (const a of g.used) write(`${prefix}consented: ${a.rule} (line ${a.line}): "${a.reason}"\n`);
 }
@@ -81,6 +87,7 @@ export function report(write: Write, r: RunReport): void {
     write(`${before} step(s) before it completed${before ? " and stand" : ""}\n`);
   } else if (r.done.length === 0 && r.adopted.length === 0 && !r.interrupted)
     write("nothing to do\n");
+  if (r.held && !f && !r.interrupted) write(`stopped before ${r.held.name}: ${r.held.reason}\n`);
   const i = r.interrupted;
   if (i) {
     const stopped = r.failed
@@ -131,10 +138,18 @@ function lostOutcome(f: StepFailure): string {
   );
 }
 
-export function status(write: Write, entries: StatusEntry[], problems: Problem[]): void {
+export function status(
+  write: Write,
+  entries: StatusEntry[],
+  problems: Problem[],
+  change: { midChange: { expand: string; contract: string }[]; instances?: Instance[] } = {
+    midChange: [],
+  },
+): void {
   for (const e of entries) {
     const when = e.runOn ? e.runOn.toISOString() : "-".padEnd(24);
-    write(`${e.state.padEnd(8)} ${when}  ${e.file.padEnd(10)} ${e.name}\n`);
+    const phase = e.phase ? ` [${e.phase}]` : "";
+    write(`${e.state.padEnd(8)} ${when}  ${e.file.padEnd(10)} ${e.name}${phase}\n`);
     if (e.backup)
       write(
         `         backup before it: ${e.backup.location ?? "(no location named)"} at ${e.backup.takenAt.toISOString()}\n`,
@@ -153,6 +168,11 @@ export function status(write: Write, entries: StatusEntry[], problems: Problem[]
   }
   const pending = entries.filter((e) => e.state === "pending").length;
   write(`\n${entries.length - pending} applied, ${pending} pending (times in UTC)\n`);
+  for (const m of change.midChange)
+    write(
+      `mid-change: ${m.expand} is expanded and its contract ${m.contract} pending: both releases' schemas are served; \`migrate up --phase contract\` once the previous release has stopped\n`,
+    );
+  for (const i of change.instances ?? []) write(`live instance: ${describeInstance(i)}\n`);
   problemList(write, problems);
 }
 

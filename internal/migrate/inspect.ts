@@ -5,6 +5,7 @@ import { connect, disconnect } from "./connect.js";
 import { readFailures, standing } from "./failure_record.js";
 import { readConsents } from "./consent_record.js";
 import { invalidIndexes } from "./indexes.js";
+import { readLiveInstances } from "./instances.js";
 import type { MigratorOptions } from "./options.js";
 import { readMigrations, type MigrationSource } from "./source.js";
 import { compare, readApplied, stateTableExists, type Problem } from "./state.js";
@@ -34,7 +35,10 @@ export async function status(
           severity: "warning",
           message: `${f.name} is not in this folder, and its ${f.direction} failed at ${f.failedAt.toISOString()} (${f.at}${f.sqlstate ? `, SQLSTATE ${f.sqlstate}` : ""}): a newer release's?`,
         });
+    const files = new Map(source.migrations.map((m) => [m.name, m]));
     for (const e of result.entries) {
+      const phase = files.get(e.name)?.phase?.kind;
+      if (phase) e.phase = phase;
       const f = failed.get(e.name);
       if (f)
         e.lastFailure = {
@@ -50,10 +54,25 @@ export async function status(
       const b = backups.find((b) => b.steps.includes(e.name) && (!e.runOn || b.takenAt <= e.runOn));
       if (b) e.backup = { location: b.location, takenAt: b.takenAt };
     }
-    return result;
+    return {
+      ...result,
+      midChange: midChange(source, applied),
+      instances: await readLiveInstances(client),
+    };
   } finally {
     await disconnect(client, opts.connectTimeoutMs);
   }
+}
+
+/** Expands applied whose contract is not: the database serves both releases' schemas. */
+function midChange(source: MigrationSource, applied: ReadonlySet<string>) {
+  return source.migrations.flatMap((c) => {
+    if (c.phase?.kind !== "contract" || applied.has(c.name)) return [];
+    const expand = source.migrations.find(
+      (m) => m.version === (c.phase as { expands: bigint }).expands,
+    );
+    return expand && applied.has(expand.name) ? [{ expand: expand.name, contract: c.name }] : [];
+  });
 }
 
 /**

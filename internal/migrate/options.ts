@@ -50,6 +50,11 @@ export interface MigratorOptions {
   backupCommand?: string;
   /** The backup command is stopped after this long, and nothing applied. */
   backupTimeoutMs: number;
+  /**
+   * Apply contracts even while a live instance needs the schema before them
+   * (contract_gate.ts): logged with the instances. `--force`.
+   */
+  force?: boolean;
   /** Each step of a run as it happens (`--events`, the server's metrics). */
   events?: EventSink;
   log: Logger;

@@ -1,10 +1,20 @@
 import type { StepConsent } from "./consent_record.js";
+import { describeInstance, type Instance } from "./instances.js";
 import type { MigrationFile } from "./source.js";
 import { compare, type Applied, type Problem } from "./state.js";
 
+/**
+ * Which pending migrations an `up` takes (phase.ts): `expand` only expand
+ * files, `contract` only contracts whose expand is applied, `start` what a
+ * server may apply as it starts (never a contract; past an unmarked file
+ * only while no live instance of an older release would trip on it).
+ * Each stops at the first pending migration it may not take.
+ */
+export type UpPhase = "expand" | "contract" | "start";
+
 /** What an operator asked for; counts are validated positive integers. */
 export type Command =
-  | { kind: "up"; count?: number; allowOutOfOrder?: boolean }
+  | { kind: "up"; count?: number; allowOutOfOrder?: boolean; phase?: UpPhase }
   | { kind: "down"; count: number | "all" }
   | { kind: "redo"; count: number };
 
@@ -28,21 +38,84 @@ export class MigrationRefusedError extends Error {
   }
 }
 
-/** The steps a command takes from this state, in order; refuses what the state forbids. */
-export function planSteps(files: MigrationFile[], applied: Applied[], command: Command): Step[] {
+/** The first pending migration a phased `up` left, and why. */
+export interface Held {
+  name: string;
+  reason: string;
+}
+
+/**
+ * The steps a command takes from this state, in order, and the migration a
+ * phased `up` stopped at; refuses what the state forbids. `live` is every
+ * instance whose heartbeat has not expired (instances.ts), for `start`.
+ */
+export function planSteps(
+  files: MigrationFile[],
+  applied: Applied[],
+  command: Command,
+  live: Instance[] = [],
+): { steps: Step[]; held?: Held } {
   switch (command.kind) {
     case "up": {
       const { pending, problems } = compare(files, applied);
       refuseOn(problems.filter((p) => !(command.allowOutOfOrder && p.kind === "out-of-order")));
-      return pending.slice(0, command.count ?? pending.length).map((f) => step(f, "up"));
+      const { take, held } = command.phase
+        ? inPhase(pending, new Set(applied.map((a) => a.name)), files, command.phase, live)
+        : { take: pending, held: undefined };
+      const steps = take.slice(0, command.count ?? take.length).map((f) => step(f, "up"));
+      return { steps, ...(held && steps.length === take.length ? { held } : {}) };
     }
     case "down":
-      return revertPlan(files, applied, command.count);
+      return { steps: revertPlan(files, applied, command.count) };
     case "redo": {
       const reverts = revertPlan(files, applied, command.count);
-      return [...reverts, ...reverts.toReversed().map((s) => step(s.migration, "up"))];
+      return { steps: [...reverts, ...reverts.toReversed().map((s) => step(s.migration, "up"))] };
     }
   }
+}
+
+/** The pending migrations `phase` takes, in order, up to the first it may not. */
+function inPhase(
+  pending: MigrationFile[],
+  applied: ReadonlySet<string>,
+  files: MigrationFile[],
+  phase: UpPhase,
+  live: Instance[],
+): { take: MigrationFile[]; held?: Held } {
+  const expandOf = (c: MigrationFile) =>
+    files.find((f) => c.phase?.kind === "contract" && f.version === c.phase.expands)!;
+  for (const [i, m] of pending.entries()) {
+    const reason = holdReason(m, phase, applied, expandOf, live);
+    if (reason) return { take: pending.slice(0, i), held: { name: m.name, reason } };
+  }
+  return { take: pending };
+}
+
+function holdReason(
+  m: MigrationFile,
+  phase: UpPhase,
+  applied: ReadonlySet<string>,
+  expandOf: (c: MigrationFile) => MigrationFile,
+  live: Instance[],
+): string | undefined {
+  const kind = m.phase?.kind;
+  if (kind === "contract" && phase !== "contract")
+    return phase === "start"
+      ? `a contract is never applied as a server starts: run \`migrate up --phase contract\` once no instance of the previous release is running`
+      : `it is a contract: run \`migrate up --phase contract\` once no instance of the previous release is running`;
+  if (phase === "contract") {
+    if (kind !== "contract")
+      return `it is ${kind === "expand" ? "an expand" : "not marked expand or contract"}: run \`migrate up --phase expand\`${kind === "expand" ? "" : " (or `migrate up`)"} first`;
+    const expand = expandOf(m);
+    if (!applied.has(expand.name)) return `its expand ${expand.name} is not applied`;
+    return undefined;
+  }
+  if (kind === "expand") return undefined;
+  if (phase === "expand")
+    return "it is not marked -- migrate:phase expand: `migrate up` applies it, and it may break instances of the previous release";
+  const older = live.filter((i) => i.schemaVersion < m.version);
+  if (older.length === 0) return undefined;
+  return `it is not marked -- migrate:phase expand and ${older.length} instance(s) of an older release are alive (${older.map(describeInstance).join("; ")}): apply it with \`migrate up\` once they have stopped`;
 }
 
 function revertPlan(files: MigrationFile[], applied: Applied[], count: number | "all"): Step[] {

@@ -3,10 +3,11 @@ import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script } from "./analyse.js";
 import { readFailures } from "./failure_record.js";
+import { readLiveInstances, type Instance } from "./instances.js";
 import { readCatalog } from "./lint/catalog.js";
 import { checkConsents, type ConsentCheck } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
-import { planSteps, type Command, type Step } from "./plan.js";
+import { planSteps, type Command, type Held, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser, rememberingSplit } from "./sql.js";
 import { readApplied, stateTableExists, type Applied } from "./state.js";
@@ -20,6 +21,10 @@ export interface Prepared {
   consent: Map<Step, ConsentCheck>;
   /** Migrations with a recorded failure not yet resolved (migrate_failures): a success resolves it. */
   unresolved: Set<string>;
+  /** Where a phased `up` stopped, and why (plan.ts). */
+  held?: Held;
+  /** Contract steps and the live instances of an older release they would break (instances.ts). */
+  blockers: Map<Step, Instance[]>;
   warnings: string[];
 }
 
@@ -49,12 +54,24 @@ export async function prepare(
       checksum: f.checksum,
     }));
   }
-  const steps = planSteps(files, applied, command);
+  // Who is alive matters to a server's start and to a contract.
+  const live =
+    command.kind === "up" &&
+    (command.phase === "start" || files.some((f) => f.phase?.kind === "contract"))
+      ? ((await readLiveInstances(client)) ?? [])
+      : [];
+  const { steps, held } = planSteps(files, applied, command, live);
+  const blockers = new Map<Step, Instance[]>();
+  for (const s of steps) {
+    if (s.direction !== "up" || s.migration.phase?.kind !== "contract") continue;
+    const older = live.filter((i) => i.schemaVersion < s.migration.version);
+    if (older.length > 0) blockers.set(s, older);
+  }
   const scripts = new Map<Step, Script>();
   const consent = new Map<Step, ConsentCheck>();
   const warnings = [...source.warnings];
   if (steps.length === 0)
-    return { adopt, steps, scripts, consent, warnings, unresolved: new Set() };
+    return { adopt, steps, scripts, consent, warnings, unresolved: new Set(), held, blockers };
   const unresolved = new Set((await readFailures(client))?.map((f) => f.name));
   const ups = steps.filter((x) => x.direction === "up");
   // The gate judges against the catalog: read while the files are parsed,
@@ -97,7 +114,7 @@ export async function prepare(
         `${c.file}:${a.line}: -- migrate:allow ${a.rule} matches no finding of the statement below it`,
       );
   }
-  return { adopt, steps, scripts, consent, warnings, unresolved };
+  return { adopt, steps, scripts, consent, warnings, unresolved, held, blockers };
 }
 
 /**

@@ -6,8 +6,10 @@ import { emit, type MigrationEvent } from "./events.js";
 import { recordFailure, resolveFailures } from "./failure_record.js";
 import { ensureConsentTable } from "./consent_record.js";
 import { consented, ConsentRequiredError, gateOf, type Gate } from "./lint/consent.js";
+import { gateContracts } from "./contract_gate.js";
+import { describeInstance, ensureInstancesTable } from "./instances.js";
 import type { MigratorOptions } from "./options.js";
-import type { Command, Step } from "./plan.js";
+import type { Command, Held, Step } from "./plan.js";
 import { prepare, type Prepared } from "./prepare.js";
 import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
 import { lockWatch } from "./lock_watch.js";
@@ -33,6 +35,8 @@ export interface RunReport {
   interrupted?: { signal: string; notStarted: string[] };
   /** How long the run waited for the migration lock (another migrator held it). */
   lockWaitMs: number;
+  /** Where a phased `up` stopped (a migration of another phase), and why. */
+  held?: Held;
 }
 
 /** A plan: what `run` would do from the current state, without changing anything. */
@@ -43,7 +47,10 @@ export interface Plan {
     ownTransactions: boolean;
     /** Up steps: what the consent gate says of the file; `up` refuses when not `ok`. */
     gate?: Gate;
+    /** A contract: the live instances that still need the schema before it (`up` refuses without --force). */
+    waitsFor?: string[];
   })[];
+  held?: Held;
   warnings: string[];
 }
 
@@ -62,13 +69,16 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
       steps: p.steps.map((s) => {
         const script = p.scripts.get(s)!;
         const c = p.consent.get(s);
+        const waits = p.blockers.get(s);
         return {
           ...s,
           transactional: script.transactional,
           ownTransactions: script.ownTransactions === true,
           ...(c ? { gate: gateOf(c) } : {}),
+          ...(waits ? { waitsFor: waits.map(describeInstance) } : {}),
         };
       }),
+      ...(p.held ? { held: p.held } : {}),
       warnings: p.warnings,
     };
   } finally {
@@ -107,12 +117,15 @@ export function run(
     // Refused as a whole, before anything (even adoption) is written.
     const refused = [...p.consent.values()].filter((c) => !consented(c));
     if (refused.length > 0) throw new ConsentRequiredError(refused);
+    gateContracts(opts, p.blockers);
     await refuseOldTransactions(opts, client, p);
     const backup =
       opts.backupCommand && p.steps.length > 0
         ? await takeBackup(opts, client, p.steps, signal)
         : undefined;
     await ensureStateTable(client);
+    // Made by the migrator too: a server whose role may not create it still finds it.
+    if (p.steps.length > 0) await ensureInstancesTable(client);
     if (p.steps.some((s) => s.consent)) await ensureConsentTable(client);
     await recordApplied(client, p.adopt);
     if (p.adopt.length > 0) {
@@ -128,6 +141,7 @@ export function run(
       failed: undefined,
       warnings: p.warnings,
       lockWaitMs,
+      ...(p.held ? { held: p.held } : {}),
     });
     await applySteps(opts, client, p, report, lockWaitMs, signal);
     if (p.steps.length === 0) opts.log.info({ lockWaitMs }, "migrations: nothing to do");

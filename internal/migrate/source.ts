@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { checksummedText } from "./lint/marker.js";
+import { readPhase, type Phase } from "./phase.js";
 
 /** One version: its up file and, when present, its down file. */
 export interface MigrationFile {
@@ -19,6 +20,8 @@ export interface MigrationFile {
   down: string | undefined;
   /** SHA-256 (hex) of the up text, less its `-- migrate:allow` lines (adding consent is not an edit). */
   checksum: string;
+  /** What its `-- migrate:phase` line declares (phase.ts); undefined when unmarked. */
+  phase?: Phase;
 }
 
 /** What a folder holds: the migrations in order, and the files that are not one. */
@@ -77,6 +80,7 @@ export function readMigrations(dir: string): MigrationSource {
   const migrations = [...byVersion]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([version, pair]) => toFile(dir, version, pair, warnings));
+  checkContracts(migrations);
   return { migrations, ignored, warnings };
 }
 
@@ -94,6 +98,8 @@ function toFile(
     warnings.push(`${join(dir, base)} has no up file: version ${version} applies as a no-op`);
   }
   const up = pair.up ? read(join(dir, pair.up)) : "";
+  const phase = pair.up ? readPhase(up, join(dir, pair.up)) : undefined;
+  if (phase && "problem" in phase) throw new MigrationSourceError(phase.problem);
   return {
     name,
     version,
@@ -102,7 +108,30 @@ function toFile(
     up,
     down: pair.down ? read(join(dir, pair.down)) : undefined,
     checksum: createHash("sha256").update(checksummedText(up)).digest("hex"),
+    ...(phase ? { phase } : {}),
   };
+}
+
+// A contract completes an expand that comes before it in this folder: `up
+// --phase contract` applies it only once that expand is applied.
+function checkContracts(migrations: MigrationFile[]): void {
+  const byVersion = new Map(migrations.map((m) => [m.version, m]));
+  for (const m of migrations) {
+    if (m.phase?.kind !== "contract") continue;
+    const expand = byVersion.get(m.phase.expands);
+    const problem =
+      m.phase.expands >= m.version
+        ? "which is not before it"
+        : !expand
+          ? "which is not in this folder"
+          : expand.phase?.kind !== "expand"
+            ? `but ${expand.name} is not marked -- migrate:phase expand`
+            : undefined;
+    if (problem)
+      throw new MigrationSourceError(
+        `${m.upPath}: -- migrate:phase contract ${m.phase.expands} names version ${m.phase.expands}, ${problem}`,
+      );
+  }
 }
 
 // The name goes into pgmigrations.name (varchar(255)), as a literal in our

@@ -5,7 +5,7 @@ import { readFailures, standing } from "./failure_record.js";
 import type { MigratorOptions } from "./options.js";
 import { blockersSummary } from "./retry.js";
 import { run } from "./runner.js";
-import { readMigrations, type MigrationSource } from "./source.js";
+import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
 
 /** What the start-up run did, for the server's metrics. */
 export interface StartupMigrations {
@@ -35,7 +35,10 @@ export async function migrateOnStart(
   if (mode === "off") return undefined;
   if (mode === "up") {
     const started = performance.now();
-    const report = await run(opts, { kind: "up" });
+    // Never a contract, and past an unmarked file only while no older release is alive.
+    const report = await run(opts, { kind: "up", phase: "start" });
+    if (report.held)
+      opts.log.warn({ migration: report.held.name, why: report.held.reason }, "migrate: held back");
     if (report.failed) {
       const f = report.failed;
       throw new Error(
@@ -103,7 +106,8 @@ export function migrationReadiness(dir: string, pool: pg.Pool): () => Promise<vo
       // Not "deleted": during a rolling deploy the new version's migrations
       // are applied while old instances, which lack their files, still serve.
       const errors = problems.filter((p) => p.severity === "error" && p.kind !== "deleted");
-      if (pending.length > 0) throw new Error(`pending: ${pending.map((p) => p.name).join(", ")}`);
+      const due = awaited(pending);
+      if (due.length > 0) throw new Error(`pending: ${due.map((p) => p.name).join(", ")}`);
       if (errors.length > 0)
         throw new Error(`${errors.length} schema problem(s): run \`migrate validate\``);
     } finally {
@@ -118,16 +122,23 @@ async function schemaLag(source: MigrationSource, pool: pg.Pool): Promise<string
   try {
     const { pending, problems } = await inspect(client, source);
     const found = problems.filter((p) => p.severity === "error").map((p) => p.message);
-    if (pending.length > 0) found.unshift(`pending: ${pending.map((p) => p.name).join(", ")}`);
+    const due = awaited(pending);
+    if (due.length > 0) found.unshift(`pending: ${due.map((p) => p.name).join(", ")}`);
     return found;
   } finally {
     client.release();
   }
 }
 
+/**
+ * The pending migrations this release waits for: not the contracts, which
+ * stay pending by design until the previous release has stopped.
+ */
+const awaited = (pending: MigrationFile[]) => pending.filter((m) => m.phase?.kind !== "contract");
+
 /** This release's migrations against the database, as the metrics show them. */
 export interface MigrationCounts {
-  /** Files not applied. */
+  /** Files not applied, contracts aside (they wait for the previous release to stop). */
   pending: number;
   /**
    * Migrations with a failure (migrate_failures, by any migrator) that
@@ -154,7 +165,7 @@ export function migrationCounts(
       const failures = await readFailures(client);
       const applied = new Set(entries.filter((e) => e.state === "applied").map((e) => e.name));
       const failed = failures && new Set(standing(failures, applied).map((f) => f.name)).size;
-      return { pending: pending.length, failed };
+      return { pending: awaited(pending).length, failed };
     });
 }
 

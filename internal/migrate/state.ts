@@ -42,6 +42,8 @@ export interface StatusEntry {
   consents?: RecordedConsent[];
   /** The backup taken before the run that applied it (data.database.migration.backup_command). */
   backup?: { location: string | null; takenAt: Date };
+  /** What its `-- migrate:phase` line declares, when it has one. */
+  phase?: "expand" | "contract";
   /** A failure of it that stands (migrate_failures): not resolved by a later success, still pending after an up, still applied after a down. */
   lastFailure?: { direction: "up" | "down"; failedAt: Date; at: string; sqlstate: string | null };
 }

@@ -12,8 +12,7 @@ export async function catalogSnapshot(
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    // The bookkeeping tables: pgmigrations, the consent record beside it, and
-    // the running servers' heartbeats.
+    // The bookkeeping tables: pgmigrations, the consent record, the instances.
     const bookkeeping = "'^(pgmigrations|migrate_consents|migrate_instances)'";
     const skip = includeMigrationTable ? "" : `AND c.relname !~ ${bookkeeping}`;
     const queries = [

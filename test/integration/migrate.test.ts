@@ -46,7 +46,7 @@ describe("up, status, down", () => {
     expect(JSON.parse(line)).toHaveProperty("lockWaitMs");
   });
 
-  it("down of everything leaves only the bookkeeping tables (pgmigrations, and the consents given as history)", async () => {
+  it("down of everything leaves only the bookkeeping tables (pgmigrations, the consents given as history, the instances)", async () => {
     const reverted = await migrate(db, ["down", "--all"]);
     expect(reverted.code, reverted.output).toBe(0);
     expect(await catalogSnapshot(db.url)).toEqual([]);
@@ -54,7 +54,11 @@ describe("up, status, down", () => {
       db.url,
       "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'",
     );
-    expect(left.map((r) => r.relname).sort()).toEqual(["migrate_consents", "pgmigrations"]);
+    expect(left.map((r) => r.relname).sort()).toEqual([
+      "migrate_consents",
+      "migrate_instances",
+      "pgmigrations",
+    ]);
     expect(await query(db.url, "SELECT * FROM pgmigrations")).toEqual([]);
   });
 

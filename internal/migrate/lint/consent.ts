@@ -48,6 +48,9 @@ export interface ConsentCheck {
 // own, and a missing down file is about reverting, not about what `up` does.
 const NOT_GATED = new Set(["syntax", "missing-down"]);
 
+// What an expand migration may not do: no marker waives it (lint/expand.ts).
+const UNCONSENTABLE = "expand-incompatible";
+
 // A marker may name a rule by its id or by an id this linter used before;
 // an old id that several rules share names none of them.
 const RULES_BY_NAME = new Map<string, RuleId[]>();
@@ -73,7 +76,15 @@ export function readMarkers(text: string, file: string): { allows: Allow[]; erro
       errors.push(`${where}: -- migrate:allow names no rule: write -- migrate:allow RULE "why"`);
       continue;
     }
-    const ids = (RULES_BY_NAME.get(name) ?? []).filter((id) => !NOT_GATED.has(id));
+    if (name === UNCONSENTABLE) {
+      errors.push(
+        `${where}: -- migrate:allow ${UNCONSENTABLE}: no consent makes an expand break the previous release: move the statement to the contract migration`,
+      );
+      continue;
+    }
+    const ids = (RULES_BY_NAME.get(name) ?? []).filter(
+      (id) => !NOT_GATED.has(id) && id !== UNCONSENTABLE,
+    );
     if (ids.length !== 1) {
       const known = Object.keys(RULES).filter((r) => !NOT_GATED.has(r));
       errors.push(
@@ -194,9 +205,10 @@ export class ConsentRequiredError extends Error {
       [
         ...checks.flatMap((c) => [
           ...c.errors,
-          ...c.needed.map(
-            (n) =>
-              `${n.file}:${n.line}: [${n.rule}] ${n.message}; to apply it anyway, add above line ${n.line}: ${n.marker}`,
+          ...c.needed.map((n) =>
+            n.rule === UNCONSENTABLE
+              ? `${n.file}:${n.line}: [${n.rule}] ${n.message}; ${n.marker}`
+              : `${n.file}:${n.line}: [${n.rule}] ${n.message}; to apply it anyway, add above line ${n.line}: ${n.marker}`,
           ),
         ]),
         "nothing was applied: a dangerous statement runs only with consent written in its file, with a reason (see docs/migrations.md, Consent)",
@@ -213,7 +225,10 @@ function need(f: Finding, file: MigrationFile): Needed {
     file: f.file,
     line,
     message: f.message,
-    marker: `-- migrate:allow ${f.rule} "<why this is safe here>"`,
+    marker:
+      f.rule === UNCONSENTABLE
+        ? "move it to the contract migration (no consent waives this)"
+        : `-- migrate:allow ${f.rule} "<why this is safe here>"`,
   };
 }
 

@@ -1,6 +1,7 @@
 import { SqlSyntaxError, splitStatements, type Split, type Statement } from "../sql.js";
 import type { MigrationFile } from "../source.js";
 import { FileContext, emptyHistory, type Catalog, type History } from "./context.js";
+import { breakingInExpand, checkExpandStatement } from "./expand.js";
 import type { Finding } from "./finding.js";
 import { loadParsers } from "./parser.js";
 import { RULES } from "./rules.js";
@@ -55,11 +56,14 @@ function lintLoaded(
     ctx.add("missing-down", { message: `no ${file.name}.down.sql beside it` });
   const up = parse(ctx, file.upPath, file.up, split);
   if (file.down !== undefined && file.downPath) parse(ctx, file.downPath, file.down, split);
+  const expand = file.phase?.kind === "expand";
   for (const st of up) {
     ctx.line = st.line;
     ctx.leading = st.leading;
     checkStatement(ctx, st.node, st.sql);
+    if (expand) checkExpandStatement(ctx, st.node);
   }
+  if (expand) ctx.findings.push(...breakingInExpand(ctx.findings));
   if (ctx.inTransaction) {
     ctx.line = ctx.openedAt;
     ctx.add("ban-uncommitted-transaction", { message: "BEGIN without COMMIT" });

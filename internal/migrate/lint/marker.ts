@@ -1,28 +1,35 @@
-// The consent marker's lines, apart from the gate (consent.ts) so that
-// reading the folder (source.ts) loads neither the linter nor the parser.
+// Marker lines (consent, phase, backfill), apart from the gate (consent.ts)
+// so that reading the folder (source.ts) loads neither the linter nor the parser.
 
-/** A whole line `-- migrate:allow …`; group 1 is what follows the keyword. */
-const ALLOW_LINE = /^[ \t]*--[ \t]*migrate:allow\b(.*)$/;
-
-/** A consent marker: its 0-based line and what follows `migrate:allow`. */
+/** A marker: its 0-based line and what follows `migrate:WORD`. */
 export interface MarkerLine {
   index: number;
   rest: string;
 }
 
+/** Marker words: consent (`allow`), a file's phase, a batched backfill. */
+export type MarkerWord = "allow" | "phase" | "backfill";
+
+const LINE: Record<MarkerWord, RegExp> = {
+  allow: /^[ \t]*--[ \t]*migrate:allow\b(.*)$/,
+  phase: /^[ \t]*--[ \t]*migrate:phase\b(.*)$/,
+  backfill: /^[ \t]*--[ \t]*migrate:backfill\b(.*)$/,
+};
+
 /**
- * The marker lines of `text` that are comments of the file itself: a line
- * of the same shape inside a string, a quoted identifier, a block comment or
- * a dollar-quoted body (a function's source) is SQL, not a marker.
+ * The `-- migrate:WORD …` lines of `text` that are comments of the file
+ * itself: a line of the same shape inside a string, a quoted identifier, a
+ * block comment or a dollar-quoted body (a function's source) is SQL, not a
+ * marker.
  */
-export function markerLines(text: string): MarkerLine[] {
-  if (!text.includes("migrate:allow")) return [];
+export function markerLines(text: string, word: MarkerWord = "allow"): MarkerLine[] {
+  if (!text.includes(`migrate:${word}`)) return [];
   const found: MarkerLine[] = [];
   const lines = text.split("\n");
   let inside = false;
   const scan = sqlScanner();
   for (const [index, line] of lines.entries()) {
-    const m = inside ? null : ALLOW_LINE.exec(line);
+    const m = inside ? null : LINE[word].exec(line);
     if (m) found.push({ index, rest: m[1]! });
     inside = scan(`${line}\n`);
   }

@@ -326,6 +326,11 @@ export const RULES = {
     why: "EXECUTE of a computed string: the linter cannot see what it runs",
     fix: "write the statement out, or review it by hand",
   },
+  "expand-incompatible": {
+    severity: "error",
+    why: "an expand migration runs while the previous release serves, and that release keeps serving after it: what this drops, renames or now refuses breaks it",
+    fix: "keep the expand additive (new columns and tables, NOT VALID constraints, triggers writing both); move this statement to the contract (see docs/zero-downtime.md)",
+  },
   "missing-down": {
     severity: "error",
     why: "a migration without a .down.sql cannot be reverted",

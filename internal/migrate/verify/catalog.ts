@@ -1,8 +1,8 @@
 import type pg from "pg";
 import { BACKUPS_TABLE } from "../backup.js";
 import { FAILURES_TABLE } from "../failure_record.js";
-import { CONSENTS_TABLE } from "../consent_record.js";
 import { INSTANCES_TABLE } from "../instances.js";
+import { CONSENTS_TABLE } from "../consent_record.js";
 import { MIGRATIONS_TABLE } from "../seams/node_pg_migrate.js";
 
 // A database's schema as PostgreSQL's own catalog renders it, for `migrate
@@ -190,7 +190,8 @@ const QUERIES: string[] = [
     WHERE NOT t.tgisinternal AND ${RELATION("c")}`,
 ];
 
-// migrate's bookkeeping (pgmigrations, the consent and backup records,
+// migrate's bookkeeping (pgmigrations, the consent, backup, failure and
+// instance records,
 // golang-migrate's schema_migrations once adopted) and what they own: not
 // the project's schema.
 const BOOKKEEPING = `
