@@ -31,7 +31,7 @@ export async function ensureInstancesTable(client: pg.ClientBase): Promise<void>
   await client.query(
     `SELECT pg_advisory_xact_lock(${ADVISORY_LOCKS.instancesTable});
      CREATE TABLE IF NOT EXISTS ${INSTANCES_TABLE} (
-       id uuid PRIMARY KEY,
+       id text PRIMARY KEY,
        host text NOT NULL,
        pid integer NOT NULL,
        release text NOT NULL,
@@ -65,7 +65,7 @@ export async function readLiveInstances(client: pg.ClientBase): Promise<Instance
     last_seen: Date;
     expires_at: Date;
   }>(
-    `SELECT id::text, host, pid, release, schema_version::text, started_at, last_seen, expires_at
+    `SELECT id, host, pid, release, schema_version::text, started_at, last_seen, expires_at
        FROM ${INSTANCES_TABLE} WHERE expires_at > now()
       ORDER BY schema_version, started_at, id`,
   );
