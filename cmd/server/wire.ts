@@ -2,6 +2,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import { UserUsecase } from "../../internal/biz/user_usecase.js";
 import type { Config } from "../../internal/conf/load.js";
 import { openData, type DataOptions } from "../../internal/data/data.js";
+import { newInstanceRepo } from "../../internal/data/instance_repo.js";
 import { migratorOptions } from "../../internal/migrate/options.js";
 import {
   migrateOnStart,
@@ -10,6 +11,7 @@ import {
 } from "../../internal/migrate/startup.js";
 import { newUserRepo } from "../../internal/data/user_repo.js";
 import { fairQueue } from "../../internal/pkg/limit/fair_queue.js";
+import { packageVersion } from "../../internal/pkg/package_root/package_root.js";
 import type { Logger } from "../../internal/pkg/log/logger.js";
 import type { ReadinessCheck } from "../../internal/server/http_routes.js";
 import { startServers } from "../../internal/server/server.js";
@@ -17,6 +19,7 @@ import { newKmsService } from "../../internal/service/kms.js";
 import { newUserService } from "../../internal/service/user.js";
 import { openKms } from "./kms.js";
 import { dataMetrics } from "./data_metrics.js";
+import { self, startHeartbeat } from "./heartbeat.js";
 import { countLoginRefusals, loginAttempts } from "./logins.js";
 import { migrationMetrics } from "./migration_metrics.js";
 import { databaseCheck, kmsCheck } from "./readiness.js";
@@ -77,6 +80,20 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       hashing,
     });
     metrics.push(countLoginRefusals(users), ...kms.metrics);
+
+    // Registered before listening, deleted once drained (cleanup runs after
+    // the servers' shutdown): the row stands as long as calls may be served.
+    const intervalMs = durationMs(database.migration!.heartbeatInterval!);
+    const heartbeat = await startHeartbeat(
+      newInstanceRepo(data.direct.url, self(migrator.dir, packageVersion(import.meta.url), log), {
+        ttlMs: 3 * intervalMs,
+        statementTimeoutMs: Math.min(intervalMs, 5000),
+        connectTimeoutMs: durationMs(database.connectTimeout!),
+      }),
+      intervalMs,
+      log,
+    );
+    cleanup.push(() => heartbeat.stop());
 
     const servers = await startServers(
       conf.server!,

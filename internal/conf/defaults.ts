@@ -28,6 +28,7 @@ export const defaults = {
         lint_error_bytes: 64 * 1024 * 1024,
         backup_command: "",
         backup_timeout: "1h",
+        heartbeat_interval: "10s",
       },
     },
   },

@@ -5,7 +5,7 @@ import { createValidator } from "@bufbuild/protovalidate";
 import { parse as parseYaml } from "yaml";
 import { BootstrapSchema, type Bootstrap } from "./conf_pb.js";
 import { defaults } from "./defaults.js";
-import { toProtoDuration } from "./duration.js";
+import { isDuration, toProtoDuration } from "./duration.js";
 import { applyEnv, directSourceLeftBehind } from "./env.js";
 
 export type Config = Bootstrap;
@@ -89,6 +89,10 @@ function checkShape(
     }
     if (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Duration") {
       tree[key] = toProtoDuration(value);
+      if (!isDuration(tree[key]))
+        throw new ConfigError(
+          `${at(name)}: not a duration (write one such as 10s, 1m30s or 250ms)`,
+        );
     }
     try {
       fromJson(schema, { [key]: tree[key] } as JsonValue);

@@ -34,6 +34,12 @@ export const ADVISORY_LOCKS = {
   indexKeys: 0x6b6d7305,
   /** Held (session-level) by the one instance working on the index-key rotation. */
   indexRotationJob: 0x6b6d7306,
+  /**
+   * Serialises the creation of public.migrate_instances (transaction-scoped):
+   * servers starting together and the migrator may all find it missing, and
+   * two concurrent CREATE TABLE IF NOT EXISTS can fail on the catalog.
+   */
+  instancesTable: 0x6b6d7307,
 } as const;
 
 export type AdvisoryLock = keyof typeof ADVISORY_LOCKS;

@@ -20,6 +20,8 @@ export class DatabaseStalledError extends Error {
 /** How long to wait for a reply when none is named per query; undefined waits as long as the server works. */
 export interface ReplyBound {
   replyTimeoutMs?: number;
+  /** What pg_stat_activity shows; "migrate" by default. */
+  applicationName?: string;
 }
 
 /** pg's own words when a query_timeout expires. */
@@ -71,12 +73,12 @@ export function checkDatabaseUrl(url: string): { connectTimeoutMs?: number } {
 export async function connect(
   url: string,
   timeoutMs: number,
-  { replyTimeoutMs }: ReplyBound = {},
+  { replyTimeoutMs, applicationName = "migrate" }: ReplyBound = {},
 ): Promise<pg.Client> {
   const { connectTimeoutMs = timeoutMs } = checkDatabaseUrl(url);
   const client = new pg.Client({
     connectionString: url,
-    application_name: "migrate",
+    application_name: applicationName,
     connectionTimeoutMillis: connectTimeoutMs,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,

@@ -109,7 +109,7 @@ describe("a contract", () => {
     const refused = await migrate(db, ["up", "--dir", dir, "--json"]);
     expect(refused.code, refused.output).toBe(1);
     expect(refused.output).toMatch(
-      /3_nick_contract is a contract and 1 live instance\(s\) still need the schema before it: old-pod pid 4242 \(release 0\.9\.0, schema 2, last seen \S+Z\)/,
+      /3_nick_contract is a contract and 1 live instance\(s\) still need the schema before it: old-pod pid 4242 \(release 0\.9\.0, schema 000002, last seen \S+Z\)/,
     );
     expect(refused.output).not.toMatch(/new-pod/);
     expect(JSON.parse(refused.stdout)).toMatchObject({

@@ -201,6 +201,62 @@ describe("environment overrides", () => {
     }
   });
 
+  it("takes a heartbeat_interval of 10s by default and one of at least 1s from the file", () => {
+    const migration = (c: ReturnType<typeof parseConfig>) => c.data!.database!.migration!;
+    expect(durationMs(migration(parseConfig(minimal(), "t.yaml", {})).heartbeatInterval!)).toBe(
+      10_000,
+    );
+    for (const [value, ms] of [
+      ["1s", 1000],
+      ["1m30s", 90_000],
+    ] as const) {
+      const tree = {
+        ...minimal(),
+        data: { database: { migration: { heartbeat_interval: value } } },
+      };
+      expect(durationMs(migration(parseConfig(tree, "t.yaml", {})).heartbeatInterval!)).toBe(ms);
+    }
+  });
+
+  it.each([
+    "0s",
+    "-1s",
+    "-10s",
+    "999ms",
+    "500ms",
+    "720h",
+    "soon",
+    "10",
+    "",
+    "1s\u0000",
+    "1sXYZ",
+    "2s garbage",
+    "5s\n",
+  ])("refuses heartbeat_interval %j, naming the field", (value) => {
+    const tree = { ...minimal(), data: { database: { migration: { heartbeat_interval: value } } } };
+    expect(failure(tree)).toMatch(
+      /^config t\.yaml: data\.database\.migration\.heartbeat_interval: /,
+    );
+  });
+
+  it("refuses a duration with anything after it (protobuf-es alone would read 1sXYZ as 1s)", () => {
+    for (const value of ["1sXYZ", "1s\u0000", "soon"]) {
+      expect(failure({ ...minimal(), server: { drain_delay: value } })).toBe(
+        "config t.yaml: server.drain_delay: not a duration (write one such as 10s, 1m30s or 250ms)",
+      );
+    }
+  });
+
+  it("refuses a heartbeat_interval that is not a duration at all (a number, a list)", () => {
+    for (const value of [10, [], { seconds: 10 }]) {
+      const tree = {
+        ...minimal(),
+        data: { database: { migration: { heartbeat_interval: value } } },
+      };
+      expect(failure(tree)).toMatch(/data\.database\.migration\.heartbeat_interval/);
+    }
+  });
+
   it("When the file holds the bad value, Then the error still names the file", () => {
     expect(
       failure({ ...minimal(), log: { level: "loud" } }, { DATABASE_URL: "postgres://h/db" }),
@@ -292,6 +348,9 @@ describe("Go-style durations", () => {
     ["1m30s", "90s"],
     ["250ms", "0.25s"],
     ["1.5h", "5400s"],
+    ["1ns", "0.000000001s"],
+    ["100ms", "0.1s"],
+    ["100s", "100s"],
     ["5x", "5x"],
   ])("%s -> %s", (input, output) => expect(toProtoDuration(input)).toBe(output));
 });

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -15,4 +15,17 @@ export function packageRoot(moduleUrl: string): string | undefined {
     dir = parent;
   }
   return dir;
+}
+
+/** The `version` of the package.json above `moduleUrl`: the release running; "unknown" without one. */
+export function packageVersion(moduleUrl: string): string {
+  const root = packageRoot(moduleUrl);
+  try {
+    const pkg = JSON.parse(readFileSync(join(root!, "package.json"), "utf8")) as {
+      version?: unknown;
+    };
+    return typeof pkg.version === "string" && pkg.version ? pkg.version : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
