@@ -126,6 +126,17 @@ export const docsCommands: Record<string, RunBy[]> = {
         shows: ['"create",', '"rename_username",', '"rename-column",', '"varchar(255)",'],
       },
     ],
+  "npx migrate lint": [
+    { file: "test/integration/migrate_lint.test.ts", shows: ['migrate(db, ["lint", "--dir", dir'] },
+  ],
+
+  // docs/zero-downtime.md: the phases.
+  "npx migrate up --phase expand": [
+    { file: "test/integration/migrate_phases.test.ts", shows: ['"--phase", "expand"'] },
+  ],
+  "npx migrate up --phase contract": [
+    { file: "test/integration/migrate_phases.test.ts", shows: ['"--phase", "contract"]'] },
+  ],
   "npx migrate status --embedded": [
     { file: "test/integration/process.test.ts", shows: ['runMigrate(["status", "--embedded"]'] },
   ],

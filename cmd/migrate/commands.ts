@@ -260,7 +260,8 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
   // With the events on stdout, the report goes to stderr.
   const out = args.events === "-" ? stderr : stdout;
   await withDatabase(args, async (opts) => {
-    opts.events = events;
+    const terminal = !args.json && args.events !== "-" && process.stderr.isTTY === true;
+    opts.events = (await import("./backfill_bar.js")).withBackfillBar(events, terminal);
     opts.force = args.force === true;
     const { plan, run } = await runner();
     if (args["dry-run"]) {

@@ -72,6 +72,10 @@ export function report(write: Write, r: RunReport): void {
       write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
     oldTransactions(write, s.name, s.oldTransactions);
     lockAttempts(write, s.lockAttempts);
+    for (const b of s.backfills ?? [])
+      write(
+        `filled   ${b.table}: ${b.rows} row(s) in ${b.batches} batch(es), ${b.rowsPerSecond} rows/s${b.resumed ? " (resumed where an earlier run stopped)" : ""}\n`,
+      );
     write(`${s.direction === "up" ? "applied " : "reverted"} ${s.name} (${s.ms} ms)\n`);
   }
   const f = r.failed;

@@ -58,11 +58,12 @@ export async function prepare(
     }));
   }
   // Who is alive matters to a server's start and to a contract.
-  const live =
+  const seen =
     command.kind === "up" &&
     (command.phase === "start" || files.some((f) => f.phase?.kind === "contract"))
-      ? ((await readLiveInstances(client)) ?? [])
+      ? await readLiveInstances(client)
       : [];
+  const live = seen ?? [];
   const { steps, held } = planSteps(files, applied, command, live);
   const blockers = new Map<Step, Instance[]>();
   for (const s of steps) {
@@ -70,10 +71,14 @@ export async function prepare(
     const older = live.filter((i) => i.schemaVersion < s.migration.version);
     if (older.length > 0) blockers.set(s, older);
   }
+  const warnings = [...source.warnings];
+  if (seen === undefined && steps.some((s) => s.migration.phase?.kind === "contract"))
+    warnings.push(
+      "public.migrate_instances is missing or this role may not read it: a contract cannot tell whether instances of the previous release still run",
+    );
   const scripts = new Map<Step, Script>();
   const backfills = new Map<Step, Backfill[]>();
   const consent = new Map<Step, ConsentCheck>();
-  const warnings = [...source.warnings];
   if (steps.length === 0)
     return {
       adopt,

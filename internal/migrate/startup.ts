@@ -20,7 +20,9 @@ export interface StartupMigrations {
 
 /**
  * What the server does with migrations before serving, per
- * `data.database.migrate`: `up` applies pending ones under the shared lock,
+ * `data.database.migrate`: `up` applies pending ones under the shared lock
+ * (never a contract, and none past an unmarked one an older live instance
+ * would trip on: plan.ts),
  * `check` refuses to start while any is pending, an applied file changed or
  * an index is INVALID, `verify` also while the schema is not the one the
  * applied files make (replayed into a throwaway database: the role needs

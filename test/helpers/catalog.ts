@@ -12,8 +12,8 @@ export async function catalogSnapshot(
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    // The bookkeeping tables: pgmigrations, the consent record, the instances.
-    const bookkeeping = "'^(pgmigrations|migrate_consents|migrate_instances)'";
+    // The bookkeeping tables: pgmigrations, the consent record, instances, backfills.
+    const bookkeeping = "'^(pgmigrations|migrate_consents|migrate_instances|migrate_backfills)'";
     const skip = includeMigrationTable ? "" : `AND c.relname !~ ${bookkeeping}`;
     const queries = [
       `SELECT 'relation ' || c.relname || ' ' || c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -135,7 +135,11 @@ describe("a backfill", () => {
         "SELECT count(*)::int AS n FROM migrate_failures WHERE resolved_at IS NULL",
       ).catch(() => [{ n: 0 }]),
     ).toEqual([{ n: 0 }]);
-    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    const resumed = await migrate(db, ["up", "--dir", dir]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toMatch(
+      /^filled {3}"items": \d+ row\(s\) in \d+ batch\(es\), \d+ rows\/s \(resumed where an earlier run stopped\)$/m,
+    );
     expect(await counts(db.url)).toEqual({ filled: 20000, twice: 0, total: 20000 });
   });
 

@@ -28,10 +28,12 @@ interface Block {
   body: string;
 }
 
+// Blocks indented under a list item count too: a command in a numbered
+// step is as much shown as one at the margin.
 function blocks(markdown: string): Block[] {
-  return [...markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({
-    lang: m[1]!,
-    body: m[2]!,
+  return [...markdown.matchAll(/^([ \t]*)```(\w*)\n([\s\S]*?)^\1```$/gm)].map((m) => ({
+    lang: m[2]!,
+    body: m[3]!.replace(new RegExp(`^${m[1]}`, "gm"), ""),
   }));
 }
 

@@ -2,6 +2,7 @@ import type pg from "pg";
 import { BACKUPS_TABLE } from "../backup.js";
 import { FAILURES_TABLE } from "../failure_record.js";
 import { INSTANCES_TABLE } from "../instances.js";
+import { BACKFILLS_TABLE } from "../backfill/progress_record.js";
 import { CONSENTS_TABLE } from "../consent_record.js";
 import { MIGRATIONS_TABLE } from "../seams/node_pg_migrate.js";
 
@@ -191,11 +192,10 @@ const QUERIES: string[] = [
 ];
 
 // migrate's bookkeeping (pgmigrations, the consent, backup, failure and
-// instance records,
-// golang-migrate's schema_migrations once adopted) and what they own: not
-// the project's schema.
+// instance records, backfills in flight, golang-migrate's schema_migrations
+// once adopted) and what they own: not the project's schema.
 const BOOKKEEPING = `
-  WITH t AS (SELECT r::oid AS oid FROM unnest(ARRAY[to_regclass($1), to_regclass($2), to_regclass($3), to_regclass($4), to_regclass($5), to_regclass('schema_migrations')]) r WHERE r IS NOT NULL)
+  WITH t AS (SELECT r::oid AS oid FROM unnest(ARRAY[to_regclass($1), to_regclass($2), to_regclass($3), to_regclass($4), to_regclass($5), to_regclass($6), to_regclass('schema_migrations')]) r WHERE r IS NOT NULL)
   SELECT oid::text FROM t
   UNION SELECT d.objid::text FROM pg_depend d JOIN t ON d.refobjid = t.oid
          WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')`;
@@ -250,6 +250,7 @@ export async function catalogOf(client: pg.ClientBase): Promise<Catalog> {
     BACKUPS_TABLE,
     FAILURES_TABLE,
     INSTANCES_TABLE,
+    BACKFILLS_TABLE,
   ]);
   const oids = ignored.rows.map((r) => r.oid);
   const catalog: Catalog = {};
