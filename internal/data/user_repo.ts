@@ -9,7 +9,7 @@ import {
 import { StaleIndexWriteError } from "../biz/sealed_store.js";
 import { indexColumns, keyVersionsSet, writeRefusal } from "./user_schema.js";
 
-const COLUMNS = `id, username, password, email_encrypted, email_key_version,
+const COLUMNS = `id, username, password_hash, email_encrypted, email_key_version,
   phone_encrypted, phone_key_version, name_encrypted, name_key_version,
   email_hash, email_hash_b, phone_hash, phone_hash_b, name_hash, name_hash_b, index_epoch,
   created_at, updated_at`;
@@ -23,7 +23,7 @@ const withEpoch = (rows: string) =>
 type Row = Record<string, unknown> & {
   id: number;
   username: string;
-  password: string;
+  password_hash: string;
   created_at: Date;
   updated_at: Date;
 };
@@ -47,7 +47,7 @@ function toUser(r: Row): StoredUser {
   return {
     id: r.id,
     username: r.username,
-    passwordHash: r.password,
+    passwordHash: r.password_hash,
     fields,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
@@ -98,7 +98,7 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       // One statement, committed as it completes.
       ctx.beginCommit();
       return one(
-        `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_hash_b,
+        `INSERT INTO users (id, username, password_hash, email_encrypted, email_hash, email_hash_b,
             email_key_version, phone_encrypted, phone_hash, phone_hash_b, phone_key_version,
             name_encrypted, name_hash, name_hash_b, name_key_version, key_versions, index_epoch)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
@@ -170,7 +170,8 @@ export function newUserRepo(pool: pg.Pool): UserRepo {
       }
       const epoch = indexEpochOf(Object.values(change.fields));
       if (epoch !== undefined) sets.push(`index_epoch = ${param(epoch)}`);
-      if (change.passwordHash !== undefined) sets.push(`password = ${param(change.passwordHash)}`);
+      if (change.passwordHash !== undefined)
+        sets.push(`password_hash = ${param(change.passwordHash)}`);
       sets.push(keyVersionsSet(versions));
       sets.push("updated_at = CURRENT_TIMESTAMP");
       // One statement, committed as it completes.

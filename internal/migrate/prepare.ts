@@ -72,10 +72,17 @@ export async function prepare(
     if (older.length > 0) blockers.set(s, older);
   }
   const warnings = [...source.warnings];
-  if (seen === undefined && steps.some((s) => s.migration.phase?.kind === "contract"))
-    warnings.push(
-      "public.migrate_instances is missing or this role may not read it: a contract cannot tell whether instances of the previous release still run",
-    );
+  if (steps.some((s) => s.migration.phase?.kind === "contract")) {
+    if (seen === undefined)
+      warnings.push(
+        "public.migrate_instances is missing or this role may not read it: a contract cannot tell whether instances of the previous release still run",
+      );
+    // A release older than heartbeats records none: nothing tells it apart from no release.
+    else if (seen.length === 0)
+      warnings.push(
+        "no server instance has a live heartbeat: a contract cannot see instances of a release that records none (one older than heartbeats); it is applied on the understanding that the previous release has stopped",
+      );
+  }
   const scripts = new Map<Step, Script>();
   const backfills = new Map<Step, Backfill[]>();
   const consent = new Map<Step, ConsentCheck>();

@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync, readdirSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "vitest";
@@ -10,6 +10,12 @@ export const projectNames = readdirSync("migrations")
   .filter((f) => f.endsWith(".up.sql"))
   .map((f) => f.replace(/\.up\.sql$/, ""))
   .sort();
+
+/** Those a server's own `migrate: up` applies: all but the contracts (they wait for the previous release). */
+export const startupNames = projectNames.filter(
+  (name) =>
+    !/^-- migrate:phase contract\b/m.test(readFileSync(`migrations/${name}.up.sql`, "utf8")),
+);
 
 /**
  * Databases and migration folders for one test file, dropped and removed

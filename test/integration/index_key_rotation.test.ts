@@ -208,9 +208,12 @@ describe("blind-index key rotation", () => {
     expect((await onA.kms.verifyAuditTrail({})).intact).toBe(true);
   }, 120_000);
 
-  it("refuses to revert its migrations while the indexes live in the second column, dropping nothing", async () => {
+  it("refuses to revert its migrations while the indexes live in the second column, dropping none of theirs", async () => {
+    // The last applied is the password_hash expand (a server applies no
+    // contract): it reverts first, then 000018 refuses; it is re-applied below.
     const run = await runMigrate(["down", "5", "--database-url", ctx.db.url]);
     expect(run.code, run.output).toBe(1);
+    expect(run.output).toMatch(/reverted 000019_users_password_hash_expand/);
     expect(run.output).toMatch(/rotate the index key until it fills slot 0/);
     const [{ n }] = (await query<{ n: string }>(
       ctx.db.url,
@@ -222,6 +225,9 @@ describe("blind-index key rotation", () => {
       "SELECT count(*) AS trigger FROM pg_trigger WHERE tgname = 'users_index_slots'",
     )) as [{ trigger: string }];
     expect(trigger).toBe("1");
+    const again = await runMigrate(["up", "--phase", "expand", "--database-url", ctx.db.url]);
+    expect(again.code, again.output).toBe(0);
+    expect(again.output).toMatch(/applied {2}000019_users_password_hash_expand/);
   }, 60_000);
 
   it("rotates again into the first column, and refuses an index written in the column no key fills", async () => {

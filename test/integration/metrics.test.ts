@@ -8,7 +8,7 @@ import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/seams/node_pg_migrate
 import { useTestApps } from "../helpers/app.js";
 import { withClient } from "../helpers/db.js";
 import { find, only, scrape } from "../helpers/metrics.js";
-import { projectNames } from "../helpers/migrations.js";
+import { startupNames } from "../helpers/migrations.js";
 import { runMigrate } from "../helpers/process.js";
 
 // The series the service adds beside its RPC metrics, scraped from a real
@@ -38,11 +38,11 @@ beforeAll(async () => {
 describe("migrations applied at start-up", () => {
   it("Then each has its duration and lock wait, none is pending, and the run's success time is set", async () => {
     const s = await scrape(app.httpPort);
-    for (const migration of projectNames) {
+    for (const migration of startupNames) {
       expect(only(s, "migration_duration_seconds", { migration })).toBeGreaterThanOrEqual(0);
       expect(only(s, "migration_lock_wait_seconds", { migration })).toBe(0);
     }
-    expect(find(s, "migration_duration_seconds")).toHaveLength(projectNames.length);
+    expect(find(s, "migration_duration_seconds")).toHaveLength(startupNames.length);
     const total = find(s, "migration_duration_seconds").reduce((n, x) => n + x.value, 0);
     expect(only(s, "migration_startup_duration_seconds")).toBeGreaterThanOrEqual(total);
     expect(only(s, "migration_startup_lock_wait_seconds")).toBeLessThan(
@@ -55,7 +55,7 @@ describe("migrations applied at start-up", () => {
   });
 
   it("When an applied migration's record is removed, Then it counts as pending, readiness reads 0, and a failed run to apply it counts as failed, until it is back", async () => {
-    const last = projectNames.at(-1)!;
+    const last = startupNames.at(-1)!;
     const row = await withClient(ctx.db.url, async (c) => {
       const { rows } = await c.query("DELETE FROM pgmigrations WHERE name = $1 RETURNING *", [
         last,

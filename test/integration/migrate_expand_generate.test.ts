@@ -56,7 +56,7 @@ describe("rename-column", () => {
     const t = await prepared(
       "rename-column",
       { table: "users", column: "username", to: "login", type: "varchar(255)" },
-      "INSERT INTO users (username, password) VALUES ('before1', 'x'), ('before2', 'x')",
+      "INSERT INTO users (username, password_hash) VALUES ('before1', 'x'), ('before2', 'x')",
     );
     const schemaBefore = await catalogSnapshot(t.db.url);
     await t.expand();
@@ -67,8 +67,8 @@ describe("rename-column", () => {
       { username: "before2", login: "before2" },
     ]);
     // The previous release writes only username; the new one only login (username stays NOT NULL).
-    await t.sql("INSERT INTO users (username, password) VALUES ('old_insert', 'x')");
-    await t.sql("INSERT INTO users (login, password) VALUES ('new_insert', 'x')");
+    await t.sql("INSERT INTO users (username, password_hash) VALUES ('old_insert', 'x')");
+    await t.sql("INSERT INTO users (login, password_hash) VALUES ('new_insert', 'x')");
     await t.sql("UPDATE users SET username = 'old_update' WHERE username = 'before1'");
     await t.sql("UPDATE users SET login = 'new_update' WHERE login = 'before2'");
     // Both written at once: the new side wins.
@@ -86,12 +86,12 @@ describe("rename-column", () => {
     expect((await t.sql("SELECT login FROM users ORDER BY id")).map((r) => r.login)).toEqual(
       logins,
     );
-    await t.sql("INSERT INTO users (login, password) VALUES ('after', 'x')");
+    await t.sql("INSERT INTO users (login, password_hash) VALUES ('after', 'x')");
 
     // Rolling back: username is back, refilled, and in step for the previous release.
     await t.down();
     expect(await pairs()).toEqual([...logins, "after"].map((l) => ({ username: l, login: l })));
-    await t.sql("INSERT INTO users (username, password) VALUES ('old_again', 'x')");
+    await t.sql("INSERT INTO users (username, password_hash) VALUES ('old_again', 'x')");
     expect(await t.sql("SELECT login FROM users WHERE username = 'old_again'")).toEqual([
       { login: "old_again" },
     ]);
@@ -122,7 +122,7 @@ describe("change-type", () => {
         using: "decode(name_hash, 'hex')",
         back: "encode(name_hash_bytes, 'hex')",
       },
-      "INSERT INTO users (username, password, name_hash) VALUES ('a', 'x', 'abcd'), ('b', 'x', NULL), ('c', 'x', '0102')",
+      "INSERT INTO users (username, password_hash, name_hash) VALUES ('a', 'x', 'abcd'), ('b', 'x', NULL), ('c', 'x', '0102')",
     );
     const schemaBefore = await catalogSnapshot(t.db.url);
     await t.expand();
@@ -135,9 +135,9 @@ describe("change-type", () => {
       { username: "b", name_hash: null, b: null },
       { username: "c", name_hash: "0102", b: "0102" },
     ]);
-    await t.sql("INSERT INTO users (username, password, name_hash) VALUES ('old', 'x', 'ff')");
+    await t.sql("INSERT INTO users (username, password_hash, name_hash) VALUES ('old', 'x', 'ff')");
     await t.sql(
-      "INSERT INTO users (username, password, name_hash_bytes) VALUES ('new', 'x', '\\xee')",
+      "INSERT INTO users (username, password_hash, name_hash_bytes) VALUES ('new', 'x', '\\xee')",
     );
     await t.sql("UPDATE users SET name_hash = '0a' WHERE username = 'b'");
     await t.sql("UPDATE users SET name_hash_bytes = '\\x0b' WHERE username = 'c'");
@@ -172,7 +172,7 @@ describe("change-type", () => {
         using: "created_at AT TIME ZONE 'UTC'",
         back: "created_at_tz AT TIME ZONE 'UTC'",
       },
-      "INSERT INTO users (username, password, created_at) VALUES ('a', 'x', '2020-01-02 03:04:05')",
+      "INSERT INTO users (username, password_hash, created_at) VALUES ('a', 'x', '2020-01-02 03:04:05')",
     );
     await t.sql("ALTER DATABASE " + t.db.name + " SET timezone = 'Asia/Shanghai'");
     await t.expand();
@@ -184,12 +184,12 @@ describe("change-type", () => {
       );
     // The previous release's insert takes created_at's default; the new one's sets created_at_tz.
     await t.sql(
-      "INSERT INTO users (username, password, created_at) VALUES ('old', 'x', '2021-06-07 08:00:00')",
+      "INSERT INTO users (username, password_hash, created_at) VALUES ('old', 'x', '2021-06-07 08:00:00')",
     );
     await t.sql(
-      "INSERT INTO users (username, password, created_at_tz) VALUES ('new', 'x', '2022-01-01 12:00:00+00')",
+      "INSERT INTO users (username, password_hash, created_at_tz) VALUES ('new', 'x', '2022-01-01 12:00:00+00')",
     );
-    await t.sql("INSERT INTO users (username, password) VALUES ('neither', 'x')");
+    await t.sql("INSERT INTO users (username, password_hash) VALUES ('neither', 'x')");
     const expected = [
       { username: "a", old: "2020-01-02 03:04:05", new: "2020-01-02 03:04:05" },
       { username: "old", old: "2021-06-07 08:00:00", new: "2021-06-07 08:00:00" },
@@ -223,7 +223,7 @@ describe("change-type, json to jsonb", () => {
       "change-type",
       { table: "users", column: "prefs", to: "prefs_b", type: "jsonb", "old-type": "json" },
       `ALTER TABLE users ADD COLUMN prefs json;
-       INSERT INTO users (username, password, prefs) VALUES ('a', 'x', '{ "b" :2,"a":1 }'), ('b', 'x', NULL)`,
+       INSERT INTO users (username, password_hash, prefs) VALUES ('a', 'x', '{ "b" :2,"a":1 }'), ('b', 'x', NULL)`,
     );
     await t.expand();
     const rows = () =>
@@ -234,7 +234,7 @@ describe("change-type, json to jsonb", () => {
     ]);
     await t.sql(`UPDATE users SET prefs = '{"c":3}' WHERE username = 'b'`);
     await t.sql(`UPDATE users SET prefs_b = '{"a": 1, "b": 2}' WHERE username = 'a'`);
-    await t.sql(`INSERT INTO users (username, password, prefs_b) VALUES ('c', 'x', '[1, 2]')`);
+    await t.sql(`INSERT INTO users (username, password_hash, prefs_b) VALUES ('c', 'x', '[1, 2]')`);
     expect(await rows()).toEqual([
       { old: '{ "b" :2,"a":1 }', new: '{"a": 1, "b": 2}' },
       { old: '{"c":3}', new: '{"c": 3}' },
@@ -258,7 +258,7 @@ describe("add-not-null", () => {
         type: "integer",
         fill: "extract(year FROM created_at)::int",
       },
-      "INSERT INTO users (username, password, created_at) VALUES ('a', 'x', '2020-05-01'), ('b', 'x', '2021-05-01')",
+      "INSERT INTO users (username, password_hash, created_at) VALUES ('a', 'x', '2020-05-01'), ('b', 'x', '2021-05-01')",
     );
     const before = await catalogSnapshot(t.db.url);
     await t.expand();
@@ -267,15 +267,17 @@ describe("add-not-null", () => {
     expect(await years()).toEqual([2020, 2021]);
     // The previous release knows nothing of the column; the new one sets it.
     await t.sql(
-      "INSERT INTO users (username, password, created_at) VALUES ('old', 'x', '2022-01-01')",
+      "INSERT INTO users (username, password_hash, created_at) VALUES ('old', 'x', '2022-01-01')",
     );
-    await t.sql("INSERT INTO users (username, password, signup_year) VALUES ('new', 'x', 1999)");
+    await t.sql(
+      "INSERT INTO users (username, password_hash, signup_year) VALUES ('new', 'x', 1999)",
+    );
     await t.sql("UPDATE users SET username = 'a2' WHERE username = 'a'");
     expect(await years()).toEqual([2020, 2021, 2022, 1999]);
     // The check, NOT VALID, holds new writes already.
     await t.sql("ALTER TABLE users DISABLE TRIGGER users_signup_year_fill");
     await expect(
-      t.sql("INSERT INTO users (username, password) VALUES ('none', 'x')"),
+      t.sql("INSERT INTO users (username, password_hash) VALUES ('none', 'x')"),
     ).rejects.toThrow(/users_signup_year_not_null/);
     await t.sql("ALTER TABLE users ENABLE TRIGGER users_signup_year_fill");
 
@@ -292,13 +294,13 @@ describe("add-not-null", () => {
       await t.sql("SELECT conname FROM pg_constraint WHERE conname = 'users_signup_year_not_null'"),
     ).toEqual([]);
     await expect(
-      t.sql("INSERT INTO users (username, password) VALUES ('none', 'x')"),
+      t.sql("INSERT INTO users (username, password_hash) VALUES ('none', 'x')"),
     ).rejects.toThrow(/signup_year/);
     expect(await years()).toEqual([2020, 2021, 2022, 1999]);
 
     await t.down();
     await t.sql(
-      "INSERT INTO users (username, password, created_at) VALUES ('old2', 'x', '2023-03-03')",
+      "INSERT INTO users (username, password_hash, created_at) VALUES ('old2', 'x', '2023-03-03')",
     );
     expect(await years()).toEqual([2020, 2021, 2022, 1999, 2023]);
     await t.down();
@@ -321,7 +323,7 @@ describe("split-column", () => {
         ],
         join: "handle || coalesce('@' || realm, '')",
       },
-      "INSERT INTO users (username, password) VALUES ('ann@north', 'x'), ('bob', 'x')",
+      "INSERT INTO users (username, password_hash) VALUES ('ann@north', 'x'), ('bob', 'x')",
     );
     await t.expand();
     const rows = () => t.sql("SELECT username, handle, realm FROM users ORDER BY id");
@@ -329,8 +331,8 @@ describe("split-column", () => {
       { username: "ann@north", handle: "ann", realm: "north" },
       { username: "bob", handle: "bob", realm: null },
     ]);
-    await t.sql("INSERT INTO users (username, password) VALUES ('cy@east', 'x')");
-    await t.sql("INSERT INTO users (handle, realm, password) VALUES ('di', 'west', 'x')");
+    await t.sql("INSERT INTO users (username, password_hash) VALUES ('cy@east', 'x')");
+    await t.sql("INSERT INTO users (handle, realm, password_hash) VALUES ('di', 'west', 'x')");
     await t.sql("UPDATE users SET username = 'bob@south' WHERE username = 'bob'");
     await t.sql("UPDATE users SET realm = 'up' WHERE handle = 'ann'");
     const split = [

@@ -22,8 +22,8 @@ import { spawnMigrate } from "../helpers/process.js";
 
 const { freshDb, folder, migrate } = migrationFixtures();
 
-const WIDEN = "000019_widen.up.sql";
-const INDEX = "000020_index.up.sql";
+const WIDEN = "000091_widen.up.sql";
+const INDEX = "000092_index.up.sql";
 const pending = {
   [WIDEN]: "ALTER TABLE users ALTER COLUMN index_epoch TYPE bigint;\n",
   [INDEX]:
@@ -77,7 +77,7 @@ describe("rehearsal on a populated database", () => {
     expect((await migrate(db, ["up"])).code).toBe(0);
     await query(
       db.url,
-      "INSERT INTO users (username, password, index_epoch) SELECT 'u' || g, 'p', g FROM generate_series(1, 2000) g",
+      "INSERT INTO users (username, password_hash, index_epoch) SELECT 'u' || g, 'p', g FROM generate_series(1, 2000) g",
     );
     dir = folder(pending);
     before = await fingerprint(db);
@@ -150,7 +150,7 @@ describe("rehearsal on a populated database", () => {
     const run = await migrate(db, ["up", "--rehearse", "--json", "--dir", bad]);
     expect(run.code, run.output).toBe(1);
     const [m] = (JSON.parse(run.stdout) as { migrations: Traced[] }).migrations;
-    expect(m).toMatchObject({ name: "000019_widen", failed: true });
+    expect(m).toMatchObject({ name: "000091_widen", failed: true });
     expect(m!.statements[1]).toMatchObject({ line: 2 });
     expect(m!.statements[1]!.error).toContain('"nope"');
     expect(await fingerprint(db)).toEqual(before);

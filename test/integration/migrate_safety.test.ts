@@ -277,7 +277,7 @@ describe("concurrent index builds", () => {
     expect(rerun.output).toMatch(/dropped an INVALID index left by an interrupted build/);
     expect((await migrate(db, ["validate"])).code).toBe(0);
     const insert =
-      "INSERT INTO users (username, password, email_hash) VALUES ($1, 'x', 'same-hash')";
+      "INSERT INTO users (username, password_hash, email_hash) VALUES ($1, 'x', 'same-hash')";
     await query(db.url, insert, ["first"]);
     await expect(query(db.url, insert, ["second"])).rejects.toThrow(/duplicate key/);
   });

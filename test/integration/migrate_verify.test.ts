@@ -5,7 +5,7 @@ import { migrateOnStart } from "../../internal/migrate/startup.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
-import { migrationFixtures } from "../helpers/migrations.js";
+import { migrationFixtures, projectNames } from "../helpers/migrations.js";
 
 // `migrate verify`, the schema half: the applied files replayed into a
 // throwaway database and compared with the target's catalog. A clean
@@ -51,13 +51,20 @@ describe("migrate verify (schema)", () => {
     const run = await migrate(db, ["verify"]);
     expect(run.code, run.output).toBe(0);
     expect(run.stdout).toMatch(
-      /^schema: 18 applied migration\(s\) replayed into migrate_rehearsal_/,
+      new RegExp(
+        `^schema: ${projectNames.length} applied migration\\(s\\) replayed into migrate_rehearsal_`,
+      ),
     );
     expect(run.stdout).toContain("consistent: the schema is the one the applied migrations make");
     const json = await migrate(db, ["verify", "--json"]);
     expect(json.code, json.output).toBe(0);
     const v = JSON.parse(json.stdout) as Verification;
-    expect(v).toMatchObject({ consistent: true, replayed: 18, pending: 0, differences: [] });
+    expect(v).toMatchObject({
+      consistent: true,
+      replayed: projectNames.length,
+      pending: 0,
+      differences: [],
+    });
     expect(v.database).toMatch(/^migrate_rehearsal_[0-9a-f]{12}$/);
     expect(await exists(db, v.database)).toBe(false);
     await expect(startVerifying(db)).resolves.toBeUndefined();
@@ -133,28 +140,37 @@ describe("migrate verify (schema)", () => {
   });
 
   it("compares only the applied migrations: a pending one is counted, not compared", async () => {
-    const dir = folder({ "000019_pending.up.sql": "CREATE TABLE later (id int);\n" });
+    const dir = folder({ "000091_pending.up.sql": "CREATE TABLE later (id int);\n" });
     const run = await migrate(db, ["verify", "--json", "--dir", dir]);
     expect(run.code, run.output).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ consistent: true, replayed: 18, pending: 1 });
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      consistent: true,
+      replayed: projectNames.length,
+      pending: 1,
+    });
   });
 
   it("up --verify checks after applying: exit 0 when consistent, 1 (with the report) when not", async () => {
     const target = await freshDb();
     const first = await migrate(target, ["up", "--verify"]);
     expect(first.code, first.output).toBe(0);
-    expect(first.stdout).toMatch(/applied {2}000018_users_index_slots .*\nschema: 18 applied/s);
+    expect(first.stdout).toMatch(
+      new RegExp(
+        `applied {2}${projectNames.at(-1)} .*\\nschema: ${projectNames.length} applied`,
+        "s",
+      ),
+    );
     expect(first.stdout).toContain("consistent: the schema is the one the applied migrations make");
     expect(first.stdout).toContain("data: not checked: give -conf with the server's config");
     await query(target.url, "ALTER TABLE users ADD COLUMN nickname text");
-    const dir = folder({ "000019_later.up.sql": "CREATE TABLE later (id int);\n" });
+    const dir = folder({ "000091_later.up.sql": "CREATE TABLE later (id int);\n" });
     const second = await migrate(target, ["up", "--verify", "--json", "--dir", dir]);
     expect(second.code, second.output).toBe(1);
     const r = JSON.parse(second.stdout) as { done: { name: string }[]; verify: Verification };
-    expect(r.done.map((s) => s.name)).toEqual(["000019_later"]);
+    expect(r.done.map((s) => s.name)).toEqual(["000091_later"]);
     expect(r.verify).toMatchObject({
       consistent: false,
-      replayed: 19,
+      replayed: projectNames.length + 1,
       differences: [{ change: "extra", kind: "column", name: "users.nickname" }],
     });
     const refused = await migrate(target, ["up", "--verify", "--dry-run"]);

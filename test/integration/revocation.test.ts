@@ -75,7 +75,7 @@ describe("revocation across instances", () => {
     await writer.connect();
     const write = writer
       .query(
-        "INSERT INTO users (username, password, email_encrypted, email_key_version) VALUES ('racing', 'x', $1, $2)",
+        "INSERT INTO users (username, password_hash, email_encrypted, email_key_version) VALUES ('racing', 'x', $1, $2)",
         [ciphertext, version],
       )
       .then(
@@ -110,7 +110,7 @@ describe("revocation across instances", () => {
     await expect(
       query(
         ctx.db.url,
-        "INSERT INTO users (username, password, email_encrypted, email_key_version) VALUES ('forged', 'x', $1, $2)",
+        "INSERT INTO users (username, password_hash, email_encrypted, email_key_version) VALUES ('forged', 'x', $1, $2)",
         [forged, revoked],
       ),
     ).rejects.toMatchObject({ code: "KR001" });
@@ -118,7 +118,7 @@ describe("revocation across instances", () => {
     await expect(
       query(
         ctx.db.url,
-        "INSERT INTO users (username, password, email_encrypted) VALUES ('unversioned', 'x', $1)",
+        "INSERT INTO users (username, password_hash, email_encrypted) VALUES ('unversioned', 'x', $1)",
         [forged],
       ),
     ).rejects.toMatchObject({ code: "23514", constraint: "users_email_key_version_present" });
