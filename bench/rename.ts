@@ -118,7 +118,7 @@ export async function renameBench(adminUrl: string, rows: number): Promise<Renam
       const ended = expand.at("migration_finished") ?? expand.ended;
       step(
         {
-          name: "A expand: its DDL (up --phase expand)",
+          name: "A up --phase expand: DDL, count of rows to fill",
           contender: "A",
           wallMs: split - expand.started,
           ownMs: split - begun,
@@ -127,7 +127,7 @@ export async function renameBench(adminUrl: string, rows: number): Promise<Renam
       );
       step(
         {
-          name: "A expand: its batched backfill",
+          name: "A up --phase expand: the batched backfill",
           contender: "A",
           wallMs: expand.ended - split,
           ownMs: ended - split,
@@ -136,7 +136,7 @@ export async function renameBench(adminUrl: string, rows: number): Promise<Renam
       );
       step(
         {
-          name: "A contract (up --phase contract)",
+          name: "A up --phase contract",
           contender: "A",
           wallMs: contract.ms,
           ownMs: contract.stepMs,
@@ -174,7 +174,7 @@ export async function renameBench(adminUrl: string, rows: number): Promise<Renam
       const phases = await stopped(probe);
       step(
         {
-          name: "B rename (up: one ALTER … RENAME COLUMN)",
+          name: "B up: one ALTER … RENAME COLUMN",
           contender: "B",
           wallMs: rename.ms,
           ownMs: rename.stepMs,

@@ -217,7 +217,7 @@ try {
       `\nzero-downtime rename of users.username (VARCHAR(255)) to login, ${r.rows} rows, built tool, each contender on a fresh database`,
     );
     console.log(
-      `probe: own connection, a point UPDATE (of updated_at) and a point SELECT of the column every ~5 ms, statement_timeout ${PROBE_TIMEOUT_MS} ms; stall: from a statement's start to the next answer of its kind (timeouts chained)`,
+      `probe: own connection, a point UPDATE (of updated_at) and a point SELECT of the column every ~5 ms, statement_timeout ${PROBE_TIMEOUT_MS} ms; stall: from a statement's start to the next answer of its kind (one cancelled by the timeout is sent again, same row)`,
     );
     console.log(
       `lock: the migrator's locks on the table that block writes (SHARE and stronger), pg_locks sampled from another connection every ${SAMPLE_MS} ms (mean ${r.sampleMs.toFixed(1)} ms), first sample seeing one to the first not`,
@@ -238,7 +238,7 @@ try {
     const rate = (name: string, x: { rows: number; ms: number; perSecond: number }) =>
       `${name.padEnd(48)} ${x.perSecond.toFixed(0).padStart(8)} rows/s   ${x.rows} rows in ${(x.ms / 1000).toFixed(2)} s`;
     console.log(rate("backfill as one plain UPDATE (limit)", r.plain));
-    console.log(rate(`ours, batched (${r.backfillOptions}; its figure)`, r.batched));
+    console.log(`${rate(`ours, batched (${r.backfillOptions})`, r.batched)} (its own figure)`);
     const stall = (c: string) =>
       Math.max(...r.steps.filter((s) => s.contender === c).map((s) => s.stallMs));
     console.log(

@@ -65,35 +65,39 @@ export async function startProbe(
     return f;
   };
 
-  // A kind's stall runs from its first unanswered attempt to the next answer.
-  const pending: Record<string, { since: number; label: string } | undefined> = {};
-  const attempt = async (kind: string, sql: string, id: number) => {
+  // A kind's stall runs from its first unanswered attempt to the next answer:
+  // a statement cancelled by its timeout is sent again, on the same row, as
+  // an application retries a write (so a row locked till a commit shows
+  // the whole wait).
+  const pending: Record<string, { since: number; label: string; id: number } | undefined> = {};
+  const attempt = async (kind: string, sql: string) => {
     const started = performance.now();
-    pending[kind] ??= { since: started, label };
+    const p = (pending[kind] ??= {
+      since: started,
+      label,
+      id: 1 + Math.floor(Math.random() * opts.rows),
+    });
     figures(label).probes++;
     let failure: { code?: string; message: string } | undefined;
     try {
-      await app.query(sql, [id]);
+      await app.query(sql, [p.id]);
     } catch (err) {
       failure = err as { code?: string; message: string };
     }
     const now = performance.now();
+    const f = figures(p.label);
     if (failure) {
-      const f = figures(pending[kind]!.label);
       f.errors.set(failure.message, (f.errors.get(failure.message) ?? 0) + 1);
       f.errorSpan = { first: f.errorSpan?.first ?? now, last: now };
       if (failure.code === TIMEOUT) return;
     }
-    const p = pending[kind]!;
-    const f = figures(p.label);
     f.stallMs = Math.max(f.stallMs, now - p.since);
     pending[kind] = undefined;
   };
   const probing = (async () => {
     while (running) {
-      const id = 1 + Math.floor(Math.random() * opts.rows);
-      await attempt("write", `UPDATE ${opts.table} SET updated_at = now() WHERE id = $1`, id);
-      await attempt("read", `SELECT ${column} FROM ${opts.table} WHERE id = $1`, id);
+      await attempt("write", `UPDATE ${opts.table} SET updated_at = now() WHERE id = $1`);
+      await attempt("read", `SELECT ${column} FROM ${opts.table} WHERE id = $1`);
       await wait(PROBE_PAUSE_MS);
     }
   })();
