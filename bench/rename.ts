@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as wait } from "node:timers/promises";
 import pg from "pg";
 import { one, withDatabase } from "./lib/db.js";
-import { startProbe, type PhaseFigures, type Probe } from "./lib/probe.js";
+import { startProbe, type PhaseFigures } from "./lib/probe.js";
 
 // The built tool, as a deploy runs it (`npm run bench` builds first).
 const tool = resolve("dist/cmd/migrate/main.js");
@@ -58,32 +58,35 @@ interface Rate {
 
 const rate = (rows: number, ms: number): Rate => ({ rows, ms, perSecond: (rows * 1000) / ms });
 const total = (errors: Map<string, number>) => [...errors.values()].reduce((a, b) => a + b, 0);
+const stepOf = (
+  name: string,
+  contender: RenameStep["contender"],
+  wallMs: number,
+  ownMs: number,
+  f: PhaseFigures | undefined,
+): RenameStep => ({
+  stallMs: 0,
+  errors: new Map(),
+  lockMs: 0,
+  probes: 0,
+  ...f,
+  name,
+  contender,
+  wallMs,
+  ownMs,
+});
+const probeOf = (url: string, rows: number, migrator: string) =>
+  startProbe(url, { table: "users", rows, column: "username", migrator });
 
 /**
  * users.username renamed to login on a `rows`-row table, each contender on a
  * fresh database (the table made by `migrate up 1`, filled by one INSERT,
- * vacuumed, checkpointed): A, the generated expand and contract
- * (`create --expand rename-column`, `up --phase expand` with its batched
- * backfill, the new release deployed, `up --phase contract`); B, one
- * `ALTER TABLE … RENAME COLUMN` migration while the old release keeps
- * running until DEPLOY_GAP_MS after it; and the limit for the backfill's
- * rate: the same expand DDL, then one plain `UPDATE users SET login =
- * username`. A probe (lib/probe.ts) watches each.
+ * vacuumed, checkpointed): A, the generated expand and contract; B, one
+ * `ALTER TABLE … RENAME COLUMN` migration; and the limit for A's backfill
+ * rate, one plain UPDATE. A probe (lib/probe.ts) watches each.
  */
 export async function renameBench(adminUrl: string, rows: number): Promise<RenameResult> {
   const root = mkdtempSync(join(tmpdir(), "kbts-bench-rename-"));
-  const invalid: string[] = [];
-  const steps: RenameStep[] = [];
-  let sampleMs = 0;
-  const watch = (url: string, migrator: string) =>
-    startProbe(url, { table: "users", rows, column: "username", migrator });
-  const stopped = async (probe: Probe) => {
-    const r = await probe.stop();
-    sampleMs = Math.max(sampleMs, r.sampleMs);
-    return r.phases;
-  };
-  const step = (s: Omit<RenameStep, keyof PhaseFigures>, f: PhaseFigures | undefined) =>
-    steps.push({ stallMs: 0, errors: new Map(), lockMs: 0, probes: 0, ...f, ...s });
   try {
     const zero = folder(root, "zero");
     const naive = folder(root, "naive");
@@ -97,120 +100,124 @@ export async function renameBench(adminUrl: string, rows: number): Promise<Renam
     await runTool([...generate, ...names, "--type", "VARCHAR(255)"], adminUrl);
     const expandFile = readdirSync(zero).find((f) => f.endsWith("_expand.up.sql"))!;
     const [ddl, fill] = readFileSync(join(zero, expandFile), "utf8").split("-- migrate:backfill");
-    const backfillOptions = fill!.split("\n")[0]!.trim() || "defaults: batch=1000 pause=0";
-
-    // A: expand and its backfill, the new release deployed, contract.
-    let batched = rate(0, 1);
-    await withDatabase(adminUrl, async (url) => {
-      await setUp(url, zero, rows);
-      const probe = await watch(url, "migrate");
-      probe.phase("expand");
-      const expand = await runTool(["up", "--phase", "expand", "--dir", zero], url, (e) => {
-        if (e.event === "backfill_progress") probe.phase("backfill");
-        if (e.event === "backfill_finished") batched = rate(Number(e.rows), Number(e.ms));
-      });
-      probe.release("login");
-      probe.phase("contract");
-      const contract = await runTool(["up", "--phase", "contract", "--dir", zero], url);
-      const phases = await stopped(probe);
-      const begun = expand.at("migration_started") ?? expand.started;
-      const split = expand.at("backfill_progress") ?? expand.ended;
-      const ended = expand.at("migration_finished") ?? expand.ended;
-      step(
-        {
-          name: "A up --phase expand: DDL, count of rows to fill",
-          contender: "A",
-          wallMs: split - expand.started,
-          ownMs: split - begun,
-        },
-        phases.get("expand"),
-      );
-      step(
-        {
-          name: "A up --phase expand: the batched backfill",
-          contender: "A",
-          wallMs: expand.ended - split,
-          ownMs: ended - split,
-        },
-        phases.get("backfill"),
-      );
-      step(
-        {
-          name: "A up --phase contract",
-          contender: "A",
-          wallMs: contract.ms,
-          ownMs: contract.stepMs,
-        },
-        phases.get("contract"),
-      );
-      if (batched.rows !== rows)
-        invalid.push(`A's backfill filled ${batched.rows} rows of ${rows}`);
-      const left = await one(url, (c) =>
-        c.query<{ n: string; old: boolean }>(
-          `SELECT count(*) FILTER (WHERE login IS NULL)::text AS n,
-                  EXISTS (SELECT FROM information_schema.columns
-                           WHERE table_name = 'users' AND column_name = 'username') AS old
-             FROM users`,
-        ),
-      );
-      const { n, old } = left.rows[0]!;
-      if (n !== "0" || old)
-        invalid.push(
-          `after A's contract: ${n} rows without login, username ${old ? "still there" : "gone"}`,
-        );
-    });
-
-    // B: the rename in one migration, the old release running until its deploy.
-    let oldRelease = { failed: 0, ms: 0 };
-    await withDatabase(adminUrl, async (url) => {
-      await setUp(url, naive, rows);
-      const probe = await watch(url, "migrate");
-      probe.phase("rename");
-      const rename = await runTool(["up", "--dir", naive], url);
-      probe.phase("old release");
-      await wait(DEPLOY_GAP_MS);
-      probe.release("login");
-      const deployedAt = performance.now();
-      const phases = await stopped(probe);
-      step(
-        {
-          name: "B up: one ALTER … RENAME COLUMN",
-          contender: "B",
-          wallMs: rename.ms,
-          ownMs: rename.stepMs,
-        },
-        phases.get("rename"),
-      );
-      const failed = ["rename", "old release"].flatMap((l) => phases.get(l) ?? []);
-      const first = Math.min(...failed.map((f) => f.errorSpan?.first ?? Infinity));
-      oldRelease = {
-        failed: failed.reduce((n, f) => n + total(f.errors), 0),
-        ms: Number.isFinite(first) ? deployedAt - first : 0,
-      };
-    });
-
-    // The limit: the expand's DDL, then the backfill as one plain UPDATE.
-    let plain = rate(0, 1);
-    await withDatabase(adminUrl, async (url) => {
-      await setUp(url, naive, rows, ddl);
-      const probe = await watch(url, PLAIN);
-      probe.phase("plain");
-      const client = new pg.Client({ connectionString: url, application_name: PLAIN });
-      await client.connect();
-      const started = performance.now();
-      const r = await client.query("UPDATE users SET login = username").finally(() => client.end());
-      const ms = performance.now() - started;
-      plain = rate(r.rowCount ?? 0, ms);
-      const phases = await stopped(probe);
-      const name = "plain UPDATE users SET login = username (limit)";
-      step({ name, contender: "limit", wallMs: ms, ownMs: ms }, phases.get("plain"));
-      if (plain.rows !== rows)
-        invalid.push(`the plain UPDATE changed ${plain.rows} rows of ${rows}`);
-    });
-    return { rows, steps, backfillOptions, batched, plain, oldRelease, sampleMs, invalid };
+    const a = await withDatabase(adminUrl, (url) => expandContract(url, zero, rows));
+    const b = await withDatabase(adminUrl, (url) => naiveRename(url, naive, rows));
+    const limit = await withDatabase(adminUrl, (url) => plainUpdate(url, naive, rows, ddl!));
+    return {
+      rows,
+      steps: [...a.steps, ...b.steps, ...limit.steps],
+      backfillOptions: fill!.split("\n")[0]!.trim() || "defaults: batch=1000 pause=0",
+      batched: a.batched,
+      plain: limit.plain,
+      oldRelease: b.oldRelease,
+      sampleMs: Math.max(a.sampleMs, b.sampleMs, limit.sampleMs),
+      invalid: [...a.invalid, ...limit.invalid],
+    };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * A: `up --phase expand` (DDL, then the batched backfill, the old release
+ * reading username), the new release deployed (reading login), `up --phase
+ * contract`; then no row without login and no username left.
+ */
+async function expandContract(url: string, dir: string, rows: number) {
+  await setUp(url, dir, rows);
+  const probe = await probeOf(url, rows, "migrate");
+  probe.phase("expand");
+  let batched = rate(0, 1);
+  const expand = await runTool(["up", "--phase", "expand", "--dir", dir], url, (e) => {
+    if (e.event === "backfill_progress") probe.phase("backfill");
+    if (e.event === "backfill_finished") batched = rate(Number(e.rows), Number(e.ms));
+  });
+  probe.release("login");
+  probe.phase("contract");
+  const contract = await runTool(["up", "--phase", "contract", "--dir", dir], url);
+  const { phases, sampleMs } = await probe.stop();
+  const begun = expand.at("migration_started") ?? expand.started;
+  const split = expand.at("backfill_progress") ?? expand.ended;
+  const ended = expand.at("migration_finished") ?? expand.ended;
+  const expandName = "A up --phase expand";
+  const steps = [
+    stepOf(
+      `${expandName}: DDL, count of rows to fill`,
+      "A",
+      split - expand.started,
+      split - begun,
+      phases.get("expand"),
+    ),
+    stepOf(
+      `${expandName}: the batched backfill`,
+      "A",
+      expand.ended - split,
+      ended - split,
+      phases.get("backfill"),
+    ),
+    stepOf("A up --phase contract", "A", contract.ms, contract.stepMs, phases.get("contract")),
+  ];
+  const invalid: string[] = [];
+  if (batched.rows !== rows) invalid.push(`A's backfill filled ${batched.rows} rows of ${rows}`);
+  const left = await one(url, (c) =>
+    c.query<{ n: string; old: boolean }>(
+      `SELECT count(*) FILTER (WHERE login IS NULL)::text AS n,
+              EXISTS (SELECT FROM information_schema.columns
+                       WHERE table_name = 'users' AND column_name = 'username') AS old
+         FROM users`,
+    ),
+  );
+  const { n, old } = left.rows[0]!;
+  if (n !== "0" || old)
+    invalid.push(
+      `after A's contract: ${n} rows without login, username ${old ? "still there" : "gone"}`,
+    );
+  return { steps, batched, sampleMs, invalid };
+}
+
+/**
+ * B: `up` of the rename while the old release (reading username) keeps
+ * running until DEPLOY_GAP_MS after the process exits; its failures from
+ * the first to the deploy.
+ */
+async function naiveRename(url: string, dir: string, rows: number) {
+  await setUp(url, dir, rows);
+  const probe = await probeOf(url, rows, "migrate");
+  probe.phase("rename");
+  const rename = await runTool(["up", "--dir", dir], url);
+  probe.phase("old release");
+  await wait(DEPLOY_GAP_MS);
+  probe.release("login");
+  const deployedAt = performance.now();
+  const { phases, sampleMs } = await probe.stop();
+  const name = "B up: one ALTER … RENAME COLUMN";
+  const steps = [stepOf(name, "B", rename.ms, rename.stepMs, phases.get("rename"))];
+  const failed = ["rename", "old release"].flatMap((l) => phases.get(l) ?? []);
+  const first = Math.min(...failed.map((f) => f.errorSpan?.first ?? Infinity));
+  const oldRelease = {
+    failed: failed.reduce((n, f) => n + total(f.errors), 0),
+    ms: Number.isFinite(first) ? deployedAt - first : 0,
+  };
+  return { steps, oldRelease, sampleMs };
+}
+
+/** The limit: the expand's DDL (`ddl`) applied in the setup, then one plain UPDATE of every row. */
+async function plainUpdate(url: string, dir: string, rows: number, ddl: string) {
+  await setUp(url, dir, rows, ddl);
+  const probe = await probeOf(url, rows, PLAIN);
+  probe.phase("plain");
+  const client = new pg.Client({ connectionString: url, application_name: PLAIN });
+  await client.connect();
+  const started = performance.now();
+  const r = await client.query("UPDATE users SET login = username").finally(() => client.end());
+  const ms = performance.now() - started;
+  const plain = rate(r.rowCount ?? 0, ms);
+  const { phases, sampleMs } = await probe.stop();
+  const name = "plain UPDATE users SET login = username (limit)";
+  const steps = [stepOf(name, "limit", ms, ms, phases.get("plain"))];
+  const invalid =
+    plain.rows === rows ? [] : [`the plain UPDATE changed ${plain.rows} rows of ${rows}`];
+  return { steps, plain, sampleMs, invalid };
 }
 
 function folder(root: string, name: string): string {
