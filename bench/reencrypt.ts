@@ -9,6 +9,7 @@ import { wireApp } from "../cmd/server/wire.js";
 import { PII_FIELDS } from "../internal/biz/user.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
+import { one } from "./lib/db.js";
 import { ACTIVE, OLD_VERSIONS, person, seedUsers } from "./lib/seed.js";
 
 /** Rows per job batch and per batch of the limit's UPDATE (the config default). */
@@ -282,14 +283,4 @@ async function copyDatabase(adminUrl: string, url: string): Promise<string> {
 async function dropDatabase(adminUrl: string, url: string) {
   const name = new URL(url).pathname.slice(1);
   await one(adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-}
-
-async function one<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
 }

@@ -5,6 +5,8 @@ import { startEmbeddedPostgres } from "../internal/pkg/embedded_pg/embedded_pg.j
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { hashFieldOverGrpc, kmsInProcess, processesOverGrpc } from "./kms.js";
 import { migrateBench } from "./migrate.js";
+import { DEPLOY_GAP_MS, renameBench } from "./rename.js";
+import { PROBE_TIMEOUT_MS, SAMPLE_MS } from "./lib/probe.js";
 import { usersBench } from "./users.js";
 import { loginFloodBench } from "./logins.js";
 import { reencryptBench } from "./reencrypt.js";
@@ -20,18 +22,24 @@ import type { Comparison } from "./lib/compare.js";
 // BENCH_REENCRYPT_USERS the users the re-encryption job moves (default
 // 100 000), BENCH_VERIFY_USERS those `migrate verify --data` checks (default
 // 100 000); BENCH_MIGRATE_ROUNDS the alternating rounds of `migrate up`
-// against psql and node-pg-migrate (3). `npm run bench -- migrate kms` runs
-// only the named sections (kms, hash, users, logins, reencrypt, verify, migrate).
+// against psql and node-pg-migrate (3); BENCH_RENAME_ROWS the rows of the
+// zero-downtime rename's table (default 1 000 000). `npm run bench -- migrate
+// kms` runs only the named sections (kms, hash, users, logins, reencrypt,
+// verify, migrate; rename: only migrate's zero-downtime rename).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const reencryptUsers = Number(process.env.BENCH_REENCRYPT_USERS ?? 100_000);
 const verifyUsers = Number(process.env.BENCH_VERIFY_USERS ?? 100_000);
+const renameRows = Number(process.env.BENCH_RENAME_ROWS ?? 1_000_000);
 const only = process.argv.slice(2);
-const want = (section: string) => only.length === 0 || only.includes(section);
+const want = (section: string) =>
+  only.length === 0 || only.includes(section) || (section === "rename" && only.includes("migrate"));
 if (want("reencrypt") && !(Number.isInteger(reencryptUsers) && reencryptUsers >= 1))
   throw new Error("BENCH_REENCRYPT_USERS: expected a whole number of users, at least 1");
 if (want("verify") && !(Number.isInteger(verifyUsers) && verifyUsers >= 1))
   throw new Error("BENCH_VERIFY_USERS: expected a whole number of users, at least 1");
+if (want("rename") && !(Number.isInteger(renameRows) && renameRows >= 1))
+  throw new Error("BENCH_RENAME_ROWS: expected a whole number of rows, at least 1");
 let dir: string | undefined;
 let stop = async () => {};
 let url = process.env.DATABASE_URL;
@@ -200,6 +208,43 @@ try {
     console.log(
       `migrate lint, product-shaped history    ${(p.lintMs / 1000).toFixed(2)} s for ${p.count} pairs, ${Math.round(p.bytes / 1024)} kB (goal < 2 s)`,
     );
+  }
+
+  if (want("rename")) {
+    const r = await renameBench(url, renameRows);
+    const ms = (x: number) => x.toFixed(0);
+    console.log(
+      `\nzero-downtime rename of users.username (VARCHAR(255)) to login, ${r.rows} rows, built tool, each contender on a fresh database`,
+    );
+    console.log(
+      `probe: own connection, a point UPDATE (of updated_at) and a point SELECT of the column every ~5 ms, statement_timeout ${PROBE_TIMEOUT_MS} ms; stall: from a statement's start to the next answer of its kind (one cancelled by the timeout is sent again, same row)`,
+    );
+    console.log(
+      `lock: the migrator's locks on the table that block writes (SHARE and stronger), pg_locks sampled from another connection every ${SAMPLE_MS} ms (mean ${r.sampleMs.toFixed(1)} ms), first sample seeing one to the first not`,
+    );
+    console.log(
+      `${"".padEnd(48)} wall s  own ms  lock ms (mode)           stall ms  probe errors (of statements)`,
+    );
+    for (const s of r.steps) {
+      const lock = s.lockMs > 0 ? `${ms(s.lockMs)} (${s.lockMode})` : `< ${SAMPLE_MS} (none seen)`;
+      const errors = [...s.errors].map(([m, n]) => `${n}x ${m}`).join("; ") || "0";
+      console.log(
+        `${s.name.padEnd(48)} ${(s.wallMs / 1000).toFixed(2).padStart(6)} ${ms(s.ownMs).padStart(7)}  ${lock.padEnd(25)}${ms(s.stallMs).padStart(8)}  ${errors} (of ${s.probes})`,
+      );
+    }
+    console.log(
+      `B: the old release's statements failed ${r.oldRelease.failed} times over ${(r.oldRelease.ms / 1000).toFixed(2)} s, from the rename to its deploy (simulated: ${DEPLOY_GAP_MS / 1000} s after \`up\` exited)`,
+    );
+    const rate = (name: string, x: { rows: number; ms: number; perSecond: number }) =>
+      `${name.padEnd(48)} ${x.perSecond.toFixed(0).padStart(8)} rows/s   ${x.rows} rows in ${(x.ms / 1000).toFixed(2)} s`;
+    console.log(rate("backfill as one plain UPDATE (limit)", r.plain));
+    console.log(`${rate(`ours, batched (${r.backfillOptions})`, r.batched)} (its own figure)`);
+    const stall = (c: string) =>
+      Math.max(...r.steps.filter((s) => s.contender === c).map((s) => s.stallMs));
+    console.log(
+      `ratio ours/limit: ${(r.batched.perSecond / r.plain.perSecond).toFixed(2)} rows/s; longest probe stall, A's ${ms(stall("A"))} ms / the plain UPDATE's ${ms(stall("limit"))} ms: ${(stall("A") / stall("limit")).toFixed(3)} (it locks every row till it commits: row locks, not in pg_locks)`,
+    );
+    for (const problem of r.invalid) console.log(`!!! INVALID RUN: ${problem}`);
   }
 } finally {
   await stop();

@@ -22,3 +22,14 @@ export async function withDatabase<T>(
     await admin.end();
   }
 }
+
+/** Runs `fn` on one connection to `url`, closed afterwards. */
+export async function one<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
