@@ -39,6 +39,9 @@ export function lockWatch(opts: MigratorOptions, migrator: pg.Client) {
       const looking = (async () => {
         try {
           const c = await client();
+          // Ended while connecting: a pause now would wait its full length,
+          // nothing left to wake it, and hold the process open.
+          if (done) return;
           for (await pause(); !done; await pause()) {
             const blockers = await blockersOf(c, pid);
             // A look answered after the statement ended sees it no longer waiting.

@@ -71,8 +71,8 @@ export function dropTrigger(t: TriggerNames, ifExists: boolean): string[] {
 /**
  * A backfill statement under its marker: `UPDATE … SET … WHERE predicate`,
  * the predicate selecting exactly the rows still to fill (a row the SET
- * has run on no longer matches). Today's `migrate up` runs it whole; the
- * backfill runner runs it in key-range batches.
+ * has run on no longer matches). `migrate up` runs it in key-range batches
+ * (backfill/run.ts); psql or golang-migrate would run it whole.
  */
 export function backfill(table: TableName, set: string[], where: string): string {
   return [
