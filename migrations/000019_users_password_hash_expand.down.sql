@@ -9,3 +9,7 @@ ALTER TABLE "users"
 
 ALTER TABLE "users"
   DROP COLUMN IF EXISTS "password_hash";
+
+-- After the contract's down the old column came back nullable: as it was.
+ALTER TABLE "users"
+  ALTER COLUMN "password" SET NOT NULL;

@@ -106,6 +106,7 @@ export function report(write: Write, r: RunReport): void {
 }
 
 function failedOutcome(f: StepFailure): string {
+  if (f.notStarted) return "not begun: nothing of it was applied";
   const own = f.ownTransactions;
   if (own) {
     const rolledBack = own.rolledBackFrom
@@ -181,7 +182,8 @@ export function status(
     );
   for (const b of change.backfilling ?? [])
     write(
-      `backfilling: ${b.migration} (${b.direction}): ${b.rows} row(s) filled through key ${b.cursor ?? "(none yet)"} (backfill ${b.stage + 1} of the file), last at ${b.updatedAt.toISOString()}: \`migrate up\` goes on from there\n`,
+      // Not the cursor: a key may be row data (a text key).
+      `backfilling: ${b.migration} (${b.direction}): ${b.rows} row(s) filled (backfill ${b.stage + 1} of the file), last at ${b.updatedAt.toISOString()}: \`migrate ${b.direction}\` goes on from there\n`,
     );
   for (const i of change.instances ?? []) write(`live instance: ${describeInstance(i)}\n`);
   problemList(write, problems);

@@ -37,7 +37,13 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
         const { rehearse } = await import("../../internal/migrate/rehearse/rehearse.js");
         const r = await rehearse(
           opts,
-          { mode, count, schemaFrom, allowOutOfOrder: args["allow-out-of-order"] },
+          {
+            mode,
+            count,
+            schemaFrom,
+            allowOutOfOrder: args["allow-out-of-order"],
+            ...(args.phase ? { phase: args.phase as "expand" | "contract" } : {}),
+          },
           stop,
         );
         print.warnings(r.warnings);

@@ -1,4 +1,6 @@
-import { describeInstance, type Instance } from "./instances.js";
+import type pg from "pg";
+import type { StepFailure } from "./failure.js";
+import { describeInstance, readLiveInstances, type Instance } from "./instances.js";
 import type { MigratorOptions } from "./options.js";
 import type { Step } from "./plan.js";
 
@@ -43,4 +45,33 @@ export function gateContracts(
       },
       "contract applied with --force while instances of an older release are alive",
     );
+}
+
+/**
+ * Read again just before a contract runs: an instance of the previous
+ * release may have started while the steps before it ran (a long backfill).
+ * The contract's failure, not begun, when one is alive; undefined when clear.
+ */
+export async function stillClear(
+  opts: Pick<MigratorOptions, "force">,
+  client: pg.ClientBase,
+  s: Step,
+): Promise<StepFailure | undefined> {
+  if (opts.force || s.direction !== "up" || s.migration.phase?.kind !== "contract") return;
+  const older = ((await readLiveInstances(client)) ?? []).filter(
+    (i) => i.schemaVersion < s.migration.version,
+  );
+  if (older.length === 0) return;
+  return {
+    name: s.name,
+    direction: s.direction,
+    at: s.file,
+    message: new ContractWaitError(new Map([[s, older]])).message,
+    code: undefined,
+    transactional: true,
+    statementsApplied: 0,
+    dropped: [],
+    connectionLost: false,
+    notStarted: true,
+  };
 }

@@ -3,12 +3,13 @@ import type pg from "pg";
 import { adoptable, readGolangMigrate } from "./adopt.js";
 import { analyse, type Script } from "./analyse.js";
 import { findBackfills, type Backfill } from "./backfill/declare.js";
+import { readBackfills, type BackfillProgress } from "./backfill/progress_record.js";
 import { readFailures } from "./failure_record.js";
 import { readLiveInstances, type Instance } from "./instances.js";
 import { readCatalog } from "./lint/catalog.js";
 import { checkConsents, type ConsentCheck } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
-import { planSteps, type Command, type Held, type Step } from "./plan.js";
+import { MigrationRefusedError, planSteps, type Command, type Held, type Step } from "./plan.js";
 import type { MigrationFile, MigrationSource } from "./source.js";
 import { FileLineError, loadSqlParser, rememberingSplit } from "./sql.js";
 import { readApplied, stateTableExists, type Applied } from "./state.js";
@@ -58,13 +59,15 @@ export async function prepare(
     }));
   }
   // Who is alive matters to a server's start and to a contract.
+  const contracts = files.some((f) => f.phase?.kind === "contract");
   const seen =
-    command.kind === "up" &&
-    (command.phase === "start" || files.some((f) => f.phase?.kind === "contract"))
+    (command.kind === "up" && (command.phase === "start" || contracts)) ||
+    (command.kind === "redo" && contracts)
       ? await readLiveInstances(client)
       : [];
   const live = seen ?? [];
   const { steps, held } = planSteps(files, applied, command, live);
+  if (command.kind !== "up") await refuseAroundBackfills(client, steps);
   const blockers = new Map<Step, Instance[]>();
   for (const s of steps) {
     if (s.direction !== "up" || s.migration.phase?.kind !== "contract") continue;
@@ -72,7 +75,7 @@ export async function prepare(
     if (older.length > 0) blockers.set(s, older);
   }
   const warnings = [...source.warnings];
-  if (steps.some((s) => s.migration.phase?.kind === "contract")) {
+  if (steps.some((s) => s.direction === "up" && s.migration.phase?.kind === "contract")) {
     if (seen === undefined)
       warnings.push(
         "public.migrate_instances is missing or this role may not read it: a contract cannot tell whether instances of the previous release still run",
@@ -144,6 +147,28 @@ export async function prepare(
       );
   }
   return { adopt, steps, scripts, backfills, consent, warnings, unresolved, held, blockers };
+}
+
+/**
+ * A revert may not step over a backfill begun and not finished: its file's
+ * schema changes are in, unrecorded, and would be skipped when it resumed.
+ * Only the first step may be the one it belongs to (a down file's backfill,
+ * which this `down` goes on with).
+ */
+async function refuseAroundBackfills(client: pg.ClientBase, steps: Step[]): Promise<void> {
+  const begun = await readBackfills(client);
+  const own = (b: BackfillProgress) =>
+    b.direction === "down" && steps[0]?.direction === "down" && steps[0].name === b.migration;
+  const other = begun.filter((b) => !own(b));
+  if (steps.length === 0 || other.length === 0) return;
+  throw new MigrationRefusedError(
+    other.map((b) => ({
+      kind: "source",
+      name: b.migration,
+      severity: "error",
+      message: `${b.migration}'s backfill (${b.direction}) is begun and not finished: finish it with \`migrate ${b.direction}\` before reverting anything; nothing was changed`,
+    })),
+  );
 }
 
 /**

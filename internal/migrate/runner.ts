@@ -6,7 +6,7 @@ import { emit, type MigrationEvent } from "./events.js";
 import { recordFailure, resolveFailures } from "./failure_record.js";
 import { ensureConsentTable } from "./consent_record.js";
 import { consented, ConsentRequiredError, gateOf, type Gate } from "./lint/consent.js";
-import { gateContracts } from "./contract_gate.js";
+import { gateContracts, stillClear } from "./contract_gate.js";
 import { describeInstance, ensureInstancesTable } from "./instances.js";
 import type { MigratorOptions } from "./options.js";
 import type { Command, Held, Step } from "./plan.js";
@@ -182,6 +182,12 @@ async function applySteps(
     for (const [i, s] of p.steps.entries()) {
       if (signal?.aborted) {
         report.interrupted = interruption(signal, p.steps.slice(i));
+        return;
+      }
+      const waits = await stillClear(opts, client, s);
+      if (waits) {
+        report.failed = waits;
+        opts.log.error({ migration: s.name }, "contract refused: an older instance is alive");
         return;
       }
       emit(opts, { event: "migration_started", name: s.name, direction: s.direction });

@@ -97,7 +97,7 @@ describe("a backfill", () => {
     const status = await migrate(db, ["status", "--dir", dir]);
     expect(status.stdout).toMatch(
       new RegExp(
-        `^backfilling: 2_b_expand \\(up\\): ${left!.rows} row\\(s\\) filled through key ${left!.cursor}`,
+        `^backfilling: 2_b_expand \\(up\\): ${left!.rows} row\\(s\\) filled \\(backfill 1 of the file\\), last at \\S+Z: \`migrate up\` goes on from there$`,
         "m",
       ),
     );
@@ -202,5 +202,92 @@ describe("a backfill", () => {
       /2_b_expand\.up\.sql:3: -- migrate:backfill: the UPDATE needs a WHERE/,
     );
     expect(await query(db.url, "SELECT to_regclass('items') AS t")).toEqual([{ t: null }]);
+  });
+
+  it("walks a uuid key too", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        "1_u.up.sql":
+          "CREATE TABLE u (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), a int NOT NULL);\nINSERT INTO u (a) SELECT g FROM generate_series(1, 2500) g;\n",
+        "2_c.up.sql":
+          "ALTER TABLE u ADD COLUMN c int;\n-- migrate:backfill batch=300\nUPDATE u SET c = a WHERE c IS NULL;\n",
+      },
+      { project: false },
+    );
+    const r = await migrate(db, ["up", "--dir", dir]);
+    expect(r.code, r.output).toBe(0);
+    expect(await query(db.url, "SELECT count(c)::int AS n FROM u")).toEqual([{ n: 2500 }]);
+  });
+
+  it("a row left behind its cursor fails the check once, and the next run walks the table again", async () => {
+    const db = await freshDb();
+    const dir = folder({ ...table(20000), ...expand("batch=200 pause=20ms") }, { project: false });
+    expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
+    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
+    await until(
+      () => progress(db.url).catch(() => []),
+      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
+    );
+    child.child.kill("SIGTERM");
+    await child.exited;
+    // Written below the cursor, with no trigger to fill it.
+    await query(db.url, "INSERT INTO items (id, a) VALUES (0, 'behind')");
+    const first = await migrate(db, ["up", "--dir", dir]);
+    expect(first.code, first.output).toBe(1);
+    expect(first.output).toMatch(
+      /1 row\(s\) of "items" still match .* `migrate up` walks the table again/,
+    );
+    const second = await migrate(db, ["up", "--dir", dir]);
+    expect(second.code, second.output).toBe(0);
+    expect(await counts(db.url)).toEqual({ filled: 20001, twice: 0, total: 20001 });
+  });
+
+  it("while begun, refuses a down that would step over it", async () => {
+    const db = await freshDb();
+    const dir = folder({ ...table(20000), ...expand("batch=200 pause=20ms") }, { project: false });
+    expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
+    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
+    await until(
+      () => progress(db.url).catch(() => []),
+      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
+    );
+    child.child.kill("SIGTERM");
+    await child.exited;
+    const down = await migrate(db, ["down", "--dir", dir]);
+    expect(down.code, down.output).toBe(1);
+    expect(down.output).toMatch(
+      /2_b_expand's backfill \(up\) is begun and not finished: finish it with `migrate up` before reverting anything; nothing was changed/,
+    );
+    expect(await recorded(db.url)).toEqual(["1_items"]);
+  });
+
+  it("a contract after it waits for an instance that started while it filled", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        ...table(20000),
+        ...expand("batch=200 pause=20ms"),
+        "3_a_contract.up.sql":
+          '-- migrate:phase contract 2\n-- migrate:allow ban-drop-column "gone"\nALTER TABLE items DROP COLUMN a;\n',
+      },
+      { project: false },
+    );
+    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
+    await until(
+      () => progress(db.url).catch(() => []),
+      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
+    );
+    await query(
+      db.url,
+      `INSERT INTO migrate_instances (id, host, pid, release, schema_version, started_at, last_seen, expires_at)
+       VALUES ('late', 'late-pod', 7, '0.9.0', 1, now(), now(), now() + interval '1 minute')`,
+    );
+    expect(await child.exited).toBe(1);
+    expect(child.output()).toMatch(
+      /3_a_contract is a contract and 1 live instance\(s\) still need/,
+    );
+    expect(child.output()).toMatch(/not begun: nothing of it was applied/);
+    expect(await recorded(db.url)).toEqual(["1_items", "2_b_expand"]);
   });
 });

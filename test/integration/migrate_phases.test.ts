@@ -81,6 +81,24 @@ describe("migrate up --phase", () => {
     expect(await applied(db.url)).toEqual(["1_people", "2_nick_expand", "3_nick_contract"]);
   });
 
+  it("a rehearsal takes the phase's files only", async () => {
+    const db = await freshDb();
+    const dir = folder(FILES, { project: false });
+    expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
+    const r = await migrate(db, [
+      "up",
+      "--rehearse=target",
+      "--phase",
+      "expand",
+      "--json",
+      "--dir",
+      dir,
+    ]);
+    expect(r.code, r.output).toBe(0);
+    const traced = (JSON.parse(r.stdout) as { migrations: { name: string }[] }).migrations;
+    expect(traced.map((m) => m.name)).toEqual(["2_nick_expand"]);
+  });
+
   it("refuses a misspelt or empty phase before connecting", async () => {
     const db = await freshDb();
     for (const phase of ["expnad", "", "CONTRACT"]) {

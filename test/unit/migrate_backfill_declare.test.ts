@@ -36,7 +36,7 @@ describe("a backfill", () => {
     ["b IS NULL OR b <> upper(a)", "b IS NULL OR b <> upper(a)"],
     ["b IS NULL AND (a = 'WHERE' OR a IN (SELECT x FROM u WHERE y))", null],
   ])("keeps the condition %j whole, ANDed with the key range", (where, pending) => {
-    const [b] = fills(`-- migrate:backfill\nUPDATE t SET b = upper(a) FROM u WHERE ${where};`);
+    const [b] = fills(`-- migrate:backfill\nUPDATE t SET b = upper(a) WHERE ${where};`);
     if (pending) expect(b!.pending).toBe(pending);
     const sql = b!.batch('"id"', "'10'", "'20'");
     expect(sql).toMatch(/ AND "id" > '10' AND "id" <= '20'$/);
@@ -51,6 +51,11 @@ describe("a backfill", () => {
     ["-- migrate:backfill\nUPDATE t SET b = a WHERE b IS NULL RETURNING id;", /RETURNING/],
     ["-- migrate:backfill\nWITH x AS (SELECT 1) UPDATE t SET b = a WHERE b IS NULL;", /WITH/],
     ["-- migrate:backfill\nUPDATE ONLY t SET b = a WHERE b IS NULL;", /UPDATE ONLY/],
+    [
+      "-- migrate:backfill\nUPDATE t SET b = u.v FROM u WHERE u.id = t.id AND b IS NULL;",
+      /UPDATE … FROM/,
+    ],
+    ["-- migrate:backfill\nUPDATE t AS x SET b = x.a WHERE x.b IS NULL;", /may not take an alias/],
     [
       "-- migrate:backfill\nUPDATE t SET b = a WHERE b IS NULL;\nALTER TABLE t ADD COLUMN c int;",
       /f.up.sql:3: only backfills may follow a backfill/,

@@ -27,6 +27,14 @@ describe("the phase line", () => {
     expect(readPhase("ALTER TABLE t ADD c int;", "f")).toBeUndefined();
   });
 
+  it("is read in any case and spacing, so a misspelt keyword cannot make a contract unmarked", () => {
+    expect(readPhase("-- Migrate : Phase contract 7\n", "f")).toEqual({
+      kind: "contract",
+      expands: 7n,
+    });
+    expect(readPhase("--MIGRATE:PHASE expand", "f")).toEqual({ kind: "expand" });
+  });
+
   it("is not read inside a string or a function body", () => {
     const text = "SELECT '\n-- migrate:phase expand\n';\nDO $$\n-- migrate:phase contract 1\n$$;";
     expect(readPhase(text, "f")).toBeUndefined();
@@ -198,6 +206,12 @@ describe("an expand file", () => {
     "ALTER FUNCTION f() RENAME TO g;",
     "ALTER TABLE users SET SCHEMA archive;",
     "ALTER TYPE mood RENAME VALUE 'ok' TO 'fine';",
+    "ALTER TABLE users ALTER COLUMN age DROP DEFAULT;",
+    "ALTER TABLE users DROP CONSTRAINT users_pkey;",
+    "ALTER TABLE users ENABLE ROW LEVEL SECURITY;",
+    "CREATE UNIQUE INDEX CONCURRENTLY users_email ON users (email);",
+    "REVOKE SELECT ON users FROM PUBLIC;",
+    "DROP AGGREGATE myagg(int);",
   ])("refuses %s, and no consent lets it through", async (sql) => {
     const findings = await lint(sql);
     const refused = findings.filter((f) => f.rule === "expand-incompatible");
@@ -217,6 +231,10 @@ describe("an expand file", () => {
     "CREATE TABLE archive (id bigint PRIMARY KEY);\nDROP TABLE archive;",
     "CREATE OR REPLACE FUNCTION sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.name := NEW.email; RETURN NEW; END $$;",
     "ALTER TYPE mood ADD VALUE 'meh';",
+    "ALTER TABLE users ALTER COLUMN age SET DEFAULT 0;",
+    "CREATE INDEX CONCURRENTLY users_age ON users (age);",
+    "CREATE TABLE fresh (id int);\nCREATE UNIQUE INDEX fresh_id ON fresh (id);",
+    "GRANT SELECT ON users TO PUBLIC;",
   ])("accepts the additive %s", async (sql) => {
     const findings = await lint(sql);
     expect(findings.filter((f) => f.rule === "expand-incompatible")).toEqual([]);

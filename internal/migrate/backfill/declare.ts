@@ -108,6 +108,12 @@ function backfill(index: number, st: Statement, file: string, options: BackfillO
   if (!update) throw refuse("the statement below it must be an UPDATE");
   if (update.withClause)
     throw refuse("an UPDATE with WITH is not batched: write the CTE as a subquery");
+  // Its WHERE is also counted alone against the table (rows left to fill):
+  // it may name only the table's own columns.
+  if (update.fromClause)
+    throw refuse("UPDATE … FROM is not batched: fill from a subquery in SET (… = (SELECT …))");
+  if ((update.relation as Node | undefined)?.alias)
+    throw refuse("the UPDATE's table may not take an alias: name its columns plainly");
   if (update.returningList)
     throw refuse("RETURNING has nowhere to go in a batched UPDATE: remove it");
   if (!update.whereClause)

@@ -24,6 +24,8 @@ import {
 
 type Result = { ok: StepResult } | { failed: StepFailure };
 
+const DEADLOCK_DETECTED = "40P01";
+
 /**
  * Runs a step whose file ends in backfills: its other statements in one
  * transaction that also records the backfill as begun; then each backfill
@@ -31,7 +33,8 @@ type Result = { ok: StepResult } | { failed: StepFailure };
  * cursor moving in the same transaction; then, in one last transaction, a
  * count that must find no row still to fill, and the migration's record. A
  * run stopped anywhere (a signal, a lost connection, a kill) leaves the
- * cursor at the last range committed: the next `up` goes on from there.
+ * cursor at the last range committed: the next run (`up`, or `down` for a
+ * down file's backfill) goes on from there.
  */
 export async function applyBackfilled(
   opts: MigratorOptions,
@@ -59,15 +62,23 @@ export async function applyBackfilled(
       "resuming a backfill where an earlier run stopped",
     );
   const results: BackfillResult[] = [];
-  for (let i = from.stage; i < fills.length; i++) {
-    const cursor = i === from.stage ? from.cursor : null;
-    const r = await fill(opts, client, s, fills[i]!, i, cursor, signal, begun !== undefined);
-    if ("failed" in r) return r;
-    results.push(r.ok);
-    if (i + 1 < fills.length) await client.query(nextStageStatement(s, i + 1));
+  let current = fills[from.stage] ?? fills[0]!;
+  try {
+    for (let i = from.stage; i < fills.length; i++) {
+      current = fills[i]!;
+      const cursor = i === from.stage ? from.cursor : null;
+      const r = await fill(opts, client, s, current, i, cursor, signal, begun !== undefined);
+      if ("failed" in r) return r;
+      results.push(r.ok);
+      if (i + 1 < fills.length) await client.query(nextStageStatement(s, i + 1));
+    }
+    const left = await finish(client, s, fills);
+    if (left) return { failed: fault(s, left.fill, left.message) };
+  } catch (err) {
+    // A query of ours (the key, a count, a range) failed: the step's failure,
+    // reported and recorded like any other, its cursor where it was.
+    return { failed: fault(s, current, (err as Error).message, err) };
   }
-  const left = await finish(client, s, fills);
-  if (left) return { failed: fault(s, left.fill, left.message) };
   return {
     ok: {
       name: s.name,
@@ -131,12 +142,14 @@ async function fill(
   report(true);
   for (;;) {
     if (signal?.aborted) return { failed: stopped(s, b, cursor, signal) };
-    const bound = await client.query<{ hi: string | null }>(
-      `SELECT max(k)::text AS hi FROM (SELECT ${key} AS k FROM ${b.table}
-        WHERE true ${after(cursor)} ORDER BY ${key} LIMIT ${b.options.batch}) AS range`,
+    // The range's last key; not max(): uuid and bytea have none.
+    const bound = await client.query<{ hi: string }>(
+      `SELECT k::text AS hi FROM (SELECT ${key} AS k FROM ${b.table}
+        WHERE true ${after(cursor)} ORDER BY ${key} LIMIT ${b.options.batch}) AS range
+        ORDER BY k DESC LIMIT 1`,
     );
-    const hi = bound.rows[0]!.hi;
-    if (hi === null) break;
+    const hi = bound.rows[0]?.hi;
+    if (hi === undefined) break;
     const done = await batch(opts, client, s, b, stage, key, cursor, hi, signal);
     if (typeof done !== "number") return { failed: done };
     rows += done;
@@ -188,12 +201,15 @@ async function batch(
     } catch (err) {
       if (!isConnectionLost(err)) await client.query("ROLLBACK").catch(() => undefined);
       const code = (err as { code?: string }).code;
-      if (code !== LOCK_NOT_AVAILABLE || attempt >= opts.lockAttempts || signal?.aborted)
+      // A range rolled back whole: refused by lock_timeout or chosen as a
+      // deadlock's victim, it may be tried again.
+      const retryable = code === LOCK_NOT_AVAILABLE || code === DEADLOCK_DETECTED;
+      if (!retryable || attempt >= opts.lockAttempts || signal?.aborted)
         return { ...fault(s, b, (err as Error).message, err), lockAttempts: [] };
       const retryInMs = backoffMs(attempt);
       opts.log.warn(
         { migration: s.name, table: b.table, attempt, of: opts.lockAttempts, retryInMs },
-        "a backfill batch was refused by lock_timeout: trying it again",
+        "a backfill batch was refused (lock_timeout or a deadlock): trying it again",
       );
       await wait(retryInMs, undefined, { signal }).catch(() => undefined);
     }
@@ -219,9 +235,13 @@ async function finish(
       const n = Number(rows[0]!.n);
       if (n > 0) {
         await client.query("ROLLBACK");
+        // Rows behind the cursor (written below it, a key moved down): the
+        // next run walks this backfill from the start; its WHERE keeps a
+        // filled row from being filled again.
+        await client.query(nextStageStatement(s, fills.indexOf(b)));
         return {
           fill: b,
-          message: `${n} row(s) of ${b.table} still match the backfill's WHERE after it ran: its SET must make each row it changes stop matching (and a trigger fill rows written meanwhile); the migration is not recorded, \`migrate up\` checks again`,
+          message: `${n} row(s) of ${b.table} still match the backfill's WHERE after it ran: its SET must make each row it changes stop matching (and a trigger fill rows written meanwhile); the migration is not recorded, and \`migrate ${s.direction}\` walks the table again`,
         };
       }
     }
@@ -264,7 +284,7 @@ function stopped(s: Step, b: Backfill, cursor: string | null, signal: AbortSigna
   return fault(
     s,
     b,
-    `stopped by ${String(signal.reason)} ${where}: \`migrate up\` goes on from there`,
+    `stopped by ${String(signal.reason)} ${where}: \`migrate ${s.direction}\` goes on from there`,
   );
 }
 

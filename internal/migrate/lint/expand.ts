@@ -55,6 +55,7 @@ const NAMED: Record<string, string> = {
   OBJECT_MATVIEW: "materialized view",
   OBJECT_FUNCTION: "function",
   OBJECT_PROCEDURE: "procedure",
+  OBJECT_AGGREGATE: "aggregate",
   OBJECT_ROUTINE: "routine",
   OBJECT_TYPE: "type",
   OBJECT_DOMAIN: "domain",
@@ -78,6 +79,20 @@ export function checkExpandStatement(ctx: FileContext, node: Node): void {
       if (what)
         refuse(`ALTER ${what.toUpperCase()} … RENAME: the previous release uses the old name`);
       return;
+    case "AlterTableStmt":
+      for (const c of (body.cmds as Node[] | undefined) ?? [])
+        alterTable(ctx, c.AlterTableCmd as Node);
+      return;
+    case "IndexStmt": {
+      const rel = body.relation as Node | undefined;
+      const table = [rel?.schemaname, rel?.relname].filter(Boolean).join(".");
+      if (body.unique && ctx.existing(table))
+        refuse(`CREATE UNIQUE INDEX on ${table}: the previous release may write rows it refuses`);
+      return;
+    }
+    case "GrantStmt":
+      if (!body.is_grant) refuse("REVOKE: the previous release may still need the privilege");
+      return;
     case "AlterObjectSchemaStmt":
       refuse("SET SCHEMA: the previous release finds the object where it was");
       return;
@@ -86,6 +101,30 @@ export function checkExpandStatement(ctx: FileContext, node: Node): void {
         refuse(
           `ALTER TYPE … RENAME VALUE ${String(body.oldVal)}: the previous release writes the old label`,
         );
+      return;
+  }
+}
+
+// What an ALTER TABLE takes away that the table rules do not call breaking.
+function alterTable(ctx: FileContext, cmd: Node | undefined): void {
+  const refuse = (message: string) => ctx.add("expand-incompatible", { message });
+  switch (cmd?.subtype) {
+    case "AT_ColumnDefault":
+      if (!cmd.def)
+        refuse(
+          `DROP DEFAULT on ${String(cmd.name)}: the previous release may leave the column out`,
+        );
+      return;
+    case "AT_DropConstraint":
+      refuse(
+        `DROP CONSTRAINT ${String(cmd.name)}: the previous release may rely on it (ON CONFLICT, a key it assumes)`,
+      );
+      return;
+    case "AT_EnableRowSecurity":
+    case "AT_ForceRowSecurity":
+      refuse(
+        "row level security: the previous release's queries would see only what a policy lets through",
+      );
       return;
   }
 }

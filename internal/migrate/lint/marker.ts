@@ -10,10 +10,20 @@ export interface MarkerLine {
 /** Marker words: consent (`allow`), a file's phase, a batched backfill. */
 export type MarkerWord = "allow" | "phase" | "backfill";
 
+// A phase or backfill line read only as written would, misspelt in case or
+// spacing (`-- Migrate: Phase contract 1`), make the file silently unmarked:
+// a contract applied as a plain migration, a backfill run whole. Those two
+// are read in any case and spacing. Consent keeps its exact form: its lines
+// are left out of the checksum, and what counts as one may not move.
 const LINE: Record<MarkerWord, RegExp> = {
   allow: /^[ \t]*--[ \t]*migrate:allow\b(.*)$/,
-  phase: /^[ \t]*--[ \t]*migrate:phase\b(.*)$/,
-  backfill: /^[ \t]*--[ \t]*migrate:backfill\b(.*)$/,
+  phase: /^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*phase\b(.*)$/i,
+  backfill: /^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*backfill\b(.*)$/i,
+};
+const ANYWHERE: Record<MarkerWord, RegExp> = {
+  allow: /migrate:allow/,
+  phase: /migrate[ \t]*:[ \t]*phase/i,
+  backfill: /migrate[ \t]*:[ \t]*backfill/i,
 };
 
 /**
@@ -23,7 +33,7 @@ const LINE: Record<MarkerWord, RegExp> = {
  * marker.
  */
 export function markerLines(text: string, word: MarkerWord = "allow"): MarkerLine[] {
-  if (!text.includes(`migrate:${word}`)) return [];
+  if (!ANYWHERE[word].test(text)) return [];
   const found: MarkerLine[] = [];
   const lines = text.split("\n");
   let inside = false;

@@ -57,8 +57,16 @@ export async function rehearse(
     mode,
     count,
     allowOutOfOrder,
+    phase,
     schemaFrom,
-  }: { mode: RehearsalMode; count?: number; allowOutOfOrder?: boolean; schemaFrom?: SchemaSource },
+  }: {
+    mode: RehearsalMode;
+    count?: number;
+    allowOutOfOrder?: boolean;
+    /** up --phase: rehearse what that phase would apply (plan.ts). */
+    phase?: "expand" | "contract";
+    schemaFrom?: SchemaSource;
+  },
   signal?: AbortSignal,
 ): Promise<Rehearsal> {
   const source = readMigrations(opts.dir);
@@ -66,7 +74,12 @@ export async function rehearse(
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
   try {
-    const p = await prepare(target, source, { kind: "up", count, allowOutOfOrder }, opts);
+    const p = await prepare(
+      target,
+      source,
+      { kind: "up", count, allowOutOfOrder, ...(phase ? { phase } : {}) },
+      opts,
+    );
     const result: Rehearsal = {
       mode,
       migrations: [],
