@@ -66,7 +66,8 @@ export async function stillClear(
     name: s.name,
     direction: s.direction,
     at: s.file,
-    message: new ContractWaitError(new Map([[s, older]])).message,
+    // The steps before it stand: the refusal says so, not "nothing applied".
+    message: `${new ContractWaitError(new Map([[s, older]])).message.split("\n")[0]}; it was not begun: stop those instances, then run it again (\`--force\` applies it anyway)`,
     code: undefined,
     transactional: true,
     statementsApplied: 0,

@@ -24,6 +24,7 @@ export function readPhase(up: string, path: string): Phase | { problem: string }
   const { index, rest } = lines[0]!;
   const where = `${path}:${index + 1}`;
   const words = rest.trim().split(/\s+/).filter(Boolean);
+  if (words[0]) words[0] = words[0].toLowerCase();
   if (words[0] === "expand" && words.length === 1) return { kind: "expand" };
   if (words[0] === "contract" && words.length === 2 && /^[0-9]{1,19}$/.test(words[1]!))
     return { kind: "contract", expands: BigInt(words[1]!) };

@@ -1,13 +1,12 @@
 import type { StepConsent } from "./consent_record.js";
-import { describeInstance, type Instance } from "./instances.js";
 import type { MigrationFile } from "./source.js";
 import { compare, type Applied, type Problem } from "./state.js";
 
 /**
  * Which pending migrations an `up` takes (phase.ts): `expand` only expand
  * files, `contract` only contracts whose expand is applied, `start` what a
- * server may apply as it starts (never a contract; past an unmarked file
- * only while no live instance of an older release would trip on it).
+ * server may apply as it starts: everything but a contract (an unmarked
+ * file as it always was; prepare.ts warns when an older release is alive).
  * Each stops at the first pending migration it may not take.
  */
 export type UpPhase = "expand" | "contract" | "start";
@@ -46,21 +45,19 @@ export interface Held {
 
 /**
  * The steps a command takes from this state, in order, and the migration a
- * phased `up` stopped at; refuses what the state forbids. `live` is every
- * instance whose heartbeat has not expired (instances.ts), for `start`.
+ * phased `up` stopped at; refuses what the state forbids.
  */
 export function planSteps(
   files: MigrationFile[],
   applied: Applied[],
   command: Command,
-  live: Instance[] = [],
 ): { steps: Step[]; held?: Held } {
   switch (command.kind) {
     case "up": {
       const { pending, problems } = compare(files, applied);
       refuseOn(problems.filter((p) => !(command.allowOutOfOrder && p.kind === "out-of-order")));
       const { take, held } = command.phase
-        ? inPhase(pending, new Set(applied.map((a) => a.name)), files, command.phase, live)
+        ? inPhase(pending, new Set(applied.map((a) => a.name)), files, command.phase)
         : { take: pending, held: undefined };
       const steps = take.slice(0, command.count ?? take.length).map((f) => step(f, "up"));
       return { steps, ...(held && steps.length === take.length ? { held } : {}) };
@@ -80,12 +77,11 @@ function inPhase(
   applied: ReadonlySet<string>,
   files: MigrationFile[],
   phase: UpPhase,
-  live: Instance[],
 ): { take: MigrationFile[]; held?: Held } {
   const expandOf = (c: MigrationFile) =>
     files.find((f) => c.phase?.kind === "contract" && f.version === c.phase.expands)!;
   for (const [i, m] of pending.entries()) {
-    const reason = holdReason(m, phase, applied, expandOf, live);
+    const reason = holdReason(m, phase, applied, expandOf);
     if (reason) return { take: pending.slice(0, i), held: { name: m.name, reason } };
   }
   return { take: pending };
@@ -96,7 +92,6 @@ function holdReason(
   phase: UpPhase,
   applied: ReadonlySet<string>,
   expandOf: (c: MigrationFile) => MigrationFile,
-  live: Instance[],
 ): string | undefined {
   const kind = m.phase?.kind;
   if (kind === "contract" && phase !== "contract")
@@ -110,12 +105,8 @@ function holdReason(
     if (!applied.has(expand.name)) return `its expand ${expand.name} is not applied`;
     return undefined;
   }
-  if (kind === "expand") return undefined;
-  if (phase === "expand")
-    return "it is not marked -- migrate:phase expand: `migrate up` applies it, and it may break instances of the previous release";
-  const older = live.filter((i) => i.schemaVersion < m.version);
-  if (older.length === 0) return undefined;
-  return `it is not marked -- migrate:phase expand and ${older.length} instance(s) of an older release are alive (${older.map(describeInstance).join("; ")}): apply it with \`migrate up\` once they have stopped`;
+  if (kind === "expand" || phase === "start") return undefined;
+  return "it is not marked -- migrate:phase expand: `migrate up` applies it, and it may break instances of the previous release";
 }
 
 function revertPlan(files: MigrationFile[], applied: Applied[], count: number | "all"): Step[] {

@@ -5,7 +5,7 @@ import { analyse, type Script } from "./analyse.js";
 import { findBackfills, type Backfill } from "./backfill/declare.js";
 import { readBackfills, type BackfillProgress } from "./backfill/progress_record.js";
 import { readFailures } from "./failure_record.js";
-import { readLiveInstances, type Instance } from "./instances.js";
+import { describeInstance, readLiveInstances, type Instance } from "./instances.js";
 import { readCatalog } from "./lint/catalog.js";
 import { checkConsents, type ConsentCheck } from "./lint/consent.js";
 import type { MigratorOptions } from "./options.js";
@@ -66,8 +66,8 @@ export async function prepare(
       ? await readLiveInstances(client)
       : [];
   const live = seen ?? [];
-  const { steps, held } = planSteps(files, applied, command, live);
-  if (command.kind !== "up") await refuseAroundBackfills(client, steps);
+  const { steps, held } = planSteps(files, applied, command);
+  await refuseAroundBackfills(client, steps);
   const blockers = new Map<Step, Instance[]>();
   for (const s of steps) {
     if (s.direction !== "up" || s.migration.phase?.kind !== "contract") continue;
@@ -75,6 +75,17 @@ export async function prepare(
     if (older.length > 0) blockers.set(s, older);
   }
   const warnings = [...source.warnings];
+  // A server applies an unmarked file as it always did, even beside an older
+  // release (holding it would keep the new instances unready while the old
+  // ones wait for them): it says so.
+  if (command.kind === "up" && command.phase === "start")
+    for (const s of steps.filter((x) => !x.migration.phase)) {
+      const older = live.filter((i) => i.schemaVersion < s.migration.version);
+      if (older.length > 0)
+        warnings.push(
+          `${s.name} is not marked -- migrate:phase expand and ${older.length} instance(s) of an older release are alive (${older.map(describeInstance).join("; ")}): applied as an unmarked migration always was; mark a change the previous release cannot survive as expand and contract`,
+        );
+    }
   if (steps.some((s) => s.direction === "up" && s.migration.phase?.kind === "contract")) {
     if (seen === undefined)
       warnings.push(
@@ -157,8 +168,12 @@ export async function prepare(
  */
 async function refuseAroundBackfills(client: pg.ClientBase, steps: Step[]): Promise<void> {
   const begun = await readBackfills(client);
+  // Going on with it is the first step; an up resuming its own up backfill
+  // takes that step in order, whatever comes before it.
   const own = (b: BackfillProgress) =>
-    b.direction === "down" && steps[0]?.direction === "down" && steps[0].name === b.migration;
+    b.direction === "up"
+      ? steps.every((s) => s.direction === "up")
+      : steps[0]?.direction === "down" && steps[0].name === b.migration;
   const other = begun.filter((b) => !own(b));
   if (steps.length === 0 || other.length === 0) return;
   throw new MigrationRefusedError(
@@ -166,7 +181,7 @@ async function refuseAroundBackfills(client: pg.ClientBase, steps: Step[]): Prom
       kind: "source",
       name: b.migration,
       severity: "error",
-      message: `${b.migration}'s backfill (${b.direction}) is begun and not finished: finish it with \`migrate ${b.direction}\` before reverting anything; nothing was changed`,
+      message: `${b.migration}'s backfill (${b.direction}) is begun and not finished: finish it with \`migrate ${b.direction}\` first (or undo its schema changes by hand and delete its row from public.migrate_backfills); nothing was changed`,
     })),
   );
 }

@@ -257,7 +257,7 @@ describe("a backfill", () => {
     const down = await migrate(db, ["down", "--dir", dir]);
     expect(down.code, down.output).toBe(1);
     expect(down.output).toMatch(
-      /2_b_expand's backfill \(up\) is begun and not finished: finish it with `migrate up` before reverting anything; nothing was changed/,
+      /2_b_expand's backfill \(up\) is begun and not finished: finish it with `migrate up` first .*; nothing was changed/,
     );
     expect(await recorded(db.url)).toEqual(["1_items"]);
   });
@@ -288,6 +288,8 @@ describe("a backfill", () => {
       /3_a_contract is a contract and 1 live instance\(s\) still need/,
     );
     expect(child.output()).toMatch(/not begun: nothing of it was applied/);
+    expect(child.output()).not.toMatch(/nothing was applied: stop those instances/);
+    expect(child.output()).toMatch(/applied {2}2_b_expand/);
     expect(await recorded(db.url)).toEqual(["1_items", "2_b_expand"]);
   });
 });

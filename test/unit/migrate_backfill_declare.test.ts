@@ -80,6 +80,17 @@ describe("a backfill", () => {
     expect(() => fills(text)).toThrow(message);
   });
 
+  it("is read in any case and spacing, and prose that only begins like one is a comment", () => {
+    expect(
+      fills("-- Migrate : Backfill batch=10\nUPDATE t SET b = a WHERE b IS NULL;")[0],
+    ).toMatchObject({
+      options: { batch: 10 },
+    });
+    expect(
+      fills("-- migrate: backfill is done later\nUPDATE t SET b = a WHERE b IS NULL;"),
+    ).toEqual([]);
+  });
+
   it("is only a marker line of the file itself, not one inside a string", () => {
     expect(fills("SELECT '\n-- migrate:backfill\n';\nUPDATE t SET b = a WHERE b IS NULL;")).toEqual(
       [],

@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { Instance } from "../../internal/migrate/instances.js";
 import { blocking, lintMigrationFiles } from "../../internal/migrate/lint/lint.js";
 import { matchConsent, readMarkers } from "../../internal/migrate/lint/consent.js";
 import { loadParsers } from "../../internal/migrate/lint/parser.js";
@@ -32,7 +31,8 @@ describe("the phase line", () => {
       kind: "contract",
       expands: 7n,
     });
-    expect(readPhase("--MIGRATE:PHASE expand", "f")).toEqual({ kind: "expand" });
+    expect(readPhase("--MIGRATE:PHASE Expand", "f")).toEqual({ kind: "expand" });
+    expect(readPhase("-- migrate: phase one of the cleanup\nSELECT 1;", "f")).toBeUndefined();
   });
 
   it("is not read inside a string or a function body", () => {
@@ -92,7 +92,7 @@ describe("the phase line", () => {
         },
         /which is not before it/,
       ],
-      [{ "1_a.up.sql": "-- migrate:phase Expand\n" }, /1_a.up.sql:1: .*expected "expand"/],
+      [{ "1_a.up.sql": "-- migrate:phase Expnd\n" }, /1_a.up.sql:1: .*expected "expand"/],
     ])("refuses a contract that names no earlier expand, or a misspelt phase", (files, message) => {
       expect(() => readMigrations(folder(files))).toThrow(message);
     });
@@ -107,26 +107,14 @@ const E = { kind: "expand" } as const;
 const C = (expands: number) => ({ kind: "contract", expands: BigInt(expands) }) as const;
 const applied = (...files: MigrationFile[]) =>
   files.map((f) => ({ name: f.name, runOn: new Date(), checksum: "" }));
-const instance = (schemaVersion: number): Instance => ({
-  id: "i",
-  host: "old-host",
-  pid: 42,
-  release: "1.0.0",
-  schemaVersion: BigInt(schemaVersion),
-  startedAt: new Date(0),
-  lastSeen: new Date(0),
-  expiresAt: new Date(0),
-});
 
 describe("a phased up", () => {
   const files = [file(1), file(2, E), file(3, E), file(4, C(2)), file(5, C(3)), file(6)];
-  const up = (phase: UpPhase | undefined, done: MigrationFile[], live: Instance[] = []) => {
-    const { steps, held } = planSteps(
-      files,
-      applied(...done),
-      { kind: "up", ...(phase ? { phase } : {}) },
-      live,
-    );
+  const up = (phase: UpPhase | undefined, done: MigrationFile[]) => {
+    const { steps, held } = planSteps(files, applied(...done), {
+      kind: "up",
+      ...(phase ? { phase } : {}),
+    });
     return { names: steps.map((s) => Number(s.migration.version)), held: held?.name };
   };
 
@@ -149,15 +137,9 @@ describe("a phased up", () => {
     expect(up("start", [])).toEqual({ names: [1, 2, 3], held: "000004_case" });
   });
 
-  it("start holds an unmarked file while an older release is alive, not for its own release", () => {
+  it("start takes an unmarked file as it always did", () => {
     const mixed = [file(1, E), file(2), file(3, E)];
-    const plan = (live: Instance[]) =>
-      planSteps(mixed, [], { kind: "up", phase: "start" }, live).steps.length;
-    expect(plan([instance(0)])).toBe(1);
-    expect(plan([instance(2)])).toBe(3);
-    expect(plan([])).toBe(3);
-    const { held } = planSteps(mixed, [], { kind: "up", phase: "start" }, [instance(0)]);
-    expect(held?.reason).toMatch(/old-host pid 42 \(release 1.0.0, schema 0/);
+    expect(planSteps(mixed, [], { kind: "up", phase: "start" }).steps).toHaveLength(3);
   });
 
   it("counts within the phase, and names no hold when the count stopped it", () => {
@@ -235,6 +217,7 @@ describe("an expand file", () => {
     "CREATE INDEX CONCURRENTLY users_age ON users (age);",
     "CREATE TABLE fresh (id int);\nCREATE UNIQUE INDEX fresh_id ON fresh (id);",
     "GRANT SELECT ON users TO PUBLIC;",
+    "CREATE TABLE n (v int DEFAULT 0, CONSTRAINT n_v CHECK (v > 0));\nALTER TABLE n ALTER COLUMN v DROP DEFAULT;\nALTER TABLE n DROP CONSTRAINT n_v;",
   ])("accepts the additive %s", async (sql) => {
     const findings = await lint(sql);
     expect(findings.filter((f) => f.rule === "expand-incompatible")).toEqual([]);

@@ -80,12 +80,13 @@ export function checkExpandStatement(ctx: FileContext, node: Node): void {
         refuse(`ALTER ${what.toUpperCase()} … RENAME: the previous release uses the old name`);
       return;
     case "AlterTableStmt":
-      for (const c of (body.cmds as Node[] | undefined) ?? [])
-        alterTable(ctx, c.AlterTableCmd as Node);
+      // A table this file created has no previous release using it.
+      if (ctx.existing(tableOf(body)))
+        for (const c of (body.cmds as Node[] | undefined) ?? [])
+          alterTable(ctx, c.AlterTableCmd as Node);
       return;
     case "IndexStmt": {
-      const rel = body.relation as Node | undefined;
-      const table = [rel?.schemaname, rel?.relname].filter(Boolean).join(".");
+      const table = tableOf(body);
       if (body.unique && ctx.existing(table))
         refuse(`CREATE UNIQUE INDEX on ${table}: the previous release may write rows it refuses`);
       return;
@@ -127,4 +128,9 @@ function alterTable(ctx: FileContext, cmd: Node | undefined): void {
       );
       return;
   }
+}
+
+function tableOf(body: Node): string {
+  const rel = body.relation as Node | undefined;
+  return [rel?.schemaname, rel?.relname].filter(Boolean).join(".");
 }

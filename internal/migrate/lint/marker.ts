@@ -10,15 +10,27 @@ export interface MarkerLine {
 /** Marker words: consent (`allow`), a file's phase, a batched backfill. */
 export type MarkerWord = "allow" | "phase" | "backfill";
 
-// A phase or backfill line read only as written would, misspelt in case or
-// spacing (`-- Migrate: Phase contract 1`), make the file silently unmarked:
-// a contract applied as a plain migration, a backfill run whole. Those two
-// are read in any case and spacing. Consent keeps its exact form: its lines
-// are left out of the checksum, and what counts as one may not move.
 const LINE: Record<MarkerWord, RegExp> = {
   allow: /^[ \t]*--[ \t]*migrate:allow\b(.*)$/,
-  phase: /^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*phase\b(.*)$/i,
-  backfill: /^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*backfill\b(.*)$/i,
+  phase: /^[ \t]*--[ \t]*migrate:phase\b(.*)$/,
+  backfill: /^[ \t]*--[ \t]*migrate:backfill\b(.*)$/,
+};
+
+// A phase or backfill line misspelt in case or spacing (`-- Migrate: Phase
+// contract 1`) would leave the file silently unmarked: a contract applied
+// as a plain migration, a backfill run whole. Such a line counts when what
+// follows is shaped like the marker's own words, so that prose (`-- migrate:
+// phase one of the cleanup`) stays a comment. Consent keeps its exact form:
+// its lines are left out of the checksum, and what counts as one may not move.
+const LOOSE: Partial<Record<MarkerWord, { line: RegExp; rest: RegExp }>> = {
+  phase: {
+    line: /^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*phase\b(.*)$/i,
+    rest: /^\s*((expand|contract)\b.*)?$/i,
+  },
+  backfill: {
+    line: /^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*backfill\b(.*)$/i,
+    rest: /^(\s+[a-z_]+=\S*)*\s*$/i,
+  },
 };
 const ANYWHERE: Record<MarkerWord, RegExp> = {
   allow: /migrate:allow/,
@@ -39,7 +51,7 @@ export function markerLines(text: string, word: MarkerWord = "allow"): MarkerLin
   let inside = false;
   const scan = sqlScanner();
   for (const [index, line] of lines.entries()) {
-    const m = inside ? null : LINE[word].exec(line);
+    const m = inside ? null : (LINE[word].exec(line) ?? loose(word, line));
     if (m) found.push({ index, rest: m[1]! });
     inside = scan(`${line}\n`);
   }
@@ -59,6 +71,12 @@ export function checksummedText(text: string): string {
     .split("\n")
     .filter((_, i) => !drop.has(i))
     .join("\n");
+}
+
+function loose(word: MarkerWord, line: string): RegExpExecArray | null {
+  const form = LOOSE[word];
+  const m = form?.line.exec(line);
+  return m && form!.rest.test(m[1]!) ? m : null;
 }
 
 // $tag$ or $$, matched where the scan stands (sticky: no copy of the rest).
