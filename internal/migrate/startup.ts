@@ -41,6 +41,7 @@ export async function migrateOnStart(
     const report = await run(opts, { kind: "up", phase: "start" });
     if (report.held)
       opts.log.warn({ migration: report.held.name, why: report.held.reason }, "migrate: held back");
+    for (const warning of report.warnings) opts.log.warn({ warning }, "migrate: warning");
     if (report.failed) {
       const f = report.failed;
       throw new Error(

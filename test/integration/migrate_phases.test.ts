@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
+import pg from "pg";
 import { run } from "../../internal/migrate/runner.js";
+import { migrateOnStart } from "../../internal/migrate/startup.js";
 import { migratorOptions } from "../../internal/migrate/options.js";
 import { query } from "../helpers/catalog.js";
 import { migrationFixtures } from "../helpers/migrations.js";
@@ -218,6 +220,27 @@ describe("a server's start-up up", () => {
     expect(second.held).toBeUndefined();
     expect(second.warnings.join("\n")).toMatch(
       /3_plain is not marked -- migrate:phase expand and 1 instance\(s\) of an older release are alive \(old-pod pid 4242/,
+    );
+
+    // A server's start says so in its log.
+    const db3 = await freshDb();
+    expect((await run(opts(db3.url, other), { kind: "up", count: 1 })).done).toHaveLength(1);
+    await instance(db3.url, "old-pod", 1);
+    const warned: unknown[] = [];
+    const log = {
+      debug() {},
+      info() {},
+      error() {},
+      warn: (o: unknown, msg: string) => warned.push([o, msg]),
+    } as never;
+    const pool = new pg.Pool({ connectionString: db3.url });
+    try {
+      await migrateOnStart("up", { ...opts(db3.url, other), log }, pool);
+    } finally {
+      await pool.end();
+    }
+    expect(JSON.stringify(warned)).toMatch(
+      /3_plain is not marked .*old-pod pid 4242.*"migrate: warning"/,
     );
   });
 });
