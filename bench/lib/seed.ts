@@ -114,7 +114,7 @@ async function insertUsers(
   // key_versions as user_repo's insert writes it: each present field's version.
   // A fresh database: the index key fills slot 0 (<field>_hash), at its epoch.
   await pool.query(
-    `INSERT INTO users (id, username, password, email_encrypted, email_hash, email_key_version,
+    `INSERT INTO users (id, username, password_hash, email_encrypted, email_hash, email_key_version,
         phone_encrypted, phone_hash, phone_key_version, name_encrypted, name_hash, name_key_version,
         key_versions, index_epoch)
      SELECT id, username, $3, ee, eh, ev, pe, ph, pv, ne, nh, nv, ARRAY[ev, pv, nv],
