@@ -37,6 +37,10 @@ export function plan(write: Write, p: Plan): void {
     if (s.gate) gate(write, s.gate, "-- ");
     for (const i of s.waitsFor ?? [])
       write(`-- WAITS FOR: a live instance of an older release: ${i}\n`);
+    for (const b of s.backfills ?? [])
+      write(
+        `-- backfill at line ${b.line}: ${b.table} in batches of ${b.batch} rows of its key, each its own transaction (pause ${b.pauseMs} ms, lock_timeout ${b.lockTimeoutMs === undefined ? "the migration's" : `${b.lockTimeoutMs} ms`}); recorded once no row matches its WHERE\n`,
+      );
     write(`${s.sql.trimEnd()}\n\n`);
   }
   const refused = p.steps.filter((s) => s.gate && !s.gate.ok).length;

@@ -50,6 +50,14 @@ export interface Plan {
     gate?: Gate;
     /** A contract: the live instances that still need the schema before it (`up` refuses without --force). */
     waitsFor?: string[];
+    /** Its batched backfills: where, on what, and how (backfill/declare.ts). */
+    backfills?: {
+      line: number;
+      table: string;
+      batch: number;
+      pauseMs: number;
+      lockTimeoutMs?: number;
+    }[];
   })[];
   held?: Held;
   warnings: string[];
@@ -71,12 +79,22 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
         const script = p.scripts.get(s)!;
         const c = p.consent.get(s);
         const waits = p.blockers.get(s);
+        const fills = p.backfills.get(s);
         return {
           ...s,
           transactional: script.transactional,
           ownTransactions: script.ownTransactions === true,
           ...(c ? { gate: gateOf(c) } : {}),
           ...(waits ? { waitsFor: waits.map(describeInstance) } : {}),
+          ...(fills
+            ? {
+                backfills: fills.map((b) => ({
+                  line: b.statement.line,
+                  table: b.table,
+                  ...b.options,
+                })),
+              }
+            : {}),
         };
       }),
       ...(p.held ? { held: p.held } : {}),

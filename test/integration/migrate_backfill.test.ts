@@ -186,6 +186,24 @@ describe("a backfill", () => {
     writeFileSync(join(dir, "unused"), "");
   });
 
+  it("a dry run says how it will run", async () => {
+    const db = await freshDb();
+    const dir = folder({ ...table(10), ...expand("batch=250 pause=5ms") }, { project: false });
+    const r = await migrate(db, ["up", "--dry-run", "--dir", dir]);
+    expect(r.code, r.output).toBe(0);
+    expect(r.stdout).toMatch(
+      /^-- backfill at line 4: "items" in batches of 250 rows of its key, each its own transaction \(pause 5 ms, lock_timeout the migration's\); recorded once no row matches its WHERE$/m,
+    );
+    const json = JSON.parse(
+      (await migrate(db, ["up", "--dry-run", "--json", "--dir", dir])).stdout,
+    ) as {
+      steps: { name: string; backfills?: unknown }[];
+    };
+    expect(json.steps.find((st) => st.name === "2_b_expand")?.backfills).toEqual([
+      { line: 4, table: '"items"', batch: 250, pauseMs: 5 },
+    ]);
+  });
+
   it("is refused before anything runs when its UPDATE cannot be batched", async () => {
     const db = await freshDb();
     const dir = folder(
