@@ -42,6 +42,16 @@ const progress = async (url: string) =>
     "SELECT stage, cursor, rows::text AS rows FROM migrate_backfills",
   );
 
+/** `migrate up` in its own process, once its backfill has filled at least `rows` rows. */
+async function halfway(url: string, dir: string, rows = 1) {
+  const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: url } });
+  await until(
+    () => progress(url).catch(() => []),
+    (p) => p.length === 1 && Number(p[0]!.rows) >= rows,
+  );
+  return child;
+}
+
 describe("a backfill", () => {
   it("fills every row once, range by range, with progress events, then records the migration", async () => {
     const db = await freshDb();
@@ -79,11 +89,7 @@ describe("a backfill", () => {
     const db = await freshDb();
     const dir = folder({ ...table(30000), ...expand("batch=500 pause=30ms") }, { project: false });
     expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
-    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
-    await until(
-      () => progress(db.url).catch(() => []),
-      (p) => p.length === 1 && Number(p[0]!.rows) >= 10000,
-    );
+    const child = await halfway(db.url, dir, 10000);
     child.child.kill("SIGKILL");
     await child.exited;
     const [left] = await progress(db.url);
@@ -102,6 +108,25 @@ describe("a backfill", () => {
       ),
     );
 
+    // A role that may read the record of what ran but not this one: status
+    // still answers, without the backfill.
+    const role = `backfill_reader_${process.pid}`;
+    await query(db.url, `CREATE ROLE ${role} LOGIN PASSWORD 'reader-pass-1'`);
+    try {
+      await query(db.url, `GRANT SELECT ON pgmigrations TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = "reader-pass-1";
+      const limited = await migrate(db, ["status", "--dir", dir], {
+        env: { DATABASE_URL: url.toString() },
+      });
+      expect(limited.code, limited.output).toBe(0);
+      expect(limited.stdout).not.toMatch(/backfilling/);
+    } finally {
+      await query(db.url, `DROP OWNED BY ${role}`);
+      await query(db.url, `DROP ROLE ${role}`);
+    }
+
     const resumed = await migrate(db, ["up", "--dir", dir, "--json"]);
     expect(resumed.code, resumed.output).toBe(0);
     expect(await counts(db.url)).toEqual({ filled: 30000, twice: 0, total: 30000 });
@@ -119,11 +144,7 @@ describe("a backfill", () => {
     const db = await freshDb();
     const dir = folder({ ...table(20000), ...expand("batch=200 pause=20ms") }, { project: false });
     expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
-    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
-    await until(
-      () => progress(db.url).catch(() => []),
-      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
-    );
+    const child = await halfway(db.url, dir);
     child.child.kill("SIGTERM");
     expect(await child.exited).toBe(143);
     expect(child.output()).toMatch(
@@ -242,11 +263,7 @@ describe("a backfill", () => {
     const db = await freshDb();
     const dir = folder({ ...table(20000), ...expand("batch=200 pause=20ms") }, { project: false });
     expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
-    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
-    await until(
-      () => progress(db.url).catch(() => []),
-      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
-    );
+    const child = await halfway(db.url, dir);
     child.child.kill("SIGTERM");
     await child.exited;
     // Written below the cursor, with no trigger to fill it.
@@ -265,11 +282,7 @@ describe("a backfill", () => {
     const db = await freshDb();
     const dir = folder({ ...table(20000), ...expand("batch=200 pause=20ms") }, { project: false });
     expect((await migrate(db, ["up", "1", "--dir", dir])).code).toBe(0);
-    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
-    await until(
-      () => progress(db.url).catch(() => []),
-      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
-    );
+    const child = await halfway(db.url, dir);
     child.child.kill("SIGTERM");
     await child.exited;
     const down = await migrate(db, ["down", "--dir", dir]);
@@ -291,11 +304,7 @@ describe("a backfill", () => {
       },
       { project: false },
     );
-    const child = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
-    await until(
-      () => progress(db.url).catch(() => []),
-      (p) => p.length === 1 && Number(p[0]!.rows) > 0,
-    );
+    const child = await halfway(db.url, dir);
     await query(
       db.url,
       `INSERT INTO migrate_instances (id, host, pid, release, schema_version, started_at, last_seen, expires_at)

@@ -41,15 +41,20 @@ export async function ensureBackfillTable(client: pg.ClientBase): Promise<void> 
     updated_at timestamptz NOT NULL DEFAULT now())`);
 }
 
-/** Backfills begun and not finished (all, or `migration`'s); [] without the table. */
+/**
+ * Backfills begun and not finished (all, or `migration`'s); [] without the
+ * table or, for a role that may not read it (`status` by a read-only role),
+ * without the privilege: the migrator, which wrote it, always can.
+ */
 export async function readBackfills(
   client: pg.ClientBase,
   migration?: string,
 ): Promise<BackfillProgress[]> {
-  const exists = await client.query<{ t: string | null }>("SELECT to_regclass($1)::text AS t", [
-    BACKFILLS_TABLE,
-  ]);
-  if (!exists.rows[0]?.t) return [];
+  const readable = await client.query<{ ok: boolean }>(
+    "SELECT to_regclass($1) IS NOT NULL AND has_table_privilege(to_regclass($1), 'SELECT') AS ok",
+    [BACKFILLS_TABLE],
+  );
+  if (!readable.rows[0]?.ok) return [];
   const { rows } = await client.query(
     `SELECT migration, direction, hash, stage, cursor, rows::text AS rows, batches::text AS batches,
             started_at, updated_at

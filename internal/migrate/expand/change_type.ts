@@ -1,8 +1,7 @@
 import { expression, typeName } from "./fragment.js";
-import { derivedName, identifier, quoteIdent, tableName } from "./ident.js";
-import { distinctColumns, maybe, one, type Kind } from "./kind.js";
-import { checkTriggerTable } from "./trigger.js";
-import { twoWayPhases } from "./two_way.js";
+import { derivedName, quoteIdent } from "./ident.js";
+import { maybe, one, type Kind } from "./kind.js";
+import { oneToOne, twoWayPhases } from "./two_way.js";
 
 /**
  * change-type: a new column of the new type beside the old. --using converts
@@ -15,14 +14,7 @@ export const changeType: Kind = {
   required: ["table", "column", "to", "type", "old-type"],
   optional: ["using", "back"],
   build(values) {
-    const table = tableName(one(values, "table"), "--table");
-    checkTriggerTable(table, "--table");
-    const old = identifier(one(values, "column"), "--column");
-    const to = identifier(one(values, "to"), "--to");
-    distinctColumns([
-      ["--column", old],
-      ["--to", to],
-    ]);
+    const { table, old, to } = oneToOne(values);
     const type = typeName(one(values, "type"), "--type");
     const oldType = typeName(one(values, "old-type"), "--old-type");
     const using = maybe(values, "using");

@@ -1,8 +1,7 @@
 import { typeName } from "./fragment.js";
-import { derivedName, identifier, quoteIdent, tableName } from "./ident.js";
-import { distinctColumns, one, type Kind } from "./kind.js";
-import { checkTriggerTable } from "./trigger.js";
-import { twoWayPhases } from "./two_way.js";
+import { derivedName, quoteIdent } from "./ident.js";
+import { one, type Kind } from "./kind.js";
+import { oneToOne, twoWayPhases } from "./two_way.js";
 
 /**
  * rename-column: the new name added beside the old (its type given: without
@@ -14,14 +13,7 @@ export const renameColumn: Kind = {
   required: ["table", "column", "to", "type"],
   optional: [],
   build(values) {
-    const table = tableName(one(values, "table"), "--table");
-    checkTriggerTable(table, "--table");
-    const old = identifier(one(values, "column"), "--column");
-    const to = identifier(one(values, "to"), "--to");
-    distinctColumns([
-      ["--column", old],
-      ["--to", to],
-    ]);
+    const { table, old, to } = oneToOne(values);
     const type = typeName(one(values, "type"), "--type");
     return twoWayPhases({
       table,

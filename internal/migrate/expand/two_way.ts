@@ -1,5 +1,6 @@
-import { quoteIdent, quoteTable, type TableName } from "./ident.js";
-import type { Phases } from "./kind.js";
+import { identifier, quoteIdent, quoteTable, tableName, type TableName } from "./ident.js";
+import { distinctColumns, one, type ExpandValues, type Phases } from "./kind.js";
+import { checkTriggerTable } from "./trigger.js";
 import {
   backfill,
   createFunction,
@@ -136,4 +137,17 @@ export function twoWayPhases(s: TwoWay & { summary: string[] }): Phases {
       backfillOld(s),
     ],
   };
+}
+
+/** --table, --column and --to of a one-to-one change (rename, type change), checked. */
+export function oneToOne(values: ExpandValues): { table: TableName; old: string; to: string } {
+  const table = tableName(one(values, "table"), "--table");
+  checkTriggerTable(table, "--table");
+  const old = identifier(one(values, "column"), "--column");
+  const to = identifier(one(values, "to"), "--to");
+  distinctColumns([
+    ["--column", old],
+    ["--to", to],
+  ]);
+  return { table, old, to };
 }
