@@ -2,7 +2,17 @@
 // the ports; everything else errs on the safe side for production.
 export const defaults = {
   server: {
-    grpc: { addr: "0.0.0.0:9000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
+    grpc: {
+      addr: "0.0.0.0:9000",
+      timeout: "30s",
+      max_request_bytes: 4 * 1024 * 1024,
+      max_concurrent_streams: 1000,
+      stream_window_bytes: 65_535,
+      connection_window_bytes: 16 * 1024 * 1024,
+      keepalive_time: "2h",
+      keepalive_timeout: "20s",
+      min_ping_interval: "10s",
+    },
     http: { addr: "0.0.0.0:8000", timeout: "30s", max_request_bytes: 4 * 1024 * 1024 },
     shutdown_timeout: "10s",
     drain_delay: "0s",

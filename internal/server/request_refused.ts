@@ -4,7 +4,13 @@ import { retryInfo, serviceError } from "./errors.js";
 
 /** Why a transport could not take a request. */
 export type Refusal =
-  "malformed" | "too_large" | "bad_timeout" | "bad_compression" | "busy" | "stalled";
+  | "malformed"
+  | "too_large"
+  | "bad_timeout"
+  | "bad_compression"
+  | "busy"
+  | "stalled"
+  | "second_message";
 
 /**
  * The answer, on either port, to a request its transport could not take.
@@ -14,6 +20,8 @@ export function requestRefused(
   method: DescMethodUnary,
   refusal: Refusal,
   limitBytes: number,
+  /** The request encodings the port accepts, for bad_compression. */
+  accepted = "gzip or br",
 ): ConnectError {
   const service = method.parent;
   switch (refusal) {
@@ -46,7 +54,7 @@ export function requestRefused(
         service,
         Code.Unimplemented,
         "NOT_IMPLEMENTED",
-        "request compression not supported (use gzip or br)",
+        `request compression not supported (use ${accepted})`,
       );
     case "bad_timeout":
       return serviceError(
@@ -54,6 +62,14 @@ export function requestRefused(
         Code.InvalidArgument,
         "VALIDATION_FAILED",
         "invalid timeout header",
+      );
+    case "second_message":
+      // UNIMPLEMENTED, as gRPC servers answer a method called with a shape it does not have.
+      return serviceError(
+        service,
+        Code.Unimplemented,
+        "NOT_IMPLEMENTED",
+        `${method.name} takes one request message`,
       );
     case "malformed":
       return serviceError(

@@ -4,7 +4,7 @@ import type { Auth, Limits, Server } from "../conf/conf_pb.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import type { Logger } from "../pkg/log/logger.js";
 import type { ServiceBinding } from "../transport/binding.js";
-import { startGrpcServer } from "./grpc.js";
+import { startGrpcServer } from "./grpc/server.js";
 import { buildRoutes } from "./handlers.js";
 import { startHttpServer } from "./http.js";
 import { tlsConfig } from "./tls.js";
@@ -57,12 +57,19 @@ export async function startServers(
   // A gRPC call waiting for room keeps up to a stream window (64 KiB) of its
   // request in HTTP/2 buffers: their number is bounded too.
   const inflight = byteBudget(conf.maxInflightRequestBytes, 1024);
+  const g = conf.grpc!;
   const grpc = await startGrpcServer({
-    addr: conf.grpc!.addr,
-    maxRequestBytes: conf.grpc!.maxRequestBytes,
+    addr: g.addr,
+    maxRequestBytes: g.maxRequestBytes,
     inflight,
-    readTimeoutMs: durationMs(conf.grpc!.timeout!),
+    readTimeoutMs: durationMs(g.timeout!),
     idleMs,
+    maxConcurrentStreams: g.maxConcurrentStreams,
+    streamWindowBytes: g.streamWindowBytes,
+    connectionWindowBytes: g.connectionWindowBytes,
+    keepaliveTimeMs: durationMs(g.keepaliveTime!),
+    keepaliveTimeoutMs: durationMs(g.keepaliveTimeout!),
+    minPingIntervalMs: durationMs(g.minPingInterval!),
     tls,
     services: bindings.map((b) => b.service),
     files: bindings.flatMap((b) => b.files),

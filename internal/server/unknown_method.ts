@@ -16,9 +16,13 @@ export function answerUnknownMethod(
   path: string,
   packages: ReadonlySet<string>,
 ): boolean {
-  const m = RPC_PATH.exec(path);
-  if (req.method !== "POST" || !m) return false;
-  const domain = packages.has(m[1]!) ? m[1]! : "";
-  writeRpcError(req, res, rpcErrors.unknownMethod(domain));
+  if (req.method !== "POST" || !RPC_PATH.test(path)) return false;
+  writeRpcError(req, res, unknownMethodError(path, packages));
   return true;
+}
+
+/** UNIMPLEMENTED for a method we do not serve; its domain the package, when it is one of ours. */
+export function unknownMethodError(path: string, packages: ReadonlySet<string>) {
+  const pkg = RPC_PATH.exec(path)?.[1];
+  return rpcErrors.unknownMethod(pkg !== undefined && packages.has(pkg) ? pkg : "");
 }

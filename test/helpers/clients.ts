@@ -7,7 +7,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
+import { grpcDefinition } from "./grpc_definition.js";
 import {
   ServerReflection,
   ServerReflectionRequestSchema,

@@ -18,7 +18,7 @@ import { toBinary, create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { NODE_MAJOR } from "../../internal/pkg/cli/node_version.js";
 import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
-import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
+import { grpcDefinition } from "../helpers/grpc_definition.js";
 import {
   Health,
   HealthCheckRequestSchema,

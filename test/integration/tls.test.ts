@@ -9,7 +9,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
-import { grpcDefinition } from "../../internal/server/grpc_adapter.js";
+import { grpcDefinition } from "../helpers/grpc_definition.js";
 import type { App } from "../../cmd/server/wire.js";
 import { startTestApp, useTestApps } from "../helpers/app.js";
 import { rejection } from "../helpers/errors.js";

@@ -11,7 +11,7 @@ import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { BizError } from "../../internal/biz/errors.js";
 import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
 import { codeName, toConnectError, type CommonReason } from "../../internal/server/errors.js";
-import { toGrpcStatus } from "../../internal/server/grpc_status.js";
+import { errorStatus } from "../../internal/server/grpc/status.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 
@@ -51,9 +51,10 @@ describe("the error mapping", () => {
       { enum: KmsReasonSchema, value: KmsReason.KEY_NOT_FOUND },
       "no key 9",
     );
-    const status = toGrpcStatus(toConnectError(biz, KmsService, () => undefined));
-    expect(status.code).toBe(5);
-    const bin = status.metadata!.get("grpc-status-details-bin")[0] as Buffer;
+    const status = errorStatus(toConnectError(biz, KmsService, () => undefined));
+    expect(status["grpc-status"]).toBe("5");
+    expect(status["grpc-message"]).toBe("no key 9");
+    const bin = Buffer.from(status["grpc-status-details-bin"]!, "base64");
     const decoded = fromBinary(StatusSchema, bin);
     expect(decoded.code).toBe(5);
     expect(decoded.message).toBe("no key 9");

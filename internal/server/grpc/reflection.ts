@@ -7,14 +7,12 @@ import {
   type Registry,
 } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type * as grpc from "@grpc/grpc-js";
-import { grpcDefinition } from "./grpc_adapter.js";
 import {
   ServerReflection,
   ServerReflectionResponseSchema,
   type ServerReflectionRequest,
-  type ServerReflectionResponse,
-} from "../../third_party/grpc/reflection/v1/reflection_pb.js";
+} from "../../../third_party/grpc/reflection/v1/reflection_pb.js";
+import type { PlainMethod } from "./plain.js";
 
 const NOT_FOUND = 5;
 
@@ -22,20 +20,39 @@ const NOT_FOUND = 5;
  * gRPC server reflection (v1, and v1alpha on the same messages) answered from
  * the generated protobuf-es descriptors: every file is sent with all its
  * imports, custom options included, so a client can resolve every type from
- * reflection alone.
+ * reflection alone. Its methods by path.
  */
-export function addReflection(
-  server: grpc.Server,
+export function reflectionMethods(
   files: DescFile[],
   serviceNames: string[],
-): void {
+): Map<string, PlainMethod> {
   const index = indexFiles(files);
-  const handler = reflectionHandler(index, [...serviceNames, ServerReflection.typeName]);
-  for (const typeName of [ServerReflection.typeName, "grpc.reflection.v1alpha.ServerReflection"]) {
-    server.addService(grpcDefinition(ServerReflection, typeName), {
-      [ServerReflection.method.serverReflectionInfo.localName]: handler,
-    });
-  }
+  const names = [...serviceNames, ServerReflection.typeName];
+  const { serverReflectionInfo: info } = ServerReflection.method;
+  const method: PlainMethod = {
+    input: info.input,
+    output: info.output,
+    open: (responses) => ({
+      message: (request) => {
+        const q = request as ServerReflectionRequest;
+        responses.send(
+          create(ServerReflectionResponseSchema, {
+            validHost: q.host,
+            originalRequest: q,
+            messageResponse: answer(index, names, q),
+          }),
+        );
+      },
+      end: () => responses.end(),
+      close: () => undefined,
+    }),
+  };
+  return new Map(
+    [ServerReflection.typeName, "grpc.reflection.v1alpha.ServerReflection"].map((service) => [
+      `/${service}/${info.name}`,
+      method,
+    ]),
+  );
 }
 
 interface Index {
@@ -55,24 +72,6 @@ function indexFiles(roots: DescFile[]): Index {
 }
 
 type Answer = MessageInitShape<typeof ServerReflectionResponseSchema>["messageResponse"];
-
-function reflectionHandler(
-  index: Index,
-  serviceNames: string[],
-): grpc.handleBidiStreamingCall<ServerReflectionRequest, ServerReflectionResponse> {
-  return (stream) => {
-    stream.on("data", (request: ServerReflectionRequest) => {
-      const response = create(ServerReflectionResponseSchema, {
-        validHost: request.host,
-        originalRequest: request,
-        messageResponse: answer(index, serviceNames, request),
-      });
-      stream.write(response);
-    });
-    stream.on("end", () => stream.end());
-    stream.on("error", () => stream.end());
-  };
-}
 
 function answer(index: Index, serviceNames: string[], request: ServerReflectionRequest): Answer {
   const { registry } = index;

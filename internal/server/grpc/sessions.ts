@@ -1,0 +1,99 @@
+import { constants, type Http2Server, type Http2Session } from "node:http2";
+
+export interface SessionPolicy {
+  /** A connection without calls is closed (GOAWAY) after this long. */
+  idleMs: number;
+  /** The server pings a connection this often (0: never)... */
+  keepaliveTimeMs: number;
+  /** ...and closes it when the answer takes longer than this. */
+  keepaliveTimeoutMs: number;
+  /**
+   * A client ping sooner than this after the last ping or call is a strike;
+   * past MAX_PING_STRIKES the connection is closed with GOAWAY
+   * ENHANCE_YOUR_CALM "too_many_pings" (gRPC clients then ping less).
+   */
+  minPingIntervalMs: number;
+}
+
+const MAX_PING_STRIKES = 2;
+
+interface Session {
+  peer: string | undefined;
+  /** Calls open on it. */
+  open: number;
+  idle: NodeJS.Timeout | undefined;
+  lastActive: number;
+  strikes: number;
+}
+
+/**
+ * The connections of the port, each with its peer address, its idle rule
+ * (no call for idleMs: closed, whatever the socket does), the server's
+ * keepalive pings and the policy on the client's.
+ */
+export function trackSessions(server: Http2Server, policy: SessionPolicy) {
+  const sessions = new Map<Http2Session, Session>();
+  const armIdle = (session: Http2Session, s: Session) => {
+    clearTimeout(s.idle);
+    s.idle = setTimeout(() => session.close(), policy.idleMs);
+  };
+  server.on("session", (session) => {
+    const s: Session = {
+      peer: session.socket?.remoteAddress,
+      open: 0,
+      idle: undefined,
+      lastActive: Date.now(),
+      strikes: 0,
+    };
+    sessions.set(session, s);
+    session.on("error", () => undefined);
+    armIdle(session, s);
+    const keepalive =
+      policy.keepaliveTimeMs > 0
+        ? setInterval(() => ping(session, policy.keepaliveTimeoutMs), policy.keepaliveTimeMs)
+        : undefined;
+    session.on("ping", () => {
+      const now = Date.now();
+      if (now - s.lastActive < policy.minPingIntervalMs && ++s.strikes > MAX_PING_STRIKES) {
+        session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from("too_many_pings"));
+        session.destroy();
+        return;
+      }
+      s.lastActive = now;
+    });
+    session.once("close", () => {
+      clearTimeout(s.idle);
+      clearInterval(keepalive);
+      sessions.delete(session);
+    });
+  });
+  return {
+    /** A call began on `session`: returns its peer address, and when it ends, `done`. */
+    began(session: Http2Session): { peer: string | undefined; done: () => void } {
+      const s = sessions.get(session);
+      if (!s) return { peer: undefined, done: () => undefined };
+      s.open++;
+      s.strikes = 0;
+      s.lastActive = Date.now();
+      clearTimeout(s.idle);
+      s.idle = undefined;
+      return {
+        peer: s.peer,
+        done: () => {
+          if (--s.open === 0 && !session.closed) armIdle(session, s);
+        },
+      };
+    },
+    /** GOAWAY on every connection: calls in flight finish, none begin. */
+    closeAll() {
+      for (const session of sessions.keys()) session.close();
+    },
+  };
+}
+
+function ping(session: Http2Session, timeoutMs: number): void {
+  if (session.closed || session.destroyed) return;
+  const timer = setTimeout(() => session.destroy(), timeoutMs);
+  const sent = session.ping(() => clearTimeout(timer));
+  if (!sent) clearTimeout(timer);
+}
