@@ -108,8 +108,9 @@ export type Server = Message<"conf.Server"> & {
   /**
    * Request bytes both ports hold at once across all calls. On the HTTP port a
    * call whose body would go past it is refused (RESOURCE_EXHAUSTED, retry
-   * later); on the gRPC port each read waits (up to 10 s, within its
-   * deadline) for room for twice grpc.max_request_bytes, then is refused so.
+   * later); on the gRPC port each message waits (up to 10 s, within its
+   * deadline) for room for the length its prefix announces (plus
+   * grpc.max_request_bytes to inflate a compressed one), then is refused so.
    *
    * @generated from field: uint32 max_inflight_request_bytes = 7;
    */

@@ -18,7 +18,7 @@ const runnable = probe.status === 0 || process.env.CI === "true";
 
 describe("a Python grpcio client", () => {
   it.skipIf(!runnable)(
-    "resolves every type from reflection and gets the same codes and reasons",
+    "resolves every type from reflection and gets the same codes and reasons, gzip-compressed too",
     async () => {
       expect(
         probe.status,
@@ -60,6 +60,9 @@ describe("a Python grpcio client", () => {
         reason: "VALIDATION_FAILED",
         domain: "user.v1",
       });
+      // gzip-compressed, with text and binary metadata: the same answer.
+      expect(seen.gzipped).toEqual(seen.not_found);
+      expect(seen.gzipped_check).toBe("NOT_FOUND");
       expect(seen.health).toBe(1);
     },
   );

@@ -112,16 +112,22 @@ def main(target):
                                    request_serializer=GetUserRequest.SerializeToString,
                                    response_deserializer=GetUserResponse.FromString)
     answers = {}
-    for user_id in (999999, 0):
+    def answer(user_id, **options):
         try:
-            get_user(GetUserRequest(id=user_id), timeout=10)
+            get_user(GetUserRequest(id=user_id), timeout=10, **options)
             fail("GetUser(%d) succeeded" % user_id)
         except grpc.RpcError as err:
             trailers = dict(err.trailing_metadata() or ())
             status = Status.FromString(trailers["grpc-status-details-bin"])
             info = ErrorInfo.FromString(status.details[0].value)
-            answers[user_id] = {"code": err.code().name, "reason": info.reason, "domain": info.domain,
-                                "detail_type": status.details[0].type_url}
+            return {"code": err.code().name, "reason": info.reason, "domain": info.domain,
+                    "detail_type": status.details[0].type_url}
+
+    for user_id in (999999, 0):
+        answers[user_id] = answer(user_id)
+    # The same call gzip-compressed, with text and binary metadata.
+    gzipped = answer(999999, compression=grpc.Compression.Gzip,
+                     metadata=(("x-note", "text"), ("x-trace-bin", b"\x00\x01\xfe\xff")))
 
     health_pool = descriptor_pool.DescriptorPool()
     health_file = descriptor_pb2.FileDescriptorProto(name="h.proto", package="grpc.health.v1", syntax="proto3")
@@ -133,9 +139,17 @@ def main(target):
     check = channel.unary_unary("/grpc.health.v1.Health/Check",
                                 request_serializer=HReq.SerializeToString, response_deserializer=HRes.FromString)
     health = check(HReq(service=""), timeout=10).status
+    # grpcio compresses only a message that is worth it: a long name is.
+    try:
+        check(HReq(service="x" * 2000), timeout=10, compression=grpc.Compression.Gzip)
+        fail("Check of an unknown service succeeded")
+    except grpc.RpcError as err:
+        gzipped_check = err.code().name
 
     print(json.dumps({"grpcio": grpc.__version__, "services": services, "resolved": resolved,
-                      "not_found": answers[999999], "invalid": answers[0], "health": health}))
+                      "not_found": answers[999999], "invalid": answers[0], "gzipped": gzipped,
+                      "gzipped_check": gzipped_check,
+                      "health": health}))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import type { ByteBudget } from "../../pkg/limit/queue.js";
 import { PREFIX_BYTES } from "./frames.js";
 
 /** Why a request's messages could not be read. */
-export type ReadFailure = "too_large" | "malformed" | "bad_compression" | "busy";
+export type ReadFailure = "too_large" | "malformed" | "busy";
 
 export interface ReaderOptions {
   budget: ByteBudget;
@@ -80,11 +80,15 @@ export function readMessages(
     close();
     sink.fail(why);
   };
+  // The request's end came while a message was waiting or inflating.
+  let endedMeanwhile = false;
   const resume = () => {
     const rest = parked;
     parked = undefined;
     if (rest) consume(rest.chunk, rest.offset);
-    if (!closed && !parked) stream.resume();
+    if (closed || parked) return;
+    if (endedMeanwhile) onEnd();
+    else stream.resume();
   };
   const park = (chunk: Buffer, offset: number) => {
     parked = { chunk, offset };
@@ -109,7 +113,7 @@ export function readMessages(
     park(chunk, offset);
     gunzip(message, { maxOutputLength: max }, (err, inflated) => {
       if (closed) return;
-      if (err) return fail(err instanceof RangeError ? "too_large" : "bad_compression");
+      if (err) return fail(err instanceof RangeError ? "too_large" : "malformed");
       // The compressed form is garbage now: the room kept is the inflated size.
       const kept = inflated.length;
       budget.give(need - kept);
@@ -196,6 +200,11 @@ export function readMessages(
   const onData = (chunk: Buffer) => consume(chunk, 0);
   const onEnd = () => {
     if (closed) return;
+    // All data was handed over, but part of it is parked: the end comes after it.
+    if (parked) {
+      endedMeanwhile = true;
+      return;
+    }
     // Ended inside a message: a truncated request.
     if (prefixFilled > 0 || reading === "body") return fail("malformed");
     // What a unary call's message holds stays held until `close`.

@@ -55,8 +55,9 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
     session.on("ping", () => {
       const now = Date.now();
       if (now - s.lastActive < policy.minPingIntervalMs && ++s.strikes > MAX_PING_STRIKES) {
+        // The code and text gRPC clients read as "ping less"; calls in flight finish.
         session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from("too_many_pings"));
-        session.destroy();
+        session.close();
         return;
       }
       s.lastActive = now;
@@ -84,9 +85,23 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
         },
       };
     },
-    /** GOAWAY on every connection: calls in flight finish, none begin. */
+    /**
+     * GOAWAY on every connection: calls in flight finish, none begin. Twice,
+     * as HTTP/2 advises: first naming no last call, so that calls the client
+     * sent meanwhile are still taken; then, once a ping has come back (or
+     * after a second), the real last call.
+     */
     closeAll() {
-      for (const session of sessions.keys()) session.close();
+      for (const session of sessions.keys()) {
+        if (session.closed || session.destroyed) continue;
+        session.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1);
+        const close = () => {
+          clearTimeout(timer);
+          if (!session.closed && !session.destroyed) session.close();
+        };
+        const timer = setTimeout(close, 1000);
+        if (!session.ping(close)) close();
+      }
     },
   };
 }
