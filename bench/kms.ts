@@ -1,18 +1,14 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
-import {
-  HashFieldRequestSchema,
-  HashFieldResponseSchema,
-  KmsService,
-} from "../api/kms/v1/kms_pb.js";
+import { HashFieldRequestSchema, KmsService } from "../api/kms/v1/kms_pb.js";
 import { openKms } from "../cmd/server/kms.js";
 import { openData } from "../internal/data/data.js";
 import { parseConfig } from "../internal/conf/load.js";
 import { run } from "../internal/migrate/runner.js";
 import { migratorOptions } from "../internal/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
-import { startBareServer } from "./lib/bare.js";
 import { alternate, answeredFromMetrics, type Comparison } from "./lib/compare.js";
+import { startReference, type ReferenceKind } from "./lib/reference.js";
 import { startBenchServer, type BenchServer } from "./lib/server.js";
 
 const silent = createLogger({ level: "silent", format: "json" });
@@ -98,18 +94,19 @@ const request = toBinary(
 const path = `/${KmsService.typeName}/${KmsService.method.hashField.name}`;
 
 /**
- * HashField over the gRPC port (authentication on) against a bare grpc-js
- * server answering the same response without work, alternating rounds.
+ * HashField over the gRPC port (authentication on, a JWT on every call)
+ * against three references, each in a process of its own, alternating
+ * rounds: a bare grpc-js server answering a fixed reply without work, and
+ * grpc-js and node:http2 each doing the same work (reference.ts). The
+ * references get the same authorization header and ignore it.
  */
 export async function hashFieldOverGrpc(
   url: string,
   seconds: number,
   rounds: number,
 ): Promise<Comparison> {
-  const answer = Buffer.from(
-    toBinary(HashFieldResponseSchema, create(HashFieldResponseSchema, { hash: "0".repeat(64) })),
-  );
-  const bare = await startBareServer(path, (_call, cb) => cb(null, answer));
+  const kinds: ReferenceKind[] = ["bare", "grpc-js", "http2"];
+  const references = await Promise.all(kinds.map((k) => startReference(k)));
   const ours = await startBenchServer(url, Buffer.from(rootKeyB64, "base64"));
   try {
     return await alternate({
@@ -118,10 +115,11 @@ export async function hashFieldOverGrpc(
       rounds,
       seconds,
       contenders: [
-        { name: "bare", port: bare.port, answered: bare.answered },
+        ...references.map((r, i) => ({ ...r, name: kinds[i]!, token: ours.token })),
         {
           name: "ours",
           port: ours.grpcPort,
+          pid: ours.pid,
           token: ours.token,
           answered: () =>
             answeredFromMetrics(ours.httpPort, KmsService.typeName, "HashField", ours.token),
@@ -129,7 +127,7 @@ export async function hashFieldOverGrpc(
       ],
     });
   } finally {
-    bare.stop();
+    await Promise.all(references.map((r) => r.stop()));
     await ours.stop();
   }
 }
@@ -146,6 +144,7 @@ export async function processesOverGrpc(
   const contender = (name: string, s: BenchServer) => ({
     name,
     port: s.grpcPort,
+    pid: s.pid,
     token: s.token,
     answered: () =>
       answeredFromMetrics(s.httpPort, KmsService.typeName, "HashField", s.token, s.processes),

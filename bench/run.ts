@@ -51,8 +51,11 @@ if (!url) {
 }
 
 try {
-  const row = (name: string, r: Pick<LoadResult, "perSecond" | "p50ms" | "p99ms">) =>
-    `${name.padEnd(36)} ${r.perSecond.toFixed(0).padStart(8)} calls/s   p50 ${r.p50ms.toFixed(2)} ms   p99 ${r.p99ms.toFixed(2)} ms`;
+  const row = (
+    name: string,
+    r: Pick<LoadResult, "perSecond" | "p50ms" | "p99ms"> & { cpuUsPerCall?: number },
+  ) =>
+    `${name.padEnd(40)} ${r.perSecond.toFixed(0).padStart(8)} calls/s   p50 ${r.p50ms.toFixed(2)} ms   p99 ${r.p99ms.toFixed(2)} ms${r.cpuUsPerCall === undefined ? "" : `   CPU ${Number.isNaN(r.cpuUsPerCall) ? "n/a" : r.cpuUsPerCall.toFixed(1).padStart(6)} µs/call`}`;
 
   if (want("kms")) {
     const k = await withDatabase(url, (db) => kmsInProcess(db));
@@ -68,44 +71,67 @@ try {
     );
   }
 
-  const compared = (title: string, c: Comparison) => {
+  // How each comparison is printed: its servers' rows, then ratios of calls/s,
+  // p99 and CPU per call between pairs of them.
+  const heading = (title: string, c: Comparison) =>
     console.log(
-      `\n${title}\ngenerator: ${c.generator}; ${rounds} alternating rounds of ${seconds} s, medians`,
+      `\n${title}\ngenerator: ${c.generator}; ${rounds} alternating rounds of ${seconds} s, medians; CPU: the server process's user + system time over a round ÷ the calls it answered OK`,
     );
-    const bare = c.results.get("bare")!;
-    const ours = c.results.get("ours")!;
-    console.log(row("bare @grpc/grpc-js (limit)", bare));
-    console.log(row("ours: full service, auth on", ours));
-    console.log(
-      `ratio ours/limit: ${(ours.perSecond / bare.perSecond).toFixed(2)}   p99 ours/limit: ${(ours.p99ms / bare.p99ms).toFixed(2)} (goal <= 1.5)`,
-    );
+  const ratio = (c: Comparison, of: string, to: string, goal = "") => {
+    const a = c.results.get(of)!;
+    const b = c.results.get(to)!;
+    return `${(a.perSecond / b.perSecond).toFixed(2)}   p99 ${(a.p99ms / b.p99ms).toFixed(2)}   CPU/call ${(a.cpuUsPerCall / b.cpuUsPerCall).toFixed(2)}${goal && `   (${goal})`}`;
+  };
+  const invalid = (c: Comparison) => {
     for (const problem of c.invalid) console.log(`!!! INVALID RUN: ${problem}`);
+  };
+  const compared = (title: string, c: Comparison) => {
+    heading(title, c);
+    console.log(row("bare @grpc/grpc-js, same query (limit)", c.results.get("bare")!));
+    console.log(row("ours: full service, auth on, JWT", c.results.get("ours")!));
+    console.log(`ratio ours/limit: ${ratio(c, "ours", "bare", "goals: >= 0.8, p99 <= 1.5")}`);
+    invalid(c);
   };
 
   if (want("hash")) {
     const h = await withDatabase(url, (db) => hashFieldOverGrpc(db, seconds, rounds));
-    compared("HashField over gRPC (limit: a bare server answering without work; goal >= 0.8)", h);
-    const p = await withDatabase(url, (db) => processesOverGrpc(db, seconds, rounds));
-    console.log(
-      `\nHashField, the service as 2 processes (server.processes: 2) against 1\ngenerator: ${p.generator}; ${rounds} alternating rounds of ${seconds} s, medians (h2load takes a core of the two here)`,
+    heading(
+      "HashField over gRPC, authentication on (a JWT on every call); each server in its own process",
+      h,
     );
-    const one = p.results.get("1 process")!;
-    const two = p.results.get("2 processes")!;
-    console.log(row("1 process", one));
-    console.log(row("2 processes", two));
-    console.log(`ratio 2/1: ${(two.perSecond / one.perSecond).toFixed(2)}`);
-    for (const problem of p.invalid) console.log(`!!! INVALID RUN: ${problem}`);
+    console.log(row("bare @grpc/grpc-js, fixed reply, no work", h.results.get("bare")!));
+    console.log(row("@grpc/grpc-js + protobuf-es, same work", h.results.get("grpc-js")!));
+    console.log(row("node:http2 + protobuf-es, same work", h.results.get("http2")!));
+    console.log(row("ours: full service, auth on, JWT", h.results.get("ours")!));
+    console.log(
+      `ratio ours/node:http2 same work:    ${ratio(h, "ours", "http2", "goals: >= 0.8, p99 <= 1.5")}`,
+    );
+    console.log(`ratio ours/grpc-js same work:       ${ratio(h, "ours", "grpc-js")}`);
+    console.log(
+      `ratio node:http2/grpc-js same work: ${ratio(h, "http2", "grpc-js", "a hand-written transport earns its place at >= 1.3")}`,
+    );
+    console.log(`ratio ours/bare, no work:           ${ratio(h, "ours", "bare")}`);
+    invalid(h);
+    const p = await withDatabase(url, (db) => processesOverGrpc(db, seconds, rounds));
+    heading(
+      "HashField, the service as 2 processes (server.processes: 2) against 1 (CPU: the primary and its workers; h2load takes a core of the two here)",
+      p,
+    );
+    console.log(row("1 process", p.results.get("1 process")!));
+    console.log(row("2 processes", p.results.get("2 processes")!));
+    console.log(`ratio 2/1: ${ratio(p, "2 processes", "1 process")}`);
+    invalid(p);
   }
 
   if (want("users")) {
     const u = await withDatabase(url, (db) => usersBench(db, seconds, rounds));
     compared(
-      "GetUser over gRPC (limit: bare grpc-js, the same indexed query, no decryption; goal >= 0.7)",
+      "GetUser over gRPC, authentication on (limit: bare grpc-js in its own process, the same indexed query, no decryption)",
       u.get,
     );
-    compared("LookupUser by email over gRPC (the same limit; goal >= 0.7)", u.lookup);
+    compared("LookupUser by email over gRPC, authentication on (the same limit)", u.lookup);
     console.log(
-      `CreateUser in process, concurrency 32: ${u.createPerSecond.toFixed(0)} users/s (scrypt-bound)`,
+      `CreateUser in process, concurrency 32: ${u.createPerSecond.toFixed(0)} users/s (scrypt-bound: limits.password_hash_concurrency at once)`,
     );
   }
 

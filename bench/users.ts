@@ -1,32 +1,29 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import pg from "pg";
+import { create, toBinary } from "@bufbuild/protobuf";
 import {
   GetUserRequestSchema,
-  GetUserResponseSchema,
   LookupUserRequestSchema,
-  LookupUserResponseSchema,
   UserService,
 } from "../api/user/v1/user_pb.js";
 import { openKms } from "../cmd/server/kms.js";
-import type { StoredUser } from "../internal/biz/user.js";
 import { UserUsecase } from "../internal/biz/user_usecase.js";
 import { background } from "../internal/biz/context.js";
 import { openData } from "../internal/data/data.js";
 import { newUserRepo } from "../internal/data/user_repo.js";
+import { fairQueue } from "../internal/pkg/limit/fair_queue.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
-import { startBareServer } from "./lib/bare.js";
 import { alternate, answeredFromMetrics } from "./lib/compare.js";
+import { startReference } from "./lib/reference.js";
 import { startBenchServer } from "./lib/server.js";
 
 const USERS = 200;
 
 /**
- * GetUser and LookupUser (by email) over the gRPC port (authentication on),
- * alternating rounds against a bare grpc-js server answering the same
- * request shape with the product's own single indexed query (its
- * repository) and no decryption; and CreateUser throughput in process
- * (scrypt dominates it by design).
+ * GetUser and LookupUser (by email) over the gRPC port (authentication on, a
+ * JWT on every call), alternating rounds against a bare grpc-js server in a
+ * process of its own answering the same request shape with the product's
+ * own single indexed query (its repository; bare_users.ts) and no
+ * decryption; and CreateUser throughput in process (scrypt dominates it by
+ * design).
  */
 export async function usersBench(url: string, seconds: number, rounds: number) {
   const ours = await startBenchServer(url, Buffer.alloc(32, 6));
@@ -36,7 +33,15 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
     const log = createLogger({ level: "silent", format: "json" });
     const data = await openData(conf.data!.database!, log);
     const kms = await openKms(conf.kms!, { data, log });
-    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher);
+    // The service's hashing slots, with room for the one caller's 32 calls
+    // (the service refuses a caller past limits.password_hashes_per_caller).
+    const limits = conf.limits!;
+    const hashing = fairQueue({
+      concurrency: limits.passwordHashConcurrency,
+      capacity: limits.passwordHashQueue,
+      perKey: 32,
+    });
+    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher, { hashing });
     let next = 0;
     const started = performance.now();
     await Promise.all(
@@ -65,19 +70,20 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
       LookupUserRequestSchema,
       create(LookupUserRequestSchema, { key: { case: "email", value: "bench100@example.com" } }),
     );
-    const bare = await bareUsers(url);
+    const bare = await startReference("users", url);
     try {
-      const compare = (method: string, request: Uint8Array, limit: BareServer) =>
+      const compare = (method: string, request: Uint8Array) =>
         alternate({
           path: `/${UserService.typeName}/${method}`,
           request,
           rounds,
           seconds,
           contenders: [
-            { name: "bare", port: limit.port, answered: limit.answered },
+            { ...bare, name: "bare", token: ours.token },
             {
               name: "ours",
               port: ours.grpcPort,
+              pid: ours.pid,
               token: ours.token,
               answered: () =>
                 answeredFromMetrics(ours.httpPort, UserService.typeName, method, ours.token),
@@ -86,8 +92,8 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
         });
       return {
         createPerSecond,
-        get: await compare("GetUser", get, bare.get),
-        lookup: await compare("LookupUser", lookup, bare.lookup),
+        get: await compare("GetUser", get),
+        lookup: await compare("LookupUser", lookup),
       };
     } finally {
       await bare.stop();
@@ -95,66 +101,4 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
   } finally {
     await ours.stop();
   }
-}
-
-type BareServer = Awaited<ReturnType<typeof startBareServer>>;
-
-/**
- * The limit: a bare grpc-js server per method that runs the product's own
- * repository query (internal/data/user_repo.ts: the same SQL, one indexed
- * read) and answers the same response shape, without the service's
- * middleware, validation, blind-index HMAC or decryption.
- */
-async function bareUsers(url: string) {
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
-  pool.on("error", () => undefined);
-  const repo = newUserRepo(pool);
-  // LookupUser's blind index, computed once here: the bare server does no HMAC.
-  const hashes = (await repo.byUsername("bench_100"))!.fields.email!.hashes;
-  // The same response shape; the encrypted bytes stand in for the values: no decryption.
-  const user = (u: StoredUser) => ({
-    id: BigInt(u.id),
-    username: u.username,
-    email: u.fields.email?.ciphertext.toString("base64") ?? "",
-    createdAt: timestampFromDate(u.createdAt),
-    updatedAt: timestampFromDate(u.updatedAt),
-  });
-  const getServer = await startBareServer(`/${UserService.typeName}/GetUser`, (call, cb) => {
-    const req = fromBinary(GetUserRequestSchema, call.request);
-    repo.byId(Number(req.id)).then(
-      (found) =>
-        cb(
-          null,
-          Buffer.from(
-            toBinary(GetUserResponseSchema, create(GetUserResponseSchema, { user: user(found!) })),
-          ),
-        ),
-      (err: Error) => cb(err, null),
-    );
-  });
-  const lookupServer = await startBareServer(`/${UserService.typeName}/LookupUser`, (call, cb) => {
-    fromBinary(LookupUserRequestSchema, call.request);
-    repo.byHash("email", hashes).then(
-      ({ found }) =>
-        cb(
-          null,
-          Buffer.from(
-            toBinary(
-              LookupUserResponseSchema,
-              create(LookupUserResponseSchema, { user: user(found!) }),
-            ),
-          ),
-        ),
-      (err: Error) => cb(err, null),
-    );
-  });
-  return {
-    get: getServer,
-    lookup: lookupServer,
-    stop: async () => {
-      getServer.stop();
-      lookupServer.stop();
-      await pool.end();
-    },
-  };
 }

@@ -1,19 +1,33 @@
 import { request } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import { cpuSeconds } from "./cpu.js";
 import { h2load, h2loadAvailable } from "./h2load.js";
 import { runLoad, type LoadResult } from "./load.js";
 
 // Servers measured against each other in the same run: rounds alternate
 // between them (so a noisy moment of the machine does not land on one
 // side), and each round counts only the calls the server itself answered
-// with grpc-status 0.
+// with grpc-status 0. Each server runs in a process of its own, whose CPU
+// time over the round, divided by those calls, is its CPU per call.
 
 export interface Contender {
   name: string;
   port: number;
+  /** The server's process (its descendants counted with it), for its CPU time. */
+  pid: number;
   token?: string;
   /** Calls answered so far, OK and not, as the server counts them. */
   answered(): Promise<Answered>;
 }
+
+/** One round of a contender: the load's figures and the server's CPU. */
+export interface Round extends LoadResult {
+  /** Server CPU (user + system) in µs per call answered OK; NaN where it cannot be read. */
+  cpuUsPerCall: number;
+}
+
+/** What a round leaves the server to finish (log writes, closing connections) before its CPU is read. */
+const SETTLE_MS = 200;
 
 export interface Answered {
   ok: number;
@@ -23,7 +37,10 @@ export interface Answered {
 export interface Comparison {
   generator: string;
   /** Each contender's rounds, and their medians. */
-  results: Map<string, { rounds: LoadResult[]; perSecond: number; p50ms: number; p99ms: number }>;
+  results: Map<
+    string,
+    { rounds: Round[]; perSecond: number; p50ms: number; p99ms: number; cpuUsPerCall: number }
+  >;
   /** Rounds left out of the medians: the server did not answer every call OK. */
   invalid: string[];
 }
@@ -45,7 +62,7 @@ export async function alternate(opts: {
   const generator = external
     ? "h2load (nghttp2-client), its own process, 2 connections x 16 streams"
     : "h2load not installed (apt-get install nghttp2-client): grpc-js client in a worker thread of this process, concurrency 32 (it is the limit: ratios say little)";
-  const rounds = new Map<string, LoadResult[]>(opts.contenders.map((c) => [c.name, []]));
+  const rounds = new Map<string, Round[]>(opts.contenders.map((c) => [c.name, []]));
   const invalid: string[] = [];
   const drive = (c: Contender, seconds: number) =>
     h2load({
@@ -62,6 +79,7 @@ export async function alternate(opts: {
       // Warmed up apart, so that the server's counts cover exactly the calls measured.
       if (external) await drive(c, 1);
       const before = await c.answered();
+      const cpuBefore = cpuSeconds(c.pid);
       const r = external
         ? await drive(c, opts.seconds)
         : await runLoad({
@@ -73,6 +91,8 @@ export async function alternate(opts: {
             seconds: opts.seconds,
             token: c.token,
           });
+      await sleep(SETTLE_MS);
+      const cpuAfter = cpuSeconds(c.pid);
       const after = await c.answered();
       const ok = after.ok - before.ok;
       const failed = after.failed - before.failed;
@@ -84,7 +104,8 @@ export async function alternate(opts: {
         );
         continue;
       }
-      rounds.get(c.name)!.push(r);
+      const cpu = cpuBefore === undefined || cpuAfter === undefined ? NaN : cpuAfter - cpuBefore;
+      rounds.get(c.name)!.push({ ...r, cpuUsPerCall: (cpu * 1e6) / ok });
     }
   }
   const results: Comparison["results"] = new Map();
@@ -94,6 +115,7 @@ export async function alternate(opts: {
       perSecond: median(rs.map((r) => r.perSecond)),
       p50ms: median(rs.map((r) => r.p50ms)),
       p99ms: median(rs.map((r) => r.p99ms)),
+      cpuUsPerCall: median(rs.map((r) => r.cpuUsPerCall)),
     });
   }
   return { generator, results, invalid };

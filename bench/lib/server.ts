@@ -1,24 +1,30 @@
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SignJWT } from "jose";
 import { parseConfig, type Config } from "../../internal/conf/load.js";
 
 // The flags `npm start` runs the server with (package.json config.node_flags).
 const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { config: { node_flags: string } };
-const nodeFlags = pkg.config.node_flags.split(/\s+/).filter(Boolean);
+export const nodeFlags = pkg.config.node_flags.split(/\s+/).filter(Boolean);
+
+const AUDIENCE = "kbts-bench";
+const SCOPES = ["kms.crypto", "users.read", "pii.read", "metrics.read"];
 
 /**
  * The service as a user runs it, for the benchmarks: the built server
  * (dist/, what `npm start` runs, with the Node flags it passes) in a process
- * of its own, authentication on (a token checked on every call), logging at
- * info as in production.
+ * of its own, authentication on with JWTs (auth.jwt, HS256: a signed token
+ * verified on every call), logging at info as in production.
  */
 export interface BenchServer {
   grpcPort: number;
   httpPort: number;
-  /** A bearer token with kms.crypto, users.read, pii.read and metrics.read. */
+  /** The server's process (the primary, with server.processes > 1). */
+  pid: number;
+  /** A JWT (sub "bench", 12 h) with kms.crypto, users.read, pii.read and metrics.read. */
   token: string;
   /** Its configuration, for seeding through the same keys. */
   conf: Config;
@@ -32,24 +38,24 @@ export async function startBenchServer(
   /** server.processes: 2 runs one per core behind the same ports. */
   processes = 1,
 ): Promise<BenchServer> {
-  const token = randomBytes(24).toString("base64url");
+  const dir = mkdtempSync(join(tmpdir(), "kbts-bench-server-"));
+  const secret = randomBytes(32).toString("hex");
+  const secretFile = join(dir, "jwt.secret");
+  writeFileSync(secretFile, secret, { mode: 0o600 });
+  const token = await new SignJWT({ scope: SCOPES.join(" ") })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("bench")
+    .setAudience(AUDIENCE)
+    .setIssuedAt()
+    .setExpirationTime("12h")
+    .sign(Buffer.from(secret));
   const raw = {
     server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, processes },
     data: { database: { source: url, migrate: "up" } },
     kms: { root_key: rootKey.toString("base64") },
-    auth: {
-      enabled: true,
-      tokens: [
-        {
-          name: "bench",
-          sha256: createHash("sha256").update(token).digest("hex"),
-          scopes: ["kms.crypto", "users.read", "pii.read", "metrics.read"],
-        },
-      ],
-    },
+    auth: { enabled: true, jwt: { audience: AUDIENCE, hs256_secret_file: secretFile } },
     log: { level: "info", format: "json" },
   };
-  const dir = mkdtempSync(join(tmpdir(), "kbts-bench-server-"));
   const file = join(dir, "config.yaml");
   // YAML reads JSON.
   writeFileSync(file, JSON.stringify(raw));
@@ -84,6 +90,7 @@ export async function startBenchServer(
   return {
     grpcPort: ports.grpc,
     httpPort: ports.http,
+    pid: child.pid!,
     token,
     conf: parseConfig(raw, "bench"),
     processes,
