@@ -1,4 +1,10 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createSecretKey,
+  randomBytes,
+} from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HashFieldRequestSchema, KmsService } from "../api/kms/v1/kms_pb.js";
 import { openKms } from "../cmd/server/kms.js";
@@ -41,7 +47,9 @@ export async function kmsInProcess(url: string) {
   const data = await openData(conf.data!.database!, silent);
   const { cipher: kms, close } = await openKms(conf.kms!, { data, log: silent });
   try {
-    const key = randomBytes(32);
+    // Raw node:crypto at its fastest: keys as KeyObjects (on Node 24 a
+    // Buffer key costs some 15 µs more per call, in a check of its type).
+    const key = createSecretKey(randomBytes(32));
     const aad = Buffer.from("users.email/row:1");
     const rows: {
       size: number;
@@ -74,7 +82,7 @@ export async function kmsInProcess(url: string) {
       });
       rows.push({ size, encrypt, encryptRaw, decrypt, decryptRaw });
     }
-    const hmacKey = randomBytes(32);
+    const hmacKey = createSecretKey(randomBytes(32));
     const hash = await rate(() => kms.hashField("email", "alice@example.com"));
     const hashRaw = await rate(() =>
       createHmac("sha256", hmacKey).update("alice@example.com").digest("hex"),

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { assertAlgorithm, seal } from "../../internal/pkg/kms/aead.js";
 import { blindIndex, fieldSubkey, normalise } from "../../internal/pkg/kms/blindindex.js";
+import { zeroKey } from "../../internal/pkg/kms/key_object.js";
 import {
   CiphertextError,
   decrypt,
@@ -206,5 +207,16 @@ describe("nonces", () => {
       seen.add(nonce.toString("hex"));
     }
     expect(seen.size).toBe(n);
+  });
+});
+
+describe("key objects", () => {
+  it("zeroKey zeroes a key and drops its KeyObject: nothing is computed under the old key afterwards", () => {
+    const key = Buffer.alloc(32, 9);
+    const before = blindIndex(key, "note", "x");
+    zeroKey(key);
+    expect(key.equals(Buffer.alloc(32))).toBe(true);
+    expect(blindIndex(key, "note", "x")).toBe(blindIndex(Buffer.alloc(32), "note", "x"));
+    expect(blindIndex(key, "note", "x")).not.toBe(before);
   });
 });

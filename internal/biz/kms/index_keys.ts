@@ -1,5 +1,6 @@
 import { blindIndex, fieldSubkey } from "../../pkg/kms/blindindex.js";
 import type { Domain } from "../../pkg/kms/codec.js";
+import { zeroKey } from "../../pkg/kms/key_object.js";
 import { INDEX_KEY_LABEL } from "../../pkg/kms/wrap.js";
 import { kmsErrors } from "./errors.js";
 import type { RootKeys } from "./root_keys.js";
@@ -127,7 +128,7 @@ export function newIndexKeyHolder(
       l.keys.key.fill(0);
       l.keys.next?.fill(0);
       for (const cache of [l.subkeys, l.nextSubkeys, l.serviceSubkeys])
-        for (const k of cache.values()) k.fill(0);
+        for (const k of cache.values()) zeroKey(k);
     });
   const loadOnce = (): Promise<void> =>
     load()
@@ -169,7 +170,7 @@ export function newIndexKeyHolder(
         try {
           return blindIndex(subkey, field, value);
         } finally {
-          subkey.fill(0);
+          zeroKey(subkey);
         }
       }
       return blindIndex(subkeyOf(cache, l.keys.key, field, domain), field, value);

@@ -1,4 +1,5 @@
 import { assertAlgorithm, type Algorithm } from "../../pkg/kms/aead.js";
+import { zeroKey } from "../../pkg/kms/key_object.js";
 import { dataKeyLabel } from "../../pkg/kms/wrap.js";
 import type { RootKeys } from "./root_keys.js";
 import type { DataKey, DataKeyRepo, KeyStatus } from "./data_keys.js";
@@ -156,5 +157,5 @@ export function newKeyring(
 // same run of continuations, so zeroing waits for the next turn of the event
 // loop: no caller ever encrypts under zeros, and none needs to check.
 function zeroLater(k: RingKey): void {
-  setImmediate(() => k.key.fill(0));
+  setImmediate(() => zeroKey(k.key));
 }

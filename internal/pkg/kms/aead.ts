@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes, type CipherGCMTypes } from "node:crypto";
+import { keyObject } from "./key_object.js";
 
 /** The field ciphers; the id is stored in every ciphertext. */
 export const ALGORITHMS = {
@@ -62,9 +63,14 @@ export function seal(
   at: number,
 ): void {
   const nonce = freshNonce();
-  const cipher = createCipheriv(ALGORITHMS[algorithm].cipher as CipherGCMTypes, key, nonce, {
-    authTagLength: TAG_BYTES,
-  });
+  const cipher = createCipheriv(
+    ALGORITHMS[algorithm].cipher as CipherGCMTypes,
+    keyObject(key),
+    nonce,
+    {
+      authTagLength: TAG_BYTES,
+    },
+  );
   cipher.setAAD(aad);
   out.set(nonce, at);
   // AEAD stream ciphers: update yields exactly the input's length, final nothing.
@@ -83,9 +89,14 @@ export function open(
   tag: Uint8Array,
   aad: Uint8Array,
 ): Buffer {
-  const decipher = createDecipheriv(ALGORITHMS[algorithm].cipher as CipherGCMTypes, key, nonce, {
-    authTagLength: TAG_BYTES,
-  });
+  const decipher = createDecipheriv(
+    ALGORITHMS[algorithm].cipher as CipherGCMTypes,
+    keyObject(key),
+    nonce,
+    {
+      authTagLength: TAG_BYTES,
+    },
+  );
   decipher.setAAD(aad);
   decipher.setAuthTag(tag);
   const opened = decipher.update(sealed);

@@ -1,5 +1,6 @@
 import { createHmac, hkdfSync } from "node:crypto";
 import type { Domain } from "./codec.js";
+import { keyObject } from "./key_object.js";
 
 /**
  * Normalisation before indexing, so that equal values index equally:
@@ -44,5 +45,7 @@ export function fieldSubkey(indexKey: Buffer, field: string, domain: Domain): Bu
 
 /** The keyed blind index: HMAC-SHA256 of the normalised value, lowercase hex. */
 export function blindIndex(subkey: Buffer, field: string, value: string): string {
-  return createHmac("sha256", subkey).update(normalise(field, value), "utf8").digest("hex");
+  return createHmac("sha256", keyObject(subkey))
+    .update(normalise(field, value), "utf8")
+    .digest("hex");
 }
