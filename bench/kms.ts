@@ -18,7 +18,7 @@ import { startReference, type ReferenceKind } from "./lib/reference.js";
 import { startBenchServer, type BenchServer } from "./lib/server.js";
 
 const silent = createLogger({ level: "silent", format: "json" });
-const rootKeyB64 = Buffer.alloc(32, 5).toString("base64");
+export const rootKeyB64 = Buffer.alloc(32, 5).toString("base64");
 
 /** Operations per second of `fn`, run for about `ms` after a warm-up. */
 async function rate(fn: () => unknown, ms = 1500): Promise<number> {
@@ -95,7 +95,7 @@ export async function kmsInProcess(url: string) {
 }
 
 // The HashField call both gRPC comparisons make.
-const request = toBinary(
+export const hashRequest = toBinary(
   HashFieldRequestSchema,
   create(HashFieldRequestSchema, { fieldName: "email", value: "alice@example.com" }),
 );
@@ -119,7 +119,7 @@ export async function hashFieldOverGrpc(
   try {
     return await alternate({
       path,
-      request,
+      request: hashRequest,
       rounds,
       seconds,
       contenders: [
@@ -160,7 +160,7 @@ export async function processesOverGrpc(
   try {
     return await alternate({
       path,
-      request,
+      request: hashRequest,
       rounds,
       seconds,
       contenders: [contender("1 process", one), contender("2 processes", two)],

@@ -8,6 +8,7 @@ import { migrateBench } from "./migrate.js";
 import { DEPLOY_GAP_MS, renameBench } from "./rename.js";
 import { PROBE_TIMEOUT_MS, SAMPLE_MS } from "./lib/probe.js";
 import { usersBench } from "./users.js";
+import { steadyRss } from "./steady.js";
 import { loginFloodBench } from "./logins.js";
 import { reencryptBench } from "./reencrypt.js";
 import { verifyBench } from "./verify.js";
@@ -23,14 +24,17 @@ import type { Comparison } from "./lib/compare.js";
 // 100 000), BENCH_VERIFY_USERS those `migrate verify --data` checks (default
 // 100 000); BENCH_MIGRATE_ROUNDS the alternating rounds of `migrate up`
 // against psql and node-pg-migrate (3); BENCH_RENAME_ROWS the rows of the
-// zero-downtime rename's table (default 1 000 000). `npm run bench -- migrate
-// kms` runs only the named sections (kms, hash, users, logins, reencrypt,
-// verify, migrate; rename: only migrate's zero-downtime rename).
+// zero-downtime rename's table (default 1 000 000); BENCH_STEADY_ROUNDS the
+// rounds of BENCH_SECONDS the steady-memory run lasts (12: a minute at the
+// default). `npm run bench -- migrate kms` runs only the named sections (kms,
+// hash, steady, users, logins, reencrypt, verify, migrate; rename: only
+// migrate's zero-downtime rename).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const reencryptUsers = Number(process.env.BENCH_REENCRYPT_USERS ?? 100_000);
 const verifyUsers = Number(process.env.BENCH_VERIFY_USERS ?? 100_000);
 const renameRows = Number(process.env.BENCH_RENAME_ROWS ?? 1_000_000);
+const steadyRounds = Number(process.env.BENCH_STEADY_ROUNDS ?? 12);
 const only = process.argv.slice(2);
 const want = (section: string) =>
   only.length === 0 || only.includes(section) || (section === "rename" && only.includes("migrate"));
@@ -40,6 +44,8 @@ if (want("verify") && !(Number.isInteger(verifyUsers) && verifyUsers >= 1))
   throw new Error("BENCH_VERIFY_USERS: expected a whole number of users, at least 1");
 if (want("rename") && !(Number.isInteger(renameRows) && renameRows >= 1))
   throw new Error("BENCH_RENAME_ROWS: expected a whole number of rows, at least 1");
+if (want("steady") && !(Number.isInteger(steadyRounds) && steadyRounds >= 2))
+  throw new Error("BENCH_STEADY_ROUNDS: expected a whole number of rounds, at least 2");
 let dir: string | undefined;
 let stop = async () => {};
 let url = process.env.DATABASE_URL;
@@ -121,6 +127,22 @@ try {
     console.log(row("2 processes", p.results.get("2 processes")!));
     console.log(`ratio 2/1: ${ratio(p, "2 processes", "1 process")}`);
     invalid(p);
+  }
+
+  if (want("steady")) {
+    const s = await withDatabase(url, (db) => steadyRss(db, seconds, steadyRounds));
+    console.log(
+      `\nResident memory of one server under HashField at 32 streams (2 connections x 16), ${steadyRounds} rounds of ${seconds} s (goal: flat, no growth across rounds)`,
+    );
+    const mb = (x: number) => x.toFixed(0);
+    console.log(
+      `RSS MB: idle ${mb(s.rss[0]!)}, after each round ${s.rss.slice(1).map(mb).join(" ")}`,
+    );
+    const warm = s.rss.slice(1 + Math.floor(steadyRounds / 2));
+    console.log(
+      `second half: ${mb(Math.min(...warm))}-${mb(Math.max(...warm))} MB, last - first of it ${(warm.at(-1)! - warm[0]!).toFixed(1)} MB; calls/s per round ${s.rounds.map((r) => r.perSecond.toFixed(0)).join(" ")}`,
+    );
+    for (const problem of s.invalid) console.log(`!!! INVALID RUN: ${problem}`);
   }
 
   if (want("users")) {
