@@ -13,7 +13,7 @@ import { parseConfig } from "../internal/conf/load.js";
 import { run } from "../internal/migrate/runner.js";
 import { migratorOptions } from "../internal/migrate/options.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
-import { alternate, answeredFromMetrics, type Comparison } from "./lib/compare.js";
+import { alternate, answeredFromMetrics, type Comparison, type Contender } from "./lib/compare.js";
 import { startReference, type ReferenceKind } from "./lib/reference.js";
 import { startBenchServer, type BenchServer } from "./lib/server.js";
 
@@ -101,6 +101,16 @@ export const hashRequest = toBinary(
 );
 const path = `/${KmsService.typeName}/${KmsService.method.hashField.name}`;
 
+/** Our server as a HashField contender: its calls counted from its /metrics. */
+export const hashContender = (name: string, s: BenchServer): Contender => ({
+  name,
+  port: s.grpcPort,
+  pid: s.pid,
+  token: s.token,
+  answered: () =>
+    answeredFromMetrics(s.httpPort, KmsService.typeName, "HashField", s.token, s.processes),
+});
+
 /**
  * HashField over the gRPC port (authentication on, a JWT on every call)
  * against three references, each in a process of its own, alternating
@@ -124,14 +134,7 @@ export async function hashFieldOverGrpc(
       seconds,
       contenders: [
         ...references.map((r, i) => ({ ...r, name: kinds[i]!, token: ours.token })),
-        {
-          name: "ours",
-          port: ours.grpcPort,
-          pid: ours.pid,
-          token: ours.token,
-          answered: () =>
-            answeredFromMetrics(ours.httpPort, KmsService.typeName, "HashField", ours.token),
-        },
+        hashContender("ours", ours),
       ],
     });
   } finally {
@@ -149,21 +152,13 @@ export async function processesOverGrpc(
   const rootKey = Buffer.from(rootKeyB64, "base64");
   const one = await startBenchServer(url, rootKey, 1);
   const two = await startBenchServer(url, rootKey, 2);
-  const contender = (name: string, s: BenchServer) => ({
-    name,
-    port: s.grpcPort,
-    pid: s.pid,
-    token: s.token,
-    answered: () =>
-      answeredFromMetrics(s.httpPort, KmsService.typeName, "HashField", s.token, s.processes),
-  });
   try {
     return await alternate({
       path,
       request: hashRequest,
       rounds,
       seconds,
-      contenders: [contender("1 process", one), contender("2 processes", two)],
+      contenders: [hashContender("1 process", one), hashContender("2 processes", two)],
     });
   } finally {
     await one.stop();

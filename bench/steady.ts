@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { KmsService } from "../api/kms/v1/kms_pb.js";
-import { alternate, answeredFromMetrics, type Round } from "./lib/compare.js";
+import { alternate, type Round } from "./lib/compare.js";
 import { startBenchServer } from "./lib/server.js";
-import { hashRequest, rootKeyB64 } from "./kms.js";
+import { hashContender, hashRequest, rootKeyB64 } from "./kms.js";
 
 /** Resident memory of a process, in MB, from /proc; NaN where it cannot be read. */
 export function rssMB(pid: number): number {
@@ -38,16 +38,7 @@ export async function steadyRss(url: string, seconds: number, rounds: number): P
         request: hashRequest,
         rounds: 1,
         seconds,
-        contenders: [
-          {
-            name: "ours",
-            port: ours.grpcPort,
-            pid: ours.pid,
-            token: ours.token,
-            answered: () =>
-              answeredFromMetrics(ours.httpPort, KmsService.typeName, "HashField", ours.token),
-          },
-        ],
+        contenders: [hashContender("ours", ours)],
       });
       done.push(...r.results.get("ours")!.rounds);
       invalid.push(...r.invalid);
