@@ -6,7 +6,7 @@ export const defaults = {
       addr: "0.0.0.0:9000",
       timeout: "30s",
       max_request_bytes: 4 * 1024 * 1024,
-      max_concurrent_streams: 1000,
+      max_concurrent_streams: 256,
       stream_window_bytes: 65_535,
       connection_window_bytes: 16 * 1024 * 1024,
       keepalive_time: "2h",

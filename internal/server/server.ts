@@ -65,6 +65,8 @@ export async function startServers(
     readTimeoutMs: durationMs(g.timeout!),
     idleMs,
     maxConcurrentStreams: g.maxConcurrentStreams,
+    // Room for the largest token beside the usual headers.
+    maxHeaderBytes: (auth?.maxTokenBytes ?? 8192) + 8192,
     streamWindowBytes: g.streamWindowBytes,
     connectionWindowBytes: g.connectionWindowBytes,
     keepaliveTimeMs: durationMs(g.keepaliveTime!),

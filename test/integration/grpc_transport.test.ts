@@ -10,6 +10,7 @@ import {
   KmsService,
 } from "../../api/kms/v1/kms_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
+import { ServerReflectionRequestSchema } from "../../third_party/grpc/reflection/v1/reflection_pb.js";
 import { startTestApp, useTestApps } from "../helpers/app.js";
 import { failureOf } from "../helpers/errors.js";
 import { grpcDefinition } from "../helpers/grpc_definition.js";
@@ -23,6 +24,7 @@ const open = { auth: { enabled: false } };
 const http = { addr: "127.0.0.1:0" };
 
 const HASH = "/kms.v1.KmsService/HashField";
+const REFLECTION = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 const request = toBinary(
   HashFieldRequestSchema,
   create(HashFieldRequestSchema, { fieldName: "email", value: "Ann@Example.com" }),
@@ -368,5 +370,107 @@ describe("the gRPC port's transport", () => {
     expect(status).toBe("0");
     expect(await stopped).toBe(true);
     expect(session.closed || session.destroyed).toBe(true);
+  });
+
+  it("survives a client that resets a call waiting for room before its deadline refuses it", async () => {
+    const app = await ctx.start({
+      ...open,
+      server: {
+        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
+        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
+        max_inflight_request_bytes: 2 * 2 ** 20,
+      },
+    });
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on("error", () => undefined);
+    const claim = Buffer.alloc(5);
+    claim.writeUInt32BE(2 ** 20 - 16, 1);
+    const holders = [0, 1].map(() => call(session, {}, claim, { end: false }));
+    // Waits for room, with some of its message sent, then is reset (NO_ERROR).
+    const waiting = session.request({
+      ":method": "POST",
+      ":path": HASH,
+      "content-type": "application/grpc",
+      te: "trailers",
+      "grpc-timeout": "1S",
+    });
+    waiting.on("error", () => undefined);
+    const message = Buffer.alloc(105);
+    message.writeUInt32BE(100, 1);
+    waiting.write(message.subarray(0, 60));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => waiting.close(0, () => resolve(undefined)));
+    // Past its deadline: the server would answer it now, on a stream that is gone.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    session.destroy();
+    await Promise.all(holders);
+    const again = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    try {
+      expect((await call(again, {}, framed(request))).status).toBe("0");
+    } finally {
+      again.close();
+    }
+  });
+
+  it("sends a stream's status in its trailers, then stops the client: a reflection stream past the limit", async () => {
+    const app = await ctx.start(open);
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    try {
+      const list = framed(
+        toBinary(
+          ServerReflectionRequestSchema,
+          create(ServerReflectionRequestSchema, {
+            messageRequest: { case: "listServices", value: "" },
+          }),
+        ),
+      );
+      const over = Buffer.alloc(5);
+      over.writeUInt32BE(5 * 2 ** 20, 1);
+      const answer = await call(session, {}, Buffer.concat([list, over]), {
+        path: REFLECTION,
+        end: false,
+      });
+      expect(answer.trailersOnly).toBe(false);
+      expect(answer.data.length).toBeGreaterThan(0);
+      expect(answer.trailers?.["grpc-status"]).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+    } finally {
+      session.close();
+    }
+  });
+
+  it("reads no more reflection requests from a client that does not read the answers", async () => {
+    const app = await ctx.start(open);
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on("error", () => undefined);
+    const ask = framed(
+      toBinary(
+        ServerReflectionRequestSchema,
+        create(ServerReflectionRequestSchema, {
+          messageRequest: { case: "fileContainingSymbol", value: "user.v1.UserService" },
+        }),
+      ),
+    );
+    const before = process.memoryUsage().arrayBuffers;
+    // 3 × 60 KB of small requests, each answered with many KB of descriptors.
+    const streams = [0, 1, 2].map(() => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": REFLECTION,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("error", () => undefined);
+      stream.pause();
+      stream.write(
+        Buffer.concat(Array.from({ length: Math.ceil(60_000 / ask.length) }, () => ask)),
+      );
+      return stream;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // Unchecked, this held some 500 MB of answers nobody read.
+    expect(grown, `${Math.round(grown / 2 ** 20)} MiB`).toBeLessThan(64 * 2 ** 20);
+    for (const s of streams) s.destroy();
+    session.destroy();
   });
 });

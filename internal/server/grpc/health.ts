@@ -30,7 +30,14 @@ export function healthService(serviceNames: string[]): HealthService {
   const check: PlainMethod["open"] = (responses) => {
     let service: string | undefined;
     return {
-      message: (request) => (service ??= (request as HealthCheckRequest).service),
+      message: (request) => {
+        if (service !== undefined) {
+          return responses.end(
+            new ConnectError("Check takes one request message", Code.Unimplemented),
+          );
+        }
+        service = (request as HealthCheckRequest).service;
+      },
       end: () => {
         if (service === undefined) {
           return responses.end(new ConnectError("no request message", Code.InvalidArgument));

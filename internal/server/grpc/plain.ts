@@ -54,7 +54,11 @@ export function servePlain(
   const reading: { reader?: Reader } = {};
   const responses: Responses = {
     send: (message) => {
-      if (!over) sendMessage(stream, toBinary(method.output, message));
+      if (over || sendMessage(stream, toBinary(method.output, message))) return;
+      // A client not reading its answers gets no more of them: its requests
+      // wait, unread, until it has taken what was sent.
+      reading.reader?.holdBack();
+      stream.once("drain", () => reading.reader?.release());
     },
     end: (error) => {
       if (over) return;
@@ -70,6 +74,7 @@ export function servePlain(
     reading.reader?.close();
     requests.close();
   };
+  stream.once("aborted", close);
   stream.once("close", close);
 
   const head = readHead(headers, now);

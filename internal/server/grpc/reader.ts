@@ -34,6 +34,9 @@ export interface MessageSink {
 export interface Reader {
   /** Stops reading and gives back every byte of room it holds. Idempotent. */
   close(): void;
+  /** Reads no further message until `release` (the answers are not being read). */
+  holdBack(): void;
+  release(): void;
 }
 
 /**
@@ -67,6 +70,9 @@ export function readMessages(
   let parked: { chunk: Buffer; offset: number } | undefined;
   let waiting: AbortController | undefined;
 
+  // Set while the handler does not want another message yet.
+  let heldBack = false;
+  let inflating = false;
   const close = () => {
     if (closed) return;
     closed = true;
@@ -75,6 +81,9 @@ export function readMessages(
     stream.off("end", onEnd);
     budget.give(held);
     held = 0;
+    // What is still buffered is not going to be read: let it drain, so that a
+    // stream the client has reset meanwhile ends and closes.
+    stream.resume();
   };
   const fail = (why: ReadFailure) => {
     close();
@@ -88,7 +97,7 @@ export function readMessages(
     if (rest) consume(rest.chunk, rest.offset);
     if (closed || parked) return;
     if (endedMeanwhile) onEnd();
-    else stream.resume();
+    else if (!heldBack) stream.resume();
   };
   const park = (chunk: Buffer, offset: number) => {
     parked = { chunk, offset };
@@ -111,7 +120,9 @@ export function readMessages(
       return true;
     }
     park(chunk, offset);
+    inflating = true;
     gunzip(message, { maxOutputLength: max }, (err, inflated) => {
+      inflating = false;
       if (closed) return;
       if (err) return fail(err instanceof RangeError ? "too_large" : "malformed");
       // The compressed form is garbage now: the room kept is the inflated size.
@@ -158,6 +169,7 @@ export function readMessages(
     while (!closed) {
       if (reading === "prefix") {
         if (offset >= chunk.length) return;
+        if (heldBack) return park(chunk, offset);
         const n = Math.min(PREFIX_BYTES - prefixFilled, chunk.length - offset);
         chunk.copy(prefix, prefixFilled, offset, offset + n);
         prefixFilled += n;
@@ -214,5 +226,15 @@ export function readMessages(
   };
   stream.on("data", onData);
   stream.on("end", onEnd);
-  return { close };
+  return {
+    close,
+    holdBack: () => {
+      heldBack = true;
+    },
+    release: () => {
+      if (!heldBack) return;
+      heldBack = false;
+      if (!closed && !waiting && !inflating) resume();
+    },
+  };
 }

@@ -27,6 +27,7 @@ export function reflectionMethods(
   serviceNames: string[],
 ): Map<string, PlainMethod> {
   const index = indexFiles(files);
+  // v1alpha is served as an alias, not listed: no descriptor here describes it.
   const names = [...serviceNames, ServerReflection.typeName];
   const { serverReflectionInfo: info } = ServerReflection.method;
   const method: PlainMethod = {
@@ -136,9 +137,20 @@ function files(file: DescFile | undefined, what: string): Answer {
   return {
     case: "fileDescriptorResponse",
     value: {
-      fileDescriptorProto: ordered.map((f) => toBinary(FileDescriptorProtoSchema, f.proto)),
+      fileDescriptorProto: ordered.map(serialized),
     },
   };
+}
+
+// Each file's bytes, made once: a client asking again and again costs a look-up.
+const serializedFiles = new WeakMap<DescFile, Uint8Array>();
+function serialized(f: DescFile): Uint8Array {
+  let bytes = serializedFiles.get(f);
+  if (!bytes) {
+    bytes = toBinary(FileDescriptorProtoSchema, f.proto);
+    serializedFiles.set(f, bytes);
+  }
+  return bytes;
 }
 
 function notFound(what: string): Answer {

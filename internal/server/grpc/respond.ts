@@ -10,43 +10,63 @@ const HEADERS = {
   "grpc-accept-encoding": "identity,gzip",
 } as const;
 
-/** The stream can still be answered (not reset by the client, no answer begun). */
-export const answerable = (stream: ServerHttp2Stream) => !stream.destroyed && !stream.headersSent;
+/**
+ * The stream can still be written to. A client's RST_STREAM closes a stream
+ * at once but destroys it only once what it sent has been read, and node
+ * throws on a write to a closed stream: both are checked.
+ */
+const open = (stream: ServerHttp2Stream) => !stream.destroyed && !stream.closed;
+
+/** The stream can still be answered (open, no answer begun). */
+export const answerable = (stream: ServerHttp2Stream) => open(stream) && !stream.headersSent;
 
 /** A unary call's answer: headers, the message, trailers with status 0. */
 export function answerMessage(stream: ServerHttp2Stream, message: Uint8Array): void {
   if (!answerable(stream)) return;
   stream.respond(HEADERS, { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers(OK_STATUS));
+  stream.once("wantTrailers", () => {
+    if (open(stream)) stream.sendTrailers(OK_STATUS);
+  });
   stream.end(frame(message));
 }
 
 /**
  * A status alone, in the headers (trailers-only), when nothing was answered
  * yet; in the trailers after the messages sent otherwise. With `reset`, a
- * client still sending is told to stop (RST_STREAM NO_ERROR, after the
- * status): what it sends is not going to be read.
+ * client still sending is told to stop (RST_STREAM NO_ERROR, once the
+ * status has gone): what it sends is not going to be read.
  */
 export function answerStatus(stream: ServerHttp2Stream, status: StatusFields, reset = false): void {
-  if (stream.destroyed) return;
+  if (!open(stream)) return;
+  const stop = () => {
+    if (reset && !stream.readableEnded) {
+      setImmediate(() => {
+        if (open(stream)) stream.close(constants.NGHTTP2_NO_ERROR);
+      });
+    }
+  };
   if (!stream.headersSent) {
     stream.respond({ ...HEADERS, ...status }, { endStream: true });
+    stop();
   } else if (!stream.writableEnded) {
-    stream.once("wantTrailers", () => stream.sendTrailers(status));
-    stream.end();
-  }
-  if (reset && !stream.readableEnded) {
-    setImmediate(() => {
-      if (!stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+    stream.once("wantTrailers", () => {
+      if (!open(stream)) return;
+      stream.sendTrailers(status);
+      stop();
     });
+    stream.end();
   }
 }
 
-/** A stream of answers: headers once, then messages; ended by answerStatus. */
-export function sendMessage(stream: ServerHttp2Stream, message: Uint8Array): void {
-  if (stream.destroyed || stream.writableEnded) return;
+/**
+ * One message of a stream of answers (headers first, once); false when the
+ * client is not reading them fast enough and the sender should wait for
+ * `drain`. Ended by answerStatus.
+ */
+export function sendMessage(stream: ServerHttp2Stream, message: Uint8Array): boolean {
+  if (!open(stream) || stream.writableEnded) return true;
   if (!stream.headersSent) stream.respond(HEADERS, { waitForTrailers: true });
-  stream.write(frame(message));
+  return stream.write(frame(message));
 }
 
 /** An answer that is not gRPC at all: an HTTP status, for a request that is not gRPC. */

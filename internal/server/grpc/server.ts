@@ -17,6 +17,10 @@ import { trackSessions, type SessionPolicy } from "./sessions.js";
 import { errorStatus } from "./status.js";
 import { serveUnary } from "./unary.js";
 
+// gRPC with protobuf messages: `application/grpc` or `application/grpc+proto`,
+// parameters allowed. gRPC-Web and JSON are the HTTP port's.
+const GRPC_PROTO = /^application\/grpc(\+proto)?\s*(;|$)/i;
+
 export interface GrpcServerOptions extends SessionPolicy {
   addr: string;
   maxRequestBytes: number;
@@ -26,6 +30,8 @@ export interface GrpcServerOptions extends SessionPolicy {
   readTimeoutMs: number;
   /** HTTP/2: calls one connection may have open at once. */
   maxConcurrentStreams: number;
+  /** HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: a call's headers, decoded. */
+  maxHeaderBytes: number;
   /** HTTP/2 flow control: bytes a client may send ahead on one call, and on its connection. */
   streamWindowBytes: number;
   connectionWindowBytes: number;
@@ -80,10 +86,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     settings: {
       maxConcurrentStreams: opts.maxConcurrentStreams,
       initialWindowSize: opts.streamWindowBytes,
+      maxHeaderListSize: opts.maxHeaderBytes,
     },
-    // What calls hold is bounded by the byte budget; node's own cap on a
-    // session's buffers would refuse streams a busy connection is entitled to.
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
+    // MB a connection may hold in header tables, streams and answers queued
+    // to be sent; past it new calls are refused (request bodies are the
+    // byte budget's).
+    maxSessionMemory: 32,
   });
   server.on("session", (session) => {
     if (opts.connectionWindowBytes > 65_535) session.setLocalWindowSize(opts.connectionWindowBytes);
@@ -94,11 +102,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     stream.on("error", () => undefined);
     const { peer, done } = sessions.began(stream.session!);
     stream.once("close", done);
-    const contentType = headers["content-type"];
     if (headers[":method"] !== "POST") return answerHttp(stream, 405);
-    if (typeof contentType !== "string" || !contentType.startsWith("application/grpc")) {
-      return answerHttp(stream, 415);
-    }
+    if (!GRPC_PROTO.test(String(headers["content-type"]))) return answerHttp(stream, 415);
     const path = headers[":path"] ?? "";
     const route = routes.get(path);
     if (route) return serveUnary(stream, headers, route, calls, peer);
@@ -110,8 +115,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const tls = opts.tls && { config: opts.tls, alpn: ["h2"] };
   // Our own listener: shutdown can then close a connection that never spoke.
   const { listener, sockets, silent } = connectionListener(opts.idleMs, tls, (socket, h2) => {
-    // Not HTTP/2 (an HTTP/1.1 client, a TLS client without ALPN h2): nothing to serve.
-    if (!h2) return socket.destroy();
+    // A TLS client that did not choose h2 has nothing to say here. A plain
+    // connection goes to HTTP/2 whatever its first read held (a short read
+    // cannot show the whole preface): node closes one that is not HTTP/2.
+    if (tls && !h2) return socket.destroy();
     server.emit("connection", socket);
   });
   const port = await listen(listener, opts.addr).catch((err: Error) => {

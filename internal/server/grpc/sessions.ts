@@ -53,8 +53,11 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
         ? setInterval(() => ping(session, policy.keepaliveTimeoutMs), policy.keepaliveTimeMs)
         : undefined;
     session.on("ping", () => {
+      if (session.closed || session.destroyed) return;
       const now = Date.now();
-      if (now - s.lastActive < policy.minPingIntervalMs && ++s.strikes > MAX_PING_STRIKES) {
+      // A tenth of grace: a client pinging at the interval, with jitter, is not early.
+      const early = now - s.lastActive < policy.minPingIntervalMs * 0.9;
+      if (early && ++s.strikes > MAX_PING_STRIKES) {
         // The code and text gRPC clients read as "ping less"; calls in flight finish.
         session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from("too_many_pings"));
         session.close();
@@ -81,6 +84,8 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
       return {
         peer: s.peer,
         done: () => {
+          s.lastActive = Date.now();
+          s.strikes = 0;
           if (--s.open === 0 && !session.closed) armIdle(session, s);
         },
       };
@@ -100,7 +105,11 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
           if (!session.closed && !session.destroyed) session.close();
         };
         const timer = setTimeout(close, 1000);
-        if (!session.ping(close)) close();
+        // After the GOAWAY has gone out: node sends a PING ahead of queued
+        // frames, and its answer must come after the client saw the GOAWAY.
+        setImmediate(() => {
+          if (session.closed || session.destroyed || !session.ping(close)) close();
+        });
       }
     },
   };

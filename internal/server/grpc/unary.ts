@@ -32,6 +32,9 @@ export function serveUnary(
   const now = Date.now();
   const requestHeader = metadataHeader(headers);
   let over = false;
+  // The handler has the request: its room stays taken until it is done,
+  // even if the client goes meanwhile.
+  let running = false;
   // Set once reading begins; a call may finish before (a bad header).
   const reading: { reader?: Reader; stall?: NodeJS.Timeout } = {};
   const finish = () => {
@@ -39,15 +42,19 @@ export function serveUnary(
     clearTimeout(reading.stall);
     reading.reader?.close();
   };
-  // Room comes back when the client goes too (a reset mid-call).
-  stream.once("close", finish);
+  // A client that goes before the handler has its request gives its room back at once.
+  const gone = () => {
+    if (!running) finish();
+  };
+  stream.once("aborted", gone);
+  stream.once("close", gone);
   const refuseWith = (refusal: Refusal, reset = true) => {
     if (over) return;
     finish();
     const error = requestRefused(route.method, refusal, opts.maxRequestBytes, "gzip");
-    void refuse(route, "grpc", requestHeader, error, peer).then((e) =>
-      answerStatus(stream, errorStatus(e), reset),
-    );
+    refuse(route, "grpc", requestHeader, error, peer)
+      .then((e) => answerStatus(stream, errorStatus(e), reset))
+      .catch(() => stream.destroy());
   };
 
   const head = readHead(headers, now);
@@ -86,6 +93,7 @@ export function serveUnary(
     } catch {
       return refuseWith("malformed", false);
     }
+    running = true;
     route
       .handler(
         createCall({
@@ -108,6 +116,8 @@ export function serveUnary(
           const error = err instanceof ConnectError ? err : rpcErrors.internal(route.service);
           answerStatus(stream, errorStatus(error));
         },
-      );
+      )
+      // An answer that cannot be written (the stream went in between): the call is over.
+      .catch(() => stream.destroy());
   };
 }
