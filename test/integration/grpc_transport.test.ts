@@ -397,8 +397,11 @@ describe("the gRPC port's transport", () => {
     waiting.on("error", () => undefined);
     const message = Buffer.alloc(105);
     message.writeUInt32BE(100, 1);
-    waiting.write(message.subarray(0, 60));
+    waiting.write(message.subarray(0, 20));
     await new Promise((resolve) => setTimeout(resolve, 200));
+    // More, buffered unread behind the paused stream, then the reset.
+    waiting.write(message.subarray(20, 60));
+    await new Promise((resolve) => setTimeout(resolve, 100));
     await new Promise((resolve) => waiting.close(0, () => resolve(undefined)));
     // Past its deadline: the server would answer it now, on a stream that is gone.
     await new Promise((resolve) => setTimeout(resolve, 1500));
