@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedPostgres } from "../internal/pkg/embedded_pg/embedded_pg.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
+import { chainInProcess } from "./chain.js";
 import { hashFieldOverGrpc, kmsInProcess, processesOverGrpc } from "./kms.js";
 import { migrateBench } from "./migrate.js";
 import { DEPLOY_GAP_MS, renameBench } from "./rename.js";
@@ -27,8 +28,8 @@ import type { Comparison } from "./lib/compare.js";
 // zero-downtime rename's table (default 1 000 000); BENCH_STEADY_ROUNDS the
 // rounds of BENCH_SECONDS the steady-memory run lasts (12: a minute at the
 // default). `npm run bench -- migrate kms` runs only the named sections (kms,
-// hash, steady, users, logins, reencrypt, verify, migrate; rename: only
-// migrate's zero-downtime rename).
+// chain, hash, steady, users, logins, reencrypt, verify, migrate; rename:
+// only migrate's zero-downtime rename).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const reencryptUsers = Number(process.env.BENCH_REENCRYPT_USERS ?? 100_000);
@@ -75,6 +76,18 @@ try {
     console.log(
       `${"blind index".padEnd(18)} ours ${k.hash.toFixed(0).padStart(8)}   raw HMAC ${k.hashRaw.toFixed(0).padStart(8)}   ratio ${(k.hash / k.hashRaw).toFixed(2)}`,
     );
+  }
+
+  if (want("chain")) {
+    const c = await chainInProcess();
+    console.log(
+      `\nThe middleware chain in process (HashField, handler answering at once, 32 in flight; CPU per call, median of ${c.rounds} rounds of ${c.calls})`,
+    );
+    console.log(`${"bare handler (limit)".padEnd(40)} ${c.bare.toFixed(2).padStart(6)} us`);
+    for (const r of c.rows)
+      console.log(
+        `${r.name.padEnd(40)} ${r.us.toFixed(2).padStart(6)} us   ratio ${(r.us / c.bare).toFixed(1)}`,
+      );
   }
 
   // How each comparison is printed: its servers' rows, then ratios of calls/s,

@@ -103,6 +103,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
       readiness,
       log,
       metrics,
+      conf.log!.requestSample,
     );
     return {
       grpcPort: servers.grpcPort,

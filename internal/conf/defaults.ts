@@ -59,7 +59,7 @@ export const defaults = {
       http_timeout: "5s",
     },
   },
-  log: { level: "info", format: "auto" },
+  log: { level: "info", format: "auto", request_sample: 1 },
   // Closed unless a config opens it (configs/config.yaml does, for development).
   auth: {
     enabled: true,

@@ -1,9 +1,10 @@
 import cluster from "node:cluster";
-import { Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from "prom-client";
+import { Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
+import { FastHistogram } from "./histogram.js";
 import type { Readiness } from "./readiness.js";
 
 export interface RpcMetrics {
-  duration: Histogram<"service" | "method" | "transport" | "code">;
+  duration: FastHistogram<"service" | "method" | "transport" | "code">;
 }
 
 export interface Metrics {
@@ -18,13 +19,14 @@ export function createMetrics(): Metrics {
   // series carry its worker id, so they neither collide nor jump.
   if (cluster.isWorker) registry.setDefaultLabels({ worker: String(cluster.worker!.id) });
   collectDefaultMetrics({ register: registry });
-  const duration = new Histogram({
-    name: "rpc_server_duration_seconds",
-    help: "Duration of unary RPCs handled, by service, method, transport and gRPC code.",
-    labelNames: ["service", "method", "transport", "code"] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  });
+  // Observed on every call: see FastHistogram.
+  const duration = new FastHistogram(
+    "rpc_server_duration_seconds",
+    "Duration of unary RPCs handled, by service, method, transport and gRPC code.",
+    ["service", "method", "transport", "code"] as const,
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
+  registry.registerMetric(duration.asMetric());
   return { registry, rpc: { duration } };
 }
 

@@ -35,6 +35,8 @@ export async function startServers(
   log: Logger,
   /** Series of the use cases and the database (the audit trail, migrations, the pool) served beside the RPC metrics. */
   extraMetrics: Metric[] = [],
+  /** log.request_sample: the fraction of successful calls given a request log line. */
+  requestSample = 1,
 ): Promise<Servers> {
   // Before anything listens: without it the server does not start.
   const openApi = readOpenApi();
@@ -48,7 +50,7 @@ export async function startServers(
   }
   const routes = buildRoutes(
     bindings,
-    middlewareChain({ server: conf, limits, log, rpc, authenticator }),
+    middlewareChain({ server: conf, limits, log, requestSample, rpc, authenticator }),
   );
   let stopping = false;
   // Every duration has its default from internal/conf.

@@ -23,26 +23,25 @@ export interface ContextValues {
 }
 
 // A call carries two or three values: a list from the newest is cheaper to
-// extend than a copied map, and as quick to read. Not frozen (see call.ts):
+// extend than a copied map, and as quick to read; each link is the values
+// themselves, so attaching one costs one object. Not frozen (see call.ts):
 // nothing in it is writable through its type.
-interface Node {
-  readonly id: symbol;
-  readonly value: unknown;
-  readonly parent: Node | undefined;
-}
-
 class Values implements ContextValues {
-  constructor(private readonly head: Node | undefined) {}
+  constructor(
+    private readonly id: symbol | undefined,
+    private readonly value: unknown,
+    private readonly parent: Values | undefined,
+  ) {}
 
   get<T>(key: ContextKey<T>): T {
-    for (let n = this.head; n; n = n.parent) if (n.id === key.id) return n.value as T;
-    return key.defaultValue;
+    if (this.id === key.id) return this.value as T;
+    return this.parent ? this.parent.get(key) : key.defaultValue;
   }
 
   with<T>(key: ContextKey<T>, value: T): ContextValues {
-    return new Values({ id: key.id, value, parent: this.head });
+    return new Values(key.id, value, this);
   }
 }
 
 /** Values with nothing attached: every key reads its default. */
-export const emptyContextValues: ContextValues = new Values(undefined);
+export const emptyContextValues: ContextValues = new Values(undefined, undefined, undefined);

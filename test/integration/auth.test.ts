@@ -261,6 +261,20 @@ describe("strict tokens", () => {
       ).toMatchObject({ code: 0 });
     });
 
+    it("refuses a JWT once it expires, though it was accepted (and kept) just before", async () => {
+      // Expired 26 s ago: within the 30 s tolerance for some 4 s more.
+      const exp = now() - 26;
+      const token = await signed({ sub: "svc-a", iat: exp - 60, exp });
+      expect(await getStatus(token)).toMatchObject({ code: 0 });
+      expect(await getStatus(token)).toMatchObject({ code: 0 });
+      // jose's clock is in whole seconds: past exp + tolerance once it reads exp + 30.
+      while (Date.now() < (exp + 30) * 1000) await new Promise((r) => setTimeout(r, 50));
+      expect(await getStatus(token)).toMatchObject({
+        code: Code.Unauthenticated,
+        message: "token expired",
+      });
+    });
+
     it("refuses a JWT without iat: its lifetime cannot be bounded", async () => {
       expect(await getStatus(await signed({ sub: "svc-a", exp: now() + 300 }))).toMatchObject({
         code: Code.Unauthenticated,

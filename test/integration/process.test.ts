@@ -17,7 +17,8 @@ import { promisify } from "node:util";
 import { toBinary, create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { NODE_MAJOR } from "../../internal/pkg/cli/node_version.js";
-import { GetUserRequestSchema } from "../../api/user/v1/user_pb.js";
+import { KmsService } from "../../api/kms/v1/kms_pb.js";
+import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
 import { grpcDefinition } from "../helpers/grpc_definition.js";
 import {
   Health,
@@ -308,6 +309,47 @@ describe("first start, anywhere", () => {
   }, 180_000);
 });
 
+describe("log.request_sample", () => {
+  it("at 0 logs no successful call and every failed one, while the metrics count them all", async () => {
+    const conf = writeConfig(
+      "sample.yaml",
+      baseConfig(db.url).replace("format: json }", "format: json, request_sample: 0 }"),
+    );
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as Record<
+      string,
+      number
+    >;
+    const kms = grpcClient(KmsService, listening.grpc!);
+    const users = grpcClient(UserService, listening.grpc!);
+    for (let i = 0; i < 20; i++)
+      await kms.unary(KmsService.method.hashField, { fieldName: "email", value: "a@b.c" });
+    for (let i = 0; i < 3; i++)
+      await users.unary(UserService.method.getUser, { id: 424242n }).catch(() => undefined);
+    kms.close();
+    users.close();
+    const metrics = await (await fetch(`http://127.0.0.1:${listening.http}/metrics`)).text();
+    const closed = new Promise((resolve) => server.child.once("close", resolve));
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    await closed;
+    const count = (method: string, code: string) =>
+      new RegExp(
+        `rpc_server_duration_seconds_count\\{[^}]*method="${method}"[^}]*code="${code}"[^}]*\\} (\\d+)`,
+      ).exec(metrics)?.[1];
+    expect([count("HashField", "OK"), count("GetUser", "NOT_FOUND")]).toEqual(["20", "3"]);
+    const calls = server
+      .output()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === "rpc");
+    expect(calls.map((l) => [l.rpc, l.code])).toEqual(
+      Array.from({ length: 3 }, () => ["user.v1.UserService/GetUser", "NOT_FOUND"]),
+    );
+  });
+});
+
 describe("SIGTERM", () => {
   it("an idle connection on each port and an open Health/Watch stream do not hold it: exit 0, drained", async () => {
     const conf = writeConfig("idle.yaml", baseConfig(db.url));
@@ -460,4 +502,52 @@ describe("SIGTERM", () => {
       expect(server.output()).toMatch(/"drained":true/);
     },
   );
+
+  it("loses no request log line: every call answered, those finished while draining too, is in the output, whole", async () => {
+    const conf = writeConfig("log-flush.yaml", baseConfig(db.url));
+    const server = spawnServer(["-conf", conf], { env: noDbEnv });
+    const listening = JSON.parse(await server.waitFor(/"msg":"listening/)) as Record<
+      string,
+      number
+    >;
+    const closed = new Promise((resolve) => server.child.once("close", resolve));
+    // Its stdout unread, the pipe fills: lines wait in the logger's buffer,
+    // as behind a slow log collector.
+    server.child.stdout.pause();
+    const kms = grpcClient(KmsService, listening.grpc!);
+    let answered = 0;
+    let stopped = false;
+    // 32 callers, each calling again as soon as answered, until the server is gone.
+    const load = Array.from({ length: 32 }, async () => {
+      while (!stopped) {
+        try {
+          await kms.unary(KmsService.method.hashField, { fieldName: "email", value: "a@b.c" });
+          answered++;
+        } catch {
+          return;
+        }
+      }
+    });
+    while (answered < 1000) await new Promise((r) => setTimeout(r, 10));
+    server.child.kill("SIGTERM");
+    // The server drains and stops with lines still buffered; then its
+    // output is read again.
+    await new Promise((r) => setTimeout(r, 1000));
+    server.child.stdout.resume();
+    expect(await server.exited).toBe(0);
+    await closed;
+    stopped = true;
+    await Promise.all(load);
+    kms.close();
+    const lines = server
+      .output()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const logged = lines.filter(
+      (l) => l.msg === "rpc" && l.rpc === "kms.v1.KmsService/HashField" && l.code === "OK",
+    );
+    expect(logged.length).toBeGreaterThanOrEqual(answered);
+    expect(lines.at(-1)).toMatchObject({ msg: "stopped", drained: true });
+  });
 });

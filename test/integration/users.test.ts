@@ -147,6 +147,9 @@ describe("validation", () => {
   it.each([
     ["username", { username: "1abc" }],
     ["username", { username: "ab" }],
+    // Where RE2's pattern rules and V8's RegExp could part: both refuse.
+    ["username", { username: "abc\n" }],
+    ["username", { username: "abcé" }],
     ["password", { password: "short1" }],
     ["password", { password: "lettersonly" }],
     ["password", { password: "1234567890" }],

@@ -66,6 +66,6 @@ describe("auth.jwt.hs256_secret_file", () => {
       .setIssuedAt()
       .setExpirationTime("5m")
       .sign(new TextEncoder().encode(secret));
-    expect((await verify(token)).name).toBe("jwt:svc");
+    expect((await verify(token)).caller.name).toBe("jwt:svc");
   });
 });

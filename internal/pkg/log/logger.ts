@@ -38,13 +38,26 @@ const sensitiveKeys = [
 
 const redactPaths = sensitiveKeys.flatMap((k) => [k, `*.${k}`]);
 
+// pino's isoTime, made once per millisecond rather than once per line (a
+// Date and its ISO string cost a request log line about a fifth of itself).
+let lastMs = Number.NaN;
+let lastTime = "";
+function isoTime(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
+}
+
 /** The process logger: structured JSON, pretty on a terminal when asked. */
 export function createLogger(options: LogOptions): Logger {
   const settings: LoggerOptions = {
     level: options.level,
     base: { service: "kratos-boilerplate-ts" },
     redact: { paths: redactPaths, censor: "[REDACTED]" },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
   const out = options.destination ?? process.stdout;

@@ -6,7 +6,8 @@ import { allScopes } from "./scopes.js";
 
 /**
  * Finds the caller of a request from its `authorization` header: at once for
- * a configured token, asynchronously for a JWT. Never throws. With
+ * a configured token or a JWT accepted before, asynchronously for a JWT to
+ * verify. Never throws. With
  * `cheapOnly`, a JWT is not verified (its caller answers "invalid"): what an
  * address past its limit of failed authentications still gets.
  */
@@ -23,13 +24,31 @@ const anonymous = (problem?: Caller["problem"]): Caller => ({
 
 const BEARER = /^Bearer +([\x21-\x7e]+)$/i;
 
+/** How many verified JWTs are kept when nothing else is said. */
+export const defaultVerifiedJwts = 10_000;
+
 /**
  * Tokens are looked up by their SHA-256 (the config never holds a token), then
  * tried as JWTs; an `authorization` value over auth.max_token_bytes is
  * neither. With authentication off, everyone is an anonymous caller with
  * every scope.
+ *
+ * What was found is kept by the header that carried it, written as
+ * `Bearer <token>` (other spellings are read as that one), so that a header
+ * seen before costs a lookup: no parsing, no hashing, no verifying. A
+ * configured token is kept for good (they are few: one entry each). A JWT
+ * is kept only once accepted, and answered from memory only while a fresh
+ * verification would accept it too (jwt.ts, validSpan: never past its exp,
+ * never before its nbf); up to `verifiedJwts` of them, the oldest dropped
+ * first. Only tokens the issuer signed enter, so a caller can push others
+ * out only with tokens of its own, and what that costs them is one
+ * verification. Refusals are not kept: a flood of bad tokens is the peer
+ * limit's (observe.ts). `now` is the clock (ms since the epoch).
  */
-export function createAuthenticator(conf: Auth | undefined): Authenticator {
+export function createAuthenticator(
+  conf: Auth | undefined,
+  { now = Date.now, verifiedJwts = defaultVerifiedJwts } = {},
+): Authenticator {
   if (!conf?.enabled) {
     const everyone = anonymous();
     return () => everyone;
@@ -37,27 +56,54 @@ export function createAuthenticator(conf: Auth | undefined): Authenticator {
   const tokens = new Map<string, Caller>(
     conf.tokens.map((t) => [t.sha256.toLowerCase(), { name: t.name, scopes: new Set(t.scopes) }]),
   );
-  const jwt = conf.jwt ? jwtVerifier(conf.jwt) : undefined;
-  // The configured tokens as last presented, so that a known token is
-  // hashed once, not on every call. Only tokens found in the config enter,
-  // so its size is bounded by theirs (each has one spelling after "Bearer ").
+  const jwt = conf.jwt ? jwtVerifier(conf.jwt, now) : undefined;
+  // Configured tokens by header: bounded by their number.
   const seen = new Map<string, Caller>();
+  const verified = new Map<string, { caller: Caller; fromMs: number; untilMs: number }>();
+  const accepted = (header: string): Caller | undefined => {
+    const entry = verified.get(header);
+    if (entry === undefined) return undefined;
+    const t = now();
+    if (t >= entry.fromMs && t < entry.untilMs) return entry.caller;
+    // Verified again, it is refused with the reason a fresh look gives.
+    verified.delete(header);
+    return undefined;
+  };
+  const keep = (header: string, caller: Caller, valid: { fromMs: number; untilMs: number }) => {
+    if (verifiedJwts <= 0) return;
+    if (verified.size >= verifiedJwts && !verified.has(header))
+      verified.delete(verified.keys().next().value!);
+    verified.set(header, { caller, ...valid });
+  };
   // Header values reach us as one character per byte.
   const maxBytes = conf.maxTokenBytes;
   return (authorization, cheapOnly = false) => {
     if (!authorization) return anonymous("missing");
+    // A JWT is not even looked up for an address past its limit (cheapOnly).
+    const again = seen.get(authorization) ?? (cheapOnly ? undefined : accepted(authorization));
+    if (again) return again;
     if (authorization.length > maxBytes) return anonymous("too_large");
     const token = BEARER.exec(authorization)?.[1];
     if (!token) return anonymous("invalid");
-    const cached = seen.get(token);
-    if (cached) return cached;
+    const header = `Bearer ${token}`;
+    const respelt =
+      header === authorization
+        ? undefined
+        : (seen.get(header) ?? (cheapOnly ? undefined : accepted(header)));
+    if (respelt) return respelt;
     const known = tokens.get(createHash("sha256").update(token).digest("hex"));
     if (known) {
-      if (seen.size < tokens.size) seen.set(token, known);
+      if (seen.size < tokens.size) seen.set(header, known);
       return known;
     }
     if (jwt && !cheapOnly && token.split(".").length === 3) {
-      return jwt(token).catch(() => anonymous("invalid"));
+      return jwt(token).then(
+        ({ caller, valid }) => {
+          if (valid) keep(header, caller, valid);
+          return caller;
+        },
+        () => anonymous("invalid"),
+      );
     }
     return anonymous("invalid");
   };

@@ -6,7 +6,18 @@ import { errors, jwtVerify, type JWTPayload } from "jose";
 import type { Auth_Jwt } from "../../conf/conf_pb.js";
 import type { Caller } from "../../transport/caller.js";
 
-export type JwtVerifier = (token: string) => Promise<Caller>;
+/**
+ * A token's caller and, when it was accepted, the span of time
+ * (milliseconds since the epoch, [from, until)) in which the same token
+ * would be accepted again: jose's checks of exp and nbf, ours of iat, all
+ * that depends on the clock.
+ */
+export interface Verified {
+  caller: Caller;
+  valid?: { fromMs: number; untilMs: number };
+}
+
+export type JwtVerifier = (token: string) => Promise<Verified>;
 
 interface Key {
   key: KeyObject | Uint8Array;
@@ -23,9 +34,10 @@ const defaultMaxLifetimeS = 24 * 3600;
  * Verifies JWTs with jose against the configured keys: signature, exp, nbf,
  * audience, and issuer when set; then the claims jose leaves alone (see
  * claimsProblem). The caller is `jwt:<sub>` with the scopes of
- * `scopes_claim`. Key files are read once, at start.
+ * `scopes_claim`. Key files are read once, at start. `now` is the clock
+ * (milliseconds since the epoch) every check reads.
  */
-export function jwtVerifier(conf: Auth_Jwt): JwtVerifier {
+export function jwtVerifier(conf: Auth_Jwt, now: () => number = Date.now): JwtVerifier {
   const keys = loadKeys(conf);
   const claim = conf.scopesClaim || "scope";
   const toleranceS = conf.clockTolerance ? durationMs(conf.clockTolerance) / 1000 : 0;
@@ -38,21 +50,49 @@ export function jwtVerifier(conf: Auth_Jwt): JwtVerifier {
   };
   return async (token) => {
     let expired = false;
+    const at = now();
     for (const { key, algorithm } of keys) {
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, key, { ...options, algorithms: [algorithm] }));
+        ({ payload } = await jwtVerify(token, key, {
+          ...options,
+          algorithms: [algorithm],
+          currentDate: new Date(at),
+        }));
       } catch (err) {
         // A valid signature with a stale exp is expired under every key.
         if (err instanceof errors.JWTExpired) expired = true;
         continue;
       }
-      const problem = claimsProblem(payload, Date.now() / 1000, toleranceS, maxLifetimeS);
-      if (problem) return { name: "anonymous", scopes: new Set(), problem };
-      return { name: `jwt:${payload.sub as string}`, scopes: scopesOf(payload, claim) };
+      const problem = claimsProblem(payload, at / 1000, toleranceS, maxLifetimeS);
+      if (problem) return { caller: { name: "anonymous", scopes: new Set(), problem } };
+      return {
+        caller: { name: `jwt:${payload.sub as string}`, scopes: scopesOf(payload, claim) },
+        valid: validSpan(payload, toleranceS),
+      };
     }
-    return { name: "anonymous", scopes: new Set(), problem: expired ? "expired" : "invalid" };
+    const problem = expired ? "expired" : "invalid";
+    return { caller: { name: "anonymous", scopes: new Set(), problem } };
   };
+}
+
+/**
+ * When the time checks a token passed hold, in milliseconds: jose accepts
+ * while exp > floor(now) - tolerance and nbf <= floor(now) + tolerance (now
+ * in whole seconds), claimsProblem while iat <= now + tolerance. As bounds
+ * on now: now < ceil(exp + tolerance), now >= ceil(nbf - tolerance), now >=
+ * iat - tolerance.
+ */
+export function validSpan(
+  payload: JWTPayload,
+  toleranceS: number,
+): { fromMs: number; untilMs: number } {
+  const { exp, nbf, iat } = payload;
+  const from = Math.max(
+    nbf === undefined ? -Infinity : Math.ceil(nbf - toleranceS) * 1000,
+    iat === undefined ? -Infinity : (iat - toleranceS) * 1000,
+  );
+  return { fromMs: from, untilMs: Math.ceil(exp! + toleranceS) * 1000 };
 }
 
 /**

@@ -29,6 +29,8 @@ export function middlewareChain(opts: {
   server: Server;
   limits: Limits;
   log: Logger;
+  /** The fraction of successful calls the request log writes (log.request_sample); 1 when left out. */
+  requestSample?: number;
   rpc: RpcMetrics;
   authenticator: Authenticator;
 }): Middleware {
@@ -39,7 +41,10 @@ export function middlewareChain(opts: {
       authenticator: opts.authenticator,
       peerLimit: peerLimit(limits.authFailuresPerMinute, limits.authFailureBurst),
       log,
-      observers: present<Observer>([metricsObserver(opts.rpc), requestLog(log)]),
+      observers: present<Observer>([
+        metricsObserver(opts.rpc),
+        requestLog(log, opts.requestSample ?? 1),
+      ]),
     }),
     guards(
       present<Guard>([authorize, rateLimit(limits.callsPerSecond, limits.burst), validation()]),

@@ -1,23 +1,24 @@
 import type { Call } from "../../transport/call.js";
 import type { Observer } from "../../transport/middleware.js";
+import type { HistogramSeries } from "../histogram.js";
 import type { RpcMetrics } from "../metrics.js";
-
-type Child = ReturnType<RpcMetrics["duration"]["labels"]>;
 
 /** Counts and times every call by service, method, transport and code. */
 export function metricsObserver(rpc: RpcMetrics): Observer {
-  // prom-client hashes the label set on every observation; the combinations
-  // are few and fixed, so each is looked up once and kept: per method, per
-  // transport and code.
-  const children = new WeakMap<Call["method"], Map<string, Child>>();
-  const child = (call: Call, code: string): Child => {
+  // Each combination's series is looked up once and kept: per method, per
+  // transport, per code (no key is built on a call).
+  const children = new WeakMap<
+    Call["method"],
+    Record<Call["transport"], Map<string, HistogramSeries>>
+  >();
+  const series = (call: Call, code: string): HistogramSeries => {
     let byMethod = children.get(call.method);
     if (!byMethod) {
-      byMethod = new Map();
+      byMethod = { grpc: new Map(), connect: new Map(), rest: new Map() };
       children.set(call.method, byMethod);
     }
-    const key = call.transport === "grpc" ? code : `connect:${code}`;
-    let found = byMethod.get(key);
+    const byCode = byMethod[call.transport];
+    let found = byCode.get(code);
     if (!found) {
       found = rpc.duration.labels({
         service: call.service.typeName,
@@ -25,9 +26,9 @@ export function metricsObserver(rpc: RpcMetrics): Observer {
         transport: call.transport,
         code,
       });
-      byMethod.set(key, found);
+      byCode.set(code, found);
     }
     return found;
   };
-  return (call, code, ms) => child(call, code).observe(ms / 1000);
+  return (call, code, ms) => series(call, code).observe(ms / 1000);
 }

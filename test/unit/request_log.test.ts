@@ -1,0 +1,110 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { create } from "@bufbuild/protobuf";
+import { afterAll, describe, expect, it } from "vitest";
+import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js";
+import { ConfigError, loadConfig, parseConfig } from "../../internal/conf/load.js";
+import { createLogger } from "../../internal/pkg/log/logger.js";
+import { requestLog } from "../../internal/server/middleware/logging.js";
+import { createCall } from "../../internal/transport/call.js";
+
+const minimal = { kms: { root_key: Buffer.alloc(32, 1).toString("base64") } };
+const dir = mkdtempSync(join(tmpdir(), "kbts-reqlog-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("log.request_sample", () => {
+  it("When a file leaves it out, Then every call is logged (1)", () => {
+    expect(parseConfig(minimal, "t").log?.requestSample).toBe(1);
+  });
+
+  it.each([0, 0.01, 1])("When the file says %s, Then that is the fraction", (fraction) => {
+    expect(
+      parseConfig({ ...minimal, log: { request_sample: fraction } }, "t").log?.requestSample,
+    ).toBe(fraction);
+  });
+
+  it.each([
+    ["-0.1", "-0.1"],
+    ["1.5", "1.5"],
+    ["NaN", ".nan"],
+    ["a word", "often"],
+  ])("When the file says %s, Then start-up stops naming log.request_sample", (_what, yaml) => {
+    const path = join(dir, "c.yaml");
+    writeFileSync(
+      path,
+      `kms: { root_key: "${minimal.kms.root_key}" }\nlog: { request_sample: ${yaml} }\n`,
+    );
+    expect(() => loadConfig(path, {})).toThrow(ConfigError);
+    expect(() => loadConfig(path, {})).toThrow(/^config .*c\.yaml: log\.request_sample: /);
+  });
+});
+
+describe("the request log", () => {
+  function capture(sample: number, draws: number[]) {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().trim().split("\n")) lines.push(JSON.parse(line));
+        cb();
+      },
+    });
+    const log = createLogger({ level: "info", format: "json", destination });
+    let i = 0;
+    const observer = requestLog(log, sample, () => draws[i++ % draws.length]!)!;
+    const call = createCall({
+      service: UserService,
+      method: UserService.method.getUser,
+      request: create(GetUserRequestSchema, { id: 1n }),
+      deadline: undefined,
+      transport: "grpc",
+      requestHeader: new Headers(),
+    });
+    return { lines, log: (code: string) => observer(call, code, 1.5) };
+  }
+
+  it("When the fraction is 1, Then every call has its line", () => {
+    const { lines, log } = capture(1, [0.99]);
+    for (let i = 0; i < 10; i++) log("OK");
+    expect(lines).toHaveLength(10);
+  });
+
+  it("When the fraction is 0.25, Then a successful call is logged when its draw is under it, a failure always", () => {
+    const { lines, log } = capture(0.25, [0.1, 0.3, 0.24, 0.25, 0.9]);
+    for (let i = 0; i < 5; i++) log("OK");
+    expect(lines.map((l) => l.code)).toEqual(["OK", "OK"]);
+    for (const code of ["NOT_FOUND", "INTERNAL", "UNAUTHENTICATED"]) log(code);
+    expect(lines.map((l) => l.code)).toEqual([
+      "OK",
+      "OK",
+      "NOT_FOUND",
+      "INTERNAL",
+      "UNAUTHENTICATED",
+    ]);
+  });
+
+  it("When the fraction is 0, Then no successful call is logged, every failure is", () => {
+    const { lines, log } = capture(0, [0]);
+    log("OK");
+    log("DEADLINE_EXCEEDED");
+    expect(lines).toEqual([
+      expect.objectContaining({
+        rpc: "user.v1.UserService/GetUser",
+        code: "DEADLINE_EXCEEDED",
+        ms: 1.5,
+      }),
+    ]);
+  });
+
+  it("When lines are written in one millisecond or across several, Then each carries the time as pino's isoTime writes it", () => {
+    const { lines, log } = capture(1, [0]);
+    const before = new Date().toISOString();
+    for (let i = 0; i < 50; i++) log("OK");
+    const after = new Date().toISOString();
+    for (const l of lines) {
+      expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect((l.time as string) >= before && (l.time as string) <= after).toBe(true);
+    }
+  });
+});
