@@ -67,8 +67,10 @@ export async function startServers(
     readTimeoutMs: durationMs(g.timeout!),
     idleMs,
     maxConcurrentStreams: g.maxConcurrentStreams,
-    // Room for the largest token beside the usual headers.
-    maxHeaderBytes: (auth?.maxTokenBytes ?? 8192) + 8192,
+    // Room for the largest token auth.max_token_bytes allows (64 KiB) beside
+    // the usual headers: a token over its limit reaches the chain, to be
+    // refused by name, rather than the call being reset.
+    maxHeaderBytes: 72 * 1024,
     streamWindowBytes: g.streamWindowBytes,
     connectionWindowBytes: g.connectionWindowBytes,
     keepaliveTimeMs: durationMs(g.keepaliveTime!),
