@@ -6,6 +6,7 @@ import {
   TAG_BYTES,
   ALGORITHMS,
   type Algorithm,
+  type CipherKey,
 } from "./aead.js";
 
 /**
@@ -66,7 +67,7 @@ export function readHeader(ciphertext: Uint8Array): ReadHeader {
 /** Seals in `domain`'s format. */
 export function encrypt(
   header: Header,
-  key: Buffer,
+  key: CipherKey,
   plaintext: Uint8Array,
   context: Uint8Array,
   domain: Domain,
@@ -98,7 +99,7 @@ export const readableIn = (header: ReadHeader, domain: Domain) =>
  */
 export function decrypt(
   ciphertext: Uint8Array,
-  key: Buffer,
+  key: CipherKey,
   context: Uint8Array,
   domain: Domain,
 ): Buffer {
