@@ -14,7 +14,6 @@ import { UserUsecase } from "../internal/biz/user_usecase.js";
 import { background } from "../internal/biz/context.js";
 import { openData } from "../internal/data/data.js";
 import { newUserRepo } from "../internal/data/user_repo.js";
-import { fairQueue } from "../internal/pkg/limit/fair_queue.js";
 import { createLogger } from "../internal/pkg/log/logger.js";
 import { startBareServer } from "./lib/bare.js";
 import { alternate, answeredFromMetrics } from "./lib/compare.js";
@@ -37,14 +36,7 @@ export async function usersBench(url: string, seconds: number, rounds: number) {
     const log = createLogger({ level: "silent", format: "json" });
     const data = await openData(conf.data!.database!, log);
     const kms = await openKms(conf.kms!, { data, log });
-    // All 32 seeders are one caller: the default admission (4 per caller)
-    // would refuse the rest.
-    const hashing = fairQueue({
-      concurrency: conf.limits!.passwordHashConcurrency,
-      capacity: 32,
-      perKey: 32,
-    });
-    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher, { hashing });
+    const users = new UserUsecase(newUserRepo(data.pool), kms.cipher);
     let next = 0;
     const started = performance.now();
     await Promise.all(

@@ -78,7 +78,7 @@ function sealer(keyring: Keyring, usage: EncryptionUsage, domain: Domain): Seal 
     const k = keyring.activeNow() ?? (await keyring.active());
     const ciphertext = encrypt(
       { algorithm: k.algorithm, version: k.version },
-      k.secret,
+      k.key,
       plaintext,
       fieldContext(fieldName, context),
       domain,
@@ -104,7 +104,7 @@ function opener(keyring: Keyring, domain: Domain): Open {
     const k = keyring.forDecryptionNow(version) ?? (await keyring.forDecryption(version));
     try {
       return {
-        plaintext: decrypt(ciphertext, k.secret, fieldContext(fieldName, context), domain),
+        plaintext: decrypt(ciphertext, k.key, fieldContext(fieldName, context), domain),
         keyVersion: version,
       };
     } catch (err) {

@@ -1,4 +1,3 @@
-import { createSecretKey, type KeyObject } from "node:crypto";
 import { blindIndex, fieldSubkey } from "../../pkg/kms/blindindex.js";
 import type { Domain } from "../../pkg/kms/codec.js";
 import { INDEX_KEY_LABEL } from "../../pkg/kms/wrap.js";
@@ -80,31 +79,25 @@ export async function loadIndexKeys(
   }
 }
 
-// Subkeys are kept as KeyObjects (see aead.ts CipherKey: a Buffer costs
-// HMAC several times over on Node 24). Their bytes are zeroed as soon as
-// the KeyObject holds its copy, which Node clears when it is collected; the
-// index keys they derive from are zeroed when dropped.
 interface Loaded {
   keys: IndexKeys;
-  subkeys: Map<string, KeyObject>;
-  nextSubkeys: Map<string, KeyObject>;
-  serviceSubkeys: Map<string, KeyObject>;
+  subkeys: Map<string, Buffer>;
+  nextSubkeys: Map<string, Buffer>;
+  serviceSubkeys: Map<string, Buffer>;
 }
 
 /** Subkeys of callers' field names kept per index key (KmsService.HashField). */
 const MAX_CALLER_SUBKEYS = 256;
 
 const subkeyOf = (
-  cache: Map<string, KeyObject>,
+  cache: Map<string, Buffer>,
   key: Buffer,
   field: string,
   domain: Domain = "store",
 ) => {
   let subkey = cache.get(field);
   if (!subkey) {
-    const bytes = fieldSubkey(key, field, domain);
-    subkey = createSecretKey(bytes);
-    bytes.fill(0);
+    subkey = fieldSubkey(key, field, domain);
     cache.set(field, subkey);
   }
   return subkey;
@@ -133,6 +126,8 @@ export function newIndexKeyHolder(
     setImmediate(() => {
       l.keys.key.fill(0);
       l.keys.next?.fill(0);
+      for (const cache of [l.subkeys, l.nextSubkeys, l.serviceSubkeys])
+        for (const k of cache.values()) k.fill(0);
     });
   const loadOnce = (): Promise<void> =>
     load()

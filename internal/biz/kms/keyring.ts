@@ -1,4 +1,3 @@
-import { createSecretKey, type KeyObject } from "node:crypto";
 import { assertAlgorithm, type Algorithm } from "../../pkg/kms/aead.js";
 import { dataKeyLabel } from "../../pkg/kms/wrap.js";
 import type { RootKeys } from "./root_keys.js";
@@ -8,12 +7,6 @@ import { kmsErrors } from "./errors.js";
 /** An unwrapped data key, good for use at once (see Keyring.forget). */
 export interface RingKey {
   readonly key: Buffer;
-  /**
-   * The same key as the ciphers take it fastest (aead.ts CipherKey), made
-   * once per load. Its copy lives in Node's native memory, which Node clears
-   * when the object is collected; `key` is the copy zeroed when dropped.
-   */
-  readonly secret: KeyObject;
   readonly version: number;
   readonly status: KeyStatus;
   readonly algorithm: Algorithm;
@@ -79,7 +72,6 @@ export function newKeyring(
     corrupt.delete(row.version);
     const k: Cached = {
       key,
-      secret: createSecretKey(key),
       version: row.version,
       status: row.status,
       algorithm: assertAlgorithm(row.algorithm),

@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, type KeyObject } from "node:crypto";
+import { createHmac, hkdfSync } from "node:crypto";
 import type { Domain } from "./codec.js";
 
 /**
@@ -42,10 +42,7 @@ export function fieldSubkey(indexKey: Buffer, field: string, domain: Domain): Bu
   );
 }
 
-/**
- * The keyed blind index: HMAC-SHA256 of the normalised value, lowercase hex.
- * A subkey kept for many calls is best a KeyObject (see aead.ts CipherKey).
- */
-export function blindIndex(subkey: Buffer | KeyObject, field: string, value: string): string {
+/** The keyed blind index: HMAC-SHA256 of the normalised value, lowercase hex. */
+export function blindIndex(subkey: Buffer, field: string, value: string): string {
   return createHmac("sha256", subkey).update(normalise(field, value), "utf8").digest("hex");
 }

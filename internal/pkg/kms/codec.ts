@@ -6,7 +6,6 @@ import {
   TAG_BYTES,
   ALGORITHMS,
   type Algorithm,
-  type CipherKey,
 } from "./aead.js";
 
 /**
@@ -67,7 +66,7 @@ export function readHeader(ciphertext: Uint8Array): ReadHeader {
 /** Seals in `domain`'s format. */
 export function encrypt(
   header: Header,
-  key: CipherKey,
+  key: Buffer,
   plaintext: Uint8Array,
   context: Uint8Array,
   domain: Domain,
@@ -99,7 +98,7 @@ export const readableIn = (header: ReadHeader, domain: Domain) =>
  */
 export function decrypt(
   ciphertext: Uint8Array,
-  key: CipherKey,
+  key: Buffer,
   context: Uint8Array,
   domain: Domain,
 ): Buffer {
