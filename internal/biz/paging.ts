@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { keyObject, zeroKey } from "../pkg/kms/key_object.js";
 
 // Keyset paging, as both APIs page: sizes, bounds and the token codec.
 
@@ -40,7 +41,9 @@ export function pageTokens(secret: Buffer): PageTokens {
   return {
     write(last, query) {
       const nonce = randomBytes(NONCE);
-      const cipher = createCipheriv("aes-256-gcm", key, nonce).setAAD(Buffer.from(query, "utf8"));
+      const cipher = createCipheriv("aes-256-gcm", keyObject(key), nonce).setAAD(
+        Buffer.from(query, "utf8"),
+      );
       const position = Buffer.alloc(4);
       position.writeUInt32BE(last);
       const sealed = Buffer.concat([cipher.update(position), cipher.final()]);
@@ -50,7 +53,7 @@ export function pageTokens(secret: Buffer): PageTokens {
       const raw = Buffer.from(token, "base64url");
       if (raw.length !== NONCE + 4 + TAG || raw.toString("base64url") !== token) return undefined;
       try {
-        const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, NONCE))
+        const decipher = createDecipheriv("aes-256-gcm", keyObject(key), raw.subarray(0, NONCE))
           .setAAD(Buffer.from(query, "utf8"))
           .setAuthTag(raw.subarray(NONCE + 4));
         const position = Buffer.concat([
@@ -63,7 +66,7 @@ export function pageTokens(secret: Buffer): PageTokens {
         return undefined;
       }
     },
-    destroy: () => key.fill(0),
+    destroy: () => zeroKey(key),
   };
 }
 

@@ -1,4 +1,5 @@
 import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { keyObject, zeroKey } from "../../pkg/kms/key_object.js";
 import type { Context } from "../context.js";
 import { kmsErrors } from "./errors.js";
 
@@ -74,8 +75,8 @@ export class AuditChain {
   }
 
   forget(): void {
-    this.key?.fill(0);
-    this.checkpointKey?.fill(0);
+    if (this.key) zeroKey(this.key);
+    if (this.checkpointKey) zeroKey(this.checkpointKey);
     this.key = undefined;
     this.checkpointKey = undefined;
   }
@@ -83,7 +84,10 @@ export class AuditChain {
   /** HMAC-SHA256 over the previous hash and the event's canonical text. */
   seal(event: Omit<AuditEvent, "hash">): Buffer {
     if (!this.key) throw kmsErrors.notReady();
-    return createHmac("sha256", this.key).update(event.prevHash).update(canonical(event)).digest();
+    return createHmac("sha256", keyObject(this.key))
+      .update(event.prevHash)
+      .update(canonical(event))
+      .digest();
   }
 
   /** A checkpoint of `head` at `at`, signed. */
@@ -102,7 +106,7 @@ export class AuditChain {
   private checkpointMac(head: AuditHead, at: Date): Buffer {
     if (!this.checkpointKey) throw kmsErrors.notReady();
     const text = JSON.stringify([String(head.seq), head.hash.toString("hex"), at.toISOString()]);
-    return createHmac("sha256", this.checkpointKey).update(text).digest();
+    return createHmac("sha256", keyObject(this.checkpointKey)).update(text).digest();
   }
 }
 
