@@ -64,6 +64,9 @@ function previousRelease(): string {
   }
   if (existsSync(join(dir, EXPAND)))
     throw new Error(`the previous release holds ${EXPAND} already`);
+  // This tree's packages serve it: what the previous release needs and this
+  // one no longer does (its gRPC port's @grpc/grpc-js and grpc-health-check)
+  // stays in devDependencies for it.
   symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
   return dir;
 }
