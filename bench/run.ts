@@ -10,6 +10,7 @@ import { DEPLOY_GAP_MS, renameBench } from "./rename.js";
 import { PROBE_TIMEOUT_MS, SAMPLE_MS } from "./lib/probe.js";
 import { usersBench } from "./users.js";
 import { steadyRss } from "./steady.js";
+import { memoryBench } from "./memory.js";
 import { loginFloodBench } from "./logins.js";
 import { reencryptBench } from "./reencrypt.js";
 import { verifyBench } from "./verify.js";
@@ -27,15 +28,18 @@ import type { Comparison } from "./lib/compare.js";
 // against psql and node-pg-migrate (3); BENCH_RENAME_ROWS the rows of the
 // zero-downtime rename's table (default 1 000 000); BENCH_STEADY_ROUNDS the
 // rounds of BENCH_SECONDS the steady-memory run lasts (12: a minute at the
-// default). `npm run bench -- migrate kms` runs only the named sections (kms,
-// chain, hash, steady, users, logins, reencrypt, verify, migrate; rename:
-// only migrate's zero-downtime rename).
+// default); BENCH_SETTLE_SECONDS how long the memory section waits after each
+// flood before reading the server's memory again (30). `npm run bench --
+// migrate kms` runs only the named sections (kms, chain, hash, steady,
+// memory, users, logins, reencrypt, verify, migrate; rename: only migrate's
+// zero-downtime rename).
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const reencryptUsers = Number(process.env.BENCH_REENCRYPT_USERS ?? 100_000);
 const verifyUsers = Number(process.env.BENCH_VERIFY_USERS ?? 100_000);
 const renameRows = Number(process.env.BENCH_RENAME_ROWS ?? 1_000_000);
 const steadyRounds = Number(process.env.BENCH_STEADY_ROUNDS ?? 12);
+const settleSeconds = Number(process.env.BENCH_SETTLE_SECONDS ?? 30);
 const only = process.argv.slice(2);
 const want = (section: string) =>
   only.length === 0 || only.includes(section) || (section === "rename" && only.includes("migrate"));
@@ -47,6 +51,8 @@ if (want("rename") && !(Number.isInteger(renameRows) && renameRows >= 1))
   throw new Error("BENCH_RENAME_ROWS: expected a whole number of rows, at least 1");
 if (want("steady") && !(Number.isInteger(steadyRounds) && steadyRounds >= 2))
   throw new Error("BENCH_STEADY_ROUNDS: expected a whole number of rounds, at least 2");
+if (want("memory") && !(Number.isFinite(settleSeconds) && settleSeconds >= 0))
+  throw new Error("BENCH_SETTLE_SECONDS: expected a number of seconds, 0 or more");
 let dir: string | undefined;
 let stop = async () => {};
 let url = process.env.DATABASE_URL;
@@ -156,6 +162,24 @@ try {
       `second half: ${mb(Math.min(...warm))}-${mb(Math.max(...warm))} MB, last - first of it ${(warm.at(-1)! - warm[0]!).toFixed(1)} MB; calls/s per round ${s.rounds.map((r) => r.perSecond.toFixed(0)).join(" ")}`,
     );
     for (const problem of s.invalid) console.log(`!!! INVALID RUN: ${problem}`);
+  }
+
+  if (want("memory")) {
+    const m = await withDatabase(url, (db) => memoryBench(db, settleSeconds * 1000));
+    const mb = (x: number) => x.toFixed(0).padStart(5);
+    console.log(
+      `\nResident memory under 300 concurrent 3.9 MB EncryptField requests (a JWT on each), one flood after another on one server; in-flight budget ${m.budget} MiB; idle ${mb(m.idle)} MiB`,
+    );
+    console.log(
+      `goals: peak <= idle + budget + 150 = ${mb(m.idle + m.budget + 150)} MiB; ${m.settleMs / 1000} s after, <= idle + 50 = ${mb(m.idle + 50)} MiB`,
+    );
+    console.log(`${"flood".padEnd(34)} before   peak  after   answers`);
+    for (const r of m.rows) {
+      const name = `${r.kind}, ${r.connections} connection${r.connections > 1 ? "s" : ""}`;
+      console.log(
+        `${name.padEnd(34)} ${mb(r.before)}  ${mb(r.peak)}  ${mb(r.after)}   ${r.answers}`,
+      );
+    }
   }
 
   if (want("users")) {

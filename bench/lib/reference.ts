@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Answered } from "./compare.js";
-import { nodeFlags } from "./server.js";
+import { nodeFlags, startEnv } from "./start.js";
 
 /**
  * The servers ours is measured against, each in a process of its own:
@@ -27,7 +27,7 @@ const entry = fileURLToPath(new URL("./reference_main.ts", import.meta.url));
  * which only transpiles at load), for `users` on the database at `url`.
  */
 export async function startReference(kind: ReferenceKind, url?: string): Promise<ReferenceServer> {
-  const env = { ...process.env };
+  const env = { ...process.env, ...startEnv };
   if (url) env.BENCH_DATABASE_URL = url;
   const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", entry, kind], {
     env,

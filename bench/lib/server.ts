@@ -5,10 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { parseConfig, type Config } from "../../internal/conf/load.js";
-
-// The flags `npm start` runs the server with (package.json config.node_flags).
-const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { config: { node_flags: string } };
-export const nodeFlags = pkg.config.node_flags.split(/\s+/).filter(Boolean);
+import { nodeFlags, startEnv } from "./start.js";
 
 const AUDIENCE = "kbts-bench";
 const SCOPES = ["kms.crypto", "users.read", "pii.read", "metrics.read"];
@@ -59,7 +56,7 @@ export async function startBenchServer(
   const file = join(dir, "config.yaml");
   // YAML reads JSON.
   writeFileSync(file, JSON.stringify(raw));
-  const env = { ...process.env };
+  const env = { ...process.env, ...startEnv };
   delete env.DATABASE_URL;
   delete env.KMS_ROOT_KEY;
   // Its log goes to a file, as to a collector: a pipe read here would take

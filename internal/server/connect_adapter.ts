@@ -29,6 +29,7 @@ import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
 import { headersOf, type Request, type Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
+import { payChunk, prepay, type BodyHold } from "./body_budget.js";
 
 type NodeHandler = (req: Request, res: Response) => void;
 
@@ -80,9 +81,26 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
     // Read now: once the request is over, HTTP/2's req.socket throws.
     const address = req.socket.remoteAddress;
     const values = createContextValues().set(reached, { value: false }).set(peer, address);
-    const received = universalRequestFromNodeRequest(req, res, undefined, values);
-    const held = { bytes: 0, over: false };
+    const held = { bytes: 0, prepaid: false, over: false };
     res.once("close", () => opts.inflight.give(held.bytes));
+    // A call connect refused before our handler ran, answered as the gRPC port would.
+    const refused = async (reason: Refusal) => {
+      const refusal = requestRefused(entry.route.method, reason, opts.readMaxBytes);
+      const err = await refuse(entry.route, "connect", headersOf(req), refusal, address);
+      writeRpcError(req, res, err, reason === "bad_compression" ? acceptedEncodings(req) : {});
+    };
+    const failed = (reason: unknown) => {
+      // The client went away: nobody to answer.
+      if (ConnectError.from(reason).code === Code.Aborted) return;
+      opts.log.error(
+        { err: String(reason), rpc: entry.route.method.name },
+        "answering a call failed",
+      );
+    };
+    // A gRPC or gRPC-Web body is its message in a 5-byte envelope.
+    const paid = prepay(req, opts.inflight, held, opts.readMaxBytes + 5);
+    if (paid === "busy" || paid === "too_large") return void refused(paid).catch(failed);
+    const received = universalRequestFromNodeRequest(req, res, undefined, values);
     const body = withinBudget(received.body as AsyncIterable<Uint8Array>, opts.inflight, held);
     const request = { ...received, body };
     entry
@@ -93,19 +111,9 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
         }
         // The client went away mid-request: nobody to answer, nothing to count.
         if (request.signal.aborted || res.destroyed) return;
-        const reason = held.over ? "busy" : await refusalOf(req, answer);
-        const refusal = requestRefused(entry.route.method, reason, opts.readMaxBytes);
-        const err = await refuse(entry.route, "connect", headersOf(req), refusal, address);
-        writeRpcError(req, res, err, reason === "bad_compression" ? acceptedEncodings(req) : {});
+        await refused(held.over ? "busy" : await refusalOf(req, answer));
       })
-      .catch((reason: unknown) => {
-        // The client went away: nobody to answer.
-        if (ConnectError.from(reason).code === Code.Aborted) return;
-        opts.log.error(
-          { err: String(reason), rpc: entry.route.method.name },
-          "answering a call failed",
-        );
-      });
+      .catch(failed);
   };
 }
 
@@ -127,22 +135,19 @@ function implementation(route: Route) {
   };
 }
 
-// The request body as connect reads it, counted against the port's budget as
-// it arrives (given back when the answer is done): past it, the read fails
-// and the call is refused as busy. Each byte counts twice: connect gathers
-// the chunks into one message before parsing it, so both are held at once.
+// The request body as connect reads it; one not paid before reading is paid
+// as it arrives (given back when the answer is done): past the budget, the
+// read fails and the call is refused as busy.
 async function* withinBudget(
   body: AsyncIterable<Uint8Array>,
   budget: ByteBudget,
-  held: { bytes: number; over: boolean },
+  held: BodyHold & { over: boolean },
 ): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
-    const cost = 2 * chunk.byteLength;
-    if (!budget.take(cost)) {
+    if (!payChunk(budget, held, chunk.byteLength)) {
       held.over = true;
       throw new ConnectError("request bytes in flight over budget", Code.ResourceExhausted);
     }
-    held.bytes += cost;
     yield chunk;
   }
 }

@@ -11,6 +11,7 @@ import { tlsConfig } from "./tls.js";
 import { watchReadiness, type ReadinessCheck } from "./readiness.js";
 import { createMetrics, readinessMetrics } from "./metrics.js";
 import { byteBudget } from "../pkg/limit/queue.js";
+import { givingBack, majorCollection } from "../pkg/limit/give_back.js";
 import { middlewareChain } from "./middleware/index.js";
 import { readOpenApi } from "./openapi.js";
 
@@ -58,7 +59,11 @@ export async function startServers(
   const tls = tlsConfig(conf.tls);
   // A gRPC call waiting for room keeps up to a stream window (64 KiB) of its
   // request in HTTP/2 buffers: their number is bounded too.
-  const inflight = byteBudget(conf.maxInflightRequestBytes, 1024);
+  const inflight = givingBack(byteBudget(conf.maxInflightRequestBytes, 1024), {
+    burstBytes: 64 * 2 ** 20,
+    quietMs: 1000,
+    collect: majorCollection(),
+  });
   const g = conf.grpc!;
   const grpc = await startGrpcServer({
     addr: g.addr,

@@ -15,6 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { inject } from "vitest";
 import { testRootKey } from "./app.js";
+import { nodeFlags, startEnv } from "../../bench/lib/start.js";
 
 const root = resolve(import.meta.dirname, "../..");
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
@@ -70,6 +71,15 @@ export async function startServerProcess(conf: string) {
 /** Runs cmd/server/main.ts as its own process, as `npm start` would. */
 export function spawnServer(args: string[], opts: SpawnOptions = {}): ServerProcess {
   return spawnScript("cmd/server/main.ts", args, opts);
+}
+
+/** The server from its sources as `npm start` runs it: with its Node flags and malloc setting. */
+export function spawnServerAsStarted(args: string[], opts: SpawnOptions = {}): ServerProcess {
+  const script = resolve(root, "cmd/server/main.ts");
+  return spawnNode([...nodeFlags, "--import", tsx, script, ...args], {
+    ...opts,
+    env: { ...startEnv, ...opts.env },
+  });
 }
 
 /**

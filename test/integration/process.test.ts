@@ -295,10 +295,15 @@ describe("first start, anywhere", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${listening.http}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`^nodejs_version_info\\{version="v${NODE_MAJOR}\\.`, "m"));
     // The server runs with the Node flags package.json declares (config.node_flags).
-    const server = processesWith(conf)
-      .map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"))
-      .find((argv) => argv.includes("dist/cmd/server/main.js"));
-    expect(server).toContain("--max-semi-space-size=64");
+    // and the malloc setting it exports (config.malloc_mmap_threshold).
+    const pid = processesWith(conf).find((p) =>
+      readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").includes("dist/cmd/server/main.js"),
+    );
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    expect(argv).toContain("--max-semi-space-size=64");
+    expect(argv).toContain("--expose-gc");
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    expect(environ).toContain("MALLOC_MMAP_THRESHOLD_=32768");
     npm.child.kill("SIGTERM");
     expect(await npm.exited).toBe(0);
     // The server (found by its config path on the command line) is gone too.

@@ -1,6 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { fairQueue, QueueFullError } from "../../internal/pkg/limit/fair_queue.js";
 import { byteBudget } from "../../internal/pkg/limit/queue.js";
+import { givingBack } from "../../internal/pkg/limit/give_back.js";
+import { payChunk, prepay } from "../../internal/server/body_budget.js";
+import type { Request } from "../../internal/server/http_routes.js";
 
 describe("byte budget", () => {
   it("takes only what fits, and gives back", () => {
@@ -51,6 +54,82 @@ describe("byte budget", () => {
     expect(await staying).toBe(true);
     expect(budget.take(9)).toBe(true);
     expect(budget.take(1)).toBe(false);
+  });
+});
+
+describe("giving memory back after a burst", () => {
+  it("collects once, when the burst has passed and nothing is held for the quiet time", async () => {
+    vi.useFakeTimers();
+    try {
+      let collections = 0;
+      const budget = givingBack(byteBudget(100), {
+        burstBytes: 50,
+        quietMs: 1000,
+        collect: () => collections++,
+      });
+      expect(budget.take(40)).toBe(true);
+      budget.give(40);
+      vi.advanceTimersByTime(5000);
+      expect(collections, "under the burst: nothing").toBe(0);
+      expect(budget.take(20)).toBe(true);
+      expect(await budget.reserve(30, 10)).toBe(true);
+      budget.give(20);
+      vi.advanceTimersByTime(5000);
+      expect(collections, "something still held").toBe(0);
+      budget.give(30);
+      vi.advanceTimersByTime(500);
+      // Taken again before the quiet time ends: no collection while it is held.
+      expect(budget.take(10)).toBe(true);
+      vi.advanceTimersByTime(1000);
+      expect(collections).toBe(0);
+      budget.give(10);
+      vi.advanceTimersByTime(1000);
+      expect(collections).toBe(1);
+      vi.advanceTimersByTime(10_000);
+      expect(collections, "once per burst").toBe(1);
+      // The inner budget is what it was.
+      expect(budget.take(100)).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("is the budget itself where there is no collector (Node without --expose-gc)", () => {
+    const inner = byteBudget(10);
+    expect(givingBack(inner, { burstBytes: 1, quietMs: 1, collect: undefined })).toBe(inner);
+  });
+});
+
+describe("paying for a request body", () => {
+  const req = (length?: string) =>
+    ({ headers: length === undefined ? {} : { "content-length": length } }) as Request;
+
+  it("pays twice its announced length before reading, or refuses it unread", () => {
+    const budget = byteBudget(100);
+    const hold = { bytes: 0, prepaid: false };
+    expect(prepay(req("30"), budget, hold, 40)).toBe("paid");
+    expect(hold).toEqual({ bytes: 60, prepaid: true });
+    // Paid already: its chunks cost nothing more.
+    expect(payChunk(budget, hold, 30)).toBe(true);
+    expect(hold.bytes).toBe(60);
+    expect(prepay(req("30"), budget, { bytes: 0, prepaid: false }, 40)).toBe("busy");
+    expect(prepay(req("41"), budget, { bytes: 0, prepaid: false }, 40)).toBe("too_large");
+    budget.give(60);
+    expect(budget.take(100), "a refusal took nothing").toBe(true);
+  });
+
+  it("pays as it arrives when no length is announced", () => {
+    const budget = byteBudget(100);
+    for (const length of [undefined, "", "-1", "1e3", " 3", "0x10", "99999999999999999999"]) {
+      const hold = { bytes: 0, prepaid: false };
+      expect(prepay(req(length), budget, hold, 40), String(length)).toBe("unannounced");
+      expect(hold.bytes).toBe(0);
+    }
+    const hold = { bytes: 0, prepaid: false };
+    expect(payChunk(budget, hold, 20)).toBe(true);
+    expect(hold.bytes).toBe(40);
+    expect(payChunk(budget, hold, 40)).toBe(false);
+    expect(hold.bytes).toBe(40);
   });
 });
 

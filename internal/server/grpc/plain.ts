@@ -50,6 +50,8 @@ export function servePlain(
   const now = Date.now();
   let over = false;
   let stall: NodeJS.Timeout | undefined;
+  // One drain listener at a time, however many answers wait behind it.
+  let draining = false;
   // Set once reading begins; a call may end before (a bad header).
   const reading: { reader?: Reader } = {};
   const responses: Responses = {
@@ -58,7 +60,12 @@ export function servePlain(
       // A client not reading its answers gets no more of them: its requests
       // wait, unread, until it has taken what was sent.
       reading.reader?.holdBack();
-      stream.once("drain", () => reading.reader?.release());
+      if (draining) return;
+      draining = true;
+      stream.once("drain", () => {
+        draining = false;
+        reading.reader?.release();
+      });
     },
     end: (error) => {
       if (over) return;

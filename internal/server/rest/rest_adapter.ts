@@ -9,6 +9,7 @@ import { refuse, type Route } from "../handlers.js";
 import { headersOf, type Request, type Response } from "../http_routes.js";
 import { requestRefused, type Refusal } from "../request_refused.js";
 import { writeRpcError } from "../rpc_error_response.js";
+import { payChunk, prepay, type BodyHold } from "../body_budget.js";
 import { restBindings, type RestBinding } from "./bindings.js";
 import { matchPath } from "./path_template.js";
 import { requestMessage, responseJson, TranscodeError } from "./request.js";
@@ -91,7 +92,7 @@ async function serve(
       ),
     );
   const type = headers.get("content-type");
-  const held = { bytes: 0 };
+  const held = { bytes: 0, prepaid: false };
   res.once("close", () => opts.inflight.give(held.bytes));
   const read = await readBody(req, opts, held);
   if (typeof read === "string") return refusal(read);
@@ -148,23 +149,24 @@ async function serve(
 }
 
 /**
- * The whole body, counted against the port's budget as it arrives (given
- * back when the answer is done), or why it was refused.
+ * The whole body, paid from the port's budget before it is read where its
+ * length is announced, else as it arrives (given back when the answer is
+ * done), or why it was refused.
  */
 async function readBody(
   req: Request,
   opts: RestAdapterOptions,
-  held: { bytes: number },
+  held: BodyHold,
 ): Promise<Buffer | Refusal> {
+  const paid = prepay(req, opts.inflight, held, opts.readMaxBytes);
+  if (paid === "busy" || paid === "too_large") return paid;
   const chunks: Buffer[] = [];
   let length = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     length += chunk.length;
     if (length > opts.readMaxBytes) return "too_large";
-    // Held twice: the chunks, then the string they make.
-    if (!opts.inflight.take(2 * chunk.length)) return "busy";
-    held.bytes += 2 * chunk.length;
+    if (!payChunk(opts.inflight, held, chunk.length)) return "busy";
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks);
+  return Buffer.concat(chunks, length);
 }

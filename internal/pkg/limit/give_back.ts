@@ -1,0 +1,62 @@
+import type { ByteBudget } from "./queue.js";
+
+export interface GiveBackOptions {
+  /** Bytes that must have passed through since the last collection. */
+  burstBytes: number;
+  /** How long nothing must be held before collecting. */
+  quietMs: number;
+  /** A major collection; where it is undefined the budget is returned as it is. */
+  collect: (() => void) | undefined;
+}
+
+/**
+ * A budget that gives memory back after a burst of large requests. Their
+ * bodies arrive as many small buffers that V8 frees only at a collection,
+ * and a server that goes quiet after the burst allocates nothing that would
+ * start one: it would keep hundreds of MB it no longer uses. So once
+ * `burstBytes` have passed and nothing has been held for `quietMs`, it asks
+ * for one major collection. (That the freed memory leaves the process, not
+ * only V8, is malloc's part: see package.json's config.malloc_mmap_threshold.)
+ */
+export function givingBack(budget: ByteBudget, opts: GiveBackOptions): ByteBudget {
+  const collect = opts.collect;
+  if (!collect) return budget;
+  let held = 0;
+  let passed = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const quiet = () => {
+    timer = undefined;
+    if (held > 0) return;
+    passed = 0;
+    collect();
+  };
+  return {
+    take: (n) => {
+      const ok = budget.take(n);
+      if (ok) held += n;
+      return ok;
+    },
+    reserve: async (n, waitMs, signal) => {
+      const ok = await budget.reserve(n, waitMs, signal);
+      if (ok) held += n;
+      return ok;
+    },
+    give: (n) => {
+      budget.give(n);
+      held -= n;
+      passed += n;
+      if (held > 0 || passed < opts.burstBytes || timer) return;
+      timer = setTimeout(quiet, opts.quietMs);
+      timer.unref();
+    },
+  };
+}
+
+/**
+ * V8's collector, where Node was started with --expose-gc (`npm start`
+ * passes it: package.json's config.node_flags); else undefined.
+ */
+export function majorCollection(): (() => void) | undefined {
+  const gc = (globalThis as { gc?: (options?: { type: "major" }) => void }).gc;
+  return gc && (() => gc({ type: "major" }));
+}
