@@ -29,7 +29,7 @@ import { requestReadOptions } from "./codec.js";
 import { refuse, type Route } from "./handlers.js";
 import { headersOf, type Request, type Response } from "./http_routes.js";
 import { writeRpcError } from "./rpc_error_response.js";
-import { payChunk, prepay, type BodyHold } from "./body_budget.js";
+import { judgeLength, payChunk, type BodyHold } from "./body_budget.js";
 
 type NodeHandler = (req: Request, res: Response) => void;
 
@@ -81,7 +81,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
     // Read now: once the request is over, HTTP/2's req.socket throws.
     const address = req.socket.remoteAddress;
     const values = createContextValues().set(reached, { value: false }).set(peer, address);
-    const held = { bytes: 0, prepaid: false, over: false };
+    const held = { bytes: 0, over: false };
     res.once("close", () => opts.inflight.give(held.bytes));
     // A call connect refused before our handler ran, answered as the gRPC port would.
     const refused = async (reason: Refusal) => {
@@ -98,8 +98,8 @@ export function connectAdapter(opts: ConnectAdapterOptions): NodeHandler {
       );
     };
     // A gRPC or gRPC-Web body is its message in a 5-byte envelope.
-    const paid = prepay(req, opts.inflight, held, opts.readMaxBytes + 5);
-    if (paid === "busy" || paid === "too_large") return void refused(paid).catch(failed);
+    const judged = judgeLength(req, opts.inflight, opts.readMaxBytes + 5);
+    if (judged === "busy" || judged === "too_large") return void refused(judged).catch(failed);
     const received = universalRequestFromNodeRequest(req, res, undefined, values);
     const body = withinBudget(received.body as AsyncIterable<Uint8Array>, opts.inflight, held);
     const request = { ...received, body };
@@ -135,9 +135,9 @@ function implementation(route: Route) {
   };
 }
 
-// The request body as connect reads it; one not paid before reading is paid
-// as it arrives (given back when the answer is done): past the budget, the
-// read fails and the call is refused as busy.
+// The request body as connect reads it, paid as it arrives (given back when
+// the answer is done): past the budget, the read fails and the call is
+// refused as busy.
 async function* withinBudget(
   body: AsyncIterable<Uint8Array>,
   budget: ByteBudget,

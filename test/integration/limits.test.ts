@@ -412,6 +412,45 @@ describe("request bytes in flight", () => {
     },
   });
 
+  it("holds no room on the HTTP port for a body announced and never sent", async () => {
+    const app = await start(tight());
+    // 40 calls announcing 1 MiB each (2 MiB of room apiece, ten times the
+    // ceiling), over one HTTP/2 connection, then nothing.
+    const session = h2connect(`http://127.0.0.1:${app.httpPort}`);
+    session.on("error", () => undefined);
+    const announced = Array.from({ length: 40 }, () => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/kms.v1.KmsService/GetStatus",
+        "content-type": "application/proto",
+        "content-length": String(2 ** 20),
+      });
+      stream.on("error", () => undefined);
+      return stream;
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      // Everyone else is still served, on both ports.
+      const http = await fetch(`http://127.0.0.1:${app.httpPort}/kms.v1.KmsService/GetStatus`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(http.status).toBe(200);
+      const kms = createClient(
+        KmsService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+      );
+      const big = "a".repeat(900_000);
+      expect(await outcome(kms.hashField({ fieldName: "email", value: big }))).toMatchObject({
+        code: Code.InvalidArgument,
+      });
+    } finally {
+      for (const stream of announced) stream.close();
+      session.close();
+    }
+  });
+
   it("does not let a request that never arrives hold its room past server.grpc.timeout", async () => {
     // Room for two reads at a time: two silent calls fill it.
     const app = await start(tight());

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from "vitest";
 import { fairQueue, QueueFullError } from "../../internal/pkg/limit/fair_queue.js";
 import { byteBudget } from "../../internal/pkg/limit/queue.js";
 import { givingBack } from "../../internal/pkg/limit/give_back.js";
-import { payChunk, prepay } from "../../internal/server/body_budget.js";
+import { judgeLength, payChunk } from "../../internal/server/body_budget.js";
 import type { Request } from "../../internal/server/http_routes.js";
 
 describe("byte budget", () => {
@@ -87,6 +87,16 @@ describe("giving memory back after a burst", () => {
       expect(collections).toBe(1);
       vi.advanceTimersByTime(10_000);
       expect(collections, "once per burst").toBe(1);
+      // Busy again: a collection waits for a whole quiet second after the last use.
+      for (let i = 0; i < 10; i++) {
+        expect(budget.take(60)).toBe(true);
+        vi.advanceTimersByTime(10);
+        budget.give(60);
+        vi.advanceTimersByTime(300);
+      }
+      expect(collections, "never a whole second without use").toBe(1);
+      vi.advanceTimersByTime(1000);
+      expect(collections).toBe(2);
       // The inner budget is what it was.
       expect(budget.take(100)).toBe(true);
     } finally {
@@ -104,28 +114,38 @@ describe("paying for a request body", () => {
   const req = (length?: string) =>
     ({ headers: length === undefined ? {} : { "content-length": length } }) as Request;
 
-  it("pays twice its announced length before reading, or refuses it unread", () => {
+  it("refuses by its announced length before reading, taking nothing", () => {
     const budget = byteBudget(100);
-    const hold = { bytes: 0, prepaid: false };
-    expect(prepay(req("30"), budget, hold, 40)).toBe("paid");
-    expect(hold).toEqual({ bytes: 60, prepaid: true });
-    // Paid already: its chunks cost nothing more.
-    expect(payChunk(budget, hold, 30)).toBe(true);
-    expect(hold.bytes).toBe(60);
-    expect(prepay(req("30"), budget, { bytes: 0, prepaid: false }, 40)).toBe("busy");
-    expect(prepay(req("41"), budget, { bytes: 0, prepaid: false }, 40)).toBe("too_large");
-    budget.give(60);
-    expect(budget.take(100), "a refusal took nothing").toBe(true);
+    expect(judgeLength(req("30"), budget, 40)).toBe("fits");
+    expect(judgeLength(req("41"), budget, 40)).toBe("too_large");
+    expect(budget.take(50)).toBe(true);
+    expect(judgeLength(req("30"), budget, 40)).toBe("busy");
+    expect(judgeLength(req("25"), budget, 40)).toBe("fits");
+    // Nothing was taken by judging: a client announcing bodies it never sends holds nothing.
+    budget.give(50);
+    expect(budget.take(100)).toBe(true);
+    budget.give(100);
   });
 
-  it("pays as it arrives when no length is announced", () => {
+  it("lets an empty body through even while a reservation waits", async () => {
+    const budget = byteBudget(10);
+    expect(budget.take(10)).toBe(true);
+    const waiting = budget.reserve(5, 1000);
+    expect(judgeLength(req("0"), budget, 40)).toBe("fits");
+    expect(judgeLength(req("1"), budget, 40)).toBe("busy");
+    budget.give(10);
+    expect(await waiting).toBe(true);
+  });
+
+  it("reads no length from anything but digits", () => {
     const budget = byteBudget(100);
-    for (const length of [undefined, "", "-1", "1e3", " 3", "0x10", "99999999999999999999"]) {
-      const hold = { bytes: 0, prepaid: false };
-      expect(prepay(req(length), budget, hold, 40), String(length)).toBe("unannounced");
-      expect(hold.bytes).toBe(0);
-    }
-    const hold = { bytes: 0, prepaid: false };
+    for (const length of [undefined, "", "-1", "1e3", " 3", "0x10", "99999999999999999999"])
+      expect(judgeLength(req(length), budget, 40), String(length)).toBe("unknown");
+  });
+
+  it("pays twice each chunk as it arrives, or refuses it taking nothing", () => {
+    const budget = byteBudget(100);
+    const hold = { bytes: 0 };
     expect(payChunk(budget, hold, 20)).toBe(true);
     expect(hold.bytes).toBe(40);
     expect(payChunk(budget, hold, 40)).toBe(false);

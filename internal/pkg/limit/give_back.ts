@@ -23,31 +23,44 @@ export function givingBack(budget: ByteBudget, opts: GiveBackOptions): ByteBudge
   if (!collect) return budget;
   let held = 0;
   let passed = 0;
+  // When something was last taken or given back.
+  let lastUse = 0;
   let timer: NodeJS.Timeout | undefined;
+  const arm = (ms: number) => {
+    timer = setTimeout(quiet, ms);
+    timer.unref();
+  };
   const quiet = () => {
     timer = undefined;
     if (held > 0) return;
+    const left = lastUse + opts.quietMs - performance.now();
+    if (left > 0) return arm(left);
     passed = 0;
     collect();
+  };
+  const took = (n: number) => {
+    held += n;
+    lastUse = performance.now();
   };
   return {
     take: (n) => {
       const ok = budget.take(n);
-      if (ok) held += n;
+      if (ok) took(n);
       return ok;
     },
+    fits: (n) => budget.fits(n),
     reserve: async (n, waitMs, signal) => {
       const ok = await budget.reserve(n, waitMs, signal);
-      if (ok) held += n;
+      if (ok) took(n);
       return ok;
     },
     give: (n) => {
       budget.give(n);
       held -= n;
       passed += n;
+      lastUse = performance.now();
       if (held > 0 || passed < opts.burstBytes || timer) return;
-      timer = setTimeout(quiet, opts.quietMs);
-      timer.unref();
+      arm(opts.quietMs);
     },
   };
 }

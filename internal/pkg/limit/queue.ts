@@ -25,6 +25,8 @@ export function tokenBuckets(rate: number, burst: number, maxKeys = 100_000) {
 export interface ByteBudget {
   /** Takes `n` bytes; false (taking nothing) when that would pass the limit. */
   take(n: number): boolean;
+  /** Whether `take(n)` would succeed now; takes nothing. */
+  fits(n: number): boolean;
   /**
    * Takes `n` bytes, waiting its turn (first come, first served) for them to
    * be given back; false, taking nothing, when they are not free within
@@ -51,13 +53,15 @@ export function byteBudget(limit: number, maxWaiting = 10_000): ByteBudget {
   };
   // Nobody passes those already waiting: a steady flow of small takes must
   // not starve a large reservation.
+  const fits = (n: number) => waiting.length === 0 && used + n <= limit;
   const take = (n: number) => {
-    if (waiting.length > 0 || used + n > limit) return false;
+    if (!fits(n)) return false;
     used += n;
     return true;
   };
   return {
     take,
+    fits,
     reserve: (n, waitMs, signal) => {
       if (waiting.length === 0 && take(n)) return Promise.resolve(true);
       if (n > limit || waiting.length >= maxWaiting || waitMs <= 0 || signal?.aborted) {

@@ -9,7 +9,7 @@ import { refuse, type Route } from "../handlers.js";
 import { headersOf, type Request, type Response } from "../http_routes.js";
 import { requestRefused, type Refusal } from "../request_refused.js";
 import { writeRpcError } from "../rpc_error_response.js";
-import { payChunk, prepay, type BodyHold } from "../body_budget.js";
+import { judgeLength, payChunk, type BodyHold } from "../body_budget.js";
 import { restBindings, type RestBinding } from "./bindings.js";
 import { matchPath } from "./path_template.js";
 import { requestMessage, responseJson, TranscodeError } from "./request.js";
@@ -92,7 +92,7 @@ async function serve(
       ),
     );
   const type = headers.get("content-type");
-  const held = { bytes: 0, prepaid: false };
+  const held = { bytes: 0 };
   res.once("close", () => opts.inflight.give(held.bytes));
   const read = await readBody(req, opts, held);
   if (typeof read === "string") return refusal(read);
@@ -149,17 +149,17 @@ async function serve(
 }
 
 /**
- * The whole body, paid from the port's budget before it is read where its
- * length is announced, else as it arrives (given back when the answer is
- * done), or why it was refused.
+ * The whole body, paid from the port's budget as it arrives (given back when
+ * the answer is done), or why it was refused: by its announced length before
+ * any of it is read, where it has one.
  */
 async function readBody(
   req: Request,
   opts: RestAdapterOptions,
   held: BodyHold,
 ): Promise<Buffer | Refusal> {
-  const paid = prepay(req, opts.inflight, held, opts.readMaxBytes);
-  if (paid === "busy" || paid === "too_large") return paid;
+  const judged = judgeLength(req, opts.inflight, opts.readMaxBytes);
+  if (judged === "busy" || judged === "too_large") return judged;
   const chunks: Buffer[] = [];
   let length = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
