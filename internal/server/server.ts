@@ -81,6 +81,8 @@ export async function startServers(
     keepaliveTimeMs: durationMs(g.keepaliveTime!),
     keepaliveTimeoutMs: durationMs(g.keepaliveTimeout!),
     minPingIntervalMs: durationMs(g.minPingInterval!),
+    // A quarter of the budget per address, room for one whole message at least.
+    announcedPerPeerBytes: Math.max(g.maxRequestBytes, conf.maxInflightRequestBytes / 4),
     tls,
     services: bindings.map((b) => b.service),
     files: bindings.flatMap((b) => b.files),

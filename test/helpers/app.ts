@@ -1,4 +1,4 @@
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, afterEach, beforeAll } from "vitest";
 import { parseConfig, type Config } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { wireApp, type App } from "../../cmd/server/wire.js";
@@ -107,13 +107,20 @@ export function useTwoInstances(config?: Record<string, unknown>): {
 /**
  * For a test file whose tests each start the service with their own config:
  * one fresh database; `start(config)` runs an instance on it, stopped (with
- * every other) after the file.
+ * every other) after the file, or with `perTest` after the test that
+ * started it (a file of many instances then holds one's database
+ * connections at a time, not all of theirs).
  */
-export function useTestApps(): {
+export function useTestApps(opts: { perTest?: boolean } = {}): {
   readonly db: TestDatabase;
   start(config?: Record<string, unknown>): Promise<App>;
 } {
   const apps: App[] = [];
+  if (opts.perTest) {
+    afterEach(async () => {
+      for (const app of apps.splice(0)) await app.stop();
+    });
+  }
   const ctx = {
     db: undefined as unknown as TestDatabase,
     async start(config: Record<string, unknown> = {}) {

@@ -16,7 +16,7 @@ import { outcome } from "../helpers/errors.js";
 import { rssBytes, startServerProcess, writeServerConfig } from "../helpers/process.js";
 
 // Each test starts the service with its own limits, on one database.
-const ctx = useTestApps();
+const ctx = useTestApps({ perTest: true });
 const start = (config: Record<string, unknown>) => ctx.start(config);
 
 const users = (app: App) =>
@@ -448,6 +448,50 @@ describe("request bytes in flight", () => {
     } finally {
       for (const stream of announced) stream.close();
       session.close();
+    }
+  });
+
+  it("does not let one address hold everyone's room with prefixes alone", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      server: {
+        grpc: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20, timeout: "30s" },
+        http: { addr: "127.0.0.1:0", max_request_bytes: 2 ** 20 },
+        max_inflight_request_bytes: 4 * 2 ** 20,
+      },
+    });
+    // From 127.0.0.2: ten calls whose prefixes announce 900 000 bytes each
+    // (twice the budget), and no body.
+    const attacker = h2connect(`http://127.0.0.1:${app.grpcPort}`, {
+      createConnection: () =>
+        netConnect({ host: "127.0.0.1", port: app.grpcPort, localAddress: "127.0.0.2" }),
+    });
+    attacker.on("error", () => undefined);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(900_000, 1);
+    for (let i = 0; i < 10; i++) {
+      const stream = attacker.request({
+        ":method": "POST",
+        ":path": "/kms.v1.KmsService/HashField",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("error", () => undefined);
+      stream.write(prefix);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      // Another address gets room at once (its value is then refused, once read).
+      const kms = createClient(
+        KmsService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.grpcPort}` }),
+      );
+      const value = "a".repeat(900_000);
+      expect(
+        await outcome(kms.hashField({ fieldName: "email", value }, { timeoutMs: 3000 })),
+      ).toMatchObject({ code: Code.InvalidArgument });
+    } finally {
+      attacker.destroy();
     }
   });
 

@@ -6,6 +6,7 @@ import { stallMs, waitMs, type CallOptions } from "./call_options.js";
 import { readMessages, type ReadFailure, type Reader } from "./reader.js";
 import { readHead } from "./request_head.js";
 import { answerStatus, sendMessage } from "./respond.js";
+import type { Connection } from "./sessions.js";
 import { errorStatus, OK_STATUS } from "./status.js";
 
 /** Where a plain method sends its answers. */
@@ -46,6 +47,7 @@ export function servePlain(
   headers: IncomingHttpHeaders,
   method: PlainMethod,
   opts: CallOptions,
+  connection: Connection,
 ): void {
   const now = Date.now();
   let over = false;
@@ -96,6 +98,7 @@ export function servePlain(
     stream,
     {
       budget: opts.budget,
+      announced: connection.announced,
       maxRequestBytes: opts.maxRequestBytes,
       gzip: head.gzip,
       keep: false,

@@ -8,6 +8,15 @@ export type ReadFailure = "too_large" | "malformed" | "busy";
 
 export interface ReaderOptions {
   budget: ByteBudget;
+  /**
+   * What the client's address may have announced in prefixes and not yet
+   * sent. A message's room is taken at its prefix, before its body comes: a
+   * client sending prefixes alone would otherwise hold the whole budget,
+   * everyone else's too, for server.grpc.timeout. Shared by its connections,
+   * a part of the budget: past it, its next message waits for its earlier
+   * ones' bytes to arrive.
+   */
+  announced: ByteBudget;
   maxRequestBytes: number;
   /** The request's grpc-encoding is gzip (else only uncompressed messages are valid). */
   gzip: boolean;
@@ -54,7 +63,7 @@ export function readMessages(
   opts: ReaderOptions,
   sink: MessageSink,
 ): Reader {
-  const { budget, maxRequestBytes: max } = opts;
+  const { budget, announced, maxRequestBytes: max } = opts;
   const prefix = Buffer.allocUnsafe(PREFIX_BYTES);
   let reading: "prefix" | "body" = "prefix";
   let prefixFilled = 0;
@@ -65,6 +74,13 @@ export function readMessages(
   // Room this reader holds, and the current message's part of it.
   let held = 0;
   let need = 0;
+  // Of the current message's announced length, what has not arrived yet.
+  let unsent = 0;
+  const arrived = (n: number) => {
+    const k = Math.min(n, unsent);
+    unsent -= k;
+    announced.give(k);
+  };
   let closed = false;
   // Set while the stream is paused: waiting for room, or inflating.
   let parked: { chunk: Buffer; offset: number } | undefined;
@@ -81,6 +97,7 @@ export function readMessages(
     stream.off("end", onEnd);
     budget.give(held);
     held = 0;
+    arrived(unsent);
     // What is still buffered is not going to be read: let it drain, so that a
     // stream the client has reset meanwhile ends and closes.
     stream.resume();
@@ -135,27 +152,44 @@ export function readMessages(
     });
     return false;
   };
-  // Takes the room for the message whose prefix was just read, at once or
-  // after a wait (the stream paused); false when it is waiting.
+  // Takes the room for the message whose prefix was just read (its length
+  // in what its address may announce, then its room in the budget), at once
+  // or after a wait (the stream paused); false when it is waiting.
   const admit = (chunk: Buffer, offset: number, length: number): boolean => {
     need = length + (compressed ? max : 0);
-    if (budget.take(need)) {
-      held += need;
-      return true;
+    // An empty message needs no room: it waits behind nobody.
+    if (need === 0) return admitted(0);
+    if (announced.take(length)) {
+      if (budget.take(need)) return admitted(length);
+      announced.give(length);
     }
     park(chunk, offset);
     waiting = new AbortController();
-    void budget.reserve(need, opts.waitMs(), waiting.signal).then((ok) => {
+    void reserve(length, waiting.signal).then((ok) => {
       waiting = undefined;
       if (closed) {
-        if (ok) budget.give(need);
+        if (ok) {
+          budget.give(need);
+          announced.give(length);
+        }
         return;
       }
       if (!ok) return fail("busy");
-      held += need;
+      admitted(length);
       startBody(length);
       resume();
     });
+    return false;
+  };
+  const admitted = (length: number) => {
+    held += need;
+    unsent = length;
+    return true;
+  };
+  const reserve = async (length: number, signal: AbortSignal) => {
+    if (!(await announced.reserve(length, opts.waitMs(), signal))) return false;
+    if (await budget.reserve(need, opts.waitMs(), signal)) return true;
+    announced.give(length);
     return false;
   };
   const startBody = (length: number) => {
@@ -193,6 +227,7 @@ export function readMessages(
           body = chunk.subarray(offset, offset + expected);
           bodyFilled = expected;
           offset += expected;
+          arrived(expected);
         } else {
           body = Buffer.allocUnsafe(expected);
         }
@@ -202,6 +237,7 @@ export function readMessages(
         chunk.copy(body, bodyFilled, offset, offset + n);
         bodyFilled += n;
         offset += n;
+        arrived(n);
         if (bodyFilled < expected) return;
       }
       reading = "prefix";

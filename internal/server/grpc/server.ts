@@ -100,15 +100,15 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   server.on("stream", (stream: ServerHttp2Stream, headers) => {
     // A client's reset surfaces as an error on its stream: the call is simply over.
     stream.on("error", () => undefined);
-    const { peer, done } = sessions.began(stream.session!);
-    stream.once("close", done);
+    const connection = sessions.began(stream.session!);
+    stream.once("close", connection.done);
     if (headers[":method"] !== "POST") return answerHttp(stream, 405);
     if (!GRPC_PROTO.test(String(headers["content-type"]))) return answerHttp(stream, 415);
     const path = headers[":path"] ?? "";
     const route = routes.get(path);
-    if (route) return serveUnary(stream, headers, route, calls, peer);
+    if (route) return serveUnary(stream, headers, route, calls, connection);
     const method = plain.get(path);
-    if (method) return servePlain(stream, headers, method, calls);
+    if (method) return servePlain(stream, headers, method, calls, connection);
     answerStatus(stream, errorStatus(unknownMethodError(path, packages)), true);
   });
 

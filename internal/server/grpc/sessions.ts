@@ -1,4 +1,5 @@
 import { constants, type Http2Server, type Http2Session } from "node:http2";
+import { byteBudget, type ByteBudget } from "../../pkg/limit/queue.js";
 
 export interface SessionPolicy {
   /** A connection without calls is closed (GOAWAY) after this long. */
@@ -13,12 +14,28 @@ export interface SessionPolicy {
    * ENHANCE_YOUR_CALM "too_many_pings" (gRPC clients then ping less).
    */
   minPingIntervalMs: number;
+  /**
+   * Bytes the connections of one address may have announced in messages'
+   * prefixes and not yet sent (see ReaderOptions.announced).
+   */
+  announcedPerPeerBytes: number;
+}
+
+/** A call's connection, as the call sees it. */
+export interface Connection {
+  /** The client's address. */
+  peer: string | undefined;
+  /** What its address may announce and not yet send, shared by its connections. */
+  announced: ByteBudget;
+  /** The call is over. */
+  done(): void;
 }
 
 const MAX_PING_STRIKES = 2;
 
 interface Session {
   peer: string | undefined;
+  announced: ByteBudget;
   /** Calls open on it. */
   open: number;
   idle: NodeJS.Timeout | undefined;
@@ -33,13 +50,31 @@ interface Session {
  */
 export function trackSessions(server: Http2Server, policy: SessionPolicy) {
   const sessions = new Map<Http2Session, Session>();
+  // One budget per address while it has connections.
+  const peers = new Map<string, { announced: ByteBudget; sessions: number }>();
+  const peerBudget = (peer: string | undefined) => {
+    if (peer === undefined) return byteBudget(policy.announcedPerPeerBytes, 1024);
+    let p = peers.get(peer);
+    if (!p) {
+      p = { announced: byteBudget(policy.announcedPerPeerBytes, 1024), sessions: 0 };
+      peers.set(peer, p);
+    }
+    p.sessions++;
+    return p.announced;
+  };
+  const leave = (peer: string | undefined) => {
+    const p = peer === undefined ? undefined : peers.get(peer);
+    if (p && --p.sessions === 0) peers.delete(peer!);
+  };
   const armIdle = (session: Http2Session, s: Session) => {
     clearTimeout(s.idle);
     s.idle = setTimeout(() => session.close(), policy.idleMs);
   };
   server.on("session", (session) => {
+    const peer = session.socket?.remoteAddress;
     const s: Session = {
-      peer: session.socket?.remoteAddress,
+      peer,
+      announced: peerBudget(peer),
       open: 0,
       idle: undefined,
       lastActive: Date.now(),
@@ -69,13 +104,17 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
       clearTimeout(s.idle);
       clearInterval(keepalive);
       sessions.delete(session);
+      leave(peer);
     });
   });
   return {
-    /** A call began on `session`: returns its peer address, and when it ends, `done`. */
-    began(session: Http2Session): { peer: string | undefined; done: () => void } {
+    /** A call began on `session`: its connection, with `done` to call when it ends. */
+    began(session: Http2Session): Connection {
       const s = sessions.get(session);
-      if (!s) return { peer: undefined, done: () => undefined };
+      if (!s) {
+        const announced = byteBudget(policy.announcedPerPeerBytes, 1024);
+        return { peer: undefined, announced, done: () => undefined };
+      }
       s.open++;
       s.strikes = 0;
       s.lastActive = Date.now();
@@ -83,6 +122,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
       s.idle = undefined;
       return {
         peer: s.peer,
+        announced: s.announced,
         done: () => {
           s.lastActive = Date.now();
           s.strikes = 0;

@@ -11,6 +11,7 @@ import { metadataHeader } from "./metadata.js";
 import { readMessages, type Reader } from "./reader.js";
 import { readHead } from "./request_head.js";
 import { answerMessage, answerStatus } from "./respond.js";
+import type { Connection } from "./sessions.js";
 import { errorStatus } from "./status.js";
 
 /**
@@ -27,8 +28,9 @@ export function serveUnary(
   headers: IncomingHttpHeaders,
   route: Route,
   opts: CallOptions,
-  peer: string | undefined,
+  connection: Connection,
 ): void {
+  const { peer } = connection;
   const now = Date.now();
   const requestHeader = metadataHeader(headers);
   let over = false;
@@ -66,6 +68,7 @@ export function serveUnary(
     stream,
     {
       budget: opts.budget,
+      announced: connection.announced,
       maxRequestBytes: opts.maxRequestBytes,
       gzip: head.gzip,
       keep: true,
