@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../internal/pkg/log/logger.js";
+import { createLogger, gathered } from "../../internal/pkg/log/logger.js";
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -41,5 +41,55 @@ describe("the logger", () => {
       expect(text).not.toContain(secret);
     }
     expect(text).toContain("[REDACTED]");
+  });
+});
+
+describe("stdout's lines gathered", () => {
+  const sink = () => {
+    const writes: string[] = [];
+    let synced = 0;
+    return {
+      writes,
+      synced: () => synced,
+      write: (chunk: string) => writes.push(chunk),
+      flush: (cb?: () => void) => cb?.(),
+      flushSync: () => void synced++,
+    };
+  };
+  const line = (i: number, bytes = 100) => `${String(i).padStart(4, "0")}${"x".repeat(bytes - 5)}\n`;
+
+  it("writes lines logged close together at once, in whole-line chunks of at most 4 KiB", async () => {
+    const s = sink();
+    const out = gathered(s);
+    const lines = Array.from({ length: 100 }, (_, i) => line(i));
+    for (const l of lines) out.write(l);
+    expect(s.writes, "nothing at once").toEqual([]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.writes.join("")).toBe(lines.join(""));
+    for (const w of s.writes) {
+      expect(Buffer.byteLength(w)).toBeLessThanOrEqual(4096);
+      expect(w.endsWith("\n")).toBe(true);
+    }
+    // 40 lines of 100 bytes fit in 4096: three writes, not a hundred.
+    expect(s.writes.length).toBe(3);
+  });
+
+  it("counts bytes, not characters, and keeps a line longer than 4 KiB whole", async () => {
+    const s = sink();
+    const out = gathered(s);
+    const wide = `${"é".repeat(1500)}\n`; // 3001 bytes
+    const long = `${"y".repeat(5000)}\n`;
+    for (const l of [wide, wide, long, "z\n"]) out.write(l);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.writes).toEqual([wide, wide, long, "z\n"]);
+  });
+
+  it("hands over what it holds when flushed synchronously (at exit)", () => {
+    const s = sink();
+    const out = gathered(s);
+    out.write(line(1));
+    out.flushSync();
+    expect(s.writes).toEqual([line(1)]);
+    expect(s.synced()).toBe(1);
   });
 });
