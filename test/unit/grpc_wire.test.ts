@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { errorStatus, percentEncode } from "../../internal/server/grpc/status.js";
 import { deadlineOf } from "../../internal/server/grpc/timeout.js";
+import { addressBlock } from "../../internal/server/grpc/sessions.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../third_party/google/rpc/status_pb.js";
 
@@ -58,4 +59,17 @@ describe("a ConnectError as gRPC trailers", () => {
     expect(decoded.message).toBe("no such user: 50%");
     expect(anyUnpack(decoded.details[0]!, ErrorInfoSchema)?.reason).toBe("USER_NOT_FOUND");
   });
+});
+
+describe("the address block a client is taken to hold", () => {
+  it.each([
+    ["127.0.0.1", "127.0.0.1"],
+    ["::ffff:10.0.0.1", "10.0.0.1"],
+    ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["2001:db8:0:0:1::2", "2001:db8:0:0::/64"],
+    ["2001:DB8::", "2001:db8:0:0::/64"],
+    ["2001:0db8:0000:0001:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"],
+    ["fe80::1%eth0", "fe80:0:0:0::/64"],
+    ["::1", "0:0:0:0::/64"],
+  ])("%s -> %s", (address, block) => expect(addressBlock(address)).toBe(block));
 });

@@ -1,3 +1,6 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger, gathered } from "../../internal/pkg/log/logger.js";
@@ -56,11 +59,12 @@ describe("stdout's lines gathered", () => {
       flushSync: () => void synced++,
     };
   };
-  const line = (i: number, bytes = 100) => `${String(i).padStart(4, "0")}${"x".repeat(bytes - 5)}\n`;
+  const line = (i: number, bytes = 100) =>
+    `${String(i).padStart(4, "0")}${"x".repeat(bytes - 5)}\n`;
 
   it("writes lines logged close together at once, in whole-line chunks of at most 4 KiB", async () => {
     const s = sink();
-    const out = gathered(s);
+    const out = gathered(s, -1);
     const lines = Array.from({ length: 100 }, (_, i) => line(i));
     for (const l of lines) out.write(l);
     expect(s.writes, "nothing at once").toEqual([]);
@@ -76,7 +80,7 @@ describe("stdout's lines gathered", () => {
 
   it("counts bytes, not characters, and keeps a line longer than 4 KiB whole", async () => {
     const s = sink();
-    const out = gathered(s);
+    const out = gathered(s, -1);
     const wide = `${"é".repeat(1500)}\n`; // 3001 bytes
     const long = `${"y".repeat(5000)}\n`;
     for (const l of [wide, wide, long, "z\n"]) out.write(l);
@@ -84,12 +88,37 @@ describe("stdout's lines gathered", () => {
     expect(s.writes).toEqual([wide, wide, long, "z\n"]);
   });
 
-  it("hands over what it holds when flushed synchronously (at exit)", () => {
+  it("hands over what it holds when flushed (waiting for the destination)", () => {
     const s = sink();
-    const out = gathered(s);
+    const out = gathered(s, -1);
     out.write(line(1));
-    out.flushSync();
+    let called = false;
+    out.flush(() => (called = true));
     expect(s.writes).toEqual([line(1)]);
-    expect(s.synced()).toBe(1);
+    expect(called).toBe(true);
+  });
+
+  it("writes what it holds synchronously, after what the destination holds (at exit)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kbts-log-"));
+    const fd = openSync(join(dir, "out"), "a");
+    try {
+      const order: string[] = [];
+      const out = gathered(
+        {
+          write: () => order.push("async write"),
+          flush: () => undefined,
+          flushSync: () => void order.push("destination flushed"),
+        },
+        fd,
+      );
+      out.write(line(1));
+      out.write(line(2));
+      out.flushSync();
+      expect(order).toEqual(["destination flushed"]);
+      expect(readFileSync(join(dir, "out"), "utf8")).toBe(line(1) + line(2));
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pino, type Logger, type LoggerOptions } from "pino";
 import type pretty from "pino-pretty";
@@ -71,7 +72,10 @@ export function createLogger(options: LogOptions): Logger {
     return pino(settings, prettyStream({ destination: out, sync: true }));
   }
   if (out !== process.stdout) return pino(settings, out);
-  return pino(settings, gathered(pino.destination({ sync: false, maxWrite: PIPE_BUF })));
+  // minLength 1: sonic-boom's flush(cb) then waits for a write in flight
+  // (at 0 it calls back at once); every line is longer, so none waits.
+  const sonic = pino.destination({ fd: 1, sync: false, minLength: 1, maxWrite: PIPE_BUF });
+  return pino(settings, gathered(sonic, 1));
 }
 
 // Several processes sharing stdout (server.processes) do not interleave
@@ -85,12 +89,12 @@ export interface LineSink {
   flushSync(): void;
 }
 
-// Hands over what each gatherer holds when the process exits. Registered
-// before any destination exists, so before pino's own exit hook, which then
-// writes it out synchronously.
+// Writes out what each gatherer holds when the process exits, synchronously
+// and after what its destination holds (an asynchronous write begun here
+// would land after pino's own exit hook has written what followed it).
 const gatherers = new Set<() => void>();
 process.on("exit", () => {
-  for (const handOver of gatherers) handOver();
+  for (const flushSync of gatherers) flushSync();
 });
 
 /** How long a line may wait to be written with those that follow it. */
@@ -104,21 +108,31 @@ const GATHER_MS = 10;
  * per line, or even per event-loop turn, cost a request more than making its
  * line.
  */
-export function gathered(sonic: LineSink) {
+export function gathered(sonic: LineSink, fd: number) {
   const chunks: string[] = [];
   let chunk = "";
   let bytes = 0;
   let due = false;
-  const handOver = () => {
+  const take = () => {
     due = false;
-    for (const c of chunks) sonic.write(c);
-    chunks.length = 0;
-    if (chunk === "") return;
-    sonic.write(chunk);
+    if (chunk !== "") chunks.push(chunk);
     chunk = "";
     bytes = 0;
+    return chunks.splice(0);
   };
-  gatherers.add(handOver);
+  const handOver = () => {
+    for (const c of take()) sonic.write(c);
+  };
+  const flushSync = () => {
+    const pending = take();
+    try {
+      sonic.flushSync();
+      for (const c of pending) writeSync(fd, c);
+    } catch {
+      // Not open yet, or closed: nowhere to write.
+    }
+  };
+  gatherers.add(flushSync);
   return {
     write(line: string) {
       const n = Buffer.byteLength(line);
@@ -133,13 +147,11 @@ export function gathered(sonic: LineSink) {
       due = true;
       setTimeout(handOver, GATHER_MS);
     },
+    /** Calls back once every line so far is written (sonic waits for its write in flight). */
     flush(cb?: (err?: Error) => void) {
       handOver();
       sonic.flush(cb);
     },
-    flushSync() {
-      handOver();
-      sonic.flushSync();
-    },
+    flushSync,
   };
 }

@@ -186,9 +186,11 @@ export function readMessages(
     unsent = length;
     return true;
   };
+  // One wait, however it is shared between the two.
   const reserve = async (length: number, signal: AbortSignal) => {
-    if (!(await announced.reserve(length, opts.waitMs(), signal))) return false;
-    if (await budget.reserve(need, opts.waitMs(), signal)) return true;
+    const until = Date.now() + opts.waitMs();
+    if (!(await announced.reserve(length, until - Date.now(), signal))) return false;
+    if (await budget.reserve(need, until - Date.now(), signal)) return true;
     announced.give(length);
     return false;
   };

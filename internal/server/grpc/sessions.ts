@@ -52,19 +52,19 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
   const sessions = new Map<Http2Session, Session>();
   // One budget per address while it has connections.
   const peers = new Map<string, { announced: ByteBudget; sessions: number }>();
-  const peerBudget = (peer: string | undefined) => {
-    if (peer === undefined) return byteBudget(policy.announcedPerPeerBytes, 1024);
-    let p = peers.get(peer);
+  const peerBudget = (key: string | undefined) => {
+    if (key === undefined) return byteBudget(policy.announcedPerPeerBytes, 1024);
+    let p = peers.get(key);
     if (!p) {
       p = { announced: byteBudget(policy.announcedPerPeerBytes, 1024), sessions: 0 };
-      peers.set(peer, p);
+      peers.set(key, p);
     }
     p.sessions++;
     return p.announced;
   };
-  const leave = (peer: string | undefined) => {
-    const p = peer === undefined ? undefined : peers.get(peer);
-    if (p && --p.sessions === 0) peers.delete(peer!);
+  const leave = (key: string | undefined) => {
+    const p = key === undefined ? undefined : peers.get(key);
+    if (p && --p.sessions === 0) peers.delete(key!);
   };
   const armIdle = (session: Http2Session, s: Session) => {
     clearTimeout(s.idle);
@@ -72,9 +72,10 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
   };
   server.on("session", (session) => {
     const peer = session.socket?.remoteAddress;
+    const key = peer === undefined ? undefined : addressBlock(peer);
     const s: Session = {
       peer,
-      announced: peerBudget(peer),
+      announced: peerBudget(key),
       open: 0,
       idle: undefined,
       lastActive: Date.now(),
@@ -104,7 +105,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
       clearTimeout(s.idle);
       clearInterval(keepalive);
       sessions.delete(session);
-      leave(peer);
+      leave(key);
     });
   });
   return {
@@ -160,4 +161,25 @@ function ping(session: Http2Session, timeoutMs: number): void {
   const timer = setTimeout(() => session.destroy(), timeoutMs);
   const sent = session.ping(() => clearTimeout(timer));
   if (!sent) clearTimeout(timer);
+}
+
+/**
+ * What one client is taken to hold: an IPv4 address, or an IPv6 address's
+ * /64 (a host is given a whole /64, and picks addresses in it at will).
+ */
+export function addressBlock(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(":")) return address;
+  const [head = "", tail] = address.toLowerCase().split("%", 1)[0]!.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(":")}::/64`;
 }
