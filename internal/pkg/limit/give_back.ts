@@ -21,7 +21,6 @@ export interface GiveBackOptions {
 export function givingBack(budget: ByteBudget, opts: GiveBackOptions): ByteBudget {
   const collect = opts.collect;
   if (!collect) return budget;
-  let held = 0;
   let passed = 0;
   // When something was last taken or given back.
   let lastUse = 0;
@@ -32,34 +31,25 @@ export function givingBack(budget: ByteBudget, opts: GiveBackOptions): ByteBudge
   };
   const quiet = () => {
     timer = undefined;
-    if (held > 0) return;
+    if (budget.held() > 0) return;
     const left = lastUse + opts.quietMs - performance.now();
     if (left > 0) return arm(left);
     passed = 0;
     collect();
   };
-  const took = (n: number) => {
-    held += n;
-    lastUse = performance.now();
+  const used = (ok: boolean) => {
+    if (ok) lastUse = performance.now();
+    return ok;
   };
   return {
-    take: (n) => {
-      const ok = budget.take(n);
-      if (ok) took(n);
-      return ok;
-    },
-    fits: (n) => budget.fits(n),
-    reserve: async (n, waitMs, signal) => {
-      const ok = await budget.reserve(n, waitMs, signal);
-      if (ok) took(n);
-      return ok;
-    },
+    ...budget,
+    take: (n) => used(budget.take(n)),
+    reserve: async (n, waitMs, signal) => used(await budget.reserve(n, waitMs, signal)),
     give: (n) => {
       budget.give(n);
-      held -= n;
       passed += n;
       lastUse = performance.now();
-      if (held > 0 || passed < opts.burstBytes || timer) return;
+      if (budget.held() > 0 || passed < opts.burstBytes || timer) return;
       arm(opts.quietMs);
     },
   };

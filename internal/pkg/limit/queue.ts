@@ -27,6 +27,8 @@ export interface ByteBudget {
   take(n: number): boolean;
   /** Whether `take(n)` would succeed now; takes nothing. */
   fits(n: number): boolean;
+  /** Bytes taken and not yet given back. */
+  held(): number;
   /**
    * Takes `n` bytes, waiting its turn (first come, first served) for them to
    * be given back; false, taking nothing, when they are not free within
@@ -62,6 +64,7 @@ export function byteBudget(limit: number, maxWaiting = 10_000): ByteBudget {
   return {
     take,
     fits,
+    held: () => used,
     reserve: (n, waitMs, signal) => {
       if (waiting.length === 0 && take(n)) return Promise.resolve(true);
       if (n > limit || waiting.length >= maxWaiting || waitMs <= 0 || signal?.aborted) {
