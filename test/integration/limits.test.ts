@@ -209,6 +209,43 @@ describe("limits", () => {
     ).toEqual([true, true, true, true]);
   });
 
+  it("keeps a gRPC connection whose calls keep coming, and closes it idle_timeout after the last one ends", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      server: { grpc: { addr: "127.0.0.1:0" }, http: { addr: "127.0.0.1:0" }, idle_timeout: "2s" },
+    });
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on("error", () => undefined);
+    let closedAt = 0;
+    const closed = new Promise<void>((resolve) =>
+      session.on("close", () => {
+        closedAt = Date.now();
+        resolve();
+      }),
+    );
+    const check = () =>
+      new Promise<string | undefined>((resolve, reject) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/grpc.health.v1.Health/Check",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        stream.on("trailers", (t) => resolve(t["grpc-status"] as string | undefined));
+        stream.on("error", reject);
+        stream.resume();
+        stream.end(Buffer.alloc(5));
+      });
+    // A call every 200 ms for 4 s, twice idle_timeout: the connection stays.
+    for (let i = 0; i < 20; i++) {
+      expect(await check()).toBe("0");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const lastEnded = Date.now();
+    await closed;
+    expect(closedAt - lastEnded).toBeGreaterThanOrEqual(1500);
+  });
+
   it("refuses an oversized request without reading the rest", async () => {
     const app = await start({ auth: { enabled: false } });
     // HTTP/1.1: a body announced at 1 GB; the answer comes, and the connection closes, long before.

@@ -1,4 +1,5 @@
 import type { ByteBudget } from "../../pkg/limit/queue.js";
+import type { DueQueue } from "../../pkg/timer/due.js";
 
 /** What every call on the port shares. */
 export interface CallOptions {
@@ -7,6 +8,8 @@ export interface CallOptions {
   maxRequestBytes: number;
   /** How long a request may take to arrive (server.grpc.timeout). */
   readTimeoutMs: number;
+  /** The calls whose request has not all arrived yet, each due at its read timeout. */
+  stalls: DueQueue;
 }
 
 /** The longest a message waits for room before its call is refused as busy. */

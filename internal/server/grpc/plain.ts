@@ -2,7 +2,7 @@ import { fromBinary, toBinary, type DescMessage, type Message } from "@bufbuild/
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { requestReadOptions } from "../codec.js";
-import { stallMs, waitMs, type CallOptions } from "./call_options.js";
+import { stallMs, type CallOptions } from "./call_options.js";
 import { readMessages, type ReadFailure, type Reader } from "./reader.js";
 import { readHead } from "./request_head.js";
 import { answerStatus, sendMessage } from "./respond.js";
@@ -102,7 +102,7 @@ export function servePlain(
       maxRequestBytes: opts.maxRequestBytes,
       gzip: head.gzip,
       keep: false,
-      waitMs: () => waitMs(deadline),
+      deadline,
     },
     {
       begin: () => arm(stallMs(opts, deadline, Date.now())),

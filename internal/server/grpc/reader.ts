@@ -1,6 +1,7 @@
 import type { ServerHttp2Stream } from "node:http2";
 import { gunzip } from "node:zlib";
 import type { ByteBudget } from "../../pkg/limit/queue.js";
+import { waitMs } from "./call_options.js";
 import { PREFIX_BYTES } from "./frames.js";
 
 /** Why a request's messages could not be read. */
@@ -25,8 +26,8 @@ export interface ReaderOptions {
    * stream gives each message's back once its handler has taken it.
    */
   keep: boolean;
-  /** How long a message may wait for room now (the call's deadline, at most 10 s). */
-  waitMs(): number;
+  /** The call's deadline (ms since the epoch): a message waits for room until then, at most 10 s. */
+  deadline: number | undefined;
 }
 
 export interface MessageSink {
@@ -63,216 +64,252 @@ export function readMessages(
   opts: ReaderOptions,
   sink: MessageSink,
 ): Reader {
-  const { budget, announced, maxRequestBytes: max } = opts;
-  const prefix = Buffer.allocUnsafe(PREFIX_BYTES);
-  let reading: "prefix" | "body" = "prefix";
-  let prefixFilled = 0;
-  let expected = 0;
-  let body: Buffer | undefined;
-  let bodyFilled = 0;
-  let compressed = false;
-  // Room this reader holds, and the current message's part of it.
-  let held = 0;
-  let need = 0;
-  // Of the current message's announced length, what has not arrived yet.
-  let unsent = 0;
-  const arrived = (n: number) => {
-    const k = Math.min(n, unsent);
-    unsent -= k;
-    announced.give(k);
-  };
-  let closed = false;
-  // Set while the stream is paused: waiting for room, or inflating.
-  let parked: { chunk: Buffer; offset: number } | undefined;
-  let waiting: AbortController | undefined;
+  return new MessageReader(stream, opts, sink);
+}
 
+// One object per call with its state in fields, not a closure per step: the
+// stream keeps its listeners, and what it keeps is promoted with it when it
+// outlives a young-generation collection (node:http2's streams often do).
+class MessageReader implements Reader {
+  private reading: "prefix" | "body" = "prefix";
+  // The prefix as it arrives: its bytes so far, the flag and the length read from them.
+  private prefixFilled = 0;
+  private flag = 0;
+  private length = 0;
+  private expected = 0;
+  private body: Buffer | undefined = undefined;
+  private bodyFilled = 0;
+  private compressed = false;
+  // Room this reader holds, and the current message's part of it.
+  private held = 0;
+  private need = 0;
+  // Of the current message's announced length, what has not arrived yet.
+  private unsent = 0;
+  private closed = false;
+  // Set while the stream is paused: waiting for room, or inflating.
+  private parkedChunk: Buffer | undefined = undefined;
+  private parkedOffset = 0;
+  private waiting: AbortController | undefined = undefined;
   // Set while the handler does not want another message yet.
-  let heldBack = false;
-  let inflating = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    waiting?.abort();
-    stream.off("data", onData);
-    stream.off("end", onEnd);
-    budget.give(held);
-    held = 0;
-    arrived(unsent);
+  private heldBack = false;
+  private inflating = false;
+  // The request's end came while a message was waiting or inflating.
+  private endedMeanwhile = false;
+  private readonly onData: (chunk: Buffer) => void;
+  private readonly onEnd: () => void;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly opts: ReaderOptions,
+    private readonly sink: MessageSink,
+  ) {
+    this.onData = (chunk) => this.consume(chunk, 0);
+    this.onEnd = () => this.ended();
+    stream.on("data", this.onData);
+    stream.on("end", this.onEnd);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.waiting?.abort();
+    this.stream.off("data", this.onData);
+    this.stream.off("end", this.onEnd);
+    this.opts.budget.give(this.held);
+    this.held = 0;
+    this.arrived(this.unsent);
     // What is still buffered is not going to be read: let it drain, so that a
     // stream the client has reset meanwhile ends and closes.
-    stream.resume();
-  };
-  const fail = (why: ReadFailure) => {
-    close();
-    sink.fail(why);
-  };
-  // The request's end came while a message was waiting or inflating.
-  let endedMeanwhile = false;
-  const resume = () => {
-    const rest = parked;
-    parked = undefined;
-    if (rest) consume(rest.chunk, rest.offset);
-    if (closed || parked) return;
-    if (endedMeanwhile) onEnd();
-    else if (!heldBack) stream.resume();
-  };
-  const park = (chunk: Buffer, offset: number) => {
-    parked = { chunk, offset };
-    stream.pause();
-  };
+    this.stream.resume();
+  }
 
-  const deliver = (message: Uint8Array) => {
-    if (!opts.keep) {
-      budget.give(need);
-      held -= need;
+  holdBack(): void {
+    this.heldBack = true;
+  }
+
+  release(): void {
+    if (!this.heldBack) return;
+    this.heldBack = false;
+    if (!this.closed && !this.waiting && !this.inflating) this.resume();
+  }
+
+  private arrived(n: number): void {
+    const k = Math.min(n, this.unsent);
+    this.unsent -= k;
+    this.opts.announced.give(k);
+  }
+
+  private fail(why: ReadFailure): void {
+    this.close();
+    this.sink.fail(why);
+  }
+
+  private resume(): void {
+    const chunk = this.parkedChunk;
+    this.parkedChunk = undefined;
+    if (chunk) this.consume(chunk, this.parkedOffset);
+    if (this.closed || this.parkedChunk) return;
+    if (this.endedMeanwhile) this.ended();
+    else if (!this.heldBack) this.stream.resume();
+  }
+
+  private park(chunk: Buffer, offset: number): void {
+    this.parkedChunk = chunk;
+    this.parkedOffset = offset;
+    this.stream.pause();
+  }
+
+  private deliver(message: Uint8Array): void {
+    if (!this.opts.keep) {
+      this.opts.budget.give(this.need);
+      this.held -= this.need;
     }
-    need = 0;
-    sink.message(message);
-  };
-  const complete = (chunk: Buffer, offset: number): boolean => {
-    const message = body!;
-    body = undefined;
-    if (!compressed) {
-      deliver(message);
+    this.need = 0;
+    this.sink.message(message);
+  }
+
+  private complete(chunk: Buffer, offset: number): boolean {
+    const message = this.body!;
+    this.body = undefined;
+    if (!this.compressed) {
+      this.deliver(message);
       return true;
     }
-    park(chunk, offset);
-    inflating = true;
-    gunzip(message, { maxOutputLength: max }, (err, inflated) => {
-      inflating = false;
-      if (closed) return;
-      if (err) return fail(err instanceof RangeError ? "too_large" : "malformed");
+    this.park(chunk, offset);
+    this.inflating = true;
+    gunzip(message, { maxOutputLength: this.opts.maxRequestBytes }, (err, inflated) => {
+      this.inflating = false;
+      if (this.closed) return;
+      if (err) return this.fail(err instanceof RangeError ? "too_large" : "malformed");
       // The compressed form is garbage now: the room kept is the inflated size.
       const kept = inflated.length;
-      budget.give(need - kept);
-      held -= need - kept;
-      need = kept;
-      deliver(inflated);
-      if (!closed) resume();
+      this.opts.budget.give(this.need - kept);
+      this.held -= this.need - kept;
+      this.need = kept;
+      this.deliver(inflated);
+      if (!this.closed) this.resume();
     });
     return false;
-  };
+  }
+
   // Takes the room for the message whose prefix was just read (its length
   // in what its address may announce, then its room in the budget), at once
   // or after a wait (the stream paused); false when it is waiting.
-  const admit = (chunk: Buffer, offset: number, length: number): boolean => {
-    need = length + (compressed ? max : 0);
+  private admit(chunk: Buffer, offset: number, length: number): boolean {
+    const { budget, announced } = this.opts;
+    this.need = length + (this.compressed ? this.opts.maxRequestBytes : 0);
     // An empty message needs no room: it waits behind nobody.
-    if (need === 0) return admitted(0);
+    if (this.need === 0) return this.admitted(0);
     if (announced.take(length)) {
-      if (budget.take(need)) return admitted(length);
+      if (budget.take(this.need)) return this.admitted(length);
       announced.give(length);
     }
-    park(chunk, offset);
-    waiting = new AbortController();
-    void reserve(length, waiting.signal).then((ok) => {
-      waiting = undefined;
-      if (closed) {
+    this.park(chunk, offset);
+    const waiting = (this.waiting = new AbortController());
+    void this.reserve(length, waiting.signal).then((ok) => {
+      this.waiting = undefined;
+      if (this.closed) {
         if (ok) {
-          budget.give(need);
+          budget.give(this.need);
           announced.give(length);
         }
         return;
       }
-      if (!ok) return fail("busy");
-      admitted(length);
-      startBody(length);
-      resume();
+      if (!ok) return this.fail("busy");
+      this.admitted(length);
+      this.startBody(length);
+      this.resume();
     });
     return false;
-  };
-  const admitted = (length: number) => {
-    held += need;
-    unsent = length;
+  }
+
+  private admitted(length: number): boolean {
+    this.held += this.need;
+    this.unsent = length;
     return true;
-  };
+  }
+
   // One wait, however it is shared between the two.
-  const reserve = async (length: number, signal: AbortSignal) => {
-    const until = Date.now() + opts.waitMs();
+  private async reserve(length: number, signal: AbortSignal): Promise<boolean> {
+    const { budget, announced } = this.opts;
+    const until = Date.now() + waitMs(this.opts.deadline);
     if (!(await announced.reserve(length, until - Date.now(), signal))) return false;
-    if (await budget.reserve(need, until - Date.now(), signal)) return true;
+    if (await budget.reserve(this.need, until - Date.now(), signal)) return true;
     announced.give(length);
     return false;
-  };
-  const startBody = (length: number) => {
-    reading = "body";
-    expected = length;
-    body = undefined;
-    bodyFilled = 0;
-  };
+  }
 
-  function consume(chunk: Buffer, offset: number): void {
-    while (!closed) {
-      if (reading === "prefix") {
+  private startBody(length: number): void {
+    this.reading = "body";
+    this.expected = length;
+    this.body = undefined;
+    this.bodyFilled = 0;
+  }
+
+  private consume(chunk: Buffer, offset: number): void {
+    while (!this.closed) {
+      if (this.reading === "prefix") {
         if (offset >= chunk.length) return;
-        if (heldBack) return park(chunk, offset);
-        const n = Math.min(PREFIX_BYTES - prefixFilled, chunk.length - offset);
-        chunk.copy(prefix, prefixFilled, offset, offset + n);
-        prefixFilled += n;
-        offset += n;
-        if (prefixFilled < PREFIX_BYTES) return;
-        prefixFilled = 0;
-        const flag = prefix[0]!;
-        const length = prefix.readUInt32BE(1);
+        if (this.heldBack) return this.park(chunk, offset);
+        // The flag, then the length's four bytes, big-endian.
+        while (this.prefixFilled < PREFIX_BYTES && offset < chunk.length) {
+          const byte = chunk[offset++]!;
+          if (this.prefixFilled++ === 0) {
+            this.flag = byte;
+            this.length = 0;
+          } else {
+            this.length = this.length * 256 + byte;
+          }
+        }
+        if (this.prefixFilled < PREFIX_BYTES) return;
+        this.prefixFilled = 0;
+        const { flag, length } = this;
         // A compressed message needs a grpc-encoding saying how.
-        if (flag > 1 || (flag === 1 && !opts.gzip)) return fail("malformed");
-        if (length > max) return fail("too_large");
-        compressed = flag === 1;
-        sink.begin();
-        if (closed || !admit(chunk, offset, length)) return;
-        startBody(length);
+        if (flag > 1 || (flag === 1 && !this.opts.gzip)) return this.fail("malformed");
+        if (length > this.opts.maxRequestBytes) return this.fail("too_large");
+        this.compressed = flag === 1;
+        this.sink.begin();
+        if (this.closed || !this.admit(chunk, offset, length)) return;
+        this.startBody(length);
       }
+      const expected = this.expected;
       if (expected > 0 && offset >= chunk.length) return;
-      if (body === undefined) {
+      if (this.body === undefined) {
         if (chunk.length - offset >= expected) {
           // The whole body in this chunk: a view, no copy.
-          body = chunk.subarray(offset, offset + expected);
-          bodyFilled = expected;
+          this.body = chunk.subarray(offset, offset + expected);
+          this.bodyFilled = expected;
           offset += expected;
-          arrived(expected);
+          this.arrived(expected);
         } else {
-          body = Buffer.allocUnsafe(expected);
+          this.body = Buffer.allocUnsafe(expected);
         }
       }
-      if (bodyFilled < expected) {
-        const n = Math.min(expected - bodyFilled, chunk.length - offset);
-        chunk.copy(body, bodyFilled, offset, offset + n);
-        bodyFilled += n;
+      if (this.bodyFilled < expected) {
+        const n = Math.min(expected - this.bodyFilled, chunk.length - offset);
+        chunk.copy(this.body, this.bodyFilled, offset, offset + n);
+        this.bodyFilled += n;
         offset += n;
-        arrived(n);
-        if (bodyFilled < expected) return;
+        this.arrived(n);
+        if (this.bodyFilled < expected) return;
       }
-      reading = "prefix";
-      if (!complete(chunk, offset)) return;
+      this.reading = "prefix";
+      if (!this.complete(chunk, offset)) return;
     }
   }
 
-  const onData = (chunk: Buffer) => consume(chunk, 0);
-  const onEnd = () => {
-    if (closed) return;
+  private ended(): void {
+    if (this.closed) return;
     // All data was handed over, but part of it is parked: the end comes after it.
-    if (parked) {
-      endedMeanwhile = true;
+    if (this.parkedChunk) {
+      this.endedMeanwhile = true;
       return;
     }
     // Ended inside a message: a truncated request.
-    if (prefixFilled > 0 || reading === "body") return fail("malformed");
+    if (this.prefixFilled > 0 || this.reading === "body") return this.fail("malformed");
     // What a unary call's message holds stays held until `close`.
-    stream.off("data", onData);
-    stream.off("end", onEnd);
-    sink.end();
-  };
-  stream.on("data", onData);
-  stream.on("end", onEnd);
-  return {
-    close,
-    holdBack: () => {
-      heldBack = true;
-    },
-    release: () => {
-      if (!heldBack) return;
-      heldBack = false;
-      if (!closed && !waiting && !inflating) resume();
-    },
-  };
+    this.stream.off("data", this.onData);
+    this.stream.off("end", this.onEnd);
+    this.sink.end();
+  }
 }

@@ -23,11 +23,17 @@ export const answerable = (stream: ServerHttp2Stream) => open(stream) && !stream
 /** A unary call's answer: headers, the message, trailers with status 0. */
 export function answerMessage(stream: ServerHttp2Stream, message: Uint8Array): void {
   if (!answerable(stream)) return;
-  stream.respond(HEADERS, { waitForTrailers: true });
-  stream.once("wantTrailers", () => {
-    if (open(stream)) stream.sendTrailers(OK_STATUS);
-  });
+  stream.respond(HEADERS, WAIT_FOR_TRAILERS);
+  // Emitted once per stream: one listener shared by every call, rather than
+  // a closure per call that the stream would keep.
+  stream.on("wantTrailers", sendOk);
   stream.end(frame(message));
+}
+
+const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
+
+function sendOk(this: ServerHttp2Stream): void {
+  if (open(this)) this.sendTrailers(OK_STATUS);
 }
 
 /**
@@ -65,7 +71,7 @@ export function answerStatus(stream: ServerHttp2Stream, status: StatusFields, re
  */
 export function sendMessage(stream: ServerHttp2Stream, message: Uint8Array): boolean {
   if (!open(stream) || stream.writableEnded) return true;
-  if (!stream.headersSent) stream.respond(HEADERS, { waitForTrailers: true });
+  if (!stream.headersSent) stream.respond(HEADERS, WAIT_FOR_TRAILERS);
   return stream.write(frame(message));
 }
 

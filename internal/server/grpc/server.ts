@@ -5,6 +5,7 @@ import { file_google_rpc_status } from "../../../third_party/google/rpc/status_p
 import { file_grpc_health_v1_health } from "../../../third_party/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../../third_party/grpc/reflection/v1/reflection_pb.js";
 import type { ByteBudget } from "../../pkg/limit/queue.js";
+import { dueQueue } from "../../pkg/timer/due.js";
 import type { Route } from "../handlers.js";
 import { connectionListener, listen } from "../listen.js";
 import type { TlsConfig } from "../tls.js";
@@ -54,6 +55,8 @@ export interface GrpcServer {
   shutdown(timeoutMs: number): Promise<boolean>;
 }
 
+const ignore = () => undefined;
+
 /**
  * The gRPC port, on node:http2's stream API: both services through the
  * chain, server reflection and grpc.health.v1 beside them.
@@ -80,6 +83,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     budget: opts.inflight,
     maxRequestBytes: opts.maxRequestBytes,
     readTimeoutMs: opts.readTimeoutMs,
+    stalls: dueQueue(),
   };
 
   const server: Http2Server = createServer({
@@ -99,9 +103,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const sessions = trackSessions(server, opts);
   server.on("stream", (stream: ServerHttp2Stream, headers) => {
     // A client's reset surfaces as an error on its stream: the call is simply over.
-    stream.on("error", () => undefined);
+    stream.on("error", ignore);
     const connection = sessions.began(stream.session!);
-    stream.once("close", connection.done);
+    stream.on("close", connection.done);
     if (headers[":method"] !== "POST") return answerHttp(stream, 405);
     if (!GRPC_PROTO.test(String(headers["content-type"]))) return answerHttp(stream, 415);
     const path = headers[":path"] ?? "";

@@ -34,10 +34,11 @@ export interface Connection {
 const MAX_PING_STRIKES = 2;
 
 interface Session {
-  peer: string | undefined;
-  announced: ByteBudget;
+  /** What each of its calls is handed: one per connection, not one per call. */
+  connection: Connection;
   /** Calls open on it. */
   open: number;
+  /** Set while no call is open; when it rings early (a call came and went), it is set again for the rest. */
   idle: NodeJS.Timeout | undefined;
   lastActive: number;
   strikes: number;
@@ -66,16 +67,33 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
     const p = key === undefined ? undefined : peers.get(key);
     if (p && --p.sessions === 0) peers.delete(key!);
   };
-  const armIdle = (session: Http2Session, s: Session) => {
-    clearTimeout(s.idle);
-    s.idle = setTimeout(() => session.close(), policy.idleMs);
+  // One timer per idle spell, not one per call: a call that begins leaves
+  // it set, and it closes the connection only when no call is open and none
+  // ended within idleMs.
+  const armIdle = (session: Http2Session, s: Session, ms: number) => {
+    s.idle = setTimeout(() => {
+      s.idle = undefined;
+      if (s.open > 0 || session.closed) return;
+      const left = s.lastActive + policy.idleMs - Date.now();
+      if (left > 0) armIdle(session, s, left);
+      else session.close();
+    }, ms);
   };
   server.on("session", (session) => {
     const peer = session.socket?.remoteAddress;
     const key = peer === undefined ? undefined : addressBlock(peer);
     const s: Session = {
-      peer,
-      announced: peerBudget(key),
+      connection: {
+        peer,
+        announced: peerBudget(key),
+        done: () => {
+          s.lastActive = Date.now();
+          s.strikes = 0;
+          if (--s.open === 0 && s.idle === undefined && !session.closed) {
+            armIdle(session, s, policy.idleMs);
+          }
+        },
+      },
       open: 0,
       idle: undefined,
       lastActive: Date.now(),
@@ -83,7 +101,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
     };
     sessions.set(session, s);
     session.on("error", () => undefined);
-    armIdle(session, s);
+    armIdle(session, s, policy.idleMs);
     const keepalive =
       policy.keepaliveTimeMs > 0
         ? setInterval(() => ping(session, policy.keepaliveTimeoutMs), policy.keepaliveTimeMs)
@@ -119,17 +137,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
       s.open++;
       s.strikes = 0;
       s.lastActive = Date.now();
-      clearTimeout(s.idle);
-      s.idle = undefined;
-      return {
-        peer: s.peer,
-        announced: s.announced,
-        done: () => {
-          s.lastActive = Date.now();
-          s.strikes = 0;
-          if (--s.open === 0 && !session.closed) armIdle(session, s);
-        },
-      };
+      return s.connection;
     },
     /**
      * GOAWAY on every connection: calls in flight finish, none begin. Twice,

@@ -1,14 +1,15 @@
 import { fromBinary, toBinary, type Message } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
-import { createCall } from "../../transport/call.js";
+import type { Due } from "../../pkg/timer/due.js";
+import { createCall, type RequestHeader } from "../../transport/call.js";
 import { requestReadOptions } from "../codec.js";
 import { rpcErrors } from "../errors.js";
 import { refuse, type Route } from "../handlers.js";
 import { requestRefused, type Refusal } from "../request_refused.js";
-import { stallMs, waitMs, type CallOptions } from "./call_options.js";
+import { stallMs, type CallOptions } from "./call_options.js";
 import { metadataHeader } from "./metadata.js";
-import { readMessages, type Reader } from "./reader.js";
+import { readMessages, type MessageSink, type ReadFailure, type Reader } from "./reader.js";
 import { readHead } from "./request_head.js";
 import { answerMessage, answerStatus } from "./respond.js";
 import type { Connection } from "./sessions.js";
@@ -30,97 +31,140 @@ export function serveUnary(
   opts: CallOptions,
   connection: Connection,
 ): void {
-  const { peer } = connection;
   const now = Date.now();
-  const requestHeader = metadataHeader(headers);
-  let over = false;
+  const call = new UnaryCall(stream, metadataHeader(headers), route, opts, connection);
+  const head = readHead(headers, now);
+  if (!head.ok) return call.refuseWith(head.refusal);
+  call.read(head.deadline, head.gzip, now);
+}
+
+// The call's state in one object rather than a closure per step: the stream
+// holds its listeners until it is gone, and node:http2's streams often
+// outlive a young-generation collection, promoting what they hold.
+class UnaryCall implements MessageSink, Due {
+  private over = false;
   // The handler has the request: its room stays taken until it is done,
   // even if the client goes meanwhile.
-  let running = false;
-  // Set once reading begins; a call may finish before (a bad header).
-  const reading: { reader?: Reader; stall?: NodeJS.Timeout } = {};
-  const finish = () => {
-    over = true;
-    clearTimeout(reading.stall);
-    reading.reader?.close();
-  };
-  // A client that goes before the handler has its request gives its room back at once.
-  const gone = () => {
-    if (!running) finish();
-  };
-  stream.once("aborted", gone);
-  stream.once("close", gone);
-  const refuseWith = (refusal: Refusal, reset = true) => {
-    if (over) return;
-    finish();
-    const error = requestRefused(route.method, refusal, opts.maxRequestBytes, "gzip");
-    refuse(route, "grpc", requestHeader, error, peer)
+  private running = false;
+  private reader: Reader | undefined = undefined;
+  private received: Uint8Array | undefined = undefined;
+  private deadline: number | undefined = undefined;
+  // When the request must have arrived (performance.now()), in the port's stall queue.
+  dueAt = 0;
+  slot = -1;
+  private readonly gone: () => void;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly requestHeader: RequestHeader,
+    private readonly route: Route,
+    private readonly opts: CallOptions,
+    private readonly connection: Connection,
+  ) {
+    // A client that goes before the handler has its request gives its room back at once.
+    this.gone = () => {
+      if (!this.running) this.finish();
+    };
+    stream.on("aborted", this.gone);
+    stream.on("close", this.gone);
+  }
+
+  read(deadline: number | undefined, gzip: boolean, now: number): void {
+    const { opts } = this;
+    this.deadline = deadline;
+    this.dueAt = performance.now() + stallMs(opts, deadline, now);
+    opts.stalls.add(this);
+    this.reader = readMessages(
+      this.stream,
+      {
+        budget: opts.budget,
+        announced: this.connection.announced,
+        maxRequestBytes: opts.maxRequestBytes,
+        gzip,
+        keep: true,
+        deadline,
+      },
+      this,
+    );
+  }
+
+  /** The request did not arrive in time. */
+  fire(): void {
+    this.refuseWith("stalled");
+  }
+
+  // A second message is refused at its prefix, before it is read.
+  begin(): void {
+    if (this.received !== undefined) this.refuseWith("second_message");
+  }
+
+  message(bytes: Uint8Array): void {
+    this.received = bytes;
+  }
+
+  end(): void {
+    this.opts.stalls.delete(this);
+    if (this.received === undefined) return this.refuseWith("malformed", false);
+    this.run(this.received);
+  }
+
+  fail(why: ReadFailure): void {
+    this.refuseWith(why);
+  }
+
+  refuseWith(refusal: Refusal, reset = true): void {
+    if (this.over) return;
+    this.finish();
+    const { route, stream } = this;
+    const error = requestRefused(route.method, refusal, this.opts.maxRequestBytes, "gzip");
+    refuse(route, "grpc", this.requestHeader, error, this.connection.peer)
       .then((e) => answerStatus(stream, errorStatus(e), reset))
       .catch(() => stream.destroy());
-  };
+  }
 
-  const head = readHead(headers, now);
-  if (!head.ok) return refuseWith(head.refusal);
-  const { deadline } = head;
-  reading.stall = setTimeout(() => refuseWith("stalled"), stallMs(opts, deadline, now));
-  let message: Uint8Array | undefined;
-  reading.reader = readMessages(
-    stream,
-    {
-      budget: opts.budget,
-      announced: connection.announced,
-      maxRequestBytes: opts.maxRequestBytes,
-      gzip: head.gzip,
-      keep: true,
-      waitMs: () => waitMs(deadline),
-    },
-    {
-      // A second message is refused at its prefix, before it is read.
-      begin: () => {
-        if (message !== undefined) refuseWith("second_message");
-      },
-      message: (bytes) => (message = bytes),
-      end: () => {
-        clearTimeout(reading.stall);
-        if (message === undefined) return refuseWith("malformed", false);
-        run(message);
-      },
-      fail: (why) => refuseWith(why),
-    },
-  );
+  private finish(): void {
+    if (this.over) return;
+    this.over = true;
+    this.opts.stalls.delete(this);
+    this.reader?.close();
+    // Nothing of the call stays reachable from the stream once it is over.
+    this.stream.off("aborted", this.gone);
+    this.stream.off("close", this.gone);
+  }
 
-  const run = (bytes: Uint8Array) => {
+  private run(bytes: Uint8Array): void {
+    const { route, stream } = this;
     let request: Message;
     try {
       request = fromBinary(route.method.input, bytes, requestReadOptions);
     } catch {
-      return refuseWith("malformed", false);
+      return this.refuseWith("malformed", false);
     }
-    running = true;
+    this.running = true;
     route
       .handler(
         createCall({
           service: route.service,
           method: route.method,
           request,
-          deadline,
+          deadline: this.deadline,
           transport: "grpc",
-          requestHeader,
-          peer,
+          requestHeader: this.requestHeader,
+          peer: this.connection.peer,
         }),
       )
       .then(
         (response) => {
-          finish();
+          this.finish();
           answerMessage(stream, toBinary(route.method.output, response));
         },
         (err: unknown) => {
-          finish();
+          this.finish();
           const error = err instanceof ConnectError ? err : rpcErrors.internal(route.service);
           answerStatus(stream, errorStatus(error));
         },
       )
       // An answer that cannot be written (the stream went in between): the call is over.
       .catch(() => stream.destroy());
-  };
+  }
 }
