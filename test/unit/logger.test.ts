@@ -54,7 +54,7 @@ describe("stdout's lines gathered", () => {
     return {
       writes,
       synced: () => synced,
-      write: (chunk: string) => writes.push(chunk),
+      write: (chunk: Buffer) => writes.push(chunk.toString()),
       flush: (cb?: () => void) => cb?.(),
       flushSync: () => void synced++,
     };
@@ -86,6 +86,22 @@ describe("stdout's lines gathered", () => {
     for (const l of [wide, wide, long, "z\n"]) out.write(l);
     await new Promise((r) => setTimeout(r, 50));
     expect(s.writes).toEqual([wide, wide, long, "z\n"]);
+  });
+
+  it("keeps every line, in order, across many slabs and beside lines longer than one", async () => {
+    const s = sink();
+    const out = gathered(s, -1);
+    const huge = `${"h".repeat(30_000)}\n`;
+    const lines = Array.from({ length: 3000 }, (_, i) =>
+      i === 1234 ? huge : i % 7 === 0 ? `${i}${"é".repeat(60)}\n` : line(i, 50 + (i % 150)),
+    );
+    for (const l of lines) out.write(l);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.writes.join("")).toBe(lines.join(""));
+    for (const w of s.writes) {
+      if (w !== huge) expect(Buffer.byteLength(w)).toBeLessThanOrEqual(4096);
+      expect(w.endsWith("\n")).toBe(true);
+    }
   });
 
   it("hands over what it holds when flushed (waiting for the destination)", () => {

@@ -74,8 +74,15 @@ export function createLogger(options: LogOptions): Logger {
   if (out !== process.stdout) return pino(settings, out);
   // minLength 1: sonic-boom's flush(cb) then waits for a write in flight
   // (at 0 it calls back at once); every line is longer, so none waits.
-  const sonic = pino.destination({ fd: 1, sync: false, minLength: 1, maxWrite: PIPE_BUF });
-  return pino(settings, gathered(sonic, 1));
+  const sonic = pino.destination({
+    fd: 1,
+    sync: false,
+    minLength: 1,
+    maxWrite: PIPE_BUF,
+    contentMode: "buffer",
+  });
+  // In buffer mode sonic-boom takes Buffers (its types know only strings).
+  return pino(settings, gathered(sonic as unknown as LineSink, 1));
 }
 
 // Several processes sharing stdout (server.processes) do not interleave
@@ -84,7 +91,7 @@ const PIPE_BUF = 4096;
 
 /** What the gatherer writes to: pino's destination (sonic-boom). */
 export interface LineSink {
-  write(chunk: string): unknown;
+  write(chunk: Buffer): unknown;
   flush(cb?: (err?: Error) => void): void;
   flushSync(): void;
 }
@@ -100,24 +107,34 @@ process.on("exit", () => {
 /** How long a line may wait to be written with those that follow it. */
 const GATHER_MS = 10;
 
+// Lines are copied as they come into slabs of this size, as UTF-8.
+const SLAB_BYTES = 64 * 1024;
+
 /**
  * Asynchronous writes to stdout, gathered: the lines logged within
  * GATHER_MS of the first go to `sonic` together, in chunks of whole lines of
  * at most PIPE_BUF bytes (unless one line is longer), each one write. An
  * asynchronous write costs about 20 µs of CPU however little it holds: one
  * per line, or even per event-loop turn, cost a request more than making its
- * line.
+ * line. Each line is encoded at once into a slab, outside the JavaScript
+ * heap: under load a line held as a string until its write often outlived a
+ * young-generation collection, and the strings promoted cost full ones.
  */
 export function gathered(sonic: LineSink, fd: number) {
-  const chunks: string[] = [];
-  let chunk = "";
-  let bytes = 0;
+  let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  // The slab's bytes filled, and where the chunk being gathered begins.
+  let used = 0;
+  let start = 0;
+  // Whole chunks, in order, waiting to be handed over.
+  const chunks: Buffer[] = [];
   let due = false;
+  const cut = () => {
+    if (used > start) chunks.push(slab.subarray(start, used));
+    start = used;
+  };
   const take = () => {
     due = false;
-    if (chunk !== "") chunks.push(chunk);
-    chunk = "";
-    bytes = 0;
+    cut();
     return chunks.splice(0);
   };
   const handOver = () => {
@@ -135,14 +152,23 @@ export function gathered(sonic: LineSink, fd: number) {
   gatherers.add(flushSync);
   return {
     write(line: string) {
-      const n = Buffer.byteLength(line);
-      if (bytes > 0 && bytes + n > PIPE_BUF) {
-        chunks.push(chunk);
-        chunk = "";
-        bytes = 0;
+      // A UTF-16 code unit takes at most three bytes of UTF-8. A slab handed
+      // over in part is never written to again there: a new one is taken.
+      if (line.length * 3 > SLAB_BYTES - used) {
+        cut();
+        if (line.length * 3 > SLAB_BYTES) {
+          chunks.push(Buffer.from(line));
+        } else {
+          slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+          used = 0;
+          start = 0;
+        }
       }
-      chunk += line;
-      bytes += n;
+      if (line.length * 3 <= SLAB_BYTES) {
+        const n = slab.write(line, used);
+        if (used > start && used + n - start > PIPE_BUF) cut();
+        used += n;
+      }
       if (due) return;
       due = true;
       setTimeout(handOver, GATHER_MS);
