@@ -246,6 +246,48 @@ describe("limits", () => {
     expect(closedAt - lastEnded).toBeGreaterThanOrEqual(1500);
   });
 
+  it("closes an idle gRPC connection idle_timeout after its last call, however often the client pings", async () => {
+    const app = await start({
+      auth: { enabled: false },
+      server: {
+        grpc: { addr: "127.0.0.1:0", min_ping_interval: "100ms" },
+        http: { addr: "127.0.0.1:0" },
+        idle_timeout: "2s",
+      },
+    });
+    const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on("error", () => undefined);
+    const closed = new Promise<number>((resolve) => session.on("close", () => resolve(Date.now())));
+    const status = await new Promise<string | undefined>((resolve, reject) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/grpc.health.v1.Health/Check",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("trailers", (t) => resolve(t["grpc-status"] as string | undefined));
+      stream.on("error", reject);
+      stream.resume();
+      stream.end(Buffer.alloc(5));
+    });
+    expect(status).toBe("0");
+    const lastEnded = Date.now();
+    // A ping every 300 ms, as a keepalive without calls would send.
+    const pinging = setInterval(() => {
+      if (!session.closed && !session.destroyed) session.ping(() => undefined);
+    }, 300);
+    try {
+      const closedAt = await Promise.race([
+        closed,
+        new Promise<number>((resolve) => setTimeout(() => resolve(0), 12_000)),
+      ]);
+      expect(closedAt, "closed while pinging").toBeGreaterThan(0);
+      expect(closedAt - lastEnded).toBeGreaterThanOrEqual(1500);
+    } finally {
+      clearInterval(pinging);
+    }
+  });
+
   it("refuses an oversized request without reading the rest", async () => {
     const app = await start({ auth: { enabled: false } });
     // HTTP/1.1: a body announced at 1 GB; the answer comes, and the connection closes, long before.

@@ -82,6 +82,9 @@ export function createLogger(options: LogOptions): Logger {
     contentMode: "buffer",
   });
   // In buffer mode sonic-boom takes Buffers (its types know only strings).
+  // Known fault there (4.2.1): after a failed write other than EAGAIN/EPIPE
+  // its flushSync keeps stale lengths and can cut lines short; pino rethrows
+  // such an error, so it is met only on the way out of a crashing process.
   return pino(settings, gathered(sonic as unknown as LineSink, 1));
 }
 

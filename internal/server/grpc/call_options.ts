@@ -8,7 +8,7 @@ export interface CallOptions {
   maxRequestBytes: number;
   /** How long a request may take to arrive (server.grpc.timeout). */
   readTimeoutMs: number;
-  /** The calls whose request has not all arrived yet, each due at its read timeout. */
+  /** The unary calls whose request has not all arrived yet, each due at its read timeout. */
   stalls: DueQueue;
 }
 

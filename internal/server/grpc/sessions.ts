@@ -40,6 +40,9 @@ interface Session {
   open: number;
   /** Set while no call is open; when it rings early (a call came and went), it is set again for the rest. */
   idle: NodeJS.Timeout | undefined;
+  /** When its last call ended (performance.now()): pings do not keep a connection. */
+  lastCallEnded: number;
+  /** When its last call or ping was (Date.now()), for the ping policy. */
   lastActive: number;
   strikes: number;
 }
@@ -74,7 +77,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
     s.idle = setTimeout(() => {
       s.idle = undefined;
       if (s.open > 0 || session.closed) return;
-      const left = s.lastActive + policy.idleMs - Date.now();
+      const left = s.lastCallEnded + policy.idleMs - performance.now();
       if (left > 0) armIdle(session, s, left);
       else session.close();
     }, ms);
@@ -87,6 +90,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
         peer,
         announced: peerBudget(key),
         done: () => {
+          s.lastCallEnded = performance.now();
           s.lastActive = Date.now();
           s.strikes = 0;
           if (--s.open === 0 && s.idle === undefined && !session.closed) {
@@ -96,6 +100,7 @@ export function trackSessions(server: Http2Server, policy: SessionPolicy) {
       },
       open: 0,
       idle: undefined,
+      lastCallEnded: performance.now(),
       lastActive: Date.now(),
       strikes: 0,
     };
