@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect as h2connect } from "node:http2";
+import { connect as h2connect, type ClientHttp2Session } from "node:http2";
 import { connect as netConnect } from "node:net";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -17,6 +17,21 @@ import { rssBytes, startServerProcess, writeServerConfig } from "../helpers/proc
 
 // Each test starts the service with its own limits, on one database.
 const ctx = useTestApps({ perTest: true });
+
+/** One grpc.health.v1 Check on an open HTTP/2 session: its grpc-status. */
+const healthCheck = (session: ClientHttp2Session) =>
+  new Promise<string | undefined>((resolve, reject) => {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/grpc.health.v1.Health/Check",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("trailers", (t) => resolve(t["grpc-status"] as string | undefined));
+    stream.on("error", reject);
+    stream.resume();
+    stream.end(Buffer.alloc(5));
+  });
 const start = (config: Record<string, unknown>) => ctx.start(config);
 
 const users = (app: App) =>
@@ -223,22 +238,9 @@ describe("limits", () => {
         resolve();
       }),
     );
-    const check = () =>
-      new Promise<string | undefined>((resolve, reject) => {
-        const stream = session.request({
-          ":method": "POST",
-          ":path": "/grpc.health.v1.Health/Check",
-          "content-type": "application/grpc",
-          te: "trailers",
-        });
-        stream.on("trailers", (t) => resolve(t["grpc-status"] as string | undefined));
-        stream.on("error", reject);
-        stream.resume();
-        stream.end(Buffer.alloc(5));
-      });
     // A call every 200 ms for 4 s, twice idle_timeout: the connection stays.
     for (let i = 0; i < 20; i++) {
-      expect(await check()).toBe("0");
+      expect(await healthCheck(session)).toBe("0");
       await new Promise((r) => setTimeout(r, 200));
     }
     const lastEnded = Date.now();
@@ -258,19 +260,7 @@ describe("limits", () => {
     const session = h2connect(`http://127.0.0.1:${app.grpcPort}`);
     session.on("error", () => undefined);
     const closed = new Promise<number>((resolve) => session.on("close", () => resolve(Date.now())));
-    const status = await new Promise<string | undefined>((resolve, reject) => {
-      const stream = session.request({
-        ":method": "POST",
-        ":path": "/grpc.health.v1.Health/Check",
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
-      stream.on("trailers", (t) => resolve(t["grpc-status"] as string | undefined));
-      stream.on("error", reject);
-      stream.resume();
-      stream.end(Buffer.alloc(5));
-    });
-    expect(status).toBe("0");
+    expect(await healthCheck(session)).toBe("0");
     const lastEnded = Date.now();
     // A ping every 300 ms, as a keepalive without calls would send.
     const pinging = setInterval(() => {
