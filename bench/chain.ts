@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -10,7 +10,7 @@ import {
   KmsService,
 } from "../api/kms/v1/kms_pb.js";
 import { parseConfig } from "../internal/conf/load.js";
-import { createLogger } from "../internal/pkg/log/logger.js";
+import { createLogger, type Logger } from "../internal/pkg/log/logger.js";
 import { createAuthenticator } from "../internal/server/auth/authenticator.js";
 import { buildRoutes } from "../internal/server/handlers.js";
 import { createMetrics } from "../internal/server/metrics.js";
@@ -39,7 +39,8 @@ async function cpuPerCall(call: () => Promise<unknown>, calls: number, rounds: n
 /**
  * The middleware chain in process (no transport): HashField calls whose
  * handler answers at once, through the whole chain (caller, guards with
- * validation, deadline, metrics, request log to /dev/null), against the
+ * validation, deadline, metrics, request log to /dev/null as the server
+ * writes stdout), against the
  * bare handler. What the chain costs a call, apart from any transport.
  */
 export async function chainInProcess(rounds = 5) {
@@ -57,7 +58,10 @@ export async function chainInProcess(rounds = 5) {
       .sign(secret);
     const answer = create(HashFieldResponseSchema, { hash: "0".repeat(64) });
     const request = create(HashFieldRequestSchema, { fieldName: "email", value: "a@b.example" });
-    const logs: NodeJS.WritableStream[] = [];
+    // The request log goes to /dev/null the way the server writes stdout
+    // (gathered, asynchronous writes: internal/pkg/log).
+    const devNull = openSync("/dev/null", "w");
+    const logs: Logger[] = [];
     const chained = (level: string, sample: number, bearer: string) => {
       const conf = parseConfig(
         {
@@ -76,9 +80,8 @@ export async function chainInProcess(rounds = 5) {
         },
         "bench",
       );
-      const destination = createWriteStream("/dev/null");
-      logs.push(destination);
-      const log = createLogger({ level, format: "json", destination });
+      const log = createLogger({ level, format: "json", fd: devNull });
+      logs.push(log);
       const [route] = buildRoutes(
         [bind(KmsService, { hashField: async () => answer })],
         middlewareChain({
@@ -115,7 +118,8 @@ export async function chainInProcess(rounds = 5) {
     ] as const) {
       rows.push({ name, us: await cpuPerCall(chained(level, sample, bearer), calls, rounds) });
     }
-    for (const l of logs) l.end();
+    await Promise.all(logs.map((l) => new Promise((done) => l.flush(done))));
+    closeSync(devNull);
     return { bare, rows, calls, rounds };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -22,6 +22,8 @@ export interface Contender {
 
 /** One round of a contender: the load's figures and the server's CPU. */
 export interface Round extends LoadResult {
+  /** Which round it was (from 1): rounds left out leave gaps. */
+  round: number;
   /** Server CPU (user + system) in µs per call answered OK; NaN where it cannot be read. */
   cpuUsPerCall: number;
 }
@@ -105,7 +107,7 @@ export async function alternate(opts: {
         continue;
       }
       const cpu = cpuBefore === undefined || cpuAfter === undefined ? NaN : cpuAfter - cpuBefore;
-      rounds.get(c.name)!.push({ ...r, cpuUsPerCall: (cpu * 1e6) / ok });
+      rounds.get(c.name)!.push({ ...r, round: round + 1, cpuUsPerCall: (cpu * 1e6) / ok });
     }
   }
   const results: Comparison["results"] = new Map();

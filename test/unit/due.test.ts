@@ -1,11 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { spawnSync } from "node:child_process";
 import { dueQueue, type Due } from "../../internal/pkg/timer/due.js";
 
 // Fake clocks: performance.now() and the timers move only when told.
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+  vi.spyOn(globalThis, "setTimeout");
 });
 afterEach(() => {
+  vi.restoreAllMocks();
   vi.useRealTimers();
 });
 
@@ -16,6 +19,14 @@ function item(dueIn: number, fired: number[], name = dueIn): Due {
     fire: () => fired.push(name),
   };
 }
+
+// Timers set and keeping the process alive: a queue sets one at a time, so
+// the one pending is the last made.
+const refedTimers = () => {
+  const made = vi.mocked(setTimeout).mock.results;
+  const last = made.at(-1)?.value as NodeJS.Timeout | undefined;
+  return vi.getTimerCount() === 1 && last?.hasRef() ? 1 : 0;
+};
 
 describe("dueQueue", () => {
   it("When items are due at different times, Then each fires at its time, not before, by one timer", () => {
@@ -46,16 +57,41 @@ describe("dueQueue", () => {
     expect(fired).toEqual([20]);
   });
 
-  it("When the last item leaves, Then no timer is left to keep the process alive", () => {
+  it("When the last item leaves, Then its timer keeps the process alive no longer, and the next item takes it back", () => {
     const queue = dueQueue();
-    const a = item(1000, []);
-    const b = item(2000, []);
+    const fired: number[] = [];
+    const a = item(1000, fired);
+    const b = item(2000, fired);
     queue.add(a);
     queue.add(b);
     queue.delete(b);
-    expect(vi.getTimerCount()).toBe(1);
+    expect(refedTimers()).toBe(1);
     queue.delete(a);
+    expect(refedTimers()).toBe(0);
+    // Set for a, which is gone: c, due later, waits on the same timer, kept alive again.
+    queue.add(item(1500, fired, 3));
+    expect(vi.getTimerCount()).toBe(1);
+    expect(refedTimers()).toBe(1);
+    vi.advanceTimersByTime(1000);
+    expect(fired).toEqual([]);
+    expect(refedTimers()).toBe(1);
+    vi.advanceTimersByTime(500);
+    expect(fired).toEqual([3]);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("When items come and go one at a time, Then one timer serves them all", () => {
+    const queue = dueQueue();
+    const fired: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const x = item(1000, fired, i);
+      queue.add(x);
+      vi.advanceTimersByTime(1);
+      queue.delete(x);
+    }
+    expect(setTimeout).toHaveBeenCalledTimes(1);
+    expect(refedTimers()).toBe(0);
+    expect(fired).toEqual([]);
   });
 
   it("When an earlier item arrives after a later one, Then the timer is moved to it", () => {
@@ -94,5 +130,30 @@ describe("dueQueue", () => {
     expect(fired).toEqual([]);
     vi.advanceTimersByTime(2 ** 31);
     expect(fired).toHaveLength(1);
+  });
+});
+
+describe("dueQueue in a real process", () => {
+  it("When its only item was deleted, Then the process exits without waiting for the item's time", () => {
+    const due = new URL("../../internal/pkg/timer/due.ts", import.meta.url).pathname;
+    const script = `
+      const { dueQueue } = await import(${JSON.stringify(due)});
+      const queue = dueQueue();
+      const hour = { dueAt: performance.now() + 3_600_000, slot: -1, fire() { process.exit(3); } };
+      queue.add(hour);
+      queue.delete(hour);
+    `;
+    // A timer still keeping the process alive would hold it for the hour: spawnSync's timeout kills it.
+    const run = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script],
+      {
+        timeout: 60_000,
+        encoding: "utf8",
+      },
+    );
+    expect(run.stderr).toBe("");
+    expect(run.signal).toBeNull();
+    expect(run.status).toBe(0);
   });
 });

@@ -45,6 +45,24 @@ describe("the logger", () => {
     }
     expect(text).toContain("[REDACTED]");
   });
+
+  it("writes to a file descriptor the way it writes stdout, every line by the time it is flushed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kbts-log-fd-"));
+    const file = join(dir, "log");
+    const fd = openSync(file, "w");
+    try {
+      const log = createLogger({ level: "info", format: "json", fd });
+      for (let i = 0; i < 500; i++) log.info({ i }, "rpc");
+      await new Promise((done) => log.flush(done));
+      const lines = readFileSync(file, "utf8").trimEnd().split("\n");
+      expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
+        Array.from({ length: 500 }, (_, i) => i),
+      );
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("stdout's lines gathered", () => {

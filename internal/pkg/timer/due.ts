@@ -22,10 +22,13 @@ const longestDelay = 2 ** 31 - 1;
  * and deleting cost O(log n) and no allocation, where a timer each cost a
  * Timeout object and a call into libuv to set and another to clear. The
  * timer is set for the earliest item when that one is added; items deleted
- * before it fires leave it set (it then finds nothing due and is set again),
- * and it is cleared once nothing is queued, so that it keeps no process
- * alive. An item never fires before its time: a timer that Node runs early
- * is set again for what is left.
+ * before it fires leave it set (it then finds nothing due and is set again
+ * for the earliest left). Once nothing is queued it stays set but unref'd,
+ * so that it keeps no process alive, and the next item takes it back: under
+ * load a queue often empties between one call and the next (a read timeout
+ * lasts only while a request is read), and clearing the timer then cost a
+ * new one for nearly every call. An item never fires before its time: a
+ * timer that Node runs early is set again for what is left.
  */
 export function dueQueue(): DueQueue {
   const heap: Due[] = [];
@@ -94,15 +97,12 @@ export function dueQueue(): DueQueue {
       heap.push(item);
       up(item, heap.length - 1);
       if (item.dueAt < armedAt) arm(item.dueAt);
+      else if (heap.length === 1) timer!.ref();
     },
     delete(item) {
       if (item.slot < 0 || heap[item.slot] !== item) return;
       remove(item);
-      if (heap.length === 0) {
-        clearTimeout(timer);
-        timer = undefined;
-        armedAt = Infinity;
-      }
+      if (heap.length === 0) timer?.unref();
     },
     get size() {
       return heap.length;
