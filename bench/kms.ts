@@ -68,7 +68,11 @@ async function paired(
   return { ours: median(o), raw: median(r), ratios: o.map((x, i) => x / r[i]!) };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
 
 /**
  * In process: our EncryptField/DecryptField (key cache, format, context,

@@ -134,26 +134,32 @@ describe("dueQueue", () => {
 });
 
 describe("dueQueue in a real process", () => {
-  it("When its only item was deleted, Then the process exits without waiting for the item's time", () => {
-    const due = new URL("../../internal/pkg/timer/due.ts", import.meta.url).pathname;
-    const script = `
+  it(
+    "When its only item was deleted, Then the process exits without waiting for the item's time",
+    {
+      timeout: 40_000,
+    },
+    () => {
+      const due = new URL("../../internal/pkg/timer/due.ts", import.meta.url).pathname;
+      const script = `
       const { dueQueue } = await import(${JSON.stringify(due)});
       const queue = dueQueue();
       const hour = { dueAt: performance.now() + 3_600_000, slot: -1, fire() { process.exit(3); } };
       queue.add(hour);
       queue.delete(hour);
     `;
-    // A timer still keeping the process alive would hold it for the hour: spawnSync's timeout kills it.
-    const run = spawnSync(
-      process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", script],
-      {
-        timeout: 60_000,
-        encoding: "utf8",
-      },
-    );
-    expect(run.stderr).toBe("");
-    expect(run.signal).toBeNull();
-    expect(run.status).toBe(0);
-  });
+      // A timer still keeping the process alive would hold it for the hour: spawnSync's timeout kills it.
+      const run = spawnSync(
+        process.execPath,
+        ["--import", "tsx", "--input-type=module", "-e", script],
+        {
+          timeout: 60_000,
+          encoding: "utf8",
+        },
+      );
+      expect(run.stderr).toBe("");
+      expect(run.signal).toBeNull();
+      expect(run.status).toBe(0);
+    },
+  );
 });

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,6 +59,48 @@ describe("the logger", () => {
       expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
         Array.from({ length: 500 }, (_, i) => i),
       );
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("writes to its file descriptor what it still holds when the process exits", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kbts-log-fd-exit-"));
+    const file = join(dir, "log");
+    const logger = new URL("../../internal/pkg/log/logger.ts", import.meta.url).pathname;
+    try {
+      // Logged and exited at once: the lines are still gathered, not written.
+      const script = `
+        import { openSync } from "node:fs";
+        const { createLogger } = await import(${JSON.stringify(logger)});
+        const log = createLogger({ level: "info", format: "json", fd: openSync(${JSON.stringify(file)}, "w") });
+        for (let i = 0; i < 3; i++) log.info({ i }, "rpc");
+        process.exit(0);
+      `;
+      const run = spawnSync(
+        process.execPath,
+        ["--import", "tsx", "--input-type=module", "-e", script],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(run.status).toBe(0);
+      expect(run.stdout).toBe("");
+      const lines = readFileSync(file, "utf8").trimEnd().split("\n");
+      expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual([0, 1, 2]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("writes to its file descriptor when asked for pretty lines too, not to stdout", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kbts-log-fd-pretty-"));
+    const file = join(dir, "log");
+    const fd = openSync(file, "w");
+    try {
+      createLogger({ level: "info", format: "pretty", fd }).info("to the file");
+      expect(readFileSync(file, "utf8")).toContain("to the file");
     } finally {
       closeSync(fd);
       rmSync(dir, { recursive: true, force: true });

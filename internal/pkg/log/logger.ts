@@ -1,5 +1,6 @@
 import { writeSync } from "node:fs";
 import { createRequire } from "node:module";
+import { isatty } from "node:tty";
 import { pino, type Logger, type LoggerOptions } from "pino";
 import type pretty from "pino-pretty";
 
@@ -12,9 +13,11 @@ export interface LogOptions {
   /** Where to write; stdout when absent. */
   destination?: NodeJS.WritableStream;
   /**
-   * A file descriptor to write JSON lines to the way stdout is written
-   * (gathered, asynchronous), instead of `destination`: what the chain's
-   * benchmark uses to time the production path.
+   * A file descriptor to write to instead of `destination`, JSON lines the
+   * way stdout is written (gathered, asynchronous): what the chain's
+   * benchmark uses to time the production path. The logger writes to it
+   * until the process exits (what it still holds then, synchronously): close
+   * it only once flushed and done logging.
    */
   fd?: number;
 }
@@ -68,14 +71,13 @@ export function createLogger(options: LogOptions): Logger {
     formatters: { level: (label) => ({ level: label }) },
   };
   const out = options.destination ?? process.stdout;
-  const usePretty =
-    options.format === "pretty" ||
-    (options.format === "auto" && (out as NodeJS.WriteStream).isTTY === true);
-  if (usePretty) {
+  const terminal =
+    options.fd === undefined ? (out as NodeJS.WriteStream).isTTY === true : isatty(options.fd);
+  if (options.format === "pretty" || (options.format === "auto" && terminal)) {
     // Loaded only for a terminal: a process that logs JSON (the migrator,
     // the server in production) starts about 30 ms of CPU sooner.
     const prettyStream = createRequire(import.meta.url)("pino-pretty") as typeof pretty;
-    return pino(settings, prettyStream({ destination: out, sync: true }));
+    return pino(settings, prettyStream({ destination: options.fd ?? out, sync: true }));
   }
   if (options.fd === undefined && out !== process.stdout) return pino(settings, out);
   const fd = options.fd ?? 1;

@@ -97,7 +97,7 @@ export function dueQueue(): DueQueue {
       heap.push(item);
       up(item, heap.length - 1);
       if (item.dueAt < armedAt) arm(item.dueAt);
-      else if (heap.length === 1) timer!.ref();
+      else if (heap.length === 1) timer?.ref();
     },
     delete(item) {
       if (item.slot < 0 || heap[item.slot] !== item) return;
