@@ -10,16 +10,20 @@ import { deadline } from "../../internal/server/middleware/deadline.js";
 import { commitGateKey, createCall, type Call } from "../../internal/transport/call.js";
 import { callerKey } from "../../internal/transport/caller.js";
 import { emptyContextValues } from "../../internal/transport/context_values.js";
+import { fakeQueueTimers, queueTimerAlive } from "./fakes/timers.js";
 
+// A deadline (and its queue of calls) per test, under that test's fake clock.
+let bounded: ReturnType<typeof deadline>;
 beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance", "Date"] });
+  fakeQueueTimers(true);
+  bounded = deadline({ grpc: 1000, connect: 1000, rest: 1000 });
 });
 afterEach(() => {
+  vi.restoreAllMocks();
   vi.useRealTimers();
 });
 
 const answer = create(GetUserResponseSchema);
-const bounded = deadline({ grpc: 1000, connect: 1000, rest: 1000 });
 
 function call(clientDeadlineIn?: number): Call {
   return createCall(
@@ -87,14 +91,14 @@ describe("deadline", () => {
     expect(state()).toBe("ok");
   });
 
-  it("When the handler answers in time, Then that is the answer and no timer is left", async () => {
+  it("When the handler answers in time, Then that is the answer and no timer keeps the process alive", async () => {
     const h = pending();
     const state = track(h.handler(call(50)));
-    expect(vi.getTimerCount()).toBe(1);
+    expect(queueTimerAlive()).toBe(true);
     h.answer();
     await vi.advanceTimersByTimeAsync(0);
     expect(state()).toBe("ok");
-    expect(vi.getTimerCount()).toBe(0);
+    expect(queueTimerAlive()).toBe(false);
     await vi.advanceTimersByTimeAsync(100);
     expect(state()).toBe("ok");
   });
@@ -105,6 +109,7 @@ describe("deadline", () => {
       return { h, state: track(h.handler(call(100 + i))) };
     });
     expect(vi.getTimerCount()).toBe(1);
+    expect(setTimeout).toHaveBeenCalledTimes(1);
     for (const { h } of calls.filter((_, i) => i % 2 === 0)) h.answer();
     await vi.advanceTimersByTimeAsync(200);
     expect(calls.map((c) => c.state())).toEqual(
@@ -120,7 +125,7 @@ describe("deadline", () => {
     const state = track(throwing(call(50)));
     await vi.advanceTimersByTimeAsync(0);
     expect(state()).toBe("Aborted");
-    expect(vi.getTimerCount()).toBe(0);
+    expect(queueTimerAlive()).toBe(false);
   });
 
   it("When the handler reads the call, Then it sees the caller and the gate, the received call unchanged", () => {

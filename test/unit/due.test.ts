@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { spawnSync } from "node:child_process";
 import { dueQueue, type Due } from "../../internal/pkg/timer/due.js";
+import { fakeQueueTimers, queueTimerAlive } from "./fakes/timers.js";
 
 // Fake clocks: performance.now() and the timers move only when told.
 beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
-  vi.spyOn(globalThis, "setTimeout");
+  fakeQueueTimers();
 });
 afterEach(() => {
   vi.restoreAllMocks();
@@ -19,14 +19,6 @@ function item(dueIn: number, fired: number[], name = dueIn): Due {
     fire: () => fired.push(name),
   };
 }
-
-// Timers set and keeping the process alive: a queue sets one at a time, so
-// the one pending is the last made.
-const refedTimers = () => {
-  const made = vi.mocked(setTimeout).mock.results;
-  const last = made.at(-1)?.value as NodeJS.Timeout | undefined;
-  return vi.getTimerCount() === 1 && last?.hasRef() ? 1 : 0;
-};
 
 describe("dueQueue", () => {
   it("When items are due at different times, Then each fires at its time, not before, by one timer", () => {
@@ -65,16 +57,16 @@ describe("dueQueue", () => {
     queue.add(a);
     queue.add(b);
     queue.delete(b);
-    expect(refedTimers()).toBe(1);
+    expect(queueTimerAlive()).toBe(true);
     queue.delete(a);
-    expect(refedTimers()).toBe(0);
+    expect(queueTimerAlive()).toBe(false);
     // Set for a, which is gone: c, due later, waits on the same timer, kept alive again.
     queue.add(item(1500, fired, 3));
     expect(vi.getTimerCount()).toBe(1);
-    expect(refedTimers()).toBe(1);
+    expect(queueTimerAlive()).toBe(true);
     vi.advanceTimersByTime(1000);
     expect(fired).toEqual([]);
-    expect(refedTimers()).toBe(1);
+    expect(queueTimerAlive()).toBe(true);
     vi.advanceTimersByTime(500);
     expect(fired).toEqual([3]);
     expect(vi.getTimerCount()).toBe(0);
@@ -90,7 +82,7 @@ describe("dueQueue", () => {
       queue.delete(x);
     }
     expect(setTimeout).toHaveBeenCalledTimes(1);
-    expect(refedTimers()).toBe(0);
+    expect(queueTimerAlive()).toBe(false);
     expect(fired).toEqual([]);
   });
 
