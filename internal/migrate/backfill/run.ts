@@ -63,11 +63,12 @@ export async function applyBackfilled(
     );
   const results: BackfillResult[] = [];
   let current = fills[from.stage] ?? fills[0]!;
+  const at = { cursor: from.cursor };
   try {
     for (let i = from.stage; i < fills.length; i++) {
       current = fills[i]!;
-      const cursor = i === from.stage ? from.cursor : null;
-      const r = await fill(opts, client, s, current, i, cursor, signal, begun !== undefined);
+      if (i !== from.stage) at.cursor = null;
+      const r = await fill(opts, client, s, current, i, at, signal, begun !== undefined);
       if ("failed" in r) return r;
       results.push(r.ok);
       if (i + 1 < fills.length) await client.query(nextStageStatement(s, i + 1));
@@ -75,8 +76,10 @@ export async function applyBackfilled(
     const left = await finish(client, s, fills);
     if (left) return { failed: fault(s, left.fill, left.message) };
   } catch (err) {
-    // A query of ours (the key, a count, a range) failed: the step's failure,
-    // reported and recorded like any other, its cursor where it was.
+    // Cancelled by the signal: a stop, said as one. Any other failure of a
+    // query of ours (the key, a count, a range) is the step's, reported and
+    // recorded like any other, its cursor where it was.
+    if (signal?.aborted) return { failed: stopped(s, current, standing(at.cursor), signal) };
     return { failed: fault(s, current, (err as Error).message, err) };
   }
   return {
@@ -91,14 +94,17 @@ export async function applyBackfilled(
   };
 }
 
-/** One backfill from `cursor` to the table's last key, range by range. */
+/**
+ * One backfill from `at.cursor` to the table's last key, range by range;
+ * `at.cursor` follows the last range committed.
+ */
 async function fill(
   opts: MigratorOptions,
   client: pg.Client,
   s: Step,
   b: Backfill,
   stage: number,
-  from: string | null,
+  at: { cursor: string | null },
   signal: AbortSignal | undefined,
   resumed: boolean,
 ): Promise<{ ok: BackfillResult } | { failed: StepFailure }> {
@@ -117,11 +123,10 @@ async function fill(
   const remaining = Number(
     (
       await client.query<{ n: string }>(
-        `SELECT count(*)::text AS n FROM ${b.table} WHERE (${b.pending}) ${after(from)}`,
+        `SELECT count(*)::text AS n FROM ${b.table} WHERE (${b.pending}) ${after(at.cursor)}`,
       )
     ).rows[0]!.n,
   );
-  let cursor = from;
   let rows = 0;
   let batches = 0;
   let shown = 0;
@@ -141,20 +146,20 @@ async function fill(
   };
   report(true);
   for (;;) {
-    if (signal?.aborted) return { failed: stopped(s, b, cursor, signal) };
+    if (signal?.aborted) return { failed: stopped(s, b, standing(at.cursor), signal) };
     // The range's last key; not max(): uuid and bytea have none.
     const bound = await client.query<{ hi: string }>(
       `SELECT k::text AS hi FROM (SELECT ${key} AS k FROM ${b.table}
-        WHERE true ${after(cursor)} ORDER BY ${key} LIMIT ${b.options.batch}) AS range
+        WHERE true ${after(at.cursor)} ORDER BY ${key} LIMIT ${b.options.batch}) AS range
         ORDER BY k DESC LIMIT 1`,
     );
     const hi = bound.rows[0]?.hi;
     if (hi === undefined) break;
-    const done = await batch(opts, client, s, b, stage, key, cursor, hi, signal);
+    const done = await batch(opts, client, s, b, stage, key, at.cursor, hi, signal);
     if (typeof done !== "number") return { failed: done };
     rows += done;
     batches++;
-    cursor = hi;
+    at.cursor = hi;
     report(false);
     if (b.options.pauseMs > 0)
       await wait(b.options.pauseMs, undefined, { signal }).catch(() => undefined);
@@ -188,6 +193,7 @@ async function batch(
 ): Promise<number | StepFailure> {
   const timeout = b.options.lockTimeoutMs;
   for (let attempt = 1; ; attempt++) {
+    if (signal?.aborted) return stopped(s, b, standing(lower), signal);
     try {
       await client.query(
         `BEGIN${timeout === undefined ? "" : `; SET LOCAL lock_timeout = ${timeout}`}`,
@@ -200,11 +206,14 @@ async function batch(
       return n;
     } catch (err) {
       if (!isConnectionLost(err)) await client.query("ROLLBACK").catch(() => undefined);
+      // Cancelled by the signal: the range rolled back, the cursor stays at
+      // the last range committed.
+      if (signal?.aborted) return stopped(s, b, standing(lower), signal);
       const code = (err as { code?: string }).code;
       // A range rolled back whole: refused by lock_timeout or chosen as a
       // deadlock's victim, it may be tried again.
       const retryable = code === LOCK_NOT_AVAILABLE || code === DEADLOCK_DETECTED;
-      if (!retryable || attempt >= opts.lockAttempts || signal?.aborted)
+      if (!retryable || attempt >= opts.lockAttempts)
         return { ...fault(s, b, (err as Error).message, err), lockAttempts: [] };
       const retryInMs = backoffMs(attempt);
       opts.log.warn(
@@ -279,8 +288,12 @@ function fault(s: Step, b: Backfill, message: string, err?: unknown): StepFailur
   };
 }
 
-function stopped(s: Step, b: Backfill, cursor: string | null, signal: AbortSignal): StepFailure {
-  const where = cursor === null ? "before its first range" : "after the last range committed";
+/** Where a stop at `cursor` leaves a backfill. */
+function standing(cursor: string | null): string {
+  return cursor === null ? "before its first range" : "after the last range committed";
+}
+
+function stopped(s: Step, b: Backfill, where: string, signal: AbortSignal): StepFailure {
   return fault(
     s,
     b,
