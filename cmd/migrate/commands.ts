@@ -265,7 +265,7 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
     opts.force = args.force === true;
     const { plan, run } = await runner();
     if (args["dry-run"]) {
-      const p = await plan(opts, command);
+      const p = await plan(opts, command, stop);
       print.warnings(p.warnings);
       if (args.json)
         print.json({ dryRun: true, ...p, steps: p.steps.map(({ migration: _, ...s }) => s) });

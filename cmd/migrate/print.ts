@@ -111,6 +111,8 @@ export function report(write: Write, r: RunReport): void {
 
 function failedOutcome(f: StepFailure): string {
   if (f.notStarted) return "not begun: nothing of it was applied";
+  if (f.stoppedInBackfill)
+    return `what ran before its backfill and every range committed stay applied, its cursor with them; it is not recorded until the backfill ends`;
   const own = f.ownTransactions;
   if (own) {
     const rolledBack = own.rolledBackFrom

@@ -76,7 +76,7 @@ function write(r: Rehearsal, interrupted: boolean): void {
   out(`rehearsal ${where}\n`);
   for (const m of r.migrations) {
     out(
-      `${m.failed ? "FAILED" : "ok"} ${m.name} (${m.ms} ms${m.transactional ? "" : ", outside a transaction"})\n`,
+      `${m.failed ? "FAILED" : m.stopped ? "STOPPED" : "ok"} ${m.name} (${m.ms} ms${m.transactional ? "" : ", outside a transaction"})\n`,
     );
     print.gate(out, m.gate, "  ");
     for (const st of m.statements) {
@@ -87,10 +87,13 @@ function write(r: Rehearsal, interrupted: boolean): void {
     }
   }
   const failed = r.migrations.find((m) => m.failed);
+  const done = r.migrations.filter((m) => !m.failed && !m.stopped).length;
   out(
     failed
       ? `${failed.name} failed in rehearsal; the target was not changed\n`
-      : `rehearsed ${r.migrations.length} migration(s); the target was not changed\n`,
+      : r.interrupted
+        ? `interrupted by ${r.interrupted}: ${done} migration(s) rehearsed whole, the rest not; the target was not changed\n`
+        : `rehearsed ${r.migrations.length} migration(s); the target was not changed\n`,
   );
   if (r.refused.length > 0)
     out(

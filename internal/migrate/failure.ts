@@ -44,6 +44,11 @@ export interface StepFailure {
   oldTransactions?: Session[];
   /** Refused before its first statement (old transactions, --old-transactions=refuse): nothing of it ran. */
   notStarted?: true;
+  /**
+   * Stopped by a signal in its backfill: what ran before the backfill and
+   * every range committed stay, the cursor with them; the next run goes on.
+   */
+  stoppedInBackfill?: true;
 }
 
 /**

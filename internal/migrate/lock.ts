@@ -1,9 +1,9 @@
 import type pg from "pg";
 import { PG_MIGRATE_LOCK_ID } from "./seams/node_pg_migrate.js";
 
-/** Stopped by a signal while waiting for the lock: nothing was changed. */
-export class LockWaitInterruptedError extends Error {
-  override name = "LockWaitInterruptedError";
+/** Stopped by a signal before the first step (waiting for the lock, say): nothing was applied. */
+export class StoppedBeforeStartError extends Error {
+  override name = "StoppedBeforeStartError";
 }
 
 /** Another migrator held the lock for longer than we were told to wait. */
@@ -29,7 +29,7 @@ export async function acquireLock(
   let told = false;
   for (;;) {
     if (signal?.aborted) {
-      throw new LockWaitInterruptedError(
+      throw new StoppedBeforeStartError(
         `interrupted by ${String(signal.reason)} while waiting for the migration lock; nothing was changed`,
       );
     }

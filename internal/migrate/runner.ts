@@ -11,6 +11,7 @@ import { describeInstance, ensureInstancesTable } from "./instances.js";
 import type { MigratorOptions } from "./options.js";
 import type { Command, Held, Step } from "./plan.js";
 import { prepare, type Prepared } from "./prepare.js";
+import { StoppedBeforeStartError } from "./lock.js";
 import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
 import { lockWatch } from "./lock_watch.js";
 import { refuseOldTransactions } from "./old_transactions.js";
@@ -19,6 +20,9 @@ import { applyBackfilled } from "./backfill/run.js";
 import { readMigrations } from "./source.js";
 import { loadSqlParser } from "./sql.js";
 import { ensureStateTable, recordApplied } from "./state.js";
+
+// SQLSTATE of a statement cancelled (by our cancel request, on a signal).
+const QUERY_CANCELED = "57014";
 
 // The commands that change the schema: plan (what would run) and run.
 
@@ -65,14 +69,31 @@ export interface Plan {
 
 export type { Command, Step, StepFailure, StepResult };
 
-/** Reads the state and returns what `command` would do; takes no lock, writes nothing. */
-export async function plan(opts: MigratorOptions, command: Command): Promise<Plan> {
+/**
+ * Reads the state and returns what `command` would do; takes no lock, writes
+ * nothing. `signal` cancels the read in flight (one waiting on a lock, say)
+ * and ends it with StoppedBeforeStartError: no plan from a read cut short.
+ */
+export async function plan(
+  opts: MigratorOptions,
+  command: Command,
+  signal?: AbortSignal,
+): Promise<Plan> {
   const source = readMigrations(opts.dir);
   const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
     replyTimeoutMs: replyTimeoutMs(opts, 1),
   });
+  const cancel = () => void cancelBackend(opts, client);
+  signal?.addEventListener("abort", cancel);
   try {
-    const p = await prepare(client, source, command, opts);
+    const p = await prepare(client, source, command, opts).catch((err: unknown) => {
+      if (!signal?.aborted) throw err;
+      return undefined;
+    });
+    if (!p || signal?.aborted)
+      throw new StoppedBeforeStartError(
+        `interrupted by ${String(signal!.reason)} while reading the state; nothing was changed`,
+      );
     return {
       adopted: p.adopt.map((f) => f.name),
       steps: p.steps.map((s) => {
@@ -101,6 +122,7 @@ export async function plan(opts: MigratorOptions, command: Command): Promise<Pla
       warnings: p.warnings,
     };
   } finally {
+    signal?.removeEventListener("abort", cancel);
     await disconnect(client, opts.connectTimeoutMs);
   }
 }
@@ -171,6 +193,12 @@ export function run(
     });
     return report;
   }).catch((err: unknown) => {
+    // Our cancel of a bookkeeping read or write before the first step (one
+    // waiting on a lock, say): said as the stop it is.
+    if (signal?.aborted && (err as { code?: string }).code === QUERY_CANCELED)
+      err = new StoppedBeforeStartError(
+        `interrupted by ${String(signal.reason)} before the first step; no migration was applied`,
+      );
     finished({
       completed: ran?.done.length ?? 0,
       ...(signal?.aborted ? { interrupted: String(signal.reason) } : {}),
@@ -193,8 +221,6 @@ async function applySteps(
   lockWaitMs: number,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const cancel = () => void cancelBackend(opts, client);
-  signal?.addEventListener("abort", cancel);
   const watch = lockWatch(opts, client);
   try {
     for (const [i, s] of p.steps.entries()) {
@@ -202,17 +228,27 @@ async function applySteps(
         report.interrupted = interruption(signal, p.steps.slice(i));
         return;
       }
-      const waits = await stillClear(opts, client, s);
-      if (waits) {
-        report.failed = waits;
-        opts.log.error({ migration: s.name }, "contract refused: an older instance is alive");
+      let result: Awaited<ReturnType<typeof applyPatiently>>;
+      try {
+        const waits = await stillClear(opts, client, s);
+        if (waits) {
+          report.failed = waits;
+          opts.log.error({ migration: s.name }, "contract refused: an older instance is alive");
+          return;
+        }
+        emit(opts, { event: "migration_started", name: s.name, direction: s.direction });
+        const fills = p.backfills.get(s);
+        result = fills
+          ? await applyBackfilled(opts, client, s, p.scripts.get(s)!, fills, watch, signal)
+          : await applyPatiently(opts, client, s, p.scripts.get(s)!, watch, signal);
+      } catch (err) {
+        // Only reads before a step's first statement throw (its statements
+        // end in a result): cancelled by the signal there, it was not begun,
+        // and the report of the steps before it stands.
+        if (!signal?.aborted) throw err;
+        report.interrupted = interruption(signal, p.steps.slice(i));
         return;
       }
-      emit(opts, { event: "migration_started", name: s.name, direction: s.direction });
-      const fills = p.backfills.get(s);
-      const result = fills
-        ? await applyBackfilled(opts, client, s, p.scripts.get(s)!, fills, watch, signal)
-        : await applyPatiently(opts, client, s, p.scripts.get(s)!, watch, signal);
       const dropped = "ok" in result ? result.ok.dropped : result.failed.dropped;
       for (const index of dropped)
         opts.log.warn({ index }, "dropped an INVALID index left by an interrupted build");
@@ -250,7 +286,6 @@ async function applySteps(
     }
     if (signal?.aborted) report.interrupted = interruption(signal, []);
   } finally {
-    signal?.removeEventListener("abort", cancel);
     await watch.close();
   }
 }

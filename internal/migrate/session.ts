@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { Outcome } from "./failure.js";
 import { abandon, backendPid, connect, disconnect } from "./connect.js";
-import { acquireLock, releaseLock } from "./lock.js";
+import { acquireLock, StoppedBeforeStartError, releaseLock } from "./lock.js";
 import type { Step } from "./plan.js";
 import type { MigratorOptions } from "./options.js";
 import { readApplied } from "./state.js";
@@ -106,6 +106,8 @@ export async function endSession(client: pg.Client, pid: number, waitMs: number)
 /**
  * Connects, takes the migration lock (polling, bounded by lockWait), sets
  * the session's bounds, runs `fn`, and always releases and disconnects.
+ * From the lock on, `signal` cancels the statement in flight, whichever it
+ * is (a step's, or a read or bookkeeping statement waiting on a lock).
  */
 export async function locked<T>(
   opts: MigratorOptions,
@@ -122,7 +124,13 @@ export async function locked<T>(
       () => opts.log.info("another migration holds the lock; waiting"),
       signal,
     );
+    const cancel = () => void cancelBackend(opts, client);
+    signal?.addEventListener("abort", cancel);
     try {
+      if (signal?.aborted)
+        throw new StoppedBeforeStartError(
+          `interrupted by ${String(signal.reason)} as the migration lock was taken; nothing was changed`,
+        );
       const ms = (n: number) => Math.max(0, Math.floor(n));
       await client.query(
         `SET lock_timeout = ${ms(opts.lockTimeoutMs)}; SET statement_timeout = ${ms(opts.statementTimeoutMs)}`,
@@ -137,6 +145,7 @@ export async function locked<T>(
       await client.query(`SET idle_session_timeout = '${idle}'`).catch(() => undefined);
       return await fn(client, lockWaitMs);
     } finally {
+      signal?.removeEventListener("abort", cancel);
       await releaseLock(client).catch(() => undefined);
     }
   } finally {

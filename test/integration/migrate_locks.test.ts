@@ -170,8 +170,10 @@ describe("the server's start-up up", () => {
     ]);
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });
     try {
+      // A lock_timeout long enough for the watch's connection and first look
+      // on a loaded machine (at 300 ms it once ended before the first look).
       await expect(
-        migrateOnStart("up", { ...opts, dir, lockTimeoutMs: 300, lockAttempts: 1 }, pool),
+        migrateOnStart("up", { ...opts, dir, lockTimeoutMs: 3000, lockAttempts: 1 }, pool),
       ).rejects.toThrow(
         new RegExp(`1 attempt\\(s\\), held by pid ${h.pid} \\(postgres, locks-test`),
       );

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/seams/node_pg_migrate.js";
 import { query } from "../helpers/catalog.js";
@@ -179,4 +180,127 @@ describe("SIGINT or SIGTERM during up", () => {
       ]);
     },
   );
+});
+
+// A signal cancels whatever statement the migrator's session runs, not only
+// a step's: bookkeeping reads and writes that wait on a lock stop too, and
+// the report of what ran stands.
+describe("SIGTERM while the migrator waits on a lock outside a step", () => {
+  /** Once a backend of `url`'s database waits on a lock running SQL that contains `text`. */
+  const waitingOn = (url: string, text: string) =>
+    expect
+      .poll(
+        () =>
+          query(
+            url,
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()`,
+            [text],
+          ),
+        { timeout: 60_000, interval: 100 },
+      )
+      .toEqual([{ n: 1 }]);
+
+  it("before the first step (pgmigrations locked): stops at once, nothing applied, exit 143", async () => {
+    const db = await freshDb();
+    const files = { "1_first.up.sql": "CREATE TABLE first_done (id int);\n" };
+    const dir = folder(files, { project: false });
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    const more = folder(
+      { ...files, "2_next.up.sql": "CREATE TABLE next_one (id int);\n" },
+      { project: false },
+    );
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      // Readers of pgmigrations block the migrator's bookkeeping ALTER.
+      await holder.query("BEGIN; SELECT count(*) FROM pgmigrations");
+      const proc = spawnMigrate(["up", "--dir", more, "--lock-timeout", "600s"], {
+        env: { DATABASE_URL: db.url },
+      });
+      await waitingOn(db.url, "ADD COLUMN IF NOT EXISTS checksum");
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+      expect(proc.output()).toMatch(
+        /interrupted by SIGTERM before the first step; no migration was applied/,
+      );
+      expect(proc.output()).not.toMatch(/canceling statement/);
+    } finally {
+      await holder.end();
+    }
+    expect(await query(db.url, "SELECT name FROM pgmigrations")).toEqual([{ name: "1_first" }]);
+  });
+
+  it("between steps (a backfill's progress table locked): the report of the steps done stands", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        "1_items.up.sql":
+          "CREATE TABLE items (id int PRIMARY KEY, b text);\nINSERT INTO items SELECT g FROM generate_series(1, 10) g;\n",
+        "2_fill_a.up.sql": "-- migrate:backfill\nUPDATE items SET b = 'a' WHERE b IS NULL;\n",
+        "3_waits.up.sql": "SELECT pg_advisory_xact_lock(4242);\n",
+        "4_fill_b.up.sql": "-- migrate:backfill\nUPDATE items SET b = 'b' WHERE b = 'a';\n",
+      },
+      { project: false },
+    );
+    // Makes migrate_backfills (a backfill's progress record).
+    expect((await migrate(db, ["up", "2", "--dir", dir])).code).toBe(0);
+    const gate = new pg.Client({ connectionString: db.url });
+    const locker = new pg.Client({ connectionString: db.url });
+    await gate.connect();
+    await locker.connect();
+    try {
+      await gate.query("SELECT pg_advisory_lock(4242)");
+      const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
+        env: { DATABASE_URL: db.url },
+      });
+      let stdout = "";
+      proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+      // 3_waits runs; the progress table is locked before 4_fill_b reads it.
+      await waitingOn(db.url, "pg_advisory_xact_lock(4242)");
+      await locker.query("BEGIN; LOCK TABLE migrate_backfills IN ACCESS EXCLUSIVE MODE");
+      await gate.query("SELECT pg_advisory_unlock(4242)");
+      await waitingOn(db.url, "migrate_backfills");
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+      expect(stdout).toMatch(/^applied {2}3_waits/m);
+      expect(stdout).toMatch(
+        /^INTERRUPTED by SIGTERM: 1 step\(s\) completed and stand; not started: 4_fill_b \(up\)$/m,
+      );
+      expect(proc.output()).not.toMatch(/canceling statement/);
+    } finally {
+      await locker.end();
+      await gate.end();
+    }
+    expect(
+      (await query(db.url, "SELECT name FROM pgmigrations ORDER BY id")).map((r) => r.name),
+    ).toEqual(["1_items", "2_fill_a", "3_waits"]);
+  });
+
+  it("--dry-run (pgmigrations locked): stops with exit 143 and prints no plan", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      { "1_first.up.sql": "CREATE TABLE first_done (id int);\n" },
+      { project: false },
+    );
+    expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN; LOCK TABLE pgmigrations IN ACCESS EXCLUSIVE MODE");
+      const proc = spawnMigrate(["up", "--dry-run", "--dir", dir], {
+        env: { DATABASE_URL: db.url },
+      });
+      await waitingOn(db.url, "pgmigrations");
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+      expect(proc.output()).toMatch(
+        /interrupted by SIGTERM while reading the state; nothing was changed/,
+      );
+      expect(proc.output()).not.toMatch(/nothing to do|would apply/);
+    } finally {
+      await holder.end();
+    }
+  });
 });

@@ -176,6 +176,13 @@ describe("rehearsal on a populated database", () => {
     expect(await leftovers(db)).toHaveLength(1);
     proc.child.kill("SIGINT");
     expect(await proc.exited, proc.output()).toBe(130);
+    // A stop, not a failure of the file.
+    expect(proc.output()).toMatch(/^STOPPED 000091_widen/m);
+    expect(proc.output()).toMatch(/error: cancelled by SIGINT$/m);
+    expect(proc.output()).toMatch(
+      /^interrupted by SIGINT: 0 migration\(s\) rehearsed whole, the rest not; the target was not changed$/m,
+    );
+    expect(proc.output()).not.toMatch(/failed in rehearsal|canceling statement/);
     expect(await leftovers(db)).toEqual([]);
     expect(await fingerprint(db)).toEqual(before);
   });

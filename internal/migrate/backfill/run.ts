@@ -294,11 +294,8 @@ function standing(cursor: string | null): string {
 }
 
 function stopped(s: Step, b: Backfill, where: string, signal: AbortSignal): StepFailure {
-  return fault(
-    s,
-    b,
-    `stopped by ${String(signal.reason)} ${where}: \`migrate ${s.direction}\` goes on from there`,
-  );
+  const message = `stopped by ${String(signal.reason)} ${where}: \`migrate ${s.direction}\` goes on from there`;
+  return { ...fault(s, b, message), stoppedInBackfill: true };
 }
 
 function edited(s: Step, begun: BackfillProgress): string {

@@ -25,6 +25,8 @@ export interface RehearsedMigration {
   statements: StatementTrace[];
   ms: number;
   failed: boolean;
+  /** Its statement in flight was cancelled by a signal: neither failed nor rehearsed whole. */
+  stopped?: true;
   /** The consent gate's verdict: `up` refuses the file when `gate.ok` is false, whatever the rehearsal shows. */
   gate: Gate;
 }
@@ -37,6 +39,8 @@ export interface Rehearsal {
   migrations: RehearsedMigration[];
   /** The first failure, if any: the migrations after it were not rehearsed. */
   failed: boolean;
+  /** The signal that stopped the rehearsal (SIGINT, SIGTERM): what follows was not rehearsed. */
+  interrupted?: string;
   /** Pending files `up` would refuse for want of consent (rehearsed all the same, to show what they lock). */
   refused: string[];
   warnings: string[];
@@ -171,15 +175,23 @@ async function traced(
       for (const st of script.statements) {
         const t = await traceStatement(client, observer, st, inTransaction);
         m.statements.push(t);
+        if (t.error !== undefined && signal?.aborted) {
+          // Our cancel, not the file's fault: a stop, said as one.
+          t.error = `cancelled by ${String(signal.reason)}`;
+          m.stopped = true;
+          break;
+        }
         if (t.error !== undefined) {
           m.failed = result.failed = true;
           break;
         }
       }
-      if (inTransaction && !onTarget) await client.query(m.failed ? "ROLLBACK" : "COMMIT");
+      if (inTransaction && !onTarget)
+        await client.query(m.failed || m.stopped ? "ROLLBACK" : "COMMIT");
       m.ms = Math.round(performance.now() - started);
-      if (m.failed) break;
+      if (m.failed || m.stopped) break;
     }
+    if (signal?.aborted) result.interrupted = String(signal.reason);
   } finally {
     signal?.removeEventListener("abort", cancel);
     if (onTarget) await client.query("ROLLBACK").catch(() => undefined);
