@@ -17,6 +17,7 @@ import { createMetrics } from "../internal/server/metrics.js";
 import { middlewareChain } from "../internal/server/middleware/index.js";
 import { bind } from "../internal/transport/binding.js";
 import { createCall } from "../internal/transport/call.js";
+import { median } from "./lib/stats.js";
 
 /** CPU microseconds per call of `call`, 32 in flight, after a warm-up (median of `rounds`). */
 async function cpuPerCall(call: () => Promise<unknown>, calls: number, rounds: number) {
@@ -33,7 +34,7 @@ async function cpuPerCall(call: () => Promise<unknown>, calls: number, rounds: n
     const used = process.cpuUsage(before);
     each.push((used.user + used.system) / calls);
   }
-  return each.sort((a, b) => a - b)[Math.floor(rounds / 2)]!;
+  return median(each);
 }
 
 /**

@@ -16,6 +16,7 @@ import { createLogger } from "../internal/pkg/log/logger.js";
 import { alternate, answeredFromMetrics, type Comparison, type Contender } from "./lib/compare.js";
 import { startReference, type ReferenceKind } from "./lib/reference.js";
 import { startBenchServer, type BenchServer } from "./lib/server.js";
+import { median } from "./lib/stats.js";
 
 const silent = createLogger({ level: "silent", format: "json" });
 export const rootKeyB64 = Buffer.alloc(32, 5).toString("base64");
@@ -67,12 +68,6 @@ async function paired(
   }
   return { ours: median(o), raw: median(r), ratios: o.map((x, i) => x / r[i]!) };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 /**
  * In process: our EncryptField/DecryptField (key cache, format, context,

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { withDatabase } from "./lib/db.js";
+import { median } from "./lib/stats.js";
 
 const COUNT = 300;
 // coder's published history has 362 pairs: a product schema grown over years.
@@ -22,8 +23,6 @@ function timed(args: string[], env: NodeJS.ProcessEnv = {}, ok = [0]): number {
     throw new Error(`migrate ${args.join(" ")} failed: ${run.stderr}`);
   return ms;
 }
-
-const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // node-pg-migrate's own runner on the same folder, as a program using its
 // API would run it: its grouped SQL loader (the CLI cannot select it), each

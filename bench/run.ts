@@ -17,6 +17,7 @@ import { verifyBench } from "./verify.js";
 import { withDatabase } from "./lib/db.js";
 import type { LoadResult } from "./lib/load.js";
 import type { Comparison } from "./lib/compare.js";
+import { roundSpread } from "./lib/stats.js";
 
 // Benchmarks print figures and ratios against a baseline measured in the same
 // run; they never fail on time. DATABASE_URL picks the database, else an
@@ -80,7 +81,7 @@ try {
       `\nKMS in process (ops/s): ours vs raw node:crypto (AES-256-GCM with AAD; HMAC-SHA256 for the blind index); ${kmsRounds} alternating rounds of 0.5 s, medians, and the spread of each round's ratio`,
     );
     const line = (op: string, p: Paired, raw = "raw") =>
-      `${op.padEnd(18)} ours ${p.ours.toFixed(0).padStart(8)}   ${raw} ${p.raw.toFixed(0).padStart(8)}   ratio ${(p.ours / p.raw).toFixed(2)}   (rounds ${Math.min(...p.ratios).toFixed(2)}–${Math.max(...p.ratios).toFixed(2)})`;
+      `${op.padEnd(18)} ours ${p.ours.toFixed(0).padStart(8)}   ${raw} ${p.raw.toFixed(0).padStart(8)}   ratio ${(p.ours / p.raw).toFixed(2)}  ${roundSpread(p.ratios)}`;
     for (const r of k.rows) {
       console.log(line(`encrypt ${r.size} B`, r.encrypt));
       console.log(line(`decrypt ${r.size} B`, r.decrypt));
@@ -116,11 +117,7 @@ try {
       const y = b.rounds.find((r) => r.round === x.round);
       return y ? [x.perSecond / y.perSecond] : [];
     });
-    const spread =
-      each.length > 1
-        ? ` (rounds ${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`
-        : "";
-    return `${(a.perSecond / b.perSecond).toFixed(2)}${spread}   p99 ${(a.p99ms / b.p99ms).toFixed(2)}   CPU/call ${(a.cpuUsPerCall / b.cpuUsPerCall).toFixed(2)}${goal && `   (${goal})`}`;
+    return `${(a.perSecond / b.perSecond).toFixed(2)}${roundSpread(each)}   p99 ${(a.p99ms / b.p99ms).toFixed(2)}   CPU/call ${(a.cpuUsPerCall / b.cpuUsPerCall).toFixed(2)}${goal && `   (${goal})`}`;
   };
   const invalid = (c: Comparison) => {
     for (const problem of c.invalid) console.log(`!!! INVALID RUN: ${problem}`);

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { cpuSeconds } from "./cpu.js";
 import { h2load, h2loadAvailable } from "./h2load.js";
 import { runLoad, type LoadResult } from "./load.js";
+import { median } from "./stats.js";
 
 // Servers measured against each other in the same run: rounds alternate
 // between them (so a noisy moment of the machine does not land on one
@@ -46,11 +47,6 @@ export interface Comparison {
   /** Rounds left out of the medians: the server did not answer every call OK. */
   invalid: string[];
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
 
 /** `rounds` alternating rounds of each contender on `path`, 2 connections × 16 streams. */
 export async function alternate(opts: {
