@@ -56,6 +56,8 @@ export async function applyStep(
   replyTimeoutMs: (statements: number) => number | undefined = () => undefined,
   /** The statement that ends it: its record, or (a backfill's head) the backfill's start. */
   record: string = recordStatement(s),
+  /** Stops a file run statement by statement before its next statement. */
+  signal?: AbortSignal,
 ): Promise<{ ok: StepResult } | { failed: StepFailure }> {
   const started = performance.now();
   const completions = countCompletions(client);
@@ -82,9 +84,15 @@ export async function applyStep(
           : []),
         chunk([record], script),
       ];
-      for (const c of chunks) {
+      for (const [i, c] of chunks.entries()) {
         sent.push(c);
         completions.reset();
+        // The signal's cancel may miss (it reaches the server between two
+        // statements, or cannot connect): no statement of the file starts
+        // after it. The index check and the record still run once every
+        // statement did: stopping there would leave it applied, unrecorded.
+        if (signal?.aborted && i < script.statements.length)
+          throw new Error(`stopped by ${String(signal.reason)} before this statement`);
         await client.query(c.sql);
       }
     }

@@ -86,7 +86,7 @@ export async function applyPatiently(
   for (let attempt = 1; ; attempt++) {
     const tryStarted = performance.now();
     const { result, seen } = await watch.during(() =>
-      applyStep(client, s, script, (n) => replyTimeoutMs(opts, n), record),
+      applyStep(client, s, script, (n) => replyTimeoutMs(opts, n), record, signal),
     );
     dropped.push(...("ok" in result ? result.ok.dropped : result.failed.dropped));
     if ("ok" in result) {

@@ -22,8 +22,13 @@ export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Pro
     });
     await client.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
     await disconnect(client, opts.connectTimeoutMs);
-  } catch {
-    // The statement then runs to its own end (statement_timeout bounds it).
+  } catch (err) {
+    // The statement then runs to its own end (statement_timeout bounds it);
+    // nothing starts after it (the run checks the signal between statements).
+    opts.log.warn(
+      { err: (err as Error).message },
+      "could not cancel the statement in flight: it runs to its end, and nothing starts after it",
+    );
   }
 }
 

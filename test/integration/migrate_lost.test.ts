@@ -304,3 +304,70 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
     }
   });
 });
+
+describe("SIGTERM whose cancel cannot reach the server", () => {
+  it("a file run statement by statement starts no statement after the signal", async () => {
+    const db = await freshDb();
+    // Two connections at most (the migrator's and its lock watch's): the
+    // cancel's own connection is refused, so the statement runs to its end.
+    const role = `limited_${process.pid}_${Date.now()}`;
+    await query(db.url, `CREATE ROLE ${role} LOGIN PASSWORD 'limited-pass-1' CONNECTION LIMIT 2`);
+    try {
+      await query(db.url, `ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" OWNER TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = "limited-pass-1";
+      const dir = folder(
+        {
+          "1_two.up.sql":
+            "-- migrate:no-transaction\nSELECT pg_advisory_lock(4243);\nCREATE TABLE after_signal (id int);\n",
+        },
+        { project: false },
+      );
+      const gate = new pg.Client({ connectionString: db.url });
+      await gate.connect();
+      try {
+        await gate.query("SELECT pg_advisory_lock(4243)");
+        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
+          env: { DATABASE_URL: url.toString() },
+        });
+        await expect
+          .poll(
+            () =>
+              query(
+                db.url,
+                `SELECT count(*)::int AS n FROM pg_stat_activity
+                  WHERE wait_event_type = 'Lock' AND strpos(query, 'pg_advisory_lock(4243)') > 0
+                    AND pid <> pg_backend_pid()`,
+              ),
+            { timeout: 60_000, interval: 100 },
+          )
+          .toEqual([{ n: 1 }]);
+        proc.child.kill("SIGTERM");
+        // The cancel was tried and could not connect: only then is the lock let go.
+        await proc.waitFor(/could not cancel the statement in flight/);
+        await gate.query("SELECT pg_advisory_unlock(4243)");
+        expect(await proc.exited, proc.output()).toBe(143);
+        expect(proc.output()).toMatch(
+          /^FAILED {3}1_two \(up\) at \S+1_two\.up\.sql:3: stopped by SIGTERM before this statement$/m,
+        );
+        expect(proc.output()).toMatch(
+          /its first 1 statement\(s\) stay applied and it is not recorded/,
+        );
+      } finally {
+        await gate.end();
+      }
+      expect(await query(db.url, "SELECT to_regclass('after_signal') AS t")).toEqual([{ t: null }]);
+      expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([
+        { n: 0 },
+      ]);
+    } finally {
+      await query(
+        db.url,
+        `ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" OWNER TO postgres`,
+      );
+      await query(db.url, `DROP OWNED BY ${role}`);
+      await query(db.url, `DROP ROLE ${role}`);
+    }
+  });
+});
