@@ -15,6 +15,8 @@ import { replyTimeoutMs } from "./session.js";
 
 /** lock_not_available: lock_timeout (or NOWAIT) refused the lock. */
 export const LOCK_NOT_AVAILABLE = "55P03";
+/** A statement cancelled: by our cancel request, on a signal. */
+export const QUERY_CANCELED = "57014";
 
 const FIRST_DELAY_MS = 500;
 const FACTOR = 2;

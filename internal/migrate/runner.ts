@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { StepFailure, StepResult } from "./apply.js";
-import { takeBackup, type Backup } from "./backup.js";
+import { BackupFailedError, takeBackup, type Backup } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
 import { emit, type MigrationEvent } from "./events.js";
 import { recordFailure, resolveFailures } from "./failure_record.js";
@@ -15,14 +15,11 @@ import { StoppedBeforeStartError } from "./lock.js";
 import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
 import { lockWatch } from "./lock_watch.js";
 import { refuseOldTransactions } from "./old_transactions.js";
-import { applyPatiently } from "./retry.js";
+import { applyPatiently, QUERY_CANCELED } from "./retry.js";
 import { applyBackfilled } from "./backfill/run.js";
 import { readMigrations } from "./source.js";
 import { loadSqlParser } from "./sql.js";
 import { ensureStateTable, recordApplied } from "./state.js";
-
-// SQLSTATE of a statement cancelled (by our cancel request, on a signal).
-const QUERY_CANCELED = "57014";
 
 // The commands that change the schema: plan (what would run) and run.
 
@@ -86,10 +83,12 @@ export async function plan(
   const cancel = () => void cancelBackend(opts, client);
   signal?.addEventListener("abort", cancel);
   try {
-    const p = await prepare(client, source, command, opts).catch((err: unknown) => {
-      if (!signal?.aborted) throw err;
-      return undefined;
-    });
+    const p = signal?.aborted
+      ? undefined
+      : await prepare(client, source, command, opts).catch((err: unknown) => {
+          if (!signal?.aborted) throw err;
+          return undefined;
+        });
     if (!p || signal?.aborted)
       throw new StoppedBeforeStartError(
         `interrupted by ${String(signal!.reason)} while reading the state; nothing was changed`,
@@ -193,12 +192,22 @@ export function run(
     });
     return report;
   }).catch((err: unknown) => {
-    // Our cancel of a bookkeeping read or write before the first step (one
-    // waiting on a lock, say): said as the stop it is.
-    if (signal?.aborted && (err as { code?: string }).code === QUERY_CANCELED)
+    // Stopped before the first step (our cancel of a bookkeeping read or
+    // write waiting on a lock, or one that missed and ran into lock_timeout):
+    // said as the stop it is. A backup's own stop already says so.
+    if (
+      signal?.aborted &&
+      ran === undefined &&
+      !(err instanceof StoppedBeforeStartError) &&
+      !(err instanceof BackupFailedError)
+    ) {
+      const code = (err as { code?: string }).code;
+      const why = code === QUERY_CANCELED ? "" : ` (${(err as Error).message})`;
       err = new StoppedBeforeStartError(
-        `interrupted by ${String(signal.reason)} before the first step; no migration was applied`,
+        `interrupted by ${String(signal.reason)} before the first step; no migration was applied${why}`,
+        { cause: err },
       );
+    }
     finished({
       completed: ran?.done.length ?? 0,
       ...(signal?.aborted ? { interrupted: String(signal.reason) } : {}),

@@ -132,10 +132,6 @@ export async function locked<T>(
     const cancel = () => void cancelBackend(opts, client);
     signal?.addEventListener("abort", cancel);
     try {
-      if (signal?.aborted)
-        throw new StoppedBeforeStartError(
-          `interrupted by ${String(signal.reason)} as the migration lock was taken; nothing was changed`,
-        );
       const ms = (n: number) => Math.max(0, Math.floor(n));
       await client.query(
         `SET lock_timeout = ${ms(opts.lockTimeoutMs)}; SET statement_timeout = ${ms(opts.statementTimeoutMs)}`,
@@ -148,6 +144,12 @@ export async function locked<T>(
       const idle = `${sessionIdleMs(opts)}ms`;
       await client.query(`SET idle_in_transaction_session_timeout = '${idle}'`);
       await client.query(`SET idle_session_timeout = '${idle}'`).catch(() => undefined);
+      // Signalled as the lock was taken, or while setting up (a cancel that
+      // landed on a SET, its error ignored, is spent): nothing starts.
+      if (signal?.aborted)
+        throw new StoppedBeforeStartError(
+          `interrupted by ${String(signal.reason)} as the migration lock was taken; nothing was changed`,
+        );
       return await fn(client, lockWaitMs);
     } finally {
       signal?.removeEventListener("abort", cancel);

@@ -49,7 +49,11 @@ const unresolvedFailures = async (url: string) =>
     await query<{ n: number }>(
       url,
       "SELECT count(*)::int AS n FROM migrate_failures WHERE resolved_at IS NULL",
-    ).catch(() => [{ n: 0 }])
+    ).catch((err: { code?: string }) => {
+      // No table: nothing was ever recorded.
+      if (err.code === "42P01") return [{ n: 0 }];
+      throw err;
+    })
   )[0]!.n;
 
 /** `migrate up` in its own process, once its backfill has filled at least `rows` rows. */

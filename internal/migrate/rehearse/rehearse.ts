@@ -171,23 +171,32 @@ async function traced(
       };
       result.migrations.push(m);
       const started = performance.now();
-      if (inTransaction && !onTarget) await client.query("BEGIN");
-      for (const st of script.statements) {
-        const t = await traceStatement(client, observer, st, inTransaction);
-        m.statements.push(t);
-        if (t.error !== undefined && signal?.aborted) {
-          // Our cancel, not the file's fault: a stop, said as one.
-          t.error = `cancelled by ${String(signal.reason)}`;
-          m.stopped = true;
-          break;
+      try {
+        if (inTransaction && !onTarget) await client.query("BEGIN");
+        for (const st of script.statements) {
+          if (signal?.aborted) break;
+          const t = await traceStatement(client, observer, st, inTransaction);
+          m.statements.push(t);
+          if (t.error !== undefined && signal?.aborted) {
+            // Our cancel, not the file's fault: a stop, said as one.
+            t.error = `cancelled by ${String(signal.reason)}`;
+            break;
+          }
+          if (t.error !== undefined) {
+            m.failed = result.failed = true;
+            break;
+          }
         }
-        if (t.error !== undefined) {
-          m.failed = result.failed = true;
-          break;
-        }
+        if (signal?.aborted) m.stopped = true;
+        if (inTransaction && !onTarget)
+          await client.query(m.failed || m.stopped ? "ROLLBACK" : "COMMIT");
+      } catch (err) {
+        // The cancel landed on a lock snapshot or the COMMIT instead: still
+        // a stop (the copy is dropped whatever it holds).
+        if (!signal?.aborted) throw err;
+        m.stopped = true;
+        if (inTransaction && !onTarget) await client.query("ROLLBACK").catch(() => undefined);
       }
-      if (inTransaction && !onTarget)
-        await client.query(m.failed || m.stopped ? "ROLLBACK" : "COMMIT");
       m.ms = Math.round(performance.now() - started);
       if (m.failed || m.stopped) break;
     }
