@@ -128,6 +128,33 @@ describe("a connection lost during COMMIT", () => {
   });
 });
 
+/** A connection of the test's own that has run `sql`, holding what it took until ended. */
+async function holding(url: string, sql: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(sql).catch(async (err: unknown) => {
+    await client.end();
+    throw err;
+  });
+  return client;
+}
+
+/** Once a backend of `url`'s database waits on a lock running SQL that contains `text`. */
+const waitingOn = (url: string, text: string) =>
+  expect
+    .poll(
+      () =>
+        query(
+          url,
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+              AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()`,
+          [text],
+        ),
+      { timeout: 60_000, interval: 100 },
+    )
+    .toEqual([{ n: 1 }]);
+
 describe("SIGINT or SIGTERM during up", () => {
   it.each([
     ["SIGTERM", 143],
@@ -186,22 +213,6 @@ describe("SIGINT or SIGTERM during up", () => {
 // a step's: bookkeeping reads and writes that wait on a lock stop too, and
 // the report of what ran stands.
 describe("SIGTERM while the migrator waits on a lock outside a step", () => {
-  /** Once a backend of `url`'s database waits on a lock running SQL that contains `text`. */
-  const waitingOn = (url: string, text: string) =>
-    expect
-      .poll(
-        () =>
-          query(
-            url,
-            `SELECT count(*)::int AS n FROM pg_stat_activity
-              WHERE datname = current_database() AND wait_event_type = 'Lock'
-                AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()`,
-            [text],
-          ),
-        { timeout: 60_000, interval: 100 },
-      )
-      .toEqual([{ n: 1 }]);
-
   it("before the first step (pgmigrations locked): stops at once, nothing applied, exit 143", async () => {
     const db = await freshDb();
     const files = { "1_first.up.sql": "CREATE TABLE first_done (id int);\n" };
@@ -211,11 +222,9 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
       { ...files, "2_next.up.sql": "CREATE TABLE next_one (id int);\n" },
       { project: false },
     );
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    // Readers of pgmigrations block the migrator's bookkeeping ALTER.
+    const holder = await holding(db.url, "BEGIN; SELECT count(*) FROM pgmigrations");
     try {
-      // Readers of pgmigrations block the migrator's bookkeeping ALTER.
-      await holder.query("BEGIN; SELECT count(*) FROM pgmigrations");
       const proc = spawnMigrate(["up", "--dir", more, "--lock-timeout", "600s"], {
         env: { DATABASE_URL: db.url },
       });
@@ -246,12 +255,9 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
     );
     // Makes migrate_backfills (a backfill's progress record).
     expect((await migrate(db, ["up", "2", "--dir", dir])).code).toBe(0);
-    const gate = new pg.Client({ connectionString: db.url });
-    const locker = new pg.Client({ connectionString: db.url });
-    await gate.connect();
-    await locker.connect();
+    const gate = await holding(db.url, "SELECT pg_advisory_lock(4242)");
+    const locker = await holding(db.url, "SELECT 1");
     try {
-      await gate.query("SELECT pg_advisory_lock(4242)");
       const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
         env: { DATABASE_URL: db.url },
       });
@@ -285,10 +291,8 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
       { project: false },
     );
     expect((await migrate(db, ["up", "--dir", dir])).code).toBe(0);
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    const holder = await holding(db.url, "BEGIN; LOCK TABLE pgmigrations IN ACCESS EXCLUSIVE MODE");
     try {
-      await holder.query("BEGIN; LOCK TABLE pgmigrations IN ACCESS EXCLUSIVE MODE");
       const proc = spawnMigrate(["up", "--dry-run", "--dir", dir], {
         env: { DATABASE_URL: db.url },
       });
@@ -324,25 +328,12 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
         },
         { project: false },
       );
-      const gate = new pg.Client({ connectionString: db.url });
-      await gate.connect();
+      const gate = await holding(db.url, "SELECT pg_advisory_lock(4243)");
       try {
-        await gate.query("SELECT pg_advisory_lock(4243)");
         const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
           env: { DATABASE_URL: url.toString() },
         });
-        await expect
-          .poll(
-            () =>
-              query(
-                db.url,
-                `SELECT count(*)::int AS n FROM pg_stat_activity
-                  WHERE wait_event_type = 'Lock' AND strpos(query, 'pg_advisory_lock(4243)') > 0
-                    AND pid <> pg_backend_pid()`,
-              ),
-            { timeout: 60_000, interval: 100 },
-          )
-          .toEqual([{ n: 1 }]);
+        await waitingOn(db.url, "pg_advisory_lock(4243)");
         proc.child.kill("SIGTERM");
         // The cancel was tried and could not connect: only then is the lock let go.
         await proc.waitFor(/could not cancel the statement in flight/);
