@@ -9,6 +9,7 @@ import { olderThan, refusal } from "./old_transactions.js";
 import type { MigratorOptions } from "./options.js";
 import type { Step } from "./plan.js";
 import { replyTimeoutMs } from "./session.js";
+import { StoppedBeforeStartError } from "./lock.js";
 
 // A step refused by lock_timeout is tried again, later, where that is safe;
 // every refusal names who held the lock, as seen while the statement waited.
@@ -75,6 +76,10 @@ export async function applyPatiently(
 ): Promise<{ ok: StepResult } | { failed: StepFailure }> {
   const old =
     script.transactional || script.indexes.length === 0 ? [] : await olderThan(opts, client);
+  // Signalled during the reads before it (a cancel that missed them): the
+  // step is not begun, and says so (applySteps lists it as not started).
+  if (signal?.aborted)
+    throw new StoppedBeforeStartError(`stopped by ${String(signal.reason)} before ${s.name} began`);
   if (old.length > 0) {
     opts.log.warn(
       { migration: s.name, olderThanMs: opts.oldTransactionAgeMs, transactions: old },

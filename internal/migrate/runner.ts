@@ -211,7 +211,8 @@ export function run(
     finished({
       completed: ran?.done.length ?? 0,
       ...(signal?.aborted ? { interrupted: String(signal.reason) } : {}),
-      error: eventError(err),
+      // The server's own words stay out of events: its SQLSTATE, as for any error.
+      error: eventError((err as { cause?: unknown }).cause ?? err),
     });
     throw err;
   });

@@ -310,17 +310,51 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
 });
 
 describe("SIGTERM whose cancel cannot reach the server", () => {
-  it("a file run statement by statement starts no statement after the signal", async () => {
-    const db = await freshDb();
-    // Two connections at most (the migrator's and its lock watch's): the
-    // cancel's own connection is refused, so the statement runs to its end.
+  /**
+   * Runs `fn` with a role that owns the database and may hold two
+   * connections (the migrator's and its lock watch's): the cancel's own
+   * connection is refused, so the statement in flight runs to its end.
+   */
+  async function asLimitedRole(
+    db: { url: string },
+    fn: (url: string, role: string) => Promise<void>,
+  ): Promise<void> {
     const role = `limited_${process.pid}_${Date.now()}`;
+    const database = `"${new URL(db.url).pathname.slice(1)}"`;
     await query(db.url, `CREATE ROLE ${role} LOGIN PASSWORD 'limited-pass-1' CONNECTION LIMIT 2`);
     try {
-      await query(db.url, `ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" OWNER TO ${role}`);
+      await query(db.url, `ALTER DATABASE ${database} OWNER TO ${role}`);
       const url = new URL(db.url);
       url.username = role;
       url.password = "limited-pass-1";
+      await fn(url.toString(), role);
+    } finally {
+      await query(db.url, `ALTER DATABASE ${database} OWNER TO CURRENT_USER`);
+      await query(db.url, `DROP OWNED BY ${role}`);
+      await query(db.url, `DROP ROLE ${role}`);
+    }
+  }
+
+  /** SIGTERM once both of the role's connections are in; resolves once the cancel was refused. */
+  async function signalUncancellable(
+    proc: ReturnType<typeof spawnMigrate>,
+    url: string,
+    role: string,
+  ) {
+    await expect
+      .poll(
+        () =>
+          query(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1", [role]),
+        { timeout: 60_000, interval: 100 },
+      )
+      .toEqual([{ n: 2 }]);
+    proc.child.kill("SIGTERM");
+    await proc.waitFor(/could not cancel the statement in flight/);
+  }
+
+  it("a file run statement by statement starts no statement after the signal", async () => {
+    const db = await freshDb();
+    await asLimitedRole(db, async (url, role) => {
       const dir = folder(
         {
           "1_two.up.sql":
@@ -331,12 +365,10 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
       const gate = await holding(db.url, "SELECT pg_advisory_lock(4243)");
       try {
         const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
-          env: { DATABASE_URL: url.toString() },
+          env: { DATABASE_URL: url },
         });
         await waitingOn(db.url, "pg_advisory_lock(4243)");
-        proc.child.kill("SIGTERM");
-        // The cancel was tried and could not connect: only then is the lock let go.
-        await proc.waitFor(/could not cancel the statement in flight/);
+        await signalUncancellable(proc, db.url, role);
         await gate.query("SELECT pg_advisory_unlock(4243)");
         expect(await proc.exited, proc.output()).toBe(143);
         expect(proc.output()).toMatch(
@@ -352,13 +384,51 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
       expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([
         { n: 0 },
       ]);
-    } finally {
-      await query(
-        db.url,
-        `ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" OWNER TO postgres`,
+    });
+  });
+
+  it("a step whose reads the signal fell in is not begun", async () => {
+    const db = await freshDb();
+    await asLimitedRole(db, async (url, role) => {
+      const dir = folder(
+        {
+          "1_first.up.sql": "CREATE TABLE first_done (id int);\n",
+          "2_waits.up.sql": "-- migrate:phase expand\nSELECT pg_advisory_xact_lock(4244);\n",
+          "3_contract.up.sql": "-- migrate:phase contract 2\nCREATE TABLE contracted (id int);\n",
+        },
+        { project: false },
       );
-      await query(db.url, `DROP OWNED BY ${role}`);
-      await query(db.url, `DROP ROLE ${role}`);
-    }
+      // Makes migrate_instances, which the contract gate reads before step 3.
+      const first = await migrate(db, ["up", "1", "--dir", dir], { env: { DATABASE_URL: url } });
+      expect(first.code, first.output).toBe(0);
+      const gate = await holding(db.url, "SELECT pg_advisory_lock(4244)");
+      const locker = await holding(db.url, "SELECT 1");
+      try {
+        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
+          env: { DATABASE_URL: url },
+        });
+        let stdout = "";
+        proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+        await waitingOn(db.url, "pg_advisory_xact_lock(4244)");
+        await locker.query("BEGIN; LOCK TABLE migrate_instances IN ACCESS EXCLUSIVE MODE");
+        await gate.query("SELECT pg_advisory_unlock(4244)");
+        // The contract gate's read waits; the signal's cancel cannot reach it.
+        await waitingOn(db.url, "migrate_instances");
+        await signalUncancellable(proc, db.url, role);
+        await locker.query("COMMIT");
+        expect(await proc.exited, proc.output()).toBe(143);
+        expect(stdout).toMatch(/^applied {2}2_waits/m);
+        expect(stdout).toMatch(
+          /^INTERRUPTED by SIGTERM: 1 step\(s\) completed and stand; not started: 3_contract \(up\)$/m,
+        );
+      } finally {
+        await locker.end();
+        await gate.end();
+      }
+      expect(await query(db.url, "SELECT to_regclass('contracted') AS t")).toEqual([{ t: null }]);
+      expect(
+        (await query(db.url, "SELECT name FROM pgmigrations ORDER BY id")).map((r) => r.name),
+      ).toEqual(["1_first", "2_waits"]);
+    });
   });
 });

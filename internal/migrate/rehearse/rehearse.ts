@@ -8,6 +8,7 @@ import { readMigrations } from "../source.js";
 import { readApplied } from "../state.js";
 import { RehearsalUnavailableError, withCopy, type SchemaSource } from "./copy.js";
 import { traceStatement, type StatementTrace } from "./trace.js";
+import { QUERY_CANCELED } from "../retry.js";
 
 export { RehearsalUnavailableError, type SchemaSource };
 
@@ -25,7 +26,7 @@ export interface RehearsedMigration {
   statements: StatementTrace[];
   ms: number;
   failed: boolean;
-  /** Its statement in flight was cancelled by a signal: neither failed nor rehearsed whole. */
+  /** Stopped by a signal before it ran whole: neither failed nor rehearsed. */
   stopped?: true;
   /** The consent gate's verdict: `up` refuses the file when `gate.ok` is false, whatever the rehearsal shows. */
   gate: Gate;
@@ -191,9 +192,10 @@ async function traced(
         if (inTransaction && !onTarget)
           await client.query(m.failed || m.stopped ? "ROLLBACK" : "COMMIT");
       } catch (err) {
-        // The cancel landed on a lock snapshot or the COMMIT instead: still
-        // a stop (the copy is dropped whatever it holds).
-        if (!signal?.aborted) throw err;
+        // Our cancel landed on a lock snapshot or the COMMIT instead: still
+        // a stop (the copy is dropped whatever it holds). Any other error
+        // is the rehearsal's, as before.
+        if (!signal?.aborted || (err as { code?: string }).code !== QUERY_CANCELED) throw err;
         m.stopped = true;
         if (inTransaction && !onTarget) await client.query("ROLLBACK").catch(() => undefined);
       }
