@@ -19,6 +19,14 @@ export const LOCK_NOT_AVAILABLE = "55P03";
 /** A statement cancelled: by our cancel request, on a signal. */
 export const QUERY_CANCELED = "57014";
 
+/**
+ * Our cancel on the signal: 57014 after the signal fired. Not a lost
+ * connection (whose COMMIT's outcome is read back) nor an error of the
+ * statement's own.
+ */
+export const cancelledBy = (err: unknown, signal: AbortSignal | undefined): boolean =>
+  signal?.aborted === true && (err as { code?: string }).code === QUERY_CANCELED;
+
 const FIRST_DELAY_MS = 500;
 const FACTOR = 2;
 // Bounds a single wait when lock_attempts is raised far above its default,

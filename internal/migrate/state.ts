@@ -54,6 +54,15 @@ export interface StatusEntry {
  * by an earlier version keeps the column default it had then (unused).
  */
 export async function ensureStateTable(client: pg.ClientBase): Promise<void> {
+  // Checked first: ALTER TABLE takes an ACCESS EXCLUSIVE lock (and needs the
+  // owner) even when the column is there, so every run would wait behind
+  // any open reader of pgmigrations.
+  const { rows } = await client.query<{ ready: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute
+       WHERE attrelid = to_regclass($1) AND attname = 'checksum' AND NOT attisdropped) AS ready`,
+    [MIGRATIONS_TABLE],
+  );
+  if (rows[0]!.ready) return;
   // One query, one transaction: one commit to wait for, not two.
   await client.query(
     `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (${MIGRATIONS_TABLE_COLUMNS});

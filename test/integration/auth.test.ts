@@ -16,7 +16,8 @@ import { grpcClient, reflectOn } from "../helpers/clients.js";
 import { outcome, type Failure } from "../helpers/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kbts-auth-"));
-const secret = randomBytes(32);
+// Printable, so the secret-file rule (one final newline dropped) never shortens it.
+const secret = Buffer.from(randomBytes(32).toString("base64url"));
 const ed = generateKeyPairSync("ed25519");
 const audience = "kratos-boilerplate-ts";
 const token = (name: string) => `${name}-${randomBytes(16).toString("hex")}`;

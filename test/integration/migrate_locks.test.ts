@@ -138,6 +138,22 @@ describe("a lock_timeout refusal names who holds the lock", () => {
   });
 });
 
+describe("a transaction that read pgmigrations and stays open", () => {
+  it("does not hold up an up, with or without a step pending", async () => {
+    const { db, dir } = await withBase(addColumn);
+    const reader = await session(db);
+    await reader.client.query("BEGIN; SELECT count(*) FROM pgmigrations");
+    const args = ["--dir", dir, "--lock-timeout", "300ms", "--no-retry"];
+    const one = await migrate(db, ["up", ...args]);
+    expect(one.code, one.output).toBe(0);
+    expect(one.stdout).toMatch(/^applied {2}000002_items_note/m);
+    const none = await migrate(db, ["up", ...args]);
+    expect(none.code, none.output).toBe(0);
+    await reader.client.query("COMMIT");
+    expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([{ n: 2 }]);
+  });
+});
+
 describe("bad values", () => {
   it.each([
     [["up", "--lock-attempts", "0"], "--lock-attempts 0"],

@@ -222,13 +222,13 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
       { ...files, "2_next.up.sql": "CREATE TABLE next_one (id int);\n" },
       { project: false },
     );
-    // Readers of pgmigrations block the migrator's bookkeeping ALTER.
-    const holder = await holding(db.url, "BEGIN; SELECT count(*) FROM pgmigrations");
+    // The migrator's first read of pgmigrations waits behind this lock.
+    const holder = await holding(db.url, "BEGIN; LOCK TABLE pgmigrations IN ACCESS EXCLUSIVE MODE");
     try {
       const proc = spawnMigrate(["up", "--dir", more, "--lock-timeout", "600s"], {
         env: { DATABASE_URL: db.url },
       });
-      await waitingOn(db.url, "ADD COLUMN IF NOT EXISTS checksum");
+      await waitingOn(db.url, "pgmigrations");
       proc.child.kill("SIGTERM");
       expect(await proc.exited, proc.output()).toBe(143);
       expect(proc.output()).toMatch(

@@ -10,7 +10,8 @@ import type { Caller } from "../../internal/transport/caller.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kbts-authn-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const secret = randomBytes(32);
+// Printable, so the secret-file rule (one final newline dropped) never shortens it.
+const secret = Buffer.from(randomBytes(32).toString("base64url"));
 writeFileSync(join(dir, "hs256"), secret);
 const staticToken = `svc-${randomBytes(16).toString("hex")}`;
 

@@ -8,7 +8,7 @@ import { emit } from "../events.js";
 import type { LockWatch } from "../lock_watch.js";
 import type { MigratorOptions } from "../options.js";
 import type { Step } from "../plan.js";
-import { applyPatiently, backoffMs, LOCK_NOT_AVAILABLE, QUERY_CANCELED } from "../retry.js";
+import { applyPatiently, backoffMs, LOCK_NOT_AVAILABLE, cancelledBy } from "../retry.js";
 import { recordStatement } from "../state.js";
 import { literal, type Backfill } from "./declare.js";
 import {
@@ -79,7 +79,7 @@ export async function applyBackfilled(
     // Cancelled by the signal: a stop, said as one. Any other failure of a
     // query of ours (the key, a count, a range) is the step's, reported and
     // recorded like any other, its cursor where it was.
-    if (cancelled(err, signal))
+    if (cancelledBy(err, signal))
       return { failed: stopped(s, current, standing(at.cursor), signal!) };
     return { failed: fault(s, current, (err as Error).message, err) };
   }
@@ -215,7 +215,7 @@ async function batch(
       if (!isConnectionLost(err)) await client.query("ROLLBACK").catch(() => undefined);
       // Cancelled by the signal: the range rolled back, the cursor stays at
       // the last range committed.
-      if (cancelled(err, signal)) return stopped(s, b, standing(lower), signal!);
+      if (cancelledBy(err, signal)) return stopped(s, b, standing(lower), signal!);
       const code = (err as { code?: string }).code;
       // A range rolled back whole: refused by lock_timeout or chosen as a
       // deadlock's victim, it may be tried again.
@@ -294,13 +294,6 @@ function fault(s: Step, b: Backfill, message: string, err?: unknown): StepFailur
     connectionLost: err !== undefined && isConnectionLost(err),
   };
 }
-
-/**
- * Our cancel on the signal, not a lost connection (whose COMMIT's outcome
- * is read back) or an error of the statement's own.
- */
-const cancelled = (err: unknown, signal: AbortSignal | undefined) =>
-  signal?.aborted === true && (err as { code?: string }).code === QUERY_CANCELED;
 
 /** Where a stop at `cursor` leaves a backfill. */
 function standing(cursor: string | null): string {

@@ -8,7 +8,7 @@ import { readMigrations } from "../source.js";
 import { readApplied } from "../state.js";
 import { RehearsalUnavailableError, withCopy, type SchemaSource } from "./copy.js";
 import { traceStatement, type StatementTrace } from "./trace.js";
-import { QUERY_CANCELED } from "../retry.js";
+import { cancelledBy } from "../retry.js";
 
 export { RehearsalUnavailableError, type SchemaSource };
 
@@ -195,7 +195,7 @@ async function traced(
         // Our cancel landed on a lock snapshot or the COMMIT instead: still
         // a stop (the copy is dropped whatever it holds). Any other error
         // is the rehearsal's, as before.
-        if (!signal?.aborted || (err as { code?: string }).code !== QUERY_CANCELED) throw err;
+        if (!cancelledBy(err, signal)) throw err;
         m.stopped = true;
         if (inTransaction && !onTarget) await client.query("ROLLBACK").catch(() => undefined);
       }
