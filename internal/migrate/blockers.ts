@@ -88,7 +88,8 @@ export function lockWaitsQuery(serverVersionNum: number): string {
               WHERE a.pid = b.pid) h) AS blocking
        FROM (SELECT ${SESSION("a")}, ${waiting} AS "waitingMs", a.xact_start
                FROM pg_stat_activity a
-              WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()) w
+              WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'
+                AND a.pid <> pg_backend_pid()) w
        CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid)
       ORDER BY w."waitingMs" DESC NULLS LAST, w.pid, b.pid`;
 }

@@ -280,6 +280,29 @@ describe("migrate locks", () => {
     expect(none.stdout).toContain("no session waits for a lock");
   });
 
+  it("shows only its own database's waits", async () => {
+    const { db: other } = await withBase({});
+    const h = await holder(other);
+    const w = await session(other);
+    await w.client.query("BEGIN");
+    const waiting = w.client.query("LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
+    await until(
+      other,
+      "SELECT count(*) > 0 AS ok FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+      [w.pid],
+    );
+    const { db, dir } = await withBase({});
+    const mine = await migrate(db, ["locks", "--dir", dir]);
+    expect(mine.code, mine.output).toBe(0);
+    expect(mine.stdout).toContain("no session waits for a lock");
+    expect(mine.stdout).not.toContain(`pid ${w.pid}`);
+    // Not because the wait ended: the other database's view still has it.
+    const theirs = await migrate(other, ["locks", "--dir", dir]);
+    expect(theirs.stdout).toContain(`pid ${w.pid}`);
+    await h.client.query("COMMIT");
+    await waiting;
+  });
+
   it("exits 2 when it cannot look", async () => {
     const run = await migrate({ url: "" } as TestDatabase, [
       "locks",
