@@ -2,7 +2,8 @@ import type { BackfillProgress } from "../../internal/migrate/backfill/progress_
 import { describeInstance, type Instance } from "../../internal/migrate/instances.js";
 import type { Gate } from "../../internal/migrate/lint/consent.js";
 import { blocking, lockText, type Finding } from "../../internal/migrate/lint/finding.js";
-import type { Plan, RunReport, StepFailure } from "../../internal/migrate/runner.js";
+import { stepOutcome } from "../../internal/migrate/outcome.js";
+import type { Plan, RunReport } from "../../internal/migrate/runner.js";
 import type { Problem, StatusEntry } from "../../internal/migrate/state.js";
 
 export { lockWaits } from "./print_locks.js";
@@ -84,7 +85,7 @@ export function report(write: Write, r: RunReport): void {
   }
   const f = r.failed;
   if (f) {
-    const left = f.connectionLost ? lostOutcome(f) : failedOutcome(f);
+    const left = stepOutcome(f);
     for (const index of f.dropped)
       write(`dropped  INVALID index ${index} (left by an interrupted build)\n`);
     oldTransactions(write, f.name, f.oldTransactions);
@@ -107,47 +108,6 @@ export function report(write: Write, r: RunReport): void {
       `INTERRUPTED by ${i.signal}: ${r.done.length} step(s) completed and stand${stopped}${left}\n`,
     );
   }
-}
-
-function failedOutcome(f: StepFailure): string {
-  if (f.notStarted) return "not begun: nothing of it was applied";
-  if (f.stoppedInBackfill)
-    return `what ran before its backfill and every range committed stay applied, its cursor with them; it is not recorded until the backfill ends`;
-  const own = f.ownTransactions;
-  if (own) {
-    const rolledBack = own.rolledBackFrom
-      ? `; the transaction it opened at ${own.rolledBackFrom} rolled back`
-      : "";
-    if (!own.finalThrough)
-      return `it manages its own transactions: nothing of it committed${rolledBack}; it is not recorded`;
-    return (
-      `it manages its own transactions: what ran through ${own.finalThrough} committed${rolledBack}; ` +
-      "it is not recorded, so the database is between versions (dirty): finish or undo the committed part by hand, then rerun"
-    );
-  }
-  return f.transactional
-    ? "rolled back: nothing of it was applied"
-    : f.statementsApplied === 0
-      ? "it runs outside a transaction and stopped at its first statement; it is not recorded"
-      : `it runs outside a transaction: its first ${f.statementsApplied} statement(s) stay applied and it is not recorded; check them before rerunning`;
-}
-
-// The reply to the statement in flight never came: say only what was read back.
-function lostOutcome(f: StepFailure): string {
-  const o = f.outcome;
-  const head = "the connection was lost before the outcome was known (outcome unknown); ";
-  if (!o || "unknown" in o)
-    return `${head}${o?.unknown ?? "not checked"}: run \`migrate status\` before anything else`;
-  const done = f.direction === "up" ? o.recorded : !o.recorded;
-  const verb = f.direction === "up" ? "applied" : "reverted";
-  if (done)
-    return `${head}reconnected and checked: it IS ${verb} (committed and recorded before the connection was lost)`;
-  if (f.transactional)
-    return `${head}reconnected and checked: it is NOT ${verb}: nothing of it was committed`;
-  return (
-    `${head}reconnected and checked: it is NOT ${f.direction === "up" ? "recorded" : "unrecorded"}; it runs outside a transaction: ` +
-    `its first ${f.statementsApplied} statement(s) stay applied and the one at ${f.at} may or may not have; check them before rerunning`
-  );
 }
 
 export function status(

@@ -48,8 +48,13 @@ else await run(conf, log);
 async function run(conf: Config, log: Logger): Promise<void> {
   // Signals are handled from the first moment: one that lands while we are
   // still starting stops the service as soon as it is up, never half-way.
+  // A migration in flight is stopped at once (migrateOnStart), not awaited.
   let signalled: string | undefined;
-  let stop: (signal: string) => void = (signal) => (signalled ??= signal);
+  const starting = new AbortController();
+  let stop: (signal: string) => void = (signal) => {
+    signalled ??= signal;
+    starting.abort(signal);
+  };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   // SIGHUP: new certificates for new connections, none dropped; a bad file
@@ -64,8 +69,16 @@ async function run(conf: Config, log: Logger): Promise<void> {
   let app;
   try {
     const { wireApp } = await import("./wire.js");
-    app = await wireApp(conf, log);
+    app = await wireApp(conf, log, { signal: starting.signal });
   } catch (err) {
+    const { MigrationsStoppedError } = await import("../../internal/migrate/startup.js");
+    if (err instanceof MigrationsStoppedError) {
+      // Stopped as asked (exit 0, as a stop once serving is): what stands is in the message.
+      log.warn({ signal: signalled, err: { message: err.message } }, "start-up stopped");
+      process.exitCode = 0;
+      leave(log);
+      return;
+    }
     log.fatal({ err: { message: (err as Error).message } }, "start-up failed");
     process.exitCode = 1;
     leave(log);

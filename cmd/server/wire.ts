@@ -34,8 +34,13 @@ export interface App {
   stop(): Promise<boolean>;
 }
 
+export interface WireOptions extends DataOptions {
+  /** Aborted by a signal during start-up: stops the start-up `up` (migrateOnStart). */
+  signal?: AbortSignal;
+}
+
 /** Builds the service from its configuration: Kratos' wire.go, by hand. */
-export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {}): Promise<App> {
+export async function wireApp(conf: Config, log: Logger, opts: WireOptions = {}): Promise<App> {
   const database = conf.data!.database!;
   const data = await openData(database, log, opts);
   // Undone in reverse order on failure or stop.
@@ -46,7 +51,7 @@ export async function wireApp(conf: Config, log: Logger, opts: DataOptions = {})
   try {
     // Migrations hold their lock and settings for the session: never through a pooler.
     const migrator = migratorOptions(database, data.direct.url, log);
-    const started = await migrateOnStart(database.migrate, migrator, data.pool);
+    const started = await migrateOnStart(database.migrate, migrator, data.pool, opts.signal);
     const readiness: Record<string, ReadinessCheck> = { database: databaseCheck(data.ready, log) };
     const checked = database.migrate !== "off";
     if (checked) readiness.migrations = migrationReadiness(migrator.dir, data.pool);

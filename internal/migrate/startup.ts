@@ -3,8 +3,9 @@ import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
 import { readFailures, standing } from "./failure_record.js";
 import type { MigratorOptions } from "./options.js";
+import { stepOutcome } from "./outcome.js";
 import { blockersSummary } from "./retry.js";
-import { run } from "./runner.js";
+import { run, type RunReport } from "./runner.js";
 import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
 
 /** What the start-up run did, for the server's metrics. */
@@ -28,24 +29,36 @@ export interface StartupMigrations {
  * applied files make (replayed into a throwaway database: the role needs
  * CREATEDB), `off` does neither. Resolves with what `up` did (undefined in
  * the other modes).
+ *
+ * `signal` (SIGTERM during start-up) stops `up` as it stops `migrate up`:
+ * the wait for the lock ends, the statement in flight is cancelled, no
+ * further step begins; it then rejects with MigrationsStoppedError, whose
+ * message says what stands.
  */
 export async function migrateOnStart(
   mode: string,
   opts: MigratorOptions,
   pool: pg.Pool,
+  signal?: AbortSignal,
 ): Promise<StartupMigrations | undefined> {
   if (mode === "off") return undefined;
   if (mode === "up") {
     const started = performance.now();
     // Never a contract, and past an unmarked file only while no older release is alive.
-    const report = await run(opts, { kind: "up", phase: "start" });
+    const report = await run(opts, { kind: "up", phase: "start" }, signal).catch((err: unknown) => {
+      // Stopped before the first step: run() already says so in these words.
+      if (signal?.aborted)
+        throw new MigrationsStoppedError(`migrate: ${(err as Error).message}`, { cause: err });
+      throw err;
+    });
     if (report.held)
       opts.log.warn({ migration: report.held.name, why: report.held.reason }, "migrate: held back");
     for (const warning of report.warnings) opts.log.warn({ warning }, "migrate: warning");
+    if (report.interrupted) throw new MigrationsStoppedError(stopped(report));
     if (report.failed) {
       const f = report.failed;
       throw new Error(
-        `migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message}${blockersSummary(f)}`,
+        `migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message} (${stepOutcome(f)})${blockersSummary(f)}`,
       );
     }
     return {
@@ -77,6 +90,21 @@ export async function migrateOnStart(
     }
   }
   return undefined;
+}
+
+/** The start-up `up` stopped by a signal; the message says what stands. */
+export class MigrationsStoppedError extends Error {
+  override name = "MigrationsStoppedError";
+}
+
+function stopped(r: RunReport): string {
+  const i = r.interrupted!;
+  const f = r.failed;
+  const inFlight = f
+    ? `; ${f.name} (${f.direction}) was stopped at ${f.at}: ${stepOutcome(f)}`
+    : "";
+  const left = i.notStarted.length ? `; not started: ${i.notStarted.join(", ")}` : "";
+  return `migrate: interrupted by ${i.signal}: ${r.done.length} step(s) completed and stand${inFlight}${left}`;
 }
 
 /**

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { expect } from "vitest";
 
 /**
  * The project's schema as PostgreSQL's catalog describes it: tables and
@@ -61,4 +62,19 @@ export async function query<T extends pg.QueryResultRow>(
   } finally {
     await client.end();
   }
+}
+
+/** Waits (up to a minute) until another session runs a statement containing `text`. */
+export async function running(url: string, text: string): Promise<void> {
+  await expect
+    .poll(
+      () =>
+        query(
+          url,
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE strpos(query, $1) > 0 AND state = 'active' AND pid <> pg_backend_pid()",
+          [text],
+        ),
+      { timeout: 60_000, interval: 100 },
+    )
+    .toEqual([{ n: 1 }]);
 }
