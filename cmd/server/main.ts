@@ -71,10 +71,10 @@ async function run(conf: Config, log: Logger): Promise<void> {
     const { wireApp } = await import("./wire.js");
     app = await wireApp(conf, log, { signal: starting.signal });
   } catch (err) {
-    const { MigrationsStoppedError } = await import("../../internal/migrate/startup.js");
-    if (err instanceof MigrationsStoppedError) {
+    // By name: importing the class here could fail as the start-up did.
+    if ((err as Error).name === "MigrationsStoppedError") {
       // Stopped as asked (exit 0, as a stop once serving is): what stands is in the message.
-      log.warn({ signal: signalled, err: { message: err.message } }, "start-up stopped");
+      log.warn({ signal: signalled, err: { message: (err as Error).message } }, "start-up stopped");
       process.exitCode = 0;
       leave(log);
       return;

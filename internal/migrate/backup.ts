@@ -21,6 +21,13 @@ const KILL_GRACE_MS = 10_000;
 /** The backup command failed, was stopped or timed out: exit 1, nothing applied. */
 export class BackupFailedError extends Error {
   override name = "BackupFailedError";
+  constructor(
+    message: string,
+    /** Stopped by the run's signal (SIGINT, SIGTERM), not failed on its own. */
+    readonly interrupted = false,
+  ) {
+    super(message);
+  }
 }
 
 /** A backup taken: where it went (its command's last line on stdout), how long it took. */
@@ -75,7 +82,7 @@ export async function takeBackup(
   if ("why" in outcome) {
     const message = `the backup command ${outcome.why}; nothing was applied`;
     emit(opts, { event: "backup_failed", ms, message });
-    throw new BackupFailedError(message);
+    throw new BackupFailedError(message, signal?.aborted === true);
   }
   const location = lastLine(outcome.stdout);
   await recordBackup(client, location, ms, steps, opts.operator);

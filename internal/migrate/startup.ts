@@ -2,10 +2,12 @@ import type pg from "pg";
 import { isDatabaseUnavailable } from "../pkg/dberr/dberr.js";
 import { inspect } from "./inspect.js";
 import { readFailures, standing } from "./failure_record.js";
+import { BackupFailedError } from "./backup.js";
+import { StoppedBeforeStartError } from "./lock.js";
 import type { MigratorOptions } from "./options.js";
 import { stepOutcome } from "./outcome.js";
 import { blockersSummary } from "./retry.js";
-import { run, type RunReport } from "./runner.js";
+import { run, type RunReport, type StepFailure } from "./runner.js";
 import { readMigrations, type MigrationFile, type MigrationSource } from "./source.js";
 
 /** What the start-up run did, for the server's metrics. */
@@ -46,21 +48,19 @@ export async function migrateOnStart(
     const started = performance.now();
     // Never a contract, and past an unmarked file only while no older release is alive.
     const report = await run(opts, { kind: "up", phase: "start" }, signal).catch((err: unknown) => {
-      // Stopped before the first step: run() already says so in these words.
-      if (signal?.aborted)
-        throw new MigrationsStoppedError(`migrate: ${(err as Error).message}`, { cause: err });
+      // Stopped before the first step: run() and the backup say so in these words.
+      if (
+        err instanceof StoppedBeforeStartError ||
+        (err instanceof BackupFailedError && err.interrupted)
+      )
+        throw new MigrationsStoppedError(`migrate: ${err.message}`, { cause: err });
       throw err;
     });
     if (report.held)
       opts.log.warn({ migration: report.held.name, why: report.held.reason }, "migrate: held back");
     for (const warning of report.warnings) opts.log.warn({ warning }, "migrate: warning");
     if (report.interrupted) throw new MigrationsStoppedError(stopped(report));
-    if (report.failed) {
-      const f = report.failed;
-      throw new Error(
-        `migrate: ${f.name} (${f.direction}) failed at ${f.at}: ${f.message} (${stepOutcome(f)})${blockersSummary(f)}`,
-      );
-    }
+    if (report.failed) throw new Error(`migrate: ${failed(report.failed)}`);
     return {
       applied: report.done.map((d) => ({
         name: d.name,
@@ -97,12 +97,17 @@ export class MigrationsStoppedError extends Error {
   override name = "MigrationsStoppedError";
 }
 
+/** A step that did not complete, said as the CLI's report says it: where, why, what stays. */
+function failed(f: StepFailure): string {
+  const code = f.code ? ` [SQLSTATE ${f.code}]` : "";
+  return `${f.name} (${f.direction}) failed at ${f.at}: ${f.message}${code} (${stepOutcome(f)})${blockersSummary(f)}`;
+}
+
+// The step in flight is said whole, as the CLI's report says it: our
+// cancel, or a failure of its own that came with the signal.
 function stopped(r: RunReport): string {
   const i = r.interrupted!;
-  const f = r.failed;
-  const inFlight = f
-    ? `; ${f.name} (${f.direction}) was stopped at ${f.at}: ${stepOutcome(f)}`
-    : "";
+  const inFlight = r.failed ? `; ${failed(r.failed)}` : "";
   const left = i.notStarted.length ? `; not started: ${i.notStarted.join(", ")}` : "";
   return `migrate: interrupted by ${i.signal}: ${r.done.length} step(s) completed and stand${inFlight}${left}`;
 }
