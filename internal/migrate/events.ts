@@ -28,6 +28,12 @@ export type MigrationEvent =
       ms: number;
       lockAttempts: number;
     }
+  /**
+   * Stopped by a signal after migration_started but before its first
+   * statement (a read it makes first was cancelled): nothing of it ran, and
+   * the report lists it as not started.
+   */
+  | { event: "migration_stopped"; name: string; direction: "up" | "down"; signal: string }
   | {
       event: "migration_failed";
       name: string;

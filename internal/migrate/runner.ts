@@ -239,6 +239,7 @@ async function applySteps(
         return;
       }
       let result: Awaited<ReturnType<typeof applyPatiently>>;
+      let announced = false;
       try {
         const waits = await stillClear(opts, client, s);
         if (waits) {
@@ -247,6 +248,7 @@ async function applySteps(
           return;
         }
         emit(opts, { event: "migration_started", name: s.name, direction: s.direction });
+        announced = true;
         const fills = p.backfills.get(s);
         result = fills
           ? await applyBackfilled(opts, client, s, p.scripts.get(s)!, fills, watch, signal)
@@ -256,6 +258,15 @@ async function applySteps(
         // end in a result): cancelled by the signal there, it was not begun,
         // and the report of the steps before it stands.
         if (!signal?.aborted) throw err;
+        if (announced) {
+          const { name, direction } = s;
+          emit(opts, {
+            event: "migration_stopped",
+            name,
+            direction,
+            signal: String(signal.reason),
+          });
+        }
         report.interrupted = interruption(signal, p.steps.slice(i));
         return;
       }

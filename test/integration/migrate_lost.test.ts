@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { PG_MIGRATE_LOCK_ID } from "../../internal/migrate/seams/node_pg_migrate.js";
@@ -249,9 +251,11 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
     const gate = await holding(db.url, "SELECT pg_advisory_lock(4242)");
     const locker = await holding(db.url, "SELECT 1");
     try {
-      const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
-        env: { DATABASE_URL: db.url },
-      });
+      const events = join(folder({}, { project: false }), "events.jsonl");
+      const proc = spawnMigrate(
+        ["up", "--dir", dir, "--lock-timeout", "600s", "--events", events],
+        { env: { DATABASE_URL: db.url } },
+      );
       let stdout = "";
       proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
       // 3_waits runs; the progress table is locked before 4_fill_b reads it.
@@ -266,6 +270,20 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
         /^INTERRUPTED by SIGTERM: 1 step\(s\) completed and stand; not started: 4_fill_b \(up\)$/m,
       );
       expect(proc.output()).not.toMatch(/canceling statement/);
+      // Its start is closed by a stop, not left open or called a failure.
+      const said = readFileSync(events, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { event: string; name?: string; signal?: string });
+      expect(said.slice(-3)).toEqual([
+        expect.objectContaining({ event: "migration_started", name: "4_fill_b" }),
+        expect.objectContaining({
+          event: "migration_stopped",
+          name: "4_fill_b",
+          signal: "SIGTERM",
+        }),
+        expect.objectContaining({ event: "run_finished", completed: 1, interrupted: "SIGTERM" }),
+      ]);
     } finally {
       await locker.end();
       await gate.end();
