@@ -277,15 +277,18 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
     }
     const report = await run(opts, command, stop);
     print.warnings(report.warnings);
+    // Said before a verification: a second signal during it exits at once.
+    if (!args.json) print.report(out, report);
     // up --verify: only after an up that finished; what it finds or could not check sets the exit.
     const check = await import("./verify.js");
     const verify =
-      args.verify && !report.failed && !report.interrupted
-        ? await check.verifyAfterUp(args, opts, stop)
-        : undefined;
+      !args.verify || report.failed || report.interrupted
+        ? undefined
+        : stop.aborted
+          ? check.notRun(stop)
+          : await check.verifyAfterUp(args, opts, stop);
     if (args.json)
       print.json(verify ? { ...report, verify: verify.schema, verifyData: verify.data } : report);
-    else print.report(out, report);
     if (verify && !args.json) await check.writeAfterUp(out, verify);
     if (report.failed) process.exitCode = 1;
     if (verify) process.exitCode = check.afterUpExitCode(verify) || process.exitCode;

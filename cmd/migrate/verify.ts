@@ -23,10 +23,13 @@ export async function verifyCommand(args: Args): Promise<void> {
 }
 
 /** The schema half; a failure to check (unreachable, no CREATEDB, a file that no longer replays) says so, and exits 2. */
-export async function schemaVerification(opts: MigratorOptions): Promise<SchemaVerification> {
+export async function schemaVerification(
+  opts: MigratorOptions,
+  signal?: AbortSignal,
+): Promise<SchemaVerification> {
   const { verifySchema } = await import("../../internal/migrate/verify/verify.js");
   try {
-    return await verifySchema(opts);
+    return await verifySchema(opts, signal);
   } catch (err) {
     throw new Error(`could not verify the schema: ${(err as Error).message}`);
   }
@@ -53,6 +56,12 @@ export interface AfterUp {
   data: DataVerification | { error: string } | { notChecked: string };
 }
 
+/** A signal came after the up and before its verification: neither half is checked. */
+export function notRun(signal: AbortSignal): AfterUp {
+  const why = `not checked: interrupted by ${String(signal.reason)}`;
+  return { schema: { error: `applied, but the schema was ${why}` }, data: { notChecked: why } };
+}
+
 const NO_KMS =
   "not checked: give -conf with the server's config (its kms section) to check the sealed values and blind indexes too";
 
@@ -69,7 +78,7 @@ export async function verifyAfterUp(
   const failed = (what: string) => (err: unknown) => ({
     error: `applied, but could not verify the ${what}: ${(err as Error).message.replace(/^could not verify the schema: /, "")}`,
   });
-  const schema = await schemaVerification(opts).catch(failed("schema"));
+  const schema = await schemaVerification(opts, signal).catch(failed("schema"));
   const conf = await config(args);
   if (!conf) return { schema, data: { notChecked: NO_KMS } };
   const { dataVerification } = await import("./verify_data.js");

@@ -52,6 +52,20 @@ async function holder(db: TestDatabase, isolation = "READ COMMITTED") {
   return s;
 }
 
+/** A session waiting (in its transaction) for a lock on `items` that a holder keeps. */
+async function waitOnItems(db: TestDatabase) {
+  const h = await holder(db);
+  const w = await session(db);
+  await w.client.query("BEGIN");
+  const waiting = w.client.query("LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
+  await until(
+    db,
+    "SELECT count(*) > 0 AS ok FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+    [w.pid],
+  );
+  return { h, w, waiting };
+}
+
 /** Polls `sql` (one boolean `ok`) until true. */
 async function until(db: TestDatabase, sql: string, params: unknown[] = []): Promise<void> {
   for (;;) {
@@ -235,15 +249,7 @@ describe("the server's start-up up, measured", () => {
 describe("migrate locks", () => {
   it("shows a waiting session and the one holding its lock, text and --json", async () => {
     const { db, dir } = await withBase({});
-    const h = await holder(db);
-    const w = await session(db);
-    await w.client.query("BEGIN");
-    const waiting = w.client.query("LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
-    await until(
-      db,
-      "SELECT count(*) > 0 AS ok FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
-      [w.pid],
-    );
+    const { h, w, waiting } = await waitOnItems(db);
     const json = await migrate(db, ["locks", "--json", "--dir", dir]);
     expect(json.code, json.output).toBe(0);
     const { waits } = JSON.parse(json.stdout);
@@ -285,15 +291,7 @@ describe("migrate locks", () => {
 
   it("shows only its own database's waits", async () => {
     const { db: other } = await withBase({});
-    const h = await holder(other);
-    const w = await session(other);
-    await w.client.query("BEGIN");
-    const waiting = w.client.query("LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
-    await until(
-      other,
-      "SELECT count(*) > 0 AS ok FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
-      [w.pid],
-    );
+    const { h, w, waiting } = await waitOnItems(other);
     const { db, dir } = await withBase({});
     const mine = await migrate(db, ["locks", "--dir", dir]);
     expect(mine.code, mine.output).toBe(0);

@@ -3,9 +3,10 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { migratorOptions } from "../../internal/migrate/options.js";
 import { migrateOnStart } from "../../internal/migrate/startup.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { query } from "../helpers/catalog.js";
+import { query, running } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures, projectNames } from "../helpers/migrations.js";
+import { spawnMigrate } from "../helpers/process.js";
 
 // `migrate verify`, the schema half: the applied files replayed into a
 // throwaway database and compared with the target's catalog. A clean
@@ -176,6 +177,47 @@ describe("migrate verify (schema)", () => {
     const refused = await migrate(target, ["up", "--verify", "--dry-run"]);
     expect(refused.code).toBe(2);
     expect(refused.output).toContain("--verify checks what up applied");
+  });
+
+  it("up --verify stopped by SIGTERM during the replay: the up's report stands, the copy is dropped, exit 143", async () => {
+    const target = await freshDb();
+    expect((await migrate(target, ["up"])).code).toBe(0);
+    // Waits only where it is replayed (the throwaway copy), not where it is applied.
+    const dir = folder({
+      "000091_waits.up.sql":
+        "DO $$ BEGIN IF current_database() LIKE 'migrate_rehearsal_%' THEN PERFORM pg_sleep(600); END IF; END $$;\n",
+    });
+    const proc = spawnMigrate(["up", "--verify", "--dir", dir], {
+      env: { DATABASE_URL: target.url },
+    });
+    let copy = "";
+    try {
+      await running(target.url, "pg_sleep(600)");
+      const [where] = await query<{ datname: string }>(
+        target.url,
+        "SELECT datname FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(600)') > 0 AND pid <> pg_backend_pid()",
+      );
+      copy = where!.datname;
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+    } finally {
+      proc.child.kill("SIGKILL");
+    }
+    await expect.poll(() => proc.output()).toMatch(/replaying the applied files/);
+    expect(proc.output()).toMatch(/^applied {2}000091_waits/m);
+    expect(proc.output()).toContain(
+      "applied, but could not verify the schema: interrupted by SIGTERM while replaying the applied files",
+    );
+    const names = await query<{ name: string }>(target.url, "SELECT name FROM pgmigrations");
+    expect(names.map((r) => r.name)).toContain("000091_waits");
+    expect(copy).toMatch(/^migrate_rehearsal_/);
+    expect(await exists(target, copy)).toBe(false);
+    expect(
+      await query(
+        target.url,
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(600)') > 0 AND pid <> pg_backend_pid()",
+      ),
+    ).toEqual([{ n: 0 }]);
   });
 
   describe("every kind of object it compares", () => {

@@ -3,6 +3,8 @@ import pg from "pg";
 import { analyse } from "../analyse.js";
 import { connect, disconnect, isConnectionLost } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
+import { cancelledBy } from "../retry.js";
+import { cancelBackend } from "../session.js";
 import type { MigrationFile } from "../source.js";
 import type { Applied } from "../state.js";
 import { dumpSchema } from "./dump.js";
@@ -31,7 +33,8 @@ export interface Copy {
  * collation), fills it with the target's schema, and hands it to `fn`; drops
  * it afterwards whatever happened, over a fresh connection if the target's
  * is lost. Copies earlier runs left behind (a second SIGINT exits at once;
- * a crash) are dropped first when nothing uses them.
+ * a crash) are dropped first when nothing uses them. `signal` stops a
+ * replay (its statement cancelled, no further one begun).
  */
 export async function withCopy<T>(
   opts: MigratorOptions,
@@ -40,6 +43,7 @@ export async function withCopy<T>(
   files: MigrationFile[],
   wanted: SchemaSource | undefined,
   fn: (copy: Copy) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   const name = `migrate_rehearsal_${randomBytes(6).toString("hex")}`;
   await sweepCopies(opts, target).catch((err: unknown) => {
@@ -77,7 +81,7 @@ export async function withCopy<T>(
     const url = new URL(opts.databaseUrl);
     url.pathname = `/${name}`;
     const copy = { name, url: url.toString(), schemaFrom: "dump" as SchemaSource };
-    copy.schemaFrom = await loadSchema(opts, target, copy.url, applied, files, wanted);
+    copy.schemaFrom = await loadSchema(opts, target, copy.url, applied, files, wanted, signal);
     return await fn(copy);
   } finally {
     await dropCopy(opts, target, name);
@@ -122,6 +126,7 @@ async function loadSchema(
   applied: Applied[],
   files: MigrationFile[],
   wanted: SchemaSource | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<SchemaSource> {
   let why = "";
   if (wanted !== "replay") {
@@ -141,15 +146,27 @@ async function loadSchema(
     );
   }
   await inCopy(opts, url, async (c) => {
-    for (const a of applied) {
-      const file = byName.get(a.name)!;
-      for (const st of analyse(file.up, file.upPath, "file").statements) {
-        await c.query(st.sql).catch((err: unknown) => {
-          throw new RehearsalUnavailableError(
-            `cannot copy the schema by replaying the applied files: ${file.upPath}:${st.line}: ${(err as Error).message}`,
-          );
-        });
+    const stopped = () =>
+      new RehearsalUnavailableError(
+        `interrupted by ${String(signal!.reason)} while replaying the applied files`,
+      );
+    const cancel = () => void cancelBackend(opts, c);
+    signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      for (const a of applied) {
+        const file = byName.get(a.name)!;
+        for (const st of analyse(file.up, file.upPath, "file").statements) {
+          if (signal?.aborted) throw stopped();
+          await c.query(st.sql).catch((err: unknown) => {
+            if (cancelledBy(err, signal)) throw stopped();
+            throw new RehearsalUnavailableError(
+              `cannot copy the schema by replaying the applied files: ${file.upPath}:${st.line}: ${(err as Error).message}`,
+            );
+          });
+        }
       }
+    } finally {
+      signal?.removeEventListener("abort", cancel);
     }
   });
   return "replay";

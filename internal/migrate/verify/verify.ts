@@ -30,9 +30,12 @@ export interface SchemaVerification {
  * Replays the migrations the target records as applied (or that `up` would
  * adopt from golang-migrate) and compares schemas. Throws when it cannot
  * check: the target unreachable, no CREATEDB, an applied file gone or not
- * replaying.
+ * replaying, or `signal` (SIGINT, SIGTERM) stopped the replay.
  */
-export async function verifySchema(opts: MigratorOptions): Promise<SchemaVerification> {
+export async function verifySchema(
+  opts: MigratorOptions,
+  signal?: AbortSignal,
+): Promise<SchemaVerification> {
   const source = readMigrations(opts.dir);
   // The replay splits the files into statements with it (withCopy expects it loaded).
   await loadSqlParser();
@@ -51,22 +54,30 @@ export async function verifySchema(opts: MigratorOptions): Promise<SchemaVerific
     const warnings = problems
       .filter((p) => p.kind === "changed")
       .map((p) => `${p.message}; the replay uses the file as it is now`);
-    return await withCopy(opts, target, applied, source.migrations, "replay", async (copy) => {
-      const replayed = await connect(copy.url, opts.connectTimeoutMs, reply);
-      try {
-        const differences = diffCatalogs(await readCatalog(replayed, bounds), database);
-        return {
-          consistent: !inconsistent(differences),
-          database: copy.name,
-          replayed: applied.length,
-          pending: pending.length,
-          differences,
-          warnings,
-        };
-      } finally {
-        await disconnect(replayed, opts.connectTimeoutMs);
-      }
-    });
+    return await withCopy(
+      opts,
+      target,
+      applied,
+      source.migrations,
+      "replay",
+      async (copy) => {
+        const replayed = await connect(copy.url, opts.connectTimeoutMs, reply);
+        try {
+          const differences = diffCatalogs(await readCatalog(replayed, bounds), database);
+          return {
+            consistent: !inconsistent(differences),
+            database: copy.name,
+            replayed: applied.length,
+            pending: pending.length,
+            differences,
+            warnings,
+          };
+        } finally {
+          await disconnect(replayed, opts.connectTimeoutMs);
+        }
+      },
+      signal,
+    );
   } finally {
     await disconnect(target, opts.connectTimeoutMs);
   }
