@@ -293,7 +293,8 @@ async function changeUntil(args: Args, command: Command, stop: AbortSignal): Pro
     if (report.failed) process.exitCode = 1;
     if (verify) process.exitCode = check.afterUpExitCode(verify) || process.exitCode;
     if (stop.aborted && verify) process.exitCode = signalExitCode(stop.reason as NodeJS.Signals);
-    if (report.interrupted)
+    // A step that failed on its own as the signal came is a failure (exit 1).
+    if (report.interrupted && (!report.failed || report.failed.stopped))
       process.exitCode = signalExitCode(report.interrupted.signal as NodeJS.Signals);
   });
 }

@@ -101,7 +101,7 @@ export function report(write: Write, r: RunReport): void {
   const i = r.interrupted;
   if (i) {
     const stopped = r.failed
-      ? `; ${r.failed.name} (${r.failed.direction}) was stopped, see above`
+      ? `; ${r.failed.name} (${r.failed.direction}) ${r.failed.stopped ? "was stopped" : "failed on its own"}, see above`
       : "";
     const left = i.notStarted.length ? `; not started: ${i.notStarted.join(", ")}` : "";
     write(

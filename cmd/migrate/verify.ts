@@ -79,6 +79,7 @@ export async function verifyAfterUp(
     error: `applied, but could not verify the ${what}: ${(err as Error).message.replace(/^could not verify the schema: /, "")}`,
   });
   const schema = await schemaVerification(opts, signal).catch(failed("schema"));
+  if (signal.aborted) return { schema, data: notRun(signal).data };
   const conf = await config(args);
   if (!conf) return { schema, data: { notChecked: NO_KMS } };
   const { dataVerification } = await import("./verify_data.js");

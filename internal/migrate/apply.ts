@@ -1,7 +1,14 @@
 import type pg from "pg";
 import type { Script } from "./analyse.js";
 import type { Session } from "./blockers.js";
-import { chunk, countCompletions, failure, type Chunk, type StepFailure } from "./failure.js";
+import {
+  cancelledBy,
+  chunk,
+  countCompletions,
+  failure,
+  type Chunk,
+  type StepFailure,
+} from "./failure.js";
 import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
 import type { Step } from "./plan.js";
 import type { LockAttempt } from "./retry.js";
@@ -37,6 +44,11 @@ export interface BackfillResult {
   rowsPerSecond: number;
   /** Began by an earlier run that stopped: this one went on from its cursor. */
   resumed: boolean;
+}
+
+/** A statement of a file run statement by statement, not begun after the signal. */
+class NotBegunError extends Error {
+  override name = "NotBegunError";
 }
 
 /**
@@ -92,12 +104,13 @@ export async function applyStep(
         // after it. The index check and the record still run once every
         // statement did: stopping there would leave it applied, unrecorded.
         if (signal?.aborted && i < script.statements.length)
-          throw new Error(`stopped by ${String(signal.reason)} before this statement`);
+          throw new NotBegunError(`stopped by ${String(signal.reason)} before this statement`);
         await client.query(c.sql);
       }
     }
   } catch (err) {
     const failed = failure(s, script, sent, completions.count(), err, dropped);
+    if (err instanceof NotBegunError || cancelledBy(err, signal)) failed.stopped = true;
     // A failed transaction stays open (aborted) until told otherwise; so does
     // one the file opened.
     if (script.transactional || script.ownTransactions)

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { sqlstateOf } from "../pkg/dberr/dberr.js";
 import { parse } from "pg-connection-string";
 import { describe } from "../pkg/dburl/dburl.js";
 
@@ -163,8 +164,8 @@ export function backendPid(client: pg.Client): number {
 export function isConnectionLost(err: unknown): boolean {
   if (err instanceof DatabaseStalledError) return true;
   const { code, message } = err as { code?: unknown; message?: unknown };
-  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
-    return code.startsWith("08") || /^57P0[1-3]$/.test(code);
+  const state = sqlstateOf(err);
+  if (state) return state.startsWith("08") || /^57P0[1-3]$/.test(state);
   if (typeof code === "string" && SOCKET_CODES.has(code)) return true;
   return typeof message === "string" && LOST_MESSAGES.test(message);
 }

@@ -42,6 +42,8 @@ export type MigrationEvent =
       at: string;
       code?: string;
       lockAttempts: number;
+      /** Ended by the signal (our cancel; a statement or retry not begun after it), not on its own. */
+      stopped?: true;
     }
   /** A batched backfill (at its start, about each second, at its end): rows this run, rows it counted still to fill. */
   | {

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { sqlstateOf } from "../pkg/dberr/dberr.js";
 import { transactionKind, type Script } from "./analyse.js";
 import { isConnectionLost } from "./connect.js";
 import type { Session } from "./blockers.js";
@@ -8,6 +9,17 @@ import { lineAt, type Statement } from "./sql.js";
 
 // How a failed step is told: which line of its file failed, counted from the
 // statements PostgreSQL completed, and what of the file stays applied.
+
+/** A statement cancelled: by our cancel request, on a signal. */
+export const QUERY_CANCELED = "57014";
+
+/**
+ * Our cancel on the signal: 57014 after the signal fired. Not a lost
+ * connection (whose COMMIT's outcome is read back) nor an error of the
+ * statement's own.
+ */
+export const cancelledBy = (err: unknown, signal: AbortSignal | undefined): boolean =>
+  signal?.aborted === true && (err as { code?: string }).code === QUERY_CANCELED;
 
 /** The step that failed: where, PostgreSQL's words, and what it left. */
 export interface StepFailure {
@@ -49,6 +61,12 @@ export interface StepFailure {
    * every range committed stay, the cursor with them; the next run goes on.
    */
   stoppedInBackfill?: true;
+  /**
+   * Ended by the run's signal: our cancel (57014 after it), a statement or
+   * retry not begun after it, a backfill stopped. A stop, not a failure of
+   * its own: not recorded in migrate_failures, and the exit is 130/143.
+   */
+  stopped?: true;
 }
 
 /**
@@ -129,7 +147,7 @@ export function failure(
     direction: s.direction,
     at,
     message: e.message,
-    code: typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined,
+    code: sqlstateOf(err),
     transactional: script.transactional,
     statementsApplied: script.transactional ? 0 : (own?.committed ?? applied),
     dropped,

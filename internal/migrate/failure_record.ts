@@ -64,7 +64,7 @@ export async function recordFailure(
     await on.query(
       `INSERT INTO ${FAILURES_TABLE} (failed_at, migration, direction, at, sqlstate, db_user, operator)
        VALUES (now() AT TIME ZONE 'UTC', $1, $2, $3, $4, session_user, $5)`,
-      [f.name, f.direction, f.at, sqlstate(f.code), opts.operator ?? null],
+      [f.name, f.direction, f.at, f.code ?? null, opts.operator ?? null],
     );
   } catch (err) {
     opts.log.warn(
@@ -82,8 +82,6 @@ function doneAfterAll(f: StepFailure): boolean {
   if (!o || !("recorded" in o)) return false;
   return f.direction === "up" ? o.recorded : !o.recorded;
 }
-
-const sqlstate = (code: string | undefined) => (code && /^[0-9A-Z]{5}$/.test(code) ? code : null);
 
 /**
  * Marks the failures of `name` resolved: a step of it has just succeeded.

@@ -29,8 +29,11 @@ export async function acquireLock(
   let told = false;
   for (;;) {
     if (signal?.aborted) {
+      const when = told
+        ? "while waiting for the migration lock"
+        : "before taking the migration lock";
       throw new StoppedBeforeStartError(
-        `interrupted by ${String(signal.reason)} while waiting for the migration lock; nothing was changed`,
+        `interrupted by ${String(signal.reason)} ${when}; nothing was changed`,
       );
     }
     const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [

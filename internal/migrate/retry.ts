@@ -16,16 +16,6 @@ import { StoppedBeforeStartError } from "./lock.js";
 
 /** lock_not_available: lock_timeout (or NOWAIT) refused the lock. */
 export const LOCK_NOT_AVAILABLE = "55P03";
-/** A statement cancelled: by our cancel request, on a signal. */
-export const QUERY_CANCELED = "57014";
-
-/**
- * Our cancel on the signal: 57014 after the signal fired. Not a lost
- * connection (whose COMMIT's outcome is read back) nor an error of the
- * statement's own.
- */
-export const cancelledBy = (err: unknown, signal: AbortSignal | undefined): boolean =>
-  signal?.aborted === true && (err as { code?: string }).code === QUERY_CANCELED;
 
 const FIRST_DELAY_MS = 500;
 const FACTOR = 2;
@@ -134,6 +124,7 @@ export async function applyPatiently(
       attempts.push({ attempt, at, blockers: seen });
       f.lockAttempts = attempts;
       f.notRetried = why;
+      if (signal?.aborted && why === "interrupted") f.stopped = true;
       return result;
     }
     const retryInMs = backoffMs(attempt);
@@ -146,6 +137,7 @@ export async function applyPatiently(
     if (!(await sleep(retryInMs, signal))) {
       f.lockAttempts = attempts;
       f.notRetried = "interrupted";
+      f.stopped = true;
       return result;
     }
   }

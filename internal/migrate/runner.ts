@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { sqlstateOf } from "../pkg/dberr/dberr.js";
 import type { StepFailure, StepResult } from "./apply.js";
 import { BackupFailedError, takeBackup, type Backup } from "./backup.js";
 import { connect, disconnect } from "./connect.js";
@@ -15,7 +16,8 @@ import { StoppedBeforeStartError } from "./lock.js";
 import { cancelBackend, locked, replyTimeoutMs, settle } from "./session.js";
 import { lockWatch } from "./lock_watch.js";
 import { refuseOldTransactions } from "./old_transactions.js";
-import { applyPatiently, QUERY_CANCELED } from "./retry.js";
+import { QUERY_CANCELED } from "./failure.js";
+import { applyPatiently } from "./retry.js";
 import { applyBackfilled } from "./backfill/run.js";
 import { readMigrations } from "./source.js";
 import { loadSqlParser } from "./sql.js";
@@ -257,7 +259,22 @@ async function applySteps(
         // Only reads before a step's first statement throw (its statements
         // end in a result): cancelled by the signal there, it was not begun,
         // and the report of the steps before it stands.
-        if (!signal?.aborted) throw err;
+        if (!signal?.aborted) {
+          // Its start is closed: failed before its first statement.
+          if (announced) {
+            const { name, direction, file: at } = s;
+            const code = sqlstateOf(err);
+            emit(opts, {
+              event: "migration_failed",
+              name,
+              direction,
+              at,
+              ...(code ? { code } : {}),
+              lockAttempts: 0,
+            });
+          }
+          throw err;
+        }
         if (announced) {
           const { name, direction } = s;
           emit(opts, {
@@ -283,11 +300,16 @@ async function applySteps(
           ...(f.code ? { code: f.code } : {}),
           // The refusals are kept in lockAttempts; a last try that failed otherwise counts too.
           lockAttempts: (f.lockAttempts?.length ?? 0) + (f.code === "55P03" ? 0 : 1),
+          ...(f.stopped ? { stopped: true } : {}),
         });
-        report.failed = result.failed;
-        if (result.failed.connectionLost) result.failed.outcome = await settle(opts, client, s);
-        await recordFailure(opts, client, result.failed, { interrupted: signal?.aborted === true });
-        opts.log.error({ migration: s.name, direction: s.direction }, "migration failed");
+        report.failed = f;
+        if (f.connectionLost) f.outcome = await settle(opts, client, s);
+        // A failure of its own that came with the signal is still recorded.
+        await recordFailure(opts, client, f, { interrupted: f.stopped === true });
+        opts.log.error(
+          { migration: s.name, direction: s.direction },
+          f.stopped ? "migration stopped" : "migration failed",
+        );
         if (signal?.aborted) report.interrupted = interruption(signal, p.steps.slice(i + 1));
         return;
       }
@@ -314,8 +336,8 @@ async function applySteps(
 // A server error's message may quote a value from the file's SQL (`invalid
 // input syntax for type integer: "…"`): an event names its SQLSTATE only.
 function eventError(err: unknown): string {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return `SQLSTATE ${code}`;
+  const code = sqlstateOf(err);
+  if (code) return `SQLSTATE ${code}`;
   return (err as Error).message;
 }
 

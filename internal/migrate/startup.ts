@@ -59,8 +59,12 @@ export async function migrateOnStart(
     if (report.held)
       opts.log.warn({ migration: report.held.name, why: report.held.reason }, "migrate: held back");
     for (const warning of report.warnings) opts.log.warn({ warning }, "migrate: warning");
+    // A step that failed on its own as the signal came is a failure.
+    if (report.failed && !report.failed.stopped) {
+      const then = report.interrupted ? `; then interrupted by ${report.interrupted.signal}` : "";
+      throw new Error(`migrate: ${failed(report.failed)}${then}`);
+    }
     if (report.interrupted) throw new MigrationsStoppedError(stopped(report));
-    if (report.failed) throw new Error(`migrate: ${failed(report.failed)}`);
     return {
       applied: report.done.map((d) => ({
         name: d.name,
@@ -103,8 +107,7 @@ function failed(f: StepFailure): string {
   return `${f.name} (${f.direction}) failed at ${f.at}: ${f.message}${code} (${stepOutcome(f)})${blockersSummary(f)}`;
 }
 
-// The step in flight is said whole, as the CLI's report says it: our
-// cancel, or a failure of its own that came with the signal.
+// The step in flight, stopped, is said whole, as the CLI's report says it.
 function stopped(r: RunReport): string {
   const i = r.interrupted!;
   const inFlight = r.failed ? `; ${failed(r.failed)}` : "";

@@ -64,14 +64,19 @@ export async function query<T extends pg.QueryResultRow>(
   }
 }
 
-/** Waits (up to a minute) until another session runs a statement containing `text`. */
+/**
+ * Waits (up to a minute) until another session of the database runs a
+ * statement containing `text` (other test files run the same texts in
+ * databases of their own, at the same time).
+ */
 export async function running(url: string, text: string): Promise<void> {
   await expect
     .poll(
       () =>
         query(
           url,
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE strpos(query, $1) > 0 AND state = 'active' AND pid <> pg_backend_pid()",
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE strpos(query, $1) > 0
+             AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()`,
           [text],
         ),
       { timeout: 60_000, interval: 100 },

@@ -318,6 +318,56 @@ describe("SIGTERM while the migrator waits on a lock outside a step", () => {
   });
 });
 
+describe("without a signal", () => {
+  it("a read before its first statement that fails closes its start with migration_failed", async () => {
+    const db = await freshDb();
+    const dir = folder(
+      {
+        "1_items.up.sql":
+          "CREATE TABLE items (id int PRIMARY KEY, b text);\nINSERT INTO items SELECT g FROM generate_series(1, 10) g;\nCREATE TABLE gate (open boolean);\nINSERT INTO gate VALUES (false);\n",
+        "2_fill_a.up.sql": "-- migrate:backfill\nUPDATE items SET b = 'a' WHERE b IS NULL;\n",
+        // Waits, taking no lock, until the test opens the gate (each loop reads anew).
+        "3_gate.up.sql":
+          "DO $$ BEGIN WHILE NOT (SELECT open FROM gate) LOOP PERFORM pg_sleep(0.05); END LOOP; END $$;\n",
+        "4_fill_b.up.sql": "-- migrate:backfill\nUPDATE items SET b = 'b' WHERE b = 'a';\n",
+      },
+      { project: false },
+    );
+    expect((await migrate(db, ["up", "2", "--dir", dir])).code).toBe(0);
+    const events = join(folder({}, { project: false }), "events.jsonl");
+    const proc = spawnMigrate(
+      ["up", "--dir", dir, "--lock-timeout", "1s", "--no-retry", "--events", events],
+      { env: { DATABASE_URL: db.url } },
+    );
+    const locker = await holding(db.url, "SELECT 1");
+    try {
+      await running(db.url, "WHILE NOT (SELECT open FROM gate)");
+      // 4_fill_b's first read (its progress) then waits out lock_timeout.
+      await locker.query("BEGIN; LOCK TABLE migrate_backfills IN ACCESS EXCLUSIVE MODE");
+      await query(db.url, "UPDATE gate SET open = true");
+      expect(await proc.exited, proc.output()).toBe(1);
+    } finally {
+      proc.child.kill("SIGKILL");
+      await locker.end();
+    }
+    const said = readFileSync(events, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { event: string });
+    expect(said.slice(-3)).toEqual([
+      expect.objectContaining({ event: "migration_started", name: "4_fill_b" }),
+      expect.objectContaining({
+        event: "migration_failed",
+        name: "4_fill_b",
+        at: join(dir, "4_fill_b.up.sql"),
+        code: "55P03",
+        lockAttempts: 0,
+      }),
+      expect.objectContaining({ event: "run_finished", completed: 1, error: "SQLSTATE 55P03" }),
+    ]);
+  });
+});
+
 describe("SIGTERM whose cancel cannot reach the server", () => {
   /**
    * Runs `fn` with a role that owns the database and may hold two
@@ -392,6 +442,37 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
       expect(await query(db.url, "SELECT to_regclass('after_signal') AS t")).toEqual([{ t: null }]);
       expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([
         { n: 0 },
+      ]);
+    });
+  });
+
+  it("a statement that then fails on its own is a failure: recorded, exit 1", async () => {
+    const db = await freshDb();
+    await asLimitedRole(db, async (url, role) => {
+      const dir = folder(
+        { "1_fails.up.sql": "SELECT pg_advisory_xact_lock(4245);\nSELECT 1/0;\n" },
+        { project: false },
+      );
+      const gate = await holding(db.url, "SELECT pg_advisory_lock(4245)");
+      try {
+        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
+          env: { DATABASE_URL: url },
+        });
+        await waitingOn(db.url, "pg_advisory_xact_lock(4245)");
+        await signalUncancellable(proc, db.url, role);
+        await gate.query("SELECT pg_advisory_unlock(4245)");
+        expect(await proc.exited, proc.output()).toBe(1);
+        expect(proc.output()).toMatch(
+          /^FAILED {3}1_fails \(up\) at \S+1_fails\.up\.sql:2: division by zero \[SQLSTATE 22012\]$/m,
+        );
+        expect(proc.output()).toMatch(
+          /^INTERRUPTED by SIGTERM: 0 step\(s\) completed and stand; 1_fails \(up\) failed on its own, see above$/m,
+        );
+      } finally {
+        await gate.end();
+      }
+      expect(await query(db.url, "SELECT migration, sqlstate FROM migrate_failures")).toEqual([
+        { migration: "1_fails", sqlstate: "22012" },
       ]);
     });
   });

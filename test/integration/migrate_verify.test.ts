@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { migratorOptions } from "../../internal/migrate/options.js";
 import { migrateOnStart } from "../../internal/migrate/startup.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
-import { query, running } from "../helpers/catalog.js";
+import { query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures, projectNames } from "../helpers/migrations.js";
 import { spawnMigrate } from "../helpers/process.js";
@@ -185,19 +185,20 @@ describe("migrate verify (schema)", () => {
     // Waits only where it is replayed (the throwaway copy), not where it is applied.
     const dir = folder({
       "000091_waits.up.sql":
-        "DO $$ BEGIN IF current_database() LIKE 'migrate_rehearsal_%' THEN PERFORM pg_sleep(600); END IF; END $$;\n",
+        "DO $$ BEGIN IF current_database() LIKE 'migrate_rehearsal_%' THEN PERFORM pg_sleep(599); END IF; END $$;\n",
     });
     const proc = spawnMigrate(["up", "--verify", "--dir", dir], {
       env: { DATABASE_URL: target.url },
     });
     let copy = "";
     try {
-      await running(target.url, "pg_sleep(600)");
-      const [where] = await query<{ datname: string }>(
-        target.url,
-        "SELECT datname FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(600)') > 0 AND pid <> pg_backend_pid()",
-      );
-      copy = where!.datname;
+      // In the throwaway copy, a database of its own (this file alone sleeps 599 s).
+      const replaying = `SELECT datname FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(599)') > 0
+          AND state = 'active' AND datname LIKE 'migrate_rehearsal_%' AND pid <> pg_backend_pid()`;
+      await expect
+        .poll(() => query(target.url, replaying), { timeout: 60_000, interval: 100 })
+        .toHaveLength(1);
+      copy = (await query<{ datname: string }>(target.url, replaying))[0]!.datname;
       proc.child.kill("SIGTERM");
       expect(await proc.exited, proc.output()).toBe(143);
     } finally {
@@ -215,7 +216,8 @@ describe("migrate verify (schema)", () => {
     expect(
       await query(
         target.url,
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(600)') > 0 AND pid <> pg_backend_pid()",
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1",
+        [copy],
       ),
     ).toEqual([{ n: 0 }]);
   });

@@ -9,7 +9,7 @@ import {
 import { ErrorReasonSchema as UserReasonSchema } from "../../api/user/v1/error_reason_pb.js";
 import { KmsService } from "../../api/kms/v1/kms_pb.js";
 import { BizError } from "../../internal/biz/errors.js";
-import { isDatabaseUnavailable } from "../../internal/pkg/dberr/dberr.js";
+import { isDatabaseUnavailable, sqlstateOf } from "../../internal/pkg/dberr/dberr.js";
 import { codeName, toConnectError, type CommonReason } from "../../internal/server/errors.js";
 import { errorStatus } from "../../internal/server/grpc/status.js";
 import { ErrorInfoSchema } from "../../third_party/google/rpc/error_details_pb.js";
@@ -120,5 +120,21 @@ describe("database unavailability", () => {
     [new Error("anything else"), false],
   ])("%s -> %s", (err, expected) => {
     expect(isDatabaseUnavailable(err)).toBe(expected);
+  });
+});
+
+describe("sqlstateOf", () => {
+  it.each([
+    [Object.assign(new Error("x"), { code: "22012" }), "22012"],
+    [Object.assign(new Error("x"), { code: "57P01" }), "57P01"],
+    [Object.assign(new Error("x"), { code: "ECONNRESET" }), undefined],
+    [Object.assign(new Error("x"), { code: "2201" }), undefined],
+    [Object.assign(new Error("x"), { code: "22o12" }), undefined],
+    [Object.assign(new Error("x"), { code: 22012 }), undefined],
+    [new Error("no code"), undefined],
+    [undefined, undefined],
+    [null, undefined],
+  ])("%o -> %s", (err, expected) => {
+    expect(sqlstateOf(err)).toBe(expected);
   });
 });

@@ -1,4 +1,5 @@
 import { setTimeout as wait } from "node:timers/promises";
+import { sqlstateOf } from "../../pkg/dberr/dberr.js";
 import type pg from "pg";
 import type { Script } from "../analyse.js";
 import { quote } from "../analyse.js";
@@ -8,7 +9,8 @@ import { emit } from "../events.js";
 import type { LockWatch } from "../lock_watch.js";
 import type { MigratorOptions } from "../options.js";
 import type { Step } from "../plan.js";
-import { applyPatiently, backoffMs, LOCK_NOT_AVAILABLE, cancelledBy } from "../retry.js";
+import { cancelledBy } from "../failure.js";
+import { applyPatiently, backoffMs, LOCK_NOT_AVAILABLE } from "../retry.js";
 import { recordStatement } from "../state.js";
 import { literal, type Backfill } from "./declare.js";
 import {
@@ -281,13 +283,12 @@ async function primaryKey(client: pg.ClientBase, table: string): Promise<string 
 
 /** A backfill's failure: its statement's line; the statements before it committed. */
 function fault(s: Step, b: Backfill, message: string, err?: unknown): StepFailure {
-  const code = (err as { code?: string } | undefined)?.code;
   return {
     name: s.name,
     direction: s.direction,
     at: `${s.file}:${b.statement.line}`,
     message,
-    code: typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined,
+    code: sqlstateOf(err),
     transactional: false,
     statementsApplied: b.index,
     dropped: [],
@@ -302,7 +303,7 @@ function standing(cursor: string | null): string {
 
 function stopped(s: Step, b: Backfill, where: string, signal: AbortSignal): StepFailure {
   const message = `stopped by ${String(signal.reason)} ${where}: \`migrate ${s.direction}\` goes on from there`;
-  return { ...fault(s, b, message), stoppedInBackfill: true };
+  return { ...fault(s, b, message), stoppedInBackfill: true, stopped: true };
 }
 
 function edited(s: Step, begun: BackfillProgress): string {

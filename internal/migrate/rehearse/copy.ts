@@ -3,7 +3,7 @@ import pg from "pg";
 import { analyse } from "../analyse.js";
 import { connect, disconnect, isConnectionLost } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
-import { cancelledBy } from "../retry.js";
+import { cancelledBy } from "../failure.js";
 import { cancelBackend } from "../session.js";
 import type { MigrationFile } from "../source.js";
 import type { Applied } from "../state.js";

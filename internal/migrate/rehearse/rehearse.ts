@@ -8,7 +8,7 @@ import { readMigrations } from "../source.js";
 import { readApplied } from "../state.js";
 import { RehearsalUnavailableError, withCopy, type SchemaSource } from "./copy.js";
 import { traceStatement, type StatementTrace } from "./trace.js";
-import { cancelledBy } from "../retry.js";
+import { cancelledBy } from "../failure.js";
 
 export { RehearsalUnavailableError, type SchemaSource };
 
