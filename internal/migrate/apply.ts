@@ -9,7 +9,7 @@ import {
   type Chunk,
   type StepFailure,
 } from "./failure.js";
-import { clearInvalidIndexes, indexCheckStatement } from "./indexes.js";
+import { clearInvalidIndexes, indexCheckStatement, invalidLeft } from "./indexes.js";
 import type { Step } from "./plan.js";
 import type { LockAttempt } from "./retry.js";
 import { recordStatement } from "./state.js";
@@ -74,6 +74,7 @@ export async function applyStep(
   const started = performance.now();
   const completions = countCompletions(client);
   let dropped: string[] = [];
+  let invalidBefore: number[] | undefined;
   // What went to the server, one entry per query, in order.
   const sent: Chunk[] = [];
   try {
@@ -89,6 +90,7 @@ export async function applyStep(
     } else {
       const cleared = await clearInvalidIndexes(client, script.indexes);
       dropped = cleared.dropped;
+      invalidBefore = cleared.invalidBefore;
       const chunks = [
         ...script.statements.map((st) => chunk([st], script)),
         ...(script.indexes.length > 0
@@ -115,6 +117,10 @@ export async function applyStep(
     // one the file opened.
     if (script.transactional || script.ownTransactions)
       await client.query("ROLLBACK").catch(() => undefined);
+    if (invalidBefore && !failed.connectionLost) {
+      const left = await invalidLeft(client, script.indexes, invalidBefore);
+      if (left.length > 0) failed.leftInvalid = left;
+    }
     return { failed };
   } finally {
     completions.stop();

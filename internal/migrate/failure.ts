@@ -67,6 +67,8 @@ export interface StepFailure {
    * its own: not recorded in migrate_failures, and the exit is 130/143.
    */
   stopped?: true;
+  /** INVALID indexes its concurrent builds left (they take writes, enforce nothing; the next up drops and rebuilds them). */
+  leftInvalid?: string[];
 }
 
 /**

@@ -69,6 +69,34 @@ export async function clearInvalidIndexes(
 }
 
 /**
+ * After a file with concurrent index statements failed or was stopped: the
+ * INVALID indexes on their tables that were not INVALID before it (what an
+ * interrupted build left). Best effort: none when it cannot look.
+ */
+export async function invalidLeft(
+  client: pg.ClientBase,
+  targets: IndexTarget[],
+  invalidBefore: number[],
+): Promise<string[]> {
+  try {
+    const names: string[] = [];
+    for (const t of targets) {
+      const { rows } = await client.query<{ name: string }>(
+        `SELECT format('%I.%I', n.nspname, c.relname) AS name
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE} AND i.indexrelid <> ALL ($3::int8[])
+          ORDER BY 1`,
+        [t.table ?? null, t.index ?? null, invalidBefore],
+      );
+      for (const r of rows) if (!names.includes(r.name)) names.push(r.name);
+    }
+    return names;
+  } catch {
+    return [];
+  }
+}
+
+/**
  * A statement for the end of a migration with concurrent index statements:
  * it fails (so the migration is not recorded) when an index on the tables
  * they touch became INVALID, or an index they create does not exist.

@@ -5,7 +5,10 @@ import type { StepFailure } from "./failure.js";
  * for the CLI's report and the server's start-up error alike.
  */
 export function stepOutcome(f: StepFailure): string {
-  return f.connectionLost ? lostOutcome(f) : failedOutcome(f);
+  const left = f.leftInvalid?.length
+    ? `; its interrupted index build left ${f.leftInvalid.join(", ")} INVALID (it takes writes and enforces nothing; the next up drops and rebuilds it)`
+    : "";
+  return (f.connectionLost ? lostOutcome(f) : failedOutcome(f)) + left;
 }
 
 function failedOutcome(f: StepFailure): string {

@@ -352,6 +352,34 @@ describe("old transactions before a concurrent index build", () => {
     expect(stdout).toMatch(/^applied {2}000003_items_label/m);
   });
 
+  it("a build stopped by SIGTERM says which INVALID index it left, and the next up rebuilds it", async () => {
+    const { db, dir } = await withBase(buildIndex);
+    const h = await holder(db, "REPEATABLE READ");
+    const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "10m"], {
+      env: { DATABASE_URL: db.url },
+    });
+    try {
+      // Built, and waiting for the holder's snapshot: the index exists, INVALID.
+      await until(
+        db,
+        `SELECT count(*) > 0 AS ok FROM pg_stat_activity WHERE datname = current_database()
+          AND query LIKE 'CREATE INDEX CONCURRENTLY items_label%' AND wait_event_type = 'Lock'`,
+      );
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+    } finally {
+      proc.child.kill("SIGKILL");
+    }
+    expect(proc.output()).toContain(
+      "its interrupted index build left public.items_label INVALID (it takes writes and enforces nothing; the next up drops and rebuilds it)",
+    );
+    await h.client.query("COMMIT");
+    const again = await migrate(db, ["up", "--dir", dir]);
+    expect(again.code, again.output).toBe(0);
+    expect(again.stdout).toContain("dropped  INVALID index public.items_label");
+    expect(again.stdout).toMatch(/^applied {2}000003_items_label/m);
+  });
+
   it("--old-transactions=refuse exits 1 naming them, and applies nothing", async () => {
     const db = await freshDb();
     const dir = folder({ ...base, ...buildIndex }, { project: false });
