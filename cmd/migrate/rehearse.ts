@@ -51,7 +51,8 @@ export async function rehearseCommand(args: Args, count: number | undefined): Pr
         else write(r, stop.aborted);
         // `up` would refuse: a rehearsal in CI fails the same way.
         if (r.failed || r.refused.length > 0) process.exitCode = 1;
-        if (stop.aborted) process.exitCode = signalExitCode(stop.reason as string);
+        // A statement that failed on its own as the signal came is a failure.
+        if (stop.aborted && !r.failed) process.exitCode = signalExitCode(stop.reason as string);
       },
       // Logged (stderr): rehearsal databases of earlier runs it drops, one it could not.
       { logs: true },

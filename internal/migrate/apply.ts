@@ -1,14 +1,8 @@
 import type pg from "pg";
 import type { Script } from "./analyse.js";
 import type { Session } from "./blockers.js";
-import {
-  cancelledBy,
-  chunk,
-  countCompletions,
-  failure,
-  type Chunk,
-  type StepFailure,
-} from "./failure.js";
+import { cancelledBy } from "./cancel.js";
+import { chunk, countCompletions, failure, type Chunk, type StepFailure } from "./failure.js";
 import { clearInvalidIndexes, indexCheckStatement, invalidLeft } from "./indexes.js";
 import type { Step } from "./plan.js";
 import type { LockAttempt } from "./retry.js";
@@ -112,7 +106,7 @@ export async function applyStep(
     }
   } catch (err) {
     const failed = failure(s, script, sent, completions.count(), err, dropped);
-    if (err instanceof NotBegunError || cancelledBy(err, signal)) failed.stopped = true;
+    if (err instanceof NotBegunError || cancelledBy(err, signal, client)) failed.stopped = true;
     // A failed transaction stays open (aborted) until told otherwise; so does
     // one the file opened.
     if (script.transactional || script.ownTransactions)

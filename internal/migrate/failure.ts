@@ -10,17 +10,6 @@ import { lineAt, type Statement } from "./sql.js";
 // How a failed step is told: which line of its file failed, counted from the
 // statements PostgreSQL completed, and what of the file stays applied.
 
-/** A statement cancelled: by our cancel request, on a signal. */
-export const QUERY_CANCELED = "57014";
-
-/**
- * Our cancel on the signal: 57014 after the signal fired. Not a lost
- * connection (whose COMMIT's outcome is read back) nor an error of the
- * statement's own.
- */
-export const cancelledBy = (err: unknown, signal: AbortSignal | undefined): boolean =>
-  signal?.aborted === true && (err as { code?: string }).code === QUERY_CANCELED;
-
 /** The step that failed: where, PostgreSQL's words, and what it left. */
 export interface StepFailure {
   name: string;

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Outcome } from "./failure.js";
+import { cancelBackend } from "./cancel.js";
 import { abandon, backendPid, connect, disconnect } from "./connect.js";
 import { acquireLock, StoppedBeforeStartError, releaseLock } from "./lock.js";
 import type { Step } from "./plan.js";
@@ -9,28 +10,6 @@ import { readApplied } from "./state.js";
 // The migrator's connection: the lock it holds, how long it waits, what the
 // server does with a session its migrator stopped talking to, and what is
 // true after it is lost.
-
-/**
- * Cancels the statement `busy` runs, over a second connection as the
- * protocol's cancel request would: the first one is busy.
- */
-export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Promise<void> {
-  const pid = backendPid(busy);
-  try {
-    const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
-      replyTimeoutMs: opts.connectTimeoutMs,
-    });
-    await client.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined);
-    await disconnect(client, opts.connectTimeoutMs);
-  } catch (err) {
-    // The statement then runs to its own end (statement_timeout bounds it);
-    // nothing starts after it (the run checks the signal between statements).
-    opts.log.warn(
-      { err: (err as Error).message },
-      "could not cancel the statement in flight: it runs to its end, and nothing starts after it",
-    );
-  }
-}
 
 /**
  * How long the client waits for the reply to a query of `statements`

@@ -35,7 +35,8 @@ export interface StartupMigrations {
  * `signal` (SIGTERM during start-up) stops `up` as it stops `migrate up`:
  * the wait for the lock ends, the statement in flight is cancelled, no
  * further step begins; it then rejects with MigrationsStoppedError, whose
- * message says what stands.
+ * message says what stands (a step that failed on its own meanwhile is a
+ * failure: a plain Error, as without the signal).
  */
 export async function migrateOnStart(
   mode: string,
@@ -61,7 +62,7 @@ export async function migrateOnStart(
     for (const warning of report.warnings) opts.log.warn({ warning }, "migrate: warning");
     // A step that failed on its own as the signal came is a failure.
     if (report.failed && !report.failed.stopped) {
-      const then = report.interrupted ? `; then interrupted by ${report.interrupted.signal}` : "";
+      const then = report.interrupted ? ` (${report.interrupted.signal} came meanwhile)` : "";
       throw new Error(`migrate: ${failed(report.failed)}${then}`);
     }
     if (report.interrupted) throw new MigrationsStoppedError(stopped(report));

@@ -176,7 +176,10 @@ describe("SIGINT or SIGTERM during up", () => {
         },
         { project: false },
       );
-      const proc = spawnMigrate(["up", "--dir", dir], { env: { DATABASE_URL: db.url } });
+      const events = join(folder({}, { project: false }), "events.jsonl");
+      const proc = spawnMigrate(["up", "--dir", dir, "--events", events], {
+        env: { DATABASE_URL: db.url },
+      });
       let stdout = "";
       proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
       // Signalled only once the second migration is running.
@@ -192,6 +195,14 @@ describe("SIGINT or SIGTERM during up", () => {
           "m",
         ),
       );
+      const failed = readFileSync(events, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { event: string })
+        .filter((e) => e.event === "migration_failed");
+      expect(failed).toEqual([
+        expect.objectContaining({ name: "2_slow", code: "57014", stopped: true }),
+      ]);
       expect(await query(db.url, "SELECT name FROM pgmigrations")).toEqual([{ name: "1_first" }]);
       expect(await query(db.url, "SELECT to_regclass('slow_one') AS t")).toEqual([{ t: null }]);
       // Stopped, not failed: nothing for migrations_failed to count.
@@ -473,6 +484,39 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
       }
       expect(await query(db.url, "SELECT migration, sqlstate FROM migrate_failures")).toEqual([
         { migration: "1_fails", sqlstate: "22012" },
+      ]);
+    });
+  });
+
+  it("statement_timeout ending the statement after a cancel that missed is a failure, not our stop", async () => {
+    const db = await freshDb();
+    await asLimitedRole(db, async (url, role) => {
+      const dir = folder(
+        {
+          "1_times_out.up.sql":
+            "SELECT pg_advisory_xact_lock(4246);\nSET LOCAL statement_timeout = '1s';\nSELECT pg_sleep(600);\n",
+        },
+        { project: false },
+      );
+      const gate = await holding(db.url, "SELECT pg_advisory_lock(4246)");
+      try {
+        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
+          env: { DATABASE_URL: url },
+        });
+        await waitingOn(db.url, "pg_advisory_xact_lock(4246)");
+        await signalUncancellable(proc, db.url, role);
+        // The sleep starts only now, after the signal: its timeout is its own.
+        await gate.query("SELECT pg_advisory_unlock(4246)");
+        expect(await proc.exited, proc.output()).toBe(1);
+        expect(proc.output()).toMatch(
+          /^FAILED {3}1_times_out \(up\) at \S+1_times_out\.up\.sql:3: canceling statement due to statement timeout \[SQLSTATE 57014\]$/m,
+        );
+        expect(proc.output()).toMatch(/1_times_out \(up\) failed on its own, see above/);
+      } finally {
+        await gate.end();
+      }
+      expect(await query(db.url, "SELECT migration, sqlstate FROM migrate_failures")).toEqual([
+        { migration: "1_times_out", sqlstate: "57014" },
       ]);
     });
   });

@@ -9,7 +9,7 @@ import { emit } from "../events.js";
 import type { LockWatch } from "../lock_watch.js";
 import type { MigratorOptions } from "../options.js";
 import type { Step } from "../plan.js";
-import { cancelledBy } from "../failure.js";
+import { cancelledBy } from "../cancel.js";
 import { applyPatiently, backoffMs, LOCK_NOT_AVAILABLE } from "../retry.js";
 import { recordStatement } from "../state.js";
 import { literal, type Backfill } from "./declare.js";
@@ -81,7 +81,7 @@ export async function applyBackfilled(
     // Cancelled by the signal: a stop, said as one. Any other failure of a
     // query of ours (the key, a count, a range) is the step's, reported and
     // recorded like any other, its cursor where it was.
-    if (cancelledBy(err, signal))
+    if (cancelledBy(err, signal, client))
       return { failed: stopped(s, current, standing(at.cursor), signal!) };
     return { failed: fault(s, current, (err as Error).message, err) };
   }
@@ -217,7 +217,7 @@ async function batch(
       if (!isConnectionLost(err)) await client.query("ROLLBACK").catch(() => undefined);
       // Cancelled by the signal: the range rolled back, the cursor stays at
       // the last range committed.
-      if (cancelledBy(err, signal)) return stopped(s, b, standing(lower), signal!);
+      if (cancelledBy(err, signal, client)) return stopped(s, b, standing(lower), signal!);
       const code = (err as { code?: string }).code;
       // A range rolled back whole: refused by lock_timeout or chosen as a
       // deadlock's victim, it may be tried again.

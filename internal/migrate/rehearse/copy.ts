@@ -3,8 +3,7 @@ import pg from "pg";
 import { analyse } from "../analyse.js";
 import { connect, disconnect, isConnectionLost } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
-import { cancelledBy } from "../failure.js";
-import { cancelBackend } from "../session.js";
+import { cancelBackend, cancelledBy } from "../cancel.js";
 import type { MigrationFile } from "../source.js";
 import type { Applied } from "../state.js";
 import { dumpSchema } from "./dump.js";
@@ -158,7 +157,7 @@ async function loadSchema(
         for (const st of analyse(file.up, file.upPath, "file").statements) {
           if (signal?.aborted) throw stopped();
           await c.query(st.sql).catch((err: unknown) => {
-            if (cancelledBy(err, signal)) throw stopped();
+            if (cancelledBy(err, signal, c)) throw stopped();
             throw new RehearsalUnavailableError(
               `cannot copy the schema by replaying the applied files: ${file.upPath}:${st.line}: ${(err as Error).message}`,
             );

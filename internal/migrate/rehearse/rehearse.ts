@@ -3,12 +3,12 @@ import { connect, disconnect } from "../connect.js";
 import type { MigratorOptions } from "../options.js";
 import { consented, gateOf, type Gate } from "../lint/consent.js";
 import { prepare, type Prepared } from "../prepare.js";
-import { cancelBackend, replyTimeoutMs } from "../session.js";
+import { replyTimeoutMs } from "../session.js";
 import { readMigrations } from "../source.js";
 import { readApplied } from "../state.js";
 import { RehearsalUnavailableError, withCopy, type SchemaSource } from "./copy.js";
 import { traceStatement, type StatementTrace } from "./trace.js";
-import { cancelledBy } from "../failure.js";
+import { cancelBackend, cancelledBy } from "../cancel.js";
 
 export { RehearsalUnavailableError, type SchemaSource };
 
@@ -178,9 +178,9 @@ async function traced(
           if (signal?.aborted) break;
           const t = await traceStatement(client, observer, st, inTransaction);
           m.statements.push(t);
-          if (t.error !== undefined && signal?.aborted) {
+          if (t.error !== undefined && cancelledBy({ code: t.code }, signal, client)) {
             // Our cancel, not the file's fault: a stop, said as one.
-            t.error = `cancelled by ${String(signal.reason)}`;
+            t.error = `cancelled by ${String(signal!.reason)}`;
             break;
           }
           if (t.error !== undefined) {
@@ -188,14 +188,15 @@ async function traced(
             break;
           }
         }
-        if (signal?.aborted) m.stopped = true;
+        // A statement that failed on its own as the signal came stays a failure.
+        if (signal?.aborted && !m.failed) m.stopped = true;
         if (inTransaction && !onTarget)
           await client.query(m.failed || m.stopped ? "ROLLBACK" : "COMMIT");
       } catch (err) {
         // Our cancel landed on a lock snapshot or the COMMIT instead: still
         // a stop (the copy is dropped whatever it holds). Any other error
         // is the rehearsal's, as before.
-        if (!cancelledBy(err, signal)) throw err;
+        if (!cancelledBy(err, signal, client)) throw err;
         m.stopped = true;
         if (inTransaction && !onTarget) await client.query("ROLLBACK").catch(() => undefined);
       }

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { sqlstateOf } from "../../pkg/dberr/dberr.js";
 import { oneLine, STATEMENT_CHARS } from "../blockers.js";
 import { backendPid } from "../connect.js";
 import type { Statement } from "../sql.js";
@@ -29,6 +30,8 @@ export interface StatementTrace {
   rewrote: string[];
   /** Set when the statement failed. */
   error?: string;
+  /** Its SQLSTATE, when PostgreSQL answered. */
+  code?: string;
 }
 
 interface Relation {
@@ -98,17 +101,19 @@ export async function traceStatement(
   const sampling = inTransaction ? Promise.resolve() : sample(observer, pid, seen, () => running);
   const started = performance.now();
   let error: string | undefined;
+  let code: string | undefined;
   try {
     await client.query(st.sql);
   } catch (err) {
     error = (err as Error).message;
+    code = sqlstateOf(err);
   } finally {
     running = false;
     await sampling;
   }
   const ms = Math.round(performance.now() - started);
   const trace: StatementTrace = { line: st.line, sql: excerpt(st.sql), locks: [], ms, rewrote: [] };
-  if (error !== undefined) return { ...trace, error };
+  if (error !== undefined) return { ...trace, error, ...(code ? { code } : {}) };
   const { relations: after, locks } = await snapshot(client, inTransaction);
   for (const l of locks) if (!held.has(l)) seen.add(l);
   trace.locks = [...seen].flatMap((l) => {
