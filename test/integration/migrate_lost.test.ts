@@ -422,6 +422,33 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
     await proc.waitFor(/could not cancel the statement in flight/);
   }
 
+  /**
+   * Runs `up` as `role` on a file whose first statement waits on advisory
+   * lock `key`, held here; signals it there (the cancel refused), then lets
+   * the file go on. Resolves with the process, its exit awaited.
+   */
+  async function signalledAtGate(
+    db: { url: string },
+    url: string,
+    role: string,
+    dir: string,
+    key: number,
+  ) {
+    const gate = await holding(db.url, `SELECT pg_advisory_lock(${key})`);
+    try {
+      const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
+        env: { DATABASE_URL: url },
+      });
+      await waitingOn(db.url, `_lock(${key})`);
+      await signalUncancellable(proc, db.url, role);
+      await gate.query(`SELECT pg_advisory_unlock(${key})`);
+      await proc.exited;
+      return proc;
+    } finally {
+      await gate.end();
+    }
+  }
+
   it("a file run statement by statement starts no statement after the signal", async () => {
     const db = await freshDb();
     await asLimitedRole(db, async (url, role) => {
@@ -432,24 +459,14 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
         },
         { project: false },
       );
-      const gate = await holding(db.url, "SELECT pg_advisory_lock(4243)");
-      try {
-        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
-          env: { DATABASE_URL: url },
-        });
-        await waitingOn(db.url, "pg_advisory_lock(4243)");
-        await signalUncancellable(proc, db.url, role);
-        await gate.query("SELECT pg_advisory_unlock(4243)");
-        expect(await proc.exited, proc.output()).toBe(143);
-        expect(proc.output()).toMatch(
-          /^FAILED {3}1_two \(up\) at \S+1_two\.up\.sql:3: stopped by SIGTERM before this statement$/m,
-        );
-        expect(proc.output()).toMatch(
-          /its first 1 statement\(s\) stay applied and it is not recorded/,
-        );
-      } finally {
-        await gate.end();
-      }
+      const proc = await signalledAtGate(db, url, role, dir, 4243);
+      expect(await proc.exited, proc.output()).toBe(143);
+      expect(proc.output()).toMatch(
+        /^FAILED {3}1_two \(up\) at \S+1_two\.up\.sql:3: stopped by SIGTERM before this statement$/m,
+      );
+      expect(proc.output()).toMatch(
+        /its first 1 statement\(s\) stay applied and it is not recorded/,
+      );
       expect(await query(db.url, "SELECT to_regclass('after_signal') AS t")).toEqual([{ t: null }]);
       expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([
         { n: 0 },
@@ -464,24 +481,14 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
         { "1_fails.up.sql": "SELECT pg_advisory_xact_lock(4245);\nSELECT 1/0;\n" },
         { project: false },
       );
-      const gate = await holding(db.url, "SELECT pg_advisory_lock(4245)");
-      try {
-        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
-          env: { DATABASE_URL: url },
-        });
-        await waitingOn(db.url, "pg_advisory_xact_lock(4245)");
-        await signalUncancellable(proc, db.url, role);
-        await gate.query("SELECT pg_advisory_unlock(4245)");
-        expect(await proc.exited, proc.output()).toBe(1);
-        expect(proc.output()).toMatch(
-          /^FAILED {3}1_fails \(up\) at \S+1_fails\.up\.sql:2: division by zero \[SQLSTATE 22012\]$/m,
-        );
-        expect(proc.output()).toMatch(
-          /^INTERRUPTED by SIGTERM: 0 step\(s\) completed and stand; 1_fails \(up\) failed on its own, see above$/m,
-        );
-      } finally {
-        await gate.end();
-      }
+      const proc = await signalledAtGate(db, url, role, dir, 4245);
+      expect(await proc.exited, proc.output()).toBe(1);
+      expect(proc.output()).toMatch(
+        /^FAILED {3}1_fails \(up\) at \S+1_fails\.up\.sql:2: division by zero \[SQLSTATE 22012\]$/m,
+      );
+      expect(proc.output()).toMatch(
+        /^INTERRUPTED by SIGTERM: 0 step\(s\) completed and stand; 1_fails \(up\) failed on its own, see above$/m,
+      );
       expect(await query(db.url, "SELECT migration, sqlstate FROM migrate_failures")).toEqual([
         { migration: "1_fails", sqlstate: "22012" },
       ]);
@@ -498,23 +505,13 @@ describe("SIGTERM whose cancel cannot reach the server", () => {
         },
         { project: false },
       );
-      const gate = await holding(db.url, "SELECT pg_advisory_lock(4246)");
-      try {
-        const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "600s"], {
-          env: { DATABASE_URL: url },
-        });
-        await waitingOn(db.url, "pg_advisory_xact_lock(4246)");
-        await signalUncancellable(proc, db.url, role);
-        // The sleep starts only now, after the signal: its timeout is its own.
-        await gate.query("SELECT pg_advisory_unlock(4246)");
-        expect(await proc.exited, proc.output()).toBe(1);
-        expect(proc.output()).toMatch(
-          /^FAILED {3}1_times_out \(up\) at \S+1_times_out\.up\.sql:3: canceling statement due to statement timeout \[SQLSTATE 57014\]$/m,
-        );
-        expect(proc.output()).toMatch(/1_times_out \(up\) failed on its own, see above/);
-      } finally {
-        await gate.end();
-      }
+      // The statement after the gate starts only after the signal.
+      const proc = await signalledAtGate(db, url, role, dir, 4246);
+      expect(await proc.exited, proc.output()).toBe(1);
+      expect(proc.output()).toMatch(
+        /^FAILED {3}1_times_out \(up\) at \S+1_times_out\.up\.sql:3: canceling statement due to statement timeout \[SQLSTATE 57014\]$/m,
+      );
+      expect(proc.output()).toMatch(/1_times_out \(up\) failed on its own, see above/);
       expect(await query(db.url, "SELECT migration, sqlstate FROM migrate_failures")).toEqual([
         { migration: "1_times_out", sqlstate: "57014" },
       ]);
