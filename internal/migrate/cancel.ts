@@ -19,23 +19,32 @@ const missed = new WeakSet<pg.Client>();
  */
 export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Promise<void> {
   const pid = backendPid(busy);
-  try {
-    const client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
-      replyTimeoutMs: opts.connectTimeoutMs,
-    });
-    const { rows } = await client
-      .query<{ sent: boolean }>("SELECT pg_cancel_backend($1) AS sent", [pid])
-      .catch(() => ({ rows: [] as { sent: boolean }[] }));
-    await disconnect(client, opts.connectTimeoutMs);
-    if (rows[0]?.sent !== true) throw new Error(`the server did not signal backend ${pid}`);
-  } catch (err) {
+  // The statement then runs to its own end (statement_timeout bounds it);
+  // nothing starts after it (the run checks the signal between statements).
+  const missing = (why: string) => {
     missed.add(busy);
-    // The statement then runs to its own end (statement_timeout bounds it);
-    // nothing starts after it (the run checks the signal between statements).
     opts.log.warn(
-      { err: (err as Error).message },
+      { err: why },
       "could not cancel the statement in flight: it runs to its end, and nothing starts after it",
     );
+  };
+  let client: pg.Client;
+  try {
+    client = await connect(opts.databaseUrl, opts.connectTimeoutMs, {
+      replyTimeoutMs: opts.connectTimeoutMs,
+    });
+  } catch (err) {
+    return missing((err as Error).message);
+  }
+  try {
+    const { rows } = await client.query<{ sent: boolean }>("SELECT pg_cancel_backend($1) AS sent", [
+      pid,
+    ]);
+    if (rows[0]?.sent === false) missing(`the server did not signal backend ${pid}`);
+  } catch {
+    // No reply: the server may have signalled it; a 57014 then is taken as ours.
+  } finally {
+    await disconnect(client, opts.connectTimeoutMs);
   }
 }
 

@@ -70,8 +70,10 @@ export async function clearInvalidIndexes(
 
 /**
  * After a file with concurrent index statements failed or was stopped: the
- * INVALID indexes on their tables that were not INVALID before it (what an
- * interrupted build left). Best effort: none when it cannot look.
+ * INVALID leftovers of its builds that the next run drops and rebuilds (of
+ * the name a statement creates, or REINDEX's copies; none another session
+ * still builds), as clearInvalidIndexes finds them. Best effort: none when
+ * it cannot look.
  */
 export async function invalidLeft(
   client: pg.ClientBase,
@@ -84,9 +86,10 @@ export async function invalidLeft(
       const { rows } = await client.query<{ name: string }>(
         `SELECT format('%I.%I', n.nspname, c.relname) AS name
            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE} AND i.indexrelid <> ALL ($3::int8[])
+          WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE} AND i.indexrelid <> ALL ($4::int8[])
+            AND (c.relname = $3 OR c.relname ~ '_cc(new|old)[0-9]*$') AND NOT EXISTS (${BUILDING})
           ORDER BY 1`,
-        [t.table ?? null, t.index ?? null, invalidBefore],
+        [t.table ?? null, t.index ?? null, t.creates ?? null, invalidBefore],
       );
       for (const r of rows) if (!names.includes(r.name)) names.push(r.name);
     }

@@ -62,7 +62,7 @@ export async function migrateOnStart(
     for (const warning of report.warnings) opts.log.warn({ warning }, "migrate: warning");
     // A step that failed on its own as the signal came is a failure.
     if (report.failed && !report.failed.stopped) {
-      const then = report.interrupted ? ` (${report.interrupted.signal} came meanwhile)` : "";
+      const then = report.interrupted ? `; ${report.interrupted.signal} came meanwhile` : "";
       throw new Error(`migrate: ${failed(report.failed)}${then}`);
     }
     if (report.interrupted) throw new MigrationsStoppedError(stopped(report));

@@ -187,6 +187,41 @@ describe("rehearsal on a populated database", () => {
     expect(await fingerprint(db)).toEqual(before);
   });
 
+  it("SIGINT while the copy is filled by replaying the applied files: stops at once, drops it, exits 130", async () => {
+    const target = await freshDb();
+    // Applied on the target; replayed into the copy, it waits there (only there).
+    const sleeper = {
+      "000090_sleeper.up.sql":
+        "DO $$ BEGIN IF current_database() LIKE 'migrate_rehearsal_%' THEN PERFORM pg_sleep(598); END IF; END $$;\n",
+    };
+    expect((await migrate(target, ["up", "--dir", folder(sleeper)])).code).toBe(0);
+    const proc = spawnMigrate(
+      ["up", "--rehearse", "--schema-from", "replay", "--dir", folder({ ...sleeper, ...pending })],
+      { env: { DATABASE_URL: target.url } },
+    );
+    try {
+      await expect
+        .poll(
+          () =>
+            query(
+              target.url,
+              `SELECT 1 FROM pg_stat_activity WHERE datname LIKE 'migrate_rehearsal_%'
+                AND state = 'active' AND strpos(query, 'pg_sleep(598)') > 0`,
+            ),
+          { timeout: 60_000, interval: 100 },
+        )
+        .toHaveLength(1);
+      proc.child.kill("SIGINT");
+      expect(await proc.exited, proc.output()).toBe(130);
+    } finally {
+      proc.child.kill("SIGKILL");
+    }
+    expect(proc.output()).toContain(
+      "interrupted before anything was rehearsed; the target was not changed",
+    );
+    expect(await leftovers(target)).toEqual([]);
+  });
+
   it("bad --rehearse values exit 2", async () => {
     const run = await migrate(db, ["up", "--rehearse=elsewhere", "--dir", dir]);
     expect(run.code, run.output).toBe(2);

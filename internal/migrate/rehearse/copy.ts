@@ -17,6 +17,11 @@ export class RehearsalUnavailableError extends Error {
   override name = "RehearsalUnavailableError";
 }
 
+/** The signal stopped the replay that fills the copy: nothing ran on it (it is dropped). */
+export class CopyStoppedError extends RehearsalUnavailableError {
+  override name = "CopyStoppedError";
+}
+
 /** dump: pg_dump --schema-only of the target; replay: the applied migration files, in order. */
 export type SchemaSource = "dump" | "replay";
 
@@ -146,7 +151,7 @@ async function loadSchema(
   }
   await inCopy(opts, url, async (c) => {
     const stopped = () =>
-      new RehearsalUnavailableError(
+      new CopyStoppedError(
         `interrupted by ${String(signal!.reason)} while replaying the applied files`,
       );
     const cancel = () => void cancelBackend(opts, c);

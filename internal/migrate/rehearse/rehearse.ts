@@ -6,7 +6,12 @@ import { prepare, type Prepared } from "../prepare.js";
 import { replyTimeoutMs } from "../session.js";
 import { readMigrations } from "../source.js";
 import { readApplied } from "../state.js";
-import { RehearsalUnavailableError, withCopy, type SchemaSource } from "./copy.js";
+import {
+  CopyStoppedError,
+  RehearsalUnavailableError,
+  withCopy,
+  type SchemaSource,
+} from "./copy.js";
 import { traceStatement, type StatementTrace } from "./trace.js";
 import { cancelBackend, cancelledBy } from "../cancel.js";
 
@@ -108,15 +113,29 @@ export async function rehearse(
       ...(await readApplied(target)),
       ...p.adopt.map((f) => ({ name: f.name, runOn: new Date(), checksum: f.checksum })),
     ];
-    return await withCopy(opts, target, applied, source.migrations, schemaFrom, async (copy) => {
-      result.database = copy.name;
-      result.schemaFrom = copy.schemaFrom;
-      const client = await connect(copy.url, opts.connectTimeoutMs);
-      try {
-        await traced({ ...opts, databaseUrl: copy.url }, client, p, result, false, signal);
-      } finally {
-        await disconnect(client, opts.connectTimeoutMs);
-      }
+    const rehearsed = withCopy(
+      opts,
+      target,
+      applied,
+      source.migrations,
+      schemaFrom,
+      async (copy) => {
+        result.database = copy.name;
+        result.schemaFrom = copy.schemaFrom;
+        const client = await connect(copy.url, opts.connectTimeoutMs);
+        try {
+          await traced({ ...opts, databaseUrl: copy.url }, client, p, result, false, signal);
+        } finally {
+          await disconnect(client, opts.connectTimeoutMs);
+        }
+        return result;
+      },
+      signal,
+    );
+    return await rehearsed.catch((err: unknown) => {
+      // Stopped while the copy was filled: nothing was rehearsed.
+      if (!(err instanceof CopyStoppedError)) throw err;
+      result.interrupted = String(signal!.reason);
       return result;
     });
   } finally {
