@@ -170,6 +170,33 @@ describe("a transaction that read pgmigrations and stays open", () => {
   });
 });
 
+describe("a signal while refused tries wait to be tried again", () => {
+  it("stops: exit 143, not tried again, no failure recorded", async () => {
+    const { db, dir } = await withBase(addColumn);
+    const h = await holder(db);
+    const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "300ms"], {
+      env: { DATABASE_URL: db.url },
+    });
+    let stdout = "";
+    proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    try {
+      await proc.waitFor(/trying again/);
+      // In the pause before the next try, or in that try's wait: a stop either way.
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+    } finally {
+      proc.child.kill("SIGKILL");
+    }
+    await h.client.query("COMMIT");
+    expect(stdout).toMatch(/^FAILED {3}000002_items_note /m);
+    expect(stdout).toMatch(/000002_items_note \(up\) was stopped, see above/);
+    expect(await query(db.url, "SELECT to_regclass('migrate_failures') AS t")).toEqual([
+      { t: null },
+    ]);
+    expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([{ n: 1 }]);
+  });
+});
+
 describe("bad values", () => {
   it.each([
     [["up", "--lock-attempts", "0"], "--lock-attempts 0"],
