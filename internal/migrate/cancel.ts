@@ -41,8 +41,10 @@ export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Pro
       pid,
     ]);
     if (rows[0]?.sent === false) missing(`the server did not signal backend ${pid}`);
-  } catch {
-    // No reply: the server may have signalled it; a 57014 then is taken as ours.
+  } catch (err) {
+    // The server's refusal (no privilege, say) is a miss; no reply at all
+    // is not known to be one: a 57014 then is taken as ours.
+    if (sqlstateOf(err)) missing((err as Error).message);
   } finally {
     await disconnect(client, opts.connectTimeoutMs);
   }

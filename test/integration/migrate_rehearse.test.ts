@@ -220,7 +220,7 @@ describe("rehearsal on a populated database", () => {
       "interrupted before anything was rehearsed; the target was not changed",
     );
     expect(await leftovers(target)).toEqual([]);
-  });
+  }, 120_000);
 
   it("bad --rehearse values exit 2", async () => {
     const run = await migrate(db, ["up", "--rehearse=elsewhere", "--dir", dir]);

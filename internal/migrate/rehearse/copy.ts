@@ -17,10 +17,11 @@ export class RehearsalUnavailableError extends Error {
   override name = "RehearsalUnavailableError";
 }
 
-/** The signal stopped the replay that fills the copy: nothing ran on it (it is dropped). */
-export class CopyStoppedError extends RehearsalUnavailableError {
-  override name = "CopyStoppedError";
-}
+/**
+ * The signal stopped the replay that fills the copy: nothing ran on it (it
+ * is dropped). Named as its parent, which the CLI maps to exit 2 by name.
+ */
+export class CopyStoppedError extends RehearsalUnavailableError {}
 
 /** dump: pg_dump --schema-only of the target; replay: the applied migration files, in order. */
 export type SchemaSource = "dump" | "replay";
