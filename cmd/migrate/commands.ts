@@ -118,7 +118,8 @@ export const handlers = {
     if (args.data) return (await import("./verify_data.js")).verifyDataCommand(args);
     if (args.from !== undefined || args["batch-size"] !== undefined)
       throw new UsageError("--from and --batch-size go with --data");
-    return (await import("./verify.js")).verifyCommand(args);
+    const { verifyCommand } = await import("./verify.js");
+    return interruptible((stop) => verifyCommand(args, stop));
   }),
 
   // Exit 0 whatever it finds: it reports, it does not judge; 2 when it could not look.
@@ -234,17 +235,32 @@ function lintThresholds(args: Args, fallback: Thresholds): Thresholds {
 }
 
 /** `up`, `down`, `redo`: the plan with --dry-run, else the run, both printed. */
-async function change(args: Args, command: Command): Promise<void> {
+function change(args: Args, command: Command): Promise<void> {
   // SIGINT/SIGTERM stop the run between steps, cancelling the statement in
   // flight, and the report still says what was applied.
+  return interruptible(
+    (stop) => changeUntil(args, command, stop),
+    (err) => (args["dry-run"] ? couldNotCheck(err) : err),
+  );
+}
+
+/**
+ * Runs `fn` under SIGINT/SIGTERM (untilSignalled); an error it ends with
+ * after a signal exits 130/143 (InterruptedError), any other goes through
+ * `otherwise`.
+ */
+async function interruptible(
+  fn: (stop: AbortSignal) => Promise<void>,
+  otherwise: (err: unknown) => unknown = (err) => err,
+): Promise<void> {
   let stopped: AbortSignal | undefined;
   try {
     await untilSignalled((stop) => {
       stopped = stop;
-      return changeUntil(args, command, stop);
+      return fn(stop);
     });
   } catch (err) {
-    if (!stopped?.aborted) throw args["dry-run"] ? couldNotCheck(err) : err;
+    if (!stopped?.aborted) throw otherwise(err);
     throw new InterruptedError(
       (err as Error).message,
       signalExitCode(stopped.reason as NodeJS.Signals),

@@ -9,11 +9,12 @@ import * as print from "./print.js";
 // `up --verify` checks the data too (verify_data.ts) when given the server's
 // config.
 
-export async function verifyCommand(args: Args): Promise<void> {
+/** `signal` (SIGINT, SIGTERM) stops the replay: the throwaway copy is dropped, and it throws. */
+export async function verifyCommand(args: Args, signal?: AbortSignal): Promise<void> {
   await withDatabase(
     args,
     async (opts) => {
-      const v = await schemaVerification(opts);
+      const v = await schemaVerification(opts, signal);
       if (args.json) print.json(v);
       else writeVerification((text) => process.stdout.write(text), v);
       if (!v.consistent) process.exitCode = 1;

@@ -29,6 +29,24 @@ async function exists(db: TestDatabase, name: string): Promise<boolean> {
   return rows.length > 0;
 }
 
+/**
+ * A file that sleeps `seconds` where it is replayed (a throwaway copy), not
+ * where it is applied; each test sleeps its own number of seconds, so a
+ * poll finds only its own sleeper.
+ */
+const sleeperInCopy = (seconds: number) =>
+  `DO $$ BEGIN IF current_database() LIKE 'migrate_rehearsal_%' THEN PERFORM pg_sleep(${seconds}); END IF; END $$;\n`;
+
+/** Once the copy replays the sleeper: the copy's name. */
+async function replayingInCopy(target: TestDatabase, seconds: number): Promise<string> {
+  const replaying = `SELECT datname FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(${seconds})') > 0
+      AND state = 'active' AND datname LIKE 'migrate_rehearsal_%' AND pid <> pg_backend_pid()`;
+  await expect
+    .poll(() => query(target.url, replaying), { timeout: 60_000, interval: 100 })
+    .toHaveLength(1);
+  return (await query<{ datname: string }>(target.url, replaying))[0]!.datname;
+}
+
 /** The server's start-up with `data.database.migrate: verify`. */
 async function startVerifying(db: TestDatabase): Promise<void> {
   const pool = new pg.Pool({ connectionString: db.url, max: 1 });
@@ -182,23 +200,15 @@ describe("migrate verify (schema)", () => {
   it("up --verify stopped by SIGTERM during the replay: the up's report stands, the copy is dropped, exit 143", async () => {
     const target = await freshDb();
     expect((await migrate(target, ["up"])).code).toBe(0);
-    // Waits only where it is replayed (the throwaway copy), not where it is applied.
     const dir = folder({
-      "000091_waits.up.sql":
-        "DO $$ BEGIN IF current_database() LIKE 'migrate_rehearsal_%' THEN PERFORM pg_sleep(599); END IF; END $$;\n",
+      "000091_waits.up.sql": sleeperInCopy(599),
     });
     const proc = spawnMigrate(["up", "--verify", "--dir", dir], {
       env: { DATABASE_URL: target.url },
     });
     let copy = "";
     try {
-      // In the throwaway copy, a database of its own (this file alone sleeps 599 s).
-      const replaying = `SELECT datname FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(599)') > 0
-          AND state = 'active' AND datname LIKE 'migrate_rehearsal_%' AND pid <> pg_backend_pid()`;
-      await expect
-        .poll(() => query(target.url, replaying), { timeout: 60_000, interval: 100 })
-        .toHaveLength(1);
-      copy = (await query<{ datname: string }>(target.url, replaying))[0]!.datname;
+      copy = await replayingInCopy(target, 599);
       proc.child.kill("SIGTERM");
       expect(await proc.exited, proc.output()).toBe(143);
     } finally {
@@ -221,6 +231,27 @@ describe("migrate verify (schema)", () => {
       ),
     ).toEqual([{ n: 0 }]);
   });
+
+  it("verify stopped by SIGTERM during the replay: the copy is dropped, exit 143", async () => {
+    const target = await freshDb();
+    const dir = folder({
+      "000091_waits.up.sql": sleeperInCopy(597),
+    });
+    expect((await migrate(target, ["up", "--dir", dir])).code).toBe(0);
+    const proc = spawnMigrate(["verify", "--dir", dir], { env: { DATABASE_URL: target.url } });
+    let copy = "";
+    try {
+      copy = await replayingInCopy(target, 597);
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited, proc.output()).toBe(143);
+    } finally {
+      proc.child.kill("SIGKILL");
+    }
+    await expect
+      .poll(() => proc.output())
+      .toContain("interrupted by SIGTERM while replaying the applied files");
+    expect(await exists(target, copy)).toBe(false);
+  }, 120_000);
 
   describe("every kind of object it compares", () => {
     // One file making each kind: replayed, it must read back identical (no
