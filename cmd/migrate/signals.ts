@@ -1,6 +1,6 @@
 // SIGINT/SIGTERM for the commands that work for a while (up, down, redo, a
-// rehearsal, verify --data): the first stops the work where it can stop
-// cleanly, a second exits at once.
+// rehearsal, verify, verify --data): the first stops the work where it can
+// stop cleanly, a second exits at once.
 
 /** 128 + the signal's number, as a shell reports a process it stopped. */
 export function signalExitCode(signal: NodeJS.Signals | string): number {

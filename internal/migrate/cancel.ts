@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { sqlstateOf } from "../pkg/dberr/dberr.js";
-import { backendPid, connect, disconnect } from "./connect.js";
+import { backendPid, connect, disconnect, isConnectionLost } from "./connect.js";
 import type { MigratorOptions } from "./options.js";
 
 // Our cancel of the statement in flight on a signal, and how to tell it
@@ -42,9 +42,9 @@ export async function cancelBackend(opts: MigratorOptions, busy: pg.Client): Pro
     ]);
     if (rows[0]?.sent === false) missing(`the server did not signal backend ${pid}`);
   } catch (err) {
-    // The server's refusal (no privilege, say) is a miss; no reply at all
-    // is not known to be one: a 57014 then is taken as ours.
-    if (sqlstateOf(err)) missing((err as Error).message);
+    // The server's refusal (no privilege, say) is a miss; no reply, or the
+    // session ended, is not known to be one: a 57014 then is taken as ours.
+    if (sqlstateOf(err) && !isConnectionLost(err)) missing((err as Error).message);
   } finally {
     await disconnect(client, opts.connectTimeoutMs);
   }

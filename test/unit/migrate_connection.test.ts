@@ -7,6 +7,8 @@ describe("a failure during a migration", () => {
   it.each([
     ["a stall", new DatabaseStalledError("stopped answering")],
     ["the socket reset", withCode("ECONNRESET")],
+    // Five capitals, as a SQLSTATE has: it was once taken for one.
+    ["a write to a closed socket", withCode("EPIPE")],
     ["node-postgres seeing the connection end", new Error("Connection terminated unexpectedly")],
     ["the server ending the session", withCode("57P01")],
     ["a connection failure class", withCode("08006")],

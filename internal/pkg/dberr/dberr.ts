@@ -44,8 +44,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return false;
 }
 
-/** PostgreSQL's SQLSTATE of `err`, when it has one (not a Node socket code such as ECONNRESET). */
+/**
+ * PostgreSQL's SQLSTATE of `err`, when it has one: not a Node system code,
+ * even one of five capitals (EPIPE, EPERM); no SQLSTATE class begins with E.
+ */
 export function sqlstateOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null | undefined)?.code;
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  return typeof code === "string" && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(code) ? code : undefined;
 }
