@@ -35,6 +35,27 @@ export async function invalidIndexes(
 }
 
 /**
+ * The INVALID indexes on a target's table, each with whether it is a
+ * leftover of the target's own build (an index of the name it creates,
+ * REINDEX's `_ccnew`/`_ccold` copies) that no other session still builds.
+ */
+async function invalidOn(
+  client: pg.ClientBase,
+  t: IndexTarget,
+): Promise<{ oid: number; name: string; leftover: boolean }[]> {
+  const { rows } = await client.query<{ oid: string; name: string; leftover: boolean }>(
+    `SELECT i.indexrelid::int8 AS oid, format('%I.%I', n.nspname, c.relname) AS name,
+            (c.relname = $3 OR c.relname ~ '_cc(new|old)[0-9]*$')
+              AND NOT EXISTS (${BUILDING}) AS leftover
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE}
+      ORDER BY 2`,
+    [t.table ?? null, t.index ?? null, t.creates ?? null],
+  );
+  return rows.map((r) => ({ ...r, oid: Number(r.oid) }));
+}
+
+/**
  * Before a migration with concurrent index statements runs: drops what an
  * earlier, interrupted attempt of them left INVALID (an index of the name
  * they create, REINDEX's `_ccnew`/`_ccold` copies), and returns the OIDs of
@@ -48,17 +69,9 @@ export async function clearInvalidIndexes(
   const dropped: string[] = [];
   const invalidBefore: number[] = [];
   for (const t of targets) {
-    const { rows } = await client.query<{ oid: string; name: string; leftover: boolean }>(
-      `SELECT i.indexrelid::int8 AS oid, format('%I.%I', n.nspname, c.relname) AS name,
-              (c.relname = $3 OR c.relname ~ '_cc(new|old)[0-9]*$')
-                AND NOT EXISTS (${BUILDING}) AS leftover
-         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE}`,
-      [t.table ?? null, t.index ?? null, t.creates ?? null],
-    );
-    for (const r of rows) {
+    for (const r of await invalidOn(client, t)) {
       if (!r.leftover) {
-        invalidBefore.push(Number(r.oid));
+        invalidBefore.push(r.oid);
         continue;
       }
       await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${r.name}`);
@@ -70,10 +83,9 @@ export async function clearInvalidIndexes(
 
 /**
  * After a file with concurrent index statements failed or was stopped: the
- * INVALID leftovers of its builds that the next run drops and rebuilds (of
- * the name a statement creates, or REINDEX's copies; none another session
- * still builds), as clearInvalidIndexes finds them. Best effort: none when
- * it cannot look.
+ * leftovers of its builds that the next run's clearInvalidIndexes drops and
+ * rebuilds, less those INVALID before it. Best effort: none when it cannot
+ * look.
  */
 export async function invalidLeft(
   client: pg.ClientBase,
@@ -81,19 +93,11 @@ export async function invalidLeft(
   invalidBefore: number[],
 ): Promise<string[]> {
   try {
-    const names: string[] = [];
-    for (const t of targets) {
-      const { rows } = await client.query<{ name: string }>(
-        `SELECT format('%I.%I', n.nspname, c.relname) AS name
-           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE NOT i.indisvalid AND i.indrelid = ${TARGET_TABLE} AND i.indexrelid <> ALL ($4::int8[])
-            AND (c.relname = $3 OR c.relname ~ '_cc(new|old)[0-9]*$') AND NOT EXISTS (${BUILDING})
-          ORDER BY 1`,
-        [t.table ?? null, t.index ?? null, t.creates ?? null, invalidBefore],
-      );
-      for (const r of rows) if (!names.includes(r.name)) names.push(r.name);
-    }
-    return names;
+    const names = new Set<string>();
+    for (const t of targets)
+      for (const r of await invalidOn(client, t))
+        if (r.leftover && !invalidBefore.includes(r.oid)) names.add(r.name);
+    return [...names];
   } catch {
     return [];
   }
