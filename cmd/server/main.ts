@@ -39,8 +39,13 @@ try {
   process.exit(2);
 }
 
-const log = createLogger({ level: conf.log?.level ?? "info", format: conf.log?.format ?? "auto" });
 const processes = conf.server!.processes;
+const log = createLogger({
+  level: conf.log?.level ?? "info",
+  format: conf.log?.format ?? "auto",
+  // The processes share stdout: no write of one may cut a line of another's.
+  shared: processes > 1,
+});
 if (processes > 1 && cluster.isPrimary)
   await (await import("./cluster.js")).runPrimary(conf, log, processes);
 else await run(conf, log);

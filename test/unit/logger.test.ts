@@ -1,10 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger, gathered } from "../../internal/pkg/log/logger.js";
+import { createLogger, gathered, writeLimit } from "../../internal/pkg/log/logger.js";
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -137,6 +137,34 @@ describe("stdout's lines gathered", () => {
     }
     // 40 lines of 100 bytes fit in 4096: three writes, not a hundred.
     expect(s.writes.length).toBe(3);
+  });
+
+  it("writes everything gathered at once when allowed a slab", async () => {
+    const s = sink();
+    const out = gathered(s, -1, 64 * 1024);
+    const lines = Array.from({ length: 300 }, (_, i) => line(i));
+    for (const l of lines) out.write(l);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.writes).toEqual([lines.join("")]);
+  });
+
+  it("writes up to a slab at once only to a regular file it writes alone; to a pipe, or shared, at most 4 KiB", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kbts-log-"));
+    const fifo = join(dir, "fifo");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    // Read end first (non-blocking), so that opening the write end does not wait.
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const pipe = openSync(fifo, "w");
+    const file = openSync(join(dir, "out"), "a");
+    try {
+      expect(writeLimit(file, false)).toBe(64 * 1024);
+      expect(writeLimit(file, true)).toBe(4096);
+      expect(writeLimit(pipe, false)).toBe(4096);
+      expect(writeLimit(-1, false)).toBe(4096);
+    } finally {
+      for (const fd of [pipe, reader, file]) closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("counts bytes, not characters, and keeps a line longer than 4 KiB whole", async () => {

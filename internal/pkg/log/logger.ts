@@ -1,4 +1,4 @@
-import { writeSync } from "node:fs";
+import { fstatSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { isatty } from "node:tty";
 import { pino, type Logger, type LoggerOptions } from "pino";
@@ -20,6 +20,11 @@ export interface LogOptions {
    * it only once flushed and done logging.
    */
   fd?: number;
+  /**
+   * Other processes write to the same output (server.processes > 1): each
+   * write then holds at most PIPE_BUF bytes (see `writeLimit`).
+   */
+  shared?: boolean;
 }
 
 // Keys whose values are secrets or personal data wherever they appear (top
@@ -81,25 +86,46 @@ export function createLogger(options: LogOptions): Logger {
   }
   if (options.fd === undefined && out !== process.stdout) return pino(settings, out);
   const fd = options.fd ?? 1;
+  const maxWrite = writeLimit(fd, options.shared ?? false);
   // minLength 1: sonic-boom's flush(cb) then waits for a write in flight
   // (at 0 it calls back at once); every line is longer, so none waits.
   const sonic = pino.destination({
     fd,
     sync: false,
     minLength: 1,
-    maxWrite: PIPE_BUF,
+    maxWrite,
     contentMode: "buffer",
   });
   // In buffer mode sonic-boom takes Buffers (its types know only strings).
   // Known fault there (4.2.1): after a failed write other than EAGAIN/EPIPE
   // its flushSync keeps stale lengths and can cut lines short; pino rethrows
   // such an error, so it is met only on the way out of a crashing process.
-  return pino(settings, gathered(sonic as unknown as LineSink, fd));
+  return pino(settings, gathered(sonic as unknown as LineSink, fd, maxWrite));
 }
 
 // Several processes sharing stdout (server.processes) do not interleave
 // within a line when each write holds whole lines and at most this many bytes.
 const PIPE_BUF = 4096;
+
+/**
+ * The most one write of gathered lines holds. A regular file written by
+ * this process alone takes a whole slab at once (one write per GATHER_MS
+ * rather than one per twenty lines or so). Anything else, a pipe above all,
+ * gets whole lines of at most PIPE_BUF: such a write goes out whole or not
+ * at all, where a longer one to a pipe whose reader is behind may go out in
+ * part, and at exit sonic-boom's flushSync writes what follows before the
+ * rest (a line cut and joined to the next), as a write still in flight in
+ * the thread pool may interleave with the exit's own. Processes sharing the
+ * output keep to PIPE_BUF whatever it is.
+ */
+export function writeLimit(fd: number, shared: boolean): number {
+  if (shared) return PIPE_BUF;
+  try {
+    return fstatSync(fd).isFile() ? SLAB_BYTES : PIPE_BUF;
+  } catch {
+    return PIPE_BUF;
+  }
+}
 
 /** What the gatherer writes to: pino's destination (sonic-boom). */
 export interface LineSink {
@@ -122,17 +148,26 @@ const GATHER_MS = 10;
 // Lines are copied as they come into slabs of this size, as UTF-8.
 const SLAB_BYTES = 64 * 1024;
 
+// A file can take less than it is given (a full disk): the rest follows.
+function writeWhole(fd: number, bytes: Buffer): void {
+  for (let left = bytes; left.length > 0;) {
+    const n = writeSync(fd, left);
+    if (n <= 0) return;
+    left = left.subarray(n);
+  }
+}
+
 /**
  * Asynchronous writes to stdout, gathered: the lines logged within
  * GATHER_MS of the first go to `sonic` together, in chunks of whole lines of
- * at most PIPE_BUF bytes (unless one line is longer), each one write. An
+ * at most `chunkBytes` (unless one line is longer), each one write. An
  * asynchronous write costs about 20 µs of CPU however little it holds: one
  * per line, or even per event-loop turn, cost a request more than making its
  * line. Each line is encoded at once into a slab, outside the JavaScript
  * heap: under load a line held as a string until its write often outlived a
  * young-generation collection, and the strings promoted cost full ones.
  */
-export function gathered(sonic: LineSink, fd: number) {
+export function gathered(sonic: LineSink, fd: number, chunkBytes = PIPE_BUF) {
   let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
   // The slab's bytes filled, and where the chunk being gathered begins.
   let used = 0;
@@ -156,7 +191,7 @@ export function gathered(sonic: LineSink, fd: number) {
     const pending = take();
     try {
       sonic.flushSync();
-      for (const c of pending) writeSync(fd, c);
+      for (const c of pending) writeWhole(fd, c);
     } catch {
       // Not open yet, or closed: nowhere to write.
     }
@@ -178,7 +213,7 @@ export function gathered(sonic: LineSink, fd: number) {
       }
       if (line.length * 3 <= SLAB_BYTES) {
         const n = slab.write(line, used);
-        if (used > start && used + n - start > PIPE_BUF) cut();
+        if (used > start && used + n - start > chunkBytes) cut();
         used += n;
       }
       if (due) return;
