@@ -8,7 +8,8 @@ import { GetUserRequestSchema, UserService } from "../../api/user/v1/user_pb.js"
 import { ConfigError, loadConfig, parseConfig } from "../../internal/conf/load.js";
 import { createLogger } from "../../internal/pkg/log/logger.js";
 import { requestLog } from "../../internal/server/middleware/logging.js";
-import { createCall } from "../../internal/transport/call.js";
+import { createCall, withValue } from "../../internal/transport/call.js";
+import { callerKey } from "../../internal/transport/caller.js";
 
 const minimal = { kms: { root_key: Buffer.alloc(32, 1).toString("base64") } };
 const dir = mkdtempSync(join(tmpdir(), "kbts-reqlog-"));
@@ -95,6 +96,49 @@ describe("the request log", () => {
         ms: 1.5,
       }),
     ]);
+  });
+
+  it("When a call is logged, Then its line is the one pino writes for the same fields, byte for byte", () => {
+    const raw: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        raw.push(...chunk.toString().split(/(?<=\n)/));
+        cb();
+      },
+    });
+    const log = createLogger({ level: "info", format: "json", destination });
+    const observer = requestLog(log)!;
+    const call = createCall({
+      service: UserService,
+      method: UserService.method.getUser,
+      request: create(GetUserRequestSchema, { id: 1n }),
+      deadline: undefined,
+      transport: "connect",
+      requestHeader: new Headers(),
+    });
+    const pinoLine = (caller: string | undefined, code: string, ms: number) =>
+      log
+        .child({ rpc: "user.v1.UserService/GetUser", transport: "connect" }, { redact: [] })
+        .info({ caller, code, ms }, "rpc");
+    const sameTime = (l: string) => l.replace(/"time":"[^"]*"/, '"time":"T"');
+    const names = [undefined, "jwt:alice", 'jwt:"quoted" \\ é 🙂 \u0001', "anonymous"];
+    for (const name of names) {
+      const who =
+        name === undefined ? call : withValue(call, callerKey, { name, scopes: new Set<string>() });
+      observer(who, "NOT_FOUND", 12.34567);
+      pinoLine(name, "NOT_FOUND", 12.346);
+      observer(who, "OK", 0.0004);
+      pinoLine(name, "OK", 0);
+    }
+    expect(raw).toHaveLength(names.length * 4);
+    for (let i = 0; i < raw.length; i += 2) {
+      expect(sameTime(raw[i]!)).toBe(sameTime(raw[i + 1]!));
+      expect(JSON.parse(raw[i]!)).toMatchObject({
+        level: "info",
+        msg: "rpc",
+        service: expect.any(String),
+      });
+    }
   });
 
   it("When lines are written in one millisecond or across several, Then each carries the time as pino's isoTime writes it", () => {
