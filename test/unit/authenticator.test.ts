@@ -229,6 +229,36 @@ describe("the authenticator's memory of tokens", () => {
     expect(await ask(authenticate, `Bearer ${staticToken}`, true)).toMatchObject({ name: "svc" });
   });
 
+  it("When one header comes in a run, Then each call is answered at once as the lookup would: not for an address past its limit, not once pushed out, not past exp", async () => {
+    const { clock, authenticate } = setup("0s", 1);
+    const a = `Bearer ${await jwt({ exp: t0 / 1000 + 60 })}`;
+    await ask(authenticate, a);
+    for (let i = 0; i < 3; i++)
+      expect(await ask(authenticate, a)).toMatchObject({ atOnce: true, name: "jwt:svc-a" });
+    expect(await ask(authenticate, a, true)).toEqual({
+      atOnce: true,
+      name: "anonymous",
+      problem: "invalid",
+    });
+    // Keeping b pushes a out (one kept): a is verified again.
+    const b = `Bearer ${await jwt({ exp: t0 / 1000 + 60, sub: "svc-b" })}`;
+    await ask(authenticate, b);
+    expect(await ask(authenticate, a)).toMatchObject({ atOnce: false, name: "jwt:svc-a" });
+    expect(await ask(authenticate, a)).toMatchObject({ atOnce: true, name: "jwt:svc-a" });
+    clock.now = t0 + 60_000;
+    expect(await ask(authenticate, a)).toEqual({
+      atOnce: false,
+      name: "anonymous",
+      problem: "expired",
+    });
+    // A configured token in a run too.
+    for (let i = 0; i < 2; i++)
+      expect(await ask(authenticate, `Bearer ${staticToken}`)).toMatchObject({
+        atOnce: true,
+        name: "svc",
+      });
+  });
+
   it("When a header is too large or not a bearer token, Then it is refused as before", async () => {
     const { authenticate } = setup();
     expect(await ask(authenticate, `Bearer ${"x".repeat(9000)}`)).toMatchObject({

@@ -35,9 +35,9 @@ export const defaultVerifiedJwts = 10_000;
  *
  * What was found is kept by the header that carried it, written as
  * `Bearer <token>` (other spellings are read as that one), so that a header
- * seen before costs a lookup: no parsing, no hashing, no verifying. A
- * configured token is kept for good (they are few: one entry each). A JWT
- * is kept only once accepted, and answered from memory only while a fresh
+ * seen before costs a lookup (the one seen last, a comparison): no parsing,
+ * no hashing, no verifying. A configured token is kept for good (they are
+ * few: one entry each). A JWT is kept only once accepted, and answered from memory only while a fresh
  * verification would accept it too (jwt.ts, validSpan: never past its exp,
  * never before its nbf); up to `verifiedJwts` of them, the oldest dropped
  * first. Only tokens the issuer signed enter, so a caller can push others
@@ -66,22 +66,48 @@ export function createAuthenticator(
     const t = now();
     if (t >= entry.fromMs && t < entry.untilMs) return entry.caller;
     // Verified again, it is refused with the reason a fresh look gives.
-    verified.delete(header);
+    forget(header);
     return undefined;
   };
   const keep = (header: string, caller: Caller, valid: { fromMs: number; untilMs: number }) => {
     if (verifiedJwts <= 0) return;
     if (verified.size >= verifiedJwts && !verified.has(header))
-      verified.delete(verified.keys().next().value!);
+      forget(verified.keys().next().value!);
     verified.set(header, { caller, ...valid });
   };
+  // The header answered last from memory, and its answer: a client's calls
+  // come in runs, and comparing a header with the last one costs far less
+  // than hashing its few hundred characters for a lookup. It answers only
+  // what the lookup would (a JWT while it is valid and kept).
+  let lastHeader: string | undefined;
+  let lastCaller: Caller | undefined;
+  let lastJwt: { fromMs: number; untilMs: number } | undefined;
+  const remember = (header: string, caller: Caller) => {
+    const entry = verified.get(header);
+    lastHeader = header;
+    lastCaller = caller;
+    lastJwt = entry?.caller === caller ? entry : undefined;
+  };
+  function forget(header: string) {
+    verified.delete(header);
+    if (header === lastHeader) lastHeader = undefined;
+  }
   // Header values reach us as one character per byte.
   const maxBytes = conf.maxTokenBytes;
   return (authorization, cheapOnly = false) => {
     if (!authorization) return anonymous("missing");
-    // A JWT is not even looked up for an address past its limit (cheapOnly).
+    if (authorization === lastHeader) {
+      if (!lastJwt) return lastCaller!;
+      const t = now();
+      // A JWT is not even looked up for an address past its limit (cheapOnly);
+      // past its validity the lookup below refuses and forgets it.
+      if (!cheapOnly && t >= lastJwt.fromMs && t < lastJwt.untilMs) return lastCaller!;
+    }
     const again = seen.get(authorization) ?? (cheapOnly ? undefined : accepted(authorization));
-    if (again) return again;
+    if (again) {
+      remember(authorization, again);
+      return again;
+    }
     if (authorization.length > maxBytes) return anonymous("too_large");
     const token = BEARER.exec(authorization)?.[1];
     if (!token) return anonymous("invalid");
