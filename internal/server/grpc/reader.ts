@@ -119,8 +119,9 @@ class MessageReader implements Reader {
     this.held = 0;
     this.arrived(this.unsent);
     // What is still buffered is not going to be read: let it drain, so that a
-    // stream the client has reset meanwhile ends and closes.
-    this.stream.resume();
+    // stream the client has reset meanwhile ends and closes (one that ended
+    // holds nothing).
+    if (!this.stream.readableEnded) this.stream.resume();
   }
 
   holdBack(): void {

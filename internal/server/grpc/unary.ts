@@ -153,18 +153,26 @@ class UnaryCall implements MessageSink, Due {
           peer: this.connection.peer,
         }),
       )
+      // Each handler catches what it throws: an answer that cannot be written
+      // (the stream went in between) ends the call, and no promise more is made.
       .then(
         (response) => {
-          this.finish();
-          answerMessage(stream, toBinary(route.method.output, response));
+          try {
+            this.finish();
+            answerMessage(stream, toBinary(route.method.output, response));
+          } catch {
+            stream.destroy();
+          }
         },
         (err: unknown) => {
-          this.finish();
-          const error = err instanceof ConnectError ? err : rpcErrors.internal(route.service);
-          answerStatus(stream, errorStatus(error));
+          try {
+            this.finish();
+            const error = err instanceof ConnectError ? err : rpcErrors.internal(route.service);
+            answerStatus(stream, errorStatus(error));
+          } catch {
+            stream.destroy();
+          }
         },
-      )
-      // An answer that cannot be written (the stream went in between): the call is over.
-      .catch(() => stream.destroy());
+      );
   }
 }
