@@ -155,7 +155,9 @@ export const hashContender = (name: string, s: BenchServer): Contender => ({
  * against three references, each in a process of its own, alternating
  * rounds: a bare grpc-js server answering a fixed reply without work, and
  * grpc-js and node:http2 each doing the same work (reference.ts). The
- * references get the same authorization header and ignore it.
+ * references get the same authorization header and ignore it. Ours runs
+ * twice: as shipped, and with a request line for failed calls only
+ * (log.request_sample 0), what the request log costs.
  */
 export async function hashFieldOverGrpc(
   url: string,
@@ -164,7 +166,12 @@ export async function hashFieldOverGrpc(
 ): Promise<Comparison> {
   const kinds: ReferenceKind[] = ["bare", "grpc-js", "http2"];
   const references = await Promise.all(kinds.map((k) => startReference(k)));
-  const ours = await startBenchServer(url, Buffer.from(rootKeyB64, "base64"));
+  const rootKey = Buffer.from(rootKeyB64, "base64");
+  const ours = await startBenchServer(url, rootKey);
+  const unlogged = await startBenchServer(url, rootKey, 1, 0).catch(async (err: unknown) => {
+    await ours.stop();
+    throw err;
+  });
   try {
     return await alternate({
       path,
@@ -174,11 +181,12 @@ export async function hashFieldOverGrpc(
       contenders: [
         ...references.map((r, i) => ({ ...r, name: kinds[i]!, token: ours.token })),
         hashContender("ours", ours),
+        hashContender("ours, request_sample 0", unlogged),
       ],
     });
   } finally {
     await Promise.all(references.map((r) => r.stop()));
-    await ours.stop();
+    await Promise.all([ours.stop(), unlogged.stop()]);
   }
 }
 

@@ -141,7 +141,13 @@ try {
     console.log(row("node:http2 + protobuf-es, same work", h.results.get("http2")!));
     console.log(row("ours: full service, auth on, JWT", h.results.get("ours")!));
     console.log(
+      row("ours, a line for failed calls only", h.results.get("ours, request_sample 0")!),
+    );
+    console.log(
       `ratio ours/node:http2 same work:    ${ratio(h, "ours", "http2", "goals: >= 0.8, p99 <= 1.5")}`,
+    );
+    console.log(
+      `ratio the same, request_sample 0:   ${ratio(h, "ours, request_sample 0", "http2")}`,
     );
     console.log(`ratio ours/grpc-js same work:       ${ratio(h, "ours", "grpc-js")}`);
     console.log(

@@ -34,6 +34,8 @@ export async function startBenchServer(
   rootKey: Buffer,
   /** server.processes: 2 runs one per core behind the same ports. */
   processes = 1,
+  /** log.request_sample: the fraction of successful calls with a line (1: every call). */
+  requestSample = 1,
 ): Promise<BenchServer> {
   const dir = mkdtempSync(join(tmpdir(), "kbts-bench-server-"));
   const secret = randomBytes(32).toString("hex");
@@ -51,7 +53,7 @@ export async function startBenchServer(
     data: { database: { source: url, migrate: "up" } },
     kms: { root_key: rootKey.toString("base64") },
     auth: { enabled: true, jwt: { audience: AUDIENCE, hs256_secret_file: secretFile } },
-    log: { level: "info", format: "json" },
+    log: { level: "info", format: "json", request_sample: requestSample },
   };
   const file = join(dir, "config.yaml");
   // YAML reads JSON.
