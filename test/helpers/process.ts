@@ -93,10 +93,16 @@ export function spawnMigrate(args: string[], opts: SpawnOptions = {}): ServerPro
 /** Runs cmd/migrate to completion (see spawnMigrate): its exit code and output. */
 export async function runMigrate(args: string[], opts: SpawnOptions = {}) {
   const proc = spawnMigrate(args, opts);
-  let stdout = "";
-  proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+  const stdout = stdoutOf(proc);
   const code = await proc.exited;
-  return { code, stdout, output: proc.output() };
+  return { code, stdout: stdout(), output: proc.output() };
+}
+
+/** What `proc` writes to stdout from now on, as it has come so far. */
+export function stdoutOf(proc: ServerProcess): () => string {
+  let out = "";
+  proc.child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  return () => out;
 }
 
 /** Runs one of the project's TypeScript entry points as its own process (through tsx). */

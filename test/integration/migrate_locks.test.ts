@@ -7,7 +7,7 @@ import { createLogger } from "../../internal/pkg/log/logger.js";
 import { catalogSnapshot, query } from "../helpers/catalog.js";
 import type { TestDatabase } from "../helpers/db.js";
 import { migrationFixtures } from "../helpers/migrations.js";
-import { spawnMigrate } from "../helpers/process.js";
+import { spawnMigrate, stdoutOf } from "../helpers/process.js";
 
 // Who is in the way: a lock_timeout refusal names the session holding the
 // lock, `up` tries again where that is safe, `migrate locks` lists waits, and
@@ -69,6 +69,14 @@ async function waitOnItems(db: TestDatabase) {
 }
 
 /** Polls `sql` (one boolean `ok`) until true. */
+// `migrate up` whose locks a holder refuses at 300 ms, its stdout kept.
+function upRefused(db: TestDatabase, dir: string) {
+  const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "300ms"], {
+    env: { DATABASE_URL: db.url },
+  });
+  return { proc, stdout: stdoutOf(proc) };
+}
+
 async function until(db: TestDatabase, sql: string, params: unknown[] = []): Promise<void> {
   for (;;) {
     const [row] = await query(db.url, sql, params);
@@ -137,19 +145,15 @@ describe("a lock_timeout refusal names who holds the lock", () => {
   it("up tries again and applies once the holder commits", async () => {
     const { db, dir } = await withBase(addColumn);
     const h = await holder(db);
-    const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "300ms"], {
-      env: { DATABASE_URL: db.url },
-    });
-    let stdout = "";
-    proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    const { proc, stdout } = upRefused(db, dir);
     // The first refusal is logged with its blockers before the next try.
     const line = await proc.waitFor(/trying again/);
     expect(JSON.parse(line).blockers.blockers[0].pid).toBe(h.pid);
     await h.client.query("COMMIT");
     expect(await proc.exited, proc.output()).toBe(0);
-    expect(stdout).toMatch(/lock_timeout, attempt 1 at .*; tried again after \d+ ms/);
-    expect(stdout).toContain(`pid ${h.pid} (postgres, locks-test`);
-    expect(stdout).toMatch(/^applied {2}000002_items_note/m);
+    expect(stdout()).toMatch(/lock_timeout, attempt 1 at .*; tried again after \d+ ms/);
+    expect(stdout()).toContain(`pid ${h.pid} (postgres, locks-test`);
+    expect(stdout()).toMatch(/^applied {2}000002_items_note/m);
     expect(await query(db.url, "SELECT count(*)::int AS n FROM pgmigrations")).toEqual([{ n: 2 }]);
   });
 });
@@ -174,11 +178,7 @@ describe("a signal while refused tries wait to be tried again", () => {
   it("stops: exit 143, not tried again, no failure recorded", async () => {
     const { db, dir } = await withBase(addColumn);
     const h = await holder(db);
-    const proc = spawnMigrate(["up", "--dir", dir, "--lock-timeout", "300ms"], {
-      env: { DATABASE_URL: db.url },
-    });
-    let stdout = "";
-    proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    const { proc, stdout } = upRefused(db, dir);
     try {
       await proc.waitFor(/trying again/);
       // In the pause before the next try, or in that try's wait: a stop either way.
@@ -188,8 +188,8 @@ describe("a signal while refused tries wait to be tried again", () => {
       proc.child.kill("SIGKILL");
     }
     await h.client.query("COMMIT");
-    expect(stdout).toMatch(/^FAILED {3}000002_items_note /m);
-    expect(stdout).toMatch(/000002_items_note \(up\) was stopped, see above/);
+    expect(stdout()).toMatch(/^FAILED {3}000002_items_note /m);
+    expect(stdout()).toMatch(/000002_items_note \(up\) was stopped, see above/);
     expect(await query(db.url, "SELECT to_regclass('migrate_failures') AS t")).toEqual([
       { t: null },
     ]);
@@ -362,8 +362,7 @@ describe("old transactions before a concurrent index build", () => {
       ["up", "--dir", dir, "--old-transaction-age", "1s", "--lock-timeout", "10m"],
       { env: { DATABASE_URL: db.url } },
     );
-    let stdout = "";
-    proc.child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    const stdout = stdoutOf(proc);
     const line = await proc.waitFor(/old transaction/);
     expect(JSON.parse(line).transactions[0].pid).toBe(h.pid);
     // The build is under way and waits for the holder's snapshot.
@@ -374,9 +373,9 @@ describe("old transactions before a concurrent index build", () => {
     );
     await h.client.query("COMMIT");
     expect(await proc.exited, proc.output()).toBe(0);
-    expect(stdout).toContain(`old      transactions open when 000003_items_label`);
-    expect(stdout).toContain(`pid ${h.pid} (postgres, locks-test, idle in transaction`);
-    expect(stdout).toMatch(/^applied {2}000003_items_label/m);
+    expect(stdout()).toContain(`old      transactions open when 000003_items_label`);
+    expect(stdout()).toContain(`pid ${h.pid} (postgres, locks-test, idle in transaction`);
+    expect(stdout()).toMatch(/^applied {2}000003_items_label/m);
   });
 
   it("a build stopped by SIGTERM says which INVALID index it left, and the next up rebuilds it", async () => {

@@ -42,6 +42,17 @@ describe("log.request_sample", () => {
   });
 });
 
+/** A GetUser call on `transport`, without a caller. */
+const getUser = (transport: "grpc" | "connect") =>
+  createCall({
+    service: UserService,
+    method: UserService.method.getUser,
+    request: create(GetUserRequestSchema, { id: 1n }),
+    deadline: undefined,
+    transport,
+    requestHeader: new Headers(),
+  });
+
 describe("the request log", () => {
   function capture(sample: number, draws: number[]) {
     const lines: Record<string, unknown>[] = [];
@@ -54,14 +65,7 @@ describe("the request log", () => {
     const log = createLogger({ level: "info", format: "json", destination });
     let i = 0;
     const observer = requestLog(log, sample, () => draws[i++ % draws.length]!)!;
-    const call = createCall({
-      service: UserService,
-      method: UserService.method.getUser,
-      request: create(GetUserRequestSchema, { id: 1n }),
-      deadline: undefined,
-      transport: "grpc",
-      requestHeader: new Headers(),
-    });
+    const call = getUser("grpc");
     return { lines, log: (code: string) => observer(call, code, 1.5) };
   }
 
@@ -108,14 +112,7 @@ describe("the request log", () => {
     });
     const log = createLogger({ level: "info", format: "json", destination });
     const observer = requestLog(log)!;
-    const call = createCall({
-      service: UserService,
-      method: UserService.method.getUser,
-      request: create(GetUserRequestSchema, { id: 1n }),
-      deadline: undefined,
-      transport: "connect",
-      requestHeader: new Headers(),
-    });
+    const call = getUser("connect");
     const pinoLine = (caller: string | undefined, code: string, ms: number) =>
       log
         .child({ rpc: "user.v1.UserService/GetUser", transport: "connect" }, { redact: [] })
